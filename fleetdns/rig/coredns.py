@@ -1,0 +1,70 @@
+"""Real CoreDNS started with a given Corefile, answering on a loopback UDP/TCP port."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import dns.message
+import dns.query
+import dns.rdatatype
+
+from fleetdns.rig.binaries import binary
+from fleetdns.rig.ports import free_port
+from fleetdns.rig.process import ManagedProcess
+
+START_TIMEOUT = 20.0
+
+
+class CoreDNS:
+    """CoreDNS whose Corefile is ``corefile`` with ``{port}`` replaced by the DNS port chosen here."""
+
+    def __init__(self, corefile: str, workdir: Path | None = None, host: str = "127.0.0.1",
+                 name: str = "coredns") -> None:
+        self.host = host
+        self.name = name
+        self.port = free_port(host, udp_too=True)
+        self.workdir = workdir or Path(tempfile.mkdtemp(prefix="fleetdns-coredns-"))
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.corefile_path = self.workdir / "Corefile"
+        self.corefile_path.write_text(corefile.replace("{port}", str(self.port)))
+        self.process: ManagedProcess | None = None
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def start(self, timeout: float = START_TIMEOUT) -> CoreDNS:
+        self.process = ManagedProcess(self.name, [binary("coredns"), "-conf", str(self.corefile_path)],
+                                      self.workdir / "coredns.log").start()
+        self.process.wait_until(self._answers, timeout, "answering DNS")
+        return self
+
+    def _answers(self) -> bool:
+        query = dns.message.make_query("fleetdns-rig-probe.invalid.", dns.rdatatype.A)
+        dns.query.udp(query, self.host, port=self.port, timeout=0.3)
+        return True  # any reply, even NXDOMAIN or REFUSED, means the server is up
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.stop()
+
+    def __enter__(self) -> CoreDNS:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def etcd_corefile(zone: str, etcd_endpoints: list[str], path: str = "/skydns", extra: str = "") -> str:
+    """A minimal Corefile serving ``zone`` from etcd, for tests and the rig (``{port}`` left in place)."""
+    return (
+        f"{zone}:{{port}} {{\n"
+        f"    etcd {{\n"
+        f"        path {path}\n"
+        f"        endpoint {' '.join(etcd_endpoints)}\n"
+        f"    }}\n"
+        f"{extra}"
+        f"    errors\n"
+        f"}}\n"
+    )

