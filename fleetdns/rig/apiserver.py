@@ -28,7 +28,7 @@ class KubeAPIServer:
                  admin_auth: AdminAuth = "token", host: str = "127.0.0.1") -> None:
         self.name = name
         self.host = host
-        self.workdir = workdir or Path(tempfile.mkdtemp(prefix=f"fleetdns-kube-{name}-"))
+        self.workdir = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix=f"fleetdns-kube-{name}-"))
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.own_etcd = EtcdServer(self.workdir / "etcd") if etcd_url is None else None
         self.etcd_url = etcd_url

@@ -24,7 +24,7 @@ class CoreDNS:
         self.host = host
         self.name = name
         self.port = free_port(host, udp_too=True)
-        self.workdir = workdir or Path(tempfile.mkdtemp(prefix="fleetdns-coredns-"))
+        self.workdir = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="fleetdns-coredns-"))
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.corefile_path = self.workdir / "Corefile"
         self.corefile_path.write_text(corefile.replace("{port}", str(self.port)))

@@ -59,7 +59,7 @@ class EtcdCluster:
 
     def __init__(self, size: int = 1, workdir: Path | None = None, host: str = "127.0.0.1",
                  max_txn_ops: int = 128) -> None:
-        self.workdir = workdir or Path(tempfile.mkdtemp(prefix="fleetdns-etcd-"))
+        self.workdir = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="fleetdns-etcd-"))
         self.members = [_Member(f"etcd{i}", self.workdir, host) for i in range(size)]
         self.max_txn_ops = max_txn_ops
 

@@ -22,7 +22,7 @@ class ExternalDNS:
                  env: dict[str, str] | None = None, name: str = "external-dns") -> None:
         self.name = name
         self.metrics_port = free_port()
-        self.workdir = workdir or Path(tempfile.mkdtemp(prefix="fleetdns-externaldns-"))
+        self.workdir = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="fleetdns-externaldns-"))
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.argv = [
             binary("external-dns"),

@@ -14,7 +14,7 @@ class Fleet:
     """Start-ups overlap, so three API servers are ready in about the time of one."""
 
     def __init__(self, members: tuple[str, ...] = DEFAULT_MEMBERS, workdir: Path | None = None) -> None:
-        self.workdir = workdir or Path(tempfile.mkdtemp(prefix="fleetdns-fleet-"))
+        self.workdir = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="fleetdns-fleet-"))
         self.host = KubeAPIServer("host", self.workdir / "host")
         self.members = {name: KubeAPIServer(name, self.workdir / name) for name in members}
 

@@ -1,0 +1,53 @@
+# FleetDNS developer entry points. `make test` and `make demo` work on a fresh machine:
+# they create the virtualenv and build or fetch the real components first.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: help venv tools test test-unit rig demo bench bench-webhook bench-aggregator lint clean
+
+help: ## list targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "FleetDNS needs Python >= 3.11, found " + sys.version.split()[0])'
+	@echo "[venv] creating $(VENV) and installing fleetdns[dev]"
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	@touch $(STAMP)
+
+venv: $(STAMP) ## create the virtualenv with fleetdns and its test tools
+
+tools: $(STAMP) ## install etcd, kubectl, CoreDNS, ExternalDNS, kube-apiserver into ./bin (cached by version)
+	$(PY) hack/install_tools.py
+
+test: tools ## run every test against the real components
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-unit: venv ## only the pure tests (no processes)
+	$(PY) -m pytest -m unit $(PYTEST_ARGS)
+
+rig: tools ## start host+east+west API servers and etcd+CoreDNS per region; Ctrl-C stops all
+	$(PY) -m fleetdns.rig
+
+demo: tools ## the local multicluster federation demo
+	$(PY) -m hack.demo
+
+bench: bench-webhook bench-aggregator ## every benchmark; results go to docs/benchmarks.md
+
+bench-webhook: tools ## webhook provider benchmarks (GET/POST /records, coredns vs webhook)
+	$(PY) -m bench.webhook
+
+bench-aggregator: tools ## aggregator benchmark (2,000 intents across 3 members)
+	$(PY) -m bench.aggregator
+
+lint: venv ## ruff and mypy
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy fleetdns webhook_provider aggregator
+
+clean: ## remove the virtualenv and ./bin (the tool cache stays)
+	rm -rf $(VENV) bin .pytest_cache

@@ -1,0 +1,72 @@
+"""Command-line flags that also read an environment variable, and start-up validation errors."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+from collections.abc import Callable
+from typing import Any, NoReturn
+
+
+class ConfigError(ValueError):
+    """Invalid configuration; names the flag (and its variable) and the bad value."""
+
+    def __init__(self, flag: str, value: object, reason: str) -> None:
+        super().__init__(f"invalid {flag}={value!r}: {reason}")
+        self.flag = flag
+        self.value = value
+
+
+def add_flag(parser: argparse.ArgumentParser, flag: str, env: str | None, default: Any, help_text: str,
+             **kwargs: Any) -> None:
+    """``--flag`` whose default comes from ``$env`` when set; help shows both."""
+    env_value = os.environ.get(env) if env else None
+    value = env_value if env_value is not None else default
+    shown = f" (env {env})" if env else ""
+    parser.add_argument(flag, default=value, help=f"{help_text}{shown}; default: {default!r}", **kwargs)
+
+
+def env_bool(value: str | bool) -> bool:
+    if isinstance(value, bool):
+        return value
+    lowered = value.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"expected true or false, got {value!r}")
+
+
+def parse_host_port(flag: str, value: str) -> tuple[str, int]:
+    """``127.0.0.1:8888``, ``:8080`` (all interfaces) or ``[::1]:8080``."""
+    match = re.fullmatch(r"\[?([^\[\]]*?)\]?:(\d{1,5})", value.strip())
+    if not match or not 0 < int(match.group(2)) < 65536:
+        raise ConfigError(flag, value, "expected HOST:PORT, for example 127.0.0.1:8888")
+    return match.group(1) or "0.0.0.0", int(match.group(2))
+
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(flag: str, value: str) -> float:
+    """Go-style durations (``30s``, ``1m30s``, ``500ms``) to seconds; a bare number means seconds."""
+    text = value.strip()
+    if re.fullmatch(r"\d+(?:\.\d+)?", text):
+        return float(text)
+    parts = _DURATION.findall(text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        raise ConfigError(flag, value, "expected a duration such as 500ms, 30s or 1m30s")
+    return sum(float(number) * _UNIT_SECONDS[unit] for number, unit in parts)
+
+
+def exit_on_config_error(run: Callable[[], int]) -> NoReturn:
+    """Run a command; a ConfigError ends it with exit code 2 and one clear line on stderr."""
+    try:
+        code = run()
+    except ConfigError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+    sys.exit(code)

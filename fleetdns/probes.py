@@ -1,0 +1,52 @@
+"""The second HTTP port every FleetDNS process has: /healthz, /readyz and Prometheus /metrics."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+from flask import Flask, Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from waitress.server import create_server
+
+ReadyCheck = Callable[[], tuple[bool, str]]
+
+
+def probe_app(ready: ReadyCheck, registry: CollectorRegistry) -> Flask:
+    app = Flask("fleetdns-probes")
+
+    @app.get("/healthz")
+    def healthz() -> Response:
+        return Response("ok\n", mimetype="text/plain")
+
+    @app.get("/readyz")
+    def readyz() -> Response:
+        ok, reason = ready()
+        return Response(f"{'ok' if ok else 'not ready'}: {reason}\n", status=200 if ok else 503, mimetype="text/plain")
+
+    @app.get("/metrics")
+    def metrics() -> Response:
+        return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
+
+    return app
+
+
+class BackgroundServer:
+    """A waitress server on its own thread, closed by ``stop`` (used for both the API and the probes)."""
+
+    def __init__(self, app: Flask, host: str, port: int, threads: int = 4, name: str = "http") -> None:
+        self.server = create_server(app, host=host, port=port, threads=threads, ident="fleetdns",
+                                    clear_untrusted_proxy_headers=True)
+        self.thread = threading.Thread(target=self.server.run, name=name, daemon=True)
+
+    @property
+    def port(self) -> int:
+        return int(self.server.effective_port)  # type: ignore[union-attr]
+
+    def start(self) -> BackgroundServer:
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.close()
+        self.thread.join(timeout=5)

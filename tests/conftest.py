@@ -1,0 +1,55 @@
+"""Fixtures that start the real components; a skipped test fails the run (a missing binary is a broken setup)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from fleetdns.rig import CoreDNS, EtcdServer, Fleet
+from fleetdns.rig.binaries import binary
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    if session.config.getoption("collectonly"):
+        return
+    for name in ("etcd", "kube-apiserver", "coredns", "external-dns", "kubectl"):
+        binary(name)  # raises MissingBinaryError naming `make tools`
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    skipped = len(reporter.stats.get("skipped", [])) if reporter else 0
+    if skipped and exitstatus == 0:
+        reporter.write_line(f"FAILED: {skipped} test(s) skipped; every test must run (see README)", red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+@pytest.fixture(scope="session")
+def etcd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EtcdServer]:
+    """One real etcd shared by the session; tests use distinct key prefixes."""
+    with EtcdServer(tmp_path_factory.mktemp("etcd"), max_txn_ops=1024) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
+    """Real host, east and west kube-apiservers, each with its own etcd."""
+    with Fleet(workdir=tmp_path_factory.mktemp("fleet")) as started:
+        yield started
+
+
+@pytest.fixture
+def coredns_factory(tmp_path: Path) -> Iterator[callable]:
+    """Start CoreDNS servers from Corefile text; all are stopped after the test."""
+    started: list[CoreDNS] = []
+
+    def start(corefile: str) -> CoreDNS:
+        server = CoreDNS(corefile, tmp_path / f"coredns{len(started)}").start()
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()

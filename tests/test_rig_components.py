@@ -1,0 +1,205 @@
+"""The rig runs the real components: each test proves one of them answers as the real thing does."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+import uuid
+
+import dns.message
+import dns.query
+import dns.rdatatype
+import pyetcd
+import pytest
+import yaml
+from kubernetes import client, utils, watch
+
+from fleetdns.rig import EtcdCluster, ExternalDNS, RigError
+from fleetdns.rig.binaries import REPO_ROOT
+from fleetdns.rig.coredns import CoreDNS, etcd_corefile
+
+DNSENDPOINT_CRD = REPO_ROOT / "manifests" / "crds" / "externaldns.k8s.io_dnsendpoints.yaml"
+
+
+def etcd_client(url: str) -> pyetcd.Etcd3Client:
+    host, port = url.removeprefix("http://").split(":")
+    return pyetcd.client(host=host, port=int(port))
+
+
+def query(server: CoreDNS, name: str, rdtype: str) -> dns.message.Message:
+    return dns.query.udp(dns.message.make_query(name, rdtype), server.host, port=server.port, timeout=2)
+
+
+def answers(response: dns.message.Message, rdtype: str) -> set[str]:
+    wanted = dns.rdatatype.from_text(rdtype)
+    return {rr.to_text() for rrset in response.answer if rrset.rdtype == wanted for rr in rrset}
+
+
+@pytest.mark.etcd
+def test_etcd_put_get_and_transaction_through_the_python_client(etcd):
+    kv = etcd_client(etcd.url)
+    kv.put("/smoke/a", "1")
+    value, _ = kv.get("/smoke/a")
+    assert value == b"1"
+
+    succeeded, _ = kv.transaction(
+        compare=[kv.transactions.value("/smoke/a") == "1"],
+        success=[kv.transactions.put("/smoke/b", "2"), kv.transactions.delete("/smoke/a")],
+        failure=[],
+    )
+    assert succeeded
+    assert kv.get("/smoke/a")[0] is None and kv.get("/smoke/b")[0] == b"2"
+
+    failed, _ = kv.transaction(compare=[kv.transactions.value("/smoke/b") == "nope"],
+                               success=[kv.transactions.put("/smoke/c", "3")], failure=[])
+    assert not failed and kv.get("/smoke/c")[0] is None
+
+
+@pytest.mark.etcd
+def test_three_member_etcd_cluster_keeps_serving_with_one_member_down(tmp_path):
+    with EtcdCluster(3, tmp_path) as cluster:
+        etcd_client(cluster.endpoints[0]).put("/quorum", "yes")
+        cluster.stop_member(2)
+        assert etcd_client(cluster.endpoints[1]).get("/quorum")[0] == b"yes"
+        etcd_client(cluster.endpoints[1]).put("/quorum", "still")
+        cluster.start_member(2)
+        assert etcd_client(cluster.endpoints[2]).get("/quorum")[0] == b"still"
+
+
+@pytest.mark.coredns
+def test_coredns_serves_a_aaaa_and_txt_records_written_to_etcd_in_skydns_format(etcd, coredns_factory):
+    path = f"/smoke{uuid.uuid4().hex[:6]}"
+    kv = etcd_client(etcd.url)
+    kv.put(f"{path}/org/example/app/x1", json.dumps({"host": "192.0.2.10", "ttl": 60}))
+    kv.put(f"{path}/org/example/app/x2", json.dumps({"host": "192.0.2.11", "ttl": 60}))
+    kv.put(f"{path}/org/example/app/x3", json.dumps({"host": "2001:db8::10", "ttl": 60}))
+    kv.put(f"{path}/org/example/note/x1", json.dumps({"text": "hello from etcd", "ttl": 60}))
+    server = coredns_factory(etcd_corefile("example.org", etcd.endpoints, path=path))
+
+    assert answers(query(server, "app.example.org", "A"), "A") == {"192.0.2.10", "192.0.2.11"}
+    assert answers(query(server, "app.example.org", "AAAA"), "AAAA") == {"2001:db8::10"}
+    assert answers(query(server, "note.example.org", "TXT"), "TXT") == {'"hello from etcd"'}
+    assert query(server, "missing.example.org", "A").rcode() == dns.rcode.NXDOMAIN
+
+
+@pytest.mark.coredns
+def test_coredns_that_cannot_start_fails_with_the_tail_of_its_log(tmp_path):
+    broken = CoreDNS("example.org:{port} {\n    no_such_plugin\n}\n", tmp_path)
+    with pytest.raises(RigError) as error:
+        broken.start(timeout=10)
+    assert "no_such_plugin" in str(error.value)
+    broken.stop()
+
+
+@pytest.mark.apiserver
+def test_kube_apiserver_accepts_a_crd_and_a_watch_sees_a_custom_resource(fleet):
+    api = fleet.host.api_client()
+    utils.create_from_dict(api, yaml.safe_load(DNSENDPOINT_CRD.read_text()))
+    extensions = client.ApiextensionsV1Api(api)
+    _wait_established(extensions, "dnsendpoints.externaldns.k8s.io")
+
+    custom = client.CustomObjectsApi(api)
+    name = f"smoke-{uuid.uuid4().hex[:6]}"
+    seen: list[str] = []
+
+    def watch_for_it() -> None:
+        stream = watch.Watch()
+        for event in stream.stream(custom.list_namespaced_custom_object, "externaldns.k8s.io", "v1alpha1",
+                                   "default", "dnsendpoints", timeout_seconds=20):
+            seen.append(f"{event['type']} {event['object']['metadata']['name']}")
+            if event["object"]["metadata"]["name"] == name:
+                stream.stop()
+
+    watcher = threading.Thread(target=watch_for_it)
+    watcher.start()
+    time.sleep(0.5)
+    custom.create_namespaced_custom_object("externaldns.k8s.io", "v1alpha1", "default", "dnsendpoints", {
+        "apiVersion": "externaldns.k8s.io/v1alpha1", "kind": "DNSEndpoint", "metadata": {"name": name},
+        "spec": {"endpoints": [{"dnsName": "smoke.example.org", "recordType": "A", "targets": ["192.0.2.1"]}]},
+    })
+    watcher.join(25)
+    assert f"ADDED {name}" in seen
+
+
+@pytest.mark.apiserver
+def test_member_api_servers_are_separate_clusters(fleet):
+    east = client.CoreV1Api(fleet.members["east"].api_client())
+    west = client.CoreV1Api(fleet.members["west"].api_client())
+    name = f"only-east-{uuid.uuid4().hex[:6]}"
+    east.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+    assert name in {ns.metadata.name for ns in east.list_namespace().items}
+    assert name not in {ns.metadata.name for ns in west.list_namespace().items}
+
+
+@pytest.mark.externaldns
+def test_externaldns_plans_the_record_of_a_dnsendpoint(fleet, tmp_path):
+    api = fleet.host.api_client()
+    try:
+        utils.create_from_dict(api, yaml.safe_load(DNSENDPOINT_CRD.read_text()))
+    except utils.FailToCreateError:
+        pass  # created by an earlier test in this session
+    _wait_established(client.ApiextensionsV1Api(api), "dnsendpoints.externaldns.k8s.io")
+    custom = client.CustomObjectsApi(api)
+    namespace = f"edns-{uuid.uuid4().hex[:6]}"
+    client.CoreV1Api(api).create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace)))
+    custom.create_namespaced_custom_object("externaldns.k8s.io", "v1alpha1", namespace, "dnsendpoints", {
+        "apiVersion": "externaldns.k8s.io/v1alpha1", "kind": "DNSEndpoint", "metadata": {"name": "planned"},
+        "spec": {"endpoints": [{"dnsName": "planned.example.org", "recordType": "A", "targets": ["192.0.2.7"]}]},
+    })
+    externaldns = ExternalDNS(fleet.host.kubeconfig, [
+        "--source=crd", f"--namespace={namespace}", "--provider=inmemory", "--inmemory-zone=example.org",
+        "--registry=txt", "--txt-owner-id=smoke", "--policy=sync", "--interval=1s", "--log-level=debug",
+    ], workdir=tmp_path)
+    with externaldns:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and "planned.example.org" not in externaldns.log():
+            time.sleep(0.2)
+    log = externaldns.log()
+    assert "planned.example.org" in log, log[-3000:]
+    assert "CREATE" in log.upper()
+
+
+@pytest.mark.etcd
+def test_rig_children_die_with_the_process_that_started_them(tmp_path):
+    script = textwrap.dedent(f"""
+        import sys, time
+        sys.path.insert(0, {str(REPO_ROOT)!r})
+        from fleetdns.rig import EtcdServer
+        server = EtcdServer({str(tmp_path)!r}).start()
+        print(server.members[0].process.proc.pid, flush=True)
+        time.sleep(60)
+    """)
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    etcd_pid = int(parent.stdout.readline())
+    assert _alive(etcd_pid)
+    parent.send_signal(signal.SIGKILL)  # no atexit, no finally: only the kernel can clean up
+    parent.wait(5)
+    deadline = time.monotonic() + 5
+    while _alive(etcd_pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(etcd_pid)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat") as stat:
+        return stat.read().split()[2] != "Z"
+
+
+def _wait_established(extensions: client.ApiextensionsV1Api, name: str, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        crd = extensions.read_custom_resource_definition(name)
+        if any(c.type == "Established" and c.status == "True" for c in (crd.status.conditions or [])):
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"CRD {name} not established after {timeout}s")
