@@ -148,6 +148,20 @@ class KubeAPIServer:
     def kubeconfig_text(self) -> str:
         return self.kubeconfig.read_text()
 
+    def embedded_kubeconfig(self) -> str:
+        """Self-contained kubeconfig (CA and credentials inline), as stored in a member-cluster Secret."""
+        import base64
+
+        def b64(path: Path) -> str:
+            return base64.b64encode(path.read_bytes()).decode()
+
+        config = yaml.safe_load(self.kubeconfig_text())
+        config["clusters"][0]["cluster"] = {"server": self.url, "certificate-authority-data": b64(self._ca_path)}
+        if self.admin_auth == "client-cert":
+            config["users"][0]["user"] = {"client-certificate-data": b64(self.workdir / "admin.crt"),
+                                          "client-key-data": b64(self.workdir / "admin.key")}
+        return yaml.safe_dump(config)
+
     def api_client(self):  # noqa: ANN201 - kubernetes.client.ApiClient, imported lazily
         """A kubernetes ApiClient for this server's admin identity."""
         from kubernetes import config
