@@ -99,7 +99,7 @@ def find_or_install_go(root: Path) -> str:
 
 def go_env(ctx: Context) -> dict[str, str]:
     env = dict(os.environ)
-    env.update({"CGO_ENABLED": "0", "GOTOOLCHAIN": "local", "GOFLAGS": "-trimpath"})
+    env.update({"CGO_ENABLED": "0", "GOTOOLCHAIN": "local", "GOFLAGS": f"{env.get('GOFLAGS', '')} -trimpath".strip()})
     return env
 
 

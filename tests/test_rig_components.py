@@ -203,3 +203,19 @@ def _wait_established(extensions: client.ApiextensionsV1Api, name: str, timeout:
             return
         time.sleep(0.1)
     raise AssertionError(f"CRD {name} not established after {timeout}s")
+
+
+@pytest.mark.coredns
+def test_the_shipped_corefile_serves_the_zone_from_etcd_and_reports_ready(etcd, tmp_path):
+    import requests
+
+    from fleetdns.rig.coredns import regional_coredns
+
+    path = f"rig{uuid.uuid4().hex[:6]}"
+    etcd_client(etcd.url).put(f"/{path}/com/example/gslb/app/x1", json.dumps({"host": "192.0.2.44", "ttl": 5}))
+    server = regional_coredns("gslb.example.com", etcd.endpoints, tmp_path, "coredns-test", etcd_path=path)
+    with server:
+        response = query(server, "app.gslb.example.com", "A")
+        assert answers(response, "A") == {"192.0.2.44"}
+        assert response.answer[0].ttl == 5
+        assert requests.get(f"http://{server.env['FLEETDNS_READY_ADDR']}/ready", timeout=2).status_code == 200

@@ -20,7 +20,7 @@ class CoreDNS:
     """CoreDNS whose Corefile is ``corefile`` with ``{port}`` replaced by the DNS port chosen here."""
 
     def __init__(self, corefile: str, workdir: Path | None = None, host: str = "127.0.0.1",
-                 name: str = "coredns") -> None:
+                 name: str = "coredns", env: dict[str, str] | None = None) -> None:
         self.host = host
         self.name = name
         self.port = free_port(host, udp_too=True)
@@ -28,6 +28,7 @@ class CoreDNS:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.corefile_path = self.workdir / "Corefile"
         self.corefile_path.write_text(corefile.replace("{port}", str(self.port)))
+        self.env = env
         self.process: ManagedProcess | None = None
 
     @property
@@ -36,7 +37,7 @@ class CoreDNS:
 
     def start(self, timeout: float = START_TIMEOUT) -> CoreDNS:
         self.process = ManagedProcess(self.name, [binary("coredns"), "-conf", str(self.corefile_path)],
-                                      self.workdir / "coredns.log").start()
+                                      self.workdir / "coredns.log", env=self.env).start()
         self.process.wait_until(self._answers, timeout, "answering DNS")
         return self
 
@@ -68,3 +69,22 @@ def etcd_corefile(zone: str, etcd_endpoints: list[str], path: str = "/skydns", e
         f"    errors\n"
         f"}}\n"
     )
+
+
+REGION_COREFILE = Path(__file__).resolve().parents[2] / "coredns" / "Corefile"
+
+
+def regional_coredns(zone: str, etcd_endpoints: list[str], workdir: Path, name: str, host: str = "127.0.0.1",
+                     etcd_path: str = "skydns") -> CoreDNS:
+    """CoreDNS run from the project's production Corefile (coredns/Corefile), configured by environment."""
+    env = {
+        "FLEETDNS_ZONE": zone,
+        "FLEETDNS_ETCD_PATH": etcd_path,
+        "FLEETDNS_ETCD_URLS": " ".join(etcd_endpoints),
+        "FLEETDNS_HEALTH_ADDR": f"{host}:{free_port(host)}",
+        "FLEETDNS_READY_ADDR": f"{host}:{free_port(host)}",
+        "FLEETDNS_METRICS_ADDR": f"{host}:{free_port(host)}",
+    }
+    server = CoreDNS(REGION_COREFILE.read_text().replace("{$FLEETDNS_DNS_PORT}", "{port}"), workdir, host, name, env)
+    server.env = {**env, "FLEETDNS_DNS_PORT": str(server.port)}
+    return server
