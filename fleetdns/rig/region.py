@@ -1,0 +1,104 @@
+"""One region's DNS data path as real processes: etcd -> CoreDNS, fed by ExternalDNS -> webhook provider.
+
+Used by the end-to-end tests, the benchmarks and the demo, so each starts the stack the same way.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import requests
+
+from fleetdns.rig.coredns import CoreDNS, regional_coredns
+from fleetdns.rig.etcd import EtcdServer
+from fleetdns.rig.externaldns import ExternalDNS
+from fleetdns.rig.ports import free_port
+from fleetdns.rig.process import ManagedProcess
+
+WEBHOOK_MEDIA_TYPE = "application/external.dns.webhook+json;version=1"
+
+
+class WebhookProvider:
+    """``python -m webhook_provider`` as a child process, ready once it negotiates and etcd answers."""
+
+    def __init__(self, etcd_endpoints: list[str], workdir: Path, domain_filter: str | None = None,
+                 prefix: str = "/skydns/", extra_args: list[str] | None = None, name: str = "webhook") -> None:
+        self.port = free_port()
+        self.health_port = free_port()
+        args = [
+            sys.executable, "-m", "webhook_provider",
+            f"--etcd-endpoints={','.join(etcd_endpoints)}",
+            f"--prefix={prefix}",
+            f"--listen=127.0.0.1:{self.port}",
+            f"--health-listen=127.0.0.1:{self.health_port}",
+            *([f"--domain-filter={domain_filter}"] if domain_filter else []),
+            *(extra_args or []),
+        ]
+        self.process = ManagedProcess(name, args, workdir / f"{name}.log")
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 15) -> WebhookProvider:
+        self.process.start()
+        self.process.wait_until(self._ready, timeout, "negotiating and ready")
+        return self
+
+    def _ready(self) -> bool:
+        negotiated = requests.get(self.url, headers={"Accept": WEBHOOK_MEDIA_TYPE}, timeout=1)
+        ready = requests.get(f"http://127.0.0.1:{self.health_port}/readyz", timeout=1)
+        return negotiated.status_code == 200 and ready.status_code == 200
+
+    def stop(self) -> None:
+        self.process.stop()
+
+
+class Region:
+    """etcd + CoreDNS (coredns/Corefile) + webhook provider + ExternalDNS watching the host's DNSEndpoints."""
+
+    def __init__(self, name: str, zone: str, host_kubeconfig: Path, workdir: Path, *,
+                 externaldns_args: list[str] | None = None) -> None:
+        self.name = name
+        self.zone = zone
+        self.workdir = workdir
+        self.etcd = EtcdServer(workdir / "etcd")
+        self.host_kubeconfig = host_kubeconfig
+        self.externaldns_args = externaldns_args or []
+        self.coredns: CoreDNS | None = None
+        self.webhook: WebhookProvider | None = None
+        self.externaldns: ExternalDNS | None = None
+
+    def start(self) -> Region:
+        self.etcd.start()
+        self.coredns = regional_coredns(self.zone, self.etcd.endpoints, self.workdir / "coredns",
+                                        f"coredns-{self.name}").start()
+        self.webhook = WebhookProvider(self.etcd.endpoints, self.workdir, domain_filter=self.zone,
+                                       name=f"webhook-{self.name}").start()
+        self.externaldns = ExternalDNS(self.host_kubeconfig, [
+            "--source=crd",
+            "--provider=webhook",
+            f"--webhook-provider-url={self.webhook.url}",
+            "--registry=txt",
+            f"--txt-owner-id=fleetdns-{self.name}",
+            "--policy=sync",
+            f"--domain-filter={self.zone}",
+            "--interval=1m",
+            "--events",  # react to DNSEndpoint changes instead of waiting for the interval
+            "--min-event-sync-interval=100ms",
+            *self.externaldns_args,
+        ], workdir=self.workdir, name=f"external-dns-{self.name}").start()
+        return self
+
+    def stop(self) -> None:
+        for component in (self.externaldns, self.webhook, self.coredns):
+            if component is not None:
+                component.stop()
+        self.etcd.stop()
+
+    def __enter__(self) -> Region:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
