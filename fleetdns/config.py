@@ -70,3 +70,22 @@ def exit_on_config_error(run: Callable[[], int]) -> NoReturn:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
     sys.exit(code)
+
+
+def add_list_flag(parser: argparse.ArgumentParser, flag: str, env: str | None, help_text: str) -> None:
+    """Repeatable ``--flag`` (each value may itself be a comma list); ``$env`` (comma list) when never given."""
+    env_value = os.environ.get(env) if env else None
+    shown = f" (env {env}, comma-separated)" if env else ""
+    parser.add_argument(flag, action="append", default=None, help=f"{help_text}; repeatable{shown}")
+    dest = flag.lstrip("-").replace("-", "_")
+    parser.set_defaults(**{f"_{dest}_env": env_value})
+
+
+def list_flag_values(args: argparse.Namespace, flag: str) -> list[str]:
+    """Values of a flag added by ``add_list_flag``: from the command line, else from its variable."""
+    dest = flag.lstrip("-").replace("-", "_")
+    given = getattr(args, dest) or []
+    if not given:
+        env_value = getattr(args, f"_{dest}_env", None)
+        given = [env_value] if env_value else []
+    return [item.strip() for value in given for item in value.split(",") if item.strip()]

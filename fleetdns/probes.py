@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 
 from flask import Flask, Response
@@ -47,6 +48,17 @@ class BackgroundServer:
         self.thread.start()
         return self
 
-    def stop(self) -> None:
+    def stop(self, grace: float = 0.0) -> None:
+        """Close the server; with ``grace``, first stop accepting and let requests in progress finish."""
+        if grace > 0:
+            self._drain(grace)
         self.server.close()
         self.thread.join(timeout=5)
+
+    def _drain(self, grace: float) -> None:
+        self.server.accepting = False  # waitress stops accepting new connections
+        dispatcher = self.server.task_dispatcher
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline and (dispatcher.active_count or dispatcher.queue):
+            time.sleep(0.02)
+        time.sleep(0.05)  # let the event loop flush the last responses

@@ -1,0 +1,1 @@
+"""ExternalDNS webhook provider that keeps CoreDNS's records (SkyDNS layout) in etcd; see README.md."""

@@ -1,0 +1,87 @@
+"""``python -m webhook_provider`` / ``fleetdns-webhook``: flags → objects → two HTTP servers until SIGTERM."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Callable
+
+from fleetdns.config import ConfigError, exit_on_config_error
+from fleetdns.logs import configure_logging
+from fleetdns.probes import BackgroundServer, probe_app
+from webhook_provider.api import create_api
+from webhook_provider.metrics import Metrics
+from webhook_provider.provider import Provider
+from webhook_provider.settings import Settings, load_settings
+from webhook_provider.store import EtcdStore, EtcdUnavailableError
+
+log = logging.getLogger("webhook_provider")
+
+SHUTDOWN_GRACE_SECONDS = 10.0
+API_THREADS = 4
+
+
+def run(argv: list[str] | None = None) -> int:
+    settings = load_settings(argv)
+    configure_logging(settings.log_level, settings.log_format)
+    metrics = Metrics.create()
+    store = EtcdStore(settings.etcd, metrics)
+    provider = Provider(store, settings.prefix, settings.domain_filter, metrics, settings.etcd.max_txn_ops)
+    api = _bind("--listen", settings.listen, lambda host, port: BackgroundServer(
+        create_api(provider, metrics, settings.max_request_bytes), host, port, threads=API_THREADS, name="api"))
+    probes = _bind("--health-listen", settings.health_listen, lambda host, port: BackgroundServer(
+        probe_app(_readiness(store), metrics.registry), host, port, threads=2, name="probes"))
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    api.start()
+    probes.start()
+    log.info("webhook provider listening", extra=_describe(settings, api.port, probes.port))
+    stop.wait()
+    log.info("shutting down: finishing requests in progress")
+    api.stop(grace=SHUTDOWN_GRACE_SECONDS)
+    probes.stop()
+    store.close()
+    log.info("stopped")
+    return 0
+
+
+def _bind(flag: str, address: tuple[str, int],
+          make: Callable[[str, int], BackgroundServer]) -> BackgroundServer:
+    try:
+        return make(*address)
+    except OSError as error:
+        raise ConfigError(flag, f"{address[0]}:{address[1]}", f"cannot listen: {error.strerror or error}") from None
+
+
+def _readiness(store: EtcdStore):  # noqa: ANN202 - returns fleetdns.probes.ReadyCheck
+    def ready() -> tuple[bool, str]:
+        try:
+            store.ping()
+        except EtcdUnavailableError as error:
+            return False, str(error)
+        return True, "etcd answers"
+
+    return ready
+
+
+def _describe(settings: Settings, api_port: int, probe_port: int) -> dict[str, object]:
+    """Start-up facts for the log; credentials are deliberately absent."""
+    return {
+        "listen": f"{settings.listen[0]}:{api_port}",
+        "health_listen": f"{settings.health_listen[0]}:{probe_port}",
+        "etcd": [endpoint.url for endpoint in settings.etcd.endpoints],
+        "etcd_auth": bool(settings.etcd.username),
+        "prefix": settings.prefix,
+        "domain_filter": settings.domain_filter.to_json(),
+        "max_txn_ops": settings.etcd.max_txn_ops,
+    }
+
+
+def main() -> None:
+    exit_on_config_error(run)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,135 @@
+"""The HTTP side of the webhook protocol: exact media type, exact status codes, JSON reasons for refusals.
+
+ExternalDNS retries 500-510 and treats every other non-2xx as fatal, so 4xx is reserved for input
+that would never succeed and etcd trouble is always 503.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Any
+
+from flask import Flask, Response, g, request
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+
+from fleetdns.endpoint import EndpointFormatError, parse_endpoint_list
+from webhook_provider.changes import parse_changes
+from webhook_provider.metrics import Metrics
+from webhook_provider.provider import Provider
+from webhook_provider.store import EtcdUnavailableError
+
+log = logging.getLogger(__name__)
+
+MEDIA_TYPE = "application/external.dns.webhook+json;version=1"
+
+
+def _json_response(body: Any, status: int = 200) -> Response:
+    response = Response(json.dumps(body, separators=(",", ":"), ensure_ascii=False), status=status)
+    response.headers["Content-Type"] = MEDIA_TYPE  # set verbatim: no charset, no spaces
+    response.headers["Vary"] = "Content-Type"
+    return response
+
+
+def _error(status: int, message: str, path: str | None = None) -> Response:
+    body = {"error": message}
+    if path:
+        body["path"] = path
+    return _json_response(body, status)
+
+
+def _body_type_ok(content_type: str | None) -> bool:
+    """v0.22 sends the media type, older releases sent none; plain JSON is fine for humans with curl."""
+    if not content_type:
+        return True
+    compact = content_type.replace(" ", "").lower()
+    if compact == MEDIA_TYPE:
+        return True
+    return compact.split(";")[0] == "application/json"
+
+
+def _read_json() -> Any:
+    """The request body as JSON; raises EndpointFormatError for bodies that are not JSON."""
+    raw = request.get_data(cache=False)  # honours MAX_CONTENT_LENGTH (413)
+    try:
+        return json.loads(raw) if raw.strip() else None
+    except (ValueError, UnicodeDecodeError) as error:
+        raise EndpointFormatError("$", f"body is not valid JSON: {error}") from None
+
+
+def create_api(provider: Provider, metrics: Metrics, max_request_bytes: int) -> Flask:
+    app = Flask("fleetdns-webhook")
+    app.config["MAX_CONTENT_LENGTH"] = max_request_bytes
+
+    @app.before_request
+    def start_timer() -> Response | None:
+        g.started = time.perf_counter()
+        if request.method == "POST":
+            if not _body_type_ok(request.headers.get("Content-Type")):
+                return _error(415, f"unsupported Content-Type {request.headers.get('Content-Type')!r}; "
+                                   f"send {MEDIA_TYPE} or application/json")
+            if request.content_length is not None and request.content_length > max_request_bytes:
+                return _error(413, f"request body of {request.content_length} bytes exceeds the limit of "
+                                   f"{max_request_bytes} bytes (--max-request-bytes)")
+        return None
+
+    @app.after_request
+    def observe(response: Response) -> Response:
+        route = request.url_rule.rule if request.url_rule else "unmatched"
+        labels = (route, request.method, str(response.status_code))
+        metrics.requests.labels(*labels).inc()
+        metrics.request_latency.labels(*labels).observe(time.perf_counter() - g.get("started", time.perf_counter()))
+        return response
+
+    @app.get("/")
+    def negotiate() -> Response:
+        return _json_response(provider.domain_filter.to_json())
+
+    @app.get("/records")
+    def get_records() -> Response:
+        try:
+            endpoints = provider.records()
+        except EtcdUnavailableError as error:
+            return _error(503, str(error))
+        return _json_response([endpoint.to_json() for endpoint in endpoints])
+
+    @app.post("/records")
+    def apply_changes() -> Response:
+        try:
+            changes = parse_changes(_read_json(), provider.domain_filter)
+        except EndpointFormatError as error:
+            metrics.applies.labels("rejected").inc()
+            log.warning("changes refused", extra={"path": error.path, "reason": error.message})
+            return _error(400, error.message, error.path)
+        try:
+            provider.apply(changes)
+        except EtcdUnavailableError as error:
+            metrics.applies.labels("failed").inc()
+            return _error(503, str(error))
+        response = Response(status=204)
+        response.headers["Vary"] = "Content-Type"
+        return response
+
+    @app.post("/adjustendpoints")
+    def adjust_endpoints() -> Response:
+        try:
+            endpoints = parse_endpoint_list(_read_json(), "$")
+        except EndpointFormatError as error:
+            return _error(400, error.message, error.path)
+        return _json_response([endpoint.to_json() for endpoint in provider.adjust_endpoints(endpoints)])
+
+    @app.errorhandler(RequestEntityTooLarge)
+    def too_large(_: RequestEntityTooLarge) -> Response:
+        return _error(413, f"request body exceeds the limit of {max_request_bytes} bytes (--max-request-bytes)")
+
+    @app.errorhandler(HTTPException)
+    def http_error(error: HTTPException) -> Response:
+        return _error(error.code or 500, error.description or error.name)
+
+    @app.errorhandler(Exception)
+    def unexpected(error: Exception) -> Response:
+        log.exception("unexpected error", extra={"route": request.path})
+        return _error(500, f"internal error: {type(error).__name__}")
+
+    return app

@@ -1,0 +1,94 @@
+"""The provider contract ExternalDNS calls: Records, ApplyChanges, AdjustEndpoints (HTTP lives in api.py)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from fleetdns.endpoint import Endpoint, EndpointFormatError
+from webhook_provider.changes import Changes
+from webhook_provider.domain_filter import DomainFilter
+from webhook_provider.metrics import Metrics
+from webhook_provider.planner import batch, plan_changes
+from webhook_provider.records import Record, endpoints_of
+from webhook_provider.store import ConflictError, EtcdStore, EtcdUnavailableError
+from webhook_provider.validation import canonical_endpoint
+
+log = logging.getLogger(__name__)
+
+APPLY_ATTEMPTS = 2  # a concurrent writer causes one re-read and re-plan, then 503
+
+
+class ApplyConflictError(EtcdUnavailableError):
+    """Keys kept changing under us; reported as 503 so ExternalDNS retries on its next loop."""
+
+
+class Provider:
+    def __init__(self, store: EtcdStore, prefix: str, domain_filter: DomainFilter, metrics: Metrics,
+                 max_txn_ops: int) -> None:
+        self.store = store
+        self.prefix = prefix
+        self.domain_filter = domain_filter
+        self.metrics = metrics
+        self.max_txn_ops = max_txn_ops
+        self._apply_lock = threading.Lock()  # one apply at a time: no conflicts with ourselves
+
+    def records(self) -> list[Endpoint]:
+        """Every endpoint under the prefix whose name the domain filter accepts."""
+        entries = self.store.read_prefix(self.prefix)
+        records: list[Record] = [r for entry in entries for r in entry.records if self.domain_filter.match(r.name)]
+        endpoints = endpoints_of(records)
+        self.metrics.records_managed.set(len(endpoints))
+        return endpoints
+
+    def adjust_endpoints(self, endpoints: list[Endpoint]) -> list[Endpoint]:
+        """Canonical forms of what we can serve; the rest is dropped with a logged reason (never fatal)."""
+        adjusted = []
+        for index, endpoint in enumerate(endpoints):
+            try:
+                canonical = canonical_endpoint(endpoint, f"[{index}]")
+            except EndpointFormatError as error:
+                reason = "unsupported_type" if error.path.endswith("recordType") else "invalid"
+                self.metrics.dropped_endpoints.labels(reason).inc()
+                log.warning("dropping endpoint this provider cannot serve", extra={
+                    "dnsName": endpoint.dns_name, "recordType": endpoint.record_type, "reason": error.message})
+                continue
+            if not self.domain_filter.match(canonical.dns_name):
+                self.metrics.dropped_endpoints.labels("domain_filter").inc()
+                log.warning("dropping endpoint outside the domain filter", extra={"dnsName": canonical.dns_name})
+                continue
+            adjusted.append(canonical)
+        return adjusted
+
+    def apply(self, changes: Changes) -> None:
+        """Write the changes; raises EtcdUnavailableError (→ 503) unless every transaction committed."""
+        if changes.is_empty:
+            self.metrics.applies.labels("empty").inc()
+            return
+        with self._apply_lock:
+            for attempt in range(1, APPLY_ATTEMPTS + 1):
+                try:
+                    self._apply_once(changes)
+                    break
+                except ConflictError as conflict:
+                    log.warning("concurrent change detected; re-reading and re-planning",
+                                extra={"attempt": attempt, "detail": str(conflict)})
+            else:
+                self.metrics.applies.labels("failed").inc()
+                raise ApplyConflictError("keys changed concurrently on every attempt; retry later")
+        for change, count in changes.counts().items():
+            self.metrics.changes_applied.labels(change).inc(count)
+        self.metrics.applies.labels("applied").inc()
+
+    def _apply_once(self, changes: Changes) -> None:
+        started = time.perf_counter()
+        entries = self.store.read_prefix(self.prefix)
+        plans = plan_changes(entries, changes, self.prefix)
+        transactions = batch(plans, self.max_txn_ops)
+        for transaction in transactions:
+            self.store.commit(transaction)
+        log.info("changes applied", extra={
+            **changes.counts(), "names": len(plans), "transactions": len(transactions),
+            "puts": sum(len(t.puts) for t in transactions), "deletes": sum(len(t.deletes) for t in transactions),
+            "seconds": round(time.perf_counter() - started, 3)})

@@ -1,0 +1,200 @@
+"""Flags and environment variables → one validated ``Settings``; any bad value stops start-up (exit 2)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from fleetdns.config import (
+    ConfigError,
+    add_flag,
+    add_list_flag,
+    env_bool,
+    list_flag_values,
+    parse_duration,
+    parse_host_port,
+)
+from webhook_provider.domain_filter import DomainFilter
+
+DEFAULT_MAX_REQUEST_BYTES = 32 * 1024 * 1024
+DEFAULT_MAX_TXN_OPS = 128  # etcd's own --max-txn-ops default
+
+
+@dataclass(frozen=True)
+class EtcdEndpoint:
+    host: str
+    port: int
+    secure: bool
+
+    @property
+    def url(self) -> str:
+        return f"{'https' if self.secure else 'http'}://{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class EtcdSettings:
+    """Where etcd is and how to authenticate; the same variables as ExternalDNS's coredns provider."""
+
+    endpoints: tuple[EtcdEndpoint, ...]
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+    tls_server_name: str | None = None
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)  # never printed or logged
+    timeout: float = 5.0
+    max_txn_ops: int = DEFAULT_MAX_TXN_OPS
+
+    @property
+    def secure(self) -> bool:
+        return self.endpoints[0].secure
+
+
+@dataclass(frozen=True)
+class Settings:
+    etcd: EtcdSettings
+    prefix: str
+    domain_filter: DomainFilter
+    listen: tuple[str, int]
+    health_listen: tuple[str, int]
+    max_request_bytes: int
+    log_level: str
+    log_format: str
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fleetdns-webhook",
+        description="ExternalDNS webhook provider keeping CoreDNS records (SkyDNS layout) in etcd.",
+    )
+    add_flag(parser, "--etcd-endpoints", "ETCD_URLS", "http://127.0.0.1:2379", "etcd client URLs, comma-separated")
+    add_flag(parser, "--prefix", "WEBHOOK_PREFIX", "/skydns/", "etcd key prefix (CoreDNS etcd `path`)")
+    add_list_flag(parser, "--domain-filter", "DOMAIN_FILTER", "serve only names in these domains")
+    add_list_flag(parser, "--exclude-domains", "EXCLUDE_DOMAINS", "never serve names in these domains")
+    add_flag(parser, "--regex-domain-filter", "REGEX_DOMAIN_FILTER", "", "serve only names matching this regex")
+    add_flag(parser, "--regex-domain-exclusion", "REGEX_DOMAIN_EXCLUSION", "", "never serve names matching this regex")
+    add_flag(parser, "--listen", "WEBHOOK_LISTEN", "127.0.0.1:8888", "address of the webhook API")
+    add_flag(parser, "--health-listen", "WEBHOOK_HEALTH_LISTEN", "0.0.0.0:8080", "address of /healthz /readyz /metrics")
+    add_flag(parser, "--max-request-bytes", "WEBHOOK_MAX_REQUEST_BYTES", str(DEFAULT_MAX_REQUEST_BYTES),
+             "largest request body accepted (413 above)")
+    add_flag(parser, "--etcd-max-txn-ops", "ETCD_MAX_TXN_OPS", str(DEFAULT_MAX_TXN_OPS),
+             "operations per etcd transaction; must not exceed etcd's --max-txn-ops")
+    add_flag(parser, "--etcd-timeout", "ETCD_TIMEOUT", "5s", "timeout of each etcd call")
+    add_flag(parser, "--log-level", "LOG_LEVEL", "info", "debug, info, warning or error")
+    add_flag(parser, "--log-format", "LOG_FORMAT", "json", "json or text")
+    return parser
+
+
+def load_settings(argv: list[str] | None = None, environ: dict[str, str] | None = None) -> Settings:
+    """Parse and validate everything; raises ConfigError naming the flag (or variable) and the value."""
+    env = os.environ if environ is None else environ
+    args = build_parser().parse_args(argv)
+    return Settings(
+        etcd=_etcd_settings(args, env),
+        prefix=_prefix(args.prefix),
+        domain_filter=_domain_filter(args),
+        listen=parse_host_port("--listen", args.listen),
+        health_listen=parse_host_port("--health-listen", args.health_listen),
+        max_request_bytes=_positive_int("--max-request-bytes", args.max_request_bytes),
+        log_level=_choice("--log-level", args.log_level.lower(), ("debug", "info", "warning", "error")),
+        log_format=_choice("--log-format", args.log_format.lower(), ("json", "text")),
+    )
+
+
+def _etcd_settings(args: argparse.Namespace, env: os._Environ[str] | dict[str, str]) -> EtcdSettings:
+    endpoints = tuple(_etcd_endpoint(url) for url in args.etcd_endpoints.split(",") if url.strip())
+    if not endpoints:
+        raise ConfigError("--etcd-endpoints", args.etcd_endpoints, "at least one URL is required")
+    if len({e.secure for e in endpoints}) > 1:
+        raise ConfigError("--etcd-endpoints", args.etcd_endpoints, "mixes http:// and https:// URLs")
+    secure = endpoints[0].secure
+    ca, cert, key = (env.get(name) or None for name in ("ETCD_CA_FILE", "ETCD_CERT_FILE", "ETCD_KEY_FILE"))
+    server_name = env.get("ETCD_TLS_SERVER_NAME") or None
+    for name, path in (("ETCD_CA_FILE", ca), ("ETCD_CERT_FILE", cert), ("ETCD_KEY_FILE", key)):
+        if path and not os.access(path, os.R_OK):
+            raise ConfigError(name, path, "file does not exist or is not readable")
+    if bool(cert) != bool(key):
+        raise ConfigError("ETCD_CERT_FILE" if cert else "ETCD_KEY_FILE", cert or key,
+                          "a client certificate needs both ETCD_CERT_FILE and ETCD_KEY_FILE")
+    insecure = env.get("ETCD_TLS_INSECURE", "")
+    try:
+        skip_verify = env_bool(insecure) if insecure else False
+    except ValueError as error:
+        raise ConfigError("ETCD_TLS_INSECURE", insecure, str(error)) from None
+    if skip_verify and secure:
+        raise ConfigError("ETCD_TLS_INSECURE", insecure, "the Python gRPC client cannot skip certificate "
+                          "verification; give the CA with ETCD_CA_FILE (and ETCD_TLS_SERVER_NAME if the name differs)")
+    if not secure and (ca or cert or server_name):
+        raise ConfigError("--etcd-endpoints", args.etcd_endpoints,
+                          "TLS settings (ETCD_CA_FILE/ETCD_CERT_FILE/ETCD_TLS_SERVER_NAME) need https:// URLs")
+    username, password = env.get("ETCD_USERNAME") or None, env.get("ETCD_PASSWORD") or None
+    if bool(username) != bool(password):
+        raise ConfigError("ETCD_USERNAME" if username else "ETCD_PASSWORD", "(set)" if password else username,
+                          "etcd authentication needs both ETCD_USERNAME and ETCD_PASSWORD")
+    max_ops = _positive_int("--etcd-max-txn-ops", args.etcd_max_txn_ops)
+    if max_ops < 2:
+        raise ConfigError("--etcd-max-txn-ops", args.etcd_max_txn_ops, "must be at least 2")
+    timeout = parse_duration("--etcd-timeout", args.etcd_timeout)
+    if timeout <= 0:
+        raise ConfigError("--etcd-timeout", args.etcd_timeout, "must be positive")
+    return EtcdSettings(endpoints=endpoints, ca_file=ca, cert_file=cert, key_file=key, tls_server_name=server_name,
+                        username=username, password=password, timeout=timeout, max_txn_ops=max_ops)
+
+
+def _etcd_endpoint(url: str) -> EtcdEndpoint:
+    text = url.strip()
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https"):
+        raise ConfigError("--etcd-endpoints", url, "etcd URLs must start with http:// or https://")
+    try:
+        port = parts.port or 2379
+    except ValueError:
+        raise ConfigError("--etcd-endpoints", url, "invalid port") from None
+    if not parts.hostname or parts.path not in ("", "/"):
+        raise ConfigError("--etcd-endpoints", url, "expected scheme://host:port")
+    return EtcdEndpoint(parts.hostname, port, parts.scheme == "https")
+
+
+def _prefix(value: str) -> str:
+    """``/skydns`` and ``/skydns/`` mean the same; keys always start with ``prefix`` ending in ``/``."""
+    text = value.strip()
+    if not re.fullmatch(r"/[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*/?", text):
+        raise ConfigError("--prefix", value, "expected an etcd path such as /skydns/ (letters, digits, . _ -)")
+    return text if text.endswith("/") else text + "/"
+
+
+def _domain_filter(args: argparse.Namespace) -> DomainFilter:
+    include = list_flag_values(args, "--domain-filter")
+    exclude = list_flag_values(args, "--exclude-domains")
+    regex_include, regex_exclude = args.regex_domain_filter.strip(), args.regex_domain_exclusion.strip()
+    if (regex_include or regex_exclude) and (include or exclude):
+        flag = "--regex-domain-filter" if regex_include else "--regex-domain-exclusion"
+        raise ConfigError(flag, regex_include or regex_exclude,
+                          "a regex filter cannot be combined with --domain-filter/--exclude-domains")
+    if regex_include or regex_exclude:
+        for flag, pattern in (("--regex-domain-filter", regex_include), ("--regex-domain-exclusion", regex_exclude)):
+            try:
+                re.compile(pattern)
+            except re.error as error:
+                raise ConfigError(flag, pattern, f"invalid regular expression: {error}") from None
+        return DomainFilter.from_regex(regex_include, regex_exclude)
+    return DomainFilter.from_lists(include, exclude)
+
+
+def _positive_int(flag: str, value: str | int) -> int:
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise ConfigError(flag, value, "expected a positive integer") from None
+    if number <= 0:
+        raise ConfigError(flag, value, "expected a positive integer")
+    return number
+
+
+def _choice(flag: str, value: str, allowed: tuple[str, ...]) -> str:
+    if value not in allowed:
+        raise ConfigError(flag, value, f"expected one of {', '.join(allowed)}")
+    return value
