@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 
 MAX_NAME_LENGTH = 253
@@ -66,12 +67,11 @@ def to_unicode(name: str) -> str:
     """Punycode labels decoded, as ExternalDNS's domain filter compares names."""
     labels = []
     for label in name.split("."):
+        decoded = label
         if label.startswith("xn--"):
-            try:
-                label = label.encode("ascii").decode("idna")
-            except UnicodeError:
-                pass  # keep the label as given; matching then uses its ASCII form
-        labels.append(label)
+            with contextlib.suppress(UnicodeError):  # undecodable: matching uses the ASCII form
+                decoded = label.encode("ascii").decode("idna")
+        labels.append(decoded)
     return ".".join(labels)
 
 

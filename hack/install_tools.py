@@ -17,9 +17,9 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 ETCD_VERSION = "3.5.1"
 KUBECTL_VERSION = "1.36.4"
@@ -35,7 +35,7 @@ class Tool:
     name: str  # binary name in ./bin
     version: str
     env_var: str  # points at an existing binary instead
-    install: Callable[[Path, "Context"], None]  # fills the cache directory
+    install: Callable[[Path, Context], None]  # fills the cache directory
 
 
 @dataclass
@@ -60,7 +60,8 @@ def cache_root() -> Path:
 
 def pip_install(target: Path, requirement: str) -> None:
     subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-deps", "--target", str(target), requirement],
+        [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-deps",
+         "--target", str(target), requirement],
         check=True,
     )
 
@@ -180,7 +181,7 @@ def install_kube_apiserver(target: Path, ctx: Context) -> None:
     major, minor, patch = KUBERNETES_VERSION.lstrip("v").split(".")
     staging_version = f"v0.{minor}.{patch}"
     modules = staging_modules(ctx.go_binary(), go_env(ctx), KUBERNETES_VERSION)
-    log(f"kube-apiserver {KUBERNETES_VERSION}: wrapper module replaces {len(modules)} staging modules with {staging_version}")
+    log(f"kube-apiserver {KUBERNETES_VERSION}: replacing {len(modules)} staging modules with {staging_version}")
     ldflags = " ".join(
         f"-X k8s.io/component-base/version.{key}={value}"
         for key, value in (("gitVersion", KUBERNETES_VERSION), ("gitMajor", major), ("gitMinor", minor),

@@ -17,14 +17,12 @@ import dns.query
 import dns.rdatatype
 import pyetcd
 import pytest
-import yaml
-from kubernetes import client, utils, watch
+from kubernetes import client, watch
 
 from fleetdns.rig import EtcdCluster, ExternalDNS, RigError
 from fleetdns.rig.binaries import REPO_ROOT
 from fleetdns.rig.coredns import CoreDNS, etcd_corefile
-
-DNSENDPOINT_CRD = REPO_ROOT / "manifests" / "crds" / "externaldns.k8s.io_dnsendpoints.yaml"
+from fleetdns.rig.workloads import apply_crds
 
 
 def etcd_client(url: str) -> pyetcd.Etcd3Client:
@@ -100,9 +98,7 @@ def test_coredns_that_cannot_start_fails_with_the_tail_of_its_log(tmp_path):
 @pytest.mark.apiserver
 def test_kube_apiserver_accepts_a_crd_and_a_watch_sees_a_custom_resource(fleet):
     api = fleet.host.api_client()
-    utils.create_from_dict(api, yaml.safe_load(DNSENDPOINT_CRD.read_text()))
-    extensions = client.ApiextensionsV1Api(api)
-    _wait_established(extensions, "dnsendpoints.externaldns.k8s.io")
+    assert "dnsendpoints.externaldns.k8s.io" in apply_crds(api)
 
     custom = client.CustomObjectsApi(api)
     name = f"smoke-{uuid.uuid4().hex[:6]}"
@@ -140,11 +136,7 @@ def test_member_api_servers_are_separate_clusters(fleet):
 @pytest.mark.externaldns
 def test_externaldns_plans_the_record_of_a_dnsendpoint(fleet, tmp_path):
     api = fleet.host.api_client()
-    try:
-        utils.create_from_dict(api, yaml.safe_load(DNSENDPOINT_CRD.read_text()))
-    except utils.FailToCreateError:
-        pass  # created by an earlier test in this session
-    _wait_established(client.ApiextensionsV1Api(api), "dnsendpoints.externaldns.k8s.io")
+    apply_crds(api)
     custom = client.CustomObjectsApi(api)
     namespace = f"edns-{uuid.uuid4().hex[:6]}"
     client.CoreV1Api(api).create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace)))
@@ -194,15 +186,6 @@ def _alive(pid: int) -> bool:
     with open(f"/proc/{pid}/stat") as stat:
         return stat.read().split()[2] != "Z"
 
-
-def _wait_established(extensions: client.ApiextensionsV1Api, name: str, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        crd = extensions.read_custom_resource_definition(name)
-        if any(c.type == "Established" and c.status == "True" for c in (crd.status.conditions or [])):
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"CRD {name} not established after {timeout}s")
 
 
 @pytest.mark.coredns

@@ -1,0 +1,119 @@
+"""What a real cluster's controllers would do, done by hand on the rig's bare API servers.
+
+There is no kube-controller-manager, cloud controller or ingress controller in the rig: these
+helpers create the EndpointSlices and load-balancer statuses those controllers would write.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import yaml
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+CRD_DIR = Path(__file__).resolve().parents[2] / "manifests" / "crds"
+
+
+def apply_crds(api: client.ApiClient, directory: Path = CRD_DIR, timeout: float = 30) -> list[str]:
+    """Create or replace every CRD in ``directory`` and wait until all are established."""
+    extensions = client.ApiextensionsV1Api(api)
+    names = []
+    for path in sorted(directory.glob("*.yaml")):
+        for doc in yaml.safe_load_all(path.read_text()):
+            if not doc or doc.get("kind") != "CustomResourceDefinition":
+                continue
+            name = doc["metadata"]["name"]
+            names.append(name)
+            try:
+                extensions.create_custom_resource_definition(doc)
+            except ApiException as error:
+                if error.status != 409:
+                    raise
+                current = extensions.read_custom_resource_definition(name)
+                doc["metadata"]["resourceVersion"] = current.metadata.resource_version
+                extensions.replace_custom_resource_definition(name, doc)
+    deadline = time.monotonic() + timeout
+    for name in names:
+        while True:
+            crd = extensions.read_custom_resource_definition(name)
+            if any(c.type == "Established" and c.status == "True" for c in crd.status.conditions or []):
+                break
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"CRD {name} not established after {timeout}s")
+            time.sleep(0.1)
+    return names
+
+
+def ensure_namespace(api: client.ApiClient, name: str) -> None:
+    try:
+        client.CoreV1Api(api).create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+    except ApiException as error:
+        if error.status != 409:
+            raise
+
+
+def create_load_balancer_service(api: client.ApiClient, namespace: str, name: str, port: int = 80) -> None:
+    ensure_namespace(api, namespace)
+    client.CoreV1Api(api).create_namespaced_service(namespace, client.V1Service(
+        metadata=client.V1ObjectMeta(name=name),
+        spec=client.V1ServiceSpec(type="LoadBalancer", selector={"app": name},
+                                  ports=[client.V1ServicePort(port=port, target_port=port, protocol="TCP")]),
+    ))
+
+
+def set_load_balancer_status(api: client.ApiClient, namespace: str, name: str, ips: list[str] = (),
+                             hostnames: list[str] = (), kind: str = "service") -> None:
+    """Publish load-balancer addresses as a cloud controller (Service) or ingress controller (Ingress) would."""
+    ingress = [{"ip": ip} for ip in ips] + [{"hostname": h} for h in hostnames]
+    body = {"status": {"loadBalancer": {"ingress": ingress}}}
+    if kind == "service":
+        client.CoreV1Api(api).patch_namespaced_service_status(name, namespace, body)
+    else:
+        client.NetworkingV1Api(api).patch_namespaced_ingress_status(name, namespace, body)
+
+
+def set_endpoints(api: client.ApiClient, namespace: str, service: str, addresses: list[str], ready: bool,
+                  port: int = 80) -> None:
+    """Create or replace the Service's one EndpointSlice, all endpoints ready or all not ready."""
+    discovery = client.DiscoveryV1Api(api)
+    name = f"{service}-rig"
+    body = client.V1EndpointSlice(
+        metadata=client.V1ObjectMeta(name=name, labels={"kubernetes.io/service-name": service}),
+        address_type="IPv4",
+        endpoints=[client.V1Endpoint(addresses=[address], conditions=client.V1EndpointConditions(ready=ready))
+                   for address in addresses],
+        ports=[client.DiscoveryV1EndpointPort(port=port, protocol="TCP")],
+    )
+    try:
+        current = discovery.read_namespaced_endpoint_slice(name, namespace)
+    except ApiException as error:
+        if error.status != 404:
+            raise
+        discovery.create_namespaced_endpoint_slice(namespace, body)
+        return
+    body.metadata.resource_version = current.metadata.resource_version
+    discovery.replace_namespaced_endpoint_slice(name, namespace, body)
+
+
+def register_member(host: client.ApiClient, name: str, region: str, zone: str, kubeconfig: str,
+                    namespace: str = "fleetdns-system", location: tuple[float, float] | None = None) -> None:
+    """Store a member's kubeconfig in a Secret on the host and create its MemberCluster."""
+    ensure_namespace(host, namespace)
+    secret_name = f"member-{name}"
+    core = client.CoreV1Api(host)
+    secret = client.V1Secret(metadata=client.V1ObjectMeta(name=secret_name), string_data={"kubeconfig": kubeconfig})
+    try:
+        core.create_namespaced_secret(namespace, secret)
+    except ApiException as error:
+        if error.status != 409:
+            raise
+        core.replace_namespaced_secret(secret_name, namespace, secret)
+    spec: dict = {"region": region, "zone": zone,
+                  "kubeconfigSecretRef": {"namespace": namespace, "name": secret_name, "key": "kubeconfig"}}
+    if location:
+        spec["location"] = {"latitude": location[0], "longitude": location[1]}
+    client.CustomObjectsApi(host).create_cluster_custom_object("fleetdns.io", "v1alpha1", "memberclusters", {
+        "apiVersion": "fleetdns.io/v1alpha1", "kind": "MemberCluster", "metadata": {"name": name}, "spec": spec,
+    })
