@@ -1,0 +1,1 @@
+"""FleetDNS aggregator: federates ServiceDNSRecord / IngressDNSRecord intents into DNSEndpoints."""

@@ -1,0 +1,182 @@
+"""List+watch of one resource kind on one API server, keeping a parsed cache and reporting changes.
+
+Re-lists on 410 Gone, resumes from the last resourceVersion (bookmarks keep it fresh) after a
+dropped stream, reconnects with capped exponential backoff, and reports whether the server answers.
+Change handlers see (old, new) parsed views and are called only when the parsed view changed, so
+status noise the aggregator does not read never reaches the work queue.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar
+
+from aggregator.kubeapi import OPENED, KubeClient, KubeError
+from aggregator.model import ParseError
+
+T = TypeVar("T")
+ChangeHandler = Callable[[T | None, T | None], None]
+StateHandler = Callable[[bool, str], None]
+
+logger = logging.getLogger("aggregator.informer")
+LIST_PAGE = 500
+WATCH_SECONDS = (240, 300)  # server-side watch timeout, randomised so streams do not reconnect together
+BACKOFF_START, BACKOFF_MAX = 0.2, 3.0
+
+
+class Gone(Exception):
+    """The resourceVersion is too old (410): the cache must be rebuilt from a fresh list."""
+
+
+def object_key(obj: dict[str, Any]) -> str:
+    meta = obj.get("metadata") or {}
+    namespace = meta.get("namespace") or ""
+    return f"{namespace}/{meta.get('name', '')}" if namespace else str(meta.get("name", ""))
+
+
+class Informer(Generic[T]):
+    """One resource kind on one server; ``store`` maps ``namespace/name`` to the parsed view."""
+
+    def __init__(self, name: str, client: KubeClient, path: str, parse: Callable[[dict[str, Any]], T],
+                 on_change: ChangeHandler[T], on_state: StateHandler | None = None,
+                 label_selector: str = "") -> None:
+        self.name = name
+        self.client = client
+        self.path = path
+        self.parse = parse
+        self.on_change = on_change
+        self.on_state = on_state
+        self.label_selector = label_selector
+        self.store: dict[str, T] = {}
+        self.synced = threading.Event()
+        self.connected = False
+        self._backoff = BACKOFF_START
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"informer-{name}", daemon=True)
+
+    def start(self) -> Informer[T]:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop after the current read; the thread is a daemon, so a blocked read never holds up exit."""
+        self._stopping.set()
+
+    @property
+    def stopped(self) -> bool:
+        return self._stopping.is_set()
+
+    def _run(self) -> None:
+        version: str | None = None
+        while not self._stopping.is_set():
+            try:
+                if version is None:
+                    version = self._list()
+                    self._set_state(True, "listed")
+                version = self._watch(version)
+            except Gone:
+                logger.info("watch expired; re-listing", extra={"informer": self.name})
+                version = None
+            except (KubeError, ValueError, OSError) as error:
+                if self._stopping.is_set():
+                    return
+                self._set_state(False, str(error))
+                self._stopping.wait(self._backoff * random.uniform(0.8, 1.2))
+                self._backoff = min(self._backoff * 2, BACKOFF_MAX)
+            except Exception:  # noqa: BLE001 - a bug in a handler must not end the watch for good
+                logger.exception("informer loop failed", extra={"informer": self.name})
+                self._stopping.wait(self._backoff)
+                version = None
+
+    def _set_state(self, connected: bool, detail: str) -> None:
+        changed = connected != self.connected
+        if connected:
+            self._backoff = BACKOFF_START
+        self.connected = connected
+        if changed:
+            logger.info("connection " + ("up" if connected else "down"),
+                        extra={"informer": self.name, "detail": detail})
+        if self.on_state is not None:
+            self.on_state(connected, detail)
+
+    def _query(self) -> dict[str, Any]:
+        return {"labelSelector": self.label_selector} if self.label_selector else {}
+
+    def _list(self) -> str:
+        fresh: dict[str, T] = {}
+        query: dict[str, Any] = {**self._query(), "limit": LIST_PAGE}
+        while True:
+            page = self.client.get(self.path, query, timeout=30)
+            for raw in page.get("items") or []:
+                parsed = self._parse(raw)
+                if parsed is not None:
+                    fresh[object_key(raw)] = parsed
+            cont = (page.get("metadata") or {}).get("continue")
+            if not cont:
+                version = str((page.get("metadata") or {}).get("resourceVersion", ""))
+                break
+            query["continue"] = cont
+        self._replace(fresh)
+        self.synced.set()
+        return version
+
+    def _replace(self, fresh: dict[str, T]) -> None:
+        """Swap in a re-listed cache, reporting what changed while the watch was away."""
+        old = self.store
+        self.store = fresh
+        for key, value in old.items():
+            if key not in fresh:
+                self.on_change(value, None)
+        for key, value in fresh.items():
+            previous = old.get(key)
+            if previous != value:
+                self.on_change(previous, value)
+
+    def _watch(self, version: str) -> str:
+        query = {**self._query(), "resourceVersion": version, "allowWatchBookmarks": "true",
+                 "timeoutSeconds": random.randint(*WATCH_SECONDS)}
+        for event in self.client.watch(self.path, query, read_timeout=query["timeoutSeconds"] + 30):
+            if self._stopping.is_set():
+                break
+            kind, raw = event.get("type"), event.get("object") or {}
+            if kind == OPENED:
+                if not self.connected:
+                    self._set_state(True, "watching")
+                continue
+            if kind == "ERROR":
+                if raw.get("code") == 410:
+                    raise Gone()
+                raise KubeError(int(raw.get("code") or 0), str(raw.get("reason")), str(raw.get("message")))
+            version = str((raw.get("metadata") or {}).get("resourceVersion") or version)
+            if kind == "BOOKMARK":
+                continue
+            self._apply(kind, raw)
+        return version
+
+    def _apply(self, kind: str | None, raw: dict[str, Any]) -> None:
+        key = object_key(raw)
+        old = self.store.get(key)
+        new = None if kind == "DELETED" else self._parse(raw)
+        if new is None:
+            self.store.pop(key, None)
+        else:
+            self.store[key] = new
+        if old != new:
+            self.on_change(old, new)
+
+    def _parse(self, raw: dict[str, Any]) -> T | None:
+        try:
+            return self.parse(raw)
+        except (ParseError, ValueError, TypeError) as error:
+            logger.warning("skipping object that cannot be parsed",
+                           extra={"informer": self.name, "object": object_key(raw), "error": str(error)})
+            return None
+
+
+def wait_synced(informers: list[Informer[Any]], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    return all(i.synced.wait(max(0.0, deadline - time.monotonic())) for i in informers)

@@ -1,0 +1,134 @@
+"""A thin JSON client for the Kubernetes API: raw dicts in and out, a timeout on every call.
+
+The generated ``kubernetes`` models cost far more CPU than the aggregator's own parsing, so only
+the client's configuration (kubeconfig, in-cluster, credentials, TLS) and connection pool are used.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import urlencode
+
+import urllib3
+from kubernetes import client as k8s_client
+from kubernetes import config as k8s_config
+
+DEFAULT_TIMEOUT = 10.0
+MERGE_PATCH = "application/merge-patch+json"
+OPENED = "_OPENED"  # pseudo event: the watch stream is open (the server answers)
+
+
+class KubeError(Exception):
+    """An API call that failed: ``status`` is the HTTP status (0 when the server did not answer)."""
+
+    def __init__(self, status: int, reason: str, message: str = "") -> None:
+        super().__init__(f"{status} {reason}: {message}" if message else f"{status} {reason}")
+        self.status = status
+        self.reason = reason
+        self.message = message
+
+
+def host_api_client(kubeconfig: str) -> k8s_client.ApiClient:
+    """``--kubeconfig`` when given; else in-cluster; else ``$KUBECONFIG`` / ``~/.kube/config``."""
+    if kubeconfig:
+        return k8s_config.new_client_from_config(config_file=kubeconfig)
+    if os.environ.get("KUBERNETES_SERVICE_HOST"):
+        configuration = k8s_client.Configuration()
+        k8s_config.load_incluster_config(client_configuration=configuration)
+        return k8s_client.ApiClient(configuration)
+    return k8s_config.new_client_from_config()
+
+
+def member_api_client(kubeconfig: dict[str, Any]) -> k8s_client.ApiClient:
+    """From the (parsed) kubeconfig held in a member's Secret; never logged."""
+    return k8s_config.new_client_from_config_dict(kubeconfig)
+
+
+class KubeClient:
+    """JSON requests against one API server, sharing the ApiClient's urllib3 pool."""
+
+    def __init__(self, api_client: k8s_client.ApiClient) -> None:
+        self.api_client = api_client
+        self.host = api_client.configuration.host
+        self._pool = api_client.rest_client.pool_manager
+
+    def _headers(self, method: str, path: str, content_type: str | None) -> dict[str, str]:
+        headers = {"Accept": "application/json"}
+        if content_type:
+            headers["Content-Type"] = content_type
+        _, _, headers, _, _ = self.api_client.param_serialize(method, path, header_params=headers,
+                                                              auth_settings=["BearerToken"])
+        return headers
+
+    def _send(self, method: str, path: str, query: dict[str, Any] | None, body: Any, content_type: str | None,
+              timeout: float | tuple[float, float], stream: bool = False) -> urllib3.BaseHTTPResponse:
+        url = self.host + path + (f"?{urlencode(query)}" if query else "")
+        data = json.dumps(body).encode() if body is not None else None
+        if isinstance(timeout, tuple):
+            limit = urllib3.Timeout(connect=timeout[0], read=timeout[1])
+        else:
+            limit = urllib3.Timeout(connect=min(timeout, 5.0), read=timeout)
+        try:
+            return self._pool.request(method, url, body=data, headers=self._headers(method, path, content_type),
+                                      timeout=limit, preload_content=not stream, retries=False)
+        except urllib3.exceptions.HTTPError as error:
+            raise KubeError(0, "Unreachable", type(error).__name__) from error
+
+    def request(self, method: str, path: str, query: dict[str, Any] | None = None, body: Any = None,
+                content_type: str | None = None, timeout: float = DEFAULT_TIMEOUT) -> dict[str, Any]:
+        if body is not None and content_type is None:
+            content_type = "application/json"
+        response = self._send(method, path, query, body, content_type, timeout)
+        payload = _decode(response.data)
+        if response.status >= 300:
+            raise KubeError(response.status, str(payload.get("reason") or response.reason),
+                            str(payload.get("message") or ""))
+        return payload
+
+    def get(self, path: str, query: dict[str, Any] | None = None, timeout: float = DEFAULT_TIMEOUT) -> dict[str, Any]:
+        return self.request("GET", path, query, timeout=timeout)
+
+    def create(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        return self.request("POST", path, body=body)
+
+    def merge_patch(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        return self.request("PATCH", path, body=body, content_type=MERGE_PATCH)
+
+    def replace(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        return self.request("PUT", path, body=body)
+
+    def delete(self, path: str) -> dict[str, Any]:
+        return self.request("DELETE", path)
+
+    def watch(self, path: str, query: dict[str, Any], read_timeout: float) -> Iterator[dict[str, Any]]:
+        """An OPENED pseudo event, then one dict per line, until the stream ends or a read times out."""
+        response = self._send("GET", path, {**query, "watch": "true"}, None, None, (5.0, read_timeout), stream=True)
+        try:
+            if response.status >= 300:
+                payload = _decode(response.read())
+                raise KubeError(response.status, str(payload.get("reason") or response.reason),
+                                str(payload.get("message") or ""))
+            yield {"type": OPENED}
+            buffer = b""
+            for chunk in response.stream(65536):
+                buffer += chunk
+                while b"\n" in buffer:
+                    line, buffer = buffer.split(b"\n", 1)
+                    if line.strip():
+                        yield json.loads(line)
+        except (urllib3.exceptions.HTTPError, OSError) as error:
+            raise KubeError(0, "Unreachable", type(error).__name__) from error
+        finally:
+            response.release_conn()
+            response.close()
+
+
+def _decode(data: bytes) -> dict[str, Any]:
+    try:
+        decoded = json.loads(data) if data else {}
+    except ValueError:
+        return {"message": data[:200].decode(errors="replace")}
+    return decoded if isinstance(decoded, dict) else {}

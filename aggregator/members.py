@@ -1,0 +1,192 @@
+"""Connections to member clusters: one informer per resource kind, the member-side indexes, and
+the member's reachability (connected, unreachable within the grace period, lost).
+
+The indexes map member objects to the intents they affect: a Service or its EndpointSlices to the
+ServiceDNSRecord of the same namespace/name and to every IngressDNSRecord whose Ingress uses that
+Service as a backend; an Ingress to the IngressDNSRecord of the same name.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+
+from aggregator.informer import Informer
+from aggregator.kubeapi import KubeClient
+from aggregator.model import (
+    IntentKey,
+    IntentKind,
+    MemberCluster,
+    MemberEndpointSlice,
+    MemberIngress,
+    MemberService,
+    parse_endpoint_slice,
+    parse_member_ingress,
+    parse_member_service,
+)
+from aggregator.policy import MemberView, Reachability
+
+Notify = Callable[[Iterable[IntentKey]], None]
+StateChange = Callable[["MemberConnection"], None]
+ServiceRef = tuple[str, str]  # (namespace, name)
+
+
+def collection_path(group_version: str, plural: str, namespace: str = "") -> str:
+    base = "/api/v1" if group_version == "v1" else f"/apis/{group_version}"
+    return f"{base}/namespaces/{namespace}/{plural}" if namespace else f"{base}/{plural}"
+
+
+class MemberConnection:
+    """One member cluster: its informers, indexes and reachability; ``client`` None when unusable."""
+
+    def __init__(self, cluster: MemberCluster, client: KubeClient | None, detail: str, namespace: str,
+                 grace_period: float, notify: Notify, on_state: StateChange) -> None:
+        self.cluster = cluster
+        self.client = client
+        self.detail = detail
+        self.grace_period = grace_period
+        self._notify = notify
+        self._on_state = on_state
+        self._lock = threading.Lock()
+        self._slices: dict[ServiceRef, dict[str, int]] = defaultdict(dict)
+        self._ingress_backends: dict[ServiceRef, set[str]] = defaultdict(set)
+        self._informer_up: dict[str, bool] = {}
+        self.down_since: float | None = None
+        self.ever_synced = False
+        self.informers: list[Informer] = []
+        if client is not None:
+            self.services: Informer[MemberService] = self._informer(
+                "services", collection_path("v1", "services", namespace), parse_member_service, self._service_changed)
+            self.slices: Informer[MemberEndpointSlice] = self._informer(
+                "endpointslices", collection_path("discovery.k8s.io/v1", "endpointslices", namespace),
+                parse_endpoint_slice, self._slice_changed, label_selector="kubernetes.io/service-name")
+            self.ingresses: Informer[MemberIngress] = self._informer(
+                "ingresses", collection_path("networking.k8s.io/v1", "ingresses", namespace),
+                parse_member_ingress, self._ingress_changed)
+
+    @property
+    def name(self) -> str:
+        return self.cluster.name
+
+    def _informer(self, kind: str, path: str, parse: Callable, on_change: Callable,
+                  label_selector: str = "") -> Informer:
+        assert self.client is not None
+        self._informer_up[kind] = False
+        informer: Informer = Informer(f"{self.name}/{kind}", self.client, path, parse, on_change,
+                                      lambda up, detail, k=kind: self._informer_state(k, up, detail), label_selector)
+        self.informers.append(informer)
+        return informer
+
+    def start(self) -> MemberConnection:
+        for informer in self.informers:
+            informer.start()
+        return self
+
+    def stop(self) -> None:
+        for informer in self.informers:
+            informer.stop()
+
+    @property
+    def synced_or_failed(self) -> bool:
+        """Start-up waits for this: caches filled, or the member known to be down."""
+        return self.client is None or self.ever_synced or self.down_since is not None
+
+    # --- reachability -------------------------------------------------------------------------
+
+    def _informer_state(self, kind: str, up: bool, detail: str) -> None:
+        with self._lock:
+            before = self.connected
+            self._informer_up[kind] = up
+            after = self.connected
+            if after:
+                self.ever_synced = self.ever_synced or all(i.synced.is_set() for i in self.informers)
+                self.down_since = None
+                self.detail = ""
+            elif self.down_since is None:
+                self.down_since = time.monotonic()
+                self.detail = detail
+        if before != after:
+            self._on_state(self)
+
+    @property
+    def connected(self) -> bool:
+        return self.client is not None and all(self._informer_up.values())
+
+    def reachability(self, now: float | None = None) -> Reachability:
+        if self.client is None or not self.ever_synced:
+            return Reachability.UNAVAILABLE
+        if self.connected or self.down_since is None:
+            return Reachability.CONNECTED
+        lost_for = (now if now is not None else time.monotonic()) - self.down_since
+        return Reachability.IN_GRACE if lost_for < self.grace_period else Reachability.LOST
+
+    def grace_expires_in(self) -> float | None:
+        if self.down_since is None:
+            return None
+        return max(0.0, self.down_since + self.grace_period - time.monotonic())
+
+    # --- views for the policy -----------------------------------------------------------------
+
+    def service_view(self, namespace: str, name: str) -> MemberView:
+        reach = self.reachability()
+        if self.client is None or reach in (Reachability.UNAVAILABLE, Reachability.LOST):
+            return MemberView(self.cluster, reach, detail=self.detail)
+        key = (namespace, name)
+        return MemberView(self.cluster, reach, service=self.services.store.get(f"{namespace}/{name}"),
+                          ready_endpoints=sum(self._slices.get(key, {}).values()))
+
+    def ingress_view(self, namespace: str, name: str) -> MemberView:
+        reach = self.reachability()
+        if self.client is None or reach in (Reachability.UNAVAILABLE, Reachability.LOST):
+            return MemberView(self.cluster, reach, detail=self.detail)
+        ingress = self.ingresses.store.get(f"{namespace}/{name}")
+        ready = {}
+        if ingress is not None:
+            ready = {svc: sum(self._slices.get((namespace, svc), {}).values()) for svc in ingress.backend_services}
+        return MemberView(self.cluster, reach, ingress=ingress, backend_ready=ready)
+
+    # --- change handlers (informer threads) ---------------------------------------------------
+
+    def _affected_by_service(self, namespace: str, name: str) -> list[IntentKey]:
+        keys = [IntentKey(IntentKind.SERVICE, namespace, name)]
+        keys += [IntentKey(IntentKind.INGRESS, namespace, ing)
+                 for ing in sorted(self._ingress_backends.get((namespace, name), ()))]
+        return keys
+
+    def _service_changed(self, old: MemberService | None, new: MemberService | None) -> None:
+        current = new or old
+        assert current is not None
+        self._notify(self._affected_by_service(current.namespace, current.name))
+
+    def _slice_changed(self, old: MemberEndpointSlice | None, new: MemberEndpointSlice | None) -> None:
+        affected: list[IntentKey] = []
+        with self._lock:
+            for item, present in ((old, False), (new, True)):
+                if item is None or not item.service_name:
+                    continue
+                ref = (item.namespace, item.service_name)
+                before = sum(self._slices[ref].values())
+                if present:
+                    self._slices[ref][item.name] = item.ready_endpoints
+                else:
+                    self._slices[ref].pop(item.name, None)
+                if not self._slices[ref]:
+                    del self._slices[ref]
+                if before != sum(self._slices.get(ref, {}).values()):
+                    affected += self._affected_by_service(*ref)
+        if affected:
+            self._notify(affected)
+
+    def _ingress_changed(self, old: MemberIngress | None, new: MemberIngress | None) -> None:
+        with self._lock:
+            if old is not None:
+                for svc in old.backend_services:
+                    self._ingress_backends[(old.namespace, svc)].discard(old.name)
+            if new is not None:
+                for svc in new.backend_services:
+                    self._ingress_backends[(new.namespace, svc)].add(new.name)
+        current = new or old
+        assert current is not None
+        self._notify([IntentKey(IntentKind.INGRESS, current.namespace, current.name)])

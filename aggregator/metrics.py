@@ -1,0 +1,53 @@
+"""Prometheus metrics on a dedicated registry (the process's default registry stays untouched)."""
+
+from __future__ import annotations
+
+from collections import Counter as Tally
+from collections.abc import Callable, Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+NAMESPACE = "fleetdns_aggregator"
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+class _IntentConditions(Collector):
+    """Counts intents by (kind, condition, status) at scrape time, from the reconciler's last results."""
+
+    def __init__(self, source: Callable[[], Tally[tuple[str, str, str]]]) -> None:
+        self._source = source
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily(f"{NAMESPACE}_intents", "Intents by kind and condition status",
+                                   labels=["kind", "condition", "status"])
+        for (kind, condition, status), count in sorted(self._source().items()):
+            family.add_metric([kind, condition, status], count)
+        yield family
+
+
+class AggregatorMetrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.reconcile_seconds = Histogram(
+            f"{NAMESPACE}_reconcile_duration_seconds",
+            "From the change that queued an intent to its DNSEndpoint and status written", ["kind"],
+            buckets=LATENCY_BUCKETS, registry=r)
+        self.reconcile_errors = Counter(f"{NAMESPACE}_reconcile_errors_total",
+                                        "Reconciles that failed and were retried", ["kind"], registry=r)
+        self.queue_depth = Gauge(f"{NAMESPACE}_queue_depth", "Intents waiting in the work queue", registry=r)
+        self.member_connected = Gauge(f"{NAMESPACE}_member_connected",
+                                      "1 while every watch on the member API server is connected", ["cluster"],
+                                      registry=r)
+        self.member_state = Gauge(f"{NAMESPACE}_member_state", "Member reachability (1 for the current state)",
+                                  ["cluster", "state"], registry=r)
+        self.dnsendpoint_writes = Counter(f"{NAMESPACE}_dnsendpoint_writes_total", "DNSEndpoint writes",
+                                          ["operation"], registry=r)
+        self.status_writes = Counter(f"{NAMESPACE}_status_writes_total", "Intent status writes", ["kind"], registry=r)
+        self.events = Counter(f"{NAMESPACE}_events_total", "Kubernetes Events emitted", ["reason"], registry=r)
+        self.leader = Gauge(f"{NAMESPACE}_leader", "1 while this replica holds the lease and writes", registry=r)
+
+    def watch_intent_conditions(self, source: Callable[[], Tally[tuple[str, str, str]]]) -> None:
+        self.registry.register(_IntentConditions(source))

@@ -1,0 +1,376 @@
+"""Typed views of the Kubernetes objects the aggregator reads, parsed once from raw JSON at the edge.
+
+Everything past this module works on these dataclasses; a malformed object becomes a parse error
+here (logged and skipped) instead of a KeyError deep in the policy.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+GROUP = "fleetdns.io"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+DEFAULT_TTL = 180  # KubeFed's default record TTL
+DEFAULT_KUBECONFIG_KEY = "kubeconfig"
+LABEL_INTENT_KIND = "fleetdns.io/intent-kind"
+LABEL_INTENT_NAME = "fleetdns.io/intent-name"
+
+
+class IntentKind(StrEnum):
+    SERVICE = "ServiceDNSRecord"
+    INGRESS = "IngressDNSRecord"
+
+    @property
+    def plural(self) -> str:
+        return "servicednsrecords" if self is IntentKind.SERVICE else "ingressdnsrecords"
+
+    @property
+    def endpoint_prefix(self) -> str:
+        """DNSEndpoint names are ``service-<name>`` / ``ingress-<name>``, as KubeFed named them."""
+        return "service" if self is IntentKind.SERVICE else "ingress"
+
+
+@dataclass(frozen=True, order=True)
+class IntentKey:
+    """What the work queue de-duplicates on: one intent, whatever changed about it."""
+
+    kind: IntentKind
+    namespace: str
+    name: str
+
+    @property
+    def dns_endpoint_name(self) -> str:
+        return f"{self.kind.endpoint_prefix}-{self.name}"
+
+    def __str__(self) -> str:
+        return f"{self.kind}/{self.namespace}/{self.name}"
+
+
+@dataclass(frozen=True)
+class ObjectRef:
+    namespace: str
+    name: str
+
+
+@dataclass(frozen=True)
+class LoadBalancerAddress:
+    """One ``status.loadBalancer.ingress[]`` entry: an IP or a hostname (cloud LBs give either)."""
+
+    ip: str = ""
+    hostname: str = ""
+
+    @property
+    def is_ipv6(self) -> bool:
+        return bool(self.ip) and ipaddress.ip_address(self.ip).version == 6
+
+    def to_json(self) -> dict[str, str]:
+        return {"ip": self.ip} if self.ip else {"hostname": self.hostname}
+
+
+@dataclass(frozen=True)
+class Condition:
+    type: str
+    status: str
+    reason: str
+    message: str
+    last_transition_time: str = ""
+    observed_generation: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {"type": self.type, "status": self.status, "reason": self.reason, "message": self.message,
+                "lastTransitionTime": self.last_transition_time, "observedGeneration": self.observed_generation}
+
+
+@dataclass(frozen=True)
+class ClusterStatus:
+    """One ``status.dns[]`` entry: what the aggregator saw in one member cluster."""
+
+    cluster: str
+    region: str
+    zone: str
+    addresses: tuple[LoadBalancerAddress, ...]
+    healthy: bool
+    reason: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"cluster": self.cluster, "region": self.region, "zone": self.zone,
+                "loadBalancer": {"ingress": [a.to_json() for a in self.addresses]},
+                "healthy": self.healthy, "reason": self.reason}
+
+
+@dataclass(frozen=True)
+class IntentStatus:
+    domain: str = ""
+    fqdn: str = ""
+    healthy_clusters: int = 0
+    dns: tuple[ClusterStatus, ...] = ()
+    conditions: tuple[Condition, ...] = ()
+    observed_generation: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {"domain": self.domain, "fqdn": self.fqdn, "healthyClusters": self.healthy_clusters,
+                "dns": [entry.to_json() for entry in self.dns],
+                "conditions": [c.to_json() for c in self.conditions],
+                "observedGeneration": self.observed_generation}
+
+
+@dataclass(frozen=True)
+class ServiceIntent:
+    """A ServiceDNSRecord: publish Service ``name`` of namespace ``namespace`` from every member."""
+
+    namespace: str
+    name: str
+    uid: str
+    generation: int
+    domain_ref: str
+    record_ttl: int = DEFAULT_TTL
+    dns_prefix: str = ""
+    external_name: str = ""
+    allow_service_without_endpoints: bool = False
+    status: IntentStatus = field(default_factory=IntentStatus)
+    status_json: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def key(self) -> IntentKey:
+        return IntentKey(IntentKind.SERVICE, self.namespace, self.name)
+
+
+@dataclass(frozen=True)
+class IngressIntent:
+    """An IngressDNSRecord: publish ``hosts`` over the addresses of Ingress ``name`` in every member."""
+
+    namespace: str
+    name: str
+    uid: str
+    generation: int
+    hosts: tuple[str, ...]
+    record_ttl: int = DEFAULT_TTL
+    status: IntentStatus = field(default_factory=IntentStatus)
+    status_json: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def key(self) -> IntentKey:
+        return IntentKey(IntentKind.INGRESS, self.namespace, self.name)
+
+
+Intent = ServiceIntent | IngressIntent
+
+
+@dataclass(frozen=True)
+class Domain:
+    """KubeFed's Domain: top-level ``domain`` and ``nameServer`` (no spec), so old manifests move over."""
+
+    namespace: str
+    name: str
+    domain: str
+    name_server: str = ""
+
+
+@dataclass(frozen=True)
+class SecretKeyRef:
+    namespace: str
+    name: str
+    key: str = DEFAULT_KUBECONFIG_KEY
+
+
+@dataclass(frozen=True)
+class MemberCluster:
+    name: str
+    region: str
+    zone: str
+    kubeconfig_secret: SecretKeyRef
+    latitude: float | None = None
+    longitude: float | None = None
+    generation: int = 0
+
+
+@dataclass(frozen=True)
+class MemberService:
+    namespace: str
+    name: str
+    is_load_balancer: bool
+    addresses: tuple[LoadBalancerAddress, ...]
+
+
+@dataclass(frozen=True)
+class MemberEndpointSlice:
+    namespace: str
+    name: str
+    service_name: str
+    ready_endpoints: int
+
+
+@dataclass(frozen=True)
+class MemberIngress:
+    namespace: str
+    name: str
+    addresses: tuple[LoadBalancerAddress, ...]
+    backend_services: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class DNSEndpointObject:
+    """The part of an existing DNSEndpoint the aggregator compares with what it would write."""
+
+    namespace: str
+    name: str
+    labels: dict[str, str]
+    endpoints: tuple[dict[str, Any], ...]
+    owner_uids: tuple[str, ...]
+    resource_version: str
+
+    @property
+    def intent_key(self) -> IntentKey | None:
+        try:
+            kind = IntentKind(self.labels.get(LABEL_INTENT_KIND, ""))
+        except ValueError:
+            return None
+        name = self.labels.get(LABEL_INTENT_NAME, "")
+        return IntentKey(kind, self.namespace, name) if name else None
+
+
+class ParseError(ValueError):
+    """An object whose shape the aggregator cannot use; the message names the field."""
+
+
+def _meta(obj: dict[str, Any]) -> dict[str, Any]:
+    return obj.get("metadata") or {}
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def parse_addresses(load_balancer: Any) -> tuple[LoadBalancerAddress, ...]:
+    """``status.loadBalancer`` → addresses, sorted so that comparisons ignore the API's order."""
+    found = set()
+    for entry in _list(_dict(load_balancer).get("ingress")):
+        entry = _dict(entry)
+        ip, hostname = str(entry.get("ip") or ""), str(entry.get("hostname") or "")
+        if ip:
+            try:
+                ip = str(ipaddress.ip_address(ip))
+            except ValueError:
+                continue
+            found.add(LoadBalancerAddress(ip=ip))
+        elif hostname:
+            found.add(LoadBalancerAddress(hostname=hostname.rstrip(".").lower()))
+    return tuple(sorted(found, key=lambda a: (a.ip == "", a.ip, a.hostname)))
+
+
+def parse_conditions(raw: Any) -> tuple[Condition, ...]:
+    return tuple(
+        Condition(str(c.get("type", "")), str(c.get("status", "")), str(c.get("reason", "")),
+                  str(c.get("message", "")), str(c.get("lastTransitionTime") or ""),
+                  int(c.get("observedGeneration") or 0))
+        for c in map(_dict, _list(raw))
+    )
+
+
+def parse_status(raw: Any) -> IntentStatus:
+    raw = _dict(raw)
+    dns = tuple(
+        ClusterStatus(str(e.get("cluster", "")), str(e.get("region", "")), str(e.get("zone", "")),
+                      parse_addresses(e.get("loadBalancer")), bool(e.get("healthy")), str(e.get("reason", "")))
+        for e in map(_dict, _list(raw.get("dns")))
+    )
+    return IntentStatus(str(raw.get("domain") or ""), str(raw.get("fqdn") or ""), int(raw.get("healthyClusters") or 0),
+                        dns, parse_conditions(raw.get("conditions")), int(raw.get("observedGeneration") or 0))
+
+
+def parse_service_intent(obj: dict[str, Any]) -> ServiceIntent:
+    meta, spec = _meta(obj), _dict(obj.get("spec"))
+    domain_ref = spec.get("domainRef")
+    if not isinstance(domain_ref, str) or not domain_ref:
+        raise ParseError("spec.domainRef is required")
+    return ServiceIntent(
+        namespace=meta.get("namespace", ""), name=meta.get("name", ""), uid=meta.get("uid", ""),
+        generation=int(meta.get("generation") or 0), domain_ref=domain_ref,
+        record_ttl=int(spec.get("recordTTL") or DEFAULT_TTL), dns_prefix=str(spec.get("dnsPrefix") or ""),
+        external_name=str(spec.get("externalName") or ""),
+        allow_service_without_endpoints=bool(spec.get("allowServiceWithoutEndpoints")),
+        status=parse_status(obj.get("status")), status_json=_dict(obj.get("status")),
+    )
+
+
+def parse_ingress_intent(obj: dict[str, Any]) -> IngressIntent:
+    meta, spec = _meta(obj), _dict(obj.get("spec"))
+    hosts = tuple(str(h) for h in _list(spec.get("hosts")))
+    return IngressIntent(
+        namespace=meta.get("namespace", ""), name=meta.get("name", ""), uid=meta.get("uid", ""),
+        generation=int(meta.get("generation") or 0), hosts=hosts,
+        record_ttl=int(spec.get("recordTTL") or DEFAULT_TTL),
+        status=parse_status(obj.get("status")), status_json=_dict(obj.get("status")),
+    )
+
+
+def parse_domain(obj: dict[str, Any]) -> Domain:
+    meta = _meta(obj)
+    domain = obj.get("domain")
+    if not isinstance(domain, str) or not domain:
+        raise ParseError("domain is required")
+    return Domain(meta.get("namespace", ""), meta.get("name", ""), domain, str(obj.get("nameServer") or ""))
+
+
+def parse_member_cluster(obj: dict[str, Any]) -> MemberCluster:
+    meta, spec = _meta(obj), _dict(obj.get("spec"))
+    ref = _dict(spec.get("kubeconfigSecretRef"))
+    if not ref.get("namespace") or not ref.get("name"):
+        raise ParseError("spec.kubeconfigSecretRef needs namespace and name")
+    location = _dict(spec.get("location"))
+    lat, lon = location.get("latitude"), location.get("longitude")
+    return MemberCluster(
+        name=meta.get("name", ""), region=str(spec.get("region") or ""), zone=str(spec.get("zone") or ""),
+        kubeconfig_secret=SecretKeyRef(str(ref["namespace"]), str(ref["name"]),
+                                       str(ref.get("key") or DEFAULT_KUBECONFIG_KEY)),
+        latitude=float(lat) if lat is not None else None, longitude=float(lon) if lon is not None else None,
+        generation=int(meta.get("generation") or 0),
+    )
+
+
+def parse_member_service(obj: dict[str, Any]) -> MemberService:
+    meta, spec = _meta(obj), _dict(obj.get("spec"))
+    return MemberService(meta.get("namespace", ""), meta.get("name", ""), spec.get("type") == "LoadBalancer",
+                         parse_addresses(_dict(obj.get("status")).get("loadBalancer")))
+
+
+def parse_endpoint_slice(obj: dict[str, Any]) -> MemberEndpointSlice:
+    """Ready per the API: ``conditions.ready`` true, or absent (which means ready)."""
+    meta = _meta(obj)
+    ready = sum(1 for e in map(_dict, _list(obj.get("endpoints")))
+                if _dict(e.get("conditions")).get("ready") is not False)
+    service = _dict(meta.get("labels")).get("kubernetes.io/service-name", "")
+    return MemberEndpointSlice(meta.get("namespace", ""), meta.get("name", ""), service, ready)
+
+
+def parse_member_ingress(obj: dict[str, Any]) -> MemberIngress:
+    meta, spec = _meta(obj), _dict(obj.get("spec"))
+    backends = set()
+    default = _dict(_dict(spec.get("defaultBackend")).get("service")).get("name")
+    if default:
+        backends.add(str(default))
+    for rule in map(_dict, _list(spec.get("rules"))):
+        for path in map(_dict, _list(_dict(rule.get("http")).get("paths"))):
+            name = _dict(_dict(path.get("backend")).get("service")).get("name")
+            if name:
+                backends.add(str(name))
+    return MemberIngress(meta.get("namespace", ""), meta.get("name", ""),
+                         parse_addresses(_dict(obj.get("status")).get("loadBalancer")), tuple(sorted(backends)))
+
+
+def parse_dns_endpoint(obj: dict[str, Any]) -> DNSEndpointObject:
+    meta = _meta(obj)
+    return DNSEndpointObject(
+        namespace=meta.get("namespace", ""), name=meta.get("name", ""), labels=dict(_dict(meta.get("labels"))),
+        endpoints=tuple(_list(_dict(obj.get("spec")).get("endpoints"))),
+        owner_uids=tuple(str(o.get("uid", "")) for o in map(_dict, _list(meta.get("ownerReferences")))),
+        resource_version=str(meta.get("resourceVersion", "")),
+    )

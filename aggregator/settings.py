@@ -1,0 +1,122 @@
+"""Flags (each with an environment variable) and their validation; invalid input exits with code 2."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import socket
+from dataclasses import dataclass
+
+from fleetdns.config import ConfigError, add_flag, env_bool, parse_duration, parse_host_port
+
+ENV_PREFIX = "FLEETDNS_AGGREGATOR_"
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+_LOG_LEVELS = ("debug", "info", "warning", "error")
+_LOG_FORMATS = ("json", "text")
+
+
+@dataclass(frozen=True)
+class Settings:
+    kubeconfig: str
+    member_grace_period: float
+    health_host: str
+    health_port: int
+    leader_election: bool
+    leader_election_namespace: str
+    lease_name: str
+    lease_duration: float
+    renew_deadline: float
+    retry_period: float
+    identity: str
+    namespace: str
+    domain_namespace: str
+    workers: int
+    log_level: str
+    log_format: str
+
+
+def _env(flag: str) -> str:
+    return ENV_PREFIX + flag.lstrip("-").upper().replace("-", "_")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fleetdns-aggregator",
+        description="Federate ServiceDNSRecord / IngressDNSRecord intents across member clusters into DNSEndpoints.")
+    flags: list[tuple[str, str, str]] = [
+        ("--kubeconfig", "", "host-cluster kubeconfig; empty: in-cluster, then $KUBECONFIG / ~/.kube/config"),
+        ("--member-grace-period", "30s", "how long a silent member API server keeps its last known targets"),
+        ("--health-listen", "0.0.0.0:8081", "HOST:PORT for /healthz, /readyz and /metrics"),
+        ("--leader-election", "true", "elect one writer among replicas through a Lease on the host cluster"),
+        ("--leader-election-namespace", "fleetdns-system", "namespace of the Lease"),
+        ("--lease-name", "fleetdns-aggregator", "name of the Lease"),
+        ("--lease-duration", "15s", "how long a lease is valid without renewal (standbys wait this long)"),
+        ("--renew-deadline", "10s", "the leader gives up writing when it could not renew for this long"),
+        ("--retry-period", "2s", "how often the leader renews and standbys try to acquire"),
+        ("--identity", "", "this replica's name in the Lease; empty: <hostname>-<pid>"),
+        ("--namespace", "", "watch intents (and member objects) in this namespace only; empty: all"),
+        ("--domain-namespace", "fleetdns-system", "where Domains are looked up after the intent's own namespace"),
+        ("--workers", "4", "concurrent reconciles (each intent is reconciled by one worker at a time)"),
+        ("--log-level", "info", "debug, info, warning or error"),
+        ("--log-format", "json", "json or text (key=value)"),
+    ]
+    for flag, default, help_text in flags:
+        add_flag(parser, flag, _env(flag), default, help_text)
+    return parser
+
+
+def parse_settings(argv: list[str] | None = None) -> Settings:
+    """Parse and validate; raises ConfigError naming the flag and the value."""
+    args = build_parser().parse_args(argv)
+    health_host, health_port = parse_host_port("--health-listen", args.health_listen)
+    try:
+        leader_election = env_bool(args.leader_election)
+    except ValueError as error:
+        raise ConfigError("--leader-election", args.leader_election, str(error)) from None
+    durations = {flag: parse_duration(flag, getattr(args, flag[2:].replace("-", "_")))
+                 for flag in ("--member-grace-period", "--lease-duration", "--renew-deadline", "--retry-period")}
+    for flag in ("--lease-duration", "--renew-deadline", "--retry-period"):
+        if durations[flag] <= 0:
+            raise ConfigError(flag, getattr(args, flag[2:].replace("-", "_")), "must be greater than zero")
+    if durations["--renew-deadline"] >= durations["--lease-duration"]:
+        raise ConfigError("--renew-deadline", args.renew_deadline, "must be shorter than --lease-duration")
+    if durations["--retry-period"] >= durations["--renew-deadline"]:
+        raise ConfigError("--retry-period", args.retry_period, "must be shorter than --renew-deadline")
+    for flag, value in (("--leader-election-namespace", args.leader_election_namespace),
+                        ("--lease-name", args.lease_name), ("--domain-namespace", args.domain_namespace)):
+        _require_dns_label(flag, value)
+    if args.namespace:
+        _require_dns_label("--namespace", args.namespace)
+    if args.kubeconfig and not os.path.isfile(args.kubeconfig):
+        raise ConfigError("--kubeconfig", args.kubeconfig, "no such file")
+    workers = _int_in_range("--workers", args.workers, 1, 64)
+    if args.log_level.lower() not in _LOG_LEVELS:
+        raise ConfigError("--log-level", args.log_level, f"expected one of {', '.join(_LOG_LEVELS)}")
+    if args.log_format not in _LOG_FORMATS:
+        raise ConfigError("--log-format", args.log_format, f"expected one of {', '.join(_LOG_FORMATS)}")
+    return Settings(
+        kubeconfig=args.kubeconfig, member_grace_period=durations["--member-grace-period"],
+        health_host=health_host, health_port=health_port, leader_election=leader_election,
+        leader_election_namespace=args.leader_election_namespace, lease_name=args.lease_name,
+        lease_duration=durations["--lease-duration"], renew_deadline=durations["--renew-deadline"],
+        retry_period=durations["--retry-period"],
+        identity=args.identity or f"{socket.gethostname()}-{os.getpid()}",
+        namespace=args.namespace, domain_namespace=args.domain_namespace, workers=workers,
+        log_level=args.log_level.lower(), log_format=args.log_format,
+    )
+
+
+def _require_dns_label(flag: str, value: str) -> None:
+    if not _DNS_LABEL.match(value):
+        raise ConfigError(flag, value, "must be a DNS label (lower-case letters, digits and '-', at most 63)")
+
+
+def _int_in_range(flag: str, value: str, low: int, high: int) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise ConfigError(flag, value, "expected an integer") from None
+    if not low <= number <= high:
+        raise ConfigError(flag, value, f"must be from {low} to {high}")
+    return number

@@ -1,0 +1,69 @@
+"""Intent status (per-cluster entries, Ready/Degraded conditions) and the joins/leaves that make events.
+
+Pure: the reconciler hands in the old status and the clock; a condition keeps its
+lastTransitionTime while its status stays the same, so an unchanged answer writes nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aggregator.model import ClusterStatus, Condition, IntentStatus
+
+READY = "Ready"
+DEGRADED = "Degraded"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one reconcile decided, before it becomes a status."""
+
+    domain: str
+    fqdn: str
+    clusters: tuple[ClusterStatus, ...]
+    published_records: int
+    problem: str = ""  # a reason that stops publishing altogether (DomainNotFound, InvalidName)
+    problem_message: str = ""
+
+
+@dataclass(frozen=True)
+class ClusterChange:
+    cluster: str
+    reason: str
+
+
+def build_status(outcome: Outcome, generation: int, old: IntentStatus, now: str) -> IntentStatus:
+    healthy = [c for c in outcome.clusters if c.healthy]
+    unhealthy = [c for c in outcome.clusters if not c.healthy]
+    if outcome.problem:
+        ready = Condition(READY, "False", outcome.problem, outcome.problem_message)
+    elif healthy and outcome.published_records:
+        ready = Condition(READY, "True", "Published",
+                          f"{len(healthy)} of {len(outcome.clusters)} clusters healthy: "
+                          + ", ".join(c.cluster for c in healthy))
+    else:
+        ready = Condition(READY, "False", "NoHealthyClusters",
+                          f"no healthy cluster among {len(outcome.clusters)} listed; no records published")
+    if unhealthy:
+        degraded = Condition(DEGRADED, "True", "ClustersUnhealthy",
+                             "; ".join(f"{c.cluster}: {c.reason}" for c in unhealthy))
+    else:
+        degraded = Condition(DEGRADED, "False", "AllClustersHealthy", "every listed cluster is healthy")
+    conditions = tuple(_stamp(c, generation, old, now) for c in (ready, degraded))
+    return IntentStatus(outcome.domain, outcome.fqdn, len(healthy), outcome.clusters, conditions, generation)
+
+
+def _stamp(condition: Condition, generation: int, old: IntentStatus, now: str) -> Condition:
+    previous = next((c for c in old.conditions if c.type == condition.type), None)
+    since = previous.last_transition_time if previous and previous.status == condition.status else now
+    return Condition(condition.type, condition.status, condition.reason, condition.message, since or now, generation)
+
+
+def cluster_changes(old: IntentStatus, new: IntentStatus) -> tuple[list[ClusterChange], list[ClusterChange]]:
+    """Clusters that joined and left the answer (healthy set), each with the reason now reported."""
+    was = {c.cluster for c in old.dns if c.healthy}
+    now = {c.cluster: c for c in new.dns}
+    joined = [ClusterChange(name, c.reason) for name, c in sorted(now.items()) if c.healthy and name not in was]
+    left = [ClusterChange(name, now[name].reason if name in now else "ServiceNotFound: no longer present")
+            for name in sorted(was) if name not in now or not now[name].healthy]
+    return joined, left
