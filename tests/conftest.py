@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,6 +25,26 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if skipped and exitstatus == 0:
         reporter.write_line(f"FAILED: {skipped} test(s) skipped; every test must run (see README)", red=True)
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    leftovers = _component_children()
+    if leftovers:
+        reporter.write_line(f"FAILED: processes left running after the suite: {leftovers}", red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def _component_children() -> list[str]:
+    """Real-component processes this pytest started and did not stop (there must be none)."""
+    names = {"etcd", "kube-apiserver", "coredns", "external-dns"}
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)
+            comm = fields[0].split("(", 1)[1]
+            state, ppid = fields[1].split()[:2]
+        except (OSError, IndexError):
+            continue
+        if int(ppid) == os.getpid() and comm in names and state != "Z":
+            found.append(f"{comm}[{stat.parent.name}]")
+    return found
 
 
 @pytest.fixture(scope="session")
