@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable
@@ -53,6 +54,10 @@ class BackgroundServer:
         if grace > 0:
             self._drain(grace)
         self.server.close()
+        # Idle keep-alive connections keep waitress's event loop (and so this thread) alive: close them.
+        for channel in list(self.server._map.values()):
+            with contextlib.suppress(Exception):
+                channel.close()
         self.thread.join(timeout=5)
 
     def _drain(self, grace: float) -> None:

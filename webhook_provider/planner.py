@@ -153,7 +153,7 @@ def _flush(group: list[NamePlan]) -> list[Transaction]:
 def _split_name(plan: NamePlan, max_ops: int) -> list[Transaction]:
     """A name too big for one transaction: puts first, deletes last, so the name is never empty."""
     log.warning("name needs more operations than one etcd transaction allows; writing it in parts",
-                extra={"name": plan.name, "operations": plan.op_count, "max_txn_ops": max_ops})
+                extra={"dnsName": plan.name, "operations": plan.op_count, "max_txn_ops": max_ops})
     ops: list[tuple[str, str | None]] = [*plan.puts.items(), *((key, None) for key in plan.deletes)]
     parts = []
     for start in range(0, len(ops), max_ops):

@@ -67,7 +67,7 @@ def endpoints_of(records: list[Record]) -> list[Endpoint]:
     endpoints = []
     for (name, record_type, set_identifier), members in sorted(grouped.items()):
         first = members[0]
-        targets = tuple(dict.fromkeys(member.target for member in members))
+        targets = tuple(sorted({member.target for member in members}))  # stable output; order carries no meaning
         endpoints.append(Endpoint(name, record_type, targets, set_identifier, first.ttl, dict(first.labels),
                                   first.provider_specific))
     return endpoints

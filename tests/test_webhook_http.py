@@ -1,0 +1,263 @@
+"""The webhook protocol through a real `python -m webhook_provider` process against real etcd."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+
+import pyetcd
+import pytest
+import requests
+
+from fleetdns.rig import EtcdServer
+from fleetdns.rig.binaries import REPO_ROOT
+from fleetdns.rig.ports import free_port
+from fleetdns.rig.process import ManagedProcess
+from fleetdns.rig.region import WebhookProvider
+from fleetdns.rig.webhook_client import MEDIA_TYPE, WebhookClient
+from webhook_provider.changes import parse_changes
+from webhook_provider.domain_filter import DomainFilter
+from webhook_provider.metrics import Metrics
+from webhook_provider.planner import batch, plan_changes
+from webhook_provider.settings import load_settings
+from webhook_provider.store import ConflictError, EtcdStore
+
+pytestmark = pytest.mark.etcd
+
+
+def a_record(name: str, *targets: str, **extra: object) -> dict:
+    return {"dnsName": name, "recordType": "A", "targets": list(targets), **extra}
+
+
+def etcd_kv(url: str) -> pyetcd.Etcd3Client:
+    host, port = url.removeprefix("http://").split(":")
+    return pyetcd.client(host=host, port=int(port))
+
+
+@pytest.fixture(scope="module")
+def webhook(etcd, tmp_path_factory) -> Iterator[tuple[WebhookClient, str]]:
+    """One webhook for this module on the session etcd, with its own prefix and a domain filter."""
+    prefix = f"/wh{uuid.uuid4().hex[:8]}/"
+    server = WebhookProvider(etcd.endpoints, tmp_path_factory.mktemp("webhook"), domain_filter="example.org",
+                             prefix=prefix, extra_args=["--max-request-bytes=100000"]).start()
+    yield WebhookClient(server.url, f"http://127.0.0.1:{server.health_port}"), prefix
+    server.stop()
+
+
+def test_negotiation_answers_the_exact_media_type_vary_and_the_domain_filter(webhook):
+    client, _ = webhook
+    response = client.negotiate()
+    assert response.status_code == 200
+    assert response.headers["Content-Type"] == MEDIA_TYPE
+    assert response.headers["Vary"] == "Content-Type"
+    assert response.json() == {"include": ["example.org"]}
+
+
+def test_apply_answers_204_and_records_returns_exactly_what_was_written(webhook):
+    client, _ = webhook
+    created = [
+        a_record("app.example.org", "192.0.2.1", "192.0.2.2", recordTTL=60, labels={"owner": "t1"}),
+        {"dnsName": "a-app.example.org", "recordType": "TXT", "targets": ['"heritage=external-dns,o=t1"']},
+        {"dnsName": "v6.example.org", "recordType": "AAAA", "targets": ["2001:db8::1"], "setIdentifier": "eu",
+         "providerSpecific": [{"name": "webhook/x", "value": "1"}]},
+    ]
+    response = client.apply({"create": created})
+    assert response.status_code == 204 and response.content == b""
+    records = client.records()
+    assert records.status_code == 200 and records.headers["Content-Type"] == MEDIA_TYPE
+    got = client.endpoints()
+    for endpoint in created:
+        assert got[(endpoint["dnsName"], endpoint["recordType"])] == {
+            k: endpoint[k] for k in ("dnsName", "targets", "recordType", "recordTTL", "labels", "setIdentifier",
+                                     "providerSpecific") if k in endpoint}
+    # Older ExternalDNS: capitalised keys, null lists, no Content-Type.
+    old_style = {"Create": None, "UpdateOld": [got[("app.example.org", "A")]],
+                 "UpdateNew": [a_record("app.example.org", "192.0.2.3")], "Delete": None}
+    assert client.apply(json.dumps(old_style).encode(), content_type=None).status_code == 204
+    assert client.endpoints()[("app.example.org", "A")]["targets"] == ["192.0.2.3"]
+    assert client.apply({"delete": [client.endpoints()[("app.example.org", "A")]]},
+                        content_type="application/json").status_code == 204
+    assert ("app.example.org", "A") not in client.endpoints()
+
+
+def test_a_repeated_apply_is_idempotent(webhook, etcd):
+    client, prefix = webhook
+    change = {"create": [a_record("repeat.example.org", "192.0.2.1", "192.0.2.2")]}
+    assert client.apply(change).status_code == 204
+    assert client.apply(change).status_code == 204
+    keys = [m.key for _, m in etcd_kv(etcd.url).get_prefix(prefix + "org/example/repeat/")]
+    assert len(keys) == 2
+    assert client.endpoints()[("repeat.example.org", "A")]["targets"] == ["192.0.2.1", "192.0.2.2"]
+
+
+@pytest.mark.parametrize(("body", "status", "path"), [
+    (b"{not json", 400, "$"),
+    (json.dumps({"create": [a_record("x.example.org", "300.1.1.1")]}).encode(), 400, "create[0].targets[0]"),
+    (json.dumps({"create": [a_record("outside.example.com", "192.0.2.1")]}).encode(), 400, "create[0].dnsName"),
+    (json.dumps({"updateOld": [a_record("x.example.org", "192.0.2.1")]}).encode(), 400, "updateOld"),
+    (json.dumps({"create": [{"dnsName": "x.example.org", "recordType": "A", "targets": [1]}]}).encode(), 400,
+     "create[0].targets[0]"),
+])
+def test_bad_input_is_refused_with_4xx_and_a_json_reason_and_nothing_is_written(webhook, body, status, path):
+    client, _ = webhook
+    before = client.records().json()
+    response = client.apply(body)
+    assert response.status_code == status
+    assert response.headers["Content-Type"] == MEDIA_TYPE
+    assert response.json()["path"] == path and response.json()["error"]
+    assert client.records().json() == before
+
+
+def test_a_request_with_one_bad_endpoint_writes_none_of_the_good_ones(webhook):
+    client, _ = webhook
+    response = client.apply({"create": [a_record("good.example.org", "192.0.2.1"),
+                                        a_record("bad.example.org", "not-an-ip")]})
+    assert response.status_code == 400 and response.json()["path"] == "create[1].targets[0]"
+    assert ("good.example.org", "A") not in client.endpoints()
+
+
+def test_oversized_bodies_get_413_and_unknown_media_types_415(webhook):
+    client, _ = webhook
+    big = {"create": [a_record(f"n{i}.example.org", "192.0.2.1") for i in range(3000)]}
+    response = client.apply(big)
+    assert response.status_code == 413 and "max-request-bytes" in response.json()["error"]
+    response = client.apply({"create": []}, content_type="text/plain")
+    assert response.status_code == 415 and response.json()["error"]
+
+
+def test_adjustendpoints_returns_canonical_forms_and_drops_what_cannot_be_served(webhook):
+    client, _ = webhook
+    response = client.adjust([
+        {"dnsName": "Web.Example.org.", "recordType": "CNAME", "targets": ["LB.example.org."]},
+        {"dnsName": "ns.example.org", "recordType": "NS", "targets": ["ns1.example.org"]},
+        a_record("bad.example.org", "not-an-ip"),
+        a_record("outside.example.com", "192.0.2.1"),
+        {"dnsName": "srv.example.org", "recordType": "SRV", "targets": ["10 5 5060 SIP.example.org."]},
+    ])
+    assert response.status_code == 200 and response.headers["Content-Type"] == MEDIA_TYPE
+    assert response.json() == [
+        {"dnsName": "web.example.org", "targets": ["lb.example.org"], "recordType": "CNAME"},
+        {"dnsName": "srv.example.org", "targets": ["10 5 5060 sip.example.org"], "recordType": "SRV"},
+    ]
+
+
+def test_metrics_count_requests_applies_and_records(webhook):
+    client, _ = webhook
+    client.records()
+    metrics = client.metrics()
+    assert metrics['fleetdns_webhook_requests_total{method="GET",route="/records",status="200"}'] >= 1
+    assert metrics['fleetdns_webhook_applies_total{outcome="applied"}'] >= 1
+    assert metrics["fleetdns_webhook_records"] >= 1
+    assert any(key.startswith("fleetdns_webhook_etcd_operation_duration_seconds_count") for key in metrics)
+
+
+def test_records_under_the_prefix_but_outside_the_domain_filter_are_neither_returned_nor_touched(webhook, etcd):
+    client, prefix = webhook
+    kv = etcd_kv(etcd.url)
+    kv.put(prefix + "com/example/other/00000001", json.dumps({"host": "192.0.2.50", "targetstrip": 1}))
+    assert ("other.example.com", "A") not in client.endpoints()
+    assert kv.get(prefix + "com/example/other/00000001")[0] is not None
+
+
+def test_it_negotiates_within_a_second_while_etcd_is_down_and_recovers(tmp_path):
+    etcd = EtcdServer(tmp_path / "etcd")  # port chosen, not started yet
+    port, health = free_port(), free_port()
+    process = ManagedProcess("webhook-early", [
+        sys.executable, "-m", "webhook_provider", f"--etcd-endpoints={etcd.url}", f"--listen=127.0.0.1:{port}",
+        f"--health-listen=127.0.0.1:{health}", "--etcd-timeout=1s"], tmp_path / "webhook.log")
+    started = time.monotonic()
+    process.start()
+    client = WebhookClient(f"http://127.0.0.1:{port}", f"http://127.0.0.1:{health}")
+    try:
+        process.wait_until(lambda: client.negotiate().status_code == 200, 5, "negotiating")
+        assert time.monotonic() - started < 1.0 + 0.5  # 0.5 s allowance for the interpreter on a busy machine
+        assert client.ready() == 503
+        assert client.records().status_code == 503
+        assert client.apply({"create": [a_record("x.example.org", "192.0.2.1")]}).status_code == 503
+        etcd.start()
+        process.wait_until(lambda: client.ready() == 200, 10, "ready")
+        assert client.apply({"create": [a_record("x.example.org", "192.0.2.1")]}).status_code == 204
+        etcd.stop()
+        assert client.records().status_code == 503 and client.ready() == 503
+        etcd.start()
+        process.wait_until(lambda: client.records().status_code == 200, 10, "serving records")
+        assert client.endpoints()[("x.example.org", "A")]["targets"] == ["192.0.2.1"]
+        process.proc.send_signal(signal.SIGTERM)
+        assert process.proc.wait(10) == 0
+    finally:
+        process.stop()
+        etcd.stop()
+
+
+def test_sigterm_lets_an_apply_in_progress_finish_then_exits_zero(etcd, tmp_path):
+    port, health = free_port(), free_port()
+    prefix = f"/term{uuid.uuid4().hex[:6]}/"
+    process = ManagedProcess("webhook-term", [
+        sys.executable, "-m", "webhook_provider", f"--etcd-endpoints={etcd.url}", f"--prefix={prefix}",
+        f"--listen=127.0.0.1:{port}", f"--health-listen=127.0.0.1:{health}"], tmp_path / "webhook.log").start()
+    client = WebhookClient(f"http://127.0.0.1:{port}")
+    try:
+        process.wait_until(lambda: client.negotiate().status_code == 200, 10, "negotiating")
+        result: list[int] = []
+        big = {"create": [a_record(f"n{i}.example.org", "192.0.2.1") for i in range(5000)]}
+        sender = threading.Thread(target=lambda: result.append(client.apply(big).status_code))
+        sender.start()
+        time.sleep(0.15)
+        process.proc.send_signal(signal.SIGTERM)
+        sender.join(20)
+        assert result == [204]
+        assert process.proc.wait(15) == 0
+        assert len(list(etcd_kv(etcd.url).get_prefix(prefix, keys_only=True))) == 5000
+        with pytest.raises(requests.ConnectionError):
+            client.negotiate()
+    finally:
+        process.stop()
+
+
+@pytest.mark.parametrize(("args", "named"), [
+    (["--listen=not-an-address"], "--listen"),
+    (["--etcd-endpoints=etcd:2379"], "--etcd-endpoints"),
+    (["--log-format=xml"], "--log-format"),
+])
+def test_invalid_configuration_exits_2_naming_flag_and_value(args, named):
+    result = subprocess.run([sys.executable, "-m", "webhook_provider", *args], capture_output=True, text=True,
+                            timeout=20, cwd=REPO_ROOT)
+    assert result.returncode == 2
+    assert named in result.stderr and args[0].split("=", 1)[1] in result.stderr
+
+
+def test_a_concurrent_writer_makes_the_transaction_fail_instead_of_being_overwritten(etcd):
+    prefix = f"/race{uuid.uuid4().hex[:6]}/"
+    settings = load_settings([f"--etcd-endpoints={etcd.url}", f"--prefix={prefix}"], {})
+    store = EtcdStore(settings.etcd, Metrics.create())
+    changes = parse_changes({"create": [a_record("app.example.org", "192.0.2.1")]}, DomainFilter())
+    entries = store.read_prefix(prefix)
+    (transaction,) = batch(plan_changes(entries, changes, prefix), 128)
+    (key, _), = transaction.puts
+    etcd_kv(etcd.url).put(key, json.dumps({"host": "192.0.2.99", "targetstrip": 1}))  # the other writer
+    with pytest.raises(ConflictError):
+        store.commit(transaction)
+    assert json.loads(etcd_kv(etcd.url).get(key)[0])["host"] == "192.0.2.99"
+    store.close()
+
+
+def test_records_beyond_one_grpc_message_are_read_in_pages(etcd):
+    prefix = f"/pages{uuid.uuid4().hex[:6]}/"
+    kv = etcd_kv(etcd.url)
+    padding = "x" * 900
+    for start in range(0, 12000, 1000):
+        kv.transaction(compare=[], success=[
+            kv.transactions.put(f"{prefix}org/example/n{i}/00000001",
+                                json.dumps({"host": "192.0.2.1", "targetstrip": 1, "labels": {"pad": padding}}))
+            for i in range(start, start + 1000)], failure=[])
+    settings = load_settings([f"--etcd-endpoints={etcd.url}", f"--prefix={prefix}"], {})
+    store = EtcdStore(settings.etcd, Metrics.create())
+    assert len(store.read_prefix(prefix)) == 12000  # ~11 MB: more than gRPC's default 4 MiB in one message
+    store.close()
+

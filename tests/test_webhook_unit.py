@@ -1,0 +1,319 @@
+"""The webhook's pure parts: encoding, decoding, planning, validation, domain filter, settings."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from fleetdns.config import ConfigError
+from fleetdns.endpoint import Endpoint, EndpointFormatError, ProviderSpecificProperty
+from webhook_provider.changes import parse_changes
+from webhook_provider.domain_filter import DomainFilter
+from webhook_provider.planner import NamePlan, batch, plan_changes
+from webhook_provider.records import Record, StoredEntry, endpoints_of
+from webhook_provider.settings import load_settings
+from webhook_provider.skydns import decode_entry, encode_value, key_for
+from webhook_provider.validation import canonical_target
+
+pytestmark = pytest.mark.unit
+PREFIX = "/skydns/"
+EVERYTHING = DomainFilter()
+
+
+def stored(key: str, value: dict | str, revision: int = 1) -> StoredEntry:
+    raw = value if isinstance(value, str) else json.dumps(value)
+    return decode_entry(PREFIX, key, raw.encode(), revision)
+
+
+def apply_plans(state: dict[str, str], plans: list[NamePlan]) -> dict[str, str]:
+    """What etcd holds after the plans' operations (a pure stand-in for committing them)."""
+    after = dict(state)
+    for plan in plans:
+        for key in plan.deletes:
+            after.pop(key, None)
+        after.update(plan.puts)
+    return after
+
+
+def entries_of(state: dict[str, str]) -> list[StoredEntry]:
+    return [stored(key, value) for key, value in sorted(state.items())]
+
+
+def endpoints_in(state: dict[str, str]) -> list[dict]:
+    records = [r for entry in entries_of(state) for r in entry.records]
+    return [e.to_json() for e in endpoints_of(records)]
+
+
+def changes(**lists: list[dict]) -> object:
+    return parse_changes(lists, EVERYTHING)
+
+
+# --- encoding and decoding ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("record_type", "target", "fields"), [
+    ("A", "192.0.2.1", {"host": "192.0.2.1"}),
+    ("AAAA", "2001:db8::1", {"host": "2001:db8::1"}),
+    ("CNAME", "lb.example.org", {"host": "lb.example.org"}),
+    ("TXT", '"heritage=external-dns,external-dns/owner=o"', {"text": '"heritage=external-dns,external-dns/owner=o"'}),
+    ("SRV", "10 5 5060 sip.example.org", {"host": "sip.example.org", "port": 5060, "priority": 10, "weight": 5}),
+    ("MX", "10 mail.example.org", {"host": "mail.example.org", "priority": 10, "mail": True}),
+])
+def test_each_record_type_round_trips_through_its_skydns_value(record_type, target, fields):
+    record = Record("app.example.org", record_type, target, "eu", 60, {"owner": "o"},
+                    (ProviderSpecificProperty("webhook/x", "1"),))
+    value = json.loads(encode_value(record))
+    assert {k: value[k] for k in fields} == fields
+    assert value["targetstrip"] == 1 and value["group"] == "app.example.org" and value["ttl"] == 60
+    entry = stored(key_for(record, PREFIX), encode_value(record))
+    assert entry.records == (record,)
+    assert entry.records[0].labels == {"owner": "o"}
+
+
+def test_txt_text_never_shares_a_value_with_a_host():
+    value = json.loads(encode_value(Record("app.example.org", "TXT", "hello")))
+    assert "host" not in value and value["text"] == "hello"
+
+
+def test_keys_are_deterministic_per_type_set_identifier_and_target():
+    a = Record("app.example.org", "A", "192.0.2.1")
+    assert key_for(a, PREFIX) == key_for(Record("app.example.org", "A", "192.0.2.1", ttl=99), PREFIX)
+    assert key_for(a, PREFIX).startswith("/skydns/org/example/app/")
+    assert len(key_for(a, PREFIX).rsplit("/", 1)[1]) == 12
+    assert key_for(a, PREFIX) != key_for(Record("app.example.org", "A", "192.0.2.2"), PREFIX)
+    assert key_for(a, PREFIX) != key_for(Record("app.example.org", "A", "192.0.2.1", "eu"), PREFIX)
+
+
+def test_explicit_coredns_group_replaces_the_default_group_and_round_trips():
+    record = Record("app.example.org", "A", "192.0.2.1",
+                    provider_specific=(ProviderSpecificProperty("coredns/group", "g1"),))
+    assert json.loads(encode_value(record))["group"] == "g1"
+    assert stored(key_for(record, PREFIX), encode_value(record)).records == (record,)
+
+
+def test_values_written_by_the_coredns_provider_read_back_as_the_same_endpoints():
+    state = {
+        "/skydns/org/example/app/1a2b3c4d": json.dumps({"host": "192.0.2.1", "ttl": 60, "targetstrip": 1}),
+        "/skydns/org/example/app/5e6f7a8b": json.dumps({"host": "192.0.2.2", "ttl": 60, "targetstrip": 1}),
+        "/skydns/org/example/v6/00000001": json.dumps({"host": "2001:db8::1", "targetstrip": 1}),
+        "/skydns/org/example/www/00000002": json.dumps({"host": "app.example.org", "targetstrip": 1,
+                                                        "group": "g"}),
+        "/skydns/org/example/a-app/00000003": json.dumps({"text": '"heritage=external-dns"', "targetstrip": 1}),
+    }
+    assert endpoints_in(state) == [
+        {"dnsName": "a-app.example.org", "targets": ['"heritage=external-dns"'], "recordType": "TXT"},
+        {"dnsName": "app.example.org", "targets": ["192.0.2.1", "192.0.2.2"], "recordType": "A", "recordTTL": 60},
+        {"dnsName": "v6.example.org", "targets": ["2001:db8::1"], "recordType": "AAAA"},
+        {"dnsName": "www.example.org", "targets": ["app.example.org"], "recordType": "CNAME",
+         "providerSpecific": [{"name": "coredns/group", "value": "g"}]},
+    ]
+
+
+def test_a_coredns_provider_value_with_host_and_text_reads_as_two_records():
+    entry = stored("/skydns/org/example/app/1a2b3c4d", {"host": "lb.example.org", "text": "hi", "targetstrip": 1})
+    assert [(r.record_type, r.target) for r in entry.records] == [("CNAME", "lb.example.org"), ("TXT", "hi")]
+
+
+def test_values_without_targetstrip_name_the_whole_key_and_garbage_is_ignored():
+    assert stored("/skydns/org/example/app", {"host": "192.0.2.1"}).records[0].name == "app.example.org"
+    assert stored("/skydns/org/example/app/x", "not json").records == ()
+    assert stored("/skydns/org/example/app/x", "[1, 2]").records == ()
+
+
+# --- validation --------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("record_type", "given", "canonical"), [
+    ("A", " 192.0.2.1", "192.0.2.1"),
+    ("AAAA", "2001:DB8:0::1", "2001:db8::1"),
+    ("CNAME", "LB.Example.org.", "lb.example.org"),
+    ("SRV", "10  5 5060 SIP.example.org.", "10 5 5060 sip.example.org"),
+    ("MX", "10 Mail.example.org.", "10 mail.example.org"),
+    ("TXT", ' "Keep Case" ', ' "Keep Case" '),
+])
+def test_targets_have_one_canonical_form(record_type, given, canonical):
+    assert canonical_target(record_type, given) == canonical
+
+
+@pytest.mark.parametrize(("body", "path"), [
+    ({"create": [{"dnsName": "a.example.org", "recordType": "A", "targets": ["1.2.3.4", "nope"]}]},
+     "create[0].targets[1]"),
+    ({"create": [{"dnsName": "a.example.org", "recordType": "AAAA", "targets": ["192.0.2.1"]}]},
+     "create[0].targets[0]"),
+    ({"updateNew": [{"dnsName": "a.example.org", "recordType": "CNAME", "targets": ["x.org", "y.org"]}],
+      "updateOld": [{"dnsName": "a.example.org", "recordType": "CNAME", "targets": ["x.org"]}]},
+     "updateNew[0].targets"),
+    ({"create": [{"dnsName": "bad_name-.example.org", "recordType": "A", "targets": ["1.2.3.4"]}]},
+     "create[0].dnsName"),
+    ({"create": [{"dnsName": "a.example.org", "recordType": "NS", "targets": ["ns.example.org"]}]},
+     "create[0].recordType"),
+    ({"create": [{"dnsName": "a.example.org", "recordType": "SRV", "targets": ["10 5 sip.example.org"]}]},
+     "create[0].targets[0]"),
+    ({"create": [{"dnsName": "a.example.org", "recordType": "MX", "targets": ["99999 mail.example.org"]}]},
+     "create[0].targets[0]"),
+    ({"create": [{"dnsName": "a.example.org", "recordType": "A", "targets": "1.2.3.4"}]}, "create[0].targets"),
+    ({"Create": [{"dnsName": "a.example.org", "recordType": "A", "targets": []}]}, "Create[0].targets"),
+    ({"updateOld": [{"dnsName": "a.example.org", "recordType": "A", "targets": ["1.2.3.4"]}]}, "updateOld"),
+    ([], "$"),
+])
+def test_invalid_changes_are_refused_with_the_json_path_of_the_problem(body, path):
+    with pytest.raises(EndpointFormatError) as error:
+        parse_changes(body, EVERYTHING)
+    assert error.value.path == path
+
+
+def test_both_spellings_of_changes_and_null_lists_parse_the_same():
+    endpoint = {"dnsName": "A.example.org.", "recordType": "a", "targets": ["192.0.2.1"]}
+    new = parse_changes({"create": [endpoint], "updateOld": [], "updateNew": None}, EVERYTHING)
+    old = parse_changes({"Create": [endpoint], "UpdateOld": None, "UpdateNew": None, "Delete": None}, EVERYTHING)
+    assert new == old
+    assert new.create[0].dns_name == "a.example.org" and new.create[0].record_type == "A"
+    assert parse_changes({}, EVERYTHING).is_empty
+
+
+def test_names_outside_the_domain_filter_are_refused_naming_the_name():
+    with pytest.raises(EndpointFormatError) as error:
+        parse_changes({"create": [{"dnsName": "evil.example.com", "recordType": "A", "targets": ["192.0.2.1"]}]},
+                      DomainFilter.from_lists(["example.org"], []))
+    assert error.value.path == "create[0].dnsName" and "evil.example.com" in error.value.message
+
+
+def test_deletes_accept_records_we_could_only_have_read_such_as_a_foreign_two_target_cname():
+    parsed = parse_changes({"delete": [{"dnsName": "a.example.org", "recordType": "CNAME",
+                                        "targets": ["X.example.org", "y.example.org"]}]}, EVERYTHING)
+    assert parsed.delete[0].targets == ("x.example.org", "y.example.org")
+
+
+# --- planning ----------------------------------------------------------------------------------------
+
+A_APP = {"dnsName": "app.example.org", "recordType": "A", "targets": ["192.0.2.1", "192.0.2.2"], "recordTTL": 60,
+         "labels": {"owner": "o"}}
+A_X_APP = {"dnsName": "x.app.example.org", "recordType": "A", "targets": ["192.0.2.9"]}
+
+
+def test_create_then_the_same_create_again_writes_nothing_more():
+    plans = plan_changes([], changes(create=[A_APP, A_X_APP]), PREFIX)
+    state = apply_plans({}, plans)
+    assert len(state) == 3
+    assert endpoints_in(state) == [A_APP, A_X_APP]
+    assert plan_changes(entries_of(state), changes(create=[A_APP, A_X_APP]), PREFIX) == []
+
+
+def test_update_rewrites_only_what_changed_and_keeps_the_name_in_one_plan():
+    state = apply_plans({}, plan_changes([], changes(create=[A_APP]), PREFIX))
+    new = {**A_APP, "targets": ["192.0.2.2", "192.0.2.3"]}
+    plans = plan_changes(entries_of(state), changes(updateOld=[A_APP], updateNew=[new]), PREFIX)
+    assert [p.name for p in plans] == ["app.example.org"]
+    assert len(plans[0].puts) == 1 and len(plans[0].deletes) == 1  # 192.0.2.2 is left alone
+    (after,) = endpoints_in(apply_plans(state, plans))
+    assert sorted(after["targets"]) == ["192.0.2.2", "192.0.2.3"] and after["labels"] == {"owner": "o"}
+
+
+def test_a_ttl_change_rewrites_the_values_in_place():
+    state = apply_plans({}, plan_changes([], changes(create=[A_APP]), PREFIX))
+    plans = plan_changes(entries_of(state), changes(updateOld=[A_APP], updateNew=[{**A_APP, "recordTTL": 30}]),
+                         PREFIX)
+    assert set(plans[0].puts) == set(state) and not plans[0].deletes
+    assert all(plans[0].expected[key] == 1 for key in state)
+
+
+def test_deleting_a_name_never_touches_deeper_names_or_unnamed_records():
+    state = apply_plans({}, plan_changes([], changes(create=[A_APP, A_X_APP]), PREFIX))
+    state["/skydns/org/example/app/foreign1"] = json.dumps({"host": "192.0.2.77", "targetstrip": 1})
+    plans = plan_changes(entries_of(state), changes(delete=[A_APP]), PREFIX)
+    after = apply_plans(state, plans)
+    assert {e["dnsName"]: e["targets"] for e in endpoints_in(after)} == {
+        "app.example.org": ["192.0.2.77"], "x.app.example.org": ["192.0.2.9"]}
+
+
+def test_updating_a_coredns_provider_record_splits_host_and_text_onto_their_own_keys():
+    state = {"/skydns/org/example/app/1a2b3c4d": json.dumps({"host": "lb.example.org", "text": "hi",
+                                                             "targetstrip": 1})}
+    old_txt = {"dnsName": "app.example.org", "recordType": "TXT", "targets": ["hi"]}
+    new_txt = {"dnsName": "app.example.org", "recordType": "TXT", "targets": ["bye"]}
+    plans = plan_changes(entries_of(state), changes(updateOld=[old_txt], updateNew=[new_txt]), PREFIX)
+    after = apply_plans(state, plans)
+    assert "/skydns/org/example/app/1a2b3c4d" not in after
+    assert all(not ("host" in json.loads(v) and "text" in json.loads(v)) for v in after.values())
+    assert {(e["recordType"], e["targets"][0]) for e in endpoints_in(after)} == {("CNAME", "lb.example.org"),
+                                                                                ("TXT", "bye")}
+
+
+def test_duplicate_keys_of_one_target_are_collapsed_when_that_target_is_written():
+    state = {"/skydns/org/example/app/00000001": json.dumps({"host": "192.0.2.1", "targetstrip": 1}),
+             "/skydns/org/example/app/00000002": json.dumps({"host": "192.0.2.1", "targetstrip": 1})}
+    one = {"dnsName": "app.example.org", "recordType": "A", "targets": ["192.0.2.1"]}
+    after = apply_plans(state, plan_changes(entries_of(state), changes(updateOld=[one],
+                                                                       updateNew=[{**one, "recordTTL": 5}]), PREFIX))
+    assert len(after) == 1
+
+
+def test_batches_hold_whole_names_and_split_an_oversized_name_puts_first():
+    many = [{"dnsName": f"n{i}.example.org", "recordType": "A", "targets": ["192.0.2.1", "192.0.2.2"]}
+            for i in range(10)]
+    transactions = batch(plan_changes([], changes(create=many), PREFIX), max_ops=5)
+    assert [len(t.names) for t in transactions] == [2, 2, 2, 2, 2]
+    assert all(t.op_count <= 5 and len(t.compares) <= 5 for t in transactions)
+
+    big = {"dnsName": "big.example.org", "recordType": "A", "targets": [f"192.0.2.{i}" for i in range(1, 8)]}
+    state = apply_plans({}, plan_changes([], changes(create=[big]), PREFIX))
+    replaced = {**big, "targets": [f"198.51.100.{i}" for i in range(1, 8)]}
+    parts = batch(plan_changes(entries_of(state), changes(updateOld=[big], updateNew=[replaced]), PREFIX), max_ops=5)
+    assert all(t.splits_a_name for t in parts) and len(parts) == 3
+    assert parts[0].puts and not parts[0].deletes and parts[-1].deletes and not parts[-1].puts
+
+
+# --- domain filter -----------------------------------------------------------------------------------
+
+def test_domain_filter_follows_externaldns_matching_rules():
+    f = DomainFilter.from_lists(["example.org", ".sub.example.net", "xn--bcher-kva.example"], ["bad.example.org"])
+    assert f.match("example.org") and f.match("a.example.org") and f.match("A.Example.org.")
+    assert not f.match("badexample.org") and not f.match("bad.example.org") and not f.match("x.bad.example.org")
+    assert f.match("x.sub.example.net") and not f.match("sub.example.net")
+    assert f.match("shop.bücher.example") and f.match("shop.xn--bcher-kva.example")
+    assert f.to_json() == {"include": [".sub.example.net", "bücher.example", "example.org"],
+                           "exclude": ["bad.example.org"]}
+    assert DomainFilter().match("anything.at.all") and DomainFilter().to_json() == {}
+
+
+def test_regex_domain_filter_and_its_negotiation_json():
+    f = DomainFilter.from_regex(r"\.example\.org$", r"^internal\.")
+    assert f.match("a.example.org") and not f.match("internal.example.org") and not f.match("a.example.net")
+    assert f.to_json() == {"regexInclude": r"\.example\.org$", "regexExclude": r"^internal\."}
+
+
+# --- settings ----------------------------------------------------------------------------------------
+
+def test_settings_read_flags_and_the_issue_s_environment_variables(monkeypatch):
+    env = {"ETCD_URLS": "http://10.0.0.1:2379,http://10.0.0.2:2379", "WEBHOOK_PREFIX": "/gslb",
+           "DOMAIN_FILTER": "example.org,example.net"}
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    settings = load_settings([], env)
+    assert [e.url for e in settings.etcd.endpoints] == ["http://10.0.0.1:2379", "http://10.0.0.2:2379"]
+    assert settings.prefix == "/gslb/" and settings.domain_filter.include == ("example.net", "example.org")
+    assert settings.listen == ("127.0.0.1", 8888) and settings.health_listen == ("0.0.0.0", 8080)
+
+
+@pytest.mark.parametrize(("argv", "env", "flag"), [
+    (["--etcd-endpoints=ftp://x:1"], {}, "--etcd-endpoints"),
+    (["--listen=nope"], {}, "--listen"),
+    (["--prefix=skydns"], {}, "--prefix"),
+    (["--domain-filter=example.org", "--regex-domain-filter=x"], {}, "--regex-domain-filter"),
+    (["--regex-domain-filter=("], {}, "--regex-domain-filter"),
+    (["--max-request-bytes=0"], {}, "--max-request-bytes"),
+    (["--etcd-endpoints=https://127.0.0.1:2379"], {"ETCD_TLS_INSECURE": "true"}, "ETCD_TLS_INSECURE"),
+    ([], {"ETCD_USERNAME": "root"}, "ETCD_USERNAME"),
+    (["--etcd-endpoints=https://127.0.0.1:2379"], {"ETCD_CA_FILE": "/no/such/ca.pem"}, "ETCD_CA_FILE"),
+])
+def test_invalid_configuration_names_the_flag_and_the_value(argv, env, flag):
+    with pytest.raises(ConfigError) as error:
+        load_settings(argv, env)
+    assert error.value.flag == flag
+
+
+def test_endpoints_of_groups_by_name_type_and_set_identifier():
+    records = [Record("a.example.org", "A", "192.0.2.1", "eu"), Record("a.example.org", "A", "192.0.2.2", "us"),
+               Record("a.example.org", "A", "192.0.2.3", "eu")]
+    assert [(e.set_identifier, e.targets) for e in endpoints_of(records)] == [
+        ("eu", ("192.0.2.1", "192.0.2.3")), ("us", ("192.0.2.2",))]
+    assert isinstance(endpoints_of(records)[0], Endpoint)
