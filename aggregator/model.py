@@ -162,7 +162,7 @@ Intent = ServiceIntent | IngressIntent
 
 @dataclass(frozen=True)
 class Domain:
-    """KubeFed's Domain: top-level ``domain`` and ``nameServer`` (no spec), so old manifests move over."""
+    """A zone: ``spec.domain`` / ``spec.nameServer``, or KubeFed's top-level fields (accepted for migration)."""
 
     namespace: str
     name: str
@@ -313,11 +313,12 @@ def parse_ingress_intent(obj: dict[str, Any]) -> IngressIntent:
 
 
 def parse_domain(obj: dict[str, Any]) -> Domain:
-    meta = _meta(obj)
-    domain = obj.get("domain")
+    meta, spec = _meta(obj), _dict(obj.get("spec"))
+    source = spec if spec.get("domain") else obj  # spec first; KubeFed put the fields at the top level
+    domain = source.get("domain")
     if not isinstance(domain, str) or not domain:
-        raise ParseError("domain is required")
-    return Domain(meta.get("namespace", ""), meta.get("name", ""), domain, str(obj.get("nameServer") or ""))
+        raise ParseError("spec.domain is required")
+    return Domain(meta.get("namespace", ""), meta.get("name", ""), domain, str(source.get("nameServer") or ""))
 
 
 def parse_member_cluster(obj: dict[str, Any]) -> MemberCluster:

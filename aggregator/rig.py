@@ -1,78 +1,22 @@
-"""The aggregator on the real-component rig: CRDs installed, members registered, the aggregator run
-as a real subprocess. Shared by the tests, the benchmark and the demo (never used in production)."""
+"""The aggregator run as a real subprocess against the rig (tests and benchmark; CRDs, workloads and
+member registration are fleetdns.rig.workloads')."""
 
 from __future__ import annotations
 
-import base64
 import sys
 import tempfile
-import time
 from pathlib import Path
-from typing import Any
 
 import requests
 
-from aggregator.kubeapi import KubeClient, KubeError
-from aggregator.model import API_VERSION
+from aggregator.kubeapi import KubeClient
 from fleetdns.rig import KubeAPIServer, ManagedProcess
 from fleetdns.rig.binaries import REPO_ROOT
 from fleetdns.rig.ports import free_port
 
-CRD_DIR = REPO_ROOT / "manifests" / "crds"
-SECRET_NAMESPACE = "fleetdns-system"
-
 
 def client_for(server: KubeAPIServer) -> KubeClient:
     return KubeClient(server.api_client())
-
-
-def ensure(client: KubeClient, collection: str, body: dict[str, Any]) -> dict[str, Any]:
-    """Create, or leave as is when it exists (for objects shared by a test session)."""
-    try:
-        return client.create(collection, body)
-    except KubeError as error:
-        if error.status != 409:
-            raise
-        return {}
-
-
-def ensure_namespace(client: KubeClient, name: str) -> None:
-    ensure(client, "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
-
-
-def install_crds(client: KubeClient, timeout: float = 30.0) -> None:
-    """Every CRD in manifests/crds (ours and DNSEndpoint), waited for until Established."""
-    import yaml
-
-    names = []
-    for path in sorted(CRD_DIR.glob("*.yaml")):
-        crd = yaml.safe_load(path.read_text())
-        names.append(crd["metadata"]["name"])
-        ensure(client, "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", crd)
-    deadline = time.monotonic() + timeout
-    for name in names:
-        while True:
-            crd = client.get(f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}")
-            conditions = (crd.get("status") or {}).get("conditions") or []
-            if any(c["type"] == "Established" and c["status"] == "True" for c in conditions):
-                break
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"CRD {name} not established")
-            time.sleep(0.1)
-
-
-def register_member(host: KubeClient, member: KubeAPIServer, region: str, zone: str,
-                    name: str | None = None) -> None:
-    """A kubeconfig Secret and a MemberCluster on the host, as an operator would create them."""
-    name = name or member.name
-    ensure_namespace(host, SECRET_NAMESPACE)
-    secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": f"member-{name}"},
-              "data": {"kubeconfig": base64.b64encode(member.embedded_kubeconfig().encode()).decode()}}
-    ensure(host, f"/api/v1/namespaces/{SECRET_NAMESPACE}/secrets", secret)
-    ensure(host, f"/apis/{API_VERSION}/memberclusters", {
-        "apiVersion": API_VERSION, "kind": "MemberCluster", "metadata": {"name": name},
-        "spec": {"region": region, "zone": zone,
-                 "kubeconfigSecretRef": {"namespace": SECRET_NAMESPACE, "name": f"member-{name}"}}})
 
 
 class AggregatorProcess:

@@ -1,0 +1,277 @@
+"""The aggregator as a real process against real host, east and west kube-apiservers.
+
+The tests play the member clusters' controllers (load-balancer status, EndpointSlices) and read
+the DNSEndpoints, statuses and events the aggregator writes on the host.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from aggregator.kubeapi import KubeClient
+from aggregator.rig import AggregatorProcess
+from fleetdns.rig import Fleet
+from fleetdns.rig.workloads import set_endpoints, set_load_balancer_status
+from tests.test_aggregator_support import (
+    VIPS,
+    condition,
+    create_domain,
+    create_ingress_intent,
+    create_service_intent,
+    deploy_service,
+    dns_endpoint,
+    events_for,
+    intent,
+    new_namespace,
+    prepare_fleet,
+    records,
+    unique,
+    wait_for,
+    wait_records,
+)
+
+pytestmark = pytest.mark.apiserver
+GRACE = 3.0
+P = "{name}.{ns}.fleet.svc"
+
+
+class World:
+    def __init__(self, fleet: Fleet, host: KubeClient, namespace: str, aggregator: AggregatorProcess) -> None:
+        self.fleet, self.host, self.ns, self.aggregator = fleet, host, namespace, aggregator
+
+    def names(self, service: str) -> dict[str, str]:
+        p = P.format(name=service, ns=self.ns)
+        return {"global": f"{p}.example.com", "east": f"{p}.east.example.com", "west": f"{p}.west.example.com",
+                "east-1a": f"{p}.east-1a.east.example.com", "west-1a": f"{p}.west-1a.west.example.com"}
+
+
+@pytest.fixture(scope="module")
+def world(fleet: Fleet, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    host = prepare_fleet(fleet)
+    namespace = new_namespace(fleet, "agg-e2e")
+    create_domain(host, namespace)
+    aggregator = AggregatorProcess(fleet.host.kubeconfig, [
+        f"--namespace={namespace}", f"--member-grace-period={GRACE}s", f"--lease-name={namespace}",
+        "--log-format=text"], tmp_path_factory.mktemp("aggregator"))
+    with aggregator:
+        yield World(fleet, host, namespace, aggregator)
+        assert aggregator.process is not None and aggregator.process.running, aggregator.log()[-3000:]
+
+
+def both(**overrides: object) -> dict[str, dict[str, object]]:
+    return {"east": {"ip": VIPS["east"], "ready": True}, "west": {"ip": VIPS["west"], "ready": True}, **overrides}
+
+
+def test_service_in_both_members_gets_an_a_record_with_both_addresses(world: World) -> None:
+    name = unique("web")
+    deploy_service(world.fleet, world.ns, name, both())
+    create_service_intent(world.host, world.ns, name, dnsPrefix=name, recordTTL=60)
+    n = world.names(name)
+
+    found = wait_records(world.host, world.ns, f"service-{name}", lambda r: (n["global"], "A") in r)
+    assert found == {
+        (n["global"], "A"): {VIPS["east"], VIPS["west"]},
+        (n["east"], "A"): {VIPS["east"]}, (n["east-1a"], "A"): {VIPS["east"]},
+        (n["west"], "A"): {VIPS["west"]}, (n["west-1a"], "A"): {VIPS["west"]},
+        (f"{name}.example.com", "CNAME"): {n["global"]},
+    }
+    obj = dns_endpoint(world.host, world.ns, f"service-{name}")
+    assert obj["metadata"]["labels"] == {"fleetdns.io/intent-kind": "ServiceDNSRecord",
+                                         "fleetdns.io/intent-name": name}
+    assert all(e["recordTTL"] == 60 for e in obj["spec"]["endpoints"])
+
+    status = wait_for(lambda: (s := intent(world.host, world.ns, "servicednsrecords", name)).get("status", {})
+                      .get("healthyClusters") == 2 and s, what="status")["status"]
+    assert status["domain"] == "example.com" and status["fqdn"] == n["global"]
+    assert [(d["cluster"], d["region"], d["zone"], d["healthy"]) for d in status["dns"]] == [
+        ("east", "east", "east-1a", True), ("west", "west", "west-1a", True)]
+    assert status["dns"][0]["loadBalancer"] == {"ingress": [{"ip": VIPS["east"]}]}
+    assert condition({"status": status}, "Ready")["status"] == "True"
+    assert condition({"status": status}, "Degraded")["status"] == "False"
+    assert status["observedGeneration"] == 1
+    joined = wait_for(lambda: [e for e in events_for(world.host, world.ns, name) if e["reason"] == "ClusterJoined"])
+    assert "east" in joined[0]["message"] and "west" in joined[0]["message"]
+
+
+def test_east_endpoints_not_ready_remove_its_address_within_a_second(world: World) -> None:
+    name = unique("fail")
+    deploy_service(world.fleet, world.ns, name, both())
+    create_service_intent(world.host, world.ns, name)
+    n = world.names(name)
+    wait_records(world.host, world.ns, f"service-{name}", lambda r: r.get((n["global"], "A")) == set(VIPS.values()))
+
+    started = time.monotonic()
+    set_endpoints(world.fleet.members["east"].api_client(), world.ns, name, ["10.1.0.1", "10.1.0.2"], ready=False)
+    found = wait_records(world.host, world.ns, f"service-{name}",
+                         lambda r: r.get((n["global"], "A")) == {VIPS["west"]}, timeout=5)
+    elapsed = time.monotonic() - started
+    assert elapsed < 1.0, f"east's address left after {elapsed:.3f}s"
+    # KubeFed's fallbacks: east's zone → its region name, east's region → the global name
+    assert found[(n["east"], "CNAME")] == {n["global"]}
+    assert found[(n["east-1a"], "CNAME")] == {n["east"]}
+    assert found[(n["west-1a"], "A")] == {VIPS["west"]}
+
+    obj = wait_for(lambda: condition(s := intent(world.host, world.ns, "servicednsrecords", name), "Degraded")
+                   .get("status") == "True" and s)
+    east = next(d for d in obj["status"]["dns"] if d["cluster"] == "east")
+    assert not east["healthy"] and east["reason"].startswith("NoReadyEndpoints")
+    left = wait_for(lambda: [e for e in events_for(world.host, world.ns, name) if e["reason"] == "ClusterLeft"])
+    assert "east (NoReadyEndpoints" in left[0]["message"] and left[0]["type"] == "Warning"
+
+    set_endpoints(world.fleet.members["east"].api_client(), world.ns, name, ["10.1.0.1"], ready=True)
+    wait_records(world.host, world.ns, f"service-{name}", lambda r: r.get((n["global"], "A")) == set(VIPS.values()),
+                 timeout=5)
+
+
+def test_cluster_without_load_balancer_address_is_not_listed(world: World) -> None:
+    name = unique("nolb")
+    deploy_service(world.fleet, world.ns, name, both(west={"ready": True}))
+    create_service_intent(world.host, world.ns, name)
+    n = world.names(name)
+    found = wait_records(world.host, world.ns, f"service-{name}", lambda r: (n["global"], "A") in r)
+    assert found[(n["global"], "A")] == {VIPS["east"]}
+    assert found[(n["west"], "CNAME")] == {n["global"]}
+    status = wait_for(lambda: (s := intent(world.host, world.ns, "servicednsrecords", name).get("status")) and
+                      len(s.get("dns", [])) == 2 and s)
+    west = next(d for d in status["dns"] if d["cluster"] == "west")
+    assert not west["healthy"] and west["reason"].startswith("NoLoadBalancerAddress")
+    assert west["loadBalancer"] == {"ingress": []}
+
+    set_load_balancer_status(world.fleet.members["west"].api_client(), world.ns, name, ips=[VIPS["west"]])
+    wait_records(world.host, world.ns, f"service-{name}", lambda r: r.get((n["global"], "A")) == set(VIPS.values()))
+
+
+def test_allow_service_without_endpoints_counts_clusters_with_no_endpoint_slices(world: World) -> None:
+    name = unique("noeps")
+    deploy_service(world.fleet, world.ns, name, both(east={"ip": VIPS["east"], "ready": None},
+                                                     west={"ip": VIPS["west"], "ready": None}))
+    create_service_intent(world.host, world.ns, name, allowServiceWithoutEndpoints=True)
+    n = world.names(name)
+    wait_records(world.host, world.ns, f"service-{name}", lambda r: r.get((n["global"], "A")) == set(VIPS.values()))
+
+
+def test_no_healthy_cluster_publishes_nothing_and_reports_not_ready(world: World) -> None:
+    name = unique("down")
+    deploy_service(world.fleet, world.ns, name, both(east={"ip": VIPS["east"], "ready": False},
+                                                     west={"ip": VIPS["west"], "ready": False}))
+    create_service_intent(world.host, world.ns, name)
+    obj = wait_for(lambda: condition(s := intent(world.host, world.ns, "servicednsrecords", name), "Ready")
+                   .get("reason") == "NoHealthyClusters" and s)
+    assert obj["status"]["healthyClusters"] == 0
+    assert records(dns_endpoint(world.host, world.ns, f"service-{name}")) == {}
+
+
+def test_hostname_only_load_balancer_becomes_a_cname_only_when_no_cluster_has_an_ip(world: World) -> None:
+    name = unique("hn")
+    deploy_service(world.fleet, world.ns, name, both(west={"hostname": "lb-west.cloud.example.net", "ready": True}))
+    create_service_intent(world.host, world.ns, name)
+    n = world.names(name)
+    found = wait_records(world.host, world.ns, f"service-{name}", lambda r: (n["global"], "A") in r)
+    assert found[(n["global"], "A")] == {VIPS["east"]}
+    assert found[(n["west"], "CNAME")] == {"lb-west.cloud.example.net"}
+
+    set_endpoints(world.fleet.members["east"].api_client(), world.ns, name, ["10.1.0.1"], ready=False)
+    found = wait_records(world.host, world.ns, f"service-{name}", lambda r: (n["global"], "CNAME") in r)
+    assert found[(n["global"], "CNAME")] == {"lb-west.cloud.example.net"}
+    assert (n["global"], "A") not in found
+
+
+def test_missing_domain_reports_domain_not_found(world: World) -> None:
+    name = unique("nodom")
+    deploy_service(world.fleet, world.ns, name, both())
+    create_service_intent(world.host, world.ns, name, domainRef="nowhere")
+    obj = wait_for(lambda: condition(s := intent(world.host, world.ns, "servicednsrecords", name), "Ready")
+                   .get("reason") == "DomainNotFound" and s)
+    assert "nowhere" in condition(obj, "Ready")["message"]
+    assert records(dns_endpoint(world.host, world.ns, f"service-{name}")) == {}
+
+
+def test_ingress_record_follows_backend_service_health(world: World) -> None:
+    name, backend = unique("ing"), unique("backend")
+    for cluster in ("east", "west"):
+        api = world.fleet.members[cluster].api_client()
+        deploy_service(world.fleet, world.ns, backend, {cluster: {"ready": True}})
+        from kubernetes import client
+
+        client.NetworkingV1Api(api).create_namespaced_ingress(world.ns, {
+            "apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": {"name": name},
+            "spec": {"rules": [{"host": "shop.example.org", "http": {"paths": [{
+                "path": "/", "pathType": "Prefix",
+                "backend": {"service": {"name": backend, "port": {"number": 80}}}}]}}]}})
+        set_load_balancer_status(api, world.ns, name, ips=[VIPS[cluster]], kind="ingress")
+    create_ingress_intent(world.host, world.ns, name, ["shop.example.org", "www.shop.example.org"])
+    found = wait_records(world.host, world.ns, f"ingress-{name}",
+                         lambda r: r.get(("shop.example.org", "A")) == set(VIPS.values()))
+    assert found[("www.shop.example.org", "A")] == set(VIPS.values())
+
+    started = time.monotonic()
+    set_endpoints(world.fleet.members["west"].api_client(), world.ns, backend, ["10.1.0.1"], ready=False)
+    wait_records(world.host, world.ns, f"ingress-{name}", lambda r: r.get(("shop.example.org", "A")) == {VIPS["east"]})
+    assert time.monotonic() - started < 1.0
+    status = wait_for(lambda: (s := intent(world.host, world.ns, "ingressdnsrecords", name)["status"])
+                      .get("healthyClusters") == 1 and s)
+    west = next(d for d in status["dns"] if d["cluster"] == "west")
+    assert west["reason"].startswith("NoReadyBackends") and backend in west["reason"]
+
+
+def test_deleting_the_intent_deletes_its_dns_endpoint(world: World) -> None:
+    name = unique("gone")
+    deploy_service(world.fleet, world.ns, name, both())
+    create_service_intent(world.host, world.ns, name)
+    wait_for(lambda: dns_endpoint(world.host, world.ns, f"service-{name}"))
+    world.host.delete(f"/apis/fleetdns.io/v1alpha1/namespaces/{world.ns}/servicednsrecords/{name}")
+    wait_for(lambda: dns_endpoint(world.host, world.ns, f"service-{name}") is None, timeout=5)
+
+
+def test_a_dns_endpoint_changed_by_hand_is_restored(world: World) -> None:
+    name = unique("drift")
+    deploy_service(world.fleet, world.ns, name, both())
+    create_service_intent(world.host, world.ns, name)
+    n = world.names(name)
+    wait_records(world.host, world.ns, f"service-{name}", lambda r: (n["global"], "A") in r)
+    world.host.merge_patch(f"/apis/externaldns.k8s.io/v1alpha1/namespaces/{world.ns}/dnsendpoints/service-{name}",
+                           {"spec": {"endpoints": []}})
+    wait_records(world.host, world.ns, f"service-{name}", lambda r: r.get((n["global"], "A")) == set(VIPS.values()),
+                 timeout=5)
+
+
+def test_metrics_and_readiness_are_served(world: World) -> None:
+    code, text = world.aggregator.readyz()
+    assert code == 200 and "leader" in text
+    metrics = world.aggregator.metrics()
+    for sample in ('fleetdns_aggregator_member_connected{cluster="east"} 1.0',
+                   "fleetdns_aggregator_reconcile_duration_seconds_bucket",
+                   "fleetdns_aggregator_queue_depth",
+                   'fleetdns_aggregator_dnsendpoint_writes_total{operation="create"}',
+                   'fleetdns_aggregator_intents{condition="Ready",kind="ServiceDNSRecord",status="True"}',
+                   "fleetdns_aggregator_leader 1.0"):
+        assert sample in metrics, sample
+
+
+def test_member_api_server_outage_removes_its_targets_after_the_grace_period_and_restores_them(
+        world: World) -> None:
+    """Last in the module: east's API server is stopped and restarted."""
+    name = unique("outage")
+    deploy_service(world.fleet, world.ns, name, both())
+    create_service_intent(world.host, world.ns, name)
+    n = world.names(name)
+    wait_records(world.host, world.ns, f"service-{name}", lambda r: r.get((n["global"], "A")) == set(VIPS.values()))
+
+    east = world.fleet.members["east"]
+    stopped = time.monotonic()
+    east.stop_apiserver()
+    try:
+        time.sleep(GRACE * 0.5)  # within the grace period: the last known answer stays
+        assert records(dns_endpoint(world.host, world.ns, f"service-{name}"))[(n["global"], "A")] == set(VIPS.values())
+        wait_records(world.host, world.ns, f"service-{name}", lambda r: r.get((n["global"], "A")) == {VIPS["west"]},
+                     timeout=GRACE + 10)
+        assert time.monotonic() - stopped >= GRACE
+        left = wait_for(lambda: [e for e in events_for(world.host, world.ns, name) if e["reason"] == "ClusterLeft"])
+        assert "MemberUnreachable" in left[0]["message"]
+    finally:
+        east.restart()
+    wait_records(world.host, world.ns, f"service-{name}", lambda r: r.get((n["global"], "A")) == set(VIPS.values()),
+                 timeout=20)

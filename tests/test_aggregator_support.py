@@ -1,0 +1,139 @@
+"""Shared set-up for the aggregator tests (no tests here): CRDs and members on the session fleet,
+intents and member workloads created the way users and controllers create them."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from kubernetes.client.exceptions import ApiException
+
+from aggregator.kubeapi import KubeClient, KubeError
+from aggregator.rig import client_for
+from fleetdns.rig import Fleet
+from fleetdns.rig.workloads import (
+    apply_crds,
+    create_load_balancer_service,
+    ensure_namespace,
+    register_member,
+    set_endpoints,
+    set_load_balancer_status,
+)
+
+API = "/apis/fleetdns.io/v1alpha1"
+REGIONS = {"east": ("east", "east-1a"), "west": ("west", "west-1a")}
+VIPS = {"east": "192.0.2.10", "west": "198.51.100.20"}
+DOMAIN = "example.com"
+DOMAIN_REF = "fleet"
+
+_prepared: set[int] = set()
+
+
+def prepare_fleet(fleet: Fleet) -> KubeClient:
+    """CRDs and the east/west MemberClusters on the session host, once per session."""
+    host_api = fleet.host.api_client()
+    if id(fleet) not in _prepared:
+        apply_crds(host_api)
+        for name, member in fleet.members.items():
+            region, zone = REGIONS[name]
+            try:
+                register_member(host_api, name, region, zone, member.embedded_kubeconfig())
+            except ApiException as error:
+                if error.status != 409:
+                    raise
+        _prepared.add(id(fleet))
+    return client_for(fleet.host)
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:6]}"
+
+
+def new_namespace(fleet: Fleet, prefix: str) -> str:
+    name = unique(prefix)
+    for server in fleet.servers:
+        ensure_namespace(server.api_client(), name)
+    return name
+
+
+def create_domain(host: KubeClient, namespace: str, name: str = DOMAIN_REF, domain: str = DOMAIN) -> None:
+    host.create(f"{API}/namespaces/{namespace}/domains", {
+        "apiVersion": "fleetdns.io/v1alpha1", "kind": "Domain", "metadata": {"name": name},
+        "spec": {"domain": domain, "nameServer": f"ns1.{domain}"}})
+
+
+def create_service_intent(host: KubeClient, namespace: str, name: str, **spec: Any) -> dict[str, Any]:
+    return host.create(f"{API}/namespaces/{namespace}/servicednsrecords", {
+        "apiVersion": "fleetdns.io/v1alpha1", "kind": "ServiceDNSRecord", "metadata": {"name": name},
+        "spec": {"domainRef": DOMAIN_REF, **spec}})
+
+
+def create_ingress_intent(host: KubeClient, namespace: str, name: str, hosts: list[str], **spec: Any) -> None:
+    host.create(f"{API}/namespaces/{namespace}/ingressdnsrecords", {
+        "apiVersion": "fleetdns.io/v1alpha1", "kind": "IngressDNSRecord", "metadata": {"name": name},
+        "spec": {"hosts": hosts, **spec}})
+
+
+def deploy_service(fleet: Fleet, namespace: str, name: str, clusters: dict[str, dict[str, Any]]) -> None:
+    """Per cluster: {"ip": ..., "hostname": ..., "ready": bool or None (no EndpointSlice)}."""
+    for cluster, how in clusters.items():
+        api = fleet.members[cluster].api_client()
+        create_load_balancer_service(api, namespace, name)
+        ips = [how["ip"]] if how.get("ip") else []
+        hostnames = [how["hostname"]] if how.get("hostname") else []
+        if ips or hostnames:
+            set_load_balancer_status(api, namespace, name, ips=ips, hostnames=hostnames)
+        if how.get("ready") is not None:
+            set_endpoints(api, namespace, name, ["10.1.0.1", "10.1.0.2"], ready=how["ready"])
+
+
+def dns_endpoint(host: KubeClient, namespace: str, name: str) -> dict[str, Any] | None:
+    try:
+        return host.get(f"/apis/externaldns.k8s.io/v1alpha1/namespaces/{namespace}/dnsendpoints/{name}")
+    except KubeError as error:
+        if error.status == 404:
+            return None
+        raise
+
+
+def records(obj: dict[str, Any] | None) -> dict[tuple[str, str], set[str]]:
+    """``{(name, type): {targets}}`` of a DNSEndpoint (empty when it does not exist)."""
+    if obj is None:
+        return {}
+    return {(e["dnsName"], e["recordType"]): set(e.get("targets") or []) for e in obj["spec"].get("endpoints") or []}
+
+
+def wait_for(check: Callable[[], Any], timeout: float = 15.0, interval: float = 0.01, what: str = "") -> Any:
+    """Poll until ``check`` returns something truthy; returns it (AssertionError on timeout)."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what or check}; last={last!r}")
+
+
+def wait_records(host: KubeClient, namespace: str, name: str, predicate: Callable[[dict], bool],
+                 timeout: float = 15.0) -> dict[tuple[str, str], set[str]]:
+    def check() -> dict | None:
+        current = records(dns_endpoint(host, namespace, name))
+        return current if predicate(current) else None
+    return wait_for(check, timeout, what=f"DNSEndpoint {namespace}/{name}")
+
+
+def intent(host: KubeClient, namespace: str, plural: str, name: str) -> dict[str, Any]:
+    return host.get(f"{API}/namespaces/{namespace}/{plural}/{name}")
+
+
+def condition(obj: dict[str, Any], kind: str) -> dict[str, Any]:
+    return next((c for c in (obj.get("status") or {}).get("conditions") or [] if c["type"] == kind), {})
+
+
+def events_for(host: KubeClient, namespace: str, name: str) -> list[dict[str, Any]]:
+    items = host.get(f"/api/v1/namespaces/{namespace}/events",
+                     {"fieldSelector": f"involvedObject.name={name}"}).get("items") or []
+    return items
