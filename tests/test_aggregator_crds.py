@@ -1,0 +1,106 @@
+"""The CRDs as served by a real API server: bad specs are refused with a message naming the field."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+from aggregator.kubeapi import KubeError
+from fleetdns.rig import Fleet
+from fleetdns.rig.binaries import binary
+from tests.test_aggregator_support import API, new_namespace, prepare_fleet
+
+pytestmark = pytest.mark.apiserver
+
+
+def rejected(fleet: Fleet, path: str, body: dict) -> str:
+    host = prepare_fleet(fleet)
+    with pytest.raises(KubeError) as error:
+        host.create(path, body)
+    assert error.value.status == 422, error.value
+    return error.value.message
+
+
+def service_record(name: str, **spec: object) -> dict:
+    return {"apiVersion": "fleetdns.io/v1alpha1", "kind": "ServiceDNSRecord", "metadata": {"name": name},
+            "spec": spec}
+
+
+@pytest.fixture(scope="module")
+def ns(fleet: Fleet) -> str:
+    prepare_fleet(fleet)
+    return new_namespace(fleet, "agg-crd")
+
+
+@pytest.mark.parametrize(("spec", "expected"), [
+    ({}, "spec.domainRef: Required value"),
+    ({"domainRef": "Not_A_Label"}, "spec.domainRef"),
+    ({"domainRef": "fleet", "recordTTL": 0}, "spec.recordTTL: Invalid value: 0: spec.recordTTL in body should be "
+                                             "greater than or equal to 1"),
+    ({"domainRef": "fleet", "recordTTL": 999999999}, "spec.recordTTL"),
+    ({"domainRef": "fleet", "dnsPrefix": "has.dots"}, "spec.dnsPrefix"),
+    ({"domainRef": "fleet", "externalName": "UPPER"}, "spec.externalName"),
+])
+def test_service_dns_record_with_a_bad_spec_is_refused_naming_the_field(fleet: Fleet, ns: str, spec: dict,
+                                                                         expected: str) -> None:
+    message = rejected(fleet, f"{API}/namespaces/{ns}/servicednsrecords", service_record("web", **spec))
+    assert expected in message
+
+
+def test_service_dns_record_name_must_be_a_service_name(fleet: Fleet, ns: str) -> None:
+    message = rejected(fleet, f"{API}/namespaces/{ns}/servicednsrecords", service_record("9web", domainRef="fleet"))
+    assert "metadata.name must be the Service's name" in message
+
+
+def test_ingress_dns_record_needs_valid_hosts(fleet: Fleet, ns: str) -> None:
+    path = f"{API}/namespaces/{ns}/ingressdnsrecords"
+    body = {"apiVersion": "fleetdns.io/v1alpha1", "kind": "IngressDNSRecord", "metadata": {"name": "shop"}}
+    assert "spec.hosts" in rejected(fleet, path, {**body, "spec": {"hosts": []}})
+    assert "spec.hosts[0]" in rejected(fleet, path, {**body, "spec": {"hosts": ["bad host!"]}})
+    assert "Duplicate value" in rejected(fleet, path, {**body, "spec": {"hosts": ["a.example.com", "a.example.com"]}})
+
+
+def test_member_cluster_validation(fleet: Fleet) -> None:
+    path = f"{API}/memberclusters"
+    base = {"apiVersion": "fleetdns.io/v1alpha1", "kind": "MemberCluster", "metadata": {"name": "bad-member"}}
+    ref = {"namespace": "fleetdns-system", "name": "member-bad"}
+    spec = {"region": "us-east", "zone": "Zone A", "kubeconfigSecretRef": ref}
+    message = rejected(fleet, path, {**base, "spec": spec})
+    assert "spec.zone" in message
+    message = rejected(fleet, path, {**base, "spec": {"region": "us-east", "zone": "a", "kubeconfigSecretRef": ref,
+                                                      "location": {"latitude": 91, "longitude": 0}}})
+    assert "spec.location.latitude" in message and "less than or equal to 90" in message
+    assert "spec.kubeconfigSecretRef: Required value" in rejected(fleet, path, {**base, "spec": {"region": "r",
+                                                                                                 "zone": "z"}})
+
+
+def test_member_cluster_secret_key_defaults_to_kubeconfig(fleet: Fleet) -> None:
+    host = prepare_fleet(fleet)
+    created = host.create(f"{API}/memberclusters", {
+        "apiVersion": "fleetdns.io/v1alpha1", "kind": "MemberCluster", "metadata": {"name": "defaults-probe"},
+        "spec": {"region": "r", "zone": "z", "kubeconfigSecretRef": {"namespace": "fleetdns-system", "name": "x"}}})
+    try:
+        assert created["spec"]["kubeconfigSecretRef"]["key"] == "kubeconfig"
+    finally:
+        host.delete(f"{API}/memberclusters/defaults-probe")
+
+
+def test_domain_takes_spec_or_kubefeds_top_level_fields_but_not_both(fleet: Fleet, ns: str) -> None:
+    host = prepare_fleet(fleet)
+    path = f"{API}/namespaces/{ns}/domains"
+    base = {"apiVersion": "fleetdns.io/v1alpha1", "kind": "Domain"}
+    host.create(path, {**base, "metadata": {"name": "new-style"}, "spec": {"domain": "example.com"}})
+    host.create(path, {**base, "metadata": {"name": "kubefed-style"}, "domain": "example.com"})
+    message = rejected(fleet, path, {**base, "metadata": {"name": "both"}, "domain": "a.com",
+                                     "spec": {"domain": "a.com"}})
+    assert "not both" in message
+    assert "spec.domain" in rejected(fleet, path, {**base, "metadata": {"name": "bad"}, "spec": {"domain": "a b"}})
+
+
+def test_printer_columns_show_fqdn_healthy_clusters_and_ready(fleet: Fleet, ns: str) -> None:
+    host = prepare_fleet(fleet)
+    host.create(f"{API}/namespaces/{ns}/servicednsrecords", service_record("columns", domainRef="fleet"))
+    output = subprocess.run([binary("kubectl"), f"--kubeconfig={fleet.host.kubeconfig}", "get", "servicednsrecords",
+                             "-n", ns], capture_output=True, text=True, timeout=20, check=True).stdout
+    assert output.split("\n")[0].split() == ["NAME", "FQDN", "HEALTHY", "READY", "AGE"]

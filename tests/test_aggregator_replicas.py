@@ -1,0 +1,111 @@
+"""Restarts and replicas: the aggregator process stopped, restarted and run twice at once."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from aggregator.rig import AggregatorProcess
+from fleetdns.rig import Fleet
+from tests.test_aggregator_support import (
+    VIPS,
+    create_domain,
+    create_service_intent,
+    deploy_service,
+    dns_endpoint,
+    intent,
+    new_namespace,
+    prepare_fleet,
+    records,
+    unique,
+    wait_for,
+    wait_records,
+)
+
+pytestmark = pytest.mark.apiserver
+LEASE_FLAGS = ["--lease-duration=3s", "--renew-deadline=2s", "--retry-period=0.5s", "--log-format=text"]
+BOTH = {"east": {"ip": VIPS["east"], "ready": True}, "west": {"ip": VIPS["west"], "ready": True}}
+
+
+def test_restarted_aggregator_rewrites_no_dns_endpoint_and_no_status(fleet: Fleet, tmp_path: Path) -> None:
+    host = prepare_fleet(fleet)
+    ns = new_namespace(fleet, "agg-restart")
+    create_domain(host, ns)
+    names = [unique("svc") for _ in range(5)]
+    for name in names:
+        deploy_service(fleet, ns, name, BOTH)
+        create_service_intent(host, ns, name, dnsPrefix=name)
+    args = [f"--namespace={ns}", f"--lease-name={ns}", *LEASE_FLAGS]
+    first = AggregatorProcess(fleet.host.kubeconfig, args, tmp_path, name="first").start()
+    try:
+        for name in names:
+            wait_for(lambda n=name: intent(host, ns, "servicednsrecords", n).get("status", {}).get("healthyClusters")
+                     == 2, what=f"{name} status")
+    finally:
+        assert first.stop() == 0, "SIGTERM must end the aggregator with exit code 0"
+    before = {n: (dns_endpoint(host, ns, f"service-{n}")["metadata"]["resourceVersion"],
+                  intent(host, ns, "servicednsrecords", n)["metadata"]["resourceVersion"]) for n in names}
+
+    with AggregatorProcess(fleet.host.kubeconfig, args, tmp_path, name="second") as second:
+        wait_for(lambda: "leader" in second.readyz()[1], what="leadership")
+        wait_for(lambda: "fleetdns_aggregator_intents{" in second.metrics(), what="intents reconciled")
+        time.sleep(1.0)  # let every queued reconcile finish
+        after = {n: (dns_endpoint(host, ns, f"service-{n}")["metadata"]["resourceVersion"],
+                     intent(host, ns, "servicednsrecords", n)["metadata"]["resourceVersion"]) for n in names}
+        assert after == before
+        assert 'fleetdns_aggregator_dnsendpoint_writes_total{operation="update"}' not in second.metrics() or \
+            'fleetdns_aggregator_dnsendpoint_writes_total{operation="update"} 0.0' in second.metrics()
+
+
+def test_orphaned_dns_endpoint_is_swept_at_start(fleet: Fleet, tmp_path: Path) -> None:
+    host = prepare_fleet(fleet)
+    ns = new_namespace(fleet, "agg-orphan")
+    host.create(f"/apis/externaldns.k8s.io/v1alpha1/namespaces/{ns}/dnsendpoints", {
+        "apiVersion": "externaldns.k8s.io/v1alpha1", "kind": "DNSEndpoint",
+        "metadata": {"name": "service-left-behind", "labels": {"fleetdns.io/intent-kind": "ServiceDNSRecord",
+                                                               "fleetdns.io/intent-name": "left-behind"}},
+        "spec": {"endpoints": [{"dnsName": "old.example.com", "recordType": "A", "targets": ["192.0.2.99"]}]}})
+    host.create(f"/apis/externaldns.k8s.io/v1alpha1/namespaces/{ns}/dnsendpoints", {
+        "apiVersion": "externaldns.k8s.io/v1alpha1", "kind": "DNSEndpoint", "metadata": {"name": "not-ours"},
+        "spec": {"endpoints": []}})
+    with AggregatorProcess(fleet.host.kubeconfig, [f"--namespace={ns}", "--leader-election=false"], tmp_path):
+        wait_for(lambda: dns_endpoint(host, ns, "service-left-behind") is None, timeout=10)
+        assert dns_endpoint(host, ns, "not-ours") is not None
+
+
+def test_two_replicas_elect_one_writer_and_the_standby_takes_over(fleet: Fleet, tmp_path: Path) -> None:
+    host = prepare_fleet(fleet)
+    ns = new_namespace(fleet, "agg-ha")
+    create_domain(host, ns)
+    args = [f"--namespace={ns}", f"--lease-name={ns}", *LEASE_FLAGS]
+    a = AggregatorProcess(fleet.host.kubeconfig, args, tmp_path, name="replica-a").start()
+    b = AggregatorProcess(fleet.host.kubeconfig, args, tmp_path, name="replica-b").start()
+    try:
+        roles = wait_for(lambda: sorted(r.readyz()[1].split(": ")[1].strip() for r in (a, b)) == ["leader", "standby"]
+                         and {r.name: r.readyz()[1] for r in (a, b)}, timeout=10, what="one leader")
+        leader, standby = (a, b) if "leader" in roles["replica-a"] else (b, a)
+        assert standby.readyz()[0] == 200  # ready but standing by
+
+        name = unique("ha")
+        deploy_service(fleet, ns, name, BOTH)
+        create_service_intent(host, ns, name)
+        wait_records(host, ns, f"service-{name}", lambda r: len(r) > 0)
+        assert "fleetdns_aggregator_dnsendpoint_writes_total{operation=\"create\"} 1.0" in leader.metrics()
+        assert "fleetdns_aggregator_dnsendpoint_writes_total{" not in standby.metrics()
+        assert "fleetdns_aggregator_leader 0.0" in standby.metrics()
+        lease = host.get(f"/apis/coordination.k8s.io/v1/namespaces/fleetdns-system/leases/{ns}")
+        assert lease["spec"]["holderIdentity"] == leader.name
+
+        assert leader.stop() == 0  # clean shutdown releases the lease
+        wait_for(lambda: "leader" in standby.readyz()[1], timeout=5, what="standby takes over")
+        second = unique("ha")
+        deploy_service(fleet, ns, second, BOTH)
+        create_service_intent(host, ns, second)
+        found = wait_records(host, ns, f"service-{second}", lambda r: len(r) > 0)
+        assert set().union(*found.values()) >= set(VIPS.values())
+        assert records(dns_endpoint(host, ns, f"service-{name}"))  # the first intent's records stay
+    finally:
+        a.stop()
+        b.stop()
