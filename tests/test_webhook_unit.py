@@ -64,7 +64,8 @@ def test_each_record_type_round_trips_through_its_skydns_value(record_type, targ
                     (ProviderSpecificProperty("webhook/x", "1"),))
     value = json.loads(encode_value(record))
     assert {k: value[k] for k in fields} == fields
-    assert value["targetstrip"] == 1 and value["group"] == "app.example.org" and value["ttl"] == 60
+    assert value["targetstrip"] == (0 if record_type in ("SRV", "MX") else 1)
+    assert value["group"] == "app.example.org" and value["ttl"] == 60
     entry = stored(key_for(record, PREFIX), encode_value(record))
     assert entry.records == (record,)
     assert entry.records[0].labels == {"owner": "o"}

@@ -44,7 +44,9 @@ def encode_value(record: Record) -> str:
     value: dict[str, Any] = _dns_fields(record)
     if record.ttl:
         value["ttl"] = record.ttl
-    value["targetstrip"] = 1
+    # CoreDNS strips `targetstrip` labels from SRV and MX *targets* too (meant for targets it builds from
+    # keys), so those carry 0; our reader knows every value with "recordType" has a leaf label.
+    value["targetstrip"] = 0 if record.record_type in ("SRV", "MX") else 1
     value["group"] = record.group
     value["recordType"] = record.record_type
     if record.set_identifier:
@@ -76,7 +78,8 @@ def decode_entry(prefix: str, key: str, value: bytes, mod_revision: int) -> Stor
         data = None
     records: tuple[Record, ...] = ()
     if isinstance(data, dict):
-        name = _name_from_key(prefix, key, data.get("targetstrip"))
+        ours = data.get("recordType") in SUPPORTED_TYPES
+        name = _name_from_key(prefix, key, 1 if ours else data.get("targetstrip"))
         if name:
             records = _records_from_value(name, data)
     return StoredEntry(key, value, mod_revision, prefix, records)
