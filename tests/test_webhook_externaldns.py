@@ -1,0 +1,200 @@
+"""Real ExternalDNS (--source=crd, --registry=txt, --policy=sync) → webhook → etcd → real CoreDNS."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+from kubernetes import client, utils
+
+from fleetdns.rig import CoreDNS, ExternalDNS
+from fleetdns.rig.binaries import REPO_ROOT
+from fleetdns.rig.coredns import etcd_corefile
+from fleetdns.rig.region import WebhookProvider
+from fleetdns.rig.webhook_client import WebhookClient, dns_answers
+
+pytestmark = [pytest.mark.etcd, pytest.mark.coredns, pytest.mark.apiserver, pytest.mark.externaldns]
+ZONE = "example.org"
+DNSENDPOINT_CRD = REPO_ROOT / "manifests" / "crds" / "externaldns.k8s.io_dnsendpoints.yaml"
+GROUP, VERSION, PLURAL = "externaldns.k8s.io", "v1alpha1", "dnsendpoints"
+APPLIED = 'fleetdns_webhook_applies_total{outcome="applied"}'
+GETS = 'fleetdns_webhook_requests_total{method="GET",route="/records",status="200"}'
+
+
+def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if condition():
+                return
+        except Exception:  # noqa: BLE001 - a probe that fails means "not yet"
+            pass
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+class Cluster:
+    """The host API server with the DNSEndpoint CRD, and one namespace per test."""
+
+    def __init__(self, api: client.ApiClient, kubeconfig: Path) -> None:
+        self.api, self.kubeconfig = api, kubeconfig
+        self.custom = client.CustomObjectsApi(api)
+
+    def namespace(self) -> str:
+        name = f"wh-{uuid.uuid4().hex[:8]}"
+        client.CoreV1Api(self.api).create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+        return name
+
+    def put_endpoints(self, namespace: str, name: str, endpoints: list[dict]) -> None:
+        body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "DNSEndpoint", "metadata": {"name": name},
+                "spec": {"endpoints": endpoints}}
+        try:
+            current = self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+        except client.ApiException as error:
+            if error.status != 404:
+                raise
+            self.custom.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, body)
+            return
+        body["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
+        self.custom.replace_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name, body)
+
+    def delete_endpoints(self, namespace: str, name: str) -> None:
+        self.custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+
+
+@pytest.fixture(scope="module")
+def cluster(fleet) -> Cluster:
+    api = fleet.host.api_client()
+    with contextlib.suppress(utils.FailToCreateError):  # created by an earlier test of this session
+        utils.create_from_dict(api, yaml.safe_load(DNSENDPOINT_CRD.read_text()))
+    extensions = client.ApiextensionsV1Api(api)
+    wait_for(lambda: any(c.type == "Established" and c.status == "True" for c in
+                         extensions.read_custom_resource_definition(f"{PLURAL}.{GROUP}").status.conditions or []),
+             30, "DNSEndpoint CRD established")
+    return Cluster(api, fleet.host.kubeconfig)
+
+
+def externaldns_args(namespace: str, owner: str) -> list[str]:
+    return ["--source=crd", f"--namespace={namespace}", "--registry=txt", f"--txt-owner-id={owner}",
+            "--policy=sync", "--interval=1s", "--log-level=debug"]
+
+
+@pytest.fixture
+def region(etcd, tmp_path) -> Iterator[Callable[..., object]]:
+    """Starts, per test: CoreDNS on a fresh prefix, and on request the webhook and ExternalDNS (stopped after)."""
+    prefix = f"/edns{uuid.uuid4().hex[:8]}/"
+    coredns = CoreDNS(etcd_corefile(ZONE, etcd.endpoints, path=prefix.rstrip("/")), tmp_path / "coredns").start()
+    started: list[object] = []
+
+    def start(kind: str, *args: object) -> object:
+        if kind == "webhook":
+            component = WebhookProvider(etcd.endpoints, tmp_path, domain_filter=ZONE, prefix=prefix,
+                                        name=f"webhook{len(started)}").start()
+        else:
+            kubeconfig, extra, env = args
+            component = ExternalDNS(kubeconfig, extra, workdir=tmp_path, env=env,
+                                    name=f"external-dns{len(started)}").start()
+        started.append(component)
+        return component
+
+    start.coredns = coredns  # type: ignore[attr-defined]
+    start.prefix = prefix  # type: ignore[attr-defined]
+    start.etcd = etcd  # type: ignore[attr-defined]
+    yield start
+    for component in reversed(started):
+        component.stop()  # type: ignore[attr-defined]
+    coredns.stop()
+
+
+def answers(coredns: CoreDNS, name: str, rdtype: str = "A") -> set[str]:
+    return dns_answers(coredns.host, coredns.port, name, rdtype)
+
+
+def test_externaldns_creates_updates_and_deletes_records_and_then_stays_quiet(cluster, region):
+    namespace = cluster.namespace()
+    cluster.put_endpoints(namespace, "app", [
+        {"dnsName": "app.example.org", "recordType": "A", "targets": ["192.0.2.1", "192.0.2.2"], "recordTTL": 60},
+        {"dnsName": "www.example.org", "recordType": "CNAME", "targets": ["app.example.org"]},
+        {"dnsName": "v6.example.org", "recordType": "AAAA", "targets": ["2001:db8::1"]},
+    ])
+    webhook = region("webhook")
+    hook = WebhookClient(webhook.url, f"http://127.0.0.1:{webhook.health_port}")
+    edns = region("external-dns", cluster.kubeconfig,
+                  [*externaldns_args(namespace, "t1"), "--provider=webhook", f"--webhook-provider-url={webhook.url}"],
+                  None)
+    coredns = region.coredns
+    wait_for(lambda: answers(coredns, "app.example.org") == {"192.0.2.1", "192.0.2.2"}, 30, "app answered")
+    wait_for(lambda: answers(coredns, "v6.example.org", "AAAA") == {"2001:db8::1"}, 10, "v6 answered")
+    assert answers(coredns, "www.example.org") == {"192.0.2.1", "192.0.2.2"}  # through the CNAME
+
+    # Converged: further sync loops read records but send no changes.
+    wait_for(lambda: hook.metrics().get(APPLIED, 0) >= 1, 10, "first apply counted")
+    applied, gets = hook.metrics()[APPLIED], hook.metrics()[GETS]
+    wait_for(lambda: hook.metrics()[GETS] >= gets + 3, 20, "three more sync loops")
+    assert hook.metrics()[APPLIED] == applied, edns.log()[-3000:]
+
+    cluster.put_endpoints(namespace, "app", [
+        {"dnsName": "app.example.org", "recordType": "A", "targets": ["192.0.2.2", "192.0.2.3"], "recordTTL": 60},
+        {"dnsName": "v6.example.org", "recordType": "AAAA", "targets": ["2001:db8::1"]},
+    ])
+    wait_for(lambda: answers(coredns, "app.example.org") == {"192.0.2.2", "192.0.2.3"}, 30, "app updated")
+    wait_for(lambda: answers(coredns, "www.example.org") == set(), 30, "www deleted")
+
+    cluster.delete_endpoints(namespace, "app")
+    wait_for(lambda: answers(coredns, "app.example.org") == set(), 30, "app deleted")
+    wait_for(lambda: hook.endpoints() == {}, 30, "ownership TXT records deleted too")
+    assert "level=error" not in edns.log() and "level=fatal" not in edns.log(), edns.log()[-3000:]
+
+
+def test_switching_a_live_etcd_from_the_coredns_provider_keeps_answers_then_updates_and_deletes(cluster, region):
+    namespace = cluster.namespace()
+    endpoints = [
+        {"dnsName": "sw.example.org", "recordType": "A", "targets": ["192.0.2.11", "192.0.2.12"]},
+        {"dnsName": "sw6.example.org", "recordType": "AAAA", "targets": ["2001:db8::11"]},
+        {"dnsName": "swc.example.org", "recordType": "CNAME", "targets": ["sw.example.org"]},
+    ]
+    cluster.put_endpoints(namespace, "sw", endpoints)
+    coredns = region.coredns
+    etcd_env = {"ETCD_URLS": region.etcd.url}
+    builtin = region("external-dns", cluster.kubeconfig,
+                     [*externaldns_args(namespace, "sw"), "--provider=coredns", f"--coredns-prefix={region.prefix}",
+                      f"--domain-filter={ZONE}"], etcd_env)
+    expected = {("sw.example.org", "A"): {"192.0.2.11", "192.0.2.12"},
+                ("sw6.example.org", "AAAA"): {"2001:db8::11"}, ("swc.example.org", "A"): {"192.0.2.11", "192.0.2.12"}}
+
+    def all_answered() -> bool:
+        return all(answers(coredns, name, rdtype) == want for (name, rdtype), want in expected.items())
+
+    wait_for(all_answered, 30, "the coredns provider's records answered")
+    time.sleep(2)  # let it finish writing the ownership records too
+    builtin.stop()
+
+    webhook = region("webhook")
+    hook = WebhookClient(webhook.url, f"http://127.0.0.1:{webhook.health_port}")
+    current = hook.endpoints()
+    assert {key: set(e["targets"]) for key, e in current.items() if key[1] != "TXT"} == {
+        ("sw.example.org", "A"): {"192.0.2.11", "192.0.2.12"}, ("sw6.example.org", "AAAA"): {"2001:db8::11"},
+        ("swc.example.org", "CNAME"): {"sw.example.org"}}
+    assert any(key[1] == "TXT" for key in current)  # the registry's ownership records are read back
+
+    region("external-dns", cluster.kubeconfig,
+           [*externaldns_args(namespace, "sw"), "--provider=webhook", f"--webhook-provider-url={webhook.url}"], None)
+    gets = hook.metrics().get(GETS, 0)
+    deadline = time.monotonic() + 4
+    while time.monotonic() < deadline:  # every answer stays during and after the switch
+        assert all_answered()
+        time.sleep(0.2)
+    wait_for(lambda: hook.metrics().get(GETS, 0) >= gets + 3, 20, "three sync loops on the webhook")
+    assert hook.metrics().get(APPLIED, 0) == 0  # nothing to change: the webhook reads the same endpoints
+
+    cluster.put_endpoints(namespace, "sw", [{**endpoints[0], "targets": ["192.0.2.13"]}, *endpoints[1:]])
+    wait_for(lambda: answers(coredns, "sw.example.org") == {"192.0.2.13"}, 30, "sw updated via the webhook")
+    cluster.delete_endpoints(namespace, "sw")
+    wait_for(lambda: answers(coredns, "sw.example.org") == set() and answers(coredns, "sw6.example.org", "AAAA")
+             == set(), 30, "all deleted via the webhook")
+    wait_for(lambda: hook.endpoints() == {}, 30, "no keys left behind, ownership records included")
