@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 import signal
 import threading
@@ -24,6 +25,9 @@ API_THREADS = 4
 
 def run(argv: list[str] | None = None) -> int:
     settings = load_settings(argv)
+    # GET /records allocates ~10 objects per record; default GC thresholds rescan them hundreds of times
+    # (measured: 2x slower for 50,000 records). Nothing here builds reference cycles worth chasing sooner.
+    gc.set_threshold(100_000, 50, 100)
     configure_logging(settings.log_level, settings.log_format)
     metrics = Metrics.create()
     store = EtcdStore(settings.etcd, metrics)

@@ -49,7 +49,13 @@ class DomainFilter:
     def is_regex(self) -> bool:
         return bool(self.regex_include or self.regex_exclude)
 
+    @property
+    def matches_everything(self) -> bool:
+        return not (self.include or self.exclude or self.regex_include or self.regex_exclude)
+
     def match(self, name: str) -> bool:
+        if self.matches_everything:
+            return True
         candidate = _normalize(name)
         if self.is_regex:
             if self.regex_exclude and re.search(self.regex_exclude, candidate):

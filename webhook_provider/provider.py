@@ -37,7 +37,14 @@ class Provider:
     def records(self) -> list[Endpoint]:
         """Every endpoint under the prefix whose name the domain filter accepts."""
         entries = self.store.read_prefix(self.prefix)
-        records: list[Record] = [r for entry in entries for r in entry.records if self.domain_filter.match(r.name)]
+        matches: dict[str, bool] = {}  # one filter decision per name, not per target
+
+        def wanted(name: str) -> bool:
+            if name not in matches:
+                matches[name] = self.domain_filter.match(name)
+            return matches[name]
+
+        records: list[Record] = [r for entry in entries for r in entry.records if wanted(r.name)]
         endpoints = endpoints_of(records)
         self.metrics.records_managed.set(len(endpoints))
         return endpoints

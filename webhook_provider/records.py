@@ -9,9 +9,12 @@ from fleetdns.endpoint import Endpoint, ProviderSpecificProperty
 GROUP_PROPERTY = "coredns/group"  # providerSpecific name the coredns provider maps to the value's "group"
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Record:
-    """One target of one endpoint; everything needed to write it and to give the endpoint back unchanged."""
+    """One target of one endpoint; everything needed to write it and to give the endpoint back unchanged.
+
+    Treated as a value but not frozen: GET /records builds 50,000 of them and frozen init is ~3x slower.
+    """
 
     name: str
     record_type: str
@@ -35,7 +38,7 @@ class Record:
         return self.name
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class StoredEntry:
     """One etcd key as read: usually one record; two for a coredns-provider value holding host and text."""
 

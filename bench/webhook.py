@@ -1,0 +1,320 @@
+"""Webhook provider benchmark against real etcd, CoreDNS, kube-apiserver and ExternalDNS on loopback.
+
+1. GET /records over 50,000 records: median of several runs, and the webhook's peak RSS (VmHWM).
+2. One POST /records creating 10,000 A records on an empty prefix.
+3. Same ExternalDNS binary, same etcd, 10,000 endpoints (100 DNSEndpoints x 100): time from ExternalDNS
+   start until CoreDNS answers all of them, --provider=coredns vs --provider=webhook (fresh prefix each).
+
+Run: ``make bench-webhook`` (``python -m bench.webhook``). Results go to docs/benchmarks-webhook.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import platform
+import statistics
+import subprocess
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import dns.message
+import dns.query
+import dns.rdatatype
+import yaml
+from kubernetes import client, utils
+
+from fleetdns.rig import CoreDNS, EtcdServer, ExternalDNS, KubeAPIServer
+from fleetdns.rig.binaries import REPO_ROOT, binary
+from fleetdns.rig.coredns import etcd_corefile
+from fleetdns.rig.region import WebhookProvider
+from fleetdns.rig.webhook_client import WebhookClient
+from webhook_provider.metrics import Metrics
+from webhook_provider.settings import load_settings
+from webhook_provider.store import EtcdStore
+
+ZONE = "bench.example.org"
+DOC = REPO_ROOT / "docs" / "benchmarks-webhook.md"
+CRD = REPO_ROOT / "manifests" / "crds" / "externaldns.k8s.io_dnsendpoints.yaml"
+GOALS = {"get_median_s": 1.0, "get_rss_mb": 300.0, "post_s": 2.0, "ratio": 1.0}
+WAIT_LIMIT_S = 300.0
+
+
+def progress(text: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {text}", flush=True)
+
+
+def a_endpoint(index: int, prefix: str = "n") -> dict:
+    return {"dnsName": f"{prefix}{index}.{ZONE}", "recordType": "A",
+            "targets": [f"10.{index // 65536 % 256}.{index // 256 % 256}.{index % 256}"]}
+
+
+def peak_rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmHWM for pid {pid}")
+
+
+@dataclass
+class Results:
+    get_runs_s: list[float] = field(default_factory=list)
+    get_records: int = 0
+    get_rss_mb: float = 0.0
+    seed_posts_s: list[float] = field(default_factory=list)
+    post_fresh_s: float = 0.0
+    post_on_50k_s: float = 0.0
+    side_by_side: dict[str, dict[str, float]] = field(default_factory=dict)
+
+
+def bench_records(etcd: EtcdServer, workdir: Path, results: Results, total: int, runs: int) -> None:
+    seeded = f"/b{uuid.uuid4().hex[:6]}/"
+    webhook = WebhookProvider(etcd.endpoints, workdir, prefix=seeded, name="webhook-seeded").start()
+    hook = WebhookClient(webhook.url, timeout=60)
+    try:
+        progress(f"seeding {total:,} A records through POST /records in batches of 10,000")
+        for start in range(0, total, 10_000):
+            batch = [a_endpoint(i) for i in range(start, min(total, start + 10_000))]
+            began = time.perf_counter()
+            response = hook.apply({"create": batch})
+            results.seed_posts_s.append(time.perf_counter() - began)
+            assert response.status_code == 204, response.text
+            progress(f"  {start + len(batch):,} records ({results.seed_posts_s[-1]:.2f} s for this POST)")
+        for run in range(runs):
+            began = time.perf_counter()
+            response = hook.records()
+            elapsed = time.perf_counter() - began
+            assert response.status_code == 200
+            results.get_records = len(response.json())
+            results.get_runs_s.append(elapsed)
+            progress(f"GET /records run {run + 1}/{runs}: {results.get_records:,} endpoints in {elapsed:.3f} s")
+        assert results.get_records == total, results.get_records
+        assert webhook.process.proc is not None
+        results.get_rss_mb = peak_rss_mb(webhook.process.proc.pid)
+        progress(f"webhook peak RSS {results.get_rss_mb:.0f} MB")
+        began = time.perf_counter()
+        response = hook.apply({"create": [a_endpoint(i, "extra") for i in range(10_000)]})
+        results.post_on_50k_s = time.perf_counter() - began
+        assert response.status_code == 204, response.text
+        progress(f"POST 10,000 creates onto the {total:,}-record prefix: {results.post_on_50k_s:.2f} s")
+    finally:
+        webhook.stop()
+
+    fresh = f"/b{uuid.uuid4().hex[:6]}/"
+    webhook = WebhookProvider(etcd.endpoints, workdir, prefix=fresh, name="webhook-fresh").start()
+    try:
+        began = time.perf_counter()
+        response = WebhookClient(webhook.url, timeout=60).apply({"create": [a_endpoint(i) for i in range(10_000)]})
+        results.post_fresh_s = time.perf_counter() - began
+        assert response.status_code == 204, response.text
+        progress(f"POST 10,000 creates on an empty prefix: {results.post_fresh_s:.2f} s")
+    finally:
+        webhook.stop()
+
+
+def create_dnsendpoints(api: client.ApiClient, namespace: str, objects: int, per_object: int) -> list[str]:
+    with contextlib.suppress(utils.FailToCreateError):
+        utils.create_from_dict(api, yaml.safe_load(CRD.read_text()))
+    extensions = client.ApiextensionsV1Api(api)
+    deadline = time.monotonic() + 60
+    while not any(c.type == "Established" and c.status == "True" for c in
+                  extensions.read_custom_resource_definition("dnsendpoints.externaldns.k8s.io").status.conditions
+                  or []):
+        if time.monotonic() > deadline:
+            raise RuntimeError("DNSEndpoint CRD not established")
+        time.sleep(0.2)
+    client.CoreV1Api(api).create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace)))
+    custom = client.CustomObjectsApi(api)
+    names = []
+    for obj in range(objects):
+        endpoints = []
+        for item in range(per_object):
+            index = obj * per_object + item
+            endpoints.append({"dnsName": f"e{index}.{ZONE}", "recordType": "A",
+                              "targets": [f"10.{index // 65536 % 256}.{index // 256 % 256}.{index % 256}"]})
+            names.append(f"e{index}.{ZONE}")
+        custom.create_namespaced_custom_object("externaldns.k8s.io", "v1alpha1", namespace, "dnsendpoints", {
+            "apiVersion": "externaldns.k8s.io/v1alpha1", "kind": "DNSEndpoint", "metadata": {"name": f"d{obj}"},
+            "spec": {"endpoints": endpoints}})
+    return names
+
+
+def names_in_etcd(store: EtcdStore, prefix: str) -> set[str]:
+    return {r.name for entry in store.read_prefix(prefix) for r in entry.records if r.record_type == "A"}
+
+
+def dns_sweep(coredns: CoreDNS, names: list[str]) -> list[str]:
+    """Names CoreDNS does not (yet) answer with an A record."""
+    def unanswered(name: str) -> bool:
+        with contextlib.suppress(Exception):
+            response = dns.query.udp(dns.message.make_query(name, "A"), coredns.host, port=coredns.port, timeout=2)
+            return not any(rrset.rdtype == dns.rdatatype.A for rrset in response.answer)
+        return True
+
+    with ThreadPoolExecutor(16) as pool:
+        return [name for name, missing in zip(names, pool.map(unanswered, names), strict=True) if missing]
+
+
+def wait_until(check: Callable[[], bool], what: str, started: float) -> float:
+    while time.monotonic() - started < WAIT_LIMIT_S:
+        if check():
+            return time.monotonic() - started
+        time.sleep(0.1)
+    raise RuntimeError(f"{what}: not done after {WAIT_LIMIT_S:.0f} s")
+
+
+def bench_side_by_side(etcd: EtcdServer, workdir: Path, results: Results, objects: int, per_object: int) -> None:
+    progress("starting the host kube-apiserver for the DNSEndpoints")
+    with KubeAPIServer("bench-host", workdir / "apiserver") as apiserver:
+        names = create_dnsendpoints(apiserver.api_client(), "bench", objects, per_object)
+        progress(f"{len(names):,} endpoints in {objects} DNSEndpoints created")
+        store = EtcdStore(load_settings([f"--etcd-endpoints={etcd.url}"], {}).etcd, Metrics.create())
+        for provider in ("coredns", "webhook"):
+            prefix = f"/s{uuid.uuid4().hex[:6]}/"
+            coredns = CoreDNS(etcd_corefile(ZONE, etcd.endpoints, path=prefix.rstrip("/")),
+                              workdir / f"coredns-{provider}").start()
+            webhook = None
+            args = ["--source=crd", "--namespace=bench", "--registry=txt", f"--txt-owner-id=bench-{provider}",
+                    "--policy=sync", "--interval=1m", "--log-level=info"]
+            env = None
+            if provider == "coredns":
+                args += ["--provider=coredns", f"--coredns-prefix={prefix}", f"--domain-filter={ZONE}"]
+                env = {"ETCD_URLS": etcd.url}
+            else:
+                webhook = WebhookProvider(etcd.endpoints, workdir, domain_filter=ZONE, prefix=prefix,
+                                          name="webhook-side").start()
+                args += ["--provider=webhook", f"--webhook-provider-url={webhook.url}"]
+            externaldns = ExternalDNS(apiserver.kubeconfig, args, workdir=workdir / f"edns-{provider}", env=env)
+            progress(f"--provider={provider}: starting ExternalDNS")
+            started = time.monotonic()
+            try:
+                externaldns.start(timeout=60)
+                in_etcd = wait_until(lambda p=prefix: len(names_in_etcd(store, p)) >= len(names),
+                                     f"{provider}: all names in etcd", started)
+                progress(f"--provider={provider}: all {len(names):,} names in etcd after {in_etcd:.2f} s; "
+                         "sweeping CoreDNS")
+                missing = dns_sweep(coredns, names)
+                answered = time.monotonic() - started
+                if missing:
+                    raise RuntimeError(f"{provider}: CoreDNS does not answer {len(missing)} names, e.g. {missing[:3]}")
+                progress(f"--provider={provider}: CoreDNS answers all {len(names):,} names "
+                         f"(sweep finished {answered:.2f} s after start)")
+                results.side_by_side[provider] = {"in_etcd_s": in_etcd, "all_answered_s": answered}
+            finally:
+                externaldns.stop()
+                if webhook:
+                    webhook.stop()
+                coredns.stop()
+        store.close()
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    with contextlib.suppress(OSError), open("/proc/cpuinfo") as info:
+        cpu = next((line.split(":", 1)[1].strip() for line in info if line.startswith("model name")), cpu)
+    with open("/proc/meminfo") as info:
+        mem_kb = int(next(line.split()[1] for line in info if line.startswith("MemTotal")))
+    return f"{cpu}, {os.cpu_count()} CPUs, {mem_kb / 1024 / 1024:.1f} GiB RAM, {platform.platform()}"
+
+
+def externaldns_version() -> str:
+    output = subprocess.run([binary("external-dns"), "--version"], capture_output=True, text=True, timeout=20)
+    return (output.stdout or output.stderr).strip().splitlines()[0] if (output.stdout or output.stderr) else "?"
+
+
+def verdict(ok: bool) -> str:
+    return "met" if ok else "**missed**"
+
+
+def write_doc(results: Results, args: argparse.Namespace) -> str:
+    get_median = statistics.median(results.get_runs_s)
+    side = results.side_by_side
+    ratio = side["webhook"]["in_etcd_s"] / side["coredns"]["in_etcd_s"] if len(side) == 2 else float("nan")
+    ratio_dns = (side["webhook"]["all_answered_s"] / side["coredns"]["all_answered_s"]
+                 if len(side) == 2 else float("nan"))
+    rows = [
+        ("GET /records, median", f"{args.records:,} records, {len(results.get_runs_s)} runs",
+         f"{get_median:.3f} s (runs: {', '.join(f'{r:.3f}' for r in results.get_runs_s)})",
+         f"≤ {GOALS['get_median_s']} s", verdict(get_median <= GOALS["get_median_s"])),
+        ("webhook peak RSS (VmHWM)", "after the GET runs", f"{results.get_rss_mb:.0f} MB",
+         f"≤ {GOALS['get_rss_mb']:.0f} MB", verdict(results.get_rss_mb <= GOALS["get_rss_mb"])),
+        ("POST /records, 10,000 A creates", "empty prefix", f"{results.post_fresh_s:.2f} s", f"≤ {GOALS['post_s']} s",
+         verdict(results.post_fresh_s <= GOALS["post_s"])),
+        ("POST /records, 10,000 A creates", f"prefix already holding {args.records:,}",
+         f"{results.post_on_50k_s:.2f} s", "(information)", ""),
+    ]
+    if len(side) == 2:
+        rows += [
+            ("ExternalDNS start → all names in etcd", "--provider=coredns", f"{side['coredns']['in_etcd_s']:.2f} s",
+             "", ""),
+            ("ExternalDNS start → all names in etcd", "--provider=webhook", f"{side['webhook']['in_etcd_s']:.2f} s",
+             "", ""),
+            ("ratio webhook / coredns", "", f"{ratio:.2f}×", f"≤ {GOALS['ratio']}×", verdict(ratio <= GOALS["ratio"])),
+            ("… incl. CoreDNS sweep of all names", "coredns / webhook",
+             f"{side['coredns']['all_answered_s']:.2f} s / {side['webhook']['all_answered_s']:.2f} s "
+             f"({ratio_dns:.2f}×)", "", ""),
+        ]
+    table = "\n".join(f"| {' | '.join(row)} |" for row in rows)
+    text = f"""# Webhook provider benchmarks
+
+Latest run: {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')} by `make bench-webhook` (`python -m bench.webhook`).
+
+| measure | setting | result | goal | |
+|---|---|---|---|---|
+{table}
+
+## Machine
+{machine()}; etcd 3.5.1 (`--unsafe-no-fsync`, rig default), CoreDNS v1.15.0, {externaldns_version()},
+Python {platform.python_version()}. Everything on loopback, sharing the machine with whatever else ran.
+
+## Method
+- One real etcd (`fleetdns.rig.EtcdServer`, `--max-txn-ops=128`); the webhook runs as its own process
+  (`python -m webhook_provider`, as in production) and is called over HTTP with ExternalDNS's headers.
+- **GET /records**: {args.records:,} A records are created through the webhook itself (POSTs of 10,000;
+  their times: {', '.join(f'{s:.2f}' for s in results.seed_posts_s)} s), then GET /records is timed
+  {len(results.get_runs_s)} times end to end (request → full JSON body received). Peak RSS is the webhook
+  process's `VmHWM` from `/proc/PID/status` after those runs (it includes the seeding POSTs).
+- **POST /records**: one request with 10,000 `create` endpoints on a fresh prefix, timed until the 204
+  (full prefix read, planning, transactions of ≤128 operations with mod-revision compares).
+- **Side by side**: one kube-apiserver holding {args.objects} DNSEndpoints × {args.per_object} A endpoints;
+  for each provider a fresh etcd prefix and a CoreDNS serving it, then ExternalDNS (same binary, same flags:
+  `--source=crd --registry=txt --policy=sync`) is started and the clock runs from just before its
+  start until every one of the names is present as an A record under the prefix (polled every 0.1 s with one
+  paged range read). CoreDNS has no cache here, so it answers a name as soon as its key exists; a DNS sweep of
+  all names (16 parallel queries) then confirms every name is answered, and its end time is reported too.
+  The webhook is started before ExternalDNS (a sidecar is already running when ExternalDNS starts).
+"""
+    DOC.parent.mkdir(parents=True, exist_ok=True)
+    DOC.write_text(text)
+    return text
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--records", type=int, default=50_000)
+    parser.add_argument("--get-runs", type=int, default=5)
+    parser.add_argument("--objects", type=int, default=100)
+    parser.add_argument("--per-object", type=int, default=100)
+    parser.add_argument("--skip-side-by-side", action="store_true")
+    args = parser.parse_args()
+    results = Results()
+    workdir = Path(tempfile.mkdtemp(prefix="fleetdns-bench-webhook-"))
+    progress(f"work directory {workdir}")
+    with EtcdServer(workdir / "etcd") as etcd:
+        bench_records(etcd, workdir, results, args.records, args.get_runs)
+        if not args.skip_side_by_side:
+            bench_side_by_side(etcd, workdir, results, args.objects, args.per_object)
+    print(write_doc(results, args))
+    progress(f"results written to {DOC.relative_to(REPO_ROOT)}")
+
+
+if __name__ == "__main__":
+    main()
