@@ -195,6 +195,18 @@ def test_it_negotiates_within_a_second_while_etcd_is_down_and_recovers(tmp_path)
         etcd.stop()
 
 
+def test_a_dead_first_etcd_endpoint_costs_no_failed_request(etcd, tmp_path):
+    dead = f"http://127.0.0.1:{free_port()}"
+    server = WebhookProvider([dead, *etcd.endpoints], tmp_path, prefix=f"/dead{uuid.uuid4().hex[:6]}/").start()
+    try:
+        client = WebhookClient(server.url, f"http://127.0.0.1:{server.health_port}")
+        for _ in range(4):  # each call may start on either endpoint
+            assert client.records().status_code == 200
+            assert client.ready() == 200
+    finally:
+        server.stop()
+
+
 def test_sigterm_lets_an_apply_in_progress_finish_then_exits_zero(etcd, tmp_path):
     port, health = free_port(), free_port()
     prefix = f"/term{uuid.uuid4().hex[:6]}/"

@@ -101,7 +101,8 @@ def _name_from_key(prefix: str, key: str, targetstrip: Any) -> str | None:
 def _records_from_value(name: str, data: dict[str, Any]) -> tuple[Record, ...]:
     ttl = data.get("ttl")
     ttl = ttl if isinstance(ttl, int) and not isinstance(ttl, bool) and ttl > 0 else 0
-    set_identifier = data.get("setIdentifier") if isinstance(data.get("setIdentifier"), str) else ""
+    raw_identifier = data.get("setIdentifier")
+    set_identifier = raw_identifier if isinstance(raw_identifier, str) else ""
     labels = _labels(data.get("labels"))
     ours = data.get("recordType") in SUPPORTED_TYPES
     props = _provider_specific(data) if ours else _group_property(data)

@@ -53,19 +53,20 @@ class EtcdStore:
     def _connect(self) -> pyetcd.MultiEndpointEtcd3Client:
         with self._lock:
             if self._client is None:
-                endpoint = self.settings.endpoints[self._endpoint_index % len(self.settings.endpoints)]
-                options = [("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-                           ("grpc.max_send_message_length", MAX_MESSAGE_BYTES)]
-                if self.settings.tls_server_name:
-                    options.append(("grpc.ssl_target_name_override", self.settings.tls_server_name))
-                channel_endpoint = pyetcd.Endpoint(endpoint.host, endpoint.port, secure=endpoint.secure,
-                                                   creds=self._credentials() if endpoint.secure else None,
-                                                   opts=options)
-                # Authenticates here when a user is set, so this too can fail while etcd is down.
-                self._client = pyetcd.MultiEndpointEtcd3Client(
-                    endpoints=[channel_endpoint], timeout=self.settings.timeout,
-                    user=self.settings.username, password=self.settings.password)
+                self._client = self._new_client()
             return self._client
+
+    def _new_client(self) -> pyetcd.MultiEndpointEtcd3Client:
+        endpoint = self.settings.endpoints[self._endpoint_index % len(self.settings.endpoints)]
+        options: list[tuple[str, int | str]] = [("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+                                                ("grpc.max_send_message_length", MAX_MESSAGE_BYTES)]
+        if self.settings.tls_server_name:
+            options.append(("grpc.ssl_target_name_override", self.settings.tls_server_name))
+        channel = pyetcd.Endpoint(endpoint.host, endpoint.port, secure=endpoint.secure,
+                                  creds=self._credentials() if endpoint.secure else None, opts=options)
+        # Authenticates here when a user is set, so this too can fail while etcd is down.
+        return pyetcd.MultiEndpointEtcd3Client(endpoints=[channel], timeout=self.settings.timeout,
+                                               user=self.settings.username, password=self.settings.password)
 
     def _credentials(self) -> grpc.ChannelCredentials:
         def read(path: str | None) -> bytes | None:
@@ -87,17 +88,26 @@ class EtcdStore:
                 self._endpoint_index += 1
 
     def _call(self, operation: str, action: Callable[[pyetcd.MultiEndpointEtcd3Client], T]) -> T:
-        started = time.perf_counter()
-        try:
-            result = action(self._connect())
-        except Exception as error:
-            self.metrics.etcd_errors.labels(operation).inc()
-            self._reset()
-            log.warning("etcd operation failed", extra={"operation": operation, "error": _describe(error)})
-            raise EtcdUnavailableError(f"etcd {operation} failed: {_describe(error)}") from error
-        finally:
-            self.metrics.etcd_latency.labels(operation).observe(time.perf_counter() - started)
-        return result
+        """Run ``action``; after a failure try the next endpoint, so one dead member costs no 503.
+
+        Retrying a transaction is safe: if the lost attempt did commit, its mod-revision compares fail now
+        and the provider re-plans (finding nothing left to do).
+        """
+        attempts = len(self.settings.endpoints)
+        for attempt in range(1, attempts + 1):
+            started = time.perf_counter()
+            try:
+                return action(self._connect())
+            except Exception as error:
+                self.metrics.etcd_errors.labels(operation).inc()
+                self._reset()
+                log.warning("etcd operation failed", extra={"operation": operation, "error": _describe(error),
+                                                            "attempt": attempt, "endpoints": attempts})
+                if attempt == attempts:
+                    raise EtcdUnavailableError(f"etcd {operation} failed: {_describe(error)}") from error
+            finally:
+                self.metrics.etcd_latency.labels(operation).observe(time.perf_counter() - started)
+        raise AssertionError("unreachable")  # the loop returns or raises
 
     def ping(self) -> None:
         """One cheap range call; raises EtcdUnavailableError."""
