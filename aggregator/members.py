@@ -8,6 +8,7 @@ Service as a backend; an Ingress to the IngressDNSRecord of the same name.
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections import defaultdict
@@ -75,7 +76,7 @@ class MemberConnection:
         assert self.client is not None
         self._informer_up[kind] = False
         informer: Informer = Informer(f"{self.name}/{kind}", self.client, path, parse, on_change,
-                                      lambda up, detail, k=kind: self._informer_state(k, up, detail), label_selector)
+                                      functools.partial(self._informer_state, kind), label_selector)
         self.informers.append(informer)
         return informer
 

@@ -18,6 +18,7 @@ from aggregator.model import (
     IntentKey,
     IntentStatus,
     ServiceIntent,
+    parse_dns_endpoint,
 )
 from aggregator.naming import ingress_host_names, service_names
 from aggregator.policy import evaluate_ingress_cluster, evaluate_service_cluster
@@ -116,7 +117,12 @@ class Reconciler:
         self._write_dns_endpoint(key, intent, desired.endpoints)
         status = build_status(desired.outcome, intent.generation, intent.status, now_rfc3339())
         if _status_differs(intent.status, status):
-            self._write_status(key, status)
+            self.last_status[key] = status  # before the write: its watch event may arrive before we return
+            try:
+                self._write_status(key, status)
+            except KubeError:
+                self.last_status.pop(key, None)
+                raise
             self._emit_changes(key, intent, intent.status, status)
         self.last_status[key] = status
         self.conditions[key] = (_condition(status, READY), _condition(status, DEGRADED))
@@ -132,14 +138,19 @@ class Reconciler:
                               "ownerReferences": body["metadata"]["ownerReferences"]}, "spec": body["spec"]}
         if existing is None:
             try:
-                self.host.create(dns_endpoint_path(key.namespace), body)
+                self._remember(self.host.create(dns_endpoint_path(key.namespace), body))
                 self._count_write("create", key, len(endpoints))
                 return
             except KubeError as error:
                 if error.status != 409:
                     raise
-        self.host.merge_patch(path, patch)
+        self._remember(self.host.merge_patch(path, patch))
         self._count_write("update", key, len(endpoints))
+
+    def _remember(self, written: dict[str, Any]) -> None:
+        """Put what we wrote into the cache now, so a reconcile before its watch event compares right."""
+        obj = parse_dns_endpoint(written)
+        self.engine.dns_endpoints.store[f"{obj.namespace}/{obj.name}"] = obj
 
     def _count_write(self, operation: str, key: IntentKey, records: int) -> None:
         self.engine.metrics.dnsendpoint_writes.labels(operation).inc()

@@ -118,7 +118,7 @@ class KubeAPIServer:
             f"--secure-port={self.port}",
             f"--bind-address={self.host}",
             f"--advertise-address={self.host}",
-            "--service-cluster-ip-range=10.0.0.0/24",
+            "--service-cluster-ip-range=10.0.0.0/16",  # room for thousands of Services (benchmarks)
             "--allow-privileged=true",
             "--disable-admission-plugins=ServiceAccount",
             "--authorization-mode=RBAC",
