@@ -239,6 +239,14 @@ def test_updating_a_coredns_provider_record_splits_host_and_text_onto_their_own_
                                                                                 ("TXT", "bye")}
 
 
+def test_a_changed_record_on_a_foreign_key_moves_to_its_own_key_in_the_same_plan():
+    state = {"/skydns/org/example/app": json.dumps({"host": "192.0.2.1"})}  # no leaf, no targetstrip
+    one = {"dnsName": "app.example.org", "recordType": "A", "targets": ["192.0.2.1"]}
+    (plan,) = plan_changes(entries_of(state), changes(updateOld=[one], updateNew=[{**one, "recordTTL": 5}]), PREFIX)
+    assert list(plan.deletes) == ["/skydns/org/example/app"] and len(plan.puts) == 1
+    assert endpoints_in(apply_plans(state, [plan])) == [{**one, "recordTTL": 5}]
+
+
 def test_duplicate_keys_of_one_target_are_collapsed_when_that_target_is_written():
     state = {"/skydns/org/example/app/00000001": json.dumps({"host": "192.0.2.1", "targetstrip": 1}),
              "/skydns/org/example/app/00000002": json.dumps({"host": "192.0.2.1", "targetstrip": 1})}

@@ -75,14 +75,10 @@ def _plan_name(name: str, entries: list[StoredEntry], removed: set[Identity], ad
     values = {entry.key: entry.value for entry in entries}
     for entry in sorted(entries, key=lambda e: e.key):
         kept, changed = _apply_to_entry(entry, removed, added, placed)
-        if not changed:
-            continue
-        if len(entry.records) == 1 and kept:
-            value = encode_value(kept[0])
-            if value.encode() != entry.value:
-                plan.puts[entry.key] = value
-        else:
-            # Gone, or a coredns-provider value holding host and text: rewrite its records one per key.
+        if changed:
+            # Rewritten records go to their own deterministic key: a key written by someone else may lack
+            # the leaf label, or hold host and text together. For our own keys the
+            # delete is dropped again below.
             plan.deletes[entry.key] = None
             pending.extend(kept)
     pending.extend(record for identity, record in added.items() if identity not in placed)
@@ -91,8 +87,8 @@ def _plan_name(name: str, entries: list[StoredEntry], removed: set[Identity], ad
         key = key_for(record, prefix_for(record, prefix))
         value = encode_value(record)
         plan.deletes.pop(key, None)  # etcd refuses a transaction that puts and deletes one key
-        if values.get(key) == value.encode() and key not in plan.deletes:
-            continue
+        if values.get(key) == value.encode():
+            continue  # already there, byte for byte
         plan.puts[key] = value
     plan.expected = {key: revisions.get(key, 0) for key in (*plan.puts, *plan.deletes)}
     return plan
