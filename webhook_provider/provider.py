@@ -82,7 +82,6 @@ class Provider:
                     log.warning("concurrent change detected; re-reading and re-planning",
                                 extra={"attempt": attempt, "detail": str(conflict)})
             else:
-                self.metrics.applies.labels("failed").inc()
                 raise ApplyConflictError("keys changed concurrently on every attempt; retry later")
         for change, count in changes.counts().items():
             self.metrics.changes_applied.labels(change).inc(count)
