@@ -212,7 +212,11 @@ class Engine:
         member = MemberConnection(cluster, client, detail, self.settings.namespace, self.settings.member_grace_period,
                                   self._enqueue_known, self._member_state_changed)
         self._record_member_state(member)
-        return member.start()
+        member.start()
+        if client is not None:  # a member that never syncs leaves the answer when its grace period ends
+            for key in self.all_intent_keys():
+                self.queue.add_after(key, self.settings.member_grace_period + 0.05)
+        return member
 
     def _retry_members(self) -> None:
         """Members whose Secret was missing or unusable are retried (the Secret may arrive later)."""

@@ -8,6 +8,7 @@ status noise the aggregator does not read never reaches the work queue.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import threading
@@ -55,12 +56,23 @@ class Informer(Generic[T]):
         self.synced = threading.Event()
         self.connected = False
         self._backoff = BACKOFF_START
+        self._response: Any = None
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"informer-{name}", daemon=True)
 
     def start(self) -> Informer[T]:
         self._thread.start()
         return self
+
+    def interrupt(self) -> None:
+        """Cut the current watch (a silent server keeps a dead stream open until the read times out)."""
+        response = self._response
+        if response is not None:
+            with contextlib.suppress(Exception):  # already closed or closing: nothing left to cut
+                response.shutdown()
+
+    def _hold(self, response: Any) -> None:
+        self._response = response
 
     def stop(self) -> None:
         """Stop after the current read; the thread is a daemon, so a blocked read never holds up exit."""
@@ -139,7 +151,8 @@ class Informer(Generic[T]):
     def _watch(self, version: str) -> str:
         query = {**self._query(), "resourceVersion": version, "allowWatchBookmarks": "true",
                  "timeoutSeconds": random.randint(*WATCH_SECONDS)}
-        for event in self.client.watch(self.path, query, read_timeout=query["timeoutSeconds"] + 30):
+        for event in self.client.watch(self.path, query, read_timeout=query["timeoutSeconds"] + 30,
+                                       on_open=self._hold):
             if self._stopping.is_set():
                 break
             kind, raw = event.get("type"), event.get("object") or {}

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import urlencode
 
@@ -103,9 +103,15 @@ class KubeClient:
     def delete(self, path: str) -> dict[str, Any]:
         return self.request("DELETE", path)
 
-    def watch(self, path: str, query: dict[str, Any], read_timeout: float) -> Iterator[dict[str, Any]]:
-        """An OPENED pseudo event, then one dict per line, until the stream ends or a read times out."""
+    def watch(self, path: str, query: dict[str, Any], read_timeout: float,
+              on_open: Callable[[urllib3.BaseHTTPResponse | None], None] | None = None) -> Iterator[dict[str, Any]]:
+        """An OPENED pseudo event, then one dict per line, until the stream ends or a read times out.
+
+        ``on_open`` receives the response (and None when it ends), so another thread can cut it short.
+        """
         response = self._send("GET", path, {**query, "watch": "true"}, None, None, (5.0, read_timeout), stream=True)
+        if on_open is not None:
+            on_open(response)
         try:
             if response.status >= 300:
                 payload = _decode(response.read())
@@ -122,6 +128,8 @@ class KubeClient:
         except (urllib3.exceptions.HTTPError, OSError) as error:
             raise KubeError(0, "Unreachable", type(error).__name__) from error
         finally:
+            if on_open is not None:
+                on_open(None)
             response.release_conn()
             response.close()
 

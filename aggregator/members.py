@@ -15,7 +15,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable
 
 from aggregator.informer import Informer
-from aggregator.kubeapi import KubeClient
+from aggregator.kubeapi import KubeClient, KubeError
 from aggregator.model import (
     IntentKey,
     IntentKind,
@@ -32,6 +32,8 @@ from aggregator.policy import MemberView, Reachability
 Notify = Callable[[Iterable[IntentKey]], None]
 StateChange = Callable[["MemberConnection"], None]
 ServiceRef = tuple[str, str]  # (namespace, name)
+_NO_CACHE = (Reachability.UNAVAILABLE, Reachability.LOST, Reachability.CONNECTING)
+HEARTBEAT_FAILURES = 2  # consecutive unanswered probes before a member counts as silent
 
 
 def collection_path(group_version: str, plural: str, namespace: str = "") -> str:
@@ -56,7 +58,10 @@ class MemberConnection:
         self._informer_up: dict[str, bool] = {}
         self.down_since: float | None = None
         self.ever_synced = False
+        self.created_at = time.monotonic()
         self.informers: list[Informer] = []
+        self._stopping = threading.Event()
+        self._heartbeat = threading.Thread(target=self._probe_loop, name=f"heartbeat-{cluster.name}", daemon=True)
         if client is not None:
             self.services: Informer[MemberService] = self._informer(
                 "services", collection_path("v1", "services", namespace), parse_member_service, self._service_changed)
@@ -83,11 +88,34 @@ class MemberConnection:
     def start(self) -> MemberConnection:
         for informer in self.informers:
             informer.start()
+        if self.client is not None:
+            self._heartbeat.start()
         return self
 
     def stop(self) -> None:
+        self._stopping.set()
         for informer in self.informers:
             informer.stop()
+
+    def _probe_loop(self) -> None:
+        """Watches notice a server that closes its connections at once; a silent one (a cut network)
+        only when a read times out. A cheap /readyz probe notices it within a few seconds."""
+        assert self.client is not None
+        interval = min(5.0, max(0.5, self.grace_period / 4))
+        failures = 0
+        while not self._stopping.wait(interval):
+            try:
+                self.client.request("GET", "/readyz", timeout=interval)
+                answered = True
+            except KubeError as error:
+                answered = 0 < error.status < 500
+            failures = 0 if answered else failures + 1
+            if failures == HEARTBEAT_FAILURES:
+                self._informer_state("heartbeat", False, "API server not answering /readyz")
+                for informer in self.informers:
+                    informer.interrupt()  # dead streams would otherwise hide the silence until a read timeout
+            elif answered and not self._informer_up.get("heartbeat", True):
+                self._informer_state("heartbeat", True, "answering")
 
     @property
     def synced_or_failed(self) -> bool:
@@ -116,14 +144,21 @@ class MemberConnection:
         return self.client is not None and all(self._informer_up.values())
 
     def reachability(self, now: float | None = None) -> Reachability:
-        if self.client is None or not self.ever_synced:
+        now = now if now is not None else time.monotonic()
+        if self.client is None:
             return Reachability.UNAVAILABLE
+        if not self.ever_synced:
+            in_grace = now - self.created_at < self.grace_period
+            return Reachability.CONNECTING if in_grace else Reachability.UNAVAILABLE
         if self.connected or self.down_since is None:
             return Reachability.CONNECTED
-        lost_for = (now if now is not None else time.monotonic()) - self.down_since
+        lost_for = now - self.down_since
         return Reachability.IN_GRACE if lost_for < self.grace_period else Reachability.LOST
 
     def grace_expires_in(self) -> float | None:
+        """Seconds until the member's last known answer expires; None while there is nothing to expire."""
+        if self.client is not None and not self.ever_synced:
+            return max(0.0, self.created_at + self.grace_period - time.monotonic())
         if self.down_since is None:
             return None
         return max(0.0, self.down_since + self.grace_period - time.monotonic())
@@ -132,7 +167,7 @@ class MemberConnection:
 
     def service_view(self, namespace: str, name: str) -> MemberView:
         reach = self.reachability()
-        if self.client is None or reach in (Reachability.UNAVAILABLE, Reachability.LOST):
+        if self.client is None or reach in _NO_CACHE:
             return MemberView(self.cluster, reach, detail=self.detail)
         key = (namespace, name)
         return MemberView(self.cluster, reach, service=self.services.store.get(f"{namespace}/{name}"),
@@ -140,7 +175,7 @@ class MemberConnection:
 
     def ingress_view(self, namespace: str, name: str) -> MemberView:
         reach = self.reachability()
-        if self.client is None or reach in (Reachability.UNAVAILABLE, Reachability.LOST):
+        if self.client is None or reach in _NO_CACHE:
             return MemberView(self.cluster, reach, detail=self.detail)
         ingress = self.ingresses.store.get(f"{namespace}/{name}")
         ready = {}

@@ -16,6 +16,7 @@ from aggregator.model import ClusterStatus, MemberCluster, MemberIngress, Member
 
 class Reachability(StrEnum):
     CONNECTED = "Connected"
+    CONNECTING = "Connecting"  # not reached since start-up, within the grace period: last published answer kept
     IN_GRACE = "UnreachableInGrace"  # stopped answering less than the grace period ago: last answer kept
     LOST = "Unreachable"  # stopped answering longer than the grace period ago
     UNAVAILABLE = "Unavailable"  # never connected (no kubeconfig, bad credentials, not yet synced)
@@ -32,6 +33,7 @@ class Reason(StrEnum):
     NO_READY_BACKENDS = "NoReadyBackends"
     MEMBER_UNREACHABLE = "MemberUnreachable"
     MEMBER_UNAVAILABLE = "MemberUnavailable"
+    LAST_KNOWN = "LastKnown"
 
 
 @dataclass(frozen=True)
@@ -45,9 +47,28 @@ class MemberView:
     ingress: MemberIngress | None = None
     backend_ready: dict[str, int] = field(default_factory=dict)
     detail: str = ""
+    last_known: ClusterStatus | None = None  # the intent's published entry for this cluster (from its status)
 
 
-def _unreachable(view: MemberView) -> ClusterStatus | None:
+class _Unlisted:
+    """Marker: the cluster is not listed at all."""
+
+
+UNLISTED = _Unlisted()
+
+
+def _unreachable(view: MemberView) -> ClusterStatus | _Unlisted | None:
+    if view.reachability is Reachability.CONNECTING:
+        # A restarted aggregator has no cache for a member it cannot reach yet; what it published
+        # before (the status) stands in for the grace period, as a live member's last answer would.
+        last = view.last_known
+        if last is None:
+            return UNLISTED
+        if not last.healthy:
+            return last
+        return ClusterStatus(last.cluster, view.cluster.region, view.cluster.zone, last.addresses, True,
+                             f"{Reason.LAST_KNOWN}: member API server not reached since start-up; "
+                             "last published answer kept within the grace period")
     if view.reachability is Reachability.LOST:
         return _status(view, (), False, f"{Reason.MEMBER_UNREACHABLE}: API server not answering past the grace period")
     if view.reachability is Reachability.UNAVAILABLE:
@@ -64,7 +85,7 @@ def _status(view: MemberView, addresses: tuple, healthy: bool, reason: str) -> C
 def evaluate_service_cluster(view: MemberView, allow_without_endpoints: bool) -> ClusterStatus | None:
     """The cluster's entry for a ServiceDNSRecord; None when the Service does not exist there."""
     if (down := _unreachable(view)) is not None:
-        return down
+        return None if isinstance(down, _Unlisted) else down
     service = view.service
     if service is None:
         return None
@@ -82,7 +103,7 @@ def evaluate_service_cluster(view: MemberView, allow_without_endpoints: bool) ->
 def evaluate_ingress_cluster(view: MemberView) -> ClusterStatus | None:
     """The cluster's entry for an IngressDNSRecord; None when the Ingress does not exist there."""
     if (down := _unreachable(view)) is not None:
-        return down
+        return None if isinstance(down, _Unlisted) else down
     ingress = view.ingress
     if ingress is None:
         return None

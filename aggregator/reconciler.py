@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter as Tally
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -77,9 +77,11 @@ class Reconciler:
         return self._desired_ingress(intent, members)
 
     def _desired_service(self, intent: ServiceIntent, members: list[Any]) -> Desired:
+        last = {entry.cluster: entry for entry in intent.status.dns}
         entries = tuple(entry for m in members
-                        if (entry := evaluate_service_cluster(m.service_view(intent.namespace, intent.name),
-                                                              intent.allow_service_without_endpoints)) is not None)
+                        if (entry := evaluate_service_cluster(
+                            replace(m.service_view(intent.namespace, intent.name), last_known=last.get(m.name)),
+                            intent.allow_service_without_endpoints)) is not None)
         domain = self.find_domain(intent)
         if domain is None:
             where = f"{intent.namespace} or {self.domain_namespace}"
@@ -93,8 +95,10 @@ class Reconciler:
         return Desired(endpoints, Outcome(names.domain, names.global_name, entries, len(endpoints)))
 
     def _desired_ingress(self, intent: IngressIntent, members: list[Any]) -> Desired:
+        last = {entry.cluster: entry for entry in intent.status.dns}
         entries = tuple(entry for m in members
-                        if (entry := evaluate_ingress_cluster(m.ingress_view(intent.namespace, intent.name)))
+                        if (entry := evaluate_ingress_cluster(
+                            replace(m.ingress_view(intent.namespace, intent.name), last_known=last.get(m.name))))
                         is not None)
         try:
             hosts = ingress_host_names(intent.hosts)

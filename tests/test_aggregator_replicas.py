@@ -109,3 +109,35 @@ def test_two_replicas_elect_one_writer_and_the_standby_takes_over(fleet: Fleet, 
     finally:
         a.stop()
         b.stop()
+
+
+def test_restart_while_a_member_is_down_keeps_its_published_targets_for_the_grace_period(
+        fleet: Fleet, tmp_path: Path) -> None:
+    host = prepare_fleet(fleet)
+    ns = new_namespace(fleet, "agg-restart-down")
+    create_domain(host, ns)
+    name = unique("svc")
+    deploy_service(fleet, ns, name, BOTH)
+    create_service_intent(host, ns, name)
+    args = [f"--namespace={ns}", "--leader-election=false", "--log-format=text"]
+    with AggregatorProcess(fleet.host.kubeconfig, args, tmp_path, name="before"):
+        wait_records(host, ns, f"service-{name}", lambda r: set().union(*r.values()) >= set(VIPS.values()))
+    glob = f"{name}.{ns}.fleet.svc.example.com"
+
+    east = fleet.members["east"]
+    east.stop_apiserver()
+    try:
+        grace = 4.0
+        started = time.monotonic()
+        with AggregatorProcess(fleet.host.kubeconfig, [*args, f"--member-grace-period={grace}s"], tmp_path,
+                               name="after"):
+            time.sleep(1.0)  # the new process is up and writing: east's last published answer stands
+            assert records(dns_endpoint(host, ns, f"service-{name}"))[(glob, "A")] == set(VIPS.values())
+            wait_records(host, ns, f"service-{name}", lambda r: r.get((glob, "A")) == {VIPS["west"]},
+                         timeout=grace + 10)
+            assert time.monotonic() - started >= grace
+            status = intent(host, ns, "servicednsrecords", name)["status"]
+            east_entry = next(d for d in status["dns"] if d["cluster"] == "east")
+            assert east_entry["reason"].startswith("MemberUnavailable") and not east_entry["healthy"]
+    finally:
+        east.restart()

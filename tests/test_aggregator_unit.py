@@ -156,6 +156,14 @@ def test_within_the_grace_period_the_reason_says_the_answer_is_last_known() -> N
     assert result is not None and "grace period" in result.reason
 
 
+def test_member_not_reached_since_start_keeps_its_published_entry_within_the_grace_period() -> None:
+    published = entry(EAST, ip("192.0.2.1"))
+    kept = evaluate_service_cluster(MemberView(EAST, Reachability.CONNECTING, last_known=published), False)
+    assert kept is not None and kept.healthy and kept.addresses == ip("192.0.2.1")
+    assert kept.reason.startswith("LastKnown")
+    assert evaluate_service_cluster(MemberView(EAST, Reachability.CONNECTING), False) is None
+
+
 def test_cluster_without_the_service_is_not_listed() -> None:
     assert evaluate_service_cluster(MemberView(EAST, Reachability.CONNECTED), False) is None
 
