@@ -6,6 +6,8 @@ the DNSEndpoints, statuses and events the aggregator writes on the host.
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from collections.abc import Iterator
 
@@ -249,6 +251,28 @@ def test_metrics_and_readiness_are_served(world: World) -> None:
                    'fleetdns_aggregator_intents{condition="Ready",kind="ServiceDNSRecord",status="True"}',
                    "fleetdns_aggregator_leader 1.0"):
         assert sample in metrics, sample
+
+
+def test_silent_member_api_server_is_noticed_and_removed_after_the_grace_period(world: World) -> None:
+    """SIGSTOP: the server keeps its connections open but answers nothing, as behind a cut network."""
+    name = unique("silent")
+    deploy_service(world.fleet, world.ns, name, both())
+    create_service_intent(world.host, world.ns, name)
+    n = world.names(name)
+    wait_records(world.host, world.ns, f"service-{name}", lambda r: r.get((n["global"], "A")) == set(VIPS.values()))
+
+    process = world.fleet.members["east"].process
+    assert process is not None and process.proc is not None
+    os.kill(process.proc.pid, signal.SIGSTOP)
+    stopped = time.monotonic()
+    try:
+        wait_records(world.host, world.ns, f"service-{name}", lambda r: r.get((n["global"], "A")) == {VIPS["west"]},
+                     timeout=GRACE + 10)
+        assert GRACE <= time.monotonic() - stopped < GRACE + 5
+    finally:
+        os.kill(process.proc.pid, signal.SIGCONT)
+    wait_records(world.host, world.ns, f"service-{name}", lambda r: r.get((n["global"], "A")) == set(VIPS.values()),
+                 timeout=15)
 
 
 def test_member_api_server_outage_removes_its_targets_after_the_grace_period_and_restores_them(
