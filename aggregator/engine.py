@@ -4,6 +4,7 @@ connections, the work queue and its workers. Writes happen only while this repli
 from __future__ import annotations
 
 import base64
+import contextlib
 import logging
 import threading
 import time
@@ -180,6 +181,7 @@ class Engine:
                 gone = self.members.pop(old.name, None)
                 if gone is not None:
                     gone.stop()
+                self._forget_member_metrics(old.name)
             elif old is None or old.kubeconfig_secret != new.kubeconfig_secret or new.name not in self.members:
                 previous = self.members.pop(new.name, None)
                 if previous is not None:
@@ -243,6 +245,13 @@ class Engine:
         if expires is not None:
             for key in self.all_intent_keys():
                 self.queue.add_after(key, expires + 0.05)
+
+    def _forget_member_metrics(self, name: str) -> None:
+        with contextlib.suppress(KeyError):
+            self.metrics.member_connected.remove(name)
+        for state in Reachability:
+            with contextlib.suppress(KeyError):
+                self.metrics.member_state.remove(name, str(state))
 
     def _record_member_state(self, member: MemberConnection) -> None:
         reach = member.reachability()

@@ -240,6 +240,35 @@ def test_a_dns_endpoint_changed_by_hand_is_restored(world: World) -> None:
                  timeout=5)
 
 
+def test_changing_the_spec_rewrites_the_records_and_observed_generation(world: World) -> None:
+    name = unique("ttl")
+    deploy_service(world.fleet, world.ns, name, both())
+    create_service_intent(world.host, world.ns, name)
+    wait_for(lambda: intent(world.host, world.ns, "servicednsrecords", name).get("status", {})
+             .get("observedGeneration") == 1)
+    world.host.merge_patch(f"/apis/fleetdns.io/v1alpha1/namespaces/{world.ns}/servicednsrecords/{name}",
+                           {"spec": {"recordTTL": 30, "externalName": "shop"}})
+    expected = f"shop.{world.ns}.fleet.svc.example.com"
+    wait_records(world.host, world.ns, f"service-{name}", lambda r: (expected, "A") in r)
+    obj = dns_endpoint(world.host, world.ns, f"service-{name}")
+    assert {e["recordTTL"] for e in obj["spec"]["endpoints"]} == {30}
+    status = wait_for(lambda: (s := intent(world.host, world.ns, "servicednsrecords", name)["status"])
+                      .get("observedGeneration") == 2 and s)
+    assert status["fqdn"] == expected
+    assert all(c["observedGeneration"] == 2 for c in status["conditions"])
+
+
+def test_member_credentials_never_reach_the_log(world: World) -> None:
+    log = world.aggregator.log()
+    assert "member cluster state" in log or "connection up" in log
+    for member in world.fleet.members.values():
+        kubeconfig = member.embedded_kubeconfig()
+        secrets = [member._token] + [line.split(":", 1)[1].strip() for line in kubeconfig.splitlines()
+                                     if "-data:" in line]
+        for secret in secrets:
+            assert secret[:40] not in log
+
+
 def test_metrics_and_readiness_are_served(world: World) -> None:
     code, text = world.aggregator.readyz()
     assert code == 200 and "leader" in text
