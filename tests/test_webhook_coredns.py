@@ -95,8 +95,8 @@ def test_srv_weights_keep_their_proportions_within_a_priority(stack):
     stack.apply(create=[{"dnsName": "_web._tcp.example.org", "recordType": "SRV",
                          "targets": ["10 1 443 w1.example.org", "10 3 443 w2.example.org"]}])
     assert stack.answers("_web._tcp.example.org", "SRV") == {"10 25 443 w1.example.org.", "10 75 443 w2.example.org."}
-    assert stack.current("_web._tcp.example.org", "SRV")["targets"] == ["10 1 443 w1.example.org",
-                                                                        "10 3 443 w2.example.org"]
+    assert stack.current("_web._tcp.example.org", "SRV")["targets"] == ["10 1 443 w1.example.org.",
+                                                                        "10 3 443 w2.example.org."]
 
 
 def test_a_txt_record_beside_a_cname_leaves_the_cname_answer_intact(stack):

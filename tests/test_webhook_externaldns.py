@@ -121,16 +121,23 @@ def test_externaldns_creates_updates_and_deletes_records_and_then_stays_quiet(cl
         {"dnsName": "app.example.org", "recordType": "A", "targets": ["192.0.2.1", "192.0.2.2"], "recordTTL": 60},
         {"dnsName": "www.example.org", "recordType": "CNAME", "targets": ["app.example.org"]},
         {"dnsName": "v6.example.org", "recordType": "AAAA", "targets": ["2001:db8::1"]},
+        {"dnsName": "_sip._tcp.example.org", "recordType": "SRV", "targets": ["10 5 5060 SIP.example.org."]},
+        {"dnsName": "mail.example.org", "recordType": "MX", "targets": ["10 MX1.example.org."]},
+        {"dnsName": "note.example.org", "recordType": "TXT", "targets": ["v=spf1 -all"]},
     ])
     webhook = region("webhook")
     hook = WebhookClient(webhook.url, f"http://127.0.0.1:{webhook.health_port}")
     edns = region("external-dns", cluster.kubeconfig,
-                  [*externaldns_args(namespace, "t1"), "--provider=webhook", f"--webhook-provider-url={webhook.url}"],
-                  None)
+                  [*externaldns_args(namespace, "t1"), "--provider=webhook", f"--webhook-provider-url={webhook.url}",
+                   *(f"--managed-record-types={t}" for t in ("A", "AAAA", "CNAME", "SRV", "MX", "TXT"))], None)
     coredns = region.coredns
     wait_for(lambda: answers(coredns, "app.example.org") == {"192.0.2.1", "192.0.2.2"}, 30, "app answered")
     wait_for(lambda: answers(coredns, "v6.example.org", "AAAA") == {"2001:db8::1"}, 10, "v6 answered")
     assert answers(coredns, "www.example.org") == {"192.0.2.1", "192.0.2.2"}  # through the CNAME
+    wait_for(lambda: answers(coredns, "_sip._tcp.example.org", "SRV") == {"10 100 5060 sip.example.org."}, 10,
+             "SRV answered")
+    wait_for(lambda: answers(coredns, "mail.example.org", "MX") == {"10 mx1.example.org."}, 10, "MX answered")
+    wait_for(lambda: answers(coredns, "note.example.org", "TXT") == {'"v=spf1 -all"'}, 10, "TXT answered")
 
     # Converged: further sync loops read records but send no changes.
     wait_for(lambda: hook.metrics().get(APPLIED, 0) >= 1, 10, "first apply counted")

@@ -143,7 +143,7 @@ def test_adjustendpoints_returns_canonical_forms_and_drops_what_cannot_be_served
     assert response.status_code == 200 and response.headers["Content-Type"] == MEDIA_TYPE
     assert response.json() == [
         {"dnsName": "web.example.org", "targets": ["lb.example.org"], "recordType": "CNAME"},
-        {"dnsName": "srv.example.org", "targets": ["10 5 5060 sip.example.org"], "recordType": "SRV"},
+        {"dnsName": "srv.example.org", "targets": ["10 5 5060 sip.example.org."], "recordType": "SRV"},
     ]
 
 

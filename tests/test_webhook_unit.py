@@ -56,7 +56,7 @@ def changes(**lists: list[dict]) -> object:
     ("AAAA", "2001:db8::1", {"host": "2001:db8::1"}),
     ("CNAME", "lb.example.org", {"host": "lb.example.org"}),
     ("TXT", '"heritage=external-dns,external-dns/owner=o"', {"text": '"heritage=external-dns,external-dns/owner=o"'}),
-    ("SRV", "10 5 5060 sip.example.org", {"host": "sip.example.org", "port": 5060, "priority": 10, "weight": 5}),
+    ("SRV", "10 5 5060 sip.example.org.", {"host": "sip.example.org", "port": 5060, "priority": 10, "weight": 5}),
     ("MX", "10 mail.example.org", {"host": "mail.example.org", "priority": 10, "mail": True}),
 ])
 def test_each_record_type_round_trips_through_its_skydns_value(record_type, target, fields):
@@ -127,7 +127,7 @@ def test_values_without_targetstrip_name_the_whole_key_and_garbage_is_ignored():
     ("A", " 192.0.2.1", "192.0.2.1"),
     ("AAAA", "2001:DB8:0::1", "2001:db8::1"),
     ("CNAME", "LB.Example.org.", "lb.example.org"),
-    ("SRV", "10  5 5060 SIP.example.org.", "10 5 5060 sip.example.org"),
+    ("SRV", "10  5 5060 SIP.example.org", "10 5 5060 sip.example.org."),
     ("MX", "10 Mail.example.org.", "10 mail.example.org"),
     ("TXT", ' "Keep Case" ', ' "Keep Case" '),
 ])

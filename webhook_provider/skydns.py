@@ -131,7 +131,7 @@ def _our_target(record_type: str, host: str, text: str, data: dict[str, Any]) ->
     if not host:
         return None
     if record_type == "SRV":
-        return f"{_int(data, 'priority')} {_int(data, 'weight')} {_int(data, 'port')} {host}"
+        return f"{_int(data, 'priority')} {_int(data, 'weight')} {_int(data, 'port')} {host}."
     if record_type == "MX":
         return f"{_int(data, 'priority')} {host}"
     return host

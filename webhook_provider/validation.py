@@ -68,8 +68,9 @@ def parse_mx(target: str) -> MxTarget:
 
 
 def _srv(target: str) -> str:
+    # ExternalDNS (v0.22) refuses SRV targets whose host lacks the trailing dot and keeps it, unlike MX/CNAME.
     srv = parse_srv(target)
-    return f"{srv.priority} {srv.weight} {srv.port} {srv.host}"
+    return f"{srv.priority} {srv.weight} {srv.port} {srv.host}."
 
 
 def _mx(target: str) -> str:
