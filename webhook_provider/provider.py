@@ -10,7 +10,7 @@ from fleetdns.endpoint import Endpoint, EndpointFormatError
 from webhook_provider.changes import Changes
 from webhook_provider.domain_filter import DomainFilter
 from webhook_provider.metrics import Metrics
-from webhook_provider.planner import batch, plan_changes
+from webhook_provider.planner import Transaction, batch, plan_changes
 from webhook_provider.records import Record, endpoints_of
 from webhook_provider.store import ConflictError, EtcdStore, EtcdUnavailableError
 from webhook_provider.validation import canonical_endpoint
@@ -92,9 +92,18 @@ class Provider:
         entries = self.store.read_prefix(self.prefix)
         plans = plan_changes(entries, changes, self.prefix)
         transactions = batch(plans, self.max_txn_ops)
+        _refuse_keys_outside(transactions, self.prefix)
         for transaction in transactions:
             self.store.commit(transaction)
         log.info("changes applied", extra={
             **changes.counts(), "names": len(plans), "transactions": len(transactions),
             "puts": sum(len(t.puts) for t in transactions), "deletes": sum(len(t.deletes) for t in transactions),
             "seconds": round(time.perf_counter() - started, 3)})
+
+
+def _refuse_keys_outside(transactions: list[Transaction], prefix: str) -> None:
+    """Defence in depth: a planning bug must never write or delete a key outside the prefix."""
+    for transaction in transactions:
+        for key in (*(key for key, _ in transaction.puts), *transaction.deletes):
+            if not key.startswith(prefix):
+                raise RuntimeError(f"refusing to touch {key!r}: outside the prefix {prefix!r}")
