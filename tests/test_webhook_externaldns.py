@@ -205,3 +205,32 @@ def test_switching_a_live_etcd_from_the_coredns_provider_keeps_answers_then_upda
     wait_for(lambda: answers(coredns, "sw.example.org") == set() and answers(coredns, "sw6.example.org", "AAAA")
              == set(), 30, "all deleted via the webhook")
     wait_for(lambda: hook.endpoints() == {}, 30, "no keys left behind, ownership records included")
+
+
+def test_switching_back_to_the_coredns_provider_keeps_answers_and_it_can_update_and_delete(cluster, region):
+    namespace = cluster.namespace()
+    endpoints = [{"dnsName": "back.example.org", "recordType": "A", "targets": ["192.0.2.21", "192.0.2.22"]},
+                 {"dnsName": "backc.example.org", "recordType": "CNAME", "targets": ["back.example.org"]}]
+    cluster.put_endpoints(namespace, "back", endpoints)
+    coredns = region.coredns
+    webhook = region("webhook")
+    ours = region("external-dns", cluster.kubeconfig, [*externaldns_args(namespace, "back"), "--provider=webhook",
+                                                       f"--webhook-provider-url={webhook.url}"], None)
+
+    def answered(targets: set[str]) -> bool:
+        return answers(coredns, "back.example.org") == targets and answers(coredns, "backc.example.org") == targets
+
+    wait_for(lambda: answered({"192.0.2.21", "192.0.2.22"}), 30, "answers through the webhook")
+    time.sleep(2)  # ownership records written too
+    ours.stop()
+    builtin = region("external-dns", cluster.kubeconfig,
+                     [*externaldns_args(namespace, "back"), "--provider=coredns", f"--coredns-prefix={region.prefix}",
+                      f"--domain-filter={ZONE}"], {"ETCD_URLS": region.etcd.url})
+    deadline = time.monotonic() + 4
+    while time.monotonic() < deadline:  # answers stay while the coredns provider takes over
+        assert answered({"192.0.2.21", "192.0.2.22"}), builtin.log()[-3000:]
+        time.sleep(0.2)
+    cluster.put_endpoints(namespace, "back", [{**endpoints[0], "targets": ["192.0.2.23"]}, endpoints[1]])
+    wait_for(lambda: answered({"192.0.2.23"}), 30, "updated by the coredns provider")
+    cluster.delete_endpoints(namespace, "back")
+    wait_for(lambda: answers(coredns, "back.example.org") == set(), 30, "deleted by the coredns provider")
