@@ -119,6 +119,7 @@ def test_values_without_targetstrip_name_the_whole_key_and_garbage_is_ignored():
     assert stored("/skydns/org/example/app", {"host": "192.0.2.1"}).records[0].name == "app.example.org"
     assert stored("/skydns/org/example/app/x", "not json").records == ()
     assert stored("/skydns/org/example/app/x", "[1, 2]").records == ()
+    assert stored("/skydns/org/exa mple/app/x", {"host": "192.0.2.1", "targetstrip": 1}).records == ()
 
 
 # --- validation --------------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ import ipaddress
 import json
 from typing import Any
 
-from fleetdns.dnsname import labels_reversed, name_from_reversed
+from fleetdns.dnsname import is_valid_name, labels_reversed, name_from_reversed
 from fleetdns.endpoint import ProviderSpecificProperty
 from webhook_provider.records import GROUP_PROPERTY, Record, StoredEntry
 from webhook_provider.validation import SUPPORTED_TYPES, lenient_target, parse_mx, parse_srv
@@ -80,7 +80,9 @@ def decode_entry(prefix: str, key: str, value: bytes, mod_revision: int) -> Stor
     if isinstance(data, dict):
         ours = data.get("recordType") in SUPPORTED_TYPES
         name = _name_from_key(prefix, key, 1 if ours else data.get("targetstrip"))
-        if name:
+        # Our names were validated when written; a foreign key with an invalid name is left alone: returning
+        # it would make ExternalDNS send it back in a delete that we would have to refuse.
+        if name and (ours or is_valid_name(name)):
             records = _records_from_value(name, data)
     return StoredEntry(key, value, mod_revision, prefix, records)
 
