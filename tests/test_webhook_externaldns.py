@@ -12,7 +12,7 @@ import pytest
 import yaml
 from kubernetes import client, utils
 
-from fleetdns.rig import CoreDNS, ExternalDNS
+from fleetdns.rig import CoreDNS, EtcdServer, ExternalDNS
 from fleetdns.rig.binaries import REPO_ROOT
 from fleetdns.rig.coredns import etcd_corefile
 from fleetdns.rig.region import WebhookProvider
@@ -84,31 +84,39 @@ def externaldns_args(namespace: str, owner: str) -> list[str]:
             "--policy=sync", "--interval=1s", "--log-level=debug"]
 
 
+class Region:
+    """CoreDNS on a fresh prefix of the session etcd; the webhook and ExternalDNS processes a test starts."""
+
+    def __init__(self, etcd: EtcdServer, workdir: Path) -> None:
+        self.etcd, self.workdir = etcd, workdir
+        self.prefix = f"/edns{uuid.uuid4().hex[:8]}/"
+        self.coredns = CoreDNS(etcd_corefile(ZONE, etcd.endpoints, path=self.prefix.rstrip("/")),
+                               workdir / "coredns").start()
+        self.started: list[WebhookProvider | ExternalDNS] = []
+
+    def webhook(self) -> WebhookProvider:
+        webhook = WebhookProvider(self.etcd.endpoints, self.workdir, domain_filter=ZONE, prefix=self.prefix,
+                                  name=f"webhook{len(self.started)}").start()
+        self.started.append(webhook)
+        return webhook
+
+    def externaldns(self, kubeconfig: Path, args: list[str], env: dict[str, str] | None = None) -> ExternalDNS:
+        externaldns = ExternalDNS(kubeconfig, args, workdir=self.workdir, env=env,
+                                  name=f"external-dns{len(self.started)}").start()
+        self.started.append(externaldns)
+        return externaldns
+
+    def stop(self) -> None:
+        for component in reversed(self.started):
+            component.stop()
+        self.coredns.stop()
+
+
 @pytest.fixture
-def region(etcd, tmp_path) -> Iterator[Callable[..., object]]:
-    """Starts, per test: CoreDNS on a fresh prefix, and on request the webhook and ExternalDNS (stopped after)."""
-    prefix = f"/edns{uuid.uuid4().hex[:8]}/"
-    coredns = CoreDNS(etcd_corefile(ZONE, etcd.endpoints, path=prefix.rstrip("/")), tmp_path / "coredns").start()
-    started: list[object] = []
-
-    def start(kind: str, *args: object) -> object:
-        if kind == "webhook":
-            component = WebhookProvider(etcd.endpoints, tmp_path, domain_filter=ZONE, prefix=prefix,
-                                        name=f"webhook{len(started)}").start()
-        else:
-            kubeconfig, extra, env = args
-            component = ExternalDNS(kubeconfig, extra, workdir=tmp_path, env=env,
-                                    name=f"external-dns{len(started)}").start()
-        started.append(component)
-        return component
-
-    start.coredns = coredns  # type: ignore[attr-defined]
-    start.prefix = prefix  # type: ignore[attr-defined]
-    start.etcd = etcd  # type: ignore[attr-defined]
-    yield start
-    for component in reversed(started):
-        component.stop()  # type: ignore[attr-defined]
-    coredns.stop()
+def region(etcd, tmp_path) -> Iterator[Region]:
+    started = Region(etcd, tmp_path)
+    yield started
+    started.stop()
 
 
 def answers(coredns: CoreDNS, name: str, rdtype: str = "A") -> set[str]:
@@ -125,11 +133,11 @@ def test_externaldns_creates_updates_and_deletes_records_and_then_stays_quiet(cl
         {"dnsName": "mail.example.org", "recordType": "MX", "targets": ["10 MX1.example.org."]},
         {"dnsName": "note.example.org", "recordType": "TXT", "targets": ["v=spf1 -all"]},
     ])
-    webhook = region("webhook")
+    webhook = region.webhook()
     hook = WebhookClient(webhook.url, f"http://127.0.0.1:{webhook.health_port}")
-    edns = region("external-dns", cluster.kubeconfig,
+    edns = region.externaldns(cluster.kubeconfig,
                   [*externaldns_args(namespace, "t1"), "--provider=webhook", f"--webhook-provider-url={webhook.url}",
-                   *(f"--managed-record-types={t}" for t in ("A", "AAAA", "CNAME", "SRV", "MX", "TXT"))], None)
+                   *(f"--managed-record-types={t}" for t in ("A", "AAAA", "CNAME", "SRV", "MX", "TXT"))])
     coredns = region.coredns
     wait_for(lambda: answers(coredns, "app.example.org") == {"192.0.2.1", "192.0.2.2"}, 30, "app answered")
     wait_for(lambda: answers(coredns, "v6.example.org", "AAAA") == {"2001:db8::1"}, 10, "v6 answered")
@@ -168,7 +176,7 @@ def test_switching_a_live_etcd_from_the_coredns_provider_keeps_answers_then_upda
     cluster.put_endpoints(namespace, "sw", endpoints)
     coredns = region.coredns
     etcd_env = {"ETCD_URLS": region.etcd.url}
-    builtin = region("external-dns", cluster.kubeconfig,
+    builtin = region.externaldns(cluster.kubeconfig,
                      [*externaldns_args(namespace, "sw"), "--provider=coredns", f"--coredns-prefix={region.prefix}",
                       f"--domain-filter={ZONE}"], etcd_env)
     expected = {("sw.example.org", "A"): {"192.0.2.11", "192.0.2.12"},
@@ -181,7 +189,7 @@ def test_switching_a_live_etcd_from_the_coredns_provider_keeps_answers_then_upda
     time.sleep(2)  # let it finish writing the ownership records too
     builtin.stop()
 
-    webhook = region("webhook")
+    webhook = region.webhook()
     hook = WebhookClient(webhook.url, f"http://127.0.0.1:{webhook.health_port}")
     current = hook.endpoints()
     assert {key: set(e["targets"]) for key, e in current.items() if key[1] != "TXT"} == {
@@ -189,8 +197,8 @@ def test_switching_a_live_etcd_from_the_coredns_provider_keeps_answers_then_upda
         ("swc.example.org", "CNAME"): {"sw.example.org"}}
     assert any(key[1] == "TXT" for key in current)  # the registry's ownership records are read back
 
-    region("external-dns", cluster.kubeconfig,
-           [*externaldns_args(namespace, "sw"), "--provider=webhook", f"--webhook-provider-url={webhook.url}"], None)
+    region.externaldns(cluster.kubeconfig,
+           [*externaldns_args(namespace, "sw"), "--provider=webhook", f"--webhook-provider-url={webhook.url}"])
     gets = hook.metrics().get(GETS, 0)
     deadline = time.monotonic() + 4
     while time.monotonic() < deadline:  # every answer stays during and after the switch
@@ -213,9 +221,9 @@ def test_switching_back_to_the_coredns_provider_keeps_answers_and_it_can_update_
                  {"dnsName": "backc.example.org", "recordType": "CNAME", "targets": ["back.example.org"]}]
     cluster.put_endpoints(namespace, "back", endpoints)
     coredns = region.coredns
-    webhook = region("webhook")
-    ours = region("external-dns", cluster.kubeconfig, [*externaldns_args(namespace, "back"), "--provider=webhook",
-                                                       f"--webhook-provider-url={webhook.url}"], None)
+    webhook = region.webhook()
+    ours = region.externaldns(cluster.kubeconfig, [*externaldns_args(namespace, "back"), "--provider=webhook",
+                                                       f"--webhook-provider-url={webhook.url}"])
 
     def answered(targets: set[str]) -> bool:
         return answers(coredns, "back.example.org") == targets and answers(coredns, "backc.example.org") == targets
@@ -223,7 +231,7 @@ def test_switching_back_to_the_coredns_provider_keeps_answers_and_it_can_update_
     wait_for(lambda: answered({"192.0.2.21", "192.0.2.22"}), 30, "answers through the webhook")
     time.sleep(2)  # ownership records written too
     ours.stop()
-    builtin = region("external-dns", cluster.kubeconfig,
+    builtin = region.externaldns(cluster.kubeconfig,
                      [*externaldns_args(namespace, "back"), "--provider=coredns", f"--coredns-prefix={region.prefix}",
                       f"--domain-filter={ZONE}"], {"ETCD_URLS": region.etcd.url})
     deadline = time.monotonic() + 4
