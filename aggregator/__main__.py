@@ -17,7 +17,7 @@ from fleetdns.logs import configure_logging
 from fleetdns.probes import BackgroundServer, probe_app
 
 logger = logging.getLogger("aggregator")
-START_SYNC_TIMEOUT = 60.0
+START_SYNC_TIMEOUT = 90.0  # engine.ready() itself stops waiting for busy members after 60 s
 
 
 def run(argv: list[str] | None = None) -> int:

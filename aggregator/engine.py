@@ -42,6 +42,7 @@ from aggregator.workqueue import WorkQueue
 logger = logging.getLogger("aggregator.engine")
 RETRY_DELAY = 1.0
 SECRET_RETRY = 10.0
+MEMBER_SYNC_TIMEOUT = 60.0  # a member still busy after this long no longer holds up start-up
 
 
 class Engine:
@@ -106,7 +107,7 @@ class Engine:
         if not all(i.synced.is_set() for i in self.host_informers):
             return False, "host caches syncing"
         pending = [m.name for m in self.member_list() if not m.synced_or_failed]
-        if pending:
+        if pending and time.monotonic() - self.started_at < MEMBER_SYNC_TIMEOUT:
             return False, "member caches syncing: " + ", ".join(pending)
         return True, "leader" if self.leading.is_set() else "standby"
 

@@ -21,7 +21,7 @@ from aggregator.model import ParseError
 
 T = TypeVar("T")
 ChangeHandler = Callable[[T | None, T | None], None]
-StateHandler = Callable[[bool, str], None]
+StateHandler = Callable[[bool, str, int], None]  # connected, detail, HTTP status (0: no answer)
 
 logger = logging.getLogger("aggregator.informer")
 LIST_PAGE = 500
@@ -96,7 +96,7 @@ class Informer(Generic[T]):
             except (KubeError, ValueError, OSError) as error:
                 if self._stopping.is_set():
                     return
-                self._set_state(False, str(error))
+                self._set_state(False, str(error), error.status if isinstance(error, KubeError) else 0)
                 self._stopping.wait(self._backoff * random.uniform(0.8, 1.2))
                 self._backoff = min(self._backoff * 2, BACKOFF_MAX)
             except Exception:  # noqa: BLE001 - a bug in a handler must not end the watch for good
@@ -104,7 +104,7 @@ class Informer(Generic[T]):
                 self._stopping.wait(self._backoff)
                 version = None
 
-    def _set_state(self, connected: bool, detail: str) -> None:
+    def _set_state(self, connected: bool, detail: str, status: int = 200) -> None:
         changed = connected != self.connected
         if connected:
             self._backoff = BACKOFF_START
@@ -113,7 +113,7 @@ class Informer(Generic[T]):
             logger.info("connection " + ("up" if connected else "down"),
                         extra={"informer": self.name, "detail": detail})
         if self.on_state is not None:
-            self.on_state(connected, detail)
+            self.on_state(connected, detail, status)
 
     def _query(self) -> dict[str, Any]:
         return {"labelSelector": self.label_selector} if self.label_selector else {}

@@ -58,6 +58,7 @@ class MemberConnection:
         self._informer_up: dict[str, bool] = {}
         self.down_since: float | None = None
         self.ever_synced = False
+        self._hard_failure = False
         self.created_at = time.monotonic()
         self.informers: list[Informer] = []
         self._stopping = threading.Event()
@@ -119,13 +120,16 @@ class MemberConnection:
 
     @property
     def synced_or_failed(self) -> bool:
-        """Start-up waits for this: caches filled, or the member known to be down."""
-        return self.client is None or self.ever_synced or self.down_since is not None
+        """Start-up waits for this: caches filled, or the member known to be down (no answer, or
+        credentials refused); a busy server (429, 5xx) is waited for, not written off."""
+        return self.client is None or self.ever_synced or self.down_since is not None and self._hard_failure
 
     # --- reachability -------------------------------------------------------------------------
 
-    def _informer_state(self, kind: str, up: bool, detail: str) -> None:
+    def _informer_state(self, kind: str, up: bool, detail: str, status: int = 0) -> None:
         with self._lock:
+            if not up:
+                self._hard_failure = status in (0, 401, 403)
             before = self.connected
             self._informer_up[kind] = up
             after = self.connected

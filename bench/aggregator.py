@@ -133,7 +133,7 @@ def peak_rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def run(count: int, changes: int, workdir: Path) -> dict[str, Any]:
+def run(count: int, changes: int, workdir: Path, log_level: str = "warning") -> dict[str, Any]:
     progress(f"starting host + {len(MEMBERS)} member kube-apiservers (workdir {workdir})")
     fleet = Fleet(MEMBERS, workdir / "fleet").start()
     aggregator: AggregatorProcess | None = None
@@ -160,7 +160,7 @@ def run(count: int, changes: int, workdir: Path) -> dict[str, Any]:
 
         progress("starting the aggregator (cold start)")
         started = time.monotonic()
-        aggregator = AggregatorProcess(fleet.host.kubeconfig, ["--log-level=warning"], workdir, name="aggregator")
+        aggregator = AggregatorProcess(fleet.host.kubeconfig, [f"--log-level={log_level}"], workdir, name="aggregator")
         aggregator.start(timeout=120)
         ready_s = time.monotonic() - started
         last = [0.0]
@@ -282,8 +282,10 @@ def main() -> int:
     parser.add_argument("--changes", type=int, default=200)
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--no-doc", action="store_true", help="do not rewrite docs/benchmarks-aggregator.md")
+    parser.add_argument("--log-level", default="warning", help="the aggregator's --log-level (its log is in workdir)")
     args = parser.parse_args()
-    result = run(args.intents, args.changes, args.workdir or Path(tempfile.mkdtemp(prefix="fleetdns-bench-agg-")))
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="fleetdns-bench-agg-"))
+    result = run(args.intents, args.changes, workdir, args.log_level)
     progress(f"cold start {result['cold_s']:.1f}s, change p50 {result['p50_ms']:.1f} ms p99 {result['p99_ms']:.1f} ms, "
              f"peak RSS {result['rss_mb']:.0f} MB")
     for line in result["writes"]:
