@@ -84,6 +84,15 @@ def externaldns_args(namespace: str, owner: str) -> list[str]:
             "--policy=sync", "--interval=1s", "--log-level=debug"]
 
 
+def with_webhook(namespace: str, owner: str, webhook: WebhookProvider) -> list[str]:
+    return [*externaldns_args(namespace, owner), "--provider=webhook", f"--webhook-provider-url={webhook.url}"]
+
+
+def with_builtin_coredns(namespace: str, owner: str, prefix: str) -> list[str]:
+    return [*externaldns_args(namespace, owner), "--provider=coredns", f"--coredns-prefix={prefix}",
+            f"--domain-filter={ZONE}"]
+
+
 class Region:
     """CoreDNS on a fresh prefix of the session etcd; the webhook and ExternalDNS processes a test starts."""
 
@@ -135,9 +144,9 @@ def test_externaldns_creates_updates_and_deletes_records_and_then_stays_quiet(cl
     ])
     webhook = region.webhook()
     hook = WebhookClient(webhook.url, f"http://127.0.0.1:{webhook.health_port}")
-    edns = region.externaldns(cluster.kubeconfig,
-                  [*externaldns_args(namespace, "t1"), "--provider=webhook", f"--webhook-provider-url={webhook.url}",
-                   *(f"--managed-record-types={t}" for t in ("A", "AAAA", "CNAME", "SRV", "MX", "TXT"))])
+    edns = region.externaldns(cluster.kubeconfig, [
+        *with_webhook(namespace, "t1", webhook),
+        *(f"--managed-record-types={t}" for t in ("A", "AAAA", "CNAME", "SRV", "MX", "TXT"))])
     coredns = region.coredns
     wait_for(lambda: answers(coredns, "app.example.org") == {"192.0.2.1", "192.0.2.2"}, 30, "app answered")
     wait_for(lambda: answers(coredns, "v6.example.org", "AAAA") == {"2001:db8::1"}, 10, "v6 answered")
@@ -175,10 +184,8 @@ def test_switching_a_live_etcd_from_the_coredns_provider_keeps_answers_then_upda
     ]
     cluster.put_endpoints(namespace, "sw", endpoints)
     coredns = region.coredns
-    etcd_env = {"ETCD_URLS": region.etcd.url}
-    builtin = region.externaldns(cluster.kubeconfig,
-                     [*externaldns_args(namespace, "sw"), "--provider=coredns", f"--coredns-prefix={region.prefix}",
-                      f"--domain-filter={ZONE}"], etcd_env)
+    builtin = region.externaldns(cluster.kubeconfig, with_builtin_coredns(namespace, "sw", region.prefix),
+                                 {"ETCD_URLS": region.etcd.url})
     expected = {("sw.example.org", "A"): {"192.0.2.11", "192.0.2.12"},
                 ("sw6.example.org", "AAAA"): {"2001:db8::11"}, ("swc.example.org", "A"): {"192.0.2.11", "192.0.2.12"}}
 
@@ -197,8 +204,7 @@ def test_switching_a_live_etcd_from_the_coredns_provider_keeps_answers_then_upda
         ("swc.example.org", "CNAME"): {"sw.example.org"}}
     assert any(key[1] == "TXT" for key in current)  # the registry's ownership records are read back
 
-    region.externaldns(cluster.kubeconfig,
-           [*externaldns_args(namespace, "sw"), "--provider=webhook", f"--webhook-provider-url={webhook.url}"])
+    region.externaldns(cluster.kubeconfig, with_webhook(namespace, "sw", webhook))
     gets = hook.metrics().get(GETS, 0)
     deadline = time.monotonic() + 4
     while time.monotonic() < deadline:  # every answer stays during and after the switch
@@ -222,8 +228,7 @@ def test_switching_back_to_the_coredns_provider_keeps_answers_and_it_can_update_
     cluster.put_endpoints(namespace, "back", endpoints)
     coredns = region.coredns
     webhook = region.webhook()
-    ours = region.externaldns(cluster.kubeconfig, [*externaldns_args(namespace, "back"), "--provider=webhook",
-                                                       f"--webhook-provider-url={webhook.url}"])
+    ours = region.externaldns(cluster.kubeconfig, with_webhook(namespace, "back", webhook))
 
     def answered(targets: set[str]) -> bool:
         return answers(coredns, "back.example.org") == targets and answers(coredns, "backc.example.org") == targets
@@ -231,9 +236,8 @@ def test_switching_back_to_the_coredns_provider_keeps_answers_and_it_can_update_
     wait_for(lambda: answered({"192.0.2.21", "192.0.2.22"}), 30, "answers through the webhook")
     time.sleep(2)  # ownership records written too
     ours.stop()
-    builtin = region.externaldns(cluster.kubeconfig,
-                     [*externaldns_args(namespace, "back"), "--provider=coredns", f"--coredns-prefix={region.prefix}",
-                      f"--domain-filter={ZONE}"], {"ETCD_URLS": region.etcd.url})
+    builtin = region.externaldns(cluster.kubeconfig, with_builtin_coredns(namespace, "back", region.prefix),
+                                 {"ETCD_URLS": region.etcd.url})
     deadline = time.monotonic() + 4
     while time.monotonic() < deadline:  # answers stay while the coredns provider takes over
         assert answered({"192.0.2.21", "192.0.2.22"}), builtin.log()[-3000:]
