@@ -96,6 +96,18 @@ def test_a_repeated_apply_is_idempotent(webhook, etcd):
     assert client.endpoints()[("repeat.example.org", "A")]["targets"] == ["192.0.2.1", "192.0.2.2"]
 
 
+def test_a_name_with_more_targets_than_one_transaction_holds_is_written_in_parts(webhook):
+    client, _ = webhook
+    first = [f"198.51.100.{i}" for i in range(1, 201)]
+    assert client.apply({"create": [a_record("wide.example.org", *first)]}).status_code == 204
+    current = client.endpoints()[("wide.example.org", "A")]
+    assert len(current["targets"]) == 200
+    second = [f"203.0.113.{i}" for i in range(1, 201)]
+    assert client.apply({"updateOld": [current], "updateNew": [a_record("wide.example.org", *second)]}
+                        ).status_code == 204
+    assert sorted(client.endpoints()[("wide.example.org", "A")]["targets"]) == sorted(second)
+
+
 @pytest.mark.parametrize(("body", "status", "path"), [
     (b"{not json", 400, "$"),
     (json.dumps({"create": [a_record("x.example.org", "300.1.1.1")]}).encode(), 400, "create[0].targets[0]"),
