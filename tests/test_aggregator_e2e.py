@@ -191,6 +191,42 @@ def test_missing_domain_reports_domain_not_found(world: World) -> None:
     assert records(dns_endpoint(world.host, world.ns, f"service-{name}")) == {}
 
 
+def test_domain_created_later_in_the_domain_namespace_publishes_the_intent(world: World) -> None:
+    name, ref = unique("late"), unique("zone")
+    deploy_service(world.fleet, world.ns, name, both())
+    create_service_intent(world.host, world.ns, name, domainRef=ref)
+    wait_for(lambda: condition(intent(world.host, world.ns, "servicednsrecords", name), "Ready")
+             .get("reason") == "DomainNotFound")
+    create_domain(world.host, "fleetdns-system", name=ref, domain="late.example.net")
+    glob = f"{name}.{world.ns}.{ref}.svc.late.example.net"
+    wait_records(world.host, world.ns, f"service-{name}", lambda r: r.get((glob, "A")) == set(VIPS.values()))
+
+
+def test_member_cluster_without_its_secret_is_listed_unavailable_and_left_out(world: World) -> None:
+    name = unique("ghost")
+    deploy_service(world.fleet, world.ns, name, both())
+    create_service_intent(world.host, world.ns, name)
+    n = world.names(name)
+    wait_records(world.host, world.ns, f"service-{name}", lambda r: r.get((n["global"], "A")) == set(VIPS.values()))
+    member = f"/apis/fleetdns.io/v1alpha1/memberclusters/{name}"
+    world.host.create("/apis/fleetdns.io/v1alpha1/memberclusters", {
+        "apiVersion": "fleetdns.io/v1alpha1", "kind": "MemberCluster", "metadata": {"name": name},
+        "spec": {"region": "ghost", "zone": "ghost-a",
+                 "kubeconfigSecretRef": {"namespace": "fleetdns-system", "name": f"missing-{name}"}}})
+    try:
+        status = wait_for(lambda: (s := intent(world.host, world.ns, "servicednsrecords", name)["status"])
+                          and any(d["cluster"] == name for d in s["dns"]) and s)
+        ghost = next(d for d in status["dns"] if d["cluster"] == name)
+        assert not ghost["healthy"] and ghost["reason"].startswith("MemberUnavailable")
+        assert f"missing-{name}" in ghost["reason"] and "404" in ghost["reason"]
+        assert records(dns_endpoint(world.host, world.ns, f"service-{name}"))[(n["global"], "A")] == \
+            set(VIPS.values())
+    finally:
+        world.host.delete(member)
+    wait_for(lambda: all(d["cluster"] != name for d in
+                         intent(world.host, world.ns, "servicednsrecords", name)["status"]["dns"]))
+
+
 def test_ingress_record_follows_backend_service_health(world: World) -> None:
     name, backend = unique("ing"), unique("backend")
     for cluster in ("east", "west"):
