@@ -116,6 +116,7 @@ class Engine:
         if leading == self.leading.is_set():
             return
         if leading:
+            self.reconciler.last_status.clear()  # another replica may have written since we last led
             self.leading.set()
             self.metrics.leader.set(1)
             self.enqueue_all()

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from aggregator.kubeapi import KubeClient, KubeError
 from aggregator.model import (
     API_VERSION,
+    ClusterStatus,
     Domain,
     IngressIntent,
     Intent,
@@ -70,14 +71,15 @@ class Reconciler:
         return domains.get(f"{intent.namespace}/{intent.domain_ref}") or domains.get(
             f"{self.domain_namespace}/{intent.domain_ref}")
 
-    def desired(self, intent: Intent) -> Desired:
+    def desired(self, intent: Intent, previous: IntentStatus) -> Desired:
+        """``previous`` (the last published status) stands in for members not reached since start-up."""
         members = self.engine.member_list()
+        last = {entry.cluster: entry for entry in previous.dns}
         if isinstance(intent, ServiceIntent):
-            return self._desired_service(intent, members)
-        return self._desired_ingress(intent, members)
+            return self._desired_service(intent, members, last)
+        return self._desired_ingress(intent, members, last)
 
-    def _desired_service(self, intent: ServiceIntent, members: list[Any]) -> Desired:
-        last = {entry.cluster: entry for entry in intent.status.dns}
+    def _desired_service(self, intent: ServiceIntent, members: list[Any], last: dict[str, ClusterStatus]) -> Desired:
         entries = tuple(entry for m in members
                         if (entry := evaluate_service_cluster(
                             replace(m.service_view(intent.namespace, intent.name), last_known=last.get(m.name)),
@@ -94,8 +96,7 @@ class Reconciler:
             return Desired([], Outcome(domain.domain, "", entries, 0, "InvalidName", str(error)))
         return Desired(endpoints, Outcome(names.domain, names.global_name, entries, len(endpoints)))
 
-    def _desired_ingress(self, intent: IngressIntent, members: list[Any]) -> Desired:
-        last = {entry.cluster: entry for entry in intent.status.dns}
+    def _desired_ingress(self, intent: IngressIntent, members: list[Any], last: dict[str, ClusterStatus]) -> Desired:
         entries = tuple(entry for m in members
                         if (entry := evaluate_ingress_cluster(
                             replace(m.ingress_view(intent.namespace, intent.name), last_known=last.get(m.name))))
@@ -117,17 +118,20 @@ class Reconciler:
             self.conditions.pop(key, None)
             self.last_status.pop(key, None)
             return
-        desired = self.desired(intent)
+        # What this leader last wrote is fresher than the cache until the write's watch event arrives;
+        # comparing with the cache then would write twice and announce the same join twice.
+        old = self.last_status.get(key) or intent.status
+        desired = self.desired(intent, old)
         self._write_dns_endpoint(key, intent, desired.endpoints)
-        status = build_status(desired.outcome, intent.generation, intent.status, now_rfc3339())
-        if _status_differs(intent.status, status):
+        status = build_status(desired.outcome, intent.generation, old, now_rfc3339())
+        if old != status:
             self.last_status[key] = status  # before the write: its watch event may arrive before we return
             try:
                 self._write_status(key, status)
             except KubeError:
                 self.last_status.pop(key, None)
                 raise
-            self._emit_changes(key, intent, intent.status, status)
+            self._emit_changes(key, intent, old, status)
         self.last_status[key] = status
         self.conditions[key] = (_condition(status, READY), _condition(status, DEGRADED))
 
@@ -219,10 +223,6 @@ class Reconciler:
 
 def _condition(status: IntentStatus, kind: str) -> str:
     return next((c.status for c in status.conditions if c.type == kind), "Unknown")
-
-
-def _status_differs(old: IntentStatus, new: IntentStatus) -> bool:
-    return old != new
 
 
 def _dns_endpoint_matches(existing: Any, body: dict[str, Any], uid: str) -> bool:
