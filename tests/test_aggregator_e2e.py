@@ -96,6 +96,8 @@ def test_service_in_both_members_gets_an_a_record_with_both_addresses(world: Wor
     assert status["observedGeneration"] == 1
     joined = wait_for(lambda: [e for e in events_for(world.host, world.ns, name) if e["reason"] == "ClusterJoined"])
     assert "east" in joined[0]["message"] and "west" in joined[0]["message"]
+    time.sleep(0.5)
+    assert len([e for e in events_for(world.host, world.ns, name) if e["reason"] == "ClusterJoined"]) == 1
 
 
 def test_east_endpoints_not_ready_remove_its_address_within_a_second(world: World) -> None:
