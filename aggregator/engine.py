@@ -120,6 +120,8 @@ class Engine:
             self.leading.set()
             self.metrics.leader.set(1)
             self.enqueue_all()
+            for member in self.member_list():
+                self._schedule_grace_expiry(member)
         else:
             self.leading.clear()
             self.metrics.leader.set(0)
@@ -193,7 +195,7 @@ class Engine:
                 self.members[new.name].cluster = new
         self.enqueue_all()
 
-    def _connect(self, cluster: MemberCluster) -> MemberConnection:
+    def _connect(self, cluster: MemberCluster, since: float | None = None) -> MemberConnection:
         """Build the member's client from its kubeconfig Secret; the Secret's content is never logged."""
         client, detail = None, ""
         ref = cluster.kubeconfig_secret
@@ -214,26 +216,33 @@ class Engine:
         else:
             logger.info("connecting to member cluster", extra={"cluster": cluster.name})
         member = MemberConnection(cluster, client, detail, self.settings.namespace, self.settings.member_grace_period,
-                                  self._enqueue_known, self._member_state_changed)
+                                  self._enqueue_known, self._member_state_changed, since)
         self._record_member_state(member)
         member.start()
-        if client is not None:  # a member that never syncs leaves the answer when its grace period ends
-            for key in self.all_intent_keys():
-                self.queue.add_after(key, self.settings.member_grace_period + 0.05)
+        self._schedule_grace_expiry(member)
         return member
 
+    def _schedule_grace_expiry(self, member: MemberConnection) -> None:
+        """Reconcile everything again when the member's last known answer expires (nothing else would)."""
+        expires = member.grace_expires_in()
+        if expires is not None:
+            for key in self.all_intent_keys():
+                self.queue.add_after(key, expires + 0.05)
+
     def _retry_members(self) -> None:
-        """Members whose Secret was missing or unusable are retried (the Secret may arrive later)."""
+        """Members whose Secret was missing or unusable, or whose credentials are refused, are rebuilt
+        from their Secret every 10 s (the Secret may arrive later, or be rotated)."""
         while not self._stopping.wait(SECRET_RETRY):
             with self._members_lock:
-                broken = [m.cluster for m in self.members.values() if m.client is None]
-            for cluster in broken:
+                broken = [m for m in self.members.values() if m.client is None or m.credentials_refused]
+            for stale in broken:
                 with self._members_lock:
-                    current = self.members.get(cluster.name)
-                    if current is None or current.client is not None:
+                    if self.members.get(stale.name) is not stale:
                         continue
-                    replacement = self._connect(cluster)
-                    self.members[cluster.name] = replacement
+                    stale.stop()
+                    # the grace period keeps running from the first failure, however often we rebuild
+                    replacement = self._connect(stale.cluster, since=stale.down_since or stale.created_at)
+                    self.members[stale.name] = replacement
                 if replacement.client is not None:
                     self.enqueue_all()
 
@@ -243,10 +252,7 @@ class Engine:
         logger.info("member cluster state", extra={"cluster": member.name, "state": str(reach),
                                                    "detail": member.detail})
         self.enqueue_all()
-        expires = member.grace_expires_in()
-        if expires is not None:
-            for key in self.all_intent_keys():
-                self.queue.add_after(key, expires + 0.05)
+        self._schedule_grace_expiry(member)
 
     def _forget_member_metrics(self, name: str) -> None:
         with contextlib.suppress(KeyError):

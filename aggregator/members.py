@@ -45,7 +45,7 @@ class MemberConnection:
     """One member cluster: its informers, indexes and reachability; ``client`` None when unusable."""
 
     def __init__(self, cluster: MemberCluster, client: KubeClient | None, detail: str, namespace: str,
-                 grace_period: float, notify: Notify, on_state: StateChange) -> None:
+                 grace_period: float, notify: Notify, on_state: StateChange, since: float | None = None) -> None:
         self.cluster = cluster
         self.client = client
         self.detail = detail
@@ -59,7 +59,8 @@ class MemberConnection:
         self.down_since: float | None = None
         self.ever_synced = False
         self._hard_failure = False
-        self.created_at = time.monotonic()
+        self._last_status = 0
+        self.created_at = since if since is not None else time.monotonic()  # grace for a never-synced member
         self.informers: list[Informer] = []
         self._stopping = threading.Event()
         self._heartbeat = threading.Thread(target=self._probe_loop, name=f"heartbeat-{cluster.name}", daemon=True)
@@ -124,12 +125,18 @@ class MemberConnection:
         credentials refused); a busy server (429, 5xx) is waited for, not written off."""
         return self.client is None or self.ever_synced or self.down_since is not None and self._hard_failure
 
+    @property
+    def credentials_refused(self) -> bool:
+        """Down with 401/403: the Secret may have been rotated, so the engine rebuilds the connection."""
+        return self.down_since is not None and self._last_status in (401, 403)
+
     # --- reachability -------------------------------------------------------------------------
 
     def _informer_state(self, kind: str, up: bool, detail: str, status: int = 0) -> None:
         with self._lock:
             if not up:
                 self._hard_failure = status in (0, 401, 403)
+                self._last_status = status
             before = self.connected
             self._informer_up[kind] = up
             after = self.connected

@@ -6,6 +6,7 @@ the DNSEndpoints, statuses and events the aggregator writes on the host.
 
 from __future__ import annotations
 
+import base64
 import os
 import signal
 import time
@@ -227,6 +228,35 @@ def test_member_cluster_without_its_secret_is_listed_unavailable_and_left_out(wo
         world.host.delete(member)
     wait_for(lambda: all(d["cluster"] != name for d in
                          intent(world.host, world.ns, "servicednsrecords", name)["status"]["dns"]))
+
+
+def test_refused_member_credentials_are_reread_from_the_secret(world: World) -> None:
+    """A rotated Secret is picked up once the member refuses the old credentials (re-read every 10 s)."""
+    name = unique("rot")
+    deploy_service(world.fleet, world.ns, name, {"east": {"ip": VIPS["east"], "ready": True}})
+    create_service_intent(world.host, world.ns, name)
+    east = world.fleet.members["east"]
+    good = east.embedded_kubeconfig()
+    bad = good.replace(east._token, "0" * len(east._token))
+    secrets = "/api/v1/namespaces/fleetdns-system/secrets"
+    world.host.create(secrets, {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name},
+                                "data": {"kubeconfig": base64.b64encode(bad.encode()).decode()}})
+    world.host.create("/apis/fleetdns.io/v1alpha1/memberclusters", {
+        "apiVersion": "fleetdns.io/v1alpha1", "kind": "MemberCluster", "metadata": {"name": name},
+        "spec": {"region": "rotated", "zone": "rotated-a",
+                 "kubeconfigSecretRef": {"namespace": "fleetdns-system", "name": name}}})
+    try:
+        entry = wait_for(lambda: next((d for d in intent(world.host, world.ns, "servicednsrecords", name)
+                                       .get("status", {}).get("dns", []) if d["cluster"] == name), None)
+                         , timeout=10 + GRACE)
+        assert not entry["healthy"]
+        world.host.merge_patch(f"{secrets}/{name}",
+                               {"data": {"kubeconfig": base64.b64encode(good.encode()).decode()}})
+        glob = f"{name}.{world.ns}.fleet.svc.rotated.example.com"
+        wait_records(world.host, world.ns, f"service-{name}", lambda r: r.get((glob, "A")) == {VIPS["east"]},
+                     timeout=25)
+    finally:
+        world.host.delete(f"/apis/fleetdns.io/v1alpha1/memberclusters/{name}")
 
 
 def test_ingress_record_follows_backend_service_health(world: World) -> None:
