@@ -231,6 +231,9 @@ def write_doc(result: dict[str, Any]) -> None:
     writes = "\n".join(f"    {line}" for line in result["writes"])
     cold = f"{result['cold_s']:.1f} s (ready after {result['ready_s']:.1f} s)"
     p99 = f"{result['p99_ms']:.1f} ms (max {result['max_ms']:.1f} ms)"
+    kept = ""  # hand-written notes (the spread across runs) survive a re-run
+    if DOC.exists() and "\n## Spread across runs" in DOC.read_text():
+        kept = "\n## Spread across runs" + DOC.read_text().split("\n## Spread across runs", 1)[1]
     DOC.write_text(f"""# Aggregator benchmark
 
 `make bench-aggregator` (`python -m bench.aggregator`), run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC.
@@ -266,7 +269,7 @@ DNSEndpoint writes during the run (from the aggregator's /metrics):
 - Peak RSS: `VmHWM` of the aggregator process from `/proc/<pid>/status` at the end of the run.
 - Machine: {cpu}, {platform.machine()}, {os_cpus()} CPUs shared with the API servers and etcds (and with
   whatever else ran on the machine), {mem_gb:.0f} GB RAM; Python {platform.python_version()}, kube-apiserver v1.36.3.
-""")
+""" + kept)
     progress(f"results written to {DOC.relative_to(REPO_ROOT)}")
 
 
