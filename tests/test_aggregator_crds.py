@@ -104,3 +104,9 @@ def test_printer_columns_show_fqdn_healthy_clusters_and_ready(fleet: Fleet, ns: 
     output = subprocess.run([binary("kubectl"), f"--kubeconfig={fleet.host.kubeconfig}", "get", "servicednsrecords",
                              "-n", ns], capture_output=True, text=True, timeout=20, check=True).stdout
     assert output.split("\n")[0].split() == ["NAME", "FQDN", "HEALTHY", "READY", "AGE"]
+    host.create(f"{API}/namespaces/{ns}/ingressdnsrecords", {
+        "apiVersion": "fleetdns.io/v1alpha1", "kind": "IngressDNSRecord", "metadata": {"name": "columns"},
+        "spec": {"hosts": ["columns.example.org"]}})
+    output = subprocess.run([binary("kubectl"), f"--kubeconfig={fleet.host.kubeconfig}", "get", "ingressdnsrecords",
+                             "-n", ns], capture_output=True, text=True, timeout=20, check=True).stdout
+    assert output.split("\n")[0].split() == ["NAME", "FQDN", "HEALTHY", "READY", "AGE"]
