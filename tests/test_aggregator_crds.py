@@ -35,7 +35,7 @@ def ns(fleet: Fleet) -> str:
 
 @pytest.mark.parametrize(("spec", "expected"), [
     ({}, "spec.domainRef: Required value"),
-    ({"domainRef": "Not_A_Label"}, "spec.domainRef"),
+    ({"domainRef": "Not_A_Label"}, 'spec.domainRef: Invalid value: "Not_A_Label": must be a DNS label'),
     ({"domainRef": "fleet", "recordTTL": 0}, "spec.recordTTL: Invalid value: 0: spec.recordTTL in body should be "
                                              "greater than or equal to 1"),
     ({"domainRef": "fleet", "recordTTL": 999999999}, "spec.recordTTL"),
