@@ -1,0 +1,83 @@
+"""The informer and the JSON client against a real API server: list+watch, change filtering, 410 Gone."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from aggregator import informer as informer_module
+from aggregator.informer import Gone, Informer
+from aggregator.kubeapi import KubeClient, KubeError
+from aggregator.model import MemberService, parse_member_service
+from aggregator.rig import client_for
+from fleetdns.rig import Fleet
+from tests.test_aggregator_support import new_namespace, wait_for
+
+pytestmark = pytest.mark.apiserver
+
+
+def service(name: str) -> dict:
+    return {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name},
+            "spec": {"type": "LoadBalancer", "ports": [{"port": 80}]}}
+
+
+def test_informer_lists_watches_and_reports_only_changes_it_can_see(fleet: Fleet) -> None:
+    client = client_for(fleet.members["west"])
+    ns = new_namespace(fleet, "agg-informer")
+    path = f"/api/v1/namespaces/{ns}/services"
+    client.create(path, service("before"))
+    changes: list[tuple[str | None, str | None]] = []
+    lock = threading.Lock()
+
+    def on_change(old: MemberService | None, new: MemberService | None) -> None:
+        with lock:
+            changes.append((old and old.name, new and (new.name + ("+lb" if new.addresses else ""))))
+
+    informer: Informer[MemberService] = Informer("test/services", client, path, parse_member_service, on_change)
+    informer.start()
+    try:
+        assert informer.synced.wait(10)
+        assert set(informer.store) == {f"{ns}/before"}
+        client.create(path, service("after"))
+        client.merge_patch(f"{path}/after", {"metadata": {"annotations": {"unrelated": "yes"}}})
+        client.merge_patch(f"{path}/after/status", {"status": {"loadBalancer": {"ingress": [{"ip": "192.0.2.5"}]}}})
+        client.delete(f"{path}/before")
+        wait_for(lambda: (None, "after") in changes and ("after", "after+lb") in changes
+                 and ("before", None) in changes, timeout=10)
+        time.sleep(0.3)
+        with lock:
+            # the annotation is not part of the parsed view: no change reported for it
+            assert changes == [(None, "before"), (None, "after"), ("after", "after+lb"), ("before", None)]
+        assert informer.connected
+    finally:
+        informer.stop()
+
+
+@pytest.mark.timeout(90)
+def test_watch_from_a_resource_version_older_than_the_servers_cache_raises_gone(
+        fleet: Fleet, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A restarted API server's watch cache starts at the current revision: an older resourceVersion
+    is gone (410) and the informer must re-list, as after a member outage."""
+    monkeypatch.setattr(informer_module, "WATCH_SECONDS", (5, 5))  # bounded if the server were to accept it
+    west = fleet.members["west"]
+    client = client_for(west)
+    ns = new_namespace(fleet, "agg-gone")
+    path = f"/api/v1/namespaces/{ns}/services"
+    first = client.create(path, service("s0"))["metadata"]["resourceVersion"]
+    client.create(path, service("s1"))
+    west.stop_apiserver()
+    west.restart()
+    informer: Informer[MemberService] = Informer("test/gone", client, path, parse_member_service, lambda o, n: None)
+    with pytest.raises(Gone):
+        informer._watch(first)
+
+
+def test_a_server_that_does_not_answer_fails_fast_with_status_0(fleet: Fleet) -> None:
+    client = KubeClient(fleet.members["west"].api_client())
+    client.host = "https://127.0.0.1:9"  # nothing listens on the discard port
+    started = time.monotonic()
+    with pytest.raises(KubeError) as error:
+        client.get("/api/v1/namespaces", timeout=2)
+    assert error.value.status == 0 and time.monotonic() - started < 3
