@@ -27,6 +27,9 @@ logger = logging.getLogger("aggregator.informer")
 LIST_PAGE = 500
 WATCH_SECONDS = (240, 300)  # server-side watch timeout, randomised so streams do not reconnect together
 BACKOFF_START, BACKOFF_MAX = 0.2, 3.0
+# A stream silent this long is re-opened from its resourceVersion (cheap, no re-list): after a network
+# cut heals, a watch stuck on a dead connection recovers within this bound, not the full watch timeout.
+QUIET_STREAM_SECONDS = 70.0
 
 
 class Gone(Exception):
@@ -151,7 +154,7 @@ class Informer(Generic[T]):
     def _watch(self, version: str) -> str:
         query = {**self._query(), "resourceVersion": version, "allowWatchBookmarks": "true",
                  "timeoutSeconds": random.randint(*WATCH_SECONDS)}
-        for event in self.client.watch(self.path, query, read_timeout=query["timeoutSeconds"] + 30,
+        for event in self.client.watch(self.path, query, read_timeout=QUIET_STREAM_SECONDS,
                                        on_open=self._hold):
             if self._stopping.is_set():
                 break

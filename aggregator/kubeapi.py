@@ -125,6 +125,8 @@ class KubeClient:
                     line, buffer = buffer.split(b"\n", 1)
                     if line.strip():
                         yield json.loads(line)
+        except urllib3.exceptions.ReadTimeoutError:
+            return  # a quiet stream ends like a server-side timeout; the caller resumes from its version
         except (urllib3.exceptions.HTTPError, OSError) as error:
             raise KubeError(0, "Unreachable", type(error).__name__) from error
         finally:

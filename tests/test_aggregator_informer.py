@@ -81,3 +81,25 @@ def test_a_server_that_does_not_answer_fails_fast_with_status_0(fleet: Fleet) ->
     with pytest.raises(KubeError) as error:
         client.get("/api/v1/namespaces", timeout=2)
     assert error.value.status == 0 and time.monotonic() - started < 3
+
+
+def test_a_quiet_stream_is_reopened_without_reporting_the_server_down(
+        fleet: Fleet, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(informer_module, "QUIET_STREAM_SECONDS", 0.5)
+    client = client_for(fleet.members["west"])
+    ns = new_namespace(fleet, "agg-quiet")
+    path = f"/api/v1/namespaces/{ns}/services"
+    states: list[bool] = []
+    seen: list[str] = []
+    informer: Informer[MemberService] = Informer(
+        "test/quiet", client, path, parse_member_service, lambda o, n: seen.append(n.name if n else ""),
+        lambda up, detail, status: states.append(up))
+    informer.start()
+    try:
+        assert informer.synced.wait(10)
+        time.sleep(2.0)  # several quiet periods
+        client.create(path, service("late"))
+        wait_for(lambda: "late" in seen, timeout=5)
+        assert False not in states
+    finally:
+        informer.stop()
