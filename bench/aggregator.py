@@ -23,8 +23,8 @@ from typing import Any
 from aggregator.informer import Informer
 from aggregator.kubeapi import KubeClient
 from aggregator.model import API_VERSION
-from aggregator.rig import AggregatorProcess, client_for
 from fleetdns.rig import Fleet
+from fleetdns.rig.aggregator import AggregatorProcess, client_for
 from fleetdns.rig.binaries import REPO_ROOT
 from fleetdns.rig.workloads import apply_crds, register_member
 

@@ -10,21 +10,18 @@ from __future__ import annotations
 import argparse
 import signal
 import subprocess
-import sys
 import tempfile
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-import dns.message
-import dns.query
-import dns.rdatatype
 from kubernetes import client
 
-from fleetdns.rig import Fleet, ManagedProcess
+from fleetdns.rig import Fleet
+from fleetdns.rig.aggregator import AggregatorProcess
 from fleetdns.rig.binaries import binary
-from fleetdns.rig.ports import free_port
+from fleetdns.rig.coredns import dns_answers
 from fleetdns.rig.region import Region
 from fleetdns.rig.workloads import (
     apply_crds,
@@ -53,9 +50,7 @@ def info(text: str) -> None:
 
 def resolve(region: Region, name: str) -> set[str]:
     assert region.coredns is not None
-    query = dns.message.make_query(name, dns.rdatatype.A)
-    response = dns.query.udp(query, region.coredns.host, port=region.coredns.port, timeout=1)
-    return {rr.to_text() for rrset in response.answer if rrset.rdtype == dns.rdatatype.A for rr in rrset}
+    return dns_answers(region.coredns.host, region.coredns.port, name, "A", timeout=1)
 
 
 def wait_for_answers(regions: list[Region], name: str, expected: set[str], timeout: float) -> float:
@@ -74,18 +69,11 @@ def show_answers(regions: list[Region], name: str) -> None:
         info(f"dig @{region.coredns.address} {name}  ->  {', '.join(sorted(resolve(region, name))) or '(none)'}")
 
 
-def start_aggregator(fleet: Fleet, workdir: Path) -> ManagedProcess:
-    health_port = free_port()
-    aggregator = ManagedProcess("aggregator", [
-        sys.executable, "-m", "aggregator", f"--kubeconfig={fleet.host.kubeconfig}",
-        f"--member-grace-period={GRACE_SECONDS}s", f"--health-listen=127.0.0.1:{health_port}",
-        "--leader-election-namespace=fleetdns-system",
-    ], workdir / "aggregator.log").start()
-    import requests
-
-    aggregator.wait_until(
-        lambda: requests.get(f"http://127.0.0.1:{health_port}/readyz", timeout=1).status_code == 200, 60, "ready")
-    info(f"aggregator ready (metrics http://127.0.0.1:{health_port}/metrics)")
+def start_aggregator(fleet: Fleet, workdir: Path) -> AggregatorProcess:
+    aggregator = AggregatorProcess(fleet.host.kubeconfig, [
+        f"--member-grace-period={GRACE_SECONDS}s", "--leader-election-namespace=fleetdns-system",
+    ], workdir).start()
+    info(f"aggregator ready (metrics http://127.0.0.1:{aggregator.port}/metrics)")
     return aggregator
 
 
@@ -118,7 +106,7 @@ def run(workdir: Path, keep: bool) -> None:
     step(f"starting host, east and west kube-apiservers (logs in {workdir})")
     fleet = Fleet(("east", "west"), workdir / "clusters").start()
     regions: list[Region] = []
-    aggregator: ManagedProcess | None = None
+    aggregator: AggregatorProcess | None = None
     try:
         host = fleet.host.api_client()
         info(f"CRDs applied: {', '.join(apply_crds(host))}")

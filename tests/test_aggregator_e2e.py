@@ -15,8 +15,8 @@ from collections.abc import Iterator
 import pytest
 
 from aggregator.kubeapi import KubeClient
-from aggregator.rig import AggregatorProcess
 from fleetdns.rig import Fleet
+from fleetdns.rig.aggregator import AggregatorProcess
 from fleetdns.rig.workloads import set_endpoints, set_load_balancer_status
 from tests.test_aggregator_support import (
     VIPS,

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from aggregator.rig import AggregatorProcess
 from fleetdns.rig import Fleet
+from fleetdns.rig.aggregator import AggregatorProcess
 from tests.test_aggregator_support import (
     VIPS,
     create_domain,

@@ -11,8 +11,8 @@ from typing import Any
 from kubernetes.client.exceptions import ApiException
 
 from aggregator.kubeapi import KubeClient, KubeError
-from aggregator.rig import client_for
 from fleetdns.rig import Fleet
+from fleetdns.rig.aggregator import client_for
 from fleetdns.rig.workloads import (
     apply_crds,
     create_load_balancer_service,

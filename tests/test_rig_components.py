@@ -21,7 +21,7 @@ from kubernetes import client, watch
 
 from fleetdns.rig import EtcdCluster, ExternalDNS, RigError
 from fleetdns.rig.binaries import REPO_ROOT
-from fleetdns.rig.coredns import CoreDNS, etcd_corefile
+from fleetdns.rig.coredns import CoreDNS, dns_answers, etcd_corefile
 from fleetdns.rig.workloads import apply_crds
 
 
@@ -32,11 +32,6 @@ def etcd_client(url: str) -> pyetcd.Etcd3Client:
 
 def query(server: CoreDNS, name: str, rdtype: str) -> dns.message.Message:
     return dns.query.udp(dns.message.make_query(name, rdtype), server.host, port=server.port, timeout=2)
-
-
-def answers(response: dns.message.Message, rdtype: str) -> set[str]:
-    wanted = dns.rdatatype.from_text(rdtype)
-    return {rr.to_text() for rrset in response.answer if rrset.rdtype == wanted for rr in rrset}
 
 
 @pytest.mark.etcd
@@ -80,9 +75,9 @@ def test_coredns_serves_a_aaaa_and_txt_records_written_to_etcd_in_skydns_format(
     kv.put(f"{path}/org/example/note/x1", json.dumps({"text": "hello from etcd", "ttl": 60}))
     server = coredns_factory(etcd_corefile("example.org", etcd.endpoints, path=path))
 
-    assert answers(query(server, "app.example.org", "A"), "A") == {"192.0.2.10", "192.0.2.11"}
-    assert answers(query(server, "app.example.org", "AAAA"), "AAAA") == {"2001:db8::10"}
-    assert answers(query(server, "note.example.org", "TXT"), "TXT") == {'"hello from etcd"'}
+    assert dns_answers(server.host, server.port, "app.example.org", "A") == {"192.0.2.10", "192.0.2.11"}
+    assert dns_answers(server.host, server.port, "app.example.org", "AAAA") == {"2001:db8::10"}
+    assert dns_answers(server.host, server.port, "note.example.org", "TXT") == {'"hello from etcd"'}
     assert query(server, "missing.example.org", "A").rcode() == dns.rcode.NXDOMAIN
 
 
@@ -198,7 +193,6 @@ def test_the_shipped_corefile_serves_the_zone_from_etcd_and_reports_ready(etcd, 
     etcd_client(etcd.url).put(f"/{path}/com/example/gslb/app/x1", json.dumps({"host": "192.0.2.44", "ttl": 5}))
     server = regional_coredns("gslb.example.com", etcd.endpoints, tmp_path, "coredns-test", etcd_path=path)
     with server:
-        response = query(server, "app.gslb.example.com", "A")
-        assert answers(response, "A") == {"192.0.2.44"}
-        assert response.answer[0].ttl == 5
+        assert dns_answers(server.host, server.port, "app.gslb.example.com", "A") == {"192.0.2.44"}
+        assert query(server, "app.gslb.example.com", "A").answer[0].ttl == 5
         assert requests.get(f"http://{server.env['FLEETDNS_READY_ADDR']}/ready", timeout=2).status_code == 200

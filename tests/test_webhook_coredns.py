@@ -14,9 +14,9 @@ import pyetcd
 import pytest
 
 from fleetdns.rig import CoreDNS
-from fleetdns.rig.coredns import etcd_corefile
+from fleetdns.rig.coredns import dns_answers, etcd_corefile
 from fleetdns.rig.region import WebhookProvider
-from fleetdns.rig.webhook_client import WebhookClient, dns_answers
+from fleetdns.rig.webhook_client import WebhookClient
 
 pytestmark = [pytest.mark.etcd, pytest.mark.coredns]
 ZONE = "example.org"

@@ -14,9 +14,9 @@ from kubernetes import client, utils
 
 from fleetdns.rig import CoreDNS, EtcdServer, ExternalDNS
 from fleetdns.rig.binaries import REPO_ROOT
-from fleetdns.rig.coredns import etcd_corefile
+from fleetdns.rig.coredns import dns_answers, etcd_corefile
 from fleetdns.rig.region import WebhookProvider
-from fleetdns.rig.webhook_client import WebhookClient, dns_answers
+from fleetdns.rig.webhook_client import WebhookClient
 
 pytestmark = [pytest.mark.etcd, pytest.mark.coredns, pytest.mark.apiserver, pytest.mark.externaldns]
 ZONE = "example.org"

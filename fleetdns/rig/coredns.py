@@ -88,3 +88,10 @@ def regional_coredns(zone: str, etcd_endpoints: list[str], workdir: Path, name: 
     server = CoreDNS(REGION_COREFILE.read_text().replace("{$FLEETDNS_DNS_PORT}", "{port}"), workdir, host, name, env)
     server.env = {**env, "FLEETDNS_DNS_PORT": str(server.port)}
     return server
+
+
+def dns_answers(host: str, port: int, name: str, rdtype: str, timeout: float = 2.0) -> set[str]:
+    """The answer records of type ``rdtype`` CoreDNS gives for ``name``, as presentation text."""
+    response = dns.query.udp(dns.message.make_query(name, rdtype), host, port=port, timeout=timeout)
+    wanted = dns.rdatatype.from_text(rdtype)
+    return {rr.to_text() for rrset in response.answer if rrset.rdtype == wanted for rr in rrset}

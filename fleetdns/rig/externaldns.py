@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import tempfile
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import requests
 from fleetdns.rig.binaries import binary
 from fleetdns.rig.ports import free_port
 from fleetdns.rig.process import ManagedProcess
+from fleetdns.rig.scrape import scrape
 
 START_TIMEOUT = 30.0
 
@@ -46,14 +46,7 @@ class ExternalDNS:
         return requests.get(f"http://127.0.0.1:{self.metrics_port}/healthz", timeout=1).status_code == 200
 
     def metrics(self) -> dict[str, float]:
-        """Every un-labelled and labelled sample, keyed by its text before the value."""
-        text = requests.get(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=2).text
-        samples: dict[str, float] = {}
-        for line in text.splitlines():
-            match = re.match(r"^([a-zA-Z_:][\w:]*(?:\{[^}]*\})?)\s+(\S+)$", line)
-            if match:
-                samples[match.group(1)] = float(match.group(2))
-        return samples
+        return scrape(f"http://127.0.0.1:{self.metrics_port}/metrics")
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

@@ -8,15 +8,12 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import requests
-
 from fleetdns.rig.coredns import CoreDNS, regional_coredns
 from fleetdns.rig.etcd import EtcdServer
 from fleetdns.rig.externaldns import ExternalDNS
 from fleetdns.rig.ports import free_port
 from fleetdns.rig.process import ManagedProcess
-
-WEBHOOK_MEDIA_TYPE = "application/external.dns.webhook+json;version=1"
+from fleetdns.rig.webhook_client import WebhookClient
 
 
 class WebhookProvider:
@@ -47,9 +44,8 @@ class WebhookProvider:
         return self
 
     def _ready(self) -> bool:
-        negotiated = requests.get(self.url, headers={"Accept": WEBHOOK_MEDIA_TYPE}, timeout=1)
-        ready = requests.get(f"http://127.0.0.1:{self.health_port}/readyz", timeout=1)
-        return negotiated.status_code == 200 and ready.status_code == 200
+        client = WebhookClient(self.url, f"http://127.0.0.1:{self.health_port}", timeout=1)
+        return client.negotiate().status_code == 200 and client.ready() == 200
 
     def stop(self) -> None:
         self.process.stop()

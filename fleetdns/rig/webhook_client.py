@@ -1,14 +1,12 @@
-"""Talk to a webhook provider as ExternalDNS does, and ask CoreDNS what it answers (tests, bench, demo)."""
+"""Talk to a webhook provider as ExternalDNS does (tests, benchmarks, the rig's readiness checks)."""
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
-import dns.message
-import dns.query
-import dns.rdatatype
 import requests
+
+from fleetdns.rig.scrape import scrape
 
 MEDIA_TYPE = "application/external.dns.webhook+json;version=1"
 
@@ -46,21 +44,9 @@ class WebhookClient:
 
     def metrics(self) -> dict[str, float]:
         assert self.health_url, "no health URL given"
-        text = self.session.get(self.health_url + "/metrics", timeout=5).text
-        samples: dict[str, float] = {}
-        for line in text.splitlines():
-            match = re.match(r"^([a-zA-Z_:][\w:]*(?:\{[^}]*\})?)\s+(\S+)$", line)
-            if match:
-                samples[match.group(1)] = float(match.group(2))
-        return samples
+        return scrape(self.health_url + "/metrics")
 
     def ready(self) -> int:
         assert self.health_url, "no health URL given"
         return self.session.get(self.health_url + "/readyz", timeout=5).status_code
 
-
-def dns_answers(host: str, port: int, name: str, rdtype: str, timeout: float = 2.0) -> set[str]:
-    """The answer records of type ``rdtype`` CoreDNS gives for ``name``, as presentation text."""
-    response = dns.query.udp(dns.message.make_query(name, rdtype), host, port=port, timeout=timeout)
-    wanted = dns.rdatatype.from_text(rdtype)
-    return {rr.to_text() for rrset in response.answer if rrset.rdtype == wanted for rr in rrset}

@@ -7,6 +7,7 @@ helpers create the EndpointSlices and load-balancer statuses those controllers w
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import yaml
@@ -31,14 +32,15 @@ def apply_crds(api: client.ApiClient, directory: Path = CRD_DIR, timeout: float 
             except ApiException as error:
                 if error.status != 409:
                     raise
-                current = extensions.read_custom_resource_definition(name)
-                doc["metadata"]["resourceVersion"] = current.metadata.resource_version
+                current = extensions.read_custom_resource_definition(name).to_dict()
+                doc["metadata"]["resourceVersion"] = current["metadata"]["resource_version"]
                 extensions.replace_custom_resource_definition(name, doc)
     deadline = time.monotonic() + timeout
     for name in names:
         while True:
-            crd = extensions.read_custom_resource_definition(name)
-            if any(c.type == "Established" and c.status == "True" for c in crd.status.conditions or []):
+            conditions = (extensions.read_custom_resource_definition(name).to_dict().get("status") or {}).get(
+                "conditions") or []
+            if any(c["type"] == "Established" and c["status"] == "True" for c in conditions):
                 break
             if time.monotonic() > deadline:
                 raise TimeoutError(f"CRD {name} not established after {timeout}s")
@@ -63,8 +65,8 @@ def create_load_balancer_service(api: client.ApiClient, namespace: str, name: st
     ))
 
 
-def set_load_balancer_status(api: client.ApiClient, namespace: str, name: str, ips: list[str] = (),
-                             hostnames: list[str] = (), kind: str = "service") -> None:
+def set_load_balancer_status(api: client.ApiClient, namespace: str, name: str, ips: Sequence[str] = (),
+                             hostnames: Sequence[str] = (), kind: str = "service") -> None:
     """Publish load-balancer addresses as a cloud controller (Service) or ingress controller (Ingress) would."""
     ingress = [{"ip": ip} for ip in ips] + [{"hostname": h} for h in hostnames]
     body = {"status": {"loadBalancer": {"ingress": ingress}}}
@@ -79,21 +81,22 @@ def set_endpoints(api: client.ApiClient, namespace: str, service: str, addresses
     """Create or replace the Service's one EndpointSlice, all endpoints ready or all not ready."""
     discovery = client.DiscoveryV1Api(api)
     name = f"{service}-rig"
+    metadata = client.V1ObjectMeta(name=name, labels={"kubernetes.io/service-name": service})
     body = client.V1EndpointSlice(
-        metadata=client.V1ObjectMeta(name=name, labels={"kubernetes.io/service-name": service}),
+        metadata=metadata,
         address_type="IPv4",
         endpoints=[client.V1Endpoint(addresses=[address], conditions=client.V1EndpointConditions(ready=ready))
                    for address in addresses],
         ports=[client.DiscoveryV1EndpointPort(port=port, protocol="TCP")],
     )
     try:
-        current = discovery.read_namespaced_endpoint_slice(name, namespace)
+        current = discovery.read_namespaced_endpoint_slice(name, namespace).to_dict()
     except ApiException as error:
         if error.status != 404:
             raise
         discovery.create_namespaced_endpoint_slice(namespace, body)
         return
-    body.metadata.resource_version = current.metadata.resource_version
+    metadata.resource_version = current["metadata"]["resource_version"]
     discovery.replace_namespaced_endpoint_slice(name, namespace, body)
 
 

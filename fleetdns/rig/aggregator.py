@@ -1,4 +1,4 @@
-"""The aggregator run as a real subprocess against the rig (tests and benchmark; CRDs, workloads and
+"""The aggregator run as a real subprocess against the rig (tests, benchmark and demo; CRDs, workloads and
 member registration are fleetdns.rig.workloads')."""
 
 from __future__ import annotations
