@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: help venv tools test test-unit rig demo bench bench-webhook bench-aggregator lint clean
+.PHONY: help venv tools test test-unit rig demo bench bench-webhook bench-aggregator bench-failover lint clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -37,7 +37,7 @@ rig: tools ## start host+east+west API servers and etcd+CoreDNS per region; Ctrl
 demo: tools ## the local multicluster federation demo
 	$(PY) -m hack.demo
 
-bench: bench-webhook bench-aggregator ## every benchmark; results go to docs/benchmarks.md
+bench: bench-webhook bench-aggregator bench-failover ## every benchmark; results and method go to docs/benchmarks-*.md
 
 bench-webhook: tools ## webhook provider benchmarks (GET/POST /records, coredns vs webhook)
 	$(PY) -m bench.webhook
@@ -51,3 +51,6 @@ lint: venv ## ruff and mypy
 
 clean: ## remove the virtualenv and ./bin (the tool cache stays)
 	rm -rf $(VENV) bin .pytest_cache
+
+bench-failover: tools ## end-to-end failover time, FleetDNS's ExternalDNS setting vs its event mode
+	$(PY) -m bench.failover

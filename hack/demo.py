@@ -12,32 +12,18 @@ import signal
 import subprocess
 import tempfile
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 
-from kubernetes import client
-
-from fleetdns.rig import Fleet
-from fleetdns.rig.aggregator import AggregatorProcess
 from fleetdns.rig.binaries import binary
-from fleetdns.rig.coredns import dns_answers
-from fleetdns.rig.region import Region
-from fleetdns.rig.workloads import (
-    apply_crds,
-    create_load_balancer_service,
-    ensure_namespace,
-    register_member,
-    set_endpoints,
-    set_load_balancer_status,
-)
+from fleetdns.rig.federation import Federation
 
 ZONE = "gslb.example.com"
 APP, NAMESPACE, DOMAIN_REF = "app", "shop", "fleet"
 GLOBAL_NAME = f"{APP}.{ZONE}"  # the intent's dnsPrefix: a CNAME to the KubeFed-style global name
 VIPS = {"east": "127.0.10.1", "west": "127.0.20.1"}
-ZONES = {"east": "east-1a", "west": "west-1a"}
-GRACE_SECONDS = 5
+ENDPOINTS = ["10.1.0.1", "10.1.0.2"]
+GRACE = "5s"
 
 
 def step(text: str) -> None:
@@ -48,122 +34,76 @@ def info(text: str) -> None:
     print(f"    {text}", flush=True)
 
 
-def resolve(region: Region, name: str) -> set[str]:
-    assert region.coredns is not None
-    return dns_answers(region.coredns.host, region.coredns.port, name, "A", timeout=1)
+def kubectl(federation: Federation, *args: str) -> str:
+    return subprocess.run([binary("kubectl"), f"--kubeconfig={federation.fleet.host.kubeconfig}", *args],
+                          capture_output=True, text=True, timeout=20).stdout
 
 
-def wait_for_answers(regions: list[Region], name: str, expected: set[str], timeout: float) -> float:
-    """Seconds until every region answers ``name`` with exactly ``expected``."""
-    started = time.monotonic()
-    while time.monotonic() - started < timeout:
-        if all(resolve(region, name) == expected for region in regions):
-            return time.monotonic() - started
-        time.sleep(0.02)
-    answers = {region.name: sorted(resolve(region, name)) for region in regions}
-    raise SystemExit(f"demo failed: {name} should answer {sorted(expected)} within {timeout}s, got {answers}")
-
-
-def show_answers(regions: list[Region], name: str) -> None:
-    for region in regions:
-        info(f"dig @{region.coredns.address} {name}  ->  {', '.join(sorted(resolve(region, name))) or '(none)'}")
-
-
-def start_aggregator(fleet: Fleet, workdir: Path) -> AggregatorProcess:
-    aggregator = AggregatorProcess(fleet.host.kubeconfig, [
-        f"--member-grace-period={GRACE_SECONDS}s", "--leader-election-namespace=fleetdns-system",
-    ], workdir).start()
-    info(f"aggregator ready (metrics http://127.0.0.1:{aggregator.port}/metrics)")
-    return aggregator
-
-
-def create_intent(host: client.ApiClient) -> None:
-    custom = client.CustomObjectsApi(host)
-    ensure_namespace(host, NAMESPACE)
-    custom.create_namespaced_custom_object("fleetdns.io", "v1alpha1", NAMESPACE, "domains", {
-        "apiVersion": "fleetdns.io/v1alpha1", "kind": "Domain", "metadata": {"name": DOMAIN_REF},
-        "spec": {"domain": ZONE, "nameServer": f"ns1.{ZONE}"},
-    })
-    custom.create_namespaced_custom_object("fleetdns.io", "v1alpha1", NAMESPACE, "servicednsrecords", {
-        "apiVersion": "fleetdns.io/v1alpha1", "kind": "ServiceDNSRecord", "metadata": {"name": APP},
-        "spec": {"domainRef": DOMAIN_REF, "recordTTL": 5, "dnsPrefix": APP},
-    })
-
-
-def kubectl(kubeconfig: Path, *args: str) -> str:
-    return subprocess.run([binary("kubectl"), f"--kubeconfig={kubeconfig}", *args], capture_output=True,
-                          text=True, timeout=20).stdout
-
-
-def timed(label: str, action: Callable[[], None], regions: list[Region], expected: set[str],
+def timed(federation: Federation, label: str, action: Callable[[], None], expected: set[str],
           timeout: float = 30) -> None:
+    """Do ``action``, then report how long until every region's CoreDNS answers ``expected``."""
     action()
-    seconds = wait_for_answers(regions, GLOBAL_NAME, expected, timeout)
+    try:
+        seconds = federation.wait_for_answers(GLOBAL_NAME, expected, timeout)
+    except TimeoutError as error:
+        raise SystemExit(f"demo failed: {error}") from error
     info(f"{label}: every region answers {sorted(expected)} after {seconds * 1000:.0f} ms")
 
 
-def run(workdir: Path, keep: bool) -> None:
-    step(f"starting host, east and west kube-apiservers (logs in {workdir})")
-    fleet = Fleet(("east", "west"), workdir / "clusters").start()
-    regions: list[Region] = []
-    aggregator: AggregatorProcess | None = None
-    try:
-        host = fleet.host.api_client()
-        info(f"CRDs applied: {', '.join(apply_crds(host))}")
-        for name in ("east", "west"):
-            step(f"region {name}: etcd, CoreDNS, webhook provider, ExternalDNS")
-            regions.append(Region(name, ZONE, fleet.host.kubeconfig, workdir / "regions" / name).start())
-            info(f"CoreDNS for {name} answers on {regions[-1].coredns.address}")
+def show_answers(federation: Federation) -> None:
+    for name, region in federation.regions.items():
+        answer = ", ".join(sorted(federation.answers(name, GLOBAL_NAME))) or "(none)"
+        info(f"dig @{region.coredns.address} {GLOBAL_NAME}  ->  {answer}")
 
-        step("member clusters: a LoadBalancer Service with ready endpoints in east and west")
-        for name, member in fleet.members.items():
-            api = member.api_client()
-            create_load_balancer_service(api, NAMESPACE, APP)
-            set_load_balancer_status(api, NAMESPACE, APP, ips=[VIPS[name]])
-            set_endpoints(api, NAMESPACE, APP, ["10.1.0.1", "10.1.0.2"], ready=True)
-            register_member(host, name, region=name, zone=ZONES[name], kubeconfig=member.embedded_kubeconfig())
-            info(f"{name}: Service {NAMESPACE}/{APP} at {VIPS[name]}, MemberCluster registered")
 
-        step("aggregator (leader election on, member grace period 5s)")
-        aggregator = start_aggregator(fleet, workdir)
+def narrate(federation: Federation) -> None:
+    step(f"starting host, east and west kube-apiservers (logs in {federation.workdir})")
+    info(f"CRDs applied: {', '.join(federation.start_clusters())}")
+    for name in federation.fleet.members:
+        step(f"region {name}: etcd, CoreDNS, webhook provider, ExternalDNS")
+        info(f"CoreDNS for {name} answers on {federation.start_region(name).coredns.address}")
 
-        step(f"intent: ServiceDNSRecord {NAMESPACE}/{APP} with dnsPrefix {APP} -> {GLOBAL_NAME}")
-        timed("published", lambda: create_intent(host), regions, {VIPS["east"], VIPS["west"]}, timeout=60)
-        show_answers(regions, GLOBAL_NAME)
-        print(kubectl(fleet.host.kubeconfig, "get", "servicednsrecords", "-n", NAMESPACE, "-o", "wide"))
+    step("member clusters: a LoadBalancer Service with ready endpoints in east and west")
+    for name in federation.fleet.members:
+        federation.run_service(name, NAMESPACE, APP, VIPS[name], ENDPOINTS)
+        info(f"{name}: Service {NAMESPACE}/{APP} at {VIPS[name]}")
+    federation.register_members()
+    info("MemberClusters east and west registered on the host (kubeconfigs in Secrets)")
 
-        east = fleet.members["east"].api_client()
-        step("failover: east's endpoints become not ready")
-        timed("east removed", lambda: set_endpoints(east, NAMESPACE, APP, ["10.1.0.1", "10.1.0.2"], ready=False),
-              regions, {VIPS["west"]})
-        show_answers(regions, GLOBAL_NAME)
-        step("recovery: east's endpoints ready again")
-        timed("east back", lambda: set_endpoints(east, NAMESPACE, APP, ["10.1.0.1", "10.1.0.2"], ready=True),
-              regions, {VIPS["east"], VIPS["west"]})
+    step(f"aggregator (leader election on, member grace period {GRACE})")
+    aggregator = federation.start_aggregator()
+    info(f"aggregator ready (metrics http://127.0.0.1:{aggregator.port}/metrics)")
 
-        step(f"east's API server goes away: its targets stay for the {GRACE_SECONDS}s grace period, then leave")
-        timed("east removed after the grace period", fleet.members["east"].stop_apiserver, regions, {VIPS["west"]})
-        step("east's API server returns")
-        timed("east back", fleet.members["east"].restart, regions, {VIPS["east"], VIPS["west"]}, timeout=90)
-        print(kubectl(fleet.host.kubeconfig, "get", "events", "-n", NAMESPACE,
-                      "--field-selector", f"involvedObject.name={APP}"))
+    step(f"intent: ServiceDNSRecord {NAMESPACE}/{APP} with dnsPrefix {APP} -> {GLOBAL_NAME}")
+    both = {VIPS["east"], VIPS["west"]}
+    timed(federation, "published", lambda: federation.create_service_intent(NAMESPACE, APP, DOMAIN_REF,
+                                                                             dns_prefix=APP), both, timeout=60)
+    show_answers(federation)
+    print(kubectl(federation, "get", "servicednsrecords", "-n", NAMESPACE, "-o", "wide"))
 
-        step("done")
-        if keep:
-            info("everything keeps running; Ctrl-C stops it")
-            for server in fleet.servers:
-                info(f"KUBECONFIG={server.kubeconfig}  ({server.name})")
-            stop = threading.Event()
-            signal.signal(signal.SIGINT, lambda *_: stop.set())
-            signal.signal(signal.SIGTERM, lambda *_: stop.set())
-            stop.wait()
-    finally:
-        step("stopping every process")
-        if aggregator is not None:
-            aggregator.stop()
-        for region in regions:
-            region.stop()
-        fleet.stop()
+    step("failover: east's endpoints become not ready")
+    timed(federation, "east removed", lambda: federation.set_ready("east", NAMESPACE, APP, ENDPOINTS, False),
+          {VIPS["west"]})
+    show_answers(federation)
+    step("recovery: east's endpoints ready again")
+    timed(federation, "east back", lambda: federation.set_ready("east", NAMESPACE, APP, ENDPOINTS, True), both)
+
+    east = federation.fleet.members["east"]
+    step(f"east's API server goes away: its targets stay for the {GRACE} grace period, then leave")
+    timed(federation, "east removed after the grace period", east.stop_apiserver, {VIPS["west"]})
+    step("east's API server returns")
+    timed(federation, "east back", east.restart, both, timeout=90)
+    print(kubectl(federation, "get", "events", "-n", NAMESPACE, "--field-selector", f"involvedObject.name={APP}"))
+
+
+def wait_for_ctrl_c(federation: Federation) -> None:
+    info("everything keeps running; Ctrl-C stops it")
+    for server in federation.fleet.servers:
+        info(f"KUBECONFIG={server.kubeconfig}  ({server.name})")
+    stop = threading.Event()
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    stop.wait()
 
 
 def main() -> int:
@@ -171,7 +111,15 @@ def main() -> int:
     parser.add_argument("--workdir", type=Path, default=None, help="logs and data (default: a new temp dir)")
     parser.add_argument("--keep", action="store_true", help="keep everything running after the demo")
     args = parser.parse_args()
-    run(args.workdir or Path(tempfile.mkdtemp(prefix="fleetdns-demo-")), args.keep)
+    federation = Federation(args.workdir or Path(tempfile.mkdtemp(prefix="fleetdns-demo-")), ZONE, grace_period=GRACE)
+    try:
+        narrate(federation)
+        step("done")
+        if args.keep:
+            wait_for_ctrl_c(federation)
+    finally:
+        step("stopping every process")
+        federation.stop()
     return 0
 
 

@@ -1,0 +1,124 @@
+"""The whole FleetDNS system on one machine: host + member clusters, a DNS stack per region, the aggregator.
+
+`make demo`, the end-to-end test and the failover benchmark all start it the same way through this class.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from kubernetes import client
+
+from fleetdns.rig.aggregator import AggregatorProcess
+from fleetdns.rig.coredns import dns_answers
+from fleetdns.rig.fleet import Fleet
+from fleetdns.rig.region import Region
+from fleetdns.rig.workloads import (
+    apply_crds,
+    create_load_balancer_service,
+    ensure_namespace,
+    register_member,
+    set_endpoints,
+    set_load_balancer_status,
+)
+
+DEFAULT_ZONES = {"east": "east-1a", "west": "west-1a"}
+
+
+class Federation:
+    """Members double as regions: member ``east`` is in region ``east`` and has a DNS stack there."""
+
+    def __init__(self, workdir: Path, zone: str = "gslb.example.com", members: tuple[str, ...] = ("east", "west"),
+                 grace_period: str = "5s", externaldns_sync: tuple[str, ...] = Region.DEFAULT_SYNC) -> None:
+        self.workdir = workdir
+        self.externaldns_sync = externaldns_sync
+        self.zone = zone
+        self.grace_period = grace_period
+        self.fleet = Fleet(members, workdir / "clusters")
+        self.regions: dict[str, Region] = {}
+        self.aggregator: AggregatorProcess | None = None
+
+    @property
+    def host(self) -> client.ApiClient:
+        return self.fleet.host.api_client()
+
+    def start_clusters(self) -> list[str]:
+        """API servers up and the CRDs applied; returns the CRD names."""
+        self.fleet.start()
+        return apply_crds(self.host)
+
+    def start_region(self, name: str) -> Region:
+        region = Region(name, self.zone, self.fleet.host.kubeconfig, self.workdir / "regions" / name,
+                        sync=self.externaldns_sync).start()
+        self.regions[name] = region
+        return region
+
+    def register_members(self) -> None:
+        for name, member in self.fleet.members.items():
+            register_member(self.host, name, region=name, zone=DEFAULT_ZONES.get(name, f"{name}-1a"),
+                            kubeconfig=member.embedded_kubeconfig())
+
+    def start_aggregator(self) -> AggregatorProcess:
+        self.aggregator = AggregatorProcess(self.fleet.host.kubeconfig, [
+            f"--member-grace-period={self.grace_period}", "--leader-election-namespace=fleetdns-system",
+        ], self.workdir).start()
+        return self.aggregator
+
+    def start(self) -> Federation:
+        """Everything at once (the demo starts the parts one by one to narrate them)."""
+        self.start_clusters()
+        for name in self.fleet.members:
+            self.start_region(name)
+        self.register_members()
+        self.start_aggregator()
+        return self
+
+    def run_service(self, member: str, namespace: str, name: str, vip: str, endpoints: list[str]) -> None:
+        """A LoadBalancer Service with its address published and ready endpoints, as the member's controllers do."""
+        api = self.fleet.members[member].api_client()
+        create_load_balancer_service(api, namespace, name)
+        set_load_balancer_status(api, namespace, name, ips=[vip])
+        set_endpoints(api, namespace, name, endpoints, ready=True)
+
+    def set_ready(self, member: str, namespace: str, name: str, endpoints: list[str], ready: bool) -> None:
+        set_endpoints(self.fleet.members[member].api_client(), namespace, name, endpoints, ready=ready)
+
+    def create_service_intent(self, namespace: str, name: str, domain_ref: str, ttl: int = 5,
+                              dns_prefix: str | None = None) -> None:
+        """A Domain for the zone and a ServiceDNSRecord for ``name``, as an application team writes them."""
+        custom = client.CustomObjectsApi(self.host)
+        ensure_namespace(self.host, namespace)
+        custom.create_namespaced_custom_object("fleetdns.io", "v1alpha1", namespace, "domains", {
+            "apiVersion": "fleetdns.io/v1alpha1", "kind": "Domain", "metadata": {"name": domain_ref},
+            "spec": {"domain": self.zone, "nameServer": f"ns1.{self.zone}"},
+        })
+        spec: dict = {"domainRef": domain_ref, "recordTTL": ttl}
+        if dns_prefix:
+            spec["dnsPrefix"] = dns_prefix
+        custom.create_namespaced_custom_object("fleetdns.io", "v1alpha1", namespace, "servicednsrecords", {
+            "apiVersion": "fleetdns.io/v1alpha1", "kind": "ServiceDNSRecord", "metadata": {"name": name},
+            "spec": spec,
+        })
+
+    def answers(self, region: str, name: str) -> set[str]:
+        coredns = self.regions[region].coredns
+        assert coredns is not None
+        return dns_answers(coredns.host, coredns.port, name, "A", timeout=1)
+
+    def wait_for_answers(self, name: str, expected: set[str], timeout: float) -> float:
+        """Seconds until every region answers ``name`` with exactly ``expected``; TimeoutError otherwise."""
+        started = time.monotonic()
+        while time.monotonic() - started < timeout:
+            if all(self.answers(region, name) == expected for region in self.regions):
+                return time.monotonic() - started
+            time.sleep(0.01)
+        seen = {region: sorted(self.answers(region, name)) for region in self.regions}
+        raise TimeoutError(f"{name} should answer {sorted(expected)} within {timeout}s, got {seen}")
+
+    def stop(self) -> None:
+        if self.aggregator is not None:
+            self.aggregator.stop()
+        for region in self.regions.values():
+            region.stop()
+        self.fleet.stop()
