@@ -17,6 +17,7 @@ import dns.query
 import dns.rdatatype
 import pyetcd
 import pytest
+import yaml
 from kubernetes import client, watch
 
 from fleetdns.rig import EtcdCluster, ExternalDNS, RigError
@@ -196,3 +197,18 @@ def test_the_shipped_corefile_serves_the_zone_from_etcd_and_reports_ready(etcd, 
         assert dns_answers(server.host, server.port, "app.gslb.example.com", "A") == {"192.0.2.44"}
         assert query(server, "app.gslb.example.com", "A").answer[0].ttl == 5
         assert requests.get(f"http://{server.env['FLEETDNS_READY_ADDR']}/ready", timeout=2).status_code == 200
+
+
+@pytest.mark.apiserver
+def test_kube_apiserver_with_a_client_certificate_admin_and_a_self_contained_kubeconfig(tmp_path):
+    from kubernetes import config
+
+    from fleetdns.rig import KubeAPIServer
+
+    with KubeAPIServer("certs", tmp_path, admin_auth="client-cert") as server:
+        from_file = client.CoreV1Api(server.api_client())
+        assert "kube-system" in {ns.metadata.name for ns in from_file.list_namespace().items}
+        embedded = yaml.safe_load(server.embedded_kubeconfig())
+        assert "client-certificate-data" in embedded["users"][0]["user"]
+        inline = client.CoreV1Api(config.new_client_from_config_dict(embedded))
+        assert inline.read_namespace("default").metadata.name == "default"
