@@ -32,7 +32,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 
 def _component_children() -> list[str]:
-    """Real-component processes this pytest started and did not stop (there must be none)."""
+    """Real components and FleetDNS processes this pytest started and did not stop (there must be none)."""
     names = {"etcd", "kube-apiserver", "coredns", "external-dns"}
     found = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
@@ -42,7 +42,14 @@ def _component_children() -> list[str]:
             state, ppid = fields[1].split()[:2]
         except (OSError, IndexError):
             continue
-        if int(ppid) == os.getpid() and comm in names and state != "Z":
+        if int(ppid) != os.getpid() or state == "Z":
+            continue
+        try:
+            argv = (stat.parent / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        ours = b"-m" in argv and bool({b"aggregator", b"webhook_provider"} & set(argv))
+        if comm in names or ours:
             found.append(f"{comm}[{stat.parent.name}]")
     return found
 
