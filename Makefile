@@ -28,7 +28,7 @@ tools: $(STAMP) ## install etcd, kubectl, CoreDNS, ExternalDNS, kube-apiserver i
 test: tools ## run every test against the real components
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-test-unit: venv ## only the pure tests (no processes)
+test-unit: venv ## only the tests that need no real component
 	$(PY) -m pytest -m unit $(PYTEST_ARGS)
 
 rig: tools ## start host+east+west API servers and etcd+CoreDNS per region; Ctrl-C stops all
@@ -45,12 +45,12 @@ bench-webhook: tools ## webhook provider benchmarks (GET/POST /records, coredns 
 bench-aggregator: tools ## aggregator benchmark (2,000 intents across 3 members)
 	$(PY) -m bench.aggregator
 
+bench-failover: tools ## end-to-end failover time, FleetDNS's ExternalDNS setting vs its event mode
+	$(PY) -m bench.failover
+
 lint: venv ## ruff and mypy
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy fleetdns webhook_provider aggregator
 
 clean: ## remove the virtualenv and ./bin (the tool cache stays)
 	rm -rf $(VENV) bin .pytest_cache
-
-bench-failover: tools ## end-to-end failover time, FleetDNS's ExternalDNS setting vs its event mode
-	$(PY) -m bench.failover
