@@ -136,8 +136,14 @@ def test_restart_while_a_member_is_down_keeps_its_published_targets_for_the_grac
             wait_records(host, ns, f"service-{name}", lambda r: r.get((glob, "A")) == {VIPS["west"]},
                          timeout=grace + 10)
             assert time.monotonic() - started >= grace
-            status = intent(host, ns, "servicednsrecords", name)["status"]
-            east_entry = next(d for d in status["dns"] if d["cluster"] == "east")
-            assert east_entry["reason"].startswith("MemberUnavailable") and not east_entry["healthy"]
+
+            def east_entry() -> dict:
+                status = intent(host, ns, "servicednsrecords", name)["status"]
+                return next(d for d in status["dns"] if d["cluster"] == "east")
+
+            # The status is written right after the DNSEndpoint, in the same reconcile.
+            wait_for(lambda: east_entry()["reason"].startswith("MemberUnavailable"), timeout=5,
+                     what="east reported unavailable in status")
+            assert not east_entry()["healthy"]
     finally:
         east.restart()
