@@ -138,8 +138,8 @@ def test_restart_while_a_member_is_down_keeps_its_published_targets_for_the_grac
             assert time.monotonic() - started >= grace
 
             def east_entry() -> dict:
-                status = intent(host, ns, "servicednsrecords", name)["status"]
-                return next(d for d in status["dns"] if d["cluster"] == "east")
+                status = intent(host, ns, "servicednsrecords", name).get("status") or {"dns": []}
+                return next((d for d in status["dns"] if d["cluster"] == "east"), {"reason": "", "healthy": None})
 
             # The status is written right after the DNSEndpoint, in the same reconcile.
             wait_for(lambda: east_entry()["reason"].startswith("MemberUnavailable"), timeout=5,
