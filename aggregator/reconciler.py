@@ -3,6 +3,7 @@ and write each only when it differs from what the API server already holds."""
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections import Counter as Tally
 from dataclasses import dataclass, replace
@@ -39,6 +40,11 @@ COMPONENT = "fleetdns-aggregator"
 class Desired:
     endpoints: list[Endpoint]
     outcome: Outcome
+
+
+def event_suffix(uid: str, kind: str, reason: str, message: str) -> str:
+    """Same object, type, reason and message -> same Event name, so repeats are counted on one Event."""
+    return hashlib.sha256("\0".join((uid, kind, reason, message)).encode()).hexdigest()[:16]
 
 
 def now_rfc3339() -> str:
@@ -194,24 +200,41 @@ class Reconciler:
                         "left the answer: " + "; ".join(f"{c.cluster} ({c.reason})" for c in left))
 
     def _event(self, key: IntentKey, intent: Intent, kind: str, reason: str, message: str) -> None:
+        """Record an Event; a repeat of the same one (a flapping cluster) bumps its count instead of piling up."""
         stamp = now_rfc3339()
+        message = message[:1024]
+        path = f"/api/v1/namespaces/{key.namespace}/events"
+        name = f"{key.name}.{event_suffix(intent.uid, kind, reason, message)}"
         body = {
             "apiVersion": "v1", "kind": "Event",
-            "metadata": {"generateName": f"{key.name}.", "namespace": key.namespace},
+            "metadata": {"name": name, "namespace": key.namespace},
             "involvedObject": {"apiVersion": API_VERSION, "kind": str(key.kind), "namespace": key.namespace,
                                "name": key.name, "uid": intent.uid},
-            "type": kind, "reason": reason, "message": message[:1024],
+            "type": kind, "reason": reason, "message": message,
             "source": {"component": COMPONENT}, "reportingComponent": COMPONENT,
             "reportingInstance": self.engine.identity,
             "firstTimestamp": stamp, "lastTimestamp": stamp, "count": 1,
         }
         try:
-            self.host.create(f"/api/v1/namespaces/{key.namespace}/events", body)
+            self._create_or_count(path, name, body, stamp)
         except KubeError as error:  # an event is informative; its loss must not fail the reconcile
             logger.warning("event not recorded", extra={"intent": str(key), "reason": reason, "error": str(error)})
             return
         self.engine.metrics.events.labels(reason).inc()
         logger.info("cluster membership changed", extra={"intent": str(key), "reason": reason, "detail": message})
+
+    def _create_or_count(self, path: str, name: str, body: dict[str, Any], stamp: str) -> None:
+        try:
+            self.host.create(path, body)
+            return
+        except KubeError as error:
+            if error.status != 409:
+                raise
+        existing = self.host.get(f"{path}/{name}")
+        existing["count"] = int(existing.get("count") or 1) + 1
+        existing["lastTimestamp"] = stamp
+        existing["reportingInstance"] = body["reportingInstance"]
+        self.host.replace(f"{path}/{name}", existing)
 
     def condition_counts(self) -> Tally[tuple[str, str, str]]:
         tally: Tally[tuple[str, str, str]] = Tally()

@@ -131,6 +131,28 @@ def test_east_endpoints_not_ready_remove_its_address_within_a_second(world: Worl
                  timeout=5)
 
 
+def test_a_flapping_cluster_is_counted_on_one_event_instead_of_many(world: World) -> None:
+    name = unique("flap")
+    deploy_service(world.fleet, world.ns, name, both())
+    create_service_intent(world.host, world.ns, name)
+    n = world.names(name)
+    east = world.fleet.members["east"].api_client()
+    for _ in range(3):
+        set_endpoints(east, world.ns, name, ["10.1.0.1"], ready=False)
+        wait_records(world.host, world.ns, f"service-{name}", lambda r: r.get((n["global"], "A")) == {VIPS["west"]},
+                     timeout=5)
+        set_endpoints(east, world.ns, name, ["10.1.0.1"], ready=True)
+        wait_records(world.host, world.ns, f"service-{name}",
+                     lambda r: r.get((n["global"], "A")) == set(VIPS.values()), timeout=5)
+
+    def left() -> list[dict]:
+        return [e for e in events_for(world.host, world.ns, name) if e["reason"] == "ClusterLeft"]
+
+    wait_for(lambda: left() and left()[0]["count"] == 3, what="three departures counted")
+    assert len(left()) == 1
+    assert "east (NoReadyEndpoints" in left()[0]["message"]
+
+
 def test_cluster_without_load_balancer_address_is_not_listed(world: World) -> None:
     name = unique("nolb")
     deploy_service(world.fleet, world.ns, name, both(west={"ready": True}))
