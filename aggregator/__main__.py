@@ -48,7 +48,9 @@ def serve(settings: Settings, host: KubeClient) -> int:
         if settings.leader_election:
             elector = LeaseElector(host, settings.leader_election_namespace, settings.lease_name, settings.identity,
                                    settings.lease_duration, settings.renew_deadline, settings.retry_period,
-                                   engine.set_leading).start()
+                                   engine.set_leading)
+            engine.lease_fresh = elector.holds_fresh_lease
+            elector.start()
         else:
             engine.set_leading(True)
     stop.wait()

@@ -8,13 +8,13 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import yaml
 
 from aggregator.informer import Informer
-from aggregator.kubeapi import KubeClient, KubeError, member_api_client
+from aggregator.kubeapi import KubeClient, KubeError, NotLeaderError, member_api_client
 from aggregator.members import MemberConnection, collection_path
 from aggregator.metrics import AggregatorMetrics
 from aggregator.model import (
@@ -76,7 +76,9 @@ class Engine:
             parse_dns_endpoint, self._dns_endpoint_changed, label_selector=LABEL_INTENT_KIND)
         self.host_informers: list[Informer[Any]] = [self.service_intents, self.ingress_intents, self.domains,
                                                     self.member_clusters, self.dns_endpoints]
-        self.reconciler = Reconciler(self, host, settings.domain_namespace)
+        # Set to the elector's freshness check when leader election is on (see LeaseElector.holds_fresh_lease).
+        self.lease_fresh: Callable[[], bool] = lambda: True
+        self.reconciler = Reconciler(self, host.fenced(self.may_write), settings.domain_namespace)
         metrics.watch_intent_conditions(self.reconciler.condition_counts)
 
     # --- lifecycle ----------------------------------------------------------------------------
@@ -110,6 +112,10 @@ class Engine:
         if pending and time.monotonic() - self.started_at < MEMBER_SYNC_TIMEOUT:
             return False, "member caches syncing: " + ", ".join(pending)
         return True, "leader" if self.leading.is_set() else "standby"
+
+    def may_write(self) -> bool:
+        """Checked by every write the reconciler sends: leading, with a lease renewed in time."""
+        return self.leading.is_set() and self.lease_fresh()
 
     def set_leading(self, leading: bool) -> None:
         """Leadership gained: reconcile everything (also sweeps orphans); lost: stop writing at once."""
@@ -279,6 +285,8 @@ class Engine:
                 if self.leading.is_set():
                     self.reconciler.reconcile(key)
                     self.metrics.reconcile_seconds.labels(str(key.kind)).observe(time.monotonic() - queued_at)
+            except NotLeaderError:
+                pass  # leadership is being lost; whoever leads next reconciles everything
             except Exception as error:  # noqa: BLE001 - retried; one bad intent must not stop the others
                 self.metrics.reconcile_errors.labels(str(key.kind)).inc()
                 logger.warning("reconcile failed; retrying", extra={"intent": str(key), "error": str(error)})

@@ -47,13 +47,26 @@ def member_api_client(kubeconfig: dict[str, Any]) -> k8s_client.ApiClient:
     return k8s_config.new_client_from_config_dict(kubeconfig)
 
 
+class NotLeaderError(KubeError):
+    """A write refused locally: this replica no longer holds a fresh lease."""
+
+    def __init__(self) -> None:
+        super().__init__(0, "NotLeader", "write refused: this replica does not hold a fresh lease")
+
+
 class KubeClient:
     """JSON requests against one API server, sharing the ApiClient's urllib3 pool."""
 
-    def __init__(self, api_client: k8s_client.ApiClient) -> None:
+    def __init__(self, api_client: k8s_client.ApiClient,
+                 write_allowed: Callable[[], bool] | None = None) -> None:
         self.api_client = api_client
         self.host = api_client.configuration.host
         self._pool = api_client.rest_client.pool_manager
+        self._write_allowed = write_allowed
+
+    def fenced(self, write_allowed: Callable[[], bool]) -> KubeClient:
+        """The same connection, but every write first asks ``write_allowed`` (leader fencing)."""
+        return KubeClient(self.api_client, write_allowed)
 
     def _headers(self, method: str, path: str, content_type: str | None) -> dict[str, str]:
         headers = {"Accept": "application/json"}
@@ -79,6 +92,8 @@ class KubeClient:
 
     def request(self, method: str, path: str, query: dict[str, Any] | None = None, body: Any = None,
                 content_type: str | None = None, timeout: float = DEFAULT_TIMEOUT) -> dict[str, Any]:
+        if method != "GET" and self._write_allowed is not None and not self._write_allowed():
+            raise NotLeaderError()
         if body is not None and content_type is None:
             content_type = "application/json"
         response = self._send(method, path, query, body, content_type, timeout)

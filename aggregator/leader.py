@@ -44,6 +44,14 @@ class LeaseElector:
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="leader-election", daemon=True)
 
+    def holds_fresh_lease(self) -> bool:
+        """True only while leading AND renewed within the renew deadline (monotonic clock).
+
+        Fences writes: a replica frozen (GC pause, SIGSTOP, VM stall) past its deadline may resume with
+        ``leading`` still set before its election loop notices; its writes are refused until renewal.
+        """
+        return self.leading and time.monotonic() - self._last_renew < self.renew_deadline
+
     def start(self) -> LeaseElector:
         self._thread.start()
         return self

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from pathlib import Path
 
@@ -9,6 +11,7 @@ import pytest
 
 from fleetdns.rig import Fleet
 from fleetdns.rig.aggregator import AggregatorProcess
+from fleetdns.rig.workloads import set_endpoints
 from tests.test_aggregator_support import (
     VIPS,
     create_domain,
@@ -147,3 +150,55 @@ def test_restart_while_a_member_is_down_keeps_its_published_targets_for_the_grac
             assert not east_entry()["healthy"]
     finally:
         east.restart()
+
+
+def test_a_frozen_leader_is_replaced_and_does_not_write_when_it_wakes(fleet: Fleet, tmp_path: Path) -> None:
+    """Split brain guard: a leader paused past its lease (GC stall, VM pause) must not write on resuming."""
+    host = prepare_fleet(fleet)
+    ns = new_namespace(fleet, "agg-frozen")
+    create_domain(host, ns)
+    args = [f"--namespace={ns}", f"--lease-name={ns}", *LEASE_FLAGS]
+    a = AggregatorProcess(fleet.host.kubeconfig, args, tmp_path, name="frozen-a").start()
+    b = AggregatorProcess(fleet.host.kubeconfig, args, tmp_path, name="frozen-b").start()
+    try:
+        wait_for(lambda: sum("leader" in r.readyz()[1] for r in (a, b)) == 1, timeout=10, what="one leader")
+        leader, standby = (a, b) if "leader" in a.readyz()[1] else (b, a)
+        first = unique("frz")
+        deploy_service(fleet, ns, first, BOTH)
+        create_service_intent(host, ns, first)
+        wait_records(host, ns, f"service-{first}", lambda r: len(r) > 0)
+        writes_before = _writes(leader.metrics())
+
+        os.kill(leader.pid, signal.SIGSTOP)
+        try:
+            wait_for(lambda: "leader" in standby.readyz()[1], timeout=15, what="standby takes over the lease")
+            # While the old leader is frozen, the world changes: east's endpoints stop being ready.
+            set_endpoints(fleet.members["east"].api_client(), ns, first, ["10.1.0.1"], ready=False)
+            glob = f"{first}.{ns}.fleet.svc.example.com"
+            wait_records(host, ns, f"service-{first}", lambda r: r.get((glob, "A")) == {VIPS["west"]})
+        finally:
+            os.kill(leader.pid, signal.SIGCONT)
+        wait_for(lambda: "standby" in leader.readyz()[1], timeout=10, what="old leader stands down")
+        second = unique("frz")
+        deploy_service(fleet, ns, second, BOTH)
+        create_service_intent(host, ns, second)
+        wait_records(host, ns, f"service-{second}", lambda r: len(r) > 0)
+        time.sleep(1.0)
+        assert _writes(leader.metrics()) == writes_before, "the resumed old leader wrote"
+        lease = host.get(f"/apis/coordination.k8s.io/v1/namespaces/fleetdns-system/leases/{ns}")
+        assert lease["spec"]["holderIdentity"] == standby.name
+    finally:
+        a.stop()
+        b.stop()
+
+
+WRITE_COUNTERS = ("fleetdns_aggregator_dnsendpoint_writes_total{", "fleetdns_aggregator_status_writes_total{")
+
+
+def _writes(metrics_text: str) -> float:
+    """Every DNSEndpoint write and status write this replica has made."""
+    total = 0.0
+    for line in metrics_text.splitlines():
+        if line.startswith(WRITE_COUNTERS):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
