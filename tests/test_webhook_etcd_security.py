@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,6 +13,7 @@ from fleetdns.rig.binaries import binary
 from fleetdns.rig.certs import CertificateAuthority
 from fleetdns.rig.ports import free_port
 from fleetdns.rig.process import ManagedProcess
+from fleetdns.rig.region import WebhookProvider
 from fleetdns.rig.webhook_client import WebhookClient
 
 pytestmark = pytest.mark.etcd
@@ -68,13 +68,9 @@ def secure_etcd(tmp_path_factory) -> Iterator[SecureEtcd]:
 
 def start_webhook(etcd: SecureEtcd, workdir: Path, env: dict[str, str],
                   name: str) -> tuple[ManagedProcess, WebhookClient]:
-    port, health = free_port(), free_port()
-    process = ManagedProcess(name, [sys.executable, "-m", "webhook_provider", f"--etcd-endpoints={etcd.url}",
-                                    f"--listen=127.0.0.1:{port}", f"--health-listen=127.0.0.1:{health}"],
-                             workdir / f"{name}.log", env=env).start()
-    hook = WebhookClient(f"http://127.0.0.1:{port}", f"http://127.0.0.1:{health}")
-    process.wait_until(lambda: hook.negotiate().status_code == 200, 10, "negotiating")
-    return process, hook
+    """Negotiating, not necessarily ready: some tests give it credentials etcd refuses."""
+    server = WebhookProvider([etcd.url], workdir, name=name, env=env).start(timeout=10, wait_for_etcd=False)
+    return server.process, server.client
 
 
 def test_tls_client_certificates_server_name_and_user_from_the_etcd_variables(secure_etcd, tmp_path):

@@ -18,7 +18,6 @@ import requests
 from fleetdns.rig import EtcdServer
 from fleetdns.rig.binaries import REPO_ROOT
 from fleetdns.rig.ports import free_port
-from fleetdns.rig.process import ManagedProcess
 from fleetdns.rig.region import WebhookProvider
 from fleetdns.rig.webhook_client import MEDIA_TYPE, WebhookClient
 from webhook_provider.changes import parse_changes
@@ -46,7 +45,7 @@ def webhook(etcd, tmp_path_factory) -> Iterator[tuple[WebhookClient, str]]:
     prefix = f"/wh{uuid.uuid4().hex[:8]}/"
     server = WebhookProvider(etcd.endpoints, tmp_path_factory.mktemp("webhook"), domain_filter="example.org",
                              prefix=prefix, extra_args=["--max-request-bytes=100000"]).start()
-    yield WebhookClient(server.url, f"http://127.0.0.1:{server.health_port}"), prefix
+    yield server.client, prefix
     server.stop()
 
 
@@ -179,15 +178,11 @@ def test_records_under_the_prefix_but_outside_the_domain_filter_are_neither_retu
 
 def test_it_negotiates_within_a_second_while_etcd_is_down_and_recovers(tmp_path):
     etcd = EtcdServer(tmp_path / "etcd")  # port chosen, not started yet
-    port, health = free_port(), free_port()
-    process = ManagedProcess("webhook-early", [
-        sys.executable, "-m", "webhook_provider", f"--etcd-endpoints={etcd.url}", f"--listen=127.0.0.1:{port}",
-        f"--health-listen=127.0.0.1:{health}", "--etcd-timeout=1s"], tmp_path / "webhook.log")
+    server = WebhookProvider(etcd.endpoints, tmp_path, extra_args=["--etcd-timeout=1s"], name="webhook-early")
+    process, client = server.process, server.client
     started = time.monotonic()
-    process.start()
-    client = WebhookClient(f"http://127.0.0.1:{port}", f"http://127.0.0.1:{health}")
     try:
-        process.wait_until(lambda: client.negotiate().status_code == 200, 5, "negotiating")
+        server.start(timeout=5, wait_for_etcd=False)
         assert time.monotonic() - started < 1.0 + 0.5  # 0.5 s allowance for the interpreter on a busy machine
         assert client.ready() == 503
         assert client.records().status_code == 503
@@ -211,7 +206,7 @@ def test_a_dead_first_etcd_endpoint_costs_no_failed_request(etcd, tmp_path):
     dead = f"http://127.0.0.1:{free_port()}"
     server = WebhookProvider([dead, *etcd.endpoints], tmp_path, prefix=f"/dead{uuid.uuid4().hex[:6]}/").start()
     try:
-        client = WebhookClient(server.url, f"http://127.0.0.1:{server.health_port}")
+        client = server.client
         for _ in range(4):  # each call may start on either endpoint
             assert client.records().status_code == 200
             assert client.ready() == 200
@@ -220,14 +215,10 @@ def test_a_dead_first_etcd_endpoint_costs_no_failed_request(etcd, tmp_path):
 
 
 def test_sigterm_lets_an_apply_in_progress_finish_then_exits_zero(etcd, tmp_path):
-    port, health = free_port(), free_port()
     prefix = f"/term{uuid.uuid4().hex[:6]}/"
-    process = ManagedProcess("webhook-term", [
-        sys.executable, "-m", "webhook_provider", f"--etcd-endpoints={etcd.url}", f"--prefix={prefix}",
-        f"--listen=127.0.0.1:{port}", f"--health-listen=127.0.0.1:{health}"], tmp_path / "webhook.log").start()
-    client = WebhookClient(f"http://127.0.0.1:{port}")
+    server = WebhookProvider(etcd.endpoints, tmp_path, prefix=prefix, name="webhook-term").start()
+    process, client = server.process, server.client
     try:
-        process.wait_until(lambda: client.negotiate().status_code == 200, 10, "negotiating")
         result: list[int] = []
         big = {"create": [a_record(f"n{i}.example.org", "192.0.2.1") for i in range(5000)]}
         sender = threading.Thread(target=lambda: result.append(client.apply(big).status_code))

@@ -20,7 +20,8 @@ class WebhookProvider:
     """``python -m webhook_provider`` as a child process, ready once it negotiates and etcd answers."""
 
     def __init__(self, etcd_endpoints: list[str], workdir: Path, domain_filter: str | None = None,
-                 prefix: str = "/skydns/", extra_args: list[str] | None = None, name: str = "webhook") -> None:
+                 prefix: str = "/skydns/", extra_args: list[str] | None = None, name: str = "webhook",
+                 env: dict[str, str] | None = None) -> None:
         self.port = free_port()
         self.health_port = free_port()
         args = [
@@ -32,20 +33,22 @@ class WebhookProvider:
             *([f"--domain-filter={domain_filter}"] if domain_filter else []),
             *(extra_args or []),
         ]
-        self.process = ManagedProcess(name, args, workdir / f"{name}.log")
+        self.process = ManagedProcess(name, args, workdir / f"{name}.log", env=env)
+        self.client = WebhookClient(self.url, f"http://127.0.0.1:{self.health_port}")
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 15) -> WebhookProvider:
+    def start(self, timeout: float = 15, wait_for_etcd: bool = True) -> WebhookProvider:
+        """Start; wait until it negotiates and (unless told not to, e.g. etcd is down on purpose) is ready."""
         self.process.start()
-        self.process.wait_until(self._ready, timeout, "negotiating and ready")
+        self.process.wait_until(lambda: self._ready(wait_for_etcd), timeout, "negotiating")
         return self
 
-    def _ready(self) -> bool:
-        client = WebhookClient(self.url, f"http://127.0.0.1:{self.health_port}", timeout=1)
-        return client.negotiate().status_code == 200 and client.ready() == 200
+    def _ready(self, wait_for_etcd: bool) -> bool:
+        probe = WebhookClient(self.url, f"http://127.0.0.1:{self.health_port}", timeout=1)
+        return probe.negotiate().status_code == 200 and (not wait_for_etcd or probe.ready() == 200)
 
     def stop(self) -> None:
         self.process.stop()
