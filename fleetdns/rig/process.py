@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import ctypes
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -14,17 +14,23 @@ from collections.abc import Callable
 from pathlib import Path
 
 _LIVE: weakref.WeakSet[ManagedProcess] = weakref.WeakSet()
-_PR_SET_PDEATHSIG = 1
 
 
 class RigError(RuntimeError):
     """A rig component failed to start or answer; the message carries the tail of its log."""
 
 
-def _die_with_parent() -> None:
-    """Runs in the child: the kernel kills it if the test process dies, even by SIGKILL."""
-    os.setsid()
-    ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+def _die_with_parent(argv: list[str]) -> list[str]:
+    """``argv`` wrapped so the kernel kills the child if the test process dies, even by SIGKILL.
+
+    util-linux's setpriv sets PR_SET_PDEATHSIG and execs the command (same pid). A Python
+    ``preexec_fn`` doing the same deadlocked: forking a process that runs gRPC threads (the etcd
+    client) can hang in fork handlers, and ``preexec_fn`` forces a full fork instead of vfork.
+    """
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        raise RigError("setpriv (util-linux) not found: the rig needs it so components die with the tests")
+    return [setpriv, "--pdeathsig", "KILL", "--", *argv]
 
 
 class ManagedProcess:
@@ -41,12 +47,12 @@ class ManagedProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
-                self.argv,
+                _die_with_parent(self.argv),
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env={**os.environ, **(self.env or {})},
-                preexec_fn=_die_with_parent,
+                start_new_session=True,  # own process group: stop() signals it whole
             )
         _LIVE.add(self)
         return self
