@@ -167,6 +167,9 @@ def test_a_frozen_leader_is_replaced_and_does_not_write_when_it_wakes(fleet: Fle
         deploy_service(fleet, ns, first, BOTH)
         create_service_intent(host, ns, first)
         wait_records(host, ns, f"service-{first}", lambda r: len(r) > 0)
+        # The status follows the DNSEndpoint in the same reconcile: count only once the leader is idle.
+        wait_for(lambda: (intent(host, ns, "servicednsrecords", first).get("status") or {}).get("healthyClusters") == 2,
+                 what="first intent's status written")
         writes_before = _writes(leader.metrics())
 
         os.kill(leader.pid, signal.SIGSTOP)
