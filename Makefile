@@ -32,7 +32,7 @@ test-unit: venv ## only the tests that need no real component
 	$(PY) -m pytest -m unit $(PYTEST_ARGS)
 
 rig: tools ## start host+east+west API servers and etcd+CoreDNS per region; Ctrl-C stops all
-	$(PY) -m fleetdns.rig
+	$(PY) -m rig
 
 demo: tools ## the local multicluster federation demo
 	$(PY) -m hack.demo
@@ -50,7 +50,7 @@ bench-failover: tools ## end-to-end failover time, FleetDNS's ExternalDNS settin
 
 lint: venv ## ruff and mypy
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy fleetdns webhook_provider aggregator
+	$(VENV)/bin/mypy fleetdns webhook_provider aggregator rig
 
 clean: ## remove the virtualenv and ./bin (the tool cache stays)
 	rm -rf $(VENV) bin .pytest_cache

@@ -23,10 +23,10 @@ from typing import Any
 from aggregator.informer import Informer
 from aggregator.kubeapi import KubeClient
 from aggregator.model import API_VERSION
-from fleetdns.rig import Fleet
-from fleetdns.rig.aggregator import AggregatorProcess, client_for
-from fleetdns.rig.binaries import REPO_ROOT
-from fleetdns.rig.workloads import apply_crds, register_member
+from rig import Fleet
+from rig.aggregator import AggregatorProcess, client_for
+from rig.binaries import REPO_ROOT
+from rig.workloads import apply_crds, register_member
 
 MEMBERS = ("east", "west", "central")
 NAMESPACE = "bench"

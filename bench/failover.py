@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from fleetdns.rig.federation import Federation
+from rig.federation import Federation
 
 NAMESPACE, APP, DOMAIN_REF = "bench", "app", "fleet"
 VIPS = {"east": "127.0.10.1", "west": "127.0.20.1"}

@@ -31,11 +31,11 @@ import dns.rdatatype
 import yaml
 from kubernetes import client, utils
 
-from fleetdns.rig import CoreDNS, EtcdServer, ExternalDNS, KubeAPIServer
-from fleetdns.rig.binaries import REPO_ROOT, binary
-from fleetdns.rig.coredns import etcd_corefile
-from fleetdns.rig.region import WebhookProvider
-from fleetdns.rig.webhook_client import WebhookClient
+from rig import CoreDNS, EtcdServer, ExternalDNS, KubeAPIServer
+from rig.binaries import REPO_ROOT, binary
+from rig.coredns import etcd_corefile
+from rig.region import WebhookProvider
+from rig.webhook_client import WebhookClient
 from webhook_provider.metrics import Metrics
 from webhook_provider.settings import load_settings
 from webhook_provider.store import EtcdStore
@@ -276,7 +276,7 @@ Latest run: {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')} by `make bench-we
 Python {platform.python_version()}. Everything on loopback, sharing the machine with whatever else ran.
 
 ## Method
-- One real etcd (`fleetdns.rig.EtcdServer`, `--max-txn-ops=128`); the webhook runs as its own process
+- One real etcd (`rig.EtcdServer`, `--max-txn-ops=128`); the webhook runs as its own process
   (`python -m webhook_provider`, as in production) and is called over HTTP with ExternalDNS's headers.
 - **GET /records**: {args.records:,} A records are created through the webhook itself (POSTs of 10,000;
   their times: {', '.join(f'{s:.2f}' for s in results.seed_posts_s)} s), then GET /records is timed

@@ -15,8 +15,8 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from fleetdns.rig.binaries import binary
-from fleetdns.rig.federation import Federation
+from rig.binaries import binary
+from rig.federation import Federation
 
 ZONE = "gslb.example.com"
 APP, NAMESPACE, DOMAIN_REF = "app", "shop", "fleet"

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from fleetdns.rig import CoreDNS, EtcdServer, Fleet
-from fleetdns.rig.binaries import binary
+from rig import CoreDNS, EtcdServer, Fleet
+from rig.binaries import binary
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:

@@ -7,8 +7,8 @@ import subprocess
 import pytest
 
 from aggregator.kubeapi import KubeError
-from fleetdns.rig import Fleet
-from fleetdns.rig.binaries import binary
+from rig import Fleet
+from rig.binaries import binary
 from tests.test_aggregator_support import API, new_namespace, prepare_fleet
 
 pytestmark = pytest.mark.apiserver

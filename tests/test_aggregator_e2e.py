@@ -15,9 +15,9 @@ from collections.abc import Iterator
 import pytest
 
 from aggregator.kubeapi import KubeClient
-from fleetdns.rig import Fleet
-from fleetdns.rig.aggregator import AggregatorProcess
-from fleetdns.rig.workloads import set_endpoints, set_load_balancer_status
+from rig import Fleet
+from rig.aggregator import AggregatorProcess
+from rig.workloads import set_endpoints, set_load_balancer_status
 from tests.test_aggregator_support import (
     VIPS,
     condition,

@@ -11,8 +11,8 @@ from aggregator import informer as informer_module
 from aggregator.informer import Gone, Informer
 from aggregator.kubeapi import KubeClient, KubeError
 from aggregator.model import MemberService, parse_member_service
-from fleetdns.rig import Fleet
-from fleetdns.rig.aggregator import client_for
+from rig import Fleet
+from rig.aggregator import client_for
 from tests.test_aggregator_support import new_namespace, wait_for
 
 pytestmark = pytest.mark.apiserver

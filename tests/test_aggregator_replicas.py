@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from fleetdns.rig import Fleet
-from fleetdns.rig.aggregator import AggregatorProcess
-from fleetdns.rig.workloads import set_endpoints
+from rig import Fleet
+from rig.aggregator import AggregatorProcess
+from rig.workloads import set_endpoints
 from tests.test_aggregator_support import (
     VIPS,
     create_domain,

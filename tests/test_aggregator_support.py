@@ -11,9 +11,9 @@ from typing import Any
 from kubernetes.client.exceptions import ApiException
 
 from aggregator.kubeapi import KubeClient, KubeError
-from fleetdns.rig import Fleet
-from fleetdns.rig.aggregator import client_for
-from fleetdns.rig.workloads import (
+from rig import Fleet
+from rig.aggregator import client_for
+from rig.workloads import (
     apply_crds,
     create_load_balancer_service,
     ensure_namespace,

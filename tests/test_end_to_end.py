@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from fleetdns.rig.binaries import REPO_ROOT
+from rig.binaries import REPO_ROOT
 
 pytestmark = [pytest.mark.apiserver, pytest.mark.externaldns, pytest.mark.coredns, pytest.mark.etcd]
 

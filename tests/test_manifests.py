@@ -6,8 +6,8 @@ import subprocess
 
 import pytest
 
-from fleetdns.rig.binaries import REPO_ROOT, binary
-from fleetdns.rig.workloads import apply_crds, ensure_namespace
+from rig.binaries import REPO_ROOT, binary
+from rig.workloads import apply_crds, ensure_namespace
 
 MANIFESTS = sorted(p for p in (REPO_ROOT / "manifests").rglob("*.yaml") if "crds" not in p.parts)
 

@@ -20,10 +20,10 @@ import pytest
 import yaml
 from kubernetes import client, watch
 
-from fleetdns.rig import EtcdCluster, ExternalDNS, RigError
-from fleetdns.rig.binaries import REPO_ROOT
-from fleetdns.rig.coredns import CoreDNS, dns_answers, etcd_corefile
-from fleetdns.rig.workloads import apply_crds
+from rig import EtcdCluster, ExternalDNS, RigError
+from rig.binaries import REPO_ROOT
+from rig.coredns import CoreDNS, dns_answers, etcd_corefile
+from rig.workloads import apply_crds
 
 
 def etcd_client(url: str) -> pyetcd.Etcd3Client:
@@ -158,7 +158,7 @@ def test_rig_children_die_with_the_process_that_started_them(tmp_path):
     script = textwrap.dedent(f"""
         import sys, time
         sys.path.insert(0, {str(REPO_ROOT)!r})
-        from fleetdns.rig import EtcdServer
+        from rig import EtcdServer
         server = EtcdServer({str(tmp_path)!r}).start()
         print(server.members[0].process.proc.pid, flush=True)
         time.sleep(60)
@@ -188,7 +188,7 @@ def _alive(pid: int) -> bool:
 def test_the_shipped_corefile_serves_the_zone_from_etcd_and_reports_ready(etcd, tmp_path):
     import requests
 
-    from fleetdns.rig.coredns import regional_coredns
+    from rig.coredns import regional_coredns
 
     path = f"rig{uuid.uuid4().hex[:6]}"
     etcd_client(etcd.url).put(f"/{path}/com/example/gslb/app/x1", json.dumps({"host": "192.0.2.44", "ttl": 5}))
@@ -203,7 +203,7 @@ def test_the_shipped_corefile_serves_the_zone_from_etcd_and_reports_ready(etcd, 
 def test_kube_apiserver_with_a_client_certificate_admin_and_a_self_contained_kubeconfig(tmp_path):
     from kubernetes import config
 
-    from fleetdns.rig import KubeAPIServer
+    from rig import KubeAPIServer
 
     with KubeAPIServer("certs", tmp_path, admin_auth="client-cert") as server:
         from_file = client.CoreV1Api(server.api_client())

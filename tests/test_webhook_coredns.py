@@ -13,10 +13,10 @@ import dns.rdatatype
 import pyetcd
 import pytest
 
-from fleetdns.rig import CoreDNS
-from fleetdns.rig.coredns import dns_answers, etcd_corefile
-from fleetdns.rig.region import WebhookProvider
-from fleetdns.rig.webhook_client import WebhookClient
+from rig import CoreDNS
+from rig.coredns import dns_answers, etcd_corefile
+from rig.region import WebhookProvider
+from rig.webhook_client import WebhookClient
 
 pytestmark = [pytest.mark.etcd, pytest.mark.coredns]
 ZONE = "example.org"

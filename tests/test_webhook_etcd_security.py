@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 import requests
 
-from fleetdns.rig.binaries import binary
-from fleetdns.rig.certs import CertificateAuthority
-from fleetdns.rig.ports import free_port
-from fleetdns.rig.process import ManagedProcess
-from fleetdns.rig.region import WebhookProvider
-from fleetdns.rig.webhook_client import WebhookClient
+from rig.binaries import binary
+from rig.certs import CertificateAuthority
+from rig.ports import free_port
+from rig.process import ManagedProcess
+from rig.region import WebhookProvider
+from rig.webhook_client import WebhookClient
 
 pytestmark = pytest.mark.etcd
 PASSWORD = "s3cret-Pa55"  # noqa: S105 - a throwaway test credential

@@ -12,11 +12,11 @@ import pytest
 import yaml
 from kubernetes import client, utils
 
-from fleetdns.rig import CoreDNS, EtcdServer, ExternalDNS
-from fleetdns.rig.binaries import REPO_ROOT
-from fleetdns.rig.coredns import dns_answers, etcd_corefile
-from fleetdns.rig.region import WebhookProvider
-from fleetdns.rig.webhook_client import WebhookClient
+from rig import CoreDNS, EtcdServer, ExternalDNS
+from rig.binaries import REPO_ROOT
+from rig.coredns import dns_answers, etcd_corefile
+from rig.region import WebhookProvider
+from rig.webhook_client import WebhookClient
 
 pytestmark = [pytest.mark.etcd, pytest.mark.coredns, pytest.mark.apiserver, pytest.mark.externaldns]
 ZONE = "example.org"

@@ -15,11 +15,11 @@ import pyetcd
 import pytest
 import requests
 
-from fleetdns.rig import EtcdServer
-from fleetdns.rig.binaries import REPO_ROOT
-from fleetdns.rig.ports import free_port
-from fleetdns.rig.region import WebhookProvider
-from fleetdns.rig.webhook_client import MEDIA_TYPE, WebhookClient
+from rig import EtcdServer
+from rig.binaries import REPO_ROOT
+from rig.ports import free_port
+from rig.region import WebhookProvider
+from rig.webhook_client import MEDIA_TYPE, WebhookClient
 from webhook_provider.changes import parse_changes
 from webhook_provider.domain_filter import DomainFilter
 from webhook_provider.metrics import Metrics

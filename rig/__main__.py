@@ -12,12 +12,12 @@ import tempfile
 import threading
 from pathlib import Path
 
-from fleetdns.rig import EtcdServer, Fleet
-from fleetdns.rig.coredns import regional_coredns
+from rig import EtcdServer, Fleet
+from rig.coredns import regional_coredns
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(prog="python -m fleetdns.rig", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m rig", description=__doc__.splitlines()[0])
     parser.add_argument("--zone", default="gslb.example.com", help="zone every regional CoreDNS serves")
     parser.add_argument("--workdir", type=Path, default=None, help="where logs, data and kubeconfigs go")
     parser.add_argument("--members", default="east,west", help="comma list of member clusters (= regions)")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[1]
 ENV_VARS = {
     "etcd": "FLEETDNS_ETCD",
     "kube-apiserver": "FLEETDNS_KUBE_APISERVER",

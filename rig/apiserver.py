@@ -11,11 +11,11 @@ from typing import Literal
 import requests
 import yaml
 
-from fleetdns.rig.binaries import binary
-from fleetdns.rig.certs import CertificateAuthority, write_service_account_keys
-from fleetdns.rig.etcd import EtcdServer
-from fleetdns.rig.ports import free_port
-from fleetdns.rig.process import ManagedProcess
+from rig.binaries import binary
+from rig.certs import CertificateAuthority, write_service_account_keys
+from rig.etcd import EtcdServer
+from rig.ports import free_port
+from rig.process import ManagedProcess
 
 START_TIMEOUT = 90.0
 AdminAuth = Literal["token", "client-cert"]

@@ -8,12 +8,12 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from fleetdns.rig.coredns import CoreDNS, regional_coredns
-from fleetdns.rig.etcd import EtcdServer
-from fleetdns.rig.externaldns import ExternalDNS
-from fleetdns.rig.ports import free_port
-from fleetdns.rig.process import ManagedProcess
-from fleetdns.rig.webhook_client import WebhookClient
+from rig.coredns import CoreDNS, regional_coredns
+from rig.etcd import EtcdServer
+from rig.externaldns import ExternalDNS
+from rig.ports import free_port
+from rig.process import ManagedProcess
+from rig.webhook_client import WebhookClient
 
 
 class WebhookProvider:

@@ -6,7 +6,7 @@ from typing import Any
 
 import requests
 
-from fleetdns.rig.scrape import scrape
+from rig.scrape import scrape
 
 MEDIA_TYPE = "application/external.dns.webhook+json;version=1"
 

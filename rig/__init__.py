@@ -3,13 +3,13 @@
 Used by the tests, the benchmarks and the demo; nothing here is a fake.
 """
 
-from fleetdns.rig.apiserver import KubeAPIServer
-from fleetdns.rig.binaries import binary
-from fleetdns.rig.coredns import CoreDNS
-from fleetdns.rig.etcd import EtcdCluster, EtcdServer
-from fleetdns.rig.externaldns import ExternalDNS
-from fleetdns.rig.fleet import Fleet
-from fleetdns.rig.process import ManagedProcess, RigError
+from rig.apiserver import KubeAPIServer
+from rig.binaries import binary
+from rig.coredns import CoreDNS
+from rig.etcd import EtcdCluster, EtcdServer
+from rig.externaldns import ExternalDNS
+from rig.fleet import Fleet
+from rig.process import ManagedProcess, RigError
 
 __all__ = [
     "CoreDNS",

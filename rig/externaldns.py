@@ -7,10 +7,10 @@ from pathlib import Path
 
 import requests
 
-from fleetdns.rig.binaries import binary
-from fleetdns.rig.ports import free_port
-from fleetdns.rig.process import ManagedProcess
-from fleetdns.rig.scrape import scrape
+from rig.binaries import binary
+from rig.ports import free_port
+from rig.process import ManagedProcess
+from rig.scrape import scrape
 
 START_TIMEOUT = 30.0
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from fleetdns.rig.apiserver import KubeAPIServer, wait_all_ready
+from rig.apiserver import KubeAPIServer, wait_all_ready
 
 DEFAULT_MEMBERS = ("east", "west")
 

@@ -9,9 +9,9 @@ import dns.message
 import dns.query
 import dns.rdatatype
 
-from fleetdns.rig.binaries import binary
-from fleetdns.rig.ports import free_port
-from fleetdns.rig.process import ManagedProcess
+from rig.binaries import binary
+from rig.ports import free_port
+from rig.process import ManagedProcess
 
 START_TIMEOUT = 20.0
 
@@ -71,7 +71,7 @@ def etcd_corefile(zone: str, etcd_endpoints: list[str], path: str = "/skydns", e
     )
 
 
-REGION_COREFILE = Path(__file__).resolve().parents[2] / "coredns" / "Corefile"
+REGION_COREFILE = Path(__file__).resolve().parents[1] / "coredns" / "Corefile"
 
 
 def regional_coredns(zone: str, etcd_endpoints: list[str], workdir: Path, name: str, host: str = "127.0.0.1",

@@ -10,11 +10,11 @@ from pathlib import Path
 
 from kubernetes import client
 
-from fleetdns.rig.aggregator import AggregatorProcess
-from fleetdns.rig.coredns import dns_answers
-from fleetdns.rig.fleet import Fleet
-from fleetdns.rig.region import Region
-from fleetdns.rig.workloads import (
+from rig.aggregator import AggregatorProcess
+from rig.coredns import dns_answers
+from rig.fleet import Fleet
+from rig.region import Region
+from rig.workloads import (
     apply_crds,
     create_load_balancer_service,
     ensure_namespace,

@@ -14,7 +14,7 @@ import yaml
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-CRD_DIR = Path(__file__).resolve().parents[2] / "manifests" / "crds"
+CRD_DIR = Path(__file__).resolve().parents[1] / "manifests" / "crds"
 
 
 def apply_crds(api: client.ApiClient, directory: Path = CRD_DIR, timeout: float = 30) -> list[str]:

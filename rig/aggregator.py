@@ -1,5 +1,5 @@
 """The aggregator run as a real subprocess against the rig (tests, benchmark and demo; CRDs, workloads and
-member registration are fleetdns.rig.workloads')."""
+member registration are rig.workloads')."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from pathlib import Path
 import requests
 
 from aggregator.kubeapi import KubeClient
-from fleetdns.rig import KubeAPIServer, ManagedProcess
-from fleetdns.rig.binaries import REPO_ROOT
-from fleetdns.rig.ports import free_port
+from rig import KubeAPIServer, ManagedProcess
+from rig.binaries import REPO_ROOT
+from rig.ports import free_port
 
 
 def client_for(server: KubeAPIServer) -> KubeClient:
