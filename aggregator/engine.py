@@ -40,7 +40,6 @@ from aggregator.settings import Settings
 from aggregator.workqueue import WorkQueue
 
 logger = logging.getLogger("aggregator.engine")
-RETRY_DELAY = 1.0
 SECRET_RETRY = 10.0
 MEMBER_SYNC_TIMEOUT = 60.0  # a member still busy after this long no longer holds up start-up
 
@@ -285,12 +284,15 @@ class Engine:
                 if self.leading.is_set():
                     self.reconciler.reconcile(key)
                     self.metrics.reconcile_seconds.labels(str(key.kind)).observe(time.monotonic() - queued_at)
+                self.queue.forget(key)
             except NotLeaderError:
                 pass  # leadership is being lost; whoever leads next reconciles everything
-            except Exception as error:  # noqa: BLE001 - retried; one bad intent must not stop the others
+            except Exception as error:  # noqa: BLE001 - retried with backoff; one bad intent must not stop the others
                 self.metrics.reconcile_errors.labels(str(key.kind)).inc()
-                logger.warning("reconcile failed; retrying", extra={"intent": str(key), "error": str(error)})
-                self.queue.add_after(key, RETRY_DELAY)
+                delay = self.queue.add_rate_limited(key)
+                logger.warning("reconcile failed; retrying", extra={
+                    "intent": str(key), "error": str(error), "retry_in_seconds": delay,
+                    "failures": self.queue.failures(key)})
             finally:
                 self.queue.done(key)
                 self.metrics.queue_depth.set(len(self.queue))
