@@ -14,7 +14,7 @@ from typing import Any
 GROUP = "fleetdns.io"
 VERSION = "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
-DEFAULT_TTL = 180  # KubeFed's default record TTL
+DEFAULT_TTL = 30  # k8gb's default (KubeFed had 180): a client behind a caching resolver fails over within it
 DEFAULT_KUBECONFIG_KEY = "kubeconfig"
 LABEL_INTENT_KIND = "fleetdns.io/intent-kind"
 LABEL_INTENT_NAME = "fleetdns.io/intent-name"
