@@ -7,6 +7,12 @@ import re
 
 MAX_NAME_LENGTH = 253
 MAX_LABEL_LENGTH = 63
+# ExternalDNS's TXT registry (v0.22, no --txt-prefix/--txt-suffix) keeps its ownership record of each
+# name at ``<type>-<first label>.<rest>`` (registry/mapper ToTXTName): ``a-``, ``aaaa-`` or ``cname-`` for
+# what FleetDNS publishes. The longest of these prefixes must still fit a label and a name.
+REGISTRY_PREFIX_MAX = len("cname-")
+MAX_PUBLISHED_LABEL_LENGTH = MAX_LABEL_LENGTH - REGISTRY_PREFIX_MAX  # 57, for the first label
+MAX_PUBLISHED_NAME_LENGTH = MAX_NAME_LENGTH - REGISTRY_PREFIX_MAX  # 247
 # Letters, digits, hyphen; underscore for service labels (_sip._tcp, _acme-challenge); "*" as a whole
 # label for wildcards. Anything else is refused before it can reach etcd.
 _LABEL = re.compile(r"^(\*|[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?)$")
@@ -38,6 +44,30 @@ def normalize_name(name: str) -> str:
             )
         if label == "*" and index != 0:
             raise InvalidDNSNameError(f"DNS name {name!r}: '*' is only allowed as the leftmost label")
+    return candidate
+
+
+def check_publishable(name: str) -> str:
+    """The normalised name if FleetDNS can publish it through ExternalDNS to stock CoreDNS, else
+    InvalidDNSNameError saying what to change.
+
+    Beyond ``normalize_name``: no ``*`` label (the CoreDNS etcd plugin reads ``*`` as a query wildcard,
+    not a zone wildcard), and room for the registry's ``cname-`` prefix in the first label and the name.
+    """
+    candidate = normalize_name(name)
+    labels = candidate.split(".")
+    if "*" in labels:
+        raise InvalidDNSNameError(
+            f"DNS name {name!r} is a wildcard, which stock CoreDNS cannot serve (its etcd plugin reads '*' as a "
+            "query wildcard, not a zone wildcard): list each host explicitly")
+    if len(labels[0]) > MAX_PUBLISHED_LABEL_LENGTH:
+        raise InvalidDNSNameError(
+            f"DNS name {name!r}: first label {labels[0]!r} is {len(labels[0])} characters; at most "
+            f"{MAX_PUBLISHED_LABEL_LENGTH} leave room for ExternalDNS's TXT registry prefix 'cname-': shorten it")
+    if len(candidate) > MAX_PUBLISHED_NAME_LENGTH:
+        raise InvalidDNSNameError(
+            f"DNS name {name!r} is {len(candidate)} characters; at most {MAX_PUBLISHED_NAME_LENGTH} leave room for "
+            "ExternalDNS's TXT registry prefix 'cname-': use shorter labels")
     return candidate
 
 

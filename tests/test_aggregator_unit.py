@@ -32,9 +32,9 @@ from aggregator.policy import MemberView, Reachability, evaluate_ingress_cluster
 from aggregator.render import address_records, render_ingress_endpoints, render_service_endpoints
 from aggregator.settings import parse_settings
 from aggregator.status import Outcome, build_status, cluster_changes
-from aggregator.workqueue import WorkQueue
+from aggregator.workqueue import RETRY_BASE_DELAY, RETRY_MAX_DELAY, WorkQueue, backoff_delay
 from fleetdns.config import ConfigError
-from fleetdns.dnsname import InvalidDNSNameError
+from fleetdns.dnsname import InvalidDNSNameError, check_publishable
 from fleetdns.endpoint import Endpoint
 
 pytestmark = pytest.mark.unit
@@ -92,10 +92,13 @@ def test_ingress_backends_come_from_rules_and_default_backend() -> None:
     assert parsed.backend_services == ("api", "fallback")
 
 
-def test_service_intent_defaults_ttl_to_kubefeds_180() -> None:
+def test_service_intent_defaults_ttl_to_30_and_keeps_an_explicit_one() -> None:
     parsed = parse_service_intent({"metadata": {"namespace": "shop", "name": "web", "generation": 2},
                                    "spec": {"domainRef": "fleet"}})
-    assert parsed.record_ttl == 180 and parsed.generation == 2 and not parsed.allow_service_without_endpoints
+    assert parsed.record_ttl == 30 and parsed.generation == 2 and not parsed.allow_service_without_endpoints
+    explicit = parse_service_intent({"metadata": {"namespace": "shop", "name": "web"},
+                                     "spec": {"domainRef": "fleet", "recordTTL": 180}})
+    assert explicit.record_ttl == 180
 
 
 def test_domain_reads_spec_and_kubefeds_top_level_form() -> None:
@@ -124,8 +127,58 @@ def test_a_name_too_long_to_serve_is_refused() -> None:
 
 
 def test_ingress_hosts_are_normalised_and_deduplicated() -> None:
-    assert ingress_host_names(("Shop.Example.org.", "shop.example.org", "*.example.org")) == (
-        "*.example.org", "shop.example.org")
+    assert ingress_host_names(("Shop.Example.org.", "shop.example.org", "api.example.org")) == (
+        "api.example.org", "shop.example.org")
+
+
+def test_a_wildcard_host_is_refused_saying_coredns_cannot_serve_it() -> None:
+    with pytest.raises(InvalidDNSNameError, match="wildcard.*list each host explicitly"):
+        ingress_host_names(("shop.example.org", "*.example.org"))
+
+
+def name_of_length(total: int) -> str:
+    """``w.bbb….bbb.example.com`` of exactly ``total`` octets, every label short enough."""
+    middle = total - len("w.") - len(".example.com")
+    labels = ["b" * 40] * (middle // 41) + (["b" * (middle % 41 - 1)] if middle % 41 > 1 else [])
+    name = ".".join(["w", *labels, "example.com"])
+    name = name if len(name) == total else "ww" + name[1:]  # one octet short when the last label came out empty
+    assert len(name) == total
+    return name
+
+
+# ExternalDNS's TXT registry stores the ownership of `web.example.com` at `cname-web.example.com`:
+# the first label may have 63 - 6 = 57 octets, the name 253 - 6 = 247.
+@pytest.mark.parametrize("name", [
+    "a" * 57 + ".example.com",
+    name_of_length(247),
+    "_acme-challenge.example.com",
+])
+def test_check_publishable_accepts_names_with_room_for_the_registry_prefix(name: str) -> None:
+    assert check_publishable(name.upper() + ".") == name
+
+
+@pytest.mark.parametrize(("name", "says"), [
+    ("a" * 58 + ".example.com", "first label .* is 58 characters; at most 57 .* 'cname-'"),
+    (name_of_length(248), "is 248 characters; at most 247"),
+    ("*.example.com", "wildcard"),
+    ("shop.*.example.com", "'\\*' is only allowed as the leftmost label"),
+    ("bad_label-.example.com", "may hold only letters"),
+])
+def test_check_publishable_refuses_what_stock_coredns_or_the_registry_cannot_take(name: str, says: str) -> None:
+    with pytest.raises(InvalidDNSNameError, match=says):
+        check_publishable(name)
+
+
+def test_service_names_leave_room_for_the_registry_prefix() -> None:
+    service_names(intent(external_name="e" * 57), "example.com")
+    with pytest.raises(InvalidDNSNameError, match="at most 57"):
+        service_names(intent(external_name="e" * 58), "example.com")
+    with pytest.raises(InvalidDNSNameError, match="at most 57"):
+        service_names(intent(dns_prefix="p" * 58), "example.com")
+    long_domain = ".".join(["d" * 60] * 3)  # global name 22 + 182 = 204 octets; a zone name goes past 247
+    names = service_names(intent(), long_domain)
+    with pytest.raises(InvalidDNSNameError, match="at most 247"):
+        names.zone_name("r" * 20, "z" * 30)
 
 
 # --- policy ---------------------------------------------------------------------------------------
@@ -280,6 +333,43 @@ def test_queue_add_after_delivers_later() -> None:
     queue.add_after("later", 0.2)
     assert queue.get(timeout=1) is not None
     assert time.monotonic() - started >= 0.19
+
+
+def test_backoff_doubles_from_half_a_second_and_holds_its_cap() -> None:
+    assert [backoff_delay(n) for n in range(5)] == [0.5, 1.0, 2.0, 4.0, 8.0]
+    assert (RETRY_BASE_DELAY, RETRY_MAX_DELAY) == (0.5, 300.0)
+    assert backoff_delay(9) == 256.0 and backoff_delay(10) == 300.0
+    assert backoff_delay(10_000) == 300.0  # no overflow however long an intent keeps failing
+
+
+def test_rate_limited_delays_grow_per_key_and_forget_resets() -> None:
+    queue: WorkQueue[str] = WorkQueue(base_delay=10, max_delay=35)
+    assert [queue.add_rate_limited("broken") for _ in range(4)] == [10, 20, 35, 35]
+    assert queue.failures("broken") == 4
+    assert queue.add_rate_limited("other") == 10  # per key: one failing intent does not slow the others
+    queue.forget("broken")
+    assert queue.failures("broken") == 0
+    assert queue.add_rate_limited("broken") == 10
+
+
+def test_rate_limited_key_is_delivered_after_its_delay_and_only_once() -> None:
+    queue: WorkQueue[str] = WorkQueue(base_delay=0.1, max_delay=1.0)
+    started = time.monotonic()
+    queue.add_rate_limited("k")
+    got = queue.get(timeout=2)
+    assert got is not None and got[0] == "k" and time.monotonic() - started >= 0.09
+    queue.done("k")
+    # a retry pending and a change meanwhile: the change is handed out at once ...
+    queue.add_rate_limited("k")
+    queue.add("k")
+    got = queue.get(timeout=0.05)
+    assert got is not None and got[0] == "k"
+    # ... the retry comes due while it is processed: no second worker gets the key
+    assert queue.get(timeout=0.4) is None
+    queue.done("k")
+    assert queue.get(timeout=1) is not None  # the retry, once, after done
+    queue.done("k")
+    assert queue.get(timeout=0.4) is None
 
 
 def test_queue_shutdown_wakes_waiting_workers() -> None:
