@@ -137,30 +137,49 @@ def test_targets_have_one_canonical_form(record_type, given, canonical):
 
 
 @pytest.mark.parametrize(("body", "path"), [
-    ({"create": [{"dnsName": "a.example.org", "recordType": "A", "targets": ["1.2.3.4", "nope"]}]},
-     "create[0].targets[1]"),
-    ({"create": [{"dnsName": "a.example.org", "recordType": "AAAA", "targets": ["192.0.2.1"]}]},
-     "create[0].targets[0]"),
-    ({"updateNew": [{"dnsName": "a.example.org", "recordType": "CNAME", "targets": ["x.org", "y.org"]}],
-      "updateOld": [{"dnsName": "a.example.org", "recordType": "CNAME", "targets": ["x.org"]}]},
-     "updateNew[0].targets"),
-    ({"create": [{"dnsName": "bad_name-.example.org", "recordType": "A", "targets": ["1.2.3.4"]}]},
-     "create[0].dnsName"),
-    ({"create": [{"dnsName": "a.example.org", "recordType": "NS", "targets": ["ns.example.org"]}]},
-     "create[0].recordType"),
-    ({"create": [{"dnsName": "a.example.org", "recordType": "SRV", "targets": ["10 5 sip.example.org"]}]},
-     "create[0].targets[0]"),
-    ({"create": [{"dnsName": "a.example.org", "recordType": "MX", "targets": ["99999 mail.example.org"]}]},
-     "create[0].targets[0]"),
     ({"create": [{"dnsName": "a.example.org", "recordType": "A", "targets": "1.2.3.4"}]}, "create[0].targets"),
-    ({"Create": [{"dnsName": "a.example.org", "recordType": "A", "targets": []}]}, "Create[0].targets"),
+    ({"create": [{"dnsName": "a.example.org", "recordType": "A", "targets": [1]}]}, "create[0].targets[0]"),
+    ({"create": {"dnsName": "a.example.org"}}, "create"),
+    ({"delete": ["a.example.org"]}, "delete[0]"),
     ({"updateOld": [{"dnsName": "a.example.org", "recordType": "A", "targets": ["1.2.3.4"]}]}, "updateOld"),
     ([], "$"),
 ])
-def test_invalid_changes_are_refused_with_the_json_path_of_the_problem(body, path):
+def test_malformed_changes_documents_are_refused_with_the_json_path_of_the_problem(body, path):
     with pytest.raises(EndpointFormatError) as error:
         parse_changes(body, EVERYTHING)
     assert error.value.path == path
+
+
+@pytest.mark.parametrize(("body", "path", "reason"), [
+    ({"create": [{"dnsName": "a.example.org", "recordType": "A", "targets": ["1.2.3.4", "nope"]}]},
+     "create[0]", "invalid_target"),
+    ({"create": [{"dnsName": "a.example.org", "recordType": "AAAA", "targets": ["192.0.2.1"]}]},
+     "create[0]", "invalid_target"),
+    ({"updateNew": [{"dnsName": "a.example.org", "recordType": "CNAME", "targets": ["x.org", "y.org"]}],
+      "updateOld": [{"dnsName": "a.example.org", "recordType": "CNAME", "targets": ["x.org"]}]},
+     "updateNew[0]", "cname_multiple_targets"),
+    ({"create": [{"dnsName": "bad_name-.example.org", "recordType": "A", "targets": ["1.2.3.4"]}]},
+     "create[0]", "invalid_name"),
+    ({"create": [{"dnsName": "a.example.org", "recordType": "NS", "targets": ["ns.example.org"]}]},
+     "create[0]", "unsupported_type"),
+    ({"create": [{"dnsName": "a.example.org", "recordType": "SRV", "targets": ["10 5 sip.example.org"]}]},
+     "create[0]", "invalid_target"),
+    ({"create": [{"dnsName": "a.example.org", "recordType": "MX", "targets": ["99999 mail.example.org"]}]},
+     "create[0]", "invalid_target"),
+    ({"Create": [{"dnsName": "a.example.org", "recordType": "A", "targets": []}]}, "Create[0]", "invalid_target"),
+    ({"create": [{"dnsName": "*.example.org", "recordType": "A", "targets": ["1.2.3.4"]}]}, "create[0]", "wildcard"),
+    ({"create": [{"dnsName": "a.example.org", "recordType": "A", "targets": ["1.2.3.4"], "recordTTL": -5}]},
+     "create[0]", "invalid_ttl"),
+    ({"delete": [{"dnsName": "a-*.example.org", "recordType": "TXT", "targets": ["x"]}]}, "delete[0]",
+     "invalid_name"),
+])
+def test_endpoints_that_cannot_be_stored_are_skipped_with_a_reason_and_the_rest_kept(body, path, reason):
+    good = {"dnsName": "good.example.org", "recordType": "A", "targets": ["192.0.2.1"]}
+    key = "Create" if "Create" in body else "create"
+    parsed = parse_changes({**body, key: [*body.get(key, []), good]}, EVERYTHING)
+    assert [(s.path, s.rejection.reason.value) for s in parsed.skipped] == [(path, reason)]
+    assert [e.dns_name for e in parsed.create] == ["good.example.org"]
+    assert not (parsed.update_old or parsed.update_new or parsed.delete)
 
 
 def test_both_spellings_of_changes_and_null_lists_parse_the_same():
@@ -172,11 +191,12 @@ def test_both_spellings_of_changes_and_null_lists_parse_the_same():
     assert parse_changes({}, EVERYTHING).is_empty
 
 
-def test_names_outside_the_domain_filter_are_refused_naming_the_name():
-    with pytest.raises(EndpointFormatError) as error:
-        parse_changes({"create": [{"dnsName": "evil.example.com", "recordType": "A", "targets": ["192.0.2.1"]}]},
-                      DomainFilter.from_lists(["example.org"], []))
-    assert error.value.path == "create[0].dnsName" and "evil.example.com" in error.value.message
+def test_names_outside_the_domain_filter_are_skipped_naming_the_name():
+    parsed = parse_changes({"create": [{"dnsName": "evil.example.com", "recordType": "A", "targets": ["192.0.2.1"]}]},
+                           DomainFilter.from_lists(["example.org"], []))
+    (skipped,) = parsed.skipped
+    assert parsed.is_empty and skipped.path == "create[0]" and skipped.rejection.reason.value == "domain_filter"
+    assert "evil.example.com" in skipped.rejection.message
 
 
 def test_deletes_accept_records_we_could_only_have_read_such_as_a_foreign_two_target_cname():

@@ -1,7 +1,8 @@
 """The HTTP side of the webhook protocol: exact media type, exact status codes, JSON reasons for refusals.
 
-ExternalDNS retries 500-510 and treats every other non-2xx as fatal, so 4xx is reserved for input
-that would never succeed and etcd trouble is always 503.
+ExternalDNS retries 500-510 and treats every other non-2xx as fatal (it exits), so 400 is reserved for a
+body that is not a Changes document (or endpoint array) at all; a record that cannot be stored is skipped
+and the rest of the batch answers 204. etcd trouble is always 503.
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ from typing import Any
 from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from fleetdns.endpoint import EndpointFormatError, parse_endpoint_list
-from webhook_provider.changes import parse_changes
+from fleetdns.endpoint import EndpointFormatError
+from webhook_provider.changes import parse_changes, parse_endpoints
 from webhook_provider.metrics import Metrics
 from webhook_provider.provider import Provider
 from webhook_provider.store import EtcdUnavailableError
@@ -100,7 +101,7 @@ def create_api(provider: Provider, metrics: Metrics, max_request_bytes: int) -> 
             changes = parse_changes(_read_json(), provider.domain_filter)
         except EndpointFormatError as error:
             metrics.applies.labels("rejected").inc()
-            log.warning("changes refused", extra={"path": error.path, "reason": error.message})
+            log.warning("malformed Changes document refused", extra={"path": error.path, "reason": error.message})
             return _error(400, error.message, error.path)
         try:
             provider.apply(changes)
@@ -114,7 +115,7 @@ def create_api(provider: Provider, metrics: Metrics, max_request_bytes: int) -> 
     @app.post("/adjustendpoints")
     def adjust_endpoints() -> Response:
         try:
-            endpoints = parse_endpoint_list(_read_json(), "$")
+            endpoints = parse_endpoints(_read_json(), "$")
         except EndpointFormatError as error:
             return _error(400, error.message, error.path)
         return _json_response([endpoint.to_json() for endpoint in provider.adjust_endpoints(endpoints)])

@@ -1,13 +1,17 @@
-"""The body of POST /records: ExternalDNS's Changes, in both spellings, parsed and validated at the edge."""
+"""The bodies of POST /records (ExternalDNS's Changes, both spellings) and /adjustendpoints, parsed at the edge.
+
+Only a body that is not a Changes document (or endpoint array) raises: ExternalDNS exits on any 4xx, so an
+endpoint that cannot be stored is set aside as ``Skipped`` and the rest of the batch still applies.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
-from fleetdns.endpoint import Endpoint, EndpointFormatError, parse_endpoint_list
+from fleetdns.endpoint import Endpoint, EndpointFormatError
 from webhook_provider.domain_filter import DomainFilter
-from webhook_provider.validation import canonical_endpoint, existing_endpoint
+from webhook_provider.validation import MAX_TTL, Rejection, existing_endpoint, storable_endpoint
 
 # v0.17+ sends camelCase and omits empty lists; up to v0.16 the keys were capitalised and empty lists null.
 _SPELLINGS = {
@@ -16,16 +20,26 @@ _SPELLINGS = {
     "update_new": ("updateNew", "UpdateNew"),
     "delete": ("delete", "Delete"),
 }
+_JSON_KINDS = {dict: "an object", str: "a string", int: "a number", float: "a number", bool: "a boolean"}
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """One endpoint of a request that is not applied; ``path`` says where it was (``create[3]``)."""
+
+    path: str
+    rejection: Rejection
 
 
 @dataclass(frozen=True)
 class Changes:
-    """Validated, canonical endpoints; ``update_old[i]`` pairs with ``update_new[i]``."""
+    """Canonical endpoints to apply; ``update_old[i]`` pairs with ``update_new[i]``; ``skipped`` is never written."""
 
     create: tuple[Endpoint, ...] = ()
     update_old: tuple[Endpoint, ...] = ()
     update_new: tuple[Endpoint, ...] = ()
     delete: tuple[Endpoint, ...] = ()
+    skipped: tuple[Skipped, ...] = ()
 
     @property
     def is_empty(self) -> bool:
@@ -36,32 +50,68 @@ class Changes:
 
 
 def parse_changes(data: Any, domain_filter: DomainFilter) -> Changes:
-    """Whole-request validation: the first problem raises EndpointFormatError with its JSON path."""
+    """Raises EndpointFormatError (with its JSON path) only for a malformed document; bad endpoints are skipped."""
     if not isinstance(data, dict):
         raise EndpointFormatError("$", "expected a Changes object")
-    lists: dict[str, tuple[Endpoint, ...]] = {}
-    for field_name, spellings in _SPELLINGS.items():
-        lists[field_name] = _parse_list(data, spellings, domain_filter, strict=field_name in ("create", "update_new"))
-    if len(lists["update_old"]) != len(lists["update_new"]):
-        raise EndpointFormatError("updateOld", f"updateOld has {len(lists['update_old'])} endpoints but updateNew "
-                                               f"has {len(lists['update_new'])}; they must pair up")
-    return Changes(**lists)
+    lists = {field_name: _endpoint_list(data, spellings) for field_name, spellings in _SPELLINGS.items()}
+    old_key, olds = lists["update_old"]
+    new_key, news = lists["update_new"]
+    if len(olds) != len(news):
+        raise EndpointFormatError("updateOld", f"updateOld has {len(olds)} endpoints but updateNew has {len(news)}; "
+                                               "they must pair up")
+    skipped: list[Skipped] = []
+
+    def keep(key: str, index: int, verdict: Endpoint | Rejection) -> Endpoint | None:
+        if isinstance(verdict, Rejection):
+            skipped.append(Skipped(f"{key}[{index}]", verdict))
+            return None
+        return verdict
+
+    create_key, creates = lists["create"]
+    create = [keep(create_key, i, storable_endpoint(e, domain_filter)) for i, e in enumerate(creates)]
+    delete_key, deletes = lists["delete"]
+    delete = [keep(delete_key, i, existing_endpoint(e, domain_filter)) for i, e in enumerate(deletes)]
+    pairs = []
+    for index, (old, new) in enumerate(zip(olds, news, strict=True)):
+        # Judge the new side first: it is what would be written. A skipped pair leaves the old record in place.
+        new_verdict = keep(new_key, index, storable_endpoint(new, domain_filter))
+        old_verdict = keep(old_key, index, existing_endpoint(old, domain_filter)) if new_verdict is not None else None
+        if new_verdict is not None and old_verdict is not None:
+            pairs.append((old_verdict, new_verdict))
+    return Changes(
+        create=tuple(e for e in create if e is not None),
+        update_old=tuple(old for old, _ in pairs),
+        update_new=tuple(new for _, new in pairs),
+        delete=tuple(e for e in delete if e is not None),
+        skipped=tuple(skipped),
+    )
 
 
-def _parse_list(data: dict[str, Any], spellings: tuple[str, str], domain_filter: DomainFilter,
-                strict: bool) -> tuple[Endpoint, ...]:
-    """``strict`` for what will be written; records being replaced or deleted only need to be found."""
+def parse_endpoints(data: Any, path: str) -> list[Endpoint]:
+    """A JSON array of endpoint objects (``null`` = empty); raises EndpointFormatError for anything else.
+
+    A recordTTL outside what DNS allows is a value ExternalDNS can send (Go's int64, straight from a
+    DNSEndpoint), not a malformed document: it is kept here for ``storable_endpoint`` to reject.
+    """
+    if data is None:
+        return []
+    if not isinstance(data, list):
+        raise EndpointFormatError(path, f"expected an array of endpoints, got {_JSON_KINDS.get(type(data), 'null')}")
+    return [_endpoint(item, f"{path}[{index}]") for index, item in enumerate(data)]
+
+
+def _endpoint(item: Any, path: str) -> Endpoint:
+    ttl = item.get("recordTTL") if isinstance(item, dict) else None
+    if isinstance(ttl, int) and not isinstance(ttl, bool) and not 0 <= ttl <= MAX_TTL:
+        return replace(Endpoint.from_json({**item, "recordTTL": 0}, path), record_ttl=ttl)
+    return Endpoint.from_json(item, path)
+
+
+def _endpoint_list(data: dict[str, Any], spellings: tuple[str, str]) -> tuple[str, list[Endpoint]]:
+    """The list under whichever spelling is present, and that key (for paths in logs and errors)."""
     present = [key for key in spellings if data.get(key) is not None]
     if len(present) > 1:
         raise EndpointFormatError(present[1], f"both {present[0]!r} and {present[1]!r} given")
     if not present:
-        return ()
-    key = present[0]
-    endpoints = []
-    for index, endpoint in enumerate(parse_endpoint_list(data[key], key)):
-        path = f"{key}[{index}]"
-        canonical = canonical_endpoint(endpoint, path) if strict else existing_endpoint(endpoint, path)
-        if not domain_filter.match(canonical.dns_name):
-            raise EndpointFormatError(f"{path}.dnsName", f"{canonical.dns_name!r} is outside the domain filter")
-        endpoints.append(canonical)
-    return tuple(endpoints)
+        return spellings[0], []
+    return present[0], parse_endpoints(data[present[0]], present[0])

@@ -1,12 +1,43 @@
-"""Prometheus metrics of the webhook, on a registry of its own (served on the health port)."""
+"""Prometheus metrics of the webhook, on a registry of its own (served on the health port), and the report of
+records it cannot store (counted every time, logged once per name)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import logging
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from webhook_provider.validation import Rejection
+
+log = logging.getLogger(__name__)
+
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+REPORTED_MEMORY = 10_000  # (name, reason) pairs remembered as already logged; the oldest are forgotten first
+
+
+@dataclass
+class RejectionLog:
+    """Logs each (name, reason) at warning once, repeats at debug: ExternalDNS resends every second."""
+
+    capacity: int = REPORTED_MEMORY
+    _seen: OrderedDict[tuple[str, str], None] = field(default_factory=OrderedDict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def report(self, rejection: Rejection, source: str, path: str) -> None:
+        key = (rejection.dns_name, rejection.reason.value)
+        with self._lock:
+            first = key not in self._seen
+            self._seen[key] = None
+            self._seen.move_to_end(key)
+            while len(self._seen) > self.capacity:
+                self._seen.popitem(last=False)
+        level = logging.WARNING if first else logging.DEBUG
+        log.log(level, "record skipped: it cannot be stored", extra={
+            "dnsName": rejection.dns_name, "recordType": rejection.record_type, "reason": rejection.reason.value,
+            "detail": rejection.message, "source": source, "path": path})
 
 
 @dataclass(frozen=True)
@@ -20,6 +51,8 @@ class Metrics:
     changes_applied: Counter
     applies: Counter
     dropped_endpoints: Counter
+    rejected_records: Counter
+    rejections: RejectionLog
 
     @classmethod
     def create(cls) -> Metrics:
@@ -43,4 +76,8 @@ class Metrics:
                             registry=registry),
             dropped_endpoints=Counter("fleetdns_webhook_adjust_dropped_total",
                                       "endpoints /adjustendpoints dropped, by reason", ["reason"], registry=registry),
+            rejected_records=Counter("fleetdns_webhook_records_rejected_total",
+                                     "endpoints POST /records skipped (not written), by reason", ["reason"],
+                                     registry=registry),
+            rejections=RejectionLog(),
         )

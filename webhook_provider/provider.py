@@ -6,14 +6,14 @@ import logging
 import threading
 import time
 
-from fleetdns.endpoint import Endpoint, EndpointFormatError
+from fleetdns.endpoint import Endpoint
 from webhook_provider.changes import Changes
 from webhook_provider.domain_filter import DomainFilter
 from webhook_provider.metrics import Metrics
 from webhook_provider.planner import Transaction, batch, plan_changes
 from webhook_provider.records import Record, endpoints_of
 from webhook_provider.store import ConflictError, EtcdStore, EtcdUnavailableError
-from webhook_provider.validation import canonical_endpoint
+from webhook_provider.validation import Rejection, storable_endpoint
 
 log = logging.getLogger(__name__)
 
@@ -50,26 +50,25 @@ class Provider:
         return endpoints
 
     def adjust_endpoints(self, endpoints: list[Endpoint]) -> list[Endpoint]:
-        """Canonical forms of what we can serve; the rest is dropped with a logged reason (never fatal)."""
+        """Canonical forms of what apply would store; the rest is dropped exactly as apply would skip it."""
         adjusted = []
         for index, endpoint in enumerate(endpoints):
-            try:
-                canonical = canonical_endpoint(endpoint, f"[{index}]")
-            except EndpointFormatError as error:
-                reason = "unsupported_type" if error.path.endswith("recordType") else "invalid"
-                self.metrics.dropped_endpoints.labels(reason).inc()
-                log.warning("dropping endpoint this provider cannot serve", extra={
-                    "dnsName": endpoint.dns_name, "recordType": endpoint.record_type, "reason": error.message})
+            verdict = storable_endpoint(endpoint, self.domain_filter)
+            if isinstance(verdict, Rejection):
+                self.metrics.dropped_endpoints.labels(verdict.reason.value).inc()
+                self.metrics.rejections.report(verdict, "adjustendpoints", f"[{index}]")
                 continue
-            if not self.domain_filter.match(canonical.dns_name):
-                self.metrics.dropped_endpoints.labels("domain_filter").inc()
-                log.warning("dropping endpoint outside the domain filter", extra={"dnsName": canonical.dns_name})
-                continue
-            adjusted.append(canonical)
+            adjusted.append(verdict)
         return adjusted
 
     def apply(self, changes: Changes) -> None:
-        """Write the changes; raises EtcdUnavailableError (→ 503) unless every transaction committed."""
+        """Write the changes; raises EtcdUnavailableError (→ 503) unless every transaction committed.
+
+        Skipped endpoints are only reported: nothing of them is written, and they never fail the rest.
+        """
+        for skipped in changes.skipped:
+            self.metrics.rejected_records.labels(skipped.rejection.reason.value).inc()
+            self.metrics.rejections.report(skipped.rejection, "records", skipped.path)
         if changes.is_empty:
             self.metrics.applies.labels("empty").inc()
             return

@@ -1,19 +1,23 @@
-"""Per-type target rules and canonical forms.
+"""Which endpoints can be stored, why not, and the one canonical form of each target.
 
 GET /records returns targets in exactly the form /adjustendpoints gave ExternalDNS, so its planner
-never sees a difference that is not there (no update churn).
+never sees a difference that is not there (no update churn). ``storable_endpoint`` is the one decision
+shared by POST /records (skips) and /adjustendpoints (drops), so the plan never retries a skipped record.
 """
 
 from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass, replace
+from enum import StrEnum
 
 from fleetdns.dnsname import InvalidDNSNameError, normalize_name
-from fleetdns.endpoint import Endpoint, EndpointFormatError
+from fleetdns.endpoint import Endpoint
+from webhook_provider.domain_filter import DomainFilter
 
 SUPPORTED_TYPES = ("A", "AAAA", "CNAME", "TXT", "SRV", "MX")
 MAX_U16 = 65535
+MAX_TTL = 2**31 - 1  # RFC 2181: a TTL is a 31-bit unsigned value
 
 
 class InvalidTargetError(ValueError):
@@ -111,37 +115,84 @@ def lenient_target(record_type: str, target: str) -> str:
         return target
 
 
-def existing_endpoint(endpoint: Endpoint, path: str) -> Endpoint:
-    """An endpoint naming records that exist (updateOld, delete): any type and target we might have returned."""
-    try:
-        name = normalize_name(endpoint.dns_name)
-    except InvalidDNSNameError as error:
-        raise EndpointFormatError(f"{path}.dnsName", str(error)) from None
+class RejectReason(StrEnum):
+    """Why an endpoint cannot be stored: the fixed label set of ``fleetdns_webhook_records_rejected_total``."""
+
+    INVALID_NAME = "invalid_name"  # not a DNS name (e.g. the registry's ``a-*.x`` companion of a wildcard)
+    WILDCARD = "wildcard"  # CoreDNS's etcd plugin never serves a ``*`` key as a DNS wildcard
+    DOMAIN_FILTER = "domain_filter"
+    UNSUPPORTED_TYPE = "unsupported_type"
+    INVALID_TARGET = "invalid_target"  # includes an endpoint without targets
+    CNAME_MULTIPLE_TARGETS = "cname_multiple_targets"
+    INVALID_TTL = "invalid_ttl"
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """An endpoint that is skipped, not written: its name (normalised when valid), type, reason and why."""
+
+    dns_name: str
+    record_type: str
+    reason: RejectReason
+    message: str
+
+
+def storable_endpoint(endpoint: Endpoint, domain_filter: DomainFilter) -> Endpoint | Rejection:
+    """The canonical endpoint (normalised name, upper-case type, canonical de-duplicated targets), or why not.
+
+    The one home of "can this be stored": POST /records skips what this rejects, /adjustendpoints drops it.
+    """
     record_type = endpoint.record_type.strip().upper()
+    name = _valid_name(endpoint, record_type, domain_filter)
+    if isinstance(name, Rejection):
+        return name
+
+    def reject(reason: RejectReason, message: str) -> Rejection:
+        return Rejection(name, record_type, reason, message)
+
+    if name.split(".", 1)[0] == "*":
+        return reject(RejectReason.WILDCARD, f"{name!r}: CoreDNS's etcd plugin does not serve a '*' key as a DNS "
+                                             "wildcard (only queries may contain '*'); list the names instead")
+    if record_type not in SUPPORTED_TYPES:
+        return reject(RejectReason.UNSUPPORTED_TYPE, f"record type {endpoint.record_type!r} is not supported "
+                                                     f"(supported: {', '.join(SUPPORTED_TYPES)})")
+    if not 0 <= endpoint.record_ttl <= MAX_TTL:
+        return reject(RejectReason.INVALID_TTL, f"recordTTL {endpoint.record_ttl} is outside 0..{MAX_TTL}")
+    if not endpoint.targets:
+        return reject(RejectReason.INVALID_TARGET, "at least one target is required")
+    targets: list[str] = []
+    for target in endpoint.targets:
+        try:
+            canonical = canonical_target(record_type, target)
+        except InvalidTargetError as error:
+            return reject(RejectReason.INVALID_TARGET, str(error))
+        if canonical not in targets:
+            targets.append(canonical)
+    if record_type == "CNAME" and len(targets) > 1:
+        return reject(RejectReason.CNAME_MULTIPLE_TARGETS, f"a CNAME has exactly one target, got {len(targets)}")
+    return replace(endpoint, dns_name=name, record_type=record_type, targets=tuple(targets))
+
+
+def existing_endpoint(endpoint: Endpoint, domain_filter: DomainFilter) -> Endpoint | Rejection:
+    """An endpoint naming records that may exist (updateOld, delete), or why none can.
+
+    Type and targets stay lenient (anything GET /records may have returned, e.g. a foreign two-target
+    CNAME or an older ``*`` record); only names GET /records never returns are rejected.
+    """
+    record_type = endpoint.record_type.strip().upper()
+    name = _valid_name(endpoint, record_type, domain_filter)
+    if isinstance(name, Rejection):
+        return name
     targets = tuple(dict.fromkeys(lenient_target(record_type, target) for target in endpoint.targets))
     return replace(endpoint, dns_name=name, record_type=record_type, targets=targets)
 
 
-def canonical_endpoint(endpoint: Endpoint, path: str) -> Endpoint:
-    """Validated copy with normalised name, upper-case type and canonical, de-duplicated targets."""
+def _valid_name(endpoint: Endpoint, record_type: str, domain_filter: DomainFilter) -> str | Rejection:
+    """The normalised name if it is a DNS name this provider serves."""
     try:
         name = normalize_name(endpoint.dns_name)
     except InvalidDNSNameError as error:
-        raise EndpointFormatError(f"{path}.dnsName", str(error)) from None
-    record_type = endpoint.record_type.strip().upper()
-    if record_type not in SUPPORTED_TYPES:
-        raise EndpointFormatError(f"{path}.recordType", f"record type {endpoint.record_type!r} is not supported "
-                                                        f"(supported: {', '.join(SUPPORTED_TYPES)})")
-    if not endpoint.targets:
-        raise EndpointFormatError(f"{path}.targets", "at least one target is required")
-    targets: list[str] = []
-    for index, target in enumerate(endpoint.targets):
-        try:
-            canonical = canonical_target(record_type, target)
-        except InvalidTargetError as error:
-            raise EndpointFormatError(f"{path}.targets[{index}]", str(error)) from None
-        if canonical not in targets:
-            targets.append(canonical)
-    if record_type == "CNAME" and len(targets) > 1:
-        raise EndpointFormatError(f"{path}.targets", f"a CNAME has exactly one target, got {len(targets)}")
-    return replace(endpoint, dns_name=name, record_type=record_type, targets=tuple(targets))
+        return Rejection(endpoint.dns_name, record_type, RejectReason.INVALID_NAME, str(error))
+    if not domain_filter.match(name):
+        return Rejection(name, record_type, RejectReason.DOMAIN_FILTER, f"{name!r} is outside the domain filter")
+    return name

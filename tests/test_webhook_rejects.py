@@ -1,0 +1,266 @@
+"""A record the webhook cannot store never stops the rest: skipped with a reason, dropped by /adjustendpoints.
+
+ExternalDNS v0.22 exits on any answer but 204 or 500-510, so one bad record answered with 400 used to stop
+every change of the region. Real webhook process, real etcd, real ExternalDNS and CoreDNS.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pyetcd
+import pytest
+import yaml
+from kubernetes import client, utils
+
+from rig import ExternalDNS
+from rig.binaries import REPO_ROOT
+from rig.coredns import dns_answers, etcd_corefile
+from rig.region import WebhookProvider
+from rig.webhook_client import WebhookClient
+from webhook_provider.changes import parse_changes
+from webhook_provider.domain_filter import DomainFilter
+from webhook_provider.validation import RejectReason
+
+ZONE = "example.org"
+REJECTED = "fleetdns_webhook_records_rejected_total"
+DROPPED = "fleetdns_webhook_adjust_dropped_total"
+GETS = 'fleetdns_webhook_requests_total{method="GET",route="/records",status="200"}'
+APPLIED = 'fleetdns_webhook_applies_total{outcome="applied"}'
+
+
+def a_record(name: str, *targets: str, **extra: object) -> dict:
+    return {"dnsName": name, "recordType": "A", "targets": list(targets), **extra}
+
+
+def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if condition():
+                return
+        except Exception:  # noqa: BLE001 - a probe that fails means "not yet"
+            pass
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def by_reason(metrics: dict[str, float], family: str) -> dict[str, float]:
+    prefix = family + '{reason="'
+    return {key[len(prefix):-2]: value for key, value in metrics.items() if key.startswith(prefix)}
+
+
+def skip_warnings(log_path: Path) -> list[dict]:
+    """The webhook's warning-level "record skipped" log lines (JSON), in order."""
+    lines = []
+    for line in log_path.read_text(errors="replace").splitlines():
+        with contextlib.suppress(ValueError):
+            entry = json.loads(line)
+            if entry.get("msg", "").startswith("record skipped") and entry.get("level") == "warning":
+                lines.append(entry)
+    return lines
+
+
+# --- the HTTP protocol, real webhook process + real etcd -----------------------------------------------
+
+@pytest.fixture(scope="module")
+def webhook(etcd, tmp_path_factory) -> Iterator[tuple[WebhookProvider, str]]:
+    prefix = f"/rej{uuid.uuid4().hex[:8]}/"
+    server = WebhookProvider(etcd.endpoints, tmp_path_factory.mktemp("webhook"), domain_filter=ZONE,
+                             prefix=prefix, name="webhook-rejects").start()
+    yield server, prefix
+    server.stop()
+
+
+def names_in_etcd(etcd_url: str, prefix: str) -> set[str]:
+    """``<label>.example.org`` for every key below ``<prefix>org/example/<label>``, and every other key as is."""
+    host, port = etcd_url.removeprefix("http://").split(":")
+    keys = [meta.key.decode() for _, meta in pyetcd.client(host=host, port=int(port)).get_prefix(prefix)]
+    parts = [key[len(prefix):].split("/") for key in keys]
+    return {f"{p[2]}.example.org" if p[:2] == ["org", "example"] and len(p) > 2 else "/".join(p) for p in parts}
+
+
+@pytest.mark.etcd
+def test_a_batch_with_unstorable_records_applies_the_rest_answers_204_and_names_each_once(webhook, etcd):
+    server, prefix = webhook
+    hook = server.client
+    seed = {"create": [a_record("pair.example.org", "192.0.2.10"), a_record("moved.example.org", "192.0.2.20"),
+                       a_record("gone.example.org", "192.0.2.30")]}
+    assert hook.apply(seed).status_code == 204
+    before = by_reason(hook.metrics(), REJECTED)
+    batch = {
+        "create": [
+            a_record("ok1.example.org", "192.0.2.1"),
+            {"dnsName": "ok2.example.org", "recordType": "CNAME", "targets": ["ok1.example.org"]},
+            a_record("badip.example.org", "300.1.1.1"),
+            a_record("outside.example.com", "192.0.2.2"),
+            a_record("*.example.org", "192.0.2.3"),
+            {"dnsName": "a-*.example.org", "recordType": "TXT", "targets": ['"heritage=external-dns,o=t"']},
+        ],
+        "updateOld": [a_record("pair.example.org", "192.0.2.10"), a_record("moved.example.org", "192.0.2.20")],
+        "updateNew": [a_record("pair.example.org", "not-an-ip"), a_record("moved.example.org", "192.0.2.21")],
+        "delete": [a_record("gone.example.org", "192.0.2.30"), a_record("elsewhere.example.com", "192.0.2.4"),
+                   a_record("bad_name-.example.org", "192.0.2.5")],
+    }
+    for _ in range(2):  # ExternalDNS resends the same batch loop after loop
+        assert hook.apply(batch).status_code == 204
+
+    got = hook.endpoints()
+    assert got[("ok1.example.org", "A")]["targets"] == ["192.0.2.1"]
+    assert got[("ok2.example.org", "CNAME")]["targets"] == ["ok1.example.org"]
+    assert got[("moved.example.org", "A")]["targets"] == ["192.0.2.21"]
+    assert got[("pair.example.org", "A")]["targets"] == ["192.0.2.10"]  # invalid new side: the old record stays
+    assert ("gone.example.org", "A") not in got
+    assert names_in_etcd(etcd.url, prefix) == {"ok1.example.org", "ok2.example.org", "moved.example.org",
+                                               "pair.example.org"}  # nothing of a skipped endpoint written
+
+    rejected = by_reason(hook.metrics(), REJECTED)
+    grown = {reason: rejected.get(reason, 0) - before.get(reason, 0) for reason in rejected}
+    assert grown == {"invalid_target": 4, "domain_filter": 4, "wildcard": 2, "invalid_name": 4}
+
+    expected = {("badip.example.org", "invalid_target"), ("outside.example.com", "domain_filter"),
+                ("*.example.org", "wildcard"), ("a-*.example.org", "invalid_name"),
+                ("pair.example.org", "invalid_target"), ("elsewhere.example.com", "domain_filter"),
+                ("bad_name-.example.org", "invalid_name")}
+    names = {name for name, _ in expected} | {"ok1.example.org", "ok2.example.org", "moved.example.org"}
+    warned = Counter((entry["dnsName"], entry["reason"]) for entry in skip_warnings(server.process.log_path)
+                     if entry["dnsName"] in names)
+    assert warned == Counter(expected)  # each once, though the batch came twice
+
+
+@pytest.mark.etcd
+@pytest.mark.parametrize(("route", "body", "path"), [
+    ("/records", b"{not json", "$"),
+    ("/records", json.dumps([a_record("x.example.org", "192.0.2.1")]).encode(), "$"),
+    ("/records", json.dumps({"updateOld": [a_record("x.example.org", "192.0.2.1")],
+                             "updateNew": []}).encode(), "updateOld"),
+    ("/records", json.dumps({"create": [a_record("x.example.org", "192.0.2.1"), "y.example.org"]}).encode(),
+     "create[1]"),
+    ("/records", json.dumps({"create": {"dnsName": "x.example.org"}}).encode(), "create"),
+    ("/adjustendpoints", json.dumps({"dnsName": "x.example.org"}).encode(), "$"),
+])
+def test_a_malformed_document_still_gets_400_with_its_path_and_writes_nothing(webhook, route, body, path):
+    server, _ = webhook
+    hook = server.client
+    before = hook.records().json()
+    response = hook.session.post(hook.url + route, data=body, headers={"Content-Type": "application/json"},
+                                 timeout=hook.timeout)
+    assert response.status_code == 400
+    assert response.json()["path"] == path and response.json()["error"]
+    assert hook.records().json() == before
+
+
+# --- /adjustendpoints drops exactly what apply skips (over a table) -----------------------------------
+
+NAMES = ["app.t.example.org", "APP.T.Example.org.", "_sip._tcp.t.example.org", "*.t.example.org",
+         "a-*.t.example.org", "x.t.example.com", "bad_name-.t.example.org", "", "l" * 64 + ".t.example.org"]
+RECORDS = [
+    ("A", ["192.0.2.1"]), ("A", [" 192.0.2.1", "192.0.2.1"]), ("A", ["300.1.1.1"]), ("A", ["2001:db8::1"]), ("A", []),
+    ("AAAA", ["2001:DB8::1"]), ("AAAA", ["192.0.2.1"]),
+    ("CNAME", ["LB.example.org."]), ("CNAME", ["a.example.org", "b.example.org"]), ("CNAME", ["192.0.2.1"]),
+    ("TXT", ['"heritage=external-dns"']), ("SRV", ["10 5 5060 sip.example.org."]), ("SRV", ["10 5 sip"]),
+    ("MX", ["10 mail.example.org"]), ("MX", ["99999 mail.example.org"]),
+    ("NS", ["ns1.example.org"]), ("a", ["192.0.2.1"]), ("", ["192.0.2.1"]),
+]
+TTLS = [0, 60, -1, 2**31]
+TABLE = [{"dnsName": name, "recordType": record_type, "targets": targets, "recordTTL": ttl}
+         for name, (record_type, targets), ttl in itertools.product(NAMES, RECORDS, TTLS)]
+
+
+@pytest.mark.etcd
+def test_adjustendpoints_drops_exactly_the_endpoints_apply_skips_with_the_same_reasons(webhook):
+    server, _ = webhook
+    hook = server.client
+    domain_filter = DomainFilter.from_lists([ZONE], [])
+    created = parse_changes({"create": TABLE}, domain_filter)
+    updated = parse_changes({"updateOld": [a_record("app.t.example.org", "192.0.2.9")] * len(TABLE),
+                             "updateNew": TABLE}, domain_filter)
+    skipped_reasons = Counter(skipped.rejection.reason.value for skipped in created.skipped)
+    assert skipped_reasons == Counter(skipped.rejection.reason.value for skipped in updated.skipped)
+    assert created.create == updated.update_new  # a pair is skipped exactly when its new side is
+    assert set(skipped_reasons) == {reason.value for reason in RejectReason}  # the table covers every reason
+    assert len(created.create) + len(created.skipped) == len(TABLE)
+
+    before = by_reason(hook.metrics(), DROPPED)
+    response = hook.adjust(TABLE)
+    assert response.status_code == 200
+    assert response.json() == [endpoint.to_json() for endpoint in created.create]  # same survivors, same forms
+    after = by_reason(hook.metrics(), DROPPED)
+    assert Counter({reason: after[reason] - before.get(reason, 0) for reason in after}) == skipped_reasons
+
+
+# --- real ExternalDNS: one bad record next to good ones ------------------------------------------------------
+
+DNSENDPOINT_CRD = REPO_ROOT / "manifests" / "crds" / "externaldns.k8s.io_dnsendpoints.yaml"
+GROUP, VERSION, PLURAL = "externaldns.k8s.io", "v1alpha1", "dnsendpoints"
+
+
+def create_dnsendpoint(api: client.ApiClient, endpoints: list[dict]) -> str:
+    """A fresh namespace holding one DNSEndpoint; the CRD is created first if this session has not yet."""
+    with contextlib.suppress(utils.FailToCreateError):  # created by an earlier test of this session
+        utils.create_from_dict(api, yaml.safe_load(DNSENDPOINT_CRD.read_text()))
+    extensions = client.ApiextensionsV1Api(api)
+    wait_for(lambda: any(c.type == "Established" and c.status == "True" for c in
+                         extensions.read_custom_resource_definition(f"{PLURAL}.{GROUP}").status.conditions or []),
+             30, "DNSEndpoint CRD established")
+    namespace = f"rej-{uuid.uuid4().hex[:8]}"
+    client.CoreV1Api(api).create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace)))
+    client.CustomObjectsApi(api).create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, {
+        "apiVersion": f"{GROUP}/{VERSION}", "kind": "DNSEndpoint", "metadata": {"name": "mixed"},
+        "spec": {"endpoints": endpoints}})
+    return namespace
+
+
+@pytest.mark.etcd
+@pytest.mark.coredns
+@pytest.mark.apiserver
+@pytest.mark.externaldns
+def test_externaldns_keeps_running_publishes_the_good_records_and_never_sends_the_dropped_ones(
+        fleet, etcd, coredns_factory, tmp_path):
+    bad = {
+        "*.example.org": {"dnsName": "*.example.org", "recordType": "A", "targets": ["192.0.2.32"]},
+        "neg.example.org": {"dnsName": "neg.example.org", "recordType": "A", "targets": ["192.0.2.33"],
+                            "recordTTL": -5},
+        "ipc.example.org": {"dnsName": "ipc.example.org", "recordType": "CNAME", "targets": ["192.0.2.34"]},
+    }
+    namespace = create_dnsendpoint(fleet.host.api_client(), [
+        {"dnsName": "good.example.org", "recordType": "A", "targets": ["192.0.2.31"]},
+        {"dnsName": "goodc.example.org", "recordType": "CNAME", "targets": ["good.example.org"]},
+        *bad.values(),
+    ])
+    prefix = f"/rejx{uuid.uuid4().hex[:8]}/"
+    coredns = coredns_factory(etcd_corefile(ZONE, etcd.endpoints, path=prefix.rstrip("/")))
+    webhook = WebhookProvider(etcd.endpoints, tmp_path, domain_filter=ZONE, prefix=prefix).start()
+    hook = WebhookClient(webhook.url, f"http://127.0.0.1:{webhook.health_port}")
+    edns = ExternalDNS(fleet.host.kubeconfig, [
+        "--source=crd", f"--namespace={namespace}", "--registry=txt", "--txt-owner-id=rej", "--policy=sync",
+        "--interval=1s", "--provider=webhook", f"--webhook-provider-url={webhook.url}"], workdir=tmp_path).start()
+    try:
+        wait_for(lambda: dns_answers(coredns.host, coredns.port, "good.example.org", "A") == {"192.0.2.31"}, 30,
+                 "the good A record answered")
+        wait_for(lambda: dns_answers(coredns.host, coredns.port, "goodc.example.org", "A") == {"192.0.2.31"}, 10,
+                 "the good CNAME answered")
+        wait_for(lambda: hook.metrics().get(APPLIED, 0) >= 1, 10, "first apply counted")
+        gets = hook.metrics()[GETS]
+        wait_for(lambda: hook.metrics()[GETS] >= gets + 4, 30, "four more sync loops")
+
+        assert edns.process is not None and edns.process.running, edns.log()[-3000:]
+        metrics = hook.metrics()
+        assert by_reason(metrics, REJECTED) == {}  # /adjustendpoints dropped them: none ever reached POST /records
+        dropped = by_reason(metrics, DROPPED)
+        assert dropped["wildcard"] >= 5 and dropped["invalid_ttl"] >= 5 and dropped["invalid_target"] >= 5
+        assert not set(bad) & {name for name, _ in hook.endpoints()}
+        assert dns_answers(coredns.host, coredns.port, "neg.example.org", "A") == set()
+        warned = [entry["dnsName"] for entry in skip_warnings(webhook.process.log_path)]
+        assert sorted(warned) == sorted(bad)  # each named once, though dropped on every loop
+        assert "level=fatal" not in edns.log(), edns.log()[-3000:]
+    finally:
+        edns.stop()
+        webhook.stop()
