@@ -13,6 +13,7 @@ from fleetdns.logs import configure_logging
 from fleetdns.probes import BackgroundServer, probe_app
 from webhook_provider.api import create_api
 from webhook_provider.metrics import Metrics
+from webhook_provider.mirror import DirectSource, EntrySource, PrefixMirror
 from webhook_provider.provider import Provider
 from webhook_provider.settings import Settings, load_settings
 from webhook_provider.store import EtcdStore, EtcdUnavailableError
@@ -31,7 +32,10 @@ def run(argv: list[str] | None = None) -> int:
     configure_logging(settings.log_level, settings.log_format)
     metrics = Metrics.create()
     store = EtcdStore(settings.etcd, metrics)
-    provider = Provider(store, settings.prefix, settings.domain_filter, metrics, settings.etcd.max_txn_ops)
+    source: EntrySource = (PrefixMirror(store, settings.prefix, metrics, settings.mirror_wait)
+                           if settings.read_mirror else DirectSource(store, settings.prefix, metrics))
+    provider = Provider(store, settings.prefix, settings.domain_filter, metrics, settings.etcd.max_txn_ops,
+                        source)
     api = _bind("--listen", settings.listen, lambda host, port: BackgroundServer(
         create_api(provider, metrics, settings.max_request_bytes), host, port, threads=API_THREADS, name="api"))
     probes = _bind("--health-listen", settings.health_listen, lambda host, port: BackgroundServer(
@@ -46,6 +50,7 @@ def run(argv: list[str] | None = None) -> int:
     log.info("shutting down: finishing requests in progress")
     api.stop(grace=SHUTDOWN_GRACE_SECONDS)
     probes.stop()
+    source.close()
     store.close()
     log.info("stopped")
     return 0
@@ -80,6 +85,7 @@ def _describe(settings: Settings, api_port: int, probe_port: int) -> dict[str, o
         "prefix": settings.prefix,
         "domain_filter": settings.domain_filter.to_json(),
         "max_txn_ops": settings.etcd.max_txn_ops,
+        "read_mirror": settings.read_mirror,
     }
 
 

@@ -27,7 +27,11 @@ MEDIA_TYPE = "application/external.dns.webhook+json;version=1"
 
 
 def _json_response(body: Any, status: int = 200) -> Response:
-    response = Response(json.dumps(body, separators=(",", ":"), ensure_ascii=False), status=status)
+    return _encoded_json_response(json.dumps(body, separators=(",", ":"), ensure_ascii=False), status)
+
+
+def _encoded_json_response(body: str | bytes, status: int = 200) -> Response:
+    response = Response(body, status=status)
     response.headers["Content-Type"] = MEDIA_TYPE  # set verbatim: no charset, no spaces
     response.headers["Vary"] = "Content-Type"
     return response
@@ -90,10 +94,10 @@ def create_api(provider: Provider, metrics: Metrics, max_request_bytes: int) -> 
     @app.get("/records")
     def get_records() -> Response:
         try:
-            endpoints = provider.records()
+            body = provider.records()  # already encoded: cached while nothing changes
         except EtcdUnavailableError as error:
             return _error(503, str(error))
-        return _json_response([endpoint.to_json() for endpoint in endpoints])
+        return _encoded_json_response(body)
 
     @app.post("/records")
     def apply_changes() -> Response:

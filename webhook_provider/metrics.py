@@ -53,6 +53,10 @@ class Metrics:
     dropped_endpoints: Counter
     rejected_records: Counter
     rejections: RejectionLog
+    reads: Counter
+    mirror_relists: Counter
+    mirror_events: Counter
+    mirror_revision: Gauge
 
     @classmethod
     def create(cls) -> Metrics:
@@ -80,4 +84,14 @@ class Metrics:
                                      "endpoints POST /records skipped (not written), by reason", ["reason"],
                                      registry=registry),
             rejections=RejectionLog(),
+            reads=Counter("fleetdns_webhook_reads_total",
+                          "prefix reads for GET /records and apply, by source (mirror, etcd)", ["source"],
+                          registry=registry),
+            mirror_relists=Counter("fleetdns_webhook_mirror_relists_total",
+                                   "full listings of the prefix by the mirror, by reason", ["reason"],
+                                   registry=registry),
+            mirror_events=Counter("fleetdns_webhook_mirror_events_total",
+                                  "watch events applied to the mirror", registry=registry),
+            mirror_revision=Gauge("fleetdns_webhook_mirror_revision",
+                                  "highest etcd revision the mirror has applied", registry=registry),
         )

@@ -9,9 +9,10 @@ import time
 from fleetdns.endpoint import Endpoint
 from webhook_provider.changes import Changes
 from webhook_provider.domain_filter import DomainFilter
+from webhook_provider.listing import RecordsListing
 from webhook_provider.metrics import Metrics
+from webhook_provider.mirror import DirectSource, EntrySource
 from webhook_provider.planner import Transaction, batch, plan_changes
-from webhook_provider.records import Record, endpoints_of
 from webhook_provider.store import ConflictError, EtcdStore, EtcdUnavailableError
 from webhook_provider.validation import Rejection, storable_endpoint
 
@@ -26,28 +27,22 @@ class ApplyConflictError(EtcdUnavailableError):
 
 class Provider:
     def __init__(self, store: EtcdStore, prefix: str, domain_filter: DomainFilter, metrics: Metrics,
-                 max_txn_ops: int) -> None:
+                 max_txn_ops: int, source: EntrySource | None = None) -> None:
         self.store = store
         self.prefix = prefix
         self.domain_filter = domain_filter
         self.metrics = metrics
         self.max_txn_ops = max_txn_ops
+        self.source = source or DirectSource(store, prefix, metrics)  # mirror.PrefixMirror in production
+        self.listing = RecordsListing(self.source, domain_filter, metrics)
         self._apply_lock = threading.Lock()  # one apply at a time: no conflicts with ourselves
 
-    def records(self) -> list[Endpoint]:
-        """Every endpoint under the prefix whose name the domain filter accepts."""
-        entries = self.store.read_prefix(self.prefix)
-        matches: dict[str, bool] = {}  # one filter decision per name, not per target
+    def records(self) -> bytes:
+        """GET /records's JSON body: every endpoint under the prefix whose name the domain filter accepts.
 
-        def wanted(name: str) -> bool:
-            if name not in matches:
-                matches[name] = self.domain_filter.match(name)
-            return matches[name]
-
-        records: list[Record] = [r for entry in entries for r in entry.records if wanted(r.name)]
-        endpoints = endpoints_of(records)
-        self.metrics.records_managed.set(len(endpoints))
-        return endpoints
+        Never older than our last commit, never from a cold or broken mirror (EtcdUnavailableError instead).
+        """
+        return self.listing.body()
 
     def adjust_endpoints(self, endpoints: list[Endpoint]) -> list[Endpoint]:
         """Canonical forms of what apply would store; the rest is dropped exactly as apply would skip it."""
@@ -88,12 +83,19 @@ class Provider:
 
     def _apply_once(self, changes: Changes) -> None:
         started = time.perf_counter()
-        entries = self.store.read_prefix(self.prefix)
+        entries = self.source.entries()  # the mirror is safe to plan from: every write compares mod revisions
         plans = plan_changes(entries, changes, self.prefix)
         transactions = batch(plans, self.max_txn_ops)
         _refuse_keys_outside(transactions, self.prefix)
         for transaction in transactions:
-            self.store.commit(transaction)
+            try:
+                self.source.committed(self.store.commit(transaction))
+            except ConflictError:
+                self.source.distrust("conflict")  # the re-plan reads etcd itself
+                raise
+            except EtcdUnavailableError:
+                self.source.distrust("commit_unknown")  # it may have committed: never answer without it
+                raise
         log.info("changes applied", extra={
             **changes.counts(), "names": len(plans), "transactions": len(transactions),
             "puts": sum(len(t.puts) for t in transactions), "deletes": sum(len(t.deletes) for t in transactions),

@@ -63,6 +63,8 @@ class Settings:
     max_request_bytes: int
     log_level: str
     log_format: str
+    read_mirror: bool = True
+    mirror_wait: float = 2.0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -83,6 +85,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_flag(parser, "--etcd-max-txn-ops", "ETCD_MAX_TXN_OPS", str(DEFAULT_MAX_TXN_OPS),
              "operations per etcd transaction; must not exceed etcd's --max-txn-ops")
     add_flag(parser, "--etcd-timeout", "ETCD_TIMEOUT", "5s", "timeout of each etcd call")
+    add_flag(parser, "--read-mirror", "WEBHOOK_READ_MIRROR", "true",
+             "serve reads from an in-memory copy of the prefix kept by an etcd watch (false: read etcd every time)")
+    add_flag(parser, "--mirror-wait", "WEBHOOK_MIRROR_WAIT", "2s",
+             "how long a read waits for the watch to deliver our last commit before listing etcd instead")
     add_flag(parser, "--log-level", "LOG_LEVEL", "info", "debug, info, warning or error")
     add_flag(parser, "--log-format", "LOG_FORMAT", "json", "json or text")
     return parser
@@ -101,6 +107,8 @@ def load_settings(argv: list[str] | None = None, environ: dict[str, str] | None 
         max_request_bytes=_positive_int("--max-request-bytes", args.max_request_bytes),
         log_level=_choice("--log-level", args.log_level.lower(), ("debug", "info", "warning", "error")),
         log_format=_choice("--log-format", args.log_format.lower(), ("json", "text")),
+        read_mirror=_bool("--read-mirror", args.read_mirror),
+        mirror_wait=_positive_duration("--mirror-wait", args.mirror_wait),
     )
 
 
@@ -192,6 +200,20 @@ def _positive_int(flag: str, value: str | int) -> int:
     if number <= 0:
         raise ConfigError(flag, value, "expected a positive integer")
     return number
+
+
+def _bool(flag: str, value: str) -> bool:
+    try:
+        return env_bool(value)
+    except ValueError as error:
+        raise ConfigError(flag, value, str(error)) from None
+
+
+def _positive_duration(flag: str, value: str) -> float:
+    seconds = parse_duration(flag, value)
+    if seconds <= 0:
+        raise ConfigError(flag, value, "must be positive")
+    return seconds
 
 
 def _choice(flag: str, value: str, allowed: tuple[str, ...]) -> str:

@@ -1,16 +1,19 @@
-"""etcd I/O: a lazily connected client, paged prefix reads at one revision, and guarded transactions."""
+"""etcd I/O: a lazily connected client, paged prefix reads at one revision, guarded transactions, a prefix watch."""
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import grpc
 import pyetcd
+from pyetcd import etcdrpc
 
 from webhook_provider.metrics import Metrics
 from webhook_provider.planner import Transaction
@@ -22,6 +25,12 @@ log = logging.getLogger(__name__)
 
 PAGE_SIZE = 5000  # keys per range call: far below gRPC's message limit even with large labels
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+# A watch stream idles for hours: pings notice a peer that vanished without closing the connection.
+# etcd refuses pings more often than every 5 s (--grpc-keepalive-min-time).
+KEEPALIVE_MS = 30_000
+KEEPALIVE_TIMEOUT_MS = 10_000
+REQUIRE_LEADER = ("hasleader", "true")  # etcd cancels the watch if its member loses the leader (no silent stall)
+DELETE_EVENT = 1  # mvccpb.Event.EventType.DELETE
 T = TypeVar("T")
 
 
@@ -31,6 +40,31 @@ class EtcdUnavailableError(RuntimeError):
 
 class ConflictError(RuntimeError):
     """A transaction's compare failed: someone else changed a key since it was read."""
+
+
+class WatchStartError(RuntimeError):
+    """etcd did not create the watch; ``reason`` is ``compacted``, ``refused`` or ``unreachable``."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class PrefixSnapshot:
+    """Every key under a prefix as of one etcd revision."""
+
+    entries: list[StoredEntry]
+    revision: int
+
+
+@dataclass(frozen=True)
+class WatchEvent:
+    """One change under the watched prefix; ``entry`` is None for a delete."""
+
+    key: str
+    revision: int
+    entry: StoredEntry | None
 
 
 def _prefix_end(prefix: str) -> bytes:
@@ -59,7 +93,9 @@ class EtcdStore:
     def _new_client(self) -> pyetcd.MultiEndpointEtcd3Client:
         endpoint = self.settings.endpoints[self._endpoint_index % len(self.settings.endpoints)]
         options: list[tuple[str, int | str]] = [("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-                                                ("grpc.max_send_message_length", MAX_MESSAGE_BYTES)]
+                                                ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+                                                ("grpc.keepalive_time_ms", KEEPALIVE_MS),
+                                                ("grpc.keepalive_timeout_ms", KEEPALIVE_TIMEOUT_MS)]
         if self.settings.tls_server_name:
             options.append(("grpc.ssl_target_name_override", self.settings.tls_server_name))
         channel = pyetcd.Endpoint(endpoint.host, endpoint.port, secure=endpoint.secure,
@@ -78,14 +114,20 @@ class EtcdStore:
         return grpc.ssl_channel_credentials(read(self.settings.ca_file), read(self.settings.key_file),
                                             read(self.settings.cert_file))
 
-    def _reset(self) -> None:
-        """Forget the client after a failure: the next call reconnects (next endpoint, fresh auth token)."""
+    def _reset(self, failed: pyetcd.MultiEndpointEtcd3Client) -> None:
+        """Forget the client a call just failed on: the next call reconnects (next endpoint, fresh auth token).
+
+        Only if it is still the current client: concurrent calls on one dead client all fail, and the later
+        ones must neither close the fresh client the first one already opened nor skip past its endpoint.
+        """
         with self._lock:
-            if self._client is not None:
-                with contextlib.suppress(Exception):  # closing a broken channel may fail too
-                    self._client.close()
-                self._client = None
-                self._endpoint_index += 1
+            current = self._client
+            if current is None or current is not failed:
+                return
+            self._client = None
+            self._endpoint_index += 1
+        with contextlib.suppress(Exception):  # closing a broken channel may fail too
+            current.close()
 
     def _call(self, operation: str, action: Callable[[pyetcd.MultiEndpointEtcd3Client], T]) -> T:
         """Run ``action``; after a failure try the next endpoint, so one dead member costs no 503.
@@ -96,11 +138,14 @@ class EtcdStore:
         attempts = len(self.settings.endpoints)
         for attempt in range(1, attempts + 1):
             started = time.perf_counter()
+            client = None
             try:
-                return action(self._connect())
+                client = self._connect()
+                return action(client)
             except Exception as error:
                 self.metrics.etcd_errors.labels(operation).inc()
-                self._reset()
+                if client is not None:
+                    self._reset(client)
                 log.warning("etcd operation failed", extra={"operation": operation, "error": _describe(error),
                                                             "attempt": attempt, "endpoints": attempts})
                 if attempt == attempts:
@@ -115,38 +160,167 @@ class EtcdStore:
 
     def read_prefix(self, prefix: str) -> list[StoredEntry]:
         """Every key under ``prefix``, decoded, read in pages at a single revision (a consistent view)."""
-        return self._call("read", lambda client: list(self._pages(client, prefix)))
+        return self.list_prefix(prefix).entries
 
-    def _pages(self, client: Any, prefix: str) -> Iterator[StoredEntry]:
+    def list_prefix(self, prefix: str) -> PrefixSnapshot:
+        """``read_prefix`` with the revision it was read at (a watch from revision + 1 misses nothing)."""
+        return self._call("read", lambda client: self._pages(client, prefix))
+
+    def _pages(self, client: Any, prefix: str) -> PrefixSnapshot:
         start: bytes = prefix.encode()
         end = _prefix_end(prefix)
         revision = None
+        entries: list[StoredEntry] = []
         while True:
             response = client.get_range_response(start, end, limit=PAGE_SIZE, revision=revision)
             if revision is None:
                 revision = response.header.revision
-            for kv in response.kvs:
-                yield decode_entry(prefix, kv.key.decode("utf-8", "replace"), kv.value, kv.mod_revision)
+            entries.extend(decode_entry(prefix, kv.key.decode("utf-8", "replace"), kv.value, kv.mod_revision)
+                           for kv in response.kvs)
             if not response.more or not response.kvs:
-                return
+                return PrefixSnapshot(entries, revision)
             start = response.kvs[-1].key + b"\0"
 
-    def commit(self, transaction: Transaction) -> None:
-        """Run one transaction; ConflictError when a compared key changed since it was read."""
-        def run(client: pyetcd.MultiEndpointEtcd3Client) -> bool:
-            ops = client.transactions
-            compares = [ops.mod(key) == revision for key, revision in transaction.compares]
-            success = [ops.put(key, value) for key, value in transaction.puts]
-            success += [ops.delete(key) for key in transaction.deletes]
-            succeeded, _ = client.transaction(compare=compares, success=success, failure=[])
-            return bool(succeeded)
+    def commit(self, transaction: Transaction) -> int:
+        """Run one transaction and return the revision it committed at; ConflictError when a compared key
+        changed since it was read."""
+        request = etcdrpc.TxnRequest(
+            compare=[etcdrpc.Compare(key=key.encode(), target=etcdrpc.Compare.MOD, result=etcdrpc.Compare.EQUAL,
+                                     mod_revision=revision) for key, revision in transaction.compares],
+            success=[*(etcdrpc.RequestOp(request_put=etcdrpc.PutRequest(key=key.encode(), value=value.encode()))
+                       for key, value in transaction.puts),
+                     *(etcdrpc.RequestOp(request_delete_range=etcdrpc.DeleteRangeRequest(key=key.encode()))
+                       for key in transaction.deletes)])
 
-        if not self._call("txn", run):
+        def run(client: pyetcd.MultiEndpointEtcd3Client) -> tuple[bool, int]:
+            response = client.kvstub.Txn(request, client.timeout, credentials=client.call_credentials,
+                                         metadata=client.metadata)
+            return bool(response.succeeded), int(response.header.revision)
+
+        succeeded, revision = self._call("txn", run)
+        if not succeeded:
             self.metrics.etcd_errors.labels("txn_conflict").inc()
             raise ConflictError(f"a key of {', '.join(transaction.names[:3])} changed concurrently")
+        return revision
+
+    def watch_prefix(self, prefix: str, start_revision: int, on_events: Callable[[list[WatchEvent]], None],
+                     on_end: Callable[[str, str], None]) -> PrefixWatch:
+        """Watch every key under ``prefix`` from ``start_revision``; returns once etcd created the watch.
+
+        Raises WatchStartError (and resets the client when etcd did not answer). ``on_events`` gets each
+        revision's events whole and in order; ``on_end(reason, detail)`` is called once if the stream ends
+        (reason ``compacted``, ``cancelled`` or ``failed``) unless it was cancelled here.
+        """
+        started = time.perf_counter()
+        client = None
+        try:
+            client = self._connect()
+            watch = PrefixWatch(client, prefix, start_revision, on_events, on_end)
+            watch.start(self.settings.timeout)
+            return watch
+        except Exception as error:
+            self.metrics.etcd_errors.labels("watch").inc()
+            answered = isinstance(error, WatchStartError) and error.reason != "unreachable"
+            if client is not None and not answered:
+                self._reset(client)
+            if isinstance(error, WatchStartError):
+                raise
+            raise WatchStartError(f"cannot connect: {_describe(error)}", "unreachable") from error
+        finally:
+            self.metrics.etcd_latency.labels("watch").observe(time.perf_counter() - started)
 
     def close(self) -> None:
-        self._reset()
+        with self._lock:
+            client = self._client
+        if client is not None:
+            self._reset(client)
+
+
+class PrefixWatch:
+    """One etcd watch stream over a prefix, read on its own thread (pyetcd's watcher hides server-side cancels)."""
+
+    def __init__(self, client: pyetcd.MultiEndpointEtcd3Client, prefix: str, start_revision: int,
+                 on_events: Callable[[list[WatchEvent]], None], on_end: Callable[[str, str], None]) -> None:
+        self.prefix = prefix
+        self._client = client
+        self._start_revision = start_revision
+        self._on_events = on_events
+        self._on_end = on_end
+        self._requests: queue.SimpleQueue[etcdrpc.WatchRequest | None] = queue.SimpleQueue()
+        self._created = threading.Event()
+        self._start_failure: WatchStartError | None = None
+        self._cancelled = False
+        self._call: Any = None
+
+    def start(self, timeout: float) -> None:
+        create = etcdrpc.WatchCreateRequest(key=self.prefix.encode(), range_end=_prefix_end(self.prefix),
+                                            start_revision=self._start_revision)
+        self._requests.put(etcdrpc.WatchRequest(create_request=create))
+        metadata = (*(self._client.metadata or ()), REQUIRE_LEADER)
+        try:
+            self._call = etcdrpc.WatchStub(self._client.channel).Watch(
+                self._request_stream(), credentials=self._client.call_credentials, metadata=metadata)
+        except Exception as error:
+            raise WatchStartError(f"cannot open the watch stream: {_describe(error)}", "unreachable") from error
+        threading.Thread(target=self._run, name="etcd-watch", daemon=True).start()
+        if not self._created.wait(timeout):
+            self.cancel()
+            raise WatchStartError(f"etcd did not create the watch within {timeout:g} s", "unreachable")
+        if self._start_failure is not None:
+            raise self._start_failure
+
+    def cancel(self) -> None:
+        """Stop the stream; ``on_end`` is not called for a cancel asked for here."""
+        self._cancelled = True
+        self._requests.put(None)
+        if self._call is not None:
+            with contextlib.suppress(Exception):
+                self._call.cancel()
+
+    def _request_stream(self) -> Iterator[etcdrpc.WatchRequest]:
+        while (request := self._requests.get()) is not None:
+            yield request
+
+    def _run(self) -> None:
+        reason, detail = "failed", "the watch stream closed"
+        try:
+            for response in self._call:
+                if not self._created.is_set():
+                    if response.compact_revision:
+                        self._start_failure = WatchStartError(
+                            f"compacted: revision {self._start_revision} is older than etcd's compaction at "
+                            f"{response.compact_revision}", "compacted")
+                    elif response.canceled or not response.created:
+                        self._start_failure = WatchStartError(
+                            f"etcd refused the watch: {response.cancel_reason or 'cancelled'}", "refused")
+                    self._created.set()
+                    if self._start_failure:
+                        return
+                    continue
+                if response.compact_revision:
+                    reason, detail = "compacted", f"etcd compacted past the watch (at {response.compact_revision})"
+                    return
+                if response.canceled:
+                    reason, detail = "cancelled", f"etcd cancelled the watch: {response.cancel_reason or 'no reason'}"
+                    return
+                if response.events:
+                    self._on_events([self._event(event) for event in response.events])
+        except Exception as error:  # grpc.RpcError when etcd goes away; anything else must end the watch too
+            detail = f"the watch stream failed: {_describe(error)}"
+        finally:
+            if not self._created.is_set():
+                self._start_failure = self._start_failure or WatchStartError(detail, "unreachable")
+                self._created.set()
+            elif not self._cancelled and self._start_failure is None:
+                self._requests.put(None)
+                self._on_end(reason, detail)
+
+    def _event(self, event: Any) -> WatchEvent:
+        key = event.kv.key.decode("utf-8", "replace")
+        if event.type == DELETE_EVENT:
+            return WatchEvent(key, event.kv.mod_revision, None)
+        return WatchEvent(key, event.kv.mod_revision,
+                          decode_entry(self.prefix, key, event.kv.value, event.kv.mod_revision))
 
 
 def _describe(error: Exception) -> str:
