@@ -1,0 +1,59 @@
+"""What a user installs: the wheel holds the product (aggregator, webhook provider, shared core) and nothing of
+the test rig, and the product's runtime imports stay within its declared dependencies."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+import zipfile
+from email.parser import Parser
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+PRODUCT_PACKAGES = ("fleetdns", "aggregator", "webhook_provider")
+TEST_ONLY_MODULES = {"rig", "tests", "bench", "hack", "requests", "cryptography", "pytest"}
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> zipfile.ZipFile:
+    out = tmp_path_factory.mktemp("wheel")
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--disable-pip-version-check",
+                    "-w", str(out), str(REPO_ROOT)], check=True, timeout=300)
+    (built,) = out.glob("fleetdns-*.whl")
+    return zipfile.ZipFile(built)
+
+
+def test_wheel_ships_the_product_and_not_the_rig(wheel: zipfile.ZipFile) -> None:
+    top_level = {name.split("/")[0] for name in wheel.namelist() if not name.split("/")[0].endswith(".dist-info")}
+    assert top_level == set(PRODUCT_PACKAGES)
+
+
+def test_wheel_needs_no_test_dependencies_at_runtime(wheel: zipfile.ZipFile) -> None:
+    (metadata_name,) = [n for n in wheel.namelist() if n.endswith(".dist-info/METADATA")]
+    metadata = Parser().parsestr(wheel.read(metadata_name).decode())
+    runtime = [req for req in metadata.get_all("Requires-Dist") or [] if "extra ==" not in req]
+    names = {req.split(">")[0].split("<")[0].split("=")[0].split(";")[0].strip().lower() for req in runtime}
+    assert not names & {"requests", "cryptography", "pytest"}, runtime
+
+
+def _imported_modules(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(), filename=str(path))
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module.split(".")[0])
+    return found
+
+
+@pytest.mark.parametrize("package", PRODUCT_PACKAGES)
+def test_product_code_never_imports_the_rig_or_test_libraries(package: str) -> None:
+    offenders = {str(path.relative_to(REPO_ROOT)): sorted(_imported_modules(path) & TEST_ONLY_MODULES)
+                 for path in (REPO_ROOT / package).rglob("*.py")}
+    assert {path: mods for path, mods in offenders.items() if mods} == {}
