@@ -29,8 +29,9 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> zipfile.ZipFile:
 
 
 def test_wheel_ships_the_product_and_not_the_rig(wheel: zipfile.ZipFile) -> None:
-    top_level = {name.split("/")[0] for name in wheel.namelist() if not name.split("/")[0].endswith(".dist-info")}
-    assert top_level == set(PRODUCT_PACKAGES)
+    files = [name for name in wheel.namelist() if not name.split("/")[0].endswith(".dist-info")]
+    assert {name.split("/")[0] for name in files} == set(PRODUCT_PACKAGES)
+    assert [name for name in files if set(name.split("/")[:-1]) & TEST_ONLY_MODULES] == []
 
 
 def test_wheel_needs_no_test_dependencies_at_runtime(wheel: zipfile.ZipFile) -> None:
@@ -46,9 +47,9 @@ def _imported_modules(path: Path) -> set[str]:
     found: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
-            found |= {alias.name.split(".")[0] for alias in node.names}
+            found |= {part for alias in node.names for part in alias.name.split(".")}
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            found.add(node.module.split(".")[0])
+            found |= set(node.module.split("."))
     return found
 
 
