@@ -4,6 +4,7 @@ the test rig, and the product's runtime imports stay within its declared depende
 from __future__ import annotations
 
 import ast
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -22,8 +23,11 @@ pytestmark = pytest.mark.unit
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> zipfile.ZipFile:
     out = tmp_path_factory.mktemp("wheel")
+    source = tmp_path_factory.mktemp("source") / "fleetdns"  # setuptools writes build/ next to the sources
+    shutil.copytree(REPO_ROOT, source, ignore=shutil.ignore_patterns(
+        ".git", ".venv", "bin", ".rig", "build", "*.egg-info", "__pycache__", ".*_cache"))
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--disable-pip-version-check",
-                    "-w", str(out), str(REPO_ROOT)], check=True, timeout=300)
+                    "-w", str(out), str(source)], check=True, timeout=300)
     (built,) = out.glob("fleetdns-*.whl")
     return zipfile.ZipFile(built)
 
