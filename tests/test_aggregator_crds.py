@@ -110,3 +110,68 @@ def test_printer_columns_show_fqdn_healthy_clusters_and_ready(fleet: Fleet, ns: 
     output = subprocess.run([binary("kubectl"), f"--kubeconfig={fleet.host.kubeconfig}", "get", "ingressdnsrecords",
                              "-n", ns], capture_output=True, text=True, timeout=20, check=True).stdout
     assert output.split("\n")[0].split() == ["NAME", "FQDN", "HEALTHY", "READY", "AGE"]
+
+
+# --- what stock CoreDNS and ExternalDNS's TXT registry can publish ----------------------------------
+# The registry keeps its ownership record at `cname-<first label>.<rest>`: 57 octets for the first
+# label, 247 for the name; CoreDNS's etcd plugin reads `*` as a query wildcard, not a zone wildcard.
+
+def host_of_length(total: int) -> str:
+    labels = ["h" * 49] * ((total - len("example.com")) // 50)
+    name = ".".join([*labels, "example.com"])
+    name = "w" * (total - len(name) - 1) + "." + name if total - len(name) > 1 else name
+    assert len(name) == total
+    return name
+
+
+def ingress_record(name: str, hosts: list[str]) -> dict:
+    return {"apiVersion": "fleetdns.io/v1alpha1", "kind": "IngressDNSRecord", "metadata": {"name": name},
+            "spec": {"hosts": hosts}}
+
+
+@pytest.mark.parametrize(("host", "expected"), [
+    ("*.example.com", "wildcard hosts cannot be served by stock CoreDNS"),
+    ("a.*.example.com", "list each host explicitly"),
+    ("w" * 58 + ".example.com", "the first label may have at most 57 characters"),
+    (host_of_length(248), "at most 247 characters"),
+    (host_of_length(248) + ".", "at most 247 characters"),
+])
+def test_ingress_host_stock_coredns_cannot_serve_is_refused_saying_why(fleet: Fleet, ns: str, host: str,
+                                                                        expected: str) -> None:
+    message = rejected(fleet, f"{API}/namespaces/{ns}/ingressdnsrecords", ingress_record("shop", [host]))
+    assert "spec.hosts[0]" in message and expected in message
+
+
+def test_ingress_hosts_at_the_limits_are_accepted(fleet: Fleet, ns: str) -> None:
+    host = prepare_fleet(fleet)
+    hosts = ["w" * 57 + ".example.com", host_of_length(247), host_of_length(247)[1:] + "."]
+    created = host.create(f"{API}/namespaces/{ns}/ingressdnsrecords", ingress_record("limits", hosts))
+    assert created["spec"]["hosts"] == hosts
+
+
+@pytest.mark.parametrize(("name", "spec", "expected"), [
+    ("s" * 58, {}, "set spec.externalName to a label of at most 57 characters"),
+    ("web", {"externalName": "e" * 58}, "spec.externalName: Invalid value"),
+    ("web", {"dnsPrefix": "p" * 58}, "spec.dnsPrefix: Invalid value"),
+])
+def test_service_dns_record_first_labels_leave_room_for_the_registry_prefix(fleet: Fleet, ns: str, name: str,
+                                                                           spec: dict, expected: str) -> None:
+    message = rejected(fleet, f"{API}/namespaces/{ns}/servicednsrecords",
+                       service_record(name, domainRef="fleet", **spec))
+    assert expected in message and "57" in message
+
+
+def test_a_long_service_name_is_accepted_with_a_short_external_name(fleet: Fleet, ns: str) -> None:
+    host = prepare_fleet(fleet)
+    host.create(f"{API}/namespaces/{ns}/servicednsrecords",
+                service_record("s" * 60, domainRef="fleet", externalName="e" * 57, dnsPrefix="p" * 57))
+
+
+def test_record_ttl_defaults_to_30_and_an_explicit_one_is_kept(fleet: Fleet, ns: str) -> None:
+    host = prepare_fleet(fleet)
+    path = f"{API}/namespaces/{ns}/servicednsrecords"
+    assert host.create(path, service_record("ttl-default", domainRef="fleet"))["spec"]["recordTTL"] == 30
+    assert host.create(path, service_record("ttl-explicit", domainRef="fleet", recordTTL=180))["spec"][
+        "recordTTL"] == 180
+    ingress = host.create(f"{API}/namespaces/{ns}/ingressdnsrecords", ingress_record("ttl", ["ttl.example.com"]))
+    assert ingress["spec"]["recordTTL"] == 30
