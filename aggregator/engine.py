@@ -1,5 +1,8 @@
-"""The watch engine: host informers (intents, Domains, MemberClusters, our DNSEndpoints), member
-connections, the work queue and its workers. Writes happen only while this replica leads."""
+"""The watch engine: host informers (intents of every source, Domains, MemberClusters, our DNSEndpoints),
+member connections, the work queue and its workers. Writes happen only while this replica leads.
+
+The engine is what the reconciler reads (``ReconcileInputs``); member connections are built outside
+every lock (the kubeconfig Secret read and a credential plugin may block) and swapped in under it."""
 
 from __future__ import annotations
 
@@ -13,30 +16,28 @@ from typing import Any
 
 import yaml
 
+from aggregator.apipaths import DNS_ENDPOINTS, DOMAINS, MEMBER_CLUSTERS, SECRETS
 from aggregator.informer import Informer
 from aggregator.kubeapi import KubeClient, KubeError, NotLeaderError, member_api_client
-from aggregator.members import MemberConnection, collection_path
+from aggregator.members import MemberConnection
 from aggregator.metrics import AggregatorMetrics
 from aggregator.model import (
-    API_VERSION,
     LABEL_INTENT_KIND,
     DNSEndpointObject,
     Domain,
-    IngressIntent,
     Intent,
     IntentKey,
     IntentKind,
     MemberCluster,
-    ServiceIntent,
     parse_dns_endpoint,
     parse_domain,
-    parse_ingress_intent,
     parse_member_cluster,
-    parse_service_intent,
 )
 from aggregator.policy import Reachability
 from aggregator.reconciler import Reconciler
 from aggregator.settings import Settings
+from aggregator.sources import SOURCES
+from aggregator.sources.base import SourceRegistry
 from aggregator.workqueue import WorkQueue
 
 logger = logging.getLogger("aggregator.engine")
@@ -45,39 +46,39 @@ MEMBER_SYNC_TIMEOUT = 60.0  # a member still busy after this long no longer hold
 
 
 class Engine:
-    def __init__(self, settings: Settings, host: KubeClient, metrics: AggregatorMetrics, identity: str) -> None:
+    def __init__(self, settings: Settings, host: KubeClient, metrics: AggregatorMetrics, identity: str,
+                 sources: SourceRegistry = SOURCES) -> None:
         self.settings = settings
         self.host = host
         self.metrics = metrics
         self.identity = identity
+        self.sources = sources
         self.queue: WorkQueue[IntentKey] = WorkQueue()
         self.leading = threading.Event()
-        self.members: dict[str, MemberConnection] = {}
-        self._members_lock = threading.RLock()
-        self.desired_endpoints: dict[IntentKey, tuple[dict[str, Any], ...]] = {}
+        self._members: dict[str, MemberConnection] = {}
+        self._wanted: dict[str, MemberCluster] = {}  # the latest spec of every MemberCluster
+        self._members_lock = threading.RLock()  # held for dictionary updates only, never across I/O
         self._stopping = threading.Event()
         self._workers: list[threading.Thread] = []
         self.started_at = time.monotonic()
         ns = settings.namespace
-        self.service_intents: Informer[ServiceIntent] = Informer(
-            "host/servicednsrecords", host, collection_path(API_VERSION, "servicednsrecords", ns),
-            parse_service_intent, self._intent_changed)
-        self.ingress_intents: Informer[IngressIntent] = Informer(
-            "host/ingressdnsrecords", host, collection_path(API_VERSION, "ingressdnsrecords", ns),
-            parse_ingress_intent, self._intent_changed)
+        self.intent_informers: dict[IntentKind, Informer[Any]] = {
+            source.kind: Informer(f"host/{source.intent_resource.plural}", host, source.intent_resource.path(ns),
+                                  source.parse_intent, self._intent_changed)
+            for source in sources}
         self.domains: Informer[Domain] = Informer(
-            "host/domains", host, collection_path(API_VERSION, "domains"), parse_domain, self._domain_changed)
+            "host/domains", host, DOMAINS.path(), parse_domain, self._domain_changed)
         self.member_clusters: Informer[MemberCluster] = Informer(
-            "host/memberclusters", host, collection_path(API_VERSION, "memberclusters"), parse_member_cluster,
-            self._member_cluster_changed)
+            "host/memberclusters", host, MEMBER_CLUSTERS.path(), parse_member_cluster, self._member_cluster_changed)
         self.dns_endpoints: Informer[DNSEndpointObject] = Informer(
-            "host/dnsendpoints", host, collection_path("externaldns.k8s.io/v1alpha1", "dnsendpoints", ns),
-            parse_dns_endpoint, self._dns_endpoint_changed, label_selector=LABEL_INTENT_KIND)
-        self.host_informers: list[Informer[Any]] = [self.service_intents, self.ingress_intents, self.domains,
+            "host/dnsendpoints", host, DNS_ENDPOINTS.path(ns), parse_dns_endpoint, self._dns_endpoint_changed,
+            label_selector=LABEL_INTENT_KIND)
+        self.host_informers: list[Informer[Any]] = [*self.intent_informers.values(), self.domains,
                                                     self.member_clusters, self.dns_endpoints]
         # Set to the elector's freshness check when leader election is on (see LeaseElector.holds_fresh_lease).
         self.lease_fresh: Callable[[], bool] = lambda: True
-        self.reconciler = Reconciler(self, host.fenced(self.may_write), settings.domain_namespace)
+        self.reconciler = Reconciler(self, host.fenced(self.may_write), metrics, identity,
+                                     settings.domain_namespace, sources)
         metrics.watch_intent_conditions(self.reconciler.condition_counts)
 
     # --- lifecycle ----------------------------------------------------------------------------
@@ -97,9 +98,8 @@ class Engine:
         self.queue.shutdown()
         for informer in self.host_informers:
             informer.stop()
-        with self._members_lock:
-            for member in self.members.values():
-                member.stop()
+        for member in self.members():
+            member.stop()
         for worker in self._workers:
             worker.join(timeout=2)
 
@@ -107,7 +107,7 @@ class Engine:
         """Ready once the host caches are filled and every member is synced or known down."""
         if not all(i.synced.is_set() for i in self.host_informers):
             return False, "host caches syncing"
-        pending = [m.name for m in self.member_list() if not m.synced_or_failed]
+        pending = [m.name for m in self.members() if not m.synced_or_failed]
         if pending and time.monotonic() - self.started_at < MEMBER_SYNC_TIMEOUT:
             return False, "member caches syncing: " + ", ".join(pending)
         return True, "leader" if self.leading.is_set() else "standby"
@@ -121,29 +121,36 @@ class Engine:
         if leading == self.leading.is_set():
             return
         if leading:
-            self.reconciler.last_status.clear()  # another replica may have written since we last led
+            self.reconciler.forget_writes()  # another replica may have written since we last led
             self.leading.set()
             self.metrics.leader.set(1)
             self.enqueue_all()
-            for member in self.member_list():
+            for member in self.members():
                 self._schedule_grace_expiry(member)
         else:
             self.leading.clear()
             self.metrics.leader.set(0)
 
-    # --- reading the caches -------------------------------------------------------------------
+    # --- what the reconciler reads (ReconcileInputs) ------------------------------------------
 
     def intent(self, key: IntentKey) -> Intent | None:
-        informer = self.service_intents if key.kind is IntentKind.SERVICE else self.ingress_intents
-        return informer.store.get(f"{key.namespace}/{key.name}")
+        informer = self.intent_informers.get(key.kind)
+        return None if informer is None else informer.store.get(f"{key.namespace}/{key.name}")
 
-    def member_list(self) -> list[MemberConnection]:
+    def members(self) -> list[MemberConnection]:
         with self._members_lock:
-            return sorted(self.members.values(), key=lambda m: m.name)
+            return sorted(self._members.values(), key=lambda m: m.name)
+
+    def domain(self, namespace: str, name: str) -> Domain | None:
+        return self.domains.store.get(f"{namespace}/{name}")
+
+    def dns_endpoint(self, namespace: str, name: str) -> DNSEndpointObject | None:
+        return self.dns_endpoints.store.get(f"{namespace}/{name}")
+
+    # --- queueing -----------------------------------------------------------------------------
 
     def all_intent_keys(self) -> list[IntentKey]:
-        keys = [i.key for i in list(self.service_intents.store.values())]
-        keys += [i.key for i in list(self.ingress_intents.store.values())]
+        keys = [i.key for informer in self.intent_informers.values() for i in list(informer.store.values())]
         keys += [k for d in list(self.dns_endpoints.store.values()) if (k := d.intent_key) is not None]
         return keys
 
@@ -156,22 +163,23 @@ class Engine:
     def _enqueue_known(self, keys: Iterable[IntentKey]) -> None:
         """Member changes name intents that may not exist; only real ones (or leftovers) are queued."""
         for key in keys:
-            if self.intent(key) is not None or key in self.desired_endpoints:
+            if self.intent(key) is not None or self.reconciler.desired_endpoints(key) is not None:
                 self.queue.add(key)
 
     def _intent_changed(self, old: Intent | None, new: Intent | None) -> None:
         current = new or old
         assert current is not None
         if old is not None and new is not None and old.generation == new.generation \
-                and new.status == self.reconciler.last_status.get(new.key):
+                and new.status == self.reconciler.status_written(new.key):
             return  # our own status write coming back
         self.queue.add(current.key)
 
     def _domain_changed(self, old: Domain | None, new: Domain | None) -> None:
         names = {d.name for d in (old, new) if d is not None}
-        for intent in list(self.service_intents.store.values()):
-            if intent.domain_ref in names:
-                self.queue.add(intent.key)
+        for source in self.sources:
+            for intent in list(self.intent_informers[source.kind].store.values()):
+                if source.domain_ref(intent) in names:
+                    self.queue.add(intent.key)
 
     def _dns_endpoint_changed(self, old: DNSEndpointObject | None, new: DNSEndpointObject | None) -> None:
         current = new or old
@@ -179,49 +187,70 @@ class Engine:
         key = current.intent_key
         if key is None:
             return
-        if new is not None and self.desired_endpoints.get(key) == new.endpoints:
+        self.reconciler.dns_endpoint_observed(key, new)
+        if new is not None and self.reconciler.desired_endpoints(key) == new.endpoints:
             return  # our own write coming back
         self.queue.add(key)
 
     def _member_cluster_changed(self, old: MemberCluster | None, new: MemberCluster | None) -> None:
-        with self._members_lock:
-            if new is None:
-                assert old is not None
-                gone = self.members.pop(old.name, None)
-                if gone is not None:
-                    gone.stop()
-                self._forget_member_metrics(old.name)
-            elif old is None or old.kubeconfig_secret != new.kubeconfig_secret or new.name not in self.members:
-                previous = self.members.pop(new.name, None)
-                if previous is not None:
-                    previous.stop()
-                self.members[new.name] = self._connect(new)
-            else:
-                self.members[new.name].cluster = new
+        if new is None:
+            assert old is not None
+            with self._members_lock:
+                self._wanted.pop(old.name, None)
+                gone = self._members.pop(old.name, None)
+            if gone is not None:
+                gone.stop()
+            self._forget_member_metrics(old.name)
+        else:
+            with self._members_lock:
+                self._wanted[new.name] = new
+                current = self._members.get(new.name)
+                reconnect = old is None or current is None or old.kubeconfig_secret != new.kubeconfig_secret
+                if not reconnect and current is not None:
+                    current.cluster = new
+            if reconnect:
+                self._connect(new)
         self.enqueue_all()
 
-    def _connect(self, cluster: MemberCluster, since: float | None = None) -> MemberConnection:
-        """Build the member's client from its kubeconfig Secret; the Secret's content is never logged."""
-        client, detail = None, ""
+    def _member_client(self, cluster: MemberCluster) -> tuple[KubeClient | None, str]:
+        """The member's client from its kubeconfig Secret, or why there is none; the Secret's content is
+        never logged. Network I/O (and a kubeconfig's credential plugin): never called under a lock."""
         ref = cluster.kubeconfig_secret
         try:
-            secret = self.host.get(f"/api/v1/namespaces/{ref.namespace}/secrets/{ref.name}")
+            secret = self.host.get(SECRETS.path(ref.namespace, ref.name))
             encoded = (secret.get("data") or {}).get(ref.key)
             if not encoded:
                 raise ValueError(f"Secret {ref.namespace}/{ref.name} has no key {ref.key!r}")
             kubeconfig = yaml.safe_load(base64.b64decode(encoded))
-            client = KubeClient(member_api_client(kubeconfig))
+            return KubeClient(member_api_client(kubeconfig)), ""
         except KubeError as error:
-            detail = f"Secret {ref.namespace}/{ref.name}: {error.status} {error.reason}"
+            return None, f"Secret {ref.namespace}/{ref.name}: {error.status} {error.reason}"
         except Exception as error:  # noqa: BLE001 - any bad kubeconfig; the message must not quote it
-            detail = f"kubeconfig in Secret {ref.namespace}/{ref.name} key {ref.key!r} unusable: " \
-                     f"{type(error).__name__}"
+            return None, f"kubeconfig in Secret {ref.namespace}/{ref.name} key {ref.key!r} unusable: " \
+                         f"{type(error).__name__}"
+
+    def _connect(self, cluster: MemberCluster, since: float | None = None,
+                 replacing: MemberConnection | None = None) -> MemberConnection | None:
+        """Build a connection outside the lock, then swap it in unless something newer won meanwhile: the
+        MemberCluster's Secret reference changed or it was deleted, or (``replacing``) another rebuild
+        already replaced that connection. None when superseded."""
+        client, detail = self._member_client(cluster)
+        member = MemberConnection(cluster, client, detail, self.settings.namespace, self.settings.member_grace_period,
+                                  self._enqueue_known, self._member_state_changed, since, self.sources)
+        with self._members_lock:
+            wanted = self._wanted.get(cluster.name)
+            previous = self._members.get(cluster.name)
+            if wanted is None or wanted.kubeconfig_secret != cluster.kubeconfig_secret \
+                    or replacing is not None and previous is not replacing:
+                return None
+            member.cluster = wanted
+            self._members[cluster.name] = member
+        if previous is not None:
+            previous.stop()
         if client is None:
             logger.warning("member cluster unavailable", extra={"cluster": cluster.name, "detail": detail})
         else:
             logger.info("connecting to member cluster", extra={"cluster": cluster.name})
-        member = MemberConnection(cluster, client, detail, self.settings.namespace, self.settings.member_grace_period,
-                                  self._enqueue_known, self._member_state_changed, since)
         self._record_member_state(member)
         member.start()
         self._schedule_grace_expiry(member)
@@ -238,24 +267,21 @@ class Engine:
         """Members whose Secret was missing or unusable, or whose credentials are refused, are rebuilt
         from their Secret every 10 s (the Secret may arrive later, or be rotated)."""
         while not self._stopping.wait(SECRET_RETRY):
-            with self._members_lock:
-                broken = [m for m in self.members.values() if m.client is None or m.credentials_refused]
+            broken = [m for m in self.members() if m.client is None or m.credentials_refused]
             for stale in broken:
-                with self._members_lock:
-                    if self.members.get(stale.name) is not stale:
-                        continue
-                    stale.stop()
-                    # the grace period keeps running from the first failure, however often we rebuild
-                    replacement = self._connect(stale.cluster, since=stale.down_since or stale.created_at)
-                    self.members[stale.name] = replacement
-                if replacement.client is not None:
+                # the grace period keeps running from the first failure, however often we rebuild
+                replacement = self._connect(stale.cluster, since=stale.down_since or stale.created_at,
+                                            replacing=stale)
+                if replacement is not None and replacement.client is not None:
                     self.enqueue_all()
 
     def _member_state_changed(self, member: MemberConnection) -> None:
         self._record_member_state(member)
         reach = member.reachability()
+        problems = {kind.name: f"{p.status} {p.detail}" for kind in member.kinds
+                    if (p := member.kind_problem(kind)) is not None}
         logger.info("member cluster state", extra={"cluster": member.name, "state": str(reach),
-                                                   "detail": member.detail})
+                                                   "detail": member.detail, "kinds_unavailable": problems})
         self.enqueue_all()
         self._schedule_grace_expiry(member)
 
@@ -265,12 +291,18 @@ class Engine:
         for state in Reachability:
             with contextlib.suppress(KeyError):
                 self.metrics.member_state.remove(name, str(state))
+        for kind in self.sources.member_kinds():
+            with contextlib.suppress(KeyError):
+                self.metrics.member_kind_available.remove(name, kind.name)
 
     def _record_member_state(self, member: MemberConnection) -> None:
         reach = member.reachability()
         self.metrics.member_connected.labels(member.name).set(1 if member.connected else 0)
         for state in Reachability:
             self.metrics.member_state.labels(member.name, str(state)).set(1 if state is reach else 0)
+        for kind in member.kinds:
+            self.metrics.member_kind_available.labels(member.name, kind.name).set(
+                0 if member.kind_problem(kind) is not None else 1)
 
     # --- workers ------------------------------------------------------------------------------
 

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from aggregator.apipaths import LEASES
 from aggregator.kubeapi import KubeClient, KubeError
 
 logger = logging.getLogger("aggregator.leader")
@@ -27,16 +28,18 @@ def micro_time() -> str:
 
 class LeaseElector:
     def __init__(self, client: KubeClient, namespace: str, name: str, identity: str, lease_duration: float,
-                 renew_deadline: float, retry_period: float, on_change: Callable[[bool], None]) -> None:
+                 renew_deadline: float, retry_period: float, on_change: Callable[[bool], None],
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.client = client
-        self.path = f"/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases/{name}"
-        self.collection = f"/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases"
+        self.path = LEASES.path(namespace, name)
+        self.collection = LEASES.path(namespace)
         self.name = name
         self.identity = identity
         self.lease_duration = lease_duration
         self.renew_deadline = renew_deadline
         self.retry_period = retry_period
         self.on_change = on_change
+        self.clock = clock  # monotonic; injectable so tests step it instead of sleeping
         self.leading = False
         self._observed: tuple[str, str] | None = None  # (holder, renewTime) last seen
         self._observed_at = 0.0
@@ -50,7 +53,7 @@ class LeaseElector:
         Fences writes: a replica frozen (GC pause, SIGSTOP, VM stall) past its deadline may resume with
         ``leading`` still set before its election loop notices; its writes are refused until renewal.
         """
-        return self.leading and time.monotonic() - self._last_renew < self.renew_deadline
+        return self.leading and self.clock() - self._last_renew < self.renew_deadline
 
     def start(self) -> LeaseElector:
         self._thread.start()
@@ -59,27 +62,33 @@ class LeaseElector:
     def stop(self) -> None:
         """Stop campaigning and release the lease if held."""
         self._stopping.set()
-        self._thread.join(timeout=self.retry_period + 5)
+        if self._thread.is_alive():
+            self._thread.join(timeout=self.retry_period + 5)
         if self.leading:
             self._set_leading(False)
             self._release()
 
     def _run(self) -> None:
         while not self._stopping.is_set():
-            try:
-                acquired = self._try_acquire_or_renew()
-            except KubeError as error:
-                logger.warning("lease request failed", extra={"lease": self.name, "error": str(error)})
-                acquired = False
-            now = time.monotonic()
-            if acquired:
-                self._last_renew = now
-                self._set_leading(True)
-            elif self.leading and now - self._last_renew >= self.renew_deadline:
-                logger.error("lease not renewed within the renew deadline; standing down",
-                             extra={"lease": self.name})
-                self._set_leading(False)
+            self.tick()
             self._stopping.wait(self.retry_period)
+
+    def tick(self) -> bool:
+        """One round: acquire or renew, or stand down past the renew deadline; returns whether leading."""
+        try:
+            acquired = self._try_acquire_or_renew()
+        except KubeError as error:
+            logger.warning("lease request failed", extra={"lease": self.name, "error": str(error)})
+            acquired = False
+        now = self.clock()
+        if acquired:
+            self._last_renew = now
+            self._set_leading(True)
+        elif self.leading and now - self._last_renew >= self.renew_deadline:
+            logger.error("lease not renewed within the renew deadline; standing down",
+                         extra={"lease": self.name})
+            self._set_leading(False)
+        return self.leading
 
     def _set_leading(self, leading: bool) -> None:
         if leading != self.leading:
@@ -105,8 +114,7 @@ class LeaseElector:
         except KubeError as error:
             if error.status != 404:
                 raise
-            body = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
-                    "metadata": {"name": self.name}, "spec": self._spec({})}
+            body = LEASES.manifest(self.name, spec=self._spec({}))
             try:
                 self.client.create(self.collection, body)
             except KubeError as create_error:
@@ -118,9 +126,9 @@ class LeaseElector:
         holder = spec.get("holderIdentity") or ""
         record = (holder, str(spec.get("renewTime") or ""))
         if record != self._observed:
-            self._observed, self._observed_at = record, time.monotonic()
+            self._observed, self._observed_at = record, self.clock()
         duration = float(spec.get("leaseDurationSeconds") or self.lease_duration)
-        if holder and holder != self.identity and time.monotonic() < self._observed_at + duration:
+        if holder and holder != self.identity and self.clock() < self._observed_at + duration:
             return False
         lease["spec"] = self._spec(spec)
         try:

@@ -1,90 +1,183 @@
-"""Connections to member clusters: one informer per resource kind, the member-side indexes, and
-the member's reachability (connected, unreachable within the grace period, lost).
+"""Connections to member clusters: one informer per kind of member object the registered sources need,
+the shared EndpointSlice readiness index, each source's index to intents, and the member's
+reachability (connected, unreachable within the grace period, lost).
 
-The indexes map member objects to the intents they affect: a Service or its EndpointSlices to the
-ServiceDNSRecord of the same namespace/name and to every IngressDNSRecord whose Ingress uses that
-Service as a backend; an Ingress to the IngressDNSRecord of the same name.
+An optional kind (Ingress) that the member forbids (403) or does not serve (404) is set aside: the
+member stays connected for its other kinds, and the kind is tried again every ``OPTIONAL_KIND_RETRY``.
 """
 
 from __future__ import annotations
 
-import functools
+import logging
 import threading
 import time
-from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
+from aggregator.apipaths import Resource
 from aggregator.informer import Informer
 from aggregator.kubeapi import KubeClient, KubeError
-from aggregator.model import (
-    IntentKey,
-    IntentKind,
-    MemberCluster,
-    MemberEndpointSlice,
-    MemberIngress,
-    MemberService,
-    parse_endpoint_slice,
-    parse_member_ingress,
-    parse_member_service,
-)
-from aggregator.policy import MemberView, Reachability
+from aggregator.model import IntentKey, MemberCluster
+from aggregator.policy import KindProblem, MemberView, Reachability
+from aggregator.sources import SOURCES
+from aggregator.sources.base import MemberIndex, MemberKind, SourceRegistry
+from aggregator.sources.readiness import ENDPOINT_SLICE_KIND, ReadinessIndex
 
+logger = logging.getLogger("aggregator.members")
 Notify = Callable[[Iterable[IntentKey]], None]
 StateChange = Callable[["MemberConnection"], None]
-ServiceRef = tuple[str, str]  # (namespace, name)
-_NO_CACHE = (Reachability.UNAVAILABLE, Reachability.LOST, Reachability.CONNECTING)
+Clock = Callable[[], float]
+HEARTBEAT = "heartbeat"  # the /readyz probe reports like one more watch
 HEARTBEAT_FAILURES = 2  # consecutive unanswered probes before a member counts as silent
+OPTIONAL_KIND_RETRY = 30.0  # seconds between attempts to list an optional kind the member refused
+_KIND_REFUSED = (403, 404)
 
 
-def collection_path(group_version: str, plural: str, namespace: str = "") -> str:
-    base = "/api/v1" if group_version == "v1" else f"/apis/{group_version}"
-    return f"{base}/namespaces/{namespace}/{plural}" if namespace else f"{base}/{plural}"
+class MemberHealth:
+    """One member's reachability, from what its watches and its probe report (thread-safe; clock injectable).
+
+    Connecting until every watched kind has listed once; Connected while every watch and the probe are
+    up; UnreachableInGrace for the grace period after one drops, then Unreachable. A member never synced
+    becomes Unavailable once the grace period since its creation has passed. An optional kind refused
+    with 403/404 is set aside: it neither holds the member down nor counts for its sync.
+    """
+
+    def __init__(self, kinds: Mapping[str, bool], grace_period: float, clock: Clock = time.monotonic,
+                 since: float | None = None) -> None:
+        self.grace_period = grace_period
+        self._clock = clock
+        self._watched = frozenset(kinds)
+        self._optional = frozenset(name for name, required in kinds.items() if not required)
+        self._up: dict[str, bool] = dict.fromkeys(kinds, False)
+        self._synced: set[str] = set()
+        self._problems: dict[str, KindProblem] = {}
+        self._lock = threading.Lock()
+        self.created_at = since if since is not None else clock()  # grace for a never-synced member
+        self.down_since: float | None = None
+        self.ever_synced = False
+        self.detail = ""
+        self._hard_failure = False
+        self._last_status = 0
+
+    def report(self, kind: str, up: bool, detail: str, status: int = 0, synced: bool = False) -> bool:
+        """One watch's (or the probe's) state; True when connectedness or a kind's availability changed."""
+        with self._lock:
+            before = (self._connected(), set(self._problems))
+            if up:
+                self._problems.pop(kind, None)
+                if synced:
+                    self._synced.add(kind)
+            elif kind in self._optional and status in _KIND_REFUSED:
+                self._problems[kind] = KindProblem(kind, status, detail)
+            else:
+                self._hard_failure = status in (0, 401, 403)
+                self._last_status = status
+            self._up[kind] = up
+            connected = self._connected()
+            if connected:
+                self.ever_synced = self.ever_synced or self._watched - set(self._problems) <= self._synced
+                self.down_since = None
+                self.detail = ""
+            elif self.down_since is None:
+                self.down_since = self._clock()
+                self.detail = detail if not up else "not every watch is up yet"
+            return before != (connected, set(self._problems))
+
+    def _connected(self) -> bool:
+        return all(up for kind, up in self._up.items() if kind not in self._problems)
+
+    @property
+    def connected(self) -> bool:
+        with self._lock:
+            return self._connected()
+
+    def is_up(self, kind: str) -> bool:
+        return self._up.get(kind, True)
+
+    def problem(self, kind: str) -> KindProblem | None:
+        return self._problems.get(kind)
+
+    def reachability(self) -> Reachability:
+        now = self._clock()
+        if not self.ever_synced:
+            in_grace = now - self.created_at < self.grace_period
+            return Reachability.CONNECTING if in_grace else Reachability.UNAVAILABLE
+        down_since = self.down_since
+        if down_since is None or self.connected:
+            return Reachability.CONNECTED
+        return Reachability.IN_GRACE if now - down_since < self.grace_period else Reachability.LOST
+
+    def grace_expires_in(self) -> float | None:
+        """Seconds until the member's last known answer expires; None while there is nothing to expire."""
+        if not self.ever_synced:
+            return max(0.0, self.created_at + self.grace_period - self._clock())
+        down_since = self.down_since
+        if down_since is None:
+            return None
+        return max(0.0, down_since + self.grace_period - self._clock())
+
+    @property
+    def synced_or_failed(self) -> bool:
+        """Start-up waits for this: caches filled, or the member known to be down (no answer, or
+        credentials refused); a busy server (429, 5xx) is waited for, not written off."""
+        return self.ever_synced or self.down_since is not None and self._hard_failure
+
+    @property
+    def credentials_refused(self) -> bool:
+        """Down with 401/403: the Secret may have been rotated, so the engine rebuilds the connection."""
+        return self.down_since is not None and self._last_status in (401, 403)
 
 
 class MemberConnection:
-    """One member cluster: its informers, indexes and reachability; ``client`` None when unusable."""
+    """One member cluster: its informers, indexes and health; ``client`` None when unusable (``detail`` says why)."""
 
     def __init__(self, cluster: MemberCluster, client: KubeClient | None, detail: str, namespace: str,
-                 grace_period: float, notify: Notify, on_state: StateChange, since: float | None = None) -> None:
+                 grace_period: float, notify: Notify, on_state: StateChange, since: float | None = None,
+                 sources: SourceRegistry = SOURCES, clock: Clock = time.monotonic) -> None:
         self.cluster = cluster
         self.client = client
-        self.detail = detail
         self.grace_period = grace_period
+        self.kinds = sources.member_kinds()
+        self.health = MemberHealth({kind.name: kind.required for kind in self.kinds}, grace_period, clock, since)
+        self._unusable = detail
+        self._namespace = namespace
         self._notify = notify
         self._on_state = on_state
-        self._lock = threading.Lock()
-        self._slices: dict[ServiceRef, dict[str, int]] = defaultdict(dict)
-        self._ingress_backends: dict[ServiceRef, set[str]] = defaultdict(set)
-        self._informer_up: dict[str, bool] = {}
-        self.down_since: float | None = None
-        self.ever_synced = False
-        self._hard_failure = False
-        self._last_status = 0
-        self.created_at = since if since is not None else time.monotonic()  # grace for a never-synced member
-        self.informers: list[Informer] = []
+        self._clock = clock
+        self._lock = threading.Lock()  # serialises index updates from the informer threads
+        self._readiness = ReadinessIndex()
+        self._indexes: dict[Resource, list[MemberIndex]] = {kind.resource: [] for kind in self.kinds}
+        for source in sources:
+            index = source.new_index()
+            for kind in source.member_kinds:
+                self._indexes[kind.resource].append(index)
+        self._informers: dict[Resource, Informer[Any] | None] = {}
+        self._retry_at: dict[Resource, float] = {}
         self._stopping = threading.Event()
         self._heartbeat = threading.Thread(target=self._probe_loop, name=f"heartbeat-{cluster.name}", daemon=True)
         if client is not None:
-            self.services: Informer[MemberService] = self._informer(
-                "services", collection_path("v1", "services", namespace), parse_member_service, self._service_changed)
-            self.slices: Informer[MemberEndpointSlice] = self._informer(
-                "endpointslices", collection_path("discovery.k8s.io/v1", "endpointslices", namespace),
-                parse_endpoint_slice, self._slice_changed, label_selector="kubernetes.io/service-name")
-            self.ingresses: Informer[MemberIngress] = self._informer(
-                "ingresses", collection_path("networking.k8s.io/v1", "ingresses", namespace),
-                parse_member_ingress, self._ingress_changed)
+            for kind in self.kinds:
+                self._informers[kind.resource] = self._new_informer(kind)
 
     @property
     def name(self) -> str:
         return self.cluster.name
 
-    def _informer(self, kind: str, path: str, parse: Callable, on_change: Callable,
-                  label_selector: str = "") -> Informer:
+    @property
+    def detail(self) -> str:
+        return self._unusable if self.client is None else self.health.detail
+
+    @property
+    def informers(self) -> list[Informer[Any]]:
+        return [informer for informer in self._informers.values() if informer is not None]
+
+    def _new_informer(self, kind: MemberKind) -> Informer[Any]:
         assert self.client is not None
-        self._informer_up[kind] = False
-        informer: Informer = Informer(f"{self.name}/{kind}", self.client, path, parse, on_change,
-                                      functools.partial(self._informer_state, kind), label_selector)
-        self.informers.append(informer)
+        informer: Informer[Any] = Informer(
+            f"{self.name}/{kind.name}", self.client, kind.resource.path(self._namespace), kind.parse,
+            lambda old, new: self._changed(kind, informer, old, new),
+            lambda up, detail, status: self._informer_state(kind, informer, up, detail, status),
+            kind.label_selector)
         return informer
 
     def start(self) -> MemberConnection:
@@ -106,6 +199,7 @@ class MemberConnection:
         interval = min(5.0, max(0.5, self.grace_period / 4))
         failures = 0
         while not self._stopping.wait(interval):
+            self._retry_refused_kinds()
             try:
                 self.client.request("GET", "/readyz", timeout=interval)
                 answered = True
@@ -113,127 +207,107 @@ class MemberConnection:
                 answered = 0 < error.status < 500
             failures = 0 if answered else failures + 1
             if failures == HEARTBEAT_FAILURES:
-                self._informer_state("heartbeat", False, "API server not answering /readyz")
+                self._report(HEARTBEAT, False, "API server not answering /readyz")
                 for informer in self.informers:
                     informer.interrupt()  # dead streams would otherwise hide the silence until a read timeout
-            elif answered and not self._informer_up.get("heartbeat", True):
-                self._informer_state("heartbeat", True, "answering")
+            elif answered and not self.health.is_up(HEARTBEAT):
+                self._report(HEARTBEAT, True, "answering")
 
-    @property
-    def synced_or_failed(self) -> bool:
-        """Start-up waits for this: caches filled, or the member known to be down (no answer, or
-        credentials refused); a busy server (429, 5xx) is waited for, not written off."""
-        return self.client is None or self.ever_synced or self.down_since is not None and self._hard_failure
+    def _retry_refused_kinds(self) -> None:
+        for kind in self.kinds:
+            due = self._retry_at.get(kind.resource)
+            if due is not None and self._clock() >= due and not self._stopping.is_set():
+                del self._retry_at[kind.resource]
+                informer = self._informers[kind.resource] = self._new_informer(kind)
+                informer.start()
 
-    @property
-    def credentials_refused(self) -> bool:
-        """Down with 401/403: the Secret may have been rotated, so the engine rebuilds the connection."""
-        return self.down_since is not None and self._last_status in (401, 403)
+    # --- state (informer threads) -------------------------------------------------------------
 
-    # --- reachability -------------------------------------------------------------------------
-
-    def _informer_state(self, kind: str, up: bool, detail: str, status: int = 0) -> None:
-        with self._lock:
-            if not up:
-                self._hard_failure = status in (0, 401, 403)
-                self._last_status = status
-            before = self.connected
-            self._informer_up[kind] = up
-            after = self.connected
-            if after:
-                self.ever_synced = self.ever_synced or all(i.synced.is_set() for i in self.informers)
-                self.down_since = None
-                self.detail = ""
-            elif self.down_since is None:
-                self.down_since = time.monotonic()
-                self.detail = detail
-        if before != after:
+    def _report(self, kind: str, up: bool, detail: str, status: int = 0, synced: bool = False) -> None:
+        if self.health.report(kind, up, detail, status, synced):
             self._on_state(self)
+
+    def _informer_state(self, kind: MemberKind, informer: Informer[Any], up: bool, detail: str, status: int) -> None:
+        if self._informers.get(kind.resource) is not informer:
+            return  # replaced meanwhile
+        was_refused = self.health.problem(kind.name) is not None
+        changed = self.health.report(kind.name, up, detail, status, informer.synced.is_set())
+        problem = self.health.problem(kind.name)
+        if problem is not None and not up:
+            # Forbidden or not served: stop asking every few seconds; try again after a while.
+            informer.stop()
+            self._informers[kind.resource] = None
+            self._retry_at[kind.resource] = self._clock() + OPTIONAL_KIND_RETRY
+            self._forget(kind, informer)
+            if not was_refused:
+                logger.warning("member kind unavailable; the member stays connected for its other kinds", extra={
+                    "cluster": self.name, "kind": kind.name, "status": status, "detail": detail,
+                    "retry_in_seconds": OPTIONAL_KIND_RETRY})
+        elif was_refused and problem is None:
+            logger.info("member kind available again", extra={"cluster": self.name, "kind": kind.name})
+        if changed:
+            self._on_state(self)
+
+    def _forget(self, kind: MemberKind, informer: Informer[Any]) -> None:
+        """A kind set aside: its objects leave the indexes (called on its informer's thread)."""
+        for old in list(informer.store.values()):
+            self._changed(kind, None, old, None)
 
     @property
     def connected(self) -> bool:
-        return self.client is not None and all(self._informer_up.values())
+        return self.client is not None and self.health.connected
 
-    def reachability(self, now: float | None = None) -> Reachability:
-        now = now if now is not None else time.monotonic()
-        if self.client is None:
-            return Reachability.UNAVAILABLE
-        if not self.ever_synced:
-            in_grace = now - self.created_at < self.grace_period
-            return Reachability.CONNECTING if in_grace else Reachability.UNAVAILABLE
-        if self.connected or self.down_since is None:
-            return Reachability.CONNECTED
-        lost_for = now - self.down_since
-        return Reachability.IN_GRACE if lost_for < self.grace_period else Reachability.LOST
+    def reachability(self) -> Reachability:
+        return Reachability.UNAVAILABLE if self.client is None else self.health.reachability()
 
     def grace_expires_in(self) -> float | None:
-        """Seconds until the member's last known answer expires; None while there is nothing to expire."""
-        if self.client is not None and not self.ever_synced:
-            return max(0.0, self.created_at + self.grace_period - time.monotonic())
-        if self.down_since is None:
-            return None
-        return max(0.0, self.down_since + self.grace_period - time.monotonic())
+        return None if self.client is None else self.health.grace_expires_in()
 
-    # --- views for the policy -----------------------------------------------------------------
+    @property
+    def synced_or_failed(self) -> bool:
+        return self.client is None or self.health.synced_or_failed
 
-    def service_view(self, namespace: str, name: str) -> MemberView:
-        reach = self.reachability()
-        if self.client is None or reach in _NO_CACHE:
-            return MemberView(self.cluster, reach, detail=self.detail)
-        key = (namespace, name)
-        return MemberView(self.cluster, reach, service=self.services.store.get(f"{namespace}/{name}"),
-                          ready_endpoints=sum(self._slices.get(key, {}).values()))
+    @property
+    def credentials_refused(self) -> bool:
+        return self.health.credentials_refused
 
-    def ingress_view(self, namespace: str, name: str) -> MemberView:
-        reach = self.reachability()
-        if self.client is None or reach in _NO_CACHE:
-            return MemberView(self.cluster, reach, detail=self.detail)
-        ingress = self.ingresses.store.get(f"{namespace}/{name}")
-        ready = {}
-        if ingress is not None:
-            ready = {svc: sum(self._slices.get((namespace, svc), {}).values()) for svc in ingress.backend_services}
-        return MemberView(self.cluster, reach, ingress=ingress, backend_ready=ready)
+    @property
+    def down_since(self) -> float | None:
+        return self.health.down_since
+
+    @property
+    def created_at(self) -> float:
+        return self.health.created_at
+
+    # --- what the sources read (MemberObjects) ------------------------------------------------
+
+    def view(self) -> MemberView:
+        return MemberView(self.cluster, self.reachability(), self.detail)
+
+    def get(self, kind: MemberKind, namespace: str, name: str) -> Any | None:
+        informer = self._informers.get(kind.resource)
+        return None if informer is None else informer.store.get(f"{namespace}/{name}")
+
+    def ready_endpoints(self, namespace: str, service: str) -> int:
+        return self._readiness.ready_endpoints(namespace, service)
+
+    def kind_problem(self, kind: MemberKind) -> KindProblem | None:
+        return self.health.problem(kind.name)
 
     # --- change handlers (informer threads) ---------------------------------------------------
 
-    def _affected_by_service(self, namespace: str, name: str) -> list[IntentKey]:
-        keys = [IntentKey(IntentKind.SERVICE, namespace, name)]
-        keys += [IntentKey(IntentKind.INGRESS, namespace, ing)
-                 for ing in sorted(self._ingress_backends.get((namespace, name), ()))]
-        return keys
-
-    def _service_changed(self, old: MemberService | None, new: MemberService | None) -> None:
-        current = new or old
-        assert current is not None
-        self._notify(self._affected_by_service(current.namespace, current.name))
-
-    def _slice_changed(self, old: MemberEndpointSlice | None, new: MemberEndpointSlice | None) -> None:
+    def _changed(self, kind: MemberKind, informer: Informer[Any] | None, old: Any, new: Any) -> None:
+        if informer is not None and self._informers.get(kind.resource) is not informer:
+            return  # a replaced informer's last words
         affected: list[IntentKey] = []
         with self._lock:
-            for item, present in ((old, False), (new, True)):
-                if item is None or not item.service_name:
-                    continue
-                ref = (item.namespace, item.service_name)
-                before = sum(self._slices[ref].values())
-                if present:
-                    self._slices[ref][item.name] = item.ready_endpoints
-                else:
-                    self._slices[ref].pop(item.name, None)
-                if not self._slices[ref]:
-                    del self._slices[ref]
-                if before != sum(self._slices.get(ref, {}).values()):
-                    affected += self._affected_by_service(*ref)
+            indexes = self._indexes.get(kind.resource, [])
+            if kind.resource == ENDPOINT_SLICE_KIND.resource:
+                for service in self._readiness.apply(old, new):
+                    for index in indexes:
+                        affected += index.readiness_changed(service)
+            else:
+                for index in indexes:
+                    affected += index.object_changed(kind, old, new)
         if affected:
             self._notify(affected)
-
-    def _ingress_changed(self, old: MemberIngress | None, new: MemberIngress | None) -> None:
-        with self._lock:
-            if old is not None:
-                for svc in old.backend_services:
-                    self._ingress_backends[(old.namespace, svc)].discard(old.name)
-            if new is not None:
-                for svc in new.backend_services:
-                    self._ingress_backends[(new.namespace, svc)].add(new.name)
-        current = new or old
-        assert current is not None
-        self._notify([IntentKey(IntentKind.INGRESS, current.namespace, current.name)])

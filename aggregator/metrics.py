@@ -43,6 +43,10 @@ class AggregatorMetrics:
                                       registry=r)
         self.member_state = Gauge(f"{NAMESPACE}_member_state", "Member reachability (1 for the current state)",
                                   ["cluster", "state"], registry=r)
+        self.member_kind_available = Gauge(
+            f"{NAMESPACE}_member_kind_available",
+            "0 while the member forbids (403) or does not serve (404) an optional kind of object, else 1",
+            ["cluster", "kind"], registry=r)
         self.dnsendpoint_writes = Counter(f"{NAMESPACE}_dnsendpoint_writes_total", "DNSEndpoint writes",
                                           ["operation"], registry=r)
         self.status_writes = Counter(f"{NAMESPACE}_status_writes_total", "Intent status writes", ["kind"], registry=r)

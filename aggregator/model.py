@@ -9,11 +9,8 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol
 
-GROUP = "fleetdns.io"
-VERSION = "v1alpha1"
-API_VERSION = f"{GROUP}/{VERSION}"
 DEFAULT_TTL = 30  # k8gb's default (KubeFed had 180): a client behind a caching resolver fails over within it
 DEFAULT_KUBECONFIG_KEY = "kubeconfig"
 LABEL_INTENT_KIND = "fleetdns.io/intent-kind"
@@ -21,17 +18,10 @@ LABEL_INTENT_NAME = "fleetdns.io/intent-name"
 
 
 class IntentKind(StrEnum):
+    """The intent kinds of the API (manifests/crds/); each is served by one source (aggregator/sources/)."""
+
     SERVICE = "ServiceDNSRecord"
     INGRESS = "IngressDNSRecord"
-
-    @property
-    def plural(self) -> str:
-        return "servicednsrecords" if self is IntentKind.SERVICE else "ingressdnsrecords"
-
-    @property
-    def endpoint_prefix(self) -> str:
-        """DNSEndpoint names are ``service-<name>`` / ``ingress-<name>``, as KubeFed named them."""
-        return "service" if self is IntentKind.SERVICE else "ingress"
 
 
 @dataclass(frozen=True, order=True)
@@ -41,10 +31,6 @@ class IntentKey:
     kind: IntentKind
     namespace: str
     name: str
-
-    @property
-    def dns_endpoint_name(self) -> str:
-        return f"{self.kind.endpoint_prefix}-{self.name}"
 
     def __str__(self) -> str:
         return f"{self.kind}/{self.namespace}/{self.name}"
@@ -157,7 +143,26 @@ class IngressIntent:
         return IntentKey(IntentKind.INGRESS, self.namespace, self.name)
 
 
-Intent = ServiceIntent | IngressIntent
+class Intent(Protocol):
+    """What every intent has; the rest is its source's business (aggregator/sources/)."""
+
+    @property
+    def namespace(self) -> str: ...
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def uid(self) -> str: ...
+
+    @property
+    def generation(self) -> int: ...
+
+    @property
+    def status(self) -> IntentStatus: ...
+
+    @property
+    def key(self) -> IntentKey: ...
 
 
 @dataclass(frozen=True)

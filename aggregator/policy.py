@@ -1,17 +1,17 @@
-"""Which member clusters count for an intent, and why: pure functions over typed views.
+"""The health rules every source shares: pure functions over typed views.
 
-Health rule: a cluster counts only while its Service has at least one ready endpoint in its
-EndpointSlices (unless ``allowServiceWithoutEndpoints``); for an Ingress, while one of its backend
-Services has. No load-balancer address → not listed. Grace-period rule: a member API server that
-stops answering keeps its last known answer for the grace period, then leaves the answer.
+Grace-period rule: a member API server that stops answering keeps its last known answer for the
+grace period, then leaves the answer; a member not reached since start-up keeps the entry the
+intent's status last published for it. Each source (aggregator/sources/) applies its own health
+rule to a member that answers (or answered within the grace period), through ``cluster_status``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
 
-from aggregator.model import ClusterStatus, MemberCluster, MemberIngress, MemberService
+from aggregator.model import ClusterStatus, LoadBalancerAddress, MemberCluster
 
 
 class Reachability(StrEnum):
@@ -20,6 +20,11 @@ class Reachability(StrEnum):
     IN_GRACE = "UnreachableInGrace"  # stopped answering less than the grace period ago: last answer kept
     LOST = "Unreachable"  # stopped answering longer than the grace period ago
     UNAVAILABLE = "Unavailable"  # never connected (no kubeconfig, bad credentials, not yet synced)
+
+    @property
+    def has_cache(self) -> bool:
+        """The member's objects (live, or last known within the grace period) are what counts."""
+        return self in (Reachability.CONNECTED, Reachability.IN_GRACE)
 
 
 class Reason(StrEnum):
@@ -33,21 +38,32 @@ class Reason(StrEnum):
     NO_READY_BACKENDS = "NoReadyBackends"
     MEMBER_UNREACHABLE = "MemberUnreachable"
     MEMBER_UNAVAILABLE = "MemberUnavailable"
+    KIND_UNAVAILABLE = "KindUnavailable"
     LAST_KNOWN = "LastKnown"
 
 
 @dataclass(frozen=True)
 class MemberView:
-    """What the aggregator knows about one member cluster for one intent."""
+    """What the aggregator knows about one member cluster for one intent; sources extend it with their objects."""
 
     cluster: MemberCluster
     reachability: Reachability
-    service: MemberService | None = None
-    ready_endpoints: int = 0
-    ingress: MemberIngress | None = None
-    backend_ready: dict[str, int] = field(default_factory=dict)
     detail: str = ""
     last_known: ClusterStatus | None = None  # the intent's published entry for this cluster (from its status)
+
+
+@dataclass(frozen=True)
+class KindProblem:
+    """An optional kind of member object the member does not serve (404) or lets us list (403)."""
+
+    kind: str  # plural, e.g. "ingresses"
+    status: int
+    detail: str
+
+    @property
+    def served(self) -> bool:
+        """A 404 means the API does not exist there, so no such object can: the cluster is simply not listed."""
+        return self.status != 404
 
 
 class _Unlisted:
@@ -57,7 +73,8 @@ class _Unlisted:
 UNLISTED = _Unlisted()
 
 
-def _unreachable(view: MemberView) -> ClusterStatus | _Unlisted | None:
+def unreachable(view: MemberView) -> ClusterStatus | _Unlisted | None:
+    """The entry of a member whose objects are unknown (or UNLISTED); None when the source should decide."""
     if view.reachability is Reachability.CONNECTING:
         # A restarted aggregator has no cache for a member it cannot reach yet; what it published
         # before (the status) stands in for the grace period, as a live member's last answer would.
@@ -70,47 +87,24 @@ def _unreachable(view: MemberView) -> ClusterStatus | _Unlisted | None:
                              f"{Reason.LAST_KNOWN}: member API server not reached since start-up; "
                              "last published answer kept within the grace period")
     if view.reachability is Reachability.LOST:
-        return _status(view, (), False, f"{Reason.MEMBER_UNREACHABLE}: API server not answering past the grace period")
+        return cluster_status(view, (), False,
+                              f"{Reason.MEMBER_UNREACHABLE}: API server not answering past the grace period")
     if view.reachability is Reachability.UNAVAILABLE:
-        return _status(view, (), False, f"{Reason.MEMBER_UNAVAILABLE}: {view.detail or 'not connected yet'}")
+        return cluster_status(view, (), False, f"{Reason.MEMBER_UNAVAILABLE}: {view.detail or 'not connected yet'}")
     return None
 
 
-def _status(view: MemberView, addresses: tuple, healthy: bool, reason: str) -> ClusterStatus:
+def kind_unavailable(view: MemberView, problem: KindProblem) -> ClusterStatus | None:
+    """A member that cannot show us this kind: listed unhealthy when forbidden, not listed when not served."""
+    if not problem.served:
+        return None
+    return cluster_status(view, (), False, f"{Reason.KIND_UNAVAILABLE}: {problem.kind} cannot be listed on this "
+                                           f"member ({problem.detail}); retried periodically")
+
+
+def cluster_status(view: MemberView, addresses: tuple[LoadBalancerAddress, ...], healthy: bool,
+                   reason: str) -> ClusterStatus:
+    """The cluster's ``status.dns[]`` entry; a healthy answer kept within the grace period says so."""
     if healthy and view.reachability is Reachability.IN_GRACE:
         reason += " (last known; member API server not answering, within the grace period)"
     return ClusterStatus(view.cluster.name, view.cluster.region, view.cluster.zone, addresses, healthy, reason)
-
-
-def evaluate_service_cluster(view: MemberView, allow_without_endpoints: bool) -> ClusterStatus | None:
-    """The cluster's entry for a ServiceDNSRecord; None when the Service does not exist there."""
-    if (down := _unreachable(view)) is not None:
-        return None if isinstance(down, _Unlisted) else down
-    service = view.service
-    if service is None:
-        return None
-    if not service.is_load_balancer:
-        return _status(view, (), False, f"{Reason.NOT_LOAD_BALANCER}: type is not LoadBalancer")
-    if not service.addresses:
-        return _status(view, (), False, f"{Reason.NO_LOAD_BALANCER_ADDRESS}: status.loadBalancer has no ingress yet")
-    if view.ready_endpoints > 0:
-        return _status(view, service.addresses, True, f"{Reason.READY_ENDPOINTS}: {view.ready_endpoints} ready")
-    if allow_without_endpoints:
-        return _status(view, service.addresses, True, str(Reason.ENDPOINTS_NOT_REQUIRED))
-    return _status(view, service.addresses, False, f"{Reason.NO_READY_ENDPOINTS}: no ready endpoint in EndpointSlices")
-
-
-def evaluate_ingress_cluster(view: MemberView) -> ClusterStatus | None:
-    """The cluster's entry for an IngressDNSRecord; None when the Ingress does not exist there."""
-    if (down := _unreachable(view)) is not None:
-        return None if isinstance(down, _Unlisted) else down
-    ingress = view.ingress
-    if ingress is None:
-        return None
-    if not ingress.addresses:
-        return _status(view, (), False, f"{Reason.NO_LOAD_BALANCER_ADDRESS}: status.loadBalancer has no ingress yet")
-    ready = sorted(name for name in ingress.backend_services if view.backend_ready.get(name, 0) > 0)
-    if ready:
-        return _status(view, ingress.addresses, True, f"{Reason.READY_ENDPOINTS}: backend {', '.join(ready)}")
-    backends = ", ".join(ingress.backend_services) or "none"
-    return _status(view, ingress.addresses, False, f"{Reason.NO_READY_BACKENDS}: no ready endpoint behind {backends}")

@@ -20,9 +20,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from aggregator.apipaths import DNS_ENDPOINTS, DOMAINS, ENDPOINT_SLICES, NAMESPACES, SERVICE_DNS_RECORDS, SERVICES
 from aggregator.informer import Informer
 from aggregator.kubeapi import KubeClient
-from aggregator.model import API_VERSION
 from rig import Fleet
 from rig.aggregator import AggregatorProcess, client_for
 from rig.binaries import REPO_ROOT
@@ -51,38 +51,34 @@ def global_name(index: int) -> str:
 
 
 def slice_body(name: str, ready: bool) -> dict[str, Any]:
-    return {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-            "metadata": {"name": f"{name}-1", "labels": {"kubernetes.io/service-name": name}},
-            "addressType": "IPv4", "ports": [{"port": 80, "protocol": "TCP"}],
+    body = ENDPOINT_SLICES.manifest(f"{name}-1")
+    body["metadata"]["labels"] = {"kubernetes.io/service-name": name}
+    return {**body, "addressType": "IPv4", "ports": [{"port": 80, "protocol": "TCP"}],
             "endpoints": [{"addresses": ["10.99.0.1"], "conditions": {"ready": ready}}]}
 
 
 def create_member_objects(client: KubeClient, member_index: int, count: int) -> None:
-    client.create("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}})
+    client.create(NAMESPACES.path(), NAMESPACES.manifest(NAMESPACE))
 
     def one(index: int) -> None:
         name = service_name(index)
-        client.create(f"/api/v1/namespaces/{NAMESPACE}/services", {
-            "apiVersion": "v1", "kind": "Service", "metadata": {"name": name},
-            "spec": {"type": "LoadBalancer", "selector": {"app": name}, "ports": [{"port": 80}]}})
-        client.merge_patch(f"/api/v1/namespaces/{NAMESPACE}/services/{name}/status",
+        client.create(SERVICES.path(NAMESPACE), SERVICES.manifest(
+            name, spec={"type": "LoadBalancer", "selector": {"app": name}, "ports": [{"port": 80}]}))
+        client.merge_patch(SERVICES.path(NAMESPACE, name, "status"),
                            {"status": {"loadBalancer": {"ingress": [{"ip": vip(member_index, index)}]}}})
-        client.create(f"/apis/discovery.k8s.io/v1/namespaces/{NAMESPACE}/endpointslices", slice_body(name, True))
+        client.create(ENDPOINT_SLICES.path(NAMESPACE), slice_body(name, True))
 
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(one, range(count)))
 
 
 def create_host_objects(host: KubeClient, count: int) -> None:
-    host.create("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}})
-    host.create(f"/apis/{API_VERSION}/namespaces/{NAMESPACE}/domains", {
-        "apiVersion": API_VERSION, "kind": "Domain", "metadata": {"name": "fleet"},
-        "spec": {"domain": "bench.example.com"}})
+    host.create(NAMESPACES.path(), NAMESPACES.manifest(NAMESPACE))
+    host.create(DOMAINS.path(NAMESPACE), DOMAINS.manifest("fleet", spec={"domain": "bench.example.com"}))
 
     def one(index: int) -> None:
-        host.create(f"/apis/{API_VERSION}/namespaces/{NAMESPACE}/servicednsrecords", {
-            "apiVersion": API_VERSION, "kind": "ServiceDNSRecord", "metadata": {"name": service_name(index)},
-            "spec": {"domainRef": "fleet"}})
+        host.create(SERVICE_DNS_RECORDS.path(NAMESPACE), SERVICE_DNS_RECORDS.manifest(
+            service_name(index), spec={"domainRef": "fleet"}))
 
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(one, range(count)))
@@ -94,9 +90,8 @@ class GlobalAnswers:
     def __init__(self, host: KubeClient) -> None:
         self.answers: dict[str, frozenset[str]] = {}
         self.changed = threading.Condition()
-        self.informer = Informer("bench/dnsendpoints", host,
-                                 f"/apis/externaldns.k8s.io/v1alpha1/namespaces/{NAMESPACE}/dnsendpoints",
-                                 self._parse, self._changed)
+        self.informer = Informer("bench/dnsendpoints", host, DNS_ENDPOINTS.path(NAMESPACE), self._parse,
+                                 self._changed)
 
     @staticmethod
     def _parse(raw: dict[str, Any]) -> tuple[str, frozenset[str]]:
@@ -210,8 +205,7 @@ def measure_changes(members: dict[str, KubeClient], answers: GlobalAnswers, expe
         want = expected[name] | {target} if now_ready else expected[name] - {target}
         client = members[names[member_index]]
         started = time.monotonic()
-        client.replace(f"/apis/discovery.k8s.io/v1/namespaces/{NAMESPACE}/endpointslices/{name}-1",
-                       slice_body(name, now_ready))
+        client.replace(ENDPOINT_SLICES.path(NAMESPACE, f"{name}-1"), slice_body(name, now_ready))
         if not answers.wait(lambda n=name, w=want: answers.answers.get(n) == w, 10):
             raise SystemExit(f"change {change}: {name} did not follow within 10 s")
         latencies.append(time.monotonic() - started)

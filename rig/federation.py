@@ -10,6 +10,7 @@ from pathlib import Path
 
 from kubernetes import client
 
+from aggregator.apipaths import DOMAINS, SERVICE_DNS_RECORDS
 from rig.aggregator import AggregatorProcess
 from rig.coredns import dns_answers
 from rig.fleet import Fleet
@@ -89,17 +90,14 @@ class Federation:
         """A Domain for the zone and a ServiceDNSRecord for ``name``, as an application team writes them."""
         custom = client.CustomObjectsApi(self.host)
         ensure_namespace(self.host, namespace)
-        custom.create_namespaced_custom_object("fleetdns.io", "v1alpha1", namespace, "domains", {
-            "apiVersion": "fleetdns.io/v1alpha1", "kind": "Domain", "metadata": {"name": domain_ref},
-            "spec": {"domain": self.zone, "nameServer": f"ns1.{self.zone}"},
-        })
+        domain = DOMAINS.manifest(domain_ref, spec={"domain": self.zone, "nameServer": f"ns1.{self.zone}"})
+        custom.create_namespaced_custom_object(DOMAINS.group, DOMAINS.version, namespace, DOMAINS.plural, domain)
         spec: dict = {"domainRef": domain_ref, "recordTTL": ttl}
         if dns_prefix:
             spec["dnsPrefix"] = dns_prefix
-        custom.create_namespaced_custom_object("fleetdns.io", "v1alpha1", namespace, "servicednsrecords", {
-            "apiVersion": "fleetdns.io/v1alpha1", "kind": "ServiceDNSRecord", "metadata": {"name": name},
-            "spec": spec,
-        })
+        records = SERVICE_DNS_RECORDS
+        custom.create_namespaced_custom_object(records.group, records.version, namespace, records.plural,
+                                               records.manifest(name, spec=spec))
 
     def answers(self, region: str, name: str) -> set[str]:
         coredns = self.regions[region].coredns

@@ -14,6 +14,8 @@ import yaml
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from aggregator.apipaths import MEMBER_CLUSTERS
+
 CRD_DIR = Path(__file__).resolve().parents[1] / "manifests" / "crds"
 
 
@@ -117,6 +119,6 @@ def register_member(host: client.ApiClient, name: str, region: str, zone: str, k
                   "kubeconfigSecretRef": {"namespace": namespace, "name": secret_name, "key": "kubeconfig"}}
     if location:
         spec["location"] = {"latitude": location[0], "longitude": location[1]}
-    client.CustomObjectsApi(host).create_cluster_custom_object("fleetdns.io", "v1alpha1", "memberclusters", {
-        "apiVersion": "fleetdns.io/v1alpha1", "kind": "MemberCluster", "metadata": {"name": name}, "spec": spec,
-    })
+    member = MEMBER_CLUSTERS.manifest(name, spec=spec)
+    client.CustomObjectsApi(host).create_cluster_custom_object(MEMBER_CLUSTERS.group, MEMBER_CLUSTERS.version,
+                                                               MEMBER_CLUSTERS.plural, member)

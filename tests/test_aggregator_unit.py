@@ -28,9 +28,11 @@ from aggregator.model import (
     parse_service_intent,
 )
 from aggregator.naming import ingress_host_names, service_names
-from aggregator.policy import MemberView, Reachability, evaluate_ingress_cluster, evaluate_service_cluster
-from aggregator.render import address_records, render_ingress_endpoints, render_service_endpoints
+from aggregator.policy import Reachability
+from aggregator.render import address_records
 from aggregator.settings import parse_settings
+from aggregator.sources.ingress import IngressView, evaluate_ingress_cluster, render_ingress_endpoints
+from aggregator.sources.service import ServiceView, evaluate_service_cluster, render_service_endpoints
 from aggregator.status import Outcome, build_status, cluster_changes
 from aggregator.workqueue import RETRY_BASE_DELAY, RETRY_MAX_DELAY, WorkQueue, backoff_delay
 from fleetdns.config import ConfigError
@@ -187,46 +189,46 @@ LB = MemberService("shop", "web", True, ip("192.0.2.1"))
 
 
 @pytest.mark.parametrize(("view", "allow", "healthy", "reason"), [
-    (MemberView(EAST, Reachability.CONNECTED, service=LB, ready_endpoints=2), False, True, "ReadyEndpoints"),
-    (MemberView(EAST, Reachability.CONNECTED, service=LB, ready_endpoints=0), False, False, "NoReadyEndpoints"),
-    (MemberView(EAST, Reachability.CONNECTED, service=LB, ready_endpoints=0), True, True, "EndpointsNotRequired"),
-    (MemberView(EAST, Reachability.CONNECTED, service=MemberService("shop", "web", True, ()), ready_endpoints=1),
+    (ServiceView(EAST, Reachability.CONNECTED, service=LB, ready_endpoints=2), False, True, "ReadyEndpoints"),
+    (ServiceView(EAST, Reachability.CONNECTED, service=LB, ready_endpoints=0), False, False, "NoReadyEndpoints"),
+    (ServiceView(EAST, Reachability.CONNECTED, service=LB, ready_endpoints=0), True, True, "EndpointsNotRequired"),
+    (ServiceView(EAST, Reachability.CONNECTED, service=MemberService("shop", "web", True, ()), ready_endpoints=1),
      False, False, "NoLoadBalancerAddress"),
-    (MemberView(EAST, Reachability.CONNECTED, service=MemberService("shop", "web", False, ip("10.0.0.1")),
+    (ServiceView(EAST, Reachability.CONNECTED, service=MemberService("shop", "web", False, ip("10.0.0.1")),
                 ready_endpoints=1), False, False, "ServiceNotLoadBalancer"),
-    (MemberView(EAST, Reachability.IN_GRACE, service=LB, ready_endpoints=1), False, True, "ReadyEndpoints"),
-    (MemberView(EAST, Reachability.LOST), False, False, "MemberUnreachable"),
-    (MemberView(EAST, Reachability.UNAVAILABLE, detail="Secret missing"), False, False, "MemberUnavailable"),
+    (ServiceView(EAST, Reachability.IN_GRACE, service=LB, ready_endpoints=1), False, True, "ReadyEndpoints"),
+    (ServiceView(EAST, Reachability.LOST), False, False, "MemberUnreachable"),
+    (ServiceView(EAST, Reachability.UNAVAILABLE, detail="Secret missing"), False, False, "MemberUnavailable"),
 ])
-def test_service_health_rule(view: MemberView, allow: bool, healthy: bool, reason: str) -> None:
+def test_service_health_rule(view: ServiceView, allow: bool, healthy: bool, reason: str) -> None:
     result = evaluate_service_cluster(view, allow)
     assert result is not None
     assert (result.healthy, result.reason.split(":")[0].split(" ")[0]) == (healthy, reason)
 
 
 def test_within_the_grace_period_the_reason_says_the_answer_is_last_known() -> None:
-    result = evaluate_service_cluster(MemberView(EAST, Reachability.IN_GRACE, service=LB, ready_endpoints=1), False)
+    result = evaluate_service_cluster(ServiceView(EAST, Reachability.IN_GRACE, service=LB, ready_endpoints=1), False)
     assert result is not None and "grace period" in result.reason
 
 
 def test_member_not_reached_since_start_keeps_its_published_entry_within_the_grace_period() -> None:
     published = entry(EAST, ip("192.0.2.1"))
-    kept = evaluate_service_cluster(MemberView(EAST, Reachability.CONNECTING, last_known=published), False)
+    kept = evaluate_service_cluster(ServiceView(EAST, Reachability.CONNECTING, last_known=published), False)
     assert kept is not None and kept.healthy and kept.addresses == ip("192.0.2.1")
     assert kept.reason.startswith("LastKnown")
-    assert evaluate_service_cluster(MemberView(EAST, Reachability.CONNECTING), False) is None
+    assert evaluate_service_cluster(ServiceView(EAST, Reachability.CONNECTING), False) is None
 
 
 def test_cluster_without_the_service_is_not_listed() -> None:
-    assert evaluate_service_cluster(MemberView(EAST, Reachability.CONNECTED), False) is None
+    assert evaluate_service_cluster(ServiceView(EAST, Reachability.CONNECTED), False) is None
 
 
 def test_ingress_is_healthy_while_one_backend_has_ready_endpoints() -> None:
     ingress = MemberIngress("shop", "front", ip("192.0.2.1"), ("api", "web"))
-    healthy = evaluate_ingress_cluster(MemberView(EAST, Reachability.CONNECTED, ingress=ingress,
-                                                  backend_ready={"api": 0, "web": 1}))
-    sick = evaluate_ingress_cluster(MemberView(EAST, Reachability.CONNECTED, ingress=ingress,
-                                               backend_ready={"api": 0, "web": 0}))
+    healthy = evaluate_ingress_cluster(IngressView(EAST, Reachability.CONNECTED, ingress=ingress,
+                                                   backend_ready={"api": 0, "web": 1}))
+    sick = evaluate_ingress_cluster(IngressView(EAST, Reachability.CONNECTED, ingress=ingress,
+                                                backend_ready={"api": 0, "web": 0}))
     assert healthy is not None and healthy.healthy and "web" in healthy.reason
     assert sick is not None and not sick.healthy and sick.reason.startswith("NoReadyBackends")
 

@@ -1,0 +1,76 @@
+"""Every Kubernetes resource FleetDNS reads or writes, with its group/version and URL paths: the one home
+for API strings, used by the aggregator, the rig and the tests alike.
+
+``Resource.path`` builds the REST path: ``/api/v1/...`` for the core group, ``/apis/<group>/<version>/...``
+otherwise; an empty namespace on a namespaced resource means all namespaces (list and watch).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+FLEETDNS_GROUP = "fleetdns.io"
+FLEETDNS_VERSION = "v1alpha1"
+FLEETDNS_API_VERSION = f"{FLEETDNS_GROUP}/{FLEETDNS_VERSION}"
+EXTERNALDNS_GROUP = "externaldns.k8s.io"
+EXTERNALDNS_VERSION = "v1alpha1"
+
+
+@dataclass(frozen=True, order=True)
+class Resource:
+    """One resource type of the Kubernetes API (group, version, plural, kind, scope)."""
+
+    group: str  # "" for the core group
+    version: str
+    plural: str
+    kind: str
+    namespaced: bool = True
+
+    @property
+    def api_version(self) -> str:
+        return f"{self.group}/{self.version}" if self.group else self.version
+
+    def path(self, namespace: str = "", name: str = "", subresource: str = "") -> str:
+        """The collection (no ``name``), one object, or one of its subresources (``status``)."""
+        base = f"/apis/{self.group}/{self.version}" if self.group else f"/api/{self.version}"
+        if self.namespaced and namespace:
+            base += f"/namespaces/{namespace}"
+        path = f"{base}/{self.plural}"
+        if name:
+            path += f"/{name}"
+            if subresource:
+                path += f"/{subresource}"
+        return path
+
+    def manifest(self, name: str, namespace: str = "", **fields: Any) -> dict[str, Any]:
+        """A new object of this kind: ``apiVersion``, ``kind``, ``metadata`` and the given top-level fields."""
+        metadata: dict[str, Any] = {"name": name}
+        if namespace:
+            metadata["namespace"] = namespace
+        return {"apiVersion": self.api_version, "kind": self.kind, "metadata": metadata, **fields}
+
+
+# fleetdns.io: the intents and the fleet (manifests/crds/)
+SERVICE_DNS_RECORDS = Resource(FLEETDNS_GROUP, FLEETDNS_VERSION, "servicednsrecords", "ServiceDNSRecord")
+INGRESS_DNS_RECORDS = Resource(FLEETDNS_GROUP, FLEETDNS_VERSION, "ingressdnsrecords", "IngressDNSRecord")
+DOMAINS = Resource(FLEETDNS_GROUP, FLEETDNS_VERSION, "domains", "Domain")
+MEMBER_CLUSTERS = Resource(FLEETDNS_GROUP, FLEETDNS_VERSION, "memberclusters", "MemberCluster", namespaced=False)
+
+# ExternalDNS's CRD source reads these
+DNS_ENDPOINTS = Resource(EXTERNALDNS_GROUP, EXTERNALDNS_VERSION, "dnsendpoints", "DNSEndpoint")
+
+# Kubernetes built-ins
+NAMESPACES = Resource("", "v1", "namespaces", "Namespace", namespaced=False)
+SECRETS = Resource("", "v1", "secrets", "Secret")
+EVENTS = Resource("", "v1", "events", "Event")
+SERVICES = Resource("", "v1", "services", "Service")
+SERVICE_ACCOUNTS = Resource("", "v1", "serviceaccounts", "ServiceAccount")
+ENDPOINT_SLICES = Resource("discovery.k8s.io", "v1", "endpointslices", "EndpointSlice")
+INGRESSES = Resource("networking.k8s.io", "v1", "ingresses", "Ingress")
+LEASES = Resource("coordination.k8s.io", "v1", "leases", "Lease")
+CLUSTER_ROLES = Resource("rbac.authorization.k8s.io", "v1", "clusterroles", "ClusterRole", namespaced=False)
+CLUSTER_ROLE_BINDINGS = Resource("rbac.authorization.k8s.io", "v1", "clusterrolebindings", "ClusterRoleBinding",
+                                 namespaced=False)
+CUSTOM_RESOURCE_DEFINITIONS = Resource("apiextensions.k8s.io", "v1", "customresourcedefinitions",
+                                       "CustomResourceDefinition", namespaced=False)

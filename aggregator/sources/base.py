@@ -1,0 +1,142 @@
+"""The source seam: one small class per kind of member object (Service, Ingress, later Gateway API and
+OpenShift routes) that owns the member informers it needs, its index from member objects to intents,
+its health evaluation and its targets. Members, the engine and the reconciler only iterate over the
+registered sources (aggregator/sources/__init__.py); nothing outside a source knows its kind.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, replace
+from typing import Any, Generic, Protocol, TypeVar
+
+from aggregator.apipaths import Resource
+from aggregator.model import ClusterStatus, Domain, Intent, IntentKey, IntentKind
+from aggregator.policy import KindProblem, MemberView
+from aggregator.status import Outcome
+from fleetdns.endpoint import Endpoint
+
+ServiceRef = tuple[str, str]  # (namespace, Service name) in one member
+IntentT = TypeVar("IntentT", bound=Intent)
+
+
+@dataclass(frozen=True)
+class MemberKind:
+    """A kind of member object a source watches. A member that forbids or lacks an optional kind stays
+    connected for the others; a required kind is part of the member being connected at all."""
+
+    resource: Resource
+    parse: Callable[[dict[str, Any]], Any]
+    required: bool = True
+    label_selector: str = ""
+
+    @property
+    def name(self) -> str:
+        return self.resource.plural
+
+
+class MemberObjects(Protocol):
+    """What a source reads of one member (MemberConnection implements it over its informer caches)."""
+
+    @property
+    def name(self) -> str: ...
+
+    def view(self) -> MemberView: ...
+
+    def get(self, kind: MemberKind, namespace: str, name: str) -> Any | None: ...
+
+    def ready_endpoints(self, namespace: str, service: str) -> int: ...
+
+    def kind_problem(self, kind: MemberKind) -> KindProblem | None: ...
+
+
+class MemberIndex(ABC):
+    """Per member and source: which intents a member change affects. Called under the member's lock."""
+
+    @abstractmethod
+    def object_changed(self, kind: MemberKind, old: Any, new: Any) -> list[IntentKey]:
+        """A watched object of ``kind`` changed (``old`` None: added; ``new`` None: deleted)."""
+
+    def readiness_changed(self, service: ServiceRef) -> list[IntentKey]:
+        """The number of ready endpoints of a Service changed (the shared EndpointSlice index)."""
+        return []
+
+
+class Domains(Protocol):
+    """Domain lookup for sources whose names hang under a Domain."""
+
+    def find(self, namespace: str, name: str) -> Domain | None:
+        """The Domain ``name`` for an intent in ``namespace`` (its own namespace first, then the shared one)."""
+        ...
+
+    def searched(self, namespace: str) -> str:
+        """Where ``find`` looked, for the message of a missing Domain."""
+        ...
+
+
+@dataclass(frozen=True)
+class Desired:
+    """What one reconcile wants: the DNSEndpoint's records and the outcome that becomes the status."""
+
+    endpoints: list[Endpoint]
+    outcome: Outcome
+
+
+class Source(ABC, Generic[IntentT]):
+    """One kind of member object behind one intent kind."""
+
+    kind: IntentKind
+    intent_resource: Resource  # where the intents live on the host
+    endpoint_prefix: str  # DNSEndpoint ``<prefix>-<intent name>``, as KubeFed named them
+    member_kinds: tuple[MemberKind, ...]  # informers every member runs for this source
+
+    @abstractmethod
+    def parse_intent(self, raw: dict[str, Any]) -> IntentT:
+        """The intent from the API's JSON; ParseError names the field that is wrong."""
+
+    def domain_ref(self, intent: IntentT) -> str:
+        """The Domain the intent's names hang under ("" when none): its changes re-queue the intent."""
+        return ""
+
+    def dns_endpoint_name(self, intent_name: str) -> str:
+        return f"{self.endpoint_prefix}-{intent_name}"
+
+    @abstractmethod
+    def new_index(self) -> MemberIndex:
+        """A fresh index for one member connection."""
+
+    @abstractmethod
+    def evaluate(self, intent: IntentT, view: MemberView, member: MemberObjects) -> ClusterStatus | None:
+        """The member's ``status.dns[]`` entry for the intent; None when the object does not exist there."""
+
+    @abstractmethod
+    def render(self, intent: IntentT, clusters: tuple[ClusterStatus, ...], domains: Domains) -> Desired:
+        """The records (targets) over the evaluated clusters, and the outcome for the status."""
+
+
+class SourceRegistry:
+    """The registered sources by intent kind, and the member kinds they need together (each once)."""
+
+    def __init__(self, sources: Iterable[Source[Any]]) -> None:
+        self._by_kind: dict[IntentKind, Source[Any]] = {}
+        for source in sources:
+            if source.kind in self._by_kind:
+                raise ValueError(f"two sources for {source.kind}")
+            self._by_kind[source.kind] = source
+
+    def __iter__(self) -> Iterator[Source[Any]]:
+        return iter(self._by_kind.values())
+
+    def for_kind(self, kind: IntentKind) -> Source[Any]:
+        return self._by_kind[kind]
+
+    def member_kinds(self) -> tuple[MemberKind, ...]:
+        """Every member kind once, in registration order; required when any source requires it."""
+        merged: dict[Resource, MemberKind] = {}
+        for source in self:
+            for kind in source.member_kinds:
+                known = merged.get(kind.resource)
+                merged[kind.resource] = kind if known is None else replace(known, required=known.required
+                                                                           or kind.required)
+        return tuple(merged.values())

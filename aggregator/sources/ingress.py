@@ -1,0 +1,126 @@
+"""IngressDNSRecord: Ingress ``<ns>/<name>`` in every member, one record per host over its load-balancer addresses.
+
+Health: a cluster counts while at least one of the Ingress's backend Services (default backend and
+every rule path) has a ready endpoint. Ingress is an optional kind: a member that forbids listing
+Ingresses (403) is listed unhealthy with reason ``KindUnavailable``; one that does not serve the API
+(404) is not listed; either way the member stays connected for its Services.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from aggregator.apipaths import INGRESS_DNS_RECORDS, INGRESSES
+from aggregator.model import (
+    ClusterStatus,
+    IngressIntent,
+    IntentKey,
+    IntentKind,
+    MemberIngress,
+    parse_ingress_intent,
+    parse_member_ingress,
+)
+from aggregator.naming import ingress_host_names
+from aggregator.policy import KindProblem, MemberView, Reason, cluster_status, kind_unavailable, unreachable
+from aggregator.render import address_records, sort_endpoints
+from aggregator.sources.base import Desired, Domains, MemberIndex, MemberKind, MemberObjects, ServiceRef, Source
+from aggregator.sources.readiness import ENDPOINT_SLICE_KIND
+from aggregator.status import Outcome
+from fleetdns.dnsname import InvalidDNSNameError
+from fleetdns.endpoint import Endpoint
+
+INGRESS_KIND = MemberKind(INGRESSES, parse_member_ingress, required=False)
+
+
+@dataclass(frozen=True)
+class IngressView(MemberView):
+    """One member, for one IngressDNSRecord: its Ingress (None: not there) and ready endpoints per backend."""
+
+    ingress: MemberIngress | None = None
+    backend_ready: dict[str, int] = field(default_factory=dict)
+    problem: KindProblem | None = None  # the member does not let us see Ingresses
+
+
+def evaluate_ingress_cluster(view: IngressView) -> ClusterStatus | None:
+    """The cluster's entry for an IngressDNSRecord; None when the Ingress does not exist there."""
+    if (down := unreachable(view)) is not None:
+        return down if isinstance(down, ClusterStatus) else None  # not reachable: decided without its objects
+    if view.problem is not None:
+        return kind_unavailable(view, view.problem)
+    ingress = view.ingress
+    if ingress is None:
+        return None
+    if not ingress.addresses:
+        return cluster_status(view, (), False,
+                              f"{Reason.NO_LOAD_BALANCER_ADDRESS}: status.loadBalancer has no ingress yet")
+    ready = sorted(name for name in ingress.backend_services if view.backend_ready.get(name, 0) > 0)
+    if ready:
+        return cluster_status(view, ingress.addresses, True, f"{Reason.READY_ENDPOINTS}: backend {', '.join(ready)}")
+    backends = ", ".join(ingress.backend_services) or "none"
+    return cluster_status(view, ingress.addresses, False,
+                          f"{Reason.NO_READY_BACKENDS}: no ready endpoint behind {backends}")
+
+
+def render_ingress_endpoints(intent: IngressIntent, hosts: tuple[str, ...],
+                             clusters: tuple[ClusterStatus, ...]) -> list[Endpoint]:
+    """One A/AAAA (or CNAME) record set per host over the healthy clusters."""
+    healthy = [c for c in clusters if c.healthy]
+    records = [record for host in hosts for record in address_records(host, healthy, intent.record_ttl)]
+    return sort_endpoints(records)
+
+
+class _IngressIndex(MemberIndex):
+    """An Ingress affects the IngressDNSRecord of its name; a backend's readiness, every Ingress using it."""
+
+    def __init__(self) -> None:
+        self._by_backend: dict[ServiceRef, set[str]] = {}
+
+    def object_changed(self, kind: MemberKind, old: Any, new: Any) -> list[IntentKey]:
+        for ingress, present in ((old, False), (new, True)):
+            if ingress is None:
+                continue
+            for service in ingress.backend_services:
+                users = self._by_backend.setdefault((ingress.namespace, service), set())
+                if present:
+                    users.add(ingress.name)
+                else:
+                    users.discard(ingress.name)
+                    if not users:
+                        del self._by_backend[(ingress.namespace, service)]
+        current: MemberIngress = new or old
+        return [IntentKey(IntentKind.INGRESS, current.namespace, current.name)]
+
+    def readiness_changed(self, service: ServiceRef) -> list[IntentKey]:
+        return [IntentKey(IntentKind.INGRESS, service[0], name) for name in sorted(self._by_backend.get(service, ()))]
+
+
+class IngressSource(Source[IngressIntent]):
+    kind = IntentKind.INGRESS
+    intent_resource = INGRESS_DNS_RECORDS
+    endpoint_prefix = "ingress"
+    member_kinds = (INGRESS_KIND, ENDPOINT_SLICE_KIND)
+
+    def parse_intent(self, raw: dict[str, Any]) -> IngressIntent:
+        return parse_ingress_intent(raw)
+
+    def new_index(self) -> MemberIndex:
+        return _IngressIndex()
+
+    def evaluate(self, intent: IngressIntent, view: MemberView, member: MemberObjects) -> ClusterStatus | None:
+        ingress, ready, problem = None, {}, None
+        if view.reachability.has_cache:
+            problem = member.kind_problem(INGRESS_KIND)
+            ingress = member.get(INGRESS_KIND, intent.namespace, intent.name)
+            if ingress is not None:
+                ready = {svc: member.ready_endpoints(intent.namespace, svc) for svc in ingress.backend_services}
+        return evaluate_ingress_cluster(
+            IngressView(view.cluster, view.reachability, view.detail, view.last_known, ingress, ready, problem))
+
+    def render(self, intent: IngressIntent, clusters: tuple[ClusterStatus, ...], domains: Domains) -> Desired:
+        try:
+            hosts = ingress_host_names(intent.hosts)
+        except InvalidDNSNameError as error:
+            return Desired([], Outcome("", "", clusters, 0, "InvalidName", str(error)))
+        endpoints = render_ingress_endpoints(intent, hosts, clusters)
+        return Desired(endpoints, Outcome("", ", ".join(hosts), clusters, len(endpoints)))
