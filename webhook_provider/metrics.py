@@ -23,8 +23,8 @@ class RejectionLog:
     """Logs each (name, reason) at warning once, repeats at debug: ExternalDNS resends every second."""
 
     capacity: int = REPORTED_MEMORY
-    _seen: OrderedDict[tuple[str, str], None] = field(default_factory=OrderedDict)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _seen: OrderedDict[tuple[str, str], None] = field(default_factory=OrderedDict, init=False, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     def report(self, rejection: Rejection, source: str, path: str) -> None:
         key = (rejection.dns_name, rejection.reason.value)
