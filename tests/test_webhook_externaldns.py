@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import json
+import re
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import pyetcd
 import pytest
 import yaml
 from kubernetes import client, utils
@@ -132,6 +135,30 @@ def answers(coredns: CoreDNS, name: str, rdtype: str = "A") -> set[str]:
     return dns_answers(coredns.host, coredns.port, name, rdtype)
 
 
+def ownership_records_in_etcd(region: Region, owner: str, names: list[str]) -> bool:
+    """Whether etcd holds the TXT registry's ownership record of ``owner`` for each name, read directly.
+
+    Layout-independent: CoreDNS serves a name from the key at its path or any key below it, so that is
+    where every provider's record of it must be (v0.22 names them ``<type>-<name>``, e.g. a-app.example.org).
+    """
+    host, port = region.etcd.url.removeprefix("http://").split(":")
+    kv = pyetcd.client(host=host, port=int(port))
+    ours = re.compile(rf"external-dns/owner={re.escape(owner)}(?=[,\"]|$)")
+    try:
+        owned = []
+        for value, meta in kv.get_prefix(region.prefix):
+            try:
+                text = json.loads(value).get("text") or ""
+            except (ValueError, AttributeError):
+                continue
+            if "heritage=external-dns" in text and ours.search(text):
+                owned.append(meta.key.decode())
+    finally:
+        kv.close()
+    paths = [region.prefix + "/".join(reversed(name.split("."))) for name in names]
+    return all(any(key == path or key.startswith(path + "/") for key in owned) for path in paths)
+
+
 def test_externaldns_creates_updates_and_deletes_records_and_then_stays_quiet(cluster, region):
     namespace = cluster.namespace()
     cluster.put_endpoints(namespace, "app", [
@@ -193,7 +220,10 @@ def test_switching_a_live_etcd_from_the_coredns_provider_keeps_answers_then_upda
         return all(answers(coredns, name, rdtype) == want for (name, rdtype), want in expected.items())
 
     wait_for(all_answered, 30, "the coredns provider's records answered")
-    time.sleep(2)  # let it finish writing the ownership records too
+    # The provider writes key by key: the answers can come before the ownership records.
+    wait_for(lambda: ownership_records_in_etcd(region, "sw", ["a-sw.example.org", "aaaa-sw6.example.org",
+                                                              "cname-swc.example.org"]),
+             30, "the coredns provider's ownership records in etcd")
     builtin.stop()
 
     webhook = region.webhook()
@@ -206,8 +236,9 @@ def test_switching_a_live_etcd_from_the_coredns_provider_keeps_answers_then_upda
 
     region.externaldns(cluster.kubeconfig, with_webhook(namespace, "sw", webhook))
     gets = hook.metrics().get(GETS, 0)
+    # A bounded observation, polled throughout: no answer may change while the webhook takes over.
     deadline = time.monotonic() + 4
-    while time.monotonic() < deadline:  # every answer stays during and after the switch
+    while time.monotonic() < deadline:
         assert all_answered()
         time.sleep(0.2)
     wait_for(lambda: hook.metrics().get(GETS, 0) >= gets + 3, 20, "three sync loops on the webhook")
@@ -234,12 +265,14 @@ def test_switching_back_to_the_coredns_provider_keeps_answers_and_it_can_update_
         return answers(coredns, "back.example.org") == targets and answers(coredns, "backc.example.org") == targets
 
     wait_for(lambda: answered({"192.0.2.21", "192.0.2.22"}), 30, "answers through the webhook")
-    time.sleep(2)  # ownership records written too
+    wait_for(lambda: ownership_records_in_etcd(region, "back", ["a-back.example.org", "cname-backc.example.org"]),
+             30, "the webhook's ownership records in etcd")
     ours.stop()
     builtin = region.externaldns(cluster.kubeconfig, with_builtin_coredns(namespace, "back", region.prefix),
                                  {"ETCD_URLS": region.etcd.url})
+    # A bounded observation, polled throughout: no answer may change while the coredns provider takes over.
     deadline = time.monotonic() + 4
-    while time.monotonic() < deadline:  # answers stay while the coredns provider takes over
+    while time.monotonic() < deadline:
         assert answered({"192.0.2.21", "192.0.2.22"}), builtin.log()[-3000:]
         time.sleep(0.2)
     cluster.put_endpoints(namespace, "back", [{**endpoints[0], "targets": ["192.0.2.23"]}, endpoints[1]])
