@@ -1,7 +1,13 @@
 """List+watch of one resource kind on one API server, keeping a parsed cache and reporting changes.
 
-Re-lists on 410 Gone, resumes from the last resourceVersion (bookmarks keep it fresh) after a
-dropped stream, reconnects with capped exponential backoff, and reports whether the server answers.
+Resumes from the last resourceVersion (bookmarks keep it fresh) after a dropped stream or while the
+server does not answer (no connection, 429), reconnecting with capped exponential backoff. A watch the
+server refuses to resume, whatever its reason (410 Gone, any other ERROR event, any error answer),
+re-lists instead of retrying the same resourceVersion forever, as client-go's reflector does.
+A server whose etcd was restored from a backup or wiped refuses nothing: v1.36 accepts a watch from a
+resourceVersion ahead of its history and sends nothing until its revision passes it. So before each
+resume a one-item consistent list asks for the server's newest resourceVersion; older than ours means
+its history went back, and the cache is re-listed. Reports whether the server answers.
 Change handlers see (old, new) parsed views and are called only when the parsed view changed, so
 status noise the aggregator does not read never reaches the work queue.
 """
@@ -36,6 +42,30 @@ class Gone(Exception):
     """The resourceVersion is too old (410): the cache must be rebuilt from a fresh list."""
 
 
+class WatchRefused(Exception):
+    """The server ended the watch with an ERROR event other than 410 (e.g. 504 "Too large resource
+    version"): resuming from the same resourceVersion would fail again, so the cache is re-listed."""
+
+    def __init__(self, code: int, reason: str, message: str) -> None:
+        super().__init__(f"{code} {reason}: {message}")
+        self.code = code
+
+
+def compare_resource_versions(a: str, b: str) -> int | None:
+    """-1, 0 or 1 as ``a`` is older than, equal to or newer than ``b`` (two resourceVersions of one
+    resource, comparable as integers since Kubernetes 1.34, KEP-5504); None when either is not a
+    well-formed positive integer (then nothing is concluded)."""
+    if not all(v.isdigit() and not v.startswith("0") for v in (a, b)):
+        return None
+    return (int(a) > int(b)) - (int(a) < int(b))
+
+
+def resumable(status: int) -> bool:
+    """Whether a failed watch may resume from its resourceVersion: only when the server did not answer
+    (status 0) or asked us to slow down (429); any other answer may be about the resourceVersion itself."""
+    return status in (0, 429)
+
+
 def object_key(obj: dict[str, Any]) -> str:
     meta = obj.get("metadata") or {}
     namespace = meta.get("namespace") or ""
@@ -59,6 +89,7 @@ class Informer(Generic[T]):
         self.synced = threading.Event()
         self.connected = False
         self._backoff = BACKOFF_START
+        self._relist_backoff = BACKOFF_START  # paces re-lists after refused watches (reset by a watch that ran)
         self._response: Any = None
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"informer-{name}", daemon=True)
@@ -89,17 +120,28 @@ class Informer(Generic[T]):
         version: str | None = None
         while not self._stopping.is_set():
             try:
-                if version is None:
+                if version is None or self._history_went_back(version):
                     version = self._list()
                     self._set_state(True, "listed")
                 version = self._watch(version)
+                self._relist_backoff = BACKOFF_START
             except Gone:
                 logger.info("watch expired; re-listing", extra={"informer": self.name})
                 version = None
+            except WatchRefused as error:
+                logger.warning("watch cannot resume from its resourceVersion; re-listing",
+                               extra={"informer": self.name, "error": str(error)})
+                version = None
+                self._stopping.wait(self._relist_backoff * random.uniform(0.8, 1.2))
+                self._relist_backoff = min(self._relist_backoff * 2, BACKOFF_MAX)
             except (KubeError, ValueError, OSError) as error:
                 if self._stopping.is_set():
                     return
-                self._set_state(False, str(error), error.status if isinstance(error, KubeError) else 0)
+                status = error.status if isinstance(error, KubeError) else 0
+                self._set_state(False, str(error), status)
+                if version is not None and not resumable(status):
+                    logger.warning("watch refused; re-listing", extra={"informer": self.name, "error": str(error)})
+                    version = None
                 self._stopping.wait(self._backoff * random.uniform(0.8, 1.2))
                 self._backoff = min(self._backoff * 2, BACKOFF_MAX)
             except Exception:  # noqa: BLE001 - a bug in a handler must not end the watch for good
@@ -139,6 +181,16 @@ class Informer(Generic[T]):
         self.synced.set()
         return version
 
+    def _history_went_back(self, version: str) -> bool:
+        """Whether the server's newest resourceVersion is older than ours (its etcd restored or replaced)."""
+        page = self.client.get(self.path, {**self._query(), "limit": 1}, timeout=30)
+        newest = str((page.get("metadata") or {}).get("resourceVersion") or "")
+        if compare_resource_versions(newest, version) != -1:
+            return False
+        logger.warning("server's history went back (etcd restored or replaced); re-listing",
+                       extra={"informer": self.name, "resource_version": version, "server_newest": newest})
+        return True
+
     def _replace(self, fresh: dict[str, T]) -> None:
         """Swap in a re-listed cache, reporting what changed while the watch was away."""
         old = self.store
@@ -166,7 +218,7 @@ class Informer(Generic[T]):
             if kind == "ERROR":
                 if raw.get("code") == 410:
                     raise Gone()
-                raise KubeError(int(raw.get("code") or 0), str(raw.get("reason")), str(raw.get("message")))
+                raise WatchRefused(int(raw.get("code") or 0), str(raw.get("reason")), str(raw.get("message")))
             version = str((raw.get("metadata") or {}).get("resourceVersion") or version)
             if kind == "BOOKMARK":
                 continue

@@ -65,6 +65,16 @@ class KubeAPIServer:
         """Start again after ``stop_apiserver``, same port, same data."""
         self.start()
 
+    def restart_with_empty_etcd(self) -> None:
+        """Stop the API server, replace its own etcd by an empty one (a restore or a wipe) and start it
+        again on the same port with the same credentials: resourceVersions its clients hold now lie
+        ahead of (or mean something else on) the server."""
+        if self.own_etcd is None:
+            raise ValueError(f"API server {self.name} shares an etcd; only one with its own etcd can be wiped")
+        self.stop_apiserver()
+        self.own_etcd.restart_empty()
+        self.start()
+
     def stop_apiserver(self) -> None:
         """Stop only the API server; its etcd (and so its data) stays."""
         if self.process is not None:

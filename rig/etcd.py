@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -99,6 +101,27 @@ class EtcdCluster:
         for member in self.members:
             if member.process is not None:
                 member.process.stop()
+
+    def restart_empty(self, timeout: float = START_TIMEOUT) -> None:
+        """Stop every member, delete its data and start a new, empty cluster on the same ports: what a
+        restore from an older backup or a wiped etcd looks like to clients (the revision starts again)."""
+        self.stop()
+        for member in self.members:
+            shutil.rmtree(member.data_dir, ignore_errors=True)
+        self.start(timeout)
+
+    def advance_revision(self, count: int, key: str = "/rig/revision") -> int:
+        """Write ``key`` ``count`` times (etcd's JSON gateway) so the revision moves on as a longer-lived
+        cluster's would; returns the new revision."""
+        encoded = base64.b64encode(key.encode()).decode()
+        revision = 0
+        with requests.Session() as session:
+            for index in range(count):
+                response = session.post(f"{self.url}/v3/kv/put", timeout=5, json={
+                    "key": encoded, "value": base64.b64encode(str(index).encode()).decode()})
+                response.raise_for_status()
+                revision = int(response.json()["header"]["revision"])
+        return revision
 
     def __enter__(self) -> EtcdCluster:
         return self.start()

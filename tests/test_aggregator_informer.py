@@ -1,9 +1,11 @@
-"""The informer and the JSON client against a real API server: list+watch, change filtering, 410 Gone."""
+"""The informer and the JSON client against a real API server: list+watch, change filtering, 410 Gone,
+re-listing when a restored member refuses to resume a watch."""
 
 from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -11,8 +13,9 @@ from aggregator import informer as informer_module
 from aggregator.informer import Gone, Informer
 from aggregator.kubeapi import KubeClient, KubeError
 from aggregator.model import MemberService, parse_member_service
-from rig import Fleet
+from rig import Fleet, KubeAPIServer
 from rig.aggregator import client_for
+from rig.workloads import ensure_namespace
 from tests.test_aggregator_support import new_namespace, wait_for
 
 pytestmark = pytest.mark.apiserver
@@ -103,3 +106,41 @@ def test_a_quiet_stream_is_reopened_without_reporting_the_server_down(
         assert False not in states
     finally:
         informer.stop()
+
+
+@pytest.mark.timeout(300)
+def test_a_member_restored_onto_an_empty_etcd_is_relisted_not_resumed(tmp_path: Path) -> None:
+    """A member whose etcd is restored from an older backup (or wiped) and whose API server restarts:
+    the informer's resourceVersion now lies ahead of the server's whole history. v1.36 accepts a watch
+    from it without an error and sends nothing until its revision passes that number, so resuming
+    would keep, silently, objects that no longer exist and miss every new one. The informer must
+    notice and re-list, and see the member as it is now."""
+    with KubeAPIServer("restored", tmp_path / "restored") as server:
+        assert server.own_etcd is not None
+        ns = "agg-restore"
+        ensure_namespace(server.api_client(), ns)
+        path = f"/api/v1/namespaces/{ns}/services"
+        client = client_for(server)
+        client.create(path, service("before-restore"))
+        server.own_etcd.advance_revision(1000)  # a cluster that lived longer than the restored copy will
+        seen: list[str] = []
+        informer: Informer[MemberService] = Informer(
+            "test/restored", client, path, parse_member_service, lambda o, n: seen.append(n.name if n else "-"))
+        informer.start()
+        try:
+            assert informer.synced.wait(30)
+            assert set(informer.store) == {f"{ns}/before-restore"}
+            old_version = int(client.get(path)["metadata"]["resourceVersion"])
+
+            server.restart_with_empty_etcd()
+            ensure_namespace(server.api_client(), ns)
+            fresh = client_for(server)
+            fresh.create(path, service("after-restore"))
+            assert int(fresh.get(path)["metadata"]["resourceVersion"]) < old_version  # the scenario holds
+
+            wait_for(lambda: set(informer.store) == {f"{ns}/after-restore"}, timeout=60,
+                     what="the informer to re-list the restored server")
+            assert "after-restore" in seen and "-" in seen  # reported as a change: added, and the old one gone
+            wait_for(lambda: informer.connected, timeout=10, what="connected again")
+        finally:
+            informer.stop()
