@@ -220,11 +220,17 @@ class MemberConnection:
                 del self._retry_at[kind.resource]
                 informer = self._informers[kind.resource] = self._new_informer(kind)
                 informer.start()
+                if self._stopping.is_set():  # stopped meanwhile
+                    informer.stop()
 
     # --- state (informer threads) -------------------------------------------------------------
 
     def _report(self, kind: str, up: bool, detail: str, status: int = 0, synced: bool = False) -> None:
         if self.health.report(kind, up, detail, status, synced):
+            self._state_changed()
+
+    def _state_changed(self) -> None:
+        if not self._stopping.is_set():  # a replaced connection's last words must not overwrite its successor's
             self._on_state(self)
 
     def _informer_state(self, kind: MemberKind, informer: Informer[Any], up: bool, detail: str, status: int) -> None:
@@ -246,7 +252,7 @@ class MemberConnection:
         elif was_refused and problem is None:
             logger.info("member kind available again", extra={"cluster": self.name, "kind": kind.name})
         if changed:
-            self._on_state(self)
+            self._state_changed()
 
     def _forget(self, kind: MemberKind, informer: Informer[Any]) -> None:
         """A kind set aside: its objects leave the indexes (called on its informer's thread)."""

@@ -15,6 +15,7 @@ DEFAULT_TTL = 30  # k8gb's default (KubeFed had 180): a client behind a caching 
 DEFAULT_KUBECONFIG_KEY = "kubeconfig"
 LABEL_INTENT_KIND = "fleetdns.io/intent-kind"
 LABEL_INTENT_NAME = "fleetdns.io/intent-name"
+LABEL_SERVICE_NAME = "kubernetes.io/service-name"  # an EndpointSlice's Service
 
 
 class IntentKind(StrEnum):
@@ -353,7 +354,7 @@ def parse_endpoint_slice(obj: dict[str, Any]) -> MemberEndpointSlice:
     meta = _meta(obj)
     ready = sum(1 for e in map(_dict, _list(obj.get("endpoints")))
                 if _dict(e.get("conditions")).get("ready") is not False)
-    service = _dict(meta.get("labels")).get("kubernetes.io/service-name", "")
+    service = _dict(meta.get("labels")).get(LABEL_SERVICE_NAME, "")
     return MemberEndpointSlice(meta.get("namespace", ""), meta.get("name", ""), service, ready)
 
 

@@ -5,11 +5,10 @@ has a ready endpoint": ready endpoints per Service, summed over its slices (labe
 from __future__ import annotations
 
 from aggregator.apipaths import ENDPOINT_SLICES
-from aggregator.model import MemberEndpointSlice, parse_endpoint_slice
+from aggregator.model import LABEL_SERVICE_NAME, MemberEndpointSlice, parse_endpoint_slice
 from aggregator.sources.base import MemberKind, ServiceRef
 
-SERVICE_NAME_LABEL = "kubernetes.io/service-name"
-ENDPOINT_SLICE_KIND = MemberKind(ENDPOINT_SLICES, parse_endpoint_slice, label_selector=SERVICE_NAME_LABEL)
+ENDPOINT_SLICE_KIND = MemberKind(ENDPOINT_SLICES, parse_endpoint_slice, label_selector=LABEL_SERVICE_NAME)
 
 
 class ReadinessIndex:
