@@ -7,6 +7,7 @@ import bisect
 import json
 import threading
 
+from fleetdns.endpoint import Endpoint
 from webhook_provider.domain_filter import DomainFilter
 from webhook_provider.metrics import Metrics
 from webhook_provider.mirror import EntrySource, NameChanges
@@ -14,14 +15,19 @@ from webhook_provider.records import StoredEntry, endpoints_of
 
 # Same bytes as json.dumps(..., separators=(",", ":"), ensure_ascii=False); one encoder, not one per call.
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
-RESORT_ABOVE = 64  # more names appearing or going than this: sort all names again rather than insert each
+RESORT_ABOVE = 64  # more names changed than this: rebuild the sorted lists rather than bisect each
 
 
 def encode_name(name: str, entries: tuple[StoredEntry, ...]) -> tuple[str, int]:
     """The name's endpoints as JSON objects joined by commas, and how many there are."""
     records = [record for entry in entries for record in entry.records if record.name == name]
-    endpoints = endpoints_of(records)
-    return ",".join(_ENCODER.encode(endpoint.to_json()) for endpoint in endpoints), len(endpoints)
+    if len(records) == 1:  # most names: skip the grouping, same endpoint as endpoints_of makes
+        only = records[0]
+        endpoints = [Endpoint(only.name, only.record_type, (only.target,), only.set_identifier, only.ttl,
+                              dict(only.labels), only.provider_specific)]
+    else:
+        endpoints = endpoints_of(records)
+    return _ENCODER.encode([endpoint.to_json() for endpoint in endpoints])[1:-1], len(endpoints)
 
 
 class RecordsListing:
@@ -33,10 +39,9 @@ class RecordsListing:
         self.domain_filter = domain_filter
         self.metrics = metrics
         self._lock = threading.Lock()  # one reader applies changes; the others then get its body
-        self._fragments: dict[str, str] = {}
-        self._counts: dict[str, int] = {}
-        self._order: list[str] = []  # names with a fragment, sorted
-        self._endpoints = 0
+        self._names: list[str] = []  # sorted names that have endpoints
+        self._parts: list[str] = []  # their encoded endpoints, same order: the body is these joined
+        self._counts: dict[str, int] = {}  # endpoints per name
         self._body = b"[]"
 
     def body(self) -> bytes:
@@ -45,30 +50,37 @@ class RecordsListing:
             changes = self.source.changes()
             if changes.full or changes.names:
                 self._apply(changes)
-                self._body = ("[" + ",".join([self._fragments[name] for name in self._order]) + "]").encode()
-                self.metrics.records_managed.set(self._endpoints)
+                self._body = ("[" + ",".join(self._parts) + "]").encode()
+                self.metrics.records_managed.set(sum(self._counts.values()))
             return self._body
 
     def _apply(self, changes: NameChanges) -> None:
-        if changes.full:
-            self._fragments, self._counts, self._endpoints = {}, {}, 0
-        appeared, gone = [], []
-        for name, entries in changes.names.items():
-            fragment, count = encode_name(name, entries) if self.domain_filter.match(name) else ("", 0)
-            had = self._counts.pop(name, 0)
-            self._endpoints += count - had
-            if count:
-                self._fragments[name] = fragment
-                self._counts[name] = count
-                if not had:
-                    appeared.append(name)
-            elif had:
-                del self._fragments[name]
-                gone.append(name)
-        if changes.full or len(appeared) + len(gone) > RESORT_ABOVE:
-            self._order = sorted(self._fragments)
+        encoded = {name: encode_name(name, entries) if self.domain_filter.match(name) else ("", 0)
+                   for name, entries in changes.names.items()}
+        if changes.full or len(encoded) > RESORT_ABOVE:
+            parts = {} if changes.full else dict(zip(self._names, self._parts, strict=True))
+            if changes.full:
+                self._counts = {}
+            for name, (part, count) in encoded.items():
+                if count:
+                    parts[name], self._counts[name] = part, count
+                else:
+                    parts.pop(name, None)
+                    self._counts.pop(name, None)
+            self._names = sorted(parts)
+            self._parts = [parts[name] for name in self._names]
             return
-        for name in gone:
-            del self._order[bisect.bisect_left(self._order, name)]
-        for name in appeared:
-            bisect.insort(self._order, name)
+        for name, (part, count) in encoded.items():
+            index = bisect.bisect_left(self._names, name)
+            present = index < len(self._names) and self._names[index] == name
+            if count and present:
+                self._parts[index] = part
+            elif count:
+                self._names.insert(index, name)
+                self._parts.insert(index, part)
+            elif present:
+                del self._names[index], self._parts[index]
+            if count:
+                self._counts[name] = count
+            else:
+                self._counts.pop(name, None)
