@@ -6,10 +6,11 @@ import subprocess
 
 import pytest
 
+from aggregator.apipaths import DOMAINS, INGRESS_DNS_RECORDS, MEMBER_CLUSTERS, SERVICE_DNS_RECORDS
 from aggregator.kubeapi import KubeError
 from rig import Fleet
 from rig.binaries import binary
-from tests.test_aggregator_support import API, new_namespace, prepare_fleet
+from tests.test_aggregator_support import new_namespace, prepare_fleet
 
 pytestmark = pytest.mark.apiserver
 
@@ -23,8 +24,7 @@ def rejected(fleet: Fleet, path: str, body: dict) -> str:
 
 
 def service_record(name: str, **spec: object) -> dict:
-    return {"apiVersion": "fleetdns.io/v1alpha1", "kind": "ServiceDNSRecord", "metadata": {"name": name},
-            "spec": spec}
+    return SERVICE_DNS_RECORDS.manifest(name, spec=spec)
 
 
 @pytest.fixture(scope="module")
@@ -44,26 +44,26 @@ def ns(fleet: Fleet) -> str:
 ])
 def test_service_dns_record_with_a_bad_spec_is_refused_naming_the_field(fleet: Fleet, ns: str, spec: dict,
                                                                          expected: str) -> None:
-    message = rejected(fleet, f"{API}/namespaces/{ns}/servicednsrecords", service_record("web", **spec))
+    message = rejected(fleet, SERVICE_DNS_RECORDS.path(ns), service_record("web", **spec))
     assert expected in message
 
 
 def test_service_dns_record_name_must_be_a_service_name(fleet: Fleet, ns: str) -> None:
-    message = rejected(fleet, f"{API}/namespaces/{ns}/servicednsrecords", service_record("9web", domainRef="fleet"))
+    message = rejected(fleet, SERVICE_DNS_RECORDS.path(ns), service_record("9web", domainRef="fleet"))
     assert "metadata.name must be the Service's name" in message
 
 
 def test_ingress_dns_record_needs_valid_hosts(fleet: Fleet, ns: str) -> None:
-    path = f"{API}/namespaces/{ns}/ingressdnsrecords"
-    body = {"apiVersion": "fleetdns.io/v1alpha1", "kind": "IngressDNSRecord", "metadata": {"name": "shop"}}
+    path = INGRESS_DNS_RECORDS.path(ns)
+    body = INGRESS_DNS_RECORDS.manifest("shop")
     assert "spec.hosts" in rejected(fleet, path, {**body, "spec": {"hosts": []}})
     assert "spec.hosts[0]" in rejected(fleet, path, {**body, "spec": {"hosts": ["bad host!"]}})
     assert "Duplicate value" in rejected(fleet, path, {**body, "spec": {"hosts": ["a.example.com", "a.example.com"]}})
 
 
 def test_member_cluster_validation(fleet: Fleet) -> None:
-    path = f"{API}/memberclusters"
-    base = {"apiVersion": "fleetdns.io/v1alpha1", "kind": "MemberCluster", "metadata": {"name": "bad-member"}}
+    path = MEMBER_CLUSTERS.path()
+    base = MEMBER_CLUSTERS.manifest("bad-member")
     ref = {"namespace": "fleetdns-system", "name": "member-bad"}
     spec = {"region": "us-east", "zone": "Zone A", "kubeconfigSecretRef": ref}
     message = rejected(fleet, path, {**base, "spec": spec})
@@ -77,19 +77,18 @@ def test_member_cluster_validation(fleet: Fleet) -> None:
 
 def test_member_cluster_secret_key_defaults_to_kubeconfig(fleet: Fleet) -> None:
     host = prepare_fleet(fleet)
-    created = host.create(f"{API}/memberclusters", {
-        "apiVersion": "fleetdns.io/v1alpha1", "kind": "MemberCluster", "metadata": {"name": "defaults-probe"},
-        "spec": {"region": "r", "zone": "z", "kubeconfigSecretRef": {"namespace": "fleetdns-system", "name": "x"}}})
+    created = host.create(MEMBER_CLUSTERS.path(), MEMBER_CLUSTERS.manifest("defaults-probe", spec={
+        "region": "r", "zone": "z", "kubeconfigSecretRef": {"namespace": "fleetdns-system", "name": "x"}}))
     try:
         assert created["spec"]["kubeconfigSecretRef"]["key"] == "kubeconfig"
     finally:
-        host.delete(f"{API}/memberclusters/defaults-probe")
+        host.delete(MEMBER_CLUSTERS.path(name="defaults-probe"))
 
 
 def test_domain_takes_spec_or_kubefeds_top_level_fields_but_not_both(fleet: Fleet, ns: str) -> None:
     host = prepare_fleet(fleet)
-    path = f"{API}/namespaces/{ns}/domains"
-    base = {"apiVersion": "fleetdns.io/v1alpha1", "kind": "Domain"}
+    path = DOMAINS.path(ns)
+    base = {"apiVersion": DOMAINS.api_version, "kind": DOMAINS.kind}
     host.create(path, {**base, "metadata": {"name": "new-style"}, "spec": {"domain": "example.com"}})
     host.create(path, {**base, "metadata": {"name": "kubefed-style"}, "domain": "example.com"})
     message = rejected(fleet, path, {**base, "metadata": {"name": "both"}, "domain": "a.com",
@@ -100,13 +99,11 @@ def test_domain_takes_spec_or_kubefeds_top_level_fields_but_not_both(fleet: Flee
 
 def test_printer_columns_show_fqdn_healthy_clusters_and_ready(fleet: Fleet, ns: str) -> None:
     host = prepare_fleet(fleet)
-    host.create(f"{API}/namespaces/{ns}/servicednsrecords", service_record("columns", domainRef="fleet"))
+    host.create(SERVICE_DNS_RECORDS.path(ns), service_record("columns", domainRef="fleet"))
     output = subprocess.run([binary("kubectl"), f"--kubeconfig={fleet.host.kubeconfig}", "get", "servicednsrecords",
                              "-n", ns], capture_output=True, text=True, timeout=20, check=True).stdout
     assert output.split("\n")[0].split() == ["NAME", "FQDN", "HEALTHY", "READY", "AGE"]
-    host.create(f"{API}/namespaces/{ns}/ingressdnsrecords", {
-        "apiVersion": "fleetdns.io/v1alpha1", "kind": "IngressDNSRecord", "metadata": {"name": "columns"},
-        "spec": {"hosts": ["columns.example.org"]}})
+    host.create(INGRESS_DNS_RECORDS.path(ns), ingress_record("columns", ["columns.example.org"]))
     output = subprocess.run([binary("kubectl"), f"--kubeconfig={fleet.host.kubeconfig}", "get", "ingressdnsrecords",
                              "-n", ns], capture_output=True, text=True, timeout=20, check=True).stdout
     assert output.split("\n")[0].split() == ["NAME", "FQDN", "HEALTHY", "READY", "AGE"]
@@ -125,8 +122,7 @@ def host_of_length(total: int) -> str:
 
 
 def ingress_record(name: str, hosts: list[str]) -> dict:
-    return {"apiVersion": "fleetdns.io/v1alpha1", "kind": "IngressDNSRecord", "metadata": {"name": name},
-            "spec": {"hosts": hosts}}
+    return INGRESS_DNS_RECORDS.manifest(name, spec={"hosts": hosts})
 
 
 @pytest.mark.parametrize(("host", "expected"), [
@@ -138,14 +134,14 @@ def ingress_record(name: str, hosts: list[str]) -> dict:
 ])
 def test_ingress_host_stock_coredns_cannot_serve_is_refused_saying_why(fleet: Fleet, ns: str, host: str,
                                                                         expected: str) -> None:
-    message = rejected(fleet, f"{API}/namespaces/{ns}/ingressdnsrecords", ingress_record("shop", [host]))
+    message = rejected(fleet, INGRESS_DNS_RECORDS.path(ns), ingress_record("shop", [host]))
     assert "spec.hosts[0]" in message and expected in message
 
 
 def test_ingress_hosts_at_the_limits_are_accepted(fleet: Fleet, ns: str) -> None:
     host = prepare_fleet(fleet)
     hosts = ["w" * 57 + ".example.com", host_of_length(247), host_of_length(247)[1:] + "."]
-    created = host.create(f"{API}/namespaces/{ns}/ingressdnsrecords", ingress_record("limits", hosts))
+    created = host.create(INGRESS_DNS_RECORDS.path(ns), ingress_record("limits", hosts))
     assert created["spec"]["hosts"] == hosts
 
 
@@ -156,22 +152,22 @@ def test_ingress_hosts_at_the_limits_are_accepted(fleet: Fleet, ns: str) -> None
 ])
 def test_service_dns_record_first_labels_leave_room_for_the_registry_prefix(fleet: Fleet, ns: str, name: str,
                                                                            spec: dict, expected: str) -> None:
-    message = rejected(fleet, f"{API}/namespaces/{ns}/servicednsrecords",
+    message = rejected(fleet, SERVICE_DNS_RECORDS.path(ns),
                        service_record(name, domainRef="fleet", **spec))
     assert expected in message and "57" in message
 
 
 def test_a_long_service_name_is_accepted_with_a_short_external_name(fleet: Fleet, ns: str) -> None:
     host = prepare_fleet(fleet)
-    host.create(f"{API}/namespaces/{ns}/servicednsrecords",
+    host.create(SERVICE_DNS_RECORDS.path(ns),
                 service_record("s" * 60, domainRef="fleet", externalName="e" * 57, dnsPrefix="p" * 57))
 
 
 def test_record_ttl_defaults_to_30_and_an_explicit_one_is_kept(fleet: Fleet, ns: str) -> None:
     host = prepare_fleet(fleet)
-    path = f"{API}/namespaces/{ns}/servicednsrecords"
+    path = SERVICE_DNS_RECORDS.path(ns)
     assert host.create(path, service_record("ttl-default", domainRef="fleet"))["spec"]["recordTTL"] == 30
     assert host.create(path, service_record("ttl-explicit", domainRef="fleet", recordTTL=180))["spec"][
         "recordTTL"] == 180
-    ingress = host.create(f"{API}/namespaces/{ns}/ingressdnsrecords", ingress_record("ttl", ["ttl.example.com"]))
+    ingress = host.create(INGRESS_DNS_RECORDS.path(ns), ingress_record("ttl", ["ttl.example.com"]))
     assert ingress["spec"]["recordTTL"] == 30

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from aggregator import informer as informer_module
+from aggregator.apipaths import NAMESPACES, SERVICES
 from aggregator.informer import Gone, Informer
 from aggregator.kubeapi import KubeClient, KubeError
 from aggregator.model import MemberService, parse_member_service
@@ -29,7 +30,7 @@ def service(name: str) -> dict:
 def test_informer_lists_watches_and_reports_only_changes_it_can_see(fleet: Fleet) -> None:
     client = client_for(fleet.members["west"])
     ns = new_namespace(fleet, "agg-informer")
-    path = f"/api/v1/namespaces/{ns}/services"
+    path = SERVICES.path(ns)
     client.create(path, service("before"))
     changes: list[tuple[str | None, str | None]] = []
     lock = threading.Lock()
@@ -67,7 +68,7 @@ def test_watch_from_a_resource_version_older_than_the_servers_cache_raises_gone(
     west = fleet.members["west"]
     client = client_for(west)
     ns = new_namespace(fleet, "agg-gone")
-    path = f"/api/v1/namespaces/{ns}/services"
+    path = SERVICES.path(ns)
     first = client.create(path, service("s0"))["metadata"]["resourceVersion"]
     client.create(path, service("s1"))
     west.stop_apiserver()
@@ -82,7 +83,7 @@ def test_a_server_that_does_not_answer_fails_fast_with_status_0(fleet: Fleet) ->
     client.host = "https://127.0.0.1:9"  # nothing listens on the discard port
     started = time.monotonic()
     with pytest.raises(KubeError) as error:
-        client.get("/api/v1/namespaces", timeout=2)
+        client.get(NAMESPACES.path(), timeout=2)
     assert error.value.status == 0 and time.monotonic() - started < 3
 
 
@@ -91,7 +92,7 @@ def test_a_quiet_stream_is_reopened_without_reporting_the_server_down(
     monkeypatch.setattr(informer_module, "QUIET_STREAM_SECONDS", 0.5)
     client = client_for(fleet.members["west"])
     ns = new_namespace(fleet, "agg-quiet")
-    path = f"/api/v1/namespaces/{ns}/services"
+    path = SERVICES.path(ns)
     states: list[bool] = []
     seen: list[str] = []
     informer: Informer[MemberService] = Informer(
@@ -119,7 +120,7 @@ def test_a_member_restored_onto_an_empty_etcd_is_relisted_not_resumed(tmp_path: 
         assert server.own_etcd is not None
         ns = "agg-restore"
         ensure_namespace(server.api_client(), ns)
-        path = f"/api/v1/namespaces/{ns}/services"
+        path = SERVICES.path(ns)
         client = client_for(server)
         client.create(path, service("before-restore"))
         server.own_etcd.advance_revision(1000)  # a cluster that lived longer than the restored copy will
