@@ -32,9 +32,8 @@ class Reason(StrEnum):
     ENDPOINTS_NOT_REQUIRED = "EndpointsNotRequired"
     NO_READY_ENDPOINTS = "NoReadyEndpoints"
     NO_LOAD_BALANCER_ADDRESS = "NoLoadBalancerAddress"
-    SERVICE_NOT_FOUND = "ServiceNotFound"
     NOT_LOAD_BALANCER = "ServiceNotLoadBalancer"
-    INGRESS_NOT_FOUND = "IngressNotFound"
+    NOT_FOUND = "NotFound"  # a cluster that left the list: its object (or the member) is gone
     NO_READY_BACKENDS = "NoReadyBackends"
     MEMBER_UNREACHABLE = "MemberUnreachable"
     MEMBER_UNAVAILABLE = "MemberUnavailable"

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from aggregator.model import ClusterStatus, Condition, IntentStatus
+from aggregator.policy import Reason
 
 READY = "Ready"
 DEGRADED = "Degraded"
@@ -64,6 +65,6 @@ def cluster_changes(old: IntentStatus, new: IntentStatus) -> tuple[list[ClusterC
     was = {c.cluster for c in old.dns if c.healthy}
     now = {c.cluster: c for c in new.dns}
     joined = [ClusterChange(name, c.reason) for name, c in sorted(now.items()) if c.healthy and name not in was]
-    left = [ClusterChange(name, now[name].reason if name in now else "ServiceNotFound: no longer present")
+    left = [ClusterChange(name, now[name].reason if name in now else f"{Reason.NOT_FOUND}: no longer present")
             for name in sorted(was) if name not in now or not now[name].healthy]
     return joined, left
