@@ -21,10 +21,13 @@ from tests.test_aggregator_support import (
     intent,
     new_namespace,
     prepare_fleet,
+    reconciled_intents,
     records,
+    samples,
     unique,
     wait_for,
     wait_records,
+    writes,
 )
 
 pytestmark = pytest.mark.apiserver
@@ -53,13 +56,12 @@ def test_restarted_aggregator_rewrites_no_dns_endpoint_and_no_status(fleet: Flee
 
     with AggregatorProcess(fleet.host.kubeconfig, args, tmp_path, name="second") as second:
         wait_for(lambda: "leader" in second.readyz()[1], what="leadership")
-        wait_for(lambda: "fleetdns_aggregator_intents{" in second.metrics(), what="intents reconciled")
-        time.sleep(1.0)  # let every queued reconcile finish
+        # A new leader reconciles every intent; its intents gauge covers one only once that reconcile is done.
+        wait_for(lambda: reconciled_intents(second) == len(names), what="every intent reconciled by the new leader")
+        assert writes(second) == 0, second.log()[-3000:]
         after = {n: (dns_endpoint(host, ns, f"service-{n}")["metadata"]["resourceVersion"],
                      intent(host, ns, "servicednsrecords", n)["metadata"]["resourceVersion"]) for n in names}
         assert after == before
-        assert 'fleetdns_aggregator_dnsendpoint_writes_total{operation="update"}' not in second.metrics() or \
-            'fleetdns_aggregator_dnsendpoint_writes_total{operation="update"} 0.0' in second.metrics()
 
 
 def test_orphaned_dns_endpoint_is_swept_at_start(fleet: Fleet, tmp_path: Path) -> None:
@@ -95,14 +97,21 @@ def test_two_replicas_elect_one_writer_and_the_standby_takes_over(fleet: Fleet, 
         deploy_service(fleet, ns, name, BOTH)
         create_service_intent(host, ns, name)
         wait_records(host, ns, f"service-{name}", lambda r: len(r) > 0)
-        assert "fleetdns_aggregator_dnsendpoint_writes_total{operation=\"create\"} 1.0" in leader.metrics()
-        assert "fleetdns_aggregator_dnsendpoint_writes_total{" not in standby.metrics()
-        assert "fleetdns_aggregator_leader 0.0" in standby.metrics()
+        # The counter moves just after the write returns: wait for it rather than read it once.
+        wait_for(lambda: samples(leader, "fleetdns_aggregator_dnsendpoint_writes_total") == [({"operation": "create"},
+                                                                                            1.0)],
+                 what="the leader's create counted")
+        wait_for(lambda: reconciled_intents(leader) == 1, what="the leader's reconcile done")
+        assert writes(standby) == 0
+        assert samples(standby, "fleetdns_aggregator_leader") == [({}, 0.0)]
         lease = host.get(f"/apis/coordination.k8s.io/v1/namespaces/fleetdns-system/leases/{ns}")
         assert lease["spec"]["holderIdentity"] == leader.name
 
-        assert leader.stop() == 0  # clean shutdown releases the lease
-        wait_for(lambda: "leader" in standby.readyz()[1], timeout=5, what="standby takes over")
+        assert leader.stop() == 0
+        lease = host.get(f"/apis/coordination.k8s.io/v1/namespaces/fleetdns-system/leases/{ns}")
+        # Released on the way out (or already taken): the standby need not wait out the lease duration.
+        assert lease["spec"]["holderIdentity"] in ("", standby.name)
+        wait_for(lambda: "leader" in standby.readyz()[1], timeout=15, what="standby takes over")
         second = unique("ha")
         deploy_service(fleet, ns, second, BOTH)
         create_service_intent(host, ns, second)
@@ -126,6 +135,7 @@ def test_restart_while_a_member_is_down_keeps_its_published_targets_for_the_grac
     with AggregatorProcess(fleet.host.kubeconfig, args, tmp_path, name="before"):
         wait_records(host, ns, f"service-{name}", lambda r: set().union(*r.values()) >= set(VIPS.values()))
     glob = f"{name}.{ns}.fleet.svc.example.com"
+    generation = dns_endpoint(host, ns, f"service-{name}")["metadata"]["generation"]
 
     east = fleet.members["east"]
     east.stop_apiserver()
@@ -134,11 +144,18 @@ def test_restart_while_a_member_is_down_keeps_its_published_targets_for_the_grac
         started = time.monotonic()
         with AggregatorProcess(fleet.host.kubeconfig, [*args, f"--member-grace-period={grace}s"], tmp_path,
                                name="after"):
-            time.sleep(1.0)  # the new process is up and writing: east's last published answer stands
-            assert records(dns_endpoint(host, ns, f"service-{name}"))[(glob, "A")] == set(VIPS.values())
-            wait_records(host, ns, f"service-{name}", lambda r: r.get((glob, "A")) == {VIPS["west"]},
-                         timeout=grace + 10)
+            # Polled throughout until east leaves: every answer seen before then is the last published one.
+            seen: list[set[str] | None] = []
+
+            def east_left() -> bool:
+                seen.append(records(dns_endpoint(host, ns, f"service-{name}")).get((glob, "A")))
+                return seen[-1] == {VIPS["west"]}
+
+            wait_for(east_left, timeout=grace + 10, what="east leaves after the grace period")
             assert time.monotonic() - started >= grace
+            assert all(answer == set(VIPS.values()) for answer in seen[:-1]), seen
+            # ...and nothing was written in between that the polls could have missed: one spec change only.
+            assert dns_endpoint(host, ns, f"service-{name}")["metadata"]["generation"] == generation + 1
 
             def east_entry() -> dict:
                 status = intent(host, ns, "servicednsrecords", name).get("status") or {"dns": []}
@@ -153,13 +170,22 @@ def test_restart_while_a_member_is_down_keeps_its_published_targets_for_the_grac
 
 
 def test_a_frozen_leader_is_replaced_and_does_not_write_when_it_wakes(fleet: Fleet, tmp_path: Path) -> None:
-    """Split brain guard: a leader paused past its lease (GC stall, VM pause) must not write on resuming."""
+    """Split brain guard: a leader paused past its lease (GC stall, VM pause) must not write on resuming.
+
+    To make the old leader try, not merely be lucky: while it wakes, the host API server is frozen too,
+    so its election loop cannot learn of the new holder (it stands down only when its lease request
+    times out, a second later) while the change it missed reaches its member informer at once. Without
+    the write fence its reconcile sends a status write that lands when the host resumes.
+    """
     host = prepare_fleet(fleet)
     ns = new_namespace(fleet, "agg-frozen")
     create_domain(host, ns)
     args = [f"--namespace={ns}", f"--lease-name={ns}", *LEASE_FLAGS]
+    lease_path = f"/apis/coordination.k8s.io/v1/namespaces/fleetdns-system/leases/{ns}"
     a = AggregatorProcess(fleet.host.kubeconfig, args, tmp_path, name="frozen-a").start()
     b = AggregatorProcess(fleet.host.kubeconfig, args, tmp_path, name="frozen-b").start()
+    host_process = fleet.host.process
+    assert host_process is not None and host_process.proc is not None
     try:
         wait_for(lambda: sum("leader" in r.readyz()[1] for r in (a, b)) == 1, timeout=10, what="one leader")
         leader, standby = (a, b) if "leader" in a.readyz()[1] else (b, a)
@@ -167,41 +193,39 @@ def test_a_frozen_leader_is_replaced_and_does_not_write_when_it_wakes(fleet: Fle
         deploy_service(fleet, ns, first, BOTH)
         create_service_intent(host, ns, first)
         wait_records(host, ns, f"service-{first}", lambda r: len(r) > 0)
-        # The status follows the DNSEndpoint in the same reconcile: count only once the leader is idle.
-        wait_for(lambda: (intent(host, ns, "servicednsrecords", first).get("status") or {}).get("healthyClusters") == 2,
-                 what="first intent's status written")
-        writes_before = _writes(leader.metrics())
+        # Count only once the leader is idle: its reconcile (DNSEndpoint, then status) is done and counted.
+        wait_for(lambda: reconciled_intents(leader) == 1 and
+                 samples(leader, "fleetdns_aggregator_status_writes_total") != [], what="the leader's first reconcile")
+        writes_before = writes(leader)
 
         os.kill(leader.pid, signal.SIGSTOP)
         try:
-            wait_for(lambda: "leader" in standby.readyz()[1], timeout=15, what="standby takes over the lease")
+            wait_for(lambda: host.get(lease_path)["spec"]["holderIdentity"] == standby.name, timeout=15,
+                     what="standby holds the lease")
             # While the old leader is frozen, the world changes: east's endpoints stop being ready.
             set_endpoints(fleet.members["east"].api_client(), ns, first, ["10.1.0.1"], ready=False)
             glob = f"{first}.{ns}.fleet.svc.example.com"
             wait_records(host, ns, f"service-{first}", lambda r: r.get((glob, "A")) == {VIPS["west"]})
+            wait_for(lambda: writes(standby) >= 2, what="the standby's DNSEndpoint and status writes counted")
+            os.kill(host_process.proc.pid, signal.SIGSTOP)
         finally:
             os.kill(leader.pid, signal.SIGCONT)
-        wait_for(lambda: "standby" in leader.readyz()[1], timeout=10, what="old leader stands down")
+        try:
+            wait_for(lambda: "standby" in leader.readyz()[1], timeout=10, what="old leader stands down")
+        finally:
+            os.kill(host_process.proc.pid, signal.SIGCONT)
+        assert samples(leader, "fleetdns_aggregator_leader") == [({}, 0.0)]
+
+        # A write the old leader had on the wire lands once the host resumes; let the new leader
+        # finish a whole reconcile after that before counting.
         second = unique("frz")
         deploy_service(fleet, ns, second, BOTH)
         create_service_intent(host, ns, second)
         wait_records(host, ns, f"service-{second}", lambda r: len(r) > 0)
-        time.sleep(1.0)
-        assert _writes(leader.metrics()) == writes_before, "the resumed old leader wrote"
-        lease = host.get(f"/apis/coordination.k8s.io/v1/namespaces/fleetdns-system/leases/{ns}")
-        assert lease["spec"]["holderIdentity"] == standby.name
+        wait_for(lambda: reconciled_intents(standby) == 2, what="the new leader's reconcile of the second intent")
+        assert writes(leader) == writes_before, "the resumed old leader wrote"
+        assert host.get(lease_path)["spec"]["holderIdentity"] == standby.name
     finally:
+        os.kill(host_process.proc.pid, signal.SIGCONT)
         a.stop()
         b.stop()
-
-
-WRITE_COUNTERS = ("fleetdns_aggregator_dnsendpoint_writes_total{", "fleetdns_aggregator_status_writes_total{")
-
-
-def _writes(metrics_text: str) -> float:
-    """Every DNSEndpoint write and status write this replica has made."""
-    total = 0.0
-    for line in metrics_text.splitlines():
-        if line.startswith(WRITE_COUNTERS):
-            total += float(line.rsplit(" ", 1)[1])
-    return total

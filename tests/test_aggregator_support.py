@@ -3,6 +3,7 @@ intents and member workloads created the way users and controllers create them."
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from collections.abc import Callable
@@ -12,7 +13,8 @@ from kubernetes.client.exceptions import ApiException
 
 from aggregator.kubeapi import KubeClient, KubeError
 from rig import Fleet
-from rig.aggregator import client_for
+from rig.aggregator import AggregatorProcess, client_for
+from rig.scrape import scrape
 from rig.workloads import (
     apply_crds,
     create_load_balancer_service,
@@ -137,3 +139,31 @@ def events_for(host: KubeClient, namespace: str, name: str) -> list[dict[str, An
     items = host.get(f"/api/v1/namespaces/{namespace}/events",
                      {"fieldSelector": f"involvedObject.name={name}"}).get("items") or []
     return items
+
+
+# --- what an aggregator process did, from its own /metrics -----------------------------------------
+
+WRITE_COUNTERS = ("fleetdns_aggregator_dnsendpoint_writes_total", "fleetdns_aggregator_status_writes_total")
+_LABEL = re.compile(r'(\w+)="([^"]*)"')
+
+
+def samples(process: AggregatorProcess, name: str) -> list[tuple[dict[str, str], float]]:
+    """Every sample of metric ``name`` the process exposes, as (labels, value)."""
+    found = []
+    for key, value in scrape(f"http://127.0.0.1:{process.port}/metrics").items():
+        metric, _, labels = key.partition("{")
+        if metric == name:
+            found.append((dict(_LABEL.findall(labels)), value))
+    return found
+
+
+def writes(process: AggregatorProcess) -> float:
+    """Every DNSEndpoint write and status write this replica has made."""
+    return sum(value for name in WRITE_COUNTERS for _, value in samples(process, name))
+
+
+def reconciled_intents(process: AggregatorProcess, kind: str = "ServiceDNSRecord") -> int:
+    """How many intents this process has finished reconciling at least once (its ``intents`` gauge counts
+    each one by its last result, so it covers an intent only after the reconcile's writes are done)."""
+    return int(sum(value for labels, value in samples(process, "fleetdns_aggregator_intents")
+                   if labels.get("kind") == kind and labels.get("condition") == "Ready"))
