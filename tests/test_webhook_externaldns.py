@@ -277,5 +277,19 @@ def test_switching_back_to_the_coredns_provider_keeps_answers_and_it_can_update_
         time.sleep(0.2)
     cluster.put_endpoints(namespace, "back", [{**endpoints[0], "targets": ["192.0.2.23"]}, endpoints[1]])
     wait_for(lambda: answered({"192.0.2.23"}), 30, "updated by the coredns provider")
+    # backc's name key (the key exactly at the name, webhook_provider/skydns.py) is hidden from the coredns
+    # provider: deleting backc must remove its leaf only, never every key starting with ".../backc".
+    kv = pyetcd.client(*region.etcd.url.removeprefix("http://").split(":"))
+    kv.put(f"{region.prefix}org/example/backcx/00000001", json.dumps({"host": "192.0.2.29", "targetstrip": 1}))
+    cluster.put_endpoints(namespace, "back", [{**endpoints[0], "targets": ["192.0.2.23"]}])
+    wait_for(lambda: answers(coredns, "backc.example.org") == set(), 30, "backc deleted by the coredns provider")
+    syncs: set[float] = set()
+
+    def two_more_syncs() -> bool:  # a byte-prefix delete came one loop after the leaf's before the fix
+        syncs.add(builtin.metrics()["external_dns_controller_last_sync_timestamp_seconds"])
+        return len(syncs) >= 3
+
+    wait_for(two_more_syncs, 30, "two more sync loops of the coredns provider")
+    assert answers(coredns, "backcx.example.org") == {"192.0.2.29"}
     cluster.delete_endpoints(namespace, "back")
     wait_for(lambda: answers(coredns, "back.example.org") == set(), 30, "deleted by the coredns provider")

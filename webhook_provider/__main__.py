@@ -45,6 +45,7 @@ def run(argv: list[str] | None = None) -> int:
         signal.signal(sig, lambda *_: stop.set())
     api.start()
     probes.start()
+    threading.Thread(target=provider.repair_name_keys, args=(stop,), name="name-key-repair", daemon=True).start()
     log.info("webhook provider listening", extra=_describe(settings, api.port, probes.port))
     stop.wait()
     log.info("shutting down: finishing requests in progress")

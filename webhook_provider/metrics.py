@@ -57,10 +57,14 @@ class Metrics:
     mirror_relists: Counter
     mirror_events: Counter
     mirror_revision: Gauge
+    name_keys_repaired: Gauge
 
     @classmethod
     def create(cls) -> Metrics:
         registry = CollectorRegistry()
+        name_keys_repaired = Gauge("fleetdns_webhook_name_keys_repaired", "names whose name key the repair pass "
+                                   "at start wrote or removed; -1 until that pass completed", registry=registry)
+        name_keys_repaired.set(-1)
         return cls(
             registry=registry,
             requests=Counter("fleetdns_webhook_requests_total", "API requests by route, method and status",
@@ -94,4 +98,5 @@ class Metrics:
                                   "watch events applied to the mirror", registry=registry),
             mirror_revision=Gauge("fleetdns_webhook_mirror_revision",
                                   "highest etcd revision the mirror has applied", registry=registry),
+            name_keys_repaired=name_keys_repaired,
         )

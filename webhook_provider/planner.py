@@ -3,6 +3,8 @@
 No I/O here; the store executes the transactions. Rules that keep CoreDNS's answers safe:
 - only records named in the Changes are touched (exact keys, never a prefix delete);
 - all keys of one name go into one transaction, so a name is never served half-updated;
+- each name touched gets its name key (skydns.py) in step in that same transaction: written first, deleted
+  last, never over a key someone else put exactly at the name;
 - each transaction compares the mod revision of every key it writes, so a concurrent writer is noticed.
 """
 
@@ -10,11 +12,12 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from webhook_provider.changes import Changes
 from webhook_provider.records import Record, StoredEntry, records_of
-from webhook_provider.skydns import encode_value, key_for, prefix_for
+from webhook_provider.skydns import encode_name_key, encode_value, key_for, name_key, prefix_for
 
 log = logging.getLogger(__name__)
 
@@ -59,19 +62,47 @@ def plan_changes(entries: list[StoredEntry], changes: Changes, prefix: str) -> l
         for record in records_of(endpoint):
             added[record.name][record.identity] = record
     touched = set(removed) | set(added)
+    exact_keys = {name_key(prefix, name): name for name in touched}
     current: dict[str, list[StoredEntry]] = defaultdict(list)
+    at_name: dict[str, StoredEntry] = {}  # whatever sits exactly at a touched name, ours or not
     for entry in entries:
         if entry.name in touched:
             current[entry.name].append(entry)
-    plans = [_plan_name(name, current[name], removed[name], added[name], prefix) for name in sorted(touched)]
+        if entry.key in exact_keys:
+            at_name[exact_keys[entry.key]] = entry
+    plans = [_plan_name(name, current[name], at_name.get(name), removed[name], added[name], prefix)
+             for name in sorted(touched)]
     return [plan for plan in plans if plan.op_count]
 
 
-def _plan_name(name: str, entries: list[StoredEntry], removed: set[Identity], added: dict[Identity, Record],
-               prefix: str) -> NamePlan:
+def plan_name_keys(entries: list[StoredEntry], prefix: str, serves: Callable[[str], bool]) -> list[NamePlan]:
+    """The repair pass: name keys missing (names written before them, or by the coredns provider), stale or
+    left without records, for the names ``serves`` accepts."""
+    records: dict[str, list[Record]] = defaultdict(list)
+    for entry in entries:
+        for record in entry.records:
+            records[record.name].append(record)
+    names = {entry.name_key_of for entry in entries if entry.name_key_of} | set(records)
+    names = {name for name in names if serves(name)}
+    exact_keys = {name_key(prefix, name): name for name in names}
+    at_name = {exact_keys[entry.key]: entry for entry in entries if entry.key in exact_keys}
+    plans = []
+    for name in sorted(names):
+        plan = NamePlan(name)
+        at = at_name.get(name)
+        _keep_name_key(plan, name, at, records.get(name, []), prefix)
+        plan.expected = {key: at.mod_revision if at else 0 for key in (*plan.puts, *plan.deletes)}
+        if plan.op_count:
+            plans.append(plan)
+    return plans
+
+
+def _plan_name(name: str, entries: list[StoredEntry], at_name: StoredEntry | None, removed: set[Identity],
+               added: dict[Identity, Record], prefix: str) -> NamePlan:
     plan = NamePlan(name)
     placed: set[Identity] = set()
     pending: list[Record] = []
+    unchanged: list[Record] = []
     values = {entry.key: entry.value for entry in entries}
     for entry in sorted(entries, key=lambda e: e.key):
         kept, changed = _apply_to_entry(entry, removed, added, placed)
@@ -81,6 +112,8 @@ def _plan_name(name: str, entries: list[StoredEntry], removed: set[Identity], ad
             # delete is dropped again below.
             plan.deletes[entry.key] = None
             pending.extend(kept)
+        else:
+            unchanged.extend(entry.records)
     pending.extend(record for identity, record in added.items() if identity not in placed)
     revisions = {entry.key: entry.mod_revision for entry in entries}
     for record in pending:
@@ -90,8 +123,27 @@ def _plan_name(name: str, entries: list[StoredEntry], removed: set[Identity], ad
         if values.get(key) == value.encode():
             continue  # already there, byte for byte
         plan.puts[key] = value
+    _keep_name_key(plan, name, at_name, [*unchanged, *pending], prefix)
     plan.expected = {key: revisions.get(key, 0) for key in (*plan.puts, *plan.deletes)}
     return plan
+
+
+def _keep_name_key(plan: NamePlan, name: str, at_name: StoredEntry | None, records: list[Record],
+                   prefix: str) -> None:
+    """Add the name key's put (first) or delete (last) to ``plan``, for the records the name holds after it."""
+    key = name_key(prefix, name)
+    ours = at_name is not None and at_name.name_key_of == name
+    if at_name is not None and not ours and key not in plan.deletes:
+        return  # someone else's key sits exactly at the name: it answers exact lookups itself; never touched
+    wanted = encode_name_key(name, records)
+    if wanted is None:
+        if ours:
+            plan.deletes[key] = None
+        return
+    if ours and at_name is not None and at_name.value == wanted.encode():
+        return
+    plan.deletes.pop(key, None)  # a foreign record moving off the exact key: the name key replaces it
+    plan.puts = {key: wanted, **plan.puts}  # first, so a name split over transactions never lacks it
 
 
 def _apply_to_entry(entry: StoredEntry, removed: set[Identity], added: dict[Identity, Record],

@@ -12,13 +12,15 @@ from webhook_provider.domain_filter import DomainFilter
 from webhook_provider.listing import RecordsListing
 from webhook_provider.metrics import Metrics
 from webhook_provider.mirror import DirectSource, EntrySource
-from webhook_provider.planner import Transaction, batch, plan_changes
+from webhook_provider.planner import Transaction, batch, plan_changes, plan_name_keys
 from webhook_provider.store import ConflictError, EtcdStore, EtcdUnavailableError
 from webhook_provider.validation import Rejection, storable_endpoint
 
 log = logging.getLogger(__name__)
 
 APPLY_ATTEMPTS = 2  # a concurrent writer causes one re-read and re-plan, then 503
+REPAIR_FIRST_RETRY_SECONDS = 1.0
+REPAIR_MAX_RETRY_SECONDS = 30.0
 
 
 class ApplyConflictError(EtcdUnavailableError):
@@ -88,18 +90,51 @@ class Provider:
         transactions = batch(plans, self.max_txn_ops)
         _refuse_keys_outside(transactions, self.prefix)
         for transaction in transactions:
-            try:
-                self.source.committed(self.store.commit(transaction))
-            except ConflictError:
-                self.source.distrust("conflict")  # the re-plan reads etcd itself
-                raise
-            except EtcdUnavailableError:
-                self.source.distrust("commit_unknown")  # it may have committed: never answer without it
-                raise
+            self._commit(transaction)
         log.info("changes applied", extra={
             **changes.counts(), "names": len(plans), "transactions": len(transactions),
             "puts": sum(len(t.puts) for t in transactions), "deletes": sum(len(t.deletes) for t in transactions),
             "seconds": round(time.perf_counter() - started, 3)})
+
+    def _commit(self, transaction: Transaction) -> None:
+        try:
+            self.source.committed(self.store.commit(transaction))
+        except ConflictError:
+            self.source.distrust("conflict")  # the re-plan reads etcd itself
+            raise
+        except EtcdUnavailableError:
+            self.source.distrust("commit_unknown")  # it may have committed: never answer without it
+            raise
+
+    def repair_name_keys(self, stop: threading.Event) -> int | None:
+        """Once per start, as soon as a read succeeds: give every name we serve its name key (names written
+        before name keys existed, or by the coredns provider) and drop ours left without records.
+
+        Idempotent (a second pass finds nothing to do); retried with backoff until it completes or ``stop``
+        is set. Returns how many names it fixed, None if stopped first. Each transaction is committed under
+        the apply lock, so a POST /records waits for one transaction at most, never for the whole pass.
+        """
+        delay = REPAIR_FIRST_RETRY_SECONDS
+        while not stop.is_set():
+            started = time.perf_counter()
+            try:
+                plans = plan_name_keys(self.source.entries(), self.prefix, self.domain_filter.match)
+                transactions = batch(plans, self.max_txn_ops)
+                _refuse_keys_outside(transactions, self.prefix)
+                for transaction in transactions:
+                    with self._apply_lock:
+                        self._commit(transaction)
+            except (ConflictError, EtcdUnavailableError) as error:
+                log.warning("name key repair pass failed; retrying", extra={"error": str(error), "retry_in": delay})
+                stop.wait(delay)
+                delay = min(delay * 2, REPAIR_MAX_RETRY_SECONDS)
+                continue
+            log.info("name key repair pass done", extra={
+                "names_fixed": len(plans), "puts": sum(len(p.puts) for p in plans),
+                "deletes": sum(len(p.deletes) for p in plans), "seconds": round(time.perf_counter() - started, 3)})
+            self.metrics.name_keys_repaired.set(len(plans))
+            return len(plans)
+        return None
 
 
 def _refuse_keys_outside(transactions: list[Transaction], prefix: str) -> None:

@@ -40,17 +40,22 @@ class Record:
 
 @dataclass(slots=True)
 class StoredEntry:
-    """One etcd key as read: usually one record; two for a coredns-provider value holding host and text."""
+    """One etcd key as read: usually one record; two for a coredns-provider value holding host and text.
+
+    ``name_key_of`` is set (and ``records`` empty) for our name key: the key exactly at a name, without a
+    leaf, that lets CoreDNS answer CNAME-type queries (skydns.py says why); it is no record of its own.
+    """
 
     key: str
     value: bytes
     mod_revision: int
     prefix: str
     records: tuple[Record, ...]
+    name_key_of: str | None = None
 
     @property
     def name(self) -> str | None:
-        return self.records[0].name if self.records else None
+        return self.records[0].name if self.records else self.name_key_of
 
 
 def records_of(endpoint: Endpoint) -> list[Record]:

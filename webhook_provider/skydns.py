@@ -3,6 +3,19 @@
 Key: ``<prefix><reversed labels>/<leaf>`` with ``"targetstrip": 1``, the layout of ExternalDNS's
 coredns provider, so either can read the other's keys. Our leaf is a hash of (type, set identifier,
 target) instead of a random number: a retried apply writes the same key, never a duplicate.
+
+Name key: CoreDNS answers CNAME-type queries from the key exactly at the name only (``plugin.CNAME`` looks
+up with exact=true) and says NXDOMAIN when it is missing, which resolvers may cache for the whole name
+(RFC 2308). So every name with records also has one key ``<prefix><reversed labels>`` (no leaf):
+- a name without a CNAME: ``{"nameKey": name}``. No host and no text, so CoreDNS's ``shouldInclude`` drops
+  it for every query type before anything else looks at it: CNAME queries get NODATA, nothing else changes.
+- a CNAME name: the CNAME's host (CNAME queries answer it) plus a constant ``text``, which makes CoreDNS
+  type it TXT (``HostType``): A, AAAA, MX and SRV answers ignore it, ``"priority": -1`` keeps it out of SRV
+  weight sums, and the group of the parent name keeps ``msg.Group`` agreeing with the parent's own keys on
+  that level (a group of its own would make the parent answer with everything below it). What remains is
+  that the parent's TXT answer carries the text once: nothing on the exact key can avoid that (README).
+  ``targetstrip`` = all its labels hides it from the coredns provider (see ``encode_name_key``).
+The name's own queries never see its name key: their prefix range is ``<name key>/``.
 """
 
 from __future__ import annotations
@@ -10,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import json
+from collections.abc import Collection
 from typing import Any
 
 from fleetdns.dnsname import is_valid_name, labels_reversed, name_from_reversed
@@ -18,6 +32,9 @@ from webhook_provider.records import GROUP_PROPERTY, Record, StoredEntry
 from webhook_provider.validation import SUPPORTED_TYPES, lenient_target, parse_mx, parse_srv
 
 LEAF_HEX_DIGITS = 12
+NAME_KEY_FIELD = "nameKey"  # marks our name key; CoreDNS and the coredns provider ignore unknown fields
+NAME_KEY_TEXT = "fleetdns-name-key"  # what a CNAME name's parent answers in TXT queries (see the docstring)
+NAME_KEY_PRIORITY = -1  # below every real SRV priority (0..65535), so no SRV weight share changes
 
 
 def prefix_for(record: Record, default_prefix: str) -> str:
@@ -26,8 +43,8 @@ def prefix_for(record: Record, default_prefix: str) -> str:
 
 
 def name_key(prefix: str, name: str) -> str:
-    """``app.example.com`` → ``/skydns/com/example/app/``: every key of that name (and deeper names) starts so."""
-    return prefix + "/".join(labels_reversed(name)) + "/"
+    """``app.example.com`` → ``/skydns/com/example/app``: the key CoreDNS reads for CNAME-type queries."""
+    return prefix + "/".join(labels_reversed(name))
 
 
 def leaf(record: Record) -> str:
@@ -36,7 +53,33 @@ def leaf(record: Record) -> str:
 
 
 def key_for(record: Record, prefix: str) -> str:
-    return name_key(prefix, record.name) + leaf(record)
+    return name_key(prefix, record.name) + "/" + leaf(record)
+
+
+def encode_name_key(name: str, records: Collection[Record]) -> str | None:
+    """The name key's value for a name holding ``records``; None when it holds none (the key must go)."""
+    if not records:
+        return None
+    cnames = sorted((r for r in records if r.record_type == "CNAME"), key=lambda r: (r.target, r.set_identifier))
+    value: dict[str, Any] = {}
+    if cnames:
+        cname = cnames[0]  # CoreDNS answers one CNAME per name; the lowest target, so every writer picks the same
+        value = {"host": cname.target, "text": NAME_KEY_TEXT, "priority": NAME_KEY_PRIORITY}
+        if cname.ttl:
+            value["ttl"] = cname.ttl
+        # The coredns provider names a key's endpoint by the key's labels minus `targetstrip`: with all of
+        # them stripped it reads an endpoint named "" that no ownership record claims, so it never rewrites
+        # or deletes it (read as "backc.example.org" it would delete it by byte prefix, siblings included).
+        # CoreDNS strips `targetstrip` only from SRV, MX and NS targets, which this value never yields.
+        value["targetstrip"] = len(labels_reversed(name))
+        value["group"] = parent_name(name)
+    value[NAME_KEY_FIELD] = name
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def parent_name(name: str) -> str:
+    """``app.example.com`` → ``example.com``: the default group of the keys beside a name key."""
+    return name.split(".", 1)[1] if "." in name else name
 
 
 def encode_value(record: Record) -> str:
@@ -71,12 +114,20 @@ def _dns_fields(record: Record) -> dict[str, Any]:
 
 
 def decode_entry(prefix: str, key: str, value: bytes, mod_revision: int) -> StoredEntry:
-    """Records held by one key; none for values that are not SkyDNS JSON (those are never touched)."""
+    """Records held by one key; none for values that are not SkyDNS JSON (those are never touched).
+
+    Our name key holds no record: it comes back with ``name_key_of`` set, so the planner keeps it in step.
+    """
     try:
         data = json.loads(value)
     except ValueError:
         data = None
     records: tuple[Record, ...] = ()
+    if isinstance(data, dict) and NAME_KEY_FIELD in data:
+        named = data[NAME_KEY_FIELD]
+        # Only where we write it; a copy elsewhere is left alone like any value we cannot read.
+        ours = isinstance(named, str) and is_valid_name(named) and key == name_key(prefix, named)
+        return StoredEntry(key, value, mod_revision, prefix, records, named if ours else None)
     if isinstance(data, dict):
         ours = data.get("recordType") in SUPPORTED_TYPES
         name = _name_from_key(prefix, key, 1 if ours else data.get("targetstrip"))
