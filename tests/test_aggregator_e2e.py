@@ -31,6 +31,7 @@ from tests.test_aggregator_support import (
     new_namespace,
     prepare_fleet,
     records,
+    samples,
     unique,
     wait_for,
     wait_records,
@@ -52,7 +53,8 @@ class World:
 
 
 @pytest.fixture(scope="module")
-def world(fleet: Fleet, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+def shared_world(fleet: Fleet, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    """One aggregator for the module (its start costs seconds); each test uses its own intents and names."""
     host = prepare_fleet(fleet)
     namespace = new_namespace(fleet, "agg-e2e")
     create_domain(host, namespace)
@@ -62,6 +64,19 @@ def world(fleet: Fleet, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Wo
     with aggregator:
         yield World(fleet, host, namespace, aggregator)
         assert aggregator.process is not None and aggregator.process.running, aggregator.log()[-3000:]
+
+
+@pytest.fixture
+def world(shared_world: World) -> World:
+    """The shared aggregator with every member connected, whatever ran before (tests stop and freeze east):
+    the tests are independent of their order."""
+    def all_connected() -> bool:
+        connected = {labels["cluster"]: value for labels, value in
+                     samples(shared_world.aggregator, "fleetdns_aggregator_member_connected")}
+        return all(connected.get(name) == 1.0 for name in shared_world.fleet.members)
+
+    wait_for(all_connected, timeout=30, what="every member connected")
+    return shared_world
 
 
 def both(**overrides: object) -> dict[str, dict[str, object]]:
@@ -97,23 +112,25 @@ def test_service_in_both_members_gets_an_a_record_with_both_addresses(world: Wor
     assert status["observedGeneration"] == 1
     joined = wait_for(lambda: [e for e in events_for(world.host, world.ns, name) if e["reason"] == "ClusterJoined"])
     assert "east" in joined[0]["message"] and "west" in joined[0]["message"]
-    time.sleep(0.5)
-    assert len([e for e in events_for(world.host, world.ns, name) if e["reason"] == "ClusterJoined"]) == 1
+    # A bounded observation, polled throughout: the status's own watch event must not announce the join again.
+    deadline = time.monotonic() + 1.0
+    while time.monotonic() < deadline:
+        again = [e for e in events_for(world.host, world.ns, name) if e["reason"] == "ClusterJoined"]
+        assert len(again) == 1 and again[0].get("count", 1) == 1, again
+        time.sleep(0.05)
 
 
-def test_east_endpoints_not_ready_remove_its_address_within_a_second(world: World) -> None:
+def test_east_endpoints_not_ready_remove_its_address_and_fall_back_to_kubefed_cnames(world: World) -> None:
     name = unique("fail")
     deploy_service(world.fleet, world.ns, name, both())
     create_service_intent(world.host, world.ns, name)
     n = world.names(name)
     wait_records(world.host, world.ns, f"service-{name}", lambda r: r.get((n["global"], "A")) == set(VIPS.values()))
 
-    started = time.monotonic()
     set_endpoints(world.fleet.members["east"].api_client(), world.ns, name, ["10.1.0.1", "10.1.0.2"], ready=False)
+    # Watch-driven, so well within this sanity bound; the latency itself is bench/'s (make bench-aggregator).
     found = wait_records(world.host, world.ns, f"service-{name}",
-                         lambda r: r.get((n["global"], "A")) == {VIPS["west"]}, timeout=5)
-    elapsed = time.monotonic() - started
-    assert elapsed < 1.0, f"east's address left after {elapsed:.3f}s"
+                         lambda r: r.get((n["global"], "A")) == {VIPS["west"]}, timeout=10)
     # KubeFed's fallbacks: east's zone → its region name, east's region → the global name
     assert found[(n["east"], "CNAME")] == {n["global"]}
     assert found[(n["east-1a"], "CNAME")] == {n["east"]}
@@ -299,10 +316,9 @@ def test_ingress_record_follows_backend_service_health(world: World) -> None:
                          lambda r: r.get(("shop.example.org", "A")) == set(VIPS.values()))
     assert found[("www.shop.example.org", "A")] == set(VIPS.values())
 
-    started = time.monotonic()
     set_endpoints(world.fleet.members["west"].api_client(), world.ns, backend, ["10.1.0.1"], ready=False)
-    wait_records(world.host, world.ns, f"ingress-{name}", lambda r: r.get(("shop.example.org", "A")) == {VIPS["east"]})
-    assert time.monotonic() - started < 1.0
+    wait_records(world.host, world.ns, f"ingress-{name}", lambda r: r.get(("shop.example.org", "A")) == {VIPS["east"]},
+                 timeout=10)
     status = wait_for(lambda: (s := intent(world.host, world.ns, "ingressdnsrecords", name).get("status") or {})
                       .get("healthyClusters") == 1 and s)
     west = next(d for d in status["dns"] if d["cluster"] == "west")
@@ -360,6 +376,14 @@ def test_member_credentials_never_reach_the_log(world: World) -> None:
 
 
 def test_metrics_and_readiness_are_served(world: World) -> None:
+    name = unique("metrics")
+    deploy_service(world.fleet, world.ns, name, both())
+    create_service_intent(world.host, world.ns, name)
+    wait_for(lambda: dns_endpoint(world.host, world.ns, f"service-{name}"))
+    # Counted just after the write returns: wait for the sample rather than read it once.
+    wait_for(lambda: any(labels == {"operation": "create"} and value >= 1 for labels, value in
+                         samples(world.aggregator, "fleetdns_aggregator_dnsendpoint_writes_total")),
+             what="the create counted")
     code, text = world.aggregator.readyz()
     assert code == 200 and "leader" in text
     metrics = world.aggregator.metrics()
@@ -367,9 +391,11 @@ def test_metrics_and_readiness_are_served(world: World) -> None:
                    "fleetdns_aggregator_reconcile_duration_seconds_bucket",
                    "fleetdns_aggregator_queue_depth",
                    'fleetdns_aggregator_dnsendpoint_writes_total{operation="create"}',
-                   'fleetdns_aggregator_intents{condition="Ready",kind="ServiceDNSRecord",status="True"}',
                    "fleetdns_aggregator_leader 1.0"):
         assert sample in metrics, sample
+    wait_for(lambda: any(labels == {"kind": "ServiceDNSRecord", "condition": "Ready", "status": "True"} and value >= 1
+                         for labels, value in samples(world.aggregator, "fleetdns_aggregator_intents")),
+             what="the intent counted Ready")
 
 
 def test_silent_member_api_server_is_noticed_and_removed_after_the_grace_period(world: World) -> None:
@@ -385,9 +411,11 @@ def test_silent_member_api_server_is_noticed_and_removed_after_the_grace_period(
     os.kill(process.proc.pid, signal.SIGSTOP)
     stopped = time.monotonic()
     try:
+        # The timeout is the sanity bound: far below the 70 s after which a quiet watch is re-opened, so
+        # only the reachability probe can have noticed the silence in time.
         wait_records(world.host, world.ns, f"service-{name}", lambda r: r.get((n["global"], "A")) == {VIPS["west"]},
                      timeout=GRACE + 10)
-        assert GRACE <= time.monotonic() - stopped < GRACE + 5
+        assert time.monotonic() - stopped >= GRACE
     finally:
         os.kill(process.proc.pid, signal.SIGCONT)
     wait_records(world.host, world.ns, f"service-{name}", lambda r: r.get((n["global"], "A")) == set(VIPS.values()),
@@ -396,7 +424,7 @@ def test_silent_member_api_server_is_noticed_and_removed_after_the_grace_period(
 
 def test_member_api_server_outage_removes_its_targets_after_the_grace_period_and_restores_them(
         world: World) -> None:
-    """Last in the module: east's API server is stopped and restarted."""
+    """East's API server is stopped and restarted (the ``world`` fixture waits for it before the next test)."""
     name = unique("outage")
     deploy_service(world.fleet, world.ns, name, both())
     create_service_intent(world.host, world.ns, name)
@@ -407,11 +435,16 @@ def test_member_api_server_outage_removes_its_targets_after_the_grace_period_and
     stopped = time.monotonic()
     east.stop_apiserver()
     try:
-        time.sleep(GRACE * 0.5)  # within the grace period: the last known answer stays
-        assert records(dns_endpoint(world.host, world.ns, f"service-{name}"))[(n["global"], "A")] == set(VIPS.values())
-        wait_records(world.host, world.ns, f"service-{name}", lambda r: r.get((n["global"], "A")) == {VIPS["west"]},
-                     timeout=GRACE + 10)
+        # Polled throughout until east leaves: within the grace period the last known answer stays.
+        seen: list[set[str] | None] = []
+
+        def east_left() -> bool:
+            seen.append(records(dns_endpoint(world.host, world.ns, f"service-{name}")).get((n["global"], "A")))
+            return seen[-1] == {VIPS["west"]}
+
+        wait_for(east_left, timeout=GRACE + 10, what="east leaves after the grace period")
         assert time.monotonic() - stopped >= GRACE
+        assert all(answer == set(VIPS.values()) for answer in seen[:-1]), seen
         left = wait_for(lambda: [e for e in events_for(world.host, world.ns, name) if e["reason"] == "ClusterLeft"])
         assert "MemberUnreachable" in left[0]["message"]
     finally:
