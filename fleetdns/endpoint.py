@@ -10,6 +10,9 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+# The webhook protocol's media type (v1), sent verbatim: ExternalDNS compares it byte for byte.
+WEBHOOK_MEDIA_TYPE = "application/external.dns.webhook+json;version=1"
+
 
 class RecordType(StrEnum):
     A = "A"

@@ -6,9 +6,8 @@ from typing import Any
 
 import requests
 
+from fleetdns.endpoint import WEBHOOK_MEDIA_TYPE as MEDIA_TYPE
 from rig.scrape import scrape
-
-MEDIA_TYPE = "application/external.dns.webhook+json;version=1"
 
 
 class WebhookClient:

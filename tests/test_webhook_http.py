@@ -19,7 +19,7 @@ from rig import EtcdServer
 from rig.binaries import REPO_ROOT
 from rig.ports import free_port
 from rig.region import WebhookProvider
-from rig.webhook_client import MEDIA_TYPE, WebhookClient
+from rig.webhook_client import WebhookClient
 from webhook_provider.changes import parse_changes
 from webhook_provider.domain_filter import DomainFilter
 from webhook_provider.metrics import Metrics
@@ -37,6 +37,10 @@ def a_record(name: str, *targets: str, **extra: object) -> dict:
 def etcd_kv(url: str) -> pyetcd.Etcd3Client:
     host, port = url.removeprefix("http://").split(":")
     return pyetcd.client(host=host, port=int(port))
+
+
+# The protocol's media type, spelled out here on purpose: the test checks the wire, not our constant.
+MEDIA_TYPE = "application/external.dns.webhook+json;version=1"
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ from typing import Any
 from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from fleetdns.endpoint import EndpointFormatError
+from fleetdns.endpoint import WEBHOOK_MEDIA_TYPE, EndpointFormatError
 from webhook_provider.changes import parse_changes, parse_endpoints
 from webhook_provider.metrics import Metrics
 from webhook_provider.provider import Provider
@@ -23,7 +23,6 @@ from webhook_provider.store import EtcdUnavailableError
 
 log = logging.getLogger(__name__)
 
-MEDIA_TYPE = "application/external.dns.webhook+json;version=1"
 
 
 def _json_response(body: Any, status: int = 200) -> Response:
@@ -32,7 +31,7 @@ def _json_response(body: Any, status: int = 200) -> Response:
 
 def _encoded_json_response(body: str | bytes, status: int = 200) -> Response:
     response = Response(body, status=status)
-    response.headers["Content-Type"] = MEDIA_TYPE  # set verbatim: no charset, no spaces
+    response.headers["Content-Type"] = WEBHOOK_MEDIA_TYPE  # set verbatim: no charset, no spaces
     response.headers["Vary"] = "Content-Type"
     return response
 
@@ -49,7 +48,7 @@ def _body_type_ok(content_type: str | None) -> bool:
     if not content_type:
         return True
     compact = content_type.replace(" ", "").lower()
-    if compact == MEDIA_TYPE:
+    if compact == WEBHOOK_MEDIA_TYPE:
         return True
     return compact.split(";")[0] == "application/json"
 
@@ -73,7 +72,7 @@ def create_api(provider: Provider, metrics: Metrics, max_request_bytes: int) -> 
         if request.method == "POST":
             if not _body_type_ok(request.headers.get("Content-Type")):
                 return _error(415, f"unsupported Content-Type {request.headers.get('Content-Type')!r}; "
-                                   f"send {MEDIA_TYPE} or application/json")
+                                   f"send {WEBHOOK_MEDIA_TYPE} or application/json")
             if request.content_length is not None and request.content_length > max_request_bytes:
                 return _error(413, f"request body of {request.content_length} bytes exceeds the limit of "
                                    f"{max_request_bytes} bytes (--max-request-bytes)")
