@@ -11,6 +11,7 @@ from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
+from aggregator.apipaths import DNS_ENDPOINTS, DOMAINS, EVENTS, INGRESS_DNS_RECORDS, SERVICE_DNS_RECORDS
 from aggregator.kubeapi import KubeClient, KubeError
 from rig import Fleet
 from rig.aggregator import AggregatorProcess, client_for
@@ -24,7 +25,7 @@ from rig.workloads import (
     set_load_balancer_status,
 )
 
-API = "/apis/fleetdns.io/v1alpha1"
+_INTENTS = {r.plural: r for r in (SERVICE_DNS_RECORDS, INGRESS_DNS_RECORDS)}
 REGIONS = {"east": ("east", "east-1a"), "west": ("west", "west-1a")}
 VIPS = {"east": "192.0.2.10", "west": "198.51.100.20"}
 DOMAIN = "example.com"
@@ -61,21 +62,16 @@ def new_namespace(fleet: Fleet, prefix: str) -> str:
 
 
 def create_domain(host: KubeClient, namespace: str, name: str = DOMAIN_REF, domain: str = DOMAIN) -> None:
-    host.create(f"{API}/namespaces/{namespace}/domains", {
-        "apiVersion": "fleetdns.io/v1alpha1", "kind": "Domain", "metadata": {"name": name},
-        "spec": {"domain": domain, "nameServer": f"ns1.{domain}"}})
+    host.create(DOMAINS.path(namespace), DOMAINS.manifest(name, spec={"domain": domain, "nameServer": f"ns1.{domain}"}))
 
 
 def create_service_intent(host: KubeClient, namespace: str, name: str, **spec: Any) -> dict[str, Any]:
-    return host.create(f"{API}/namespaces/{namespace}/servicednsrecords", {
-        "apiVersion": "fleetdns.io/v1alpha1", "kind": "ServiceDNSRecord", "metadata": {"name": name},
-        "spec": {"domainRef": DOMAIN_REF, **spec}})
+    return host.create(SERVICE_DNS_RECORDS.path(namespace),
+                       SERVICE_DNS_RECORDS.manifest(name, spec={"domainRef": DOMAIN_REF, **spec}))
 
 
 def create_ingress_intent(host: KubeClient, namespace: str, name: str, hosts: list[str], **spec: Any) -> None:
-    host.create(f"{API}/namespaces/{namespace}/ingressdnsrecords", {
-        "apiVersion": "fleetdns.io/v1alpha1", "kind": "IngressDNSRecord", "metadata": {"name": name},
-        "spec": {"hosts": hosts, **spec}})
+    host.create(INGRESS_DNS_RECORDS.path(namespace), INGRESS_DNS_RECORDS.manifest(name, spec={"hosts": hosts, **spec}))
 
 
 def deploy_service(fleet: Fleet, namespace: str, name: str, clusters: dict[str, dict[str, Any]]) -> None:
@@ -93,7 +89,7 @@ def deploy_service(fleet: Fleet, namespace: str, name: str, clusters: dict[str, 
 
 def dns_endpoint(host: KubeClient, namespace: str, name: str) -> dict[str, Any] | None:
     try:
-        return host.get(f"/apis/externaldns.k8s.io/v1alpha1/namespaces/{namespace}/dnsendpoints/{name}")
+        return host.get(DNS_ENDPOINTS.path(namespace, name))
     except KubeError as error:
         if error.status == 404:
             return None
@@ -128,7 +124,7 @@ def wait_records(host: KubeClient, namespace: str, name: str, predicate: Callabl
 
 
 def intent(host: KubeClient, namespace: str, plural: str, name: str) -> dict[str, Any]:
-    return host.get(f"{API}/namespaces/{namespace}/{plural}/{name}")
+    return host.get(_INTENTS[plural].path(namespace, name))
 
 
 def condition(obj: dict[str, Any], kind: str) -> dict[str, Any]:
@@ -136,7 +132,7 @@ def condition(obj: dict[str, Any], kind: str) -> dict[str, Any]:
 
 
 def events_for(host: KubeClient, namespace: str, name: str) -> list[dict[str, Any]]:
-    items = host.get(f"/api/v1/namespaces/{namespace}/events",
+    items = host.get(EVENTS.path(namespace),
                      {"fieldSelector": f"involvedObject.name={name}"}).get("items") or []
     return items
 
