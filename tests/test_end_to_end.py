@@ -1,39 +1,58 @@
 """The whole data path, as `make demo` runs it: intent -> aggregator -> DNSEndpoint -> ExternalDNS ->
-webhook -> etcd -> CoreDNS answer, in two regions, with failover and a member outage."""
+webhook -> etcd -> CoreDNS answer, in two regions, with failover and a member outage.
+
+The demo writes what it saw to ``--summary-json``; the test reads that, never the human output."""
 
 from __future__ import annotations
 
-import re
+import json
 import subprocess
 import sys
+from typing import Any
 
 import pytest
 
 from rig.binaries import REPO_ROOT
 
 pytestmark = [pytest.mark.apiserver, pytest.mark.externaldns, pytest.mark.coredns, pytest.mark.etcd]
+BOTH, WEST_ONLY = ["127.0.10.1", "127.0.20.1"], ["127.0.20.1"]
+GRACE_SECONDS = 5.0  # hack/demo.py's GRACE
+# Generous sanity bound only (bench/ measures failover: about 0.7 s p50). Well under ExternalDNS's
+# default 1-minute interval, so a data path that waits for a full resync still fails here.
+FAILOVER_SANITY_SECONDS = 10.0
 
 
-def answered(output: str, label: str) -> tuple[list[str], int]:
-    """The addresses every region answered after ``label`` and how many milliseconds that took."""
-    match = re.search(rf"{re.escape(label)}: every region answers \[([^\]]*)\] after (\d+) ms", output)
-    assert match, f"no line for {label!r} in demo output:\n{output[-4000:]}"
-    return sorted(a.strip(" '") for a in match.group(1).split(",")), int(match.group(2))
+def every_region_answered(step: dict[str, Any], expected: list[str]) -> None:
+    assert step["answers"] and all(answer == expected for answer in step["answers"].values()), step
 
 
 @pytest.mark.timeout(420)
 def test_demo_publishes_fails_over_and_recovers_in_every_region(tmp_path):
-    run = subprocess.run([sys.executable, "-m", "hack.demo", "--workdir", str(tmp_path)], cwd=REPO_ROOT,
-                         capture_output=True, text=True, timeout=400)
+    summary_path = tmp_path / "summary.json"
+    run = subprocess.run([sys.executable, "-m", "hack.demo", "--workdir", str(tmp_path),
+                          "--summary-json", str(summary_path)], cwd=REPO_ROOT, capture_output=True, text=True,
+                         timeout=400)
     output = run.stdout + run.stderr
     assert run.returncode == 0, output[-4000:]
+    summary = json.loads(summary_path.read_text())
+    assert summary["completed"] and not summary["error"], summary
 
-    both, east_only_left = ["127.0.10.1", "127.0.20.1"], ["127.0.20.1"]
-    assert answered(output, "published")[0] == both
-    addresses, failover_ms = answered(output, "east removed")
-    assert addresses == east_only_left
-    # ExternalDNS's event path alone would take 5 s; the whole chain must stay near one second.
-    assert failover_ms < 3000, f"failover took {failover_ms} ms"
-    assert answered(output, "east removed after the grace period")[0] == east_only_left
-    assert output.count("east back: every region answers ['127.0.10.1', '127.0.20.1']") == 2
-    assert "ClusterLeft" in output and "MemberUnreachable" in output
+    steps = summary["steps"]
+    assert [s["label"] for s in steps] == ["published", "east removed", "east back",
+                                          "east removed after the grace period", "east back"]
+    published, failover, recovered, outage, returned = steps
+    assert set(published["answers"]) == {"east", "west"}
+    every_region_answered(published, BOTH)
+    every_region_answered(failover, WEST_ONLY)
+    assert failover["seconds"] < FAILOVER_SANITY_SECONDS, failover
+    every_region_answered(recovered, BOTH)
+    every_region_answered(outage, WEST_ONLY)
+    # The aggregator cannot notice the outage before the API server is told to stop: a removal
+    # sooner than the grace period after that would mean the grace period was not honoured.
+    assert outage["seconds_since_action_started"] >= GRACE_SECONDS, outage
+    every_region_answered(returned, BOTH)
+
+    left = [e for e in summary["events"] if e["reason"] == "ClusterLeft"]
+    assert any("MemberUnreachable" in e["message"] and "east" in e["message"] for e in left), summary["events"]
+    assert all(e["type"] == "Warning" for e in left)
+    assert any(e["reason"] == "ClusterJoined" for e in summary["events"]), summary["events"]
