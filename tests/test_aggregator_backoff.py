@@ -14,11 +14,11 @@ from collections.abc import Iterator
 
 import pytest
 
+from aggregator.apipaths import DNS_ENDPOINTS, SERVICE_DNS_RECORDS
 from aggregator.kubeapi import KubeClient, KubeError
 from rig import Fleet
 from rig.aggregator import AggregatorProcess
 from tests.test_aggregator_support import (
-    API,
     VIPS,
     create_domain,
     create_service_intent,
@@ -38,15 +38,13 @@ BOTH = {"east": {"ip": VIPS["east"], "ready": True}, "west": {"ip": VIPS["west"]
 
 
 def endpoint_body(namespace: str, name: str) -> dict:
-    return {"apiVersion": "externaldns.k8s.io/v1alpha1", "kind": "DNSEndpoint",
-            "metadata": {"name": name, "namespace": namespace}, "spec": {"endpoints": []}}
+    return DNS_ENDPOINTS.manifest(name, namespace, spec={"endpoints": []})
 
 
 def refused(host: KubeClient, namespace: str, name: str) -> bool:
     """Whether the host refuses DNSEndpoint ``name`` now (a dry run: nothing is stored)."""
     try:
-        host.request("POST", f"/apis/externaldns.k8s.io/v1alpha1/namespaces/{namespace}/dnsendpoints",
-                     {"dryRun": "All"}, endpoint_body(namespace, name))
+        host.request("POST", DNS_ENDPOINTS.path(namespace), {"dryRun": "All"}, endpoint_body(namespace, name))
     except KubeError as error:
         if error.status == 422:
             return True
@@ -135,6 +133,6 @@ def test_an_intent_refused_for_good_is_retried_with_backoff_while_the_others_pub
         # fixed by its owner: a spec change is reconciled at once, not after the backoff (next retry ~16 s away)
         remove_policy(host, policy)
         wait_for(lambda: not refused(host, ns, f"service-{broken}"), timeout=30, what="the policy to be gone")
-        host.merge_patch(f"{API}/namespaces/{ns}/servicednsrecords/{broken}", {"spec": {"recordTTL": 60}})
+        host.merge_patch(SERVICE_DNS_RECORDS.path(ns, broken), {"spec": {"recordTTL": 60}})
         glob = f"{broken}.{ns}.fleet.svc.example.com"
         wait_records(host, ns, f"service-{broken}", lambda r: r.get((glob, "A")) == set(VIPS.values()), timeout=10)

@@ -19,10 +19,13 @@ import pytest
 import yaml
 from kubernetes import client, watch
 
+from aggregator.apipaths import DNS_ENDPOINTS
 from rig import EtcdCluster, ExternalDNS, RigError
 from rig.binaries import REPO_ROOT
 from rig.coredns import CoreDNS, dns_answers, etcd_corefile
 from rig.workloads import apply_crds
+
+GROUP, VERSION, PLURAL = DNS_ENDPOINTS.group, DNS_ENDPOINTS.version, DNS_ENDPOINTS.plural
 
 
 def etcd_client(url: str) -> pyetcd.Etcd3Client:
@@ -99,15 +102,13 @@ def test_kube_apiserver_accepts_a_crd_and_a_watch_sees_a_custom_resource(fleet):
     name = f"smoke-{uuid.uuid4().hex[:6]}"
     # Watch from the list's resourceVersion, as an informer does: the watch replays everything after
     # it, so it sees the object whether it opens before or after the create.
-    listed = custom.list_namespaced_custom_object("externaldns.k8s.io", "v1alpha1", "default", "dnsendpoints")
-    custom.create_namespaced_custom_object("externaldns.k8s.io", "v1alpha1", "default", "dnsendpoints", {
-        "apiVersion": "externaldns.k8s.io/v1alpha1", "kind": "DNSEndpoint", "metadata": {"name": name},
-        "spec": {"endpoints": [{"dnsName": "smoke.example.org", "recordType": "A", "targets": ["192.0.2.1"]}]},
-    })
+    listed = custom.list_namespaced_custom_object(GROUP, VERSION, "default", PLURAL)
+    custom.create_namespaced_custom_object(GROUP, VERSION, "default", PLURAL, DNS_ENDPOINTS.manifest(name, spec={
+        "endpoints": [{"dnsName": "smoke.example.org", "recordType": "A", "targets": ["192.0.2.1"]}]}))
     seen: list[str] = []
     stream = watch.Watch()
-    for event in stream.stream(custom.list_namespaced_custom_object, "externaldns.k8s.io", "v1alpha1", "default",
-                               "dnsendpoints", resource_version=listed["metadata"]["resourceVersion"],
+    for event in stream.stream(custom.list_namespaced_custom_object, GROUP, VERSION, "default",
+                               PLURAL, resource_version=listed["metadata"]["resourceVersion"],
                                timeout_seconds=20):
         seen.append(f"{event['type']} {event['object']['metadata']['name']}")
         if event["object"]["metadata"]["name"] == name:
@@ -132,10 +133,8 @@ def test_externaldns_applies_the_record_of_a_dnsendpoint_to_its_provider(fleet, 
     custom = client.CustomObjectsApi(api)
     namespace = f"edns-{uuid.uuid4().hex[:6]}"
     client.CoreV1Api(api).create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace)))
-    custom.create_namespaced_custom_object("externaldns.k8s.io", "v1alpha1", namespace, "dnsendpoints", {
-        "apiVersion": "externaldns.k8s.io/v1alpha1", "kind": "DNSEndpoint", "metadata": {"name": "planned"},
-        "spec": {"endpoints": [{"dnsName": "planned.example.org", "recordType": "A", "targets": ["192.0.2.7"]}]},
-    })
+    custom.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, DNS_ENDPOINTS.manifest("planned", spec={
+        "endpoints": [{"dnsName": "planned.example.org", "recordType": "A", "targets": ["192.0.2.7"]}]}))
     externaldns = ExternalDNS(fleet.host.kubeconfig, [
         "--source=crd", f"--namespace={namespace}", "--provider=inmemory", "--inmemory-zone=example.org",
         "--registry=txt", "--txt-owner-id=smoke", "--policy=sync", "--interval=1s", "--log-level=debug",

@@ -15,6 +15,7 @@ import pytest
 import yaml
 from kubernetes import client, utils
 
+from aggregator.apipaths import DNS_ENDPOINTS
 from rig import CoreDNS, EtcdServer, ExternalDNS
 from rig.binaries import REPO_ROOT
 from rig.coredns import dns_answers, etcd_corefile
@@ -24,7 +25,7 @@ from rig.webhook_client import WebhookClient
 pytestmark = [pytest.mark.etcd, pytest.mark.coredns, pytest.mark.apiserver, pytest.mark.externaldns]
 ZONE = "example.org"
 DNSENDPOINT_CRD = REPO_ROOT / "manifests" / "crds" / "externaldns.k8s.io_dnsendpoints.yaml"
-GROUP, VERSION, PLURAL = "externaldns.k8s.io", "v1alpha1", "dnsendpoints"
+GROUP, VERSION, PLURAL = DNS_ENDPOINTS.group, DNS_ENDPOINTS.version, DNS_ENDPOINTS.plural
 APPLIED = 'fleetdns_webhook_applies_total{outcome="applied"}'
 GETS = 'fleetdns_webhook_requests_total{method="GET",route="/records",status="200"}'
 
@@ -54,7 +55,7 @@ class Cluster:
         return name
 
     def put_endpoints(self, namespace: str, name: str, endpoints: list[dict]) -> None:
-        body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "DNSEndpoint", "metadata": {"name": name},
+        body = {"apiVersion": DNS_ENDPOINTS.api_version, "kind": DNS_ENDPOINTS.kind, "metadata": {"name": name},
                 "spec": {"endpoints": endpoints}}
         try:
             current = self.custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
