@@ -20,6 +20,7 @@ import pytest
 import yaml
 from kubernetes import client, utils
 
+from aggregator.apipaths import DNS_ENDPOINTS
 from rig import ExternalDNS
 from rig.binaries import REPO_ROOT
 from rig.coredns import dns_answers, etcd_corefile
@@ -199,7 +200,7 @@ def test_adjustendpoints_drops_exactly_the_endpoints_apply_skips_with_the_same_r
 # --- real ExternalDNS: one bad record next to good ones ------------------------------------------------------
 
 DNSENDPOINT_CRD = REPO_ROOT / "manifests" / "crds" / "externaldns.k8s.io_dnsendpoints.yaml"
-GROUP, VERSION, PLURAL = "externaldns.k8s.io", "v1alpha1", "dnsendpoints"
+GROUP, VERSION, PLURAL = DNS_ENDPOINTS.group, DNS_ENDPOINTS.version, DNS_ENDPOINTS.plural
 
 
 def create_dnsendpoint(api: client.ApiClient, endpoints: list[dict]) -> str:
