@@ -9,9 +9,11 @@ import threading
 
 from aggregator.engine import Engine
 from aggregator.kubeapi import KubeClient, host_api_client
+from aggregator.lb_hostnames import HostnameResolver, dns_query
 from aggregator.leader import LeaseElector
 from aggregator.metrics import AggregatorMetrics
 from aggregator.settings import Settings, parse_settings
+from aggregator.sources import build_sources
 from fleetdns.config import ConfigError, exit_on_config_error
 from fleetdns.logs import configure_logging
 from fleetdns.probes import BackgroundServer, probe_app
@@ -36,7 +38,8 @@ def serve(settings: Settings, host: KubeClient) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     metrics = AggregatorMetrics()
-    engine = Engine(settings, host, metrics, settings.identity).start()
+    hostnames = hostname_resolver(settings)
+    engine = Engine(settings, host, metrics, settings.identity, build_sources(hostnames), hostnames).start()
     probes = BackgroundServer(probe_app(engine.ready, metrics.registry), settings.health_host,
                               settings.health_port, name="probes").start()
     logger.info("aggregator started", extra={"identity": settings.identity, "health_port": probes.port,
@@ -62,6 +65,18 @@ def serve(settings: Settings, host: KubeClient) -> int:
     probes.stop()
     logger.info("stopped")
     return 0
+
+
+def hostname_resolver(settings: Settings) -> HostnameResolver | None:
+    """The load-balancer hostname resolver, or None with --resolve-lb-hostnames=false."""
+    if not settings.resolve_lb_hostnames:
+        return None
+    try:
+        return HostnameResolver(dns_query(settings.dns_resolvers))
+    except Exception as error:  # noqa: BLE001 - dnspython found no usable /etc/resolv.conf
+        raise ConfigError("--dns-resolver", "(system resolver)",
+                          f"no system DNS configuration ({type(error).__name__}): give --dns-resolver, "
+                          "or --resolve-lb-hostnames=false") from None
 
 
 def _wait_ready(engine: Engine, stop: threading.Event) -> None:

@@ -19,6 +19,7 @@ import yaml
 from aggregator.apipaths import DNS_ENDPOINTS, DOMAINS, MEMBER_CLUSTERS, SECRETS
 from aggregator.informer import Informer
 from aggregator.kubeapi import KubeClient, KubeError, NotLeaderError, member_api_client
+from aggregator.lb_hostnames import HostnameResolver
 from aggregator.members import MemberConnection
 from aggregator.metrics import AggregatorMetrics
 from aggregator.model import (
@@ -47,8 +48,9 @@ MEMBER_SYNC_TIMEOUT = 60.0  # a member still busy after this long no longer hold
 
 class Engine:
     def __init__(self, settings: Settings, host: KubeClient, metrics: AggregatorMetrics, identity: str,
-                 sources: SourceRegistry = SOURCES) -> None:
+                 sources: SourceRegistry = SOURCES, hostnames: HostnameResolver | None = None) -> None:
         self.settings = settings
+        self.hostnames = hostnames  # the resolver the sources were built with (started and stopped here)
         self.host = host
         self.metrics = metrics
         self.identity = identity
@@ -84,6 +86,8 @@ class Engine:
     # --- lifecycle ----------------------------------------------------------------------------
 
     def start(self) -> Engine:
+        if self.hostnames is not None:
+            self.hostnames.start(self._enqueue_known, lambda key: self.intent(key) is not None)
         for informer in self.host_informers:
             informer.start()
         threading.Thread(target=self._retry_members, name="member-retry", daemon=True).start()
@@ -102,6 +106,8 @@ class Engine:
             member.stop()
         for worker in self._workers:
             worker.join(timeout=2)
+        if self.hostnames is not None:
+            self.hostnames.stop()
 
     def ready(self) -> tuple[bool, str]:
         """Ready once the host caches are filled and every member is synced or known down."""

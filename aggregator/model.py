@@ -18,6 +18,13 @@ LABEL_INTENT_NAME = "fleetdns.io/intent-name"
 LABEL_SERVICE_NAME = "kubernetes.io/service-name"  # an EndpointSlice's Service
 
 
+class HostnameMode(StrEnum):
+    """``spec.loadBalancerHostnames``: what a load balancer that gives a hostname (EKS-style) contributes."""
+
+    RESOLVE = "Resolve"  # its addresses, resolved by the aggregator (aggregator/lb_hostnames.py)
+    CNAME = "CNAME"  # a CNAME to one hostname, only when no cluster gives an IP (KubeFed's behaviour)
+
+
 class IntentKind(StrEnum):
     """The intent kinds of the API (manifests/crds/); each is served by one source (aggregator/sources/)."""
 
@@ -82,11 +89,15 @@ class ClusterStatus:
     addresses: tuple[LoadBalancerAddress, ...]
     healthy: bool
     reason: str
+    resolved: tuple[str, ...] = ()  # IPs the load balancer's hostnames resolved to (loadBalancerHostnames: Resolve)
 
     def to_json(self) -> dict[str, Any]:
-        return {"cluster": self.cluster, "region": self.region, "zone": self.zone,
-                "loadBalancer": {"ingress": [a.to_json() for a in self.addresses]},
-                "healthy": self.healthy, "reason": self.reason}
+        entry = {"cluster": self.cluster, "region": self.region, "zone": self.zone,
+                 "loadBalancer": {"ingress": [a.to_json() for a in self.addresses]},
+                 "healthy": self.healthy, "reason": self.reason}
+        if self.resolved:
+            entry["resolvedAddresses"] = list(self.resolved)
+        return entry
 
 
 @dataclass(frozen=True)
@@ -118,6 +129,7 @@ class ServiceIntent:
     dns_prefix: str = ""
     external_name: str = ""
     allow_service_without_endpoints: bool = False
+    load_balancer_hostnames: HostnameMode = HostnameMode.RESOLVE
     status: IntentStatus = field(default_factory=IntentStatus)
     status_json: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
@@ -136,6 +148,7 @@ class IngressIntent:
     generation: int
     hosts: tuple[str, ...]
     record_ttl: int = DEFAULT_TTL
+    load_balancer_hostnames: HostnameMode = HostnameMode.RESOLVE
     status: IntentStatus = field(default_factory=IntentStatus)
     status_json: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
@@ -272,6 +285,25 @@ def parse_addresses(load_balancer: Any) -> tuple[LoadBalancerAddress, ...]:
     return tuple(sorted(found, key=lambda a: (a.ip == "", a.ip, a.hostname)))
 
 
+def parse_ips(raw: Any) -> tuple[str, ...]:
+    """A list of IP addresses (invalid ones dropped), IPv4 first, each family in numeric order."""
+    found = set()
+    for item in _list(raw):
+        try:
+            found.add(ipaddress.ip_address(str(item)))
+        except ValueError:
+            continue
+    return tuple(str(ip) for ip in sorted(found, key=lambda ip: (ip.version, ip)))
+
+
+def parse_hostname_mode(spec: dict[str, Any]) -> HostnameMode:
+    raw = spec.get("loadBalancerHostnames") or HostnameMode.RESOLVE
+    try:
+        return HostnameMode(raw)
+    except ValueError:
+        raise ParseError(f"spec.loadBalancerHostnames must be Resolve or CNAME, not {raw!r}") from None
+
+
 def parse_conditions(raw: Any) -> tuple[Condition, ...]:
     return tuple(
         Condition(str(c.get("type", "")), str(c.get("status", "")), str(c.get("reason", "")),
@@ -285,7 +317,8 @@ def parse_status(raw: Any) -> IntentStatus:
     raw = _dict(raw)
     dns = tuple(
         ClusterStatus(str(e.get("cluster", "")), str(e.get("region", "")), str(e.get("zone", "")),
-                      parse_addresses(e.get("loadBalancer")), bool(e.get("healthy")), str(e.get("reason", "")))
+                      parse_addresses(e.get("loadBalancer")), bool(e.get("healthy")), str(e.get("reason", "")),
+                      parse_ips(e.get("resolvedAddresses")))
         for e in map(_dict, _list(raw.get("dns")))
     )
     return IntentStatus(str(raw.get("domain") or ""), str(raw.get("fqdn") or ""), int(raw.get("healthyClusters") or 0),
@@ -303,6 +336,7 @@ def parse_service_intent(obj: dict[str, Any]) -> ServiceIntent:
         record_ttl=int(spec.get("recordTTL") or DEFAULT_TTL), dns_prefix=str(spec.get("dnsPrefix") or ""),
         external_name=str(spec.get("externalName") or ""),
         allow_service_without_endpoints=bool(spec.get("allowServiceWithoutEndpoints")),
+        load_balancer_hostnames=parse_hostname_mode(spec),
         status=parse_status(obj.get("status")), status_json=_dict(obj.get("status")),
     )
 
@@ -313,7 +347,7 @@ def parse_ingress_intent(obj: dict[str, Any]) -> IngressIntent:
     return IngressIntent(
         namespace=meta.get("namespace", ""), name=meta.get("name", ""), uid=meta.get("uid", ""),
         generation=int(meta.get("generation") or 0), hosts=hosts,
-        record_ttl=int(spec.get("recordTTL") or DEFAULT_TTL),
+        record_ttl=int(spec.get("recordTTL") or DEFAULT_TTL), load_balancer_hostnames=parse_hostname_mode(spec),
         status=parse_status(obj.get("status")), status_json=_dict(obj.get("status")),
     )
 

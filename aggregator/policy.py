@@ -39,6 +39,7 @@ class Reason(StrEnum):
     MEMBER_UNAVAILABLE = "MemberUnavailable"
     KIND_UNAVAILABLE = "KindUnavailable"
     LAST_KNOWN = "LastKnown"
+    HOSTNAME_NOT_RESOLVED = "HostnameNotResolved"  # its load balancer's hostnames give no address (lb_hostnames.py)
 
 
 @dataclass(frozen=True)

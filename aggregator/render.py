@@ -1,14 +1,17 @@
 """Desired DNS records of an intent, as ExternalDNS endpoints, and the DNSEndpoint that carries them:
 pure, deterministic, sorted. Each source (aggregator/sources/) lays out its names with these.
 
-Hostname rule: a name gets A/AAAA records over the IP addresses of its healthy clusters; clusters
-whose load balancer gives only a hostname count for that name only when no cluster gives an IP, and
-then the name is a CNAME to one hostname (the first in cluster-name order), because a CNAME has
-exactly one target and cannot share its name with A records.
+Hostname rule: a name gets A/AAAA records over the IP addresses of its healthy clusters: those their
+load balancers give, and those their load-balancer hostnames resolved to (``loadBalancerHostnames:
+Resolve``, the default; see lb_hostnames.py). In the CNAME form nothing is resolved: clusters whose load
+balancer gives only a hostname count for that name only when no cluster gives an IP, and then the name is
+a CNAME to one hostname (the first in cluster-name order), because a CNAME has exactly one target and
+cannot share its name with A records. (Resolved, a healthy cluster always has an IP, so no CNAME arises.)
 """
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Iterable
 from typing import Any
 
@@ -18,10 +21,11 @@ from fleetdns.endpoint import Endpoint, RecordType
 
 
 def address_records(name: str, clusters: Iterable[ClusterStatus], ttl: int) -> list[Endpoint]:
-    """A/AAAA over the clusters' IPs, else a CNAME to the first hostname; nothing when neither."""
+    """A/AAAA over the clusters' IPs (given or resolved), else a CNAME to the first hostname; nothing when neither."""
     ordered = sorted(clusters, key=lambda c: c.cluster)
-    v4 = sorted({a.ip for c in ordered for a in c.addresses if a.ip and not a.is_ipv6})
-    v6 = sorted({a.ip for c in ordered for a in c.addresses if a.is_ipv6})
+    ips = {ipaddress.ip_address(ip) for c in ordered for ip in (*(a.ip for a in c.addresses if a.ip), *c.resolved)}
+    v4 = sorted(str(ip) for ip in ips if ip.version == 4)
+    v6 = sorted(str(ip) for ip in ips if ip.version == 6)
     records = []
     if v4:
         records.append(Endpoint(name, RecordType.A, tuple(v4), record_ttl=ttl))

@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import os
 import re
 import socket
 from dataclasses import dataclass
 
-from fleetdns.config import ConfigError, add_flag, env_bool, parse_duration, parse_host_port
+from fleetdns.config import (
+    ConfigError,
+    add_flag,
+    add_list_flag,
+    env_bool,
+    list_flag_values,
+    parse_duration,
+    parse_host_port,
+)
 
 ENV_PREFIX = "FLEETDNS_AGGREGATOR_"
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
@@ -34,6 +43,8 @@ class Settings:
     workers: int
     log_level: str
     log_format: str
+    resolve_lb_hostnames: bool = True
+    dns_resolvers: tuple[tuple[str, int], ...] = ()  # (IP, port); empty: the system resolver
 
 
 def _env(flag: str) -> str:
@@ -58,11 +69,15 @@ def build_parser() -> argparse.ArgumentParser:
         ("--namespace", "", "watch intents (and member objects) in this namespace only; empty: all"),
         ("--domain-namespace", "fleetdns-system", "where Domains are looked up after the intent's own namespace"),
         ("--workers", "4", "concurrent reconciles (each intent is reconciled by one worker at a time)"),
+        ("--resolve-lb-hostnames", "true",
+         "resolve load-balancer hostnames (EKS-style) to A/AAAA per cluster; false: the CNAME form for every intent"),
         ("--log-level", "info", "debug, info, warning or error"),
         ("--log-format", "json", "json or text (key=value)"),
     ]
     for flag, default, help_text in flags:
         add_flag(parser, flag, _env(flag), default, help_text)
+    add_list_flag(parser, "--dns-resolver", _env("--dns-resolver"),
+                  "IP[:PORT] of a DNS server for load-balancer hostnames (port 53 by default); none: /etc/resolv.conf")
     return parser
 
 
@@ -74,6 +89,11 @@ def parse_settings(argv: list[str] | None = None) -> Settings:
         leader_election = env_bool(args.leader_election)
     except ValueError as error:
         raise ConfigError("--leader-election", args.leader_election, str(error)) from None
+    try:
+        resolve_lb_hostnames = env_bool(args.resolve_lb_hostnames)
+    except ValueError as error:
+        raise ConfigError("--resolve-lb-hostnames", args.resolve_lb_hostnames, str(error)) from None
+    dns_resolvers = tuple(_dns_server(value) for value in list_flag_values(args, "--dns-resolver"))
     durations = {flag: parse_duration(flag, getattr(args, flag[2:].replace("-", "_")))
                  for flag in ("--member-grace-period", "--lease-duration", "--renew-deadline", "--retry-period")}
     for flag in ("--lease-duration", "--renew-deadline", "--retry-period"):
@@ -104,7 +124,23 @@ def parse_settings(argv: list[str] | None = None) -> Settings:
         identity=args.identity or f"{socket.gethostname()}-{os.getpid()}",
         namespace=args.namespace, domain_namespace=args.domain_namespace, workers=workers,
         log_level=args.log_level.lower(), log_format=args.log_format,
+        resolve_lb_hostnames=resolve_lb_hostnames, dns_resolvers=dns_resolvers,
     )
+
+
+def _dns_server(value: str) -> tuple[str, int]:
+    """``192.0.2.53``, ``192.0.2.53:5353``, ``2001:db8::53`` or ``[2001:db8::53]:5353``: an IP (dnspython
+    queries servers by address), port 53 unless given."""
+    try:
+        return str(ipaddress.ip_address(value)), 53
+    except ValueError:
+        pass
+    try:
+        host, port = parse_host_port("--dns-resolver", value)
+        return str(ipaddress.ip_address(host)), port
+    except (ConfigError, ValueError):
+        raise ConfigError("--dns-resolver", value,
+                          "expected IP or IP:PORT of a DNS server, e.g. 10.96.0.10 or 127.0.0.1:5353") from None
 
 
 def _require_dns_label(flag: str, value: str) -> None:

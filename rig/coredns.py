@@ -95,3 +95,66 @@ def dns_answers(host: str, port: int, name: str, rdtype: str, timeout: float = 2
     response = dns.query.udp(dns.message.make_query(name, rdtype), host, port=port, timeout=timeout)
     wanted = dns.rdatatype.from_text(rdtype)
     return {rr.to_text() for rrset in response.answer if rrset.rdtype == wanted for rr in rrset}
+
+
+class EditableZone:
+    """A zone a test can edit while a real CoreDNS serves it (``file`` plugin, reloaded every 100 ms): A and
+    AAAA records per name, NXDOMAIN with an SOA for every other name (as a real authoritative server).
+    Stands in for a cloud provider's load-balancer hostnames (``lb-….elb.amazonaws.com``)."""
+
+    def __init__(self, zone: str, ttl: int = 300, workdir: Path | None = None, host: str = "127.0.0.1") -> None:
+        self.zone = zone.rstrip(".")
+        self.ttl = ttl
+        self.records: dict[str, tuple[str, ...]] = {}
+        self._serial = 1
+        self.server = CoreDNS(
+            f"{self.zone}:{{port}} {{\n    file db.zone {{\n        reload 100ms\n    }}\n    errors\n}}\n",
+            workdir, host, name="coredns-zone")
+        self.server.corefile_path.write_text(self.server.corefile_path.read_text().replace(
+            "db.zone", str(self.server.workdir / "db.zone")))
+        self._write()
+
+    @property
+    def address(self) -> str:
+        return self.server.address
+
+    def set(self, name: str, *addresses: str, wait: float = 10.0) -> None:
+        """Serve exactly ``addresses`` (IPv4 and IPv6) at ``name`` (none: NXDOMAIN); returns once CoreDNS does."""
+        name = name.rstrip(".").lower()
+        if addresses:
+            self.records[name] = tuple(addresses)
+        else:
+            self.records.pop(name, None)
+        self._serial += 1
+        self._write()
+        if self.server.process is not None:
+            self.server.process.wait_until(lambda: self._serves(name, set(addresses)), wait, f"serving {name}")
+
+    def _serves(self, name: str, addresses: set[str]) -> bool:
+        got = {a for rdtype in ("A", "AAAA") for a in dns_answers(self.server.host, self.server.port, name, rdtype)}
+        return got == addresses
+
+    def _write(self) -> None:
+        lines = [f"$ORIGIN {self.zone}.", f"$TTL {self.ttl}",
+                 f"@ IN SOA ns.{self.zone}. hostmaster.{self.zone}. {self._serial} 7200 3600 1209600 1",
+                 f"@ IN NS ns.{self.zone}.", f"ns IN A {self.server.host}"]
+        for name, addresses in sorted(self.records.items()):
+            for address in addresses:
+                lines.append(f"{name}. IN {'AAAA' if ':' in address else 'A'} {address}")
+        path = self.server.workdir / "db.zone"
+        temporary = path.with_suffix(".tmp")
+        temporary.write_text("\n".join(lines) + "\n")
+        temporary.replace(path)
+
+    def start(self) -> EditableZone:
+        self.server.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.stop()
+
+    def __enter__(self) -> EditableZone:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -209,9 +209,10 @@ def test_no_healthy_cluster_publishes_nothing_and_reports_not_ready(world: World
 
 
 def test_hostname_only_load_balancer_becomes_a_cname_only_when_no_cluster_has_an_ip(world: World) -> None:
+    """The CNAME form (``loadBalancerHostnames: CNAME``); the default resolves: test_aggregator_lb_hostnames.py."""
     name = unique("hn")
     deploy_service(world.fleet, world.ns, name, both(west={"hostname": "lb-west.cloud.example.net", "ready": True}))
-    create_service_intent(world.host, world.ns, name)
+    create_service_intent(world.host, world.ns, name, loadBalancerHostnames="CNAME")
     n = world.names(name)
     found = wait_records(world.host, world.ns, f"service-{name}", lambda r: (n["global"], "A") in r)
     assert found[(n["global"], "A")] == {VIPS["east"]}

@@ -12,7 +12,8 @@ from dataclasses import dataclass, replace
 from typing import Any, Generic, Protocol, TypeVar
 
 from aggregator.apipaths import Resource
-from aggregator.model import ClusterStatus, Domain, Intent, IntentKey, IntentKind
+from aggregator.lb_hostnames import HostnameLookup, hostnames_of, resolve_entry
+from aggregator.model import ClusterStatus, Domain, HostnameMode, Intent, IntentKey, IntentKind
 from aggregator.policy import KindProblem, MemberView
 from aggregator.status import Outcome
 from fleetdns.endpoint import Endpoint
@@ -91,6 +92,9 @@ class Source(ABC, Generic[IntentT]):
     endpoint_prefix: str  # DNSEndpoint ``<prefix>-<intent name>``, as KubeFed named them
     member_kinds: tuple[MemberKind, ...]  # informers every member runs for this source
 
+    def __init__(self, hostnames: HostnameLookup | None = None) -> None:
+        self.hostnames = hostnames  # None: load-balancer hostnames are never resolved (the CNAME form)
+
     @abstractmethod
     def parse_intent(self, raw: dict[str, Any]) -> IntentT:
         """The intent from the API's JSON; ParseError names the field that is wrong."""
@@ -113,6 +117,20 @@ class Source(ABC, Generic[IntentT]):
     @abstractmethod
     def render(self, intent: IntentT, clusters: tuple[ClusterStatus, ...], domains: Domains) -> Desired:
         """The records (targets) over the evaluated clusters, and the outcome for the status."""
+
+    def resolve_hostnames(self, intent: IntentT, mode: HostnameMode, record_ttl: int,
+                          clusters: tuple[ClusterStatus, ...]) -> tuple[ClusterStatus, ...]:
+        """The clusters with their load balancers' hostnames resolved (``loadBalancerHostnames: Resolve``), from
+        the resolver's cache; unchanged in the CNAME form. Call it first in ``render``, on every reconcile: it
+        also tells the resolver which hostnames the intent uses now (none: it stops refreshing them for it)."""
+        if self.hostnames is None:
+            return clusters
+        wanted = hostnames_of(clusters) if mode is HostnameMode.RESOLVE else set()
+        resolutions = self.hostnames.lookup(intent.key, wanted, record_ttl)
+        if not wanted:
+            return clusters
+        previous = {entry.cluster: entry for entry in intent.status.dns}
+        return tuple(resolve_entry(entry, resolutions, previous.get(entry.cluster)) for entry in clusters)
 
 
 class SourceRegistry:

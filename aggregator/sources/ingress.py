@@ -118,6 +118,7 @@ class IngressSource(Source[IngressIntent]):
             IngressView(view.cluster, view.reachability, view.detail, view.last_known, ingress, ready, problem))
 
     def render(self, intent: IngressIntent, clusters: tuple[ClusterStatus, ...], domains: Domains) -> Desired:
+        clusters = self.resolve_hostnames(intent, intent.load_balancer_hostnames, intent.record_ttl, clusters)
         try:
             hosts = ingress_host_names(intent.hosts)
         except InvalidDNSNameError as error:

@@ -122,6 +122,7 @@ class ServiceSource(Source[ServiceIntent]):
             intent.allow_service_without_endpoints)
 
     def render(self, intent: ServiceIntent, clusters: tuple[ClusterStatus, ...], domains: Domains) -> Desired:
+        clusters = self.resolve_hostnames(intent, intent.load_balancer_hostnames, intent.record_ttl, clusters)
         domain = domains.find(intent.namespace, intent.domain_ref)
         if domain is None:
             return Desired([], Outcome("", "", clusters, 0, "DomainNotFound",
