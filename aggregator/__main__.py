@@ -71,12 +71,7 @@ def hostname_resolver(settings: Settings) -> HostnameResolver | None:
     """The load-balancer hostname resolver, or None with --resolve-lb-hostnames=false."""
     if not settings.resolve_lb_hostnames:
         return None
-    try:
-        return HostnameResolver(dns_query(settings.dns_resolvers))
-    except Exception as error:  # noqa: BLE001 - dnspython found no usable /etc/resolv.conf
-        raise ConfigError("--dns-resolver", "(system resolver)",
-                          f"no system DNS configuration ({type(error).__name__}): give --dns-resolver, "
-                          "or --resolve-lb-hostnames=false") from None
+    return HostnameResolver(dns_query(settings.dns_resolvers))
 
 
 def _wait_ready(engine: Engine, stop: threading.Event) -> None:

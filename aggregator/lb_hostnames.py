@@ -220,8 +220,18 @@ Query = Callable[[str], Answer]
 
 
 def dns_query(nameservers: Sequence[tuple[str, int]] = (), timeout: float = QUERY_TIMEOUT) -> Query:
-    """A query function over ``nameservers`` (IP, port), or the system resolver (/etc/resolv.conf) when empty."""
-    resolver = dns.resolver.Resolver(configure=not nameservers)
+    """A query function over ``nameservers`` (IP, port), or the system resolver (/etc/resolv.conf) when empty.
+    Without either every hostname fails with a reason saying so: a fleet of IP load balancers still runs."""
+    try:
+        resolver = dns.resolver.Resolver(configure=not nameservers)
+    except dns.exception.DNSException as error:
+        problem = f"no DNS server configured ({type(error).__name__} reading /etc/resolv.conf): set --dns-resolver"
+        logger.error("load-balancer hostnames cannot be resolved", extra={"error": problem})
+
+        def unconfigured(hostname: str) -> Answer:
+            raise ResolutionError(problem)
+
+        return unconfigured
     if nameservers:
         resolver.nameservers = [dns.nameserver.Do53Nameserver(ip, port) for ip, port in nameservers]
     resolver.lifetime = timeout
@@ -307,6 +317,8 @@ class HostnameResolver:
             if users:
                 self._notify(users)
             for hostname in due:
+                if self._stopping:
+                    return
                 self._refresh(hostname)
 
     def _refresh(self, hostname: str) -> None:
