@@ -17,19 +17,21 @@ from typing import Any
 import yaml
 
 from aggregator.apipaths import DNS_ENDPOINTS, DOMAINS, MEMBER_CLUSTERS, SECRETS
+from aggregator.events import FLUSH_SECONDS, EventRecorder
 from aggregator.informer import Informer
 from aggregator.kubeapi import KubeClient, KubeError, NotLeaderError, member_api_client
 from aggregator.lb_hostnames import HostnameResolver
 from aggregator.members import MemberConnection
 from aggregator.metrics import AggregatorMetrics
 from aggregator.model import (
-    LABEL_INTENT_KIND,
     DNSEndpointObject,
     Domain,
     Intent,
     IntentKey,
     IntentKind,
+    InvalidIntent,
     MemberCluster,
+    MemberKey,
     parse_dns_endpoint,
     parse_domain,
     parse_member_cluster,
@@ -55,7 +57,7 @@ class Engine:
         self.metrics = metrics
         self.identity = identity
         self.sources = sources
-        self.queue: WorkQueue[IntentKey] = WorkQueue()
+        self.queue: WorkQueue[IntentKey | MemberKey] = WorkQueue()
         self.leading = threading.Event()
         self._members: dict[str, MemberConnection] = {}
         self._wanted: dict[str, MemberCluster] = {}  # the latest spec of every MemberCluster
@@ -66,21 +68,25 @@ class Engine:
         ns = settings.namespace
         self.intent_informers: dict[IntentKind, Informer[Any]] = {
             source.kind: Informer(f"host/{source.intent_resource.plural}", host, source.intent_resource.path(ns),
-                                  source.parse_intent, self._intent_changed)
+                                  source.read_intent, self._intent_changed)
             for source in sources}
         self.domains: Informer[Domain] = Informer(
             "host/domains", host, DOMAINS.path(), parse_domain, self._domain_changed)
         self.member_clusters: Informer[MemberCluster] = Informer(
             "host/memberclusters", host, MEMBER_CLUSTERS.path(), parse_member_cluster, self._member_cluster_changed)
+        # Every DNSEndpoint, not only those labelled ours: a foreign one may hold an intent's name, and
+        # its deletion must publish the intent at once (the records of foreign ones are not kept).
         self.dns_endpoints: Informer[DNSEndpointObject] = Informer(
-            "host/dnsendpoints", host, DNS_ENDPOINTS.path(ns), parse_dns_endpoint, self._dns_endpoint_changed,
-            label_selector=LABEL_INTENT_KIND)
+            "host/dnsendpoints", host, DNS_ENDPOINTS.path(ns), parse_dns_endpoint, self._dns_endpoint_changed)
         self.host_informers: list[Informer[Any]] = [*self.intent_informers.values(), self.domains,
                                                     self.member_clusters, self.dns_endpoints]
         # Set to the elector's freshness check when leader election is on (see LeaseElector.holds_fresh_lease).
         self.lease_fresh: Callable[[], bool] = lambda: True
+        # Events go through the unfenced client: they report what this replica did while it led, and the
+        # recorder flushes them at shutdown, after the lease is released.
+        self.events = EventRecorder(host, metrics, identity)
         self.reconciler = Reconciler(self, host.fenced(self.may_write), metrics, identity,
-                                     settings.domain_namespace, sources)
+                                     settings.domain_namespace, sources, self.events)
         metrics.watch_intent_conditions(self.reconciler.condition_counts)
 
     # --- lifecycle ----------------------------------------------------------------------------
@@ -88,8 +94,10 @@ class Engine:
     def start(self) -> Engine:
         if self.hostnames is not None:
             self.hostnames.start(self._enqueue_known, lambda key: self.intent(key) is not None)
+        self.events.start()
         for informer in self.host_informers:
             informer.start()
+        threading.Thread(target=self._enqueue_when_synced, name="host-sync", daemon=True).start()
         threading.Thread(target=self._retry_members, name="member-retry", daemon=True).start()
         for index in range(self.settings.workers):
             worker = threading.Thread(target=self._work, name=f"worker-{index}", daemon=True)
@@ -106,6 +114,7 @@ class Engine:
             member.stop()
         for worker in self._workers:
             worker.join(timeout=2)
+        self.events.stop(FLUSH_SECONDS)
         if self.hostnames is not None:
             self.hostnames.stop()
 
@@ -139,9 +148,16 @@ class Engine:
 
     # --- what the reconciler reads (ReconcileInputs) ------------------------------------------
 
-    def intent(self, key: IntentKey) -> Intent | None:
+    def synced(self, kind: IntentKind) -> bool:
+        informer = self.intent_informers.get(kind)
+        return informer is not None and all(i.synced.is_set() for i in (informer, self.domains, self.dns_endpoints))
+
+    def intent(self, key: IntentKey) -> Intent | InvalidIntent | None:
         informer = self.intent_informers.get(key.kind)
         return None if informer is None else informer.store.get(f"{key.namespace}/{key.name}")
+
+    def member_cluster(self, name: str) -> MemberCluster | None:
+        return self.member_clusters.store.get(name)
 
     def members(self) -> list[MemberConnection]:
         with self._members_lock:
@@ -163,6 +179,18 @@ class Engine:
     def enqueue_all(self) -> None:
         for key in self.all_intent_keys():
             self.queue.add(key)
+        for member in self.members():
+            self.queue.add(MemberKey(member.name))
+
+    def _enqueue_when_synced(self) -> None:
+        """Reconciles of a kind whose caches have not listed are deferred (deciding from a cold cache would
+        delete records); each time another host cache has listed, everything is queued again."""
+        pending = list(self.host_informers)
+        while pending and not self._stopping.wait(0.1):
+            listed = [informer for informer in pending if informer.synced.is_set()]
+            if listed:
+                pending = [informer for informer in pending if informer not in listed]
+                self.enqueue_all()
 
     # --- change handlers (informer threads) ---------------------------------------------------
 
@@ -184,19 +212,30 @@ class Engine:
         names = {d.name for d in (old, new) if d is not None}
         for source in self.sources:
             for intent in list(self.intent_informers[source.kind].store.values()):
-                if source.domain_ref(intent) in names:
+                if not isinstance(intent, InvalidIntent) and source.domain_ref(intent) in names:
                     self.queue.add(intent.key)
 
     def _dns_endpoint_changed(self, old: DNSEndpointObject | None, new: DNSEndpointObject | None) -> None:
         current = new or old
         assert current is not None
-        key = current.intent_key
-        if key is None:
-            return
-        self.reconciler.dns_endpoint_observed(key, new)
-        if new is not None and self.reconciler.desired_endpoints(key) == new.endpoints:
-            return  # our own write coming back
-        self.queue.add(key)
+        keys = {current.intent_key} if current.intent_key is not None else set()
+        # An object of another owner at an intent's DNSEndpoint name (a NameConflict, or its end).
+        named = self._intent_for_dns_endpoint(current.namespace, current.name)
+        if named is not None and self.intent(named) is not None:
+            keys.add(named)
+        for key in keys:
+            self.reconciler.dns_endpoint_observed(key, new)
+            if new is not None and self.reconciler.desired_endpoints(key) == new.endpoints:
+                continue  # our own write coming back
+            self.queue.add(key)
+
+    def _intent_for_dns_endpoint(self, namespace: str, name: str) -> IntentKey | None:
+        """The intent whose DNSEndpoint would have this name (``<prefix>-<intent name>``)."""
+        for source in self.sources:
+            prefix = f"{source.endpoint_prefix}-"
+            if name.startswith(prefix) and len(name) > len(prefix):
+                return IntentKey(source.kind, namespace, name[len(prefix):])
+        return None
 
     def _member_cluster_changed(self, old: MemberCluster | None, new: MemberCluster | None) -> None:
         if new is None:
@@ -268,6 +307,7 @@ class Engine:
         if expires is not None:
             for key in self.all_intent_keys():
                 self.queue.add_after(key, expires + 0.05)
+            self.queue.add_after(MemberKey(member.name), expires + 0.05)
 
     def _retry_members(self) -> None:
         """Members whose Secret was missing or unusable, or whose credentials are refused, are rebuilt
@@ -320,8 +360,10 @@ class Engine:
             key, queued_at = item
             try:
                 if self.leading.is_set():
-                    self.reconciler.reconcile(key)
-                    self.metrics.reconcile_seconds.labels(str(key.kind)).observe(time.monotonic() - queued_at)
+                    if isinstance(key, MemberKey):
+                        self.reconciler.reconcile_member(key)
+                    elif self.reconciler.reconcile(key):  # False: deferred until its caches have listed
+                        self.metrics.reconcile_seconds.labels(str(key.kind)).observe(time.monotonic() - queued_at)
                 self.queue.forget(key)
             except NotLeaderError:
                 pass  # leadership is being lost; whoever leads next reconciles everything

@@ -49,8 +49,13 @@ class AggregatorMetrics:
             ["cluster", "kind"], registry=r)
         self.dnsendpoint_writes = Counter(f"{NAMESPACE}_dnsendpoint_writes_total", "DNSEndpoint writes",
                                           ["operation"], registry=r)
-        self.status_writes = Counter(f"{NAMESPACE}_status_writes_total", "Intent status writes", ["kind"], registry=r)
-        self.events = Counter(f"{NAMESPACE}_events_total", "Kubernetes Events emitted", ["reason"], registry=r)
+        self.status_writes = Counter(f"{NAMESPACE}_status_writes_total", "Status writes (intents, MemberClusters)",
+                                     ["kind"], registry=r)
+        self.events = Counter(f"{NAMESPACE}_events_total", "Kubernetes Events posted", ["reason"], registry=r)
+        self.events_dropped = Counter(
+            f"{NAMESPACE}_events_dropped_total",
+            "Events not posted: queue_full, refused (4xx), failed (no answer or 5xx after retries), shutdown",
+            ["reason", "cause"], registry=r)
         self.leader = Gauge(f"{NAMESPACE}_leader", "1 while this replica holds the lease and writes", registry=r)
 
     def watch_intent_conditions(self, source: Callable[[], Tally[tuple[str, str, str]]]) -> None:

@@ -1,7 +1,8 @@
 """Typed views of the Kubernetes objects the aggregator reads, parsed once from raw JSON at the edge.
 
 Everything past this module works on these dataclasses; a malformed object becomes a parse error
-here (logged and skipped) instead of a KeyError deep in the policy.
+here (logged and skipped) instead of a KeyError deep in the policy. A malformed intent is not skipped
+but becomes an ``InvalidIntent`` (its source's ``read_intent``): skipping it would look like a deletion.
 """
 
 from __future__ import annotations
@@ -42,6 +43,17 @@ class IntentKey:
 
     def __str__(self) -> str:
         return f"{self.kind}/{self.namespace}/{self.name}"
+
+
+@dataclass(frozen=True, order=True)
+class MemberKey:
+    """A MemberCluster whose status (reachability) the work queue should bring up to date."""
+
+    name: str
+    kind = "MemberCluster"  # the metrics label, as IntentKey.kind is for intents
+
+    def __str__(self) -> str:
+        return f"{self.kind}/{self.name}"
 
 
 @dataclass(frozen=True)
@@ -157,6 +169,25 @@ class IngressIntent:
         return IntentKey(IntentKind.INGRESS, self.namespace, self.name)
 
 
+@dataclass(frozen=True)
+class InvalidIntent:
+    """An intent the API server holds but the aggregator cannot read (a spec written before the CRD
+    validated it, or under an older CRD): reported on its status as ``InvalidSpec``; its DNSEndpoint is
+    left as it is, never deleted (dropping it from the cache would look like a deletion)."""
+
+    kind: IntentKind
+    namespace: str
+    name: str
+    uid: str
+    generation: int
+    problem: str  # names the field and what is wrong with it
+    status: IntentStatus = field(default_factory=IntentStatus)
+
+    @property
+    def key(self) -> IntentKey:
+        return IntentKey(self.kind, self.namespace, self.name)
+
+
 class Intent(Protocol):
     """What every intent has; the rest is its source's business (aggregator/sources/)."""
 
@@ -197,6 +228,33 @@ class SecretKeyRef:
 
 
 @dataclass(frozen=True)
+class UnavailableKind:
+    """An optional kind of member object the member forbids (403) or does not serve (404)."""
+
+    kind: str
+    code: int
+    message: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": self.kind, "code": self.code, "message": self.message}
+
+
+@dataclass(frozen=True)
+class MemberClusterStatus:
+    """What the aggregator reports on a MemberCluster: its reachability (one write per change of it)."""
+
+    state: str = ""
+    conditions: tuple[Condition, ...] = ()
+    unavailable_kinds: tuple[UnavailableKind, ...] = ()
+    observed_generation: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {"state": self.state, "conditions": [c.to_json() for c in self.conditions],
+                "unavailableKinds": [k.to_json() for k in self.unavailable_kinds],
+                "observedGeneration": self.observed_generation}
+
+
+@dataclass(frozen=True)
 class MemberCluster:
     name: str
     region: str
@@ -205,6 +263,8 @@ class MemberCluster:
     latitude: float | None = None
     longitude: float | None = None
     generation: int = 0
+    status: MemberClusterStatus = field(default_factory=MemberClusterStatus, compare=False)
+    # status is ours (written by the leader): a status-only change is no change of the member's spec
 
 
 @dataclass(frozen=True)
@@ -232,6 +292,26 @@ class MemberIngress:
 
 
 @dataclass(frozen=True)
+class OwnerReference:
+    """One ``metadata.ownerReferences[]`` entry."""
+
+    api_version: str
+    kind: str
+    name: str
+    uid: str
+    controller: bool = False
+    block_owner_deletion: bool = False
+
+    @property
+    def group(self) -> str:
+        return self.api_version.rpartition("/")[0]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"apiVersion": self.api_version, "kind": self.kind, "name": self.name, "uid": self.uid,
+                "controller": self.controller, "blockOwnerDeletion": self.block_owner_deletion}
+
+
+@dataclass(frozen=True)
 class DNSEndpointObject:
     """The part of an existing DNSEndpoint the aggregator compares with what it would write."""
 
@@ -239,8 +319,13 @@ class DNSEndpointObject:
     name: str
     labels: dict[str, str]
     endpoints: tuple[dict[str, Any], ...]
-    owner_uids: tuple[str, ...]
+    owners: tuple[OwnerReference, ...]
     resource_version: str
+    uid: str = ""
+
+    @property
+    def owner_uids(self) -> tuple[str, ...]:
+        return tuple(owner.uid for owner in self.owners)
 
     @property
     def intent_key(self) -> IntentKey | None:
@@ -325,6 +410,24 @@ def parse_status(raw: Any) -> IntentStatus:
                         dns, parse_conditions(raw.get("conditions")), int(raw.get("observedGeneration") or 0))
 
 
+def _integer(raw: Any, name: str, default: int) -> int:
+    """An integer field (absent: ``default``); anything else is a ParseError naming the field."""
+    if raw is None:
+        return default
+    if isinstance(raw, bool) or not isinstance(raw, int):
+        raise ParseError(f"{name} must be an integer, not {raw!r}")
+    return raw or default
+
+
+def invalid_intent(kind: IntentKind, obj: dict[str, Any], problem: str) -> InvalidIntent:
+    """The readable part of an intent whose spec cannot be parsed: enough to report it on its status."""
+    meta = _meta(obj)
+    generation = meta.get("generation")
+    return InvalidIntent(kind, str(meta.get("namespace") or ""), str(meta.get("name") or ""),
+                         str(meta.get("uid") or ""), generation if isinstance(generation, int) else 0, problem,
+                         parse_status(obj.get("status")))
+
+
 def parse_service_intent(obj: dict[str, Any]) -> ServiceIntent:
     meta, spec = _meta(obj), _dict(obj.get("spec"))
     domain_ref = spec.get("domainRef")
@@ -333,7 +436,8 @@ def parse_service_intent(obj: dict[str, Any]) -> ServiceIntent:
     return ServiceIntent(
         namespace=meta.get("namespace", ""), name=meta.get("name", ""), uid=meta.get("uid", ""),
         generation=int(meta.get("generation") or 0), domain_ref=domain_ref,
-        record_ttl=int(spec.get("recordTTL") or DEFAULT_TTL), dns_prefix=str(spec.get("dnsPrefix") or ""),
+        record_ttl=_integer(spec.get("recordTTL"), "spec.recordTTL", DEFAULT_TTL),
+        dns_prefix=str(spec.get("dnsPrefix") or ""),
         external_name=str(spec.get("externalName") or ""),
         allow_service_without_endpoints=bool(spec.get("allowServiceWithoutEndpoints")),
         load_balancer_hostnames=parse_hostname_mode(spec),
@@ -347,7 +451,8 @@ def parse_ingress_intent(obj: dict[str, Any]) -> IngressIntent:
     return IngressIntent(
         namespace=meta.get("namespace", ""), name=meta.get("name", ""), uid=meta.get("uid", ""),
         generation=int(meta.get("generation") or 0), hosts=hosts,
-        record_ttl=int(spec.get("recordTTL") or DEFAULT_TTL), load_balancer_hostnames=parse_hostname_mode(spec),
+        record_ttl=_integer(spec.get("recordTTL"), "spec.recordTTL", DEFAULT_TTL),
+        load_balancer_hostnames=parse_hostname_mode(spec),
         status=parse_status(obj.get("status")), status_json=_dict(obj.get("status")),
     )
 
@@ -373,8 +478,16 @@ def parse_member_cluster(obj: dict[str, Any]) -> MemberCluster:
         kubeconfig_secret=SecretKeyRef(str(ref["namespace"]), str(ref["name"]),
                                        str(ref.get("key") or DEFAULT_KUBECONFIG_KEY)),
         latitude=float(lat) if lat is not None else None, longitude=float(lon) if lon is not None else None,
-        generation=int(meta.get("generation") or 0),
+        generation=int(meta.get("generation") or 0), status=parse_member_cluster_status(obj.get("status")),
     )
+
+
+def parse_member_cluster_status(raw: Any) -> MemberClusterStatus:
+    raw = _dict(raw)
+    kinds = tuple(UnavailableKind(str(k.get("kind", "")), int(k.get("code") or 0), str(k.get("message", "")))
+                  for k in map(_dict, _list(raw.get("unavailableKinds"))))
+    return MemberClusterStatus(str(raw.get("state") or ""), parse_conditions(raw.get("conditions")), kinds,
+                               int(raw.get("observedGeneration") or 0))
 
 
 def parse_member_service(obj: dict[str, Any]) -> MemberService:
@@ -407,11 +520,20 @@ def parse_member_ingress(obj: dict[str, Any]) -> MemberIngress:
                          parse_addresses(_dict(obj.get("status")).get("loadBalancer")), tuple(sorted(backends)))
 
 
+def parse_owner_references(raw: Any) -> tuple[OwnerReference, ...]:
+    return tuple(OwnerReference(str(o.get("apiVersion", "")), str(o.get("kind", "")), str(o.get("name", "")),
+                                str(o.get("uid", "")), o.get("controller") is True, o.get("blockOwnerDeletion") is True)
+                 for o in map(_dict, _list(raw)))
+
+
 def parse_dns_endpoint(obj: dict[str, Any]) -> DNSEndpointObject:
+    """Every DNSEndpoint is watched (a foreign one may hold an intent's name); the records are kept only
+    for those labelled as ours, the only ones ever compared with what we would write."""
     meta = _meta(obj)
+    labels = dict(_dict(meta.get("labels")))
+    endpoints = tuple(_list(_dict(obj.get("spec")).get("endpoints"))) if LABEL_INTENT_KIND in labels else ()
     return DNSEndpointObject(
-        namespace=meta.get("namespace", ""), name=meta.get("name", ""), labels=dict(_dict(meta.get("labels"))),
-        endpoints=tuple(_list(_dict(obj.get("spec")).get("endpoints"))),
-        owner_uids=tuple(str(o.get("uid", "")) for o in map(_dict, _list(meta.get("ownerReferences")))),
-        resource_version=str(meta.get("resourceVersion", "")),
+        namespace=meta.get("namespace", ""), name=meta.get("name", ""), labels=labels, endpoints=endpoints,
+        owners=parse_owner_references(meta.get("ownerReferences")),
+        resource_version=str(meta.get("resourceVersion", "")), uid=str(meta.get("uid") or ""),
     )

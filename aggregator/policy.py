@@ -2,13 +2,16 @@
 
 Grace-period rule: a member API server that stops answering keeps its last known answer for the
 grace period, then leaves the answer; a member not reached since start-up keeps the entry the
-intent's status last published for it. Each source (aggregator/sources/) applies its own health
-rule to a member that answers (or answered within the grace period), through ``cluster_status``.
+intent's status last published for it. Within the grace period an intent's entry stays exactly as
+it was (a control-plane blip changes no answer, so it must not rewrite thousands of statuses); the
+member's reachability is reported once, on its MemberCluster (status.py ``member_status``). Each
+source (aggregator/sources/) applies its own health rule to a member that answers (or answered within
+the grace period), through ``cluster_status``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 
 from aggregator.model import ClusterStatus, LoadBalancerAddress, MemberCluster
@@ -38,7 +41,6 @@ class Reason(StrEnum):
     MEMBER_UNREACHABLE = "MemberUnreachable"
     MEMBER_UNAVAILABLE = "MemberUnavailable"
     KIND_UNAVAILABLE = "KindUnavailable"
-    LAST_KNOWN = "LastKnown"
     HOSTNAME_NOT_RESOLVED = "HostnameNotResolved"  # its load balancer's hostnames give no address (lb_hostnames.py)
 
 
@@ -78,14 +80,11 @@ def unreachable(view: MemberView) -> ClusterStatus | _Unlisted | None:
     if view.reachability is Reachability.CONNECTING:
         # A restarted aggregator has no cache for a member it cannot reach yet; what it published
         # before (the status) stands in for the grace period, as a live member's last answer would.
+        # The entry is kept as published (the MemberCluster says the member is not reached yet).
         last = view.last_known
         if last is None:
             return UNLISTED
-        if not last.healthy:
-            return last
-        return ClusterStatus(last.cluster, view.cluster.region, view.cluster.zone, last.addresses, True,
-                             f"{Reason.LAST_KNOWN}: member API server not reached since start-up; "
-                             "last published answer kept within the grace period")
+        return replace(last, region=view.cluster.region, zone=view.cluster.zone)
     if view.reachability is Reachability.LOST:
         return cluster_status(view, (), False,
                               f"{Reason.MEMBER_UNREACHABLE}: API server not answering past the grace period")
@@ -104,7 +103,6 @@ def kind_unavailable(view: MemberView, problem: KindProblem) -> ClusterStatus | 
 
 def cluster_status(view: MemberView, addresses: tuple[LoadBalancerAddress, ...], healthy: bool,
                    reason: str) -> ClusterStatus:
-    """The cluster's ``status.dns[]`` entry; a healthy answer kept within the grace period says so."""
-    if healthy and view.reachability is Reachability.IN_GRACE:
-        reason += " (last known; member API server not answering, within the grace period)"
+    """The cluster's ``status.dns[]`` entry; the same within the grace period as before it (the member's
+    reachability is on its MemberCluster), so a blip rewrites no intent's status."""
     return ClusterStatus(view.cluster.name, view.cluster.region, view.cluster.zone, addresses, healthy, reason)

@@ -1,73 +1,99 @@
 """One reconcile of one intent: evaluate every member through the intent's source, render the
-DNSEndpoint and the status, and write each only when it differs from what the API server holds.
+DNSEndpoint and the status, and write each only when it differs from what the API server holds;
+and one reconcile of a MemberCluster's status (its reachability).
 
 The reconciler reads through ``ReconcileInputs`` (the Engine's caches, or an in-memory stand-in in
 tests) and writes through a KubeClient; it keeps its own record of what it wrote, which is fresher
-than the caches until the write's watch event arrives.
+than the caches until the write's watch event arrives. It changes only DNSEndpoints that are ours
+(aggregator/ownership.py), decides nothing from a cache that has not listed yet, and hands events to
+an EventSink that posts them off the reconcile path (aggregator/events.py).
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections import Counter as Tally
 from collections.abc import Sequence
 from dataclasses import replace
-from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from aggregator.apipaths import DNS_ENDPOINTS, EVENTS
+from aggregator.apipaths import DNS_ENDPOINTS, MEMBER_CLUSTERS
+from aggregator.events import EventRecorder, EventSink, InvolvedObject, now_rfc3339
 from aggregator.kubeapi import KubeClient, KubeError
 from aggregator.metrics import AggregatorMetrics
-from aggregator.model import DNSEndpointObject, Domain, Intent, IntentKey, IntentStatus, parse_dns_endpoint
+from aggregator.model import (
+    DNSEndpointObject,
+    Domain,
+    Intent,
+    IntentKey,
+    IntentKind,
+    IntentStatus,
+    InvalidIntent,
+    MemberCluster,
+    MemberClusterStatus,
+    MemberKey,
+    parse_dns_endpoint,
+)
+from aggregator.ownership import Ownership, conflict_message, owner_references, ownership
 from aggregator.render import render_dns_endpoint
 from aggregator.sources import SOURCES
 from aggregator.sources.base import Desired, MemberObjects, Source, SourceRegistry
-from aggregator.status import DEGRADED, READY, build_status, cluster_changes
+from aggregator.status import (
+    DEGRADED,
+    INVALID_SPEC,
+    NAME_CONFLICT,
+    READY,
+    Outcome,
+    build_status,
+    cluster_changes,
+    member_status,
+    problem_event,
+)
 from fleetdns.endpoint import Endpoint
 
 logger = logging.getLogger("aggregator.reconciler")
-COMPONENT = "fleetdns-aggregator"
 
 
 class ReconcileInputs(Protocol):
     """What a reconcile reads; the Engine implements it over its informer caches."""
 
-    def intent(self, key: IntentKey) -> Intent | None: ...
+    def synced(self, kind: IntentKind) -> bool:
+        """Whether every cache a reconcile of ``kind`` reads (its intents, Domains, DNSEndpoints) has listed:
+        before that, a missing intent may just not be seen yet, and deleting for it would remove records."""
+        ...
+
+    def intent(self, key: IntentKey) -> Intent | InvalidIntent | None: ...
 
     def members(self) -> Sequence[MemberObjects]:
         """Every member cluster, in name order."""
         ...
 
+    def member_cluster(self, name: str) -> MemberCluster | None:
+        """The MemberCluster as the host's cache shows it (its status included)."""
+        ...
+
     def domain(self, namespace: str, name: str) -> Domain | None: ...
 
     def dns_endpoint(self, namespace: str, name: str) -> DNSEndpointObject | None:
-        """The DNSEndpoint as the cache last saw it (None: not there, or not seen yet)."""
+        """The DNSEndpoint as the cache last saw it (None: not there, or not seen yet); foreign ones too."""
         ...
-
-
-def event_suffix(uid: str, kind: str, reason: str, message: str) -> str:
-    """Same object, type, reason and message -> same Event name, so repeats are counted on one Event."""
-    return hashlib.sha256("\0".join((uid, kind, reason, message)).encode()).hexdigest()[:16]
-
-
-def now_rfc3339() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class Reconciler:
     def __init__(self, inputs: ReconcileInputs, host: KubeClient, metrics: AggregatorMetrics, identity: str,
-                 domain_namespace: str, sources: SourceRegistry = SOURCES) -> None:
+                 domain_namespace: str, sources: SourceRegistry = SOURCES, events: EventSink | None = None) -> None:
         self.inputs = inputs
         self.host = host
         self.metrics = metrics
         self.identity = identity
         self.domain_namespace = domain_namespace
         self.sources = sources
+        self.events: EventSink = events if events is not None else EventRecorder(host, metrics, identity).start()
         self._conditions: dict[IntentKey, tuple[str, str]] = {}
         self._last_status: dict[IntentKey, IntentStatus] = {}  # what this leader last wrote as status
         self._desired: dict[IntentKey, tuple[dict[str, Any], ...]] = {}  # last rendered DNSEndpoint records
         self._written: dict[IntentKey, DNSEndpointObject] = {}  # last DNSEndpoint written, until the cache has it
+        self._member_status: dict[str, MemberClusterStatus] = {}  # what this leader last wrote on MemberClusters
 
     # --- what the engine asks -----------------------------------------------------------------
 
@@ -90,6 +116,7 @@ class Reconciler:
         """Leadership gained: another replica may have written since, so the caches are the truth again."""
         self._last_status.clear()
         self._written.clear()
+        self._member_status.clear()
 
     def condition_counts(self) -> Tally[tuple[str, str, str]]:
         tally: Tally[tuple[str, str, str]] = Tally()
@@ -118,9 +145,13 @@ class Reconciler:
                                                      member)) is not None)
         return source.render(intent, entries, self)
 
-    # --- act ----------------------------------------------------------------------------------
+    # --- act: intents -------------------------------------------------------------------------
 
-    def reconcile(self, key: IntentKey) -> None:
+    def reconcile(self, key: IntentKey) -> bool:
+        """One intent; False when deferred because a cache it reads has not listed yet (the engine queues
+        every intent again once they have)."""
+        if not self.inputs.synced(key.kind):
+            return False
         source = self.sources.for_kind(key.kind)
         intent = self.inputs.intent(key)
         if intent is None:
@@ -129,13 +160,22 @@ class Reconciler:
             self._written.pop(key, None)
             self._conditions.pop(key, None)
             self._last_status.pop(key, None)
-            return
+            return True
         # What this leader last wrote is fresher than the cache until the write's watch event arrives;
         # comparing with the cache then would write twice and announce the same join twice.
         old = self._last_status.get(key) or intent.status
-        desired = self.desired(intent, old)
-        self._write_dns_endpoint(key, source, intent, desired.endpoints)
-        status = build_status(desired.outcome, intent.generation, old, now_rfc3339())
+        if isinstance(intent, InvalidIntent):
+            # Nothing can be decided; the records stay as last published (never deleted for a parse error).
+            outcome = Outcome(old.domain, old.fqdn, old.dns, 0, INVALID_SPEC,
+                              f"{intent.problem}; the records published before stay as they are until the spec "
+                              "is fixed")
+        else:
+            desired = self.desired(intent, old)
+            outcome = desired.outcome
+            conflict = self._write_dns_endpoint(key, source, intent, desired.endpoints)
+            if conflict:
+                outcome = replace(outcome, problem=NAME_CONFLICT, problem_message=conflict)
+        status = build_status(outcome, intent.generation, old, now_rfc3339())
         if old != status:
             self._last_status[key] = status  # before the write: its watch event may arrive before we return
             try:
@@ -143,9 +183,10 @@ class Reconciler:
             except KubeError:
                 self._last_status.pop(key, None)
                 raise
-            self._emit_changes(key, source, intent, old, status)
+            self._emit_changes(key, source, intent.uid, old, status)
         self._last_status[key] = status
         self._conditions[key] = (_condition(status, READY), _condition(status, DEGRADED))
+        return True
 
     def _current_dns_endpoint(self, key: IntentKey, name: str) -> DNSEndpointObject | None:
         """The cache, unless what we wrote last is newer (its watch event has not arrived yet)."""
@@ -158,26 +199,62 @@ class Reconciler:
             return cached
         return written
 
+    def _read_dns_endpoint(self, path: str) -> DNSEndpointObject | None:
+        """The object as the API server holds it now (the cache had not seen it, or it changed meanwhile)."""
+        try:
+            return parse_dns_endpoint(self.host.get(path))
+        except KubeError as error:
+            if error.status == 404:
+                return None
+            raise
+
     def _write_dns_endpoint(self, key: IntentKey, source: Source[Any], intent: Intent,
-                            endpoints: list[Endpoint]) -> None:
+                            endpoints: list[Endpoint]) -> str:
+        """Create or update the intent's DNSEndpoint; returns the NameConflict message (and writes nothing)
+        when its name is held by an object that is not ours. Updates carry the resourceVersion the
+        ownership was decided on, so an object replaced meanwhile is looked at again, never overwritten."""
         name = source.dns_endpoint_name(key.name)
+        path = DNS_ENDPOINTS.path(key.namespace, name)
         body = render_dns_endpoint(key, name, source.intent_resource, intent.uid, endpoints)
-        self._desired[key] = tuple(body["spec"]["endpoints"])
+        records = tuple(body["spec"]["endpoints"])
         existing = self._current_dns_endpoint(key, name)
-        if existing is not None and _dns_endpoint_matches(existing, body, intent.uid):
-            return
-        patch = {"metadata": {"labels": body["metadata"]["labels"],
-                              "ownerReferences": body["metadata"]["ownerReferences"]}, "spec": body["spec"]}
-        if existing is None:
-            try:
-                self._remember(key, self.host.create(DNS_ENDPOINTS.path(key.namespace), body))
+        for attempt in range(2):
+            if existing is None:
+                try:
+                    self._remember(key, self.host.create(DNS_ENDPOINTS.path(key.namespace), body))
+                except KubeError as error:
+                    if error.status != 409 or attempt:
+                        raise
+                    existing = self._read_dns_endpoint(path)  # there already, unseen by the cache
+                    continue
+                self._desired[key] = records
                 self._count_write("create", key, len(endpoints))
-                return
+                return ""
+            owner = ownership(existing, key, source.intent_resource, intent.uid)
+            if owner is Ownership.FOREIGN:
+                self._desired.pop(key, None)
+                return conflict_message(existing)
+            self._desired[key] = records
+            if owner is Ownership.OURS and _dns_endpoint_matches(existing, body, intent.uid):
+                return ""
+            patch = {"metadata": {"labels": body["metadata"]["labels"],
+                                  "ownerReferences": owner_references(existing, key, source.intent_resource,
+                                                                      intent.uid),
+                                  "resourceVersion": existing.resource_version},
+                     "spec": body["spec"]}
+            try:
+                self._remember(key, self.host.merge_patch(path, patch))
             except KubeError as error:
-                if error.status != 409:
+                if error.status not in (404, 409) or attempt:
                     raise
-        self._remember(key, self.host.merge_patch(DNS_ENDPOINTS.path(key.namespace, name), patch))
-        self._count_write("update", key, len(endpoints))
+                existing = self._read_dns_endpoint(path)  # changed or deleted since we looked: decide again
+                continue
+            if owner is Ownership.PREVIOUS:
+                logger.info("adopted the DNSEndpoint of an earlier object of this intent",
+                            extra={"intent": str(key), "dnsendpoint": f"{key.namespace}/{name}"})
+            self._count_write("update", key, len(endpoints))
+            return ""
+        raise KubeError(409, "Conflict", f"DNSEndpoint {key.namespace}/{name} changed while being written")
 
     def _remember(self, key: IntentKey, written: dict[str, Any]) -> None:
         """Keep what we wrote, so a reconcile before its watch event compares with it, not the older cache."""
@@ -188,16 +265,28 @@ class Reconciler:
         logger.info("DNSEndpoint written", extra={"intent": str(key), "operation": operation, "records": records})
 
     def _delete_dns_endpoint(self, key: IntentKey, source: Source[Any]) -> None:
+        """The intent is gone (from a cache that has listed): its DNSEndpoint goes too, if it is ours. The
+        delete is conditional on the UID and resourceVersion ownership was decided on."""
         name = source.dns_endpoint_name(key.name)
+        path = DNS_ENDPOINTS.path(key.namespace, name)
         existing = self._current_dns_endpoint(key, name)
-        if existing is None or existing.intent_key != key:
+        for attempt in range(2):
+            if existing is None or ownership(existing, key, source.intent_resource, None) is not Ownership.OURS:
+                return
+            preconditions = {"resourceVersion": existing.resource_version} | ({"uid": existing.uid}
+                                                                               if existing.uid else {})
+            try:
+                self.host.request("DELETE", path, body={"apiVersion": "v1", "kind": "DeleteOptions",
+                                                        "preconditions": preconditions})
+            except KubeError as error:
+                if error.status == 404:
+                    return
+                if error.status != 409 or attempt:
+                    raise
+                existing = self._read_dns_endpoint(path)
+                continue
+            self._count_write("delete", key, 0)
             return
-        try:
-            self.host.delete(DNS_ENDPOINTS.path(key.namespace, name))
-        except KubeError as error:
-            if error.status != 404:
-                raise
-        self._count_write("delete", key, 0)
 
     def _write_status(self, key: IntentKey, source: Source[Any], status: IntentStatus) -> None:
         try:
@@ -209,50 +298,49 @@ class Reconciler:
             raise
         self.metrics.status_writes.labels(str(key.kind)).inc()
 
-    def _emit_changes(self, key: IntentKey, source: Source[Any], intent: Intent, old: IntentStatus,
+    def _emit_changes(self, key: IntentKey, source: Source[Any], uid: str, old: IntentStatus,
                       new: IntentStatus) -> None:
+        involved = InvolvedObject(source.intent_resource.api_version, str(key.kind), key.namespace, key.name, uid)
         joined, left = cluster_changes(old, new)
         if joined:
-            self._event(key, source, intent, "Normal", "ClusterJoined",
+            self._event(key, involved, "Normal", "ClusterJoined",
                         "joined the answer: " + "; ".join(f"{c.cluster} ({c.reason})" for c in joined))
         if left:
-            self._event(key, source, intent, "Warning", "ClusterLeft",
+            self._event(key, involved, "Warning", "ClusterLeft",
                         "left the answer: " + "; ".join(f"{c.cluster} ({c.reason})" for c in left))
+        if (problem := problem_event(old, new)) is not None:
+            self._event(key, involved, "Warning", problem.reason, problem.message)
 
-    def _event(self, key: IntentKey, source: Source[Any], intent: Intent, kind: str, reason: str,
-               message: str) -> None:
-        """Record an Event; a repeat of the same one (a flapping cluster) bumps its count instead of piling up."""
-        stamp = now_rfc3339()
-        message = message[:1024]
-        name = f"{key.name}.{event_suffix(intent.uid, kind, reason, message)}"
-        body = EVENTS.manifest(name, key.namespace) | {
-            "involvedObject": {"apiVersion": source.intent_resource.api_version, "kind": str(key.kind),
-                               "namespace": key.namespace, "name": key.name, "uid": intent.uid},
-            "type": kind, "reason": reason, "message": message,
-            "source": {"component": COMPONENT}, "reportingComponent": COMPONENT,
-            "reportingInstance": self.identity,
-            "firstTimestamp": stamp, "lastTimestamp": stamp, "count": 1,
-        }
-        try:
-            self._create_or_count(key.namespace, name, body, stamp)
-        except KubeError as error:  # an event is informative; its loss must not fail the reconcile
-            logger.warning("event not recorded", extra={"intent": str(key), "reason": reason, "error": str(error)})
-            return
-        self.metrics.events.labels(reason).inc()
-        logger.info("cluster membership changed", extra={"intent": str(key), "reason": reason, "detail": message})
+    def _event(self, key: IntentKey, involved: InvolvedObject, kind: str, reason: str, message: str) -> None:
+        """Hand the event to the recorder (it posts it in the background; a repeat bumps its count)."""
+        self.events.record(involved, kind, reason, message)
+        logger.info("intent event", extra={"intent": str(key), "reason": reason, "detail": message})
 
-    def _create_or_count(self, namespace: str, name: str, body: dict[str, Any], stamp: str) -> None:
-        try:
-            self.host.create(EVENTS.path(namespace), body)
+    # --- act: MemberClusters ------------------------------------------------------------------
+
+    def reconcile_member(self, key: MemberKey) -> None:
+        """The MemberCluster's status: its reachability, written only when it changes (one write per
+        member for a control-plane blip, instead of one per intent)."""
+        member = next((m for m in self.inputs.members() if m.name == key.name), None)
+        cluster = self.inputs.member_cluster(key.name)
+        if member is None or cluster is None:
+            self._member_status.pop(key.name, None)
             return
+        problems = tuple(p for kind in self.sources.member_kinds() if (p := member.kind_problem(kind)) is not None)
+        old = self._member_status.get(key.name) or cluster.status
+        new = member_status(member.view(), problems, cluster.generation, old, now_rfc3339())
+        if new == old:
+            return
+        self._member_status[key.name] = new
+        try:
+            self.host.merge_patch(MEMBER_CLUSTERS.path(name=key.name, subresource="status"), {"status": new.to_json()})
         except KubeError as error:
-            if error.status != 409:
-                raise
-        existing = self.host.get(EVENTS.path(namespace, name))
-        existing["count"] = int(existing.get("count") or 1) + 1
-        existing["lastTimestamp"] = stamp
-        existing["reportingInstance"] = body["reportingInstance"]
-        self.host.replace(EVENTS.path(namespace, name), existing)
+            self._member_status.pop(key.name, None)
+            if error.status == 404:  # deleted meanwhile
+                return
+            raise
+        self.metrics.status_writes.labels(key.kind).inc()
+        logger.info("member cluster status written", extra={"cluster": key.name, "state": new.state})
 
 
 def _condition(status: IntentStatus, kind: str) -> str:

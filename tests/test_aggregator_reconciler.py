@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from aggregator.apipaths import DNS_ENDPOINTS, SERVICE_DNS_RECORDS
+from aggregator.events import EventRecorder
 from aggregator.kubeapi import KubeClient, NotLeaderError
 from aggregator.metrics import AggregatorMetrics
 from aggregator.model import (
@@ -85,6 +86,9 @@ class Caches:
     domains: dict[tuple[str, str], Domain] = field(default_factory=dict)
     endpoints: dict[tuple[str, str], DNSEndpointObject] = field(default_factory=dict)
 
+    def synced(self, kind: IntentKind) -> bool:
+        return True
+
     def intent(self, key: IntentKey) -> Intent | None:
         return self.intents.get(key)
 
@@ -106,7 +110,9 @@ class Scene:
         self.caches = Caches(member_list=[self.east, self.west])
         self.caches.domains[(self.ns, "fleet")] = Domain(self.ns, "fleet", "example.com")
         self.metrics = AggregatorMetrics()
-        self.reconciler = Reconciler(self.caches, self.host, self.metrics, "test-reconciler", "fleetdns-system")
+        self.events = EventRecorder(self.host, self.metrics, "test-reconciler").start()  # posts in the background
+        self.reconciler = Reconciler(self.caches, self.host, self.metrics, "test-reconciler", "fleetdns-system",
+                                     events=self.events)
 
     def intent(self, name: str, **spec: Any) -> IntentKey:
         """A ServiceDNSRecord created in the API server and in the cache, served by both members."""
@@ -161,6 +167,7 @@ def test_a_reconcile_writes_the_dns_endpoint_the_status_and_one_join_event(scene
 
     stored = intent(scene.host, scene.ns, "servicednsrecords", key.name)
     assert stored["status"]["healthyClusters"] == 2 and condition(stored, "Ready")["status"] == "True"
+    assert scene.events.flush(timeout=10)
     joined = [e for e in events_for(scene.host, scene.ns, key.name) if e["reason"] == "ClusterJoined"]
     assert len(joined) == 1 and "east" in joined[0]["message"] and "west" in joined[0]["message"]
     assert joined[0]["reportingInstance"] == "test-reconciler"
@@ -191,6 +198,7 @@ def test_a_changed_answer_is_written_once_and_announced_once(scene: Scene) -> No
     obj = dns_endpoint(scene.host, scene.ns, f"service-{key.name}")
     assert records(obj)[(global_name(scene, key.name), "A")] == {"198.51.100.20"}
     assert (scene.written("create"), scene.written("update"), scene.status_writes()) == (1.0, 1.0, 2.0)
+    assert scene.events.flush(timeout=10)
     left = [e for e in events_for(scene.host, scene.ns, key.name) if e["reason"] == "ClusterLeft"]
     assert len(left) == 1 and left[0].get("count", 1) == 1 and "east (NoReadyEndpoints" in left[0]["message"]
 

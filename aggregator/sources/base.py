@@ -13,7 +13,17 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from aggregator.apipaths import Resource
 from aggregator.lb_hostnames import HostnameLookup, hostnames_of, resolve_entry
-from aggregator.model import ClusterStatus, Domain, HostnameMode, Intent, IntentKey, IntentKind
+from aggregator.model import (
+    ClusterStatus,
+    Domain,
+    HostnameMode,
+    Intent,
+    IntentKey,
+    IntentKind,
+    InvalidIntent,
+    ParseError,
+    invalid_intent,
+)
 from aggregator.policy import KindProblem, MemberView
 from aggregator.status import Outcome
 from fleetdns.endpoint import Endpoint
@@ -98,6 +108,14 @@ class Source(ABC, Generic[IntentT]):
     @abstractmethod
     def parse_intent(self, raw: dict[str, Any]) -> IntentT:
         """The intent from the API's JSON; ParseError names the field that is wrong."""
+
+    def read_intent(self, raw: dict[str, Any]) -> IntentT | InvalidIntent:
+        """What the intents' informer keeps: the intent, or an InvalidIntent saying what is wrong with it
+        (dropping it from the cache instead would look like a deletion and withdraw its records)."""
+        try:
+            return self.parse_intent(raw)
+        except (ParseError, ValueError, TypeError, AttributeError) as error:
+            return invalid_intent(self.kind, raw, str(error) or type(error).__name__)
 
     def domain_ref(self, intent: IntentT) -> str:
         """The Domain the intent's names hang under ("" when none): its changes re-queue the intent."""
