@@ -70,7 +70,11 @@ def test_orphaned_dns_endpoint_is_swept_at_start(fleet: Fleet, tmp_path: Path) -
     host.create(f"/apis/externaldns.k8s.io/v1alpha1/namespaces/{ns}/dnsendpoints", {
         "apiVersion": "externaldns.k8s.io/v1alpha1", "kind": "DNSEndpoint",
         "metadata": {"name": "service-left-behind", "labels": {"fleetdns.io/intent-kind": "ServiceDNSRecord",
-                                                               "fleetdns.io/intent-name": "left-behind"}},
+                                                               "fleetdns.io/intent-name": "left-behind"},
+                     # ours: written for an intent (deleted since), as its owner reference says
+                     "ownerReferences": [{"apiVersion": "fleetdns.io/v1alpha1", "kind": "ServiceDNSRecord",
+                                          "name": "left-behind", "uid": "5e1f0000-0000-4000-8000-00000000000a",
+                                          "controller": True}]},
         "spec": {"endpoints": [{"dnsName": "old.example.com", "recordType": "A", "targets": ["192.0.2.99"]}]}})
     host.create(f"/apis/externaldns.k8s.io/v1alpha1/namespaces/{ns}/dnsendpoints", {
         "apiVersion": "externaldns.k8s.io/v1alpha1", "kind": "DNSEndpoint", "metadata": {"name": "not-ours"},
