@@ -225,9 +225,15 @@ class Engine:
             keys.add(named)
         for key in keys:
             self.reconciler.dns_endpoint_observed(key, new)
-            if new is not None and self.reconciler.desired_endpoints(key) == new.endpoints:
+            if new is not None and self._our_write(key, new):
                 continue  # our own write coming back
             self.queue.add(key)
+
+    def _our_write(self, key: IntentKey, seen: DNSEndpointObject) -> bool:
+        """The intent's own DNSEndpoint, holding the records last rendered (a foreign one never is)."""
+        current = self.intent(key)
+        return (seen.intent_key == key and current is not None and current.uid in seen.owner_uids
+                and self.reconciler.desired_endpoints(key) == seen.endpoints)
 
     def _intent_for_dns_endpoint(self, namespace: str, name: str) -> IntentKey | None:
         """The intent whose DNSEndpoint would have this name (``<prefix>-<intent name>``)."""
