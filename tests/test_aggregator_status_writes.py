@@ -243,8 +243,9 @@ def slow_events(fleet: Fleet, tmp_path: Path) -> Iterator[tuple[HoldingWebhook, 
         "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": ns}}}]))
     try:
         def probe_seen() -> bool:
-            host.create(EVENTS.path(ns), EVENTS.manifest(unique("probe"), ns, involvedObject={
-                "kind": "ConfigMap", "namespace": ns, "name": "probe"}, reason="Probe", message="webhook in force?", type="Normal"))
+            host.create(EVENTS.path(ns), EVENTS.manifest(
+                unique("probe"), ns, involvedObject={"kind": "ConfigMap", "namespace": ns, "name": "probe"},
+                reason="Probe", message="webhook in force?", type="Normal"))
             return webhook.probes > 0
 
         wait_for(probe_seen, timeout=30, interval=0.2, what="the events webhook in force")
