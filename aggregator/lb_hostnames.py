@@ -39,6 +39,7 @@ REFRESH_AT = 0.75  # of the lifetime: room for retries before the addresses expi
 RETRY_MIN = 1.0  # a failed query is retried after 1 s, doubling ...
 RETRY_MAX = 10.0  # ... up to 10 s (a new ELB's name takes a minute or two to appear in DNS)
 QUERY_TIMEOUT = 2.0  # per record type, over every configured nameserver
+EXPIRED_SUFFIX = "; last addresses expired"
 
 Notify = Callable[[Iterable[IntentKey]], None]
 Wanted = Callable[[IntentKey], bool]
@@ -187,11 +188,15 @@ class HostnameCache:
         before = entry.view()
         entry.failures += 1
         entry.in_flight = False
-        entry.detail = detail
         entry.due = now + min(RETRY_MIN * 2 ** (entry.failures - 1), RETRY_MAX)
         if entry.state is State.RESOLVED and now < entry.expires_at:
+            entry.detail = detail
             entry.due = min(entry.due, entry.expires_at)
         else:
+            # One wording for "had addresses, lost them", whether expire() or this failure saw it first, and kept
+            # across retries: a reason that flips between two texts would rewrite every user's status.
+            lost = entry.state is State.RESOLVED or entry.detail.endswith(EXPIRED_SUFFIX)
+            entry.detail = detail + EXPIRED_SUFFIX if lost else detail
             entry.state, entry.addresses, entry.expires_at = State.FAILED, (), math.inf
         return sorted(entry.users) if entry.view() != before else []
 
@@ -201,7 +206,7 @@ class HostnameCache:
         for hostname, entry in sorted(self._entries.items()):
             if entry.state is State.RESOLVED and entry.expires_at <= now:
                 entry.state, entry.addresses, entry.expires_at = State.FAILED, (), math.inf
-                entry.detail = f"{entry.detail or 'not refreshed'}; last addresses expired"
+                entry.detail = f"{entry.detail or 'not refreshed'}{EXPIRED_SUFFIX}"
                 expired.append(hostname)
         return expired
 

@@ -271,6 +271,26 @@ def test_a_failing_refresh_keeps_the_last_addresses_until_they_expire_then_reque
 
 
 @pytest.mark.unit
+def test_lost_addresses_keep_one_reason_whichever_of_expiry_and_failure_comes_first_and_across_retries() -> None:
+    """A reason that changes wording between retries would rewrite the status of every intent using the name."""
+    for failure_first in (True, False):
+        cache = HostnameCache()
+        cache.use(WEB, {LB}, 20, now=0.0)
+        cache.due(0.0)
+        cache.succeeded(LB, ["192.0.2.1"], 300, now=0.0)  # expires at 20 s
+        if failure_first:  # the refresh's NXDOMAIN arrives after the expiry, before expire() ran
+            assert cache.failed(LB, "NXDOMAIN", now=20.2) == [WEB]
+        else:
+            assert cache.expire(20.0) == [LB]
+            cache.failed(LB, "NXDOMAIN", now=20.2)
+        details = {cache.resolution(LB).detail}  # type: ignore[union-attr]
+        for retry in (21.0, 23.0, 27.0):
+            assert cache.failed(LB, "NXDOMAIN", now=retry) == []
+            details.add(cache.resolution(LB).detail)  # type: ignore[union-attr]
+        assert details == {"NXDOMAIN; last addresses expired"}, failure_first
+
+
+@pytest.mark.unit
 def test_a_hostname_that_never_resolves_fails_at_once_and_is_retried_with_a_capped_backoff() -> None:
     cache = HostnameCache()
     cache.use(WEB, {LB}, 30, now=0.0)
