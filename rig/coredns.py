@@ -128,9 +128,9 @@ class EditableZone:
         self._serial += 1
         self._write()
         if self.server.process is not None:
-            self.server.process.wait_until(lambda: self._serves(name, set(addresses)), wait, f"serving {name}")
+            self.server.process.wait_until(lambda: self._serves(name, frozenset(addresses)), wait, f"serving {name}")
 
-    def _serves(self, name: str, addresses: set[str]) -> bool:
+    def _serves(self, name: str, addresses: frozenset[str]) -> bool:
         got = {a for rdtype in ("A", "AAAA") for a in dns_answers(self.server.host, self.server.port, name, rdtype)}
         return got == addresses
 

@@ -4,7 +4,6 @@ intents and member workloads created the way users and controllers create them."
 from __future__ import annotations
 
 import re
-import time
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -16,6 +15,7 @@ from aggregator.kubeapi import KubeClient, KubeError
 from rig import Fleet
 from rig.aggregator import AggregatorProcess, client_for
 from rig.scrape import scrape
+from rig.waiting import wait_for
 from rig.workloads import (
     apply_crds,
     create_load_balancer_service,
@@ -102,17 +102,6 @@ def records(obj: dict[str, Any] | None) -> dict[tuple[str, str], set[str]]:
         return {}
     return {(e["dnsName"], e["recordType"]): set(e.get("targets") or []) for e in obj["spec"].get("endpoints") or []}
 
-
-def wait_for(check: Callable[[], Any], timeout: float = 15.0, interval: float = 0.01, what: str = "") -> Any:
-    """Poll until ``check`` returns something truthy; returns it (AssertionError on timeout)."""
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what or check}; last={last!r}")
 
 
 def wait_records(host: KubeClient, namespace: str, name: str, predicate: Callable[[dict], bool],

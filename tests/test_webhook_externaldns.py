@@ -7,7 +7,7 @@ import json
 import re
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pyetcd
@@ -20,6 +20,7 @@ from rig import CoreDNS, EtcdServer, ExternalDNS
 from rig.binaries import REPO_ROOT
 from rig.coredns import dns_answers, etcd_corefile
 from rig.region import WebhookProvider
+from rig.waiting import wait_for
 from rig.webhook_client import WebhookClient
 
 pytestmark = [pytest.mark.etcd, pytest.mark.coredns, pytest.mark.apiserver, pytest.mark.externaldns]
@@ -29,17 +30,6 @@ GROUP, VERSION, PLURAL = DNS_ENDPOINTS.group, DNS_ENDPOINTS.version, DNS_ENDPOIN
 APPLIED = 'fleetdns_webhook_applies_total{outcome="applied"}'
 GETS = 'fleetdns_webhook_requests_total{method="GET",route="/records",status="200"}'
 
-
-def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if condition():
-                return
-        except Exception:  # noqa: BLE001 - a probe that fails means "not yet"
-            pass
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 class Cluster:

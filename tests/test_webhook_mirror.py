@@ -12,7 +12,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pyetcd
@@ -22,6 +22,7 @@ import requests
 from rig import EtcdServer
 from rig.region import WebhookProvider
 from rig.scrape import scrape
+from rig.waiting import wait_for
 from rig.webhook_client import WebhookClient
 from webhook_provider.domain_filter import DomainFilter
 from webhook_provider.listing import RecordsListing
@@ -47,13 +48,6 @@ def etcd_kv(url: str) -> pyetcd.Etcd3Client:
 def names(client: WebhookClient) -> set[str]:
     return {name for name, _ in client.endpoints()}
 
-
-def eventually(check: Callable[[], bool], what: str, timeout: float = 15) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout:g} s: {what}")
-        time.sleep(0.02)
 
 
 def etcd_ranges(etcd: EtcdServer) -> float:
@@ -168,10 +162,10 @@ def test_keys_written_and_deleted_by_another_client_under_the_prefix_show_up(etc
     kv = etcd_kv(etcd_alone.url)
     kv.put(f"{prefix}org/example/theirs/1a2b3c4d", '{"host":"192.0.2.9","targetstrip":1}')
     kv.put(f"{prefix}org/elsewhere/x/1a2b3c4d", '{"host":"192.0.2.8","targetstrip":1}')  # outside the filter
-    eventually(lambda: names(client) == {f"ours.{ZONE}", f"theirs.{ZONE}"}, "another writer's record is served")
+    wait_for(lambda: names(client) == {f"ours.{ZONE}", f"theirs.{ZONE}"}, 15, "another writer's record is served")
     assert client.endpoints()[(f"theirs.{ZONE}", "A")]["targets"] == ["192.0.2.9"]
     kv.delete(f"{prefix}org/example/theirs/1a2b3c4d")
-    eventually(lambda: names(client) == {f"ours.{ZONE}"}, "another writer's delete is served")
+    wait_for(lambda: names(client) == {f"ours.{ZONE}"}, 15, "another writer's delete is served")
 
 
 @pytest.mark.etcd
@@ -193,9 +187,9 @@ def test_an_etcd_restart_answers_503_or_current_data_never_an_empty_or_stale_lis
     thread.start()
     try:
         etcd_alone.stop()
-        eventually(lambda: any(status == 503 for status, _ in answers), "503 while etcd is down", timeout=30)
+        wait_for(lambda: any(status == 503 for status, _ in answers), 30, "503 while etcd is down")
         etcd_alone.start()
-        eventually(lambda: answers[-1][0] == 200, "200 again once etcd is back", timeout=60)
+        wait_for(lambda: answers[-1][0] == 200, 60, "200 again once etcd is back")
     finally:
         done.set()
         thread.join(timeout=60)
@@ -205,7 +199,7 @@ def test_an_etcd_restart_answers_503_or_current_data_never_an_empty_or_stale_lis
     assert client.apply({"create": [a_record(f"after.{ZONE}", "192.0.2.7")]}).status_code == 204
     assert (f"after.{ZONE}", "A") in client.endpoints()
     etcd_kv(etcd_alone.url).delete_prefix(f"{prefix}org/example/n0/")
-    eventually(lambda: (f"n0.{ZONE}", "A") not in client.endpoints(), "a delete after the restart is served")
+    wait_for(lambda: (f"n0.{ZONE}", "A") not in client.endpoints(), 15, "a delete after the restart is served")
 
 
 @pytest.mark.etcd
@@ -229,7 +223,7 @@ def test_a_compaction_past_a_lagging_watch_lists_again_and_answers_current_data(
         kv.compact(kv.get_response("/", count_only=True).header.revision)
     finally:
         os.kill(pid, signal.SIGCONT)
-    eventually(lambda: names(client) == {f"late.{ZONE}"}, "current data after the compaction")
+    wait_for(lambda: names(client) == {f"late.{ZONE}"}, 15, "current data after the compaction")
     assert client.metrics().get('fleetdns_webhook_mirror_relists_total{reason="compacted"}') == 1
 
 

@@ -8,9 +8,8 @@ and without one says NXDOMAIN, which a resolver may cache for the whole name (RF
 from __future__ import annotations
 
 import json
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import dns.message
@@ -23,6 +22,7 @@ import pytest
 from rig import CoreDNS
 from rig.coredns import etcd_corefile
 from rig.region import WebhookProvider
+from rig.waiting import wait_for
 from webhook_provider.changes import parse_changes
 from webhook_provider.domain_filter import DomainFilter
 from webhook_provider.planner import NamePlan, batch, plan_changes, plan_name_keys
@@ -37,14 +37,6 @@ NONE: frozenset[str] = frozenset()
 def ep(name: str, record_type: str, *targets: str, **extra: object) -> dict:
     return {"dnsName": name, "recordType": record_type, "targets": list(targets), **extra}
 
-
-def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 class Stack:

@@ -9,10 +9,9 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
-import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pyetcd
@@ -25,6 +24,7 @@ from rig import ExternalDNS
 from rig.binaries import REPO_ROOT
 from rig.coredns import dns_answers, etcd_corefile
 from rig.region import WebhookProvider
+from rig.waiting import wait_for
 from rig.webhook_client import WebhookClient
 from webhook_provider.changes import parse_changes
 from webhook_provider.domain_filter import DomainFilter
@@ -40,17 +40,6 @@ APPLIED = 'fleetdns_webhook_applies_total{outcome="applied"}'
 def a_record(name: str, *targets: str, **extra: object) -> dict:
     return {"dnsName": name, "recordType": "A", "targets": list(targets), **extra}
 
-
-def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if condition():
-                return
-        except Exception:  # noqa: BLE001 - a probe that fails means "not yet"
-            pass
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def by_reason(metrics: dict[str, float], family: str) -> dict[str, float]:

@@ -1,0 +1,29 @@
+"""Waiting for a condition instead of sleeping: what every test, benchmark and the demo poll with."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+
+def wait_for(check: Callable[[], Any], timeout: float = 15.0, what: str = "", *, interval: float = 0.02) -> Any:
+    """Poll ``check`` until it returns something truthy and return that; AssertionError on timeout.
+
+    An exception from ``check`` counts as "not yet" (the server may not answer yet); the last one is named in
+    the timeout's message, so a broken check still fails with its own error.
+    """
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    error: Exception | None = None
+    while True:
+        try:
+            last, error = check(), None
+            if last:
+                return last
+        except Exception as failure:  # noqa: BLE001 - see the docstring
+            error = failure
+        if time.monotonic() >= deadline:
+            because = f"; last error: {type(error).__name__}: {error}" if error else f"; last={last!r}"
+            raise AssertionError(f"timed out after {timeout:g}s waiting for {what or check}{because}")
+        time.sleep(interval)
