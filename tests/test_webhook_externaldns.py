@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import re
 import time
@@ -12,20 +11,18 @@ from pathlib import Path
 
 import pyetcd
 import pytest
-import yaml
-from kubernetes import client, utils
+from kubernetes import client
 
 from aggregator.apipaths import DNS_ENDPOINTS
 from rig import CoreDNS, EtcdServer, ExternalDNS
-from rig.binaries import REPO_ROOT
 from rig.coredns import dns_answers, etcd_corefile
 from rig.region import WebhookProvider
 from rig.waiting import wait_for
 from rig.webhook_client import WebhookClient
+from rig.workloads import apply_crds
 
 pytestmark = [pytest.mark.etcd, pytest.mark.coredns, pytest.mark.apiserver, pytest.mark.externaldns]
 ZONE = "example.org"
-DNSENDPOINT_CRD = REPO_ROOT / "manifests" / "crds" / "externaldns.k8s.io_dnsendpoints.yaml"
 GROUP, VERSION, PLURAL = DNS_ENDPOINTS.group, DNS_ENDPOINTS.version, DNS_ENDPOINTS.plural
 APPLIED = 'fleetdns_webhook_applies_total{outcome="applied"}'
 GETS = 'fleetdns_webhook_requests_total{method="GET",route="/records",status="200"}'
@@ -64,12 +61,7 @@ class Cluster:
 @pytest.fixture(scope="module")
 def cluster(fleet) -> Cluster:
     api = fleet.host.api_client()
-    with contextlib.suppress(utils.FailToCreateError):  # created by an earlier test of this session
-        utils.create_from_dict(api, yaml.safe_load(DNSENDPOINT_CRD.read_text()))
-    extensions = client.ApiextensionsV1Api(api)
-    wait_for(lambda: any(c.type == "Established" and c.status == "True" for c in
-                         extensions.read_custom_resource_definition(f"{PLURAL}.{GROUP}").status.conditions or []),
-             30, "DNSEndpoint CRD established")
+    apply_crds(api)  # idempotent: create or replace, then wait until established
     return Cluster(api, fleet.host.kubeconfig)
 
 

@@ -16,16 +16,15 @@ from pathlib import Path
 
 import pyetcd
 import pytest
-import yaml
-from kubernetes import client, utils
+from kubernetes import client
 
 from aggregator.apipaths import DNS_ENDPOINTS
 from rig import ExternalDNS
-from rig.binaries import REPO_ROOT
 from rig.coredns import dns_answers, etcd_corefile
 from rig.region import WebhookProvider
 from rig.waiting import wait_for
 from rig.webhook_client import WebhookClient
+from rig.workloads import apply_crds
 from webhook_provider.changes import parse_changes
 from webhook_provider.domain_filter import DomainFilter
 from webhook_provider.validation import RejectReason
@@ -188,18 +187,12 @@ def test_adjustendpoints_drops_exactly_the_endpoints_apply_skips_with_the_same_r
 
 # --- real ExternalDNS: one bad record next to good ones ------------------------------------------------------
 
-DNSENDPOINT_CRD = REPO_ROOT / "manifests" / "crds" / "externaldns.k8s.io_dnsendpoints.yaml"
 GROUP, VERSION, PLURAL = DNS_ENDPOINTS.group, DNS_ENDPOINTS.version, DNS_ENDPOINTS.plural
 
 
 def create_dnsendpoint(api: client.ApiClient, endpoints: list[dict]) -> str:
     """A fresh namespace holding one DNSEndpoint; the CRD is created first if this session has not yet."""
-    with contextlib.suppress(utils.FailToCreateError):  # created by an earlier test of this session
-        utils.create_from_dict(api, yaml.safe_load(DNSENDPOINT_CRD.read_text()))
-    extensions = client.ApiextensionsV1Api(api)
-    wait_for(lambda: any(c.type == "Established" and c.status == "True" for c in
-                         extensions.read_custom_resource_definition(f"{PLURAL}.{GROUP}").status.conditions or []),
-             30, "DNSEndpoint CRD established")
+    apply_crds(api)  # idempotent: create or replace, then wait until established
     namespace = f"rej-{uuid.uuid4().hex[:8]}"
     client.CoreV1Api(api).create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=namespace)))
     client.CustomObjectsApi(api).create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, {
