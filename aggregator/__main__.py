@@ -38,7 +38,7 @@ def serve(settings: Settings, host: KubeClient) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     metrics = AggregatorMetrics()
-    hostnames = hostname_resolver(settings)
+    hostnames = hostname_resolver(settings, metrics)
     engine = Engine(settings, host, metrics, settings.identity, build_sources(hostnames), hostnames).start()
     probes = BackgroundServer(probe_app(engine.ready, metrics.registry), settings.health_host,
                               settings.health_port, name="probes").start()
@@ -67,11 +67,11 @@ def serve(settings: Settings, host: KubeClient) -> int:
     return 0
 
 
-def hostname_resolver(settings: Settings) -> HostnameResolver | None:
+def hostname_resolver(settings: Settings, metrics: AggregatorMetrics) -> HostnameResolver | None:
     """The load-balancer hostname resolver, or None with --resolve-lb-hostnames=false."""
     if not settings.resolve_lb_hostnames:
         return None
-    return HostnameResolver(dns_query(settings.dns_resolvers))
+    return HostnameResolver(dns_query(settings.dns_resolvers), observe=metrics.observe_lb_hostname_lookup)
 
 
 def _wait_ready(engine: Engine, stop: threading.Event) -> None:

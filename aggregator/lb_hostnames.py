@@ -44,6 +44,7 @@ EXPIRED_SUFFIX = "; last addresses expired"
 Notify = Callable[[Iterable[IntentKey]], None]
 Wanted = Callable[[IntentKey], bool]
 Clock = Callable[[], float]
+LookupObserver = Callable[[bool, float, int], None]  # resolved?, seconds, hostnames in use (for metrics)
 
 
 class State(StrEnum):
@@ -273,9 +274,10 @@ def dns_query(nameservers: Sequence[tuple[str, int]] = (), timeout: float = QUER
 class HostnameResolver:
     """The cache kept fresh by one background thread; ``lookup`` is what reconciles call (thread-safe)."""
 
-    def __init__(self, query: Query, clock: Clock = time.monotonic) -> None:
+    def __init__(self, query: Query, clock: Clock = time.monotonic, observe: LookupObserver | None = None) -> None:
         self._query = query
         self._clock = clock
+        self._observe: LookupObserver = observe or (lambda resolved, seconds, in_use: None)
         self._cache = HostnameCache()
         self._changed = threading.Condition()
         self._stopping = False
@@ -333,9 +335,11 @@ class HostnameResolver:
         with self._changed:
             if gone and not self._cache.forget_users(hostname, gone):
                 return
+        started = time.perf_counter()
         try:
             answer = self._query(hostname)
         except Exception as error:  # noqa: BLE001 - one hostname must never stop the refresh of the others
+            self._observe(False, time.perf_counter() - started, len(self._cache))
             detail = str(error) if isinstance(error, ResolutionError) else type(error).__name__
             with self._changed:
                 changed = self._cache.failed(hostname, detail, self._clock())
@@ -346,6 +350,7 @@ class HostnameResolver:
                     "addresses_kept": list(resolution.addresses)})
             self._notify(changed)
             return
+        self._observe(True, time.perf_counter() - started, len(self._cache))
         with self._changed:
             changed = self._cache.succeeded(hostname, answer.addresses, answer.ttl, self._clock())
         if changed:

@@ -57,6 +57,19 @@ class AggregatorMetrics:
             "Events not posted: queue_full, refused (4xx), failed (no answer or 5xx after retries), shutdown",
             ["reason", "cause"], registry=r)
         self.leader = Gauge(f"{NAMESPACE}_leader", "1 while this replica holds the lease and writes", registry=r)
+        self.lb_hostname_lookups = Counter(f"{NAMESPACE}_lb_hostname_lookups_total",
+                                           "Load-balancer hostname lookups (A and AAAA) by result: resolved, failed",
+                                           ["result"], registry=r)
+        self.lb_hostname_lookup_seconds = Histogram(f"{NAMESPACE}_lb_hostname_lookup_duration_seconds",
+                                                    "Time of one load-balancer hostname lookup (A and AAAA)",
+                                                    registry=r)
+        self.lb_hostnames = Gauge(f"{NAMESPACE}_lb_hostnames", "Load-balancer hostnames in use by intents",
+                                  registry=r)
+
+    def observe_lb_hostname_lookup(self, resolved: bool, seconds: float, in_use: int) -> None:
+        self.lb_hostname_lookups.labels("resolved" if resolved else "failed").inc()
+        self.lb_hostname_lookup_seconds.observe(seconds)
+        self.lb_hostnames.set(in_use)
 
     def watch_intent_conditions(self, source: Callable[[], Tally[tuple[str, str, str]]]) -> None:
         self.registry.register(_IntentConditions(source))

@@ -38,6 +38,7 @@ from tests.test_aggregator_support import (
     intent,
     new_namespace,
     prepare_fleet,
+    samples,
     unique,
     wait_for,
     wait_records,
@@ -49,8 +50,14 @@ SETTLE = 30.0  # generous sanity bound for the aggregator to follow a change (it
 
 
 class World:
-    def __init__(self, fleet: Fleet, host: KubeClient, namespace: str, zone: EditableZone) -> None:
-        self.fleet, self.host, self.ns, self.zone = fleet, host, namespace, zone
+    def __init__(self, fleet: Fleet, host: KubeClient, namespace: str, zone: EditableZone,
+                 aggregator: AggregatorProcess) -> None:
+        self.fleet, self.host, self.ns, self.zone, self.aggregator = fleet, host, namespace, zone, aggregator
+
+    def lookups(self) -> dict[str, float]:
+        """The aggregator's hostname lookups by result, from its /metrics."""
+        return {labels["result"]: value
+                for labels, value in samples(self.aggregator, "fleetdns_aggregator_lb_hostname_lookups_total")}
 
     def names(self, service: str) -> dict[str, str]:
         p = P.format(name=service, ns=self.ns)
@@ -86,7 +93,7 @@ def world(fleet: Fleet, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Wo
             f"--namespace={namespace}", f"--lease-name={namespace}", "--log-format=text",
             f"--dns-resolver={zone.address}"], tmp_path_factory.mktemp("aggregator"))
         with aggregator:
-            yield World(fleet, host, namespace, zone)
+            yield World(fleet, host, namespace, zone, aggregator)
             assert aggregator.process is not None and aggregator.process.running, aggregator.log()[-3000:]
 
 
@@ -181,6 +188,7 @@ def test_an_unresolvable_hostname_keeps_its_cluster_out_with_a_reason_and_the_ot
     name = unique("nxlb")
     east_lb, west_lb = world.load_balancers(name)
     world.zone.set(east_lb, "192.0.2.35")  # west's name was never in the zone
+    before = world.lookups()
     world.deploy(name, east={"hostname": east_lb}, west={"hostname": west_lb})
     create_service_intent(world.host, world.ns, name)
     n = world.names(name)
@@ -193,6 +201,9 @@ def test_an_unresolvable_hostname_keeps_its_cluster_out_with_a_reason_and_the_ot
     obj = intent(world.host, world.ns, "servicednsrecords", name)
     assert condition(obj, "Ready")["status"] == "True"
     assert condition(obj, "Degraded")["reason"] == "ClustersUnhealthy"
+    # An operator sees the failing lookups next to the good ones on /metrics.
+    after = world.lookups()
+    assert after.get("failed", 0) > before.get("failed", 0) and after.get("resolved", 0) > before.get("resolved", 0)
 
 
 # --- the cache, on a stepped clock ---------------------------------------------------------------

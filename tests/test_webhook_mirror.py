@@ -27,7 +27,7 @@ from rig.webhook_client import WebhookClient
 from webhook_provider.domain_filter import DomainFilter
 from webhook_provider.listing import RecordsListing
 from webhook_provider.metrics import Metrics
-from webhook_provider.mirror import NameChanges, group_by_name
+from webhook_provider.mirror import NameChanges, PrefixMirror, group_by_name
 from webhook_provider.records import StoredEntry, endpoints_of
 from webhook_provider.settings import load_settings
 from webhook_provider.skydns import decode_entry
@@ -290,3 +290,54 @@ def test_reads_fall_back_to_etcd_with_the_mirror_disabled(etcd_alone, tmp_path):
         assert requests.get(server.url + "/records", timeout=10).status_code == 200
     finally:
         server.stop()
+
+
+class DeafStore(EtcdStore):
+    """A real etcd whose watch streams stay open but never deliver our keys (they watch a prefix nobody writes
+    to): what the mirror sees when a stream stalls without ending."""
+
+    def watch_prefix(self, prefix, start_revision, on_events, on_end):  # type: ignore[no-untyped-def]
+        return super().watch_prefix(prefix.rstrip("/") + "-nobody-writes-here/", start_revision, on_events, on_end)
+
+
+def stalled_relists(metrics: Metrics) -> float:
+    value = metrics.registry.get_sample_value("fleetdns_webhook_mirror_relists_total", {"reason": "watch_stalled"})
+    return value or 0.0
+
+
+@pytest.mark.etcd
+def test_a_watch_that_stops_delivering_is_noticed_and_the_prefix_listed_again(etcd_alone):
+    prefix = f"/mv{uuid.uuid4().hex[:8]}/"
+    metrics = Metrics.create()
+    store = DeafStore(load_settings([f"--etcd-endpoints={etcd_alone.url}"], {}).etcd, metrics)
+    mirror = PrefixMirror(store, prefix, metrics, wait_seconds=2.0, verify_seconds=0.2)
+    try:
+        assert mirror.entries() == []  # listed; the watch is open and will never deliver
+        key = f"{prefix}org/example/late/1a2b3c4d"
+        etcd_kv(etcd_alone.url).put(key, '{"host":"192.0.2.5","targetstrip":1}')
+        wait_for(lambda: [entry.key for entry in mirror.entries()] == [key], 15, "another writer's key, read anew")
+        assert stalled_relists(metrics) >= 1
+    finally:
+        mirror.close()
+        store.close()
+
+
+@pytest.mark.etcd
+def test_a_mirror_that_kept_up_is_never_taken_for_stalled(etcd_alone):
+    prefix = f"/mv{uuid.uuid4().hex[:8]}/"
+    metrics = Metrics.create()
+    store = EtcdStore(load_settings([f"--etcd-endpoints={etcd_alone.url}"], {}).etcd, metrics)
+    mirror = PrefixMirror(store, prefix, metrics, wait_seconds=2.0, verify_seconds=3600)  # checks run below
+    kv = etcd_kv(etcd_alone.url)
+    try:
+        assert mirror.entries() == []
+        for index in range(40):
+            kv.put(f"{prefix}org/example/n{index}/1a2b3c4d", '{"host":"192.0.2.5","targetstrip":1}')
+        kv.delete(f"{prefix}org/example/n0/1a2b3c4d")
+        kv.put("/elsewhere/key", "writes outside the prefix move etcd's revision, not ours")
+        wait_for(lambda: len(mirror.entries()) == 39, 15, "the watch delivered every change")
+        assert [mirror.verify() for _ in range(3)] == [False, False, False]
+        assert stalled_relists(metrics) == 0
+    finally:
+        mirror.close()
+        store.close()

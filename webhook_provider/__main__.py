@@ -32,7 +32,8 @@ def run(argv: list[str] | None = None) -> int:
     configure_logging(settings.log_level, settings.log_format)
     metrics = Metrics.create()
     store = EtcdStore(settings.etcd, metrics)
-    source: EntrySource = (PrefixMirror(store, settings.prefix, metrics, settings.mirror_wait)
+    source: EntrySource = (PrefixMirror(store, settings.prefix, metrics, settings.mirror_wait,
+                                        settings.mirror_verify_interval)
                            if settings.read_mirror else DirectSource(store, settings.prefix, metrics))
     provider = Provider(store, settings.prefix, settings.domain_filter, metrics, settings.etcd.max_txn_ops,
                         source)

@@ -7,11 +7,15 @@ Rules (each one is a test in tests/test_webhook_mirror.py):
   whose outcome is unknown or a transaction conflict makes the next read list again (from etcd, or 503
   when etcd does not answer);
 - other writers' changes under the prefix arrive through the watch, in milliseconds; writes elsewhere in
-  etcd are not seen at all (they cost nothing).
+  etcd are not seen at all (they cost nothing);
+- never silently stuck: a watch can stall without ending (a stream that stops delivering); every
+  ``verify_seconds`` the mirror compares its key count and revision with etcd's, and when it is behind on two
+  checks in a row without a single event arriving in between, the next read lists again.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -22,7 +26,14 @@ from typing import Protocol, TypeVar
 
 from webhook_provider.metrics import Metrics
 from webhook_provider.records import StoredEntry
-from webhook_provider.store import EtcdStore, PrefixSnapshot, PrefixWatch, WatchEvent, WatchStartError
+from webhook_provider.store import (
+    EtcdStore,
+    EtcdUnavailableError,
+    PrefixSnapshot,
+    PrefixWatch,
+    WatchEvent,
+    WatchStartError,
+)
 
 log = logging.getLogger(__name__)
 
@@ -108,11 +119,15 @@ class DirectSource:
 class PrefixMirror:
     """Every entry under the prefix, listed once and kept current by a watch; see the module rules."""
 
-    def __init__(self, store: EtcdStore, prefix: str, metrics: Metrics, wait_seconds: float) -> None:
+    def __init__(self, store: EtcdStore, prefix: str, metrics: Metrics, wait_seconds: float,
+                 verify_seconds: float = 30.0) -> None:
         self.store = store
         self.prefix = prefix
         self.metrics = metrics
         self.wait_seconds = wait_seconds
+        self.verify_seconds = verify_seconds
+        self._closed = threading.Event()
+        self._behind = 0  # consecutive checks that found etcd ahead of a watch that delivered nothing meanwhile
         self._lock = threading.Lock()
         self._applied = threading.Condition(self._lock)  # notified when events arrive or the watch ends
         self._relist_lock = threading.Lock()  # one listing at a time; the others then use its result
@@ -125,6 +140,7 @@ class PrefixMirror:
         self._token = 0  # which watch's callbacks still count (an old watch's late events are dropped)
         self._dirty: set[str] = set()
         self._full = True
+        threading.Thread(target=self._verify_loop, name="mirror-verify", daemon=True).start()
 
     # --- reads -------------------------------------------------------------------------------------------
 
@@ -258,6 +274,39 @@ class PrefixMirror:
             self._applied.notify_all()
         log.warning("etcd watch ended; the next read lists the prefix again", extra={"reason": detail})
 
+    # --- a watch that stalls without ending ---------------------------------------------------------------
+
+    def _verify_loop(self) -> None:
+        while not self._closed.wait(self.verify_seconds):
+            with contextlib.suppress(EtcdUnavailableError):  # reads find out themselves (503 or a fresh listing)
+                self.verify()
+
+    def verify(self) -> bool:
+        """Compare the live mirror with etcd; True when it was behind twice in a row and will be listed again."""
+        with self._lock:
+            if self._stale is not None:
+                self._behind = 0
+                return False
+            revision, keys = self._revision, len(self._entries)
+        state = self.store.prefix_state(self.prefix)
+        with self._lock:
+            if self._stale is not None or self._revision != revision:
+                self._behind = 0  # events arrived meanwhile: the watch is alive
+                return False
+            if state.keys == keys and state.newest_mod_revision <= revision:
+                self._behind = 0
+                return False
+            self._behind += 1
+            if self._behind < 2:
+                return False  # the events may be on their way; a second look decides
+            self._behind = 0
+            self._stale = "watch_stalled"
+            self._applied.notify_all()
+        log.warning("etcd watch delivers nothing while etcd moved on; the next read lists the prefix again", extra={
+            "applied_revision": revision, "keys_here": keys, "keys_in_etcd": state.keys,
+            "newest_mod_revision": state.newest_mod_revision})
+        return True
+
     # --- what the provider reports -----------------------------------------------------------------------
 
     def committed(self, revision: int) -> None:
@@ -270,6 +319,7 @@ class PrefixMirror:
                 self._stale = reason
 
     def close(self) -> None:
+        self._closed.set()
         with self._lock:
             watch, self._watch = self._watch, None
             self._token += 1

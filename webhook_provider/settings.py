@@ -65,6 +65,7 @@ class Settings:
     log_format: str
     read_mirror: bool = True
     mirror_wait: float = 2.0
+    mirror_verify_interval: float = 30.0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -89,6 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
              "serve reads from an in-memory copy of the prefix kept by an etcd watch (false: read etcd every time)")
     add_flag(parser, "--mirror-wait", "WEBHOOK_MIRROR_WAIT", "2s",
              "how long a read waits for the watch to deliver our last commit before listing etcd instead")
+    add_flag(parser, "--mirror-verify-interval", "WEBHOOK_MIRROR_VERIFY_INTERVAL", "30s",
+             "how often the mirror compares itself with etcd (a watch that stalls without ending is replaced)")
     add_flag(parser, "--log-level", "LOG_LEVEL", "info", "debug, info, warning or error")
     add_flag(parser, "--log-format", "LOG_FORMAT", "json", "json or text")
     return parser
@@ -109,6 +112,7 @@ def load_settings(argv: list[str] | None = None, environ: dict[str, str] | None 
         log_format=_choice("--log-format", args.log_format.lower(), ("json", "text")),
         read_mirror=_bool("--read-mirror", args.read_mirror),
         mirror_wait=_positive_duration("--mirror-wait", args.mirror_wait),
+        mirror_verify_interval=_positive_duration("--mirror-verify-interval", args.mirror_verify_interval),
     )
 
 

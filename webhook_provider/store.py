@@ -51,6 +51,14 @@ class WatchStartError(RuntimeError):
 
 
 @dataclass(frozen=True)
+class PrefixState:
+    """What etcd holds under a prefix now, in two numbers (see EtcdStore.prefix_state)."""
+
+    keys: int
+    newest_mod_revision: int
+
+
+@dataclass(frozen=True)
 class PrefixSnapshot:
     """Every key under a prefix as of one etcd revision."""
 
@@ -157,6 +165,20 @@ class EtcdStore:
     def ping(self) -> None:
         """One cheap range call; raises EtcdUnavailableError."""
         self._call("ping", lambda client: client.get_response("health", count_only=True))
+
+    def prefix_state(self, prefix: str) -> PrefixState:
+        """How many keys ``prefix`` holds now and the newest mod revision among them: what a watch that keeps
+        up must have delivered. The key count is an index lookup; the newest key costs etcd a scan of the
+        prefix (it sorts by mod revision), which is why the mirror asks only every few seconds."""
+        end = _prefix_end(prefix)
+
+        def run(client: pyetcd.MultiEndpointEtcd3Client) -> PrefixState:
+            counted = client.get_range_response(prefix.encode(), end, count_only=True)
+            newest = client.get_range_response(prefix.encode(), end, sort_order="descend", sort_target="mod",
+                                               limit=1, keys_only=True)
+            return PrefixState(int(counted.count), max((kv.mod_revision for kv in newest.kvs), default=0))
+
+        return self._call("verify", run)
 
     def read_prefix(self, prefix: str) -> list[StoredEntry]:
         """Every key under ``prefix``, decoded, read in pages at a single revision (a consistent view)."""
