@@ -105,6 +105,7 @@ class Results:
     get_unchanged_s: list[float] = field(default_factory=list)
     get_after_change_s: list[float] = field(default_factory=list)
     poll_cpu_s: float = 0.0
+    verify_s: list[float] = field(default_factory=list)  # EtcdStore.prefix_state: the mirror's periodic check
     poll_wall_s: float = 0.0
     poll_count: int = 0
     get_rss_mb: float = 0.0
@@ -131,6 +132,12 @@ def bench_records(etcd: EtcdServer, workdir: Path, results: Results, args: argpa
             progress(f"  {start + len(batch):,} records ({results.seed_posts_s[-1]:.2f} s for this POST)")
         store = EtcdStore(load_settings([f"--etcd-endpoints={etcd.url}"], {}).etcd, Metrics.create())
         results.prefix_keys = len(store.read_prefix(seeded))
+        for _ in range(5):  # the mirror's periodic check against etcd (--mirror-verify-interval)
+            began = time.perf_counter()
+            store.prefix_state(seeded)
+            results.verify_s.append(time.perf_counter() - began)
+        progress(f"mirror check (key count + newest key) over {results.prefix_keys:,} keys: "
+                 f"median {statistics.median(results.verify_s) * 1000:.0f} ms")
         store.close()
         webhook.stop()  # restart: the first GET then lists all of them, as after any start
         webhook.start()
@@ -344,6 +351,10 @@ def write_doc(results: Results, args: argparse.Namespace) -> str:
          verdict(cpu_share <= GOALS["poll_cpu"])),
         ("GET /records right after a one-record change, median", f"{len(results.get_after_change_s)} runs",
          f"{after_change * 1000:.1f} ms", "(information)", ""),
+        ("mirror check against etcd (key count + newest key by mod revision), median of 5",
+         f"{results.prefix_keys:,} keys, once per `--mirror-verify-interval` (30 s)",
+         f"{statistics.median(results.verify_s) * 1000:.0f} ms (≈ {statistics.median(results.verify_s) / 30:.2%} "
+         "of a core of etcd and webhook at that interval)", "(information)", ""),
         ("GET /records, first after start (lists the prefix)", f"{args.records:,} records",
          f"{results.get_first_s:.3f} s", "(information)", ""),
         ("GET /records with `--read-mirror=false` (full read each time, the cost before the mirror)",
