@@ -22,6 +22,7 @@ from typing import Any
 from kubernetes import client
 
 from rig.binaries import binary
+from rig.coredns import dns_answers
 from rig.federation import Federation
 
 ZONE = "gslb.example.com"
@@ -101,6 +102,13 @@ def show_answers(federation: Federation) -> None:
         info(f"dig @{region.coredns.address} {GLOBAL_NAME}  ->  {answer}")
 
 
+def show_cname(federation: Federation) -> None:
+    """The global name is a CNAME (dnsPrefix): asked for as such it answers, never NXDOMAIN."""
+    region = next(iter(federation.regions.values()))
+    target = ", ".join(sorted(dns_answers(region.coredns.host, region.coredns.port, GLOBAL_NAME, "CNAME")))
+    info(f"dig @{region.coredns.address} CNAME {GLOBAL_NAME}  ->  {target or '(none)'}")
+
+
 def narrate(federation: Federation, summary: Summary) -> None:
     step(f"starting host, east and west kube-apiservers (logs in {federation.workdir})")
     info(f"CRDs applied: {', '.join(federation.start_clusters())}")
@@ -124,6 +132,7 @@ def narrate(federation: Federation, summary: Summary) -> None:
     timed(federation, summary, "published",
           lambda: federation.create_service_intent(NAMESPACE, APP, DOMAIN_REF, dns_prefix=APP), both, timeout=60)
     show_answers(federation)
+    show_cname(federation)
     print(kubectl(federation, "get", "servicednsrecords", "-n", NAMESPACE, "-o", "wide"))
 
     step("failover: east's endpoints become not ready")
