@@ -4,6 +4,7 @@ follow other writers, and never answer from a cold or broken mirror (etcd restar
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -318,31 +319,35 @@ def stalled_relists(metrics: Metrics) -> float:
     return value or 0.0
 
 
-@pytest.mark.etcd
-def test_a_watch_that_stops_delivering_is_noticed_and_the_prefix_listed_again(etcd_alone):
+@contextlib.contextmanager
+def mirror_of(etcd: EtcdServer, store_type: type[EtcdStore], verify_seconds: float) -> Iterator[
+        tuple[PrefixMirror, str, Metrics]]:
+    """An in-process mirror of a fresh prefix on a real etcd."""
     prefix = f"/mv{uuid.uuid4().hex[:8]}/"
     metrics = Metrics.create()
-    store = DeafStore(load_settings([f"--etcd-endpoints={etcd_alone.url}"], {}).etcd, metrics)
-    mirror = PrefixMirror(store, prefix, metrics, wait_seconds=2.0, verify_seconds=0.2)
+    store = store_type(load_settings([f"--etcd-endpoints={etcd.url}"], {}).etcd, metrics)
+    mirror = PrefixMirror(store, prefix, metrics, wait_seconds=2.0, verify_seconds=verify_seconds)
     try:
-        assert mirror.entries() == []  # listed; the watch is open and will never deliver
-        key = f"{prefix}org/example/late/1a2b3c4d"
-        etcd_kv(etcd_alone.url).put(key, '{"host":"192.0.2.5","targetstrip":1}')
-        wait_for(lambda: [entry.key for entry in mirror.entries()] == [key], 15, "another writer's key, read anew")
-        assert stalled_relists(metrics) >= 1
+        yield mirror, prefix, metrics
     finally:
         mirror.close()
         store.close()
 
 
 @pytest.mark.etcd
+def test_a_watch_that_stops_delivering_is_noticed_and_the_prefix_listed_again(etcd_alone):
+    with mirror_of(etcd_alone, DeafStore, verify_seconds=0.2) as (mirror, prefix, metrics):
+        assert mirror.entries() == []  # listed; the watch is open and will never deliver
+        key = f"{prefix}org/example/late/1a2b3c4d"
+        etcd_kv(etcd_alone.url).put(key, '{"host":"192.0.2.5","targetstrip":1}')
+        wait_for(lambda: [entry.key for entry in mirror.entries()] == [key], 15, "another writer's key, read anew")
+        assert stalled_relists(metrics) >= 1
+
+
+@pytest.mark.etcd
 def test_a_mirror_that_kept_up_is_never_taken_for_stalled(etcd_alone):
-    prefix = f"/mv{uuid.uuid4().hex[:8]}/"
-    metrics = Metrics.create()
-    store = EtcdStore(load_settings([f"--etcd-endpoints={etcd_alone.url}"], {}).etcd, metrics)
-    mirror = PrefixMirror(store, prefix, metrics, wait_seconds=2.0, verify_seconds=3600)  # checks run below
     kv = etcd_kv(etcd_alone.url)
-    try:
+    with mirror_of(etcd_alone, EtcdStore, verify_seconds=3600) as (mirror, prefix, metrics):  # checks run below
         assert mirror.entries() == []
         for index in range(40):
             kv.put(f"{prefix}org/example/n{index}/1a2b3c4d", '{"host":"192.0.2.5","targetstrip":1}')
@@ -351,6 +356,3 @@ def test_a_mirror_that_kept_up_is_never_taken_for_stalled(etcd_alone):
         wait_for(lambda: len(mirror.entries()) == 39, 15, "the watch delivered every change")
         assert [mirror.verify() for _ in range(3)] == [False, False, False]
         assert stalled_relists(metrics) == 0
-    finally:
-        mirror.close()
-        store.close()
