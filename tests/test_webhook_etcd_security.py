@@ -94,3 +94,17 @@ def test_a_wrong_password_keeps_it_unready_and_the_password_out_of_the_log(secur
     finally:
         process.stop()
     assert "wrong-Pa55word" not in process.log_path.read_text()
+
+
+def test_a_dead_endpoint_listed_first_costs_no_503_when_etcd_requires_a_user(secure_etcd, tmp_path):
+    """With a user set the client authenticates as it is created, so a dead member fails before there is a
+    client: the retry must still move on to the next endpoint."""
+    dead = f"https://127.0.0.1:{free_port()}"
+    server = WebhookProvider([dead, secure_etcd.url], tmp_path, name="webhook-failover",
+                             env={**secure_etcd.env(), "ETCD_TIMEOUT": "1s"}).start(timeout=10, wait_for_etcd=False)
+    try:
+        server.process.wait_until(lambda: server.client.ready() == 200, 15, "ready through the live endpoint")
+        change = {"create": [{"dnsName": "second.example.org", "recordType": "A", "targets": ["192.0.2.2"]}]}
+        assert server.client.apply(change).status_code == 204
+    finally:
+        server.process.stop()

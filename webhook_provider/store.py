@@ -95,7 +95,13 @@ class EtcdStore:
     def _connect(self) -> pyetcd.MultiEndpointEtcd3Client:
         with self._lock:
             if self._client is None:
-                self._client = self._new_client()
+                try:
+                    self._client = self._new_client()
+                except Exception:
+                    # With a user set, creating the client authenticates: a dead member fails here, before
+                    # there is a client to reset. The next attempt must try the next endpoint.
+                    self._endpoint_index += 1
+                    raise
             return self._client
 
     def _new_client(self) -> pyetcd.MultiEndpointEtcd3Client:
