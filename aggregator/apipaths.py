@@ -12,7 +12,6 @@ from typing import Any
 
 FLEETDNS_GROUP = "fleetdns.io"
 FLEETDNS_VERSION = "v1alpha1"
-FLEETDNS_API_VERSION = f"{FLEETDNS_GROUP}/{FLEETDNS_VERSION}"
 EXTERNALDNS_GROUP = "externaldns.k8s.io"
 EXTERNALDNS_VERSION = "v1alpha1"
 
