@@ -136,7 +136,6 @@ class MemberConnection:
                  sources: SourceRegistry = SOURCES, clock: Clock = time.monotonic) -> None:
         self.cluster = cluster
         self.client = client
-        self.grace_period = grace_period
         self.kinds = sources.member_kinds()
         self.health = MemberHealth({kind.name: kind.required for kind in self.kinds}, grace_period, clock, since)
         self._unusable = detail
@@ -196,7 +195,7 @@ class MemberConnection:
         """Watches notice a server that closes its connections at once; a silent one (a cut network)
         only when a read times out. A cheap /readyz probe notices it within a few seconds."""
         assert self.client is not None
-        interval = min(5.0, max(0.5, self.grace_period / 4))
+        interval = min(5.0, max(0.5, self.health.grace_period / 4))
         failures = 0
         while not self._stopping.wait(interval):
             self._retry_refused_kinds()
