@@ -55,12 +55,13 @@ def build_status(outcome: Outcome, generation: int, old: IntentStatus, now: str)
                              "; ".join(f"{c.cluster}: {c.reason}" for c in unhealthy))
     else:
         degraded = Condition(DEGRADED, "False", "AllClustersHealthy", "every listed cluster is healthy")
-    conditions = tuple(_stamp(c, generation, old, now) for c in (ready, degraded))
+    conditions = tuple(_stamp(c, generation, old.conditions, now) for c in (ready, degraded))
     return IntentStatus(outcome.domain, outcome.fqdn, len(healthy), outcome.clusters, conditions, generation)
 
 
-def _stamp(condition: Condition, generation: int, old: IntentStatus, now: str) -> Condition:
-    previous = next((c for c in old.conditions if c.type == condition.type), None)
+def _stamp(condition: Condition, generation: int, old: tuple[Condition, ...], now: str) -> Condition:
+    """The condition with its generation and lastTransitionTime (kept while its status stays the same)."""
+    previous = next((c for c in old if c.type == condition.type), None)
     since = previous.last_transition_time if previous and previous.status == condition.status else now
     return Condition(condition.type, condition.status, condition.reason, condition.message, since or now, generation)
 
@@ -104,9 +105,6 @@ def member_status(view: MemberView, problems: tuple[KindProblem, ...], generatio
     status, message = _REACHABLE[view.reachability]
     if view.detail and view.reachability is not Reachability.CONNECTED:
         message = f"{message}: {view.detail}"
-    condition = Condition(REACHABLE, status, str(view.reachability), message)
-    previous = next((c for c in old.conditions if c.type == REACHABLE), None)
-    since = previous.last_transition_time if previous and previous.status == condition.status else now
-    stamped = Condition(REACHABLE, status, condition.reason, message, since or now, generation)
+    stamped = _stamp(Condition(REACHABLE, status, str(view.reachability), message), generation, old.conditions, now)
     kinds = tuple(UnavailableKind(p.kind, p.status, p.detail) for p in sorted(problems, key=lambda p: p.kind))
     return MemberClusterStatus(str(view.reachability), (stamped,), kinds, generation)
