@@ -235,7 +235,7 @@ class Reconciler:
                 self._desired.pop(key, None)
                 return conflict_message(existing)
             self._desired[key] = records
-            if owner is Ownership.OURS and _dns_endpoint_matches(existing, body, intent.uid):
+            if owner is Ownership.OURS and existing.endpoints == records:  # ours: labels and owner already match
                 return ""
             patch = {"metadata": {"labels": body["metadata"]["labels"],
                                   "ownerReferences": owner_references(existing, key, source.intent_resource,
@@ -355,10 +355,3 @@ def _caught_up(seen: str, written: str) -> bool:
         return int(seen) >= int(written)
     except ValueError:
         return True
-
-
-def _dns_endpoint_matches(existing: DNSEndpointObject, body: dict[str, Any], uid: str) -> bool:
-    labels = body["metadata"]["labels"]
-    return (list(existing.endpoints) == body["spec"]["endpoints"]
-            and all(existing.labels.get(k) == v for k, v in labels.items())
-            and uid in existing.owner_uids)
