@@ -82,9 +82,9 @@ class Endpoint:
         for index, target in enumerate(targets):
             if not isinstance(target, str):
                 raise EndpointFormatError(f"{path}.targets[{index}]", f"expected a string, got {_json_type(target)}")
+        # Any integer: ExternalDNS's TTL is Go's int64, so -5 is a well-formed endpoint. Whether a TTL can be
+        # served is the consumer's rule (the webhook skips such a record; it never refuses the document).
         ttl = _optional(data, "recordTTL", int, path, 0)
-        if isinstance(ttl, bool) or ttl < 0 or ttl > 2**31 - 1:
-            raise EndpointFormatError(f"{path}.recordTTL", f"must be an integer from 0 to {2**31 - 1}, got {ttl!r}")
         labels = _optional(data, "labels", dict, path, {})
         for key, value in labels.items():
             if not isinstance(value, str):

@@ -15,8 +15,8 @@ from typing import Any
 from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from fleetdns.endpoint import WEBHOOK_MEDIA_TYPE, EndpointFormatError
-from webhook_provider.changes import parse_changes, parse_endpoints
+from fleetdns.endpoint import WEBHOOK_MEDIA_TYPE, EndpointFormatError, parse_endpoint_list
+from webhook_provider.changes import parse_changes
 from webhook_provider.metrics import Metrics
 from webhook_provider.provider import Provider
 from webhook_provider.store import EtcdUnavailableError
@@ -118,7 +118,7 @@ def create_api(provider: Provider, metrics: Metrics, max_request_bytes: int) -> 
     @app.post("/adjustendpoints")
     def adjust_endpoints() -> Response:
         try:
-            endpoints = parse_endpoints(_read_json(), "$")
+            endpoints = parse_endpoint_list(_read_json(), "$")
         except EndpointFormatError as error:
             return _error(400, error.message, error.path)
         return _json_response([endpoint.to_json() for endpoint in provider.adjust_endpoints(endpoints)])

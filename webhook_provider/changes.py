@@ -6,12 +6,12 @@ endpoint that cannot be stored is set aside as ``Skipped`` and the rest of the b
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
-from fleetdns.endpoint import Endpoint, EndpointFormatError
+from fleetdns.endpoint import Endpoint, EndpointFormatError, parse_endpoint_list
 from webhook_provider.domain_filter import DomainFilter
-from webhook_provider.validation import MAX_TTL, Rejection, existing_endpoint, storable_endpoint
+from webhook_provider.validation import Rejection, existing_endpoint, storable_endpoint
 
 # v0.17+ sends camelCase and omits empty lists; up to v0.16 the keys were capitalised and empty lists null.
 _SPELLINGS = {
@@ -20,7 +20,6 @@ _SPELLINGS = {
     "update_new": ("updateNew", "UpdateNew"),
     "delete": ("delete", "Delete"),
 }
-_JSON_KINDS = {dict: "an object", str: "a string", int: "a number", float: "a number", bool: "a boolean"}
 
 
 @dataclass(frozen=True)
@@ -87,26 +86,6 @@ def parse_changes(data: Any, domain_filter: DomainFilter) -> Changes:
     )
 
 
-def parse_endpoints(data: Any, path: str) -> list[Endpoint]:
-    """A JSON array of endpoint objects (``null`` = empty); raises EndpointFormatError for anything else.
-
-    A recordTTL outside what DNS allows is a value ExternalDNS can send (Go's int64, straight from a
-    DNSEndpoint), not a malformed document: it is kept here for ``storable_endpoint`` to reject.
-    """
-    if data is None:
-        return []
-    if not isinstance(data, list):
-        raise EndpointFormatError(path, f"expected an array of endpoints, got {_JSON_KINDS.get(type(data), 'null')}")
-    return [_endpoint(item, f"{path}[{index}]") for index, item in enumerate(data)]
-
-
-def _endpoint(item: Any, path: str) -> Endpoint:
-    ttl = item.get("recordTTL") if isinstance(item, dict) else None
-    if isinstance(ttl, int) and not isinstance(ttl, bool) and not 0 <= ttl <= MAX_TTL:
-        return replace(Endpoint.from_json({**item, "recordTTL": 0}, path), record_ttl=ttl)
-    return Endpoint.from_json(item, path)
-
-
 def _endpoint_list(data: dict[str, Any], spellings: tuple[str, str]) -> tuple[str, list[Endpoint]]:
     """The list under whichever spelling is present, and that key (for paths in logs and errors)."""
     present = [key for key in spellings if data.get(key) is not None]
@@ -114,4 +93,4 @@ def _endpoint_list(data: dict[str, Any], spellings: tuple[str, str]) -> tuple[st
         raise EndpointFormatError(present[1], f"both {present[0]!r} and {present[1]!r} given")
     if not present:
         return spellings[0], []
-    return present[0], parse_endpoints(data[present[0]], present[0])
+    return present[0], parse_endpoint_list(data[present[0]], present[0])
