@@ -17,6 +17,7 @@ from typing import Any
 
 from aggregator.apipaths import DNS_ENDPOINTS, Resource
 from aggregator.model import LABEL_INTENT_KIND, LABEL_INTENT_NAME, ClusterStatus, IntentKey
+from aggregator.ownership import owner_references
 from fleetdns.endpoint import Endpoint, RecordType
 
 
@@ -52,8 +53,7 @@ def render_dns_endpoint(key: IntentKey, name: str, owner: Resource, intent_uid: 
     (garbage collection on real clusters)."""
     body = DNS_ENDPOINTS.manifest(name, key.namespace, spec={"endpoints": [e.to_json() for e in endpoints]})
     body["metadata"]["labels"] = dns_endpoint_labels(key)
-    body["metadata"]["ownerReferences"] = [{"apiVersion": owner.api_version, "kind": owner.kind, "name": key.name,
-                                            "uid": intent_uid, "controller": True, "blockOwnerDeletion": False}]
+    body["metadata"]["ownerReferences"] = owner_references(None, key, owner, intent_uid)
     return body
 
 
