@@ -8,13 +8,13 @@ import sys
 import threading
 
 from aggregator.engine import Engine
-from aggregator.kubeapi import KubeClient, host_api_client
 from aggregator.lb_hostnames import HostnameResolver, dns_query
-from aggregator.leader import LeaseElector
 from aggregator.metrics import AggregatorMetrics
 from aggregator.settings import Settings, parse_settings
 from aggregator.sources import build_sources
 from fleetdns.config import ConfigError, exit_on_config_error
+from fleetdns.kubeapi import KubeClient, host_api_client
+from fleetdns.leader import LeaseElector
 from fleetdns.logs import configure_logging
 from fleetdns.probes import BackgroundServer, probe_app
 

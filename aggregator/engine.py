@@ -16,10 +16,7 @@ from typing import Any
 
 import yaml
 
-from aggregator.apipaths import DNS_ENDPOINTS, DOMAINS, MEMBER_CLUSTERS, SECRETS
 from aggregator.events import FLUSH_SECONDS, EventRecorder
-from aggregator.informer import Informer
-from aggregator.kubeapi import KubeClient, KubeError, NotLeaderError, member_api_client
 from aggregator.lb_hostnames import HostnameResolver
 from aggregator.members import MemberConnection
 from aggregator.metrics import AggregatorMetrics
@@ -42,6 +39,9 @@ from aggregator.settings import Settings
 from aggregator.sources import SOURCES
 from aggregator.sources.base import SourceRegistry
 from aggregator.workqueue import WorkQueue
+from fleetdns.apipaths import DNS_ENDPOINTS, DOMAINS, MEMBER_CLUSTERS, SECRETS
+from fleetdns.informer import Informer
+from fleetdns.kubeapi import KubeClient, KubeError, NotLeaderError, member_api_client
 
 logger = logging.getLogger("aggregator.engine")
 SECRET_RETRY = 10.0

@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from aggregator.apipaths import EVENTS
-from aggregator.kubeapi import KubeClient, KubeError
 from aggregator.metrics import AggregatorMetrics
+from fleetdns.apipaths import EVENTS
+from fleetdns.kubeapi import KubeClient, KubeError
 
 logger = logging.getLogger("aggregator.events")
 COMPONENT = "fleetdns-aggregator"

@@ -14,14 +14,14 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from aggregator.apipaths import Resource
-from aggregator.informer import Informer
-from aggregator.kubeapi import KubeClient, KubeError
 from aggregator.model import IntentKey, MemberCluster
 from aggregator.policy import KindProblem, MemberView, Reachability
 from aggregator.sources import SOURCES
 from aggregator.sources.base import MemberIndex, MemberKind, SourceRegistry
 from aggregator.sources.readiness import ENDPOINT_SLICE_KIND, ReadinessIndex
+from fleetdns.apipaths import Resource
+from fleetdns.informer import Informer
+from fleetdns.kubeapi import KubeClient, KubeError
 
 logger = logging.getLogger("aggregator.members")
 Notify = Callable[[Iterable[IntentKey]], None]

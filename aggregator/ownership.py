@@ -15,8 +15,8 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any
 
-from aggregator.apipaths import DNS_ENDPOINTS, Resource
 from aggregator.model import LABEL_INTENT_KIND, LABEL_INTENT_NAME, DNSEndpointObject, IntentKey, OwnerReference
+from fleetdns.apipaths import DNS_ENDPOINTS, Resource
 
 
 class Ownership(StrEnum):

@@ -17,9 +17,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any, Protocol
 
-from aggregator.apipaths import DNS_ENDPOINTS, MEMBER_CLUSTERS
 from aggregator.events import EventRecorder, EventSink, InvolvedObject, now_rfc3339
-from aggregator.kubeapi import KubeClient, KubeError
 from aggregator.metrics import AggregatorMetrics
 from aggregator.model import (
     DNSEndpointObject,
@@ -49,7 +47,9 @@ from aggregator.status import (
     member_status,
     problem_event,
 )
+from fleetdns.apipaths import DNS_ENDPOINTS, MEMBER_CLUSTERS
 from fleetdns.endpoint import Endpoint
+from fleetdns.kubeapi import KubeClient, KubeError
 
 logger = logging.getLogger("aggregator.reconciler")
 

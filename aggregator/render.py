@@ -15,9 +15,9 @@ import ipaddress
 from collections.abc import Iterable
 from typing import Any
 
-from aggregator.apipaths import DNS_ENDPOINTS, Resource
 from aggregator.model import LABEL_INTENT_KIND, LABEL_INTENT_NAME, ClusterStatus, IntentKey
 from aggregator.ownership import owner_references
+from fleetdns.apipaths import DNS_ENDPOINTS, Resource
 from fleetdns.endpoint import Endpoint, RecordType
 
 

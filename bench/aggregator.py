@@ -20,9 +20,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from aggregator.apipaths import DNS_ENDPOINTS, DOMAINS, ENDPOINT_SLICES, NAMESPACES, SERVICE_DNS_RECORDS, SERVICES
-from aggregator.informer import Informer
-from aggregator.kubeapi import KubeClient
+from fleetdns.apipaths import DNS_ENDPOINTS, DOMAINS, ENDPOINT_SLICES, NAMESPACES, SERVICE_DNS_RECORDS, SERVICES
+from fleetdns.informer import Informer
+from fleetdns.kubeapi import KubeClient
 from rig import Fleet
 from rig.aggregator import AggregatorProcess, client_for
 from rig.binaries import REPO_ROOT

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import requests
 
-from aggregator.kubeapi import KubeClient
+from fleetdns.kubeapi import KubeClient
 from rig import KubeAPIServer, ManagedProcess
 from rig.binaries import REPO_ROOT
 from rig.ports import free_port

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from kubernetes import client
 
-from aggregator.apipaths import DOMAINS, SERVICE_DNS_RECORDS
+from fleetdns.apipaths import DOMAINS, SERVICE_DNS_RECORDS
 from rig.aggregator import AggregatorProcess
 from rig.coredns import dns_answers
 from rig.fleet import Fleet

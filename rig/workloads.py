@@ -14,7 +14,7 @@ import yaml
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from aggregator.apipaths import MEMBER_CLUSTERS
+from fleetdns.apipaths import MEMBER_CLUSTERS
 
 CRD_DIR = Path(__file__).resolve().parents[1] / "manifests" / "crds"
 

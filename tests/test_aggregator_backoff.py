@@ -14,8 +14,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from aggregator.apipaths import DNS_ENDPOINTS, SERVICE_DNS_RECORDS
-from aggregator.kubeapi import KubeClient, KubeError
+from fleetdns.apipaths import DNS_ENDPOINTS, SERVICE_DNS_RECORDS
+from fleetdns.kubeapi import KubeClient, KubeError
 from rig import Fleet
 from rig.aggregator import AggregatorProcess
 from tests.test_aggregator_support import (

@@ -6,8 +6,8 @@ import subprocess
 
 import pytest
 
-from aggregator.apipaths import DOMAINS, INGRESS_DNS_RECORDS, MEMBER_CLUSTERS, SERVICE_DNS_RECORDS
-from aggregator.kubeapi import KubeError
+from fleetdns.apipaths import DOMAINS, INGRESS_DNS_RECORDS, MEMBER_CLUSTERS, SERVICE_DNS_RECORDS
+from fleetdns.kubeapi import KubeError
 from rig import Fleet
 from rig.binaries import binary
 from tests.test_aggregator_support import new_namespace, prepare_fleet

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from aggregator.kubeapi import KubeClient
+from fleetdns.kubeapi import KubeClient
 from rig import Fleet
 from rig.aggregator import AggregatorProcess
 from rig.workloads import set_endpoints, set_load_balancer_status

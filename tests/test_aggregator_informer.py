@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from aggregator import informer as informer_module
-from aggregator.apipaths import NAMESPACES, SERVICES
-from aggregator.informer import Gone, Informer
-from aggregator.kubeapi import KubeClient, KubeError
 from aggregator.model import MemberService, parse_member_service
+from fleetdns.apipaths import NAMESPACES, SERVICES
+from fleetdns.informer import Gone, Informer
+from fleetdns.kubeapi import KubeClient, KubeError
 from rig import Fleet, KubeAPIServer
 from rig.aggregator import client_for
 from rig.workloads import ensure_namespace

@@ -12,7 +12,6 @@ from typing import Any
 
 import pytest
 
-from aggregator.kubeapi import KubeClient
 from aggregator.lb_hostnames import (
     MAX_LIFETIME,
     MIN_LIFETIME,
@@ -27,6 +26,7 @@ from aggregator.model import ClusterStatus, IntentKey, IntentKind, LoadBalancerA
 from aggregator.render import address_records
 from aggregator.settings import parse_settings
 from fleetdns.config import ConfigError
+from fleetdns.kubeapi import KubeClient
 from rig import Fleet
 from rig.aggregator import AggregatorProcess
 from rig.coredns import EditableZone

@@ -8,9 +8,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from aggregator.apipaths import LEASES
-from aggregator.kubeapi import KubeClient
-from aggregator.leader import LeaseElector
+from fleetdns.apipaths import LEASES
+from fleetdns.kubeapi import KubeClient
+from fleetdns.leader import LeaseElector
 from rig import Fleet
 from tests.test_aggregator_support import prepare_fleet, unique
 

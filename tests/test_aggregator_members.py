@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from aggregator.apipaths import MEMBER_CLUSTERS, SECRETS
 from aggregator.members import MemberHealth
 from aggregator.model import MemberCluster, SecretKeyRef
 from aggregator.policy import KindProblem, MemberView, Reachability
 from aggregator.sources.ingress import IngressView, evaluate_ingress_cluster
+from fleetdns.apipaths import MEMBER_CLUSTERS, SECRETS
 from rig import Fleet
 from rig.aggregator import AggregatorProcess
 from tests.test_aggregator_support import (

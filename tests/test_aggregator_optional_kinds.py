@@ -13,7 +13,10 @@ from typing import Any
 import pytest
 import yaml
 
-from aggregator.apipaths import (
+from aggregator.members import OPTIONAL_KIND_RETRY, MemberConnection
+from aggregator.model import IntentKey, IntentKind, MemberCluster, SecretKeyRef
+from aggregator.sources.ingress import INGRESS_KIND
+from fleetdns.apipaths import (
     CLUSTER_ROLE_BINDINGS,
     CLUSTER_ROLES,
     INGRESSES,
@@ -21,10 +24,7 @@ from aggregator.apipaths import (
     SECRETS,
     SERVICE_ACCOUNTS,
 )
-from aggregator.kubeapi import KubeClient, KubeError, member_api_client
-from aggregator.members import OPTIONAL_KIND_RETRY, MemberConnection
-from aggregator.model import IntentKey, IntentKind, MemberCluster, SecretKeyRef
-from aggregator.sources.ingress import INGRESS_KIND
+from fleetdns.kubeapi import KubeClient, KubeError, member_api_client
 from rig import Fleet, KubeAPIServer
 from rig.aggregator import AggregatorProcess, client_for
 from rig.scrape import scrape

@@ -14,8 +14,6 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from aggregator.apipaths import CUSTOM_RESOURCE_DEFINITIONS, DNS_ENDPOINTS, SERVICE_DNS_RECORDS
-from aggregator.kubeapi import KubeClient, KubeError
 from aggregator.metrics import AggregatorMetrics
 from aggregator.model import (
     LABEL_INTENT_KIND,
@@ -31,6 +29,8 @@ from aggregator.model import (
 )
 from aggregator.reconciler import Reconciler
 from aggregator.sources.base import MemberObjects
+from fleetdns.apipaths import CUSTOM_RESOURCE_DEFINITIONS, DNS_ENDPOINTS, SERVICE_DNS_RECORDS
+from fleetdns.kubeapi import KubeClient, KubeError
 from rig import Fleet, KubeAPIServer, ManagedProcess
 from rig.aggregator import AggregatorProcess, client_for
 from rig.binaries import REPO_ROOT

@@ -9,9 +9,7 @@ from typing import Any
 
 import pytest
 
-from aggregator.apipaths import DNS_ENDPOINTS, SERVICE_DNS_RECORDS
 from aggregator.events import EventRecorder
-from aggregator.kubeapi import KubeClient, NotLeaderError
 from aggregator.metrics import AggregatorMetrics
 from aggregator.model import (
     DNSEndpointObject,
@@ -29,6 +27,8 @@ from aggregator.model import (
 from aggregator.policy import KindProblem, MemberView, Reachability
 from aggregator.reconciler import Reconciler
 from aggregator.sources.base import MemberKind
+from fleetdns.apipaths import DNS_ENDPOINTS, SERVICE_DNS_RECORDS
+from fleetdns.kubeapi import KubeClient, NotLeaderError
 from rig import Fleet
 from tests.test_aggregator_support import (
     condition,

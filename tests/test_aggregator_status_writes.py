@@ -22,7 +22,8 @@ from typing import Any
 import pytest
 import yaml
 
-from aggregator.apipaths import (
+from aggregator.metrics import AggregatorMetrics
+from fleetdns.apipaths import (
     CLUSTER_ROLE_BINDINGS,
     CLUSTER_ROLES,
     EVENTS,
@@ -31,8 +32,7 @@ from aggregator.apipaths import (
     SERVICE_DNS_RECORDS,
     Resource,
 )
-from aggregator.kubeapi import KubeClient, KubeError
-from aggregator.metrics import AggregatorMetrics
+from fleetdns.kubeapi import KubeClient, KubeError
 from rig import Fleet
 from rig.aggregator import AggregatorProcess
 from rig.binaries import REPO_ROOT

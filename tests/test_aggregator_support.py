@@ -10,8 +10,8 @@ from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
-from aggregator.apipaths import DNS_ENDPOINTS, DOMAINS, EVENTS, INGRESS_DNS_RECORDS, SERVICE_DNS_RECORDS
-from aggregator.kubeapi import KubeClient, KubeError
+from fleetdns.apipaths import DNS_ENDPOINTS, DOMAINS, EVENTS, INGRESS_DNS_RECORDS, SERVICE_DNS_RECORDS
+from fleetdns.kubeapi import KubeClient, KubeError
 from rig import Fleet
 from rig.aggregator import AggregatorProcess, client_for
 from rig.scrape import scrape

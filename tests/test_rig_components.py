@@ -19,7 +19,7 @@ import pytest
 import yaml
 from kubernetes import client, watch
 
-from aggregator.apipaths import DNS_ENDPOINTS
+from fleetdns.apipaths import DNS_ENDPOINTS
 from rig import EtcdCluster, ExternalDNS, RigError
 from rig.binaries import REPO_ROOT
 from rig.coredns import CoreDNS, dns_answers, etcd_corefile

@@ -13,7 +13,7 @@ import pyetcd
 import pytest
 from kubernetes import client
 
-from aggregator.apipaths import DNS_ENDPOINTS
+from fleetdns.apipaths import DNS_ENDPOINTS
 from rig import CoreDNS, EtcdServer, ExternalDNS
 from rig.coredns import dns_answers, etcd_corefile
 from rig.region import WebhookProvider

@@ -11,7 +11,6 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any, Generic, Protocol, TypeVar
 
-from aggregator.apipaths import Resource
 from aggregator.lb_hostnames import HostnameLookup, hostnames_of, resolve_entry
 from aggregator.model import (
     ClusterStatus,
@@ -26,6 +25,7 @@ from aggregator.model import (
 )
 from aggregator.policy import KindProblem, MemberView
 from aggregator.status import Outcome
+from fleetdns.apipaths import Resource
 from fleetdns.endpoint import Endpoint
 
 ServiceRef = tuple[str, str]  # (namespace, Service name) in one member

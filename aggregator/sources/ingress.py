@@ -11,7 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from aggregator.apipaths import INGRESS_DNS_RECORDS, INGRESSES
 from aggregator.model import (
     ClusterStatus,
     IngressIntent,
@@ -27,6 +26,7 @@ from aggregator.render import address_records, sort_endpoints
 from aggregator.sources.base import Desired, Domains, MemberIndex, MemberKind, MemberObjects, ServiceRef, Source
 from aggregator.sources.readiness import ENDPOINT_SLICE_KIND
 from aggregator.status import Outcome
+from fleetdns.apipaths import INGRESS_DNS_RECORDS, INGRESSES
 from fleetdns.dnsname import InvalidDNSNameError
 from fleetdns.endpoint import Endpoint
 

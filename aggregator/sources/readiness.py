@@ -4,9 +4,9 @@ has a ready endpoint": ready endpoints per Service, summed over its slices (labe
 
 from __future__ import annotations
 
-from aggregator.apipaths import ENDPOINT_SLICES
 from aggregator.model import LABEL_SERVICE_NAME, MemberEndpointSlice, parse_endpoint_slice
 from aggregator.sources.base import MemberKind, ServiceRef
+from fleetdns.apipaths import ENDPOINT_SLICES
 
 ENDPOINT_SLICE_KIND = MemberKind(ENDPOINT_SLICES, parse_endpoint_slice, label_selector=LABEL_SERVICE_NAME)
 

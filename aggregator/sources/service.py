@@ -10,7 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from aggregator.apipaths import SERVICE_DNS_RECORDS, SERVICES
 from aggregator.model import (
     ClusterStatus,
     IntentKey,
@@ -26,6 +25,7 @@ from aggregator.render import address_records, cname, sort_endpoints
 from aggregator.sources.base import Desired, Domains, MemberIndex, MemberKind, MemberObjects, ServiceRef, Source
 from aggregator.sources.readiness import ENDPOINT_SLICE_KIND
 from aggregator.status import Outcome
+from fleetdns.apipaths import SERVICE_DNS_RECORDS, SERVICES
 from fleetdns.dnsname import InvalidDNSNameError
 from fleetdns.endpoint import Endpoint
 

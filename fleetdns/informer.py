@@ -22,14 +22,13 @@ import time
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
-from aggregator.kubeapi import OPENED, KubeClient, KubeError
-from aggregator.model import ParseError
+from fleetdns.kubeapi import OPENED, KubeClient, KubeError
 
 T = TypeVar("T")
 ChangeHandler = Callable[[T | None, T | None], None]
 StateHandler = Callable[[bool, str, int], None]  # connected, detail, HTTP status (0: no answer)
 
-logger = logging.getLogger("aggregator.informer")
+logger = logging.getLogger("fleetdns.informer")
 LIST_PAGE = 500
 WATCH_SECONDS = (240, 300)  # server-side watch timeout, randomised so streams do not reconnect together
 BACKOFF_START, BACKOFF_MAX = 0.2, 3.0
@@ -239,7 +238,7 @@ class Informer(Generic[T]):
     def _parse(self, raw: dict[str, Any]) -> T | None:
         try:
             return self.parse(raw)
-        except (ParseError, ValueError, TypeError) as error:
+        except (ValueError, TypeError) as error:
             logger.warning("skipping object that cannot be parsed",
                            extra={"informer": self.name, "object": object_key(raw), "error": str(error)})
             return None

@@ -16,10 +16,10 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from aggregator.apipaths import LEASES
-from aggregator.kubeapi import KubeClient, KubeError
+from fleetdns.apipaths import LEASES
+from fleetdns.kubeapi import KubeClient, KubeError
 
-logger = logging.getLogger("aggregator.leader")
+logger = logging.getLogger("fleetdns.leader")
 
 
 def micro_time() -> str:
