@@ -55,6 +55,8 @@ SERVICE_DNS_RECORDS = Resource(FLEETDNS_GROUP, FLEETDNS_VERSION, "servicednsreco
 INGRESS_DNS_RECORDS = Resource(FLEETDNS_GROUP, FLEETDNS_VERSION, "ingressdnsrecords", "IngressDNSRecord")
 DOMAINS = Resource(FLEETDNS_GROUP, FLEETDNS_VERSION, "domains", "Domain")
 MEMBER_CLUSTERS = Resource(FLEETDNS_GROUP, FLEETDNS_VERSION, "memberclusters", "MemberCluster", namespaced=False)
+# written by each region's prober, read by the aggregator (fleetdns/healthreport.py)
+HEALTH_REPORTS = Resource(FLEETDNS_GROUP, FLEETDNS_VERSION, "healthreports", "HealthReport")
 
 # ExternalDNS's CRD source reads these
 DNS_ENDPOINTS = Resource(EXTERNALDNS_GROUP, EXTERNALDNS_VERSION, "dnsendpoints", "DNSEndpoint")
