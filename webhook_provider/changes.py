@@ -11,7 +11,7 @@ from typing import Any
 
 from fleetdns.endpoint import Endpoint, EndpointFormatError, parse_endpoint_list
 from webhook_provider.domain_filter import DomainFilter
-from webhook_provider.validation import Rejection, existing_endpoint, storable_endpoint
+from webhook_provider.validation import DroppedProperty, Rejection, Storable, existing_endpoint, storable_endpoint
 
 # v0.17+ sends camelCase and omits empty lists; up to v0.16 the keys were capitalised and empty lists null.
 _SPELLINGS = {
@@ -31,14 +31,24 @@ class Skipped:
 
 
 @dataclass(frozen=True)
+class Trimmed:
+    """A property left out of an endpoint that is applied without it; ``path`` says where (``create[3]``)."""
+
+    path: str
+    dropped: DroppedProperty
+
+
+@dataclass(frozen=True)
 class Changes:
-    """Canonical endpoints to apply; ``update_old[i]`` pairs with ``update_new[i]``; ``skipped`` is never written."""
+    """Canonical endpoints to apply; ``update_old[i]`` pairs with ``update_new[i]``; ``skipped`` is never written;
+    ``trimmed`` lists the properties left out of endpoints that are applied."""
 
     create: tuple[Endpoint, ...] = ()
     update_old: tuple[Endpoint, ...] = ()
     update_new: tuple[Endpoint, ...] = ()
     delete: tuple[Endpoint, ...] = ()
     skipped: tuple[Skipped, ...] = ()
+    trimmed: tuple[Trimmed, ...] = ()
 
     @property
     def is_empty(self) -> bool:
@@ -59,11 +69,15 @@ def parse_changes(data: Any, domain_filter: DomainFilter) -> Changes:
         raise EndpointFormatError("updateOld", f"updateOld has {len(olds)} endpoints but updateNew has {len(news)}; "
                                                "they must pair up")
     skipped: list[Skipped] = []
+    trimmed: list[Trimmed] = []
 
-    def keep(key: str, index: int, verdict: Endpoint | Rejection) -> Endpoint | None:
+    def keep(key: str, index: int, verdict: Endpoint | Storable | Rejection) -> Endpoint | None:
         if isinstance(verdict, Rejection):
             skipped.append(Skipped(f"{key}[{index}]", verdict))
             return None
+        if isinstance(verdict, Storable):
+            trimmed.extend(Trimmed(f"{key}[{index}]", dropped) for dropped in verdict.dropped)
+            return verdict.endpoint
         return verdict
 
     create_key, creates = lists["create"]
@@ -83,6 +97,7 @@ def parse_changes(data: Any, domain_filter: DomainFilter) -> Changes:
         update_new=tuple(new for _, new in pairs),
         delete=tuple(e for e in delete if e is not None),
         skipped=tuple(skipped),
+        trimmed=tuple(trimmed),
     )
 
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from webhook_provider.validation import Rejection
+from webhook_provider.validation import DroppedProperty, Rejection
 
 log = logging.getLogger(__name__)
 
@@ -27,17 +27,26 @@ class RejectionLog:
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     def report(self, rejection: Rejection, source: str, path: str) -> None:
-        key = (rejection.dns_name, rejection.reason.value)
+        level = self._level((rejection.dns_name, rejection.reason.value))
+        log.log(level, "record skipped: it cannot be stored", extra={
+            "dnsName": rejection.dns_name, "recordType": rejection.record_type, "reason": rejection.reason.value,
+            "detail": rejection.message, "source": source, "path": path})
+
+    def report_property(self, dropped: DroppedProperty, source: str, path: str) -> None:
+        level = self._level((dropped.dns_name, f"property:{dropped.property}"))
+        log.log(level, "providerSpecific property dropped: the record is stored without it", extra={
+            "dnsName": dropped.dns_name, "recordType": dropped.record_type, "property": dropped.property,
+            "detail": dropped.message, "source": source, "path": path})
+
+    def _level(self, key: tuple[str, str]) -> int:
+        """Warning the first time ``key`` is seen (of the last ``capacity``), debug for repeats."""
         with self._lock:
             first = key not in self._seen
             self._seen[key] = None
             self._seen.move_to_end(key)
             while len(self._seen) > self.capacity:
                 self._seen.popitem(last=False)
-        level = logging.WARNING if first else logging.DEBUG
-        log.log(level, "record skipped: it cannot be stored", extra={
-            "dnsName": rejection.dns_name, "recordType": rejection.record_type, "reason": rejection.reason.value,
-            "detail": rejection.message, "source": source, "path": path})
+        return logging.WARNING if first else logging.DEBUG
 
 
 @dataclass(frozen=True)
@@ -52,6 +61,7 @@ class Metrics:
     applies: Counter
     dropped_endpoints: Counter
     rejected_records: Counter
+    dropped_properties: Counter
     rejections: RejectionLog
     reads: Counter
     mirror_relists: Counter
@@ -60,43 +70,48 @@ class Metrics:
     name_keys_repaired: Gauge
 
     @classmethod
-    def create(cls) -> Metrics:
+    def create(cls, namespace: str = "fleetdns_webhook") -> Metrics:
+        """``namespace`` prefixes every name: the weight-file sidecar shares the etcd and mirror code under its own."""
         registry = CollectorRegistry()
-        name_keys_repaired = Gauge("fleetdns_webhook_name_keys_repaired", "names whose name key the repair pass "
+        name_keys_repaired = Gauge(f"{namespace}_name_keys_repaired", "names whose name key the repair pass "
                                    "at start wrote or removed; -1 until that pass completed", registry=registry)
         name_keys_repaired.set(-1)
         return cls(
             registry=registry,
-            requests=Counter("fleetdns_webhook_requests_total", "API requests by route, method and status",
+            requests=Counter(f"{namespace}_requests_total", "API requests by route, method and status",
                              ["route", "method", "status"], registry=registry),
-            request_latency=Histogram("fleetdns_webhook_request_duration_seconds", "API request latency by route",
+            request_latency=Histogram(f"{namespace}_request_duration_seconds", "API request latency by route",
                                       ["route", "method", "status"], buckets=_LATENCY_BUCKETS, registry=registry),
-            etcd_latency=Histogram("fleetdns_webhook_etcd_operation_duration_seconds", "etcd call latency",
+            etcd_latency=Histogram(f"{namespace}_etcd_operation_duration_seconds", "etcd call latency",
                                    ["operation"], buckets=_LATENCY_BUCKETS, registry=registry),
-            etcd_errors=Counter("fleetdns_webhook_etcd_errors_total", "failed etcd calls and transaction conflicts",
+            etcd_errors=Counter(f"{namespace}_etcd_errors_total", "failed etcd calls and transaction conflicts",
                                 ["operation"], registry=registry),
-            records_managed=Gauge("fleetdns_webhook_records", "endpoints under the prefix at the last read",
+            records_managed=Gauge(f"{namespace}_records", "endpoints under the prefix at the last read",
                                   registry=registry),
-            changes_applied=Counter("fleetdns_webhook_changes_applied_total", "endpoints applied, by change type",
+            changes_applied=Counter(f"{namespace}_changes_applied_total", "endpoints applied, by change type",
                                     ["change"], registry=registry),
-            applies=Counter("fleetdns_webhook_applies_total",
+            applies=Counter(f"{namespace}_applies_total",
                             "POST /records calls by outcome (applied, empty, rejected, failed)", ["outcome"],
                             registry=registry),
-            dropped_endpoints=Counter("fleetdns_webhook_adjust_dropped_total",
+            dropped_endpoints=Counter(f"{namespace}_adjust_dropped_total",
                                       "endpoints /adjustendpoints dropped, by reason", ["reason"], registry=registry),
-            rejected_records=Counter("fleetdns_webhook_records_rejected_total",
+            rejected_records=Counter(f"{namespace}_records_rejected_total",
                                      "endpoints POST /records skipped (not written), by reason", ["reason"],
                                      registry=registry),
+            dropped_properties=Counter(f"{namespace}_properties_dropped_total",
+                                       "providerSpecific properties left out of a stored endpoint because their "
+                                       "value cannot be used, by property and route", ["property", "route"],
+                                       registry=registry),
             rejections=RejectionLog(),
-            reads=Counter("fleetdns_webhook_reads_total",
+            reads=Counter(f"{namespace}_reads_total",
                           "prefix reads for GET /records and apply, by source (mirror, etcd)", ["source"],
                           registry=registry),
-            mirror_relists=Counter("fleetdns_webhook_mirror_relists_total",
+            mirror_relists=Counter(f"{namespace}_mirror_relists_total",
                                    "full listings of the prefix by the mirror, by reason", ["reason"],
                                    registry=registry),
-            mirror_events=Counter("fleetdns_webhook_mirror_events_total",
+            mirror_events=Counter(f"{namespace}_mirror_events_total",
                                   "watch events applied to the mirror", registry=registry),
-            mirror_revision=Gauge("fleetdns_webhook_mirror_revision",
+            mirror_revision=Gauge(f"{namespace}_mirror_revision",
                                   "highest etcd revision the mirror has applied", registry=registry),
             name_keys_repaired=name_keys_repaired,
         )

@@ -55,7 +55,10 @@ class Provider:
                 self.metrics.dropped_endpoints.labels(verdict.reason.value).inc()
                 self.metrics.rejections.report(verdict, "adjustendpoints", f"[{index}]")
                 continue
-            adjusted.append(verdict)
+            for dropped in verdict.dropped:
+                self.metrics.dropped_properties.labels(dropped.property, "/adjustendpoints").inc()
+                self.metrics.rejections.report_property(dropped, "adjustendpoints", f"[{index}]")
+            adjusted.append(verdict.endpoint)
         return adjusted
 
     def apply(self, changes: Changes) -> None:
@@ -66,6 +69,9 @@ class Provider:
         for skipped in changes.skipped:
             self.metrics.rejected_records.labels(skipped.rejection.reason.value).inc()
             self.metrics.rejections.report(skipped.rejection, "records", skipped.path)
+        for trimmed in changes.trimmed:
+            self.metrics.dropped_properties.labels(trimmed.dropped.property, "/records").inc()
+            self.metrics.rejections.report_property(trimmed.dropped, "records", trimmed.path)
         if changes.is_empty:
             self.metrics.applies.labels("empty").inc()
             return

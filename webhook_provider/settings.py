@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from urllib.parse import urlsplit
 
 from fleetdns.config import (
@@ -103,7 +103,7 @@ def load_settings(argv: list[str] | None = None, environ: dict[str, str] | None 
     args = build_parser().parse_args(argv)
     return Settings(
         etcd=_etcd_settings(args, env),
-        prefix=_prefix(args.prefix),
+        prefix=parse_prefix(args.prefix),
         domain_filter=_domain_filter(args),
         listen=parse_host_port("--listen", args.listen),
         health_listen=parse_host_port("--health-listen", args.health_listen),
@@ -117,6 +117,16 @@ def load_settings(argv: list[str] | None = None, environ: dict[str, str] | None 
 
 
 def _etcd_settings(args: argparse.Namespace, env: os._Environ[str] | dict[str, str]) -> EtcdSettings:
+    connection = etcd_connection(args, env)
+    max_ops = _positive_int("--etcd-max-txn-ops", args.etcd_max_txn_ops)
+    if max_ops < 2:
+        raise ConfigError("--etcd-max-txn-ops", args.etcd_max_txn_ops, "must be at least 2")
+    return replace(connection, max_txn_ops=max_ops)
+
+
+def etcd_connection(args: argparse.Namespace, env: os._Environ[str] | dict[str, str]) -> EtcdSettings:
+    """Where etcd is and how to reach it, from ``--etcd-endpoints``, ``--etcd-timeout`` and the ``ETCD_*``
+    variables; shared with ``fleetdns-weightfile``, which reads the same etcd."""
     endpoints = tuple(_etcd_endpoint(url) for url in args.etcd_endpoints.split(",") if url.strip())
     if not endpoints:
         raise ConfigError("--etcd-endpoints", args.etcd_endpoints, "at least one URL is required")
@@ -146,14 +156,11 @@ def _etcd_settings(args: argparse.Namespace, env: os._Environ[str] | dict[str, s
     if bool(username) != bool(password):
         raise ConfigError("ETCD_USERNAME" if username else "ETCD_PASSWORD", "(set)" if password else username,
                           "etcd authentication needs both ETCD_USERNAME and ETCD_PASSWORD")
-    max_ops = _positive_int("--etcd-max-txn-ops", args.etcd_max_txn_ops)
-    if max_ops < 2:
-        raise ConfigError("--etcd-max-txn-ops", args.etcd_max_txn_ops, "must be at least 2")
     timeout = parse_duration("--etcd-timeout", args.etcd_timeout)
     if timeout <= 0:
         raise ConfigError("--etcd-timeout", args.etcd_timeout, "must be positive")
     return EtcdSettings(endpoints=endpoints, ca_file=ca, cert_file=cert, key_file=key, tls_server_name=server_name,
-                        username=username, password=password, timeout=timeout, max_txn_ops=max_ops)
+                        username=username, password=password, timeout=timeout)
 
 
 def _etcd_endpoint(url: str) -> EtcdEndpoint:
@@ -170,7 +177,7 @@ def _etcd_endpoint(url: str) -> EtcdEndpoint:
     return EtcdEndpoint(parts.hostname, port, parts.scheme == "https")
 
 
-def _prefix(value: str) -> str:
+def parse_prefix(value: str) -> str:
     """``/skydns`` and ``/skydns/`` mean the same; keys always start with ``prefix`` ending in ``/``."""
     text = value.strip()
     if not re.fullmatch(r"/[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*/?", text):

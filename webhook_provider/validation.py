@@ -3,6 +3,8 @@
 GET /records returns targets in exactly the form /adjustendpoints gave ExternalDNS, so its planner
 never sees a difference that is not there (no update churn). ``storable_endpoint`` is the one decision
 shared by POST /records (skips) and /adjustendpoints (drops), so the plan never retries a skipped record.
+A property we give meaning to (``webhook/weights``) that cannot be used is removed the same way in both
+places; the record itself is kept.
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 
 from fleetdns.dnsname import InvalidDNSNameError, normalize_name
-from fleetdns.endpoint import Endpoint
+from fleetdns.endpoint import Endpoint, ProviderSpecificProperty
+from fleetdns.weights import WEIGHTS_PROPERTY, WeightsFormatError, format_weights, parse_weights
 from webhook_provider.domain_filter import DomainFilter
 
 SUPPORTED_TYPES = ("A", "AAAA", "CNAME", "TXT", "SRV", "MX")
@@ -137,10 +140,30 @@ class Rejection:
     message: str
 
 
-def storable_endpoint(endpoint: Endpoint, domain_filter: DomainFilter) -> Endpoint | Rejection:
-    """The canonical endpoint (normalised name, upper-case type, canonical de-duplicated targets), or why not.
+@dataclass(frozen=True)
+class DroppedProperty:
+    """A providerSpecific property removed from an endpoint that is stored without it, and why."""
 
-    The one home of "can this be stored": POST /records skips what this rejects, /adjustendpoints drops it.
+    dns_name: str
+    record_type: str
+    property: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Storable:
+    """An endpoint in the canonical form it is stored in, and the properties that form left out."""
+
+    endpoint: Endpoint
+    dropped: tuple[DroppedProperty, ...] = ()
+
+
+def storable_endpoint(endpoint: Endpoint, domain_filter: DomainFilter) -> Storable | Rejection:
+    """The canonical endpoint (normalised name, upper-case type, canonical de-duplicated targets, usable
+    properties), or why it cannot be stored at all.
+
+    The one home of "can this be stored": POST /records skips what this rejects, /adjustendpoints drops it;
+    both remove the same unusable properties.
     """
     record_type = endpoint.record_type.strip().upper()
     name = _valid_name(endpoint, record_type, domain_filter)
@@ -170,7 +193,52 @@ def storable_endpoint(endpoint: Endpoint, domain_filter: DomainFilter) -> Endpoi
             targets.append(canonical)
     if record_type == "CNAME" and len(targets) > 1:
         return reject(RejectReason.CNAME_MULTIPLE_TARGETS, f"a CNAME has exactly one target, got {len(targets)}")
-    return replace(endpoint, dns_name=name, record_type=record_type, targets=tuple(targets))
+    properties, dropped = _usable_properties(name, record_type, targets, endpoint.provider_specific)
+    return Storable(replace(endpoint, dns_name=name, record_type=record_type, targets=tuple(targets),
+                            provider_specific=properties), dropped)
+
+
+def _usable_properties(name: str, record_type: str, targets: list[str],
+                       properties: tuple[ProviderSpecificProperty, ...],
+                       ) -> tuple[tuple[ProviderSpecificProperty, ...], tuple[DroppedProperty, ...]]:
+    """``webhook/weights`` of an A/AAAA endpoint in canonical form, or left out with the reason; other
+    properties (and the weights the TXT registry copies onto its ownership records) pass unchanged."""
+    if record_type not in ("A", "AAAA"):
+        return properties, ()
+    given = [prop.value for prop in properties if prop.name == WEIGHTS_PROPERTY]
+    if not given:
+        return properties, ()
+    try:
+        canonical = _canonical_weights(record_type, targets, given)
+    except WeightsFormatError as error:
+        kept = tuple(prop for prop in properties if prop.name != WEIGHTS_PROPERTY)
+        return kept, (DroppedProperty(name, record_type, WEIGHTS_PROPERTY, str(error)),)
+    return tuple(ProviderSpecificProperty(WEIGHTS_PROPERTY, canonical) if prop.name == WEIGHTS_PROPERTY else prop
+                 for prop in properties), ()
+
+
+def _canonical_weights(record_type: str, targets: list[str], given: list[str]) -> str:
+    """``ip=weight,...`` with canonical addresses, sorted; every address must be a target of this endpoint."""
+    if len(given) > 1:
+        raise WeightsFormatError(f"{WEIGHTS_PROPERTY} is given {len(given)} times")
+    weights = parse_weights(given[0])
+    if not weights:
+        raise WeightsFormatError(f"{WEIGHTS_PROPERTY} lists no address")
+    canonical: dict[str, int] = {}
+    for address, weight in weights.items():
+        try:
+            target = canonical_target(record_type, address)
+        except InvalidTargetError:
+            raise WeightsFormatError(f"{WEIGHTS_PROPERTY}: {address} is not an "
+                                     f"{'IPv4' if record_type == 'A' else 'IPv6'} address of this {record_type} "
+                                     "endpoint") from None
+        if target not in targets:
+            raise WeightsFormatError(f"{WEIGHTS_PROPERTY}: {address} is not a target of this {record_type} endpoint "
+                                     f"(targets: {', '.join(targets)})")
+        if target in canonical:
+            raise WeightsFormatError(f"{WEIGHTS_PROPERTY} lists {target} twice")
+        canonical[target] = weight
+    return format_weights(canonical)
 
 
 def existing_endpoint(endpoint: Endpoint, domain_filter: DomainFilter) -> Endpoint | Rejection:
