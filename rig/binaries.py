@@ -12,6 +12,7 @@ ENV_VARS = {
     "coredns": "FLEETDNS_COREDNS",
     "external-dns": "FLEETDNS_EXTERNAL_DNS",
     "kubectl": "FLEETDNS_KUBECTL",
+    "dnsperf": "FLEETDNS_DNSPERF",  # benchmarks only (make bench-serving)
 }
 
 

@@ -1,17 +1,22 @@
-"""Real CoreDNS started with a given Corefile, answering on a loopback UDP/TCP port."""
+"""Real CoreDNS started with a given Corefile, answering on a loopback UDP/TCP port; the regional one (the shipped
+Corefile) runs with its weight-file sidecar, as in production."""
 
 from __future__ import annotations
 
+import re
+import sys
 import tempfile
 from pathlib import Path
 
 import dns.message
 import dns.query
 import dns.rdatatype
+import requests
 
 from rig.binaries import binary
 from rig.ports import free_port
 from rig.process import ManagedProcess
+from rig.scrape import scrape
 
 START_TIMEOUT = 20.0
 
@@ -72,20 +77,99 @@ def etcd_corefile(zone: str, etcd_endpoints: list[str], path: str = "/skydns", e
 
 
 REGION_COREFILE = Path(__file__).resolve().parents[1] / "coredns" / "Corefile"
+_CACHE_BLOCK = re.compile(r"^((?:    #.*\n)*)    cache 1 (\{\n(?:        .*\n)*?    \}\n)", re.MULTILINE)
+
+
+def shipped_corefile(cache: int | None = 1) -> str:
+    """coredns/Corefile as shipped (``cache 1``), with another cache lifetime in seconds, or none (``None``)."""
+    text = REGION_COREFILE.read_text()
+    if not _CACHE_BLOCK.search(text):
+        raise ValueError(f"{REGION_COREFILE} has no `cache 1 {{ ... }}` block to vary; update rig/coredns.py")
+    if cache is None:
+        return _CACHE_BLOCK.sub("", text)  # with its comment
+    if cache < 1:
+        raise ValueError(f"cache lifetime must be at least 1 s (None: no cache), got {cache}")
+    return _CACHE_BLOCK.sub(rf"\g<1>    cache {cache} \g<2>", text)
+
+
+class WeightFileSidecar:
+    """``python -m webhook_provider.weightfile`` keeping ``path`` in step with the etcd prefix; ready once it
+    rendered the file from a live mirror."""
+
+    def __init__(self, etcd_endpoints: list[str], prefix: str, path: Path, workdir: Path, name: str = "weightfile",
+                 extra_args: list[str] | None = None) -> None:
+        self.path = path
+        self.health_port = free_port()
+        self.process = ManagedProcess(name, [
+            sys.executable, "-m", "webhook_provider.weightfile",
+            f"--etcd-endpoints={','.join(etcd_endpoints)}", f"--prefix={prefix}", f"--file={path}",
+            f"--health-listen=127.0.0.1:{self.health_port}", "--interval=100ms", *(extra_args or []),
+        ], workdir / f"{name}.log")
+
+    @property
+    def health_url(self) -> str:
+        return f"http://127.0.0.1:{self.health_port}"
+
+    def start(self) -> WeightFileSidecar:
+        self.process.start()
+        return self
+
+    def wait_ready(self, timeout: float = START_TIMEOUT) -> None:
+        self.process.wait_until(self.ready, timeout, "ready (weight file rendered from etcd)")
+
+    def ready(self) -> bool:
+        return requests.get(self.health_url + "/readyz", timeout=1).status_code == 200
+
+    def metrics(self) -> dict[str, float]:
+        return scrape(self.health_url + "/metrics")
+
+    def stop(self) -> None:
+        self.process.stop()
+
+
+class RegionalCoreDNS(CoreDNS):
+    """CoreDNS from coredns/Corefile plus its weight-file sidecar, started and stopped together."""
+
+    def __init__(self, corefile: str, workdir: Path, host: str, name: str, sidecar: WeightFileSidecar) -> None:
+        super().__init__(corefile, workdir, host, name)
+        self.sidecar = sidecar
+
+    def start(self, timeout: float = START_TIMEOUT) -> RegionalCoreDNS:
+        self.sidecar.start()  # CoreDNS retries a missing weight file every second meanwhile
+        try:
+            super().start(timeout)
+            self.sidecar.wait_ready(timeout)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        super().stop()
+        self.sidecar.stop()
 
 
 def regional_coredns(zone: str, etcd_endpoints: list[str], workdir: Path, name: str, host: str = "127.0.0.1",
-                     etcd_path: str = "skydns") -> CoreDNS:
-    """CoreDNS run from the project's production Corefile (coredns/Corefile), configured by environment."""
+                     etcd_path: str = "skydns", cache: int | None = 1,
+                     cache_capacity: int = 10_000) -> RegionalCoreDNS:
+    """CoreDNS run from the project's production Corefile (coredns/Corefile), configured by environment, with
+    its weight-file sidecar. ``cache``: the cache lifetime in seconds (shipped: 1), ``None`` for no cache."""
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    weight_file = workdir / "weights"
     env = {
         "FLEETDNS_ZONE": zone,
         "FLEETDNS_ETCD_PATH": etcd_path,
         "FLEETDNS_ETCD_URLS": " ".join(etcd_endpoints),
+        "FLEETDNS_WEIGHT_FILE": str(weight_file),
+        "FLEETDNS_CACHE_CAPACITY": str(cache_capacity),
         "FLEETDNS_HEALTH_ADDR": f"{host}:{free_port(host)}",
         "FLEETDNS_READY_ADDR": f"{host}:{free_port(host)}",
         "FLEETDNS_METRICS_ADDR": f"{host}:{free_port(host)}",
     }
-    server = CoreDNS(REGION_COREFILE.read_text().replace("{$FLEETDNS_DNS_PORT}", "{port}"), workdir, host, name, env)
+    sidecar = WeightFileSidecar(etcd_endpoints, f"/{etcd_path}/", weight_file, workdir, name=f"{name}-weightfile")
+    server = RegionalCoreDNS(shipped_corefile(cache).replace("{$FLEETDNS_DNS_PORT}", "{port}"), workdir, host, name,
+                             sidecar)
     server.env = {**env, "FLEETDNS_DNS_PORT": str(server.port)}
     return server
 

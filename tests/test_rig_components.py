@@ -193,8 +193,12 @@ def test_the_shipped_corefile_serves_the_zone_from_etcd_and_reports_ready(etcd, 
     server = regional_coredns("gslb.example.com", etcd.endpoints, tmp_path, "coredns-test", etcd_path=path)
     with server:
         assert dns_answers(server.host, server.port, "app.gslb.example.com", "A") == {"192.0.2.44"}
-        assert query(server, "app.gslb.example.com", "A").answer[0].ttl == 5
+        assert query(server, "app.gslb.example.com", "A").answer[0].ttl == 1  # `cache 1` rewrites TTLs to 1 s
         assert requests.get(f"http://{server.env['FLEETDNS_READY_ADDR']}/ready", timeout=2).status_code == 200
+    uncached = regional_coredns("gslb.example.com", etcd.endpoints, tmp_path / "uncached", "coredns-test-uncached",
+                                etcd_path=path, cache=None)
+    with uncached:
+        assert query(uncached, "app.gslb.example.com", "A").answer[0].ttl == 5  # the record's own TTL
 
 
 @pytest.mark.apiserver
