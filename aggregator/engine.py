@@ -1,5 +1,6 @@
-"""The watch engine: host informers (intents of every source, Domains, MemberClusters, our DNSEndpoints),
-member connections, the work queue and its workers. Writes happen only while this replica leads.
+"""The watch engine: host informers (intents of every source, Domains, MemberClusters, our DNSEndpoints,
+the probers' HealthReports and Leases), member connections, the work queue and its workers. Writes
+happen only while this replica leads.
 
 The engine is what the reconciler reads (``ReconcileInputs``); member connections are built outside
 every lock (the kubeconfig Secret read and a credential plugin may block) and swapped in under it."""
@@ -29,17 +30,21 @@ from aggregator.model import (
     InvalidIntent,
     MemberCluster,
     MemberKey,
+    ProberLease,
     parse_dns_endpoint,
     parse_domain,
     parse_member_cluster,
+    parse_prober_lease,
 )
 from aggregator.policy import Reachability
+from aggregator.quorum import Freshness, ReportIndex, Votes
 from aggregator.reconciler import Reconciler
 from aggregator.settings import Settings
 from aggregator.sources import SOURCES
 from aggregator.sources.base import SourceRegistry
 from aggregator.workqueue import WorkQueue
-from fleetdns.apipaths import DNS_ENDPOINTS, DOMAINS, MEMBER_CLUSTERS, SECRETS
+from fleetdns.apipaths import DNS_ENDPOINTS, DOMAINS, HEALTH_REPORTS, LEASES, MEMBER_CLUSTERS, SECRETS
+from fleetdns.healthreport import REGION_LABEL, HealthReport, intent_ref, parse_health_report
 from fleetdns.informer import Informer
 from fleetdns.kubeapi import KubeClient, KubeError, NotLeaderError, member_api_client
 
@@ -78,8 +83,22 @@ class Engine:
         # its deletion must publish the intent at once (the records of foreign ones are not kept).
         self.dns_endpoints: Informer[DNSEndpointObject] = Informer(
             "host/dnsendpoints", host, DNS_ENDPOINTS.path(ns), parse_dns_endpoint, self._dns_endpoint_changed)
+        # The probers' reports (every watched namespace) and their Leases (who votes): aggregator/quorum.py.
+        self.freshness = Freshness(settings.prober_grace_period)
+        self.reports = ReportIndex()
+        self._refused: dict[str, str] = {}  # health informers whose resource is forbidden or not served
+        self._voters: tuple[frozenset[str], tuple[str, ...]] = (frozenset(), ())
+        self._freshness_lock = threading.Lock()
+        self._freshness_wake = threading.Event()
+        self.health_reports: Informer[HealthReport] = Informer(
+            "host/healthreports", host, HEALTH_REPORTS.path(ns), parse_health_report, self._health_report_changed,
+            on_state=self._health_state("host/healthreports"))
+        self.prober_leases: Informer[ProberLease] = Informer(
+            "host/prober-leases", host, LEASES.path(settings.prober_lease_namespace), parse_prober_lease,
+            self._prober_lease_changed, on_state=self._health_state("host/prober-leases"), label_selector=REGION_LABEL)
         self.host_informers: list[Informer[Any]] = [*self.intent_informers.values(), self.domains,
-                                                    self.member_clusters, self.dns_endpoints]
+                                                    self.member_clusters, self.dns_endpoints, self.health_reports,
+                                                    self.prober_leases]
         # Set to the elector's freshness check when leader election is on (see LeaseElector.holds_fresh_lease).
         self.lease_fresh: Callable[[], bool] = lambda: True
         # Events go through the unfenced client: they report what this replica did while it led, and the
@@ -99,6 +118,7 @@ class Engine:
             informer.start()
         threading.Thread(target=self._enqueue_when_synced, name="host-sync", daemon=True).start()
         threading.Thread(target=self._retry_members, name="member-retry", daemon=True).start()
+        threading.Thread(target=self._watch_freshness, name="prober-freshness", daemon=True).start()
         for index in range(self.settings.workers):
             worker = threading.Thread(target=self._work, name=f"worker-{index}", daemon=True)
             worker.start()
@@ -107,6 +127,7 @@ class Engine:
 
     def stop(self) -> None:
         self._stopping.set()
+        self._freshness_wake.set()
         self.queue.shutdown()
         for informer in self.host_informers:
             informer.stop()
@@ -120,7 +141,7 @@ class Engine:
 
     def ready(self) -> tuple[bool, str]:
         """Ready once the host caches are filled and every member is synced or known down."""
-        if not all(i.synced.is_set() for i in self.host_informers):
+        if not all(self._listed(i) for i in self.host_informers):
             return False, "host caches syncing"
         pending = [m.name for m in self.members() if not m.synced_or_failed]
         if pending and time.monotonic() - self.started_at < MEMBER_SYNC_TIMEOUT:
@@ -150,7 +171,13 @@ class Engine:
 
     def synced(self, kind: IntentKind) -> bool:
         informer = self.intent_informers.get(kind)
-        return informer is not None and all(i.synced.is_set() for i in (informer, self.domains, self.dns_endpoints))
+        return informer is not None and all(self._listed(i) for i in (informer, self.domains, self.dns_endpoints,
+                                                                      self.health_reports, self.prober_leases))
+
+    def _listed(self, informer: Informer[Any]) -> bool:
+        """Listed once, or (health reports and prober Leases only) refused by the API server: a cluster without
+        the HealthReport CRD or the RBAC to read it still publishes, with readiness alone deciding."""
+        return informer.synced.is_set() or informer.name in self._refused
 
     def intent(self, key: IntentKey) -> Intent | InvalidIntent | None:
         informer = self.intent_informers.get(key.kind)
@@ -168,6 +195,12 @@ class Engine:
 
     def dns_endpoint(self, namespace: str, name: str) -> DNSEndpointObject | None:
         return self.dns_endpoints.store.get(f"{namespace}/{name}")
+
+    def votes(self, key: IntentKey) -> Votes:
+        if "host/healthreports" in self._refused:
+            return Votes()  # reports cannot be read: no voter, readiness alone decides
+        return Votes(self.freshness.fresh(), self.freshness.regions(),
+                     self.reports.down((key.namespace, intent_ref(str(key.kind), key.name))))
 
     # --- queueing -----------------------------------------------------------------------------
 
@@ -242,6 +275,67 @@ class Engine:
             if name.startswith(prefix) and len(name) > len(prefix):
                 return IntentKey(source.kind, namespace, name[len(prefix):])
         return None
+
+    # --- the probers: reports and Leases (aggregator/quorum.py) --------------------------------
+
+    def _health_report_changed(self, old: HealthReport | None, new: HealthReport | None) -> None:
+        """Only the intents whose entries in this report changed are queued (a report holds many intents)."""
+        keys = []
+        for namespace, ref in self.reports.apply(old, new):
+            kind, _, name = ref.partition("/")
+            with contextlib.suppress(ValueError):  # an intent kind this aggregator does not serve
+                keys.append(IntentKey(IntentKind(kind), namespace, name))
+        self._enqueue_known(keys)
+
+    def _prober_lease_changed(self, old: ProberLease | None, new: ProberLease | None) -> None:
+        if old is not None and (new is None or new.region != old.region):
+            self.freshness.forget(old.region)
+        if new is not None:
+            self.freshness.observe(new)
+        self._check_freshness()
+
+    def _check_freshness(self) -> None:
+        """A region that starts or stops voting (or appears, or goes) re-queues every intent with a health
+        check; a renewal that changes neither costs nothing."""
+        with self._freshness_lock:
+            voters = (self.freshness.fresh(), self.freshness.regions())
+            if voters == self._voters:
+                self._freshness_wake.set()  # a renewal moved the next expiry
+                return
+            before, self._voters = self._voters, voters
+        fresh, regions = voters
+        for region in set(before[1]) - set(regions):
+            with contextlib.suppress(KeyError):
+                self.metrics.prober_region_fresh.remove(region)
+        for region in regions:
+            self.metrics.prober_region_fresh.labels(region).set(1 if region in fresh else 0)
+        logger.info("prober regions", extra={"fresh": sorted(fresh), "stale": sorted(set(regions) - fresh)})
+        self._freshness_wake.set()
+        for informer in self.intent_informers.values():
+            for intent in list(informer.store.values()):
+                if not isinstance(intent, InvalidIntent) and intent.health_check is not None:
+                    self.queue.add(intent.key)
+
+    def _watch_freshness(self) -> None:
+        """Wakes when the next fresh region would go stale (nothing else happens when a prober falls silent)."""
+        while not self._stopping.is_set():
+            expiry = self.freshness.next_expiry()
+            self._freshness_wake.wait(None if expiry is None else expiry + 0.01)
+            self._freshness_wake.clear()
+            if not self._stopping.is_set():
+                self._check_freshness()
+
+    def _health_state(self, name: str) -> Callable[[bool, str, int], None]:
+        def changed(connected: bool, detail: str, status: int) -> None:
+            if status in (403, 404):
+                if name not in self._refused:
+                    logger.warning("cannot read the probers' reports or Leases; health checks have no say",
+                                   extra={"informer": name, "status": status, "detail": detail})
+                self._refused[name] = detail
+            elif connected and self._refused.pop(name, None) is not None:
+                logger.info("probers' reports or Leases readable again", extra={"informer": name})
+                self.enqueue_all()
+        return changed
 
     def _member_cluster_changed(self, old: MemberCluster | None, new: MemberCluster | None) -> None:
         if new is None:

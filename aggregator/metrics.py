@@ -63,6 +63,10 @@ class AggregatorMetrics:
         self.lb_hostname_lookup_seconds = Histogram(f"{NAMESPACE}_lb_hostname_lookup_duration_seconds",
                                                     "Time of one load-balancer hostname lookup (A and AAAA)",
                                                     registry=r)
+        self.prober_region_fresh = Gauge(
+            f"{NAMESPACE}_prober_region_fresh",
+            "1 while the region's prober votes (its Lease seen renewed within --prober-grace-period), else 0",
+            ["region"], registry=r)
         self.lb_hostnames = Gauge(f"{NAMESPACE}_lb_hostnames", "Load-balancer hostnames in use by intents",
                                   registry=r)
 

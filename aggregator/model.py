@@ -12,6 +12,9 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
 
+from fleetdns.healthcheck import HealthCheck, HealthCheckError, parse_health_check
+from fleetdns.healthreport import REGION_LABEL, region_of_lease
+
 DEFAULT_TTL = 30  # k8gb's default (KubeFed had 180): a client behind a caching resolver fails over within it
 DEFAULT_KUBECONFIG_KEY = "kubeconfig"
 LABEL_INTENT_KIND = "fleetdns.io/intent-kind"
@@ -24,6 +27,29 @@ class HostnameMode(StrEnum):
 
     RESOLVE = "Resolve"  # its addresses, resolved by the aggregator (aggregator/lb_hostnames.py)
     CNAME = "CNAME"  # a CNAME to one hostname, only when no cluster gives an IP (KubeFed's behaviour)
+
+
+class Policy(StrEnum):
+    """``spec.loadBalancing.policy``: which healthy clusters answer (aggregator/loadbalancing.py)."""
+
+    ROUND_ROBIN = "RoundRobin"  # every healthy cluster
+    WEIGHTED = "Weighted"  # clusters with weight > 0, in proportion (webhook/weights on the A/AAAA records)
+    FAILOVER = "Failover"  # the healthy clusters of the first target in failoverOrder that has one
+
+
+@dataclass(frozen=True)
+class TargetWeight:
+    target: str  # a MemberCluster or a region
+    weight: int  # 0-255; 0 = drained
+
+
+@dataclass(frozen=True)
+class LoadBalancing:
+    """``spec.loadBalancing``: the policy and its targets (MemberCluster names or regions)."""
+
+    policy: Policy = Policy.ROUND_ROBIN
+    weights: tuple[TargetWeight, ...] = ()
+    failover_order: tuple[str, ...] = ()
 
 
 class IntentKind(StrEnum):
@@ -91,6 +117,48 @@ class Condition:
                 "lastTransitionTime": self.last_transition_time, "observedGeneration": self.observed_generation}
 
 
+class Verdict(StrEnum):
+    """The quorum's verdict on a cluster for one intent (aggregator/quorum.py)."""
+
+    UP = "Up"  # at least one of its addresses is not Down
+    DOWN = "Down"  # every address Down by a majority of the fresh regions
+    UNKNOWN = "Unknown"  # no fresh voter (or no address to check): readiness alone decides
+
+
+@dataclass(frozen=True)
+class RegionHealth:
+    """How one prober region sees one cluster of an intent (``status.dns[].healthCheck.regions[]``)."""
+
+    region: str
+    state: str  # Up, Down (every address), PartlyDown (some addresses)
+    message: str = ""  # the report's reason ("HTTP 500"); per address when only some are Down
+    since: str = ""  # when the region saw it go Down (the prober's clock)
+    fresh: bool = False  # the region votes (its prober Lease is being renewed)
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"region": self.region, "state": self.state, "fresh": self.fresh}
+        if self.message:
+            out["message"] = self.message
+        if self.since:
+            out["since"] = self.since
+        return out
+
+
+@dataclass(frozen=True)
+class ClusterHealth:
+    """``status.dns[].healthCheck``: the combined verdict and each region's view."""
+
+    verdict: Verdict
+    down_addresses: tuple[str, ...] = ()  # addresses a majority sees Down: never published
+    regions: tuple[RegionHealth, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"verdict": str(self.verdict), "regions": [r.to_json() for r in self.regions]}
+        if self.down_addresses:
+            out["downAddresses"] = list(self.down_addresses)
+        return out
+
+
 @dataclass(frozen=True)
 class ClusterStatus:
     """One ``status.dns[]`` entry: what the aggregator saw in one member cluster."""
@@ -102,6 +170,12 @@ class ClusterStatus:
     healthy: bool
     reason: str
     resolved: tuple[str, ...] = ()  # IPs the load balancer's hostnames resolved to (loadBalancerHostnames: Resolve)
+    health_check: ClusterHealth | None = None  # only for an intent with spec.healthCheck
+
+    @property
+    def withdrawn(self) -> tuple[str, ...]:
+        """Addresses the probers' quorum sees Down: left out of every record."""
+        return self.health_check.down_addresses if self.health_check is not None else ()
 
     def to_json(self) -> dict[str, Any]:
         entry = {"cluster": self.cluster, "region": self.region, "zone": self.zone,
@@ -109,7 +183,39 @@ class ClusterStatus:
                  "healthy": self.healthy, "reason": self.reason}
         if self.resolved:
             entry["resolvedAddresses"] = list(self.resolved)
+        if self.health_check is not None:
+            entry["healthCheck"] = self.health_check.to_json()
         return entry
+
+
+@dataclass(frozen=True)
+class AnswerCluster:
+    """One cluster in an answer: the addresses it contributes and, under Weighted, its weight (1-255)."""
+
+    cluster: str
+    addresses: tuple[str, ...] = ()  # IPs (or, in the CNAME form, the hostname) as published
+    weight: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"cluster": self.cluster, "addresses": list(self.addresses)}
+        if self.weight:
+            out["weight"] = self.weight
+        return out
+
+
+@dataclass(frozen=True)
+class Answer:
+    """``status.answers[]``: who answers the intent's names in one view ("" = the default view). Also the
+    memory of fail-open: the last healthy set survives restarts and leader changes here."""
+
+    view: str
+    policy: Policy
+    clusters: tuple[AnswerCluster, ...]
+    reason: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"view": self.view, "policy": str(self.policy), "clusters": [c.to_json() for c in self.clusters],
+                "reason": self.reason}
 
 
 @dataclass(frozen=True)
@@ -120,12 +226,19 @@ class IntentStatus:
     dns: tuple[ClusterStatus, ...] = ()
     conditions: tuple[Condition, ...] = ()
     observed_generation: int = 0
+    answers: tuple[Answer, ...] = ()
+
+    def answer(self, view: str = "") -> Answer | None:
+        return next((a for a in self.answers if a.view == view), None)
 
     def to_json(self) -> dict[str, Any]:
-        return {"domain": self.domain, "fqdn": self.fqdn, "healthyClusters": self.healthy_clusters,
-                "dns": [entry.to_json() for entry in self.dns],
-                "conditions": [c.to_json() for c in self.conditions],
-                "observedGeneration": self.observed_generation}
+        out = {"domain": self.domain, "fqdn": self.fqdn, "healthyClusters": self.healthy_clusters,
+               "dns": [entry.to_json() for entry in self.dns],
+               "conditions": [c.to_json() for c in self.conditions],
+               "observedGeneration": self.observed_generation}
+        if self.answers:
+            out["answers"] = [a.to_json() for a in self.answers]
+        return out
 
 
 @dataclass(frozen=True)
@@ -142,6 +255,8 @@ class ServiceIntent:
     external_name: str = ""
     allow_service_without_endpoints: bool = False
     load_balancer_hostnames: HostnameMode = HostnameMode.RESOLVE
+    load_balancing: LoadBalancing = field(default_factory=LoadBalancing)
+    health_check: HealthCheck | None = None
     status: IntentStatus = field(default_factory=IntentStatus)
     status_json: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
@@ -161,6 +276,8 @@ class IngressIntent:
     hosts: tuple[str, ...]
     record_ttl: int = DEFAULT_TTL
     load_balancer_hostnames: HostnameMode = HostnameMode.RESOLVE
+    load_balancing: LoadBalancing = field(default_factory=LoadBalancing)
+    health_check: HealthCheck | None = None
     status: IntentStatus = field(default_factory=IntentStatus)
     status_json: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
@@ -208,6 +325,18 @@ class Intent(Protocol):
 
     @property
     def key(self) -> IntentKey: ...
+
+    @property
+    def record_ttl(self) -> int: ...
+
+    @property
+    def load_balancer_hostnames(self) -> HostnameMode: ...
+
+    @property
+    def load_balancing(self) -> LoadBalancing: ...
+
+    @property
+    def health_check(self) -> HealthCheck | None: ...
 
 
 @dataclass(frozen=True)
@@ -403,11 +532,74 @@ def parse_status(raw: Any) -> IntentStatus:
     dns = tuple(
         ClusterStatus(str(e.get("cluster", "")), str(e.get("region", "")), str(e.get("zone", "")),
                       parse_addresses(e.get("loadBalancer")), bool(e.get("healthy")), str(e.get("reason", "")),
-                      parse_ips(e.get("resolvedAddresses")))
+                      parse_ips(e.get("resolvedAddresses")), _cluster_health(e.get("healthCheck")))
         for e in map(_dict, _list(raw.get("dns")))
     )
     return IntentStatus(str(raw.get("domain") or ""), str(raw.get("fqdn") or ""), int(raw.get("healthyClusters") or 0),
-                        dns, parse_conditions(raw.get("conditions")), int(raw.get("observedGeneration") or 0))
+                        dns, parse_conditions(raw.get("conditions")), int(raw.get("observedGeneration") or 0),
+                        tuple(a for a in map(_answer, _list(raw.get("answers"))) if a is not None))
+
+
+def _cluster_health(raw: Any) -> ClusterHealth | None:
+    if not isinstance(raw, dict):
+        return None
+    try:
+        verdict = Verdict(str(raw.get("verdict")))
+    except ValueError:
+        verdict = Verdict.UNKNOWN
+    regions = tuple(RegionHealth(str(r.get("region", "")), str(r.get("state", "")), str(r.get("message") or ""),
+                                 str(r.get("since") or ""), r.get("fresh") is True)
+                    for r in map(_dict, _list(raw.get("regions"))))
+    return ClusterHealth(verdict, tuple(str(a) for a in _list(raw.get("downAddresses"))), regions)
+
+
+def _answer(raw: Any) -> Answer | None:
+    """A ``status.answers[]`` entry as written (None when it is not one: a hand edit)."""
+    raw = _dict(raw)
+    try:
+        policy = Policy(str(raw.get("policy")))
+    except ValueError:
+        return None
+    clusters = tuple(AnswerCluster(str(c.get("cluster", "")), tuple(str(a) for a in _list(c.get("addresses"))),
+                                   c["weight"] if isinstance(c.get("weight"), int) else 0)
+                     for c in map(_dict, _list(raw.get("clusters"))) if c.get("cluster"))
+    return Answer(str(raw.get("view") or ""), policy, clusters, str(raw.get("reason") or ""))
+
+
+def parse_load_balancing(raw: Any) -> LoadBalancing:
+    """``spec.loadBalancing`` (absent: RoundRobin). The CRD refuses bad ones at admission; this guards objects
+    written before it did (a ParseError names the field)."""
+    if raw is None:
+        return LoadBalancing()
+    if not isinstance(raw, dict):
+        raise ParseError("spec.loadBalancing must be an object")
+    policy_raw = raw.get("policy") or Policy.ROUND_ROBIN
+    try:
+        policy = Policy(policy_raw)
+    except ValueError:
+        raise ParseError(f"spec.loadBalancing.policy must be one of {', '.join(Policy)}, not {policy_raw!r}") from None
+    weights: list[TargetWeight] = []
+    for index, item in enumerate(_list(raw.get("weights"))):
+        item = _dict(item)
+        target, weight = item.get("target"), item.get("weight")
+        if not isinstance(target, str) or not target:
+            raise ParseError(f"spec.loadBalancing.weights[{index}].target must name a MemberCluster or a region")
+        if isinstance(weight, bool) or not isinstance(weight, int) or not 0 <= weight <= 255:
+            raise ParseError(f"spec.loadBalancing.weights[{index}].weight must be 0-255, not {weight!r}")
+        if any(w.target == target for w in weights):
+            raise ParseError(f"spec.loadBalancing.weights lists target {target!r} twice")
+        weights.append(TargetWeight(target, weight))
+    order = tuple(str(t) for t in _list(raw.get("failoverOrder")))
+    if len(set(order)) != len(order):
+        raise ParseError("spec.loadBalancing.failoverOrder lists a target twice")
+    return LoadBalancing(policy, tuple(weights), order)
+
+
+def _health_check(spec: dict[str, Any]) -> HealthCheck | None:
+    try:
+        return parse_health_check(spec.get("healthCheck"))
+    except HealthCheckError as error:
+        raise ParseError(str(error)) from None
 
 
 def _integer(raw: Any, name: str, default: int) -> int:
@@ -441,6 +633,7 @@ def parse_service_intent(obj: dict[str, Any]) -> ServiceIntent:
         external_name=str(spec.get("externalName") or ""),
         allow_service_without_endpoints=bool(spec.get("allowServiceWithoutEndpoints")),
         load_balancer_hostnames=parse_hostname_mode(spec),
+        load_balancing=parse_load_balancing(spec.get("loadBalancing")), health_check=_health_check(spec),
         status=parse_status(obj.get("status")), status_json=_dict(obj.get("status")),
     )
 
@@ -453,6 +646,7 @@ def parse_ingress_intent(obj: dict[str, Any]) -> IngressIntent:
         generation=int(meta.get("generation") or 0), hosts=hosts,
         record_ttl=_integer(spec.get("recordTTL"), "spec.recordTTL", DEFAULT_TTL),
         load_balancer_hostnames=parse_hostname_mode(spec),
+        load_balancing=parse_load_balancing(spec.get("loadBalancing")), health_check=_health_check(spec),
         status=parse_status(obj.get("status")), status_json=_dict(obj.get("status")),
     )
 
@@ -537,3 +731,21 @@ def parse_dns_endpoint(obj: dict[str, Any]) -> DNSEndpointObject:
         owners=parse_owner_references(meta.get("ownerReferences")),
         resource_version=str(meta.get("resourceVersion", "")), uid=str(meta.get("uid") or ""),
     )
+
+
+@dataclass(frozen=True)
+class ProberLease:
+    """A region's prober Lease (``fleetdns-prober-<region>``, label ``fleetdns.io/region``): while its holder
+    renews it, the region votes (aggregator/quorum.py)."""
+
+    region: str
+    holder: str
+    renew_time: str
+
+
+def parse_prober_lease(obj: dict[str, Any]) -> ProberLease:
+    meta, spec = _meta(obj), _dict(obj.get("spec"))
+    region = str(_dict(meta.get("labels")).get(REGION_LABEL) or region_of_lease(str(meta.get("name") or "")) or "")
+    if not region:
+        raise ParseError(f"Lease {meta.get('name')!r}: no {REGION_LABEL} label")
+    return ProberLease(region, str(spec.get("holderIdentity") or ""), str(spec.get("renewTime") or ""))

@@ -1,5 +1,6 @@
-"""One reconcile of one intent: evaluate every member through the intent's source, render the
-DNSEndpoint and the status, and write each only when it differs from what the API server holds;
+"""One reconcile of one intent: evaluate every member through the intent's source, add the probers'
+verdicts (aggregator/quorum.py), let the policy pick each name's answer (aggregator/loadbalancing.py),
+render the DNSEndpoint and the status, and write each only when it differs from what the API server holds;
 and one reconcile of a MemberCluster's status (its reachability).
 
 The reconciler reads through ``ReconcileInputs`` (the Engine's caches, or an in-memory stand-in in
@@ -18,6 +19,7 @@ from dataclasses import replace
 from typing import Any, Protocol
 
 from aggregator.events import EventRecorder, EventSink, InvolvedObject, now_rfc3339
+from aggregator.loadbalancing import Selector
 from aggregator.metrics import AggregatorMetrics
 from aggregator.model import (
     DNSEndpointObject,
@@ -33,17 +35,22 @@ from aggregator.model import (
     parse_dns_endpoint,
 )
 from aggregator.ownership import Ownership, conflict_message, owner_references, ownership
+from aggregator.quorum import Votes, judge
 from aggregator.render import render_dns_endpoint
 from aggregator.sources import SOURCES
 from aggregator.sources.base import Desired, MemberObjects, Source, SourceRegistry
 from aggregator.status import (
+    ANSWER_MOVED,
     DEGRADED,
+    FAIL_OPEN,
     INVALID_SPEC,
     NAME_CONFLICT,
     READY,
     Outcome,
+    answer_moved,
     build_status,
     cluster_changes,
+    fail_open_event,
     member_status,
     problem_event,
 )
@@ -76,6 +83,10 @@ class ReconcileInputs(Protocol):
 
     def dns_endpoint(self, namespace: str, name: str) -> DNSEndpointObject | None:
         """The DNSEndpoint as the cache last saw it (None: not there, or not seen yet); foreign ones too."""
+        ...
+
+    def votes(self, key: IntentKey) -> Votes:
+        """The probers' voters and the intent's Down entries (read only for an intent with spec.healthCheck)."""
         ...
 
 
@@ -137,13 +148,23 @@ class Reconciler:
     # --- decide (pure, given the caches) ------------------------------------------------------
 
     def desired(self, intent: Intent, previous: IntentStatus) -> Desired:
-        """``previous`` (the last published status) stands in for members not reached since start-up."""
+        """Readiness per member (its source's rule), load-balancer hostnames resolved, the probers' verdicts
+        (spec.healthCheck), then the policy's answer for each name. ``previous`` (the last published status)
+        stands in for members not reached since start-up, and holds the last healthy set (fail open)."""
         source = self.sources.for_kind(intent.key.kind)
         last = {entry.cluster: entry for entry in previous.dns}
-        entries = tuple(entry for member in self.inputs.members()
+        members = self.inputs.members()
+        entries = tuple(entry for member in members
                         if (entry := source.evaluate(intent, replace(member.view(), last_known=last.get(member.name)),
                                                      member)) is not None)
-        return source.render(intent, entries, self)
+        entries = source.resolve_hostnames(intent, entries)
+        if intent.health_check is not None:
+            check_id = intent.health_check.resolved(source.check_host(intent, self)).check_id
+            entries = judge(entries, check_id, self.inputs.votes(intent.key))
+        fleet = {member.name: member.view().cluster.region for member in members}
+        selector = Selector(intent.load_balancing, entries, fleet, previous.answer())
+        desired = source.render(intent, entries, self, selector)
+        return replace(desired, outcome=replace(desired.outcome, selection=selector.selection))
 
     # --- act: intents -------------------------------------------------------------------------
 
@@ -310,6 +331,10 @@ class Reconciler:
                         "left the answer: " + "; ".join(f"{c.cluster} ({c.reason})" for c in left))
         if (problem := problem_event(old, new)) is not None:
             self._event(key, involved, "Warning", problem.reason, problem.message)
+        if (fail_open := fail_open_event(old, new)) is not None:
+            self._event(key, involved, "Warning", FAIL_OPEN, fail_open.message)
+        if (moved := answer_moved(old, new)) is not None:
+            self._event(key, involved, moved[0], ANSWER_MOVED, moved[1])
 
     def _event(self, key: IntentKey, involved: InvolvedObject, kind: str, reason: str, message: str) -> None:
         """Hand the event to the recorder (it posts it in the background; a repeat bumps its count)."""

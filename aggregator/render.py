@@ -7,6 +7,7 @@ Resolve``, the default; see lb_hostnames.py). In the CNAME form nothing is resol
 balancer gives only a hostname count for that name only when no cluster gives an IP, and then the name is
 a CNAME to one hostname (the first in cluster-name order), because a CNAME has exactly one target and
 cannot share its name with A records. (Resolved, a healthy cluster always has an IP, so no CNAME arises.)
+Who is in each name's answer is the policy's choice (aggregator/loadbalancing.py): callers pass its Pick.
 """
 
 from __future__ import annotations
@@ -15,23 +16,32 @@ import ipaddress
 from collections.abc import Iterable
 from typing import Any
 
+from aggregator.loadbalancing import Pick, address_weights, published_ips
 from aggregator.model import LABEL_INTENT_KIND, LABEL_INTENT_NAME, ClusterStatus, IntentKey
 from aggregator.ownership import owner_references
 from fleetdns.apipaths import DNS_ENDPOINTS, Resource
-from fleetdns.endpoint import Endpoint, RecordType
+from fleetdns.endpoint import Endpoint, ProviderSpecificProperty, RecordType
+from fleetdns.weights import WEIGHTS_PROPERTY, format_weights
 
 
-def address_records(name: str, clusters: Iterable[ClusterStatus], ttl: int) -> list[Endpoint]:
-    """A/AAAA over the clusters' IPs (given or resolved), else a CNAME to the first hostname; nothing when neither."""
-    ordered = sorted(clusters, key=lambda c: c.cluster)
-    ips = {ipaddress.ip_address(ip) for c in ordered for ip in (*(a.ip for a in c.addresses if a.ip), *c.resolved)}
-    v4 = sorted(str(ip) for ip in ips if ip.version == 4)
-    v6 = sorted(str(ip) for ip in ips if ip.version == 6)
+def address_records(name: str, clusters: Iterable[ClusterStatus] | Pick, ttl: int) -> list[Endpoint]:
+    """A/AAAA over the clusters' IPs (given or resolved, without those the probers' quorum sees Down), else a
+    CNAME to the first hostname; nothing when neither. A Weighted pick carries per-address weights on each
+    A/AAAA record (``webhook/weights``, fleetdns/weights.py), each family its own."""
+    pick = clusters if isinstance(clusters, Pick) else Pick(tuple(clusters))
+    ordered = sorted(pick.clusters, key=lambda c: c.cluster)
+    by_cluster = {c.cluster: published_ips(c) for c in ordered}
+    ips = {ipaddress.ip_address(ip) for addresses in by_cluster.values() for ip in addresses}
     records = []
-    if v4:
-        records.append(Endpoint(name, RecordType.A, tuple(v4), record_ttl=ttl))
-    if v6:
-        records.append(Endpoint(name, RecordType.AAAA, tuple(v6), record_ttl=ttl))
+    for version, record_type in ((4, RecordType.A), (6, RecordType.AAAA)):
+        targets = tuple(sorted(str(ip) for ip in ips if ip.version == version))
+        if not targets:
+            continue
+        properties: tuple[ProviderSpecificProperty, ...] = ()
+        if pick.weights is not None:
+            weights = format_weights(address_weights(pick.weights, by_cluster, version))
+            properties = (ProviderSpecificProperty(WEIGHTS_PROPERTY, weights),)
+        records.append(Endpoint(name, record_type, targets, record_ttl=ttl, provider_specific=properties))
     if not records:
         hostnames = [a.hostname for c in ordered for a in c.addresses if a.hostname]
         if hostnames:

@@ -45,6 +45,8 @@ class Settings:
     log_format: str
     resolve_lb_hostnames: bool = True
     dns_resolvers: tuple[tuple[str, int], ...] = ()  # (IP, port); empty: the system resolver
+    prober_grace_period: float = 10.0  # a region votes while its prober Lease was seen renewed this recently
+    prober_lease_namespace: str = "fleetdns-system"
 
 
 def _env(flag: str) -> str:
@@ -69,6 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
         ("--namespace", "", "watch intents (and member objects) in this namespace only; empty: all"),
         ("--domain-namespace", "fleetdns-system", "where Domains are looked up after the intent's own namespace"),
         ("--workers", "4", "concurrent reconciles (each intent is reconciled by one worker at a time)"),
+        ("--prober-grace-period", "10s",
+         "a region's prober votes while the aggregator saw its Lease renewed within this period"),
+        ("--prober-lease-namespace", "fleetdns-system", "namespace of the probers' Leases (fleetdns-prober-<region>)"),
         ("--resolve-lb-hostnames", "true",
          "resolve load-balancer hostnames (EKS-style) to A/AAAA per cluster; false: the CNAME form for every intent"),
         ("--log-level", "info", "debug, info, warning or error"),
@@ -95,8 +100,9 @@ def parse_settings(argv: list[str] | None = None) -> Settings:
         raise ConfigError("--resolve-lb-hostnames", args.resolve_lb_hostnames, str(error)) from None
     dns_resolvers = tuple(_dns_server(value) for value in list_flag_values(args, "--dns-resolver"))
     durations = {flag: parse_duration(flag, getattr(args, flag[2:].replace("-", "_")))
-                 for flag in ("--member-grace-period", "--lease-duration", "--renew-deadline", "--retry-period")}
-    for flag in ("--lease-duration", "--renew-deadline", "--retry-period"):
+                 for flag in ("--member-grace-period", "--lease-duration", "--renew-deadline", "--retry-period",
+                              "--prober-grace-period")}
+    for flag in ("--lease-duration", "--renew-deadline", "--retry-period", "--prober-grace-period"):
         if durations[flag] <= 0:
             raise ConfigError(flag, getattr(args, flag[2:].replace("-", "_")), "must be greater than zero")
     if durations["--renew-deadline"] >= durations["--lease-duration"]:
@@ -104,7 +110,8 @@ def parse_settings(argv: list[str] | None = None) -> Settings:
     if durations["--retry-period"] >= durations["--renew-deadline"]:
         raise ConfigError("--retry-period", args.retry_period, "must be shorter than --renew-deadline")
     for flag, value in (("--leader-election-namespace", args.leader_election_namespace),
-                        ("--lease-name", args.lease_name), ("--domain-namespace", args.domain_namespace)):
+                        ("--lease-name", args.lease_name), ("--domain-namespace", args.domain_namespace),
+                        ("--prober-lease-namespace", args.prober_lease_namespace)):
         _require_dns_label(flag, value)
     if args.namespace:
         _require_dns_label("--namespace", args.namespace)
@@ -125,6 +132,7 @@ def parse_settings(argv: list[str] | None = None) -> Settings:
         namespace=args.namespace, domain_namespace=args.domain_namespace, workers=workers,
         log_level=args.log_level.lower(), log_format=args.log_format,
         resolve_lb_hostnames=resolve_lb_hostnames, dns_resolvers=dns_resolvers,
+        prober_grace_period=durations["--prober-grace-period"], prober_lease_namespace=args.prober_lease_namespace,
     )
 
 

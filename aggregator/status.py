@@ -1,5 +1,6 @@
-"""Intent status (per-cluster entries, Ready/Degraded conditions), the joins/leaves that make events,
-and a MemberCluster's status (its reachability).
+"""Intent status (per-cluster entries, the answer, Ready/Degraded/FailOpen/LoadBalancing conditions), the
+changes that make events (joins, leaves, fail-open, a Failover answer that moved), and a MemberCluster's
+status (its reachability).
 
 Pure: the reconciler hands in the old status and the clock; a condition keeps its
 lastTransitionTime while its status stays the same, so an unchanged answer writes nothing.
@@ -9,7 +10,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from aggregator.model import ClusterStatus, Condition, IntentStatus, MemberClusterStatus, UnavailableKind
+from aggregator.loadbalancing import LOAD_BALANCING, Selection
+from aggregator.model import (
+    Answer,
+    ClusterStatus,
+    Condition,
+    IntentStatus,
+    MemberClusterStatus,
+    Policy,
+    UnavailableKind,
+)
 from aggregator.policy import KindProblem, MemberView, Reachability, Reason
 
 READY = "Ready"
@@ -18,6 +28,11 @@ REACHABLE = "Reachable"  # the MemberCluster's condition
 NAME_CONFLICT = "NameConflict"  # Ready=False: the DNSEndpoint's name is held by an object that is not ours
 INVALID_SPEC = "InvalidSpec"  # Ready=False: the intent's spec cannot be read; its records are left as they are
 PROBLEM_EVENTS = (NAME_CONFLICT, INVALID_SPEC)  # Ready reasons that also make a Warning event
+
+
+FAIL_OPEN = "FailOpen"  # True: no cluster is healthy and the last healthy set still answers
+ANSWER_MOVED = "AnswerMoved"  # the event of a Failover answer that moved to another target
+CARRIED = (FAIL_OPEN, LOAD_BALANCING)  # conditions kept as they were when nothing could be decided
 
 
 @dataclass(frozen=True)
@@ -30,6 +45,7 @@ class Outcome:
     published_records: int
     problem: str = ""  # a reason that stops publishing altogether (DomainNotFound, InvalidName)
     problem_message: str = ""
+    selection: Selection | None = None  # the policy's answer (None: nothing decided, e.g. InvalidSpec)
 
 
 @dataclass(frozen=True)
@@ -41,12 +57,19 @@ class ClusterChange:
 def build_status(outcome: Outcome, generation: int, old: IntentStatus, now: str) -> IntentStatus:
     healthy = [c for c in outcome.clusters if c.healthy]
     unhealthy = [c for c in outcome.clusters if not c.healthy]
+    selection = outcome.selection
+    fail_open = (selection is not None and selection.fail_open and outcome.published_records > 0
+                 and not outcome.problem)
     if outcome.problem:
         ready = Condition(READY, "False", outcome.problem, outcome.problem_message)
     elif healthy and outcome.published_records:
         ready = Condition(READY, "True", "Published",
                           f"{len(healthy)} of {len(outcome.clusters)} clusters healthy: "
                           + ", ".join(c.cluster for c in healthy))
+    elif fail_open and selection is not None:
+        ready = Condition(READY, "False", "NoHealthyClusters",
+                          f"no healthy cluster among {len(outcome.clusters)} listed; failing open: the last healthy "
+                          f"set answers: {_names(selection.answer)}")
     else:
         ready = Condition(READY, "False", "NoHealthyClusters",
                           f"no healthy cluster among {len(outcome.clusters)} listed; no records published")
@@ -55,8 +78,29 @@ def build_status(outcome: Outcome, generation: int, old: IntentStatus, now: str)
                              "; ".join(f"{c.cluster}: {c.reason}" for c in unhealthy))
     else:
         degraded = Condition(DEGRADED, "False", "AllClustersHealthy", "every listed cluster is healthy")
-    conditions = tuple(_stamp(c, generation, old.conditions, now) for c in (ready, degraded))
-    return IntentStatus(outcome.domain, outcome.fqdn, len(healthy), outcome.clusters, conditions, generation)
+    conditions = [ready, degraded]
+    answers = old.answers
+    if selection is not None and not outcome.problem:
+        answers = (selection.answer,)
+        conditions += [_fail_open_condition(fail_open, selection, bool(healthy)), selection.condition]
+    else:  # nothing decided about the answer: its conditions and the last healthy set stay as they were
+        conditions += [c for c in old.conditions if c.type in CARRIED]
+    stamped = tuple(_stamp(c, generation, old.conditions, now) for c in conditions)
+    return IntentStatus(outcome.domain, outcome.fqdn, len(healthy), outcome.clusters, stamped, generation, answers)
+
+
+def _fail_open_condition(fail_open: bool, selection: Selection, any_healthy: bool) -> Condition:
+    if fail_open:
+        return Condition(FAIL_OPEN, "True", "LastHealthySetKept",
+                         f"no cluster is healthy; the last healthy set still answers: {_names(selection.answer)}")
+    if any_healthy:
+        return Condition(FAIL_OPEN, "False", "NotNeeded", "the answer holds healthy clusters")
+    return Condition(FAIL_OPEN, "False", "NoLastHealthySet",
+                     "no cluster is healthy and none of the last healthy set is left: nothing is published")
+
+
+def _names(answer: Answer | None) -> str:
+    return ", ".join(c.cluster for c in answer.clusters) if answer is not None and answer.clusters else "none"
 
 
 def _stamp(condition: Condition, generation: int, old: tuple[Condition, ...], now: str) -> Condition:
@@ -85,6 +129,41 @@ def problem_event(old: IntentStatus, new: IntentStatus) -> Condition | None:
     if before is not None and (before.reason, before.message) == (ready.reason, ready.message):
         return None
     return ready
+
+
+def fail_open_event(old: IntentStatus, new: IntentStatus) -> Condition | None:
+    """The FailOpen condition when fail-open starts (or keeps another set): a Warning event."""
+    now = _condition(new, FAIL_OPEN)
+    if now is None or now.status != "True":
+        return None
+    before = _condition(old, FAIL_OPEN)
+    if before is not None and (before.status, before.message) == (now.status, now.message):
+        return None
+    return now
+
+
+def answer_moved(old: IntentStatus, new: IntentStatus) -> tuple[str, str] | None:
+    """(event type, message) when a Failover answer moved to other clusters: Warning when it left clusters
+    that are no longer healthy, Normal when it moved back to a target that recovered. Not under fail-open."""
+    before, after = old.answer(), new.answer()
+    if before is None or after is None or after.policy is not Policy.FAILOVER or not before.clusters \
+            or not after.clusters or any(_is_true(s, FAIL_OPEN) for s in (old, new)):
+        return None
+    was, now = [c.cluster for c in before.clusters], [c.cluster for c in after.clusters]
+    if set(was) == set(now):
+        return None
+    healthy = {c.cluster for c in new.dns if c.healthy}
+    kind = "Warning" if not set(was) & healthy else "Normal"
+    return kind, f"answer moved from {', '.join(was)} to {', '.join(now)}: {after.reason}"
+
+
+def _condition(status: IntentStatus, kind: str) -> Condition | None:
+    return next((c for c in status.conditions if c.type == kind), None)
+
+
+def _is_true(status: IntentStatus, kind: str) -> bool:
+    condition = _condition(status, kind)
+    return condition is not None and condition.status == "True"
 
 
 _REACHABLE: dict[Reachability, tuple[str, str]] = {

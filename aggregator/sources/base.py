@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Generic, Protocol, TypeVar
 
 from aggregator.lb_hostnames import HostnameLookup, hostnames_of, resolve_entry
+from aggregator.loadbalancing import Selector
 from aggregator.model import (
     ClusterStatus,
     Domain,
@@ -133,16 +134,24 @@ class Source(ABC, Generic[IntentT]):
         """The member's ``status.dns[]`` entry for the intent; None when the object does not exist there."""
 
     @abstractmethod
-    def render(self, intent: IntentT, clusters: tuple[ClusterStatus, ...], domains: Domains) -> Desired:
-        """The records (targets) over the evaluated clusters, and the outcome for the status."""
+    def check_host(self, intent: IntentT, domains: Domains) -> str:
+        """The Host header (and SNI) of the intent's health check when ``spec.healthCheck`` names none: what the
+        probers send too, so both name the check by the same ``check_id`` ("" when there is no such name)."""
 
-    def resolve_hostnames(self, intent: IntentT, mode: HostnameMode, record_ttl: int,
-                          clusters: tuple[ClusterStatus, ...]) -> tuple[ClusterStatus, ...]:
+    @abstractmethod
+    def render(self, intent: IntentT, clusters: tuple[ClusterStatus, ...], domains: Domains,
+               selector: Selector | None = None) -> Desired:
+        """The records over the evaluated clusters, each name's answer picked by ``selector`` (the policy;
+        None: every healthy cluster), and the outcome for the status."""
+
+    def resolve_hostnames(self, intent: IntentT, clusters: tuple[ClusterStatus, ...]) -> tuple[ClusterStatus, ...]:
         """The clusters with their load balancers' hostnames resolved (``loadBalancerHostnames: Resolve``), from
-        the resolver's cache; unchanged in the CNAME form. Call it first in ``render``, on every reconcile: it
-        also tells the resolver which hostnames the intent uses now (none: it stops refreshing them for it)."""
+        the resolver's cache; unchanged in the CNAME form. The reconciler calls it on every reconcile, before
+        the health checks' verdicts (resolved addresses are checked too): it also tells the resolver which
+        hostnames the intent uses now (none: it stops refreshing them for it)."""
         if self.hostnames is None:
             return clusters
+        mode, record_ttl = intent.load_balancer_hostnames, intent.record_ttl
         wanted = hostnames_of(clusters) if mode is HostnameMode.RESOLVE else set()
         resolutions = self.hostnames.lookup(intent.key, wanted, record_ttl)
         if not wanted:

@@ -4,6 +4,7 @@ Health: a cluster counts while at least one of the Ingress's backend Services (d
 every rule path) has a ready endpoint. Ingress is an optional kind: a member that forbids listing
 Ingresses (403) is listed unhealthy with reason ``KindUnavailable``; one that does not serve the API
 (404) is not listed; either way the member stays connected for its Services.
+Health checks are sent with Host = the first of ``spec.hosts`` unless the spec names one.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from aggregator.loadbalancing import Selector
 from aggregator.model import (
     ClusterStatus,
     IngressIntent,
@@ -62,11 +64,11 @@ def evaluate_ingress_cluster(view: IngressView) -> ClusterStatus | None:
                           f"{Reason.NO_READY_BACKENDS}: no ready endpoint behind {backends}")
 
 
-def render_ingress_endpoints(intent: IngressIntent, hosts: tuple[str, ...],
-                             clusters: tuple[ClusterStatus, ...]) -> list[Endpoint]:
-    """One A/AAAA (or CNAME) record set per host over the healthy clusters."""
-    healthy = [c for c in clusters if c.healthy]
-    records = [record for host in hosts for record in address_records(host, healthy, intent.record_ttl)]
+def render_ingress_endpoints(intent: IngressIntent, hosts: tuple[str, ...], clusters: tuple[ClusterStatus, ...],
+                             selector: Selector | None = None) -> list[Endpoint]:
+    """One A/AAAA (or CNAME) record set per host over the policy's pick of the clusters."""
+    pick = (selector or Selector()).pick(clusters)
+    records = [record for host in hosts for record in address_records(host, pick, intent.record_ttl)]
     return sort_endpoints(records)
 
 
@@ -117,11 +119,14 @@ class IngressSource(Source[IngressIntent]):
         return evaluate_ingress_cluster(
             IngressView(view.cluster, view.reachability, view.detail, view.last_known, ingress, ready, problem))
 
-    def render(self, intent: IngressIntent, clusters: tuple[ClusterStatus, ...], domains: Domains) -> Desired:
-        clusters = self.resolve_hostnames(intent, intent.load_balancer_hostnames, intent.record_ttl, clusters)
+    def check_host(self, intent: IngressIntent, domains: Domains) -> str:
+        return intent.hosts[0] if intent.hosts else ""
+
+    def render(self, intent: IngressIntent, clusters: tuple[ClusterStatus, ...], domains: Domains,
+               selector: Selector | None = None) -> Desired:
         try:
             hosts = ingress_host_names(intent.hosts)
         except InvalidDNSNameError as error:
             return Desired([], Outcome("", "", clusters, 0, "InvalidName", str(error)))
-        endpoints = render_ingress_endpoints(intent, hosts, clusters)
+        endpoints = render_ingress_endpoints(intent, hosts, clusters, selector)
         return Desired(endpoints, Outcome("", ", ".join(hosts), clusters, len(endpoints)))

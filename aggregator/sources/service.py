@@ -3,6 +3,7 @@
 Health: a cluster counts only while the Service has at least one ready endpoint in its EndpointSlices
 (unless ``allowServiceWithoutEndpoints``); no load-balancer address yet → listed unhealthy.
 Names: global, region and zone names with KubeFed's CNAME fallbacks, and ``dnsPrefix`` (naming.py).
+Health checks are sent with Host = the global name (``status.fqdn``) unless the spec names one.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from aggregator.loadbalancing import Selector
 from aggregator.model import (
     ClusterStatus,
     IntentKey,
@@ -60,26 +62,27 @@ def evaluate_service_cluster(view: ServiceView, allow_without_endpoints: bool) -
                           f"{Reason.NO_READY_ENDPOINTS}: no ready endpoint in EndpointSlices")
 
 
-def render_service_endpoints(intent: ServiceIntent, names: ServiceNames,
-                             clusters: tuple[ClusterStatus, ...]) -> list[Endpoint]:
-    """Global, region and zone names with KubeFed's CNAME fallbacks; empty when nothing is healthy.
+def render_service_endpoints(intent: ServiceIntent, names: ServiceNames, clusters: tuple[ClusterStatus, ...],
+                             selector: Selector | None = None) -> list[Endpoint]:
+    """Global, region and zone names with KubeFed's CNAME fallbacks; empty when nothing answers. Each name's
+    answer is the policy's pick over its own candidates (the global name: every listed cluster).
 
     Regions and zones are those of the clusters listed in the status (where the Service exists).
     """
-    healthy = [c for c in clusters if c.healthy]
-    global_records = address_records(names.global_name, healthy, intent.record_ttl)
+    selector = selector or Selector()
+    global_records = address_records(names.global_name, selector.pick(clusters), intent.record_ttl)
     if not global_records:
         return []
     records = list(global_records)
     for region in sorted({c.region for c in clusters}):
         region_name = names.region_name(region)
-        in_region = [c for c in healthy if c.region == region]
-        records += address_records(region_name, in_region, intent.record_ttl) or [
+        in_region = [c for c in clusters if c.region == region]
+        records += address_records(region_name, selector.pick(in_region), intent.record_ttl) or [
             cname(region_name, names.global_name, intent.record_ttl)]
-        for zone in sorted({c.zone for c in clusters if c.region == region}):
+        for zone in sorted({c.zone for c in in_region}):
             zone_name = names.zone_name(region, zone)
             in_zone = [c for c in in_region if c.zone == zone]
-            records += address_records(zone_name, in_zone, intent.record_ttl) or [
+            records += address_records(zone_name, selector.pick(in_zone), intent.record_ttl) or [
                 cname(zone_name, region_name, intent.record_ttl)]
     if intent.dns_prefix:
         records.append(cname(names.dns_prefix_name(intent.dns_prefix), names.global_name, intent.record_ttl))
@@ -121,8 +124,15 @@ class ServiceSource(Source[ServiceIntent]):
             ServiceView(view.cluster, view.reachability, view.detail, view.last_known, service, ready),
             intent.allow_service_without_endpoints)
 
-    def render(self, intent: ServiceIntent, clusters: tuple[ClusterStatus, ...], domains: Domains) -> Desired:
-        clusters = self.resolve_hostnames(intent, intent.load_balancer_hostnames, intent.record_ttl, clusters)
+    def check_host(self, intent: ServiceIntent, domains: Domains) -> str:
+        domain = domains.find(intent.namespace, intent.domain_ref)
+        try:
+            return service_names(intent, domain.domain).global_name if domain is not None else ""
+        except InvalidDNSNameError:
+            return ""
+
+    def render(self, intent: ServiceIntent, clusters: tuple[ClusterStatus, ...], domains: Domains,
+               selector: Selector | None = None) -> Desired:
         domain = domains.find(intent.namespace, intent.domain_ref)
         if domain is None:
             return Desired([], Outcome("", "", clusters, 0, "DomainNotFound",
@@ -130,7 +140,7 @@ class ServiceSource(Source[ServiceIntent]):
                                        f"{domains.searched(intent.namespace)}"))
         try:
             names = service_names(intent, domain.domain)
-            endpoints = render_service_endpoints(intent, names, clusters)
+            endpoints = render_service_endpoints(intent, names, clusters, selector)
         except InvalidDNSNameError as error:
             return Desired([], Outcome(domain.domain, "", clusters, 0, "InvalidName", str(error)))
         return Desired(endpoints, Outcome(names.domain, names.global_name, clusters, len(endpoints)))
