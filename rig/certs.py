@@ -44,6 +44,19 @@ class CertificateAuthority:
         )
         return cls(key, cert)
 
+    @classmethod
+    def load(cls, cert_path: Path, key_path: Path) -> CertificateAuthority:
+        """A CA written by ``write`` (another process of the rig issues with it)."""
+        key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
+        if not isinstance(key, ec.EllipticCurvePrivateKey):
+            raise ValueError(f"{key_path}: expected the EC key of a rig CA")
+        return cls(key, x509.load_pem_x509_certificate(cert_path.read_bytes()))
+
+    def write(self, cert_path: Path, key_path: Path) -> None:
+        cert_path.write_bytes(self.cert_pem())
+        key_path.write_bytes(_pem_key(self.key))
+        key_path.chmod(0o600)
+
     def cert_pem(self) -> bytes:
         return self.cert.public_bytes(serialization.Encoding.PEM)
 

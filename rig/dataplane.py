@@ -1,0 +1,216 @@
+"""The rig's data plane: member VIPs with a stand-in ingress controller each, and prober regions that reach
+them (and the host API) through network namespaces that can be cut for real.
+
+Layout (``<run>`` is the test process's pid and the data plane's number in it, so concurrent runs and
+data planes never meet)::
+
+    fdns-<run>-lb           lo: each member's VIPs, 198.18.<n>.1 and 2001:db8:f:<n>::1 (n = 1, 2, ...)
+       rg<i> ==veth== lb0   one veth pair per region (10.254.<i>.0/30, fd00:f:0:<i>::/64)
+    fdns-<run>-<region>     routes 198.18.0.0/16 and 2001:db8:f::/48 via the LB end; the host API relay
+                            on 127.0.0.1:<host API port>; the region's prober
+
+The stand-in ingress processes stay in the root namespace (they watch their member's API server on
+127.0.0.1) with their listeners created in the LB namespace. ``cut_from_vips`` blackholes the LB
+namespace's route back to the region: the region's SYNs arrive and every answer vanishes, so its checks
+time out as through a dead path (a blackhole on the region's own side would fail them at once with
+EINVAL, which no real partition does). ``cut_from_api`` pauses the region's API relay (connections
+refused, open ones reset). The kernel here has no dummy interfaces, so VIPs live on the LB namespace's lo.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from rig.certs import CertificateAuthority
+from rig.ingress import IngressControl, StandInIngress
+from rig.netns import Endpoint, NetworkNamespace, Relay, remove_stale, veth
+from rig.prober import ProberProcess
+from rig.process import RigError
+
+_NUMBERS = itertools.count(1)
+VIP_V4 = "198.18.0.0/16"
+VIP_V6 = "2001:db8:f::/48"
+
+
+@dataclass(frozen=True)
+class RegionLink:
+    """One region's namespace and its veth addresses (``address`` is what the stand-ins see as the client)."""
+
+    name: str
+    netns: NetworkNamespace
+    index: int
+    address: str  # IPv4 of the region's end
+    address6: str
+    lb_address: str  # the LB end: the region's next hop
+    lb_address6: str
+
+
+def member_vips(index: int) -> tuple[str, str]:
+    """The IPv4 and IPv6 VIP of the member at ``index`` (0-based)."""
+    if not 0 <= index < 254:
+        raise ValueError(f"member index {index}: the rig has room for 254 members")
+    return f"198.18.{index + 1}.1", f"2001:db8:f:{index + 1:x}::1"
+
+
+class DataPlane:
+    """LB namespace + one stand-in ingress per member + one namespace (veth, API relay) per prober region."""
+
+    def __init__(self, workdir: Path, members: Mapping[str, Path | None], regions: Sequence[str] = (),
+                 host_api: tuple[str, int] | None = None) -> None:
+        """``members``: name -> kubeconfig of its API server (None: every app counts as ready);
+        ``host_api``: (address, port) of the host API server, relayed into each region."""
+        self.workdir = workdir
+        self.member_kubeconfigs = dict(members)
+        self.region_names = tuple(regions)
+        self.host_api = host_api
+        self.ca = CertificateAuthority.create("fleetdns-rig-ingress-ca")
+        self.ca_path = workdir / "ingress-ca.crt"
+        self.number = next(_NUMBERS)
+        self.lb = NetworkNamespace(f"{self.number}-lb")
+        self.regions: dict[str, RegionLink] = {}
+        self.ingresses: dict[str, StandInIngress] = {}
+        self.api_relays: dict[str, Relay] = {}
+        self.probers: dict[str, ProberProcess] = {}
+        self._vips = {name: member_vips(i) for i, name in enumerate(self.member_kubeconfigs)}
+
+    # start / stop ------------------------------------------------------------
+    def start(self) -> DataPlane:
+        try:
+            self.workdir.mkdir(parents=True, exist_ok=True)
+            self.ca.write(self.ca_path, self.workdir / "ingress-ca.key")
+            remove_stale()
+            self.lb.create()
+            for v4, v6 in self._vips.values():
+                self.lb.add_address(f"{v4}/32")
+                self.lb.add_address(f"{v6}/128")
+            for index, region in enumerate(self.region_names):
+                self._add_region(index, region)
+            self.ingresses = {name: StandInIngress(name, self.workdir, list(self._vips[name]), netns=self.lb.name,
+                                                   kubeconfig=kubeconfig, ca=self.ca)
+                              for name, kubeconfig in self.member_kubeconfigs.items()}
+            for ingress in self.ingresses.values():
+                ingress.start(wait=False)  # start-ups overlap
+            for ingress in self.ingresses.values():
+                ingress.wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _add_region(self, index: int, region: str) -> None:
+        netns = NetworkNamespace(f"{self.number}-{region}").create()
+        link = RegionLink(region, netns, index, f"10.254.{index}.2", f"fd00:f:0:{index:x}::2",
+                          f"10.254.{index}.1", f"fd00:f:0:{index:x}::1")
+        veth(self.lb, f"rg{index}", netns, "lb0")
+        self.lb.add_address(f"{link.lb_address}/30", f"rg{index}")
+        self.lb.add_address(f"{link.lb_address6}/64", f"rg{index}")
+        netns.add_address(f"{link.address}/30", "lb0")
+        netns.add_address(f"{link.address6}/64", "lb0")
+        netns.set_route(VIP_V4, link.lb_address)
+        netns.set_route(VIP_V6, link.lb_address6)
+        self.regions[region] = link
+        if self.host_api is not None:
+            host, port = self.host_api
+            self.api_relays[region] = Relay(Endpoint(netns.name, "127.0.0.1", port), Endpoint(None, host, port),
+                                            name=f"api-{region}").start()
+
+    def stop(self) -> None:
+        """Probers, stand-ins, relays, then this run's namespaces; each step runs even if one before failed."""
+        steps: list[Callable[[], object]] = [
+            *(p.stop for p in self.probers.values()), *(i.stop for i in self.ingresses.values()),
+            *(r.stop for r in self.api_relays.values()), *(link.netns.delete for link in self.regions.values()),
+            self.lb.delete,
+        ]
+        failures = []
+        for step in steps:
+            try:
+                step()
+            except Exception as error:  # noqa: BLE001 - the rest must still be cleaned up
+                failures.append(error)
+        if failures:
+            raise RigError(f"data plane stop: {len(failures)} step(s) failed, first: {failures[0]!r}")
+
+    def __enter__(self) -> DataPlane:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # members and apps ----------------------------------------------------------
+    def vips(self, member: str) -> tuple[str, str]:
+        """(IPv4, IPv6) VIP of ``member``'s load balancer."""
+        return self._vips[member]
+
+    def ingress(self, member: str) -> IngressControl:
+        return self.ingresses[member].control
+
+    def register_app(self, member: str, host: str, namespace: str, service: str,
+                     expect_ready: bool | None = None, timeout: float = 15.0) -> None:
+        """Route ``host`` at ``member``'s VIP to Service ``namespace/service``; with ``expect_ready``, return
+        once the stand-in's view of its EndpointSlices agrees (ready, or 503), so the first request is certain."""
+        control = self.ingress(member)
+        control.register(host, namespace, service)
+        if expect_ready is None:
+            return
+        deadline = time.monotonic() + timeout
+        while ((answer := control.answer(host)) == 503) == expect_ready:  # 503: no ready endpoint
+            if time.monotonic() > deadline:
+                raise RigError(f"stand-in of {member} answers {answer} for {host} after {timeout:g}s, expected "
+                               f"{'its endpoints ready' if expect_ready else '503'}: is the EndpointSlice of "
+                               f"{namespace}/{service} on {member} as expected?")
+            time.sleep(0.02)
+
+    def set_app_status(self, member: str, host: str, status: int | None, delay: float = 0.0) -> None:
+        """Make the app answer ``status`` (None: route normally again), endpoints untouched."""
+        self.ingress(member).set_answer(host, status, delay)
+
+    # regions -------------------------------------------------------------------
+    def netns(self, region: str) -> NetworkNamespace:
+        return self.regions[region].netns
+
+    def cut_from_vips(self, region: str) -> None:
+        """The region's packets to every VIP still leave, but nothing comes back: connects time out."""
+        link = self.regions[region]
+        self.lb.add_blackhole(f"{link.address}/32")
+        self.lb.add_blackhole(f"{link.address6}/128")
+
+    def cut_from_api(self, region: str) -> None:
+        """The region loses the host API: new connections refused, open ones (watches, Lease renewals) reset."""
+        self.api_relays[region].pause()
+
+    def heal(self, region: str) -> None:
+        """Undo both cuts (whichever were made)."""
+        link = self.regions[region]
+        self.lb.remove_blackhole(f"{link.address}/32")
+        self.lb.remove_blackhole(f"{link.address6}/128")
+        if region in self.api_relays:
+            self.api_relays[region].resume()
+
+    def region_kubeconfig(self, region: str, host_kubeconfig: Path) -> Path:
+        """``host_kubeconfig`` pointed at the region's API relay (same port, so the server certificate,
+        issued for 127.0.0.1, verifies)."""
+        if self.host_api is None:
+            raise ValueError("the data plane was built without host_api: no relay into the regions")
+        config = yaml.safe_load(host_kubeconfig.read_text())
+        for cluster in config.get("clusters") or []:
+            cluster["cluster"]["server"] = f"https://127.0.0.1:{self.host_api[1]}"
+        path = self.workdir / f"kubeconfig-{region}"
+        path.write_text(yaml.safe_dump(config))
+        path.chmod(0o600)
+        return path
+
+    def start_prober(self, region: str, host_kubeconfig: Path, args: Sequence[str] = (), *,
+                     wait_ready: bool = True, timeout: float = 60.0) -> ProberProcess:
+        """The region's prober in its namespace, talking to the host API through the region's relay."""
+        if region in self.probers and self.probers[region].process.running:
+            raise ValueError(f"a prober for region {region} is already running")
+        prober = ProberProcess(region, self.region_kubeconfig(region, host_kubeconfig), self.workdir,
+                               netns=self.netns(region), args=list(args))
+        self.probers[region] = prober
+        return prober.start(timeout=timeout, wait_ready=wait_ready)

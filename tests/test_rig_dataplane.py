@@ -1,0 +1,270 @@
+"""The rig's data plane does what the policy tests rely on: stand-in ingress controllers on real VIPs in a
+network namespace, prober regions that reach them through veth pairs, and cuts that really cut.
+
+Real kube-apiservers (host, east, west), real namespaces, real processes; requests are sent from inside
+the region namespaces, as a prober there sends them.
+"""
+
+from __future__ import annotations
+
+import ssl
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+
+from rig import netns
+from rig.dataplane import DataPlane
+from rig.federation import Federation
+from rig.ingress import StandInIngress
+from rig.ports import free_port
+from rig.waiting import wait_for
+from rig.workloads import set_endpoints
+
+pytestmark = pytest.mark.apiserver
+
+REGIONS = ("east", "west", "north")
+
+
+@pytest.fixture(scope="module")
+def federation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Federation]:
+    """Host + east + west API servers and the data plane (no DNS stacks, no probers: not needed here)."""
+    fed = Federation(tmp_path_factory.mktemp("dataplane"), prober_regions=REGIONS)
+    try:
+        fed.start_clusters()
+        fed.start_dataplane()
+        yield fed
+    finally:
+        fed.stop()
+
+
+@pytest.fixture
+def dataplane(federation: Federation) -> DataPlane:
+    assert federation.dataplane is not None
+    return federation.dataplane
+
+
+def http_get(namespace: str | None, address: str, port: int, host: str, *, tls_ca: Path | None = None,
+             close: bool = True, timeout: float = 5) -> tuple[int, bytes, x509.Certificate | None]:
+    """One request on a fresh connection opened inside ``namespace``: (status, body, server certificate)."""
+    sock = netns.connect(namespace, address, port, timeout)
+    cert = None
+    try:
+        if tls_ca is not None:
+            context = ssl.create_default_context(cafile=str(tls_ca))
+            sock = context.wrap_socket(sock, server_hostname=host)
+            cert = x509.load_der_x509_certificate(sock.getpeercert(binary_form=True) or b"")
+        sock.sendall(f"GET /healthz HTTP/1.1\r\nHost: {host}\r\n{'Connection: close' if close else ''}\r\n\r\n"
+                     .encode())
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    finally:
+        sock.close()
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split(b" ", 2)[1]), body, cert
+
+
+def status_from(dataplane: DataPlane, region: str, member: str, host: str, v6: bool = False) -> int:
+    return http_get(dataplane.netns(region).name, dataplane.vips(member)[1 if v6 else 0], 80, host)[0]
+
+
+def test_ingress_routes_by_host_over_both_families_and_answers_404_for_an_unknown_host(
+        federation: Federation, dataplane: DataPlane) -> None:
+    federation.run_app("east", "routing", "web", "web.routing.example", ["10.1.0.1"])
+    federation.run_app("east", "routing", "api", "api.routing.example", ["10.1.0.2"])
+
+    for v6 in (False, True):
+        assert status_from(dataplane, "north", "east", "web.routing.example", v6) == 200
+        assert status_from(dataplane, "north", "east", "nobody.routing.example", v6) == 404
+    _, body, _ = http_get(dataplane.netns("west").name, dataplane.vips("east")[0], 80, "api.routing.example")
+    assert body == b"200 api.routing.example via east\n"
+    # west's stand-in knows nothing of east's apps: the Host routes only on the VIP it was registered on
+    assert status_from(dataplane, "east", "west", "web.routing.example") == 404
+
+
+def test_app_answers_503_until_its_service_has_a_ready_endpoint(federation: Federation,
+                                                                 dataplane: DataPlane) -> None:
+    federation.run_app("west", "ready", "web", "web.ready.example", ["10.2.0.1"], ready=False)
+    assert status_from(dataplane, "east", "west", "web.ready.example") == 503
+
+    federation.set_ready("west", "ready", "web", ["10.2.0.1"], ready=True)
+    wait_for(lambda: status_from(dataplane, "east", "west", "web.ready.example") == 200, 15,
+             "200 once the EndpointSlice has a ready endpoint")
+    federation.set_ready("west", "ready", "web", ["10.2.0.1"], ready=False)
+    wait_for(lambda: status_from(dataplane, "east", "west", "web.ready.example") == 503, 15,
+             "503 once the EndpointSlice has none")
+
+
+def test_app_answers_the_status_it_is_told_while_its_endpoints_stay_ready(federation: Federation,
+                                                                          dataplane: DataPlane) -> None:
+    federation.run_app("east", "broken", "web", "web.broken.example", ["10.3.0.1"])
+    federation.run_app("east", "broken", "other", "other.broken.example", ["10.3.0.2"])
+
+    dataplane.set_app_status("east", "web.broken.example", 500)
+    for region in REGIONS:
+        assert status_from(dataplane, region, "east", "web.broken.example") == 500
+    assert status_from(dataplane, "east", "east", "other.broken.example") == 200  # same VIP, other app: fine
+    assert endpoints_still_ready("east", federation, "broken", "web")
+    dataplane.set_app_status("east", "web.broken.example", None)
+    assert status_from(dataplane, "east", "east", "web.broken.example") == 200
+
+
+def endpoints_still_ready(member: str, federation: Federation, namespace: str, service: str) -> bool:
+    """Whether the Service's EndpointSlice on the member's API server still lists its endpoints ready."""
+    from kubernetes import client
+
+    api = client.DiscoveryV1Api(federation.fleet.members[member].api_client())
+    slices = api.list_namespaced_endpoint_slice(namespace, label_selector=f"kubernetes.io/service-name={service}")
+    return all(e.conditions.ready for s in slices.items for e in s.endpoints)
+
+
+def test_https_presents_each_hosts_own_certificate_chosen_by_sni(federation: Federation,
+                                                                 dataplane: DataPlane) -> None:
+    federation.run_app("west", "tls", "web", "web.tls.example", ["10.4.0.1"])
+    federation.run_app("west", "tls", "shop", "shop.tls.example", ["10.4.0.2"])
+    dataplane.set_app_status("west", "shop.tls.example", 500)
+    region, (v4, v6) = dataplane.netns("east").name, dataplane.vips("west")
+
+    for host, expected in (("web.tls.example", 200), ("shop.tls.example", 500)):
+        for address in (v4, v6):
+            status, _, cert = http_get(region, address, 443, host, tls_ca=dataplane.ca_path)
+            assert status == expected
+            assert cert is not None
+            names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+            assert names.get_values_for_type(x509.DNSName) == [host]
+    with pytest.raises(ssl.SSLCertVerificationError):  # an unknown name gets the default certificate
+        http_get(region, v4, 443, "unknown.tls.example", tls_ca=dataplane.ca_path)
+
+
+def test_stand_in_counts_connections_and_requests_per_host_and_client(federation: Federation,
+                                                                      dataplane: DataPlane) -> None:
+    federation.run_app("east", "count", "web", "web.count.example", ["10.5.0.1"])
+    ingress = dataplane.ingress("east")
+    before = ingress.stats().host("web.count.example")
+    assert before.requests == 0
+    north = dataplane.regions["north"]
+
+    for _ in range(5):
+        assert status_from(dataplane, "north", "east", "web.count.example") == 200
+    sock = north.netns.connect(dataplane.vips("east")[0], 80, 5)  # three requests on one kept-alive connection
+    with sock:
+        for _ in range(3):
+            sock.sendall(b"GET / HTTP/1.1\r\nHost: web.count.example\r\n\r\n")
+            assert sock.recv(4096).startswith(b"HTTP/1.1 200 ")
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: web.count.example\r\nConnection: close\r\n\r\n")
+        assert b"Connection: close" in sock.recv(4096)
+        assert sock.recv(4096) == b""  # the stand-in closed it, as the client asked
+
+    after = ingress.stats().host("web.count.example")
+    assert after.connections == 6
+    assert after.requests == 9
+    assert after.statuses == {200: 9}
+    assert after.clients == {north.address: 6}  # the region's own veth address: per-region attribution
+
+
+def test_extra_tcp_port_for_tcp_checks_opens_and_closes(dataplane: DataPlane) -> None:
+    ingress, region, vip = dataplane.ingress("west"), dataplane.netns("north"), dataplane.vips("west")[1]
+    with pytest.raises(ConnectionRefusedError):
+        region.connect(vip, 5432, 5)
+    ingress.open_port(5432)
+    region.connect(vip, 5432, 5).close()
+    assert ingress.stats().accepted[5432] == 1
+    ingress.close_port(5432)
+    with pytest.raises(ConnectionRefusedError):
+        region.connect(vip, 5432, 5)
+
+
+def test_cut_region_times_out_on_every_vip_while_others_still_reach_them(federation: Federation,
+                                                                         dataplane: DataPlane) -> None:
+    federation.run_app("west", "cut", "web", "web.cut.example", ["10.6.0.1"])
+    addresses = [*dataplane.vips("east"), *dataplane.vips("west")]
+    dataplane.cut_from_vips("north")
+    try:
+        for address in addresses:
+            started = time.monotonic()
+            with pytest.raises(TimeoutError):  # no refusal, no unreachable error: the answers vanish
+                dataplane.netns("north").connect(address, 80, 1.0)
+            assert time.monotonic() - started >= 0.9
+        assert status_from(dataplane, "west", "west", "web.cut.example") == 200
+        assert status_from(dataplane, "east", "west", "web.cut.example", v6=True) == 200
+    finally:
+        dataplane.heal("north")
+    for v6 in (False, True):
+        assert status_from(dataplane, "north", "west", "web.cut.example", v6) == 200
+
+
+def test_api_relay_reaches_the_host_api_and_a_paused_relay_refuses_and_resets(federation: Federation,
+                                                                              dataplane: DataPlane) -> None:
+    port = federation.fleet.host.port
+    ca = federation.fleet.host.workdir / "ca.crt"
+    region = dataplane.netns("west").name
+
+    def version() -> int:  # /version is public: anonymous is enough
+        sock = netns.connect(region, "127.0.0.1", port, 5)
+        context = ssl.create_default_context(cafile=str(ca))  # the host's certificate names 127.0.0.1
+        with context.wrap_socket(sock, server_hostname="127.0.0.1") as tls:
+            tls.sendall(b"GET /version HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+            return int(tls.recv(4096).split(b" ", 2)[1])
+
+    assert version() == 200
+    assert dataplane.region_kubeconfig("west", federation.fleet.host.kubeconfig).read_text().count(
+        f"https://127.0.0.1:{port}") == 1
+    held = netns.connect(region, "127.0.0.1", port, 5)  # an open connection, like a watch
+    try:
+        dataplane.cut_from_api("west")
+        with pytest.raises(ConnectionRefusedError):
+            netns.connect(region, "127.0.0.1", port, 5)
+        with pytest.raises(ConnectionResetError):
+            held.sendall(b"\x16\x03\x01\x00\x05hello")
+            held.recv(1)
+        assert netns.connect(dataplane.netns("east").name, "127.0.0.1", port, 5)  # other regions unaffected
+    finally:
+        held.close()
+        dataplane.heal("west")
+    assert version() == 200
+
+
+def test_stop_removes_the_runs_namespaces_and_processes_and_leftovers_of_dead_runs(tmp_path: Path) -> None:
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = f"{netns.PREFIX}{dead.pid}-crashed"
+    netns.ip("netns", "add", stale)
+    plane = DataPlane(tmp_path, {"solo": None}, regions=("r1",)).start()  # start removes dead runs' leftovers
+    assert not (netns.NETNS_DIR / stale).exists()
+    names = [plane.lb.name, plane.netns("r1").name]
+    assert all(name in netns.own_namespaces() for name in names)
+    ingress = plane.ingresses["solo"].process
+    plane.register_app("solo", "static.example", "any", "any")  # no API server: registered apps are ready
+    assert http_get(plane.netns("r1").name, plane.vips("solo")[0], 80, "static.example")[0] == 200
+
+    plane.stop()
+    assert not any(name in netns.own_namespaces() for name in names)
+    assert not ingress.running
+
+
+def test_stand_in_ingress_without_a_namespace_listens_on_loopback(tmp_path: Path) -> None:
+    address = "127.0.0.83"
+    with StandInIngress("loop", tmp_path, [address], http_port=free_port(address),
+                        https_port=free_port(address)) as ingress:
+        ingress.control.register("app.loop.example", "ns", "svc")
+        assert http_get(None, address, ingress.http_port, "app.loop.example")[0] == 200
+        status, _, cert = http_get(None, address, ingress.https_port, "app.loop.example", tls_ca=ingress.ca_path)
+        assert status == 200
+        assert cert is not None
+        assert ingress.control.stats().host("app.loop.example").connections == 2
+
+
+def test_endpointslice_readiness_is_read_per_service(federation: Federation, dataplane: DataPlane) -> None:
+    """Two Services in one namespace: only the one whose slice has a ready endpoint answers 200."""
+    federation.run_app("west", "pair", "a", "a.pair.example", ["10.7.0.1"])
+    federation.run_app("west", "pair", "b", "b.pair.example", ["10.7.0.2"], ready=False)
+    assert status_from(dataplane, "north", "west", "a.pair.example") == 200
+    assert status_from(dataplane, "north", "west", "b.pair.example") == 503
+    set_endpoints(federation.fleet.members["west"].api_client(), "pair", "a", ["10.7.0.1"], ready=False)
+    wait_for(lambda: status_from(dataplane, "north", "west", "a.pair.example") == 503, 15, "a 503 once not ready")
+    assert status_from(dataplane, "north", "west", "b.pair.example") == 503
