@@ -146,6 +146,66 @@ def test_a_malformed_document_still_gets_400_with_its_path_and_writes_nothing(we
     assert hook.records().json() == before
 
 
+# --- webhook/weights: an unusable value is left out, the record is stored ----------------------------------
+
+PROPERTY_DROPPED = "fleetdns_webhook_properties_dropped_total"
+
+
+def weighted_record(name: str, record_type: str, targets: list[str], value: str) -> dict:
+    return {"dnsName": name, "recordType": record_type, "targets": targets,
+            "providerSpecific": [{"name": "alias", "value": "false"}, {"name": "webhook/weights", "value": value}]}
+
+
+def property_drops(metrics: dict[str, float], route: str) -> float:
+    return metrics.get(f'{PROPERTY_DROPPED}{{property="webhook/weights",route="{route}"}}', 0)
+
+
+def property_warnings(log_path: Path) -> list[dict]:
+    lines = []
+    for line in log_path.read_text(errors="replace").splitlines():
+        with contextlib.suppress(ValueError):
+            entry = json.loads(line)
+            if entry.get("msg", "").startswith("providerSpecific property dropped") and entry["level"] == "warning":
+                lines.append(entry)
+    return lines
+
+
+@pytest.mark.etcd
+def test_unusable_weights_keep_the_record_without_them_counted_and_named_once_and_adjust_agrees(webhook):
+    server, _ = webhook
+    hook = server.client
+    bad = {f"w-{label}.example.org": value for label, value in
+           (("range", "192.0.2.1=256"), ("syntax", "192.0.2.1:5"), ("stranger", "192.0.2.9=5"),
+            ("family", "2001:db8::1=5"), ("empty", ""))}
+    batch = {"create": [
+        weighted_record("w-ok.example.org", "AAAA", ["2001:DB8::1", "2001:db8::2"], "2001:DB8::1=255,2001:db8::2=64"),
+        *(weighted_record(name, "A", ["192.0.2.1", "192.0.2.2"], value) for name, value in bad.items()),
+    ]}
+    before = hook.metrics()
+    for _ in range(2):  # ExternalDNS resends the same batch loop after loop
+        assert hook.apply(batch).status_code == 204
+
+    got = hook.endpoints()
+    assert got[("w-ok.example.org", "AAAA")]["providerSpecific"] == [
+        {"name": "alias", "value": "false"}, {"name": "webhook/weights", "value": "2001:db8::1=255,2001:db8::2=64"}]
+    for name in bad:
+        assert got[(name, "A")]["targets"] == ["192.0.2.1", "192.0.2.2"]  # the record is served
+        assert got[(name, "A")]["providerSpecific"] == [{"name": "alias", "value": "false"}]
+    after = hook.metrics()
+    assert property_drops(after, "/records") - property_drops(before, "/records") == 2 * len(bad)
+    assert by_reason(after, REJECTED) == by_reason(before, REJECTED)  # nothing skipped
+    warned = Counter(entry["dnsName"] for entry in property_warnings(server.process.log_path)
+                     if entry["dnsName"] in bad)
+    assert warned == Counter(list(bad))  # each once, though the batch came twice
+
+    response = hook.adjust(batch["create"])
+    assert response.status_code == 200
+    adjusted = {(e["dnsName"], e["recordType"]): e for e in response.json()}
+    assert {key: adjusted[key].get("providerSpecific") for key in adjusted} == {
+        key: got[key].get("providerSpecific") for key in adjusted}  # what ExternalDNS wants is what is stored
+    assert property_drops(hook.metrics(), "/adjustendpoints") - property_drops(after, "/adjustendpoints") == len(bad)
+
+
 # --- /adjustendpoints drops exactly what apply skips (over a table) -----------------------------------
 
 NAMES = ["app.t.example.org", "APP.T.Example.org.", "_sip._tcp.t.example.org", "*.t.example.org",

@@ -205,6 +205,46 @@ def test_deletes_accept_records_we_could_only_have_read_such_as_a_foreign_two_ta
     assert parsed.delete[0].targets == ("x.example.org", "y.example.org")
 
 
+def _weighted(name: str, record_type: str, targets: list[str], value: str, **extra: object) -> dict:
+    return {"dnsName": name, "recordType": record_type, "targets": targets,
+            "providerSpecific": [{"name": "alias", "value": "false"}, {"name": "webhook/weights", "value": value}],
+            **extra}
+
+
+@pytest.mark.parametrize(("record_type", "targets", "value", "why"), [
+    ("A", ["192.0.2.1", "192.0.2.2"], "192.0.2.1=256", "outside 1-255"),
+    ("A", ["192.0.2.1", "192.0.2.2"], "192.0.2.1=0", "outside 1-255"),
+    ("A", ["192.0.2.1"], "192.0.2.1:5", "is not <ip>=<weight>"),
+    ("A", ["192.0.2.1"], "192.0.2.9=5", "is not a target"),
+    ("A", ["192.0.2.1"], "2001:db8::1=5", "is not an IPv4 address"),
+    ("AAAA", ["2001:db8::1"], "2001:db8::1=5,2001:DB8::1=6", "twice"),
+    ("A", ["192.0.2.1"], "", "lists no address"),
+])
+def test_unusable_weights_are_left_out_and_the_record_is_kept_with_its_other_properties(record_type, targets,
+                                                                                           value, why):
+    parsed = changes(create=[_weighted("app.example.org", record_type, targets, value)])
+    (endpoint,) = parsed.create
+    assert endpoint.provider_specific == (ProviderSpecificProperty("alias", "false"),)
+    assert not parsed.skipped
+    (trimmed,) = parsed.trimmed
+    assert trimmed.path == "create[0]" and trimmed.dropped.property == "webhook/weights"
+    assert why in trimmed.dropped.message
+
+
+def test_usable_weights_are_stored_in_one_canonical_form_and_a_registry_copy_passes_unchanged():
+    parsed = changes(create=[
+        _weighted("app.example.org", "AAAA", ["2001:DB8::2", "2001:db8::1"], " 2001:DB8::2=64, 2001:db8::1=255"),
+        _weighted("a-app.example.org", "TXT", ['"heritage=external-dns"'], "not weights at all"),
+    ], updateOld=[_weighted("b.example.org", "A", ["192.0.2.1"], "192.0.2.1=5")],
+       updateNew=[_weighted("b.example.org", "A", ["192.0.2.2"], "192.0.2.1=5")])
+    aaaa, txt = parsed.create
+    assert aaaa.provider_specific_value("webhook/weights") == "2001:db8::1=255,2001:db8::2=64"
+    assert txt.provider_specific_value("webhook/weights") == "not weights at all"
+    assert parsed.update_new[0].targets == ("192.0.2.2",)  # the update applies, without the stale weights
+    assert parsed.update_new[0].provider_specific_value("webhook/weights") is None
+    assert [t.path for t in parsed.trimmed] == ["updateNew[0]"]
+
+
 # --- planning ----------------------------------------------------------------------------------------
 
 A_APP = {"dnsName": "app.example.org", "recordType": "A", "targets": ["192.0.2.1", "192.0.2.2"], "recordTTL": 60,
