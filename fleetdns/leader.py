@@ -29,7 +29,7 @@ def micro_time() -> str:
 class LeaseElector:
     def __init__(self, client: KubeClient, namespace: str, name: str, identity: str, lease_duration: float,
                  renew_deadline: float, retry_period: float, on_change: Callable[[bool], None],
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, labels: dict[str, str] | None = None) -> None:
         self.client = client
         self.path = LEASES.path(namespace, name)
         self.collection = LEASES.path(namespace)
@@ -40,6 +40,7 @@ class LeaseElector:
         self.retry_period = retry_period
         self.on_change = on_change
         self.clock = clock  # monotonic; injectable so tests step it instead of sleeping
+        self.labels = dict(labels or {})  # on the Lease (created with them, added if missing when renewed)
         self.leading = False
         self._observed: tuple[str, str] | None = None  # (holder, renewTime) last seen
         self._observed_at = 0.0
@@ -115,6 +116,8 @@ class LeaseElector:
             if error.status != 404:
                 raise
             body = LEASES.manifest(self.name, spec=self._spec({}))
+            if self.labels:
+                body["metadata"]["labels"] = dict(self.labels)
             try:
                 self.client.create(self.collection, body)
             except KubeError as create_error:
@@ -131,6 +134,9 @@ class LeaseElector:
         if holder and holder != self.identity and self.clock() < self._observed_at + duration:
             return False
         lease["spec"] = self._spec(spec)
+        if self.labels:
+            metadata = lease.setdefault("metadata", {})
+            metadata["labels"] = {**(metadata.get("labels") or {}), **self.labels}
         try:
             self.client.replace(self.path, lease)  # resourceVersion in metadata: optimistic concurrency
         except KubeError as error:
