@@ -145,32 +145,33 @@ class Federation:
         set_endpoints(self.fleet.members[member].api_client(), namespace, name, endpoints, ready=ready)
 
     def create_service_intent(self, namespace: str, name: str, domain_ref: str, ttl: int = 5,
-                              dns_prefix: str | None = None) -> None:
-        """A Domain for the zone and a ServiceDNSRecord for ``name``, as an application team writes them."""
+                              dns_prefix: str | None = None, spec: dict | None = None) -> None:
+        """A Domain for the zone and a ServiceDNSRecord for ``name``, as an application team writes them;
+        ``spec`` adds fields (``healthCheck``, ``loadBalancing``)."""
         custom = client.CustomObjectsApi(self.host)
         ensure_namespace(self.host, namespace)
         domain = DOMAINS.manifest(domain_ref, spec={"domain": self.zone, "nameServer": f"ns1.{self.zone}"})
         custom.create_namespaced_custom_object(DOMAINS.group, DOMAINS.version, namespace, DOMAINS.plural, domain)
-        spec: dict = {"domainRef": domain_ref, "recordTTL": ttl}
+        spec_fields: dict = {"domainRef": domain_ref, "recordTTL": ttl}
         if dns_prefix:
-            spec["dnsPrefix"] = dns_prefix
+            spec_fields["dnsPrefix"] = dns_prefix
         records = SERVICE_DNS_RECORDS
         custom.create_namespaced_custom_object(records.group, records.version, namespace, records.plural,
-                                               records.manifest(name, spec=spec))
+                                               records.manifest(name, spec={**spec_fields, **(spec or {})}))
 
-    def answers(self, region: str, name: str) -> set[str]:
+    def answers(self, region: str, name: str, rdtype: str = "A") -> set[str]:
         coredns = self.regions[region].coredns
         assert coredns is not None
-        return dns_answers(coredns.host, coredns.port, name, "A", timeout=1)
+        return dns_answers(coredns.host, coredns.port, name, rdtype, timeout=1)
 
-    def wait_for_answers(self, name: str, expected: set[str], timeout: float) -> float:
+    def wait_for_answers(self, name: str, expected: set[str], timeout: float, rdtype: str = "A") -> float:
         """Seconds until every region answers ``name`` with exactly ``expected``; TimeoutError otherwise."""
         started = time.monotonic()
         while time.monotonic() - started < timeout:
-            if all(self.answers(region, name) == expected for region in self.regions):
+            if all(self.answers(region, name, rdtype) == expected for region in self.regions):
                 return time.monotonic() - started
             time.sleep(0.01)
-        seen = {region: sorted(self.answers(region, name)) for region in self.regions}
+        seen = {region: sorted(self.answers(region, name, rdtype)) for region in self.regions}
         raise TimeoutError(f"{name} should answer {sorted(expected)} within {timeout}s, got {seen}")
 
     def stop(self) -> None:
