@@ -1,0 +1,272 @@
+"""The prober wired together: informers → targets → schedule → checks → thresholds → reports, and the Lease.
+
+Threads: one informer each for ServiceDNSRecords, IngressDNSRecords and HealthReports; the check loop
+(``schedule.Scheduler``), which alone owns the targets and the thresholds (informers hand it their
+changes through its inbox); the report writers; the Lease loop. The verdicts the writers read are the
+only state shared across threads, behind one lock.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from fleetdns.apipaths import HEALTH_REPORTS, INGRESS_DNS_RECORDS, SERVICE_DNS_RECORDS
+from fleetdns.healthreport import HealthReport, parse_health_report
+from fleetdns.informer import Informer
+from fleetdns.kubeapi import KubeClient
+from prober.checks import Outcome, check_target
+from prober.lease import RegionLease
+from prober.metrics import ProberMetrics
+from prober.reports import EntryKey, ReportKey, ReportWriter, Verdict, rfc3339
+from prober.schedule import Scheduler
+from prober.settings import Settings
+from prober.targets import (
+    INGRESS_KIND,
+    SERVICE_KIND,
+    ProbedIntent,
+    ProbeKey,
+    Subject,
+    TargetIndex,
+    parse_intent,
+    subjects_of,
+)
+from prober.thresholds import State, Threshold, judge
+
+logger = logging.getLogger("prober")
+
+
+class Prober:
+    def __init__(self, settings: Settings, host: KubeClient, metrics: ProberMetrics,
+                 wall: Callable[[], float] = time.time) -> None:
+        self.settings = settings
+        self.region = settings.region
+        self.metrics = metrics
+        self.wall = wall
+        self.index = TargetIndex()
+        self.thresholds: dict[Any, Threshold] = {}
+        self.problems: dict[tuple[str, str, str], str] = {}
+        self.subjects_down = 0
+        self._verdicts: dict[ReportKey, dict[EntryKey, Verdict]] = {}
+        self._lock = threading.Lock()
+        self.scheduler = Scheduler(self.region, self._on_outcome, settings.max_in_flight)
+        self.lease = RegionLease(host, settings.lease_namespace, self.region, settings.identity, self.current,
+                                 self._leading_changed)
+        self.writer = ReportWriter(host.fenced(self.lease.holds), self.region, self.snapshot, self.lease.holds,
+                                   metrics)
+        namespace = settings.namespace
+        self.intent_informers: list[Informer[ProbedIntent]] = [
+            Informer("servicednsrecords", host, SERVICE_DNS_RECORDS.path(namespace),
+                     lambda raw: parse_intent(SERVICE_KIND, raw), self._intent_changed),
+            Informer("ingressdnsrecords", host, INGRESS_DNS_RECORDS.path(namespace),
+                     lambda raw: parse_intent(INGRESS_KIND, raw), self._intent_changed),
+        ]
+        self.report_informer: Informer[HealthReport] = Informer(
+            "healthreports", host, HEALTH_REPORTS.path(namespace), parse_health_report, self._report_changed)
+        self._stop = threading.Event()
+        self._loop = threading.Thread(target=self.scheduler.run, args=(self._stop,), name="checks", daemon=True)
+        self._starter = threading.Thread(target=self._begin_round_when_synced, name="first-round", daemon=True)
+        metrics.sample(self._sampled)
+
+    # --- lifecycle -----------------------------------------------------------------------------------
+
+    @property
+    def _informers(self) -> list[Informer[Any]]:
+        return [*self.intent_informers, self.report_informer]
+
+    def start(self) -> Prober:
+        self._loop.start()
+        for informer in self._informers:
+            informer.start()
+        self.writer.start()
+        self._starter.start()
+        self.lease.start()
+        return self
+
+    def stop(self, flush: float = 2.0) -> None:
+        """Write what is pending (bounded), release the Lease, stop every thread."""
+        deadline = time.monotonic() + flush
+        while self.writer.pending and self.lease.holds() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        self.lease.stop()
+        self.writer.stop()
+        for informer in self._informers:
+            informer.stop()
+            informer.interrupt()
+        self._stop.set()
+        self.scheduler.call_soon_threadsafe(lambda: None)  # wake the loop
+        self._loop.join(timeout=5)
+
+    def _begin_round_when_synced(self) -> None:
+        for informer in self.intent_informers:
+            while not informer.synced.wait(0.5):
+                if self._stop.is_set():
+                    return
+        # queued after every change the first lists delivered, so the round counts every intent listed
+        self.scheduler.call_soon_threadsafe(self.scheduler.begin_round)
+
+    def synced(self) -> bool:
+        return all(i.synced.is_set() for i in self._informers)
+
+    def ready(self) -> tuple[bool, str]:
+        if not self.synced():
+            waiting = [i.name for i in self._informers if not i.synced.is_set()]
+            return False, f"waiting for the first list of {', '.join(waiting)}"
+        if not self.scheduler.round_done:
+            return False, "first round of checks not finished"
+        return True, f"{len(self.scheduler.runs)} checks"
+
+    def current(self) -> tuple[bool, str]:
+        """Whether this region's reports are current (the Lease is renewed only then)."""
+        ready, why = self.ready()
+        if not ready:
+            return False, why
+        return self.scheduler.keeping_up()
+
+    def _leading_changed(self, leading: bool) -> None:
+        logger.info("region Lease " + ("held: writing reports" if leading else "lost: not writing reports"),
+                    extra={"region": self.region, "identity": self.settings.identity})
+        if leading:
+            with self._lock:
+                keys = list(self._verdicts)
+            self.writer.mark_all(keys)  # bring every report of this region up to date (only differences)
+
+    # --- informers (their threads) -------------------------------------------------------------------
+
+    def _intent_changed(self, old: ProbedIntent | None, new: ProbedIntent | None) -> None:
+        self.scheduler.call_soon_threadsafe(lambda: self._apply_intent(old, new))
+
+    def _report_changed(self, old: HealthReport | None, new: HealthReport | None) -> None:
+        report = new or old
+        if report is None:
+            return
+        if report.region == self.region:
+            self.writer.observed(old, new)
+            return
+        if new is None or not self.report_informer.synced.is_set():
+            return  # the first list is history, not news
+        before = {(e.address, e.check) for e in old.down} if old is not None else set()
+        fresh = [ProbeKey(e.address, e.check) for e in new.down if (e.address, e.check) not in before]
+        if fresh:
+            self.scheduler.call_soon_threadsafe(lambda: self._corroborate(fresh))
+
+    # --- the check loop (its thread) -----------------------------------------------------------------
+
+    def _apply_intent(self, old: ProbedIntent | None, new: ProbedIntent | None) -> None:
+        intent = new or old
+        assert intent is not None
+        ident = intent.ident
+        self._note_problem(ident, new)
+        changes = self.index.update(ident, subjects_of(new) if new is not None else ())
+        for key in changes.removed_probes:
+            self.scheduler.remove(key)
+        readded = {s.key: s for s in changes.added_subjects}
+        carried: dict[Any, Threshold] = {}
+        for subject in changes.removed_subjects:
+            threshold = self.thresholds.pop(subject.key, None)
+            again = readded.get(subject.key)
+            if threshold is not None and again is not None and again.probe == subject.probe:
+                carried[subject.key] = threshold  # only its timing changed: keep what it has seen
+                continue
+            if threshold is not None and threshold.state is State.DOWN:
+                self.subjects_down -= 1
+            self._set_verdict(subject, None)
+        for subject in changes.added_subjects:
+            check = subject.check
+            threshold = carried.pop(subject.key, None)
+            if threshold is None:
+                self.thresholds[subject.key] = Threshold(check.failure_threshold, check.success_threshold,
+                                                         float(check.period_seconds))
+                self._set_verdict(subject, Verdict(State.UNKNOWN, subject.probe.check_id))
+            else:
+                threshold.failure_threshold, threshold.success_threshold = (check.failure_threshold,
+                                                                            check.success_threshold)
+                threshold.period = float(check.period_seconds)
+                self.thresholds[subject.key] = threshold
+        for key in changes.added_probes:
+            probe = self.index.probes[key]
+            self.scheduler.add(key, check_target(key.address, probe.check), probe.period, probe.timeout)
+        for key in changes.retimed_probes:
+            probe = self.index.probes[key]
+            self.scheduler.retime(key, probe.period, probe.timeout)
+
+    def _note_problem(self, ident: tuple[str, str, str], new: ProbedIntent | None) -> None:
+        problem = new.problem if new is not None else ""
+        if problem and self.problems.get(ident) != problem:
+            logger.warning("healthCheck not run", extra={"intent": "/".join(ident), "reason": problem})
+        if problem:
+            self.problems[ident] = problem
+        else:
+            self.problems.pop(ident, None)
+        self.metrics.skipped_intents.set(len(self.problems))
+
+    def _set_verdict(self, subject: Subject, verdict: Verdict | None) -> None:
+        key = subject.key
+        with self._lock:
+            entries = self._verdicts.setdefault(key.report, {})
+            if verdict is None:
+                entries.pop(key.entry, None)
+                if not entries:
+                    del self._verdicts[key.report]
+            else:
+                entries[key.entry] = verdict
+        self.writer.mark(key.report)
+
+    def _on_outcome(self, key: ProbeKey, outcome: Outcome, corroboration: bool) -> None:
+        self.metrics.observe_check(outcome.result, outcome.elapsed, outcome.tls_resumed)
+        probe = self.index.probes.get(key)
+        run = self.scheduler.runs.get(key)
+        if probe is None or run is None:
+            return
+        now = self.scheduler.clock()
+        for subject in probe.subjects.values():
+            threshold = self.thresholds[subject.key]
+            if not corroboration and not threshold.counts(now, run.period):
+                continue
+            success, message = judge(outcome, subject.check.timeout_seconds)
+            before = threshold.state
+            if threshold.observe(success, message, now):
+                self._flipped(subject, before, threshold)
+
+    def _flipped(self, subject: Subject, before: State, threshold: Threshold) -> None:
+        state = threshold.state
+        self.subjects_down += (state is State.DOWN) - (before is State.DOWN)
+        self.metrics.flips.labels(state.value).inc()
+        self._set_verdict(subject, Verdict(state, subject.probe.check_id, rfc3339(self.wall()), threshold.message))
+        if before is not State.UNKNOWN or state is State.DOWN:
+            key = subject.key
+            logger.info(f"{state.value}", extra={"namespace": key.namespace, "intent": key.intent,
+                                                 "cluster": key.cluster, "address": key.address,
+                                                 "message": threshold.message, "was": before.value})
+
+    def _corroborate(self, keys: list[ProbeKey]) -> None:
+        for key in keys:
+            if self.scheduler.run_now(key):
+                self.metrics.corroborations.inc()
+
+    # --- shared with the writers and the metrics -----------------------------------------------------
+
+    def snapshot(self, key: ReportKey) -> dict[EntryKey, Verdict]:
+        with self._lock:
+            return dict(self._verdicts.get(key, {}))
+
+    def _sampled(self) -> dict[str, float]:
+        scheduler = self.scheduler
+        return {
+            "checks_started_total": scheduler.started,
+            "checks_skipped_total": scheduler.skipped,
+            "configured_check_rate": scheduler.configured_rate,
+            "achieved_check_rate": scheduler.achieved_rate(),
+            "probes": len(scheduler.runs),
+            "subjects": len(self.thresholds),
+            "subjects_down": self.subjects_down,
+            "in_flight": scheduler.runner.in_flight,
+            "schedule_lateness_seconds": scheduler.take_worst_lateness(),
+            "keeping_up": float(scheduler.keeping_up()[0]),
+            "first_round_done": float(scheduler.round_done),
+            "lease_held": float(self.lease.holds()),
+            "reports_pending": self.writer.pending,
+        }

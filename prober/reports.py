@@ -1,0 +1,247 @@
+"""This region's HealthReports: what it sees Down, one object per (namespace, member cluster).
+
+Writes follow changes, never periods: a key (namespace, cluster) is marked when one of its checks flips
+(or its subjects change); it is written on the leading edge of a change, then at most every 100 ms, so
+2,000 apps failing behind one dead VIP cost a handful of writes. Each write is a whole-object replace
+with the resourceVersion last seen (no status subresource), re-read on conflict. What is written is
+``desired_down``: the thresholded verdicts of the subjects that exist now, keeping an existing entry as
+it is while its verdict still holds (so a restarted prober writes only what differs), and dropping
+entries of intents and addresses that are gone. Only this region's reports are ever written, and only
+while this replica holds the region's Lease (the client is fenced by it).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from fleetdns.apipaths import HEALTH_REPORTS
+from fleetdns.healthreport import DownEntry, HealthReport, parse_health_report, report_name
+from fleetdns.informer import compare_resource_versions
+from fleetdns.kubeapi import KubeClient, KubeError, NotLeaderError
+from prober.metrics import ProberMetrics
+from prober.thresholds import State
+
+logger = logging.getLogger("prober.reports")
+ReportKey = tuple[str, str]  # (namespace, cluster)
+EntryKey = tuple[str, str]  # (intent_ref, address)
+MIN_INTERVAL = 0.1  # seconds between two writes of one report
+RETRY_START, RETRY_MAX = 0.5, 10.0
+CONFLICT_RETRIES = 5
+
+
+def rfc3339(wall: float) -> str:
+    return datetime.fromtimestamp(wall, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The thresholded state of one subject, as the report needs it."""
+
+    state: State
+    check: str  # HealthCheck.check_id
+    since: str = ""  # RFC 3339 of the flip
+    message: str = ""
+
+
+def desired_down(current: Iterable[DownEntry], verdicts: Mapping[EntryKey, Verdict]) -> tuple[DownEntry, ...]:
+    """The Down entries a report should hold: one per subject whose verdict is Down (an existing entry for
+    the same check kept as it is), an existing entry kept while its subject is still Unknown (not checked
+    since a restart), nothing for subjects that are Up or no longer exist."""
+    existing = {(entry.intent, entry.address): entry for entry in current}
+    down = []
+    for (intent, address), verdict in verdicts.items():
+        old = existing.get((intent, address))
+        same = old is not None and old.check == verdict.check
+        if verdict.state is State.DOWN:
+            down.append(old if same and old is not None else
+                        DownEntry(intent, address, verdict.check, verdict.since, verdict.message))
+        elif verdict.state is State.UNKNOWN and same and old is not None:
+            down.append(old)
+    return tuple(sorted(down, key=lambda e: (e.intent, e.address)))
+
+
+def same_entries(a: Iterable[DownEntry], b: Iterable[DownEntry]) -> bool:
+    a, b = list(a), list(b)
+    return len(a) == len(b) and set(a) == set(b)
+
+
+class ReportWriter:
+    """Writes this region's reports from ``snapshot`` (the verdicts of a key's live subjects; empty: none).
+
+    ``mark`` and ``observed`` are called from other threads; a few worker threads write different keys
+    in parallel, one key never by two at once."""
+
+    def __init__(self, client: KubeClient, region: str, snapshot: Callable[[ReportKey], dict[EntryKey, Verdict]],
+                 leading: Callable[[], bool], metrics: ProberMetrics, workers: int = 4,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.client = client
+        self.region = region
+        self.snapshot = snapshot
+        self.leading = leading
+        self.metrics = metrics
+        self.clock = clock
+        self.known: dict[ReportKey, HealthReport] = {}
+        self._due: dict[ReportKey, float] = {}  # marked keys → when they may be written
+        self._last_write: dict[ReportKey, float] = {}
+        self._retry: dict[ReportKey, float] = {}
+        self._busy: set[ReportKey] = set()
+        self._cond = threading.Condition()
+        self._stopping = False
+        self._threads = [threading.Thread(target=self._work, name=f"reports-{i}", daemon=True)
+                         for i in range(workers)]
+
+    def start(self) -> ReportWriter:
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        for thread in self._threads:
+            thread.join(timeout=5)
+
+    def mark(self, key: ReportKey) -> None:
+        with self._cond:
+            if key not in self._due:
+                self._due[key] = self._last_write.get(key, -MIN_INTERVAL) + MIN_INTERVAL
+                self._cond.notify()
+
+    def mark_all(self, keys: Iterable[ReportKey]) -> None:
+        with self._cond:
+            for key in list(keys) + list(self.known):
+                self._due.setdefault(key, self._last_write.get(key, -MIN_INTERVAL) + MIN_INTERVAL)
+            self._cond.notify_all()
+
+    @property
+    def pending(self) -> int:
+        return len(self._due)
+
+    def observed(self, old: HealthReport | None, new: HealthReport | None) -> None:
+        """A report of this region as the watch saw it (informer thread)."""
+        report = new or old
+        if report is None or report.region != self.region:
+            return
+        key = (report.namespace, report.cluster)
+        with self._cond:
+            if new is None:
+                known = self.known.get(key)
+                if known is not None and old is not None and known.resource_version == old.resource_version:
+                    del self.known[key]
+            else:
+                self._remember(key, new)
+
+    def _remember(self, key: ReportKey, report: HealthReport) -> None:
+        known = self.known.get(key)
+        if known is None or compare_resource_versions(report.resource_version, known.resource_version) != -1:
+            self.known[key] = report
+
+    def _next(self) -> ReportKey | None:
+        """Wait for a marked key that may be written now (None: stopping)."""
+        with self._cond:
+            while not self._stopping:
+                now = self.clock()
+                ready = [(due, key) for key, due in self._due.items() if key not in self._busy]
+                if ready and self.leading():
+                    due, key = min(ready)
+                    if due <= now:
+                        del self._due[key]
+                        self._busy.add(key)
+                        return key
+                    self._cond.wait(due - now)
+                else:
+                    self._cond.wait(0.5 if ready else None)  # not leading: look again soon
+            return None
+
+    def _work(self) -> None:
+        while (key := self._next()) is not None:
+            try:
+                self._write(key)
+                self._retry.pop(key, None)
+            except NotLeaderError:
+                self._again(key, RETRY_START)
+            except KubeError as error:
+                delay = min(self._retry.get(key, RETRY_START / 2) * 2, RETRY_MAX)
+                self._retry[key] = delay
+                self.metrics.report_write_errors.labels(str(error.status or error.reason)).inc()
+                logger.warning("report write failed; retrying",
+                               extra={"report": f"{key[0]}/{report_name(self.region, key[1])}", "error": str(error),
+                                      "retry_in": delay})
+                self._again(key, delay)
+            except Exception:  # noqa: BLE001 - a bug in one write must not end the writer
+                logger.exception("report write failed", extra={"report": f"{key[0]}/{key[1]}"})
+                self._again(key, RETRY_MAX)
+            finally:
+                with self._cond:
+                    self._busy.discard(key)
+                    self._cond.notify_all()
+
+    def _again(self, key: ReportKey, delay: float) -> None:
+        with self._cond:
+            self._due[key] = min(self._due.get(key, float("inf")), self.clock() + delay)
+
+    def _write(self, key: ReportKey) -> None:
+        namespace, cluster = key
+        for _ in range(CONFLICT_RETRIES):
+            with self._cond:
+                current = self.known.get(key)
+            verdicts = self.snapshot(key)
+            desired = desired_down(current.down if current else (), verdicts)
+            try:
+                if current is None:
+                    if not desired:
+                        return
+                    written = self.client.create(HEALTH_REPORTS.path(namespace),
+                                                 HealthReport(namespace, self.region, cluster, desired).manifest())
+                    operation = "create"
+                elif not verdicts:  # nothing of this namespace is checked on this cluster any more
+                    self.client.delete(HEALTH_REPORTS.path(namespace, current.name))
+                    with self._cond:
+                        self.known.pop(key, None)
+                    self._wrote(key, "delete")
+                    return
+                elif same_entries(current.down, desired):
+                    return
+                else:
+                    report = HealthReport(namespace, self.region, cluster, desired, current.resource_version)
+                    written = self.client.replace(HEALTH_REPORTS.path(namespace, current.name), report.manifest())
+                    operation = "replace"
+            except KubeError as error:
+                if error.status not in (404, 409):
+                    raise
+                self.metrics.report_conflicts.inc()
+                self._reread(key)
+                continue
+            with self._cond:
+                self._remember(key, parse_health_report(written))
+            self._wrote(key, operation)
+            return
+        raise KubeError(409, "Conflict", f"still conflicting after {CONFLICT_RETRIES} re-reads")
+
+    def _wrote(self, key: ReportKey, operation: str) -> None:
+        with self._cond:
+            self._last_write[key] = self.clock()
+        self.metrics.report_writes.labels(operation).inc()
+        logger.debug("report written", extra={"report": f"{key[0]}/{report_name(self.region, key[1])}",
+                                              "operation": operation})
+
+    def _reread(self, key: ReportKey) -> None:
+        namespace, cluster = key
+        try:
+            fresh: HealthReport | None = parse_health_report(
+                self.client.get(HEALTH_REPORTS.path(namespace, report_name(self.region, cluster))))
+        except KubeError as error:
+            if error.status != 404:
+                raise
+            fresh = None
+        with self._cond:
+            if fresh is None:
+                self.known.pop(key, None)
+            else:
+                self.known[key] = fresh

@@ -1,0 +1,91 @@
+"""Flags (each with an environment variable ``FLEETDNS_PROBER_<FLAG>``) and their validation; invalid input
+exits with code 2 and one line naming the flag."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import socket
+from dataclasses import dataclass
+
+from fleetdns.config import ConfigError, add_flag, parse_host_port
+
+ENV_PREFIX = "FLEETDNS_PROBER_"
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+_LOG_LEVELS = ("debug", "info", "warning", "error")
+_LOG_FORMATS = ("json", "text")
+
+
+@dataclass(frozen=True)
+class Settings:
+    region: str
+    kubeconfig: str
+    health_host: str
+    health_port: int
+    namespace: str
+    lease_namespace: str
+    identity: str
+    max_in_flight: int
+    log_level: str
+    log_format: str
+
+
+def _env(flag: str) -> str:
+    return ENV_PREFIX + flag.lstrip("-").upper().replace("-", "_")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fleetdns-prober",
+        description="Check every cluster address of every intent with a healthCheck from this region, and report "
+                    "what is Down to the host cluster (HealthReports, one Lease per region).")
+    flags: list[tuple[str, str, str]] = [
+        ("--region", "", "the region this prober checks from (required; names its Lease and reports)"),
+        ("--kubeconfig", "", "host-cluster kubeconfig; empty: in-cluster, then $KUBECONFIG / ~/.kube/config"),
+        ("--health-listen", "0.0.0.0:8082", "HOST:PORT for /healthz, /readyz and /metrics"),
+        ("--namespace", "", "check intents (and write reports) in this namespace only; empty: all"),
+        ("--lease-namespace", "fleetdns-system", "namespace of the region's Lease fleetdns-prober-<region>"),
+        ("--identity", "", "this replica's name in the Lease; empty: <hostname>-<pid>"),
+        ("--max-in-flight", "4096", "checks open at once at most (each holds a socket); more wait their turn"),
+        ("--log-level", "info", "debug, info, warning or error"),
+        ("--log-format", "json", "json or text (key=value)"),
+    ]
+    for flag, default, help_text in flags:
+        add_flag(parser, flag, _env(flag), default, help_text)
+    return parser
+
+
+def parse_settings(argv: list[str] | None = None) -> Settings:
+    """Parse and validate; raises ConfigError naming the flag and the value."""
+    args = build_parser().parse_args(argv)
+    if not args.region:
+        raise ConfigError("--region", "", f"required: the region this prober checks from (or {_env('--region')})")
+    _require_dns_label("--region", args.region)
+    health_host, health_port = parse_host_port("--health-listen", args.health_listen)
+    if args.namespace:
+        _require_dns_label("--namespace", args.namespace)
+    _require_dns_label("--lease-namespace", args.lease_namespace)
+    if args.kubeconfig and not os.path.isfile(args.kubeconfig):
+        raise ConfigError("--kubeconfig", args.kubeconfig, "no such file")
+    try:
+        max_in_flight = int(args.max_in_flight)
+    except ValueError:
+        raise ConfigError("--max-in-flight", args.max_in_flight, "expected an integer") from None
+    if not 1 <= max_in_flight <= 100_000:
+        raise ConfigError("--max-in-flight", args.max_in_flight, "must be from 1 to 100000")
+    if args.log_level.lower() not in _LOG_LEVELS:
+        raise ConfigError("--log-level", args.log_level, f"expected one of {', '.join(_LOG_LEVELS)}")
+    if args.log_format not in _LOG_FORMATS:
+        raise ConfigError("--log-format", args.log_format, f"expected one of {', '.join(_LOG_FORMATS)}")
+    return Settings(
+        region=args.region, kubeconfig=args.kubeconfig, health_host=health_host, health_port=health_port,
+        namespace=args.namespace, lease_namespace=args.lease_namespace,
+        identity=args.identity or f"{socket.gethostname()}-{os.getpid()}", max_in_flight=max_in_flight,
+        log_level=args.log_level.lower(), log_format=args.log_format,
+    )
+
+
+def _require_dns_label(flag: str, value: str) -> None:
+    if not _DNS_LABEL.match(value):
+        raise ConfigError(flag, value, "must be a DNS label (lower-case letters, digits and '-', at most 63)")
