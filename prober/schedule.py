@@ -2,7 +2,8 @@
 
 Every probe runs once per period at a fixed phase: a hash of (region, address, check) places it in the
 period, so 6,000 checks of a 5 s period are spread evenly instead of bursting together, and two regions
-do not check the same address in lock-step. A probe still in flight when it is due again skips that run.
+do not check the same address in lock-step. A new probe (at start-up, or a new intent) runs first within
+``FIRST_RUN_SPREAD`` seconds at the same hashed phase, so a long period never delays the first verdict. A probe still in flight when it is due again skips that run.
 A prober that falls behind (a check started more than its period after it was due, or waiting for a
 free slot that long, or an event loop stalled that long) is *overdue*: ``keeping_up`` says so, and the
 Lease is not renewed while it is (lease.py), so a region that cannot keep up leaves the vote.
@@ -29,6 +30,7 @@ logger = logging.getLogger("prober.schedule")
 OVERDUE_HOLD = 2.0  # seconds a late start keeps the prober "overdue" (so one renewal cannot slip between)
 MAX_POLL = 0.25  # the loop wakes at least this often (heartbeat, inbox)
 RATE_WINDOW = 10.0  # seconds over which the achieved check rate is measured
+FIRST_RUN_SPREAD = 10.0  # a new probe's first run comes within this many seconds, whatever its period
 
 OnOutcome = Callable[[ProbeKey, Outcome, bool], None]  # key, outcome, corroboration run
 
@@ -139,7 +141,7 @@ class Scheduler:
         run = _Run(key, target, period, timeout, phase(self.region, key, period))
         self.runs[key] = run
         self.configured_rate += 1.0 / period
-        self._arm(run, first_due(run.offset, period, self.clock(), self.wall()))
+        self._arm(run, self._first(run))
 
     def retime(self, key: ProbeKey, period: float, timeout: float) -> None:
         run = self.runs[key]
@@ -148,7 +150,7 @@ class Scheduler:
         if period != run.period:
             run.period, run.offset = period, phase(self.region, key, period)
             run.generation += 1
-            self._arm(run, first_due(run.offset, period, self.clock(), self.wall()))
+            self._arm(run, self._first(run))
 
     def remove(self, key: ProbeKey) -> None:
         run = self.runs.pop(key, None)
@@ -217,6 +219,10 @@ class Scheduler:
             samples.append((now, self.started))
             while samples and now - samples[0][0] > RATE_WINDOW:
                 samples.popleft()
+
+    def _first(self, run: _Run) -> float:
+        spread = min(run.period, FIRST_RUN_SPREAD)
+        return first_due(run.offset % spread, spread, self.clock(), self.wall())
 
     def _arm(self, run: _Run, due: float) -> None:
         run.due = due

@@ -1,0 +1,189 @@
+"""One check against real servers: the stand-in ingress controller (rig/ingress.py) on loopback, and a TLS
+server of the test's own that records the SNI it is sent."""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from fleetdns.healthcheck import HealthCheck, HttpGet, Scheme, TcpSocket
+from prober.checks import CheckRunner, Outcome, Result, check_target
+from rig.certs import CertificateAuthority
+from rig.ingress import StandInIngress
+from rig.ports import free_port
+
+ADDRESS = "127.0.0.84"
+HOST = "web.checks.example"
+
+
+@pytest.fixture(scope="module")
+def ingress(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StandInIngress]:
+    with StandInIngress("checks", tmp_path_factory.mktemp("ingress"), [ADDRESS], http_port=free_port(ADDRESS),
+                        https_port=free_port(ADDRESS)) as started:
+        started.control.register(HOST, "ns", "web")  # no API server: a registered app is ready
+        yield started
+
+
+def run_checks(*jobs: tuple[HealthCheck, float], address: str = ADDRESS) -> list[Outcome]:
+    """Run checks concurrently on one CheckRunner until each is done (bounded by their own timeouts)."""
+    runner = CheckRunner()
+    outcomes: dict[int, Outcome] = {}
+    for i, (check, timeout) in enumerate(jobs):
+        runner.start(check_target(address, check), timeout, lambda outcome, i=i: outcomes.__setitem__(i, outcome))
+    deadline = time.monotonic() + 30
+    while len(outcomes) < len(jobs) and time.monotonic() < deadline:
+        runner.poll(0.05)
+    runner.close()
+    return [outcomes[i] for i in range(len(jobs))]
+
+
+def http(port: int, host: str = HOST, scheme: Scheme = Scheme.HTTP, path: str = "/healthz") -> HealthCheck:
+    return HealthCheck(http_get=HttpGet(port, path, scheme, host))
+
+
+def test_http_200_is_up_and_500_is_down_with_its_status_while_the_app_stays_registered(ingress: StandInIngress):
+    [up] = run_checks((http(ingress.http_port), 1.0))
+    assert (up.result, up.message) == (Result.UP, "HTTP 200")
+    ingress.control.set_answer(HOST, 500)
+    try:
+        [down] = run_checks((http(ingress.http_port), 1.0))
+    finally:
+        ingress.control.set_answer(HOST, None)
+    assert (down.result, down.message) == (Result.HTTP_ERROR, "HTTP 500")
+
+
+def test_the_host_header_routes_the_check_to_its_own_app(ingress: StandInIngress):
+    [unknown] = run_checks((http(ingress.http_port, host="other.checks.example"), 1.0))
+    assert unknown.message == "HTTP 404"
+
+
+def test_an_app_that_answers_later_than_the_timeout_is_a_response_timeout(ingress: StandInIngress):
+    ingress.control.set_answer(HOST, 200, delay=3.0)
+    try:
+        started = time.monotonic()
+        [late] = run_checks((http(ingress.http_port), 0.5))
+        took = time.monotonic() - started
+    finally:
+        ingress.control.set_answer(HOST, None)
+    assert (late.result, late.message) == (Result.TIMEOUT, "response timeout after 0.5s")
+    assert late.connected is not None and took < 2.5  # it gave up at its timeout, not when the app answered
+
+
+def test_a_closed_port_is_refused_and_an_unreachable_address_times_out_in_connect():
+    closed = free_port(ADDRESS)
+    [refused] = run_checks((HealthCheck(tcp_socket=TcpSocket(closed)), 1.0))
+    assert (refused.result, refused.message) == (Result.REFUSED, "connection refused")
+    # a listener that never accepts, with its backlog full: the SYN is dropped, the connect hangs
+    with socket.socket() as full:
+        full.bind((ADDRESS, 0))
+        full.listen(0)
+        fillers = []
+        for _ in range(3):
+            filler = socket.socket()
+            filler.setblocking(False)
+            filler.connect_ex(full.getsockname())
+            fillers.append(filler)
+        try:
+            [hung] = run_checks((HealthCheck(tcp_socket=TcpSocket(full.getsockname()[1])), 0.5))
+        finally:
+            for filler in fillers:
+                filler.close()
+    assert (hung.result, hung.message) == (Result.TIMEOUT, "connect timeout after 0.5s")
+
+
+def test_tcp_check_is_up_while_the_port_accepts_and_down_once_it_is_closed(ingress: StandInIngress):
+    port = free_port(ADDRESS)
+    ingress.control.open_port(port)
+    [up] = run_checks((HealthCheck(tcp_socket=TcpSocket(port)), 1.0))
+    ingress.control.close_port(port)
+    [down] = run_checks((HealthCheck(tcp_socket=TcpSocket(port)), 1.0))
+    assert up.result is Result.UP and down.result is Result.REFUSED
+    assert ingress.control.stats().accepted[port] == 1
+
+
+def test_every_check_opens_its_own_connection(ingress: StandInIngress):
+    ingress.control.reset_stats()
+    outcomes = run_checks(*[(http(ingress.http_port), 1.0) for _ in range(5)])
+    outcomes += run_checks(*[(http(ingress.https_port, scheme=Scheme.HTTPS), 1.0) for _ in range(5)])
+    assert all(o.up for o in outcomes)
+    stats = ingress.control.stats().host(HOST)
+    assert (stats.connections, stats.requests) == (10, 10)
+
+
+def test_https_is_routed_by_host_without_verifying_the_certificate(ingress: StandInIngress):
+    [up] = run_checks((http(ingress.https_port, scheme=Scheme.HTTPS), 1.0))
+    assert up.message == "HTTP 200"  # the stand-in's CA is nowhere in the prober's trust store
+    ingress.control.set_answer(HOST, 503)
+    try:
+        [down] = run_checks((http(ingress.https_port, scheme=Scheme.HTTPS), 1.0))
+    finally:
+        ingress.control.set_answer(HOST, None)
+    assert down.message == "HTTP 503"
+
+
+class SniRecorder:
+    """A TLS server that records the SNI of each handshake and answers 200 on a fresh connection each time."""
+
+    def __init__(self, directory: Path) -> None:
+        crt, key = CertificateAuthority.create("sni-test-ca").issue("sni", directory, "sni",
+                                                                   dns_names=("a.sni.example",), server=True)
+        self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.context.load_cert_chain(crt, key)
+        self.context.sni_callback = lambda _obj, name, _ctx: self.names.append(name)  # type: ignore[assignment]
+        self.names: list[str | None] = []
+        self.sock = socket.create_server((ADDRESS, 0))
+        self.port = self.sock.getsockname()[1]
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            try:
+                with self.context.wrap_socket(conn, server_side=True) as tls:
+                    tls.recv(4096)
+                    tls.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+            except (OSError, ssl.SSLError):
+                continue
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def test_https_sends_the_host_as_sni(tmp_path: Path):
+    server = SniRecorder(tmp_path)
+    try:
+        outcomes = [run_checks((http(server.port, host="a.sni.example", scheme=Scheme.HTTPS), 2.0))[0]
+                    for _ in range(3)]
+    finally:
+        server.close()
+    assert [o.message for o in outcomes] == ["HTTP 200"] * 3
+    assert server.names == ["a.sni.example"] * 3
+
+
+def test_a_runner_resumes_the_tls_session_of_its_previous_check_of_the_same_target(tmp_path: Path):
+    server = SniRecorder(tmp_path)
+    runner = CheckRunner()
+    target = check_target(ADDRESS, http(server.port, host="a.sni.example", scheme=Scheme.HTTPS))
+    outcomes: list[Outcome] = []
+    try:
+        for _ in range(3):
+            runner.start(target, 2.0, outcomes.append)
+            deadline = time.monotonic() + 10
+            while runner.in_flight and time.monotonic() < deadline:
+                runner.poll(0.05)
+            runner.poll(0)
+    finally:
+        runner.close()
+        server.close()
+    assert [o.tls_resumed for o in outcomes] == [False, True, True]
+    assert server.names == ["a.sni.example"] * 3  # every check is its own TCP connection and handshake
