@@ -58,12 +58,17 @@ def serve(settings: Settings, host: KubeClient) -> int:
                               settings.health_port, name="probes").start()
     logger.info("prober started", extra={"region": settings.region, "identity": settings.identity,
                                          "health_port": probes.port, "namespace": settings.namespace or "(all)"})
-    stop.wait()
+    code = 0
+    while not stop.wait(1.0):
+        if not prober.alive():
+            logger.error("the check loop ended; exiting so that the replica is restarted")
+            code = 1
+            break
     logger.info("shutting down")
     prober.stop()
     probes.stop()
     logger.info("stopped")
-    return 0
+    return code
 
 
 def main() -> None:

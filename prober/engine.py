@@ -67,7 +67,7 @@ class Prober:
         self.report_informer: Informer[HealthReport] = Informer(
             "healthreports", host, HEALTH_REPORTS.path(namespace), parse_health_report, self._report_changed)
         self._stop = threading.Event()
-        self._loop = threading.Thread(target=self.scheduler.run, args=(self._stop,), name="checks", daemon=True)
+        self._loop = threading.Thread(target=self._run_checks, name="checks", daemon=True)
         self._starter = threading.Thread(target=self._begin_round_when_synced, name="first-round", daemon=True)
         metrics.sample(self._sampled)
 
@@ -99,6 +99,16 @@ class Prober:
         self._stop.set()
         self.scheduler.call_soon_threadsafe(lambda: None)  # wake the loop
         self._loop.join(timeout=5)
+
+    def alive(self) -> bool:
+        """False once the check loop has ended without being asked to (the process should exit)."""
+        return self._loop.is_alive() or self._stop.is_set()
+
+    def _run_checks(self) -> None:
+        try:
+            self.scheduler.run(self._stop)
+        except Exception:  # noqa: BLE001 - logged; __main__ exits non-zero so the replica is restarted
+            logger.exception("check loop failed")
 
     def _begin_round_when_synced(self) -> None:
         for informer in self.intent_informers:
@@ -238,9 +248,9 @@ class Prober:
         self._set_verdict(subject, Verdict(state, subject.probe.check_id, rfc3339(self.wall()), threshold.message))
         if before is not State.UNKNOWN or state is State.DOWN:
             key = subject.key
-            logger.info(f"{state.value}", extra={"namespace": key.namespace, "intent": key.intent,
-                                                 "cluster": key.cluster, "address": key.address,
-                                                 "message": threshold.message, "was": before.value})
+            logger.info(f"check {state.value}", extra={"namespace": key.namespace, "intent": key.intent,
+                                                       "cluster": key.cluster, "address": key.address,
+                                                       "reason": threshold.message, "was": before.value})
 
     def _corroborate(self, keys: list[ProbeKey]) -> None:
         for key in keys:

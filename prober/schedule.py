@@ -3,7 +3,8 @@
 Every probe runs once per period at a fixed phase: a hash of (region, address, check) places it in the
 period, so 6,000 checks of a 5 s period are spread evenly instead of bursting together, and two regions
 do not check the same address in lock-step. A new probe (at start-up, or a new intent) runs first within
-``FIRST_RUN_SPREAD`` seconds at the same hashed phase, so a long period never delays the first verdict. A probe still in flight when it is due again skips that run.
+``FIRST_RUN_SPREAD`` seconds at the same hashed phase, so a long period never delays the first verdict.
+A probe still in flight when it is due again skips that run.
 A prober that falls behind (a check started more than its period after it was due, or waiting for a
 free slot that long, or an event loop stalled that long) is *overdue*: ``keeping_up`` says so, and the
 Lease is not renewed while it is (lease.py), so a region that cannot keep up leaves the vote.
@@ -101,7 +102,7 @@ class Scheduler:
 
     def call_soon_threadsafe(self, callback: Callable[[], None]) -> None:
         self._inbox.append(callback)
-        with contextlib.suppress(BlockingIOError):  # the pipe is full: the loop is already awake
+        with contextlib.suppress(OSError):  # full: the loop is awake already; closed: the loop has ended
             os.write(self._wake_w, b"\0")
 
     def keeping_up(self) -> tuple[bool, str]:
@@ -253,7 +254,10 @@ class Scheduler:
     def _done(self, run: _Run, outcome: Outcome, corroboration: bool) -> None:
         run.in_flight = False
         if self.runs.get(run.key) is run:
-            self.on_outcome(run.key, outcome, corroboration)
+            try:
+                self.on_outcome(run.key, outcome, corroboration)
+            except Exception:  # noqa: BLE001 - one bad result must not stop every other check
+                logger.exception("handling a check's outcome failed", extra={"address": run.key.address})
             if self._round is not None and run.key in self._round:
                 self._round.discard(run.key)
                 self._check_round()

@@ -1,0 +1,296 @@
+"""``python -m prober`` as a real process against a real host kube-apiserver and stand-in ingress controllers.
+
+Each intent gets its status written here the way the aggregator writes it (status.fqdn and one
+status.dns[] entry per cluster with its load-balancer address), so the prober runs alone.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from fleetdns.apipaths import HEALTH_REPORTS, LEASES, SERVICE_DNS_RECORDS
+from fleetdns.healthcheck import parse_health_check
+from fleetdns.healthreport import REGION_LABEL, DownEntry, HealthReport, parse_health_report, prober_lease_name
+from fleetdns.kubeapi import KubeClient, KubeError
+from rig import Fleet
+from rig.aggregator import client_for
+from rig.ingress import StandInIngress
+from rig.ports import free_port
+from rig.prober import ProberProcess
+from rig.scrape import scrape
+from rig.waiting import wait_for
+from rig.workloads import apply_crds
+from tests.test_aggregator_support import new_namespace, unique
+
+pytestmark = pytest.mark.apiserver
+
+VIPS = {"east": "127.0.0.91", "west": "127.0.0.92"}
+PORT = free_port(VIPS["east"])  # the stand-ins listen on the same port of their own address
+
+
+@pytest.fixture(scope="module")
+def host(fleet: Fleet) -> KubeClient:
+    apply_crds(fleet.host.api_client())
+    return client_for(fleet.host)
+
+
+@pytest.fixture(scope="module")
+def ingresses(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, StandInIngress]]:
+    workdir = tmp_path_factory.mktemp("ingresses")
+    started = {cluster: StandInIngress(cluster, workdir, [vip], http_port=PORT, https_port=free_port(vip)).start()
+               for cluster, vip in VIPS.items()}
+    yield started
+    for ingress in started.values():
+        ingress.stop()
+
+
+@pytest.fixture
+def probers(fleet: Fleet, tmp_path: Path) -> Iterator[list[ProberProcess]]:
+    started: list[ProberProcess] = []
+    yield started
+    for prober in started:
+        prober.stop()
+
+
+def start_prober(probers: list[ProberProcess], fleet: Fleet, tmp_path: Path, region: str, namespace: str,
+                 name: str | None = None, wait_ready: bool = True) -> ProberProcess:
+    prober = ProberProcess(region, fleet.host.kubeconfig, tmp_path, name=name,
+                           args=[f"--namespace={namespace}", f"--lease-namespace={namespace}", "--log-level=debug"])
+    probers.append(prober)
+    return prober.start(timeout=60, wait_ready=wait_ready)
+
+
+def create_app(host: KubeClient, ingresses: dict[str, StandInIngress], namespace: str, name: str,
+               health: dict[str, Any], clusters: tuple[str, ...] = ("east", "west"), fqdn: str = "") -> str:
+    """A ServiceDNSRecord with a healthCheck, its status as the aggregator writes it, and its app routed by
+    every cluster's stand-in; returns the Host the check sends."""
+    fqdn = fqdn or f"{name}.{namespace}.example.com"
+    for cluster in clusters:
+        ingresses[cluster].control.register(fqdn, namespace, name)
+    host.create(SERVICE_DNS_RECORDS.path(namespace),
+                SERVICE_DNS_RECORDS.manifest(name, spec={"domainRef": "fleet", "healthCheck": health}))
+    write_status(host, namespace, name, fqdn, {c: VIPS[c] for c in clusters})
+    return fqdn
+
+
+def write_status(host: KubeClient, namespace: str, name: str, fqdn: str, addresses: dict[str, str]) -> None:
+    """status.fqdn and one status.dns[] entry per cluster, as the aggregator writes them."""
+    host.merge_patch(SERVICE_DNS_RECORDS.path(namespace, name, "status"), {"status": {
+        "fqdn": fqdn, "domain": "example.com",
+        "dns": [{"cluster": c, "region": c, "zone": f"{c}-a", "healthy": True, "reason": "",
+                 "loadBalancer": {"ingress": [{"ip": ip}]}} for c, ip in addresses.items()]}})
+
+
+def check_id(health: dict[str, Any], fqdn: str) -> str:
+    check = parse_health_check(health)
+    assert check is not None
+    return check.resolved(fqdn).check_id
+
+
+def http_check(**timing: int) -> dict[str, Any]:
+    return {"httpGet": {"port": PORT, "path": "/healthz"}, "periodSeconds": 1, "timeoutSeconds": 1,
+            "failureThreshold": 2, "successThreshold": 2, **timing}
+
+
+def report(host: KubeClient, namespace: str, region: str, cluster: str) -> HealthReport | None:
+    try:
+        return parse_health_report(host.get(HEALTH_REPORTS.path(namespace, f"{region}.{cluster}")))
+    except KubeError as error:
+        if error.status == 404:
+            return None
+        raise
+
+
+def down(host: KubeClient, namespace: str, region: str, cluster: str) -> tuple[DownEntry, ...]:
+    found = report(host, namespace, region, cluster)
+    return found.down if found is not None else ()
+
+
+def lease(host: KubeClient, namespace: str, region: str) -> dict[str, Any] | None:
+    try:
+        return host.get(LEASES.path(namespace, prober_lease_name(region)))
+    except KubeError as error:
+        if error.status == 404:
+            return None
+        raise
+
+
+def metric(prober: ProberProcess, name: str) -> float:
+    return sum(v for k, v in scrape(f"{prober.url}/metrics").items() if k.split("{")[0] == name)
+
+
+def test_an_app_answering_500_is_reported_down_in_its_clusters_report_and_leaves_it_after_success_threshold(
+        fleet: Fleet, host: KubeClient, ingresses: dict[str, StandInIngress], probers: list[ProberProcess],
+        tmp_path: Path) -> None:
+    namespace, region = new_namespace(fleet, "probe"), unique("r")
+    health = http_check()
+    fqdn = create_app(host, ingresses, namespace, "web", health)
+    prober = start_prober(probers, fleet, tmp_path, region, namespace)
+    assert report(host, namespace, region, "east") is None  # nothing Down: nothing written
+
+    ingresses["east"].control.set_answer(fqdn, 500)  # pods ready, app broken, on east only
+    started = time.monotonic()
+    [entry] = wait_for(lambda: down(host, namespace, region, "east"), 20, "east reported Down")
+    assert time.monotonic() - started < 15  # 2 periods of 1 s plus the write: a sanity bound, not a goal
+    assert (entry.intent, entry.address, entry.message) == ("ServiceDNSRecord/web", VIPS["east"], "HTTP 500")
+    assert entry.check == check_id(health, fqdn) and entry.since.endswith("Z")
+    assert report(host, namespace, region, "west") is None
+
+    # while it stays Down, the report is not rewritten every period (bounded observation over 3 periods)
+    written = report(host, namespace, region, "east")
+    assert written is not None
+    deadline = time.monotonic() + 3
+    while time.monotonic() < deadline:
+        again = report(host, namespace, region, "east")
+        assert again is not None and again.resource_version == written.resource_version
+        time.sleep(0.2)
+
+    ingresses["east"].control.set_answer(fqdn, None)
+    wait_for(lambda: down(host, namespace, region, "east") == (), 20, "east Up again")
+    writes = {k: v for k, v in scrape(f"{prober.url}/metrics").items()
+              if k.startswith("fleetdns_prober_report_writes_total")}
+    assert writes == {'fleetdns_prober_report_writes_total{operation="create"}': 1.0,
+                      'fleetdns_prober_report_writes_total{operation="replace"}': 1.0}
+
+
+def test_identical_checks_of_two_intents_run_once_and_count_for_both(
+        fleet: Fleet, host: KubeClient, ingresses: dict[str, StandInIngress], probers: list[ProberProcess],
+        tmp_path: Path) -> None:
+    namespace, region = new_namespace(fleet, "probe"), unique("r")
+    shared = unique("shared") + ".example.com"
+    health = {**http_check(), "httpGet": {"port": PORT, "path": "/healthz", "host": shared}}
+    for name in ("a", "b"):
+        create_app(host, ingresses, namespace, name, health, clusters=("east",), fqdn=shared)
+    prober = start_prober(probers, fleet, tmp_path, region, namespace)
+    assert (metric(prober, "fleetdns_prober_probes"), metric(prober, "fleetdns_prober_subjects")) == (1, 2)
+    ingresses["east"].control.reset_stats()
+    before = metric(prober, "fleetdns_prober_checks_started_total")
+    wait_for(lambda: metric(prober, "fleetdns_prober_checks_started_total") >= before + 3, 20, "three checks")
+    ingresses["east"].control.set_answer(shared, 500)
+    entries = wait_for(lambda: len(down(host, namespace, region, "east")) == 2 and
+                       down(host, namespace, region, "east"), 20, "both intents Down")
+    assert {e.intent for e in entries} == {"ServiceDNSRecord/a", "ServiceDNSRecord/b"}
+    started = metric(prober, "fleetdns_prober_checks_started_total") - before
+    connections = ingresses["east"].control.stats().host(shared).connections
+    assert started - 1 <= connections <= started + 1  # one connection per check (one may be in flight)
+    assert connections < 2 * started - 2  # not one per intent
+
+
+def test_the_lease_is_taken_only_after_the_first_round_and_released_on_sigterm(
+        fleet: Fleet, host: KubeClient, ingresses: dict[str, StandInIngress], probers: list[ProberProcess],
+        tmp_path: Path) -> None:
+    namespace, region = new_namespace(fleet, "probe"), unique("r")
+    # a check whose first round takes its whole 3 s timeout: a listener with a full backlog never accepts
+    hung = socket.create_server(("127.0.0.93", 0), backlog=0)
+    fillers = []
+    for _ in range(3):
+        filler = socket.socket()
+        filler.setblocking(False)
+        filler.connect_ex(hung.getsockname())
+        fillers.append(filler)
+    health = {"tcpSocket": {"port": hung.getsockname()[1]}, "periodSeconds": 5, "timeoutSeconds": 3}
+    host.create(SERVICE_DNS_RECORDS.path(namespace),
+                SERVICE_DNS_RECORDS.manifest("slow", spec={"domainRef": "fleet", "healthCheck": health}))
+    write_status(host, namespace, "slow", f"slow.{namespace}.example.com", {"east": "127.0.0.93"})
+    prober = start_prober(probers, fleet, tmp_path, region, namespace, wait_ready=False)
+    not_ready_polls = 0
+    deadline = time.monotonic() + 60
+    while True:  # observed throughout: no Lease until /readyz says the first round is done
+        held = lease(host, namespace, region)
+        try:
+            status = prober.readyz()[0]
+        except requests.RequestException:
+            status = 0  # not listening yet
+        assert held is None or status == 200, "the Lease was taken before the first round ended"
+        if status == 200:
+            break
+        not_ready_polls += 1
+        assert prober.process.running and time.monotonic() < deadline
+        time.sleep(0.1)
+    assert not_ready_polls > 10  # the first round (a 3 s timeout) was really watched
+    taken = wait_for(lambda: (lease(host, namespace, region) or {}).get("spec", {}).get("holderIdentity"), 20,
+                     "the Lease held")
+    assert taken == prober.name
+    held = lease(host, namespace, region)
+    assert held is not None and held["metadata"]["labels"][REGION_LABEL] == region
+    assert held["spec"]["leaseDurationSeconds"] == 10
+    renewed = wait_for(lambda: (lease(host, namespace, region) or {})["spec"]["renewTime"] !=
+                       held["spec"]["renewTime"], 10, "a renewal")
+    assert renewed
+    assert prober.stop() == 0
+    released = lease(host, namespace, region)
+    assert released is not None and released["spec"].get("holderIdentity", "") == ""
+    for sock in (hung, *fillers):
+        sock.close()
+
+
+def test_a_restarted_prober_rewrites_nothing_that_still_holds_and_a_standby_writes_nothing(
+        fleet: Fleet, host: KubeClient, ingresses: dict[str, StandInIngress], probers: list[ProberProcess],
+        tmp_path: Path) -> None:
+    namespace, region = new_namespace(fleet, "probe"), unique("r")
+    fqdn = create_app(host, ingresses, namespace, "web", http_check(failureThreshold=1), clusters=("west",))
+    ingresses["west"].control.set_answer(fqdn, 500)
+    try:
+        first = start_prober(probers, fleet, tmp_path, region, namespace, name=f"{region}-1")
+        wait_for(lambda: down(host, namespace, region, "west"), 20, "west Down")
+        written = report(host, namespace, region, "west")
+        assert written is not None
+        first.stop()
+        second = start_prober(probers, fleet, tmp_path, region, namespace, name=f"{region}-2")
+        wait_for(lambda: (lease(host, namespace, region) or {}).get("spec", {}).get("holderIdentity") ==
+                 second.name, 20, "the restarted prober holds the Lease")
+        standby = start_prober(probers, fleet, tmp_path, region, namespace, name=f"{region}-3")
+        # a few periods after it took over: the standing report untouched, no write from either replica
+        wait_for(lambda: metric(second, "fleetdns_prober_checks_started_total") >= 3, 20, "three more checks")
+        assert metric(second, "fleetdns_prober_lease_held") == 1 and metric(standby, "fleetdns_prober_lease_held") == 0
+        now = report(host, namespace, region, "west")
+        assert now is not None and now.resource_version == written.resource_version
+        assert metric(second, "fleetdns_prober_report_writes_total") == 0
+        assert metric(standby, "fleetdns_prober_report_writes_total") == 0
+    finally:
+        ingresses["west"].control.set_answer(fqdn, None)
+    wait_for(lambda: down(host, namespace, region, "west") == (), 20, "west Up again")
+    assert metric(standby, "fleetdns_prober_report_writes_total") == 0
+
+
+def test_entries_of_a_deleted_intent_are_removed(
+        fleet: Fleet, host: KubeClient, ingresses: dict[str, StandInIngress], probers: list[ProberProcess],
+        tmp_path: Path) -> None:
+    namespace, region = new_namespace(fleet, "probe"), unique("r")
+    fqdn = create_app(host, ingresses, namespace, "gone", http_check(failureThreshold=1), clusters=("east",))
+    ingresses["east"].control.set_answer(fqdn, 500)
+    try:
+        start_prober(probers, fleet, tmp_path, region, namespace)
+        wait_for(lambda: down(host, namespace, region, "east"), 20, "east Down")
+        host.delete(SERVICE_DNS_RECORDS.path(namespace, "gone"))
+        wait_for(lambda: report(host, namespace, region, "east") is None, 20, "the report removed")
+    finally:
+        ingresses["east"].control.set_answer(fqdn, None)
+
+
+def test_a_check_another_region_newly_reports_down_is_run_at_once(
+        fleet: Fleet, host: KubeClient, ingresses: dict[str, StandInIngress], probers: list[ProberProcess],
+        tmp_path: Path) -> None:
+    namespace, region = new_namespace(fleet, "probe"), unique("r")
+    health = http_check(periodSeconds=3600, timeoutSeconds=1, failureThreshold=1)  # next run: an hour away
+    fqdn = create_app(host, ingresses, namespace, "web", health, clusters=("east",))
+    prober = start_prober(probers, fleet, tmp_path, region, namespace)
+    ingresses["east"].control.set_answer(fqdn, 500)
+    try:
+        other = HealthReport(namespace, "elsewhere", "east", (DownEntry(
+            "ServiceDNSRecord/web", VIPS["east"], check_id(health, fqdn), "2026-01-01T00:00:00Z", "HTTP 500"),))
+        created = parse_health_report(host.create(HEALTH_REPORTS.path(namespace), other.manifest()))
+        [entry] = wait_for(lambda: down(host, namespace, region, "east"), 20, "Down here too, within the hour")
+        assert entry.message == "HTTP 500"
+        assert metric(prober, "fleetdns_prober_corroboration_checks_total") == 1
+        assert report(host, namespace, "elsewhere", "east") == created  # another region's report is never written
+    finally:
+        ingresses["east"].control.set_answer(fqdn, None)
+
