@@ -48,7 +48,8 @@ def _component_children() -> list[str]:
             argv = (stat.parent / "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        ours = b"-m" in argv and bool({b"aggregator", b"webhook_provider", b"webhook_provider.weightfile"} & set(argv))
+        ours = b"-m" in argv and bool({b"aggregator", b"webhook_provider", b"webhook_provider.weightfile",
+                                       b"prober"} & set(argv))
         if comm in names or ours:
             found.append(f"{comm}[{stat.parent.name}]")
     return found

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-PRODUCT_PACKAGES = ("fleetdns", "aggregator", "webhook_provider")
+PRODUCT_PACKAGES = ("fleetdns", "aggregator", "webhook_provider", "prober")
 TEST_ONLY_MODULES = {"rig", "tests", "bench", "hack", "requests", "cryptography", "pytest"}
 
 pytestmark = pytest.mark.unit
