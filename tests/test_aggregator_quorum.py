@@ -7,6 +7,8 @@ import pytest
 
 from aggregator.model import ClusterStatus, LoadBalancerAddress, ProberLease, Verdict, parse_prober_lease
 from aggregator.quorum import Freshness, ReportIndex, Votes, judge_cluster
+from aggregator.settings import parse_settings
+from fleetdns.config import ConfigError
 from fleetdns.healthreport import DownEntry, HealthReport
 
 pytestmark = pytest.mark.unit
@@ -192,3 +194,17 @@ def test_reports_of_several_regions_and_clusters_are_kept_apart() -> None:
     index.apply(None, report("b", down()))
     index.apply(None, report("a", down(), cluster="west"))
     assert set(index.down(("shop", WEB))) == {("a", "east"), ("b", "east"), ("a", "west")}
+
+
+# --- flags ------------------------------------------------------------------------------------------
+
+def test_prober_flags_default_to_10s_and_fleetdns_system_and_refuse_bad_values() -> None:
+    settings = parse_settings([])
+    assert (settings.prober_grace_period, settings.prober_lease_namespace) == (10.0, "fleetdns-system")
+    assert parse_settings(["--prober-grace-period=2s"]).prober_grace_period == 2.0
+    for argv, flag in ((["--prober-grace-period=0s"], "--prober-grace-period"),
+                       (["--prober-grace-period=soon"], "--prober-grace-period"),
+                       (["--prober-lease-namespace=Not_A_Namespace"], "--prober-lease-namespace")):
+        with pytest.raises(ConfigError) as error:
+            parse_settings(argv)
+        assert error.value.flag == flag
