@@ -74,8 +74,10 @@ class Scheduler:
     and the counters runs on the thread that called ``run``."""
 
     def __init__(self, region: str, on_outcome: OnOutcome, max_in_flight: int,
-                 clock: Callable[[], float] = time.monotonic, wall: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.monotonic, wall: Callable[[], float] = time.time,
+                 max_poll: float = MAX_POLL) -> None:
         self.region = region
+        self.max_poll = max_poll
         self.on_outcome = on_outcome
         self.max_in_flight = max_in_flight
         self.clock = clock
@@ -177,13 +179,14 @@ class Scheduler:
         self.runner.epoll.register(self._wake_r, 1)  # EPOLLIN
         try:
             while not stop.is_set():
-                self._once()
+                self.run_once()
         finally:
             self.runner.close()
             os.close(self._wake_r)
             os.close(self._wake_w)
 
-    def _once(self) -> None:
+    def run_once(self) -> None:
+        """One turn of the loop: fire due timers, run queued calls, wait for I/O (at most ``max_poll``)."""
         now = self.clock()
         self.heartbeat = now
         timers = self._timers
@@ -194,11 +197,11 @@ class Scheduler:
                 self._due(run, due, now)
         self._drain_inbox()
         self._sample(now)
-        wake = timers[0][0] if timers else now + MAX_POLL
+        wake = timers[0][0] if timers else now + self.max_poll
         deadline = self.runner.next_deadline()
         if deadline is not None:
             wake = min(wake, deadline)
-        self.runner.poll(min(max(0.0, wake - self.clock()), MAX_POLL) if not self._inbox else 0.0)
+        self.runner.poll(min(max(0.0, wake - self.clock()), self.max_poll) if not self._inbox else 0.0)
 
     def _drain_inbox(self) -> None:
         try:

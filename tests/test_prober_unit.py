@@ -223,3 +223,33 @@ def test_flags_name_what_is_wrong(monkeypatch: pytest.MonkeyPatch, tmp_path):
     monkeypatch.setenv("FLEETDNS_PROBER_LEASE_NAMESPACE", "probers")
     settings = parse_settings([])
     assert (settings.region, settings.lease_namespace, settings.health_port) == ("west", "probers", 8082)
+
+
+# --- keeping up (the Lease is renewed only while it does) ------------------------------------------
+
+def test_a_scheduler_that_falls_more_than_a_period_behind_is_not_keeping_up_until_it_catches_up():
+    from prober.schedule import OVERDUE_HOLD, Scheduler
+    from rig.ports import free_port
+
+    now = [100.0]
+    outcomes: list[Outcome] = []
+    scheduler = Scheduler("east", lambda key, outcome, corroborated: outcomes.append(outcome), max_in_flight=10,
+                          clock=lambda: now[0], wall=lambda: 1_000_000.0, max_poll=0.01)
+    target = check_target("127.0.0.1", HealthCheck(tcp_socket=TcpSocket(free_port())))  # closed: refused at once
+    scheduler.add(ProbeKey("127.0.0.1", "tcp"), target, period=1.0, timeout=1.0)
+
+    def turn(step: float) -> None:
+        now[0] += step
+        scheduler.run_once()
+
+    for _ in range(20):
+        turn(0.1)
+    assert scheduler.keeping_up() == (True, "keeping up") and outcomes
+    now[0] += 5.0  # the loop did not turn for five periods (a stall, a stopped process)
+    assert scheduler.keeping_up()[0] is False and "stalled" in scheduler.keeping_up()[1]
+    turn(0.0)  # the check due 4 s ago starts now: more than a period late
+    assert scheduler.keeping_up() == (False, "checks started more than a period late")
+    for _ in range(int(OVERDUE_HOLD / 0.1) + 2):
+        turn(0.1)  # on time again, for longer than the hold
+    assert scheduler.keeping_up() == (True, "keeping up")
+    assert scheduler.configured_rate == 1.0 and scheduler.achieved_rate() > 0
