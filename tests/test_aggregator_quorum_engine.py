@@ -4,9 +4,11 @@ prober would (fleetdns/healthreport.py), and read the DNSEndpoint, the status an
 
 from __future__ import annotations
 
+import shutil
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -16,9 +18,11 @@ from fleetdns.healthreport import REGION_LABEL, DownEntry, HealthReport, intent_
 from fleetdns.kubeapi import KubeClient, KubeError
 from fleetdns.leader import micro_time
 from fleetdns.weights import WEIGHTS_PROPERTY
-from rig import Fleet
-from rig.aggregator import AggregatorProcess
+from rig import Fleet, KubeAPIServer
+from rig.aggregator import AggregatorProcess, client_for
+from rig.workloads import CRD_DIR, apply_crds, ensure_namespace, register_member
 from tests.test_aggregator_support import (
+    REGIONS,
     VIPS,
     condition,
     create_domain,
@@ -272,3 +276,33 @@ def test_reports_for_an_intent_without_a_health_check_change_nothing(world: Worl
     world.wait_answer(checked, {VIPS["west"]})
     assert world.answer(name) == set(VIPS.values())
     assert all("healthCheck" not in d for d in world.status(name)["dns"])
+
+
+def test_a_host_without_the_health_report_crd_still_publishes_by_readiness(fleet: Fleet, tmp_path: Path) -> None:
+    """An install that lacks the HealthReport CRD (404 on every list) must not hold up every reconcile: the
+    probe has no say, readiness decides, and the status says Unknown."""
+    crds = tmp_path / "crds"
+    crds.mkdir()
+    for path in CRD_DIR.glob("*.yaml"):
+        if "healthreports" not in path.name:
+            shutil.copy(path, crds / path.name)
+    with KubeAPIServer("bare-host", tmp_path / "bare-host") as bare:
+        api = bare.api_client()
+        apply_crds(api, crds)
+        for member in ("east", "west"):
+            register_member(api, member, *REGIONS[member], fleet.members[member].embedded_kubeconfig())
+        host = client_for(bare)
+        namespace = new_namespace(fleet, "agg-no-reports")
+        ensure_namespace(api, namespace)
+        create_domain(host, namespace)
+        name = unique("web")
+        deploy_service(fleet, namespace, name, both())
+        create_service_intent(host, namespace, name, healthCheck=CHECK)
+        with AggregatorProcess(bare.kubeconfig, [f"--namespace={namespace}", "--leader-election=false",
+                                                 "--log-format=text"], tmp_path / "aggregator") as aggregator:
+            glob = f"{name}.{namespace}.fleet.svc.example.com"
+            wait_records(host, namespace, f"service-{name}", lambda r: r.get((glob, "A")) == set(VIPS.values()))
+            status = wait_for(lambda: (s := intent(host, namespace, "servicednsrecords", name).get("status"))
+                              and s.get("dns") and s, what="status")
+            assert {d["healthCheck"]["verdict"] for d in status["dns"]} == {"Unknown"}
+            assert "cannot read the probers' reports or Leases" in aggregator.log()
