@@ -54,7 +54,10 @@ class RegionLease:
 
     def _run(self) -> None:
         while not self._stopping.is_set():
-            ok, why = self.current()
+            try:
+                ok, why = self.current()
+            except Exception as error:  # noqa: BLE001 - unsure means not current; the loop must go on
+                ok, why = False, f"cannot tell whether reports are current ({error!r})"
             if ok:
                 if self._held_back is not None:
                     logger.info("reports current again; renewing the Lease", extra={"lease": self.elector.name})

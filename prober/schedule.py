@@ -98,6 +98,8 @@ class Scheduler:
         self.overdue_until = 0.0
         self.worst_lateness = 0.0  # seconds, since the last read of take_worst_lateness()
         self._samples: collections.deque[tuple[float, int]] = collections.deque()
+        self._samples_lock = threading.Lock()
+        self._periods: collections.Counter[float] = collections.Counter()  # period → probes (for keeping_up)
         self._thread_id: int | None = None
 
     # --- from any thread -----------------------------------------------------------------------------
@@ -110,7 +112,7 @@ class Scheduler:
     def keeping_up(self) -> tuple[bool, str]:
         """False while some check is overdue by more than its period (see the module's docstring)."""
         now = self.clock()
-        shortest = min((r.period for r in self.runs.values()), default=1.0)
+        shortest = min(list(self._periods), default=1.0)  # a copy: the loop thread changes it
         if now - self.heartbeat > max(shortest, 1.0):
             return False, f"check loop stalled for {now - self.heartbeat:.1f}s"
         if now < self.overdue_until:
@@ -124,7 +126,8 @@ class Scheduler:
         return True, "keeping up"
 
     def achieved_rate(self) -> float:
-        samples = list(self._samples)
+        with self._samples_lock:
+            samples = list(self._samples)
         if len(samples) < 2 or samples[-1][0] <= samples[0][0]:
             return 0.0
         return (samples[-1][1] - samples[0][1]) / (samples[-1][0] - samples[0][0])
@@ -143,6 +146,7 @@ class Scheduler:
     def add(self, key: ProbeKey, target: CheckTarget, period: float, timeout: float) -> None:
         run = _Run(key, target, period, timeout, phase(self.region, key, period))
         self.runs[key] = run
+        self._periods[period] += 1
         self.configured_rate += 1.0 / period
         self._arm(run, self._first(run))
 
@@ -151,6 +155,8 @@ class Scheduler:
         self.configured_rate += 1.0 / period - 1.0 / run.period
         run.timeout = timeout
         if period != run.period:
+            self._forget_period(run.period)
+            self._periods[period] += 1
             run.period, run.offset = period, phase(self.region, key, period)
             run.generation += 1
             self._arm(run, self._first(run))
@@ -160,11 +166,17 @@ class Scheduler:
         if run is None:
             return
         self.configured_rate -= 1.0 / run.period
+        self._forget_period(run.period)
         run.generation += 1
         self.runner.forget_session(run.target)
         if self._round is not None:
             self._round.discard(key)
             self._check_round()
+
+    def _forget_period(self, period: float) -> None:
+        self._periods[period] -= 1
+        if self._periods[period] <= 0:
+            del self._periods[period]
 
     def run_now(self, key: ProbeKey) -> bool:
         """Run a probe at once, outside its schedule (corroboration); False when unknown or in flight."""
@@ -220,9 +232,10 @@ class Scheduler:
     def _sample(self, now: float) -> None:
         samples = self._samples
         if not samples or now - samples[-1][0] >= 1.0:
-            samples.append((now, self.started))
-            while samples and now - samples[0][0] > RATE_WINDOW:
-                samples.popleft()
+            with self._samples_lock:
+                samples.append((now, self.started))
+                while samples and now - samples[0][0] > RATE_WINDOW:
+                    samples.popleft()
 
     def _first(self, run: _Run) -> float:
         spread = min(run.period, FIRST_RUN_SPREAD)
