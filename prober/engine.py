@@ -48,7 +48,7 @@ class Prober:
         self.wall = wall
         self.index = TargetIndex()
         self.thresholds: dict[Any, Threshold] = {}
-        self.problems: dict[tuple[str, str, str], str] = {}
+        self.problems: dict[tuple[str, str, str], str] = {}  # intents whose healthCheck is not run, and why
         self.subjects_down = 0
         self._verdicts: dict[ReportKey, dict[EntryKey, Verdict]] = {}
         self._lock = threading.Lock()

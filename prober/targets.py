@@ -40,6 +40,7 @@ class ProbedIntent:
     check: HealthCheck | None = None
     clusters: tuple[ClusterAddresses, ...] = ()
     problem: str = ""  # why a healthCheck present in the spec is not run (logged, counted)
+    waiting: bool = False  # an HTTP check without a Host until the aggregator writes status.fqdn (normal)
 
     @property
     def ident(self) -> tuple[str, str, str]:
@@ -67,7 +68,7 @@ def parse_intent(kind: str, obj: dict[str, Any]) -> ProbedIntent:
         default_host = str(status.get("fqdn") or "")
     check = check.resolved(default_host)
     if check.http_get is not None and not check.http_get.host:
-        return ProbedIntent(kind, namespace, name, problem="no Host to send yet: status.fqdn is empty")
+        return ProbedIntent(kind, namespace, name, waiting=True)  # a new intent: the aggregator has not written it
     try:
         check_target("127.0.0.1", check)  # a header that cannot be sent fails here, once per intent
     except CheckError as error:
