@@ -327,6 +327,9 @@ class Engine:
 
     def _health_state(self, name: str) -> Callable[[bool, str, int], None]:
         def changed(connected: bool, detail: str, status: int) -> None:
+            if name == "host/prober-leases":
+                self.freshness.watching(connected)
+                self._check_freshness()
             if status in (403, 404):
                 if name not in self._refused:
                     logger.warning("cannot read the probers' reports or Leases; health checks have no say",

@@ -5,6 +5,7 @@ saw its renewTime change within the grace period, on its own monotonic clock (no
 Lease counts as fresh for one grace period after it is first seen, so a restart moves no answer. An
 address is Down for an intent iff more than half of the fresh regions list it Down with the intent's
 current check; a fresh region that does not list it votes Up. No fresh voter: the probe has no say.
+While the aggregator cannot watch the Leases, their age stops counting (it saw nothing, which proves nothing).
 A cluster stays healthy while readiness holds and one of its addresses is not Down; only addresses
 not Down are published. Pure apart from the clock, which tests step.
 """
@@ -33,7 +34,24 @@ class Freshness:
         self.grace_period = grace_period
         self._clock = clock
         self._seen: dict[str, tuple[str, str, float]] = {}  # region -> (holder, renewTime, observed at)
+        self._blind_since: float | None = None  # the Leases' watch is down: no renewal can be observed
         self._lock = threading.Lock()
+
+    def watching(self, up: bool) -> None:
+        """While the aggregator cannot watch the Leases (the host API is away) it sees no renewal, which says
+        nothing about the probers: their age stops counting until the watch is back."""
+        with self._lock:
+            now = self._clock()
+            if not up and self._blind_since is None:
+                self._blind_since = now
+            elif up and self._blind_since is not None:
+                since, blind = self._blind_since, now - self._blind_since
+                self._seen = {region: (holder, renew, seen + blind if seen <= since else seen)
+                              for region, (holder, renew, seen) in self._seen.items()}
+                self._blind_since = None
+
+    def _now(self) -> float:
+        return self._blind_since if self._blind_since is not None else self._clock()
 
     def observe(self, lease: ProberLease) -> None:
         """A Lease as listed or watched; a new holder or renewTime counts as a renewal seen now."""
@@ -52,15 +70,17 @@ class Freshness:
             return tuple(sorted(self._seen))
 
     def fresh(self) -> frozenset[str]:
-        now = self._clock()
         with self._lock:
+            now = self._now()
             return frozenset(region for region, (holder, _, seen) in self._seen.items()
                              if holder and now - seen < self.grace_period)
 
     def next_expiry(self) -> float | None:
-        """Seconds until the next fresh region goes stale unless renewed (None: no fresh region)."""
-        now = self._clock()
+        """Seconds until the next fresh region goes stale unless renewed (None: no fresh region, or blind)."""
         with self._lock:
+            if self._blind_since is not None:
+                return None
+            now = self._clock()
             left = [seen + self.grace_period - now for holder, _, seen in self._seen.values()
                     if holder and now - seen < self.grace_period]
         return max(0.0, min(left)) if left else None

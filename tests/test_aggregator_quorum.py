@@ -208,3 +208,21 @@ def test_prober_flags_default_to_10s_and_fleetdns_system_and_refuse_bad_values()
         with pytest.raises(ConfigError) as error:
             parse_settings(argv)
         assert error.value.flag == flag
+
+
+def test_while_the_leases_cannot_be_watched_their_age_stops_counting() -> None:
+    """A host API away from the aggregator hides every renewal; that must not retire every voter at once."""
+    clock = Clock()
+    freshness = Freshness(GRACE, clock)
+    freshness.observe(lease("a", "t1"))
+    clock.now += GRACE - 1
+    freshness.watching(False)
+    clock.now += 60
+    assert freshness.fresh() == {"a"} and freshness.next_expiry() is None
+    freshness.observe(lease("b", "t1"))  # the re-list on return shows a new region before the watch is up
+    freshness.watching(True)
+    assert freshness.fresh() == {"a", "b"}
+    clock.now += 1.01  # the rest of a's grace period, counted from the watch's return
+    assert freshness.fresh() == {"b"}
+    clock.now += GRACE - 1
+    assert freshness.fresh() == frozenset()
