@@ -17,13 +17,17 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
+from fleetdns.apipaths import HEALTH_REPORTS, LEASES, SERVICE_DNS_RECORDS
+from fleetdns.healthreport import parse_health_report, prober_lease_name, report_name
+from fleetdns.kubeapi import KubeClient, KubeError
 from rig import netns
+from rig.aggregator import client_for
 from rig.dataplane import DataPlane
 from rig.federation import Federation
 from rig.ingress import StandInIngress
 from rig.ports import free_port
 from rig.waiting import wait_for
-from rig.workloads import set_endpoints
+from rig.workloads import ensure_namespace, set_endpoints
 
 pytestmark = pytest.mark.apiserver
 
@@ -268,3 +272,71 @@ def test_endpointslice_readiness_is_read_per_service(federation: Federation, dat
     set_endpoints(federation.fleet.members["west"].api_client(), "pair", "a", ["10.7.0.1"], ready=False)
     wait_for(lambda: status_from(dataplane, "north", "west", "a.pair.example") == 503, 15, "a 503 once not ready")
     assert status_from(dataplane, "north", "west", "b.pair.example") == 503
+
+
+def test_prober_runs_in_its_region_checks_through_the_vips_and_reports_through_the_relay(
+        federation: Federation, dataplane: DataPlane) -> None:
+    """The real prober inside ``north``: its checks arrive from north's veth addresses on both VIPs, its Lease
+    and reports reach the host API through the relay, and each cut does to it what a partition would."""
+    namespace, fqdn = "probed", "web.probed.example"
+    host = client_for(federation.fleet.host)
+    ensure_namespace(federation.host, namespace)
+    v4, v6 = federation.run_app("east", namespace, "web", fqdn, ["10.8.0.1"])
+    health = {"httpGet": {"port": 80, "path": "/healthz"}, "periodSeconds": 1, "timeoutSeconds": 1,
+              "failureThreshold": 1, "successThreshold": 1}
+    host.create(SERVICE_DNS_RECORDS.path(namespace),
+                SERVICE_DNS_RECORDS.manifest("web", spec={"domainRef": "fleet", "healthCheck": health}))
+    host.merge_patch(SERVICE_DNS_RECORDS.path(namespace, "web", "status"), {"status": {  # as the aggregator
+        "fqdn": fqdn, "domain": "example", "dns": [{"cluster": "east", "region": "east", "healthy": True,
+                                                    "loadBalancer": {"ingress": [{"ip": v4}, {"ip": v6}]}}]}})
+    north = dataplane.regions["north"]
+    prober = dataplane.start_prober("north", federation.fleet.host.kubeconfig,
+                                    [f"--namespace={namespace}", f"--lease-namespace={namespace}"])
+    assert prober.readyz()[0] == 200  # /readyz from the root namespace, through the reverse relay
+
+    seen = wait_for(lambda: (s := dataplane.ingress("east").stats().host(fqdn)).clients.keys() >= {
+        north.address, north.address6} and s, 20, "checks from north's own addresses on both VIPs")
+    assert seen.connections == seen.requests  # a fresh connection for every check
+    renewed = wait_for(lambda: lease_renew_time(host, namespace), 15, "north's Lease, written through the relay")
+    wait_for(lambda: lease_renew_time(host, namespace) != renewed, 10, "Lease renewed through the relay")
+
+    dataplane.cut_from_vips("north")
+    try:
+        entries = wait_for(lambda: {e.address for e in down(host, namespace)} == {v4, v6} and down(host, namespace),
+                           20, "both addresses Down while north is cut off")
+        assert all(e.intent == "ServiceDNSRecord/web" and "timeout" in e.message for e in entries)  # not refused
+        assert dataplane.ingress("east").answer(fqdn) == 200  # the app itself is fine: only the path is cut
+    finally:
+        dataplane.heal("north")
+    wait_for(lambda: down(host, namespace) == (), 20, "Up again once healed")
+
+    dataplane.cut_from_api("north")
+    try:
+        frozen = lease_renew_time(host, namespace)
+        deadline = time.monotonic() + 5  # bounded observation: 2 renewal periods and more, polled throughout
+        while time.monotonic() < deadline:
+            assert lease_renew_time(host, namespace) == frozen
+            time.sleep(0.2)
+    finally:
+        dataplane.heal("north")
+    wait_for(lambda: lease_renew_time(host, namespace) != frozen, 20, "Lease renewed again once healed")
+
+
+def lease_renew_time(host: KubeClient, namespace: str) -> str:
+    """north's Lease renewTime ("" while it has no Lease yet: it takes one after its first full round)."""
+    try:
+        return str(host.get(LEASES.path(namespace, prober_lease_name("north")))["spec"].get("renewTime") or "")
+    except KubeError as error:
+        if error.status == 404:
+            return ""
+        raise
+
+
+def down(host: KubeClient, namespace: str) -> tuple:
+    try:
+        raw = host.get(HEALTH_REPORTS.path(namespace, report_name("north", "east")))
+    except KubeError as error:
+        if error.status == 404:
+            return ()
+        raise
+    return parse_health_report(raw).down
