@@ -30,7 +30,7 @@ logger = logging.getLogger("prober.reports")
 ReportKey = tuple[str, str]  # (namespace, cluster)
 EntryKey = tuple[str, str]  # (intent_ref, address)
 MIN_INTERVAL = 0.1  # seconds between two writes of one report
-RETRY_START, RETRY_MAX = 0.5, 10.0
+RETRY_START, RETRY_MAX = 0.5, 2.0  # a region back on the host API catches up within a Lease renewal
 CONFLICT_RETRIES = 5
 
 
