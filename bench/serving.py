@@ -3,9 +3,12 @@
 1,000 names (A and AAAA, two addresses each; every other name weighted 80/20 through ``webhook/weights``) are
 written through the real webhook into a real etcd. Side by side in one run, on their own ports:
 - ``shipped``: coredns/Corefile as shipped (rewrite, etcd, ``cache 1``, ``loadbalance weighted``, sidecar);
-- ``file``: CoreDNS's ``file`` plugin serving the same records from a zone file (the goal's baseline);
+- ``file``: the same Corefile with CoreDNS's ``file`` plugin in place of its etcd backend (the same records
+  from a zone file, the same weights, metrics and probes; no rewrite or cache: they exist for etcd) - the
+  goal's baseline;
+- ``file-bare``: the ``file`` plugin alone (plus ``errors``), the least a server can do per query;
 - ``etcd-nocache``: the shipped Corefile without its cache (every query an etcd read);
-- ``shipped-norewrite`` (``--variants``): the shipped Corefile without the lower-casing rewrite (its cost).
+- ``shipped-norewrite``: the shipped Corefile without the lower-casing rewrite (what that rule costs).
 Each variant gets ``dnsperf -l DURATION`` at full speed, the variants alternating over ``--rounds``; then a
 fixed-rate run (``-Q``) with per-query latencies (``-v``) for the percentiles. dnsperf and CoreDNS share the
 machine's cores, as they would on a small DNS host.
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import ipaddress
 import os
 import platform
 import re
@@ -35,20 +39,24 @@ import dns.query
 from rig import CoreDNS, EtcdCluster, EtcdServer
 from rig.binaries import REPO_ROOT, binary
 from rig.coredns import RegionalCoreDNS, regional_coredns
+from rig.ports import free_port
 from rig.region import WebhookProvider
 from rig.waiting import wait_for
+from webhook_provider.weightfile import render
 
 ZONE = "gslb.example.com"
 DOC = REPO_ROOT / "docs" / "benchmarks-serving.md"
 TTL = 30
 GOAL_RATIO = 0.8
-HEADER_FULL = ("| variant | QPS, median (each round) | vs `file` | average latency, ms (dnsperf) | max latency, ms "
-               "| lost | CoreDNS CPU per query, µs | TTL clients see | goal | |\n"
-               "|---|---|---|---|---|---|---|---|---|---|")
-VARIANTS = ("shipped", "file", "etcd-nocache", "shipped-norewrite")
+HEADER_FULL = ("| variant | QPS, median (each round) | vs `file` | vs `file-bare` | average latency, ms (dnsperf) "
+               "| max latency, ms | lost | CoreDNS CPU per query, µs | TTL clients see | goal | |\n"
+               "|---|---|---|---|---|---|---|---|---|---|---|")
+VARIANTS = ("shipped", "file", "file-bare", "etcd-nocache", "shipped-norewrite")
 DESCRIPTIONS = {
     "shipped": "coredns/Corefile as shipped: rewrite (lower case), etcd, `cache 1`, `loadbalance weighted` + sidecar",
-    "file": "`file` plugin, the same records from a zone file (reloaded never), `errors`",
+    "file": "the same Corefile with `file` (a zone file of the same records) in place of `rewrite`, `etcd` and "
+            "`cache`: the same `loadbalance weighted` file contents, `health`, `ready`, `prometheus`, `errors`",
+    "file-bare": "`file` and `errors` only",
     "etcd-nocache": "the shipped Corefile without `cache` (every query reads etcd)",
     "shipped-norewrite": "the shipped Corefile without the `rewrite` line (0x20 queries would lose their weights)",
 }
@@ -63,7 +71,8 @@ def progress(text: str) -> None:
 def addresses(index: int) -> tuple[tuple[str, str], tuple[str, str]]:
     """Two IPv4 and two IPv6 addresses of name ``index`` (benchmark ranges 198.18.0.0/15, 2001:db8:f::/48)."""
     host = f"{index // 250}.{index % 250 + 1}"
-    return (f"198.18.{host}", f"198.19.{host}"), (f"2001:db8:f:{index:x}::1", f"2001:db8:f:{index:x}::2")
+    v6 = (str(ipaddress.IPv6Address(f"2001:db8:f:{index:x}::{side}")) for side in (1, 2))  # canonical, as stored
+    return (f"198.18.{host}", f"198.19.{host}"), (next(v6), next(v6))
 
 
 def endpoints(names: int) -> list[dict]:
@@ -96,12 +105,31 @@ def query_file(names: int) -> str:
 
 # --- the servers -----------------------------------------------------------------------------------------------
 
+def weight_file(names: int) -> str:
+    """What fleetdns-weightfile renders for these endpoints (its own render), for the file variants."""
+    weights: dict[str, dict[str, int]] = {}
+    for endpoint in endpoints(names):
+        for prop in endpoint.get("providerSpecific", []):
+            weights.setdefault(endpoint["dnsName"], {}).update(
+                {address: int(weight) for address, weight in (item.split("=") for item in prop["value"].split(","))})
+    return render(weights)
+
+
+def file_corefile(workdir: Path, bare: bool) -> str:
+    """The file plugin alone, or in the shipped Corefile's company (same weights, probes and metrics)."""
+    lines = [f"{ZONE}:{{port}} {{", f"    file {workdir / 'db.zone'}"]
+    if not bare:
+        lines += [f"    loadbalance weighted {workdir / 'weights'} {{", "        reload 1s", "    }",
+                  *(f"    {plugin} 127.0.0.1:{free_port()}" for plugin in ("health", "ready", "prometheus"))]
+    return "\n".join([*lines, "    errors", "}", ""])
+
+
 def start_variant(variant: str, etcd: EtcdCluster, workdir: Path, names: int) -> CoreDNS:
-    if variant == "file":
+    if variant in ("file", "file-bare"):
         workdir.mkdir(parents=True, exist_ok=True)
         (workdir / "db.zone").write_text(zone_file(names))
-        corefile = f"{ZONE}:{{port}} {{\n    file {workdir / 'db.zone'}\n    errors\n}}\n"
-        return CoreDNS(corefile, workdir, name="coredns-file").start()
+        (workdir / "weights").write_text(weight_file(names))
+        return CoreDNS(file_corefile(workdir, variant == "file-bare"), workdir, name=f"coredns-{variant}").start()
     server: RegionalCoreDNS = regional_coredns(ZONE, etcd.endpoints, workdir, f"coredns-{variant}",
                                                cache=None if variant == "etcd-nocache" else 1,
                                                cache_capacity=max(10_000, 4 * names))
@@ -295,7 +323,8 @@ def median_of(runs: list[Run], variant: str, attribute: str) -> float:
 
 def write_doc(results: Results, args: argparse.Namespace) -> str:
     variants = list(args.variants)
-    base = median_of(results.saturated, "file", "qps") if "file" in variants else float("nan")
+    base = median_of(results.saturated, "file", "qps")
+    bare = median_of(results.saturated, "file-bare", "qps") if "file-bare" in variants else float("nan")
     rows = []
     for variant in variants:
         runs = [run for run in results.saturated if run.variant == variant]
@@ -304,6 +333,7 @@ def write_doc(results: Results, args: argparse.Namespace) -> str:
         goal = f"≥ {GOAL_RATIO}× of file" if variant == "shipped" else ""
         met = ("met" if ratio >= GOAL_RATIO else "missed") if variant == "shipped" else ""
         rows.append(f"| {variant} | {qps:,.0f} ({', '.join(f'{run.qps:,.0f}' for run in runs)}) | {ratio:.2f}× | "
+                    f"{qps / bare:.2f}× | "
                     f"{median_of(results.saturated, variant, 'avg_ms'):.3f} | "
                     f"{max(run.max_ms for run in runs):.1f} | {sum(run.lost for run in runs)} | "
                     f"{median_of(results.saturated, variant, 'coredns_cpu_us_per_query'):.1f} | "
@@ -312,6 +342,12 @@ def write_doc(results: Results, args: argparse.Namespace) -> str:
         f"| {run.variant} | {run.qps:,.0f} | {run.percentiles_ms['p50']:.3f} | {run.percentiles_ms['p99']:.3f} | "
         f"{run.percentiles_ms['p99.9']:.3f} | {run.avg_ms:.3f} | {run.max_ms:.1f} | {run.lost} | "
         f"{run.coredns_cpu_us_per_query:.1f} |" for run in results.fixed_rate]
+
+    def cpu(variant: str) -> float:
+        if variant not in variants:
+            return float("nan")
+        return median_of(results.saturated, variant, "coredns_cpu_us_per_query")
+
     loads = "; ".join(f"{run.variant} {run.load_before}→{run.load_after}" for run in results.saturated)
     described = "\n".join(f"- `{variant}`: {DESCRIPTIONS[variant]}" for variant in variants)
     doc = f"""# Serving speed: the shipped Corefile against CoreDNS's `file` plugin
@@ -349,7 +385,9 @@ other work on the machine: load averages before→after each full-speed run: {lo
   metadata, name keys); the webhook is stopped before measuring.
 - Each variant is its own CoreDNS process on its own port, all started before the first measurement. The
   etcd variants run the shipped Corefile through `rig.coredns.regional_coredns` (the weight-file sidecar
-  included); the `file` variant serves a zone file with the same A/AAAA records and TTL.
+  included); the `file` variants serve a zone file with the same A/AAAA records and TTL, `file` with the
+  weight file the sidecar renders for these records (the same `render`) and the shipped Corefile's probes
+  and metrics: the same answers and operations from a zone file.
 - Queries: every name's A and AAAA ({2 * args.names:,} lines), repeated by dnsperf in order
   (`-c {args.clients} -T {args.threads} -q {args.outstanding}`). Full-speed runs alternate the variants,
   {args.rounds} rounds; the table gives the median and every round. "CoreDNS CPU per query" is the
@@ -360,9 +398,16 @@ other work on the machine: load averages before→after each full-speed run: {lo
 
 ## Reading the figures
 - The cache is what makes the etcd backend competitive: without it every query is one or two etcd range
-  reads (the `etcd-nocache` row); with `cache 1` a name is read from etcd at most once a second.
+  reads (`etcd-nocache`: {cpu('etcd-nocache'):.0f} µs of CoreDNS CPU per query, and etcd's own on top);
+  with `cache 1` a name and type is read from etcd at most once a second ({args.names * 2:,} reads a second
+  here, whatever the load).
 - The price is the TTL: the cache rewrites every answer's TTL to its remaining lifetime, 1 s, whatever the
-  record's `recordTTL` (coredns/README.md, "Choices"); failover in CoreDNS lags etcd by under a second.
+  record's `recordTTL` (coredns/README.md, "Choices"); CoreDNS lags etcd by under a second.
+- The lower-casing rewrite (kept so that 0x20 resolvers' mixed-case queries keep their weights) costs
+  {cpu('shipped') - cpu('shipped-norewrite'):.1f} µs of CPU per query here (`shipped` vs `shipped-norewrite`;
+  it copies every reply to restore the question's case).
+- Full-speed QPS depends on how dnsperf and CoreDNS share the cores with each other and with whatever else
+  runs (see the load averages); CPU per query is the steadier comparison.
 """
     DOC.write_text(doc)
     return doc
@@ -373,7 +418,7 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=30, help="seconds of dnsperf per variant and round")
     parser.add_argument("--rounds", type=int, default=2, help="full-speed rounds, the variants alternating")
     parser.add_argument("--names", type=int, default=1_000)
-    parser.add_argument("--variants", default="shipped,file,etcd-nocache,shipped-norewrite",
+    parser.add_argument("--variants", default=",".join(VARIANTS),
                         help=f"comma list of {', '.join(VARIANTS)}")
     parser.add_argument("--rate", type=int, default=5_000, help="offered QPS of the latency run")
     parser.add_argument("--latency-duration", type=int, default=10, help="seconds of the fixed-rate run")
