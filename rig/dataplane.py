@@ -77,6 +77,7 @@ class DataPlane:
         self.ingresses: dict[str, StandInIngress] = {}
         self.api_relays: dict[str, Relay] = {}
         self.probers: dict[str, ProberProcess] = {}
+        self._member_cuts: dict[str, set[str]] = {}  # region -> members whose VIPs it is cut from
         self._vips = {name: member_vips(i) for i, name in enumerate(self.member_kubeconfigs)}
 
     # start / stop ------------------------------------------------------------
@@ -174,21 +175,30 @@ class DataPlane:
     def netns(self, region: str) -> NetworkNamespace:
         return self.regions[region].netns
 
-    def cut_from_vips(self, region: str) -> None:
-        """The region's packets to every VIP still leave, but nothing comes back: connects time out."""
+    def cut_from_vips(self, region: str, member: str | None = None) -> None:
+        """The region's packets to every VIP (or only ``member``'s) still leave, but nothing comes back: connects
+        time out, as on a real partition."""
         link = self.regions[region]
-        self.lb.add_blackhole(f"{link.address}/32")
-        self.lb.add_blackhole(f"{link.address6}/128")
+        if member is None:
+            self.lb.add_blackhole(f"{link.address}/32")
+            self.lb.add_blackhole(f"{link.address6}/128")
+            return
+        for vip, client in zip(self.vips(member), (link.address, link.address6), strict=True):
+            self.lb.add_blackhole_rule(vip, client)
+        self._member_cuts.setdefault(region, set()).add(member)
 
     def cut_from_api(self, region: str) -> None:
         """The region loses the host API: new connections refused, open ones (watches, Lease renewals) reset."""
         self.api_relays[region].pause()
 
     def heal(self, region: str) -> None:
-        """Undo both cuts (whichever were made)."""
+        """Undo every cut of the region (whichever were made)."""
         link = self.regions[region]
         self.lb.remove_blackhole(f"{link.address}/32")
         self.lb.remove_blackhole(f"{link.address6}/128")
+        for member in self._member_cuts.pop(region, set()):
+            for vip, client in zip(self.vips(member), (link.address, link.address6), strict=True):
+                self.lb.remove_blackhole_rule(vip, client)
         if region in self.api_relays:
             self.api_relays[region].resume()
 

@@ -1,7 +1,8 @@
 """A stand-in ingress controller for one member cluster: ``python -m rig.ingress``, driven by ``StandInIngress``.
 
 What a shared ingress controller does to a health check, for real: it listens on the cluster's VIPs
-(:80, and :443 with a per-host certificate chosen by SNI), routes by Host header to the apps the rig
+(:80, and :443 with a per-host certificate chosen by SNI; 421 when the Host is not the SNI, as Envoy-based
+controllers answer), routes by Host header to the apps the rig
 registered (host -> namespace/service), answers 503 while that Service has no ready endpoint (it watches
 the member's EndpointSlices, as ingress-nginx does), 404 for a Host it does not know, 200 otherwise. The
 rig can make one app answer another status (500: "pods ready, app broken"), or answer late, while its
@@ -158,7 +159,10 @@ class Ingress:
         return context
 
     def _choose_certificate(self, sslobj: ssl.SSLObject, server_name: str | None, _: ssl.SSLContext) -> None:
-        """The registered Host's own certificate; a default one for an unknown name (as controllers do)."""
+        """The registered Host's own certificate; a default one for an unknown name (as controllers do). The name
+        is kept on the connection: a request whose Host differs from it is answered 421, as Envoy-based
+        controllers do, so a client that sends no SNI (or another one) cannot pass a check."""
+        sslobj.fleetdns_server_name = (server_name or "").lower()  # type: ignore[attr-defined]
         if server_name and server_name.lower() in self.apps:
             sslobj.context = self._context_for(server_name.lower())
         return None
@@ -206,6 +210,7 @@ class HTTPConnection(asyncio.Protocol):
         self.closing = False
         self.counted: set[str] = set()
         self.peer = ""
+        self.server_name: str | None = None  # TLS connections: the SNI the client sent ("" for none)
         self.transport: asyncio.Transport | None = None
         self.idle: asyncio.TimerHandle | None = None
 
@@ -213,6 +218,8 @@ class HTTPConnection(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]
         peer = transport.get_extra_info("peername")
         self.peer = peer[0] if peer else ""
+        sslobj = transport.get_extra_info("ssl_object")
+        self.server_name = getattr(sslobj, "fleetdns_server_name", "") if sslobj is not None else None
         self.ingress.accepted[self.port] += 1
         self._arm_idle()
 
@@ -256,6 +263,8 @@ class HTTPConnection(asyncio.Protocol):
     def _handle(self, request: Request) -> None:
         host = request.host
         status, app = self.ingress.answer(host)
+        if self.server_name is not None and self.server_name != host:
+            status, app = 421, None  # Misdirected Request: the TLS server name is not this Host
         counters = self.ingress.counters(host)
         counters.requests += 1
         counters.statuses[status] += 1

@@ -185,6 +185,15 @@ class NetworkNamespace:
         with contextlib.suppress(NetnsError):  # not cut: nothing to heal
             self.ip(*_family_flag(destination), "route", "delete", "blackhole", destination)
 
+    def add_blackhole_rule(self, source: str, destination: str) -> None:
+        """Packets from ``source`` to ``destination`` vanish here (a policy-routing rule: the plain blackhole route
+        cannot tell one VIP's replies from another's)."""
+        self.ip(*_family_flag(destination), "rule", "add", "from", source, "to", destination, "blackhole")
+
+    def remove_blackhole_rule(self, source: str, destination: str) -> None:
+        with contextlib.suppress(NetnsError):  # not cut: nothing to heal
+            self.ip(*_family_flag(destination), "rule", "delete", "from", source, "to", destination, "blackhole")
+
     def connect(self, address: str, port: int, timeout: float) -> socket.socket:
         return connect(self.name, address, port, timeout)
 

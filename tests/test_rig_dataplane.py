@@ -53,14 +53,18 @@ def dataplane(federation: Federation) -> DataPlane:
 
 
 def http_get(namespace: str | None, address: str, port: int, host: str, *, tls_ca: Path | None = None,
-             close: bool = True, timeout: float = 5) -> tuple[int, bytes, x509.Certificate | None]:
-    """One request on a fresh connection opened inside ``namespace``: (status, body, server certificate)."""
+             close: bool = True, timeout: float = 5,
+             sni: str | None = None) -> tuple[int, bytes, x509.Certificate | None]:
+    """One request on a fresh connection opened inside ``namespace``: (status, body, server certificate).
+    TLS sends ``sni`` as the server name (default: ``host``)."""
     sock = netns.connect(namespace, address, port, timeout)
     cert = None
     try:
         if tls_ca is not None:
             context = ssl.create_default_context(cafile=str(tls_ca))
-            sock = context.wrap_socket(sock, server_hostname=host)
+            if sni is not None:
+                context.check_hostname = False
+            sock = context.wrap_socket(sock, server_hostname=host if sni is None else sni)
             cert = x509.load_der_x509_certificate(sock.getpeercert(binary_form=True) or b"")
         sock.sendall(f"GET /healthz HTTP/1.1\r\nHost: {host}\r\n{'Connection: close' if close else ''}\r\n\r\n"
                      .encode())
@@ -143,6 +147,26 @@ def test_https_presents_each_hosts_own_certificate_chosen_by_sni(federation: Fed
             assert names.get_values_for_type(x509.DNSName) == [host]
     with pytest.raises(ssl.SSLCertVerificationError):  # an unknown name gets the default certificate
         http_get(region, v4, 443, "unknown.tls.example", tls_ca=dataplane.ca_path)
+    # a check that sends another server name than its Host (or none) is misdirected, as Envoy-based controllers say
+    assert http_get(region, v4, 443, "web.tls.example", tls_ca=dataplane.ca_path, sni="shop.tls.example")[0] == 421
+
+
+def test_a_region_cut_from_one_members_vips_still_reaches_the_others(federation: Federation,
+                                                                     dataplane: DataPlane) -> None:
+    federation.run_app("east", "partial", "web", "web.partial.example", ["10.7.0.1"])
+    federation.run_app("west", "partial", "web", "web.partial.example", ["10.7.0.2"])
+    dataplane.cut_from_vips("north", member="east")
+    try:
+        for address in dataplane.vips("east"):
+            with pytest.raises(TimeoutError):
+                dataplane.netns("north").connect(address, 80, 1.0)
+        for v6 in (False, True):
+            assert status_from(dataplane, "north", "west", "web.partial.example", v6) == 200
+            assert status_from(dataplane, "west", "east", "web.partial.example", v6) == 200
+    finally:
+        dataplane.heal("north")
+    for v6 in (False, True):
+        assert status_from(dataplane, "north", "east", "web.partial.example", v6) == 200
 
 
 def test_stand_in_counts_connections_and_requests_per_host_and_client(federation: Federation,
