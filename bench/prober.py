@@ -120,7 +120,7 @@ def measure(host_kubeconfig: Path, workdir: Path, namespace: str, scheme: str, i
             before, "fleetdns_prober_check_duration_seconds_count")
         seconds = total(after, "fleetdns_prober_check_duration_seconds_sum") - total(
             before, "fleetdns_prober_check_duration_seconds_sum")
-        result = {
+        result: dict[str, Any] = {
             "scheme": scheme, "ready_s": ready_s, "window_s": elapsed,
             "configured_rate": total(after, "fleetdns_prober_configured_check_rate"),
             "achieved_rate": (total(after, "fleetdns_prober_checks_started_total") -
