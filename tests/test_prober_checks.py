@@ -187,3 +187,15 @@ def test_a_runner_resumes_the_tls_session_of_its_previous_check_of_the_same_targ
         server.close()
     assert [o.tls_resumed for o in outcomes] == [False, True, True]
     assert server.names == ["a.sni.example"] * 3  # every check is its own TCP connection and handshake
+
+
+def test_ipv6_addresses_are_checked_over_ipv6(tmp_path: Path):
+    with socket.socket(socket.AF_INET6) as one, socket.socket(socket.AF_INET6) as two:  # two ports free on ::1
+        one.bind(("::1", 0))
+        two.bind(("::1", 0))
+        http_port, https_port = one.getsockname()[1], two.getsockname()[1]
+    with StandInIngress("checks6", tmp_path, ["::1"], http_port=http_port, https_port=https_port) as ingress:
+        ingress.control.register(HOST, "ns", "web")
+        [up] = run_checks((http(http_port), 1.0), address="::1")
+        assert up.message == "HTTP 200"
+        assert list(ingress.control.stats().host(HOST).clients) == ["::1"]

@@ -294,3 +294,33 @@ def test_a_check_another_region_newly_reports_down_is_run_at_once(
     finally:
         ingresses["east"].control.set_answer(fqdn, None)
 
+
+
+def test_the_lease_is_renewed_only_while_the_reports_are_current(fleet: Fleet, host: KubeClient) -> None:
+    from prober.lease import RegionLease
+
+    namespace, region = new_namespace(fleet, "lease"), unique("r")
+    current = [False, "first round not finished"]
+    lease_loop = RegionLease(host, namespace, region, "replica-1", lambda: (bool(current[0]), str(current[1])),
+                             lambda leading: None, retry_period=0.2).start()
+    try:
+        deadline = time.monotonic() + 2  # ten retry periods: not current, so never created
+        while time.monotonic() < deadline:
+            assert lease(host, namespace, region) is None
+            time.sleep(0.1)
+        current[:] = [True, "keeping up"]
+        first = wait_for(lambda: lease(host, namespace, region), 10, "the Lease taken")
+        renewed = wait_for(lambda: (lease(host, namespace, region) or {})["spec"]["renewTime"] !=
+                           first["spec"]["renewTime"] and lease(host, namespace, region), 10, "renewed")
+        current[:] = [False, "checks started more than a period late"]
+        time.sleep(0.3)  # let a renewal already under way finish
+        stalled = lease(host, namespace, region)
+        assert stalled is not None
+        deadline = time.monotonic() + 2  # ten retry periods without a renewal
+        while time.monotonic() < deadline:
+            now = lease(host, namespace, region)
+            assert now is not None and now["spec"]["renewTime"] == stalled["spec"]["renewTime"]
+            time.sleep(0.1)
+        assert renewed["spec"]["holderIdentity"] == "replica-1"
+    finally:
+        lease_loop.stop()

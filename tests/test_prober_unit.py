@@ -253,3 +253,15 @@ def test_a_scheduler_that_falls_more_than_a_period_behind_is_not_keeping_up_unti
         turn(0.1)  # on time again, for longer than the hold
     assert scheduler.keeping_up() == (True, "keeping up")
     assert scheduler.configured_rate == 1.0 and scheduler.achieved_rate() > 0
+
+
+def test_the_command_refuses_bad_configuration_with_exit_code_2_and_one_line(tmp_path):
+    import subprocess
+    import sys
+
+    from rig.binaries import REPO_ROOT
+
+    run = subprocess.run([sys.executable, "-m", "prober", "--region=east", "--max-in-flight=0"], cwd=REPO_ROOT,
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 2
+    assert run.stderr.strip() == "error: invalid --max-in-flight='0': must be from 1 to 100000"
