@@ -1,13 +1,17 @@
-"""`make demo`: a local multicluster federation, end to end, with a live failover.
+"""`make demo`: a local multicluster federation, end to end, with live failovers.
 
 Real processes only: host, east and west kube-apiservers; per region etcd, CoreDNS
-(coredns/Corefile), the webhook provider and ExternalDNS; the aggregator on the host. The demo
-plays the cloud's part (load-balancer addresses, endpoint readiness) on the member clusters.
+(coredns/Corefile), the webhook provider and ExternalDNS; the aggregator on the host; a prober in
+each of three regions (east, west, north), each in its own network namespace, checking the apps
+through each member's VIP where a stand-in ingress controller routes by Host. The demo plays the
+cloud's part (load-balancer addresses, endpoint readiness) on the member clusters. Needs root (network
+namespaces).
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import signal
 import subprocess
@@ -19,6 +23,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import dns.message
+import dns.query
 from kubernetes import client
 
 from rig.binaries import binary
@@ -31,6 +37,9 @@ GLOBAL_NAME = f"{APP}.{ZONE}"  # the intent's dnsPrefix: a CNAME to the KubeFed-
 VIPS = {"east": "127.0.10.1", "west": "127.0.20.1"}
 ENDPOINTS = ["10.1.0.1", "10.1.0.2"]
 GRACE = "5s"
+PROBER_REGIONS = ("east", "west", "north")
+CHECKED = {"httpGet": {"port": 80, "path": "/healthz"}, "periodSeconds": 1, "timeoutSeconds": 1,
+           "failureThreshold": 1, "successThreshold": 2}
 
 
 @dataclass
@@ -42,6 +51,7 @@ class StepOutcome:
     answers: dict[str, list[str]]  # per region, read again once every region answered ``expected``
     seconds: float  # from the end of the action (the figure the human output prints)
     seconds_since_action_started: float  # includes the action itself (e.g. an API server's shutdown)
+    name: str = GLOBAL_NAME
 
 
 @dataclass
@@ -53,6 +63,7 @@ class Summary:
     grace_period: str
     steps: list[StepOutcome] = field(default_factory=list)
     events: list[dict[str, Any]] = field(default_factory=list)
+    first_answers: dict[str, int] = field(default_factory=dict)  # the weighted app: first A record per address
     completed: bool = False
     error: str = ""
 
@@ -74,17 +85,17 @@ def kubectl(federation: Federation, *args: str) -> str:
 
 
 def timed(federation: Federation, summary: Summary, label: str, action: Callable[[], None], expected: set[str],
-          timeout: float = 30) -> None:
-    """Do ``action``, then report how long until every region's CoreDNS answers ``expected``."""
+          timeout: float = 30, name: str = GLOBAL_NAME) -> None:
+    """Do ``action``, then report how long until every region's CoreDNS answers ``name`` with ``expected``."""
     started = time.monotonic()
     action()
     try:
-        seconds = federation.wait_for_answers(GLOBAL_NAME, expected, timeout)
+        seconds = federation.wait_for_answers(name, expected, timeout)
     except TimeoutError as error:
         raise SystemExit(f"demo failed: {error}") from error
     since_started = time.monotonic() - started
-    answers = {name: sorted(federation.answers(name, GLOBAL_NAME)) for name in federation.regions}
-    summary.steps.append(StepOutcome(label, sorted(expected), answers, seconds, since_started))
+    answers = {region: sorted(federation.answers(region, name)) for region in federation.regions}
+    summary.steps.append(StepOutcome(label, sorted(expected), answers, seconds, since_started, name))
     info(f"{label}: every region answers {sorted(expected)} after {seconds * 1000:.0f} ms")
 
 
@@ -149,6 +160,92 @@ def narrate(federation: Federation, summary: Summary) -> None:
     timed(federation, summary, "east back", east.restart, both, timeout=90)
     print(kubectl(federation, "get", "events", "-n", NAMESPACE, "--field-selector", f"involvedObject.name={APP}"))
     summary.events = intent_events(federation)
+    narrate_health_checks(federation, summary)
+
+
+def service_fqdn(app: str) -> str:
+    return f"{app}.{NAMESPACE}.{DOMAIN_REF}.svc.{ZONE}"
+
+
+def narrate_health_checks(federation: Federation, summary: Summary) -> None:
+    """Apps behind each member's shared VIP, checked over HTTP from three regions: one fails over alone,
+    an ordered-failover app moves, a weighted app splits its first answers 80/20."""
+    step("data plane: member VIPs with a stand-in ingress controller each; probers in east, west, north")
+    dataplane = federation.start_dataplane()
+    federation.start_probers()
+    for name in federation.fleet.members:
+        info(f"{name}: VIPs {', '.join(dataplane.vips(name))} (routes by Host; 503 without ready endpoints)")
+    info("probers ready in their own network namespaces; each renews its Lease fleetdns-prober-<region>")
+
+    vips = {name: dataplane.vips(name)[0] for name in federation.fleet.members}
+    both = set(vips.values())
+    step("two apps behind the same VIPs, each with an HTTP health check (periodSeconds 1, failureThreshold 1)")
+    for app in ("shop", "blog"):
+        for member in federation.fleet.members:
+            federation.run_app(member, NAMESPACE, app, service_fqdn(app), ENDPOINTS)
+        timed(federation, summary, f"{app} published",
+              functools.partial(federation.create_service_intent, NAMESPACE, app, DOMAIN_REF, create_domain=False,
+                                spec={"healthCheck": CHECKED}),
+              both, timeout=60, name=service_fqdn(app))
+    for app in ("shop", "blog"):
+        dataplane.wait_checked(service_fqdn(app))
+    step("shop's pods stay ready in east but the app answers 500 there: only the health check can tell")
+    timed(federation, summary, "shop failing in east", lambda: dataplane.set_app_status("east", service_fqdn("shop"),
+                                                                                        500),
+          {vips["west"]}, name=service_fqdn("shop"))
+    blog = {region: sorted(federation.answers(region, service_fqdn("blog"))) for region in federation.regions}
+    summary.steps.append(StepOutcome("blog unchanged", sorted(both), blog, 0.0, 0.0, service_fqdn("blog")))
+    info(f"blog, same VIPs, still answers {sorted(both)} in every region: {blog}")
+    print(kubectl(federation, "get", "healthreports", "-n", NAMESPACE))
+    timed(federation, summary, "shop healthy in east again",
+          lambda: dataplane.set_app_status("east", service_fqdn("shop"), None), both, name=service_fqdn("shop"))
+
+    step("ordered failover: pay answers from east only while east is healthy, then from west")
+    for member in federation.fleet.members:
+        federation.run_app(member, NAMESPACE, "pay", service_fqdn("pay"), ENDPOINTS)
+    timed(federation, summary, "pay published (east first)",
+          lambda: federation.create_service_intent(NAMESPACE, "pay", DOMAIN_REF, create_domain=False, spec={
+              "healthCheck": CHECKED, "loadBalancing": {"policy": "Failover", "failoverOrder": ["east", "west"]}}),
+          {vips["east"]}, timeout=60, name=service_fqdn("pay"))
+    dataplane.wait_checked(service_fqdn("pay"))
+    timed(federation, summary, "pay failing in east", lambda: dataplane.set_app_status("east", service_fqdn("pay"),
+                                                                                       500),
+          {vips["west"]}, name=service_fqdn("pay"))
+    timed(federation, summary, "pay back in east", lambda: dataplane.set_app_status("east", service_fqdn("pay"),
+                                                                                    None),
+          {vips["east"]}, name=service_fqdn("pay"))
+
+    step("weighted: media gets 80 % of first answers from east, 20 % from west")
+    for member in federation.fleet.members:
+        federation.run_app(member, NAMESPACE, "media", service_fqdn("media"), ENDPOINTS)
+    timed(federation, summary, "media published",
+          lambda: federation.create_service_intent(NAMESPACE, "media", DOMAIN_REF, create_domain=False, spec={
+              "loadBalancing": {"policy": "Weighted", "weights": [{"target": "east", "weight": 80},
+                                                                 {"target": "west", "weight": 20}]}}),
+          both, timeout=60, name=service_fqdn("media"))
+    summary.first_answers = first_answers(federation, service_fqdn("media"), 1000)
+    shares = ", ".join(f"{address} {count / 10:.1f} %" for address, count in sorted(summary.first_answers.items()))
+    info(f"1,000 queries to east's CoreDNS, first A record: {shares}")
+    print(kubectl(federation, "get", "servicednsrecords", "-n", NAMESPACE))
+
+
+def first_answers(federation: Federation, name: str, count: int) -> dict[str, int]:
+    """How often each address comes first over ``count`` queries, once the weight file has caught up."""
+    coredns = federation.regions["east"].coredns
+    assert coredns is not None
+
+    def tally(queries: int) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for _ in range(queries):
+            reply = dns.query.udp(dns.message.make_query(name, "A"), coredns.host, port=coredns.port, timeout=2)
+            first = reply.answer[0][0].to_text()
+            counts[first] = counts.get(first, 0) + 1
+        return counts
+
+    deadline = time.monotonic() + 30  # the weight file follows etcd within a second or two
+    while max(tally(200).values()) < 140 and time.monotonic() < deadline:
+        pass
+    return tally(count)
 
 
 def wait_for_ctrl_c(federation: Federation) -> None:
@@ -168,7 +265,8 @@ def main() -> int:
     parser.add_argument("--summary-json", type=Path, default=None, metavar="PATH",
                         help="also write the figures and outcomes as JSON to PATH (written on failure too)")
     args = parser.parse_args()
-    federation = Federation(args.workdir or Path(tempfile.mkdtemp(prefix="fleetdns-demo-")), ZONE, grace_period=GRACE)
+    federation = Federation(args.workdir or Path(tempfile.mkdtemp(prefix="fleetdns-demo-")), ZONE, grace_period=GRACE,
+                            prober_regions=PROBER_REGIONS)
     summary = Summary(ZONE, GLOBAL_NAME, GRACE)
     try:
         narrate(federation, summary)

@@ -167,6 +167,21 @@ class DataPlane:
                                f"{namespace}/{service} on {member} as expected?")
             time.sleep(0.02)
 
+    def wait_checked(self, host: str, members: Sequence[str] | None = None, timeout: float = 60.0) -> None:
+        """Until every prober region has checked ``host`` at each member's VIP (the stand-in saw a request from each
+        region's address). An intent is published on readiness before its first check; a failure that lands
+        before that check is the check's first result, not a change a test or the demo should time."""
+        clients = {link.address for link in self.regions.values()}
+        wanted = list(members) if members is not None else list(self.ingresses)
+        deadline = time.monotonic() + timeout
+        while True:
+            missing = {m: sorted(clients - set(self.ingress(m).stats().host(host).clients)) for m in wanted}
+            if not any(missing.values()):
+                return
+            if time.monotonic() > deadline:
+                raise RigError(f"{host} not checked by every region within {timeout:g}s; not yet from: {missing}")
+            time.sleep(0.1)
+
     def set_app_status(self, member: str, host: str, status: int | None, delay: float = 0.0) -> None:
         """Make the app answer ``status`` (None: route normally again), endpoints untouched."""
         self.ingress(member).set_answer(host, status, delay)

@@ -145,13 +145,15 @@ class Federation:
         set_endpoints(self.fleet.members[member].api_client(), namespace, name, endpoints, ready=ready)
 
     def create_service_intent(self, namespace: str, name: str, domain_ref: str, ttl: int = 5,
-                              dns_prefix: str | None = None, spec: dict | None = None) -> None:
-        """A Domain for the zone and a ServiceDNSRecord for ``name``, as an application team writes them;
-        ``spec`` adds fields (``healthCheck``, ``loadBalancing``)."""
+                              dns_prefix: str | None = None, spec: dict | None = None,
+                              create_domain: bool = True) -> None:
+        """A Domain for the zone (unless ``create_domain`` is false: the namespace has it) and a ServiceDNSRecord
+        for ``name``, as an application team writes them; ``spec`` adds fields (``healthCheck``, ``loadBalancing``)."""
         custom = client.CustomObjectsApi(self.host)
         ensure_namespace(self.host, namespace)
-        domain = DOMAINS.manifest(domain_ref, spec={"domain": self.zone, "nameServer": f"ns1.{self.zone}"})
-        custom.create_namespaced_custom_object(DOMAINS.group, DOMAINS.version, namespace, DOMAINS.plural, domain)
+        if create_domain:
+            domain = DOMAINS.manifest(domain_ref, spec={"domain": self.zone, "nameServer": f"ns1.{self.zone}"})
+            custom.create_namespaced_custom_object(DOMAINS.group, DOMAINS.version, namespace, DOMAINS.plural, domain)
         spec_fields: dict = {"domainRef": domain_ref, "recordTTL": ttl}
         if dns_prefix:
             spec_fields["dnsPrefix"] = dns_prefix

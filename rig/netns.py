@@ -302,6 +302,7 @@ class Relay:
         if not self._thread.is_alive():
             return
         self._call(self._pause())
+        self._call(self._cancel_forwards())
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(5)
         self._loop.close()
@@ -312,6 +313,13 @@ class Relay:
     async def _listen(self) -> None:
         self._listener = listening_socket(self.listen.namespace, self.listen.host, self.listen.port)
         self._loop.add_reader(self._listener.fileno(), self._accept, self._listener, self._generation)
+
+    async def _cancel_forwards(self) -> None:
+        """End every forwarding task (their connections are reset already) so none is left pending at close."""
+        tasks = [t for t in asyncio.all_tasks(self._loop) if t is not asyncio.current_task()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _pause(self) -> None:
         self._generation += 1

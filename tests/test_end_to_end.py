@@ -1,5 +1,7 @@
 """The whole data path, as `make demo` runs it: intent -> aggregator -> DNSEndpoint -> ExternalDNS ->
-webhook -> etcd -> CoreDNS answer, in two regions, with failover and a member outage.
+webhook -> etcd -> CoreDNS answer, in two regions, with failover and a member outage; then apps behind the
+members' VIPs checked over HTTP by probers in three regions (one app fails over alone, ordered failover,
+weighted first answers).
 
 The demo writes what it saw to ``--summary-json``; the test reads that, never the human output."""
 
@@ -13,6 +15,7 @@ from typing import Any
 import pytest
 
 from rig.binaries import REPO_ROOT
+from rig.dataplane import member_vips
 
 pytestmark = [pytest.mark.apiserver, pytest.mark.externaldns, pytest.mark.coredns, pytest.mark.etcd]
 BOTH, WEST_ONLY = ["127.0.10.1", "127.0.20.1"], ["127.0.20.1"]
@@ -26,12 +29,12 @@ def every_region_answered(step: dict[str, Any], expected: list[str]) -> None:
     assert step["answers"] and all(answer == expected for answer in step["answers"].values()), step
 
 
-@pytest.mark.timeout(420)
+@pytest.mark.timeout(600)
 def test_demo_publishes_fails_over_and_recovers_in_every_region(tmp_path):
     summary_path = tmp_path / "summary.json"
     run = subprocess.run([sys.executable, "-m", "hack.demo", "--workdir", str(tmp_path),
                           "--summary-json", str(summary_path)], cwd=REPO_ROOT, capture_output=True, text=True,
-                         timeout=400)
+                         timeout=580)
     output = run.stdout + run.stderr
     assert run.returncode == 0, output[-4000:]
     summary = json.loads(summary_path.read_text())
@@ -39,8 +42,12 @@ def test_demo_publishes_fails_over_and_recovers_in_every_region(tmp_path):
 
     steps = summary["steps"]
     assert [s["label"] for s in steps] == ["published", "east removed", "east back",
-                                          "east removed after the grace period", "east back"]
-    published, failover, recovered, outage, returned = steps
+                                          "east removed after the grace period", "east back",
+                                          "shop published", "blog published", "shop failing in east",
+                                          "blog unchanged", "shop healthy in east again",
+                                          "pay published (east first)", "pay failing in east", "pay back in east",
+                                          "media published"]
+    published, failover, recovered, outage, returned = steps[:5]
     assert set(published["answers"]) == {"east", "west"}
     every_region_answered(published, BOTH)
     every_region_answered(failover, WEST_ONLY)
@@ -51,6 +58,19 @@ def test_demo_publishes_fails_over_and_recovers_in_every_region(tmp_path):
     # sooner than the grace period after that would mean the grace period was not honoured.
     assert outage["seconds_since_action_started"] >= GRACE_SECONDS, outage
     every_region_answered(returned, BOTH)
+
+    checked = {s["label"]: s for s in steps[5:]}
+    vips = [member_vips(0)[0], member_vips(1)[0]]  # east, west: the data plane's IPv4 VIPs
+    for label in ("shop published", "blog published", "blog unchanged", "shop healthy in east again",
+                  "media published"):
+        every_region_answered(checked[label], vips)
+    every_region_answered(checked["shop failing in east"], vips[1:])  # one app fails over, the other stays
+    every_region_answered(checked["pay published (east first)"], vips[:1])
+    every_region_answered(checked["pay failing in east"], vips[1:])
+    every_region_answered(checked["pay back in east"], vips[:1])
+    assert checked["shop failing in east"]["seconds"] < FAILOVER_SANITY_SECONDS
+    firsts = summary["first_answers"]
+    assert sum(firsts.values()) == 1000 and abs(firsts[vips[0]] / 10 - 80) <= 5, firsts
 
     left = [e for e in summary["events"] if e["reason"] == "ClusterLeft"]
     assert any("MemberUnreachable" in e["message"] and "east" in e["message"] for e in left), summary["events"]

@@ -83,17 +83,9 @@ def run_everywhere(fed: Federation, ns: str, service: str, host_header: str) -> 
     return {member: fed.run_app(member, ns, service, host_header, ENDPOINTS) for member in fed.fleet.members}
 
 
-def wait_checked(fed: Federation, host_header: str, members: tuple[str, ...] = ("east", "west")) -> None:
-    """Until every prober region has checked the app at each member's VIP (the stand-in saw its requests): an
-    intent is published on readiness alone before its first check, and a failure before that is a first result,
-    not a change."""
-    dataplane = fed.dataplane
-    assert dataplane is not None
-    clients = {link.address for link in dataplane.regions.values()}
-
-    def checked() -> bool:
-        return all(clients <= set(dataplane.ingress(m).stats().host(host_header).clients) for m in members)
-    wait_for(checked, SETTLE, interval=0.1, what=f"{host_header} checked by every region at {members}")
+def wait_checked(fed: Federation, host_header: str) -> None:
+    assert fed.dataplane is not None
+    fed.dataplane.wait_checked(host_header, timeout=SETTLE)
 
 
 def answers(fed: Federation, region: str, name: str, rdtype: str = "A") -> set[str]:
