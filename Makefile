@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: help venv tools test test-unit rig demo bench bench-webhook bench-aggregator bench-failover bench-serving bench-prober lint clean
+.PHONY: help venv tools test test-unit rig demo bench bench-webhook bench-aggregator bench-failover bench-serving bench-prober bench-health-failover lint clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -37,7 +37,7 @@ rig: tools ## start host+east+west API servers and etcd+CoreDNS per region; Ctrl
 demo: tools ## the local multicluster federation demo
 	$(PY) -m hack.demo
 
-bench: bench-webhook bench-aggregator bench-failover bench-serving bench-prober ## every benchmark; results and method go to docs/benchmarks-*.md
+bench: bench-webhook bench-aggregator bench-failover bench-serving bench-prober bench-health-failover ## every benchmark; results and method go to docs/benchmarks-*.md
 
 bench-webhook: tools ## webhook provider benchmarks (GET/POST /records, coredns vs webhook)
 	$(PY) -m bench.webhook
@@ -47,6 +47,9 @@ bench-aggregator: tools ## aggregator benchmark (2,000 intents across 3 members)
 
 bench-failover: tools ## end-to-end failover time, FleetDNS's ExternalDNS setting vs its event mode
 	$(PY) -m bench.failover
+
+bench-health-failover: tools ## failover with HTTP checks: an app answers 500 -> every regional CoreDNS drops it (20 trials)
+	$(PY) -m bench.health_failover $(BENCH_ARGS)
 
 bench-serving: tools ## serving speed: dnsperf against the shipped Corefile vs CoreDNS's file plugin (BENCH_ARGS=--duration=30)
 	$(PY) -m bench.serving $(BENCH_ARGS)
