@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import heapq
 import ipaddress
 import itertools
@@ -35,6 +36,8 @@ from fleetdns.healthcheck import HealthCheck, Scheme
 USER_AGENT = "fleetdns-prober/0.1"
 MAX_STATUS_LINE = 4096  # bytes read before a response without a status line is called malformed
 _IN, _OUT = select.EPOLLIN, select.EPOLLOUT
+FD_SETSIZE = 1024
+MAX_EVENTS = 256  # per epoll wait: bounds one turn of the loop, so timers and the heartbeat stay on time
 
 
 class Result(StrEnum):
@@ -134,6 +137,21 @@ def _connect_failure(code: int, elapsed: float) -> Outcome:
     return Outcome(Result.ERROR, os.strerror(code).lower(), elapsed)
 
 
+def _high_socket(family: socket.AddressFamily) -> socket.socket:
+    """A non-blocking TCP socket whose descriptor is ≥ FD_SETSIZE when the limit allows: thousands of
+    checks in flight must not take the low descriptors that select()-based code in the same process
+    (waitress, serving /readyz and /metrics) can use; select() fails on a descriptor ≥ 1024."""
+    sock = socket.socket(family, socket.SOCK_STREAM | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC)
+    try:
+        high = fcntl.fcntl(sock.fileno(), fcntl.F_DUPFD_CLOEXEC, FD_SETSIZE)
+    except OSError:
+        return sock  # the descriptor limit is FD_SETSIZE or lower: keep the low one
+    sock.close()
+    sock = socket.socket(family, socket.SOCK_STREAM, 0, fileno=high)
+    sock.setblocking(False)  # the new object assumes blocking (the descriptor itself kept O_NONBLOCK)
+    return sock
+
+
 Done = Callable[[Outcome], None]
 _CONNECTING, _HANDSHAKE, _SENDING, _READING = range(4)
 
@@ -194,7 +212,7 @@ class CheckRunner:
     def start(self, target: CheckTarget, timeout: float, done: Done) -> None:
         check = _Check(target, timeout, done, self.clock())
         try:
-            sock = socket.socket(target.family, socket.SOCK_STREAM | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC)
+            sock = _high_socket(target.family)
         except OSError as error:  # out of descriptors: a failed check, not a crash
             self._finished.append((check, Outcome(Result.ERROR, f"cannot open a socket: {_reason(error)}", 0.0)))
             check.finished = True
@@ -219,7 +237,7 @@ class CheckRunner:
         """Wait up to ``timeout`` seconds for I/O, advance every ready check, time out the overdue ones."""
         if self._finished:
             timeout = 0.0
-        for fd, events in self.epoll.poll(max(0.0, timeout)):
+        for fd, events in self.epoll.poll(max(0.0, timeout), MAX_EVENTS):
             check = self._checks.get(fd)
             if check is not None:
                 self._advance(check, events)

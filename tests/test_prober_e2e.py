@@ -324,3 +324,28 @@ def test_the_lease_is_renewed_only_while_the_reports_are_current(fleet: Fleet, h
         assert renewed["spec"]["holderIdentity"] == "replica-1"
     finally:
         lease_loop.stop()
+
+
+def test_readyz_and_metrics_keep_answering_with_more_than_a_thousand_checks_open(
+        fleet: Fleet, host: KubeClient, probers: list[ProberProcess], tmp_path: Path) -> None:
+    namespace, region = new_namespace(fleet, "many"), unique("r")
+    # a server that completes every TCP handshake (the kernel's accept queue) and never answers: each
+    # check holds its socket for its whole timeout
+    silent = socket.create_server(("0.0.0.0", 0), backlog=4096)
+    port = silent.getsockname()[1]
+    addresses = [f"127.3.{i // 250}.{i % 250 + 1}" for i in range(1200)]
+    health = {"httpGet": {"port": port, "path": "/"}, "periodSeconds": 3, "timeoutSeconds": 3}
+    host.create(SERVICE_DNS_RECORDS.path(namespace),
+                SERVICE_DNS_RECORDS.manifest("many", spec={"domainRef": "fleet", "healthCheck": health}))
+    host.merge_patch(SERVICE_DNS_RECORDS.path(namespace, "many", "status"), {"status": {
+        "fqdn": "many.example.com", "dns": [{"cluster": "east", "loadBalancer": {"ingress": [{"ip": addresses[0]}]},
+                                             "resolvedAddresses": addresses}]}})
+    try:
+        prober = start_prober(probers, fleet, tmp_path, region, namespace, wait_ready=False)
+        wait_for(lambda: metric(prober, "fleetdns_prober_in_flight") > 1024, 30, "over 1,024 checks open")
+        for _ in range(20):  # each a new connection to the health port while the checks hold their sockets
+            assert prober.readyz()[0] in (200, 503)
+        prober.wait_ready(30)
+        assert prober.healthz() == 200
+    finally:
+        silent.close()
