@@ -95,7 +95,7 @@ def measure(host_kubeconfig: Path, workdir: Path, namespace: str, scheme: str, i
     prober = ProberProcess("bench", host_kubeconfig, workdir, name=f"prober-{scheme.lower()}",
                            args=[f"--namespace={namespace}", f"--lease-namespace={namespace}", "--log-level=warning"])
     started = time.monotonic()
-    prober.start(timeout=180)
+    prober.start(timeout=600)  # HTTPS: the stand-ins mint a certificate per Host on its first handshake
     ready_s = time.monotonic() - started
     progress(f"{scheme}: prober ready (first round done) after {ready_s:.1f}s; warming up {warmup:.0f}s")
     try:
@@ -247,7 +247,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.prober", description=__doc__.splitlines()[0])
     parser.add_argument("--apps", type=int, default=2000)
     parser.add_argument("--period", type=int, default=5)
-    parser.add_argument("--warmup", type=float, default=10.0)
+    parser.add_argument("--warmup", type=float, default=30.0)
     parser.add_argument("--window", type=float, default=60.0)
     parser.add_argument("--schemes", default="HTTP,HTTPS", help="comma list of HTTP, HTTPS")
     parser.add_argument("--workdir", type=Path, default=None)
