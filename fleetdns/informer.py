@@ -90,6 +90,10 @@ class Informer(Generic[T]):
         self._backoff = BACKOFF_START
         self._relist_backoff = BACKOFF_START  # paces re-lists after refused watches (reset by a watch that ran)
         self._response: Any = None
+        # The resourceVersion of the last event applied to the store (None: list first). Kept here, not
+        # in a local of the loop, so a stream that breaks mid-way resumes after what it delivered: resuming
+        # from where that watch began would replay older versions of objects to the handlers.
+        self._version: str | None = None
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"informer-{name}", daemon=True)
 
@@ -116,21 +120,20 @@ class Informer(Generic[T]):
         return self._stopping.is_set()
 
     def _run(self) -> None:
-        version: str | None = None
         while not self._stopping.is_set():
             try:
-                if version is None or self._history_went_back(version):
-                    version = self._list()
+                if self._version is None or self._history_went_back(self._version):
+                    self._version = self._list()
                     self._set_state(True, "listed")
-                version = self._watch(version)
+                self._watch(self._version)
                 self._relist_backoff = BACKOFF_START
             except Gone:
                 logger.info("watch expired; re-listing", extra={"informer": self.name})
-                version = None
+                self._version = None
             except WatchRefused as error:
                 logger.warning("watch cannot resume from its resourceVersion; re-listing",
                                extra={"informer": self.name, "error": str(error)})
-                version = None
+                self._version = None
                 self._stopping.wait(self._relist_backoff * random.uniform(0.8, 1.2))
                 self._relist_backoff = min(self._relist_backoff * 2, BACKOFF_MAX)
             except (KubeError, ValueError, OSError) as error:
@@ -138,15 +141,15 @@ class Informer(Generic[T]):
                     return
                 status = error.status if isinstance(error, KubeError) else 0
                 self._set_state(False, str(error), status)
-                if version is not None and not resumable(status):
+                if self._version is not None and not resumable(status):
                     logger.warning("watch refused; re-listing", extra={"informer": self.name, "error": str(error)})
-                    version = None
+                    self._version = None
                 self._stopping.wait(self._backoff * random.uniform(0.8, 1.2))
                 self._backoff = min(self._backoff * 2, BACKOFF_MAX)
             except Exception:  # noqa: BLE001 - a bug in a handler must not end the watch for good
                 logger.exception("informer loop failed", extra={"informer": self.name})
                 self._stopping.wait(self._backoff)
-                version = None
+                self._version = None
 
     def _set_state(self, connected: bool, detail: str, status: int = 200) -> None:
         changed = connected != self.connected
@@ -219,9 +222,9 @@ class Informer(Generic[T]):
                     raise Gone()
                 raise WatchRefused(int(raw.get("code") or 0), str(raw.get("reason")), str(raw.get("message")))
             version = str((raw.get("metadata") or {}).get("resourceVersion") or version)
-            if kind == "BOOKMARK":
-                continue
-            self._apply(kind, raw)
+            if kind != "BOOKMARK":
+                self._apply(kind, raw)
+            self._version = version
         return version
 
     def _apply(self, kind: str | None, raw: dict[str, Any]) -> None:

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from aggregator import informer as informer_module
 from aggregator.model import MemberService, parse_member_service
+from fleetdns import informer as informer_module
 from fleetdns.apipaths import NAMESPACES, SERVICES
 from fleetdns.informer import Gone, Informer
 from fleetdns.kubeapi import KubeClient, KubeError
@@ -57,6 +57,45 @@ def test_informer_lists_watches_and_reports_only_changes_it_can_see(fleet: Fleet
         assert informer.connected
     finally:
         informer.stop()
+
+
+def test_a_watch_cut_mid_stream_resumes_after_the_last_event_it_handled(fleet: Fleet) -> None:
+    """A stream that breaks (a reset connection, a proxy dropping it) must resume from the last event the
+    informer applied, not from where the broken watch began: replaying older events would hand the
+    handlers objects as they were before (a prober saw intents without their status, dropped every
+    check's state and its reports, and the aggregator saw the addresses Up again)."""
+    client = client_for(fleet.members["west"])
+    ns = new_namespace(fleet, "agg-resume")
+    path = SERVICES.path(ns)
+    changes: list[tuple[str | None, str | None]] = []
+    lock = threading.Lock()
+
+    def on_change(old: MemberService | None, new: MemberService | None) -> None:
+        with lock:
+            changes.append((old and (old.name + ("+lb" if old.addresses else "")),
+                            new and (new.name + ("+lb" if new.addresses else ""))))
+
+    states: list[bool] = []
+    informer: Informer[MemberService] = Informer("test/resume", client, path, parse_member_service, on_change,
+                                                 lambda up, detail, status: states.append(up))
+    informer.start()
+    try:
+        assert informer.synced.wait(10)
+        client.create(path, service("app"))
+        client.merge_patch(f"{path}/app/status", {"status": {"loadBalancer": {"ingress": [{"ip": "192.0.2.7"}]}}})
+        wait_for(lambda: ("app", "app+lb") in changes, timeout=10)
+        for _ in range(3):  # each cut breaks the stream with an error; the informer resumes it
+            cuts = states.count(False)
+            informer.interrupt()
+            wait_for(lambda cuts=cuts: states.count(False) > cuts and informer.connected, timeout=10,
+                     what="the watch cut and resumed")
+        client.create(path, service("sentinel"))  # one stream delivers in order: any replay comes before it
+        wait_for(lambda: (None, "sentinel") in changes, timeout=10)
+        with lock:
+            assert changes == [(None, "app"), ("app", "app+lb"), (None, "sentinel")]
+    finally:
+        informer.stop()
+        informer.interrupt()
 
 
 @pytest.mark.timeout(90)
