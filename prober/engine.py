@@ -12,6 +12,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from fleetdns.apipaths import HEALTH_REPORTS, INGRESS_DNS_RECORDS, SERVICE_DNS_RECORDS
@@ -30,6 +31,7 @@ from prober.targets import (
     ProbedIntent,
     ProbeKey,
     Subject,
+    SubjectKey,
     TargetIndex,
     parse_intent,
     subjects_of,
@@ -37,6 +39,20 @@ from prober.targets import (
 from prober.thresholds import State, Threshold, judge
 
 logger = logging.getLogger("prober")
+# A subject that leaves the intent's status and is listed again with the same probe within this many seconds
+# keeps its thresholded state (and its verdict's since): a status seen without its addresses for a moment
+# must not restart the thresholds (Unknown settles on one result, skipping failureThreshold/successThreshold).
+RETAIN_SECONDS = 60.0
+
+
+@dataclass(frozen=True)
+class _Retired:
+    """What a subject had seen when it left, for a while (RETAIN_SECONDS)."""
+
+    probe: ProbeKey
+    threshold: Threshold
+    verdict: Verdict | None
+    at: float
 
 
 class Prober:
@@ -50,6 +66,7 @@ class Prober:
         self.thresholds: dict[Any, Threshold] = {}
         self.problems: dict[tuple[str, str, str], str] = {}  # intents whose healthCheck is not run, and why
         self.subjects_down = 0
+        self._retired: dict[SubjectKey, _Retired] = {}  # subjects gone lately, oldest first
         self._verdicts: dict[ReportKey, dict[EntryKey, Verdict]] = {}
         self._lock = threading.Lock()
         self.scheduler = Scheduler(self.region, self._on_outcome, settings.max_in_flight)
@@ -173,6 +190,8 @@ class Prober:
         changes = self.index.update(ident, subjects_of(new) if new is not None else ())
         for key in changes.removed_probes:
             self.scheduler.remove(key)
+        now = self.scheduler.clock()
+        self._forget_retired(now)
         readded = {s.key: s for s in changes.added_subjects}
         carried: dict[Any, Threshold] = {}
         for subject in changes.removed_subjects:
@@ -181,12 +200,13 @@ class Prober:
             if threshold is not None and again is not None and again.probe == subject.probe:
                 carried[subject.key] = threshold  # only its timing changed: keep what it has seen
                 continue
-            if threshold is not None and threshold.state is State.DOWN:
-                self.subjects_down -= 1
+            if threshold is not None:
+                self.subjects_down -= threshold.state is State.DOWN
+                self._retired[subject.key] = _Retired(subject.probe, threshold, self._verdict(subject.key), now)
             self._set_verdict(subject, None)
         for subject in changes.added_subjects:
             check = subject.check
-            threshold = carried.pop(subject.key, None)
+            threshold = carried.pop(subject.key, None) or self._restore(subject)
             if threshold is None:
                 self.thresholds[subject.key] = Threshold(check.failure_threshold, check.success_threshold,
                                                          float(check.period_seconds))
@@ -202,6 +222,27 @@ class Prober:
         for key in changes.retimed_probes:
             probe = self.index.probes[key]
             self.scheduler.retime(key, probe.period, probe.timeout)
+
+    def _restore(self, subject: Subject) -> Threshold | None:
+        """The state of a subject listed again soon after it left with the same probe (None: start Unknown)."""
+        retired = self._retired.pop(subject.key, None)
+        if retired is None or retired.probe != subject.probe:
+            return None
+        self.subjects_down += retired.threshold.state is State.DOWN
+        self._set_verdict(subject, retired.verdict or Verdict(retired.threshold.state, subject.probe.check_id))
+        return retired.threshold
+
+    def _forget_retired(self, now: float) -> None:
+        retired = self._retired
+        while retired:
+            key, oldest = next(iter(retired.items()))
+            if now - oldest.at < RETAIN_SECONDS:
+                return
+            del retired[key]
+
+    def _verdict(self, key: SubjectKey) -> Verdict | None:
+        with self._lock:
+            return self._verdicts.get(key.report, {}).get(key.entry)
 
     def _note_problem(self, ident: tuple[str, str, str], new: ProbedIntent | None) -> None:
         problem = new.problem if new is not None else ""
