@@ -16,6 +16,7 @@ from aggregator.reconciler import Reconciler
 from fleetdns.healthcheck import parse_health_check
 from fleetdns.healthreport import DownEntry, HealthReport, intent_ref
 from fleetdns.weights import WEIGHTS_PROPERTY
+from prober.targets import parse_intent
 from rig import Fleet
 from tests.test_aggregator_reconciler import Caches, Scene, global_name
 from tests.test_aggregator_support import condition, dns_endpoint, events_for, intent, records, unique
@@ -184,6 +185,13 @@ def test_all_down_keeps_the_last_healthy_set_through_a_restart(scene: PolicyScen
     assert condition(stored, "FailOpen")["message"].endswith("still answers: east, west")
     assert condition(stored, "Ready")["status"] == "False"
     assert all(d["reason"] == "HealthCheckFailed: Down from 3 of 3 regions" for d in stored["status"]["dns"])
+    # What the quorum withdrew stays listed (downAddresses says which), so the probers keep checking it and can
+    # see it recover: the status they read still names every address and the Host.
+    assert [d["healthCheck"]["downAddresses"] for d in stored["status"]["dns"]] == [[EAST_VIP], [WEST_VIP]]
+    probed = parse_intent("ServiceDNSRecord", stored)
+    assert probed.check is not None and probed.check.http_get is not None
+    assert probed.check.http_get.host == global_name(scene, key.name)
+    assert [(c.cluster, c.addresses) for c in probed.clusters] == [("east", (EAST_VIP,)), ("west", (WEST_VIP,))]
     assert scene.events.flush(timeout=10)
     fail_open = [e for e in events_for(scene.host, scene.ns, key.name) if e["reason"] == "FailOpen"]
     assert len(fail_open) == 1 and fail_open[0]["type"] == "Warning" and "east, west" in fail_open[0]["message"]
