@@ -166,6 +166,7 @@ def load_average() -> str:
 class Run:
     variant: str
     qps: float
+    seconds: float
     avg_ms: float
     min_ms: float
     max_ms: float
@@ -210,6 +211,7 @@ def parse_report(text: str) -> dict[str, float | int | str]:
     rcodes = re.search(r"Response codes:\s+(.*)", text)
     return {
         "qps": number(r"Queries per second:\s+([\d.]+)"),
+        "seconds": number(r"Run time \(s\):\s+([\d.]+)"),
         "sent": int(number(r"Queries sent:\s+(\d+)")),
         "completed": int(number(r"Queries completed:\s+(\d+)")),
         "lost": int(number(r"Queries lost:\s+(\d+)")),
@@ -248,6 +250,28 @@ def measure(variant: str, server: CoreDNS, queries: Path, seconds: int, args: ar
     return run
 
 
+def combined(slices: list[Run]) -> Run:
+    """One run from interleaved slices of the same variant: totals, and latency averaged per query."""
+    completed = sum(run.completed for run in slices)
+    return Run(variant=slices[0].variant, qps=completed / sum(run.seconds for run in slices),
+               seconds=sum(run.seconds for run in slices),
+               avg_ms=sum(run.avg_ms * run.completed for run in slices) / max(1, completed),
+               min_ms=min(run.min_ms for run in slices), max_ms=max(run.max_ms for run in slices),
+               stddev_ms=max(run.stddev_ms for run in slices), sent=sum(run.sent for run in slices),
+               completed=completed, lost=sum(run.lost for run in slices), rcodes=slices[-1].rcodes,
+               coredns_cpu_us_per_query=sum(run.coredns_cpu_us_per_query * run.completed for run in slices)
+               / max(1, completed),
+               load_before=slices[0].load_before, load_after=slices[-1].load_after)
+
+
+def slice_plan(duration: int, slice_seconds: int) -> list[int]:
+    """``duration`` seconds as slices of ``slice_seconds`` (0: one uninterrupted run), the last one shorter."""
+    if slice_seconds <= 0 or slice_seconds >= duration:
+        return [duration]
+    return [slice_seconds] * (duration // slice_seconds) + ([duration % slice_seconds] if duration % slice_seconds
+                                                            else [])
+
+
 # --- the run ---------------------------------------------------------------------------------------------------
 
 @dataclass
@@ -282,12 +306,17 @@ def run_bench(args: argparse.Namespace, workdir: Path) -> Results:
                 results.ttls[variant] = answer_ttl(server, f"n0.{ZONE}")
                 progress(f"{variant}: up on {server.address}, clients see TTL {results.ttls[variant]}")
             for round_index in range(args.rounds):
+                slices: dict[str, list[Run]] = {variant: [] for variant in args.variants}
+                for seconds in slice_plan(args.duration, args.slice):
+                    for variant in args.variants:  # interleaved: a burst of other load hits every variant alike
+                        slices[variant].append(measure(variant, servers[variant], queries, seconds, args))
                 for variant in args.variants:
-                    run = measure(variant, servers[variant], queries, args.duration, args)
+                    run = combined(slices[variant])
                     results.saturated.append(run)
                     progress(f"round {round_index + 1} {variant}: {run.qps:,.0f} QPS, avg {run.avg_ms:.3f} ms, "
                              f"lost {run.lost}, CoreDNS {run.coredns_cpu_us_per_query:.1f} µs CPU/query, "
-                             f"load {run.load_before} -> {run.load_after}")
+                             f"load {run.load_before} -> {run.load_after}, slices "
+                             f"{', '.join(f'{one.qps:,.0f}' for one in slices[variant])}")
             for variant in args.variants:
                 run = measure(variant, servers[variant], queries, args.latency_duration, args, rate=args.rate,
                               verbose_to=workdir / f"{variant}.verbose")
@@ -333,7 +362,7 @@ def write_doc(results: Results, args: argparse.Namespace) -> str:
         goal = f"≥ {GOAL_RATIO}× of file" if variant == "shipped" else ""
         met = ("met" if ratio >= GOAL_RATIO else "missed") if variant == "shipped" else ""
         rows.append(f"| {variant} | {qps:,.0f} ({', '.join(f'{run.qps:,.0f}' for run in runs)}) | {ratio:.2f}× | "
-                    f"{qps / bare:.2f}× | "
+                    f"{f'{qps / bare:.2f}×' if bare == bare else '—'} | "  # NaN when file-bare was not run
                     f"{median_of(results.saturated, variant, 'avg_ms'):.3f} | "
                     f"{max(run.max_ms for run in runs):.1f} | {sum(run.lost for run in runs)} | "
                     f"{median_of(results.saturated, variant, 'coredns_cpu_us_per_query'):.1f} | "
@@ -348,12 +377,14 @@ def write_doc(results: Results, args: argparse.Namespace) -> str:
             return float("nan")
         return median_of(results.saturated, variant, "coredns_cpu_us_per_query")
 
+    slicing = (f"as `dnsperf -l {args.slice}` slices taken in turn by the variants" if 0 < args.slice < args.duration
+               else f"one `dnsperf -l {args.duration}` per variant, the variants in turn")
     loads = "; ".join(f"{run.variant} {run.load_before}→{run.load_after}" for run in results.saturated)
     described = "\n".join(f"- `{variant}`: {DESCRIPTIONS[variant]}" for variant in variants)
     doc = f"""# Serving speed: the shipped Corefile against CoreDNS's `file` plugin
 
 Latest run: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC by `make bench-serving` (`python -m bench.serving`).
-{args.names:,} names, `dnsperf -l {args.duration}` per variant and round, {args.rounds} rounds alternating the variants.
+{args.names:,} names; {args.duration} s of dnsperf per variant and round ({slicing}), {args.rounds} rounds.
 
 ## Full speed (dnsperf sends as fast as answers come back, {args.outstanding} queries outstanding)
 
@@ -389,8 +420,10 @@ other work on the machine: load averages before→after each full-speed run: {lo
   weight file the sidecar renders for these records (the same `render`) and the shipped Corefile's probes
   and metrics: the same answers and operations from a zone file.
 - Queries: every name's A and AAAA ({2 * args.names:,} lines), repeated by dnsperf in order
-  (`-c {args.clients} -T {args.threads} -q {args.outstanding}`). Full-speed runs alternate the variants,
-  {args.rounds} rounds; the table gives the median and every round. "CoreDNS CPU per query" is the
+  (`-c {args.clients} -T {args.threads} -q {args.outstanding}`). Full speed: in each of {args.rounds} rounds
+  every variant gets {args.duration} s of dnsperf, {slicing}, so that a burst of other work on the shared
+  machine falls on every variant alike; a round's QPS is its answered queries over its dnsperf run time, and
+  the table gives the median of the rounds and each round. "CoreDNS CPU per query" is the
   process's utime+stime over the run divided by the queries answered: what a query costs the server,
   independent of how the cores were shared with dnsperf.
 - TTL clients see: the TTL of `n0.{ZONE}`'s A answer from each variant (record TTL {TTL}).
@@ -417,6 +450,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=int, default=30, help="seconds of dnsperf per variant and round")
     parser.add_argument("--rounds", type=int, default=2, help="full-speed rounds, the variants alternating")
+    parser.add_argument("--slice", type=int, default=5,
+                        help="seconds per dnsperf run: each round's DURATION is split into slices, the variants "
+                             "taking turns slice by slice (0: one dnsperf -l DURATION per variant and round)")
     parser.add_argument("--names", type=int, default=1_000)
     parser.add_argument("--variants", default=",".join(VARIANTS),
                         help=f"comma list of {', '.join(VARIANTS)}")
