@@ -283,6 +283,7 @@ class Relay:
         self._listener: socket.socket | None = None
         self._generation = 0  # bumped by each pause: connections of an older one are reset
         self._open: set[asyncio.BaseTransport] = set()
+        self._tasks: set[asyncio.Task[None]] = set()  # the forwards in flight (strong references)
 
     def start(self) -> Relay:
         self._thread.start()
@@ -341,7 +342,11 @@ class Relay:
                 return
             conn.setblocking(False)
             self.connections += 1
-            self._loop.create_task(self._forward(conn, generation))
+            # asyncio keeps only weak references to tasks, and a stream's protocol only a weak one to its reader:
+            # without this set, the garbage collector ends live forwards (every connection of a prober at once)
+            task = self._loop.create_task(self._forward(conn, generation))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
     async def _forward(self, conn: socket.socket, generation: int) -> None:
         mine: list[asyncio.BaseTransport] = []
