@@ -111,6 +111,17 @@ def wait(stack: Stack, done, timeout: float, what: str) -> None:  # type: ignore
         time.sleep(0.02)
 
 
+def keep_asking(stack: Stack, seconds: float) -> None:
+    """Query every CoreDNS every 10 ms for ``seconds``, as clients keep doing between failures. Idle servers
+    would let their cache entries expire, and the trial's first query would then refill every cache just as
+    the app fails: each cache's one-second cycle would start with the trial and its lag be a whole second."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        for label in stack.servers:
+            answers(stack, label)
+        time.sleep(0.01)
+
+
 def reports_down(stack: Stack) -> int:
     """How many regions' reports list the app Down on east."""
     items = stack.host.get(HEALTH_REPORTS.path(NAMESPACE)).get("items") or []
@@ -170,14 +181,15 @@ def main() -> int:
     trials: list[Trial] = []
     try:
         for index in range(args.trials):
-            time.sleep(PAUSES.uniform(0.5, 1.5))  # land the change at every phase of the probe and sync cycles
+            keep_asking(stack, PAUSES.uniform(0.5, 1.5))  # the change lands at every phase of probe, sync, cache
             result = trial(stack)
             trials.append(result)
             worst = {s: max(v for k, v in result.answers.items() if stack.servers[k][0] == s) for s in (CACHED,
                                                                                                         UNCACHED)}
             print(f"[health-failover] trial {index + 1}/{args.trials}: first report {result.first_report:.2f} s, "
                   f"quorum {result.quorum_reports:.2f} s, DNSEndpoint {result.dns_endpoint:.2f} s, every CoreDNS: "
-                  f"cache 1 {worst[CACHED]:.2f} s, no cache {worst[UNCACHED]:.2f} s", flush=True)
+                  f"cache 1 {worst[CACHED]:.2f} s, no cache {worst[UNCACHED]:.2f} s "
+                  f"({', '.join(f'{k} {v:.2f}' for k, v in sorted(result.answers.items()))})", flush=True)
     finally:
         for setting, server in stack.servers.values():
             if setting == UNCACHED:
@@ -245,8 +257,10 @@ p99 until every regional CoreDNS with the shipped Corefile stops returning the a
 - Each trial tells east's stand-in to answer 500 for the app (endpoints stay ready), then polls every CoreDNS
   (A queries, 5 ms apart) until none returns east's address; HealthReports and the DNSEndpoint are read every
   50 ms for the stage columns (so those carry up to 50 ms of polling grain). Then the app answers 200 again and
-  the trial ends when every CoreDNS answers both addresses; a random 0.5-1.5 s pause starts the next one at
-  another phase of the probe, sync and cache cycles.
+  the trial ends when every CoreDNS answers both addresses; a random 0.5-1.5 s pause, during which every
+  CoreDNS keeps being asked every 10 ms as clients would, starts the next one at another phase of the probe,
+  sync and cache cycles (an idle pause would let every cache entry expire, and the trial's first query would
+  then align each cache's one-second cycle with the failure: a measured lag of exactly 1 or 2 s).
 - The chain's parts: probe phase (< 1 period; a region that sees a new Down from another region checks at once),
   report write, aggregator quorum and DNSEndpoint (ms), ExternalDNS's next tick (< 1 s), webhook and etcd (ms),
   CoreDNS's cache (< 1 s for `cache 1`; none for the second server). The table's "no cache" row is the same
