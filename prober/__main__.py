@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import resource
 import signal
@@ -51,7 +52,7 @@ def serve(settings: Settings, host: KubeClient) -> int:
     if allowed < settings.max_in_flight:
         logger.warning("fewer checks in flight than --max-in-flight: the descriptor limit is lower",
                        extra={"max_in_flight": allowed})
-        settings = Settings(**{**settings.__dict__, "max_in_flight": allowed})
+        settings = dataclasses.replace(settings, max_in_flight=allowed)
     metrics = ProberMetrics()
     prober = Prober(settings, host, metrics).start()
     probes = BackgroundServer(probe_app(prober.ready, metrics.registry), settings.health_host,

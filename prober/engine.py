@@ -63,7 +63,7 @@ class Prober:
         self.metrics = metrics
         self.wall = wall
         self.index = TargetIndex()
-        self.thresholds: dict[Any, Threshold] = {}
+        self.thresholds: dict[SubjectKey, Threshold] = {}
         self.problems: dict[tuple[str, str, str], str] = {}  # intents whose healthCheck is not run, and why
         self.subjects_down = 0
         self._retired: dict[SubjectKey, _Retired] = {}  # subjects gone lately, oldest first
@@ -193,7 +193,7 @@ class Prober:
         now = self.scheduler.clock()
         self._forget_retired(now)
         readded = {s.key: s for s in changes.added_subjects}
-        carried: dict[Any, Threshold] = {}
+        carried: dict[SubjectKey, Threshold] = {}
         for subject in changes.removed_subjects:
             threshold = self.thresholds.pop(subject.key, None)
             again = readded.get(subject.key)
