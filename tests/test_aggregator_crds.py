@@ -97,16 +97,19 @@ def test_domain_takes_spec_or_kubefeds_top_level_fields_but_not_both(fleet: Flee
     assert "spec.domain" in rejected(fleet, path, {**base, "metadata": {"name": "bad"}, "spec": {"domain": "a b"}})
 
 
-def test_printer_columns_show_fqdn_healthy_clusters_and_ready(fleet: Fleet, ns: str) -> None:
+def test_printer_columns_show_fqdn_healthy_clusters_ready_and_policy(fleet: Fleet, ns: str) -> None:
     host = prepare_fleet(fleet)
     host.create(SERVICE_DNS_RECORDS.path(ns), service_record("columns", domainRef="fleet"))
     output = subprocess.run([binary("kubectl"), f"--kubeconfig={fleet.host.kubeconfig}", "get", "servicednsrecords",
                              "-n", ns], capture_output=True, text=True, timeout=20, check=True).stdout
-    assert output.split("\n")[0].split() == ["NAME", "FQDN", "HEALTHY", "READY", "AGE"]
+    assert output.split("\n")[0].split() == ["NAME", "FQDN", "HEALTHY", "READY", "POLICY", "AGE"]
+    wide = subprocess.run([binary("kubectl"), f"--kubeconfig={fleet.host.kubeconfig}", "get", "servicednsrecords",
+                           "-n", ns, "-o", "wide"], capture_output=True, text=True, timeout=20, check=True).stdout
+    assert wide.split("\n")[0].split() == ["NAME", "FQDN", "HEALTHY", "READY", "POLICY", "FAILOPEN", "AGE"]
     host.create(INGRESS_DNS_RECORDS.path(ns), ingress_record("columns", ["columns.example.org"]))
     output = subprocess.run([binary("kubectl"), f"--kubeconfig={fleet.host.kubeconfig}", "get", "ingressdnsrecords",
                              "-n", ns], capture_output=True, text=True, timeout=20, check=True).stdout
-    assert output.split("\n")[0].split() == ["NAME", "FQDN", "HEALTHY", "READY", "AGE"]
+    assert output.split("\n")[0].split() == ["NAME", "FQDN", "HEALTHY", "READY", "POLICY", "AGE"]
 
 
 # --- what stock CoreDNS and ExternalDNS's TXT registry can publish ----------------------------------
