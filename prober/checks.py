@@ -233,11 +233,13 @@ class CheckRunner:
             heapq.heappop(self._deadlines)
         return self._deadlines[0][0] if self._deadlines else None
 
-    def poll(self, timeout: float) -> None:
-        """Wait up to ``timeout`` seconds for I/O, advance every ready check, time out the overdue ones."""
+    def poll(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for I/O, advance every ready check, time out the overdue ones.
+        Returns whether more I/O is likely waiting (a whole batch of events was ready)."""
         if self._finished:
             timeout = 0.0
-        for fd, events in self.epoll.poll(max(0.0, timeout), MAX_EVENTS):
+        ready = self.epoll.poll(max(0.0, timeout), MAX_EVENTS)
+        for fd, events in ready:
             check = self._checks.get(fd)
             if check is not None:
                 self._advance(check, events)
@@ -249,6 +251,7 @@ class CheckRunner:
                 self._finish(check, Outcome(Result.TIMEOUT, f"{phase} timeout after {check.timeout:g}s",
                                             now - check.started, check.connected))
         self._deliver()
+        return len(ready) >= MAX_EVENTS
 
     def _deliver(self) -> None:
         finished, self._finished = self._finished, []

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fleetdns.apipaths import HEALTH_REPORTS, INGRESS_DNS_RECORDS, SERVICE_DNS_RECORDS
-from fleetdns.healthreport import HealthReport, parse_health_report
+from fleetdns.healthreport import REGION_LABEL, HealthReport, parse_health_report
 from fleetdns.informer import Informer
 from fleetdns.kubeapi import KubeClient
 from prober.checks import Outcome, check_target
@@ -73,7 +73,7 @@ class Prober:
         self.lease = RegionLease(host, settings.lease_namespace, self.region, settings.identity, self.current,
                                  self._leading_changed)
         self.writer = ReportWriter(host.fenced(self.lease.holds), self.region, self.snapshot, self.lease.holds,
-                                   metrics)
+                                   metrics, namespace=settings.namespace)
         namespace = settings.namespace
         self.intent_informers: list[Informer[ProbedIntent]] = [
             Informer("servicednsrecords", host, SERVICE_DNS_RECORDS.path(namespace),
@@ -81,8 +81,10 @@ class Prober:
             Informer("ingressdnsrecords", host, INGRESS_DNS_RECORDS.path(namespace),
                      lambda raw: parse_intent(INGRESS_KIND, raw), self._intent_changed),
         ]
+        # other regions' reports only (corroboration); this region's own are the writer's (reports.py)
         self.report_informer: Informer[HealthReport] = Informer(
-            "healthreports", host, HEALTH_REPORTS.path(namespace), parse_health_report, self._report_changed)
+            "healthreports", host, HEALTH_REPORTS.path(namespace), parse_health_report, self._report_changed,
+            label_selector=f"{REGION_LABEL}!={self.region}")
         self._stop = threading.Event()
         self._loop = threading.Thread(target=self._run_checks, name="checks", daemon=True)
         self._starter = threading.Thread(target=self._begin_round_when_synced, name="first-round", daemon=True)
@@ -156,6 +158,7 @@ class Prober:
     def _leading_changed(self, leading: bool) -> None:
         logger.info("region Lease " + ("held: writing reports" if leading else "lost: not writing reports"),
                     extra={"region": self.region, "identity": self.settings.identity})
+        self.writer.leadership(leading)  # list this region's reports again before writing any
         if leading:
             with self._lock:
                 keys = list(self._verdicts)
@@ -171,8 +174,7 @@ class Prober:
         if report is None:
             return
         if report.region == self.region:
-            self.writer.observed(old, new)
-            return
+            return  # the label selector keeps these out; one written by hand without the label is no news
         if new is None or not self.report_informer.synced.is_set():
             return  # the first list is history, not news
         before = {(e.address, e.check) for e in old.down} if old is not None else set()

@@ -8,6 +8,11 @@ with the resourceVersion last seen (no status subresource), re-read on conflict.
 it is while its verdict still holds (so a restarted prober writes only what differs), and dropping
 entries of intents and addresses that are gone. Only this region's reports are ever written, and only
 while this replica holds the region's Lease (the client is fenced by it).
+
+This region's own reports are not watched: their one writer is the Lease holder, which lists them when it
+takes the Lease and then knows each one from its own writes (a conflict or a missing object re-reads it).
+Decoding a 2,000-entry report on every own write would cost the check loop its CPU exactly when many
+checks flip.
 """
 
 from __future__ import annotations
@@ -18,9 +23,10 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from fleetdns.apipaths import HEALTH_REPORTS
-from fleetdns.healthreport import DownEntry, HealthReport, parse_health_report, report_name
+from fleetdns.healthreport import REGION_LABEL, DownEntry, HealthReport, parse_health_report, report_name
 from fleetdns.informer import compare_resource_versions
 from fleetdns.kubeapi import KubeClient, KubeError, NotLeaderError
 from prober.metrics import ProberMetrics
@@ -32,6 +38,7 @@ EntryKey = tuple[str, str]  # (intent_ref, address)
 MIN_INTERVAL = 0.1  # seconds between two writes of one report
 RETRY_START, RETRY_MAX = 0.5, 2.0  # a region back on the host API catches up within a Lease renewal
 CONFLICT_RETRIES = 5
+_LOAD: ReportKey = ("", "")  # not a report: a worker's turn to list this region's reports
 
 
 def rfc3339(wall: float) -> str:
@@ -73,19 +80,23 @@ def same_entries(a: Iterable[DownEntry], b: Iterable[DownEntry]) -> bool:
 class ReportWriter:
     """Writes this region's reports from ``snapshot`` (the verdicts of a key's live subjects; empty: none).
 
-    ``mark`` and ``observed`` are called from other threads; a few worker threads write different keys
-    in parallel, one key never by two at once."""
+    ``mark``, ``mark_all`` and ``leadership`` are called from other threads; a few worker threads write
+    different keys in parallel, one key never by two at once."""
 
     def __init__(self, client: KubeClient, region: str, snapshot: Callable[[ReportKey], dict[EntryKey, Verdict]],
                  leading: Callable[[], bool], metrics: ProberMetrics, workers: int = 4,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, namespace: str = "") -> None:
         self.client = client
         self.region = region
+        self.namespace = namespace  # "" : every namespace
         self.snapshot = snapshot
         self.leading = leading
         self.metrics = metrics
         self.clock = clock
-        self.known: dict[ReportKey, HealthReport] = {}
+        self.known: dict[ReportKey, HealthReport] = {}  # this region's reports, valid while ``loaded``
+        self.loaded = False  # listed since this replica took the Lease
+        self._loading = False
+        self._load_backoff = RETRY_START
         self._due: dict[ReportKey, float] = {}  # marked keys → when they may be written
         self._last_write: dict[ReportKey, float] = {}
         self._retry: dict[ReportKey, float] = {}
@@ -123,19 +134,11 @@ class ReportWriter:
     def pending(self) -> int:
         return len(self._due)
 
-    def observed(self, old: HealthReport | None, new: HealthReport | None) -> None:
-        """A report of this region as the watch saw it (informer thread)."""
-        report = new or old
-        if report is None or report.region != self.region:
-            return
-        key = (report.namespace, report.cluster)
+    def leadership(self, leading: bool) -> None:
+        """The Lease was taken or lost: what is known of this region's reports must be listed again."""
         with self._cond:
-            if new is None:
-                known = self.known.get(key)
-                if known is not None and old is not None and known.resource_version == old.resource_version:
-                    del self.known[key]
-            else:
-                self._remember(key, new)
+            self.loaded = False
+            self._cond.notify_all()
 
     def _remember(self, key: ReportKey, report: HealthReport) -> None:
         known = self.known.get(key)
@@ -143,9 +146,15 @@ class ReportWriter:
             self.known[key] = report
 
     def _next(self) -> ReportKey | None:
-        """Wait for a marked key that may be written now (None: stopping)."""
+        """Wait for a marked key that may be written now (None: stopping); ``_LOAD``: list first."""
         with self._cond:
             while not self._stopping:
+                if not self.loaded:
+                    if self.leading() and not self._loading:
+                        self._loading = True
+                        return _LOAD
+                    self._cond.wait(0.5)
+                    continue
                 now = self.clock()
                 ready = [(due, key) for key, due in self._due.items() if key not in self._busy]
                 if ready and self.leading():
@@ -161,6 +170,9 @@ class ReportWriter:
 
     def _work(self) -> None:
         while (key := self._next()) is not None:
+            if key == _LOAD:
+                self._load_reports()
+                continue
             try:
                 self._write(key)
                 self._retry.pop(key, None)
@@ -181,6 +193,37 @@ class ReportWriter:
                 with self._cond:
                     self._busy.discard(key)
                     self._cond.notify_all()
+
+    def _load_reports(self) -> None:
+        """List this region's reports (every watched namespace) into ``known``; then every one is checked."""
+        try:
+            found: dict[ReportKey, HealthReport] = {}
+            query: dict[str, Any] = {"labelSelector": f"{REGION_LABEL}={self.region}", "limit": 500}
+            while True:
+                page = self.client.get(HEALTH_REPORTS.path(self.namespace), query, timeout=30)
+                for raw in page.get("items") or []:
+                    report = parse_health_report(raw)
+                    if report.region == self.region:
+                        found[(report.namespace, report.cluster)] = report
+                if not (page.get("metadata") or {}).get("continue"):
+                    break
+                query["continue"] = page["metadata"]["continue"]
+        except (KubeError, ValueError) as error:
+            logger.warning("cannot list this region's reports; retrying",
+                           extra={"error": str(error), "retry_in": self._load_backoff})
+            with self._cond:
+                self._loading = False
+                self._cond.wait(self._load_backoff)
+            self._load_backoff = min(self._load_backoff * 2, RETRY_MAX)
+            return
+        with self._cond:
+            self.known = found
+            self.loaded, self._loading = True, False
+            self._load_backoff = RETRY_START
+            for key in found:  # stale entries in reports nothing checks any more are removed too
+                self._due.setdefault(key, self.clock())
+            self._cond.notify_all()
+        logger.info("this region's reports listed", extra={"reports": len(found)})
 
     def _again(self, key: ReportKey, delay: float) -> None:
         with self._cond:
@@ -218,8 +261,9 @@ class ReportWriter:
                 self.metrics.report_conflicts.inc()
                 self._reread(key)
                 continue
-            with self._cond:
-                self._remember(key, parse_health_report(written))
+            version = str((written.get("metadata") or {}).get("resourceVersion") or "")
+            with self._cond:  # what was written is what is there: no need to decode the answer's entries
+                self._remember(key, HealthReport(namespace, self.region, cluster, desired, version))
             self._wrote(key, operation)
             return
         raise KubeError(409, "Conflict", f"still conflicting after {CONFLICT_RETRIES} re-reads")
