@@ -54,9 +54,10 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / TICK  # utime, stime (fields 14 and 15 of stat)
 
 
-def peak_rss_mb(pid: int) -> float:
+def rss_mb(pid: int, field: str = "VmHWM") -> float:
+    """Peak (VmHWM) or current (VmRSS) resident memory of a process."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1]) / 1024
     return float("nan")
 
@@ -156,7 +157,8 @@ def measure(host_kubeconfig: Path, workdir: Path, namespace: str, scheme: str, i
             "cpu_core": (cpu1 - cpu0) / elapsed,
             "cpu_us_per_check": (cpu1 - cpu0) / max(1.0, total(after, "fleetdns_prober_checks_started_total") -
                                                     total(before, "fleetdns_prober_checks_started_total")) * 1e6,
-            "rss_mb": peak_rss_mb(prober.pid),
+            "rss_mb": rss_mb(prober.pid),
+            "rss_now_mb": rss_mb(prober.pid, "VmRSS"),
             "ingress_cpu_core": {name: (ingress_cpu1[name] - ingress_cpu0[name]) / elapsed for name in pids},
             "results": {k: v for k, v in results.items() if v},
             "mean_check_ms": seconds / checked * 1000 if checked else float("nan"),
@@ -230,7 +232,8 @@ def write_doc(result: dict[str, Any]) -> None:
             f"{r['rss_mb']:.0f} MB ({met_rss}) | "
             f"{r['mean_check_ms']:.1f} ms | {results} | {stand_ins} |")
     details = "\n".join(
-        f"- {r['scheme']}: ready (first full round) {r['ready_s']:.1f} s after start; {r['probes']:,.0f} distinct "
+        f"- {r['scheme']}: ready (first full round) {r['ready_s']:.1f} s after start; RSS at the end of the window "
+        f"{r['rss_now_mb']:.0f} MB; {r['probes']:,.0f} distinct "
         f"checks; skipped runs {r['skipped']:,.0f}; TLS sessions resumed {r['tls_resumed']:,.0f}; report writes "
         f"{r['report_writes']:,.0f}; Lease held at the end: {'yes' if r['lease_held'] else 'no'}; samples with "
         f"`keeping_up` 0: {r['lagging_samples']}." for r in result["runs"])
