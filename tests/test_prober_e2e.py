@@ -349,3 +349,19 @@ def test_readyz_and_metrics_keep_answering_with_more_than_a_thousand_checks_open
         assert prober.healthz() == 200
     finally:
         silent.close()
+
+
+def test_a_report_left_by_an_earlier_prober_for_intents_that_are_gone_is_removed_when_the_lease_is_taken(
+        fleet: Fleet, host: KubeClient, ingresses: dict[str, StandInIngress], probers: list[ProberProcess],
+        tmp_path: Path) -> None:
+    namespace, region = new_namespace(fleet, "left"), unique("r")
+    fqdn = create_app(host, ingresses, namespace, "web", http_check(), clusters=("east",))
+    stale = DownEntry("ServiceDNSRecord/deleted-long-ago", VIPS["east"], "0123456789ab", "2026-01-01T00:00:00Z",
+                      "HTTP 500")
+    standing = DownEntry("ServiceDNSRecord/web", VIPS["east"], check_id(http_check(), fqdn), "2026-01-01T00:00:00Z",
+                         "HTTP 500")
+    host.create(HEALTH_REPORTS.path(namespace), HealthReport(namespace, region, "east", (stale, standing)).manifest())
+    host.create(HEALTH_REPORTS.path(namespace), HealthReport(namespace, region, "west", (stale,)).manifest())
+    start_prober(probers, fleet, tmp_path, region, namespace)  # web answers 200 on east
+    wait_for(lambda: report(host, namespace, region, "west") is None, 20, "the report of nothing checked deleted")
+    wait_for(lambda: down(host, namespace, region, "east") == (), 20, "east's stale and recovered entries gone")

@@ -265,3 +265,22 @@ def test_the_command_refuses_bad_configuration_with_exit_code_2_and_one_line(tmp
                          capture_output=True, text=True, timeout=60)
     assert run.returncode == 2
     assert run.stderr.strip() == "error: invalid --max-in-flight='0': must be from 1 to 100000"
+
+
+def test_a_loop_with_a_full_batch_of_io_waiting_starts_only_a_few_due_checks_per_turn():
+    from prober.schedule import BUSY_STARTS, Scheduler
+    from rig.ports import free_port
+
+    now = [100.0]
+    scheduler = Scheduler("east", lambda key, outcome, corroborated: None, max_in_flight=1000,
+                          clock=lambda: now[0], wall=lambda: 1_000_000.0, max_poll=0.0)
+    port = free_port()
+    for i in range(40):
+        scheduler.add(ProbeKey(f"127.0.0.{i + 1}", "tcp"),
+                      check_target(f"127.0.0.{i + 1}", HealthCheck(tcp_socket=TcpSocket(port))), 5.0, 1.0)
+    now[0] += 5.0  # every probe is due
+    scheduler._busy = True  # the previous turn handled a whole batch of ready I/O
+    scheduler.run_once()
+    assert scheduler.started == BUSY_STARTS
+    scheduler.run_once()  # that turn found no I/O waiting: the rest start at once
+    assert scheduler.started == 40
