@@ -62,6 +62,20 @@ def parse_duration(flag: str, value: str) -> float:
     return sum(float(number) * _UNIT_SECONDS[unit] for number, unit in parts)
 
 
+def parse_positive_duration(flag: str, value: str) -> float:
+    """``parse_duration`` that also refuses zero: an interval or a wait of nothing is a typo."""
+    seconds = parse_duration(flag, value)
+    if seconds <= 0:
+        raise ConfigError(flag, value, "must be positive")
+    return seconds
+
+
+def parse_choice(flag: str, value: str, allowed: tuple[str, ...]) -> str:
+    if value not in allowed:
+        raise ConfigError(flag, value, f"expected one of {', '.join(allowed)}")
+    return value
+
+
 def exit_on_config_error(run: Callable[[], int]) -> NoReturn:
     """Run a command; a ConfigError ends it with exit code 2 and one clear line on stderr."""
     try:

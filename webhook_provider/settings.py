@@ -14,8 +14,10 @@ from fleetdns.config import (
     add_list_flag,
     env_bool,
     list_flag_values,
+    parse_choice,
     parse_duration,
     parse_host_port,
+    parse_positive_duration,
 )
 from webhook_provider.domain_filter import DomainFilter
 
@@ -108,11 +110,11 @@ def load_settings(argv: list[str] | None = None, environ: dict[str, str] | None 
         listen=parse_host_port("--listen", args.listen),
         health_listen=parse_host_port("--health-listen", args.health_listen),
         max_request_bytes=_positive_int("--max-request-bytes", args.max_request_bytes),
-        log_level=_choice("--log-level", args.log_level.lower(), ("debug", "info", "warning", "error")),
-        log_format=_choice("--log-format", args.log_format.lower(), ("json", "text")),
+        log_level=parse_choice("--log-level", args.log_level.lower(), ("debug", "info", "warning", "error")),
+        log_format=parse_choice("--log-format", args.log_format.lower(), ("json", "text")),
         read_mirror=_bool("--read-mirror", args.read_mirror),
-        mirror_wait=_positive_duration("--mirror-wait", args.mirror_wait),
-        mirror_verify_interval=_positive_duration("--mirror-verify-interval", args.mirror_verify_interval),
+        mirror_wait=parse_positive_duration("--mirror-wait", args.mirror_wait),
+        mirror_verify_interval=parse_positive_duration("--mirror-verify-interval", args.mirror_verify_interval),
     )
 
 
@@ -218,16 +220,3 @@ def _bool(flag: str, value: str) -> bool:
         return env_bool(value)
     except ValueError as error:
         raise ConfigError(flag, value, str(error)) from None
-
-
-def _positive_duration(flag: str, value: str) -> float:
-    seconds = parse_duration(flag, value)
-    if seconds <= 0:
-        raise ConfigError(flag, value, "must be positive")
-    return seconds
-
-
-def _choice(flag: str, value: str, allowed: tuple[str, ...]) -> str:
-    if value not in allowed:
-        raise ConfigError(flag, value, f"expected one of {', '.join(allowed)}")
-    return value

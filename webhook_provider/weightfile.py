@@ -26,7 +26,14 @@ from pathlib import Path
 
 from prometheus_client import Counter, Gauge
 
-from fleetdns.config import ConfigError, add_flag, exit_on_config_error, parse_duration, parse_host_port
+from fleetdns.config import (
+    ConfigError,
+    add_flag,
+    exit_on_config_error,
+    parse_choice,
+    parse_host_port,
+    parse_positive_duration,
+)
 from fleetdns.logs import configure_logging
 from fleetdns.probes import BackgroundServer, probe_app
 from fleetdns.weights import WEIGHTS_PROPERTY, WeightsFormatError, parse_weights
@@ -262,11 +269,11 @@ def load_settings(argv: list[str] | None = None, environ: dict[str, str] | None 
         etcd=etcd_connection(args, env),
         prefix=parse_prefix(args.prefix),
         file=_weight_file(args.file),
-        interval=_positive_duration("--interval", args.interval),
-        mirror_verify_interval=_positive_duration("--mirror-verify-interval", args.mirror_verify_interval),
+        interval=parse_positive_duration("--interval", args.interval),
+        mirror_verify_interval=parse_positive_duration("--mirror-verify-interval", args.mirror_verify_interval),
         health_listen=parse_host_port("--health-listen", args.health_listen),
-        log_level=_choice("--log-level", args.log_level.lower(), ("debug", "info", "warning", "error")),
-        log_format=_choice("--log-format", args.log_format.lower(), ("json", "text")),
+        log_level=parse_choice("--log-level", args.log_level.lower(), ("debug", "info", "warning", "error")),
+        log_format=parse_choice("--log-format", args.log_format.lower(), ("json", "text")),
     )
 
 
@@ -279,19 +286,6 @@ def _weight_file(value: str) -> Path:
     if path.is_dir():
         raise ConfigError("--file", value, "is a directory; give the path of a file")
     return path
-
-
-def _positive_duration(flag: str, value: str) -> float:
-    seconds = parse_duration(flag, value)
-    if seconds <= 0:
-        raise ConfigError(flag, value, "must be positive")
-    return seconds
-
-
-def _choice(flag: str, value: str, allowed: tuple[str, ...]) -> str:
-    if value not in allowed:
-        raise ConfigError(flag, value, f"expected one of {', '.join(allowed)}")
-    return value
 
 
 def run(argv: list[str] | None = None) -> int:
