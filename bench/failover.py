@@ -12,7 +12,6 @@ failover with 50,000 other records in the zone vs none, in one federation, alter
 from __future__ import annotations
 
 import argparse
-import os
 import platform
 import random
 import statistics
@@ -21,6 +20,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bench.machine import cpu_seconds
 from rig.federation import Federation
 from rig.region import Region
 from rig.webhook_client import WebhookClient
@@ -119,12 +119,6 @@ def set_other_records(federation: Federation, count: int, present: bool) -> None
             response = hook.apply({"create": batch} if present else {"delete": batch})
             if response.status_code != 204:
                 raise RuntimeError(f"seeding other records failed: {response.status_code} {response.text[:200]}")
-
-
-def cpu_seconds(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def wait_for_registry(region: Region, expected: int, present: bool, timeout: float = 120) -> None:

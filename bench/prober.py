@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bench.machine import cpu_seconds
 from fleetdns.apipaths import NAMESPACES, SERVICE_DNS_RECORDS
 from fleetdns.healthcheck import HealthCheck, HttpGet, Scheme
 from fleetdns.kubeapi import KubeClient
@@ -38,7 +39,6 @@ GOALS = {"cpu_core": 0.5, "rss_mb": 200.0}
 HEADER = ("| scheme | achieved / configured checks a second | prober CPU (utime+stime) | CPU per check "
           "| prober peak RSS | mean check | results in the window | stand-ins' CPU (3 processes) |")
 DOC = REPO_ROOT / "docs" / "benchmarks-prober.md"
-TICK = os.sysconf("SC_CLK_TCK")
 
 
 def progress(text: str) -> None:
@@ -47,11 +47,6 @@ def progress(text: str) -> None:
 
 def app_host(namespace: str, index: int) -> str:
     return f"app-{index:04d}.{namespace}.bench.example.com"
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK  # utime, stime (fields 14 and 15 of stat)
 
 
 def rss_mb(pid: int, field: str = "VmHWM") -> float:

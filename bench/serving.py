@@ -19,7 +19,6 @@ Run: ``make bench-serving`` (``python -m bench.serving``). Results go to docs/be
 from __future__ import annotations
 
 import argparse
-import contextlib
 import ipaddress
 import math
 import os
@@ -37,6 +36,7 @@ from pathlib import Path
 import dns.message
 import dns.query
 
+from bench.machine import cpu_seconds, machine
 from rig import CoreDNS, EtcdCluster, EtcdServer
 from rig.binaries import REPO_ROOT, binary
 from rig.coredns import RegionalCoreDNS, regional_coredns
@@ -143,12 +143,6 @@ def start_variant(variant: str, etcd: EtcdCluster, workdir: Path, names: int) ->
 def answer_ttl(server: CoreDNS, name: str) -> int:
     reply = dns.query.udp(dns.message.make_query(name, "A"), server.host, port=server.port, timeout=2)
     return min(rrset.ttl for rrset in reply.answer)
-
-
-def cpu_seconds(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def pid_of(server: CoreDNS) -> int:
@@ -331,14 +325,6 @@ def run_bench(args: argparse.Namespace, workdir: Path) -> Results:
 
 
 # --- the report ------------------------------------------------------------------------------------------------
-
-def machine() -> str:
-    cpu = "unknown CPU"
-    with contextlib.suppress(OSError), open("/proc/cpuinfo") as info:
-        cpu = next((line.split(":", 1)[1].strip() for line in info if line.startswith("model name")), cpu)
-    with open("/proc/meminfo") as info:
-        mem_kb = int(next(line.split()[1] for line in info if line.startswith("MemTotal")))
-    return f"{cpu}, {os.cpu_count()} CPUs, {mem_kb / 1024 / 1024:.1f} GiB RAM, {platform.platform()}"
 
 
 def dnsperf_version() -> str:

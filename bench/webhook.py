@@ -16,7 +16,6 @@ import argparse
 import contextlib
 import http.client
 import json
-import os
 import platform
 import statistics
 import subprocess
@@ -35,6 +34,7 @@ import dns.rdatatype
 import yaml
 from kubernetes import client, utils
 
+from bench.machine import cpu_seconds, machine
 from rig import CoreDNS, EtcdServer, ExternalDNS, KubeAPIServer
 from rig.binaries import REPO_ROOT, binary
 from rig.coredns import etcd_corefile
@@ -59,13 +59,6 @@ def progress(text: str) -> None:
 def a_endpoint(index: int, prefix: str = "n") -> dict:
     return {"dnsName": f"{prefix}{index}.{ZONE}", "recordType": "A",
             "targets": [f"10.{index // 65536 % 256}.{index // 256 % 256}.{index % 256}"]}
-
-
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of a process (/proc/PID/stat fields 14 and 15)."""
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 class RawGet:
@@ -311,15 +304,6 @@ def bench_side_by_side(etcd: EtcdServer, workdir: Path, results: Results, object
                     webhook.stop()
                 coredns.stop()
         store.close()
-
-
-def machine() -> str:
-    cpu = "unknown CPU"
-    with contextlib.suppress(OSError), open("/proc/cpuinfo") as info:
-        cpu = next((line.split(":", 1)[1].strip() for line in info if line.startswith("model name")), cpu)
-    with open("/proc/meminfo") as info:
-        mem_kb = int(next(line.split()[1] for line in info if line.startswith("MemTotal")))
-    return f"{cpu}, {os.cpu_count()} CPUs, {mem_kb / 1024 / 1024:.1f} GiB RAM, {platform.platform()}"
 
 
 def externaldns_version() -> str:
