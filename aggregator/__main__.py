@@ -12,8 +12,8 @@ from aggregator.lb_hostnames import HostnameResolver, dns_query
 from aggregator.metrics import AggregatorMetrics
 from aggregator.settings import Settings, parse_settings
 from aggregator.sources import build_sources
-from fleetdns.config import ConfigError, exit_on_config_error
-from fleetdns.kubeapi import KubeClient, host_api_client
+from fleetdns.config import exit_on_config_error
+from fleetdns.kubeapi import KubeClient, load_host_client
 from fleetdns.leader import LeaseElector
 from fleetdns.logs import configure_logging
 from fleetdns.probes import BackgroundServer, probe_app
@@ -25,12 +25,7 @@ START_SYNC_TIMEOUT = 90.0  # engine.ready() itself stops waiting for busy member
 def run(argv: list[str] | None = None) -> int:
     settings = parse_settings(argv)
     configure_logging(settings.log_level, settings.log_format)
-    try:
-        host = KubeClient(host_api_client(settings.kubeconfig))
-    except Exception as error:  # noqa: BLE001 - the loader's message may quote the file; name the flag only
-        raise ConfigError("--kubeconfig", settings.kubeconfig or "(default)",
-                          f"cannot load a host-cluster configuration ({type(error).__name__})") from None
-    return serve(settings, host)
+    return serve(settings, load_host_client(settings.kubeconfig))
 
 
 def serve(settings: Settings, host: KubeClient) -> int:

@@ -16,6 +16,8 @@ import urllib3
 from kubernetes import client as k8s_client
 from kubernetes import config as k8s_config
 
+from fleetdns.config import ConfigError
+
 DEFAULT_TIMEOUT = 10.0
 MERGE_PATCH = "application/merge-patch+json"
 OPENED = "_OPENED"  # pseudo event: the watch stream is open (the server answers)
@@ -40,6 +42,15 @@ def host_api_client(kubeconfig: str) -> k8s_client.ApiClient:
         k8s_config.load_incluster_config(client_configuration=configuration)
         return k8s_client.ApiClient(configuration)
     return k8s_config.new_client_from_config()
+
+
+def load_host_client(kubeconfig: str) -> KubeClient:
+    """The host-cluster client for ``--kubeconfig``; a configuration that does not load is a ConfigError."""
+    try:
+        return KubeClient(host_api_client(kubeconfig))
+    except Exception as error:  # noqa: BLE001 - the loader's message may quote the file; name the flag only
+        raise ConfigError("--kubeconfig", kubeconfig or "(default)",
+                          f"cannot load a host-cluster configuration ({type(error).__name__})") from None
 
 
 def member_api_client(kubeconfig: dict[str, Any]) -> k8s_client.ApiClient:

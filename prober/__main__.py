@@ -9,8 +9,8 @@ import signal
 import sys
 import threading
 
-from fleetdns.config import ConfigError, exit_on_config_error
-from fleetdns.kubeapi import KubeClient, host_api_client
+from fleetdns.config import exit_on_config_error
+from fleetdns.kubeapi import KubeClient, load_host_client
 from fleetdns.logs import configure_logging
 from fleetdns.probes import BackgroundServer, probe_app
 from prober.engine import Prober
@@ -24,12 +24,7 @@ SPARE_DESCRIPTORS = 256  # for the API connections, the health port and logs
 def run(argv: list[str] | None = None) -> int:
     settings = parse_settings(argv)
     configure_logging(settings.log_level, settings.log_format)
-    try:
-        host = KubeClient(host_api_client(settings.kubeconfig))
-    except Exception as error:  # noqa: BLE001 - the loader's message may quote the file; name the flag only
-        raise ConfigError("--kubeconfig", settings.kubeconfig or "(default)",
-                          f"cannot load a host-cluster configuration ({type(error).__name__})") from None
-    return serve(settings, host)
+    return serve(settings, load_host_client(settings.kubeconfig))
 
 
 def raise_descriptor_limit(wanted: int) -> int:
