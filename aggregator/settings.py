@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import os
-import re
 import socket
 from dataclasses import dataclass
 
@@ -14,15 +13,17 @@ from fleetdns.config import (
     add_flag,
     add_list_flag,
     env_bool,
+    env_name,
     list_flag_values,
+    parse_choice,
     parse_duration,
     parse_host_port,
+    parse_int_in_range,
+    require_dns_label,
 )
+from fleetdns.logs import LOG_FORMATS, LOG_LEVELS
 
 ENV_PREFIX = "FLEETDNS_AGGREGATOR_"
-_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
-_LOG_LEVELS = ("debug", "info", "warning", "error")
-_LOG_FORMATS = ("json", "text")
 
 
 @dataclass(frozen=True)
@@ -47,10 +48,6 @@ class Settings:
     dns_resolvers: tuple[tuple[str, int], ...] = ()  # (IP, port); empty: the system resolver
     prober_grace_period: float = 10.0  # a region votes while its prober Lease was seen renewed this recently
     prober_lease_namespace: str = "fleetdns-system"
-
-
-def _env(flag: str) -> str:
-    return ENV_PREFIX + flag.lstrip("-").upper().replace("-", "_")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -80,8 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
         ("--log-format", "json", "json or text (key=value)"),
     ]
     for flag, default, help_text in flags:
-        add_flag(parser, flag, _env(flag), default, help_text)
-    add_list_flag(parser, "--dns-resolver", _env("--dns-resolver"),
+        add_flag(parser, flag, env_name(ENV_PREFIX, flag), default, help_text)
+    add_list_flag(parser, "--dns-resolver", env_name(ENV_PREFIX, "--dns-resolver"),
                   "IP[:PORT] of a DNS server for load-balancer hostnames (port 53 by default); none: /etc/resolv.conf")
     return parser
 
@@ -112,16 +109,12 @@ def parse_settings(argv: list[str] | None = None) -> Settings:
     for flag, value in (("--leader-election-namespace", args.leader_election_namespace),
                         ("--lease-name", args.lease_name), ("--domain-namespace", args.domain_namespace),
                         ("--prober-lease-namespace", args.prober_lease_namespace)):
-        _require_dns_label(flag, value)
+        require_dns_label(flag, value)
     if args.namespace:
-        _require_dns_label("--namespace", args.namespace)
+        require_dns_label("--namespace", args.namespace)
     if args.kubeconfig and not os.path.isfile(args.kubeconfig):
         raise ConfigError("--kubeconfig", args.kubeconfig, "no such file")
-    workers = _int_in_range("--workers", args.workers, 1, 64)
-    if args.log_level.lower() not in _LOG_LEVELS:
-        raise ConfigError("--log-level", args.log_level, f"expected one of {', '.join(_LOG_LEVELS)}")
-    if args.log_format not in _LOG_FORMATS:
-        raise ConfigError("--log-format", args.log_format, f"expected one of {', '.join(_LOG_FORMATS)}")
+    workers = parse_int_in_range("--workers", args.workers, 1, 64)
     return Settings(
         kubeconfig=args.kubeconfig, member_grace_period=durations["--member-grace-period"],
         health_host=health_host, health_port=health_port, leader_election=leader_election,
@@ -130,7 +123,8 @@ def parse_settings(argv: list[str] | None = None) -> Settings:
         retry_period=durations["--retry-period"],
         identity=args.identity or f"{socket.gethostname()}-{os.getpid()}",
         namespace=args.namespace, domain_namespace=args.domain_namespace, workers=workers,
-        log_level=args.log_level.lower(), log_format=args.log_format,
+        log_level=parse_choice("--log-level", args.log_level.lower(), LOG_LEVELS),
+        log_format=parse_choice("--log-format", args.log_format, LOG_FORMATS),
         resolve_lb_hostnames=resolve_lb_hostnames, dns_resolvers=dns_resolvers,
         prober_grace_period=durations["--prober-grace-period"], prober_lease_namespace=args.prober_lease_namespace,
     )
@@ -149,18 +143,3 @@ def _dns_server(value: str) -> tuple[str, int]:
     except (ConfigError, ValueError):
         raise ConfigError("--dns-resolver", value,
                           "expected IP or IP:PORT of a DNS server, e.g. 10.96.0.10 or 127.0.0.1:5353") from None
-
-
-def _require_dns_label(flag: str, value: str) -> None:
-    if not _DNS_LABEL.match(value):
-        raise ConfigError(flag, value, "must be a DNS label (lower-case letters, digits and '-', at most 63)")
-
-
-def _int_in_range(flag: str, value: str, low: int, high: int) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        raise ConfigError(flag, value, "expected an integer") from None
-    if not low <= number <= high:
-        raise ConfigError(flag, value, f"must be from {low} to {high}")
-    return number

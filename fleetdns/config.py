@@ -28,6 +28,11 @@ def add_flag(parser: argparse.ArgumentParser, flag: str, env: str | None, defaul
     parser.add_argument(flag, default=value, help=f"{help_text}{shown}; default: {default!r}", **kwargs)
 
 
+def env_name(prefix: str, flag: str) -> str:
+    """``--max-in-flight`` with prefix ``FLEETDNS_PROBER_`` → ``FLEETDNS_PROBER_MAX_IN_FLIGHT``."""
+    return prefix + flag.lstrip("-").upper().replace("-", "_")
+
+
 def env_bool(value: str | bool) -> bool:
     if isinstance(value, bool):
         return value
@@ -74,6 +79,25 @@ def parse_choice(flag: str, value: str, allowed: tuple[str, ...]) -> str:
     if value not in allowed:
         raise ConfigError(flag, value, f"expected one of {', '.join(allowed)}")
     return value
+
+
+def parse_int_in_range(flag: str, value: str, low: int, high: int) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise ConfigError(flag, value, "expected an integer") from None
+    if not low <= number <= high:
+        raise ConfigError(flag, value, f"must be from {low} to {high}")
+    return number
+
+
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+
+
+def require_dns_label(flag: str, value: str) -> None:
+    """Namespaces, Lease names and regions: Kubernetes accepts only RFC 1123 labels there."""
+    if not _DNS_LABEL.match(value):
+        raise ConfigError(flag, value, "must be a DNS label (lower-case letters, digits and '-', at most 63)")
 
 
 def exit_on_config_error(run: Callable[[], int]) -> NoReturn:

@@ -8,6 +8,8 @@ import sys
 import time
 from typing import Any
 
+LOG_LEVELS = ("debug", "info", "warning", "error")  # --log-level of every command
+LOG_FORMATS = ("json", "text")  # --log-format of every command
 _RESERVED = set(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {"message", "asctime"}
 
 

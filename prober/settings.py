@@ -5,16 +5,21 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import socket
 from dataclasses import dataclass
 
-from fleetdns.config import ConfigError, add_flag, parse_host_port
+from fleetdns.config import (
+    ConfigError,
+    add_flag,
+    env_name,
+    parse_choice,
+    parse_host_port,
+    parse_int_in_range,
+    require_dns_label,
+)
+from fleetdns.logs import LOG_FORMATS, LOG_LEVELS
 
 ENV_PREFIX = "FLEETDNS_PROBER_"
-_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
-_LOG_LEVELS = ("debug", "info", "warning", "error")
-_LOG_FORMATS = ("json", "text")
 
 
 @dataclass(frozen=True)
@@ -29,10 +34,6 @@ class Settings:
     max_in_flight: int
     log_level: str
     log_format: str
-
-
-def _env(flag: str) -> str:
-    return ENV_PREFIX + flag.lstrip("-").upper().replace("-", "_")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -52,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("--log-format", "json", "json or text (key=value)"),
     ]
     for flag, default, help_text in flags:
-        add_flag(parser, flag, _env(flag), default, help_text)
+        add_flag(parser, flag, env_name(ENV_PREFIX, flag), default, help_text)
     return parser
 
 
@@ -60,32 +61,20 @@ def parse_settings(argv: list[str] | None = None) -> Settings:
     """Parse and validate; raises ConfigError naming the flag and the value."""
     args = build_parser().parse_args(argv)
     if not args.region:
-        raise ConfigError("--region", "", f"required: the region this prober checks from (or {_env('--region')})")
-    _require_dns_label("--region", args.region)
+        raise ConfigError("--region", "",
+                          f"required: the region this prober checks from (or {env_name(ENV_PREFIX, '--region')})")
+    require_dns_label("--region", args.region)
     health_host, health_port = parse_host_port("--health-listen", args.health_listen)
     if args.namespace:
-        _require_dns_label("--namespace", args.namespace)
-    _require_dns_label("--lease-namespace", args.lease_namespace)
+        require_dns_label("--namespace", args.namespace)
+    require_dns_label("--lease-namespace", args.lease_namespace)
     if args.kubeconfig and not os.path.isfile(args.kubeconfig):
         raise ConfigError("--kubeconfig", args.kubeconfig, "no such file")
-    try:
-        max_in_flight = int(args.max_in_flight)
-    except ValueError:
-        raise ConfigError("--max-in-flight", args.max_in_flight, "expected an integer") from None
-    if not 1 <= max_in_flight <= 100_000:
-        raise ConfigError("--max-in-flight", args.max_in_flight, "must be from 1 to 100000")
-    if args.log_level.lower() not in _LOG_LEVELS:
-        raise ConfigError("--log-level", args.log_level, f"expected one of {', '.join(_LOG_LEVELS)}")
-    if args.log_format not in _LOG_FORMATS:
-        raise ConfigError("--log-format", args.log_format, f"expected one of {', '.join(_LOG_FORMATS)}")
+    max_in_flight = parse_int_in_range("--max-in-flight", args.max_in_flight, 1, 100_000)
     return Settings(
         region=args.region, kubeconfig=args.kubeconfig, health_host=health_host, health_port=health_port,
         namespace=args.namespace, lease_namespace=args.lease_namespace,
         identity=args.identity or f"{socket.gethostname()}-{os.getpid()}", max_in_flight=max_in_flight,
-        log_level=args.log_level.lower(), log_format=args.log_format,
+        log_level=parse_choice("--log-level", args.log_level.lower(), LOG_LEVELS),
+        log_format=parse_choice("--log-format", args.log_format, LOG_FORMATS),
     )
-
-
-def _require_dns_label(flag: str, value: str) -> None:
-    if not _DNS_LABEL.match(value):
-        raise ConfigError(flag, value, "must be a DNS label (lower-case letters, digits and '-', at most 63)")

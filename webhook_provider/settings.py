@@ -19,6 +19,7 @@ from fleetdns.config import (
     parse_host_port,
     parse_positive_duration,
 )
+from fleetdns.logs import LOG_FORMATS, LOG_LEVELS
 from webhook_provider.domain_filter import DomainFilter
 
 DEFAULT_MAX_REQUEST_BYTES = 32 * 1024 * 1024
@@ -110,8 +111,8 @@ def load_settings(argv: list[str] | None = None, environ: dict[str, str] | None 
         listen=parse_host_port("--listen", args.listen),
         health_listen=parse_host_port("--health-listen", args.health_listen),
         max_request_bytes=_positive_int("--max-request-bytes", args.max_request_bytes),
-        log_level=parse_choice("--log-level", args.log_level.lower(), ("debug", "info", "warning", "error")),
-        log_format=parse_choice("--log-format", args.log_format.lower(), ("json", "text")),
+        log_level=parse_choice("--log-level", args.log_level.lower(), LOG_LEVELS),
+        log_format=parse_choice("--log-format", args.log_format.lower(), LOG_FORMATS),
         read_mirror=_bool("--read-mirror", args.read_mirror),
         mirror_wait=parse_positive_duration("--mirror-wait", args.mirror_wait),
         mirror_verify_interval=parse_positive_duration("--mirror-verify-interval", args.mirror_verify_interval),

@@ -34,7 +34,7 @@ from fleetdns.config import (
     parse_host_port,
     parse_positive_duration,
 )
-from fleetdns.logs import configure_logging
+from fleetdns.logs import LOG_FORMATS, LOG_LEVELS, configure_logging
 from fleetdns.probes import BackgroundServer, probe_app
 from fleetdns.weights import WEIGHTS_PROPERTY, WeightsFormatError, parse_weights
 from webhook_provider.metrics import Metrics
@@ -272,8 +272,8 @@ def load_settings(argv: list[str] | None = None, environ: dict[str, str] | None 
         interval=parse_positive_duration("--interval", args.interval),
         mirror_verify_interval=parse_positive_duration("--mirror-verify-interval", args.mirror_verify_interval),
         health_listen=parse_host_port("--health-listen", args.health_listen),
-        log_level=parse_choice("--log-level", args.log_level.lower(), ("debug", "info", "warning", "error")),
-        log_format=parse_choice("--log-format", args.log_format.lower(), ("json", "text")),
+        log_level=parse_choice("--log-level", args.log_level.lower(), LOG_LEVELS),
+        log_format=parse_choice("--log-format", args.log_format.lower(), LOG_FORMATS),
     )
 
 
