@@ -29,8 +29,9 @@ import dns.nameserver
 import dns.rdatatype
 import dns.resolver
 
-from aggregator.model import ClusterStatus, IntentKey, parse_ips
+from aggregator.model import ClusterStatus, IntentKey
 from aggregator.policy import Reason
+from fleetdns.addresses import parse_ips
 
 logger = logging.getLogger("aggregator.lb_hostnames")
 MIN_LIFETIME = 2.0  # a DNS TTL of 0 or 1 does not make us query more than every 1.5 s

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
 
+from fleetdns.addresses import parse_ips
 from fleetdns.healthcheck import HealthCheck, HealthCheckError, parse_health_check
 from fleetdns.healthreport import REGION_LABEL, region_of_lease
 
@@ -498,16 +499,6 @@ def parse_addresses(load_balancer: Any) -> tuple[LoadBalancerAddress, ...]:
             found.add(LoadBalancerAddress(hostname=hostname.rstrip(".").lower()))
     return tuple(sorted(found, key=lambda a: (a.ip == "", a.ip, a.hostname)))
 
-
-def parse_ips(raw: Any) -> tuple[str, ...]:
-    """A list of IP addresses (invalid ones dropped), IPv4 first, each family in numeric order."""
-    found = set()
-    for item in _list(raw):
-        try:
-            found.add(ipaddress.ip_address(str(item)))
-        except ValueError:
-            continue
-    return tuple(str(ip) for ip in sorted(found, key=lambda ip: (ip.version, ip)))
 
 
 def parse_hostname_mode(spec: dict[str, Any]) -> HostnameMode:

@@ -12,11 +12,10 @@ headers) are one probe, run once per period and fanned out to every subject that
 
 from __future__ import annotations
 
-import ipaddress
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from fleetdns.addresses import parse_ips
 from fleetdns.healthcheck import HealthCheck, HealthCheckError, parse_health_check
 from fleetdns.healthreport import intent_ref
 from prober.checks import CheckError, check_target
@@ -78,7 +77,7 @@ def parse_intent(kind: str, obj: dict[str, Any]) -> ProbedIntent:
         entry = _dict(entry)
         cluster = str(entry.get("cluster") or "")
         ips = [_dict(i).get("ip") for i in _list(_dict(entry.get("loadBalancer")).get("ingress"))]
-        addresses = _ips([*ips, *_list(entry.get("resolvedAddresses"))])
+        addresses = parse_ips([*ips, *_list(entry.get("resolvedAddresses"))])
         if cluster and addresses:
             clusters.append(ClusterAddresses(cluster, addresses))
     return ProbedIntent(kind, namespace, name, check, tuple(sorted(clusters, key=lambda c: c.cluster)))
@@ -91,15 +90,6 @@ def _dict(value: Any) -> dict[str, Any]:
 def _list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else []
 
-
-def _ips(values: Iterable[Any]) -> tuple[str, ...]:
-    found = set()
-    for value in values:
-        try:
-            found.add(str(ipaddress.ip_address(str(value))))
-        except ValueError:
-            continue  # a hostname or garbage: nothing to connect to
-    return tuple(sorted(found))
 
 
 @dataclass(frozen=True, order=True)
