@@ -333,7 +333,7 @@ def test_readyz_and_metrics_keep_answering_with_more_than_a_thousand_checks_open
     # check holds its socket for its whole timeout
     silent = socket.create_server(("0.0.0.0", 0), backlog=4096)
     port = silent.getsockname()[1]
-    addresses = [f"127.3.{i // 250}.{i % 250 + 1}" for i in range(1200)]
+    addresses = [f"127.3.{i // 250}.{i % 250 + 1}" for i in range(2000)]  # 2,000 open for 3 s: well over 1,024
     health = {"httpGet": {"port": port, "path": "/"}, "periodSeconds": 3, "timeoutSeconds": 3}
     host.create(SERVICE_DNS_RECORDS.path(namespace),
                 SERVICE_DNS_RECORDS.manifest("many", spec={"domainRef": "fleet", "healthCheck": health}))
