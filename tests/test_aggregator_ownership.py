@@ -220,12 +220,14 @@ def test_deleting_an_intent_leaves_a_dns_endpoint_that_only_copies_our_labels(wo
     name = unique("copied")
     labels = {LABEL_INTENT_KIND: str(IntentKind.SERVICE), LABEL_INTENT_NAME: name}
     theirs = create_foreign(world.host, world.ns, f"service-{name}", labels=labels)  # no ownerReference
+    before = reconciled_intents(world.aggregator)
     publish(world.fleet, world.host, world.ns, name)
     ready_reason(world.host, world.ns, name, "NameConflict")
+    # the status is visible a moment before the aggregator counts the reconcile as finished
+    wait_for(lambda: reconciled_intents(world.aggregator) == before + 1, what="the intent's reconcile counted")
 
-    counted = reconciled_intents(world.aggregator)
     world.host.delete(SERVICE_DNS_RECORDS.path(world.ns, name))
-    wait_for(lambda: reconciled_intents(world.aggregator) == counted - 1, what="the intent's deletion reconciled")
+    wait_for(lambda: reconciled_intents(world.aggregator) == before, what="the intent's deletion reconciled")
     now = dns_endpoint(world.host, world.ns, f"service-{name}")
     assert now is not None and now["metadata"]["resourceVersion"] == theirs["metadata"]["resourceVersion"]
 
