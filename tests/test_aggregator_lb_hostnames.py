@@ -173,10 +173,11 @@ def test_cname_form_keeps_one_cname_to_a_hostname(world: World) -> None:
     world.deploy(name, east={"hostname": east_lb}, west={"hostname": west_lb})
     create_service_intent(world.host, world.ns, name, loadBalancerHostnames="CNAME")
     n = world.names(name)
-    found = wait_records(world.host, world.ns, f"service-{name}", lambda r: (n["global"], "CNAME") in r,
-                         timeout=SETTLE)
-    assert found[(n["global"], "CNAME")] == {east_lb}  # the first cluster in name order
-    assert found[(n["west"], "CNAME")] == {west_lb}
+    # each member's Service reaches the aggregator on its own watch: wait until both have (the global CNAME goes
+    # to the first cluster in name order, east, once east is known)
+    found = wait_records(world.host, world.ns, f"service-{name}",
+                         lambda r: r.get((n["global"], "CNAME")) == {east_lb}
+                         and r.get((n["west"], "CNAME")) == {west_lb}, timeout=SETTLE)
     assert (n["global"], "A") not in found
     entries = world.wait_entries(name, lambda e: len(e) == 2 and all(c["healthy"] for c in e.values()))
     assert "resolvedAddresses" not in entries["east"]
