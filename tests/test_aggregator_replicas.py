@@ -196,7 +196,10 @@ def test_a_frozen_leader_is_replaced_and_does_not_write_when_it_wakes(fleet: Fle
         first = unique("frz")
         deploy_service(fleet, ns, first, BOTH)
         create_service_intent(host, ns, first)
-        wait_records(host, ns, f"service-{first}", lambda r: len(r) > 0)
+        glob = f"{first}.{ns}.fleet.svc.example.com"
+        # both members' Services in the answer (each reaches the leader on its own watch: a first reconcile may
+        # see one, and the second one's arrival is another write)
+        wait_records(host, ns, f"service-{first}", lambda r: r.get((glob, "A")) == set(VIPS.values()))
         # Count only once the leader is idle: its reconcile (DNSEndpoint, then status) is done and counted.
         wait_for(lambda: reconciled_intents(leader) == 1 and
                  samples(leader, "fleetdns_aggregator_status_writes_total") != [], what="the leader's first reconcile")
@@ -208,7 +211,6 @@ def test_a_frozen_leader_is_replaced_and_does_not_write_when_it_wakes(fleet: Fle
                      what="standby holds the lease")
             # While the old leader is frozen, the world changes: east's endpoints stop being ready.
             set_endpoints(fleet.members["east"].api_client(), ns, first, ["10.1.0.1"], ready=False)
-            glob = f"{first}.{ns}.fleet.svc.example.com"
             wait_records(host, ns, f"service-{first}", lambda r: r.get((glob, "A")) == {VIPS["west"]})
             wait_for(lambda: writes(standby) >= 2, what="the standby's DNSEndpoint and status writes counted")
             os.kill(host_process.proc.pid, signal.SIGSTOP)
