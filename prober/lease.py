@@ -38,6 +38,11 @@ class RegionLease:
         self._thread = threading.Thread(target=self._run, name="region-lease", daemon=True)
         self._held_back: str | None = None
 
+    @property
+    def held_back(self) -> str | None:
+        """Why the loop last declined to renew (None while it renews); set only after any renewal under way ended."""
+        return self._held_back
+
     def holds(self) -> bool:
         """Whether reports may be written now (leading and renewed within the renew deadline)."""
         return self.elector.holds_fresh_lease()

@@ -313,7 +313,8 @@ def test_the_lease_is_renewed_only_while_the_reports_are_current(fleet: Fleet, h
         renewed = wait_for(lambda: (lease(host, namespace, region) or {})["spec"]["renewTime"] !=
                            first["spec"]["renewTime"] and lease(host, namespace, region), 10, "renewed")
         current[:] = [False, "checks started more than a period late"]
-        time.sleep(0.3)  # let a renewal already under way finish
+        # the loop has seen it (one thread: a renewal under way before that has ended)
+        wait_for(lambda: lease_loop.held_back == "checks started more than a period late", 10, "renewals held back")
         stalled = lease(host, namespace, region)
         assert stalled is not None
         deadline = time.monotonic() + 2  # ten retry periods without a renewal
