@@ -8,7 +8,6 @@ west and north); every test works in its own namespace with its own apps, so the
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -21,7 +20,6 @@ import pytest
 from fleetdns.apipaths import DOMAINS, EVENTS, HEALTH_REPORTS, SERVICE_DNS_RECORDS
 from fleetdns.kubeapi import KubeClient
 from rig.aggregator import client_for
-from rig.coredns import dns_answers
 from rig.federation import Federation
 from rig.waiting import wait_for
 from rig.workloads import ensure_namespace
@@ -88,20 +86,6 @@ def wait_checked(fed: Federation, host_header: str) -> None:
     fed.dataplane.wait_checked(host_header, timeout=SETTLE)
 
 
-def answers(fed: Federation, region: str, name: str, rdtype: str = "A") -> set[str]:
-    coredns = fed.regions[region].coredns
-    assert coredns is not None
-    return dns_answers(coredns.host, coredns.port, name, rdtype, timeout=1)
-
-
-def wait_answers(fed: Federation, name: str, expected: set[str], timeout: float, rdtype: str = "A") -> float:
-    """Seconds until every DNS region answers ``name`` with exactly ``expected``."""
-    started = time.monotonic()
-    wait_for(lambda: all(answers(fed, r, name, rdtype) == expected for r in fed.regions), timeout,
-             interval=0.02, what=f"{rdtype} {name} = {sorted(expected)} in every region")
-    return time.monotonic() - started
-
-
 def intent_status(host: KubeClient, ns: str, service: str) -> dict[str, Any]:
     return host.get(SERVICE_DNS_RECORDS.path(ns, service)).get("status") or {}
 
@@ -124,14 +108,14 @@ def test_failover_order_moves_answers_when_the_app_answers_500_and_back_after_su
     vips = run_everywhere(fed, ns, "web", name)  # default Host header: the record's FQDN
     create_intent(host, ns, "web", loadBalancing={"policy": "Failover", "failoverOrder": ["east", "west"]},
                   healthCheck=http_check(successes=2))
-    wait_answers(fed, name, {vips["east"][0]}, SETTLE)
-    wait_answers(fed, name, {vips["east"][1]}, SETTLE, "AAAA")
+    fed.wait_for_answers(name, {vips["east"][0]}, SETTLE)
+    fed.wait_for_answers(name, {vips["east"][1]}, SETTLE, rdtype="AAAA")
     wait_checked(fed, name)
 
     fed.dataplane.set_app_status("east", name, 500)  # endpoints stay ready: only the check can see it
-    moved = wait_answers(fed, name, {vips["west"][0]}, 30)
+    moved = fed.wait_for_answers(name, {vips["west"][0]}, 30)
     assert moved <= 1 * 1 + CHAIN_SECONDS, f"answers moved after {moved:.2f}s"
-    wait_answers(fed, name, {vips["west"][1]}, 5, "AAAA")  # AAAA follows the same policy
+    fed.wait_for_answers(name, {vips["west"][1]}, 5, rdtype="AAAA")  # AAAA follows the same policy
     status = intent_status(host, ns, "web")
     east = next(d for d in status["dns"] if d["cluster"] == "east")
     assert not east["healthy"] and "HealthCheckFailed" in east["reason"], east
@@ -140,8 +124,8 @@ def test_failover_order_moves_answers_when_the_app_answers_500_and_back_after_su
     assert [c["cluster"] for c in status["answers"][0]["clusters"]] == ["west"], status["answers"]
 
     fed.dataplane.set_app_status("east", name, None)
-    wait_answers(fed, name, {vips["east"][0]}, SETTLE)
-    wait_answers(fed, name, {vips["east"][1]}, 5, "AAAA")
+    fed.wait_for_answers(name, {vips["east"][0]}, SETTLE)
+    fed.wait_for_answers(name, {vips["east"][1]}, 5, rdtype="AAAA")
 
 
 def test_two_apps_behind_one_vip_fail_over_independently(fed: Federation, host: KubeClient, ns: str) -> None:
@@ -151,18 +135,18 @@ def test_two_apps_behind_one_vip_fail_over_independently(fed: Federation, host: 
     both = {vips["east"][0], vips["west"][0]}
     for service in ("shop", "blog"):
         create_intent(host, ns, service, healthCheck=http_check())
-    wait_answers(fed, shop, both, SETTLE)
-    wait_answers(fed, blog, both, SETTLE)
+    fed.wait_for_answers(shop, both, SETTLE)
+    fed.wait_for_answers(blog, both, SETTLE)
     wait_checked(fed, shop)
     wait_checked(fed, blog)
 
     fed.dataplane.set_app_status("east", shop, 500)
-    wait_answers(fed, shop, {vips["west"][0]}, 30)
+    fed.wait_for_answers(shop, {vips["west"][0]}, 30)
     # blog shares east's VIP and load balancer: checked Up there by every region, still answered from both
     assert sum(down_in_report(host, ns, r, "east", "shop") for r in PROBER_REGIONS) >= 2
     assert not any(down_in_report(host, ns, r, "east", "blog") for r in PROBER_REGIONS)
     for region in fed.regions:
-        assert answers(fed, region, blog) == both
+        assert fed.answers(region, blog) == both
     status = intent_status(host, ns, "blog")
     assert all(d["healthy"] for d in status["dns"]), status["dns"]
 
@@ -172,14 +156,14 @@ def test_https_check_sends_sni_and_fails_over(fed: Federation, host: KubeClient,
     vips = run_everywhere(fed, ns, "pay", public)
     create_intent(host, ns, "pay", healthCheck=http_check(443, host=public, scheme="HTTPS"))
     both = {vips["east"][0], vips["west"][0]}
-    wait_answers(fed, name, both, SETTLE)
+    fed.wait_for_answers(name, both, SETTLE)
     wait_checked(fed, public)
     # The stand-in, like Envoy-based controllers, answers 421 when the TLS server name is not the Host:
     # the app is published, so every region's check carried SNI = pay.example.org.
     assert all(d["healthy"] for d in intent_status(host, ns, "pay")["dns"])
 
     fed.dataplane.set_app_status("west", public, 500)
-    wait_answers(fed, name, {vips["east"][0]}, 30)
+    fed.wait_for_answers(name, {vips["east"][0]}, 30)
 
 
 def test_tcp_check_follows_the_port(fed: Federation, host: KubeClient, ns: str) -> None:
@@ -191,12 +175,12 @@ def test_tcp_check_follows_the_port(fed: Federation, host: KubeClient, ns: str) 
     create_intent(host, ns, "db", healthCheck={"tcpSocket": {"port": port}, "periodSeconds": 1,
                                                 "failureThreshold": 1})
     both = {vips["east"][0], vips["west"][0]}
-    wait_answers(fed, name, both, SETTLE)
+    fed.wait_for_answers(name, both, SETTLE)
 
     fed.dataplane.ingress("east").close_port(port)
-    wait_answers(fed, name, {vips["west"][0]}, 30)
+    fed.wait_for_answers(name, {vips["west"][0]}, 30)
     fed.dataplane.ingress("east").open_port(port)
-    wait_answers(fed, name, both, SETTLE)
+    fed.wait_for_answers(name, both, SETTLE)
 
 
 def test_all_clusters_down_keeps_the_last_healthy_set_and_says_so(fed: Federation, host: KubeClient, ns: str) -> None:
@@ -204,22 +188,22 @@ def test_all_clusters_down_keeps_the_last_healthy_set_and_says_so(fed: Federatio
     vips = run_everywhere(fed, ns, "cart", name)
     create_intent(host, ns, "cart", healthCheck=http_check())
     both = {vips["east"][0], vips["west"][0]}
-    wait_answers(fed, name, both, SETTLE)
+    fed.wait_for_answers(name, both, SETTLE)
     wait_checked(fed, name)
 
     fed.dataplane.set_app_status("east", name, 500)
-    wait_answers(fed, name, {vips["west"][0]}, 30)
+    fed.wait_for_answers(name, {vips["west"][0]}, 30)
     fed.dataplane.set_app_status("west", name, 500)
     status = wait_for(lambda: (s := intent_status(host, ns, "cart")) and condition(s, "FailOpen").get("status")
                       == "True" and s, 30, what="FailOpen=True")
     assert "west" in condition(status, "FailOpen")["message"], status["conditions"]
     for region in fed.regions:  # the last healthy set, never an empty answer
-        assert answers(fed, region, name) == {vips["west"][0]}
+        assert fed.answers(region, name) == {vips["west"][0]}
     wait_for(lambda: any(e["reason"] == "FailOpen" and e["type"] == "Warning" and "west" in e["message"]
                          for e in host.get(EVENTS.path(ns)).get("items") or []), 30, what="a FailOpen Warning Event")
 
     fed.dataplane.set_app_status("east", name, None)
-    wait_answers(fed, name, {vips["east"][0]}, SETTLE)
+    fed.wait_for_answers(name, {vips["east"][0]}, SETTLE)
     wait_for(lambda: condition(intent_status(host, ns, "cart"), "FailOpen").get("status") == "False", 30,
              what="FailOpen=False after east recovered")
 
@@ -230,7 +214,7 @@ def test_one_region_cut_off_moves_nothing_but_a_majority_fails_over(fed: Federat
     vips = run_everywhere(fed, ns, "api", name)
     create_intent(host, ns, "api", healthCheck=http_check())
     both = {vips["east"][0], vips["west"][0]}
-    wait_answers(fed, name, both, SETTLE)
+    fed.wait_for_answers(name, both, SETTLE)
     dataplane = fed.dataplane
     try:
         dataplane.cut_from_vips("north")
@@ -242,14 +226,14 @@ def test_one_region_cut_off_moves_nothing_but_a_majority_fails_over(fed: Federat
             for d in s["dns"] for r in d.get("healthCheck", {}).get("regions", [])) and s, 30)
         assert all(d["healthy"] for d in status["dns"]), status["dns"]
         for region in fed.regions:
-            assert answers(fed, region, name) == both
+            assert fed.answers(region, name) == both
 
         dataplane.cut_from_vips("west", member="east")  # now north and west both lose east
-        wait_answers(fed, name, {vips["west"][0]}, 30)
+        fed.wait_for_answers(name, {vips["west"][0]}, 30)
     finally:
         dataplane.heal("north")
         dataplane.heal("west")
-    wait_answers(fed, name, both, SETTLE)
+    fed.wait_for_answers(name, both, SETTLE)
 
 
 def test_weighted_80_20_first_answers_follow_the_weights(fed: Federation, host: KubeClient, ns: str) -> None:
@@ -258,7 +242,7 @@ def test_weighted_80_20_first_answers_follow_the_weights(fed: Federation, host: 
     create_intent(host, ns, "media", loadBalancing={"policy": "Weighted", "weights": [
         {"target": "east", "weight": 80}, {"target": "west", "weight": 20}]})
     both = {vips["east"][0], vips["west"][0]}
-    wait_answers(fed, name, both, SETTLE)
+    fed.wait_for_answers(name, both, SETTLE)
     coredns = fed.regions["east"].coredns
     assert coredns is not None
 
