@@ -53,10 +53,9 @@ def serve(settings: Settings, host: KubeClient) -> int:
             engine.set_leading(True)
     stop.wait()
     logger.info("shutting down")
-    engine.set_leading(False)
+    engine.stop()  # finishes in-flight reconciles while the Lease is still ours, then stops writing
     if elector is not None:
         elector.stop()
-    engine.stop()
     probes.stop()
     logger.info("stopped")
     return 0

@@ -50,6 +50,7 @@ from fleetdns.kubeapi import KubeClient, KubeError, NotLeaderError, member_api_c
 
 logger = logging.getLogger("aggregator.engine")
 SECRET_RETRY = 10.0
+DRAIN_SECONDS = 10.0  # SIGTERM: how long in-flight reconciles may finish (well inside a pod's 30 s)
 MEMBER_SYNC_TIMEOUT = 60.0  # a member still busy after this long no longer holds up start-up
 
 
@@ -126,15 +127,23 @@ class Engine:
         return self
 
     def stop(self) -> None:
+        """Take no new work, let in-flight reconciles finish while still leading (a reconcile writes the
+        DNSEndpoint, then the status a restarted aggregator trusts for members it cannot reach yet: cutting
+        between the two would leave them disagreeing), then stop writing and watching."""
         self._stopping.set()
         self._freshness_wake.set()
         self.queue.shutdown()
+        deadline = time.monotonic() + DRAIN_SECONDS
+        for worker in self._workers:
+            worker.join(timeout=max(0.0, deadline - time.monotonic()))
+        busy = sum(worker.is_alive() for worker in self._workers)
+        if busy:
+            logger.warning("reconciles still running at shutdown; abandoned", extra={"workers": busy})
+        self.set_leading(False)
         for informer in self.host_informers:
             informer.stop()
         for member in self.members():
             member.stop()
-        for worker in self._workers:
-            worker.join(timeout=2)
         self.events.stop(FLUSH_SECONDS)
         if self.hostnames is not None:
             self.hostnames.stop()

@@ -100,7 +100,7 @@ def test_two_replicas_elect_one_writer_and_the_standby_takes_over(fleet: Fleet, 
         name = unique("ha")
         deploy_service(fleet, ns, name, BOTH)
         create_service_intent(host, ns, name)
-        wait_records(host, ns, f"service-{name}", lambda r: len(r) > 0)
+        wait_records(host, ns, f"service-{name}", lambda r: set().union(*r.values()) >= set(VIPS.values()))
         # The counter moves just after the write returns: wait for it rather than read it once.
         wait_for(lambda: samples(leader, "fleetdns_aggregator_dnsendpoint_writes_total") == [({"operation": "create"},
                                                                                             1.0)],
@@ -119,7 +119,7 @@ def test_two_replicas_elect_one_writer_and_the_standby_takes_over(fleet: Fleet, 
         second = unique("ha")
         deploy_service(fleet, ns, second, BOTH)
         create_service_intent(host, ns, second)
-        found = wait_records(host, ns, f"service-{second}", lambda r: len(r) > 0)
+        found = wait_records(host, ns, f"service-{second}", lambda r: set().union(*r.values()) >= set(VIPS.values()))
         assert set().union(*found.values()) >= set(VIPS.values())
         assert records(dns_endpoint(host, ns, f"service-{name}"))  # the first intent's records stay
     finally:
@@ -227,7 +227,7 @@ def test_a_frozen_leader_is_replaced_and_does_not_write_when_it_wakes(fleet: Fle
         second = unique("frz")
         deploy_service(fleet, ns, second, BOTH)
         create_service_intent(host, ns, second)
-        wait_records(host, ns, f"service-{second}", lambda r: len(r) > 0)
+        wait_records(host, ns, f"service-{second}", lambda r: set().union(*r.values()) >= set(VIPS.values()))
         wait_for(lambda: reconciled_intents(standby) == 2, what="the new leader's reconcile of the second intent")
         assert writes(leader) == writes_before, "the resumed old leader wrote"
         assert host.get(lease_path)["spec"]["holderIdentity"] == standby.name
