@@ -3,7 +3,8 @@
 One ``HealthReport`` per (namespace, region, member cluster) lists only the checks that region sees
 **Down** (a check not listed is Up), so a report is written when a check's thresholded state flips, not
 every period. A region is a voter while its Lease ``fleetdns-prober-<region>`` is renewed (every 2 s).
-See docs/design/policies.md §1 and §3.
+The same report carries the region's round-trip time to each cluster address it checks (``latency``),
+rewritten only when a median moves noticeably. See docs/design/policies.md §1 and §3, docs/design/views.md §3.
 """
 
 from __future__ import annotations
@@ -52,12 +53,25 @@ class DownEntry:
 
 
 @dataclass(frozen=True)
+class LatencyEntry:
+    """The region's median connect time to one cluster address over its last checks (LowestLatency's input)."""
+
+    address: str
+    rtt_micros: int
+    measured: str  # RFC 3339 of the last sample (the prober's clock; for people and staleness within one region)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"address": self.address, "rttMicros": self.rtt_micros, "measured": self.measured}
+
+
+@dataclass(frozen=True)
 class HealthReport:
     namespace: str
     region: str
     cluster: str
     down: tuple[DownEntry, ...] = ()
     resource_version: str = ""
+    latency: tuple[LatencyEntry, ...] = ()
 
     @property
     def name(self) -> str:
@@ -67,7 +81,8 @@ class HealthReport:
         """The object as written (create or replace; no status subresource: one write per change)."""
         obj = HEALTH_REPORTS.manifest(self.name, self.namespace,
                                       spec={"region": self.region, "cluster": self.cluster},
-                                      status={"down": [entry.to_json() for entry in self.down]})
+                                      status={"down": [entry.to_json() for entry in self.down],
+                                              "latency": [entry.to_json() for entry in self.latency]})
         obj["metadata"]["labels"] = {REGION_LABEL: self.region, CLUSTER_LABEL: self.cluster}
         if self.resource_version:
             obj["metadata"]["resourceVersion"] = self.resource_version
@@ -86,5 +101,10 @@ def parse_health_report(obj: dict[str, Any]) -> HealthReport:
                                                                                              "check")):
             down.append(DownEntry(raw["intent"], raw["address"], raw["check"], str(raw.get("since") or ""),
                                   str(raw.get("message") or "")))
+    latency = []
+    for raw in (obj.get("status") or {}).get("latency") or []:
+        if isinstance(raw, dict) and isinstance(raw.get("address"), str) and raw["address"] \
+                and isinstance(raw.get("rttMicros"), int) and raw["rttMicros"] >= 0:
+            latency.append(LatencyEntry(raw["address"], raw["rttMicros"], str(raw.get("measured") or "")))
     return HealthReport(str(meta.get("namespace") or ""), region, cluster, tuple(down),
-                        str(meta.get("resourceVersion") or ""))
+                        str(meta.get("resourceVersion") or ""), tuple(latency))
