@@ -1,13 +1,20 @@
 """The rig's data plane: member VIPs with a stand-in ingress controller each, and prober regions that reach
-them (and the host API) through network namespaces that can be cut for real.
+them (and the host API) through network namespaces, over paths that can be slowed and cut for real.
 
 Layout (``<run>`` is the test process's pid and the data plane's number in it, so concurrent runs and
 data planes never meet)::
 
-    fdns-<run>-lb           lo: each member's VIPs, 198.18.<n>.1 and 2001:db8:f:<n>::1 (n = 1, 2, ...)
-       rg<i> ==veth== lb0   one veth pair per region (10.254.<i>.0/30, fd00:f:0:<i>::/64)
-    fdns-<run>-<region>     routes 198.18.0.0/16 and 2001:db8:f::/48 via the LB end; the host API relay
-                            on 127.0.0.1:<host API port>; the region's prober
+    fdns-<run>-lb           lo: each member's VIPs, 198.18.<n>.1 and 2001:db8:f:<n>::1 (n = 1, 2, ...);
+                            the region's addresses routed back via dl<i>
+       rg<i> ==veth== lb0   one veth pair per region (10.254.<i>.0/30, fd00:f:0:<i>::/64): its addresses
+       dl<i> <-delay-> dl0  one delaying forwarder per region (rig/delay.py) between two TUN devices
+    fdns-<run>-<region>     routes 198.18.0.0/16 and 2001:db8:f::/48 via dl0 from its veth addresses; the
+                            host API relay on 127.0.0.1:<host API port>; the region's prober
+
+Latency is real: every packet between a region and a VIP passes through the region's forwarder, which holds
+it for half the extra round trip set for that (region, member) pair each way (``path_delays``,
+``set_path_delay``; none by default), so a prober there measures a slower connect because the path is
+slower. The kernel has no ``netem``, and a TCP relay could not delay a handshake.
 
 The stand-in ingress processes stay in the root namespace (they watch their member's API server on
 127.0.0.1) with their listeners created in the LB namespace. ``cut_from_vips`` blackholes the LB
@@ -20,6 +27,8 @@ refused, open ones reset). The kernel here has no dummy interfaces, so VIPs live
 from __future__ import annotations
 
 import itertools
+import math
+import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -28,6 +37,7 @@ from pathlib import Path
 import yaml
 
 from rig.certs import CertificateAuthority
+from rig.delay import DelayedPath
 from rig.ingress import IngressControl, StandInIngress
 from rig.netns import Endpoint, NetworkNamespace, Relay, remove_stale, veth
 from rig.prober import ProberProcess
@@ -36,6 +46,7 @@ from rig.process import RigError
 _NUMBERS = itertools.count(1)
 VIP_V4 = "198.18.0.0/16"
 VIP_V6 = "2001:db8:f::/48"
+REGION_TUN = "dl0"  # the region's end of its delaying forwarder; the LB end is dl<index>
 
 
 @dataclass(frozen=True)
@@ -47,7 +58,7 @@ class RegionLink:
     index: int
     address: str  # IPv4 of the region's end
     address6: str
-    lb_address: str  # the LB end: the region's next hop
+    lb_address: str  # the LB end of its veth
     lb_address6: str
 
 
@@ -62,9 +73,11 @@ class DataPlane:
     """LB namespace + one stand-in ingress per member + one namespace (veth, API relay) per prober region."""
 
     def __init__(self, workdir: Path, members: Mapping[str, Path | None], regions: Sequence[str] = (),
-                 host_api: tuple[str, int] | None = None) -> None:
+                 host_api: tuple[str, int] | None = None,
+                 path_delays: Mapping[tuple[str, str], float] | None = None) -> None:
         """``members``: name -> kubeconfig of its API server (None: every app counts as ready);
-        ``host_api``: (address, port) of the host API server, relayed into each region."""
+        ``host_api``: (address, port) of the host API server, relayed into each region;
+        ``path_delays``: (region, member) -> extra round trip in seconds from the start (default none)."""
         self.workdir = workdir
         self.member_kubeconfigs = dict(members)
         self.region_names = tuple(regions)
@@ -79,6 +92,10 @@ class DataPlane:
         self.probers: dict[str, ProberProcess] = {}
         self._member_cuts: dict[str, set[str]] = {}  # region -> members whose VIPs it is cut from
         self._vips = {name: member_vips(i) for i, name in enumerate(self.member_kubeconfigs)}
+        self.paths: dict[str, DelayedPath] = {}  # region -> its delaying forwarder
+        self._delays: dict[tuple[str, str], float] = {}
+        for (region, member), seconds in (path_delays or {}).items():
+            self._delays[region, member] = self._valid_delay(region, member, seconds)
 
     # start / stop ------------------------------------------------------------
     def start(self) -> DataPlane:
@@ -92,6 +109,9 @@ class DataPlane:
                 self.lb.add_address(f"{v6}/128")
             for index, region in enumerate(self.region_names):
                 self._add_region(index, region)
+            for region, path in self.paths.items():  # forwarders' start-ups overlap
+                path.wait_ready()
+                self._route_through(self.regions[region])
             self.ingresses = {name: StandInIngress(name, self.workdir, list(self._vips[name]), netns=self.lb.name,
                                                    kubeconfig=kubeconfig, ca=self.ca)
                               for name, kubeconfig in self.member_kubeconfigs.items()}
@@ -113,19 +133,35 @@ class DataPlane:
         self.lb.add_address(f"{link.lb_address6}/64", f"rg{index}")
         netns.add_address(f"{link.address}/30", "lb0")
         netns.add_address(f"{link.address6}/64", "lb0")
-        netns.set_route(VIP_V4, link.lb_address)
-        netns.set_route(VIP_V6, link.lb_address6)
         self.regions[region] = link
+        mtu = re.search(r"\bmtu (\d+)", netns.ip("link", "show", "lb0"))
+        self.paths[region] = DelayedPath(region, netns, REGION_TUN, self.lb, f"dl{index}", self.workdir,
+                                         mtu=int(mtu.group(1)) if mtu else 1500,
+                                         rtts=self._rtts(region)).start(wait=False)
         if self.host_api is not None:
             host, port = self.host_api
             self.api_relays[region] = Relay(Endpoint(netns.name, "127.0.0.1", port), Endpoint(None, host, port),
                                             name=f"api-{region}").start()
 
+    def _route_through(self, link: RegionLink) -> None:
+        """The region reaches the VIPs through its forwarder, from its veth addresses (what the stand-ins see)."""
+        link.netns.set_device_route(VIP_V4, REGION_TUN, link.address)
+        link.netns.set_device_route(VIP_V6, REGION_TUN, link.address6)
+        self._route_back(link)
+
+    def _route_back(self, link: RegionLink) -> None:
+        """Replies to the region go back through its forwarder (replacing a cut's blackhole: same route key)."""
+        device = self.paths[link.name].lb_device
+        self.lb.set_device_route(f"{link.address}/32", device)
+        self.lb.set_device_route(f"{link.address6}/128", device)
+
     def stop(self) -> None:
-        """Probers, stand-ins, relays, then this run's namespaces; each step runs even if one before failed."""
+        """Probers, stand-ins, relays, forwarders, then this run's namespaces; each step runs even if one before
+        failed."""
         steps: list[Callable[[], object]] = [
             *(p.stop for p in self.probers.values()), *(i.stop for i in self.ingresses.values()),
-            *(r.stop for r in self.api_relays.values()), *(link.netns.delete for link in self.regions.values()),
+            *(r.stop for r in self.api_relays.values()), *(p.stop for p in self.paths.values()),
+            *(link.netns.delete for link in self.regions.values()),
             self.lb.delete,
         ]
         failures = []
@@ -190,6 +226,36 @@ class DataPlane:
     def netns(self, region: str) -> NetworkNamespace:
         return self.regions[region].netns
 
+    def set_path_delay(self, region: str, member: str, seconds: float) -> None:
+        """Make the path from ``region`` to ``member``'s VIPs (both) ``seconds`` slower per round trip (0: no
+        extra delay). Packets read after this returns get it; packets already on the way keep theirs, and
+        none overtakes them, so a new connection sees the new delay at most one old delay later."""
+        seconds = self._valid_delay(region, member, seconds)
+        self.paths[region].set_rtts(dict.fromkeys(self.vips(member), seconds))
+        self._delays[region, member] = seconds
+
+    def path_delay(self, region: str, member: str) -> float:
+        """The extra round trip set between ``region`` and ``member``'s VIPs (seconds)."""
+        self._valid_delay(region, member, 0.0)
+        return self._delays.get((region, member), 0.0)
+
+    def _valid_delay(self, region: str, member: str, seconds: float) -> float:
+        if region not in self.region_names:
+            raise ValueError(f"path delay {region} -> {member}: no region {region!r}; regions: "
+                             f"{', '.join(self.region_names) or 'none'}")
+        if member not in self._vips:
+            raise ValueError(f"path delay {region} -> {member}: no member {member!r}; members: "
+                             f"{', '.join(self._vips) or 'none'}")
+        if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not math.isfinite(seconds) \
+                or seconds < 0:
+            raise ValueError(f"path delay {region} -> {member}: {seconds!r} is not a round trip in seconds (>= 0)")
+        return float(seconds)
+
+    def _rtts(self, region: str) -> dict[str, float]:
+        """The forwarder's view of ``region``'s delays: per VIP address."""
+        return {vip: seconds for (r, member), seconds in self._delays.items() if r == region
+                for vip in self.vips(member)}
+
     def cut_from_vips(self, region: str, member: str | None = None) -> None:
         """The region's packets to every VIP (or only ``member``'s) still leave, but nothing comes back: connects
         time out, as on a real partition."""
@@ -207,10 +273,9 @@ class DataPlane:
         self.api_relays[region].pause()
 
     def heal(self, region: str) -> None:
-        """Undo every cut of the region (whichever were made)."""
+        """Undo every cut of the region (whichever were made); its path delays stay as they were."""
         link = self.regions[region]
-        self.lb.remove_blackhole(f"{link.address}/32")
-        self.lb.remove_blackhole(f"{link.address6}/128")
+        self._route_back(link)
         for member in self._member_cuts.pop(region, set()):
             for vip, client in zip(self.vips(member), (link.address, link.address6), strict=True):
                 self.lb.remove_blackhole_rule(vip, client)

@@ -177,6 +177,11 @@ class NetworkNamespace:
     def set_route(self, destination: str, via: str) -> None:
         self.ip(*_family_flag(destination), "route", "replace", destination, "via", via)
 
+    def set_device_route(self, destination: str, device: str, source: str | None = None) -> None:
+        """``destination`` straight out of ``device`` (a TUN: no next hop), from ``source`` when given."""
+        self.ip(*_family_flag(destination), "route", "replace", destination, "dev", device,
+                *(["src", source] if source else []))
+
     def add_blackhole(self, destination: str) -> None:
         """Packets to ``destination`` vanish here (replies routed through this namespace included)."""
         self.ip(*_family_flag(destination), "route", "replace", "blackhole", destination)
