@@ -1,9 +1,8 @@
 """Real CoreDNS started with a given Corefile, answering on a loopback UDP/TCP port; the regional one (the shipped
-Corefile) runs with its weight-file sidecar, as in production."""
+Corefile) runs with its zone-file sidecar, as in production."""
 
 from __future__ import annotations
 
-import re
 import sys
 import tempfile
 from pathlib import Path
@@ -17,6 +16,7 @@ from rig.binaries import binary
 from rig.ports import free_port
 from rig.process import ManagedProcess
 from rig.scrape import scrape
+from webhook_provider.zonefile import zone_file_name
 
 START_TIMEOUT = 20.0
 
@@ -77,45 +77,69 @@ def etcd_corefile(zone: str, etcd_endpoints: list[str], path: str = "/skydns", e
 
 
 REGION_COREFILE = Path(__file__).resolve().parents[1] / "coredns" / "Corefile"
-_CACHE_BLOCK = re.compile(r"^((?:    #.*\n)*)    cache 1 (\{\n(?:        .*\n)*?    \}\n)", re.MULTILINE)
 
 
-def shipped_corefile(cache: int | None = 1) -> str:
-    """coredns/Corefile as shipped (``cache 1``), with another cache lifetime in seconds, or none (``None``)."""
-    text = REGION_COREFILE.read_text()
-    if not _CACHE_BLOCK.search(text):
-        raise ValueError(f"{REGION_COREFILE} has no `cache 1 {{ ... }}` block to vary; update rig/coredns.py")
-    if cache is None:
-        return _CACHE_BLOCK.sub("", text)  # with its comment
-    if cache < 1:
+def shipped_corefile() -> str:
+    """coredns/Corefile as shipped (the ``file`` plugin reading the sidecar's zone file)."""
+    return REGION_COREFILE.read_text()
+
+
+def etcd_cached_corefile(zone: str, etcd_endpoints: list[str], path: str = "/skydns", cache: int | None = 1,
+                         cache_capacity: int = 10_000) -> str:
+    """The Corefile shipped before the zone file, for comparisons: ``etcd`` read on every query, or through
+    ``cache N`` (``None``: no cache), with the same rewrite, weights, probes and metrics. ``{port}`` is left in
+    place and the weight file and probe addresses come from the environment ``regional_coredns`` sets: run it as
+    ``regional_coredns(..., corefile=etcd_cached_corefile(...))``."""
+    if cache is not None and cache < 1:
         raise ValueError(f"cache lifetime must be at least 1 s (None: no cache), got {cache}")
-    return _CACHE_BLOCK.sub(rf"\g<1>    cache {cache} \g<2>", text)
+    cache_block = (f"    cache {cache} {{\n        success {cache_capacity}\n        denial {cache_capacity}\n    }}\n"
+                   if cache is not None else "")
+    return (
+        f"{zone}:{{port}} {{\n"
+        f"    rewrite name suffix {zone} {zone}\n"
+        f"    etcd {{\n        path {path}\n        endpoint {' '.join(etcd_endpoints)}\n    }}\n"
+        f"{cache_block}"
+        "    loadbalance weighted {$FLEETDNS_WEIGHT_FILE} {\n        reload 1s\n    }\n"
+        "    health {$FLEETDNS_HEALTH_ADDR}\n"
+        "    ready {$FLEETDNS_READY_ADDR}\n"
+        "    prometheus {$FLEETDNS_METRICS_ADDR}\n"
+        "    errors\n"
+        "}\n"
+    )
 
 
-class WeightFileSidecar:
-    """``python -m webhook_provider.weightfile`` keeping ``path`` in step with the etcd prefix; ready once it
-    rendered the file from a live mirror."""
+class ZoneFilesSidecar:
+    """``python -m webhook_provider.zonefiles`` keeping the zone files of ``zones`` (in ``zone_dir``) and the weight
+    file in step with the etcd prefix; ready once it rendered every file from a live mirror."""
 
-    def __init__(self, etcd_endpoints: list[str], prefix: str, path: Path, workdir: Path, name: str = "weightfile",
-                 extra_args: list[str] | None = None) -> None:
-        self.path = path
+    def __init__(self, etcd_endpoints: list[str], prefix: str, zones: list[str], zone_dir: Path, weight_file: Path,
+                 workdir: Path, name: str = "zonefiles", extra_args: list[str] | None = None) -> None:
+        self.zone_dir = zone_dir
+        self.weight_file = weight_file
         self.health_port = free_port()
-        self.process = ManagedProcess(name, [
-            sys.executable, "-m", "webhook_provider.weightfile",
-            f"--etcd-endpoints={','.join(etcd_endpoints)}", f"--prefix={prefix}", f"--file={path}",
-            f"--health-listen=127.0.0.1:{self.health_port}", "--interval=100ms", *(extra_args or []),
-        ], workdir / f"{name}.log")
+        args = [
+            sys.executable, "-m", "webhook_provider.zonefiles",
+            f"--etcd-endpoints={','.join(etcd_endpoints)}", f"--prefix={prefix}", f"--zone={','.join(zones)}",
+            f"--zone-dir={zone_dir}", f"--weight-file={weight_file}", f"--health-listen=127.0.0.1:{self.health_port}",
+            "--interval=100ms", "--log-format=text", *(extra_args or []),
+        ]
+        self.process = ManagedProcess(name, args, workdir / f"{name}.log")
+
+    def zone_file(self, zone: str) -> Path:
+        return self.zone_dir / zone_file_name(zone)
 
     @property
     def health_url(self) -> str:
         return f"http://127.0.0.1:{self.health_port}"
 
-    def start(self) -> WeightFileSidecar:
-        self.process.start()
+    def start(self) -> ZoneFilesSidecar:
+        """Start (again, after ``stop``); the log file is appended to."""
+        if not self.process.running:
+            self.process.start()
         return self
 
     def wait_ready(self, timeout: float = START_TIMEOUT) -> None:
-        self.process.wait_until(self.ready, timeout, "ready (weight file rendered from etcd)")
+        self.process.wait_until(self.ready, timeout, "ready (zone and weight files rendered from etcd)")
 
     def ready(self) -> bool:
         return requests.get(self.health_url + "/readyz", timeout=1).status_code == 200
@@ -128,17 +152,17 @@ class WeightFileSidecar:
 
 
 class RegionalCoreDNS(CoreDNS):
-    """CoreDNS from coredns/Corefile plus its weight-file sidecar, started and stopped together."""
+    """CoreDNS from coredns/Corefile plus its zone-file sidecar: the sidecar starts first and CoreDNS once the
+    sidecar is ready (as the pod's readiness gates traffic in production); both stop together."""
 
-    def __init__(self, corefile: str, workdir: Path, host: str, name: str, sidecar: WeightFileSidecar) -> None:
+    def __init__(self, corefile: str, workdir: Path, host: str, name: str, sidecar: ZoneFilesSidecar) -> None:
         super().__init__(corefile, workdir, host, name)
         self.sidecar = sidecar
 
     def start(self, timeout: float = START_TIMEOUT) -> RegionalCoreDNS:
-        self.sidecar.start()  # CoreDNS retries a missing weight file every second meanwhile
         try:
+            self.sidecar.start().wait_ready(timeout)
             super().start(timeout)
-            self.sidecar.wait_ready(timeout)
         except BaseException:
             self.stop()
             raise
@@ -150,26 +174,26 @@ class RegionalCoreDNS(CoreDNS):
 
 
 def regional_coredns(zone: str, etcd_endpoints: list[str], workdir: Path, name: str, host: str = "127.0.0.1",
-                     etcd_path: str = "skydns", cache: int | None = 1,
-                     cache_capacity: int = 10_000) -> RegionalCoreDNS:
-    """CoreDNS run from the project's production Corefile (coredns/Corefile), configured by environment, with
-    its weight-file sidecar. ``cache``: the cache lifetime in seconds (shipped: 1), ``None`` for no cache."""
+                     etcd_path: str = "skydns", corefile: str | None = None) -> RegionalCoreDNS:
+    """CoreDNS run from the project's production Corefile (coredns/Corefile), configured by environment, with its
+    zone-file sidecar (zone file ``zones/db.<zone>`` and ``weights`` under ``workdir``). ``corefile``: another
+    Corefile run with the same environment and sidecar, for comparisons (``etcd_cached_corefile``)."""
     workdir = Path(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
+    zone_dir = workdir / "zones"
+    zone_dir.mkdir(parents=True, exist_ok=True)
     weight_file = workdir / "weights"
+    sidecar = ZoneFilesSidecar(etcd_endpoints, f"/{etcd_path}/", [zone], zone_dir, weight_file, workdir,
+                               name=f"{name}-zonefiles")
     env = {
         "FLEETDNS_ZONE": zone,
-        "FLEETDNS_ETCD_PATH": etcd_path,
-        "FLEETDNS_ETCD_URLS": " ".join(etcd_endpoints),
+        "FLEETDNS_ZONE_FILE": str(sidecar.zone_file(zone)),
         "FLEETDNS_WEIGHT_FILE": str(weight_file),
-        "FLEETDNS_CACHE_CAPACITY": str(cache_capacity),
         "FLEETDNS_HEALTH_ADDR": f"{host}:{free_port(host)}",
         "FLEETDNS_READY_ADDR": f"{host}:{free_port(host)}",
         "FLEETDNS_METRICS_ADDR": f"{host}:{free_port(host)}",
     }
-    sidecar = WeightFileSidecar(etcd_endpoints, f"/{etcd_path}/", weight_file, workdir, name=f"{name}-weightfile")
-    server = RegionalCoreDNS(shipped_corefile(cache).replace("{$FLEETDNS_DNS_PORT}", "{port}"), workdir, host, name,
-                             sidecar)
+    text = shipped_corefile() if corefile is None else corefile
+    server = RegionalCoreDNS(text.replace("{$FLEETDNS_DNS_PORT}", "{port}"), workdir, host, name, sidecar)
     server.env = {**env, "FLEETDNS_DNS_PORT": str(server.port)}
     return server
 

@@ -63,10 +63,8 @@ class Region:
     DEFAULT_SYNC = ("--interval=500ms",)
 
     def __init__(self, name: str, zone: str, host_kubeconfig: Path, workdir: Path, *,
-                 externaldns_args: list[str] | None = None, sync: tuple[str, ...] = DEFAULT_SYNC,
-                 coredns_cache: int | None = 1) -> None:
+                 externaldns_args: list[str] | None = None, sync: tuple[str, ...] = DEFAULT_SYNC) -> None:
         self.name = name
-        self.coredns_cache = coredns_cache  # the Corefile's cache lifetime (shipped: 1 s); None: no cache
         self.zone = zone
         self.workdir = workdir
         self.etcd = EtcdServer(workdir / "etcd")
@@ -80,7 +78,7 @@ class Region:
     def start(self) -> Region:
         self.etcd.start()
         self.coredns = regional_coredns(self.zone, self.etcd.endpoints, self.workdir / "coredns",
-                                        f"coredns-{self.name}", cache=self.coredns_cache).start()
+                                        f"coredns-{self.name}").start()
         self.webhook = WebhookProvider(self.etcd.endpoints, self.workdir, domain_filter=self.zone,
                                        name=f"webhook-{self.name}").start()
         self.externaldns = ExternalDNS(self.host_kubeconfig, [

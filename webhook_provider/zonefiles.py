@@ -1,0 +1,437 @@
+"""``python -m webhook_provider.zonefiles`` / ``fleetdns-zonefiles``: the zone files and the weight file that CoreDNS
+serves, kept in step with the region's etcd.
+
+A sidecar of each CoreDNS replica (the files must be on that replica's disk). One ``PrefixMirror`` (the webhook's,
+decoded by ``skydns.py``) feeds every file: ``db.<zone>`` per zone for the ``file`` plugin (``zonefile.py``) and the
+``loadbalance weighted`` file (``weightfile.py``). Each pass applies the names that changed since the last one, so
+one changed name re-renders that name only.
+
+Rules: files are rendered only from a warm mirror (a read that cannot reach etcd keeps them as they are, so a cold
+cache never empties a zone); each is replaced by rename, so CoreDNS never reads half a file; only when its content
+changes (a restart with unchanged data writes nothing), and then with a new SOA serial; the first change after a
+quiet spell is written at once, later ones at most once per ``--min-write-interval``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import os
+import signal
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+from prometheus_client import Counter, Gauge, Histogram
+
+from fleetdns.config import (
+    ConfigError,
+    add_flag,
+    exit_on_config_error,
+    parse_choice,
+    parse_duration,
+    parse_host_port,
+    parse_positive_duration,
+)
+from fleetdns.dnsname import InvalidDNSNameError, normalize_name
+from fleetdns.logs import LOG_FORMATS, LOG_LEVELS, configure_logging
+from fleetdns.probes import BackgroundServer, probe_app
+from webhook_provider import weightfile, zonefile
+from webhook_provider.metrics import Metrics
+from webhook_provider.mirror import EntrySource, PrefixMirror
+from webhook_provider.records import StoredEntry
+from webhook_provider.settings import EtcdSettings, etcd_connection, parse_prefix
+from webhook_provider.store import EtcdStore, EtcdUnavailableError
+
+log = logging.getLogger("webhook_provider.zonefiles")
+
+# Metric families of the shared webhook code that mean nothing here (no API, no writes).
+_UNUSED_METRICS = ("requests", "request_latency", "records_managed", "changes_applied", "applies",
+                   "dropped_endpoints", "rejected_records", "dropped_properties", "name_keys_repaired")
+_RENDER_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+# --- the files on disk ------------------------------------------------------------------------------------------
+
+class ReplacedFile:
+    """A file CoreDNS reads, replaced whole (a temporary file beside it, then rename) and only when it changes."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            self.content: str | None = path.read_text()
+        except (FileNotFoundError, UnicodeDecodeError):
+            self.content = None
+
+    def replace(self, content: str) -> bool:
+        """Write ``content`` unless the file already holds it; True if it was written. Raises OSError."""
+        if content == self.content:
+            return False
+        handle, temporary = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=self.path.parent)
+        try:
+            with os.fdopen(handle, "w") as out:
+                out.write(content)
+                out.flush()
+                os.fsync(out.fileno())
+            os.chmod(temporary, 0o644)
+            os.replace(temporary, self.path)
+        except BaseException:
+            Path(temporary).unlink(missing_ok=True)
+            raise
+        self.content = content
+        return True
+
+
+class ZoneFile:
+    """``db.<zone>``: a new SOA serial on every content change, the existing one kept while nothing changes."""
+
+    def __init__(self, zone: str, path: Path) -> None:
+        self.zone = zone
+        self.file = ReplacedFile(path)
+        self.serial = zonefile.soa_serial(self.file.content or "")  # a restart continues from the file's serial
+
+    @property
+    def path(self) -> Path:
+        return self.file.path
+
+    def update(self, names: Mapping[str, str]) -> bool:
+        """Render ``names`` (name -> its lines); True if the file was written. Raises OSError (serial kept)."""
+        body = zonefile.zone_body(names)
+        if self.serial is not None and self.file.content == zonefile.zone_header(self.zone, self.serial) + body:
+            return False
+        serial = zonefile.next_serial(self.serial)
+        self.file.replace(zonefile.zone_header(self.zone, serial) + body)
+        self.serial = serial
+        return True
+
+
+# --- the loop ---------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class WriterMetrics:
+    records: Gauge
+    weighted_names: Gauge
+    writes: Counter
+    dropped: Counter
+    invalid_weights: Counter
+    errors: Counter
+    last_write: Gauge
+    render: Histogram
+    names_render: Histogram
+
+    @classmethod
+    def create(cls, shared: Metrics) -> WriterMetrics:
+        registry = shared.registry
+        return cls(
+            records=Gauge("fleetdns_zonefiles_records", "records in the zone file", ["zone"], registry=registry),
+            weighted_names=Gauge("fleetdns_zonefiles_weighted_names", "names with weights in the weight file",
+                                 registry=registry),
+            writes=Counter("fleetdns_zonefiles_writes_total", "times a file was replaced (its content changed)",
+                           ["file"], registry=registry),
+            dropped=Counter("fleetdns_zonefiles_dropped_records_total",
+                            "stored records left out of the zone files, by reason (counted each time their name is "
+                            "rendered)", ["reason"], registry=registry),
+            invalid_weights=Counter("fleetdns_zonefiles_invalid_weights_total",
+                                    "stored webhook/weights values that could not be parsed (those names get no "
+                                    "weights)", registry=registry),
+            errors=Counter("fleetdns_zonefiles_sync_errors_total",
+                           "passes that left the files as they were: stage etcd (the prefix could not be read) or "
+                           "write", ["stage"], registry=registry),
+            last_write=Gauge("fleetdns_zonefiles_last_write_timestamp_seconds", "Unix time of the last replacement",
+                             ["file"], registry=registry),
+            render=Histogram("fleetdns_zonefiles_render_seconds",
+                             "assembling a file from its names' text, comparing and writing it", ["file"],
+                             buckets=_RENDER_BUCKETS, registry=registry),
+            names_render=Histogram("fleetdns_zonefiles_names_render_seconds",
+                                   "rendering the names that changed in one pass (every name after a listing)",
+                                   buckets=_RENDER_BUCKETS, registry=registry),
+        )
+
+
+class ZoneFilesWriter:
+    """Applies the mirror's changed names to per-name text and weights, and rewrites the files that differ."""
+
+    def __init__(self, source: EntrySource, zone_files: Iterable[ZoneFile], weight_file: ReplacedFile,
+                 metrics: WriterMetrics, min_write_interval: float,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.source = source
+        self.zone_files = {zone_file.zone: zone_file for zone_file in zone_files}
+        self.weight_file = weight_file
+        self.metrics = metrics
+        self.min_write_interval = min_write_interval
+        self.clock = clock
+        self._names: dict[str, dict[str, str]] = {zone: {} for zone in self.zone_files}  # zone -> name -> lines
+        self._counts: dict[str, dict[str, int]] = {zone: {} for zone in self.zone_files}  # zone -> name -> records
+        self._totals: dict[str, int] = dict.fromkeys(self.zone_files, 0)  # records per zone
+        self._weights: dict[str, weightfile.NameWeights] = {}
+        self._dirty: set[Path] = set()  # files whose content may differ from what is on disk
+        self._last_write: dict[Path, float] = {}
+        self._rendered: set[Path] = set()  # rendered from a warm mirror at least once
+        self._synced = False
+        self._last_error = "not synced yet"
+
+    @property
+    def paths(self) -> list[Path]:
+        return [*(zone_file.path for zone_file in self.zone_files.values()), self.weight_file.path]
+
+    def sync(self) -> list[Path]:
+        """One pass; the files written. Raises EtcdUnavailableError (files untouched) and OSError."""
+        changes = self.source.changes()  # lists the prefix first when cold or broken; never answers from stale data
+        if changes.full:
+            self._names = {zone: {} for zone in self.zone_files}
+            self._counts = {zone: {} for zone in self.zone_files}
+            self._totals = dict.fromkeys(self.zone_files, 0)
+            self._weights = {}
+            self._dirty = set(self.paths)
+        if changes.names:
+            started = time.perf_counter()
+            for name, entries in changes.names.items():
+                self._apply(name, entries)
+            self.metrics.names_render.observe(time.perf_counter() - started)
+        return self._flush(changes.revision)
+
+    def _apply(self, name: str, entries: tuple[StoredEntry, ...]) -> None:
+        zone = zonefile.zone_of(name, self.zone_files)
+        rendered = zonefile.render_name(zone, name, entries)
+        for dropped in rendered.dropped:
+            self.metrics.dropped.labels(dropped.reason.value).inc()
+            log.warning("record left out of the zone file", extra={
+                "dnsName": dropped.name, "recordType": dropped.record_type, "target": dropped.target,
+                "reason": dropped.reason.value, "detail": dropped.detail})
+        if zone is not None and self._names[zone].get(name, "") != rendered.text:
+            self._totals[zone] += rendered.records - self._counts[zone].pop(name, 0)
+            if rendered.text:
+                self._names[zone][name] = rendered.text
+                self._counts[zone][name] = rendered.records
+            else:
+                self._names[zone].pop(name, None)
+            self._dirty.add(self.zone_files[zone].path)
+        weights, invalid = weightfile.name_weights(entries)
+        for bad in invalid:
+            self.metrics.invalid_weights.inc()
+            log.warning("stored webhook/weights cannot be used; the name gets no weights", extra={
+                "dnsName": bad.name, "value": bad.value, "reason": bad.reason})
+        if self._weights.get(name, {}) != weights:
+            if weights:
+                self._weights[name] = weights
+            else:
+                self._weights.pop(name, None)
+            self._dirty.add(self.weight_file.path)
+
+    def _flush(self, revision: int) -> list[Path]:
+        """Rewrite the dirty files whose last write is at least ``min_write_interval`` ago; the others wait."""
+        now = self.clock()
+        written = []
+        for zone, zone_file in self.zone_files.items():
+            update = partial(zone_file.update, self._names[zone])
+            if self._due(zone_file.path, now) and self._write(zone_file.path, update, now):
+                written.append(zone_file.path)
+                log.info("zone file replaced", extra={
+                    "path": str(zone_file.path), "zone": zone, "serial": zone_file.serial,
+                    "names": len(self._names[zone]), "records": self._totals[zone], "revision": revision})
+            self.metrics.records.labels(zone).set(self._totals[zone])
+        if self._due(self.weight_file.path, now):
+            content = weightfile.render(self._weights)
+            if self._write(self.weight_file.path, partial(self.weight_file.replace, content), now):
+                written.append(self.weight_file.path)
+                log.info("weight file replaced", extra={"path": str(self.weight_file.path),
+                                                        "names": len(self._weights), "revision": revision})
+        self.metrics.weighted_names.set(len(self._weights))
+        return written
+
+    def _due(self, path: Path, now: float) -> bool:
+        return path in self._dirty and now - self._last_write.get(path, -math.inf) >= self.min_write_interval
+
+    def _write(self, path: Path, update: Callable[[], bool], now: float) -> bool:
+        started = time.perf_counter()
+        written = update()  # OSError: the file stays dirty and is retried on the next pass
+        self.metrics.render.labels(path.name).observe(time.perf_counter() - started)
+        self._dirty.discard(path)
+        self._rendered.add(path)
+        if written:
+            self._last_write[path] = now
+            self.metrics.writes.labels(path.name).inc()
+            self.metrics.last_write.labels(path.name).set(time.time())
+        return written
+
+    def run(self, stop: threading.Event, interval: float) -> None:
+        """Sync every ``interval`` until ``stop``; a failed pass keeps the files and is retried."""
+        while not stop.is_set():
+            try:
+                self.sync()
+                self._synced, self._last_error = True, ""
+            except EtcdUnavailableError as error:
+                self._note_failure("etcd", error)
+            except OSError as error:
+                self._note_failure("write", error)
+            stop.wait(interval)
+
+    def _note_failure(self, stage: str, error: Exception) -> None:
+        self.metrics.errors.labels(stage).inc()
+        if self._synced or self._last_error != str(error):
+            log.warning("files left as they are: sync failed", extra={"stage": stage, "error": str(error)})
+        self._synced, self._last_error = False, str(error)
+
+    def ready(self) -> tuple[bool, str]:
+        """Ready once every file was rendered from a live mirror and while the last pass succeeded."""
+        missing = [str(path) for path in self.paths if path not in self._rendered]
+        if self._synced and not missing:
+            counts = ", ".join(f"{zone}: {total} records" for zone, total in self._totals.items())
+            return True, f"files rendered from a live etcd mirror ({counts}; {len(self._weights)} weighted names)"
+        if not self._synced:
+            return False, f"not rendered from etcd: {self._last_error}"
+        return False, f"not rendered yet: {', '.join(missing)}"
+
+
+# --- configuration and wiring -----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Settings:
+    etcd: EtcdSettings
+    prefix: str
+    zones: tuple[str, ...]
+    zone_dir: Path
+    weight_file: Path
+    interval: float
+    min_write_interval: float
+    mirror_verify_interval: float
+    health_listen: tuple[str, int]
+    log_level: str
+    log_format: str
+
+    def zone_path(self, zone: str) -> Path:
+        return self.zone_dir / zonefile.zone_file_name(zone)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fleetdns-zonefiles", description=__doc__.splitlines()[0])
+    add_flag(parser, "--zone", "ZONEFILES_ZONE", "", "zones to render, comma-separated (CoreDNS's FLEETDNS_ZONE)")
+    add_flag(parser, "--zone-dir", "ZONEFILES_ZONE_DIR", "", "directory of the zone files (db.<zone> each)")
+    add_flag(parser, "--weight-file", "ZONEFILES_WEIGHT_FILE", "",
+             "the weight file CoreDNS's `loadbalance weighted` reads")
+    add_flag(parser, "--etcd-endpoints", "ETCD_URLS", "http://127.0.0.1:2379", "etcd client URLs, comma-separated")
+    add_flag(parser, "--etcd-timeout", "ETCD_TIMEOUT", "5s", "timeout of each etcd call")
+    add_flag(parser, "--prefix", "ZONEFILES_PREFIX", "/skydns/", "etcd key prefix (the webhook's --prefix)")
+    add_flag(parser, "--interval", "ZONEFILES_INTERVAL", "100ms", "how often changes in etcd are looked for")
+    add_flag(parser, "--min-write-interval", "ZONEFILES_MIN_WRITE_INTERVAL", "100ms",
+             "least time between two writes of one file: the first change after a quiet spell is written at once, "
+             "later ones are coalesced (each write costs CoreDNS a parse of the whole zone)")
+    add_flag(parser, "--mirror-verify-interval", "ZONEFILES_MIRROR_VERIFY_INTERVAL", "30s",
+             "how often the mirror compares itself with etcd (a watch that stalls without ending is replaced)")
+    add_flag(parser, "--health-listen", "ZONEFILES_HEALTH_LISTEN", "0.0.0.0:8082",
+             "address of /healthz /readyz /metrics")
+    add_flag(parser, "--log-level", "LOG_LEVEL", "info", "debug, info, warning or error")
+    add_flag(parser, "--log-format", "LOG_FORMAT", "json", "json or text")
+    return parser
+
+
+def load_settings(argv: list[str] | None = None, environ: dict[str, str] | None = None) -> Settings:
+    """Parse and validate everything; raises ConfigError naming the flag and the value."""
+    args = build_parser().parse_args(argv)
+    env = os.environ if environ is None else environ
+    zones = _zones(args.zone)
+    zone_dir = _zone_dir(args.zone_dir)
+    weight_file = _weight_file(args.weight_file)
+    if weight_file.resolve() in {(zone_dir / zonefile.zone_file_name(zone)).resolve() for zone in zones}:
+        raise ConfigError("--weight-file", args.weight_file, "is one of the zone files; give another path")
+    min_write_interval = parse_duration("--min-write-interval", args.min_write_interval)
+    return Settings(
+        etcd=etcd_connection(args, env),
+        prefix=parse_prefix(args.prefix),
+        zones=zones,
+        zone_dir=zone_dir,
+        weight_file=weight_file,
+        interval=parse_positive_duration("--interval", args.interval),
+        min_write_interval=min_write_interval,
+        mirror_verify_interval=parse_positive_duration("--mirror-verify-interval", args.mirror_verify_interval),
+        health_listen=parse_host_port("--health-listen", args.health_listen),
+        log_level=parse_choice("--log-level", args.log_level.lower(), LOG_LEVELS),
+        log_format=parse_choice("--log-format", args.log_format.lower(), LOG_FORMATS),
+    )
+
+
+def _zones(value: str) -> tuple[str, ...]:
+    zones: list[str] = []
+    for item in (part.strip() for part in value.split(",")):
+        if not item:
+            continue
+        try:
+            zone = normalize_name(item)
+        except InvalidDNSNameError as error:
+            raise ConfigError("--zone", value, str(error)) from None
+        if "*" in zone.split("."):
+            raise ConfigError("--zone", value, f"zone {zone!r} is a wildcard")
+        if zone in zones:
+            raise ConfigError("--zone", value, f"zone {zone!r} is given twice")
+        zones.append(zone)
+    if not zones:
+        raise ConfigError("--zone", value, "at least one zone is required (env ZONEFILES_ZONE)")
+    return tuple(zones)
+
+
+def _zone_dir(value: str) -> Path:
+    if not value.strip():
+        raise ConfigError("--zone-dir", value, "the directory of the zone files is required (env ZONEFILES_ZONE_DIR)")
+    path = Path(value.strip())
+    if not path.is_dir() or not os.access(path, os.W_OK):
+        raise ConfigError("--zone-dir", value, "does not exist or is not a writable directory")
+    return path
+
+
+def _weight_file(value: str) -> Path:
+    if not value.strip():
+        raise ConfigError("--weight-file", value, "the path of the weight file is required (env ZONEFILES_WEIGHT_FILE)")
+    path = Path(value.strip())
+    if not path.parent.is_dir() or not os.access(path.parent, os.W_OK):
+        raise ConfigError("--weight-file", value, f"directory {path.parent} does not exist or is not writable")
+    if path.is_dir():
+        raise ConfigError("--weight-file", value, "is a directory; give the path of a file")
+    return path
+
+
+def run(argv: list[str] | None = None) -> int:
+    settings = load_settings(argv)
+    configure_logging(settings.log_level, settings.log_format)
+    shared = Metrics.create("fleetdns_zonefiles")
+    for unused in _UNUSED_METRICS:
+        shared.registry.unregister(getattr(shared, unused))
+    store = EtcdStore(settings.etcd, shared)
+    mirror = PrefixMirror(store, settings.prefix, shared, wait_seconds=settings.etcd.timeout,
+                          verify_seconds=settings.mirror_verify_interval)
+    writer = ZoneFilesWriter(mirror, [ZoneFile(zone, settings.zone_path(zone)) for zone in settings.zones],
+                             ReplacedFile(settings.weight_file), WriterMetrics.create(shared),
+                             settings.min_write_interval)
+    try:
+        probes = BackgroundServer(probe_app(writer.ready, shared.registry), *settings.health_listen, threads=2,
+                                  name="probes")
+    except OSError as error:
+        address = f"{settings.health_listen[0]}:{settings.health_listen[1]}"
+        raise ConfigError("--health-listen", address, f"cannot listen: {error.strerror or error}") from None
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    probes.start()
+    log.info("zone file writer started", extra={
+        "zones": list(settings.zones), "zone_dir": str(settings.zone_dir), "weight_file": str(settings.weight_file),
+        "prefix": settings.prefix, "etcd": [e.url for e in settings.etcd.endpoints],
+        "health_listen": f"{settings.health_listen[0]}:{probes.port}", "interval_seconds": settings.interval,
+        "min_write_interval_seconds": settings.min_write_interval})
+    writer.run(stop, settings.interval)
+    probes.stop()
+    mirror.close()
+    store.close()
+    log.info("stopped")
+    return 0
+
+
+def main() -> None:
+    exit_on_config_error(run)
+
+
+if __name__ == "__main__":
+    main()
