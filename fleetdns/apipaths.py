@@ -55,6 +55,8 @@ SERVICE_DNS_RECORDS = Resource(FLEETDNS_GROUP, FLEETDNS_VERSION, "servicednsreco
 INGRESS_DNS_RECORDS = Resource(FLEETDNS_GROUP, FLEETDNS_VERSION, "ingressdnsrecords", "IngressDNSRecord")
 DOMAINS = Resource(FLEETDNS_GROUP, FLEETDNS_VERSION, "domains", "Domain")
 MEMBER_CLUSTERS = Resource(FLEETDNS_GROUP, FLEETDNS_VERSION, "memberclusters", "MemberCluster", namespaced=False)
+# client populations (cluster-scoped), read by the aggregator and the Corefile renderer (fleetdns/dnsview.py)
+DNS_VIEWS = Resource(FLEETDNS_GROUP, FLEETDNS_VERSION, "dnsviews", "DNSView", namespaced=False)
 # written by each region's prober, read by the aggregator (fleetdns/healthreport.py)
 HEALTH_REPORTS = Resource(FLEETDNS_GROUP, FLEETDNS_VERSION, "healthreports", "HealthReport")
 
