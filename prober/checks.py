@@ -53,13 +53,16 @@ class Result(StrEnum):
 
 @dataclass(frozen=True)
 class Outcome:
-    """A finished check; ``connected`` and ``elapsed`` are seconds from its start (connected None: never)."""
+    """A finished check; ``connected`` and ``elapsed`` are seconds from its start (connected None: never).
+    ``rtt``: seconds from the non-blocking connect() to the socket writable, the TCP handshake alone (the
+    latency sample of its address; None: no TCP connection). ``connected`` includes the TLS handshake."""
 
     result: Result
     message: str
     elapsed: float
     connected: float | None = None
     tls_resumed: bool = False
+    rtt: float | None = None
 
     @property
     def up(self) -> bool:
@@ -160,7 +163,7 @@ class _Check:
     """One check in flight: its socket and where it is in connect → (TLS handshake) → send → read."""
 
     __slots__ = ("target", "done", "sock", "fd", "stage", "started", "connected", "deadline", "pending", "buffer",
-                 "finished", "timeout")
+                 "finished", "timeout", "connecting", "rtt")
 
     def __init__(self, target: CheckTarget, timeout: float, done: Done, started: float) -> None:
         self.target = target
@@ -169,6 +172,8 @@ class _Check:
         self.started = started
         self.deadline = started + timeout
         self.connected: float | None = None
+        self.connecting = started  # when connect() was called (the RTT sample starts there, not at socket())
+        self.rtt: float | None = None
         self.pending = target.request
         self.buffer = b""
         self.stage = _CONNECTING
@@ -218,6 +223,7 @@ class CheckRunner:
             check.finished = True
             return
         check.sock, check.fd = sock, sock.fileno()
+        check.connecting = self.clock()
         code = sock.connect_ex((target.address, target.port))
         if code not in (0, errno.EINPROGRESS):
             sock.close()
@@ -249,7 +255,7 @@ class CheckRunner:
             if not check.finished:
                 phase = "connect" if check.connected is None else "response"
                 self._finish(check, Outcome(Result.TIMEOUT, f"{phase} timeout after {check.timeout:g}s",
-                                            now - check.started, check.connected))
+                                            now - check.started, check.connected, rtt=check.rtt))
         self._deliver()
         return len(ready) >= MAX_EVENTS
 
@@ -281,10 +287,11 @@ class CheckRunner:
         except ssl.SSLError as error:
             stage = "TLS handshake failed" if check.stage == _HANDSHAKE else "TLS error"
             self._finish(check, Outcome(Result.TLS_ERROR, f"{stage}: {error.reason or error}",
-                                        self.clock() - check.started, check.connected))
+                                        self.clock() - check.started, check.connected, rtt=check.rtt))
         except OSError as error:
             result = Result.REFUSED if isinstance(error, ConnectionRefusedError) else Result.ERROR
-            self._finish(check, Outcome(result, _reason(error), self.clock() - check.started, check.connected))
+            self._finish(check, Outcome(result, _reason(error), self.clock() - check.started, check.connected,
+                                        rtt=check.rtt))
 
     def _connected(self, check: _Check) -> None:
         assert check.sock is not None
@@ -296,13 +303,15 @@ class CheckRunner:
             check.sock.close()
             self._finished.append((check, _connect_failure(code, self.clock() - check.started)))
             return
+        now = self.clock()
+        check.rtt = now - check.connecting
         target = check.target
         if not target.request:
-            elapsed = self.clock() - check.started
-            self._finish(check, Outcome(Result.UP, "connected", elapsed, elapsed))
+            elapsed = now - check.started
+            self._finish(check, Outcome(Result.UP, "connected", elapsed, elapsed, rtt=check.rtt))
             return
         if target.sni is None:
-            check.connected = self.clock() - check.started
+            check.connected = now - check.started
             check.stage = _SENDING
             return
         session = self.sessions.get((target.address, target.port, target.sni))
@@ -348,25 +357,25 @@ class CheckRunner:
             data = b""
         if not data:
             self._finish(check, Outcome(Result.ERROR, "connection closed before a response",
-                                        self.clock() - check.started, check.connected))
+                                        self.clock() - check.started, check.connected, rtt=check.rtt))
             return
         check.buffer += data
         end = check.buffer.find(b"\n")
         if end < 0:
             if len(check.buffer) > MAX_STATUS_LINE:
                 self._finish(check, Outcome(Result.ERROR, "malformed response (no status line)",
-                                            self.clock() - check.started, check.connected))
+                                            self.clock() - check.started, check.connected, rtt=check.rtt))
             return
         resumed = self._keep_session(check)
         elapsed = self.clock() - check.started
         parts = check.buffer[:end].split(None, 2)
         if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or len(parts[1]) != 3 or not parts[1].isdigit():
             self._finish(check, Outcome(Result.ERROR, "malformed response (not HTTP/1.x)", elapsed, check.connected,
-                                        resumed))
+                                        resumed, check.rtt))
             return
         code = int(parts[1])
         result = Result.UP if 200 <= code < 400 else Result.HTTP_ERROR
-        self._finish(check, Outcome(result, f"HTTP {code}", elapsed, check.connected, resumed))
+        self._finish(check, Outcome(result, f"HTTP {code}", elapsed, check.connected, resumed, check.rtt))
 
     def _keep_session(self, check: _Check) -> bool:
         """Whether this handshake resumed; if not, keep its session for the next check of the same target.

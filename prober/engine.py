@@ -2,12 +2,13 @@
 
 Threads: one informer each for ServiceDNSRecords, IngressDNSRecords and HealthReports; the check loop
 (``schedule.Scheduler``), which alone owns the targets and the thresholds (informers hand it their
-changes through its inbox); the report writers; the Lease loop. The verdicts the writers read are the
-only state shared across threads, behind one lock.
+changes through its inbox); the report writers; the Lease loop. The verdicts and the RTT figures
+(``latency.LatencyTable``) the writers read are the only state shared across threads, behind one lock.
 """
 
 from __future__ import annotations
 
+import collections
 import logging
 import threading
 import time
@@ -16,10 +17,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from fleetdns.apipaths import HEALTH_REPORTS, INGRESS_DNS_RECORDS, SERVICE_DNS_RECORDS
-from fleetdns.healthreport import REGION_LABEL, HealthReport, parse_health_report
+from fleetdns.healthreport import REGION_LABEL, HealthReport, LatencyEntry, parse_health_report
 from fleetdns.informer import Informer
 from fleetdns.kubeapi import KubeClient
 from prober.checks import Outcome, check_target
+from prober.latency import STALE_PERIODS, Change, LatencyTable
 from prober.lease import RegionLease
 from prober.metrics import ProberMetrics
 from prober.reports import EntryKey, ReportKey, ReportWriter, Verdict, rfc3339
@@ -28,6 +30,7 @@ from prober.settings import Settings
 from prober.targets import (
     INGRESS_KIND,
     SERVICE_KIND,
+    Changes,
     ProbedIntent,
     ProbeKey,
     Subject,
@@ -68,12 +71,16 @@ class Prober:
         self.subjects_down = 0
         self._retired: dict[SubjectKey, _Retired] = {}  # subjects gone lately, oldest first
         self._verdicts: dict[ReportKey, dict[EntryKey, Verdict]] = {}
+        self.latency = LatencyTable(rfc3339)  # behind _lock: the writers read it
+        self._reports_of: dict[str, collections.Counter[ReportKey]] = {}  # address → its subjects per report (_lock)
+        self._periods_of: dict[str, dict[ProbeKey, float]] = {}  # address → its probes' periods (check loop only)
         self._lock = threading.Lock()
         self.scheduler = Scheduler(self.region, self._on_outcome, settings.max_in_flight)
+        self.scheduler.on_tick = self._expire_latency
         self.lease = RegionLease(host, settings.lease_namespace, self.region, settings.identity, self.current,
                                  self._leading_changed)
         self.writer = ReportWriter(host.fenced(self.lease.holds), self.region, self.snapshot, self.lease.holds,
-                                   metrics, namespace=settings.namespace)
+                                   metrics, namespace=settings.namespace, latency=self.latency_of)
         namespace = settings.namespace
         self.intent_informers: list[Informer[ProbedIntent]] = [
             Informer("servicednsrecords", host, SERVICE_DNS_RECORDS.path(namespace),
@@ -89,6 +96,7 @@ class Prober:
         self._loop = threading.Thread(target=self._run_checks, name="checks", daemon=True)
         self._starter = threading.Thread(target=self._begin_round_when_synced, name="first-round", daemon=True)
         metrics.sample(self._sampled)
+        metrics.watch_rtt(self.rtt_by_cluster)
 
     # --- lifecycle -----------------------------------------------------------------------------------
 
@@ -224,6 +232,26 @@ class Prober:
         for key in changes.retimed_probes:
             probe = self.index.probes[key]
             self.scheduler.retime(key, probe.period, probe.timeout)
+        self._track_addresses(changes)
+
+    def _track_addresses(self, changes: Changes) -> None:
+        """Keep each address's staleness window at STALE_PERIODS × its longest probe period; forget an address
+        no probe uses any more."""
+        touched = set()
+        for key in changes.removed_probes:
+            self._periods_of.get(key.address, {}).pop(key, None)
+            touched.add(key.address)
+        for key in (*changes.added_probes, *changes.retimed_probes):
+            self._periods_of.setdefault(key.address, {})[key] = self.index.probes[key].period
+            touched.add(key.address)
+        with self._lock:
+            for address in touched:
+                periods = self._periods_of.get(address)
+                if periods:
+                    self.latency.track(address, STALE_PERIODS * max(periods.values()))
+                else:
+                    self._periods_of.pop(address, None)
+                    self.latency.forget(address)
 
     def _restore(self, subject: Subject) -> Threshold | None:
         """The state of a subject listed again soon after it left with the same probe (None: start Unknown)."""
@@ -261,10 +289,18 @@ class Prober:
         with self._lock:
             entries = self._verdicts.setdefault(key.report, {})
             if verdict is None:
-                entries.pop(key.entry, None)
+                if entries.pop(key.entry, None) is not None:
+                    reports = self._reports_of[key.address]
+                    reports[key.report] -= 1
+                    if reports[key.report] <= 0:
+                        del reports[key.report]
+                        if not reports:
+                            del self._reports_of[key.address]
                 if not entries:
                     del self._verdicts[key.report]
             else:
+                if key.entry not in entries:
+                    self._reports_of.setdefault(key.address, collections.Counter())[key.report] += 1
                 entries[key.entry] = verdict
         self.writer.mark(key.report)
 
@@ -275,6 +311,8 @@ class Prober:
         if probe is None or run is None:
             return
         now = self.scheduler.clock()
+        if outcome.rtt is not None:
+            self._sampled_rtt(key.address, outcome.rtt, now)
         for subject in probe.subjects.values():
             threshold = self.thresholds[subject.key]
             if not corroboration and not threshold.counts(now, run.period):
@@ -295,6 +333,31 @@ class Prober:
                                                        "cluster": key.cluster, "address": key.address,
                                                        "reason": threshold.message, "was": before.value})
 
+    def _sampled_rtt(self, address: str, rtt: float, now: float) -> None:
+        self.metrics.rtt_samples.observe(rtt)
+        with self._lock:
+            change = self.latency.sample(address, rtt, now, self.wall())
+        if change is not None:
+            self._latency_changed(address, change)
+
+    def _expire_latency(self, now: float) -> None:
+        with self._lock:
+            gone = self.latency.expire(now)
+        for address in gone:
+            self._latency_changed(address, Change.STALE)
+
+    def _latency_changed(self, address: str, change: Change) -> None:
+        """Rewrite every report holding ``address`` (each namespace with a check on it, for its cluster)."""
+        self.metrics.rtt_changes.labels(change.value).inc()
+        with self._lock:
+            reports = list(self._reports_of.get(address, ()))
+            figure = self.latency.published(address)
+        for report in reports:
+            self.writer.mark(report)
+        logger.log(logging.DEBUG if change is Change.APPEARED else logging.INFO, f"rtt {change.value}",
+                   extra={"address": address, "rtt_micros": figure.rtt_micros if figure is not None else None,
+                          "reports": len(reports)})
+
     def _corroborate(self, keys: list[ProbeKey]) -> None:
         for key in keys:
             if self.scheduler.run_now(key):
@@ -305,6 +368,21 @@ class Prober:
     def snapshot(self, key: ReportKey) -> dict[EntryKey, Verdict]:
         with self._lock:
             return dict(self._verdicts.get(key, {}))
+
+    def latency_of(self, key: ReportKey) -> dict[str, LatencyEntry]:
+        """The published RTT figure of each address the report's subjects use (addresses without one: absent)."""
+        with self._lock:
+            addresses = {address for _, address in self._verdicts.get(key, {})}
+            figures = {address: self.latency.published(address) for address in addresses}
+        return {address: figure for address, figure in figures.items() if figure is not None}
+
+    def rtt_by_cluster(self) -> list[tuple[str, str, float]]:
+        """(cluster, address, median seconds) of every address with a current median, for the metrics."""
+        with self._lock:
+            medians = self.latency.medians()
+            clusters = {address: {cluster for _, cluster in self._reports_of.get(address, ())} for address in medians}
+        return [(cluster, address, micros / 1_000_000) for address, micros in medians.items()
+                for cluster in sorted(clusters[address])]
 
     def _sampled(self) -> dict[str, float]:
         scheduler = self.scheduler

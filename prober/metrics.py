@@ -9,9 +9,11 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from prober.checks import Result
+from prober.latency import Change
 
 NAMESPACE = "fleetdns_prober"
 CHECK_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+RTT_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
 
 
 class _Sampled(Collector):
@@ -30,6 +32,21 @@ class _Sampled(Collector):
                 yield CounterMetricFamily(f"{NAMESPACE}_{name.removesuffix('_total')}", text, value=values[name])
             else:
                 yield GaugeMetricFamily(f"{NAMESPACE}_{name}", text, value=values[name])
+
+
+class _Rtt(Collector):
+    """``fleetdns_prober_rtt_seconds{cluster,address}``: each address's current median, read at scrape time."""
+
+    def __init__(self, read: Callable[[], list[tuple[str, str, float]]]) -> None:
+        self._read = read
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily(f"{NAMESPACE}_rtt_seconds", "Median TCP connect time of this region's last "
+                                   "checks of a cluster address (addresses with a current median)",
+                                   labels=["cluster", "address"])
+        for cluster, address, seconds in self._read():
+            family.add_metric([cluster, address], seconds)
+        yield family
 
 
 SAMPLED = {
@@ -72,10 +89,18 @@ class ProberMetrics:
         self.report_conflicts = Counter(f"{NAMESPACE}_report_conflicts_total",
                                         "HealthReport writes re-read after a conflict (409) or a missing object",
                                         registry=r)
+        self.rtt_samples = Histogram(f"{NAMESPACE}_rtt_sample_seconds",
+                                     "TCP connect times of checks (connect() to writable), every address",
+                                     buckets=RTT_BUCKETS, registry=r)
+        self.rtt_changes = Counter(f"{NAMESPACE}_rtt_changes_total",
+                                   "Published RTT figures that appeared, moved past the threshold or went stale "
+                                   "(each rewrites the reports holding the address)", ["change"], registry=r)
         self.skipped_intents = Gauge(f"{NAMESPACE}_skipped_intents",
                                      "Intents with a healthCheck that is not run (invalid, or no Host yet)",
                                      registry=r)
         self._by_result = {result: self.checks.labels(result.value) for result in Result}  # all shown from 0
+        for change in Change:
+            self.rtt_changes.labels(change.value)
 
     def observe_check(self, result: Result, seconds: float, tls_resumed: bool) -> None:
         self._by_result[result].inc()
@@ -86,3 +111,7 @@ class ProberMetrics:
     def sample(self, read: Callable[[], dict[str, float]]) -> None:
         """Expose the gauges of ``SAMPLED`` from ``read`` at each scrape."""
         self.registry.register(_Sampled(read, SAMPLED))
+
+    def watch_rtt(self, read: Callable[[], list[tuple[str, str, float]]]) -> None:
+        """Expose ``fleetdns_prober_rtt_seconds`` from ``read`` (cluster, address, seconds) at each scrape."""
+        self.registry.register(_Rtt(read))

@@ -1,4 +1,4 @@
-"""This region's HealthReports: what it sees Down, one object per (namespace, member cluster).
+"""This region's HealthReports: what it sees Down, and its RTT to each address, one object per (namespace, cluster).
 
 Writes follow changes, never periods: a key (namespace, cluster) is marked when one of its checks flips
 (or its subjects change); it is written on the leading edge of a change, then at most every 100 ms, so
@@ -6,8 +6,11 @@ Writes follow changes, never periods: a key (namespace, cluster) is marked when 
 with the resourceVersion last seen (no status subresource), re-read on conflict. What is written is
 ``desired_down``: the thresholded verdicts of the subjects that exist now, keeping an existing entry as
 it is while its verdict still holds (so a restarted prober writes only what differs), and dropping
-entries of intents and addresses that are gone. Only this region's reports are ever written, and only
-while this replica holds the region's Lease (the client is fenced by it).
+entries of intents and addresses that are gone. ``desired_latency`` does the same for the RTT figures
+(latency.py): an entry is kept while the published median stays within the move threshold of it. A report
+exists while this namespace has checks on the cluster and it lists something (Down entries or RTT figures).
+Only this region's reports are ever written, and only while this replica holds the region's Lease (the
+client is fenced by it).
 
 This region's own reports are not watched: their one writer is the Lease holder, which lists them when it
 takes the Lease and then knows each one from its own writes (a conflict or a missing object re-reads it).
@@ -26,9 +29,17 @@ from datetime import UTC, datetime
 from typing import Any
 
 from fleetdns.apipaths import HEALTH_REPORTS
-from fleetdns.healthreport import REGION_LABEL, DownEntry, HealthReport, parse_health_report, report_name
+from fleetdns.healthreport import (
+    REGION_LABEL,
+    DownEntry,
+    HealthReport,
+    LatencyEntry,
+    parse_health_report,
+    report_name,
+)
 from fleetdns.informer import compare_resource_versions
 from fleetdns.kubeapi import KubeClient, KubeError, NotLeaderError
+from prober.latency import moved
 from prober.metrics import ProberMetrics
 from prober.thresholds import State
 
@@ -72,24 +83,43 @@ def desired_down(current: Iterable[DownEntry], verdicts: Mapping[EntryKey, Verdi
     return tuple(sorted(down, key=lambda e: (e.intent, e.address)))
 
 
-def same_entries(a: Iterable[DownEntry], b: Iterable[DownEntry]) -> bool:
+def desired_latency(current: Iterable[LatencyEntry], published: Mapping[str, LatencyEntry]) -> tuple[LatencyEntry, ...]:
+    """The RTT entries a report should hold: one per published address of its subjects, the existing entry kept
+    as it is while the published median has not moved from it (latency.moved), so a restarted prober or a
+    replica taking over rewrites nothing for a path that did not change; stale and gone addresses leave."""
+    existing = {entry.address: entry for entry in current}
+    latency = []
+    for address, figure in published.items():
+        old = existing.get(address)
+        latency.append(old if old is not None and not moved(old.rtt_micros, figure.rtt_micros) else figure)
+    return tuple(sorted(latency, key=lambda e: e.address))
+
+
+def same_entries(a: Iterable[DownEntry | LatencyEntry], b: Iterable[DownEntry | LatencyEntry]) -> bool:
     a, b = list(a), list(b)
     return len(a) == len(b) and set(a) == set(b)
 
 
+def no_latency(key: ReportKey) -> dict[str, LatencyEntry]:
+    return {}
+
+
 class ReportWriter:
-    """Writes this region's reports from ``snapshot`` (the verdicts of a key's live subjects; empty: none).
+    """Writes this region's reports from ``snapshot`` (the verdicts of a key's live subjects; empty: none) and
+    ``latency`` (the published RTT figure of each address of those subjects that has one).
 
     ``mark``, ``mark_all`` and ``leadership`` are called from other threads; a few worker threads write
     different keys in parallel, one key never by two at once."""
 
     def __init__(self, client: KubeClient, region: str, snapshot: Callable[[ReportKey], dict[EntryKey, Verdict]],
                  leading: Callable[[], bool], metrics: ProberMetrics, workers: int = 4,
-                 clock: Callable[[], float] = time.monotonic, namespace: str = "") -> None:
+                 clock: Callable[[], float] = time.monotonic, namespace: str = "",
+                 latency: Callable[[ReportKey], dict[str, LatencyEntry]] = no_latency) -> None:
         self.client = client
         self.region = region
         self.namespace = namespace  # "" : every namespace
         self.snapshot = snapshot
+        self.latency = latency
         self.leading = leading
         self.metrics = metrics
         self.clock = clock
@@ -236,12 +266,14 @@ class ReportWriter:
                 current = self.known.get(key)
             verdicts = self.snapshot(key)
             desired = desired_down(current.down if current else (), verdicts)
+            latency = desired_latency(current.latency if current else (), self.latency(key)) if verdicts else ()
             try:
                 if current is None:
-                    if not desired:
+                    if not desired and not latency:
                         return
-                    written = self.client.create(HEALTH_REPORTS.path(namespace),
-                                                 HealthReport(namespace, self.region, cluster, desired).manifest())
+                    written = self.client.create(
+                        HEALTH_REPORTS.path(namespace),
+                        HealthReport(namespace, self.region, cluster, desired, latency=latency).manifest())
                     operation = "create"
                 elif not verdicts:  # nothing of this namespace is checked on this cluster any more
                     self.client.delete(HEALTH_REPORTS.path(namespace, current.name))
@@ -249,10 +281,10 @@ class ReportWriter:
                         self.known.pop(key, None)
                     self._wrote(key, "delete")
                     return
-                elif same_entries(current.down, desired):
+                elif same_entries(current.down, desired) and same_entries(current.latency, latency):
                     return
                 else:
-                    report = HealthReport(namespace, self.region, cluster, desired, current.resource_version)
+                    report = HealthReport(namespace, self.region, cluster, desired, current.resource_version, latency)
                     written = self.client.replace(HEALTH_REPORTS.path(namespace, current.name), report.manifest())
                     operation = "replace"
             except KubeError as error:
@@ -263,7 +295,7 @@ class ReportWriter:
                 continue
             version = str((written.get("metadata") or {}).get("resourceVersion") or "")
             with self._cond:  # what was written is what is there: no need to decode the answer's entries
-                self._remember(key, HealthReport(namespace, self.region, cluster, desired, version))
+                self._remember(key, HealthReport(namespace, self.region, cluster, desired, version, latency))
             self._wrote(key, operation)
             return
         raise KubeError(409, "Conflict", f"still conflicting after {CONFLICT_RETRIES} re-reads")

@@ -36,6 +36,7 @@ MAX_POLL = 0.25  # the loop wakes at least this often (heartbeat, inbox)
 RATE_WINDOW = 10.0  # seconds over which the achieved check rate is measured
 BUSY_STARTS = 8  # checks started per turn while the loop has a full batch of I/O to handle
 FIRST_RUN_SPREAD = 10.0  # a new probe's first run comes within this many seconds, whatever its period
+TICK = 1.0  # seconds between two calls of ``on_tick`` (housekeeping on the loop's thread: stale RTT figures)
 
 OnOutcome = Callable[[ProbeKey, Outcome, bool], None]  # key, outcome, corroboration run
 
@@ -106,6 +107,8 @@ class Scheduler:
         self._periods: collections.Counter[float] = collections.Counter()  # period → probes (for keeping_up)
         self._thread_id: int | None = None
         self._busy = False  # the last poll had a whole batch of I/O ready
+        self.on_tick: Callable[[float], None] = lambda now: None
+        self._next_tick = clock() + TICK
 
     # --- from any thread -----------------------------------------------------------------------------
 
@@ -216,6 +219,12 @@ class Scheduler:
                 budget -= 1
         self._drain_inbox()
         self._sample(now)
+        if now >= self._next_tick:
+            self._next_tick = now + TICK
+            try:
+                self.on_tick(now)
+            except Exception:  # noqa: BLE001 - housekeeping must not stop the checks
+                logger.exception("tick failed on the check loop")
         wake = timers[0][0] if timers else now + self.max_poll
         deadline = self.runner.next_deadline()
         if deadline is not None:
