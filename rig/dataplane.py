@@ -26,6 +26,7 @@ refused, open ones reset). The kernel here has no dummy interfaces, so VIPs live
 
 from __future__ import annotations
 
+import ipaddress
 import itertools
 import math
 import re
@@ -126,8 +127,8 @@ class DataPlane:
 
     def _add_region(self, index: int, region: str) -> None:
         netns = NetworkNamespace(f"{self.number}-{region}").create()
-        link = RegionLink(region, netns, index, f"10.254.{index}.2", f"fd00:f:0:{index:x}::2",
-                          f"10.254.{index}.1", f"fd00:f:0:{index:x}::1")
+        v6 = ipaddress.IPv6Network(f"fd00:f:0:{index:x}::/64")  # str() of its hosts: as the stand-ins write them
+        link = RegionLink(region, netns, index, f"10.254.{index}.2", str(v6[2]), f"10.254.{index}.1", str(v6[1]))
         veth(self.lb, f"rg{index}", netns, "lb0")
         self.lb.add_address(f"{link.lb_address}/30", f"rg{index}")
         self.lb.add_address(f"{link.lb_address6}/64", f"rg{index}")

@@ -49,7 +49,7 @@ def _component_children() -> list[str]:
         except OSError:
             continue
         ours = b"-m" in argv and bool({b"aggregator", b"webhook_provider", b"webhook_provider.zonefiles",
-                                       b"prober", b"rig.ingress"} & set(argv))
+                                       b"prober", b"rig.ingress", b"rig.delay"} & set(argv))
         if comm in names or ours:
             found.append(f"{comm}[{stat.parent.name}]")
     return found
