@@ -153,6 +153,14 @@ class WriterMetrics:
         )
 
 
+def sidecar_metrics() -> tuple[Metrics, WriterMetrics]:
+    """The shared etcd and mirror metrics under ``fleetdns_zonefiles_`` (minus the webhook's own), and the writer's."""
+    shared = Metrics.create("fleetdns_zonefiles")
+    for unused in _UNUSED_METRICS:
+        shared.registry.unregister(getattr(shared, unused))
+    return shared, WriterMetrics.create(shared)
+
+
 class ZoneFilesWriter:
     """Applies the mirror's changed names to per-name text and weights, and rewrites the files that differ."""
 
@@ -193,7 +201,9 @@ class ZoneFilesWriter:
             for name, entries in changes.names.items():
                 self._apply(name, entries)
             self.metrics.names_render.observe(time.perf_counter() - started)
-        return self._flush(changes.revision)
+        written = self._flush(changes.revision)
+        self._synced, self._last_error = True, ""
+        return written
 
     def _apply(self, name: str, entries: tuple[StoredEntry, ...]) -> None:
         zone = zonefile.zone_of(name, self.zone_files)
@@ -264,7 +274,6 @@ class ZoneFilesWriter:
         while not stop.is_set():
             try:
                 self.sync()
-                self._synced, self._last_error = True, ""
             except EtcdUnavailableError as error:
                 self._note_failure("etcd", error)
             except OSError as error:
@@ -397,15 +406,12 @@ def _weight_file(value: str) -> Path:
 def run(argv: list[str] | None = None) -> int:
     settings = load_settings(argv)
     configure_logging(settings.log_level, settings.log_format)
-    shared = Metrics.create("fleetdns_zonefiles")
-    for unused in _UNUSED_METRICS:
-        shared.registry.unregister(getattr(shared, unused))
+    shared, writer_metrics = sidecar_metrics()
     store = EtcdStore(settings.etcd, shared)
     mirror = PrefixMirror(store, settings.prefix, shared, wait_seconds=settings.etcd.timeout,
                           verify_seconds=settings.mirror_verify_interval)
     writer = ZoneFilesWriter(mirror, [ZoneFile(zone, settings.zone_path(zone)) for zone in settings.zones],
-                             ReplacedFile(settings.weight_file), WriterMetrics.create(shared),
-                             settings.min_write_interval)
+                             ReplacedFile(settings.weight_file), writer_metrics, settings.min_write_interval)
     try:
         probes = BackgroundServer(probe_app(writer.ready, shared.registry), *settings.health_listen, threads=2,
                                   name="probes")
