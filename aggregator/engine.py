@@ -1,5 +1,5 @@
 """The watch engine: host informers (intents of every source, Domains, MemberClusters, our DNSEndpoints,
-the probers' HealthReports and Leases), member connections, the work queue and its workers. Writes
+the probers' HealthReports and Leases, DNSViews), member connections, the work queue and its workers. Writes
 happen only while this replica leads.
 
 The engine is what the reconciler reads (``ReconcileInputs``); member connections are built outside
@@ -12,17 +12,19 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import yaml
 
 from aggregator.events import FLUSH_SECONDS, EventRecorder
+from aggregator.latency import LatencyIndex
 from aggregator.lb_hostnames import HostnameResolver
 from aggregator.members import MemberConnection
 from aggregator.metrics import AggregatorMetrics
 from aggregator.model import (
     DNSEndpointObject,
+    DNSViewObject,
     Domain,
     Intent,
     IntentKey,
@@ -30,8 +32,11 @@ from aggregator.model import (
     InvalidIntent,
     MemberCluster,
     MemberKey,
+    Policy,
     ProberLease,
+    ViewKey,
     parse_dns_endpoint,
+    parse_dns_view_object,
     parse_domain,
     parse_member_cluster,
     parse_prober_lease,
@@ -43,7 +48,7 @@ from aggregator.settings import Settings
 from aggregator.sources import SOURCES
 from aggregator.sources.base import SourceRegistry
 from aggregator.workqueue import WorkQueue
-from fleetdns.apipaths import DNS_ENDPOINTS, DOMAINS, HEALTH_REPORTS, LEASES, MEMBER_CLUSTERS, SECRETS
+from fleetdns.apipaths import DNS_ENDPOINTS, DNS_VIEWS, DOMAINS, HEALTH_REPORTS, LEASES, MEMBER_CLUSTERS, SECRETS
 from fleetdns.healthreport import REGION_LABEL, HealthReport, intent_ref, parse_health_report
 from fleetdns.informer import Informer
 from fleetdns.kubeapi import KubeClient, KubeError, NotLeaderError, member_api_client
@@ -63,7 +68,7 @@ class Engine:
         self.metrics = metrics
         self.identity = identity
         self.sources = sources
-        self.queue: WorkQueue[IntentKey | MemberKey] = WorkQueue()
+        self.queue: WorkQueue[IntentKey | MemberKey | ViewKey] = WorkQueue()
         self.leading = threading.Event()
         self._members: dict[str, MemberConnection] = {}
         self._wanted: dict[str, MemberCluster] = {}  # the latest spec of every MemberCluster
@@ -87,6 +92,7 @@ class Engine:
         # The probers' reports (every watched namespace) and their Leases (who votes): aggregator/quorum.py.
         self.freshness = Freshness(settings.prober_grace_period)
         self.reports = ReportIndex()
+        self.latencies = LatencyIndex()  # the reports' RTTs (LowestLatency)
         self._refused: dict[str, str] = {}  # health informers whose resource is forbidden or not served
         self._voters: tuple[frozenset[str], tuple[str, ...]] = (frozenset(), ())
         self._freshness_lock = threading.Lock()
@@ -97,9 +103,13 @@ class Engine:
         self.prober_leases: Informer[ProberLease] = Informer(
             "host/prober-leases", host, LEASES.path(settings.prober_lease_namespace), parse_prober_lease,
             self._prober_lease_changed, on_state=self._health_state("host/prober-leases"), label_selector=REGION_LABEL)
+        # Client views (location policies); a host without the CRD or the RBAC has the regions' views only.
+        self.dns_views_informer: Informer[DNSViewObject] = Informer(
+            "host/dnsviews", host, DNS_VIEWS.path(), parse_dns_view_object, self._dns_view_changed,
+            on_state=self._health_state("host/dnsviews"))
         self.host_informers: list[Informer[Any]] = [*self.intent_informers.values(), self.domains,
                                                     self.member_clusters, self.dns_endpoints, self.health_reports,
-                                                    self.prober_leases]
+                                                    self.prober_leases, self.dns_views_informer]
         # Set to the elector's freshness check when leader election is on (see LeaseElector.holds_fresh_lease).
         self.lease_fresh: Callable[[], bool] = lambda: True
         # Events go through the unfenced client: they report what this replica did while it led, and the
@@ -181,11 +191,13 @@ class Engine:
     def synced(self, kind: IntentKind) -> bool:
         informer = self.intent_informers.get(kind)
         return informer is not None and all(self._listed(i) for i in (informer, self.domains, self.dns_endpoints,
-                                                                      self.health_reports, self.prober_leases))
+                                                                      self.health_reports, self.prober_leases,
+                                                                      self.dns_views_informer))
 
     def _listed(self, informer: Informer[Any]) -> bool:
-        """Listed once, or (health reports and prober Leases only) refused by the API server: a cluster without
-        the HealthReport CRD or the RBAC to read it still publishes, with readiness alone deciding."""
+        """Listed once, or (health reports, prober Leases and DNSViews only) refused by the API server: a cluster
+        without the HealthReport CRD or the RBAC to read it still publishes, with readiness alone deciding; one
+        without DNSViews has the regions' views only."""
         return informer.synced.is_set() or informer.name in self._refused
 
     def intent(self, key: IntentKey) -> Intent | InvalidIntent | None:
@@ -211,6 +223,16 @@ class Engine:
         return Votes(self.freshness.fresh(), self.freshness.regions(),
                      self.reports.down((key.namespace, intent_ref(str(key.kind), key.name))))
 
+    def dns_views(self) -> list[DNSViewObject]:
+        if "host/dnsviews" in self._refused:
+            return []
+        return sorted(self.dns_views_informer.store.values(), key=lambda v: v.name)
+
+    def latency(self, region: str) -> Mapping[str, int]:
+        if "host/healthreports" in self._refused or region not in self.freshness.fresh():
+            return {}  # only a voting region's measurements count, as for its Down reports
+        return self.latencies.region(region)
+
     # --- queueing -----------------------------------------------------------------------------
 
     def all_intent_keys(self) -> list[IntentKey]:
@@ -223,6 +245,20 @@ class Engine:
             self.queue.add(key)
         for member in self.members():
             self.queue.add(MemberKey(member.name))
+        for view in list(self.dns_views_informer.store.values()):
+            self.queue.add(ViewKey(view.name))
+
+    def _enqueue_per_view(self, policies: tuple[Policy, ...], addresses: set[str] | None = None) -> None:
+        """Intents of these policies; with ``addresses``, only those whose status lists one of them (or lists
+        nothing yet)."""
+        for informer in self.intent_informers.values():
+            for intent in list(informer.store.values()):
+                if isinstance(intent, InvalidIntent) or intent.load_balancing.policy not in policies:
+                    continue
+                listed = {ip for entry in intent.status.dns
+                          for ip in (*(a.ip for a in entry.addresses if a.ip), *entry.resolved)}
+                if addresses is None or not listed or listed & addresses:
+                    self.queue.add(intent.key)
 
     def _enqueue_when_synced(self) -> None:
         """Reconciles of a kind whose caches have not listed are deferred (deciding from a cold cache would
@@ -288,7 +324,11 @@ class Engine:
     # --- the probers: reports and Leases (aggregator/quorum.py) --------------------------------
 
     def _health_report_changed(self, old: HealthReport | None, new: HealthReport | None) -> None:
-        """Only the intents whose entries in this report changed are queued (a report holds many intents)."""
+        """Only the intents whose entries in this report changed are queued (a report holds many intents); an RTT
+        that changed queues the LowestLatency intents answering with that address."""
+        moved = self.latencies.apply(old, new)
+        if moved:
+            self._enqueue_per_view((Policy.LOWEST_LATENCY,), {address for _, address in moved})
         keys = []
         for namespace, ref in self.reports.apply(old, new):
             kind, _, name = ref.partition("/")
@@ -324,6 +364,7 @@ class Engine:
             for intent in list(informer.store.values()):
                 if not isinstance(intent, InvalidIntent) and intent.health_check is not None:
                     self.queue.add(intent.key)
+        self._enqueue_per_view((Policy.LOWEST_LATENCY,))  # a region's RTTs count only while it votes
 
     def _watch_freshness(self) -> None:
         """Wakes when the next fresh region would go stale (nothing else happens when a prober falls silent)."""
@@ -334,6 +375,15 @@ class Engine:
             if not self._stopping.is_set():
                 self._check_freshness()
 
+    def _dns_view_changed(self, old: DNSViewObject | None, new: DNSViewObject | None) -> None:
+        """A view that came, went or changed its spec moves the location policies' answers and may change every
+        view's acceptance (overlaps); our own status write coming back changes nothing."""
+        if old is not None and new is not None and old == new:
+            return
+        self._enqueue_per_view((Policy.GEO_PROXIMITY, Policy.LOWEST_LATENCY))
+        for view in list(self.dns_views_informer.store.values()):
+            self.queue.add(ViewKey(view.name))
+
     def _health_state(self, name: str) -> Callable[[bool, str, int], None]:
         def changed(connected: bool, detail: str, status: int) -> None:
             if name == "host/prober-leases":
@@ -341,8 +391,9 @@ class Engine:
                 self._check_freshness()
             if status in (403, 404):
                 if name not in self._refused:
-                    logger.warning("cannot read the probers' reports or Leases; health checks have no say",
-                                   extra={"informer": name, "status": status, "detail": detail})
+                    what = ("cannot read DNSViews; only the regions' own views are served" if name == "host/dnsviews"
+                            else "cannot read the probers' reports or Leases; health checks have no say")
+                    logger.warning(what, extra={"informer": name, "status": status, "detail": detail})
                 self._refused[name] = detail
             elif connected and self._refused.pop(name, None) is not None:
                 logger.info("probers' reports or Leases readable again", extra={"informer": name})
@@ -474,6 +525,8 @@ class Engine:
                 if self.leading.is_set():
                     if isinstance(key, MemberKey):
                         self.reconciler.reconcile_member(key)
+                    elif isinstance(key, ViewKey):
+                        self.reconciler.reconcile_view(key)
                     elif self.reconciler.reconcile(key):  # False: deferred until its caches have listed
                         self.metrics.reconcile_seconds.labels(str(key.kind)).observe(time.monotonic() - queued_at)
                 self.queue.forget(key)

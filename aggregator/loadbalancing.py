@@ -6,12 +6,15 @@ source renders (global, region, zone, Ingress host) asks it over its own candida
 - Weighted: those with weight > 0: a cluster named directly takes its weight; a region's weight is split
   equally over its healthy clusters not named directly; unlisted clusters weigh 0.
 - Failover: the healthy candidates of the first target in failoverOrder that has one.
+- GeoProximity, LowestLatency: one answer per client view (``pick_views``, ranked by aggregator/proximity.py);
+  the default answer (clients of no view) is every healthy candidate. Only these policies have views; the
+  others answer the same everywhere.
 
 A policy never empties an answer: when it leaves nothing while a candidate is healthy, every healthy
 candidate answers (``LoadBalancing=False NoEligibleTarget``). Fail open: when no cluster of the intent is
 healthy, the last healthy set (``status.answers``, so it survives restarts) answers instead, minus clusters
 whose member or object is gone. A target names a MemberCluster, else a region (a name that is both: the
-cluster). Client-location views (issue 9) will ask the same Selector once per view.
+cluster).
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from aggregator.model import (
     LoadBalancing,
     Policy,
 )
+from aggregator.proximity import NO_LATENCY_DATA, NO_LOCATION, Locality, View, fastest, nearest
 from aggregator.quorum import checked_addresses
 from fleetdns.weights import MAX_WEIGHT, MIN_WEIGHT
 
@@ -48,6 +52,15 @@ class Pick:
     weights: Mapping[str, float] | None = field(default=None, compare=False)  # cluster -> weight (Weighted)
     eligible: bool = True  # False: the policy left nothing, so every healthy candidate answers
     reason: str = ""
+    fallback: str = ""  # a view the location policy could not rank (NoLocation, NoLatencyData)
+
+
+@dataclass(frozen=True)
+class ViewPick:
+    """Who answers one name in one client view (location policies only)."""
+
+    view: str
+    pick: Pick
 
 
 @dataclass(frozen=True)
@@ -58,6 +71,12 @@ class Selection:
     answer: Answer
     fail_open: bool
     condition: Condition
+    views: tuple[Answer, ...] = ()  # one per client view (location policies only)
+
+    @property
+    def answers(self) -> tuple[Answer, ...]:
+        """``status.answers``: the default view first, then the client views in serving order."""
+        return (self.answer, *self.views)
 
 
 def published_ips(cluster: ClusterStatus) -> tuple[str, ...]:
@@ -91,9 +110,15 @@ class Selector:
     """One intent's policy over one reconcile's clusters (after readiness and quorum)."""
 
     def __init__(self, load_balancing: LoadBalancing | None = None, clusters: Iterable[ClusterStatus] = (),
-                 fleet: Fleet | None = None, last: Answer | None = None) -> None:
+                 fleet: Fleet | None = None, last: Answer | None = None, locality: Locality | None = None,
+                 last_views: Iterable[Answer] = ()) -> None:
+        """``last``: the default view's last answer (fail open); ``last_views``: the client views' last answers
+        (LowestLatency's hysteresis); ``locality``: the views, the clusters' locations and the fresh RTTs."""
         clusters = tuple(clusters)
         self.load_balancing = load_balancing or LoadBalancing()
+        self.locality = locality or Locality()
+        self._current = {a.view: frozenset(c.cluster for c in a.clusters) for a in last_views
+                         if a.view and a.policy is Policy.LOWEST_LATENCY and not a.fallback}
         self.fleet: dict[str, str] = dict(fleet) if fleet is not None else {c.cluster: c.region for c in clusters}
         self._regions = set(self.fleet.values())
         self._stand_ins: dict[str, ClusterStatus] = {}
@@ -109,12 +134,8 @@ class Selector:
         return bool(self._stand_ins)
 
     def pick(self, candidates: Iterable[ClusterStatus]) -> Pick:
-        """Who answers a name whose candidates (the clusters it may contain) are these."""
-        if self._stand_ins:
-            eligible = [self._stand_ins[c.cluster] for c in candidates if c.cluster in self._stand_ins]
-        else:
-            eligible = [c for c in candidates if c.healthy]
-        eligible.sort(key=lambda c: c.cluster)
+        """Who answers a name whose candidates (the clusters it may contain) are these: in the default view."""
+        eligible = self._eligible(candidates)
         if not eligible:
             return Pick(reason="no healthy cluster")
         policy = self.load_balancing.policy
@@ -122,7 +143,47 @@ class Selector:
             return self._weighted(eligible)
         if policy is Policy.FAILOVER:
             return self._failover(eligible)
+        if policy.per_view:
+            return Pick(tuple(eligible), reason="the default answer (clients of no view): every healthy cluster")
         return Pick(tuple(eligible), reason="every healthy cluster answers")
+
+    def pick_views(self, candidates: Iterable[ClusterStatus]) -> tuple[ViewPick, ...]:
+        """Who answers the name in each client view (nothing for policies without views, or with no healthy
+        candidate: the default answer is then empty too)."""
+        candidates = tuple(candidates)
+        eligible = self._eligible(candidates)
+        if not self.load_balancing.policy.per_view or not eligible:
+            return ()
+        return tuple(ViewPick(view.name, self._view_pick(view, eligible, candidates)) for view in self.locality.views)
+
+    def _eligible(self, candidates: Iterable[ClusterStatus]) -> list[ClusterStatus]:
+        """The healthy candidates, or during fail-open the kept ones, in name order."""
+        if self._stand_ins:
+            eligible = [self._stand_ins[c.cluster] for c in candidates if c.cluster in self._stand_ins]
+        else:
+            eligible = [c for c in candidates if c.healthy]
+        return sorted(eligible, key=lambda c: c.cluster)
+
+    def _view_pick(self, view: View, eligible: list[ClusterStatus], candidates: tuple[ClusterStatus, ...]) -> Pick:
+        """The location policy for one view, with the documented fallbacks (never empty)."""
+        locations = self.locality.locations
+        if self.load_balancing.policy is Policy.LOWEST_LATENCY:
+            ranked = fastest(view, eligible, candidates, self.locality.rtts, self._current.get(view.name, frozenset()))
+            if ranked is not None:
+                return Pick(ranked.clusters, reason=ranked.reason)
+            why = (f"no fresh RTT from region {view.latency_from} to any healthy cluster" if view.latency_from
+                   else "the view has no latencyFrom region")
+            geo = nearest(view, eligible, candidates, locations)
+            if geo is not None:
+                return Pick(geo.clusters, reason=f"{why}; by distance instead: {geo.reason}", fallback=NO_LATENCY_DATA)
+            return Pick(tuple(eligible), reason=f"{why}, and no location to go by: every healthy cluster answers",
+                        fallback=NO_LATENCY_DATA)
+        geo = nearest(view, eligible, candidates, locations)
+        if geo is not None:
+            return Pick(geo.clusters, reason=geo.reason)
+        why = ("the view has no location" if view.location is None
+               else "no healthy cluster has a location (MemberCluster spec.location)")
+        return Pick(tuple(eligible), reason=f"{why}: every healthy cluster answers", fallback=NO_LOCATION)
 
     def _weighted(self, eligible: list[ClusterStatus]) -> Pick:
         weights = self.load_balancing.weights
@@ -164,12 +225,33 @@ class Selector:
 
     def _select(self, clusters: tuple[ClusterStatus, ...]) -> Selection:
         pick = self.pick(clusters)
-        cluster_weights = scaled(pick.weights) if pick.weights is not None else {}
-        members = tuple(AnswerCluster(c.cluster, published_ips(c) or _hostnames(c), cluster_weights.get(c.cluster, 0))
-                        for c in pick.clusters)
         reason = "no cluster is healthy: the last healthy set answers (fail open)" if self.fail_open else pick.reason
-        answer = Answer(DEFAULT_VIEW, self.load_balancing.policy, members, reason)
-        return Selection(answer, self.fail_open, self._condition(pick))
+        answer = _answer(DEFAULT_VIEW, self.load_balancing.policy, pick, reason)
+        views = self.pick_views(clusters)
+        policy = self.load_balancing.policy
+        fail_open = "fail open (no cluster is healthy): among the last healthy set, " if self.fail_open else ""
+        answers = tuple(_answer(v.view, policy, v.pick, fail_open + v.pick.reason) for v in views)
+        condition = self._view_condition(views) if policy.per_view else self._condition(pick)
+        return Selection(answer, self.fail_open, condition, answers)
+
+    def _view_condition(self, views: tuple[ViewPick, ...]) -> Condition:
+        """Applied, or False naming the views that fell back (NoLatencyData before NoLocation)."""
+        policy = self.load_balancing.policy
+        fell = {code: [v.view for v in views if v.pick.fallback == code] for code in (NO_LATENCY_DATA, NO_LOCATION)}
+        notes = []
+        if fell[NO_LATENCY_DATA]:
+            notes.append(f"views without a fresh RTT from their region to any healthy cluster: "
+                         f"{', '.join(fell[NO_LATENCY_DATA])} (answered by distance, else by every healthy cluster; "
+                         "LowestLatency needs a prober in the view's latencyFrom region and a health check on the "
+                         "clusters' addresses)")
+        if fell[NO_LOCATION]:
+            notes.append(f"views that cannot be ranked by distance: {', '.join(fell[NO_LOCATION])} (every healthy "
+                         "cluster answers; give the DNSView a spec.location and the MemberClusters theirs)")
+        if notes:
+            reason = NO_LATENCY_DATA if fell[NO_LATENCY_DATA] else NO_LOCATION
+            return Condition(LOAD_BALANCING, "False", reason, f"{policy}: " + "; ".join(notes))
+        return Condition(LOAD_BALANCING, "True", "Applied", self._describe() + (
+            f" ({len(views)} views: {', '.join(v.view for v in views)})" if views else ""))
 
     def _condition(self, pick: Pick) -> Condition:
         targets = self._targets()
@@ -193,7 +275,19 @@ class Selector:
             return "Weighted: " + ", ".join(f"{w.target}={w.weight}" for w in lb.weights)
         if lb.policy is Policy.FAILOVER:
             return "Failover: " + ", then ".join(lb.failover_order)
+        if lb.policy is Policy.GEO_PROXIMITY:
+            return "GeoProximity: each view gets its nearest healthy clusters"
+        if lb.policy is Policy.LOWEST_LATENCY:
+            return "LowestLatency: each view gets the healthy clusters with the lowest RTT from its region"
         return "RoundRobin: every healthy cluster answers"
+
+
+def _answer(view: str, policy: Policy, pick: Pick, reason: str) -> Answer:
+    """A ``status.answers[]`` entry: the clusters with the addresses they answer with (and weights)."""
+    weights = scaled(pick.weights) if pick.weights is not None else {}
+    members = tuple(AnswerCluster(c.cluster, published_ips(c) or _hostnames(c), weights.get(c.cluster, 0))
+                    for c in pick.clusters)
+    return Answer(view, policy, members, reason, pick.fallback)
 
 
 def _fallback(eligible: list[ClusterStatus], why: str) -> Pick:

@@ -13,6 +13,7 @@ from enum import StrEnum
 from typing import Any, Protocol
 
 from fleetdns.addresses import parse_ips
+from fleetdns.dnsview import DNSView, DNSViewError, Location, parse_dns_view, parse_location
 from fleetdns.healthcheck import HealthCheck, HealthCheckError, parse_health_check
 from fleetdns.healthreport import REGION_LABEL, region_of_lease
 
@@ -36,6 +37,13 @@ class Policy(StrEnum):
     ROUND_ROBIN = "RoundRobin"  # every healthy cluster
     WEIGHTED = "Weighted"  # clusters with weight > 0, in proportion (webhook/weights on the A/AAAA records)
     FAILOVER = "Failover"  # the healthy clusters of the first target in failoverOrder that has one
+    GEO_PROXIMITY = "GeoProximity"  # per view: the healthy clusters nearest to the view's location
+    LOWEST_LATENCY = "LowestLatency"  # per view: the healthy clusters with the lowest RTT from the view's region
+
+    @property
+    def per_view(self) -> bool:
+        """Whether the answer depends on where the client is (one answer per view; aggregator/proximity.py)."""
+        return self in (Policy.GEO_PROXIMITY, Policy.LOWEST_LATENCY)
 
 
 @dataclass(frozen=True)
@@ -78,6 +86,17 @@ class MemberKey:
 
     name: str
     kind = "MemberCluster"  # the metrics label, as IntentKey.kind is for intents
+
+    def __str__(self) -> str:
+        return f"{self.kind}/{self.name}"
+
+
+@dataclass(frozen=True, order=True)
+class ViewKey:
+    """A DNSView whose status (Accepted) the work queue should bring up to date."""
+
+    name: str
+    kind = "DNSView"  # the metrics label, as IntentKey.kind is for intents
 
     def __str__(self) -> str:
         return f"{self.kind}/{self.name}"
@@ -207,16 +226,21 @@ class AnswerCluster:
 @dataclass(frozen=True)
 class Answer:
     """``status.answers[]``: who answers the intent's names in one view ("" = the default view). Also the
-    memory of fail-open: the last healthy set survives restarts and leader changes here."""
+    memory of fail-open (the last healthy set) and of LowestLatency's hysteresis (a view's current answer):
+    both survive restarts and leader changes here."""
 
     view: str
     policy: Policy
     clusters: tuple[AnswerCluster, ...]
     reason: str
+    fallback: str = ""  # why a location policy could not rank this view (NoLocation, NoLatencyData)
 
     def to_json(self) -> dict[str, Any]:
-        return {"view": self.view, "policy": str(self.policy), "clusters": [c.to_json() for c in self.clusters],
-                "reason": self.reason}
+        out = {"view": self.view, "policy": str(self.policy), "clusters": [c.to_json() for c in self.clusters],
+               "reason": self.reason}
+        if self.fallback:
+            out["fallback"] = self.fallback
+        return out
 
 
 @dataclass(frozen=True)
@@ -390,8 +414,7 @@ class MemberCluster:
     region: str
     zone: str
     kubeconfig_secret: SecretKeyRef
-    latitude: float | None = None
-    longitude: float | None = None
+    location: Location | None = None  # spec.location: GeoProximity's input
     generation: int = 0
     status: MemberClusterStatus = field(default_factory=MemberClusterStatus, compare=False)
     # status is ours (written by the leader): a status-only change is no change of the member's spec
@@ -554,7 +577,8 @@ def _answer(raw: Any) -> Answer | None:
     clusters = tuple(AnswerCluster(str(c.get("cluster", "")), tuple(str(a) for a in _list(c.get("addresses"))),
                                    c["weight"] if isinstance(c.get("weight"), int) else 0)
                      for c in map(_dict, _list(raw.get("clusters"))) if c.get("cluster"))
-    return Answer(str(raw.get("view") or ""), policy, clusters, str(raw.get("reason") or ""))
+    return Answer(str(raw.get("view") or ""), policy, clusters, str(raw.get("reason") or ""),
+                  str(raw.get("fallback") or ""))
 
 
 def parse_load_balancing(raw: Any) -> LoadBalancing:
@@ -656,14 +680,16 @@ def parse_member_cluster(obj: dict[str, Any]) -> MemberCluster:
     ref = _dict(spec.get("kubeconfigSecretRef"))
     if not ref.get("namespace") or not ref.get("name"):
         raise ParseError("spec.kubeconfigSecretRef needs namespace and name")
-    location = _dict(spec.get("location"))
-    lat, lon = location.get("latitude"), location.get("longitude")
+    try:
+        location = parse_location(spec.get("location"), "spec.location")
+    except DNSViewError:  # the CRD refuses it; an old object still counts as a member, only without a location
+        location = None
     return MemberCluster(
         name=meta.get("name", ""), region=str(spec.get("region") or ""), zone=str(spec.get("zone") or ""),
         kubeconfig_secret=SecretKeyRef(str(ref["namespace"]), str(ref["name"]),
                                        str(ref.get("key") or DEFAULT_KUBECONFIG_KEY)),
-        latitude=float(lat) if lat is not None else None, longitude=float(lon) if lon is not None else None,
-        generation=int(meta.get("generation") or 0), status=parse_member_cluster_status(obj.get("status")),
+        location=location, generation=int(meta.get("generation") or 0),
+        status=parse_member_cluster_status(obj.get("status")),
     )
 
 
@@ -722,6 +748,30 @@ def parse_dns_endpoint(obj: dict[str, Any]) -> DNSEndpointObject:
         owners=parse_owner_references(meta.get("ownerReferences")),
         resource_version=str(meta.get("resourceVersion", "")), uid=str(meta.get("uid") or ""),
     )
+
+
+@dataclass(frozen=True)
+class DNSViewObject:
+    """A DNSView as the host holds it: the view (None when it cannot be read: ``problem`` says why) and the
+    status the aggregator last wrote on it."""
+
+    name: str
+    view: DNSView | None
+    problem: str = ""
+    generation: int = 0
+    conditions: tuple[Condition, ...] = field(default=(), compare=False)  # ours: a status-only change is no change
+
+
+def parse_dns_view_object(obj: dict[str, Any]) -> DNSViewObject:
+    """Never fails on a bad spec (dropping the object would hide it): the problem is reported on its status."""
+    meta = _meta(obj)
+    generation = meta.get("generation")
+    name, generation = str(meta.get("name") or ""), generation if isinstance(generation, int) else 0
+    conditions = parse_conditions(_dict(obj.get("status")).get("conditions"))
+    try:
+        return DNSViewObject(name, parse_dns_view(obj), "", generation, conditions)
+    except DNSViewError as error:
+        return DNSViewObject(name, None, str(error), generation, conditions)
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """One reconcile of one intent: evaluate every member through the intent's source, add the probers'
 verdicts (aggregator/quorum.py), let the policy pick each name's answer (aggregator/loadbalancing.py),
 render the DNSEndpoint and the status, and write each only when it differs from what the API server holds;
-and one reconcile of a MemberCluster's status (its reachability).
+and one reconcile of a MemberCluster's status (its reachability) and of a DNSView's (Accepted).
 
 The reconciler reads through ``ReconcileInputs`` (the Engine's caches, or an in-memory stand-in in
 tests) and writes through a KubeClient; it keeps its own record of what it wrote, which is fresher
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter as Tally
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any, Protocol
 
@@ -22,7 +22,9 @@ from aggregator.events import EventRecorder, EventSink, InvolvedObject, now_rfc3
 from aggregator.loadbalancing import Selector
 from aggregator.metrics import AggregatorMetrics
 from aggregator.model import (
+    Condition,
     DNSEndpointObject,
+    DNSViewObject,
     Domain,
     Intent,
     IntentKey,
@@ -32,9 +34,11 @@ from aggregator.model import (
     MemberCluster,
     MemberClusterStatus,
     MemberKey,
+    ViewKey,
     parse_dns_endpoint,
 )
 from aggregator.ownership import Ownership, conflict_message, owner_references, ownership
+from aggregator.proximity import Locality, views_of
 from aggregator.quorum import Votes, judge
 from aggregator.render import render_dns_endpoint
 from aggregator.sources import SOURCES
@@ -50,11 +54,13 @@ from aggregator.status import (
     answer_moved,
     build_status,
     cluster_changes,
+    dns_view_conditions,
     fail_open_event,
     member_status,
     problem_event,
 )
-from fleetdns.apipaths import DNS_ENDPOINTS, MEMBER_CLUSTERS
+from fleetdns.apipaths import DNS_ENDPOINTS, DNS_VIEWS, MEMBER_CLUSTERS
+from fleetdns.dnsview import Location, accept_views
 from fleetdns.endpoint import Endpoint
 from fleetdns.kubeapi import KubeClient, KubeError
 
@@ -89,6 +95,14 @@ class ReconcileInputs(Protocol):
         """The probers' voters and the intent's Down entries (read only for an intent with spec.healthCheck)."""
         ...
 
+    def dns_views(self) -> Sequence[DNSViewObject]:
+        """Every DNSView, readable or not (read only for location policies and DNSView status)."""
+        ...
+
+    def latency(self, region: str) -> Mapping[str, int]:
+        """The region's RTT to each cluster address, in µs, while its prober votes ({} when it does not)."""
+        ...
+
 
 class Reconciler:
     def __init__(self, inputs: ReconcileInputs, host: KubeClient, metrics: AggregatorMetrics, identity: str,
@@ -105,6 +119,7 @@ class Reconciler:
         self._desired: dict[IntentKey, tuple[dict[str, Any], ...]] = {}  # last rendered DNSEndpoint records
         self._written: dict[IntentKey, DNSEndpointObject] = {}  # last DNSEndpoint written, until the cache has it
         self._member_status: dict[str, MemberClusterStatus] = {}  # what this leader last wrote on MemberClusters
+        self._view_status: dict[str, tuple[Condition, ...]] = {}  # what this leader last wrote on DNSViews
 
     # --- what the engine asks -----------------------------------------------------------------
 
@@ -128,6 +143,7 @@ class Reconciler:
         self._last_status.clear()
         self._written.clear()
         self._member_status.clear()
+        self._view_status.clear()
 
     def condition_counts(self) -> Tally[tuple[str, str, str]]:
         tally: Tally[tuple[str, str, str]] = Tally()
@@ -162,9 +178,22 @@ class Reconciler:
             check_id = intent.health_check.resolved(source.check_host(intent, self)).check_id
             entries = judge(entries, check_id, self.inputs.votes(intent.key))
         fleet = {member.name: member.view().cluster.region for member in members}
-        selector = Selector(intent.load_balancing, entries, fleet, previous.answer())
+        locality = self.locality(members) if intent.load_balancing.policy.per_view else None
+        selector = Selector(intent.load_balancing, entries, fleet, previous.answer(), locality, previous.answers)
         desired = source.render(intent, entries, self, selector)
         return replace(desired, outcome=replace(desired.outcome, selection=selector.selection))
+
+    def locality(self, members: Sequence[MemberObjects]) -> Locality:
+        """The client views (accepted DNSViews, then one per region of the MemberClusters, at its clusters' mean
+        location), the clusters' locations and the fresh RTTs from each view's region."""
+        clusters = [member.view().cluster for member in members]
+        regions: dict[str, list[Location]] = {}
+        for cluster in clusters:
+            regions.setdefault(cluster.region, []).extend([cluster.location] if cluster.location else [])
+        accepted, _ = accept_views(obj.view for obj in self.inputs.dns_views() if obj.view is not None)
+        views = views_of(accepted, regions)
+        rtts = {region: self.inputs.latency(region) for region in {v.latency_from for v in views if v.latency_from}}
+        return Locality(views, {c.name: c.location for c in clusters if c.location is not None}, rtts)
 
     # --- act: intents -------------------------------------------------------------------------
 
@@ -366,6 +395,36 @@ class Reconciler:
             raise
         self.metrics.status_writes.labels(key.kind).inc()
         logger.info("member cluster status written", extra={"cluster": key.name, "state": new.state})
+
+
+    # --- act: DNSViews -------------------------------------------------------------------------
+
+    def reconcile_view(self, key: ViewKey) -> None:
+        """A DNSView's status: Accepted, or why it is not served (overlapping CIDRs name the other view); written
+        only when it changes."""
+        views = self.inputs.dns_views()
+        obj = next((v for v in views if v.name == key.name), None)
+        if obj is None:
+            self._view_status.pop(key.name, None)
+            return
+        _, refused = accept_views(v.view for v in views if v.view is not None)
+        regions = [member.view().cluster.region for member in self.inputs.members()]
+        old = self._view_status.get(key.name, obj.conditions)
+        new = dns_view_conditions(obj, refused, regions, old, now_rfc3339())
+        if new == old:
+            return
+        self._view_status[key.name] = new
+        try:
+            self.host.merge_patch(DNS_VIEWS.path(name=key.name, subresource="status"), {"status": {
+                "conditions": [c.to_json() for c in new], "observedGeneration": obj.generation}})
+        except KubeError as error:
+            self._view_status.pop(key.name, None)
+            if error.status == 404:  # deleted meanwhile
+                return
+            raise
+        self.metrics.status_writes.labels(key.kind).inc()
+        logger.info("DNSView status written", extra={"view": key.name, "accepted": new[0].status,
+                                                     "reason": new[0].reason})
 
 
 def _condition(status: IntentStatus, kind: str) -> str:

@@ -8,18 +8,24 @@ balancer gives only a hostname count for that name only when no cluster gives an
 a CNAME to one hostname (the first in cluster-name order), because a CNAME has exactly one target and
 cannot share its name with A records. (Resolved, a healthy cluster always has an IP, so no CNAME arises.)
 Who is in each name's answer is the policy's choice (aggregator/loadbalancing.py): callers pass its Pick.
+
+Views: under a location policy a name has its default answer (no setIdentifier) and one answer per client view,
+each endpoint with ``setIdentifier`` = the view (ExternalDNS keeps same-name endpoints apart by it) and the
+providerSpecific ``webhook/view`` = the view (what the webhook files it under, /skydns-<view>/).
 """
 
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from typing import Any
 
-from aggregator.loadbalancing import Pick, address_weights, published_ips
+from aggregator.loadbalancing import Pick, Selector, ViewPick, address_weights, published_ips
 from aggregator.model import LABEL_INTENT_KIND, LABEL_INTENT_NAME, ClusterStatus, IntentKey
 from aggregator.ownership import owner_references
 from fleetdns.apipaths import DNS_ENDPOINTS, Resource
+from fleetdns.dnsview import VIEW_PROPERTY
 from fleetdns.endpoint import Endpoint, ProviderSpecificProperty, RecordType
 from fleetdns.weights import WEIGHTS_PROPERTY, format_weights
 
@@ -49,12 +55,26 @@ def address_records(name: str, clusters: Iterable[ClusterStatus] | Pick, ttl: in
     return records
 
 
+def answer_records(name: str, candidates: Sequence[ClusterStatus], selector: Selector, ttl: int) -> list[Endpoint]:
+    """A name's records: its default answer, then (location policies) its answer in each client view; nothing
+    when the default answer is empty."""
+    default = address_records(name, selector.pick(candidates), ttl)
+    return default + view_records(name, selector.pick_views(candidates), ttl) if default else []
+
+
+def view_records(name: str, views: Iterable[ViewPick], ttl: int) -> list[Endpoint]:
+    """The name's records in each view, marked with the view (setIdentifier and ``webhook/view``)."""
+    return [replace(record, set_identifier=view.view,
+                    provider_specific=(*record.provider_specific, ProviderSpecificProperty(VIEW_PROPERTY, view.view)))
+            for view in views for record in address_records(name, view.pick, ttl)]
+
+
 def cname(name: str, target: str, ttl: int) -> Endpoint:
     return Endpoint(name, RecordType.CNAME, (target,), record_ttl=ttl)
 
 
 def sort_endpoints(records: list[Endpoint]) -> list[Endpoint]:
-    return sorted(records, key=lambda e: (e.dns_name, e.record_type))
+    return sorted(records, key=lambda e: (e.dns_name, e.record_type, e.set_identifier))
 
 
 def render_dns_endpoint(key: IntentKey, name: str, owner: Resource, intent_uid: str,

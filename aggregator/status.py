@@ -1,5 +1,6 @@
 """Intent status (per-cluster entries, the answer, Ready/Degraded/FailOpen/LoadBalancing conditions), the
-changes that make events (joins, leaves, fail-open, a Failover answer that moved), and a MemberCluster's
+changes that make events (joins, leaves, fail-open, a Failover answer or a view's answer that moved), and a
+MemberCluster's
 status (its reachability).
 
 Pure: the reconciler hands in the old status and the clock; a condition keeps its
@@ -8,6 +9,7 @@ lastTransitionTime while its status stays the same, so an unchanged answer write
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from aggregator.loadbalancing import LOAD_BALANCING, Selection
@@ -15,6 +17,7 @@ from aggregator.model import (
     Answer,
     ClusterStatus,
     Condition,
+    DNSViewObject,
     IntentStatus,
     MemberClusterStatus,
     Policy,
@@ -25,13 +28,15 @@ from aggregator.policy import KindProblem, MemberView, Reachability, Reason
 READY = "Ready"
 DEGRADED = "Degraded"
 REACHABLE = "Reachable"  # the MemberCluster's condition
+ACCEPTED = "Accepted"  # the DNSView's condition
+OVERLAPPING_CIDRS = "OverlappingCIDRs"  # Accepted=False: its clientCIDRs overlap an earlier view's
 NAME_CONFLICT = "NameConflict"  # Ready=False: the DNSEndpoint's name is held by an object that is not ours
 INVALID_SPEC = "InvalidSpec"  # Ready=False: the intent's spec cannot be read; its records are left as they are
 PROBLEM_EVENTS = (NAME_CONFLICT, INVALID_SPEC)  # Ready reasons that also make a Warning event
 
 
 FAIL_OPEN = "FailOpen"  # True: no cluster is healthy and the last healthy set still answers
-ANSWER_MOVED = "AnswerMoved"  # the event of a Failover answer that moved to another target
+ANSWER_MOVED = "AnswerMoved"  # the event of a Failover answer, or a view's answer, that moved to other clusters
 CARRIED = (FAIL_OPEN, LOAD_BALANCING)  # conditions kept as they were when nothing could be decided
 
 
@@ -81,7 +86,7 @@ def build_status(outcome: Outcome, generation: int, old: IntentStatus, now: str)
     conditions = [ready, degraded]
     answers = old.answers
     if selection is not None and not outcome.problem:
-        answers = (selection.answer,)
+        answers = selection.answers
         conditions += [_fail_open_condition(fail_open, selection, bool(healthy)), selection.condition]
     else:  # nothing decided about the answer: its conditions and the last healthy set stay as they were
         conditions += [c for c in old.conditions if c.type in CARRIED]
@@ -143,18 +148,30 @@ def fail_open_event(old: IntentStatus, new: IntentStatus) -> Condition | None:
 
 
 def answer_moved(old: IntentStatus, new: IntentStatus) -> tuple[str, str] | None:
-    """(event type, message) when a Failover answer moved to other clusters: Warning when it left clusters
-    that are no longer healthy, Normal when it moved back to a target that recovered. Not under fail-open."""
-    before, after = old.answer(), new.answer()
-    if before is None or after is None or after.policy is not Policy.FAILOVER or not before.clusters \
-            or not after.clusters or any(_is_true(s, FAIL_OPEN) for s in (old, new)):
+    """(event type, message) when a Failover answer, or the answer of one or more client views (location
+    policies), moved to other clusters: Warning when one left clusters that are no longer healthy, Normal
+    when it moved for another reason (a target recovered, a path became faster). Not under fail-open."""
+    default = new.answer()
+    if default is None or any(_is_true(s, FAIL_OPEN) for s in (old, new)):
         return None
-    was, now = [c.cluster for c in before.clusters], [c.cluster for c in after.clusters]
-    if set(was) == set(now):
-        return None
+    views = [""] if default.policy is Policy.FAILOVER else [a.view for a in new.answers if a.view] \
+        if default.policy.per_view else []
     healthy = {c.cluster for c in new.dns if c.healthy}
-    kind = "Warning" if not set(was) & healthy else "Normal"
-    return kind, f"answer moved from {', '.join(was)} to {', '.join(now)}: {after.reason}"
+    moves, warning = [], False
+    for view in views:
+        before, after = old.answer(view), new.answer(view)
+        if before is None or after is None or before.policy is not after.policy or not before.clusters \
+                or not after.clusters:
+            continue
+        was, now = [c.cluster for c in before.clusters], [c.cluster for c in after.clusters]
+        if set(was) == set(now):
+            continue
+        warning = warning or not set(was) & healthy
+        where = f"view {view}: " if view else ""
+        moves.append(f"{where}answer moved from {', '.join(was)} to {', '.join(now)}: {after.reason}")
+    if not moves:
+        return None
+    return "Warning" if warning else "Normal", "; ".join(moves)
 
 
 def _condition(status: IntentStatus, kind: str) -> Condition | None:
@@ -187,3 +204,30 @@ def member_status(view: MemberView, problems: tuple[KindProblem, ...], generatio
     stamped = _stamp(Condition(REACHABLE, status, str(view.reachability), message), generation, old.conditions, now)
     kinds = tuple(UnavailableKind(p.kind, p.status, p.detail) for p in sorted(problems, key=lambda p: p.kind))
     return MemberClusterStatus(str(view.reachability), (stamped,), kinds, generation)
+
+
+def dns_view_conditions(obj: DNSViewObject, refused: Mapping[str, str], regions: Iterable[str],
+                        old: tuple[Condition, ...], now: str) -> tuple[Condition, ...]:
+    """A DNSView's status: Accepted (served) or why not (InvalidSpec, OverlappingCIDRs naming the other view);
+    an accepted view's message also says what its location policies will lack."""
+    view = obj.view
+    if view is None:
+        condition = Condition(ACCEPTED, "False", INVALID_SPEC, f"{obj.problem}; this view is not served")
+    elif view.name in refused:
+        condition = Condition(ACCEPTED, "False", OVERLAPPING_CIDRS, refused[view.name])
+    else:
+        who = [f"clients from {', '.join(map(str, view.client_cidrs))}"] if view.client_cidrs else []
+        who += [f"countries {', '.join(view.countries)}"] if view.countries else []
+        who += [f"continents {', '.join(view.continents)}"] if view.continents else []
+        notes = []
+        if view.location is None:
+            notes.append("no spec.location: GeoProximity answers this view with every healthy cluster")
+        known = sorted(set(regions))
+        if not view.latency_from:
+            notes.append("no spec.latencyFrom: LowestLatency answers this view by distance")
+        elif view.latency_from not in known:
+            notes.append(f"spec.latencyFrom {view.latency_from!r} is not the region of any MemberCluster "
+                         f"({', '.join(known) or 'none'}): LowestLatency answers this view by distance")
+        message = "served: " + "; ".join(who) + "".join(f"; {note}" for note in notes)
+        condition = Condition(ACCEPTED, "True", ACCEPTED, message)
+    return (_stamp(condition, obj.generation, old, now),)

@@ -24,7 +24,7 @@ from aggregator.model import (
 )
 from aggregator.naming import ingress_host_names
 from aggregator.policy import KindProblem, MemberView, Reason, cluster_status, kind_unavailable, unreachable
-from aggregator.render import address_records, sort_endpoints
+from aggregator.render import answer_records, sort_endpoints
 from aggregator.sources.base import Desired, Domains, MemberIndex, MemberKind, MemberObjects, ServiceRef, Source
 from aggregator.sources.readiness import ENDPOINT_SLICE_KIND
 from aggregator.status import Outcome
@@ -66,9 +66,10 @@ def evaluate_ingress_cluster(view: IngressView) -> ClusterStatus | None:
 
 def render_ingress_endpoints(intent: IngressIntent, hosts: tuple[str, ...], clusters: tuple[ClusterStatus, ...],
                              selector: Selector | None = None) -> list[Endpoint]:
-    """One A/AAAA (or CNAME) record set per host over the policy's pick of the clusters."""
-    pick = (selector or Selector()).pick(clusters)
-    records = [record for host in hosts for record in address_records(host, pick, intent.record_ttl)]
+    """One A/AAAA (or CNAME) record set per host over the policy's pick of the clusters (and, for a location
+    policy, one per host and client view)."""
+    selector = selector or Selector()
+    records = [record for host in hosts for record in answer_records(host, clusters, selector, intent.record_ttl)]
     return sort_endpoints(records)
 
 

@@ -23,7 +23,7 @@ from aggregator.model import (
 )
 from aggregator.naming import ServiceNames, service_names
 from aggregator.policy import MemberView, Reason, cluster_status, unreachable
-from aggregator.render import address_records, cname, sort_endpoints
+from aggregator.render import address_records, answer_records, cname, sort_endpoints
 from aggregator.sources.base import Desired, Domains, MemberIndex, MemberKind, MemberObjects, ServiceRef, Source
 from aggregator.sources.readiness import ENDPOINT_SLICE_KIND
 from aggregator.status import Outcome
@@ -65,12 +65,13 @@ def evaluate_service_cluster(view: ServiceView, allow_without_endpoints: bool) -
 def render_service_endpoints(intent: ServiceIntent, names: ServiceNames, clusters: tuple[ClusterStatus, ...],
                              selector: Selector | None = None) -> list[Endpoint]:
     """Global, region and zone names with KubeFed's CNAME fallbacks; empty when nothing answers. Each name's
-    answer is the policy's pick over its own candidates (the global name: every listed cluster).
+    answer is the policy's pick over its own candidates (the global name: every listed cluster). Only the global
+    name has client views (location policies): a region or zone name already says where to go.
 
     Regions and zones are those of the clusters listed in the status (where the Service exists).
     """
     selector = selector or Selector()
-    global_records = address_records(names.global_name, selector.pick(clusters), intent.record_ttl)
+    global_records = answer_records(names.global_name, clusters, selector, intent.record_ttl)
     if not global_records:
         return []
     records = list(global_records)
