@@ -18,10 +18,11 @@ slower. The kernel has no ``netem``, and a TCP relay could not delay a handshake
 
 The stand-in ingress processes stay in the root namespace (they watch their member's API server on
 127.0.0.1) with their listeners created in the LB namespace. ``cut_from_vips`` blackholes the LB
-namespace's route back to the region: the region's SYNs arrive and every answer vanishes, so its checks
-time out as through a dead path (a blackhole on the region's own side would fail them at once with
-EINVAL, which no real partition does). ``cut_from_api`` pauses the region's API relay (connections
-refused, open ones reset). The kernel here has no dummy interfaces, so VIPs live on the LB namespace's lo.
+namespace's route back to the region (``heal`` points it at the forwarder again): the region's SYNs arrive
+and every answer vanishes, so its checks time out as through a dead path (a blackhole on the region's own
+side would fail them at once with EINVAL, which no real partition does). ``cut_from_api`` pauses the
+region's API relay (connections refused, open ones reset). The kernel here has no dummy interfaces, so
+VIPs live on the LB namespace's lo.
 """
 
 from __future__ import annotations
