@@ -1,5 +1,6 @@
 """Weighted answers on stock CoreDNS: a DNSEndpoint's ``webhook/weights`` → real ExternalDNS → webhook → etcd →
-fleetdns-weightfile → the shipped Corefile's ``loadbalance weighted``. Real etcd, API server, ExternalDNS, CoreDNS.
+fleetdns-zonefiles (its weight file) → the shipped Corefile's ``loadbalance weighted``. Real etcd, API server,
+ExternalDNS, CoreDNS.
 
 Weights only pick which address comes first; every answer still carries every address.
 """
@@ -24,13 +25,14 @@ from fleetdns.apipaths import DNS_ENDPOINTS
 from fleetdns.endpoint import ProviderSpecificProperty
 from fleetdns.weights import WEIGHTS_PROPERTY
 from rig import CoreDNS, ExternalDNS
-from rig.coredns import RegionalCoreDNS, WeightFileSidecar, dns_answers, regional_coredns
+from rig.coredns import RegionalCoreDNS, ZoneFilesSidecar, dns_answers, regional_coredns
 from rig.ports import free_port
 from rig.region import WebhookProvider
 from rig.waiting import wait_for
 from rig.workloads import apply_crds
 from webhook_provider.records import Record, StoredEntry
-from webhook_provider.weightfile import HEADER, WeightFile, name_weights, render
+from webhook_provider.weightfile import HEADER, name_weights, render
+from webhook_provider.zonefiles import ReplacedFile
 
 ZONE = "gslb.example.com"
 V4 = ("198.18.1.1", "198.18.2.1")
@@ -121,7 +123,7 @@ def stack(fleet, etcd, tmp_path_factory) -> Iterator[Stack]:
             "--policy=sync", "--interval=500ms", "--provider=webhook", f"--webhook-provider-url={webhook.url}",
             f"--domain-filter={ZONE}"], workdir=workdir)
         started.append(edns.start())
-        wait_for(lambda: coredns.sidecar.metrics().get("fleetdns_weightfile_names") == 1, 60,
+        wait_for(lambda: coredns.sidecar.metrics().get("fleetdns_zonefiles_weighted_names") == 1, 60,
                  "the weight file holding weighted.* (published through ExternalDNS)")
         wait_for(lambda: share(first_answers(coredns, f"weighted.{ZONE}", "A", 300), V4[0]) > 65, 15,
                  "CoreDNS reloading the weight file")
@@ -206,7 +208,11 @@ def test_a_missing_or_broken_weight_file_never_empties_an_answer(stack, etcd, tm
     segment = stack.prefix.strip("/")
     server = regional_coredns(ZONE, etcd.endpoints, tmp_path, "coredns-nofile", etcd_path=segment)
     try:
-        CoreDNS.start(server)  # CoreDNS alone: no weight file yet (its sidecar has not started)
+        server.sidecar.start().wait_ready()  # the zone file, then CoreDNS alone without the weight file
+        server.sidecar.stop()
+        weight_file = Path(server.env["FLEETDNS_WEIGHT_FILE"])
+        weight_file.unlink()
+        CoreDNS.start(server)
         assert _log_count(server, "Failed to open weight file") == 1
         firsts = first_answers(server, f"weighted.{ZONE}", "A", 600)
         assert set(firsts) == set(V4) and 35 < share(firsts, V4[0]) < 65  # every address, equal weights
@@ -216,7 +222,6 @@ def test_a_missing_or_broken_weight_file_never_empties_an_answer(stack, etcd, tm
                  "the weights applied once the file exists")
         server.sidecar.stop()
 
-        weight_file = Path(server.env["FLEETDNS_WEIGHT_FILE"])
         weight_file.write_text(f"weighted.{ZONE}.\n{V4[0]} 0\nnot-an-address 10\n")
         wait_for(lambda: _log_count(server, "wrong weight value"), 15, "CoreDNS reading the broken file")
         firsts = first_answers(server, f"weighted.{ZONE}", "A", 1_000)
@@ -233,19 +238,25 @@ def test_a_missing_or_broken_weight_file_never_empties_an_answer(stack, etcd, tm
 
 
 @pytest.mark.unit  # our own process only: the etcd it is given does not exist
-def test_the_sidecar_never_replaces_the_file_while_etcd_cannot_be_read(tmp_path):
+def test_the_sidecar_never_replaces_the_files_while_etcd_cannot_be_read(tmp_path):
     weight_file = tmp_path / "weights"
     kept = f"{HEADER}weighted.{ZONE}.\n{V4[0]} 255\n{V4[1]} 64\n"
     weight_file.write_text(kept)
+    zone_dir = tmp_path / "zones"
+    zone_dir.mkdir()
+    zone_kept = f"$ORIGIN {ZONE}.\n{ZONE}. 30 IN SOA ns.dns.{ZONE}. hostmaster.{ZONE}. 5 7200 1800 86400 30\n"
+    (zone_dir / f"db.{ZONE}").write_text(zone_kept)
     dead_etcd = f"http://127.0.0.1:{free_port()}"
-    sidecar = WeightFileSidecar([dead_etcd], "/skydns/", weight_file, tmp_path, extra_args=["--etcd-timeout=500ms"])
-    with_errors = 'fleetdns_weightfile_sync_errors_total{stage="etcd"}'
+    sidecar = ZoneFilesSidecar([dead_etcd], "/skydns/", [ZONE], zone_dir, weight_file, tmp_path,
+                               extra_args=["--etcd-timeout=500ms"])
+    with_errors = 'fleetdns_zonefiles_sync_errors_total{stage="etcd"}'
     try:
         sidecar.start()
         wait_for(lambda: sidecar.metrics().get(with_errors, 0) >= 3, 30, "three failed syncs")
         assert not sidecar.ready()
         assert weight_file.read_text() == kept
-        assert [path.name for path in tmp_path.iterdir() if path.name.startswith(".weights")] == []
+        assert sidecar.zone_file(ZONE).read_text() == zone_kept
+        assert [path.name for path in [*tmp_path.iterdir(), *zone_dir.iterdir()] if path.name.startswith(".")] == []
     finally:
         sidecar.stop()
 
@@ -291,11 +302,11 @@ def test_the_file_lists_each_name_fully_qualified_then_ip_weight_lines():
 @pytest.mark.unit
 def test_the_file_is_replaced_whole_and_only_when_its_content_changes(tmp_path):
     path = tmp_path / "weights"
-    assert WeightFile(path).replace("one\n") is True
+    assert ReplacedFile(path).replace("one\n") is True
     inode = path.stat().st_ino
-    assert WeightFile(path).replace("one\n") is False  # a restart with the same data writes nothing
+    assert ReplacedFile(path).replace("one\n") is False  # a restart with the same data writes nothing
     assert path.stat().st_ino == inode
-    writer = WeightFile(path)
+    writer = ReplacedFile(path)
     assert writer.replace("two\n") is True and path.read_text() == "two\n"
     assert path.stat().st_ino != inode  # renamed into place, never rewritten in place
     assert sorted(p.name for p in tmp_path.iterdir()) == ["weights"]
