@@ -14,7 +14,7 @@ import pytest
 
 from fleetdns.apipaths import HEALTH_REPORTS, LEASES, NAMESPACES
 from fleetdns.healthcheck import parse_health_check
-from fleetdns.healthreport import REGION_LABEL, DownEntry, HealthReport, intent_ref, prober_lease_name
+from fleetdns.healthreport import REGION_LABEL, DownEntry, HealthReport, LatencyEntry, intent_ref, prober_lease_name
 from fleetdns.kubeapi import KubeClient, KubeError
 from fleetdns.leader import micro_time
 from fleetdns.weights import WEIGHTS_PROPERTY
@@ -75,8 +75,8 @@ class Probers:
         """The region's prober stops renewing (crashed, or cut off from the host API)."""
         self.alive.discard(region)
 
-    def report(self, region: str, cluster: str, *down: DownEntry) -> None:
-        report = HealthReport(self.namespace, region, cluster, down)
+    def report(self, region: str, cluster: str, *down: DownEntry, latency: tuple[LatencyEntry, ...] = ()) -> None:
+        report = HealthReport(self.namespace, region, cluster, down, latency=latency)
         path = HEALTH_REPORTS.path(self.namespace, report.name)
         try:
             current = self.host.get(path)

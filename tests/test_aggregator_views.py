@@ -1,0 +1,253 @@
+"""Client views and the location policies in the aggregator as a real process against real host, east and west
+API servers: the DNSEndpoint a user's ExternalDNS reads gets one endpoint per view, answers move when a cluster
+goes down or a path gets slower (HealthReports written by the test as the regions' probers would), and DNSViews
+get their Accepted condition. The MemberClusters are placed in New York (east) and San Francisco (west)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from fleetdns.apipaths import DNS_VIEWS, MEMBER_CLUSTERS, NAMESPACES
+from fleetdns.dnsview import VIEW_PROPERTY
+from fleetdns.healthcheck import parse_health_check
+from fleetdns.healthreport import DownEntry, LatencyEntry, intent_ref
+from fleetdns.kubeapi import KubeClient, KubeError
+from rig import Fleet
+from rig.aggregator import AggregatorProcess
+from tests.test_aggregator_quorum_engine import Probers
+from tests.test_aggregator_support import (
+    VIPS,
+    condition,
+    create_domain,
+    create_service_intent,
+    deploy_service,
+    dns_endpoint,
+    events_for,
+    intent,
+    new_namespace,
+    prepare_fleet,
+    unique,
+    wait_for,
+)
+
+pytestmark = pytest.mark.apiserver
+GRACE = 2.0  # --prober-grace-period
+CHECK = {"httpGet": {"port": 80, "path": "/healthz"}}
+PLACES = {"east": {"latitude": 40.7128, "longitude": -74.006}, "west": {"latitude": 37.7749, "longitude": -122.4194}}
+LONDON, TOKYO = {"latitude": 51.5072, "longitude": -0.1276}, {"latitude": 35.6762, "longitude": 139.6503}
+REGIONS = ("east", "west", "eu")  # the probers' regions: east and west are the MemberClusters' regions
+
+
+class World:
+    def __init__(self, fleet: Fleet, host: KubeClient, namespace: str, probers: Probers,
+                 aggregator: AggregatorProcess) -> None:
+        self.fleet, self.host, self.ns, self.probers, self.aggregator = fleet, host, namespace, probers, aggregator
+        self.views: list[str] = []
+
+    def global_name(self, service: str) -> str:
+        return f"{service}.{self.ns}.fleet.svc.example.com"
+
+    def service(self, policy: str, **spec: Any) -> str:
+        name = unique("web")
+        deploy_service(self.fleet, self.ns, name, {c: {"ip": VIPS[c], "ready": True} for c in ("east", "west")})
+        create_service_intent(self.host, self.ns, name, loadBalancing={"policy": policy}, **spec)
+        return name
+
+    def view(self, name: str, **spec: Any) -> str:
+        self.host.create(DNS_VIEWS.path(), DNS_VIEWS.manifest(name, spec=spec))
+        self.views.append(name)
+        return name
+
+    def endpoints(self, service: str) -> list[dict[str, Any]]:
+        obj = dns_endpoint(self.host, self.ns, f"service-{service}")
+        return [] if obj is None else obj["spec"].get("endpoints") or []
+
+    def by_view(self, service: str) -> dict[str, set[str]]:
+        """The global name's A targets per view ("" = the default answer)."""
+        return {e.get("setIdentifier", ""): set(e["targets"]) for e in self.endpoints(service)
+                if e["dnsName"] == self.global_name(service) and e["recordType"] == "A"}
+
+    def wait_views(self, service: str, expected: dict[str, set[str]], timeout: float = 30.0) -> None:
+        wait_for(lambda: self.by_view(service) == expected, timeout, what=f"views of {service}: {expected}")
+
+    def status(self, service: str) -> dict[str, Any]:
+        return intent(self.host, self.ns, "servicednsrecords", service).get("status") or {}
+
+    def answer(self, service: str, view: str) -> dict[str, Any]:
+        return next((a for a in self.status(service).get("answers") or [] if a["view"] == view), {})
+
+    def down(self, service: str, cluster: str) -> DownEntry:
+        check = parse_health_check(CHECK)
+        assert check is not None
+        return DownEntry(intent_ref("ServiceDNSRecord", service), VIPS[cluster],
+                         check.resolved(self.global_name(service)).check_id, "2025-01-01T00:00:00Z", "HTTP 500")
+
+    def rtt(self, region: str, cluster: str, millis: float) -> None:
+        """What region's prober reports as its median connect time to the cluster's VIP."""
+        stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        self.probers.report(region, cluster, latency=(LatencyEntry(VIPS[cluster], int(millis * 1000), stamp),))
+
+    def accepted(self, view: str) -> dict[str, Any]:
+        obj = self.host.get(DNS_VIEWS.path(name=view))
+        return condition(obj, "Accepted")
+
+
+@pytest.fixture(scope="module")
+def world(fleet: Fleet, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    host = prepare_fleet(fleet)
+    namespace = new_namespace(fleet, "agg-views")
+    lease_namespace = unique("agg-view-probers")
+    host.create(NAMESPACES.path(), NAMESPACES.manifest(lease_namespace))
+    create_domain(host, namespace)
+    for member, place in PLACES.items():
+        host.merge_patch(MEMBER_CLUSTERS.path(name=member), {"spec": {"location": place}})
+    probers = Probers(host, lease_namespace, namespace, REGIONS).start()
+    aggregator = AggregatorProcess(fleet.host.kubeconfig, [
+        f"--namespace={namespace}", f"--lease-name={namespace}", f"--prober-grace-period={GRACE}s",
+        f"--prober-lease-namespace={lease_namespace}", "--log-format=text"], tmp_path_factory.mktemp("aggregator"))
+    try:
+        with aggregator:
+            yield World(fleet, host, namespace, probers, aggregator)
+            assert aggregator.process is not None and aggregator.process.running, aggregator.log()[-3000:]
+    finally:
+        probers.close()
+        for member in PLACES:  # the session's MemberClusters go back to having no location
+            host.merge_patch(MEMBER_CLUSTERS.path(name=member), {"spec": {"location": None}})
+
+
+@pytest.fixture
+def views(world: World) -> Iterator[World]:
+    """DNSViews are cluster-scoped: every one a test creates is deleted after it."""
+    yield world
+    for name in world.views:
+        try:
+            world.host.delete(DNS_VIEWS.path(name=name))
+        except KubeError as error:
+            if error.status != 404:
+                raise
+    world.views.clear()
+
+
+def test_without_any_dns_view_each_region_answers_with_its_nearest_cluster(views: World) -> None:
+    name = views.service("GeoProximity")
+    both = {VIPS["east"], VIPS["west"]}
+    views.wait_views(name, {"": both, "region-east": {VIPS["east"]}, "region-west": {VIPS["west"]}})
+    glob = views.global_name(name)
+    shape = sorted((e["recordType"], e.get("setIdentifier", ""), e.get("providerSpecific", []))
+                   for e in views.endpoints(name) if e["dnsName"] == glob)
+    assert shape == [("A", "", []),
+                     ("A", "region-east", [{"name": VIEW_PROPERTY, "value": "region-east"}]),
+                     ("A", "region-west", [{"name": VIEW_PROPERTY, "value": "region-west"}])]
+    # Region and zone names keep their own clusters and have no views.
+    assert all("setIdentifier" not in e for e in views.endpoints(name) if e["dnsName"] != glob)
+    answers = wait_for(lambda: len(views.status(name).get("answers") or []) == 3 and views.status(name)["answers"],
+                       what="three answers in the status")
+    assert [(a["view"], [c["cluster"] for c in a["clusters"]], a["reason"]) for a in answers] == [
+        ("", ["east", "west"], "the default answer (clients of no view): every healthy cluster"),
+        ("region-east", ["east"], "nearest: east 0 km"),
+        ("region-west", ["west"], "nearest: west 0 km")]
+    assert condition(intent(views.host, views.ns, "servicednsrecords", name), "LoadBalancing")["reason"] == "Applied"
+
+
+def test_two_populations_get_their_nearest_cluster_and_the_other_one_when_it_goes_down(views: World) -> None:
+    views.view(unique("europe"), clientCIDRs=["203.0.113.0/25"], location=LONDON)
+    asia = views.view(unique("asia"), clientCIDRs=["203.0.113.128/25"], location=TOKYO)
+    europe = views.views[0]
+    name = views.service("GeoProximity", healthCheck=CHECK)
+    east, west, both = {VIPS["east"]}, {VIPS["west"]}, {VIPS["east"], VIPS["west"]}
+    views.wait_views(name, {"": both, europe: east, asia: west, "region-east": east, "region-west": west})
+    wait_for(lambda: views.accepted(europe).get("status") == "True", what="europe Accepted")
+
+    for region in ("east", "eu"):  # a majority of the probers sees east's app fail
+        views.probers.report(region, "east", views.down(name, "east"))
+    views.wait_views(name, {"": west, europe: west, asia: west, "region-east": west, "region-west": west})
+    # (A first reconcile may have seen one member's Service before the other's: that join moved answers too.)
+    moved = wait_for(lambda: [e for e in events_for(views.host, views.ns, name) if e["reason"] == "AnswerMoved"
+                              and e["type"] == "Warning"], what="an AnswerMoved Warning")
+    assert f"view {europe}: answer moved from east to west: failed over from east (HealthCheckFailed" \
+        in moved[0]["message"]
+    assert f"view {asia}:" not in moved[0]["message"]  # its answer did not move
+
+    for region in ("east", "eu"):
+        views.probers.report(region, "east")
+    views.wait_views(name, {"": both, europe: east, asia: west, "region-east": east, "region-west": west})
+
+
+def test_lowest_latency_follows_the_measured_rtt_without_flapping_between_near_equal_paths(views: World) -> None:
+    name = views.service("LowestLatency")
+    east, west = {VIPS["east"]}, {VIPS["west"]}
+    views.rtt("east", "east", 10)
+    views.rtt("east", "west", 30)
+    views.wait_views(name, {"": east | west, "region-east": east, "region-west": west})
+    wait_for(lambda: views.answer(name, "region-east").get("reason") == "fastest from east: east 10.0 ms",
+             what="region-east answered by RTT")  # the status is written just after the DNSEndpoint
+    # No RTT from the west region: its view goes by distance and says so.
+    region_west = wait_for(lambda: views.answer(name, "region-west").get("fallback") == "NoLatencyData"
+                           and views.answer(name, "region-west"), what="region-west's fallback")
+    assert region_west["reason"] == "no fresh RTT from region west to any healthy cluster; by distance instead: " \
+                                    "nearest: west 0 km"
+
+    # The paths swap places, but east stays within 50 % + 5 ms of the fastest: the answer is kept.
+    views.rtt("east", "west", 10)
+    views.rtt("east", "east", 14.5)
+    kept = wait_for(lambda: views.answer(name, "region-east").get("reason", "").startswith("kept")
+                    and views.answer(name, "region-east"), what="the kept answer in the status")
+    assert kept["reason"] == "kept from east: east 14.5 ms (within 50 % + 5 ms of the fastest, west 10.0 ms)"
+    assert views.by_view(name)["region-east"] == east
+
+    # East's path becomes clearly slower: the view moves to west, announced as a Normal event.
+    views.rtt("east", "east", 40)
+    views.wait_views(name, {"": east | west, "region-east": west, "region-west": west})
+    wait_for(lambda: [e for e in events_for(views.host, views.ns, name) if e["reason"] == "AnswerMoved"
+                      and e["type"] == "Normal" and e["message"] == "view region-east: answer moved from east to "
+                      "west: fastest from east: west 10.0 ms"], what="an AnswerMoved event")
+
+    # The east region's prober stops renewing its Lease: its RTTs no longer count, the view goes by distance.
+    views.probers.silence("east")
+    try:
+        views.wait_views(name, {"": east | west, "region-east": east, "region-west": west}, timeout=GRACE + 30)
+        wait_for(lambda: views.answer(name, "region-east").get("fallback") == "NoLatencyData",
+                 what="region-east's fallback in the status")
+    finally:
+        views.probers.alive.add("east")
+        for cluster in ("east", "west"):  # later tests measure nothing
+            views.probers.report("east", cluster)
+
+
+def test_a_view_without_latency_data_falls_back_to_distance_and_the_intent_says_which(views: World) -> None:
+    far = views.view(unique("far"), countries=["GB"], location=LONDON, latencyFrom="nowhere")
+    name = views.service("LowestLatency")
+    views.wait_views(name, {"": {VIPS["east"], VIPS["west"]}, far: {VIPS["east"]}, "region-east": {VIPS["east"]},
+                            "region-west": {VIPS["west"]}})
+    answer = wait_for(lambda: views.answer(name, far), what=f"{far}'s answer")
+    assert answer["fallback"] == "NoLatencyData"
+    assert answer["reason"] == ("no fresh RTT from region nowhere to any healthy cluster; by distance instead: "
+                                "nearest: east 5,570 km")
+    lb = condition(intent(views.host, views.ns, "servicednsrecords", name), "LoadBalancing")
+    assert (lb["status"], lb["reason"]) == ("False", "NoLatencyData")
+    assert f"views without a fresh RTT from their region to any healthy cluster: {far}" in lb["message"]
+    accepted = wait_for(lambda: views.accepted(far).get("message"), what=f"{far} Accepted")
+    assert "spec.latencyFrom 'nowhere' is not the region of any MemberCluster (east, west)" in accepted
+
+
+def test_overlapping_views_the_later_one_is_not_served_and_says_which_view_it_overlaps(views: World) -> None:
+    first = views.view(unique("ov-a"), clientCIDRs=["10.20.0.0/16"], location=LONDON)
+    second = views.view(first.replace("ov-a", "ov-b"), clientCIDRs=["10.20.5.0/24", "10.99.0.0/16"], location=TOKYO)
+    name = views.service("GeoProximity")
+    both = {VIPS["east"], VIPS["west"]}
+    views.wait_views(name, {"": both, first: {VIPS["east"]}, "region-east": {VIPS["east"]},
+                            "region-west": {VIPS["west"]}})
+    refused = wait_for(lambda: views.accepted(second).get("status") == "False" and views.accepted(second),
+                       what=f"{second} not accepted")
+    assert refused["reason"] == "OverlappingCIDRs"
+    assert refused["message"].startswith(f"clientCIDRs 10.20.5.0/24 overlaps 10.20.0.0/16 of DNSView {first}")
+    assert views.accepted(first)["status"] == "True"
+
+    views.host.delete(DNS_VIEWS.path(name=first))
+    views.wait_views(name, {"": both, second: {VIPS["west"]}, "region-east": {VIPS["east"]},
+                            "region-west": {VIPS["west"]}})
+    wait_for(lambda: views.accepted(second).get("status") == "True", what=f"{second} accepted once alone")
