@@ -226,10 +226,12 @@ def read_control(forwarder: Forwarder, fd: int, clients: dict[int, tuple[socket.
 def run(args: argparse.Namespace) -> None:
     with contextlib.suppress(OSError):  # not permitted: the path is only a little less steady
         os.setpriority(os.PRIO_PROCESS, 0, NICE)
-    region_fd = open_tun(args.region_netns, args.region_device)
-    lb_fd = open_tun(args.lb_netns, args.lb_device)
+    rtts = dict(parse_rtt_flag(item) for item in args.rtt)
+    parse_rtts(rtts)  # every flag checked before anything is created
+    region_fd = open_device(args.region_netns, args.region_device)
+    lb_fd = open_device(args.lb_netns, args.lb_device)
     forwarder = Forwarder(region_fd, lb_fd)
-    forwarder.set_rtts(dict(parse_rtt_flag(item) for item in args.rtt))
+    forwarder.set_rtts(rtts)
     control_path = Path(args.control)
     with contextlib.suppress(FileNotFoundError):
         control_path.unlink()
@@ -247,6 +249,14 @@ def run(args: argparse.Namespace) -> None:
         os.close(lb_fd)  # non-persistent devices: closing removes them
         with contextlib.suppress(FileNotFoundError):
             control_path.unlink()
+
+
+def open_device(namespace: str, device: str) -> int:
+    try:
+        return open_tun(namespace, device)
+    except OSError as error:
+        raise SystemExit(f"rig.delay: cannot create TUN device {device} in namespace {namespace}: {error} "
+                         f"(run as root, the namespace must exist and hold no device of that name)") from None
 
 
 def parse_rtt_flag(item: str) -> tuple[str, float]:
