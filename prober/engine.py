@@ -244,11 +244,12 @@ class Prober:
         for key in (*changes.added_probes, *changes.retimed_probes):
             self._periods_of.setdefault(key.address, {})[key] = self.index.probes[key].period
             touched.add(key.address)
+        now = self.scheduler.clock()
         with self._lock:
             for address in touched:
                 periods = self._periods_of.get(address)
                 if periods:
-                    self.latency.track(address, STALE_PERIODS * max(periods.values()))
+                    self.latency.track(address, STALE_PERIODS * max(periods.values()), now)
                 else:
                     self._periods_of.pop(address, None)
                     self.latency.forget(address)
@@ -369,12 +370,10 @@ class Prober:
         with self._lock:
             return dict(self._verdicts.get(key, {}))
 
-    def latency_of(self, key: ReportKey) -> dict[str, LatencyEntry]:
-        """The published RTT figure of each address the report's subjects use (addresses without one: absent)."""
+    def latency_of(self, key: ReportKey) -> dict[str, LatencyEntry | None]:
+        """The RTT figure of each address the report's subjects use (``LatencyTable.figures``)."""
         with self._lock:
-            addresses = {address for _, address in self._verdicts.get(key, {})}
-            figures = {address: self.latency.published(address) for address in addresses}
-        return {address: figure for address, figure in figures.items() if figure is not None}
+            return self.latency.figures({address for _, address in self._verdicts.get(key, {})})
 
     def rtt_by_cluster(self) -> list[tuple[str, str, float]]:
         """(cluster, address, median seconds) of every address with a current median, for the metrics."""

@@ -6,7 +6,8 @@ Per address, the median of the last ``WINDOW`` samples is the figure; it is *pub
 once ``MIN_SAMPLES`` are in, and published again only when it moves by more than max(10 %, 1 ms) from the value
 published last, so a stable path costs no report writes. A failed connect is no sample. When the newest sample
 is older than ``STALE_PERIODS`` × the longest period of the checks on the address, the address is stale: its
-samples are dropped and it leaves the reports until ``MIN_SAMPLES`` new ones are in. See prober/README.md.
+samples are dropped and it leaves the reports until ``MIN_SAMPLES`` new ones are in. Until an address's first
+figure (a new check, a restarted prober), a report keeps the entry it has. See prober/README.md.
 """
 
 from __future__ import annotations
@@ -48,13 +49,18 @@ def moved(published: int, median: int) -> bool:
 
 @dataclass
 class AddressRtt:
-    """The samples of one address and the figure last published for it."""
+    """The samples of one address and the figure last published for it.
+
+    Three states: *measuring* (tracked, no figure yet: a report keeps the entry it has, so a restarted prober
+    rewrites nothing while it takes its first samples), *published*, and *stale* (no sample for ``stale_after``:
+    the entry leaves the reports until a new figure is published)."""
 
     stale_after: float  # seconds without a sample after which the address is stale
+    last: float  # when the newest sample was taken, or measuring began (the caller's monotonic clock)
     samples: collections.deque[int] = field(default_factory=lambda: collections.deque(maxlen=WINDOW))
-    last: float = float("-inf")  # when the newest sample was taken (the caller's monotonic clock)
     median: int | None = None  # of the samples now (None: fewer than MIN_SAMPLES)
     published: LatencyEntry | None = None
+    stale: bool = False
 
 
 class LatencyTable:
@@ -65,11 +71,11 @@ class LatencyTable:
         self.stamp = stamp
         self.addresses: dict[str, AddressRtt] = {}
 
-    def track(self, address: str, stale_after: float) -> None:
+    def track(self, address: str, stale_after: float, now: float) -> None:
         """Start (or keep) measuring ``address``; ``stale_after``: STALE_PERIODS × its longest check period."""
         known = self.addresses.get(address)
         if known is None:
-            self.addresses[address] = AddressRtt(stale_after)
+            self.addresses[address] = AddressRtt(stale_after, now)
         else:
             known.stale_after = stale_after
 
@@ -83,8 +89,8 @@ class LatencyTable:
         if state is None:
             return None  # its checks are gone: a late result
         change = None
-        if now - state.last > state.stale_after and state.samples:
-            change = self._drop(state)
+        if not state.stale and now - state.last > state.stale_after:  # before any sweep saw it
+            change = self._go_stale(state)
         state.samples.append(max(0, round(rtt * 1_000_000)))
         state.last = now
         if len(state.samples) < MIN_SAMPLES:
@@ -93,14 +99,15 @@ class LatencyTable:
         published = state.published
         if published is not None and not moved(published.rtt_micros, median):
             return change
-        state.published = LatencyEntry(address, median, self.stamp(wall))
+        state.published, state.stale = LatencyEntry(address, median, self.stamp(wall)), False
         return Change.APPEARED if published is None else Change.MOVED
 
     def expire(self, now: float) -> list[str]:
-        """Addresses whose published figure went stale now (their reports lose the entry)."""
+        """Addresses that went stale now (their reports lose the entry)."""
         gone = []
         for address, state in self.addresses.items():
-            if state.samples and now - state.last > state.stale_after and self._drop(state) is Change.STALE:
+            if not state.stale and now - state.last > state.stale_after:
+                self._go_stale(state)
                 gone.append(address)
         return gone
 
@@ -108,13 +115,22 @@ class LatencyTable:
         state = self.addresses.get(address)
         return state.published if state is not None else None
 
+    def figures(self, addresses: Iterable[str]) -> dict[str, LatencyEntry | None]:
+        """What a report should say of each of ``addresses``: the published figure, or None while the first
+        one is being measured (keep the entry the report has); stale and untracked addresses are left out."""
+        figures = {}
+        for address in addresses:
+            state = self.addresses.get(address)
+            if state is not None and not state.stale:
+                figures[address] = state.published
+        return figures
+
     def medians(self) -> dict[str, int]:
         """The current median of every address with enough fresh samples (µs), for the metrics."""
         return {address: state.median for address, state in self.addresses.items() if state.median is not None}
 
     @staticmethod
-    def _drop(state: AddressRtt) -> Change | None:
-        was = state.published
+    def _go_stale(state: AddressRtt) -> Change:
         state.samples.clear()
-        state.median, state.published = None, None
-        return Change.STALE if was is not None else None
+        state.median, state.published, state.stale = None, None, True
+        return Change.STALE

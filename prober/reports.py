@@ -83,15 +83,20 @@ def desired_down(current: Iterable[DownEntry], verdicts: Mapping[EntryKey, Verdi
     return tuple(sorted(down, key=lambda e: (e.intent, e.address)))
 
 
-def desired_latency(current: Iterable[LatencyEntry], published: Mapping[str, LatencyEntry]) -> tuple[LatencyEntry, ...]:
-    """The RTT entries a report should hold: one per published address of its subjects, the existing entry kept
-    as it is while the published median has not moved from it (latency.moved), so a restarted prober or a
-    replica taking over rewrites nothing for a path that did not change; stale and gone addresses leave."""
+def desired_latency(current: Iterable[LatencyEntry],
+                    figures: Mapping[str, LatencyEntry | None]) -> tuple[LatencyEntry, ...]:
+    """The RTT entries a report should hold: one per address of its subjects with a figure (None: the first is
+    being measured, an existing entry is kept), the existing entry kept as it is while the figure has not moved
+    from it (latency.moved), so a restarted prober or a replica taking over rewrites nothing for a path that
+    did not change; stale and gone addresses leave."""
     existing = {entry.address: entry for entry in current}
     latency = []
-    for address, figure in published.items():
+    for address, figure in figures.items():
         old = existing.get(address)
-        latency.append(old if old is not None and not moved(old.rtt_micros, figure.rtt_micros) else figure)
+        if old is not None and (figure is None or not moved(old.rtt_micros, figure.rtt_micros)):
+            latency.append(old)
+        elif figure is not None:
+            latency.append(figure)
     return tuple(sorted(latency, key=lambda e: e.address))
 
 
@@ -100,13 +105,13 @@ def same_entries(a: Iterable[DownEntry | LatencyEntry], b: Iterable[DownEntry | 
     return len(a) == len(b) and set(a) == set(b)
 
 
-def no_latency(key: ReportKey) -> dict[str, LatencyEntry]:
+def no_latency(key: ReportKey) -> dict[str, LatencyEntry | None]:
     return {}
 
 
 class ReportWriter:
     """Writes this region's reports from ``snapshot`` (the verdicts of a key's live subjects; empty: none) and
-    ``latency`` (the published RTT figure of each address of those subjects that has one).
+    ``latency`` (the RTT figure of each address of those subjects, ``LatencyTable.figures``).
 
     ``mark``, ``mark_all`` and ``leadership`` are called from other threads; a few worker threads write
     different keys in parallel, one key never by two at once."""
@@ -114,7 +119,7 @@ class ReportWriter:
     def __init__(self, client: KubeClient, region: str, snapshot: Callable[[ReportKey], dict[EntryKey, Verdict]],
                  leading: Callable[[], bool], metrics: ProberMetrics, workers: int = 4,
                  clock: Callable[[], float] = time.monotonic, namespace: str = "",
-                 latency: Callable[[ReportKey], dict[str, LatencyEntry]] = no_latency) -> None:
+                 latency: Callable[[ReportKey], dict[str, LatencyEntry | None]] = no_latency) -> None:
         self.client = client
         self.region = region
         self.namespace = namespace  # "" : every namespace

@@ -68,7 +68,7 @@ def table() -> LatencyTable:
 
 def test_an_address_gets_a_figure_after_three_samples_and_keeps_it_while_the_median_stays_near() -> None:
     rtts = table()
-    rtts.track("198.18.1.1", stale_after=3.0)
+    rtts.track("198.18.1.1", stale_after=3.0, now=0.0)
     changes = [rtts.sample("198.18.1.1", rtt, now, WALL + now) for now, rtt in enumerate([0.0003] * MIN_SAMPLES)]
     assert changes == [None] * (MIN_SAMPLES - 1) + [Change.APPEARED]
     assert rtts.published("198.18.1.1") == LatencyEntry("198.18.1.1", 300, rfc3339(WALL + MIN_SAMPLES - 1))
@@ -81,7 +81,7 @@ def test_an_address_gets_a_figure_after_three_samples_and_keeps_it_while_the_med
 
 def test_a_path_that_becomes_40_ms_slower_moves_the_figure_once_the_median_has_moved() -> None:
     rtts = table()
-    rtts.track("198.18.1.1", stale_after=3.0)
+    rtts.track("198.18.1.1", stale_after=3.0, now=0.0)
     for now in range(5):
         rtts.sample("198.18.1.1", 0.0003, now, WALL)
     changes = [rtts.sample("198.18.1.1", 0.0403, now, WALL + now) for now in range(5, 10)]
@@ -92,7 +92,7 @@ def test_a_path_that_becomes_40_ms_slower_moves_the_figure_once_the_median_has_m
 
 def test_an_address_without_a_sample_for_three_periods_goes_stale_and_starts_over() -> None:
     rtts = table()
-    rtts.track("198.18.1.1", stale_after=15.0)  # 3 × its longest check period, 5 s
+    rtts.track("198.18.1.1", stale_after=15.0, now=0.0)  # 3 × its longest check period, 5 s
     for now in range(3):
         rtts.sample("198.18.1.1", 0.0003, float(now), WALL)
     assert rtts.expire(2.0 + 15.0) == []  # just within: a failing connect gives no sample, the figure holds
@@ -106,16 +106,27 @@ def test_an_address_without_a_sample_for_three_periods_goes_stale_and_starts_ove
 
 def test_a_late_sample_after_the_stale_window_drops_the_figure_before_counting() -> None:
     rtts = table()
-    rtts.track("198.18.1.1", stale_after=3.0)
+    rtts.track("198.18.1.1", stale_after=3.0, now=0.0)
     for now in range(3):
         rtts.sample("198.18.1.1", 0.0003, float(now), WALL)
     assert rtts.sample("198.18.1.1", 0.0003, 10.0, WALL) is Change.STALE  # before any sweep saw it
-    assert rtts.published("198.18.1.1") is None
+    assert rtts.published("198.18.1.1") is None and rtts.figures(["198.18.1.1"]) == {}
+
+
+def test_until_its_first_figure_an_address_keeps_what_the_report_says_unless_no_connect_succeeds() -> None:
+    rtts = table()
+    rtts.track("198.18.1.1", stale_after=3.0, now=0.0)  # a restarted prober: measuring
+    assert rtts.figures(["198.18.1.1", "198.18.9.9"]) == {"198.18.1.1": None}  # None: keep; untracked: absent
+    rtts.sample("198.18.1.1", 0.0003, 1.0, WALL)
+    assert rtts.expire(3.9) == [] and rtts.figures(["198.18.1.1"]) == {"198.18.1.1": None}
+    rtts.track("198.18.2.1", stale_after=3.0, now=0.0)  # measuring, but every connect fails
+    assert rtts.expire(4.1) == ["198.18.1.1", "198.18.2.1"]
+    assert rtts.figures(["198.18.1.1", "198.18.2.1"]) == {}
 
 
 def test_samples_of_an_address_no_check_uses_are_ignored() -> None:
     rtts = table()
-    rtts.track("198.18.1.1", stale_after=3.0)
+    rtts.track("198.18.1.1", stale_after=3.0, now=0.0)
     rtts.forget("198.18.1.1")
     assert [rtts.sample("198.18.1.1", 0.001, float(now), WALL) for now in range(4)] == [None] * 4
     assert rtts.published("198.18.1.1") is None
@@ -130,6 +141,8 @@ def test_a_report_keeps_an_entry_within_the_threshold_replaces_a_moved_one_and_d
                   "198.18.1.4": LatencyEntry("198.18.1.4", 500, "2026-01-01T00:01:00Z")}  # new; .3 went stale
     assert desired_latency(current, published) == (current[0], published["198.18.1.2"], published["198.18.1.4"])
     assert desired_latency(current, {}) == ()
+    # a restarted prober still taking its first samples: the entries stand, nothing is added
+    assert desired_latency(current, {"198.18.1.1": None, "198.18.1.4": None}) == (current[0],)
 
 
 # --- connect times from real sockets -------------------------------------------------------------------
@@ -215,7 +228,7 @@ def test_checks_of_any_app_and_port_on_one_address_feed_one_figure_in_each_names
     assert shop != blog and shop.address == blog.address == VIP
     connect(prober, shop, 0.0003)
     connect(prober, blog, 0.0005)
-    assert prober.latency_of(("shop", "east")) == {}  # two samples: no figure yet
+    assert prober.latency_of(("shop", "east")) == {VIP: None}  # two samples: no figure yet (a report keeps its own)
     prober.writer._due.clear()
     connect(prober, shop, 0.0004)
     figure = LatencyEntry(VIP, 400, rfc3339(WALL))
@@ -241,7 +254,7 @@ def test_an_address_whose_connects_fail_for_three_of_its_longest_periods_leaves_
     for _ in range(2):
         connect(prober, shop, None)
         prober._expire_latency(prober.scheduler.clock())
-    assert prober.latency_of(("shop", "east")) == prober.latency_of(("blog", "east")) == {}
+    assert prober.latency_of(("shop", "east")) == prober.latency_of(("blog", "east")) == {}  # stale: absent
     assert prober.rtt_by_cluster() == []
     assert {("shop", "east"), ("blog", "east")} <= set(prober.writer._due)
 
