@@ -414,3 +414,32 @@ def test_an_address_the_region_is_cut_from_leaves_latency_and_comes_back_once_he
     finally:
         plane.heal(REGION)
     wait_for(lambda: len(latency(host, namespace, "east")) == 2, 30, "east's RTTs back once healed")
+
+
+@pytest.mark.apiserver
+def test_a_path_40_ms_slower_to_one_member_is_reported_about_40_ms_above_the_other_and_back_when_it_recovers(
+        fleet: Fleet, plane: DataPlane, host: KubeClient, north: list[ProberProcess]) -> None:
+    """The delay is the network's (rig/delay.py holds north's packets to east's VIPs), never a configured
+    number: the prober measures it in its connects, and the figure moves past the threshold, so it is written."""
+    namespace = new_namespace(fleet, "rtt")
+    create_app(plane, host, namespace, "web", http_check())
+    start_north(plane, fleet, namespace, north)
+
+    def figures() -> tuple[dict[str, LatencyEntry], dict[str, LatencyEntry]] | None:
+        east, west = latency(host, namespace, "east"), latency(host, namespace, "west")
+        return (east, west) if len(east) == len(west) == 2 else None
+
+    east, west = wait_for(figures, 30, "both clusters' RTTs reported")
+    assert max(e.rtt_micros for e in east.values()) < 20_000  # no extra delay yet
+    plane.set_path_delay(REGION, "east", 0.040)
+    try:
+        east, west = wait_for(lambda: (found := figures()) is not None
+                              and min(e.rtt_micros for e in found[0].values()) > 20_000 and found, 30,
+                              "east's figures moved with its slower path")
+        for entry in east.values():  # generous sanity bounds around the 40 ms the path adds
+            extra = entry.rtt_micros - max(e.rtt_micros for e in west.values())
+            assert 30_000 < extra < 80_000, f"{entry.address}: {extra} µs above west"
+    finally:
+        plane.set_path_delay(REGION, "east", 0.0)
+    wait_for(lambda: (found := figures()) is not None and max(e.rtt_micros for e in found[0].values()) < 20_000,
+             30, "east's figures back down once its path recovered")
