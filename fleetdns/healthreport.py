@@ -58,7 +58,7 @@ class LatencyEntry:
 
     address: str
     rtt_micros: int
-    measured: str  # RFC 3339 of the last sample (the prober's clock; for people and staleness within one region)
+    measured: str  # RFC 3339 of when the written figure was taken (the prober's clock; kept while the median holds)
 
     def to_json(self) -> dict[str, Any]:
         return {"address": self.address, "rttMicros": self.rtt_micros, "measured": self.measured}
