@@ -5,8 +5,10 @@ get their Accepted condition. The MemberClusters are placed in New York (east) a
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,9 +18,13 @@ from fleetdns.dnsview import VIEW_PROPERTY
 from fleetdns.healthcheck import parse_health_check
 from fleetdns.healthreport import DownEntry, LatencyEntry, intent_ref
 from fleetdns.kubeapi import KubeClient, KubeError
-from rig import Fleet
-from rig.aggregator import AggregatorProcess
+from rig import Fleet, KubeAPIServer
+from rig.aggregator import AggregatorProcess, client_for
+from rig.workloads import CRD_DIR, apply_crds, ensure_namespace, register_member
 from tests.test_aggregator_quorum_engine import Probers
+from tests.test_aggregator_support import (
+    REGIONS as MEMBER_PLACES,
+)
 from tests.test_aggregator_support import (
     VIPS,
     condition,
@@ -251,3 +257,38 @@ def test_overlapping_views_the_later_one_is_not_served_and_says_which_view_it_ov
     views.wait_views(name, {"": both, second: {VIPS["west"]}, "region-east": {VIPS["east"]},
                             "region-west": {VIPS["west"]}})
     wait_for(lambda: views.accepted(second).get("status") == "True", what=f"{second} accepted once alone")
+
+
+def test_a_host_without_the_dns_view_crd_serves_the_region_views(fleet: Fleet, tmp_path: Path) -> None:
+    """An install that lacks the DNSView CRD (404 on every list) must not hold up every reconcile: the location
+    policies answer with the regions' own views."""
+    crds = tmp_path / "crds"
+    crds.mkdir()
+    for path in CRD_DIR.glob("*.yaml"):
+        if "dnsviews" not in path.name:
+            shutil.copy(path, crds / path.name)
+    with KubeAPIServer("bare-host", tmp_path / "bare-host") as bare:
+        api = bare.api_client()
+        apply_crds(api, crds)
+        for member in ("east", "west"):
+            register_member(api, member, *MEMBER_PLACES[member], fleet.members[member].embedded_kubeconfig(),
+                            location=(PLACES[member]["latitude"], PLACES[member]["longitude"]))
+        host = client_for(bare)
+        namespace = new_namespace(fleet, "agg-no-views")
+        ensure_namespace(api, namespace)
+        create_domain(host, namespace)
+        name = unique("web")
+        deploy_service(fleet, namespace, name, {c: {"ip": VIPS[c], "ready": True} for c in ("east", "west")})
+        create_service_intent(host, namespace, name, loadBalancing={"policy": "GeoProximity"})
+        with AggregatorProcess(bare.kubeconfig, [f"--namespace={namespace}", "--leader-election=false",
+                                                 "--log-format=text"], tmp_path / "aggregator") as aggregator:
+            glob = f"{name}.{namespace}.fleet.svc.example.com"
+            expected = {"": {VIPS["east"], VIPS["west"]}, "region-east": {VIPS["east"]},
+                        "region-west": {VIPS["west"]}}
+
+            def by_view() -> dict[str, set[str]]:
+                obj = dns_endpoint(host, namespace, f"service-{name}")
+                return {e.get("setIdentifier", ""): set(e["targets"]) for e in (obj or {}).get("spec", {})
+                        .get("endpoints") or [] if e["dnsName"] == glob and e["recordType"] == "A"}
+            wait_for(lambda: by_view() == expected, 30, what="the region views")
+            assert "cannot read DNSViews; only the regions' own views are served" in aggregator.log()
