@@ -438,3 +438,21 @@ def test_a_zone_file_is_replaced_by_rename_only_when_its_content_changes_and_kee
     assert restarted.update({**names, f"b.{ZONE}": f"b.{ZONE}. 300 IN A 192.0.2.2\n"}) is True
     assert restarted.serial == serial + 1 and path.stat().st_ino != inode
     assert sorted(p.name for p in tmp_path.iterdir()) == [ZONE_FILE]  # no temporary file left behind
+
+
+@pytest.mark.unit
+def test_the_sidecar_refuses_bad_flags_naming_the_flag_and_the_value(tmp_path):
+    from fleetdns.config import ConfigError
+    from webhook_provider.zonefiles import load_settings as sidecar_settings
+
+    good = [f"--zone={ZONE}", f"--zone-dir={tmp_path}", f"--weight-file={tmp_path / 'weights'}"]
+    settings = sidecar_settings([*good, "--zone=Example.ORG., gslb.example.com"], {})
+    assert settings.zones == ("example.org", ZONE) and settings.zone_path(ZONE) == tmp_path / ZONE_FILE
+    for bad, flag in (([f"--zone-dir={tmp_path}", f"--weight-file={tmp_path / 'w'}"], "--zone"),
+                      ([*good, f"--zone={ZONE},{ZONE}"], "--zone"),
+                      ([*good, "--zone=bad_label-.example.org"], "--zone"),
+                      ([*good, f"--zone-dir={tmp_path / 'missing'}"], "--zone-dir"),
+                      ([*good, f"--weight-file={tmp_path / ZONE_FILE}"], "--weight-file"),
+                      ([*good, "--min-write-interval=soon"], "--min-write-interval")):
+        with pytest.raises(ConfigError, match=f"invalid {flag}="):
+            sidecar_settings(bad, {})
