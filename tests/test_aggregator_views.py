@@ -150,12 +150,11 @@ def test_without_any_dns_view_each_region_answers_with_its_nearest_cluster(views
                      ("A", "region-west", [{"name": VIEW_PROPERTY, "value": "region-west"}])]
     # Region and zone names keep their own clusters and have no views.
     assert all("setIdentifier" not in e for e in views.endpoints(name) if e["dnsName"] != glob)
-    answers = wait_for(lambda: len(views.status(name).get("answers") or []) == 3 and views.status(name)["answers"],
-                       what="three answers in the status")
-    assert [(a["view"], [c["cluster"] for c in a["clusters"]], a["reason"]) for a in answers] == [
-        ("", ["east", "west"], "the default answer (clients of no view): every healthy cluster"),
-        ("region-east", ["east"], "nearest: east 0 km"),
-        ("region-west", ["west"], "nearest: west 0 km")]
+    expected = [("", ["east", "west"], "the default answer (clients of no view): every healthy cluster"),
+                ("region-east", ["east"], "nearest: east 0 km"), ("region-west", ["west"], "nearest: west 0 km")]
+    # The status is written just after the DNSEndpoint (and a first reconcile may have seen one member only).
+    wait_for(lambda: [(a["view"], [c["cluster"] for c in a["clusters"]], a["reason"])
+                      for a in views.status(name).get("answers") or []] == expected, what="the answers in the status")
     assert condition(intent(views.host, views.ns, "servicednsrecords", name), "LoadBalancing")["reason"] == "Applied"
 
 
@@ -251,7 +250,7 @@ def test_overlapping_views_the_later_one_is_not_served_and_says_which_view_it_ov
                        what=f"{second} not accepted")
     assert refused["reason"] == "OverlappingCIDRs"
     assert refused["message"].startswith(f"clientCIDRs 10.20.5.0/24 overlaps 10.20.0.0/16 of DNSView {first}")
-    assert views.accepted(first)["status"] == "True"
+    wait_for(lambda: views.accepted(first).get("status") == "True", what=f"{first} accepted")
 
     views.host.delete(DNS_VIEWS.path(name=first))
     views.wait_views(name, {"": both, second: {VIPS["west"]}, "region-east": {VIPS["east"]},
