@@ -2,13 +2,13 @@
 
 1,000 names (A and AAAA, two addresses each; every other name weighted 80/20 through ``webhook/weights``) are
 written through the real webhook into a real etcd. Side by side in one run, on their own ports:
-- ``shipped``: coredns/Corefile as shipped (rewrite, etcd, ``cache 1``, ``loadbalance weighted``, sidecar);
-- ``file``: the same Corefile with CoreDNS's ``file`` plugin in place of its etcd backend (the same records
-  from a zone file, the same weights, metrics and probes; no rewrite or cache: they exist for etcd) - the
-  goal's baseline;
+- ``shipped``: coredns/Corefile as shipped (``file`` reading the zone file ``fleetdns-zonefiles`` renders from
+  etcd, ``loadbalance weighted``, probes, metrics; the sidecar running);
+- ``file``: CoreDNS's ``file`` plugin serving the same records from a zone file written by this benchmark, with
+  the same weights, probes and metrics: the goal's baseline;
 - ``file-bare``: the ``file`` plugin alone (plus ``errors``), the least a server can do per query;
-- ``etcd-nocache``: the shipped Corefile without its cache (every query an etcd read);
-- ``shipped-norewrite``: the shipped Corefile without the lower-casing rewrite (what that rule costs).
+- ``etcd-cache1``: the Corefile shipped before (``etcd`` + ``cache 1``; ``rig.coredns.etcd_cached_corefile``);
+- ``etcd-nocache``: the same without its cache (every query an etcd read).
 Each variant gets ``dnsperf -l DURATION`` at full speed, the variants alternating over ``--rounds``; then a
 fixed-rate run (``-Q``) with per-query latencies (``-v``) for the percentiles. dnsperf and CoreDNS share the
 machine's cores, as they would on a small DNS host.
@@ -39,7 +39,7 @@ import dns.query
 from bench.machine import cpu_seconds, machine
 from rig import CoreDNS, EtcdCluster, EtcdServer
 from rig.binaries import REPO_ROOT, binary
-from rig.coredns import RegionalCoreDNS, regional_coredns
+from rig.coredns import RegionalCoreDNS, etcd_cached_corefile, regional_coredns
 from rig.ports import free_port
 from rig.region import WebhookProvider
 from rig.waiting import wait_for
@@ -52,14 +52,15 @@ GOAL_RATIO = 0.8
 HEADER_FULL = ("| variant | QPS, median (each round) | vs `file` | vs `file-bare` | average latency, ms (dnsperf) "
                "| max latency, ms | lost | CoreDNS CPU per query, µs | TTL clients see | goal | |\n"
                "|---|---|---|---|---|---|---|---|---|---|---|")
-VARIANTS = ("shipped", "file", "file-bare", "etcd-nocache", "shipped-norewrite")
+VARIANTS = ("shipped", "file", "file-bare", "etcd-cache1", "etcd-nocache")
 DESCRIPTIONS = {
-    "shipped": "coredns/Corefile as shipped: rewrite (lower case), etcd, `cache 1`, `loadbalance weighted` + sidecar",
-    "file": "the same Corefile with `file` (a zone file of the same records) in place of `rewrite`, `etcd` and "
-            "`cache`: the same `loadbalance weighted` file contents, `health`, `ready`, `prometheus`, `errors`",
+    "shipped": "coredns/Corefile as shipped: `file` (zone file rendered from etcd by fleetdns-zonefiles, "
+               "`reload 100ms`), `loadbalance weighted`, probes, metrics",
+    "file": "`file` serving a zone file of the same records written by the benchmark, with the same "
+            "`loadbalance weighted` file contents, `health`, `ready`, `prometheus`, `errors`",
     "file-bare": "`file` and `errors` only",
-    "etcd-nocache": "the shipped Corefile without `cache` (every query reads etcd)",
-    "shipped-norewrite": "the shipped Corefile without the `rewrite` line (0x20 queries would lose their weights)",
+    "etcd-cache1": "the Corefile shipped before: rewrite (lower case), `etcd`, `cache 1`, `loadbalance weighted`",
+    "etcd-nocache": "the same without `cache` (every query reads etcd)",
 }
 
 
@@ -107,7 +108,7 @@ def query_file(names: int) -> str:
 # --- the servers -----------------------------------------------------------------------------------------------
 
 def weight_file(names: int) -> str:
-    """What fleetdns-weightfile renders for these endpoints (its own render), for the file variants."""
+    """The weight file fleetdns-zonefiles renders for these endpoints (its own render), for the file variants."""
     weights: dict[str, dict[str, int]] = {}
     for endpoint in endpoints(names):
         for prop in endpoint.get("providerSpecific", []):
@@ -131,12 +132,12 @@ def start_variant(variant: str, etcd: EtcdCluster, workdir: Path, names: int) ->
         (workdir / "db.zone").write_text(zone_file(names))
         (workdir / "weights").write_text(weight_file(names))
         return CoreDNS(file_corefile(workdir, variant == "file-bare"), workdir, name=f"coredns-{variant}").start()
+    corefile = None
+    if variant.startswith("etcd-"):
+        corefile = etcd_cached_corefile(ZONE, etcd.endpoints, cache=1 if variant == "etcd-cache1" else None,
+                                        cache_capacity=max(10_000, 4 * names))
     server: RegionalCoreDNS = regional_coredns(ZONE, etcd.endpoints, workdir, f"coredns-{variant}",
-                                               cache=None if variant == "etcd-nocache" else 1,
-                                               cache_capacity=max(10_000, 4 * names))
-    if variant == "shipped-norewrite":
-        text = server.corefile_path.read_text()
-        server.corefile_path.write_text(re.sub(r"^    rewrite name .*\n", "", text, flags=re.MULTILINE))
+                                               corefile=corefile)
     return server.start()
 
 
@@ -404,10 +405,10 @@ other work on the machine: load averages before→after each full-speed run: {lo
   {results.seed_seconds:.2f} s), so etcd holds exactly what production stores (values with group, ownership
   metadata, name keys); the webhook is stopped before measuring.
 - Each variant is its own CoreDNS process on its own port, all started before the first measurement. The
-  etcd variants run the shipped Corefile through `rig.coredns.regional_coredns` (the weight-file sidecar
-  included); the `file` variants serve a zone file with the same A/AAAA records and TTL, `file` with the
-  weight file the sidecar renders for these records (the same `render`) and the shipped Corefile's probes
-  and metrics: the same answers and operations from a zone file.
+  shipped and etcd variants run through `rig.coredns.regional_coredns` (with the `fleetdns-zonefiles` sidecar,
+  which renders the zone file `shipped` serves and the weight file every variant reads); the `file` variants
+  serve a zone file the benchmark writes with the same A/AAAA records and TTL, `file` with the weight file
+  rendered for these records (the same `render`) and the shipped Corefile's probes and metrics.
 - Queries: every name's A and AAAA ({2 * args.names:,} lines), repeated by dnsperf in order
   (`-c {args.clients} -T {args.threads} -q {args.outstanding}`). Full speed: in each of {args.rounds} rounds
   every variant gets {args.duration} s of dnsperf, {slicing}, so that a burst of other work on the shared
@@ -419,20 +420,16 @@ other work on the machine: load averages before→after each full-speed run: {lo
 - Fixed rate: `dnsperf -Q {args.rate} -l {args.latency_duration} -v`, latencies of all answered queries.
 
 ## Reading the figures
-- The cache is what makes the etcd backend competitive: without it every query is one or two etcd range
-  reads (`etcd-nocache`: {cpu('etcd-nocache'):.0f} µs of CoreDNS CPU per query, and etcd's own on top);
-  with `cache 1` a name and type is read from etcd at most once a second ({args.names * 2:,} reads a second
-  here, whatever the load).
-- The price is the TTL: the cache rewrites every answer's TTL to its remaining lifetime, 1 s, whatever the
-  record's `recordTTL` (coredns/README.md, "Choices"); CoreDNS lags etcd by under a second.
-- The lower-casing rewrite (kept so that 0x20 resolvers' mixed-case queries keep their weights) costs
-  {cpu('shipped') - cpu('shipped-norewrite'):.1f} µs of CPU per query here (`shipped` vs `shipped-norewrite`;
-  it copies every reply to restore the question's case).
+- `shipped` is the `file` plugin serving a zone file of the same records, so it matches `file` by
+  construction; the difference between them is noise plus the zone file's SOA/NS and the sidecar sharing the
+  cores. Failover time is the other half of this choice: `docs/benchmarks-health-failover.md`.
+- The etcd backend (the Corefile shipped before) needs its cache to compete: without it every query is one or
+  two etcd range reads (`etcd-nocache`: {cpu('etcd-nocache'):.0f} µs of CoreDNS CPU per query, and etcd's own
+  on top); with `cache 1` a name and type is read from etcd at most once a second, but an answer can be a
+  second old and clients see TTL 1 whatever the record's `recordTTL` (the cache rewrites TTLs to its lifetime).
 - At the fixed rate each name and type is asked every {2 * args.names / args.rate:.2f} s, so about
-  {miss_share:.0%} of those queries find their 1 s cache entry expired and wait for an etcd read: the shipped
-  Corefile's median there is the cache's, its p99 is etcd's (compare `etcd-nocache`). The busier a name,
-  the smaller that share; at full speed it is {2 * args.names:,} reads a second against tens of thousands
-  of answers.
+  {miss_share:.0%} of `etcd-cache1`'s queries find their 1 s cache entry expired and wait for an etcd read: its
+  median is the cache's, its p99 etcd's (compare `etcd-nocache`).
 - Full-speed QPS depends on how dnsperf and CoreDNS share the cores with each other and with whatever else
   runs (see the load averages); CPU per query is the steadier comparison.
 """
