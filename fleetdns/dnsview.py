@@ -67,6 +67,20 @@ def check_view_name(name: str) -> None:
                            "every region has (region-<region>)")
 
 
+def check_served_view_name(name: str) -> None:
+    """A view the DNS stacks serve: a DNSView's name or ``region-<region>`` (a region is a DNS label of at most
+    63 characters). It names an etcd prefix (``skydns-<view>``) and a directory of zone files."""
+    region = name.removeprefix(REGION_VIEW_PREFIX)
+    if region != name:
+        if len(region) > 63 or not _LABEL.match(region):
+            raise DNSViewError(f"view {name!r}: {REGION_VIEW_PREFIX}<region> needs a region that is a DNS label of at "
+                               "most 63 characters (lower-case letters, digits and '-')")
+        return
+    if len(name) > MAX_VIEW_NAME or not _LABEL.match(name):
+        raise DNSViewError(f"view {name!r} must be a DNSView's name (one DNS label of at most {MAX_VIEW_NAME} "
+                           f"characters: lower-case letters, digits and '-') or {REGION_VIEW_PREFIX}<region>")
+
+
 def parse_location(raw: Any, field: str) -> Location | None:
     """``{latitude, longitude}`` in degrees (absent: None); DNSViewError names the field."""
     if raw is None:
