@@ -221,6 +221,12 @@ RECORDS = [
 TTLS = [0, 60, -1, 2**31]
 TABLE = [{"dnsName": name, "recordType": record_type, "targets": targets, "recordTTL": ttl}
          for name, (record_type, targets), ttl in itertools.product(NAMES, RECORDS, TTLS)]
+# webhook/view names the record's etcd prefix (<prefix>-<view>/): a DNSView's name or region-<region>, once.
+VIEWS = [[{"name": "webhook/view", "value": value}] for value in
+         ("east-office", "region-eu-west-1", "East", "region-", "a/b", "x" * 41, "")] + [
+    [{"name": "webhook/view", "value": "east"}, {"name": "webhook/view", "value": "west"}]]
+TABLE += [{"dnsName": "view.t.example.org", "recordType": "A", "targets": ["192.0.2.1"], "providerSpecific": props}
+          for props in VIEWS]
 
 
 @pytest.mark.etcd

@@ -3,8 +3,8 @@
 No I/O here; the store executes the transactions. Rules that keep CoreDNS's answers safe:
 - only records named in the Changes are touched (exact keys, never a prefix delete);
 - all keys of one name go into one transaction, so a name is never served half-updated;
-- each name touched gets its name key (skydns.py) in step in that same transaction: written first, deleted
-  last, never over a key someone else put exactly at the name;
+- each name touched gets its name key (skydns.py) in step in that same transaction, under every prefix (default
+  or view) where it has records: written first, deleted last, never over a key someone else put exactly there;
 - each transaction compares the mod revision of every key it writes, so a concurrent writer is noticed.
 """
 
@@ -52,7 +52,11 @@ class Transaction:
 
 
 def plan_changes(entries: list[StoredEntry], changes: Changes, prefix: str) -> list[NamePlan]:
-    """One NamePlan per name the Changes touch, leaving out names that need no write."""
+    """One NamePlan per name the Changes touch, leaving out names that need no write.
+
+    ``prefix`` is the default prefix; a record goes under its view's prefix (``skydns.prefix_for``), and each
+    prefix where a name has records gets that name's name key. A name's keys in every view share one plan.
+    """
     removed: dict[str, set[Identity]] = defaultdict(set)
     added: dict[str, dict[Identity, Record]] = defaultdict(dict)
     for endpoint in (*changes.delete, *changes.update_old):
@@ -62,47 +66,52 @@ def plan_changes(entries: list[StoredEntry], changes: Changes, prefix: str) -> l
         for record in records_of(endpoint):
             added[record.name][record.identity] = record
     touched = set(removed) | set(added)
-    exact_keys = {name_key(prefix, name): name for name in touched}
     current: dict[str, list[StoredEntry]] = defaultdict(list)
-    at_name: dict[str, StoredEntry] = {}  # whatever sits exactly at a touched name, ours or not
     for entry in entries:
         if entry.name in touched:
             current[entry.name].append(entry)
+    # Where a name may need its name key: every prefix it has keys under now, and every prefix it is written to.
+    prefixes = {name: {prefix, *(entry.prefix for entry in current[name] if entry.prefix),
+                       *(prefix_for(record, prefix) for record in added[name].values())} for name in touched}
+    exact_keys = {name_key(where, name): (where, name) for name in touched for where in prefixes[name]}
+    at_name: dict[tuple[str, str], StoredEntry] = {}  # whatever sits exactly at a touched name, ours or not
+    for entry in entries:
         if entry.key in exact_keys:
             at_name[exact_keys[entry.key]] = entry
-    plans = [_plan_name(name, current[name], at_name.get(name), removed[name], added[name], prefix)
+    plans = [_plan_name(name, current[name], {where: at_name.get((where, name)) for where in prefixes[name]},
+                        removed[name], added[name], prefix)
              for name in sorted(touched)]
     return [plan for plan in plans if plan.op_count]
 
 
 def plan_name_keys(entries: list[StoredEntry], prefix: str, serves: Callable[[str], bool]) -> list[NamePlan]:
     """The repair pass: name keys missing (names written before them, or by the coredns provider), stale or
-    left without records, for the names ``serves`` accepts."""
-    records: dict[str, list[Record]] = defaultdict(list)
+    left without records, for the names ``serves`` accepts, under the default prefix and every view prefix."""
+    records: dict[tuple[str, str], list[Record]] = defaultdict(list)  # (prefix, name) -> records
     for entry in entries:
         for record in entry.records:
-            records[record.name].append(record)
-    names = {entry.name_key_of for entry in entries if entry.name_key_of} | set(records)
-    names = {name for name in names if serves(name)}
-    exact_keys = {name_key(prefix, name): name for name in names}
+            records[(entry.prefix, record.name)].append(record)
+    pairs = {(entry.prefix, entry.name_key_of) for entry in entries if entry.name_key_of} | set(records)
+    pairs = {(where, name) for where, name in pairs if serves(name)}
+    exact_keys = {name_key(where, name): (where, name) for where, name in pairs}
     at_name = {exact_keys[entry.key]: entry for entry in entries if entry.key in exact_keys}
     plans = []
-    for name in sorted(names):
+    for where, name in sorted(pairs, key=lambda pair: (pair[1], pair[0])):
         plan = NamePlan(name)
-        at = at_name.get(name)
-        _keep_name_key(plan, name, at, records.get(name, []), prefix)
+        at = at_name.get((where, name))
+        _keep_name_key(plan, name, at, records.get((where, name), []), where)
         plan.expected = {key: at.mod_revision if at else 0 for key in (*plan.puts, *plan.deletes)}
         if plan.op_count:
             plans.append(plan)
     return plans
 
 
-def _plan_name(name: str, entries: list[StoredEntry], at_name: StoredEntry | None, removed: set[Identity],
+def _plan_name(name: str, entries: list[StoredEntry], at_name: dict[str, StoredEntry | None], removed: set[Identity],
                added: dict[Identity, Record], prefix: str) -> NamePlan:
     plan = NamePlan(name)
     placed: set[Identity] = set()
     pending: list[Record] = []
-    unchanged: list[Record] = []
+    after: dict[str, list[Record]] = defaultdict(list)  # prefix -> the name's records there after the change
     values = {entry.key: entry.value for entry in entries}
     for entry in sorted(entries, key=lambda e: e.key):
         kept, changed = _apply_to_entry(entry, removed, added, placed)
@@ -113,24 +122,28 @@ def _plan_name(name: str, entries: list[StoredEntry], at_name: StoredEntry | Non
             plan.deletes[entry.key] = None
             pending.extend(kept)
         else:
-            unchanged.extend(entry.records)
+            after[entry.prefix].extend(entry.records)
     pending.extend(record for identity, record in added.items() if identity not in placed)
     revisions = {entry.key: entry.mod_revision for entry in entries}
     for record in pending:
-        key = key_for(record, prefix_for(record, prefix))
+        where = prefix_for(record, prefix)
+        after[where].append(record)
+        key = key_for(record, where)
         value = encode_value(record)
         plan.deletes.pop(key, None)  # etcd refuses a transaction that puts and deletes one key
         if values.get(key) == value.encode():
             continue  # already there, byte for byte
         plan.puts[key] = value
-    _keep_name_key(plan, name, at_name, [*unchanged, *pending], prefix)
+    for where in sorted(at_name.keys() | after.keys()):
+        _keep_name_key(plan, name, at_name.get(where), after.get(where, []), where)
     plan.expected = {key: revisions.get(key, 0) for key in (*plan.puts, *plan.deletes)}
     return plan
 
 
 def _keep_name_key(plan: NamePlan, name: str, at_name: StoredEntry | None, records: list[Record],
                    prefix: str) -> None:
-    """Add the name key's put (first) or delete (last) to ``plan``, for the records the name holds after it."""
+    """Add the name key's put (first) or delete (last) under ``prefix`` to ``plan``, for the records the name holds
+    there after it."""
     key = name_key(prefix, name)
     ours = at_name is not None and at_name.name_key_of == name
     if at_name is not None and not ours and key not in plan.deletes:

@@ -13,6 +13,7 @@ from webhook_provider.listing import RecordsListing
 from webhook_provider.metrics import Metrics
 from webhook_provider.mirror import DirectSource, EntrySource
 from webhook_provider.planner import Transaction, batch, plan_changes, plan_name_keys
+from webhook_provider.skydns import owns_key
 from webhook_provider.store import ConflictError, EtcdStore, EtcdUnavailableError
 from webhook_provider.validation import Rejection, storable_endpoint
 
@@ -40,7 +41,8 @@ class Provider:
         self._apply_lock = threading.Lock()  # one apply at a time: no conflicts with ourselves
 
     def records(self) -> bytes:
-        """GET /records's JSON body: every endpoint under the prefix whose name the domain filter accepts.
+        """GET /records's JSON body: every endpoint under the prefix and its view prefixes whose name the domain
+        filter accepts.
 
         Never older than our last commit, never from a cold or broken mirror (EtcdUnavailableError instead).
         """
@@ -144,8 +146,8 @@ class Provider:
 
 
 def _refuse_keys_outside(transactions: list[Transaction], prefix: str) -> None:
-    """Defence in depth: a planning bug must never write or delete a key outside the prefix."""
+    """Defence in depth: a planning bug must never write or delete a key outside the prefix and its view prefixes."""
     for transaction in transactions:
         for key in (*(key for key, _ in transaction.puts), *transaction.deletes):
-            if not key.startswith(prefix):
-                raise RuntimeError(f"refusing to touch {key!r}: outside the prefix {prefix!r}")
+            if not owns_key(prefix, key):
+                raise RuntimeError(f"refusing to touch {key!r}: outside the prefix {prefix!r} and its view prefixes")

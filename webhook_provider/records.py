@@ -44,6 +44,7 @@ class StoredEntry:
 
     ``name_key_of`` is set (and ``records`` empty) for our name key: the key exactly at a name, without a
     leaf, that lets CoreDNS answer CNAME-type queries (skydns.py says why); it is no record of its own.
+    ``prefix`` is the prefix the key is under (the default or a view's: ``view``; "" for a key of neither).
     """
 
     key: str
@@ -52,6 +53,7 @@ class StoredEntry:
     prefix: str
     records: tuple[Record, ...]
     name_key_of: str | None = None
+    view: str = ""
 
     @property
     def name(self) -> str | None:

@@ -16,6 +16,12 @@ up with exact=true) and says NXDOMAIN when it is missing, which resolvers may ca
   that the parent's TXT answer carries the text once: nothing on the exact key can avoid that (README).
   ``targetstrip`` = all its labels hides it from the coredns provider (see ``encode_name_key``).
 The name's own queries never see its name key: their prefix range is ``<name key>/``.
+
+Views (docs/design/views.md §4): a record whose endpoint carries ``webhook/view: <v>`` lives under the sibling
+prefix ``/skydns-<v>/`` of the default ``/skydns/``. The default prefix and its view prefixes are one key space
+under the root ``/skydns`` (the prefix without its last slash): the webhook lists and watches that root. Where a
+key lives is the truth about its view: a record read back carries ``webhook/view`` of its prefix and no other,
+so ExternalDNS sees (and fixes by an update) a record stored in the wrong place.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from collections.abc import Collection
 from typing import Any
 
 from fleetdns.dnsname import is_valid_name, labels_reversed, name_from_reversed
+from fleetdns.dnsview import VIEW_PROPERTY, DNSViewError, check_served_view_name
 from fleetdns.endpoint import ProviderSpecificProperty
 from webhook_provider.records import GROUP_PROPERTY, Record, StoredEntry
 from webhook_provider.validation import SUPPORTED_TYPES, lenient_target, parse_mx, parse_srv
@@ -38,8 +45,53 @@ NAME_KEY_PRIORITY = -1  # below every real SRV priority (0..65535), so no SRV we
 
 
 def prefix_for(record: Record, default_prefix: str) -> str:
-    """The key prefix a record lives under; the single place a future per-view prefix would be chosen."""
-    return default_prefix
+    """The key prefix a record lives under: its view's (``webhook/view``), else the default prefix."""
+    return view_prefix(default_prefix, view_of(record))
+
+
+def view_of(record: Record) -> str:
+    """The view a record answers in ("" = every view that has no record of its own at the name)."""
+    for prop in record.provider_specific:
+        if prop.name == VIEW_PROPERTY:
+            return prop.value
+    return ""
+
+
+def view_prefix(default_prefix: str, view: str) -> str:
+    """``/skydns/`` and ``east`` → ``/skydns-east/``: a sibling, so a CoreDNS ``etcd { path }`` serves one view."""
+    return f"{default_prefix[:-1]}-{view}/" if view else default_prefix
+
+
+def key_space_root(default_prefix: str) -> str:
+    """``/skydns/`` → ``/skydns``: every key of the default prefix and of its view prefixes starts with it."""
+    return default_prefix[:-1]
+
+
+def split_key(default_prefix: str, key: str) -> tuple[str, str] | None:
+    """(prefix, view) of a key in the key space (view "" for the default prefix); None for a key under the root
+    that belongs to neither (``/skydns2/...``, ``/skydns-Bad_Name/...``): never read, never written."""
+    if key.startswith(default_prefix):
+        return default_prefix, ""
+    root = key_space_root(default_prefix)
+    if not key.startswith(root + "-"):
+        return None
+    view, slash, _ = key[len(root) + 1:].partition("/")
+    if not slash or not is_view_name(view):
+        return None
+    return view_prefix(default_prefix, view), view
+
+
+def is_view_name(view: str) -> bool:
+    try:
+        check_served_view_name(view)
+    except DNSViewError:
+        return False
+    return True
+
+
+def owns_key(default_prefix: str, key: str) -> bool:
+    """Whether ``key`` is under the default prefix or one of its view prefixes (what the webhook may write)."""
+    return split_key(default_prefix, key) is not None
 
 
 def name_key(prefix: str, name: str) -> str:
@@ -113,8 +165,19 @@ def _dns_fields(record: Record) -> dict[str, Any]:
     return {"host": record.target}
 
 
-def decode_entry(prefix: str, key: str, value: bytes, mod_revision: int) -> StoredEntry:
-    """Records held by one key; none for values that are not SkyDNS JSON (those are never touched).
+def decode_key(default_prefix: str, key: str, value: bytes, mod_revision: int) -> StoredEntry:
+    """``decode_entry`` for any key under the key space's root: decoded under its own prefix and view; a key of
+    no view holds no record."""
+    where = split_key(default_prefix, key)
+    if where is None:
+        return StoredEntry(key, value, mod_revision, "", ())
+    prefix, view = where
+    return decode_entry(prefix, key, value, mod_revision, view)
+
+
+def decode_entry(prefix: str, key: str, value: bytes, mod_revision: int, view: str = "") -> StoredEntry:
+    """Records held by one key under ``prefix`` (the prefix of ``view``); none for values that are not SkyDNS JSON
+    (those are never touched).
 
     Our name key holds no record: it comes back with ``name_key_of`` set, so the planner keeps it in step.
     """
@@ -127,15 +190,15 @@ def decode_entry(prefix: str, key: str, value: bytes, mod_revision: int) -> Stor
         named = data[NAME_KEY_FIELD]
         # Only where we write it; a copy elsewhere is left alone like any value we cannot read.
         ours = isinstance(named, str) and is_valid_name(named) and key == name_key(prefix, named)
-        return StoredEntry(key, value, mod_revision, prefix, records, named if ours else None)
+        return StoredEntry(key, value, mod_revision, prefix, records, named if ours else None, view)
     if isinstance(data, dict):
         ours = data.get("recordType") in SUPPORTED_TYPES
         name = _name_from_key(prefix, key, 1 if ours else data.get("targetstrip"))
         # Our names were validated when written; a foreign key with an invalid name is left alone: returning
         # it would make ExternalDNS send it back in a delete that we would have to refuse.
         if name and (ours or is_valid_name(name)):
-            records = _records_from_value(name, data)
-    return StoredEntry(key, value, mod_revision, prefix, records)
+            records = _records_from_value(name, data, view)
+    return StoredEntry(key, value, mod_revision, prefix, records, None, view)
 
 
 def _name_from_key(prefix: str, key: str, targetstrip: Any) -> str | None:
@@ -151,14 +214,14 @@ def _name_from_key(prefix: str, key: str, targetstrip: Any) -> str | None:
     return name_from_reversed(kept).lower()
 
 
-def _records_from_value(name: str, data: dict[str, Any]) -> tuple[Record, ...]:
+def _records_from_value(name: str, data: dict[str, Any], view: str) -> tuple[Record, ...]:
     ttl = data.get("ttl")
     ttl = ttl if isinstance(ttl, int) and not isinstance(ttl, bool) and ttl > 0 else 0
     raw_identifier = data.get("setIdentifier")
     set_identifier = raw_identifier if isinstance(raw_identifier, str) else ""
     labels = _labels(data.get("labels"))
     ours = data.get("recordType") in SUPPORTED_TYPES
-    props = _provider_specific(data) if ours else _group_property(data)
+    props = _in_view(_provider_specific(data) if ours else _group_property(data), view)
 
     def record(record_type: str, target: str) -> Record:
         return Record(name, record_type, target, set_identifier, ttl, labels, props)
@@ -230,6 +293,15 @@ def _provider_specific(data: dict[str, Any]) -> tuple[ProviderSpecificProperty, 
         return ()
     return tuple(ProviderSpecificProperty(item["name"], item["value"]) for item in items
                  if isinstance(item, dict) and isinstance(item.get("name"), str) and isinstance(item.get("value"), str))
+
+
+def _in_view(props: tuple[ProviderSpecificProperty, ...], view: str) -> tuple[ProviderSpecificProperty, ...]:
+    """The properties with ``webhook/view`` saying where the key lives (the stored value, if it is that, in place)."""
+    views = [prop for prop in props if prop.name == VIEW_PROPERTY]
+    if views == ([ProviderSpecificProperty(VIEW_PROPERTY, view)] if view else []):
+        return props
+    kept = tuple(prop for prop in props if prop.name != VIEW_PROPERTY)
+    return (*kept, ProviderSpecificProperty(VIEW_PROPERTY, view)) if view else kept
 
 
 def _group_property(data: dict[str, Any]) -> tuple[ProviderSpecificProperty, ...]:

@@ -1,4 +1,8 @@
-"""etcd I/O: a lazily connected client, paged prefix reads at one revision, guarded transactions, a prefix watch."""
+"""etcd I/O: a lazily connected client, paged prefix reads at one revision, guarded transactions, a prefix watch.
+
+A "prefix" here is the webhook's default prefix (``/skydns/``) with its view prefixes (``/skydns-<view>/``): reads,
+counts and the watch cover the key space's root (``/skydns``) and decode each key under its own prefix
+(``skydns.decode_key``)."""
 
 from __future__ import annotations
 
@@ -19,7 +23,7 @@ from webhook_provider.metrics import Metrics
 from webhook_provider.planner import Transaction
 from webhook_provider.records import StoredEntry
 from webhook_provider.settings import EtcdSettings
-from webhook_provider.skydns import decode_entry
+from webhook_provider.skydns import decode_key, key_space_root
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +84,12 @@ def _prefix_end(prefix: str) -> bytes:
     raw = bytearray(prefix.encode())
     raw[-1] += 1
     return bytes(raw)
+
+
+def _key_range(prefix: str) -> tuple[bytes, bytes]:
+    """etcd's (key, range_end) for the key space of the default prefix ``prefix`` and its view prefixes."""
+    root = key_space_root(prefix)
+    return root.encode(), _prefix_end(root)
 
 
 class EtcdStore:
@@ -176,11 +186,11 @@ class EtcdStore:
         """How many keys ``prefix`` holds now and the newest mod revision among them: what a watch that keeps
         up must have delivered. The key count is an index lookup; the newest key costs etcd a scan of the
         prefix (it sorts by mod revision), which is why the mirror asks only every few seconds."""
-        end = _prefix_end(prefix)
+        start, end = _key_range(prefix)
 
         def run(client: pyetcd.MultiEndpointEtcd3Client) -> PrefixState:
-            counted = client.get_range_response(prefix.encode(), end, count_only=True)
-            newest = client.get_range_response(prefix.encode(), end, sort_order="descend", sort_target="mod",
+            counted = client.get_range_response(start, end, count_only=True)
+            newest = client.get_range_response(start, end, sort_order="descend", sort_target="mod",
                                                limit=1, keys_only=True)
             return PrefixState(int(counted.count), max((kv.mod_revision for kv in newest.kvs), default=0))
 
@@ -195,15 +205,14 @@ class EtcdStore:
         return self._call("read", lambda client: self._pages(client, prefix))
 
     def _pages(self, client: Any, prefix: str) -> PrefixSnapshot:
-        start: bytes = prefix.encode()
-        end = _prefix_end(prefix)
+        start, end = _key_range(prefix)
         revision = None
         entries: list[StoredEntry] = []
         while True:
             response = client.get_range_response(start, end, limit=PAGE_SIZE, revision=revision)
             if revision is None:
                 revision = response.header.revision
-            entries.extend(decode_entry(prefix, kv.key.decode("utf-8", "replace"), kv.value, kv.mod_revision)
+            entries.extend(decode_key(prefix, kv.key.decode("utf-8", "replace"), kv.value, kv.mod_revision)
                            for kv in response.kvs)
             if not response.more or not response.kvs:
                 return PrefixSnapshot(entries, revision)
@@ -281,8 +290,8 @@ class PrefixWatch:
         self._call: Any = None
 
     def start(self, timeout: float) -> None:
-        create = etcdrpc.WatchCreateRequest(key=self.prefix.encode(), range_end=_prefix_end(self.prefix),
-                                            start_revision=self._start_revision)
+        start, end = _key_range(self.prefix)
+        create = etcdrpc.WatchCreateRequest(key=start, range_end=end, start_revision=self._start_revision)
         self._requests.put(etcdrpc.WatchRequest(create_request=create))
         metadata = (*(self._client.metadata or ()), REQUIRE_LEADER)
         try:
@@ -348,7 +357,7 @@ class PrefixWatch:
         if event.type == DELETE_EVENT:
             return WatchEvent(key, event.kv.mod_revision, None)
         return WatchEvent(key, event.kv.mod_revision,
-                          decode_entry(self.prefix, key, event.kv.value, event.kv.mod_revision))
+                          decode_key(self.prefix, key, event.kv.value, event.kv.mod_revision))
 
 
 def _describe(error: Exception) -> str:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 
 from fleetdns.dnsname import InvalidDNSNameError, normalize_name
+from fleetdns.dnsview import VIEW_PROPERTY, DNSViewError, check_served_view_name
 from fleetdns.endpoint import Endpoint, ProviderSpecificProperty
 from fleetdns.weights import WEIGHTS_PROPERTY, WeightsFormatError, format_weights, parse_weights
 from webhook_provider.domain_filter import DomainFilter
@@ -128,6 +129,7 @@ class RejectReason(StrEnum):
     INVALID_TARGET = "invalid_target"  # includes an endpoint without targets
     CNAME_MULTIPLE_TARGETS = "cname_multiple_targets"
     INVALID_TTL = "invalid_ttl"
+    INVALID_VIEW = "invalid_view"  # webhook/view names no view (it names the record's etcd prefix)
 
 
 @dataclass(frozen=True)
@@ -181,6 +183,9 @@ def storable_endpoint(endpoint: Endpoint, domain_filter: DomainFilter) -> Storab
                                                      f"(supported: {', '.join(SUPPORTED_TYPES)})")
     if not 0 <= endpoint.record_ttl <= MAX_TTL:
         return reject(RejectReason.INVALID_TTL, f"recordTTL {endpoint.record_ttl} is outside 0..{MAX_TTL}")
+    view_problem = _view_problem(endpoint.provider_specific)
+    if view_problem:
+        return reject(RejectReason.INVALID_VIEW, view_problem)
     if not endpoint.targets:
         return reject(RejectReason.INVALID_TARGET, "at least one target is required")
     targets: list[str] = []
@@ -196,6 +201,19 @@ def storable_endpoint(endpoint: Endpoint, domain_filter: DomainFilter) -> Storab
     properties, dropped = _usable_properties(name, record_type, targets, endpoint.provider_specific)
     return Storable(replace(endpoint, dns_name=name, record_type=record_type, targets=tuple(targets),
                             provider_specific=properties), dropped)
+
+
+def _view_problem(properties: tuple[ProviderSpecificProperty, ...]) -> str:
+    """Why the endpoint's ``webhook/view`` cannot name its etcd prefix ``<prefix>-<view>/`` ("" when it can)."""
+    views = [prop.value for prop in properties if prop.name == VIEW_PROPERTY]
+    if len(views) > 1:
+        return f"{VIEW_PROPERTY} is given {len(views)} times; a record answers in one view"
+    if views:
+        try:
+            check_served_view_name(views[0])
+        except DNSViewError as error:
+            return f"{VIEW_PROPERTY}: {error}"
+    return ""
 
 
 def _usable_properties(name: str, record_type: str, targets: list[str],
