@@ -1,10 +1,12 @@
 """Real CoreDNS started with a given Corefile, answering on a loopback UDP/TCP port; the regional one (the shipped
-Corefile) runs with its zone-file sidecar, as in production."""
+Corefile, or the one ``fleetdns-corefile`` renders for a region's views) runs with its zone-file sidecar, as in
+production."""
 
 from __future__ import annotations
 
 import sys
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 import dns.message
@@ -12,10 +14,12 @@ import dns.query
 import dns.rdatatype
 import requests
 
+from fleetdns.dnsview import DNSView, region_view_name
 from rig.binaries import binary
 from rig.ports import free_port
 from rig.process import ManagedProcess
 from rig.scrape import scrape
+from webhook_provider.corefile import Layout, render_corefile, served_views
 from webhook_provider.zonefile import zone_file_name
 
 START_TIMEOUT = 20.0
@@ -109,24 +113,32 @@ def etcd_cached_corefile(zone: str, etcd_endpoints: list[str], path: str = "/sky
 
 
 class ZoneFilesSidecar:
-    """``python -m webhook_provider.zonefiles`` keeping the zone files of ``zones`` (in ``zone_dir``) and the weight
-    file in step with the etcd prefix; ready once it rendered every file from a live mirror."""
+    """``python -m webhook_provider.zonefiles`` keeping the zone files of ``zones`` (in ``zone_dir``; one more per
+    view of ``views`` in ``zone_dir/<view>/``, the default one overlaid by ``default_view``) and the weight file in
+    step with the etcd prefix; ready once it rendered every file from a live mirror."""
 
     def __init__(self, etcd_endpoints: list[str], prefix: str, zones: list[str], zone_dir: Path, weight_file: Path,
-                 workdir: Path, name: str = "zonefiles", extra_args: list[str] | None = None) -> None:
+                 workdir: Path, name: str = "zonefiles", extra_args: list[str] | None = None,
+                 views: Sequence[str] = (), default_view: str = "") -> None:
         self.zone_dir = zone_dir
         self.weight_file = weight_file
+        self.views = tuple(views)
+        self.default_view = default_view
         self.health_port = free_port()
         args = [
             sys.executable, "-m", "webhook_provider.zonefiles",
             f"--etcd-endpoints={','.join(etcd_endpoints)}", f"--prefix={prefix}", f"--zone={','.join(zones)}",
             f"--zone-dir={zone_dir}", f"--weight-file={weight_file}", f"--health-listen=127.0.0.1:{self.health_port}",
-            "--interval=100ms", "--log-format=text", *(extra_args or []),
+            "--interval=100ms", "--log-format=text",
+            *([f"--views={','.join(self.views)}"] if self.views else []),
+            *([f"--default-view={default_view}"] if default_view else []),
+            *(extra_args or []),
         ]
         self.process = ManagedProcess(name, args, workdir / f"{name}.log")
 
-    def zone_file(self, zone: str) -> Path:
-        return self.zone_dir / zone_file_name(zone)
+    def zone_file(self, zone: str, view: str = "") -> Path:
+        """``db.<zone>`` (the catch-all's: default records overlaid by ``default_view``), or a view's file."""
+        return (self.zone_dir / view if view else self.zone_dir) / zone_file_name(zone)
 
     @property
     def health_url(self) -> str:
@@ -174,25 +186,39 @@ class RegionalCoreDNS(CoreDNS):
 
 
 def regional_coredns(zone: str, etcd_endpoints: list[str], workdir: Path, name: str, host: str = "127.0.0.1",
-                     etcd_path: str = "skydns", corefile: str | None = None) -> RegionalCoreDNS:
-    """CoreDNS run from the project's production Corefile (coredns/Corefile), configured by environment, with its
-    zone-file sidecar (zone file ``zones/db.<zone>`` and ``weights`` under ``workdir``). ``corefile``: another
-    Corefile run with the same environment and sidecar, for comparisons (``etcd_cached_corefile``)."""
+                     etcd_path: str = "skydns", corefile: str | None = None, views: Sequence[DNSView] = (),
+                     region: str | None = None, geoip_db: Path | None = None) -> RegionalCoreDNS:
+    """CoreDNS run from the project's production Corefile, configured by environment, with its zone-file sidecar
+    (zone files under ``workdir/zones``, weight file ``workdir/weights``).
+
+    ``region``: the catch-all block answers with the region's view (the sidecar's ``--default-view=region-<region>``)
+    and ``views`` (DNSViews; those ``accept_views`` refuses get no block) get a block each, rendered by
+    ``fleetdns-corefile`` (``geoip_db``: the MaxMind database views by country or continent need); the sidecar
+    renders each served view's file (``--views``). Without ``region`` and ``views``: coredns/Corefile as shipped
+    (the same text the tool renders for no views). ``corefile``: another Corefile run with the same environment
+    and sidecar, for comparisons (``etcd_cached_corefile``)."""
     workdir = Path(workdir)
     zone_dir = workdir / "zones"
     zone_dir.mkdir(parents=True, exist_ok=True)
     weight_file = workdir / "weights"
+    served, _ = served_views(views)
     sidecar = ZoneFilesSidecar(etcd_endpoints, f"/{etcd_path}/", [zone], zone_dir, weight_file, workdir,
-                               name=f"{name}-zonefiles")
+                               name=f"{name}-zonefiles", views=[view.name for view in served],
+                               default_view=region_view_name(region) if region else "")
     env = {
         "FLEETDNS_ZONE": zone,
-        "FLEETDNS_ZONE_FILE": str(sidecar.zone_file(zone)),
+        "FLEETDNS_ZONE_DIR": str(zone_dir),
         "FLEETDNS_WEIGHT_FILE": str(weight_file),
         "FLEETDNS_HEALTH_ADDR": f"{host}:{free_port(host)}",
         "FLEETDNS_READY_ADDR": f"{host}:{free_port(host)}",
         "FLEETDNS_METRICS_ADDR": f"{host}:{free_port(host)}",
     }
-    text = shipped_corefile() if corefile is None else corefile
+    if corefile is not None:
+        text = corefile
+    elif served:
+        text = render_corefile(served, Layout(geoip_db=str(geoip_db) if geoip_db else "", region=region or ""))
+    else:
+        text = shipped_corefile()
     server = RegionalCoreDNS(text.replace("{$FLEETDNS_DNS_PORT}", "{port}"), workdir, host, name, sidecar)
     server.env = {**env, "FLEETDNS_DNS_PORT": str(server.port)}
     return server

@@ -6,6 +6,11 @@ decoded by ``skydns.py``) feeds every file: ``db.<zone>`` per zone for the ``fil
 ``loadbalance weighted`` file (``weightfile.py``). Each pass applies the names that changed since the last one, so
 one changed name re-renders that name only.
 
+Views (docs/design/views.md §4): ``<view>/db.<zone>`` for each ``--views`` entry holds the default records, where
+every name that has records under the view's prefix (``/skydns-<view>/``) takes those instead; ``db.<zone>`` is
+the same overlay with ``--default-view`` (the region's own view). Records are rendered per source (the default
+prefix, each view) and name, so a change under one view re-renders that name for that view only.
+
 Rules: files are rendered only from a warm mirror (a read that cannot reach etcd keeps them as they are, so a cold
 cache never empties a zone); each is replaced by rename, so CoreDNS never reads half a file; only when its content
 changes (a restart with unchanged data writes nothing), and then with a new SOA serial; the first change after a
@@ -39,6 +44,7 @@ from fleetdns.config import (
     parse_positive_duration,
 )
 from fleetdns.dnsname import InvalidDNSNameError, normalize_name
+from fleetdns.dnsview import DNSViewError, check_served_view_name
 from fleetdns.logs import LOG_FORMATS, LOG_LEVELS, configure_logging
 from fleetdns.probes import BackgroundServer, probe_app
 from webhook_provider import weightfile, zonefile
@@ -88,10 +94,15 @@ class ReplacedFile:
 
 
 class ZoneFile:
-    """``db.<zone>``: a new SOA serial on every content change, the existing one kept while nothing changes."""
+    """``db.<zone>``: a new SOA serial on every content change, the existing one kept while nothing changes.
 
-    def __init__(self, zone: str, path: Path) -> None:
+    ``view``: the view whose records replace the default ones, name by name ("" none); ``label`` names the file in
+    metrics and logs (``db.<zone>``, ``<view>/db.<zone>``)."""
+
+    def __init__(self, zone: str, path: Path, view: str = "", label: str | None = None) -> None:
         self.zone = zone
+        self.view = view
+        self.label = label or path.name
         self.file = ReplacedFile(path)
         self.serial = zonefile.soa_serial(self.file.content or "")  # a restart continues from the file's serial
 
@@ -128,7 +139,8 @@ class WriterMetrics:
     def create(cls, shared: Metrics) -> WriterMetrics:
         registry = shared.registry
         return cls(
-            records=Gauge("fleetdns_zonefiles_records", "records in the zone file", ["zone"], registry=registry),
+            records=Gauge("fleetdns_zonefiles_records", "records in the zone file (db.<zone> or <view>/db.<zone>)",
+                          ["file"], registry=registry),
             weighted_names=Gauge("fleetdns_zonefiles_weighted_names", "names with weights in the weight file",
                                  registry=registry),
             writes=Counter("fleetdns_zonefiles_writes_total", "times a file was replaced (its content changed)",
@@ -161,22 +173,32 @@ def sidecar_metrics() -> tuple[Metrics, WriterMetrics]:
     return shared, WriterMetrics.create(shared)
 
 
+Rendered = tuple[str, int]  # one name's zone-file lines and how many records they hold
+
+
 class ZoneFilesWriter:
-    """Applies the mirror's changed names to per-name text and weights, and rewrites the files that differ."""
+    """Applies the mirror's changed names to per-name text and weights, and rewrites the files that differ.
+
+    Text is kept per source (the default prefix "", each view a file overlays) and name; a file's content for a
+    name is its view's text when the view has records at the name, else the default's."""
 
     def __init__(self, source: EntrySource, zone_files: Iterable[ZoneFile], weight_file: ReplacedFile,
                  metrics: WriterMetrics, min_write_interval: float,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.source = source
-        self.zone_files = {zone_file.zone: zone_file for zone_file in zone_files}
+        self.zone_files = list(zone_files)
         self.weight_file = weight_file
         self.metrics = metrics
         self.min_write_interval = min_write_interval
         self.clock = clock
-        self._names: dict[str, dict[str, str]] = {zone: {} for zone in self.zone_files}  # zone -> name -> lines
-        self._counts: dict[str, dict[str, int]] = {zone: {} for zone in self.zone_files}  # zone -> name -> records
-        self._totals: dict[str, int] = dict.fromkeys(self.zone_files, 0)  # records per zone
+        self._zones = list(dict.fromkeys(zone_file.zone for zone_file in self.zone_files))
+        self._files_of = {zone: [f for f in self.zone_files if f.zone == zone] for zone in self._zones}
+        self._sources = ("", *sorted({f.view for f in self.zone_files if f.view}))  # "" = the default prefix
+        self._texts: dict[str, dict[str, dict[str, Rendered]]] = {}  # source -> zone -> name -> rendered
+        self._signatures: dict[str, dict[str, tuple[int, int]]] = {}  # source -> name -> (keys, newest revision)
+        self._totals: dict[Path, int] = {}  # records per zone file
         self._weights: dict[str, weightfile.NameWeights] = {}
+        self._reset()
         self._dirty: set[Path] = set()  # files whose content may differ from what is on disk
         self._last_write: dict[Path, float] = {}
         self._rendered: set[Path] = set()  # rendered from a warm mirror at least once
@@ -185,16 +207,19 @@ class ZoneFilesWriter:
 
     @property
     def paths(self) -> list[Path]:
-        return [*(zone_file.path for zone_file in self.zone_files.values()), self.weight_file.path]
+        return [*(zone_file.path for zone_file in self.zone_files), self.weight_file.path]
+
+    def _reset(self) -> None:
+        self._texts = {source: {zone: {} for zone in self._zones} for source in self._sources}
+        self._signatures = {source: {} for source in self._sources}
+        self._totals = {zone_file.path: 0 for zone_file in self.zone_files}
+        self._weights = {}
 
     def sync(self) -> list[Path]:
         """One pass; the files written. Raises EtcdUnavailableError (files untouched) and OSError."""
         changes = self.source.changes()  # lists the prefix first when cold or broken; never answers from stale data
         if changes.full:
-            self._names = {zone: {} for zone in self.zone_files}
-            self._counts = {zone: {} for zone in self.zone_files}
-            self._totals = dict.fromkeys(self.zone_files, 0)
-            self._weights = {}
+            self._reset()
             self._dirty = set(self.paths)
         if changes.names:
             started = time.perf_counter()
@@ -206,22 +231,29 @@ class ZoneFilesWriter:
         return written
 
     def _apply(self, name: str, entries: tuple[StoredEntry, ...]) -> None:
-        zone = zonefile.zone_of(name, self.zone_files)
-        rendered = zonefile.render_name(zone, name, entries)
-        for dropped in rendered.dropped:
-            self.metrics.dropped.labels(dropped.reason.value).inc()
-            log.warning("record left out of the zone file", extra={
-                "dnsName": dropped.name, "recordType": dropped.record_type, "target": dropped.target,
-                "reason": dropped.reason.value, "detail": dropped.detail})
-        if zone is not None and self._names[zone].get(name, "") != rendered.text:
-            self._totals[zone] += rendered.records - self._counts[zone].pop(name, 0)
-            if rendered.text:
-                self._names[zone][name] = rendered.text
-                self._counts[zone][name] = rendered.records
-            else:
-                self._names[zone].pop(name, None)
-            self._dirty.add(self.zone_files[zone].path)
-        weights, invalid = weightfile.name_weights(entries)
+        zone = zonefile.zone_of(name, self._zones)
+        by_source: dict[str, list[StoredEntry]] = {}
+        for entry in entries:
+            if entry.prefix and entry.view in self._signatures:  # a view no file overlays is not read
+                by_source.setdefault(entry.view, []).append(entry)
+        files = self._files_of[zone] if zone is not None else []
+        before = [self._content(zone_file, name) for zone_file in files]
+        for source in self._sources:
+            mine = by_source.get(source, [])
+            signature = (len(mine), max((entry.mod_revision for entry in mine), default=0))
+            if self._signatures[source].get(name, (0, 0)) != signature:  # else unchanged: nothing to render
+                self._render(source, zone, name, mine)
+                if mine:
+                    self._signatures[source][name] = signature
+                else:
+                    self._signatures[source].pop(name, None)
+        for zone_file, old in zip(files, before, strict=True):
+            new = self._content(zone_file, name)
+            if new != old:
+                self._totals[zone_file.path] += new[1] - old[1]
+                self._dirty.add(zone_file.path)
+        served = [entry for source_entries in by_source.values() for entry in source_entries]
+        weights, invalid = weightfile.name_weights(sorted(served, key=lambda entry: entry.key))
         for bad in invalid:
             self.metrics.invalid_weights.inc()
             log.warning("stored webhook/weights cannot be used; the name gets no weights", extra={
@@ -233,40 +265,75 @@ class ZoneFilesWriter:
                 self._weights.pop(name, None)
             self._dirty.add(self.weight_file.path)
 
+    def _render(self, source: str, zone: str | None, name: str, entries: list[StoredEntry]) -> None:
+        """The name's text from ``source``'s records; a source without records at the name has no text (a view
+        then leaves the name to the default records)."""
+        if zone is not None:
+            self._texts[source][zone].pop(name, None)
+        if not any(entry.records for entry in entries):
+            return
+        rendered = zonefile.render_name(zone, name, entries)
+        for dropped in rendered.dropped:
+            self.metrics.dropped.labels(dropped.reason.value).inc()
+            log.warning("record left out of the zone file", extra={
+                "dnsName": dropped.name, "recordType": dropped.record_type, "target": dropped.target,
+                "view": source, "reason": dropped.reason.value, "detail": dropped.detail})
+        if zone is not None and (source or rendered.text):
+            self._texts[source][zone][name] = (rendered.text, rendered.records)
+
+    def _content(self, zone_file: ZoneFile, name: str) -> Rendered:
+        """What ``zone_file`` holds for ``name``: its view's records when the view has some there, else the default."""
+        if zone_file.view:
+            overlay = self._texts[zone_file.view][zone_file.zone].get(name)
+            if overlay is not None:
+                return overlay
+        return self._texts[""][zone_file.zone].get(name, ("", 0))
+
+    def _names(self, zone_file: ZoneFile) -> dict[str, str]:
+        """Every name's lines in ``zone_file``: the default texts, overlaid by its view's."""
+        names = {name: text for name, (text, _) in self._texts[""][zone_file.zone].items()}
+        if zone_file.view:
+            names.update((name, text) for name, (text, _) in self._texts[zone_file.view][zone_file.zone].items())
+        return names
+
     def _flush(self, revision: int) -> list[Path]:
         """Rewrite the dirty files whose last write is at least ``min_write_interval`` ago; the others wait."""
         now = self.clock()
         written = []
-        for zone, zone_file in self.zone_files.items():
-            update = partial(zone_file.update, self._names[zone])
-            if self._due(zone_file.path, now) and self._write(zone_file.path, update, now):
+        for zone_file in self.zone_files:
+            if self._due(zone_file.path, now) and self._write(zone_file, partial(self._update, zone_file), now):
                 written.append(zone_file.path)
                 log.info("zone file replaced", extra={
-                    "path": str(zone_file.path), "zone": zone, "serial": zone_file.serial,
-                    "names": len(self._names[zone]), "records": self._totals[zone], "revision": revision})
-            self.metrics.records.labels(zone).set(self._totals[zone])
+                    "path": str(zone_file.path), "zone": zone_file.zone, "view": zone_file.view,
+                    "serial": zone_file.serial, "records": self._totals[zone_file.path], "revision": revision})
+            self.metrics.records.labels(zone_file.label).set(self._totals[zone_file.path])
         if self._due(self.weight_file.path, now):
             content = weightfile.render(self._weights)
-            if self._write(self.weight_file.path, partial(self.weight_file.replace, content), now):
+            if self._write(self.weight_file, partial(self.weight_file.replace, content), now):
                 written.append(self.weight_file.path)
                 log.info("weight file replaced", extra={"path": str(self.weight_file.path),
                                                         "names": len(self._weights), "revision": revision})
         self.metrics.weighted_names.set(len(self._weights))
         return written
 
+    def _update(self, zone_file: ZoneFile) -> bool:
+        return zone_file.update(self._names(zone_file))
+
     def _due(self, path: Path, now: float) -> bool:
         return path in self._dirty and now - self._last_write.get(path, -math.inf) >= self.min_write_interval
 
-    def _write(self, path: Path, update: Callable[[], bool], now: float) -> bool:
+    def _write(self, file: ZoneFile | ReplacedFile, update: Callable[[], bool], now: float) -> bool:
+        path = file.path
+        label = file.label if isinstance(file, ZoneFile) else path.name
         started = time.perf_counter()
         written = update()  # OSError: the file stays dirty and is retried on the next pass
-        self.metrics.render.labels(path.name).observe(time.perf_counter() - started)
+        self.metrics.render.labels(label).observe(time.perf_counter() - started)
         self._dirty.discard(path)
         self._rendered.add(path)
         if written:
             self._last_write[path] = now
-            self.metrics.writes.labels(path.name).inc()
-            self.metrics.last_write.labels(path.name).set(time.time())
+            self.metrics.writes.labels(label).inc()
+            self.metrics.last_write.labels(label).set(time.time())
         return written
 
     def run(self, stop: threading.Event, interval: float) -> None:
@@ -290,7 +357,7 @@ class ZoneFilesWriter:
         """Ready once every file was rendered from a live mirror and while the last pass succeeded."""
         missing = [str(path) for path in self.paths if path not in self._rendered]
         if self._synced and not missing:
-            counts = ", ".join(f"{zone}: {total} records" for zone, total in self._totals.items())
+            counts = ", ".join(f"{f.label}: {self._totals[f.path]} records" for f in self.zone_files)
             return True, f"files rendered from a live etcd mirror ({counts}; {len(self._weights)} weighted names)"
         if not self._synced:
             return False, f"not rendered from etcd: {self._last_error}"
@@ -312,9 +379,21 @@ class Settings:
     health_listen: tuple[str, int]
     log_level: str
     log_format: str
+    views: tuple[str, ...] = ()
+    default_view: str = ""
 
-    def zone_path(self, zone: str) -> Path:
-        return self.zone_dir / zonefile.zone_file_name(zone)
+    def zone_path(self, zone: str, view: str = "") -> Path:
+        """``<zone-dir>/db.<zone>``, or ``<zone-dir>/<view>/db.<zone>`` for one of ``--views``."""
+        return (self.zone_dir / view if view else self.zone_dir) / zonefile.zone_file_name(zone)
+
+    def zone_files(self) -> list[ZoneFile]:
+        """Per zone the default file (overlaid by ``--default-view``), then one per ``--views`` entry."""
+        files = []
+        for zone in self.zones:
+            files.append(ZoneFile(zone, self.zone_path(zone), self.default_view))
+            files.extend(ZoneFile(zone, self.zone_path(zone, view), view, f"{view}/{zonefile.zone_file_name(zone)}")
+                         for view in self.views)
+        return files
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -323,9 +402,15 @@ def build_parser() -> argparse.ArgumentParser:
     add_flag(parser, "--zone-dir", "ZONEFILES_ZONE_DIR", "", "directory of the zone files (db.<zone> each)")
     add_flag(parser, "--weight-file", "ZONEFILES_WEIGHT_FILE", "",
              "the weight file CoreDNS's `loadbalance weighted` reads")
+    add_flag(parser, "--views", "ZONEFILES_VIEWS", "",
+             "views the Corefile has a block for, comma-separated (fleetdns-corefile --print-views): each gets "
+             "<zone-dir>/<view>/db.<zone>")
+    add_flag(parser, "--default-view", "ZONEFILES_DEFAULT_VIEW", "",
+             "the region's own view (region-<region>): its records overlay <zone-dir>/db.<zone>, the catch-all's file")
     add_flag(parser, "--etcd-endpoints", "ETCD_URLS", "http://127.0.0.1:2379", "etcd client URLs, comma-separated")
     add_flag(parser, "--etcd-timeout", "ETCD_TIMEOUT", "5s", "timeout of each etcd call")
-    add_flag(parser, "--prefix", "ZONEFILES_PREFIX", "/skydns/", "etcd key prefix (the webhook's --prefix)")
+    add_flag(parser, "--prefix", "ZONEFILES_PREFIX", "/skydns/",
+             "etcd key prefix (the webhook's --prefix); a view's records are under <prefix without />-<view>/")
     add_flag(parser, "--interval", "ZONEFILES_INTERVAL", "100ms", "how often changes in etcd are looked for")
     add_flag(parser, "--min-write-interval", "ZONEFILES_MIN_WRITE_INTERVAL", "100ms",
              "least time between two writes of one file: the first change after a quiet spell is written at once, "
@@ -361,7 +446,45 @@ def load_settings(argv: list[str] | None = None, environ: dict[str, str] | None 
         health_listen=parse_host_port("--health-listen", args.health_listen),
         log_level=parse_choice("--log-level", args.log_level.lower(), LOG_LEVELS),
         log_format=parse_choice("--log-format", args.log_format.lower(), LOG_FORMATS),
+        views=_views(args.views),
+        default_view=_default_view(args.default_view),
     )
+
+
+def _views(value: str) -> tuple[str, ...]:
+    views: list[str] = []
+    for view in (part.strip() for part in value.split(",")):
+        if not view:
+            continue
+        try:
+            check_served_view_name(view)
+        except DNSViewError as error:
+            raise ConfigError("--views", value, str(error)) from None
+        if view in views:
+            raise ConfigError("--views", value, f"view {view!r} is given twice")
+        views.append(view)
+    return tuple(views)
+
+
+def _default_view(value: str) -> str:
+    view = value.strip()
+    if view:
+        try:
+            check_served_view_name(view)
+        except DNSViewError as error:
+            raise ConfigError("--default-view", value, str(error)) from None
+    return view
+
+
+def _view_dirs(settings: Settings) -> None:
+    """Create ``<zone-dir>/<view>/`` for each of ``--views``; ConfigError names the one that cannot be made."""
+    for view in settings.views:
+        path = settings.zone_dir / view
+        try:
+            path.mkdir(exist_ok=True)
+        except OSError as error:
+            raise ConfigError("--views", ",".join(settings.views),
+                              f"cannot create the directory {path}: {error.strerror or error}") from None
 
 
 def _zones(value: str) -> tuple[str, ...]:
@@ -410,8 +533,9 @@ def run(argv: list[str] | None = None) -> int:
     store = EtcdStore(settings.etcd, shared)
     mirror = PrefixMirror(store, settings.prefix, shared, wait_seconds=settings.etcd.timeout,
                           verify_seconds=settings.mirror_verify_interval)
-    writer = ZoneFilesWriter(mirror, [ZoneFile(zone, settings.zone_path(zone)) for zone in settings.zones],
-                             ReplacedFile(settings.weight_file), writer_metrics, settings.min_write_interval)
+    _view_dirs(settings)
+    writer = ZoneFilesWriter(mirror, settings.zone_files(), ReplacedFile(settings.weight_file), writer_metrics,
+                             settings.min_write_interval)
     try:
         probes = BackgroundServer(probe_app(writer.ready, shared.registry), *settings.health_listen, threads=2,
                                   name="probes")
@@ -424,6 +548,7 @@ def run(argv: list[str] | None = None) -> int:
     probes.start()
     log.info("zone file writer started", extra={
         "zones": list(settings.zones), "zone_dir": str(settings.zone_dir), "weight_file": str(settings.weight_file),
+        "views": list(settings.views), "default_view": settings.default_view,
         "prefix": settings.prefix, "etcd": [e.url for e in settings.etcd.endpoints],
         "health_listen": f"{settings.health_listen[0]}:{probes.port}", "interval_seconds": settings.interval,
         "min_write_interval_seconds": settings.min_write_interval})
