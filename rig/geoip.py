@@ -1,7 +1,11 @@
 """A small MaxMind-format GeoIP database for tests: documentation address ranges mapped to countries, continents
 and locations, in the GeoLite2-City layout CoreDNS's ``geoip`` plugin reads (``country.iso_code``,
-``continent.code``, ``location.latitude/longitude``; database type ``GeoLite2-City``, IPv6 tree with IPv4 mapped
-at ``::/96``). Written with PyPI ``mmdb-writer``."""
+``continent.code``, ``location.latitude/longitude``; database type ``GeoLite2-City``, IPv6 tree with IPv4 at
+``::/96``). Written with PyPI ``mmdb-writer``.
+
+Each IPv4 range is also written at its IPv4-mapped address (``::ffff:a.b.c.d``), as MaxMind's own databases alias
+it: CoreDNS reads an IPv4 EDNS client subnet as a 16-byte address (miekg/dns) and looks that up as IPv6
+(maxminddb-golang does not unmap it), so without the alias an IPv4 client subnet would find nothing."""
 
 from __future__ import annotations
 
@@ -10,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mmdb_writer import MMDBWriter
-from netaddr import IPSet
+from netaddr import IPNetwork, IPSet
 
 DATABASE_TYPE = "GeoLite2-City"  # a type geoip2-golang reads City records from (CoreDNS probes it at start)
 
@@ -55,5 +59,9 @@ def write_geoip_db(path: Path, ranges: Mapping[str, Place] = DOCUMENTATION_RANGE
                         description="FleetDNS test GeoIP: documentation ranges")
     for network, place in ranges.items():
         writer.insert_network(IPSet([network]), place.record())
+        parsed = IPNetwork(network)
+        if parsed.version == 4:  # the alias CoreDNS's lookups of IPv4 client subnets land on
+            writer.insert_network(IPSet([IPNetwork((int(parsed.ipv6(ipv4_compatible=False).network),
+                                                    parsed.prefixlen + 96), 6)]), place.record())
     writer.to_db_file(str(path))
     return path
