@@ -43,6 +43,7 @@ _ENVIRONMENT = {
     "FLEETDNS_HEALTH_ADDR": "HOST:PORT of /health",
     "FLEETDNS_READY_ADDR": "HOST:PORT of /ready",
     "FLEETDNS_METRICS_ADDR": "HOST:PORT of the Prometheus metrics",
+    "FLEETDNS_GEOIP_DB": "the MaxMind City database (GeoLite2-City, GeoIP2-City) the geoip blocks read",
 }
 
 
@@ -115,11 +116,11 @@ def _header(views: Sequence[DNSView], layout: Layout) -> str:
              "# renders from this region's etcd, where the webhook provider (fed by ExternalDNS) keeps the records.",
              "# Stock plugins only. Rendered by fleetdns-corefile (webhook_provider/corefile.py) from the DNSViews:"]
     if views:
-        lines.append(f"# one block per view ({', '.join(view.name for view in views)}; a query goes to the first "
-                     "block whose view")
-        lines.append("# matches), then the catch-all block: the region's own view. The sidecar runs with "
-                     f"--views={','.join(view.name for view in views)}")
-        lines.append(f"# and --default-view={region_view_name(layout.region) if layout.region else 'region-<region>'}.")
+        names = [view.name for view in views]
+        default_view = region_view_name(layout.region) if layout.region else "region-<region>"
+        lines.append(f"# a block per view, the first that matches answers: {', '.join(names)}; then the catch-all")
+        lines.append("# block: the region's own view. Run the sidecar with")
+        lines.append(f"#   --views={','.join(names)} --default-view={default_view}")
     else:
         lines.append("# none here, so one block answers every client with the region's view (the sidecar's")
         lines.append("# --default-view=region-<region>; without it, the default records).")
