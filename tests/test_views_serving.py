@@ -31,7 +31,10 @@ from rig.region import WebhookProvider
 from rig.waiting import wait_for
 from rig.webhook_client import WebhookClient
 from rig.workloads import apply_crds
+from webhook_provider.changes import parse_changes
 from webhook_provider.corefile import Layout, render_corefile, served_views
+from webhook_provider.domain_filter import DomainFilter
+from webhook_provider.planner import plan_changes
 from webhook_provider.skydns import decode_key
 
 ZONE = "gslb.example.com"
@@ -100,6 +103,25 @@ def test_a_record_reads_back_in_the_view_of_the_prefix_it_is_stored_under():
     assert [p.value for p in in_other.records[0].provider_specific if p.name == VIEW_PROPERTY] == ["office-b"]
     assert decode_key("/skydns/", "/skydns-Not_A_View/org/x/app/0123456789ab", value, 5).records == ()
     assert decode_key("/skydns/", "/skydns2/org/x/app/0123456789ab", value, 5).records == ()
+
+
+@pytest.mark.unit
+def test_an_update_moves_a_misplaced_record_into_its_views_prefix_and_the_name_keys_follow():
+    app = f"app.{ZONE}"
+    old = endpoint(app, "A", "198.18.1.1", view="office-a")
+    (plan,) = plan_changes([], parse_changes({"create": [old]}, DomainFilter()), "/skydns/")
+    # As a webhook before views stored it: under the default prefix (the name key too).
+    state = {key.replace("/skydns-office-a/", "/skydns/"): value for key, value in plan.puts.items()}
+    entries = [decode_key("/skydns/", key, value.encode(), 1) for key, value in sorted(state.items())]
+    misplaced = endpoint(app, "A", "198.18.1.1", setIdentifier="office-a")  # read back: no webhook/view
+    assert [(e.prefix, [r.provider_specific for r in e.records]) for e in entries] == [("/skydns/", []),
+                                                                                      ("/skydns/", [()])]
+    (move,) = plan_changes(entries, parse_changes({"updateOld": [misplaced], "updateNew": [old]}, DomainFilter()),
+                           "/skydns/")
+    assert set(move.deletes) == set(state)  # the record and the default prefix's name key go
+    assert set(move.puts) == set(plan.puts) and all(key.startswith("/skydns-office-a/") for key in move.puts)
+    assert next(iter(move.puts)) == "/skydns-office-a/com/example/gslb/app"  # its name key first
+    assert list(move.deletes)[-1] == "/skydns/com/example/gslb/app"  # the old one last
 
 
 @pytest.fixture
