@@ -6,13 +6,22 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import dns.edns
+import dns.exception
+import dns.message
+import dns.query
+import dns.rdatatype
 from kubernetes import client
+from kubernetes.client.exceptions import ApiException
 
-from fleetdns.apipaths import DOMAINS, SERVICE_DNS_RECORDS
+from fleetdns.apipaths import DNS_VIEWS, DOMAINS, SERVICE_DNS_RECORDS
+from fleetdns.dnsview import DNSView, accept_views, parse_dns_view
 from rig.aggregator import AggregatorProcess
-from rig.coredns import dns_answers
 from rig.dataplane import DataPlane
 from rig.fleet import Fleet
 from rig.prober import ProberProcess
@@ -27,18 +36,53 @@ from rig.workloads import (
 )
 
 DEFAULT_ZONES = {"east": "east-1a", "west": "west-1a"}
+# MemberCluster.spec.location of the usual members (GeoProximity's input): Frankfurt and New York.
+DEFAULT_LOCATIONS = {"east": (50.1109, 8.6821), "west": (40.7128, -74.0060)}
+
+
+@dataclass(frozen=True)
+class DNSClient:
+    """Who asks: the query's source address (any of 127.0.0.0/8, all local: the resolver's address a view's
+    clientCIDRs match) and an EDNS client subnet (``"192.0.2.0/24"``: what GeoIP views look up), or none."""
+
+    source: str = "127.0.0.1"
+    subnet: str | None = None
+
+    def query(self, name: str, rdtype: str) -> dns.message.Message:
+        if self.subnet is None:
+            return dns.message.make_query(name, rdtype)
+        address, _, length = self.subnet.partition("/")
+        option = dns.edns.ECSOption(address, int(length) if length else None)
+        return dns.message.make_query(name, rdtype, use_edns=0, options=[option])
+
+    def __str__(self) -> str:
+        return self.source + (f" (ECS {self.subnet})" if self.subnet else "")
+
+
+def client_answers(host: str, port: int, name: str, rdtype: str, asker: DNSClient, timeout: float = 1.0) -> set[str]:
+    """The answer records of type ``rdtype`` for ``name`` as ``asker`` gets them, as presentation text."""
+    response = dns.query.udp(asker.query(name, rdtype), host, port=port, timeout=timeout, source=asker.source)
+    wanted = dns.rdatatype.from_text(rdtype)
+    return {rr.to_text() for rrset in response.answer if rrset.rdtype == wanted for rr in rrset}
 
 
 class Federation:
     """Members double as regions: member ``east`` is in region ``east`` and has a DNS stack there.
 
     With ``prober_regions`` the data plane (rig/dataplane.py) comes up too: each member's VIPs with a
-    stand-in ingress controller, and one prober per region in its own network namespace.
+    stand-in ingress controller, and one prober per region in its own network namespace (``path_delays``:
+    (region, member) -> extra round trip in seconds from the start).
+
+    Each region's CoreDNS answers clients no DNSView matches with its region view (``region-<region>``);
+    ``use_dns_views`` puts DNSViews on the host and a block for each into every region's CoreDNS.
+    ``locations``: member -> (latitude, longitude) for its MemberCluster (default ``DEFAULT_LOCATIONS``).
     """
 
     def __init__(self, workdir: Path, zone: str = "gslb.example.com", members: tuple[str, ...] = ("east", "west"),
                  grace_period: str = "5s", externaldns_sync: tuple[str, ...] = Region.DEFAULT_SYNC,
-                 prober_regions: tuple[str, ...] = (), prober_args: tuple[str, ...] = ()) -> None:
+                 prober_regions: tuple[str, ...] = (), prober_args: tuple[str, ...] = (),
+                 locations: Mapping[str, tuple[float, float]] | None = None,
+                 path_delays: Mapping[tuple[str, str], float] | None = None) -> None:
         self.workdir = workdir
         self.externaldns_sync = externaldns_sync
         self.zone = zone
@@ -49,6 +93,10 @@ class Federation:
         self.prober_regions = prober_regions
         self.prober_args = prober_args
         self.dataplane: DataPlane | None = None
+        self.path_delays = dict(path_delays or {})
+        self.locations = dict(DEFAULT_LOCATIONS if locations is None else locations)
+        self.served_views: tuple[DNSView, ...] = ()  # what every region's CoreDNS has a block for
+        self.geoip_db: Path | None = None
 
     @property
     def host(self) -> client.ApiClient:
@@ -61,14 +109,14 @@ class Federation:
 
     def start_region(self, name: str) -> Region:
         region = Region(name, self.zone, self.fleet.host.kubeconfig, self.workdir / "regions" / name,
-                        sync=self.externaldns_sync).start()
+                        sync=self.externaldns_sync, views=self.served_views, geoip_db=self.geoip_db).start()
         self.regions[name] = region
         return region
 
     def register_members(self) -> None:
         for name, member in self.fleet.members.items():
             register_member(self.host, name, region=name, zone=DEFAULT_ZONES.get(name, f"{name}-1a"),
-                            kubeconfig=member.embedded_kubeconfig())
+                            kubeconfig=member.embedded_kubeconfig(), location=self.locations.get(name))
 
     def start_aggregator(self) -> AggregatorProcess:
         self.aggregator = AggregatorProcess(self.fleet.host.kubeconfig, [
@@ -81,7 +129,8 @@ class Federation:
         host = self.fleet.host
         self.dataplane = DataPlane(self.workdir / "dataplane",
                                    {name: m.kubeconfig for name, m in self.fleet.members.items()},
-                                   self.prober_regions, host_api=(host.host, host.port)).start()
+                                   self.prober_regions, host_api=(host.host, host.port),
+                                   path_delays=self.path_delays).start()
         return self.dataplane
 
     def start_probers(self, args: tuple[str, ...] | None = None, timeout: float = 60) -> dict[str, ProberProcess]:
@@ -161,20 +210,72 @@ class Federation:
         custom.create_namespaced_custom_object(records.group, records.version, namespace, records.plural,
                                                records.manifest(name, spec={**spec_fields, **(spec or {})}))
 
-    def answers(self, region: str, name: str, rdtype: str = "A") -> set[str]:
+    # client views ------------------------------------------------------------------
+    def use_dns_views(self, specs: Mapping[str, dict[str, Any]], geoip_db: Path | None = None) -> tuple[str, ...]:
+        """Make the host hold exactly these DNSViews (name -> spec; created, replaced or deleted) and every region's
+        CoreDNS serve the accepted ones (restarted only when that set or ``geoip_db`` changes), as an operator
+        applies DNSViews and re-renders the regions' Corefiles. Returns the served views' names, in block order."""
+        custom = client.CustomObjectsApi(self.host)
+        listed: dict[str, Any] = custom.list_cluster_custom_object(DNS_VIEWS.group, DNS_VIEWS.version,
+                                                                    DNS_VIEWS.plural)  # type: ignore[assignment]
+        current = {item["metadata"]["name"]: item for item in listed.get("items") or []}
+        for name in sorted(set(current) - set(specs)):
+            self.delete_dns_view(name)
+        for name, spec in specs.items():
+            if name not in current:
+                self.create_dns_view(name, spec)
+            elif current[name].get("spec") != spec:
+                body = DNS_VIEWS.manifest(name, spec=spec)
+                body["metadata"]["resourceVersion"] = current[name]["metadata"]["resourceVersion"]
+                custom.replace_cluster_custom_object(DNS_VIEWS.group, DNS_VIEWS.version, DNS_VIEWS.plural, name, body)
+        accepted, _ = accept_views(parse_dns_view(DNS_VIEWS.manifest(name, spec=spec)) for name, spec in specs.items())
+        if accepted != self.served_views or geoip_db != self.geoip_db:
+            self.served_views, self.geoip_db = accepted, geoip_db
+            for region in self.regions.values():
+                region.serve_views(accepted, geoip_db)
+        return tuple(view.name for view in accepted)
+
+    def create_dns_view(self, name: str, spec: dict[str, Any]) -> None:
+        """A DNSView on the host, as a platform team writes one (the regions' CoreDNS serve it after
+        ``use_dns_views``)."""
+        client.CustomObjectsApi(self.host).create_cluster_custom_object(
+            DNS_VIEWS.group, DNS_VIEWS.version, DNS_VIEWS.plural, DNS_VIEWS.manifest(name, spec=spec))
+
+    def delete_dns_view(self, name: str) -> None:
+        try:
+            client.CustomObjectsApi(self.host).delete_cluster_custom_object(
+                DNS_VIEWS.group, DNS_VIEWS.version, DNS_VIEWS.plural, name)
+        except ApiException as error:
+            if error.status != 404:
+                raise
+
+    # answers -------------------------------------------------------------------------
+    def answers(self, region: str, name: str, rdtype: str = "A", asker: DNSClient | None = None) -> set[str]:
+        """What ``region``'s CoreDNS answers ``asker`` (default: 127.0.0.1 without ECS, its region view)."""
         coredns = self.regions[region].coredns
         assert coredns is not None
-        return dns_answers(coredns.host, coredns.port, name, rdtype, timeout=1)
+        return client_answers(coredns.host, coredns.port, name, rdtype, asker or DNSClient(), timeout=1)
 
-    def wait_for_answers(self, name: str, expected: set[str], timeout: float, rdtype: str = "A") -> float:
-        """Seconds until every region answers ``name`` with exactly ``expected``; TimeoutError otherwise."""
+    def wait_for_answers(self, name: str, expected: set[str] | Mapping[str, set[str]], timeout: float,
+                         rdtype: str = "A", asker: DNSClient | None = None) -> float:
+        """Seconds until every region answers ``name`` with exactly ``expected`` (or, given a mapping, each listed
+        region with its own set) for ``asker``; TimeoutError otherwise."""
+        wanted = dict(expected) if isinstance(expected, Mapping) else dict.fromkeys(self.regions, expected)
         started = time.monotonic()
         while time.monotonic() - started < timeout:
-            if all(self.answers(region, name, rdtype) == expected for region in self.regions):
+            if all(self._answers_or_none(region, name, rdtype, asker) == answer for region, answer in wanted.items()):
                 return time.monotonic() - started
             time.sleep(0.01)
-        seen = {region: sorted(self.answers(region, name, rdtype)) for region in self.regions}
-        raise TimeoutError(f"{name} should answer {sorted(expected)} within {timeout}s, got {seen}")
+        seen = {region: sorted(self._answers_or_none(region, name, rdtype, asker) or ["(no reply)"])
+                for region in wanted}
+        raise TimeoutError(f"{name} should answer {rdtype} {({r: sorted(a) for r, a in wanted.items()})} to "
+                           f"{asker or DNSClient()} within {timeout}s, got {seen}")
+
+    def _answers_or_none(self, region: str, name: str, rdtype: str, asker: DNSClient | None) -> set[str] | None:
+        try:
+            return self.answers(region, name, rdtype, asker)
+        except (dns.exception.Timeout, OSError):  # a CoreDNS being replaced (use_dns_views) answers a moment later
+            return None
 
     def stop(self) -> None:
         if self.aggregator is not None:

@@ -6,9 +6,11 @@ Used by the end-to-end tests, the benchmarks and the demo, so each starts the st
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
-from rig.coredns import CoreDNS, regional_coredns
+from fleetdns.dnsview import DNSView
+from rig.coredns import RegionalCoreDNS, regional_coredns
 from rig.etcd import EtcdServer
 from rig.externaldns import ExternalDNS
 from rig.ports import free_port
@@ -55,7 +57,8 @@ class WebhookProvider:
 
 
 class Region:
-    """etcd + CoreDNS (coredns/Corefile) + webhook provider + ExternalDNS watching the host's DNSEndpoints."""
+    """etcd + CoreDNS (the region's Corefile: its region view as catch-all, a block per DNSView served) + webhook
+    provider + ExternalDNS watching the host's DNSEndpoints."""
 
     # ExternalDNS v0.22 delays event-triggered syncs by a fixed 5 s. Its loop wakes on a 1 s ticker and
     # runs when the interval has passed since the last run *started*: --interval=1s misses every other
@@ -63,7 +66,10 @@ class Region:
     DEFAULT_SYNC = ("--interval=500ms",)
 
     def __init__(self, name: str, zone: str, host_kubeconfig: Path, workdir: Path, *,
-                 externaldns_args: list[str] | None = None, sync: tuple[str, ...] = DEFAULT_SYNC) -> None:
+                 externaldns_args: list[str] | None = None, sync: tuple[str, ...] = DEFAULT_SYNC,
+                 views: Sequence[DNSView] = (), geoip_db: Path | None = None) -> None:
+        """``views``: the DNSViews this region's CoreDNS serves (a block each, before the region's own view);
+        ``geoip_db``: the MaxMind database views by country or continent need."""
         self.name = name
         self.zone = zone
         self.workdir = workdir
@@ -71,14 +77,16 @@ class Region:
         self.host_kubeconfig = host_kubeconfig
         self.externaldns_args = externaldns_args or []
         self.sync = sync
-        self.coredns: CoreDNS | None = None
+        self.views = tuple(views)
+        self.geoip_db = geoip_db
+        self.coredns: RegionalCoreDNS | None = None
+        self._generation = 0  # each CoreDNS (re)start gets its own work directory
         self.webhook: WebhookProvider | None = None
         self.externaldns: ExternalDNS | None = None
 
     def start(self) -> Region:
         self.etcd.start()
-        self.coredns = regional_coredns(self.zone, self.etcd.endpoints, self.workdir / "coredns",
-                                        f"coredns-{self.name}").start()
+        self.coredns = self._new_coredns().start()
         self.webhook = WebhookProvider(self.etcd.endpoints, self.workdir, domain_filter=self.zone,
                                        name=f"webhook-{self.name}").start()
         self.externaldns = ExternalDNS(self.host_kubeconfig, [
@@ -93,6 +101,23 @@ class Region:
             *self.externaldns_args,
         ], workdir=self.workdir, name=f"external-dns-{self.name}").start()
         return self
+
+    def _new_coredns(self) -> RegionalCoreDNS:
+        self._generation += 1
+        workdir = self.workdir / ("coredns" if self._generation == 1 else f"coredns-{self._generation}")
+        return regional_coredns(self.zone, self.etcd.endpoints, workdir, f"coredns-{self.name}", region=self.name,
+                                views=self.views, geoip_db=self.geoip_db)
+
+    def serve_views(self, views: Sequence[DNSView], geoip_db: Path | None = None) -> RegionalCoreDNS:
+        """Serve these DNSViews from now on: CoreDNS's configuration is static (rendered from the views), so a new
+        CoreDNS with its sidecar starts on a new port and replaces the old one once it answers, as a rollout
+        would. Returns the new server (also ``self.coredns``)."""
+        self.views, self.geoip_db = tuple(views), geoip_db
+        new = self._new_coredns().start()  # a failure leaves the old one serving
+        old, self.coredns = self.coredns, new
+        if old is not None:
+            old.stop()
+        return new
 
     def stop(self) -> None:
         for component in (self.externaldns, self.webhook, self.coredns):
