@@ -71,7 +71,7 @@ class Metrics:
 
     @classmethod
     def create(cls, namespace: str = "fleetdns_webhook") -> Metrics:
-        """``namespace`` prefixes every name: the weight-file sidecar shares the etcd and mirror code under its own."""
+        """``namespace`` prefixes every name: the zone-file sidecar shares the etcd and mirror code under its own."""
         registry = CollectorRegistry()
         name_keys_repaired = Gauge(f"{namespace}_name_keys_repaired", "names whose name key the repair pass "
                                    "at start wrote or removed; -1 until that pass completed", registry=registry)

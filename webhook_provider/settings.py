@@ -129,7 +129,7 @@ def _etcd_settings(args: argparse.Namespace, env: os._Environ[str] | dict[str, s
 
 def etcd_connection(args: argparse.Namespace, env: os._Environ[str] | dict[str, str]) -> EtcdSettings:
     """Where etcd is and how to reach it, from ``--etcd-endpoints``, ``--etcd-timeout`` and the ``ETCD_*``
-    variables; shared with ``fleetdns-weightfile``, which reads the same etcd."""
+    variables; shared with ``fleetdns-zonefiles``, which reads the same etcd."""
     endpoints = tuple(_etcd_endpoint(url) for url in args.etcd_endpoints.split(",") if url.strip())
     if not endpoints:
         raise ConfigError("--etcd-endpoints", args.etcd_endpoints, "at least one URL is required")
