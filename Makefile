@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: help venv tools test test-unit rig demo bench bench-webhook bench-aggregator bench-failover bench-serving bench-prober bench-health-failover lint clean
+.PHONY: help venv tools test test-unit rig demo bench bench-webhook bench-aggregator bench-failover bench-serving bench-prober bench-health-failover bench-views lint clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -37,7 +37,7 @@ rig: tools ## start host+east+west API servers and etcd+CoreDNS per region; Ctrl
 demo: tools ## the local multicluster federation demo
 	$(PY) -m hack.demo
 
-bench: bench-webhook bench-aggregator bench-failover bench-serving bench-prober bench-health-failover ## every benchmark; results and method go to docs/benchmarks-*.md
+bench: bench-webhook bench-aggregator bench-failover bench-serving bench-prober bench-health-failover bench-views ## every benchmark; results and method go to docs/benchmarks-*.md
 
 bench-webhook: tools ## webhook provider benchmarks (GET/POST /records, coredns vs webhook)
 	$(PY) -m bench.webhook
@@ -53,6 +53,9 @@ bench-health-failover: tools ## failover with HTTP checks: an app answers 500 ->
 
 bench-serving: tools ## serving speed: dnsperf against the shipped Corefile vs CoreDNS's file plugin (BENCH_ARGS=--duration=30)
 	$(PY) -m bench.serving $(BENCH_ARGS)
+
+bench-views: tools ## client views: dnsperf over 3 views vs the file plugin, etcd keys per view, latency change -> new answer
+	$(PY) -m bench.views $(BENCH_ARGS)
 
 bench-prober: tools ## prober cost: 2,000 apps x 3 clusters at periodSeconds 5 (1,200 checks/s), HTTP and HTTPS
 	$(PY) -m bench.prober $(BENCH_ARGS)
