@@ -32,9 +32,9 @@ PROBER_REGIONS = ("east", "west", "north")
 DOMAIN_REF = "fleet"
 ENDPOINTS = ["10.1.0.1"]
 SETTLE = 60.0  # generous bound for first publication, a new view, recoveries
-# A latency change reaches the answers after 3 samples of the slower path (the median of 5, one check a second)
-# plus a report write, the aggregator and ExternalDNS's next sync: about 4-5 s (docs/benchmarks-views.md).
-# This bound is a sanity check, not the goal.
+# A latency change reaches the answers after 3 samples of the changed path (the median of 5, one check a second)
+# plus a report write, the aggregator, ExternalDNS's next sync and the zone file's reload: measured p50 2.7-3.7 s,
+# p99 under 4.5 s (docs/benchmarks-views.md part 3). This bound is a sanity check, not the goal.
 LATENCY_BOUND = 30.0
 
 # Who asks. All of 127.0.0.0/8 is local: the source address is the resolver's address a view's clientCIDRs match.
@@ -198,7 +198,7 @@ def test_lowest_latency_does_not_flap_between_near_equal_paths(fed: Federation, 
                 "east, the fastest")
     generation = host.get(DNS_ENDPOINTS.path(ns, "service-cdn"))["metadata"]["generation"]
 
-    # The two paths trade places every 5 s, each time by 12 ms: within the hysteresis (50 % + 5 ms), so the
+    # The two paths trade places every 6 s, each time by 12 ms: within the hysteresis (50 % + 5 ms), so the
     # answer must stay. Observed throughout (bounded observation): east's answers, and the aggregator's reason
     # to prove it did see west become faster (without hysteresis the answer would follow each swap).
     seen_answers: list[frozenset[str]] = []
@@ -207,7 +207,7 @@ def test_lowest_latency_does_not_flap_between_near_equal_paths(fed: Federation, 
     for phase, (to_east, to_west) in enumerate(((0.042, 0.030), (0.030, 0.042), (0.042, 0.030))):
         paths.set_path_delay("east", "east", to_east)
         paths.set_path_delay("east", "west", to_west)
-        while time.monotonic() - started < 5.0 * (phase + 1):
+        while time.monotonic() - started < 6.0 * (phase + 1):
             answer = frozenset(fed.answers("east", name))
             if not seen_answers or seen_answers[-1] != answer:
                 seen_answers.append(answer)
