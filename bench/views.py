@@ -105,8 +105,8 @@ VARIANTS = (
             same_answers="file-views-geoip"),
     Variant("file", None, CIDR_ASKERS, (("boston", ""), ("germany", ""), ("catch-all", "")),
             "the `file` plugin serving a zone of the same 1,000 names (the default answers) with the shipped "
-            "Corefile's `loadbalance weighted`, `health`, `ready`, `prometheus`, `errors`: the goal's baseline "
-            "(asked as `views-cidr` is, without ECS)"),
+            "Corefile's `loadbalance weighted`, `health`, `ready`, `prometheus`, `errors`: one plain block, which "
+            "cannot answer per view: what the views cost (asked as `views-cidr` is, without ECS)"),
     Variant("file-views", ("paris", "boston", "tokyo"), CIDR_ASKERS, (),
             "`views-cidr`'s CoreDNS (the same blocks and zone files) with its fleetdns-zonefiles sidecar stopped once "
             "every file was written: the `file` plugin serving the same per-view answers, which stock CoreDNS can "
