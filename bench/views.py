@@ -40,7 +40,7 @@ import pyetcd
 
 from bench.machine import cpu_seconds, machine
 from bench.serving import addresses, dnsperf_version, file_corefile, load_average, parse_report, zone_file
-from fleetdns.apipaths import DNS_ENDPOINTS, DOMAINS, HEALTH_REPORTS, SERVICE_DNS_RECORDS
+from fleetdns.apipaths import DNS_ENDPOINTS, HEALTH_REPORTS
 from fleetdns.dnsview import VIEW_PROPERTY, accept_views, parse_dns_view, region_view_name
 from fleetdns.kubeapi import KubeClient
 from rig import CoreDNS, EtcdCluster, EtcdServer
@@ -398,13 +398,12 @@ def start_latency_stack(workdir: Path) -> LatencyStack:
         host = client_for(federation.fleet.host)
         for server in federation.fleet.servers:
             ensure_namespace(server.api_client(), NAMESPACE)
-        host.create(DOMAINS.path(NAMESPACE), DOMAINS.manifest(DOMAIN_REF, spec={"domain": federation.zone}))
         name = f"{APP}.{NAMESPACE}.{DOMAIN_REF}.svc.{federation.zone}"
         vips = {m: federation.run_app(m, NAMESPACE, APP, name, ["10.1.0.1"]) for m in federation.fleet.members}
-        host.create(SERVICE_DNS_RECORDS.path(NAMESPACE), SERVICE_DNS_RECORDS.manifest(APP, spec={
-            "domainRef": DOMAIN_REF, "recordTTL": 5, "loadBalancing": {"policy": "LowestLatency"},
+        federation.create_service_intent(NAMESPACE, APP, DOMAIN_REF, spec={
+            "loadBalancing": {"policy": "LowestLatency"},
             "healthCheck": {"httpGet": {"port": 80, "path": "/healthz"}, "periodSeconds": 1, "timeoutSeconds": 1,
-                            "failureThreshold": 1, "successThreshold": 1}}))
+                            "failureThreshold": 1, "successThreshold": 1}})
         stack = LatencyStack(federation, host, name, vips)
         federation.wait_for_answers(name, {vips["east"][0]}, 120, asker=EU)
         wait_for(lambda: report_rtt(stack) is not None, 60, "east's first RTT figure for east's VIP")
