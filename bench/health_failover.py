@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fleetdns.apipaths import DNS_ENDPOINTS, DOMAINS, HEALTH_REPORTS, SERVICE_DNS_RECORDS
+from fleetdns.apipaths import DNS_ENDPOINTS, HEALTH_REPORTS
 from fleetdns.kubeapi import KubeClient
 from rig.aggregator import client_for
 from rig.coredns import CoreDNS, dns_answers, etcd_cached_corefile, regional_coredns
@@ -74,13 +74,11 @@ def start(workdir: Path) -> Stack:
         host = client_for(federation.fleet.host)
         for server in federation.fleet.servers:
             ensure_namespace(server.api_client(), NAMESPACE)
-        host.create(DOMAINS.path(NAMESPACE), DOMAINS.manifest(DOMAIN_REF, spec={"domain": federation.zone}))
         name = f"{APP}.{NAMESPACE}.{DOMAIN_REF}.svc.{federation.zone}"
         vips = {m: federation.run_app(m, NAMESPACE, APP, name, ["10.1.0.1"]) for m in federation.fleet.members}
-        host.create(SERVICE_DNS_RECORDS.path(NAMESPACE), SERVICE_DNS_RECORDS.manifest(APP, spec={
-            "domainRef": DOMAIN_REF, "recordTTL": 5,
+        federation.create_service_intent(NAMESPACE, APP, DOMAIN_REF, spec={
             "healthCheck": {"httpGet": {"port": 80, "path": "/healthz"}, "periodSeconds": 1, "timeoutSeconds": 1,
-                            "failureThreshold": 1, "successThreshold": 1}}))
+                            "failureThreshold": 1, "successThreshold": 1}})
         servers: dict[str, tuple[str, CoreDNS]] = {}
         for region_name, region in federation.regions.items():
             assert region.coredns is not None
