@@ -183,11 +183,13 @@ def test_cluster_without_load_balancer_address_is_not_listed(world: World) -> No
     deploy_service(world.fleet, world.ns, name, both(west={"ready": True}))
     create_service_intent(world.host, world.ns, name)
     n = world.names(name)
-    found = wait_records(world.host, world.ns, f"service-{name}", lambda r: (n["global"], "A") in r)
+    # The aggregator may publish east before its west cache holds the Service: wait for both members.
+    found = wait_records(world.host, world.ns, f"service-{name}",
+                         lambda r: (n["global"], "A") in r and (n["west"], "CNAME") in r)
     assert found[(n["global"], "A")] == {VIPS["east"]}
     assert found[(n["west"], "CNAME")] == {n["global"]}
     status = wait_for(lambda: (s := intent(world.host, world.ns, "servicednsrecords", name).get("status")) and
-                      len(s.get("dns", [])) == 2 and s)
+                      len(s.get("dns", [])) == 2 and s, what="east and west listed")
     west = next(d for d in status["dns"] if d["cluster"] == "west")
     assert not west["healthy"] and west["reason"].startswith("NoLoadBalancerAddress")
     assert west["loadBalancer"] == {"ingress": []}

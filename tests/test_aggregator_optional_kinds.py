@@ -162,8 +162,11 @@ def test_an_ingress_record_lists_the_member_that_may_not_list_ingresses_as_kind_
     found = wait_records(world.host, world.ns, f"ingress-{name}",
                          lambda r: r.get((f"{name}.example.org", "A")) == {VIPS["east"]})
     assert len(found) == 1
+    # The status is written after the DNSEndpoint: wait for the one that goes with these records.
     status = wait_for(lambda: (s := intent(world.host, world.ns, "ingressdnsrecords", name).get("status") or {})
-                      and len(s.get("dns", [])) == 2 and s, what="east and the limited member listed")
+                      and len(s.get("dns", [])) == 2
+                      and any(d["cluster"] == "east" and d["healthy"] for d in s["dns"]) and s,
+                      what="east healthy and the limited member listed")
     limited = next(d for d in status["dns"] if d["cluster"] == world.member)
     assert not limited["healthy"]
     assert limited["reason"].startswith("KindUnavailable") and "ingresses" in limited["reason"]
