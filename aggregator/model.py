@@ -66,6 +66,8 @@ class IntentKind(StrEnum):
 
     SERVICE = "ServiceDNSRecord"
     INGRESS = "IngressDNSRecord"
+    GATEWAY = "GatewayDNSRecord"  # Gateway API routes (aggregator/sources/gateway.py)
+    ROUTE = "RouteDNSRecord"  # OpenShift Routes (aggregator/sources/openshift_route.py)
 
 
 @dataclass(frozen=True, order=True)
@@ -191,6 +193,7 @@ class ClusterStatus:
     reason: str
     resolved: tuple[str, ...] = ()  # IPs the load balancer's hostnames resolved to (loadBalancerHostnames: Resolve)
     health_check: ClusterHealth | None = None  # only for an intent with spec.healthCheck
+    hosts: tuple[str, ...] = ()  # names this cluster serves, for sources whose names come from member objects
 
     @property
     def withdrawn(self) -> tuple[str, ...]:
@@ -205,6 +208,8 @@ class ClusterStatus:
             entry["resolvedAddresses"] = list(self.resolved)
         if self.health_check is not None:
             entry["healthCheck"] = self.health_check.to_json()
+        if self.hosts:
+            entry["hosts"] = list(self.hosts)
         return entry
 
 
@@ -284,6 +289,7 @@ class ServiceIntent:
     health_check: HealthCheck | None = None
     status: IntentStatus = field(default_factory=IntentStatus)
     status_json: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    created: str = ""  # metadata.creationTimestamp: the first claim of a name wins (docs/design/sources.md §4)
 
     @property
     def key(self) -> IntentKey:
@@ -305,6 +311,7 @@ class IngressIntent:
     health_check: HealthCheck | None = None
     status: IntentStatus = field(default_factory=IntentStatus)
     status_json: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    created: str = ""  # metadata.creationTimestamp
 
     @property
     def key(self) -> IntentKey:
@@ -362,6 +369,9 @@ class Intent(Protocol):
 
     @property
     def health_check(self) -> HealthCheck | None: ...
+
+    @property
+    def created(self) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -546,7 +556,8 @@ def parse_status(raw: Any) -> IntentStatus:
     dns = tuple(
         ClusterStatus(str(e.get("cluster", "")), str(e.get("region", "")), str(e.get("zone", "")),
                       parse_addresses(e.get("loadBalancer")), bool(e.get("healthy")), str(e.get("reason", "")),
-                      parse_ips(e.get("resolvedAddresses")), _cluster_health(e.get("healthCheck")))
+                      parse_ips(e.get("resolvedAddresses")), _cluster_health(e.get("healthCheck")),
+                      tuple(str(h) for h in _list(e.get("hosts"))))
         for e in map(_dict, _list(raw.get("dns")))
     )
     return IntentStatus(str(raw.get("domain") or ""), str(raw.get("fqdn") or ""), int(raw.get("healthyClusters") or 0),
@@ -650,6 +661,7 @@ def parse_service_intent(obj: dict[str, Any]) -> ServiceIntent:
         load_balancer_hostnames=parse_hostname_mode(spec),
         load_balancing=parse_load_balancing(spec.get("loadBalancing")), health_check=_health_check(spec),
         status=parse_status(obj.get("status")), status_json=_dict(obj.get("status")),
+        created=str(meta.get("creationTimestamp") or ""),
     )
 
 
@@ -663,6 +675,7 @@ def parse_ingress_intent(obj: dict[str, Any]) -> IngressIntent:
         load_balancer_hostnames=parse_hostname_mode(spec),
         load_balancing=parse_load_balancing(spec.get("loadBalancing")), health_check=_health_check(spec),
         status=parse_status(obj.get("status")), status_json=_dict(obj.get("status")),
+        created=str(meta.get("creationTimestamp") or ""),
     )
 
 

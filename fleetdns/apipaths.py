@@ -53,6 +53,12 @@ class Resource:
 # fleetdns.io: the intents and the fleet (manifests/crds/)
 SERVICE_DNS_RECORDS = Resource(FLEETDNS_GROUP, FLEETDNS_VERSION, "servicednsrecords", "ServiceDNSRecord")
 INGRESS_DNS_RECORDS = Resource(FLEETDNS_GROUP, FLEETDNS_VERSION, "ingressdnsrecords", "IngressDNSRecord")
+GATEWAY_DNS_RECORDS = Resource(FLEETDNS_GROUP, FLEETDNS_VERSION, "gatewaydnsrecords", "GatewayDNSRecord")
+ROUTE_DNS_RECORDS = Resource(FLEETDNS_GROUP, FLEETDNS_VERSION, "routednsrecords", "RouteDNSRecord")
+# every intent kind, in the order the aggregator and the probers watch them
+INTENT_RESOURCES = (SERVICE_DNS_RECORDS, INGRESS_DNS_RECORDS, GATEWAY_DNS_RECORDS, ROUTE_DNS_RECORDS)
+# self-service: member objects found by label selectors become generated intents (aggregator/selfservice/)
+DISCOVERY_RULES = Resource(FLEETDNS_GROUP, FLEETDNS_VERSION, "discoveryrules", "DiscoveryRule", namespaced=False)
 DOMAINS = Resource(FLEETDNS_GROUP, FLEETDNS_VERSION, "domains", "Domain")
 MEMBER_CLUSTERS = Resource(FLEETDNS_GROUP, FLEETDNS_VERSION, "memberclusters", "MemberCluster", namespaced=False)
 # client populations (cluster-scoped), read by the aggregator and the Corefile renderer (fleetdns/dnsview.py)
@@ -71,9 +77,22 @@ SERVICES = Resource("", "v1", "services", "Service")
 SERVICE_ACCOUNTS = Resource("", "v1", "serviceaccounts", "ServiceAccount")
 ENDPOINT_SLICES = Resource("discovery.k8s.io", "v1", "endpointslices", "EndpointSlice")
 INGRESSES = Resource("networking.k8s.io", "v1", "ingresses", "Ingress")
+PODS = Resource("", "v1", "pods", "Pod")
 LEASES = Resource("coordination.k8s.io", "v1", "leases", "Lease")
 CLUSTER_ROLES = Resource("rbac.authorization.k8s.io", "v1", "clusterroles", "ClusterRole", namespaced=False)
 CLUSTER_ROLE_BINDINGS = Resource("rbac.authorization.k8s.io", "v1", "clusterrolebindings", "ClusterRoleBinding",
                                  namespaced=False)
 CUSTOM_RESOURCE_DEFINITIONS = Resource("apiextensions.k8s.io", "v1", "customresourcedefinitions",
                                        "CustomResourceDefinition", namespaced=False)
+
+# Gateway API v1.6 (gateway.networking.k8s.io; all five route kinds are v1 there), read in member clusters
+GATEWAY_API_GROUP = "gateway.networking.k8s.io"
+GATEWAYS = Resource(GATEWAY_API_GROUP, "v1", "gateways", "Gateway")
+HTTP_ROUTES = Resource(GATEWAY_API_GROUP, "v1", "httproutes", "HTTPRoute")
+GRPC_ROUTES = Resource(GATEWAY_API_GROUP, "v1", "grpcroutes", "GRPCRoute")
+TLS_ROUTES = Resource(GATEWAY_API_GROUP, "v1", "tlsroutes", "TLSRoute")
+TCP_ROUTES = Resource(GATEWAY_API_GROUP, "v1", "tcproutes", "TCPRoute")
+UDP_ROUTES = Resource(GATEWAY_API_GROUP, "v1", "udproutes", "UDPRoute")
+
+# OpenShift (route.openshift.io), read in member clusters
+OPENSHIFT_ROUTES = Resource("route.openshift.io", "v1", "routes", "Route")
