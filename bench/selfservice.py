@@ -59,7 +59,7 @@ def ingress_vip(member_index: int) -> str:
     return f"10.{20 + member_index}.0.1"
 
 
-def annotations(ttl: int = TTL) -> dict[str, str]:
+def app_annotations(ttl: int = TTL) -> dict[str, str]:
     return {"fleetdns.io/global": "true", "fleetdns.io/domain": "fleet", "fleetdns.io/ttl": str(ttl)}
 
 
@@ -78,7 +78,7 @@ def backend(client: KubeClient, app: str, service_type: str = "ClusterIP", meta:
 
 
 def create_service_app(client: KubeClient, member_index: int, app: str, index: int) -> None:
-    backend(client, app, "LoadBalancer", {"annotations": annotations()})
+    backend(client, app, "LoadBalancer", {"annotations": app_annotations()})
     client.merge_patch(SERVICES.path(NAMESPACE, app, "status"),
                        {"status": {"loadBalancer": {"ingress": [{"ip": member_vip(member_index, index)}]}}})
 
@@ -88,7 +88,7 @@ def create_ingress_app(client: KubeClient, member_index: int, app: str, index: i
     body = INGRESSES.manifest(app, spec={"rules": [{"host": f"{app}.{ZONE}", "http": {"paths": [{
         "path": "/", "pathType": "Prefix",
         "backend": {"service": {"name": app, "port": {"number": 80}}}}]}}]})
-    body["metadata"]["annotations"] = annotations()
+    body["metadata"]["annotations"] = app_annotations()
     client.create(INGRESSES.path(NAMESPACE), body)
     client.merge_patch(INGRESSES.path(NAMESPACE, app, "status"),
                        {"status": {"loadBalancer": {"ingress": [{"ip": ingress_vip(member_index)}]}}})
@@ -148,6 +148,9 @@ class Answers:
             else:
                 self.answers[new[0]] = new[1]
             self.changed.notify_all()
+
+    def wait_for_answer(self, endpoint: str, want: tuple[int, frozenset[str]], timeout: float) -> bool:
+        return self.wait(lambda: self.answers.get(endpoint) == want, timeout)
 
     def wait(self, predicate: Callable[[], bool], timeout: float) -> bool:
         deadline = time.monotonic() + timeout
@@ -251,7 +254,7 @@ def measure_annotation_changes(members: dict[str, KubeClient], answers: Answers,
         started = time.monotonic()
         first.merge_patch(app.kind.resource.path(NAMESPACE, app.name),
                           {"metadata": {"annotations": {"fleetdns.io/ttl": str(new_ttl)}}})
-        if not answers.wait(lambda a=app.endpoint, w=(new_ttl, targets): answers.answers.get(a) == w, 10):
+        if not answers.wait_for_answer(app.endpoint, (new_ttl, targets), 10):
             raise SystemExit(f"annotation change {change}: {app.name} did not follow within 10 s")
         latencies.append(time.monotonic() - started)
         expected[app.endpoint] = (new_ttl, targets)
@@ -278,7 +281,7 @@ def measure_readiness_changes(members: dict[str, KubeClient], answers: Answers,
         started = time.monotonic()
         members[names[member_index]].replace(ENDPOINT_SLICES.path(NAMESPACE, f"{app.name}-1"),
                                              slice_body(app.name, now_ready))
-        if not answers.wait(lambda a=app.endpoint, w=want: answers.answers.get(a) == w, 10):
+        if not answers.wait_for_answer(app.endpoint, want, 10):
             raise SystemExit(f"readiness change {change}: {app.name} did not follow within 10 s")
         latencies.append(time.monotonic() - started)
         expected[app.endpoint] = want
