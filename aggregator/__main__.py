@@ -34,7 +34,9 @@ def serve(settings: Settings, host: KubeClient) -> int:
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     metrics = AggregatorMetrics()
     hostnames = hostname_resolver(settings, metrics)
-    engine = Engine(settings, host, metrics, settings.identity, build_sources(hostnames), hostnames).start()
+    sources = build_sources(hostnames, openshift_router_namespace=settings.openshift_router_namespace,
+                            namespace=settings.namespace)
+    engine = Engine(settings, host, metrics, settings.identity, sources, hostnames).start()
     probes = BackgroundServer(probe_app(engine.ready, metrics.registry), settings.health_host,
                               settings.health_port, name="probes").start()
     logger.info("aggregator started", extra={"identity": settings.identity, "health_port": probes.port,

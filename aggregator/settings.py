@@ -8,6 +8,7 @@ import os
 import socket
 from dataclasses import dataclass
 
+from aggregator.openshift import DEFAULT_ROUTER_NAMESPACE
 from fleetdns.config import (
     ConfigError,
     add_flag,
@@ -48,6 +49,7 @@ class Settings:
     dns_resolvers: tuple[tuple[str, int], ...] = ()  # (IP, port); empty: the system resolver
     prober_grace_period: float = 10.0  # a region votes while its prober Lease was seen renewed this recently
     prober_lease_namespace: str = "fleetdns-system"
+    openshift_router_namespace: str = DEFAULT_ROUTER_NAMESPACE  # where the Services router-<routerName> live
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -71,6 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
         ("--prober-grace-period", "10s",
          "a region's prober votes while the aggregator saw its Lease renewed within this period"),
         ("--prober-lease-namespace", "fleetdns-system", "namespace of the probers' Leases (fleetdns-prober-<region>)"),
+        ("--openshift-router-namespace", DEFAULT_ROUTER_NAMESPACE,
+         "where OpenShift's routers' LoadBalancer Services router-<routerName> live in each member (RouteDNSRecord)"),
         ("--resolve-lb-hostnames", "true",
          "resolve load-balancer hostnames (EKS-style) to A/AAAA per cluster; false: the CNAME form for every intent"),
         ("--log-level", "info", "debug, info, warning or error"),
@@ -108,7 +112,8 @@ def parse_settings(argv: list[str] | None = None) -> Settings:
         raise ConfigError("--retry-period", args.retry_period, "must be shorter than --renew-deadline")
     for flag, value in (("--leader-election-namespace", args.leader_election_namespace),
                         ("--lease-name", args.lease_name), ("--domain-namespace", args.domain_namespace),
-                        ("--prober-lease-namespace", args.prober_lease_namespace)):
+                        ("--prober-lease-namespace", args.prober_lease_namespace),
+                        ("--openshift-router-namespace", args.openshift_router_namespace)):
         require_dns_label(flag, value)
     if args.namespace:
         require_dns_label("--namespace", args.namespace)
@@ -127,6 +132,7 @@ def parse_settings(argv: list[str] | None = None) -> Settings:
         log_format=parse_choice("--log-format", args.log_format, LOG_FORMATS),
         resolve_lb_hostnames=resolve_lb_hostnames, dns_resolvers=dns_resolvers,
         prober_grace_period=durations["--prober-grace-period"], prober_lease_namespace=args.prober_lease_namespace,
+        openshift_router_namespace=args.openshift_router_namespace,
     )
 
 

@@ -1,16 +1,21 @@
 """The registered sources: one line per kind of member object (see "Sources" in aggregator/README.md)."""
 
 from aggregator.lb_hostnames import HostnameLookup
+from aggregator.openshift import DEFAULT_ROUTER_NAMESPACE
 from aggregator.sources.base import SourceRegistry
 from aggregator.sources.ingress import IngressSource
+from aggregator.sources.openshift_route import RouteSource
 from aggregator.sources.service import ServiceSource
 
 
-def build_sources(hostnames: HostnameLookup | None = None) -> SourceRegistry:
-    """Every source; ``hostnames`` resolves load-balancer hostnames (None: the CNAME form only)."""
+def build_sources(hostnames: HostnameLookup | None = None, *,
+                  openshift_router_namespace: str = DEFAULT_ROUTER_NAMESPACE, namespace: str = "") -> SourceRegistry:
+    """Every source; ``hostnames`` resolves load-balancer hostnames (None: the CNAME form only); the settings
+    some sources read: where OpenShift's routers' Services live, and the member namespace watched ("" all)."""
     return SourceRegistry([
         ServiceSource(hostnames),
         IngressSource(hostnames),
+        RouteSource(hostnames, openshift_router_namespace, namespace),
     ])
 
 

@@ -1,0 +1,260 @@
+"""RouteDNSRecord: OpenShift Route ``<ns>/<name>`` in every member, its ``spec.host`` over the load-balancer
+addresses of the routers that admitted it (docs/design/sources.md §1).
+
+Targets: for each ``status.ingress[]`` entry with condition ``Admitted=True``, the addresses (IPs and
+hostnames) of Service ``router-<routerName>`` in the router namespace (``--openshift-router-namespace``,
+default ``openshift-ingress``, where OpenShift's ingress operator puts ``router-default``), as redhat-cop's
+global load balancer operator reads them. Health: a cluster counts while one of the Route's backend Services
+(``spec.to`` and ``spec.alternateBackends`` of kind Service) has a ready endpoint. Names: the Route's
+``spec.host``; the intent's ``spec.hosts``, when set, limits them; its ``domainRef``, when set, refuses names
+outside the Domain. Each name is answered by the clusters whose Route serves it (``status.dns[].hosts``).
+Route is an optional kind: a member without the Route API is not listed and stays connected.
+Health checks are sent with Host = the first of ``spec.hosts``, else ``status.fqdn`` (the first published name).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from aggregator.lb_hostnames import HostnameLookup
+from aggregator.loadbalancing import Selector
+from aggregator.model import ClusterStatus, IntentKey, IntentKind, LoadBalancerAddress, MemberService
+from aggregator.openshift import (
+    DEFAULT_ROUTER_NAMESPACE,
+    ROUTER_SERVICE_PREFIX,
+    MemberRoute,
+    RouteIntent,
+    parse_member_route,
+    parse_route_intent,
+)
+from aggregator.policy import KindProblem, MemberView, Reason, cluster_status, kind_unavailable, unreachable
+from aggregator.render import answer_records, sort_endpoints
+from aggregator.sources.base import Desired, Domains, MemberIndex, MemberKind, MemberObjects, ServiceRef, Source
+from aggregator.sources.readiness import ENDPOINT_SLICE_KIND
+from aggregator.sources.service import SERVICE_KIND
+from aggregator.status import Outcome
+from fleetdns.apipaths import OPENSHIFT_ROUTES, ROUTE_DNS_RECORDS
+from fleetdns.dnsname import InvalidDNSNameError, check_publishable, is_within, normalize_name
+from fleetdns.endpoint import Endpoint
+
+ROUTE_KIND = MemberKind(OPENSHIFT_ROUTES, parse_member_route, required=False)
+
+# Why a cluster's Route is not in the answer, beyond the reasons every source shares (policy.Reason).
+NOT_ADMITTED = "NotAdmitted"  # no router admitted it
+NO_HOST = "NoHost"  # spec.host is empty
+INVALID_HOST = "InvalidHost"  # spec.host cannot be published
+HOST_NOT_LISTED = "HostNotListed"  # the intent lists hosts, and this Route's is not among them
+NAME_OUTSIDE_DOMAIN = "NameOutsideDomain"  # the intent has a domainRef, and no name is under that Domain
+
+
+def router_service_name(router: str) -> str:
+    return f"{ROUTER_SERVICE_PREFIX}{router}"
+
+
+@dataclass(frozen=True)
+class RouterService:
+    """An admitting router and its Service as the member holds it (None: not there, or not watched)."""
+
+    router: str
+    service: MemberService | None
+
+
+@dataclass(frozen=True)
+class RouteView(MemberView):
+    """One member, for one RouteDNSRecord: its Route (None: not there), the Services of the routers that
+    admitted it, and the ready endpoints per backend Service."""
+
+    route: MemberRoute | None = None
+    routers: tuple[RouterService, ...] = ()
+    backend_ready: dict[str, int] = field(default_factory=dict)
+    problem: KindProblem | None = None  # the member does not let us see Routes
+    router_namespace: str = DEFAULT_ROUTER_NAMESPACE
+    unwatched_namespace: str = ""  # set when --namespace limits member watches to another namespace
+
+
+def served_host(route: MemberRoute, listed: tuple[str, ...]) -> tuple[str, str]:
+    """(the name the Route serves, "") or ("", why it serves none)."""
+    if not route.host:
+        return "", f"{NO_HOST}: the Route has no spec.host"
+    try:
+        host = check_publishable(route.host)
+    except InvalidDNSNameError as error:
+        return "", f"{INVALID_HOST}: {error}"
+    if listed and host not in listed:
+        return "", f"{HOST_NOT_LISTED}: the Route's spec.host {host} is not among the intent's spec.hosts"
+    return host, ""
+
+
+def _router_problem(view: RouteView, router: RouterService) -> str:
+    """Why an admitting router contributes no address, naming the Service looked up."""
+    ref = f"{view.router_namespace}/{router_service_name(router.router)}"
+    if view.unwatched_namespace:
+        return (f"router {router.router}: Service {ref} is outside the member namespace the aggregator watches "
+                f"({view.unwatched_namespace}); run it without --namespace or set --openshift-router-namespace")
+    if router.service is None:
+        return f"router {router.router}: no Service {ref}"
+    if not router.service.is_load_balancer:
+        return f"router {router.router}: Service {ref} is not of type LoadBalancer"
+    return f"router {router.router}: Service {ref} has no load-balancer address yet (status.loadBalancer)"
+
+
+def evaluate_route_cluster(view: RouteView, listed_hosts: tuple[str, ...] = ()) -> ClusterStatus | None:
+    """The cluster's entry for a RouteDNSRecord; None when the Route does not exist there."""
+    if (down := unreachable(view)) is not None:
+        return down if isinstance(down, ClusterStatus) else None  # not reachable: decided without its objects
+    if view.problem is not None:
+        return kind_unavailable(view, view.problem)
+    route = view.route
+    if route is None:
+        return None
+    host, why = served_host(route, listed_hosts)
+    if not host:
+        return cluster_status(view, (), False, why)
+    hosts = (host,)
+    if not route.admitted_by:
+        said = "; ".join(a.describe() for a in route.admissions) or "status.ingress is empty: no router reported"
+        return replace(cluster_status(view, (), False, f"{NOT_ADMITTED}: no router admitted the Route ({said})"),
+                       hosts=hosts)
+    addresses = _addresses(view.routers)
+    if not addresses:
+        problems = "; ".join(_router_problem(view, router) for router in view.routers)
+        return replace(cluster_status(view, (), False, f"{Reason.NO_LOAD_BALANCER_ADDRESS}: {problems}"), hosts=hosts)
+    ready = sorted(name for name in route.backend_services if view.backend_ready.get(name, 0) > 0)
+    if ready:
+        entry = cluster_status(view, addresses, True, f"{Reason.READY_ENDPOINTS}: backend {', '.join(ready)}")
+    else:
+        backends = ", ".join(route.backend_services) or "none of kind Service"
+        entry = cluster_status(view, addresses, False,
+                               f"{Reason.NO_READY_BACKENDS}: no ready endpoint behind {backends}")
+    return replace(entry, hosts=hosts)
+
+
+def _addresses(routers: Iterable[RouterService]) -> tuple[LoadBalancerAddress, ...]:
+    """Every admitting router's load-balancer addresses, once each, IPs first (as parse_addresses orders them)."""
+    found = {address for router in routers if router.service is not None for address in router.service.addresses}
+    return tuple(sorted(found, key=lambda a: (a.ip == "", a.ip, a.hostname)))
+
+
+def published_names(intent: RouteIntent, clusters: tuple[ClusterStatus, ...]) -> tuple[str, ...]:
+    """The names the clusters' Routes serve: in the order of the intent's ``spec.hosts`` when it lists them,
+    else sorted."""
+    served = {host for cluster in clusters for host in cluster.hosts}
+    if intent.hosts:
+        return tuple(dict.fromkeys(host for host in intent.hosts if host in served))
+    return tuple(sorted(served))
+
+
+def render_route_endpoints(intent: RouteIntent, names: tuple[str, ...], clusters: tuple[ClusterStatus, ...],
+                           selector: Selector | None = None) -> list[Endpoint]:
+    """One A/AAAA (or CNAME) record set per name over the policy's pick of the clusters that serve it."""
+    selector = selector or Selector()
+    records = [record for name in names
+               for record in answer_records(name, [c for c in clusters if name in c.hosts], selector,
+                                            intent.record_ttl)]
+    return sort_endpoints(records)
+
+
+class _RouteIndex(MemberIndex):
+    """A Route affects the RouteDNSRecord of its name; a backend's readiness, every Route using it; a router's
+    Service (``router-<name>`` in the router namespace), every Route that router admitted."""
+
+    def __init__(self, router_namespace: str) -> None:
+        self._router_namespace = router_namespace
+        self._by_backend: dict[ServiceRef, set[str]] = {}
+        self._by_router: dict[str, set[tuple[str, str]]] = {}  # router → (namespace, Route)
+
+    def object_changed(self, kind: MemberKind, old: Any, new: Any) -> list[IntentKey]:
+        if kind.resource == SERVICE_KIND.resource:
+            return self._router_changed(new or old)
+        for route, present in ((old, False), (new, True)):
+            if route is not None:
+                self._index(route, present)
+        current: MemberRoute = new or old
+        return [IntentKey(IntentKind.ROUTE, current.namespace, current.name)]
+
+    def _index(self, route: MemberRoute, present: bool) -> None:
+        keys: list[tuple[dict[Any, Any], Any, Any]] = [
+            (self._by_backend, (route.namespace, service), route.name) for service in route.backend_services]
+        keys += [(self._by_router, router, (route.namespace, route.name)) for router in route.admitted_by]
+        for index, key, user in keys:
+            users = index.setdefault(key, set())
+            if present:
+                users.add(user)
+            else:
+                users.discard(user)
+                if not users:
+                    del index[key]
+
+    def _router_changed(self, service: MemberService) -> list[IntentKey]:
+        if service.namespace != self._router_namespace or not service.name.startswith(ROUTER_SERVICE_PREFIX):
+            return []
+        routes = self._by_router.get(service.name[len(ROUTER_SERVICE_PREFIX):], ())
+        return [IntentKey(IntentKind.ROUTE, namespace, name) for namespace, name in sorted(routes)]
+
+    def readiness_changed(self, service: ServiceRef) -> list[IntentKey]:
+        return [IntentKey(IntentKind.ROUTE, service[0], name) for name in sorted(self._by_backend.get(service, ()))]
+
+
+class RouteSource(Source[RouteIntent]):
+    kind = IntentKind.ROUTE
+    intent_resource = ROUTE_DNS_RECORDS
+    endpoint_prefix = "route"
+    member_kinds = (ROUTE_KIND, SERVICE_KIND, ENDPOINT_SLICE_KIND)
+
+    def __init__(self, hostnames: HostnameLookup | None = None, router_namespace: str = DEFAULT_ROUTER_NAMESPACE,
+                 watched_namespace: str = "") -> None:
+        """``watched_namespace``: the aggregator's ``--namespace`` ("" for all), which also limits what members
+        show of router Services."""
+        super().__init__(hostnames)
+        self.router_namespace = router_namespace
+        self.unwatched = watched_namespace if watched_namespace and watched_namespace != router_namespace else ""
+
+    def parse_intent(self, raw: dict[str, Any]) -> RouteIntent:
+        return parse_route_intent(raw)
+
+    def domain_ref(self, intent: RouteIntent) -> str:
+        return intent.domain_ref
+
+    def new_index(self) -> MemberIndex:
+        return _RouteIndex(self.router_namespace)
+
+    def evaluate(self, intent: RouteIntent, view: MemberView, member: MemberObjects) -> ClusterStatus | None:
+        route, ready, problem = None, {}, None
+        routers: tuple[RouterService, ...] = ()
+        if view.reachability.has_cache:
+            problem = member.kind_problem(ROUTE_KIND)
+            route = member.get(ROUTE_KIND, intent.namespace, intent.name)
+            if route is not None:
+                routers = tuple(RouterService(router, member.get(SERVICE_KIND, self.router_namespace,
+                                                                 router_service_name(router)))
+                                for router in route.admitted_by)
+                ready = {svc: member.ready_endpoints(intent.namespace, svc) for svc in route.backend_services}
+        return evaluate_route_cluster(
+            RouteView(view.cluster, view.reachability, view.detail, view.last_known, route, routers, ready, problem,
+                      self.router_namespace, self.unwatched), intent.hosts)
+
+    def check_host(self, intent: RouteIntent, domains: Domains) -> str:
+        return intent.hosts[0] if intent.hosts else intent.status.fqdn
+
+    def render(self, intent: RouteIntent, clusters: tuple[ClusterStatus, ...], domains: Domains,
+               selector: Selector | None = None) -> Desired:
+        zone = ""
+        names = published_names(intent, clusters)
+        if intent.domain_ref:
+            domain = domains.find(intent.namespace, intent.domain_ref)
+            if domain is None:
+                return Desired([], Outcome("", "", clusters, 0, "DomainNotFound",
+                                           f"no Domain {intent.domain_ref!r} in namespace "
+                                           f"{domains.searched(intent.namespace)}"))
+            zone = normalize_name(domain.domain)
+            outside = [name for name in names if not is_within(name, zone)]
+            names = tuple(name for name in names if is_within(name, zone))
+            if outside and not names:
+                return Desired([], Outcome(zone, "", clusters, 0, NAME_OUTSIDE_DOMAIN,
+                                           f"{', '.join(outside)}: not under Domain {intent.domain_ref} ({zone}); "
+                                           "names outside it are not published"))
+        endpoints = render_route_endpoints(intent, names, clusters, selector)
+        return Desired(endpoints, Outcome(zone, names[0] if names else "", clusters, len(endpoints)))
+
