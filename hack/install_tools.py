@@ -38,6 +38,7 @@ class Tool:
     version: str
     env_var: str  # points at an existing binary instead
     install: Callable[[Path, Context], None]  # fills the cache directory
+    executable: bool = True  # False: a file the rig reads (a CRD), not a binary
 
 
 @dataclass
@@ -197,11 +198,16 @@ def install_kube_apiserver(target: Path, ctx: Context) -> None:
     )
 
 
+# OpenShift's API module: ExternalDNS builds against it, and its Route CRD goes on the rig's member API
+# servers. The module proxy serves this pseudo-version (its master and ExternalDNS's exact pin give 403).
+OPENSHIFT_API_VERSION = "v0.0.0-20251015095338-264e80a2b6e7"
+OPENSHIFT_ROUTE_CRD = "route/v1/zz_generated.crd-manifests/routes.crd.yaml"  # inside the module
+
 # Two of ExternalDNS v0.22.0's exact dependency versions are not served by the module proxy this
 # workplace reaches (403); the nearest served versions build and behave the same for our sources.
 EXTERNAL_DNS_REPLACES = {
     "github.com/exoscale/egoscale/v3": "v3.1.43",
-    "github.com/openshift/api": "v0.0.0-20251015095338-264e80a2b6e7",
+    "github.com/openshift/api": OPENSHIFT_API_VERSION,
 }
 
 
@@ -212,6 +218,19 @@ def install_external_dns(target: Path, ctx: Context) -> None:
         ldflags=f"-X sigs.k8s.io/external-dns/pkg/apis/externaldns.Version={EXTERNAL_DNS_VERSION}",
         label="go build external-dns (cold: about 3-10 min on 2 cores)",
     )
+
+
+def install_openshift_route_crd(target: Path, ctx: Context) -> None:
+    """The real Route CRD (route.openshift.io/v1) from OpenShift's API module, for the rig's member API servers."""
+    module = f"github.com/openshift/api@{OPENSHIFT_API_VERSION}"
+    out = subprocess.run([ctx.go_binary(), "mod", "download", "-json", module], capture_output=True, text=True,
+                         env=go_env(ctx), check=False)
+    if out.returncode != 0:
+        raise RuntimeError(f"go mod download {module} failed: {out.stderr.strip() or out.stdout.strip()}")
+    crd = Path(json.loads(out.stdout)["Dir"]) / OPENSHIFT_ROUTE_CRD
+    if not crd.is_file():
+        raise RuntimeError(f"{module} has no {OPENSHIFT_ROUTE_CRD}")
+    shutil.copyfile(crd, target / "openshift-route-crd.yaml")
 
 
 def install_dnsperf(target: Path, ctx: Context) -> None:
@@ -249,6 +268,8 @@ TOOLS = [
     Tool("external-dns", EXTERNAL_DNS_VERSION, "FLEETDNS_EXTERNAL_DNS", install_external_dns),
     Tool("kube-apiserver", KUBERNETES_VERSION, "FLEETDNS_KUBE_APISERVER", install_kube_apiserver),
     Tool("dnsperf", DNSPERF_VERSION, "FLEETDNS_DNSPERF", install_dnsperf),
+    Tool("openshift-route-crd.yaml", OPENSHIFT_API_VERSION, "FLEETDNS_OPENSHIFT_ROUTE_CRD",
+         install_openshift_route_crd, executable=False),
 ]
 EXTRA_LINKS = {"etcd": ["etcdctl"]}
 
@@ -256,8 +277,9 @@ EXTRA_LINKS = {"etcd": ["etcdctl"]}
 def ensure(tool: Tool, ctx: Context, bin_dir: Path) -> None:
     override = os.environ.get(tool.env_var)
     if override:
-        if not os.access(override, os.X_OK):
-            raise SystemExit(f"{tool.env_var}={override}: not an executable file")
+        if not os.access(override, os.X_OK if tool.executable else os.R_OK):
+            raise SystemExit(f"{tool.env_var}={override}: not an {'executable' if tool.executable else 'readable'} "
+                             "file")
         source = Path(override)
         log(f"{tool.name}: using {source} from {tool.env_var}")
     else:
