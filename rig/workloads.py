@@ -19,11 +19,12 @@ from fleetdns.apipaths import MEMBER_CLUSTERS
 CRD_DIR = Path(__file__).resolve().parents[1] / "manifests" / "crds"
 
 
-def apply_crds(api: client.ApiClient, directory: Path = CRD_DIR, timeout: float = 30) -> list[str]:
-    """Create or replace every CRD in ``directory`` and wait until all are established."""
+def apply_crds(api: client.ApiClient, directory: Path = CRD_DIR, timeout: float = 30,
+               files: Sequence[Path] | None = None) -> list[str]:
+    """Create or replace every CRD in ``directory`` (or in ``files``) and wait until all are established."""
     extensions = client.ApiextensionsV1Api(api)
     names = []
-    for path in sorted(directory.glob("*.yaml")):
+    for path in files if files is not None else sorted(directory.glob("*.yaml")):
         for doc in yaml.safe_load_all(path.read_text()):
             if not doc or doc.get("kind") != "CustomResourceDefinition":
                 continue
