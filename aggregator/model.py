@@ -428,6 +428,7 @@ class MemberCluster:
     generation: int = 0
     status: MemberClusterStatus = field(default_factory=MemberClusterStatus, compare=False)
     # status is ours (written by the leader): a status-only change is no change of the member's spec
+    labels: dict[str, str] = field(default_factory=dict)  # metadata.labels: DiscoveryRules' clusterSelector
 
 
 @dataclass(frozen=True)
@@ -436,6 +437,19 @@ class MemberService:
     name: str
     is_load_balancer: bool
     addresses: tuple[LoadBalancerAddress, ...]
+    # spec.selector and spec.ports: a discovered app's pods and the port its readiness probe is reached on
+    selector: tuple[tuple[str, str], ...] = ()
+    ports: tuple[ServicePort, ...] = ()
+
+
+@dataclass(frozen=True)
+class ServicePort:
+    """One ``spec.ports[]`` entry: ``port`` on the VIP forwards to ``target_port`` (a container port number or name;
+    the API's default is ``port``)."""
+
+    port: int
+    target_port: int | str
+    protocol: str = "TCP"
 
 
 @dataclass(frozen=True)
@@ -703,6 +717,7 @@ def parse_member_cluster(obj: dict[str, Any]) -> MemberCluster:
                                        str(ref.get("key") or DEFAULT_KUBECONFIG_KEY)),
         location=location, generation=int(meta.get("generation") or 0),
         status=parse_member_cluster_status(obj.get("status")),
+        labels={str(k): str(v) for k, v in _dict(meta.get("labels")).items()},
     )
 
 
@@ -717,7 +732,21 @@ def parse_member_cluster_status(raw: Any) -> MemberClusterStatus:
 def parse_member_service(obj: dict[str, Any]) -> MemberService:
     meta, spec = _meta(obj), _dict(obj.get("spec"))
     return MemberService(meta.get("namespace", ""), meta.get("name", ""), spec.get("type") == "LoadBalancer",
-                         parse_addresses(_dict(obj.get("status")).get("loadBalancer")))
+                         parse_addresses(_dict(obj.get("status")).get("loadBalancer")),
+                         tuple(sorted((str(k), str(v)) for k, v in _dict(spec.get("selector")).items())),
+                         _service_ports(spec.get("ports")))
+
+
+def _service_ports(raw: Any) -> tuple[ServicePort, ...]:
+    ports = []
+    for entry in map(_dict, _list(raw)):
+        port, target = entry.get("port"), entry.get("targetPort")
+        if isinstance(port, int) and not isinstance(port, bool):
+            target = target if isinstance(target, int | str) and not isinstance(target, bool) and target else port
+            if isinstance(target, str) and target.isdigit():
+                target = int(target)
+            ports.append(ServicePort(port, target, str(entry.get("protocol") or "TCP")))
+    return tuple(ports)
 
 
 def parse_endpoint_slice(obj: dict[str, Any]) -> MemberEndpointSlice:
