@@ -17,7 +17,10 @@ from typing import Any
 
 import yaml
 
+from aggregator.claims import Claimant, Seed
+from aggregator.domains import NamespaceLabels
 from aggregator.events import FLUSH_SECONDS, EventRecorder
+from aggregator.guardrails import GuardRails
 from aggregator.latency import LatencyIndex
 from aggregator.lb_hostnames import HostnameResolver
 from aggregator.members import MemberConnection
@@ -26,6 +29,7 @@ from aggregator.model import (
     DNSEndpointObject,
     DNSViewObject,
     Domain,
+    HostNamespace,
     Intent,
     IntentKey,
     IntentKind,
@@ -38,6 +42,7 @@ from aggregator.model import (
     parse_dns_endpoint,
     parse_dns_view_object,
     parse_domain,
+    parse_host_namespace,
     parse_member_cluster,
     parse_prober_lease,
 )
@@ -48,7 +53,17 @@ from aggregator.settings import Settings
 from aggregator.sources import SOURCES
 from aggregator.sources.base import SourceRegistry
 from aggregator.workqueue import WorkQueue
-from fleetdns.apipaths import DNS_ENDPOINTS, DNS_VIEWS, DOMAINS, HEALTH_REPORTS, LEASES, MEMBER_CLUSTERS, SECRETS
+from fleetdns.apipaths import (
+    DNS_ENDPOINTS,
+    DNS_VIEWS,
+    DOMAINS,
+    HEALTH_REPORTS,
+    LEASES,
+    MEMBER_CLUSTERS,
+    NAMESPACES,
+    SECRETS,
+)
+from fleetdns.dnsname import InvalidDNSNameError, normalize_name
 from fleetdns.healthreport import REGION_LABEL, HealthReport, intent_ref, parse_health_report
 from fleetdns.informer import Informer
 from fleetdns.kubeapi import KubeClient, KubeError, NotLeaderError, member_api_client
@@ -77,9 +92,12 @@ class Engine:
         self._workers: list[threading.Thread] = []
         self.started_at = time.monotonic()
         ns = settings.namespace
+        # An intent kind the host does not serve (its CRD not installed: 404) or lets us list (403) holds up
+        # no other kind's reconciles (the claims of names wait for every kind's intents, see synced()).
         self.intent_informers: dict[IntentKind, Informer[Any]] = {
             source.kind: Informer(f"host/{source.intent_resource.plural}", host, source.intent_resource.path(ns),
-                                  source.read_intent, self._intent_changed)
+                                  source.read_intent, self._intent_changed,
+                                  on_state=self._health_state(f"host/{source.intent_resource.plural}"))
             for source in sources}
         self.domains: Informer[Domain] = Informer(
             "host/domains", host, DOMAINS.path(), parse_domain, self._domain_changed)
@@ -107,16 +125,22 @@ class Engine:
         self.dns_views_informer: Informer[DNSViewObject] = Informer(
             "host/dnsviews", host, DNS_VIEWS.path(), parse_dns_view_object, self._dns_view_changed,
             on_state=self._health_state("host/dnsviews"))
+        # Host namespaces' labels, for the Domains' namespaceSelectors (aggregator/domains.py); a host that does
+        # not let us list them admits names under a Domain with a selector to no namespace (logged once).
+        self.namespaces: Informer[HostNamespace] = Informer(
+            "host/namespaces", host, NAMESPACES.path(), parse_host_namespace, self._namespace_changed,
+            on_state=self._health_state("host/namespaces"))
         self.host_informers: list[Informer[Any]] = [*self.intent_informers.values(), self.domains,
                                                     self.member_clusters, self.dns_endpoints, self.health_reports,
-                                                    self.prober_leases, self.dns_views_informer]
+                                                    self.prober_leases, self.dns_views_informer, self.namespaces]
         # Set to the elector's freshness check when leader election is on (see LeaseElector.holds_fresh_lease).
         self.lease_fresh: Callable[[], bool] = lambda: True
         # Events go through the unfenced client: they report what this replica did while it led, and the
         # recorder flushes them at shutdown, after the lease is released.
         self.events = EventRecorder(host, metrics, identity)
+        self.guard = GuardRails(self, settings.domain_namespace)
         self.reconciler = Reconciler(self, host.fenced(self.may_write), metrics, identity,
-                                     settings.domain_namespace, sources, self.events)
+                                     settings.domain_namespace, sources, self.events, guard=self.guard)
         metrics.watch_intent_conditions(self.reconciler.condition_counts)
 
     # --- lifecycle ----------------------------------------------------------------------------
@@ -189,10 +213,14 @@ class Engine:
     # --- what the reconciler reads (ReconcileInputs) ------------------------------------------
 
     def synced(self, kind: IntentKind) -> bool:
+        """The kind's own intents listed (never only refused: a missing intent would delete its records), and
+        every other cache a reconcile reads, the other kinds' intents included: a name's owner is decided over
+        every intent that wants it (aggregator/claims.py)."""
         informer = self.intent_informers.get(kind)
-        return informer is not None and all(self._listed(i) for i in (informer, self.domains, self.dns_endpoints,
-                                                                      self.health_reports, self.prober_leases,
-                                                                      self.dns_views_informer))
+        return informer is not None and informer.synced.is_set() and all(
+            self._listed(i) for i in (*self.intent_informers.values(), self.domains, self.dns_endpoints,
+                                      self.health_reports, self.prober_leases, self.dns_views_informer,
+                                      self.namespaces))
 
     def _listed(self, informer: Informer[Any]) -> bool:
         """Listed once, or (health reports, prober Leases and DNSViews only) refused by the API server: a cluster
@@ -227,6 +255,34 @@ class Engine:
         if "host/dnsviews" in self._refused:
             return []
         return sorted(self.dns_views_informer.store.values(), key=lambda v: v.name)
+
+    # --- what the guard rails read (GuardInputs, aggregator/guardrails.py) ---------------------------
+
+    def namespace_labels(self, namespace: str) -> NamespaceLabels:
+        refused = self._refused.get("host/namespaces")
+        if refused is not None:
+            return NamespaceLabels(namespace, None, f"host namespaces cannot be listed: {refused}")
+        found = self.namespaces.store.get(namespace)
+        return NamespaceLabels(namespace, found.labels if found is not None else None,
+                               "" if found is not None else "no such namespace on the host")
+
+    def domains_in(self, namespace: str) -> list[Domain]:
+        return [d for d in list(self.domains.store.values()) if d.namespace == namespace]
+
+    def published_names(self) -> Seed:
+        """Every intent and the names its own DNSEndpoint (ours, owned by it) publishes now."""
+        for source in self.sources:
+            for intent in list(self.intent_informers[source.kind].store.values()):
+                obj = self.dns_endpoint(intent.namespace, source.dns_endpoint_name(intent.name))
+                if obj is None or obj.intent_key != intent.key or intent.uid not in obj.owner_uids:
+                    continue
+                names = {name for e in obj.endpoints if (name := _published_name(e)) is not None}
+                if names:
+                    yield Claimant.of(intent.key, intent.created), names
+
+    def requeue(self, keys: Iterable[IntentKey]) -> None:
+        for key in keys:
+            self.queue.add(key)
 
     def latency(self, region: str) -> Mapping[str, int]:
         if "host/healthreports" in self._refused or region not in self.freshness.fresh():
@@ -287,10 +343,24 @@ class Engine:
         self.queue.add(current.key)
 
     def _domain_changed(self, old: Domain | None, new: Domain | None) -> None:
+        """The intents referring to it, and those it may cover: a Domain in the domain namespace covers every
+        namespace's intents, one elsewhere its own namespace's (aggregator/domains.py)."""
         names = {d.name for d in (old, new) if d is not None}
+        scopes = {d.namespace for d in (old, new) if d is not None}
+        every = self.settings.domain_namespace in scopes
         for source in self.sources:
             for intent in list(self.intent_informers[source.kind].store.values()):
-                if not isinstance(intent, InvalidIntent) and source.domain_ref(intent) in names:
+                if every or intent.namespace in scopes or (
+                        not isinstance(intent, InvalidIntent) and source.domain_ref(intent) in names):
+                    self.queue.add(intent.key)
+
+    def _namespace_changed(self, old: HostNamespace | None, new: HostNamespace | None) -> None:
+        """A namespace's labels changed: its intents may be admitted under other Domains now."""
+        current = new or old
+        assert current is not None
+        for informer in self.intent_informers.values():
+            for intent in list(informer.store.values()):
+                if intent.namespace == current.name:
                     self.queue.add(intent.key)
 
     def _dns_endpoint_changed(self, old: DNSEndpointObject | None, new: DNSEndpointObject | None) -> None:
@@ -392,11 +462,15 @@ class Engine:
             if status in (403, 404):
                 if name not in self._refused:
                     what = ("cannot read DNSViews; only the regions' own views are served" if name == "host/dnsviews"
-                            else "cannot read the probers' reports or Leases; health checks have no say")
+                            else "cannot list host namespaces; names under a Domain with a namespaceSelector are "
+                                 "refused" if name == "host/namespaces"
+                            else "cannot read the probers' reports or Leases; health checks have no say"
+                            if name in ("host/healthreports", "host/prober-leases")
+                            else "cannot read this intent kind; its intents are not served")
                     logger.warning(what, extra={"informer": name, "status": status, "detail": detail})
                 self._refused[name] = detail
             elif connected and self._refused.pop(name, None) is not None:
-                logger.info("probers' reports or Leases readable again", extra={"informer": name})
+                logger.info("readable again", extra={"informer": name})
                 self.enqueue_all()
         return changed
 
@@ -541,3 +615,11 @@ class Engine:
             finally:
                 self.queue.done(key)
                 self.metrics.queue_depth.set(len(self.queue))
+
+
+def _published_name(endpoint: Any) -> str | None:
+    """The normalised dnsName of one record of a DNSEndpoint as the cache holds it (None: not a name)."""
+    try:
+        return normalize_name(str(endpoint.get("dnsName") or "")) if isinstance(endpoint, dict) else None
+    except InvalidDNSNameError:
+        return None

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
 
+from aggregator.selfservice.selectors import EVERYTHING, LabelSelector, SelectorError, parse_label_selector
 from fleetdns.addresses import parse_ips
 from fleetdns.dnsview import DNSView, DNSViewError, Location, parse_dns_view, parse_location
 from fleetdns.healthcheck import HealthCheck, HealthCheckError, parse_health_check
@@ -312,6 +313,7 @@ class IngressIntent:
     status: IntentStatus = field(default_factory=IntentStatus)
     status_json: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
     created: str = ""  # metadata.creationTimestamp
+    domain_ref: str = ""  # spec.domainRef: when set, only names under that Domain are published
 
     @property
     def key(self) -> IntentKey:
@@ -331,6 +333,7 @@ class InvalidIntent:
     generation: int
     problem: str  # names the field and what is wrong with it
     status: IntentStatus = field(default_factory=IntentStatus)
+    created: str = ""  # metadata.creationTimestamp: its published names keep their place (aggregator/claims.py)
 
     @property
     def key(self) -> IntentKey:
@@ -382,6 +385,18 @@ class Domain:
     name: str
     domain: str
     name_server: str = ""
+    # spec.namespaceSelector: the host namespaces whose intents may publish names under this zone
+    # (aggregator/domains.py); a selector that cannot be read admits none (``selector_problem`` says why)
+    namespace_selector: LabelSelector = EVERYTHING
+    selector_problem: str = ""
+
+
+@dataclass(frozen=True)
+class HostNamespace:
+    """A host namespace's labels: what a Domain's namespaceSelector is matched against."""
+
+    name: str
+    labels: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -657,7 +672,7 @@ def invalid_intent(kind: IntentKind, obj: dict[str, Any], problem: str) -> Inval
     generation = meta.get("generation")
     return InvalidIntent(kind, str(meta.get("namespace") or ""), str(meta.get("name") or ""),
                          str(meta.get("uid") or ""), generation if isinstance(generation, int) else 0, problem,
-                         parse_status(obj.get("status")))
+                         parse_status(obj.get("status")), str(meta.get("creationTimestamp") or ""))
 
 
 def parse_service_intent(obj: dict[str, Any]) -> ServiceIntent:
@@ -682,6 +697,9 @@ def parse_service_intent(obj: dict[str, Any]) -> ServiceIntent:
 def parse_ingress_intent(obj: dict[str, Any]) -> IngressIntent:
     meta, spec = _meta(obj), _dict(obj.get("spec"))
     hosts = tuple(str(h) for h in _list(spec.get("hosts")))
+    domain_ref = spec.get("domainRef") or ""
+    if not isinstance(domain_ref, str):
+        raise ParseError(f"spec.domainRef must name a Domain, not {domain_ref!r}")
     return IngressIntent(
         namespace=meta.get("namespace", ""), name=meta.get("name", ""), uid=meta.get("uid", ""),
         generation=int(meta.get("generation") or 0), hosts=hosts,
@@ -689,7 +707,7 @@ def parse_ingress_intent(obj: dict[str, Any]) -> IngressIntent:
         load_balancer_hostnames=parse_hostname_mode(spec),
         load_balancing=parse_load_balancing(spec.get("loadBalancing")), health_check=_health_check(spec),
         status=parse_status(obj.get("status")), status_json=_dict(obj.get("status")),
-        created=str(meta.get("creationTimestamp") or ""),
+        created=str(meta.get("creationTimestamp") or ""), domain_ref=domain_ref,
     )
 
 
@@ -699,7 +717,18 @@ def parse_domain(obj: dict[str, Any]) -> Domain:
     domain = source.get("domain")
     if not isinstance(domain, str) or not domain:
         raise ParseError("spec.domain is required")
-    return Domain(meta.get("namespace", ""), meta.get("name", ""), domain, str(source.get("nameServer") or ""))
+    selector, problem = EVERYTHING, ""
+    try:
+        selector = parse_label_selector(spec.get("namespaceSelector"), "spec.namespaceSelector")
+    except SelectorError as error:  # the CRD refuses it; an old object admits nobody rather than everybody
+        selector, problem = LabelSelector(), str(error)
+    return Domain(meta.get("namespace", ""), meta.get("name", ""), domain, str(source.get("nameServer") or ""),
+                  selector, problem)
+
+
+def parse_host_namespace(obj: dict[str, Any]) -> HostNamespace:
+    meta = _meta(obj)
+    return HostNamespace(str(meta.get("name") or ""), {str(k): str(v) for k, v in _dict(meta.get("labels")).items()})
 
 
 def parse_member_cluster(obj: dict[str, Any]) -> MemberCluster:

@@ -19,6 +19,7 @@ from dataclasses import replace
 from typing import Any, Protocol
 
 from aggregator.events import EventRecorder, EventSink, InvolvedObject, now_rfc3339
+from aggregator.guardrails import GuardRails
 from aggregator.loadbalancing import Selector
 from aggregator.metrics import AggregatorMetrics
 from aggregator.model import (
@@ -58,6 +59,7 @@ from aggregator.status import (
     fail_open_event,
     member_status,
     problem_event,
+    refusal_events,
 )
 from fleetdns.apipaths import DNS_ENDPOINTS, DNS_VIEWS, MEMBER_CLUSTERS
 from fleetdns.dnsview import Location, accept_views
@@ -106,7 +108,8 @@ class ReconcileInputs(Protocol):
 
 class Reconciler:
     def __init__(self, inputs: ReconcileInputs, host: KubeClient, metrics: AggregatorMetrics, identity: str,
-                 domain_namespace: str, sources: SourceRegistry = SOURCES, events: EventSink | None = None) -> None:
+                 domain_namespace: str, sources: SourceRegistry = SOURCES, events: EventSink | None = None,
+                 guard: GuardRails | None = None) -> None:
         self.inputs = inputs
         self.host = host
         self.metrics = metrics
@@ -114,6 +117,7 @@ class Reconciler:
         self.domain_namespace = domain_namespace
         self.sources = sources
         self.events: EventSink = events if events is not None else EventRecorder(host, metrics, identity).start()
+        self.guard = guard  # the names each intent may publish (None: no guard rails, for tests of other stages)
         self._conditions: dict[IntentKey, tuple[str, str]] = {}
         self._last_status: dict[IntentKey, IntentStatus] = {}  # what this leader last wrote as status
         self._desired: dict[IntentKey, tuple[dict[str, Any], ...]] = {}  # last rendered DNSEndpoint records
@@ -144,6 +148,8 @@ class Reconciler:
         self._written.clear()
         self._member_status.clear()
         self._view_status.clear()
+        if self.guard is not None:
+            self.guard.reset()
 
     def condition_counts(self) -> Tally[tuple[str, str, str]]:
         tally: Tally[tuple[str, str, str]] = Tally()
@@ -206,6 +212,8 @@ class Reconciler:
         intent = self.inputs.intent(key)
         if intent is None:
             self._delete_dns_endpoint(key, source)
+            if self.guard is not None:
+                self.guard.release(key)  # after the delete: whoever waits for its names publishes them next
             self._desired.pop(key, None)
             self._written.pop(key, None)
             self._conditions.pop(key, None)
@@ -221,9 +229,13 @@ class Reconciler:
                               "is fixed")
         else:
             desired = self.desired(intent, old)
+            if self.guard is not None:
+                desired = self.guard.apply(intent, source, desired, self)
             outcome = desired.outcome
             conflict = self._write_dns_endpoint(key, source, intent, desired.endpoints)
             if conflict:
+                if self.guard is not None:
+                    self.guard.release(key)  # it publishes nothing: its names must not keep others waiting
                 outcome = replace(outcome, problem=NAME_CONFLICT, problem_message=conflict)
         status = build_status(outcome, intent.generation, old, now_rfc3339())
         if old != status:
@@ -360,6 +372,8 @@ class Reconciler:
                         "left the answer: " + "; ".join(f"{c.cluster} ({c.reason})" for c in left))
         if (problem := problem_event(old, new)) is not None:
             self._event(key, involved, "Warning", problem.reason, problem.message)
+        for refusal in refusal_events(old, new):
+            self._event(key, involved, "Warning", refusal.reason, refusal.message)
         if (fail_open := fail_open_event(old, new)) is not None:
             self._event(key, involved, "Warning", FAIL_OPEN, fail_open.message)
         if (moved := answer_moved(old, new)) is not None:

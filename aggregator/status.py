@@ -33,6 +33,12 @@ OVERLAPPING_CIDRS = "OverlappingCIDRs"  # Accepted=False: its clientCIDRs overla
 NAME_CONFLICT = "NameConflict"  # Ready=False: the DNSEndpoint's name is held by an object that is not ours
 INVALID_SPEC = "InvalidSpec"  # Ready=False: the intent's spec cannot be read; its records are left as they are
 PROBLEM_EVENTS = (NAME_CONFLICT, INVALID_SPEC)  # Ready reasons that also make a Warning event
+DOMAIN_NOT_FOUND = "DomainNotFound"  # Ready=False: the intent's domainRef names no Domain
+# The guard rails' conditions (aggregator/guardrails.py): names refused by the Domains, names claimed first by
+# another intent; each False condition also makes a Warning event when it appears or changes
+HOSTNAMES_ALLOWED = "HostnamesAllowed"
+HOSTNAMES_CLAIMED = "HostnamesClaimed"
+GUARD_CONDITIONS = (HOSTNAMES_ALLOWED, HOSTNAMES_CLAIMED)
 
 
 FAIL_OPEN = "FailOpen"  # True: no cluster is healthy and the last healthy set still answers
@@ -51,6 +57,7 @@ class Outcome:
     problem: str = ""  # a reason that stops publishing altogether (DomainNotFound, InvalidName)
     problem_message: str = ""
     selection: Selection | None = None  # the policy's answer (None: nothing decided, e.g. InvalidSpec)
+    guard: tuple[Condition, ...] = ()  # the guard rails' conditions (none: not judged, the old ones stay)
 
 
 @dataclass(frozen=True)
@@ -90,6 +97,7 @@ def build_status(outcome: Outcome, generation: int, old: IntentStatus, now: str)
         conditions += [_fail_open_condition(fail_open, selection, bool(healthy)), selection.condition]
     else:  # nothing decided about the answer: its conditions and the last healthy set stay as they were
         conditions += [c for c in old.conditions if c.type in CARRIED]
+    conditions += outcome.guard or [c for c in old.conditions if c.type in GUARD_CONDITIONS]
     stamped = tuple(_stamp(c, generation, old.conditions, now) for c in conditions)
     return IntentStatus(outcome.domain, outcome.fqdn, len(healthy), outcome.clusters, stamped, generation, answers)
 
@@ -134,6 +142,17 @@ def problem_event(old: IntentStatus, new: IntentStatus) -> Condition | None:
     if before is not None and (before.reason, before.message) == (ready.reason, ready.message):
         return None
     return ready
+
+
+def refusal_events(old: IntentStatus, new: IntentStatus) -> list[Condition]:
+    """The guard rails' conditions that newly refuse names (or refuse others than before): Warning events."""
+    events = []
+    for kind in GUARD_CONDITIONS:
+        now, before = _condition(new, kind), _condition(old, kind)
+        if now is not None and now.status == "False" and (
+                before is None or (before.status, before.message) != (now.status, now.message)):
+            events.append(now)
+    return events
 
 
 def fail_open_event(old: IntentStatus, new: IntentStatus) -> Condition | None:

@@ -107,6 +107,9 @@ class IngressSource(Source[IngressIntent]):
     def parse_intent(self, raw: dict[str, Any]) -> IngressIntent:
         return parse_ingress_intent(raw)
 
+    def domain_ref(self, intent: IngressIntent) -> str:
+        return intent.domain_ref
+
     def new_index(self) -> MemberIndex:
         return _IngressIndex()
 
