@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP) ## create the virtualenv with fleetdns and its test tools
 
-tools: $(STAMP) ## install etcd, kubectl, CoreDNS, ExternalDNS, kube-apiserver, dnsperf (apt), the OpenShift Route CRD (pinned in hack/install_tools.py) into ./bin (cached)
+tools: $(STAMP) ## install etcd, kubectl, CoreDNS, ExternalDNS, kube-apiserver, dnsperf (apt), the OpenShift Route and Gateway API CRDs (pinned in hack/install_tools.py) into ./bin (cached)
 	$(PY) hack/install_tools.py
 
 test: tools ## run every test against the real components

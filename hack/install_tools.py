@@ -233,6 +233,29 @@ def install_openshift_route_crd(target: Path, ctx: Context) -> None:
     shutil.copyfile(crd, target / "openshift-route-crd.yaml")
 
 
+# Gateway API: its standard-channel CRDs ship in the Go module; the rig installs them on chosen member API servers.
+GATEWAY_API_VERSION = "v1.6.1"
+GATEWAY_API_CRDS = "config/crd/standard"  # inside the module
+GATEWAY_API_KINDS = ("gateways", "httproutes", "grpcroutes", "tlsroutes", "tcproutes", "udproutes")  # read by us
+
+
+def install_gateway_api_crds(target: Path, ctx: Context) -> None:
+    """The real Gateway API CRDs (standard channel) from sigs.k8s.io/gateway-api, fetched through the module proxy."""
+    module = f"sigs.k8s.io/gateway-api@{GATEWAY_API_VERSION}"
+    out = subprocess.run([ctx.go_binary(), "mod", "download", "-json", module], capture_output=True, text=True,
+                         env=go_env(ctx), check=False)
+    if out.returncode != 0:
+        raise RuntimeError(f"go mod download {module} failed: {out.stderr.strip() or out.stdout.strip()}")
+    source = Path(json.loads(out.stdout)["Dir"]) / GATEWAY_API_CRDS
+    missing = [kind for kind in GATEWAY_API_KINDS if not (source / f"gateway.networking.k8s.io_{kind}.yaml").is_file()]
+    if missing:
+        raise RuntimeError(f"{module} has no CRD for {', '.join(missing)} in {GATEWAY_API_CRDS}")
+    crds = target / "gateway-api-crds"
+    crds.mkdir()
+    for crd in sorted(source.glob("*.yaml")):
+        shutil.copyfile(crd, crds / crd.name)  # not their read-only modes: a re-install must be able to delete them
+
+
 def install_dnsperf(target: Path, ctx: Context) -> None:
     """DNS-OARC's dnsperf from the distribution (Debian package ``dnsperf``): the serving benchmark's load."""
     found = shutil.which("dnsperf")
@@ -270,6 +293,8 @@ TOOLS = [
     Tool("dnsperf", DNSPERF_VERSION, "FLEETDNS_DNSPERF", install_dnsperf),
     Tool("openshift-route-crd.yaml", OPENSHIFT_API_VERSION, "FLEETDNS_OPENSHIFT_ROUTE_CRD",
          install_openshift_route_crd, executable=False),
+    Tool("gateway-api-crds", GATEWAY_API_VERSION, "FLEETDNS_GATEWAY_API_CRDS", install_gateway_api_crds,
+         executable=False),
 ]
 EXTRA_LINKS = {"etcd": ["etcdctl"]}
 
