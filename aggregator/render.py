@@ -62,6 +62,22 @@ def answer_records(name: str, candidates: Sequence[ClusterStatus], selector: Sel
     return default + view_records(name, selector.pick_views(candidates), ttl) if default else []
 
 
+def served_names(listed: Sequence[str], clusters: Iterable[ClusterStatus]) -> tuple[str, ...]:
+    """The names the clusters serve (``ClusterStatus.hosts``, for sources whose names come from member objects): in
+    the order of ``listed`` (the intent's ``spec.hosts``) when it lists any, else sorted; the first is the fqdn."""
+    served = {host for cluster in clusters for host in cluster.hosts}
+    if listed:
+        return tuple(dict.fromkeys(host for host in listed if host in served))
+    return tuple(sorted(served))
+
+
+def served_records(names: Iterable[str], clusters: Sequence[ClusterStatus], selector: Selector,
+                   ttl: int) -> list[Endpoint]:
+    """Each name answered by the clusters that serve it (``ClusterStatus.hosts``), sorted."""
+    return sort_endpoints([record for name in names
+                           for record in answer_records(name, [c for c in clusters if name in c.hosts], selector, ttl)])
+
+
 def view_records(name: str, views: Iterable[ViewPick], ttl: int) -> list[Endpoint]:
     """The name's records in each view, marked with the view (setIdentifier and ``webhook/view``)."""
     return [replace(record, set_identifier=view.view,

@@ -3,6 +3,7 @@
 from aggregator.lb_hostnames import HostnameLookup
 from aggregator.openshift import DEFAULT_ROUTER_NAMESPACE
 from aggregator.sources.base import SourceRegistry
+from aggregator.sources.gateway import GatewaySource
 from aggregator.sources.ingress import IngressSource
 from aggregator.sources.openshift_route import RouteSource
 from aggregator.sources.service import ServiceSource
@@ -15,6 +16,7 @@ def build_sources(hostnames: HostnameLookup | None = None, *,
     return SourceRegistry([
         ServiceSource(hostnames),
         IngressSource(hostnames),
+        GatewaySource(hostnames),
         RouteSource(hostnames, openshift_router_namespace, namespace),
     ])
 

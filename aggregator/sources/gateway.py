@@ -1,0 +1,282 @@
+"""GatewayDNSRecord: the Gateway API route ``<ns>/<name>`` of ``spec.routeKind`` in every member, each name it
+serves published over the addresses of the parent Gateways that accepted it (rules: aggregator/gatewayapi.py).
+
+Per cluster: names = the route's hostnames intersected with its listeners' (wildcards reported, not published;
+``spec.hosts`` limits them, and names TCPRoutes and UDPRoutes); targets = ``status.addresses`` of every parent
+Gateway whose ``status.parents[]`` entry says ``Accepted=True``; health = the route's backend Services' ready
+endpoints, any one (``AnyBackend``, the default) or every one (``AllBackends``). Each name's records come from
+the clusters whose route serves it (``status.dns[].hosts``). Every route kind and Gateway is an optional member
+kind: a member without the Gateway API CRDs (404) is not listed and stays connected for its other kinds.
+Health checks are sent with Host = the first of ``spec.hosts``, else ``status.fqdn`` (the first published name).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
+from typing import Any
+
+from aggregator.gatewayapi import (
+    Gateway,
+    ParentRef,
+    Route,
+    RouteKind,
+    attach,
+    parse_gateway,
+    published_names,
+    route_parser,
+)
+from aggregator.loadbalancing import Selector
+from aggregator.model import (
+    DEFAULT_TTL,
+    ClusterStatus,
+    HostnameMode,
+    IntentKey,
+    IntentKind,
+    IntentStatus,
+    LoadBalancerAddress,
+    LoadBalancing,
+    ParseError,
+    parse_hostname_mode,
+    parse_load_balancing,
+    parse_status,
+)
+from aggregator.policy import KindProblem, MemberView, Reason, cluster_status, kind_unavailable, unreachable
+from aggregator.render import served_names, served_records
+from aggregator.sources.base import Desired, Domains, MemberIndex, MemberKind, MemberObjects, ServiceRef, Source
+from aggregator.sources.readiness import ENDPOINT_SLICE_KIND
+from aggregator.status import Outcome
+from fleetdns.apipaths import GATEWAY_DNS_RECORDS, GATEWAYS
+from fleetdns.dnsname import InvalidDNSNameError, normalize_name
+from fleetdns.healthcheck import HealthCheck, HealthCheckError, parse_health_check
+
+GATEWAY_MEMBER_KIND = MemberKind(GATEWAYS, parse_gateway, required=False)
+ROUTE_MEMBER_KINDS = {kind: MemberKind(kind.resource, route_parser(kind), required=False) for kind in RouteKind}
+NOT_ACCEPTED = "NotAccepted"  # no parent Gateway accepted the route (status.parents[] Accepted=True)
+NO_HOSTNAMES = "NoHostnames"  # the route serves no name that can be published (Ready=False when no cluster does)
+RouteRef = tuple[RouteKind, str, str]  # (kind, namespace, name) in one member
+
+
+class ServiceHealthPolicy(StrEnum):
+    """``spec.serviceHealthPolicy``: how many backend Services need a ready endpoint (k8gb's field)."""
+
+    ANY = "AnyBackend"
+    ALL = "AllBackends"
+
+
+@dataclass(frozen=True)
+class GatewayIntent:
+    """A GatewayDNSRecord: publish the names route ``name`` (of ``route_kind``) serves in every member."""
+
+    namespace: str
+    name: str
+    uid: str
+    generation: int
+    route_kind: RouteKind = RouteKind.HTTP
+    hosts: tuple[str, ...] = ()  # limits the names (HTTP, GRPC, TLS); the names themselves (TCP, UDP)
+    service_health_policy: ServiceHealthPolicy = ServiceHealthPolicy.ANY
+    domain_ref: str = ""
+    record_ttl: int = DEFAULT_TTL
+    load_balancer_hostnames: HostnameMode = HostnameMode.RESOLVE
+    load_balancing: LoadBalancing = field(default_factory=LoadBalancing)
+    health_check: HealthCheck | None = None
+    status: IntentStatus = field(default_factory=IntentStatus)
+    status_json: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    created: str = ""  # metadata.creationTimestamp
+
+    @property
+    def key(self) -> IntentKey:
+        return IntentKey(IntentKind.GATEWAY, self.namespace, self.name)
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _enum(raw: Any, enum: Any, default: Any, name: str) -> Any:
+    try:
+        return enum(raw or default)
+    except ValueError:
+        raise ParseError(f"{name} must be one of {', '.join(enum)}, not {raw!r}") from None
+
+
+def parse_gateway_intent(obj: dict[str, Any]) -> GatewayIntent:
+    """ParseError names the field (the CRD refuses these at admission; this guards older objects)."""
+    meta, spec, status = _dict(obj.get("metadata")), _dict(obj.get("spec")), _dict(obj.get("status"))
+    kind: RouteKind = _enum(spec.get("routeKind"), RouteKind, RouteKind.HTTP, "spec.routeKind")
+    try:
+        hosts = tuple(dict.fromkeys(normalize_name(str(h)) for h in _list(spec.get("hosts"))))
+    except InvalidDNSNameError as error:
+        raise ParseError(f"spec.hosts: {error}") from None
+    if not hosts and not kind.has_hostnames:
+        raise ParseError(f"spec.hosts is required for routeKind {kind}: a {kind} has no hostnames of its own")
+    ttl = spec.get("recordTTL")
+    if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, int)):
+        raise ParseError(f"spec.recordTTL must be an integer, not {ttl!r}")
+    try:
+        check = parse_health_check(spec.get("healthCheck"))
+    except HealthCheckError as error:
+        raise ParseError(str(error)) from None
+    return GatewayIntent(
+        namespace=str(meta.get("namespace") or ""), name=str(meta.get("name") or ""), uid=str(meta.get("uid") or ""),
+        generation=int(meta.get("generation") or 0), route_kind=kind, hosts=hosts,
+        service_health_policy=_enum(spec.get("serviceHealthPolicy"), ServiceHealthPolicy, ServiceHealthPolicy.ANY,
+                                    "spec.serviceHealthPolicy"),
+        domain_ref=str(spec.get("domainRef") or ""), record_ttl=ttl or DEFAULT_TTL,
+        load_balancer_hostnames=parse_hostname_mode(spec),
+        load_balancing=parse_load_balancing(spec.get("loadBalancing")), health_check=check,
+        status=parse_status(status), status_json=status,
+        created=str(meta.get("creationTimestamp") or ""))
+
+
+# --- one member ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GatewayView(MemberView):
+    """One member, for one GatewayDNSRecord: its route (None: not there), the parent Gateways found, and the
+    ready endpoints of each backend Service."""
+
+    route: Route | None = None
+    gateways: Mapping[tuple[str, str], Gateway] = field(default_factory=dict)
+    backend_ready: Mapping[ServiceRef, int] = field(default_factory=dict)
+    problem: KindProblem | None = None  # the member does not let us see the route kind or Gateways
+
+
+def evaluate_gateway_cluster(intent: GatewayIntent, view: GatewayView) -> ClusterStatus | None:
+    """The cluster's entry for a GatewayDNSRecord; None when the route does not exist there."""
+    if (down := unreachable(view)) is not None:
+        return down if isinstance(down, ClusterStatus) else None  # not reachable: decided without its objects
+    if view.problem is not None:
+        return kind_unavailable(view, view.problem)
+    route = view.route
+    if route is None:
+        return None
+    attached = attach(route, view.gateways)
+    names = published_names(intent.route_kind, attached.hostnames, intent.hosts)
+    notes = "".join(f"; {note}" for note in (*attached.problems,
+                                             *(f"not published: {n}" for n in names.left_out)))
+    if not attached.accepted:
+        why = "; ".join(attached.problems) or "the route names no parent Gateway"
+        return cluster_status(view, (), False, f"{NOT_ACCEPTED}: {why}")
+    if not names.names:
+        return cluster_status(view, (), False, f"{NO_HOSTNAMES}: nothing to publish{notes}")
+
+    def entry(addresses: tuple[LoadBalancerAddress, ...], healthy: bool, reason: str) -> ClusterStatus:
+        return replace(cluster_status(view, addresses, healthy, reason), hosts=names.names)
+
+    if not attached.addresses:
+        return entry(attached.addresses, False, f"{Reason.NO_LOAD_BALANCER_ADDRESS}: no accepted parent Gateway has "
+                                                f"status.addresses yet{notes}")
+    ready = [b for b in route.backends if view.backend_ready.get(b, 0) > 0]
+    if intent.service_health_policy is ServiceHealthPolicy.ALL:
+        healthy = bool(route.backends) and len(ready) == len(route.backends)
+    else:
+        healthy = bool(ready)
+    if healthy:
+        return entry(attached.addresses, True, f"{Reason.READY_ENDPOINTS}: backend {_services(route, ready)}{notes}")
+    waiting = [b for b in route.backends if b not in ready]
+    behind = (f"no ready endpoint behind {_services(route, waiting)}" if route.backends
+              else "the route has no backend Service")
+    policy = " (AllBackends)" if intent.service_health_policy is ServiceHealthPolicy.ALL and ready else ""
+    return entry(attached.addresses, False, f"{Reason.NO_READY_BACKENDS}: {behind}{policy}{notes}")
+
+
+def _services(route: Route, services: list[ServiceRef]) -> str:
+    return ", ".join(name if namespace == route.namespace else f"{namespace}/{name}" for namespace, name in services)
+
+
+class _GatewayIndex(MemberIndex):
+    """A route affects the GatewayDNSRecord of its name; a Gateway, the intents of the routes naming it as a
+    parent; a backend's readiness, the intents of the routes using it."""
+
+    def __init__(self) -> None:
+        self._by_gateway: dict[tuple[str, str], set[RouteRef]] = {}
+        self._by_backend: dict[ServiceRef, set[RouteRef]] = {}
+
+    def object_changed(self, kind: MemberKind, old: Any, new: Any) -> list[IntentKey]:
+        if kind.resource == GATEWAY_MEMBER_KIND.resource:
+            gateway: Gateway = new or old
+            users = self._by_gateway.get((gateway.namespace, gateway.name), ())
+            return sorted({IntentKey(IntentKind.GATEWAY, ns, name) for _, ns, name in users})
+        for route, present in ((old, False), (new, True)):
+            if route is not None:
+                ref = (route.kind, route.namespace, route.name)
+                _track(self._by_gateway, {(p.namespace, p.name) for p in _gateway_parents(route)}, ref, present)
+                _track(self._by_backend, set(route.backends), ref, present)
+        current: Route = new or old
+        return [IntentKey(IntentKind.GATEWAY, current.namespace, current.name)]
+
+    def readiness_changed(self, service: ServiceRef) -> list[IntentKey]:
+        return sorted({IntentKey(IntentKind.GATEWAY, ns, name) for _, ns, name in self._by_backend.get(service, ())})
+
+
+def _gateway_parents(route: Route) -> list[ParentRef]:
+    return [ref for ref in route.parent_refs if ref.is_gateway]
+
+
+def _track(index: dict[Any, set[RouteRef]], keys: set[Any], ref: RouteRef, present: bool) -> None:
+    for key in keys:
+        users = index.setdefault(key, set())
+        if present:
+            users.add(ref)
+        else:
+            users.discard(ref)
+            if not users:
+                del index[key]
+
+
+class GatewaySource(Source[GatewayIntent]):
+    kind = IntentKind.GATEWAY
+    intent_resource = GATEWAY_DNS_RECORDS
+    endpoint_prefix = "gateway"
+    member_kinds = (GATEWAY_MEMBER_KIND, *ROUTE_MEMBER_KINDS.values(), ENDPOINT_SLICE_KIND)
+
+    def parse_intent(self, raw: dict[str, Any]) -> GatewayIntent:
+        return parse_gateway_intent(raw)
+
+    def domain_ref(self, intent: GatewayIntent) -> str:
+        return intent.domain_ref
+
+    def new_index(self) -> MemberIndex:
+        return _GatewayIndex()
+
+    def evaluate(self, intent: GatewayIntent, view: MemberView, member: MemberObjects) -> ClusterStatus | None:
+        route, gateways, ready, problem = None, {}, {}, None
+        if view.reachability.has_cache:
+            route_kind = ROUTE_MEMBER_KINDS[intent.route_kind]
+            problem = member.kind_problem(route_kind)
+            route = member.get(route_kind, intent.namespace, intent.name)
+            if route is not None:
+                problem = member.kind_problem(GATEWAY_MEMBER_KIND)
+                for ref in _gateway_parents(route):
+                    if (gateway := member.get(GATEWAY_MEMBER_KIND, ref.namespace, ref.name)) is not None:
+                        gateways[(ref.namespace, ref.name)] = gateway
+                ready = {service: member.ready_endpoints(*service) for service in route.backends}
+        if problem is not None and not problem.served and route is not None:
+            # The route kind is served but Gateways are not: the route exists, its addresses cannot be known.
+            return cluster_status(view, (), False, f"{Reason.KIND_UNAVAILABLE}: {problem.kind} not served on this "
+                                                   f"member ({problem.detail}); retried periodically")
+        return evaluate_gateway_cluster(
+            intent, GatewayView(view.cluster, view.reachability, view.detail, view.last_known, route, gateways, ready,
+                                problem))
+
+    def check_host(self, intent: GatewayIntent, domains: Domains) -> str:
+        return intent.hosts[0] if intent.hosts else intent.status.fqdn
+
+    def render(self, intent: GatewayIntent, clusters: tuple[ClusterStatus, ...], domains: Domains,
+               selector: Selector | None = None) -> Desired:
+        names = served_names(intent.hosts, clusters)
+        records = served_records(names, clusters, selector or Selector(), intent.record_ttl)
+        domain = domains.find(intent.namespace, intent.domain_ref) if intent.domain_ref else None
+        zone = domain.domain if domain is not None else ""
+        if clusters and not names:
+            return Desired([], Outcome(zone, "", clusters, 0, NO_HOSTNAMES,
+                                       "no cluster's route serves a name that can be published (status.dns[].reason "
+                                       "says why for each)"))
+        return Desired(records, Outcome(zone, names[0] if names else "", clusters, len(records)))
