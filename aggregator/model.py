@@ -426,11 +426,12 @@ class MemberClusterStatus:
     conditions: tuple[Condition, ...] = ()
     unavailable_kinds: tuple[UnavailableKind, ...] = ()
     observed_generation: int = 0
+    served_kinds: tuple[str, ...] = ()  # the optional kinds it lets us list (plural, sorted), once it was reached
 
     def to_json(self) -> dict[str, Any]:
         return {"state": self.state, "conditions": [c.to_json() for c in self.conditions],
                 "unavailableKinds": [k.to_json() for k in self.unavailable_kinds],
-                "observedGeneration": self.observed_generation}
+                "servedKinds": list(self.served_kinds), "observedGeneration": self.observed_generation}
 
 
 @dataclass(frozen=True)
@@ -455,6 +456,11 @@ class MemberService:
     # spec.selector and spec.ports: a discovered app's pods and the port its readiness probe is reached on
     selector: tuple[tuple[str, str], ...] = ()
     ports: tuple[ServicePort, ...] = ()
+    # self-service (aggregator/selfservice/): what DiscoveryRules select on, the fleetdns.io/* annotations only,
+    # and metadata.creationTimestamp (the oldest object decides a generated intent)
+    labels: dict[str, str] = field(default_factory=dict)
+    annotations: dict[str, str] = field(default_factory=dict)
+    created: str = ""
 
 
 @dataclass(frozen=True)
@@ -481,6 +487,10 @@ class MemberIngress:
     name: str
     addresses: tuple[LoadBalancerAddress, ...]
     backend_services: tuple[str, ...]
+    hosts: tuple[str, ...] = ()  # spec.rules[].host (normalised, wildcards too): a generated intent's names
+    labels: dict[str, str] = field(default_factory=dict)  # self-service, as on MemberService
+    annotations: dict[str, str] = field(default_factory=dict)
+    created: str = ""
 
 
 @dataclass(frozen=True)
@@ -755,7 +765,8 @@ def parse_member_cluster_status(raw: Any) -> MemberClusterStatus:
     kinds = tuple(UnavailableKind(str(k.get("kind", "")), int(k.get("code") or 0), str(k.get("message", "")))
                   for k in map(_dict, _list(raw.get("unavailableKinds"))))
     return MemberClusterStatus(str(raw.get("state") or ""), parse_conditions(raw.get("conditions")), kinds,
-                               int(raw.get("observedGeneration") or 0))
+                               int(raw.get("observedGeneration") or 0),
+                               tuple(str(k) for k in _list(raw.get("servedKinds"))))
 
 
 def parse_member_service(obj: dict[str, Any]) -> MemberService:
@@ -763,7 +774,19 @@ def parse_member_service(obj: dict[str, Any]) -> MemberService:
     return MemberService(meta.get("namespace", ""), meta.get("name", ""), spec.get("type") == "LoadBalancer",
                          parse_addresses(_dict(obj.get("status")).get("loadBalancer")),
                          tuple(sorted((str(k), str(v)) for k, v in _dict(spec.get("selector")).items())),
-                         _service_ports(spec.get("ports")))
+                         _service_ports(spec.get("ports")), *member_meta(meta))
+
+
+SELF_SERVICE_PREFIX = "fleetdns.io/"  # the only annotations kept of member objects (aggregator/selfservice/)
+
+
+def member_meta(meta: dict[str, Any]) -> tuple[dict[str, str], dict[str, str], str]:
+    """A member object's labels, its ``fleetdns.io/*`` annotations (others, such as kubectl's last-applied copy,
+    are not kept: memory) and its creationTimestamp: what self-service reads of every exposed kind."""
+    annotations = {str(k): str(v) for k, v in _dict(meta.get("annotations")).items()
+                   if str(k).startswith(SELF_SERVICE_PREFIX)}
+    return ({str(k): str(v) for k, v in _dict(meta.get("labels")).items()}, annotations,
+            str(meta.get("creationTimestamp") or ""))
 
 
 def _service_ports(raw: Any) -> tuple[ServicePort, ...]:
@@ -798,8 +821,11 @@ def parse_member_ingress(obj: dict[str, Any]) -> MemberIngress:
             name = _dict(_dict(path.get("backend")).get("service")).get("name")
             if name:
                 backends.add(str(name))
+    hosts = sorted({str(rule.get("host")).rstrip(".").lower() for rule in map(_dict, _list(spec.get("rules")))
+                    if rule.get("host")})
     return MemberIngress(meta.get("namespace", ""), meta.get("name", ""),
-                         parse_addresses(_dict(obj.get("status")).get("loadBalancer")), tuple(sorted(backends)))
+                         parse_addresses(_dict(obj.get("status")).get("loadBalancer")), tuple(sorted(backends)),
+                         tuple(hosts), *member_meta(meta))
 
 
 def parse_owner_references(raw: Any) -> tuple[OwnerReference, ...]:

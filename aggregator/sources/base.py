@@ -25,6 +25,7 @@ from aggregator.model import (
     invalid_intent,
 )
 from aggregator.policy import KindProblem, MemberView
+from aggregator.selfservice.request import AppRequest, RequestError
 from aggregator.status import Outcome
 from fleetdns.apipaths import Resource
 from fleetdns.endpoint import Endpoint
@@ -124,6 +125,19 @@ class Source(ABC, Generic[IntentT]):
 
     def dns_endpoint_name(self, intent_name: str) -> str:
         return f"{self.endpoint_prefix}-{intent_name}"
+
+    # Self-service (aggregator/selfservice/, docs/design/sources.md §2-§3): the member kinds whose objects may ask
+    # for an intent of this kind (by their fleetdns.io/* annotations, or by a DiscoveryRule). Such an object has
+    # ``namespace``, ``name``, ``labels``, ``annotations`` (the fleetdns.io/* ones), ``created``
+    # (metadata.creationTimestamp); and when it changes, this source's index returns the key of the intent named
+    # after it, IntentKey(kind, namespace, name): that is how the generator hears of it.
+    exposed_kinds: tuple[MemberKind, ...] = ()
+
+    def generated_spec(self, obj: Any, request: AppRequest) -> dict[str, Any]:
+        """The spec of the intent that ``obj`` (of one of ``exposed_kinds``) asks for with ``request``, as the CRD
+        takes it and without ``loadBalancing.weights`` (the generator adds them): ``common_spec(request)`` plus
+        this kind's own fields. RequestError says what is missing (e.g. no host to publish)."""
+        raise RequestError(f"{self.kind} intents are not generated from member objects")
 
     @abstractmethod
     def new_index(self) -> MemberIndex:
