@@ -396,7 +396,8 @@ class Reconciler:
             return
         problems = tuple(p for kind in self.sources.member_kinds() if (p := member.kind_problem(kind)) is not None)
         old = self._member_status.get(key.name) or cluster.status
-        new = member_status(member.view(), problems, cluster.generation, old, now_rfc3339())
+        optional = tuple(kind.name for kind in self.sources.member_kinds() if not kind.required)
+        new = member_status(member.view(), problems, cluster.generation, old, now_rfc3339(), optional)
         if new == old:
             return
         self._member_status[key.name] = new

@@ -214,15 +214,18 @@ _REACHABLE: dict[Reachability, tuple[str, str]] = {
 
 
 def member_status(view: MemberView, problems: tuple[KindProblem, ...], generation: int,
-                  old: MemberClusterStatus, now: str) -> MemberClusterStatus:
-    """A MemberCluster's status: its state and a Reachable condition (one write per change of state),
-    and the optional kinds it does not let us list."""
+                  old: MemberClusterStatus, now: str, optional: tuple[str, ...] = ()) -> MemberClusterStatus:
+    """A MemberCluster's status: its state and a Reachable condition (one write per change of state), the
+    optional kinds it does not let us list, and those of ``optional`` it serves (known once it was reached)."""
     status, message = _REACHABLE[view.reachability]
     if view.detail and view.reachability is not Reachability.CONNECTED:
         message = f"{message}: {view.detail}"
     stamped = _stamp(Condition(REACHABLE, status, str(view.reachability), message), generation, old.conditions, now)
     kinds = tuple(UnavailableKind(p.kind, p.status, p.detail) for p in sorted(problems, key=lambda p: p.kind))
-    return MemberClusterStatus(str(view.reachability), (stamped,), kinds, generation)
+    refused = {p.kind for p in problems}
+    reached = view.reachability in (Reachability.CONNECTED, Reachability.IN_GRACE, Reachability.LOST)
+    served = tuple(sorted(kind for kind in set(optional) - refused)) if reached else ()
+    return MemberClusterStatus(str(view.reachability), (stamped,), kinds, generation, served)
 
 
 def dns_view_conditions(obj: DNSViewObject, refused: Mapping[str, str], regions: Iterable[str],

@@ -15,10 +15,12 @@ from aggregator.model import (
     IntentKind,
     LoadBalancerAddress,
     MemberCluster,
+    MemberClusterStatus,
     ParseError,
     SecretKeyRef,
+    parse_member_cluster_status,
 )
-from aggregator.policy import KindProblem, Reachability
+from aggregator.policy import KindProblem, MemberView, Reachability
 from aggregator.sources import build_sources
 from aggregator.sources.gateway import (
     GATEWAY_MEMBER_KIND,
@@ -30,6 +32,7 @@ from aggregator.sources.gateway import (
     evaluate_gateway_cluster,
     parse_gateway_intent,
 )
+from aggregator.status import member_status
 from fleetdns.apipaths import GATEWAY_DNS_RECORDS, GATEWAYS, HTTP_ROUTES
 from fleetdns.endpoint import Endpoint
 
@@ -37,6 +40,7 @@ pytestmark = pytest.mark.unit
 
 EAST = MemberCluster("east", "us-east", "us-east-1a", SecretKeyRef("fleetdns-system", "east"))
 WEST = MemberCluster("west", "us-west", "us-west-1a", SecretKeyRef("fleetdns-system", "west"))
+NOW = "2026-01-02T03:04:05Z"
 GW = Gateway("shop", "gw", (Listener("http", 80, "HTTP", "*.example.com"),), (LoadBalancerAddress(ip="192.0.2.10"),))
 
 
@@ -229,3 +233,21 @@ def test_clusters_that_serve_no_publishable_name_make_the_intent_not_ready_with_
     assert desired.endpoints == [] and desired.outcome.problem == "NoHostnames"
     nowhere = GatewaySource().render(intent(), (), _Domains())
     assert nowhere.outcome.problem == "" and nowhere.endpoints == []
+
+
+# --- the member's status -------------------------------------------------------------------------
+
+def test_a_members_status_lists_the_optional_kinds_it_serves_once_it_was_reached() -> None:
+    optional = ("gateways", "httproutes", "ingresses")
+    missing = (KindProblem("gateways", 404, "the server could not find the requested resource"),
+               KindProblem("httproutes", 404, "the server could not find the requested resource"))
+    connected = member_status(MemberView(EAST, Reachability.CONNECTED), missing, 1, MemberClusterStatus(), NOW,
+                              optional)
+    assert connected.served_kinds == ("ingresses",)
+    assert [k.kind for k in connected.unavailable_kinds] == ["gateways", "httproutes"]
+    assert connected.to_json()["servedKinds"] == ["ingresses"]
+    assert parse_member_cluster_status(connected.to_json()) == connected
+    everything = member_status(MemberView(EAST, Reachability.LOST), (), 1, connected, NOW, optional)
+    assert everything.served_kinds == optional  # what it served when last reached
+    connecting = member_status(MemberView(EAST, Reachability.CONNECTING), (), 1, MemberClusterStatus(), NOW, optional)
+    assert connecting.served_kinds == ()  # not known yet
