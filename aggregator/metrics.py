@@ -69,6 +69,18 @@ class AggregatorMetrics:
             ["region"], registry=r)
         self.lb_hostnames = Gauge(f"{NAMESPACE}_lb_hostnames", "Load-balancer hostnames in use by intents",
                                   registry=r)
+        # self-service (aggregator/selfservice/)
+        self.generated_intents = Gauge(f"{NAMESPACE}_generated_intents",
+                                       "Generated intents on the host, by kind and fleetdns.io/generated-by",
+                                       ["kind", "generated_by"], registry=r)
+        self.generated_writes = Counter(f"{NAMESPACE}_generated_intent_writes_total",
+                                        "Writes of generated intents: create, update, delete", ["operation"],
+                                        registry=r)
+        self.generation_skips = Counter(
+            f"{NAMESPACE}_generation_skips_total",
+            "Self-service requests not generated: invalid_request (bad annotations, no Domain), hand_written (an "
+            "intent of that name was written by hand), refused (the host API refused the intent); each counted once "
+            "per new problem", ["reason"], registry=r)
 
     def observe_lb_hostname_lookup(self, resolved: bool, seconds: float, in_use: int) -> None:
         self.lb_hostname_lookups.labels("resolved" if resolved else "failed").inc()

@@ -1,7 +1,7 @@
 """What an app asks of the intent generated for it, whoever asked: the ``fleetdns.io/*`` annotations on its member
 object (annotations.py) or a DiscoveryRule (discovery.py). Neutral on purpose: each source turns an ``AppRequest``
 into its intent kind's spec (``Source.generated_spec``, aggregator/sources/base.py) and the generator merges the
-specs of every cluster (generator.py).
+specs of every cluster (generator.py), each cluster's as one ``Claim``.
 
 ``common_spec`` is the one home of the fields every intent kind shares (domainRef, recordTTL, loadBalancing,
 healthCheck), written as the CRDs take them. ``loadBalancing.weights`` is never part of one cluster's spec: each
@@ -11,10 +11,10 @@ cluster asks only for its own weight (``AppRequest.weight``), and the generator 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from aggregator.model import DEFAULT_TTL, Policy
+from aggregator.model import DEFAULT_TTL, IntentKey, Policy
 
 
 class RequestError(ValueError):
@@ -54,3 +54,22 @@ def common_spec(request: AppRequest) -> dict[str, Any]:
     if request.health_check is not None:
         spec["healthCheck"] = dict(request.health_check)
     return spec
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One member object's request for one generated intent (what the generator merges; see generator.py)."""
+
+    key: IntentKey  # the intent to generate: kind, namespace, name
+    cluster: str  # the member the object is in
+    object_kind: str  # the member object's kind (Service, Ingress, HTTPRoute, Route): fleetdns.io/source-kind
+    created: str  # the object's metadata.creationTimestamp (RFC 3339): the oldest object decides
+    origin: str  # "annotations" or "discovery/<rule>"
+    spec: Mapping[str, Any] = field(default_factory=dict)  # the intent spec it asks for, without weights
+    weight: int | None = None  # this cluster's weight under Weighted (None: 1)
+    problem: str = ""  # why the request cannot be used: it holds an existing intent, builds nothing
+
+    @property
+    def label(self) -> str:
+        """The object, for messages: ``east Service shop/web``."""
+        return f"{self.cluster} {self.object_kind} {self.key.namespace}/{self.key.name}"

@@ -25,6 +25,7 @@ from aggregator.model import (
 from aggregator.naming import ingress_host_names
 from aggregator.policy import KindProblem, MemberView, Reason, cluster_status, kind_unavailable, unreachable
 from aggregator.render import answer_records, sort_endpoints
+from aggregator.selfservice.request import AppRequest, RequestError, common_spec
 from aggregator.sources.base import Desired, Domains, MemberIndex, MemberKind, MemberObjects, ServiceRef, Source
 from aggregator.sources.readiness import ENDPOINT_SLICE_KIND
 from aggregator.status import Outcome
@@ -103,12 +104,27 @@ class IngressSource(Source[IngressIntent]):
     intent_resource = INGRESS_DNS_RECORDS
     endpoint_prefix = "ingress"
     member_kinds = (INGRESS_KIND, ENDPOINT_SLICE_KIND)
+    exposed_kinds = (INGRESS_KIND,)
 
     def parse_intent(self, raw: dict[str, Any]) -> IngressIntent:
         return parse_ingress_intent(raw)
 
     def domain_ref(self, intent: IngressIntent) -> str:
         return intent.domain_ref
+
+    def generated_spec(self, obj: MemberIngress, request: AppRequest) -> dict[str, Any]:
+        """The Ingress's rule hosts (wildcards left out: they cannot be served), limited to the request's hosts when
+        it lists some; each listed host must be one of the Ingress's."""
+        own = [host for host in obj.hosts if not host.startswith("*")]
+        if request.hosts:
+            foreign = [host for host in request.hosts if host not in own]
+            if foreign:
+                raise RequestError(f"hosts {', '.join(foreign)} are not hosts of this Ingress's rules "
+                                   f"({', '.join(own) or 'none'})")
+            own = list(request.hosts)
+        if not own:
+            raise RequestError("the Ingress's rules name no host to publish (wildcard hosts cannot be served)")
+        return common_spec(request) | {"hosts": sorted(own)}
 
     def new_index(self) -> MemberIndex:
         return _IngressIndex()

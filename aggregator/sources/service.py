@@ -24,6 +24,7 @@ from aggregator.model import (
 from aggregator.naming import ServiceNames, service_names
 from aggregator.policy import MemberView, Reason, cluster_status, unreachable
 from aggregator.render import address_records, answer_records, cname, sort_endpoints
+from aggregator.selfservice.request import AppRequest, RequestError, common_spec
 from aggregator.sources.base import Desired, Domains, MemberIndex, MemberKind, MemberObjects, ServiceRef, Source
 from aggregator.sources.readiness import ENDPOINT_SLICE_KIND
 from aggregator.status import Outcome
@@ -106,12 +107,20 @@ class ServiceSource(Source[ServiceIntent]):
     intent_resource = SERVICE_DNS_RECORDS
     endpoint_prefix = "service"
     member_kinds = (SERVICE_KIND, ENDPOINT_SLICE_KIND)
+    exposed_kinds = (SERVICE_KIND,)
 
     def parse_intent(self, raw: dict[str, Any]) -> ServiceIntent:
         return parse_service_intent(raw)
 
     def domain_ref(self, intent: ServiceIntent) -> str:
         return intent.domain_ref
+
+    def generated_spec(self, obj: MemberService, request: AppRequest) -> dict[str, Any]:
+        """A Service's names come from its name, its namespace and the Domain: it takes no list of hosts."""
+        if request.hosts:
+            raise RequestError("a Service publishes <name>.<namespace>.<domain>.svc.<zone> and its region and zone "
+                               "names; a list of hosts is for Ingresses and routes")
+        return common_spec(request)
 
     def new_index(self) -> MemberIndex:
         return _ServiceIndex()
