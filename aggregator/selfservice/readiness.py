@@ -148,6 +148,38 @@ def derive_health_check(verdict: ProbeVerdict, service_ports: Iterable[ServicePo
     return DerivedCheck(check, verdict.note)
 
 
+def combine(verdicts: Sequence[ProbeVerdict]) -> ProbeVerdict:
+    """The verdict over several backend Services' pods (an Ingress or a route): each pod's probe counts once, so
+    the most common probe over all of them wins; a failed list is passed on when nothing else is known."""
+    if len(verdicts) == 1:
+        return verdicts[0]
+    weighted: list[PodProbe | None] = []
+    for verdict in verdicts:
+        weighted += [verdict.probe] * max(verdict.pods, 1 if verdict.probe is not None else 0)
+    combined = common_probe(weighted)
+    failed = [v.note for v in verdicts if v.error]
+    if combined.probe is None and failed:
+        return ProbeVerdict(None, combined.pods, "; ".join(failed), error=True)
+    return combined
+
+
+def health_check_spec(check: HealthCheck) -> dict[str, Any]:
+    """``spec.healthCheck`` as the intent CRDs take it (what a generated intent carries)."""
+    spec: dict[str, Any] = {"periodSeconds": check.period_seconds, "timeoutSeconds": check.timeout_seconds,
+                            "failureThreshold": check.failure_threshold, "successThreshold": check.success_threshold}
+    if check.http_get is not None:
+        http: dict[str, Any] = {"path": check.http_get.path, "port": check.http_get.port,
+                                "scheme": str(check.http_get.scheme)}
+        if check.http_get.host:
+            http["host"] = check.http_get.host
+        if check.http_get.headers:
+            http["httpHeaders"] = [{"name": name, "value": value} for name, value in check.http_get.headers]
+        spec["httpGet"] = http
+    elif check.tcp_socket is not None:
+        spec["tcpSocket"] = {"port": check.tcp_socket.port}
+    return spec
+
+
 def selector_query(selector: Iterable[tuple[str, str]]) -> str:
     """A Service's ``spec.selector`` as a ``labelSelector`` query (equality only, as Services select)."""
     return ",".join(f"{key}={value}" for key, value in sorted(selector))
