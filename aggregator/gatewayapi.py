@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from aggregator.model import LoadBalancerAddress, ParseError
+from aggregator.model import LoadBalancerAddress, ParseError, member_meta
 from fleetdns.apipaths import GATEWAY_API_GROUP, GRPC_ROUTES, HTTP_ROUTES, TCP_ROUTES, TLS_ROUTES, UDP_ROUTES, Resource
 from fleetdns.dnsname import InvalidDNSNameError, check_publishable
 
@@ -102,7 +102,7 @@ class Route:
     parents: tuple[ParentStatus, ...] = ()
     backends: tuple[tuple[str, str], ...] = ()  # (namespace, Service): backendRefs of kind Service, weight above 0
     labels: Mapping[str, str] = field(default_factory=dict)
-    annotations: Mapping[str, str] = field(default_factory=dict)
+    annotations: Mapping[str, str] = field(default_factory=dict)  # the fleetdns.io/* ones (model.member_meta)
     created: str = ""  # metadata.creationTimestamp
 
     def verdict(self, ref: ParentRef) -> ParentStatus | None:
@@ -265,10 +265,6 @@ def _list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else []
 
 
-def _strings(value: Any) -> dict[str, str]:
-    return {str(k): str(v) for k, v in _dict(value).items()}
-
-
 def _port(value: Any) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
@@ -317,8 +313,7 @@ def parse_route(kind: RouteKind, obj: dict[str, Any]) -> Route:
     refs = tuple(parse_parent_ref(r, namespace) for r in _list(spec.get("parentRefs")))
     parents = tuple(p for r in _list(status.get("parents")) if (p := _parent_status(r, namespace)) is not None)
     return Route(kind, namespace, name, hostnames if kind.has_hostnames else (), refs, parents,
-                 _backends(spec, namespace), _strings(meta.get("labels")), _strings(meta.get("annotations")),
-                 str(meta.get("creationTimestamp") or ""))
+                 _backends(spec, namespace), *member_meta(meta))
 
 
 def route_parser(kind: RouteKind) -> Any:
@@ -356,9 +351,7 @@ def parse_gateway(obj: dict[str, Any]) -> Gateway:
     meta, spec, status = _dict(obj.get("metadata")), _dict(obj.get("spec")), _dict(obj.get("status"))
     listeners = tuple(_listener(r) for r in _list(spec.get("listeners")))
     return Gateway(str(meta.get("namespace") or ""), str(meta.get("name") or ""), listeners,
-                   gateway_addresses(status.get("addresses")),
-                   _strings(meta.get("labels")), _strings(meta.get("annotations")),
-                   str(meta.get("creationTimestamp") or ""))
+                   gateway_addresses(status.get("addresses")), *member_meta(meta))
 
 
 def _sorted_addresses(addresses: Iterable[LoadBalancerAddress]) -> tuple[LoadBalancerAddress, ...]:

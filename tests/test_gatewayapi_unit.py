@@ -39,7 +39,9 @@ def route_json(hostnames: list[str] | None = None, parent_refs: list[dict[str, A
     if hostnames is not None:
         spec["hostnames"] = hostnames
     return {"metadata": {"namespace": namespace, "name": "web", "labels": {"app": "web"},
-                         "annotations": {"fleetdns.io/global": "true"}, "creationTimestamp": "2026-01-02T03:04:05Z"},
+                         "annotations": {"fleetdns.io/global": "true",
+                                         "kubectl.kubernetes.io/last-applied-configuration": "{}"},
+                         "creationTimestamp": "2026-01-02T03:04:05Z"},
             "spec": spec,
             "status": {"parents": parents if parents is not None else [accepted({"name": "gw"})]}}
 
@@ -98,7 +100,8 @@ def test_a_route_is_parsed_with_defaults_applied_to_its_parent_refs_backends_and
     assert [ref.is_gateway for ref in route.parent_refs] == [True, True, False]
     # Service backends only (the default kind), in their own namespace; weight 0 takes no traffic
     assert route.backends == (("backend", "api"), ("shop", "web"))
-    assert route.labels == {"app": "web"} and route.annotations == {"fleetdns.io/global": "true"}
+    assert route.labels == {"app": "web"}
+    assert route.annotations == {"fleetdns.io/global": "true"}  # only the fleetdns.io/* ones are kept
     assert route.created == "2026-01-02T03:04:05Z"
 
 

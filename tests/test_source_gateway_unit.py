@@ -21,6 +21,7 @@ from aggregator.model import (
     parse_member_cluster_status,
 )
 from aggregator.policy import KindProblem, MemberView, Reachability
+from aggregator.selfservice.request import AppRequest, RequestError
 from aggregator.sources import build_sources
 from aggregator.sources.gateway import (
     GATEWAY_MEMBER_KIND,
@@ -251,3 +252,30 @@ def test_a_members_status_lists_the_optional_kinds_it_serves_once_it_was_reached
     assert everything.served_kinds == optional  # what it served when last reached
     connecting = member_status(MemberView(EAST, Reachability.CONNECTING), (), 1, MemberClusterStatus(), NOW, optional)
     assert connecting.served_kinds == ()  # not known yet
+
+
+# --- self-service ----------------------------------------------------------------------------------
+
+def test_an_annotated_route_asks_for_an_intent_of_its_kind_with_its_hosts() -> None:
+    source, request = GatewaySource(), AppRequest(domain="fleet")
+    assert {kind.resource for kind in source.exposed_kinds} == {kind.resource for kind in ROUTE_MEMBER_KINDS.values()}
+    spec = source.generated_spec(route(hostnames=("shop.example.com",)), request)
+    assert spec["routeKind"] == "HTTPRoute" and spec["domainRef"] == "fleet" and "hosts" not in spec
+    listed = source.generated_spec(route(hostnames=("*.example.com",)), AppRequest(domain="fleet",
+                                                                                   hosts=("a.example.com",)))
+    assert listed["hosts"] == ["a.example.com"]
+    tcp = source.generated_spec(route(hostnames=(), kind=RouteKind.TCP), AppRequest(domain="fleet",
+                                                                                    hosts=("db.example.com",)))
+    assert tcp["routeKind"] == "TCPRoute" and tcp["hosts"] == ["db.example.com"]
+    assert parse_gateway_intent(GATEWAY_DNS_RECORDS.manifest("db", "shop", spec=tcp)).route_kind is RouteKind.TCP
+
+
+@pytest.mark.parametrize(("obj", "hosts", "message"), [
+    (route(hostnames=(), kind=RouteKind.UDP), (), "a UDPRoute has no hostnames: list the names to publish"),
+    (route(hostnames=("*.example.com",)), (), "hostnames are all wildcards"),
+    (route(hostnames=("shop.example.com",)), ("api.example.com",), "hosts api.example.com are not covered"),
+])
+def test_a_request_that_cannot_be_published_says_what_to_change(obj: Any, hosts: tuple[str, ...],
+                                                                message: str) -> None:
+    with pytest.raises(RequestError, match=message):
+        GatewaySource().generated_spec(obj, AppRequest(domain="fleet", hosts=hosts))

@@ -23,6 +23,8 @@ from aggregator.gatewayapi import (
     Route,
     RouteKind,
     attach,
+    covers,
+    is_wildcard,
     parse_gateway,
     published_names,
     route_parser,
@@ -44,6 +46,7 @@ from aggregator.model import (
 )
 from aggregator.policy import KindProblem, MemberView, Reason, cluster_status, kind_unavailable, unreachable
 from aggregator.render import served_names, served_records
+from aggregator.selfservice.request import AppRequest, RequestError, common_spec
 from aggregator.sources.base import Desired, Domains, MemberIndex, MemberKind, MemberObjects, ServiceRef, Source
 from aggregator.sources.readiness import ENDPOINT_SLICE_KIND
 from aggregator.status import Outcome
@@ -236,9 +239,31 @@ class GatewaySource(Source[GatewayIntent]):
     intent_resource = GATEWAY_DNS_RECORDS
     endpoint_prefix = "gateway"
     member_kinds = (GATEWAY_MEMBER_KIND, *ROUTE_MEMBER_KINDS.values(), ENDPOINT_SLICE_KIND)
+    exposed_kinds = tuple(ROUTE_MEMBER_KINDS.values())
 
     def parse_intent(self, raw: dict[str, Any]) -> GatewayIntent:
         return parse_gateway_intent(raw)
+
+    def generated_spec(self, obj: Route, request: AppRequest) -> dict[str, Any]:
+        """The route's kind, and the request's hosts when it lists some (each one the route's hostnames cover);
+        without, the names the route serves (its hostnames and its listeners') are published. A TCPRoute or UDPRoute
+        has no hostnames: the request must list them."""
+        spec = common_spec(request) | {"routeKind": str(obj.kind)}
+        if not obj.kind.has_hostnames:
+            if not request.hosts:
+                raise RequestError(f"a {obj.kind} has no hostnames: list the names to publish "
+                                   "(annotation fleetdns.io/hosts)")
+            return spec | {"hosts": list(request.hosts)}
+        if request.hosts:
+            foreign = [h for h in request.hosts if obj.hostnames and not any(covers(o, h) for o in obj.hostnames)]
+            if foreign:
+                raise RequestError(f"hosts {', '.join(foreign)} are not covered by the {obj.kind}'s hostnames "
+                                   f"({', '.join(obj.hostnames)})")
+            return spec | {"hosts": list(request.hosts)}
+        if obj.hostnames and all(is_wildcard(h) for h in obj.hostnames):
+            raise RequestError(f"the {obj.kind}'s hostnames are all wildcards ({', '.join(obj.hostnames)}), which "
+                               "cannot be served: list the names to publish (annotation fleetdns.io/hosts)")
+        return spec
 
     def domain_ref(self, intent: GatewayIntent) -> str:
         return intent.domain_ref
