@@ -293,6 +293,11 @@ class MemberConnection:
         informer = self._informers.get(kind.resource)
         return None if informer is None else informer.store.get(f"{namespace}/{name}")
 
+    def objects(self, kind: MemberKind) -> list[Any]:
+        """Every cached object of ``kind`` (a DiscoveryRule that changed looks for what it selects now)."""
+        informer = self._informers.get(kind.resource)
+        return [] if informer is None else list(informer.store.values())
+
     def ready_endpoints(self, namespace: str, service: str) -> int:
         return self._readiness.ready_endpoints(namespace, service)
 
