@@ -49,6 +49,7 @@ from aggregator.model import (
 from aggregator.policy import Reachability
 from aggregator.quorum import Freshness, ReportIndex, Votes
 from aggregator.reconciler import Reconciler
+from aggregator.selfservice.generator import Generator
 from aggregator.settings import Settings
 from aggregator.sources import SOURCES
 from aggregator.sources.base import SourceRegistry
@@ -142,6 +143,10 @@ class Engine:
         self.reconciler = Reconciler(self, host.fenced(self.may_write), metrics, identity,
                                      settings.domain_namespace, sources, self.events, guard=self.guard)
         metrics.watch_intent_conditions(self.reconciler.condition_counts)
+        # Self-service: host intents generated from member objects (aggregator/selfservice/generator.py)
+        self.generator = Generator(self, host.fenced(self.may_write), sources, metrics, self.events,
+                                   settings.namespace, settings.self_service_domain)
+        self.reconciler.agreement = self.generator.agreement
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -151,6 +156,7 @@ class Engine:
         self.events.start()
         for informer in self.host_informers:
             informer.start()
+        self.generator.start()
         threading.Thread(target=self._enqueue_when_synced, name="host-sync", daemon=True).start()
         threading.Thread(target=self._retry_members, name="member-retry", daemon=True).start()
         threading.Thread(target=self._watch_freshness, name="prober-freshness", daemon=True).start()
@@ -173,6 +179,7 @@ class Engine:
         busy = sum(worker.is_alive() for worker in self._workers)
         if busy:
             logger.warning("reconciles still running at shutdown; abandoned", extra={"workers": busy})
+        self.generator.stop()
         self.set_leading(False)
         for informer in self.host_informers:
             informer.stop()
@@ -303,6 +310,7 @@ class Engine:
             self.queue.add(MemberKey(member.name))
         for view in list(self.dns_views_informer.store.values()):
             self.queue.add(ViewKey(view.name))
+        self.generator.touch_all()
 
     def _enqueue_per_view(self, policies: tuple[Policy, ...], addresses: set[str] | None = None) -> None:
         """Intents of these policies; with ``addresses``, only those whose status lists one of them (or lists
@@ -341,6 +349,13 @@ class Engine:
                 and new.status == self.reconciler.status_written(new.key):
             return  # our own status write coming back
         self.queue.add(current.key)
+        self.generator.touch([current.key])  # a hand-written intent of that name came or went
+
+    def _member_objects_changed(self, keys: Iterable[IntentKey]) -> None:
+        """A member object changed (a member's watch thread): its intents, and the intent it may generate."""
+        keys = list(keys)
+        self._enqueue_known(keys)
+        self.generator.touch(keys)
 
     def _domain_changed(self, old: Domain | None, new: Domain | None) -> None:
         """The intents referring to it, and those it may cover: a Domain in the domain namespace covers every
@@ -483,6 +498,7 @@ class Engine:
             if gone is not None:
                 gone.stop()
             self._forget_member_metrics(old.name)
+            self.generator.forget_cluster(old.name)
         else:
             with self._members_lock:
                 self._wanted[new.name] = new
@@ -518,7 +534,7 @@ class Engine:
         already replaced that connection. None when superseded."""
         client, detail = self._member_client(cluster)
         member = MemberConnection(cluster, client, detail, self.settings.namespace, self.settings.member_grace_period,
-                                  self._enqueue_known, self._member_state_changed, since, self.sources)
+                                  self._member_objects_changed, self._member_state_changed, since, self.sources)
         with self._members_lock:
             wanted = self._wanted.get(cluster.name)
             previous = self._members.get(cluster.name)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter as Tally
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any, Protocol
 
@@ -118,6 +118,8 @@ class Reconciler:
         self.sources = sources
         self.events: EventSink = events if events is not None else EventRecorder(host, metrics, identity).start()
         self.guard = guard  # the names each intent may publish (None: no guard rails, for tests of other stages)
+        # SourcesAgree of a generated intent (None for the others); the engine sets the generator's
+        self.agreement: Callable[[IntentKey], Condition | None] = lambda key: None
         self._conditions: dict[IntentKey, tuple[str, str]] = {}
         self._last_status: dict[IntentKey, IntentStatus] = {}  # what this leader last wrote as status
         self._desired: dict[IntentKey, tuple[dict[str, Any], ...]] = {}  # last rendered DNSEndpoint records
@@ -237,7 +239,7 @@ class Reconciler:
                 if self.guard is not None:
                     self.guard.release(key)  # it publishes nothing: its names must not keep others waiting
                 outcome = replace(outcome, problem=NAME_CONFLICT, problem_message=conflict)
-        status = build_status(outcome, intent.generation, old, now_rfc3339())
+        status = build_status(outcome, intent.generation, old, now_rfc3339(), self.agreement(key))
         if old != status:
             self._last_status[key] = status  # before the write: its watch event may arrive before we return
             try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import os
+import re
 import socket
 from dataclasses import dataclass
 
@@ -25,6 +26,7 @@ from fleetdns.config import (
 from fleetdns.logs import LOG_FORMATS, LOG_LEVELS
 
 ENV_PREFIX = "FLEETDNS_AGGREGATOR_"
+_DOMAIN_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")  # a Domain's metadata.name
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,7 @@ class Settings:
     dns_resolvers: tuple[tuple[str, int], ...] = ()  # (IP, port); empty: the system resolver
     prober_grace_period: float = 10.0  # a region votes while its prober Lease was seen renewed this recently
     prober_lease_namespace: str = "fleetdns-system"
+    self_service_domain: str = ""  # the Domain of annotated apps without fleetdns.io/domain ("": they must name one)
     openshift_router_namespace: str = DEFAULT_ROUTER_NAMESPACE  # where the Services router-<routerName> live
 
 
@@ -75,6 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
         ("--prober-lease-namespace", "fleetdns-system", "namespace of the probers' Leases (fleetdns-prober-<region>)"),
         ("--openshift-router-namespace", DEFAULT_ROUTER_NAMESPACE,
          "where OpenShift's routers' LoadBalancer Services router-<routerName> live in each member (RouteDNSRecord)"),
+        ("--self-service-domain", "",
+         "the Domain (by name) of apps annotated fleetdns.io/global without fleetdns.io/domain; empty: they name one"),
         ("--resolve-lb-hostnames", "true",
          "resolve load-balancer hostnames (EKS-style) to A/AAAA per cluster; false: the CNAME form for every intent"),
         ("--log-level", "info", "debug, info, warning or error"),
@@ -117,6 +122,9 @@ def parse_settings(argv: list[str] | None = None) -> Settings:
         require_dns_label(flag, value)
     if args.namespace:
         require_dns_label("--namespace", args.namespace)
+    if args.self_service_domain and not _DOMAIN_NAME.match(args.self_service_domain):
+        raise ConfigError("--self-service-domain", args.self_service_domain,
+                          "expected the name of a Domain (lower-case letters, digits, '-' and '.'), e.g. fleet")
     if args.kubeconfig and not os.path.isfile(args.kubeconfig):
         raise ConfigError("--kubeconfig", args.kubeconfig, "no such file")
     workers = parse_int_in_range("--workers", args.workers, 1, 64)
@@ -132,6 +140,7 @@ def parse_settings(argv: list[str] | None = None) -> Settings:
         log_format=parse_choice("--log-format", args.log_format, LOG_FORMATS),
         resolve_lb_hostnames=resolve_lb_hostnames, dns_resolvers=dns_resolvers,
         prober_grace_period=durations["--prober-grace-period"], prober_lease_namespace=args.prober_lease_namespace,
+        self_service_domain=args.self_service_domain,
         openshift_router_namespace=args.openshift_router_namespace,
     )
 

@@ -66,7 +66,9 @@ class ClusterChange:
     reason: str
 
 
-def build_status(outcome: Outcome, generation: int, old: IntentStatus, now: str) -> IntentStatus:
+def build_status(outcome: Outcome, generation: int, old: IntentStatus, now: str,
+                 sources_agree: Condition | None = None) -> IntentStatus:
+    """``sources_agree``: the SourcesAgree condition of a generated intent (aggregator/selfservice/generator.py)."""
     healthy = [c for c in outcome.clusters if c.healthy]
     unhealthy = [c for c in outcome.clusters if not c.healthy]
     selection = outcome.selection
@@ -98,6 +100,7 @@ def build_status(outcome: Outcome, generation: int, old: IntentStatus, now: str)
     else:  # nothing decided about the answer: its conditions and the last healthy set stay as they were
         conditions += [c for c in old.conditions if c.type in CARRIED]
     conditions += outcome.guard or [c for c in old.conditions if c.type in GUARD_CONDITIONS]
+    conditions += [sources_agree] if sources_agree is not None else []
     stamped = tuple(_stamp(c, generation, old.conditions, now) for c in conditions)
     return IntentStatus(outcome.domain, outcome.fqdn, len(healthy), outcome.clusters, stamped, generation, answers)
 
