@@ -76,18 +76,20 @@ class Federation:
     Each region's CoreDNS answers clients no DNSView matches with its region view (``region-<region>``);
     ``use_dns_views`` puts DNSViews on the host and a block for each into every region's CoreDNS.
     ``locations``: member -> (latitude, longitude) for its MemberCluster (default ``DEFAULT_LOCATIONS``).
+    ``gateway_api``: the members that serve the Gateway API (its real CRDs installed; rig/gatewayapi.py).
     """
 
     def __init__(self, workdir: Path, zone: str = "gslb.example.com", members: tuple[str, ...] = ("east", "west"),
                  grace_period: str = "5s", externaldns_sync: tuple[str, ...] = Region.DEFAULT_SYNC,
                  prober_regions: tuple[str, ...] = (), prober_args: tuple[str, ...] = (),
                  locations: Mapping[str, tuple[float, float]] | None = None,
-                 path_delays: Mapping[tuple[str, str], float] | None = None) -> None:
+                 path_delays: Mapping[tuple[str, str], float] | None = None,
+                 gateway_api: tuple[str, ...] = ()) -> None:
         self.workdir = workdir
         self.externaldns_sync = externaldns_sync
         self.zone = zone
         self.grace_period = grace_period
-        self.fleet = Fleet(members, workdir / "clusters")
+        self.fleet = Fleet(members, workdir / "clusters", gateway_api=gateway_api)
         self.regions: dict[str, Region] = {}
         self.aggregator: AggregatorProcess | None = None
         self.prober_regions = prober_regions

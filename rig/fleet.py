@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 from rig.apiserver import KubeAPIServer, wait_all_ready
@@ -11,12 +12,18 @@ DEFAULT_MEMBERS = ("east", "west")
 
 
 class Fleet:
-    """Start-ups overlap, so three API servers are ready in about the time of one."""
+    """Start-ups overlap, so three API servers are ready in about the time of one. ``gateway_api``: the members that
+    serve the Gateway API (its real CRDs installed at start; the others lack them, as many real clusters do)."""
 
-    def __init__(self, members: tuple[str, ...] = DEFAULT_MEMBERS, workdir: Path | None = None) -> None:
+    def __init__(self, members: tuple[str, ...] = DEFAULT_MEMBERS, workdir: Path | None = None,
+                 gateway_api: Sequence[str] = ()) -> None:
         self.workdir = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="fleetdns-fleet-"))
         self.host = KubeAPIServer("host", self.workdir / "host")
         self.members = {name: KubeAPIServer(name, self.workdir / name) for name in members}
+        unknown = set(gateway_api) - set(members)
+        if unknown:
+            raise ValueError(f"gateway_api names members the fleet does not have: {', '.join(sorted(unknown))}")
+        self.gateway_api = tuple(gateway_api)
 
     @property
     def servers(self) -> list[KubeAPIServer]:
@@ -27,10 +34,18 @@ class Fleet:
             for server in self.servers:
                 server.start(wait=False)
             wait_all_ready(self.servers)
+            self.install_gateway_api(*self.gateway_api)
         except BaseException:
             self.stop()
             raise
         return self
+
+    def install_gateway_api(self, *members: str) -> None:
+        """The real Gateway API CRDs on these members (idempotent): they serve Gateways and the route kinds."""
+        from rig.gatewayapi import install_gateway_api
+
+        for name in members:
+            install_gateway_api(self.members[name].api_client())
 
     def stop(self) -> None:
         for server in self.servers:
