@@ -49,6 +49,7 @@ from aggregator.model import (
 from aggregator.policy import Reachability
 from aggregator.quorum import Freshness, ReportIndex, Votes
 from aggregator.reconciler import Reconciler
+from aggregator.selfservice.discovery import Discovery
 from aggregator.selfservice.generator import Generator
 from aggregator.settings import Settings
 from aggregator.sources import SOURCES
@@ -147,6 +148,10 @@ class Engine:
         self.generator = Generator(self, host.fenced(self.may_write), sources, metrics, self.events,
                                    settings.namespace, settings.self_service_domain)
         self.reconciler.agreement = self.generator.agreement
+        # Auto-discovery: the DiscoveryRules' claims on generated intents (aggregator/selfservice/discovery.py)
+        self.discovery = Discovery(host, host.fenced(self.may_write), sources, self, settings.self_service_domain,
+                                   lambda: metrics.status_writes.labels("DiscoveryRule").inc())
+        self.generator.add_claim_source(self.discovery)
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -157,6 +162,7 @@ class Engine:
         for informer in self.host_informers:
             informer.start()
         self.generator.start()
+        self.discovery.start(self.generator)
         threading.Thread(target=self._enqueue_when_synced, name="host-sync", daemon=True).start()
         threading.Thread(target=self._retry_members, name="member-retry", daemon=True).start()
         threading.Thread(target=self._watch_freshness, name="prober-freshness", daemon=True).start()
@@ -180,6 +186,7 @@ class Engine:
         if busy:
             logger.warning("reconciles still running at shutdown; abandoned", extra={"workers": busy})
         self.generator.stop()
+        self.discovery.stop()
         self.set_leading(False)
         for informer in self.host_informers:
             informer.stop()
@@ -370,12 +377,15 @@ class Engine:
                     self.queue.add(intent.key)
 
     def _namespace_changed(self, old: HostNamespace | None, new: HostNamespace | None) -> None:
-        """A namespace's labels changed: its intents may be admitted under other Domains now."""
-        current = new or old
-        assert current is not None
+        """A namespace's labels changed, or it appeared after its intents (their names were judged without its
+        labels): its intents may be admitted under other Domains now. Nothing to do while the first list fills
+        the cache (no intent is reconciled before it has listed) or when a namespace goes (its intents go too)."""
+        self.discovery.namespace_changed()  # DiscoveryRules' namespaceSelectors (a burst costs one rescan)
+        if new is None or not self.namespaces.synced.is_set() or (old is not None and old.labels == new.labels):
+            return
         for informer in self.intent_informers.values():
             for intent in list(informer.store.values()):
-                if intent.namespace == current.name:
+                if intent.namespace == new.name:
                     self.queue.add(intent.key)
 
     def _dns_endpoint_changed(self, old: DNSEndpointObject | None, new: DNSEndpointObject | None) -> None:
@@ -508,6 +518,8 @@ class Engine:
                     current.cluster = new
             if reconnect:
                 self._connect(new)
+            if old is not None and old.labels != new.labels:
+                self.discovery.clusters_changed()  # DiscoveryRules' clusterSelectors
         self.enqueue_all()
 
     def _member_client(self, cluster: MemberCluster) -> tuple[KubeClient | None, str]:

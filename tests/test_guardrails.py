@@ -13,7 +13,7 @@ import pytest
 from kubernetes import client
 
 from fleetdns.apipaths import DOMAINS, INGRESS_DNS_RECORDS, NAMESPACES
-from fleetdns.kubeapi import KubeClient
+from fleetdns.kubeapi import KubeClient, KubeError
 from rig import Fleet
 from rig.aggregator import AggregatorProcess
 from rig.workloads import set_load_balancer_status
@@ -201,3 +201,18 @@ def test_a_restarted_aggregator_never_gives_an_owned_name_to_a_newer_intent(worl
     for name in newer:
         assert world.published(name) == {f"{name}.example.org"}
         assert world.condition(name, "HostnamesClaimed", "False")["reason"] == "ClaimedByAnotherIntent"
+
+
+def test_a_bad_namespace_selector_or_domain_ref_is_refused_at_admission(world: World) -> None:
+    for expression, message in (({"key": "tier", "operator": "In"}, "operators In and NotIn need values"),
+                                ({"key": "tier", "operator": "Exists", "values": ["x"]},
+                                 "operators In and NotIn need values; Exists and DoesNotExist take none"),
+                                ({"key": "tier", "operator": "Matches", "values": ["x"]}, "Unsupported value")):
+        with pytest.raises(KubeError) as refused:
+            world.host.create(DOMAINS.path(world.ns), DOMAINS.manifest(unique("bad"), spec={
+                "domain": "bad.example.net", "namespaceSelector": {"matchExpressions": [expression]}}))
+        assert refused.value.status == 422 and message in str(refused.value), refused.value
+    with pytest.raises(KubeError) as refused:
+        world.host.create(INGRESS_DNS_RECORDS.path(world.ns), INGRESS_DNS_RECORDS.manifest(
+            unique("bad"), spec={"hosts": ["bad.example.com"], "domainRef": "Not_A_Label"}))
+    assert refused.value.status == 422 and "spec.domainRef: Invalid value" in str(refused.value), refused.value
