@@ -19,6 +19,7 @@ from aggregator.model import (
     ParseError,
     _health_check,
     _integer,
+    member_meta,
     parse_hostname_mode,
     parse_load_balancing,
     parse_status,
@@ -56,7 +57,7 @@ class MemberRoute:
     backend_services: tuple[str, ...]  # spec.to and spec.alternateBackends of kind Service, sorted
     admissions: tuple[RouterAdmission, ...] = ()  # status.ingress[], one per router
     labels: dict[str, str] = field(default_factory=dict)
-    annotations: dict[str, str] = field(default_factory=dict)
+    annotations: dict[str, str] = field(default_factory=dict)  # the fleetdns.io/* ones (model.member_meta)
     created: str = ""  # metadata.creationTimestamp
 
     @property
@@ -96,10 +97,6 @@ def _list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else []
 
 
-def _strings(value: Any) -> dict[str, str]:
-    return {str(k): str(v) for k, v in _dict(value).items()}
-
-
 def _backend(ref: Any) -> str:
     """The Service a ``spec.to`` / ``alternateBackends[]`` reference names ("" for another kind)."""
     ref = _dict(ref)
@@ -116,6 +113,7 @@ def _admission(entry: dict[str, Any]) -> RouterAdmission:
 def parse_member_route(obj: dict[str, Any]) -> MemberRoute:
     meta, spec = _dict(obj.get("metadata")), _dict(obj.get("spec"))
     backends = {_backend(spec.get("to"))} | {_backend(b) for b in _list(spec.get("alternateBackends"))}
+    labels, annotations, created = member_meta(meta)
     admissions: dict[str, RouterAdmission] = {}
     for admission in map(_admission, map(_dict, _list(_dict(obj.get("status")).get("ingress")))):
         known = admissions.get(admission.router_name)
@@ -126,8 +124,7 @@ def parse_member_route(obj: dict[str, Any]) -> MemberRoute:
         host=str(spec.get("host") or "").strip().rstrip(".").lower(),
         backend_services=tuple(sorted(b for b in backends if b)),
         admissions=tuple(admissions[name] for name in sorted(admissions)),
-        labels=_strings(meta.get("labels")), annotations=_strings(meta.get("annotations")),
-        created=str(meta.get("creationTimestamp") or ""),
+        labels=labels, annotations=annotations, created=created,
     )
 
 

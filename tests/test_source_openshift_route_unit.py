@@ -21,6 +21,7 @@ from aggregator.model import (
 )
 from aggregator.openshift import MemberRoute, parse_member_route, parse_route_intent
 from aggregator.policy import KindProblem, Reachability
+from aggregator.selfservice.request import AppRequest, RequestError
 from aggregator.settings import parse_settings
 from aggregator.sources import build_sources
 from aggregator.sources.openshift_route import (
@@ -46,7 +47,8 @@ def route_json(host: str = "shop.apps.example.com", status: list[dict[str, Any]]
                **spec: Any) -> dict[str, Any]:
     return {"apiVersion": "route.openshift.io/v1", "kind": "Route",
             "metadata": {"namespace": "shop", "name": "web", "labels": {"app": "web"},
-                         "annotations": {"fleetdns.io/global": "true"}, "creationTimestamp": "2026-01-02T03:04:05Z"},
+                         "annotations": {"fleetdns.io/global": "true", "kubectl.kubernetes.io/x": "{}"},
+                         "creationTimestamp": "2026-01-02T03:04:05Z"},
             "spec": {"host": host, "to": {"kind": "Service", "name": "web"}, **spec},
             "status": {"ingress": status if status is not None else [admitted("default")]}}
 
@@ -71,7 +73,7 @@ def view(route: MemberRoute | None, routers: tuple[RouterService, ...] = (), rea
 
 # --- parsing ------------------------------------------------------------------------------------
 
-def test_a_route_is_parsed_with_its_host_backends_admissions_and_metadata() -> None:
+def test_a_route_is_parsed_with_its_host_backends_admissions_and_self_service_metadata() -> None:
     route = parse_member_route(route_json(
         host="Shop.Apps.Example.com.", alternateBackends=[{"kind": "Service", "name": "web-canary"}, {"name": "b"}],
         status=[admitted("default"), admitted("internal", False, "HostAlreadyClaimed")]))
@@ -187,16 +189,16 @@ def test_the_intents_hosts_limit_the_routes_that_serve() -> None:
     assert listed is not None and listed.healthy
     other = evaluate_route_cluster(view(route, routers), ("shop.example.com",))
     assert other is not None and not other.healthy and other.hosts == ()
-    assert other.reason == ("HostNotListed: the Route's spec.host shop.apps.example.com is not among the intent's "
+    assert other.reason == ("NoHostnames: the Route's spec.host shop.apps.example.com is not among the intent's "
                             "spec.hosts")
 
 
 def test_a_route_without_a_host_or_with_an_unpublishable_one_serves_no_name() -> None:
     empty = evaluate_route_cluster(view(parse_member_route(route_json(host=""))))
-    assert empty is not None and empty.reason == "NoHost: the Route has no spec.host" and empty.hosts == ()
+    assert empty is not None and empty.reason == "NoHostnames: the Route has no spec.host" and empty.hosts == ()
     long_label = "a" * 60 + ".example.com"
     bad = evaluate_route_cluster(view(parse_member_route(route_json(host=long_label))))
-    assert bad is not None and bad.reason.startswith("InvalidHost: ") and "cname-" in bad.reason
+    assert bad is not None and bad.reason.startswith("NoHostnames: ") and "cname-" in bad.reason
 
 
 def test_a_member_without_the_route_api_is_not_listed_and_one_that_forbids_it_is() -> None:
@@ -276,13 +278,26 @@ def test_the_fqdn_follows_the_order_of_the_intents_hosts() -> None:
     assert outcome.fqdn == "b.example.com"
 
 
-def test_with_a_domain_ref_only_names_under_it_are_published() -> None:
-    clusters = (cluster(EAST, "192.0.2.1", ("a.example.com",)), cluster(WEST, "198.51.100.1", ("a.example.org",)))
+def test_the_zone_comes_from_the_domain_and_no_served_name_is_a_problem() -> None:
+    clusters = (cluster(EAST, "192.0.2.1", ("a.example.com",)),)
     endpoints, outcome = render(clusters, "example.com", domainRef="fleet")
-    assert by_name(endpoints) == {("a.example.com", "A"): ("192.0.2.1",)}
+    assert by_name(endpoints) == {("a.example.com", "A"): ("192.0.2.1",)}  # the guard rails judge the Domain
     assert outcome.domain == "example.com"
-    endpoints, outcome = render(clusters[1:], "example.com", domainRef="fleet")
-    assert endpoints == [] and outcome.problem == "NameOutsideDomain"
-    assert "a.example.org: not under Domain fleet (example.com)" in outcome.problem_message
-    _, missing = render(clusters, None, domainRef="fleet")
-    assert missing.problem == "DomainNotFound"
+    endpoints, outcome = render((cluster(EAST, "192.0.2.1", ()),))
+    assert endpoints == [] and outcome.problem == "NoHostnames"
+
+
+# --- self-service ---------------------------------------------------------------------------------
+
+def test_a_generated_intent_follows_the_routes_host_unless_the_request_lists_it() -> None:
+    route = parse_member_route(route_json())
+    source = RouteSource()
+    spec = source.generated_spec(route, AppRequest(domain="fleet"))
+    assert spec["domainRef"] == "fleet" and "hosts" not in spec
+    listed = source.generated_spec(route, AppRequest(domain="fleet", hosts=("shop.apps.example.com",)))
+    assert listed["hosts"] == ["shop.apps.example.com"]
+    with pytest.raises(RequestError, match=r"hosts other.example.com are not the Route's spec.host"):
+        source.generated_spec(route, AppRequest(domain="fleet", hosts=("other.example.com",)))
+    with pytest.raises(RequestError, match="no spec.host"):
+        source.generated_spec(parse_member_route(route_json(host="")), AppRequest(domain="fleet"))
+    assert source.exposed_kinds == (ROUTE_KIND,)

@@ -30,23 +30,19 @@ from aggregator.openshift import (
     parse_route_intent,
 )
 from aggregator.policy import KindProblem, MemberView, Reason, cluster_status, kind_unavailable, unreachable
-from aggregator.render import answer_records, sort_endpoints
+from aggregator.render import served_names, served_records
+from aggregator.selfservice.request import AppRequest, RequestError, common_spec
 from aggregator.sources.base import Desired, Domains, MemberIndex, MemberKind, MemberObjects, ServiceRef, Source
+from aggregator.sources.gateway import NO_HOSTNAMES
 from aggregator.sources.readiness import ENDPOINT_SLICE_KIND
 from aggregator.sources.service import SERVICE_KIND
 from aggregator.status import Outcome
 from fleetdns.apipaths import OPENSHIFT_ROUTES, ROUTE_DNS_RECORDS
-from fleetdns.dnsname import InvalidDNSNameError, check_publishable, is_within, normalize_name
-from fleetdns.endpoint import Endpoint
+from fleetdns.dnsname import InvalidDNSNameError, check_publishable
 
 ROUTE_KIND = MemberKind(OPENSHIFT_ROUTES, parse_member_route, required=False)
 
-# Why a cluster's Route is not in the answer, beyond the reasons every source shares (policy.Reason).
-NOT_ADMITTED = "NotAdmitted"  # no router admitted it
-NO_HOST = "NoHost"  # spec.host is empty
-INVALID_HOST = "InvalidHost"  # spec.host cannot be published
-HOST_NOT_LISTED = "HostNotListed"  # the intent lists hosts, and this Route's is not among them
-NAME_OUTSIDE_DOMAIN = "NameOutsideDomain"  # the intent has a domainRef, and no name is under that Domain
+NOT_ADMITTED = "NotAdmitted"  # why a cluster's Route is not in the answer: no router admitted it
 
 
 def router_service_name(router: str) -> str:
@@ -77,13 +73,13 @@ class RouteView(MemberView):
 def served_host(route: MemberRoute, listed: tuple[str, ...]) -> tuple[str, str]:
     """(the name the Route serves, "") or ("", why it serves none)."""
     if not route.host:
-        return "", f"{NO_HOST}: the Route has no spec.host"
+        return "", f"{NO_HOSTNAMES}: the Route has no spec.host"
     try:
         host = check_publishable(route.host)
     except InvalidDNSNameError as error:
-        return "", f"{INVALID_HOST}: {error}"
+        return "", f"{NO_HOSTNAMES}: {error}"
     if listed and host not in listed:
-        return "", f"{HOST_NOT_LISTED}: the Route's spec.host {host} is not among the intent's spec.hosts"
+        return "", f"{NO_HOSTNAMES}: the Route's spec.host {host} is not among the intent's spec.hosts"
     return host, ""
 
 
@@ -137,25 +133,6 @@ def _addresses(routers: Iterable[RouterService]) -> tuple[LoadBalancerAddress, .
     return tuple(sorted(found, key=lambda a: (a.ip == "", a.ip, a.hostname)))
 
 
-def published_names(intent: RouteIntent, clusters: tuple[ClusterStatus, ...]) -> tuple[str, ...]:
-    """The names the clusters' Routes serve: in the order of the intent's ``spec.hosts`` when it lists them,
-    else sorted."""
-    served = {host for cluster in clusters for host in cluster.hosts}
-    if intent.hosts:
-        return tuple(dict.fromkeys(host for host in intent.hosts if host in served))
-    return tuple(sorted(served))
-
-
-def render_route_endpoints(intent: RouteIntent, names: tuple[str, ...], clusters: tuple[ClusterStatus, ...],
-                           selector: Selector | None = None) -> list[Endpoint]:
-    """One A/AAAA (or CNAME) record set per name over the policy's pick of the clusters that serve it."""
-    selector = selector or Selector()
-    records = [record for name in names
-               for record in answer_records(name, [c for c in clusters if name in c.hosts], selector,
-                                            intent.record_ttl)]
-    return sort_endpoints(records)
-
-
 class _RouteIndex(MemberIndex):
     """A Route affects the RouteDNSRecord of its name; a backend's readiness, every Route using it; a router's
     Service (``router-<name>`` in the router namespace), every Route that router admitted."""
@@ -202,6 +179,7 @@ class RouteSource(Source[RouteIntent]):
     intent_resource = ROUTE_DNS_RECORDS
     endpoint_prefix = "route"
     member_kinds = (ROUTE_KIND, SERVICE_KIND, ENDPOINT_SLICE_KIND)
+    exposed_kinds = (ROUTE_KIND,)
 
     def __init__(self, hostnames: HostnameLookup | None = None, router_namespace: str = DEFAULT_ROUTER_NAMESPACE,
                  watched_namespace: str = "") -> None:
@@ -213,6 +191,19 @@ class RouteSource(Source[RouteIntent]):
 
     def parse_intent(self, raw: dict[str, Any]) -> RouteIntent:
         return parse_route_intent(raw)
+
+    def generated_spec(self, obj: MemberRoute, request: AppRequest) -> dict[str, Any]:
+        """Without hosts in the request, each cluster's Route publishes its own spec.host; a request that lists
+        hosts may list only this Route's (a Route serves one)."""
+        if not obj.host:
+            raise RequestError("the Route has no spec.host to publish")
+        spec = common_spec(request)
+        if request.hosts:
+            foreign = [host for host in request.hosts if host != obj.host]
+            if foreign:
+                raise RequestError(f"hosts {', '.join(foreign)} are not the Route's spec.host ({obj.host})")
+            return spec | {"hosts": list(request.hosts)}
+        return spec
 
     def domain_ref(self, intent: RouteIntent) -> str:
         return intent.domain_ref
@@ -240,21 +231,13 @@ class RouteSource(Source[RouteIntent]):
 
     def render(self, intent: RouteIntent, clusters: tuple[ClusterStatus, ...], domains: Domains,
                selector: Selector | None = None) -> Desired:
-        zone = ""
-        names = published_names(intent, clusters)
-        if intent.domain_ref:
-            domain = domains.find(intent.namespace, intent.domain_ref)
-            if domain is None:
-                return Desired([], Outcome("", "", clusters, 0, "DomainNotFound",
-                                           f"no Domain {intent.domain_ref!r} in namespace "
-                                           f"{domains.searched(intent.namespace)}"))
-            zone = normalize_name(domain.domain)
-            outside = [name for name in names if not is_within(name, zone)]
-            names = tuple(name for name in names if is_within(name, zone))
-            if outside and not names:
-                return Desired([], Outcome(zone, "", clusters, 0, NAME_OUTSIDE_DOMAIN,
-                                           f"{', '.join(outside)}: not under Domain {intent.domain_ref} ({zone}); "
-                                           "names outside it are not published"))
-        endpoints = render_route_endpoints(intent, names, clusters, selector)
-        return Desired(endpoints, Outcome(zone, names[0] if names else "", clusters, len(endpoints)))
-
+        """Names outside the Domain (``domainRef``) are refused after this, by the guard rails (guardrails.py)."""
+        names = served_names(intent.hosts, clusters)
+        records = served_records(names, clusters, selector or Selector(), intent.record_ttl)
+        domain = domains.find(intent.namespace, intent.domain_ref) if intent.domain_ref else None
+        zone = domain.domain if domain is not None else ""
+        if clusters and not names:
+            return Desired([], Outcome(zone, "", clusters, 0, NO_HOSTNAMES,
+                                       "no cluster's Route serves a name that can be published (status.dns[].reason "
+                                       "says why for each)"))
+        return Desired(records, Outcome(zone, names[0] if names else "", clusters, len(records)))
