@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from fleetdns.apipaths import MEMBER_CLUSTERS, ROUTE_DNS_RECORDS, SECRETS
-from fleetdns.kubeapi import KubeClient
+from fleetdns.kubeapi import KubeClient, KubeError
 from rig import Fleet
 from rig.aggregator import AggregatorProcess
 from rig.openshift import create_route, create_router_service, install_route_crd, set_route_admission
@@ -165,3 +165,15 @@ def test_a_member_without_the_route_crd_stays_connected_and_is_not_listed(world:
     assert world.metric("fleetdns_aggregator_member_kind_available", cluster=world.no_routes, kind="routes") == 0.0
     assert world.metric("fleetdns_aggregator_member_kind_available", cluster="east", kind="routes") == 1.0
     assert [d["cluster"] for d in wait_for(lambda: world.status(name).get("dns"), 30, what="status")] == ["east"]
+
+
+def test_a_route_dns_record_needs_no_hosts_and_refuses_bad_ones_at_admission(world: World) -> None:
+    name = unique("plain")
+    created = world.host.create(ROUTE_DNS_RECORDS.path(world.ns), ROUTE_DNS_RECORDS.manifest(name, spec={}))
+    assert created["spec"] == {"recordTTL": 30, "loadBalancerHostnames": "Resolve"}
+    for spec, message in (({"hosts": ["*.apps.example.org"]}, "wildcard hosts cannot be served"),
+                          ({"domainRef": "Not_A_Label"}, "must be a DNS label"),
+                          ({"hosts": []}, "should have at least 1 items")):
+        with pytest.raises(KubeError) as refused:
+            world.host.create(ROUTE_DNS_RECORDS.path(world.ns), ROUTE_DNS_RECORDS.manifest(unique("bad"), spec=spec))
+        assert refused.value.status == 422 and message in str(refused.value)
