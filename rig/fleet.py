@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from rig.apiserver import KubeAPIServer, wait_all_ready
@@ -44,8 +45,15 @@ class Fleet:
         """The real Gateway API CRDs on these members (idempotent): they serve Gateways and the route kinds."""
         from rig.gatewayapi import install_gateway_api
 
-        for name in members:
-            install_gateway_api(self.members[name].api_client())
+        with ThreadPoolExecutor(max(1, len(members))) as pool:  # each API server compiles the CRDs' rules: seconds
+            list(pool.map(lambda name: install_gateway_api(self.members[name].api_client()), members))
+
+    def install_openshift_routes(self, *members: str) -> None:
+        """The real OpenShift Route CRD on these members (idempotent): they serve Routes (rig/openshift.py)."""
+        from rig.openshift import install_route_crd
+
+        with ThreadPoolExecutor(max(1, len(members))) as pool:
+            list(pool.map(lambda name: install_route_crd(self.members[name].api_client()), members))
 
     def stop(self) -> None:
         for server in self.servers:
