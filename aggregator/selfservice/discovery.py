@@ -436,9 +436,10 @@ class Discovery:
         self._lock = threading.Lock()
         self._claims: dict[IntentKey, dict[str, tuple[RuleClaim, ...]]] = {}  # per cluster, what the rules asked
         self._pods_users: dict[PodsKey, set[IntentKey]] = {}
-        self._services_seen: dict[tuple[str, str, str], Any] = {}  # (cluster, namespace, name) → Service last read
+        self._services_seen: dict[tuple[PodsKey, str], Any] = {}  # (pods, Service) → the Service and its readiness
         self._written: dict[str, RuleStatus] = {}
         self._wake = threading.Event()
+        self._rescan = threading.Event()
         self._stopping = threading.Event()
 
     # --- lifecycle
@@ -469,22 +470,46 @@ class Discovery:
     def _rule_changed(self, old: RuleObject | None, new: RuleObject | None) -> None:
         if old is not None and new is not None and old == new:
             return  # our own status write coming back
-        self.touch_all()
+        self.rescan()
 
     def namespace_changed(self) -> None:
-        """A host namespace's labels changed: namespaceSelectors may select other objects now."""
+        """A host namespace came, went or changed its labels: namespaceSelectors may select other objects now."""
         if self.rules():
-            self.touch_all()
+            self.rescan()
 
     def clusters_changed(self) -> None:
         """A MemberCluster came, went or changed its labels: clusterSelectors may select other objects now."""
         if self.rules():
-            self.touch_all()
+            self.rescan()
 
-    def touch_all(self) -> None:
-        if self._generator is not None:
-            self._generator.touch_all()
+    def rescan(self) -> None:
+        """Look for what the rules select now (off the calling thread, once for a burst of changes): the intents
+        claimed before and every member object a rule selects are generated again."""
+        self._rescan.set()
         self._wake.set()
+
+    def _scan(self) -> None:
+        rules = self.rules()
+        keys: set[IntentKey] = set()
+        with self._lock:
+            keys.update(self._claims)
+        for member in self.inputs.members():
+            cluster = member.cluster
+            for source in self.sources:
+                for kind in source.exposed_kinds:
+                    try:
+                        object_kind = SourceKind(kind.resource.kind)
+                    except ValueError:
+                        continue
+                    for obj in member.objects(kind):
+                        labels = getattr(obj, "labels", {})
+                        # the namespace's labels are judged by claims(), which reports an unknown namespace
+                        if selecting_rules(rules, object_kind, labels, cluster.labels, None):
+                            keys.add(IntentKey(source.kind, obj.namespace, obj.name))
+        if self._generator is not None:
+            self._generator.touch(keys)
+        logger.info("DiscoveryRules looked at every member object", extra={
+            "rules": len(rules), "apps": len(keys)})
 
     def _probe_ready(self, key: PodsKey) -> None:
         with self._lock:
@@ -501,7 +526,7 @@ class Discovery:
         elif connected and self._refused:
             logger.info("DiscoveryRules readable again")
             self._refused = ""
-            self.touch_all()
+            self.rescan()
 
     # --- the claim source
 
@@ -512,6 +537,10 @@ class Discovery:
             return None
         rules = self.rules()
         cluster = member.view().cluster
+        if not rules:
+            with self._lock:
+                if key not in self._claims:
+                    return []
         try:
             source = self.sources.for_kind(key.kind)
         except KeyError:
@@ -592,13 +621,16 @@ class Discovery:
             if not selector:
                 continue  # endpoints managed by hand: no pods to read
             pods_key = (member.name, namespace, selector_query(selector))
+            name = str(getattr(service, "name", ""))
+            # The Service or its ready endpoints changed (a rollout, pods that came after it): read its pods again.
+            state = (service, member.ready_endpoints(namespace, name))
             with self._lock:
                 self._pods_users.setdefault(pods_key, set()).add(key)
-                seen = (member.name, namespace, str(getattr(service, "name", "")))
-                changed = seen in self._services_seen and self._services_seen[seen] != service
-                self._services_seen[seen] = service
+                seen = (pods_key, name)
+                changed = seen in self._services_seen and self._services_seen[seen] != state
+                self._services_seen[seen] = state
             if changed:
-                self.probes.refresh(pods_key, client)  # the Service changed: its pods are read again
+                self.probes.refresh(pods_key, client)
             verdict = self.probes.lookup(pods_key, client)
             if verdict is None:
                 return _PENDING
@@ -618,6 +650,10 @@ class Discovery:
             if woken:
                 self._stopping.wait(STATUS_DEBOUNCE)
                 self._wake.clear()
+            if self._rescan.is_set() and self.listed:
+                self._rescan.clear()
+                self._scan()
+                self._stopping.wait(STATUS_DEBOUNCE)  # the generator decides first
             if not self.inputs.may_write():
                 self._written.clear()  # another replica may write meanwhile
                 continue
@@ -639,6 +675,8 @@ class Discovery:
             used = {p for p, users in self._pods_users.items() if users & set(claims)}
             for pods_key in [p for p in self._pods_users if p not in used]:
                 del self._pods_users[pods_key]
+            for seen in [s for s in self._services_seen if s[0] not in used]:
+                del self._services_seen[seen]
         self.probes.retain(used)
         winner = self._generator.winning_origin if self._generator is not None else (lambda key: None)
         now = now_rfc3339()
