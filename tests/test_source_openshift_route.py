@@ -16,7 +16,7 @@ from fleetdns.apipaths import MEMBER_CLUSTERS, ROUTE_DNS_RECORDS, SECRETS
 from fleetdns.kubeapi import KubeClient, KubeError
 from rig import Fleet
 from rig.aggregator import AggregatorProcess
-from rig.openshift import create_route, create_router_service, install_route_crd, set_route_admission
+from rig.openshift import create_route, create_router_service, set_route_admission
 from rig.scrape import scrape
 from rig.workloads import register_member, set_endpoints, set_load_balancer_status
 from tests.test_aggregator_support import VIPS, new_namespace, prepare_fleet, unique, wait_for, wait_records
@@ -65,8 +65,7 @@ class World:
 @pytest.fixture(scope="module")
 def world(fleet: Fleet, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     host = prepare_fleet(fleet)
-    for member in MEMBERS:
-        install_route_crd(fleet.members[member].api_client())
+    fleet.install_openshift_routes(*MEMBERS)
     namespace = new_namespace(fleet, "routes")
     no_routes = unique("noroutes")
     register_member(fleet.host.api_client(), no_routes, "noroutes", "noroutes-a", fleet.host.embedded_kubeconfig())
