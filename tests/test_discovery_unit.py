@@ -7,7 +7,25 @@ from typing import Any
 
 import pytest
 
-from aggregator.model import ServicePort, parse_member_service
+from aggregator.model import IntentKey, IntentKind, Policy, ServicePort, parse_member_service
+from aggregator.selfservice.discovery import (
+    CANNOT_GENERATE,
+    CLAIMED_BY_ANNOTATION,
+    CLAIMED_BY_RULE,
+    INTENT_EXISTS,
+    NAMESPACE_UNKNOWN,
+    READINESS_PROBE,
+    RuleClaim,
+    RuleStatus,
+    SourceKind,
+    parse_discovery_rule,
+    parse_rule_status,
+    read_discovery_rule,
+    rule_request,
+    rule_status,
+    rule_summary,
+    selecting_rules,
+)
 from aggregator.selfservice.readiness import (
     ProbeVerdict,
     common_probe,
@@ -177,3 +195,105 @@ def test_pods_being_deleted_do_not_count_and_a_failed_list_gives_no_check_with_t
 
 def test_a_services_selector_becomes_an_equality_label_query() -> None:
     assert selector_query({"tier": "front", "app": "web"}.items()) == "app=web,tier=front"
+
+
+# --- which rules select an object, what they ask, and their status ----------------------------------------------
+
+def rule_obj(name: str, **spec: Any) -> dict[str, Any]:
+    return {"metadata": {"name": name, "generation": 2},
+            "spec": {"selector": {"matchLabels": {"app": "web"}}, **spec}}
+
+
+def test_a_rule_selects_by_kind_labels_cluster_labels_and_host_namespace_labels() -> None:
+    plain = parse_discovery_rule(rule_obj("a-plain"))
+    services = parse_discovery_rule(rule_obj("b-services", kinds=["Service"]))
+    gold = parse_discovery_rule(rule_obj("c-gold", clusterSelector={"matchLabels": {"tier": "gold"}}))
+    shop = parse_discovery_rule(rule_obj("d-shop", namespaceSelector={"matchLabels": {"team": "shop"}}))
+    rules = [plain, services, gold, shop]
+
+    def names(kind: SourceKind, labels: dict[str, str], cluster: dict[str, str],
+              namespace: dict[str, str] | None) -> list[str]:
+        return [r.name for r in selecting_rules(rules, kind, labels, cluster, namespace)]
+
+    assert names(SourceKind.SERVICE, {"app": "web"}, {"tier": "gold"}, {"team": "shop"}) == [
+        "a-plain", "b-services", "c-gold", "d-shop"]
+    assert names(SourceKind.HTTP_ROUTE, {"app": "web"}, {}, {}) == ["a-plain"]
+    assert names(SourceKind.SERVICE, {"app": "api"}, {"tier": "gold"}, {"team": "shop"}) == []
+    # an unknown host namespace: the namespaceSelectors are not judged (the caller reports it)
+    assert names(SourceKind.INGRESS, {"app": "web"}, {}, None) == ["a-plain", "d-shop"]
+
+
+def test_a_rule_asks_its_policy_ttl_and_domain_and_each_cluster_its_weight() -> None:
+    rule = parse_discovery_rule(rule_obj("w", recordTTL=60, loadBalancing={
+        "policy": "Weighted", "weights": [{"target": "east", "weight": 3}, {"target": "us-west", "weight": 2}]}))
+    east = rule_request(rule, "east", "us-east", "fleet", None)
+    assert (east.domain, east.record_ttl, east.policy, east.weight) == ("fleet", 60, Policy.WEIGHTED, 3)
+    assert rule_request(rule, "west", "us-west", "fleet", None).weight == 2  # its region's weight
+    assert rule_request(rule, "north", "eu", "fleet", None).weight == 0  # unlisted, as on an intent
+    failover = parse_discovery_rule(rule_obj("f", domainRef="zone", loadBalancing={
+        "policy": "Failover", "failoverOrder": ["west", "east"]}))
+    request = rule_request(failover, "east", "us-east", "fleet", {"httpGet": {"path": "/", "port": 80}})
+    assert (request.domain, request.failover_order, request.weight) == ("zone", ("west", "east"), None)
+    assert request.health_check == {"httpGet": {"path": "/", "port": 80}}
+
+
+def test_a_rule_written_before_the_crd_checked_it_is_kept_with_its_problem() -> None:
+    obj = read_discovery_rule({"metadata": {"name": "old", "generation": 3}, "spec": {"selector": {}}})
+    assert obj.rule is None and obj.generation == 3
+    assert obj.problem.startswith("spec.selector must name at least one label")
+    status = rule_status(obj, (0, []), {}, RuleStatus(discovered=4), "2026-01-01T00:00:00Z")
+    assert status.discovered == 4  # what it published stays, as its intents do
+    assert [(c.type, c.status, c.reason) for c in status.conditions] == [
+        ("Accepted", "False", "InvalidSpec"), ("Ready", "False", "InvalidSpec")]
+    assert "the intents this rule generated stay as they are" in status.conditions[0].message
+
+
+def key(name: str) -> IntentKey:
+    return IntentKey(IntentKind.SERVICE, "shop", name)
+
+
+def test_the_status_counts_what_the_rule_publishes_and_says_why_it_does_not_publish_the_rest() -> None:
+    claims = {
+        key("mine"): [RuleClaim("a", "east", "Service"), RuleClaim("a", "west", "Service", note="pods disagree: …"),
+                      RuleClaim("b", "east", "Service")],
+        key("annotated"): [RuleClaim("a", "east", "Service")],
+        key("by-hand"): [RuleClaim("a", "west", "Service")],
+        key("no-domain"): [RuleClaim("a", "east", "Service", problem="no Domain: …")],
+        key("nowhere"): [RuleClaim("a", "east", "Service", "host namespace shop: no such namespace on the host",
+                                   NAMESPACE_UNKNOWN)],
+    }
+    winners = {key("mine"): "discovery/a", key("annotated"): "annotations"}
+    discovered, problems = rule_summary("a", claims, winners.get, lambda k: k == key("by-hand"))
+    assert discovered == 1
+    assert [(p.name, p.reason, p.clusters) for p in problems] == [
+        ("annotated", CLAIMED_BY_ANNOTATION, ("east",)),
+        ("by-hand", INTENT_EXISTS, ("west",)),
+        ("mine", READINESS_PROBE, ("west",)),
+        ("no-domain", CANNOT_GENERATE, ("east",)),
+        ("nowhere", NAMESPACE_UNKNOWN, ("east",)),
+    ]
+    discovered_b, problems_b = rule_summary("b", claims, winners.get, lambda k: False)
+    assert discovered_b == 0
+    assert [(p.name, p.reason) for p in problems_b] == [("mine", CLAIMED_BY_RULE)]
+    assert "DiscoveryRule a selects it too" in problems_b[0].message
+
+    obj = read_discovery_rule(rule_obj("a", clusterSelector={"matchLabels": {"tier": "gold"}}))
+    clusters = {"east": {"tier": "gold"}, "west": {}}
+    status = rule_status(obj, (discovered, problems), clusters, RuleStatus(), "2026-01-01T00:00:00Z")
+    assert (status.discovered, status.clusters, status.problem_count, status.observed_generation) == (1, 1, 5, 2)
+    ready = status.conditions[1]
+    assert (ready.type, ready.status, ready.reason) == ("Ready", "True", "Discovering")
+    assert ready.message == "publishes 1 app; looks at 1 member cluster; 5 selected objects are not published " \
+                            "(status.problems)"
+    # written, read back, and computed again: no change, so nothing is written again
+    again = rule_status(obj, (discovered, problems), clusters, parse_rule_status(status.to_json()),
+                        "2026-01-01T00:05:00Z")
+    assert again == status
+
+
+def test_the_status_lists_at_most_twenty_problems_and_counts_them_all() -> None:
+    claims = {key(f"app-{i:02}"): [RuleClaim("a", "east", "Service", problem="x")] for i in range(25)}
+    summary = rule_summary("a", claims, lambda k: None, lambda k: False)
+    status = rule_status(read_discovery_rule(rule_obj("a")), summary, {"east": {}}, RuleStatus(), "t")
+    assert len(status.problems) == 20 and status.problem_count == 25
+    assert status.problems[0].name == "app-00"
