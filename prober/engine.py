@@ -1,6 +1,6 @@
 """The prober wired together: informers → targets → schedule → checks → thresholds → reports, and the Lease.
 
-Threads: one informer each for ServiceDNSRecords, IngressDNSRecords and HealthReports; the check loop
+Threads: one informer for each intent kind (``apipaths.INTENT_RESOURCES``) and one for HealthReports; the check loop
 (``schedule.Scheduler``), which alone owns the targets and the thresholds (informers hand it their
 changes through its inbox); the report writers; the Lease loop. The verdicts and the RTT figures
 (``latency.LatencyTable``) the writers read are the only state shared across threads, behind one lock.
@@ -9,6 +9,7 @@ changes through its inbox); the report writers; the Lease loop. The verdicts and
 from __future__ import annotations
 
 import collections
+import functools
 import logging
 import threading
 import time
@@ -16,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from fleetdns.apipaths import HEALTH_REPORTS, INGRESS_DNS_RECORDS, SERVICE_DNS_RECORDS
+from fleetdns.apipaths import HEALTH_REPORTS, INTENT_RESOURCES
 from fleetdns.healthreport import REGION_LABEL, HealthReport, LatencyEntry, parse_health_report
 from fleetdns.informer import Informer
 from fleetdns.kubeapi import KubeClient
@@ -28,8 +29,6 @@ from prober.reports import EntryKey, ReportKey, ReportWriter, Verdict, rfc3339
 from prober.schedule import Scheduler
 from prober.settings import Settings
 from prober.targets import (
-    INGRESS_KIND,
-    SERVICE_KIND,
     Changes,
     ProbedIntent,
     ProbeKey,
@@ -83,11 +82,9 @@ class Prober:
                                    metrics, namespace=settings.namespace, latency=self.latency_of)
         namespace = settings.namespace
         self.intent_informers: list[Informer[ProbedIntent]] = [
-            Informer("servicednsrecords", host, SERVICE_DNS_RECORDS.path(namespace),
-                     lambda raw: parse_intent(SERVICE_KIND, raw), self._intent_changed),
-            Informer("ingressdnsrecords", host, INGRESS_DNS_RECORDS.path(namespace),
-                     lambda raw: parse_intent(INGRESS_KIND, raw), self._intent_changed),
-        ]
+            Informer(resource.plural, host, resource.path(namespace), functools.partial(parse_intent, resource.kind),
+                     self._intent_changed)
+            for resource in INTENT_RESOURCES]
         # other regions' reports only (corroboration); this region's own are the writer's (reports.py)
         self.report_informer: Informer[HealthReport] = Informer(
             "healthreports", host, HEALTH_REPORTS.path(namespace), parse_health_report, self._report_changed,

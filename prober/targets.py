@@ -2,8 +2,9 @@
 
 Targets come from each intent's own status, as the aggregator published it: for every ``status.dns[]``
 entry (one member cluster), every ``loadBalancer.ingress[].ip`` and ``resolvedAddresses`` entry is checked
-with the intent's ``spec.healthCheck`` (its Host: ``status.fqdn`` for a ServiceDNSRecord, ``spec.hosts[0]``
-for an IngressDNSRecord). So the prober needs no member credentials and checks exactly what DNS serves.
+with the intent's ``spec.healthCheck`` (its Host, when the check names none: ``spec.hosts[0]`` when the intent
+lists hosts, else ``status.fqdn``, the first name the aggregator published; every intent kind alike). So the
+prober needs no member credentials and checks exactly what DNS serves.
 
 A **subject** is one thresholded state: (namespace, intent, cluster, address). A **probe** is one check on
 the wire: (address, check_id). Identical checks of many intents (same address, port, scheme, Host, path,
@@ -51,7 +52,7 @@ class ProbedIntent:
 
 
 def parse_intent(kind: str, obj: dict[str, Any]) -> ProbedIntent:
-    """A ServiceDNSRecord or IngressDNSRecord → ProbedIntent; a bad healthCheck becomes ``problem``."""
+    """An intent of any kind → ProbedIntent; a bad healthCheck becomes ``problem``."""
     meta, spec, status = _dict(obj.get("metadata")), _dict(obj.get("spec")), _dict(obj.get("status"))
     namespace, name = str(meta.get("namespace") or ""), str(meta.get("name") or "")
     try:
@@ -60,11 +61,8 @@ def parse_intent(kind: str, obj: dict[str, Any]) -> ProbedIntent:
         return ProbedIntent(kind, namespace, name, problem=str(error))
     if check is None:
         return ProbedIntent(kind, namespace, name)
-    if kind == INGRESS_KIND:
-        hosts = spec.get("hosts")
-        default_host = str(hosts[0]) if isinstance(hosts, list) and hosts else ""
-    else:
-        default_host = str(status.get("fqdn") or "")
+    hosts = spec.get("hosts")  # the aggregator's rule too (each source's check_host)
+    default_host = str(hosts[0]) if isinstance(hosts, list) and hosts else str(status.get("fqdn") or "")
     check = check.resolved(default_host)
     if check.http_get is not None and not check.http_get.host:
         return ProbedIntent(kind, namespace, name, waiting=True)  # a new intent: the aggregator has not written it

@@ -36,6 +36,7 @@ from aggregator.sources.gateway import (
 from aggregator.status import member_status
 from fleetdns.apipaths import GATEWAY_DNS_RECORDS, GATEWAYS, HTTP_ROUTES
 from fleetdns.endpoint import Endpoint
+from prober.targets import parse_intent as parse_prober_intent
 
 pytestmark = pytest.mark.unit
 
@@ -279,3 +280,15 @@ def test_a_request_that_cannot_be_published_says_what_to_change(obj: Any, hosts:
                                                                 message: str) -> None:
     with pytest.raises(RequestError, match=message):
         GatewaySource().generated_spec(obj, AppRequest(domain="fleet", hosts=hosts))
+
+
+def test_the_prober_sends_the_same_host_the_aggregator_names_the_check_by() -> None:
+    check = {"httpGet": {"port": 80, "path": "/healthz"}}
+    for spec, status in (({"hosts": ["B.example.com."]}, {}), ({}, {"fqdn": "a.example.com"})):
+        raw = GATEWAY_DNS_RECORDS.manifest("web", "shop", spec={**spec, "healthCheck": check}, status=status)
+        parsed = parse_gateway_intent(raw)
+        assert parsed.health_check is not None
+        aggregator = parsed.health_check.resolved(GatewaySource().check_host(parsed, _Domains()))
+        probed = parse_prober_intent(str(IntentKind.GATEWAY), raw).check
+        assert probed is not None and probed.check_id == aggregator.check_id
+        assert aggregator.http_get is not None and aggregator.http_get.host in ("b.example.com", "a.example.com")
