@@ -54,7 +54,7 @@ class GuardRails:
         names = _names(desired)
         ref = source.domain_ref(intent)
         home = domains.find(intent.namespace, ref) if ref else None
-        if ref and home is None and names and not desired.outcome.problem:
+        if ref and home is None and not desired.outcome.problem:
             self.release(intent.key)
             return Desired([], replace(desired.outcome, published_records=0, problem=DOMAIN_NOT_FOUND,
                                        problem_message=f"no Domain {ref!r} in namespace "
