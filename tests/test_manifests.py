@@ -9,17 +9,27 @@ import pytest
 from rig.binaries import REPO_ROOT, binary
 from rig.workloads import apply_crds, ensure_namespace
 
+EXAMPLE_NAMESPACES = ("shop", "gateways")  # manifests/examples/ put their objects there
 MANIFESTS = sorted(p for p in (REPO_ROOT / "manifests").rglob("*.yaml") if "crds" not in p.parts)
 
 
 @pytest.mark.apiserver
 @pytest.mark.parametrize("manifest", MANIFESTS, ids=lambda p: str(p.relative_to(REPO_ROOT)))
 def test_shipped_manifest_passes_server_side_validation(fleet, manifest):
-    api = fleet.host.api_client()
-    apply_crds(api)
-    ensure_namespace(api, "fleetdns-system")
+    """Host manifests against the host with our CRDs; examples of member objects (``member-*.yaml``) against a
+    member serving the Gateway API and OpenShift Routes, as the app team would apply them."""
+    if manifest.name.startswith("member-"):
+        fleet.install_gateway_api("east")
+        fleet.install_openshift_routes("east")
+        server = fleet.members["east"]
+    else:
+        apply_crds(fleet.host.api_client())
+        server = fleet.host
+    api = server.api_client()
+    for namespace in ("fleetdns-system", *EXAMPLE_NAMESPACES):
+        ensure_namespace(api, namespace)
     run = subprocess.run(
-        [binary("kubectl"), f"--kubeconfig={fleet.host.kubeconfig}", "apply", "--dry-run=server", "-f", str(manifest)],
+        [binary("kubectl"), f"--kubeconfig={server.kubeconfig}", "apply", "--dry-run=server", "-f", str(manifest)],
         capture_output=True, text=True, timeout=60,
     )
     assert run.returncode == 0, run.stderr
