@@ -200,6 +200,8 @@ class Engine:
         """Ready once the host caches are filled and every member is synced or known down."""
         if not all(self._listed(i) for i in self.host_informers):
             return False, "host caches syncing"
+        if not self.discovery.listed:  # or the generator would hold back every claim until the rules list
+            return False, "DiscoveryRules syncing"
         pending = [m.name for m in self.members() if not m.synced_or_failed]
         if pending and time.monotonic() - self.started_at < MEMBER_SYNC_TIMEOUT:
             return False, "member caches syncing: " + ", ".join(pending)
