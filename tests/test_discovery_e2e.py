@@ -11,7 +11,16 @@ from typing import Any
 
 import pytest
 
-from fleetdns.apipaths import DISCOVERY_RULES, MEMBER_CLUSTERS, NAMESPACES, PODS, SERVICE_DNS_RECORDS, SERVICES
+from fleetdns.apipaths import (
+    DISCOVERY_RULES,
+    INGRESS_DNS_RECORDS,
+    INGRESSES,
+    MEMBER_CLUSTERS,
+    NAMESPACES,
+    PODS,
+    SERVICE_DNS_RECORDS,
+    SERVICES,
+)
 from fleetdns.kubeapi import KubeClient, KubeError
 from rig import Fleet
 from rig.aggregator import AggregatorProcess, client_for
@@ -236,3 +245,38 @@ def test_annotations_beat_rules_and_the_first_rule_by_name_wins_the_others_repor
     assert problems[annotated]["reason"] == "ClaimedByAnnotation" and problems[annotated]["clusters"] == ["east"]
     won = rule_status(world, first, lambda s: s.get("discovered") == 1 and s.get("problemCount") == 1)
     assert won["problems"][0]["name"] == annotated and won["problems"][0]["reason"] == "ClaimedByAnnotation"
+
+
+def test_an_ingress_found_by_a_rule_is_checked_through_port_443_of_its_ingress_like_its_backends_probe(
+        world: World) -> None:
+    tier, name, rule = unique("tier"), unique("shop"), unique(RULE_PREFIX + "ing")
+    host = f"{name}.example.com"
+    create_rule(world, rule, kinds=["Ingress"], selector={"matchLabels": {"fleetdns.io/test": tier}})
+    for cluster in ("east", "west"):
+        member, api = world.member(cluster), world.fleet.members[cluster].api_client()
+        for index in range(2):
+            pod = PODS.manifest(f"{name}-{index}", world.ns, spec={"containers": [{
+                "name": "app", "image": "registry.example/shop:1", "ports": [{"name": "https", "containerPort": 8443}],
+                "readinessProbe": {"httpGet": {"path": "/health", "port": 8443, "scheme": "HTTPS"}}}]})
+            pod["metadata"]["labels"] = {"app": name}
+            member.create(PODS.path(world.ns), pod)
+        member.create(SERVICES.path(world.ns), SERVICES.manifest(f"{name}-backend", world.ns, spec={
+            "selector": {"app": name}, "ports": [{"port": 443, "targetPort": "https", "protocol": "TCP"}]}))
+        set_endpoints(api, world.ns, f"{name}-backend", ["10.1.0.1"], ready=True)
+        ingress = INGRESSES.manifest(name, world.ns, spec={"rules": [{"host": host, "http": {"paths": [{
+            "path": "/", "pathType": "Prefix",
+            "backend": {"service": {"name": f"{name}-backend", "port": {"number": 443}}}}]}}]})
+        ingress["metadata"]["labels"] = {"fleetdns.io/test": tier}
+        member.create(INGRESSES.path(world.ns), ingress)
+        set_load_balancer_status(api, world.ns, name, ips=[VIPS[cluster]], kind="ingress")
+
+    def found() -> dict[str, Any] | None:
+        obj = get(world.host, INGRESS_DNS_RECORDS.path(world.ns, name))
+        return obj if obj is not None and obj["metadata"].get("annotations", {}).get(
+            "fleetdns.io/source-clusters") == "east,west" else None
+    intent = wait_for(found, 20, what=f"generated IngressDNSRecord {world.ns}/{name}")
+    assert intent["metadata"]["labels"]["fleetdns.io/discovery-rule"] == rule
+    assert intent["spec"]["hosts"] == [host]
+    # the backends' HTTPS probe, sent to port 443 of each cluster's ingress (Host: the published name)
+    assert intent["spec"]["healthCheck"]["httpGet"] == {"path": "/health", "port": 443, "scheme": "HTTPS"}
+    wait_records(world.host, world.ns, f"ingress-{name}", lambda r: r.get((host, "A")) == {VIPS["east"], VIPS["west"]})
