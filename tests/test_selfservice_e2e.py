@@ -161,12 +161,12 @@ def test_changed_annotations_update_the_intent_and_its_records(world: World) -> 
               "fleetdns.io/health-check-path": "/healthz"}
     for cluster in ("east", "west"):
         annotate(world, cluster, name, change)
+    # each member's change arrives on its own watch: the older object's first (a conflict meanwhile), then both
     obj = generated(world, name, check=lambda o: o["spec"].get("recordTTL") == 120
-                    and o["spec"]["loadBalancing"].get("policy") == "Failover" and "healthCheck" in o["spec"])
+                    and "fleetdns.io/conflicts" not in annotations_of(o))
     assert obj["spec"]["loadBalancing"] == {"policy": "Failover", "failoverOrder": ["west", "east"]}
     check = obj["spec"]["healthCheck"]["httpGet"]
     assert (check["path"], check["port"], check["scheme"]) == ("/healthz", 80, "HTTP")
-    assert "fleetdns.io/conflicts" not in annotations_of(obj)
 
     def failed_over() -> bool:
         endpoint = get(world.host, DNS_ENDPOINTS,
@@ -179,7 +179,8 @@ def test_changed_annotations_update_the_intent_and_its_records(world: World) -> 
     # The health check goes again when its annotation goes from both members: the generated spec drops it.
     for cluster in ("east", "west"):
         annotate(world, cluster, name, {"fleetdns.io/health-check-path": None})
-    generated(world, name, check=lambda o: "healthCheck" not in o["spec"] and o["spec"]["recordTTL"] == 120)
+    generated(world, name, check=lambda o: "healthCheck" not in o["spec"] and o["spec"]["recordTTL"] == 120
+              and "fleetdns.io/conflicts" not in annotations_of(o))
 
 
 def test_annotation_removed_from_every_member_deletes_the_intent_and_its_dnsendpoint(world: World) -> None:
@@ -220,6 +221,9 @@ def test_conflicting_annotations_the_oldest_object_wins_named_in_sources_agree_w
                      and condition(generated(world, name), "SourcesAgree"), what="SourcesAgree=False")
     assert agree["reason"] == "ConflictingAnnotations"
     assert "west=Failover" in agree["message"] and "east=Weighted" in agree["message"], agree
+    warned = wait_for(lambda: [e for e in events_for(world.host, world.ns, name)
+                               if e["reason"] == "ConflictingAnnotations"], what="ConflictingAnnotations event")
+    assert warned[0]["type"] == "Warning" and "east=Weighted" in warned[0]["message"], warned
 
     # Re-syncs from both members (each a watch event the generator handles) change nothing on the host, once the
     # reconciler has written the status of both clusters.

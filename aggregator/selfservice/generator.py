@@ -50,6 +50,7 @@ from aggregator.selfservice.annotations import AnnotationClaims, describe_field
 from aggregator.selfservice.request import DEFAULT_WEIGHT, Claim
 from aggregator.sources.base import MemberObjects, Source, SourceRegistry
 from aggregator.workqueue import WorkQueue
+from fleetdns.apipaths import Resource
 from fleetdns.informer import Informer
 from fleetdns.kubeapi import KubeClient, KubeError, NotLeaderError
 
@@ -496,53 +497,89 @@ class Generator:
         if held is not None and not needs_write(held, want, last):
             return
         resource = source.intent_resource
-        try:
-            if held is None:
-                body = resource.manifest(key.name, key.namespace, spec=want.spec)
-                body["metadata"].update(labels=want.labels, annotations=want.annotations)
-                # A 409 (there already, unseen by the caches) is retried with backoff: decided again once they show it.
-                written = self.host.create(resource.path(key.namespace), body)
-                operation = "create"
-            else:
-                patch = {"metadata": {"resourceVersion": held.resource_version,
-                                      "labels": {k: want.labels.get(k) for k in OUR_LABELS},
-                                      "annotations": {k: want.annotations.get(k) for k in OUR_ANNOTATIONS}},
-                         "spec": spec_patch(held.spec, want.spec)}
-                written = self.host.merge_patch(resource.path(key.namespace, key.name), patch)
-                operation = "update"
-        except KubeError as error:
-            if error.status in (400, 403, 422):
-                self._refused_write(key, resource.api_version, error)
+        for attempt in range(2):
+            try:
+                if held is None:
+                    body = resource.manifest(key.name, key.namespace, spec=want.spec)
+                    body["metadata"].update(labels=want.labels, annotations=want.annotations)
+                    written, operation = self.host.create(resource.path(key.namespace), body), "create"
+                else:
+                    patch = {"metadata": {"resourceVersion": held.resource_version,
+                                          "labels": {k: want.labels.get(k) for k in OUR_LABELS},
+                                          "annotations": {k: want.annotations.get(k) for k in OUR_ANNOTATIONS}},
+                             "spec": spec_patch(held.spec, want.spec)}
+                    written, operation = self.host.merge_patch(resource.path(key.namespace, key.name), patch), "update"
+                break
+            except KubeError as error:
+                if error.status in (400, 403, 422):
+                    self._refused_write(key, error)
+                    return
+                if error.status not in (404, 409) or attempt:
+                    raise
+            # Created or changed since the caches showed it (the reconciler's status writes move its resourceVersion
+            # too): decide again on what the host holds now.
+            found, held = self._read(resource, key)
+            if found and held is None:
+                return  # not ours (written by hand meanwhile): the next sync reports it
+            if held is not None and not needs_write(held, want, last):
                 return
-            raise
+        else:  # pragma: no cover - the loop breaks or raises
+            return
         parsed = parse_generated(key.kind)(written)
         with self._lock:
             self._written[key] = parsed
             self._last_version[key] = parsed.resource_version
             self._deleted.pop(key, None)
         self._report(key, "refused", None)
+        conflicts = want.annotations.get(ANNOTATION_CONFLICTS)
+        if conflicts and conflicts != (held.annotations.get(ANNOTATION_CONFLICTS) if held is not None else None):
+            reason = CONFLICTING_ANNOTATIONS if want.origin == ORIGIN_ANNOTATIONS else CONFLICTING_SOURCES
+            self.events.record(self._involved(key, parsed.uid), "Warning", reason,
+                               f"cluster-wide values differ; the oldest object's are used: {conflicts}")
         self.metrics.generated_writes.labels(operation).inc()
         logger.info("generated intent written", extra={
             "intent": str(key), "operation": operation, "origin": want.origin,
             "clusters": want.annotations.get(ANNOTATION_SOURCE_CLUSTERS, ""),
             "conflicts": want.annotations.get(ANNOTATION_CONFLICTS, "")})
 
-    def _delete(self, source: Source[Any], held: GeneratedIntent) -> None:
-        """No member claims it any more: it goes (the reconciler then deletes its DNSEndpoint, ours by owner)."""
-        key = held.key
-        preconditions = {"uid": held.uid, "resourceVersion": held.resource_version}
+    def _read(self, resource: Resource, key: IntentKey) -> tuple[bool, GeneratedIntent | None]:
+        """(whether the host holds an intent of that name, the intent when it is a generated one)."""
         try:
-            self.host.request("DELETE", source.intent_resource.path(key.namespace, key.name),
-                              body={"apiVersion": "v1", "kind": "DeleteOptions", "preconditions": preconditions})
+            obj = parse_generated(key.kind)(self.host.get(resource.path(key.namespace, key.name)))
         except KubeError as error:
-            if error.status != 404:
-                raise
+            if error.status == 404:
+                return False, None
+            raise
+        return True, obj if LABEL_GENERATED_BY in obj.labels else None
+
+    def _delete(self, source: Source[Any], held: GeneratedIntent) -> None:
+        """No member claims it any more: it goes (the reconciler then deletes its DNSEndpoint, ours by owner). The
+        delete is conditional on the UID and resourceVersion it was decided on; a status write since moves the
+        latter, so a refused delete reads the intent again and tries once more if it is still ours."""
+        key = held.key
+        path = source.intent_resource.path(key.namespace, key.name)
+        current: GeneratedIntent | None = held
+        for attempt in range(2):
+            assert current is not None
+            preconditions = {"uid": current.uid, "resourceVersion": current.resource_version}
+            try:
+                self.host.request("DELETE", path, body={"apiVersion": "v1", "kind": "DeleteOptions",
+                                                        "preconditions": preconditions})
+                break
+            except KubeError as error:
+                if error.status == 404:
+                    break
+                if error.status != 409 or attempt:
+                    raise
+            _, current = self._read(source.intent_resource, key)
+            if current is None or current.uid != held.uid:
+                return  # gone, taken over by hand, or another object of that name: decided again on its events
         with self._lock:
             self._deleted[key] = held.uid
             self._written.pop(key, None)
             self._last_version.pop(key, None)
             self._origins.pop(key, None)
-        self._reported.pop(key, None)
+            self._reported.pop(key, None)
         self.metrics.generated_writes.labels("delete").inc()
         logger.info("generated intent deleted: no member claims it any more", extra={"intent": str(key)})
 
@@ -583,7 +620,7 @@ class Generator:
                     "intent": str(key), "cluster": claim.cluster, "object_kind": claim.object_kind,
                     "origin": claim.origin, "problem": claim.problem})
 
-    def _refused_write(self, key: IntentKey, api_version: str, error: KubeError) -> None:
+    def _refused_write(self, key: IntentKey, error: KubeError) -> None:
         message = f"the host API refused the generated intent: {error.status} {error.reason}: {error}"
         if self._report(key, "refused", message):
             self.metrics.generation_skips.labels("refused").inc()
