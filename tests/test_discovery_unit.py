@@ -3,11 +3,23 @@ rule wins an object and what each rule's status says (docs/design/sources.md §3
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 
-from aggregator.model import IntentKey, IntentKind, Policy, ServicePort, parse_member_service
+from aggregator.domains import NamespaceLabels
+from aggregator.model import (
+    IntentKey,
+    IntentKind,
+    MemberCluster,
+    MemberService,
+    Policy,
+    SecretKeyRef,
+    ServicePort,
+    parse_member_service,
+)
+from aggregator.policy import MemberView, Reachability
 from aggregator.selfservice.discovery import (
     CANNOT_GENERATE,
     CLAIMED_BY_ANNOTATION,
@@ -15,6 +27,7 @@ from aggregator.selfservice.discovery import (
     INTENT_EXISTS,
     NAMESPACE_UNKNOWN,
     READINESS_PROBE,
+    Discovery,
     RuleClaim,
     RuleStatus,
     SourceKind,
@@ -35,6 +48,8 @@ from aggregator.selfservice.readiness import (
     selector_query,
 )
 from aggregator.selfservice.selectors import SelectorError, parse_label_selector
+from aggregator.sources import SOURCES
+from aggregator.sources.base import MemberKind
 from fleetdns.healthcheck import Scheme
 from fleetdns.kubeapi import KubeError
 
@@ -297,3 +312,84 @@ def test_the_status_lists_at_most_twenty_problems_and_counts_them_all() -> None:
     status = rule_status(read_discovery_rule(rule_obj("a")), summary, {"east": {}}, RuleStatus(), "t")
     assert len(status.problems) == 20 and status.problem_count == 25
     assert status.problems[0].name == "app-00"
+
+
+# --- the claim source over in-memory members: what holds, what goes ------------------------------------------------
+
+@dataclass
+class Member:
+    """One member as discovery reads it: its Services."""
+
+    cluster: MemberCluster
+    services: dict[tuple[str, str], MemberService] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.cluster.name
+
+    def view(self) -> MemberView:
+        return MemberView(self.cluster, Reachability.CONNECTED)
+
+    def get(self, kind: MemberKind, namespace: str, name: str) -> Any | None:
+        return self.services.get((namespace, name)) if kind.name == "services" else None
+
+    def ready_endpoints(self, namespace: str, service: str) -> int:
+        return 0
+
+
+@dataclass
+class Inputs:
+    member: Member
+    namespaces: dict[str, dict[str, str]] = field(default_factory=lambda: {"shop": {}})
+
+    def members(self) -> list[Member]:
+        return [self.member]
+
+    def namespace_labels(self, namespace: str) -> NamespaceLabels:
+        labels = self.namespaces.get(namespace)
+        return NamespaceLabels(namespace, labels, "" if labels is not None else "no such namespace on the host")
+
+
+def discovery_with(member: Member, inputs: Inputs, *rules: dict[str, Any]) -> Discovery:
+    found = Discovery(None, None, SOURCES, inputs, "fleet")  # type: ignore[arg-type] - never started: no I/O
+    found.informer.synced.set()
+    for raw in rules:
+        found.informer.store[raw["metadata"]["name"]] = read_discovery_rule(raw)
+    return found
+
+
+CHECK = {"httpGet": {"path": "/healthz", "port": 80}}
+
+
+def test_a_rule_that_cannot_be_read_or_an_unknown_namespace_holds_what_the_rule_generated() -> None:
+    cluster = MemberCluster("east", "us-east", "us-east-1a", SecretKeyRef("fleetdns-system", "member-east"))
+    member = Member(cluster)
+    member.services[("shop", "web")] = MemberService("shop", "web", True, (), labels={"app": "web"}, created="t1")
+    member.services[("shop", "internal")] = MemberService("shop", "internal", False, (), labels={"app": "web"})
+    inputs = Inputs(member)
+    discovery = discovery_with(member, inputs, rule_obj("r", healthCheck=CHECK))
+    web, internal = key("web"), key("internal")
+
+    claims = discovery.claims(web, member)
+    assert claims is not None and [(c.origin, c.cluster, c.created) for c in claims] == [("discovery/r", "east", "t1")]
+    assert claims[0].spec["healthCheck"]["httpGet"] == {"path": "/healthz", "port": 80, "scheme": "HTTP"}
+    assert discovery.claims(internal, member) == []  # not a LoadBalancer Service: nothing to publish
+
+    # the rule turned unreadable (written under an older CRD): its app is held, not deleted
+    discovery.informer.store["r"] = read_discovery_rule({"metadata": {"name": "r"}, "spec": {"selector": {}}})
+    assert discovery.claims(web, member) is None
+    # readable again, but the host namespace's labels are unknown: held too
+    discovery.informer.store["r"] = read_discovery_rule(rule_obj("r", healthCheck=CHECK))
+    inputs.namespaces.clear()
+    assert discovery.claims(web, member) is None
+    # an app never claimed in an unknown namespace: nothing, and the rule says why
+    member.services[("shop", "api")] = MemberService("shop", "api", True, (), labels={"app": "web"})
+    assert discovery.claims(key("api"), member) == []
+    _, problems = rule_summary("r", discovery.made(), lambda k: None, lambda k: False)
+    assert [(p.name, p.reason) for p in problems] == [("api", NAMESPACE_UNKNOWN)]
+    # the rule deleted: its apps have no claim left (the generator deletes their intents)
+    inputs.namespaces["shop"] = {}
+    del discovery.informer.store["r"]
+    assert discovery.claims(web, member) == []
+    assert discovery.claims(key("api"), member) == []
+    assert discovery.made() == {}

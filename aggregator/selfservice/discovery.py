@@ -537,10 +537,12 @@ class Discovery:
             return None
         rules = self.rules()
         cluster = member.view().cluster
-        if not rules:
-            with self._lock:
-                if key not in self._claims:
-                    return []
+        with self._lock:
+            before_all = [c for per in self._claims.get(key, {}).values() for c in per]
+        if not rules and not before_all:
+            return []
+        if before_all and self._held_by_invalid_rule(before_all):
+            return None  # a rule that cannot be read keeps its intents as they are until it is fixed
         try:
             source = self.sources.for_kind(key.kind)
         except KeyError:
@@ -562,6 +564,8 @@ class Discovery:
             if not selecting:
                 continue
             if namespace.labels is None:
+                if any(c.reason != NAMESPACE_UNKNOWN for c in before_all):
+                    return None  # claimed before: an unknown namespace never deletes what was generated
                 notes += [RuleClaim(r.name, cluster.name, str(object_kind),
                                     f"host namespace {key.namespace}: {namespace.unknown} (the intent is generated "
                                     f"there)", NAMESPACE_UNKNOWN) for r in selecting]
@@ -587,6 +591,19 @@ class Discovery:
         if before or notes:
             self._wake.set()
         return made
+
+    def made(self) -> dict[IntentKey, tuple[RuleClaim, ...]]:
+        """What the rules asked of each app, over every member (what the rules' status is made of)."""
+        with self._lock:
+            return self._made(None)
+
+    def _made(self, clusters: Mapping[str, Any] | None) -> dict[IntentKey, tuple[RuleClaim, ...]]:
+        return {key: tuple(c for cluster, made in per.items() if clusters is None or cluster in clusters for c in made)
+                for key, per in self._claims.items()}
+
+    def _held_by_invalid_rule(self, made: Sequence[RuleClaim]) -> bool:
+        invalid = {obj.name for obj in list(self.informer.store.values()) if obj.rule is None}
+        return bool(invalid) and any(c.rule in invalid for c in made)
 
     def _claim(self, key: IntentKey, cluster: MemberCluster, kind: SourceKind, obj: Any, rule: DiscoveryRule,
                source: Any, derived: DerivedCheck | None) -> tuple[Claim, RuleClaim]:
@@ -670,8 +687,7 @@ class Discovery:
         with self._lock:
             for key in [k for k, v in self._claims.items() if not set(v) & set(clusters)]:
                 del self._claims[key]  # claims of members that are gone
-            claims = {key: tuple(c for cluster, made in per.items() if cluster in clusters for c in made)
-                      for key, per in self._claims.items()}
+            claims = self._made(clusters)
             used = {p for p, users in self._pods_users.items() if users & set(claims)}
             for pods_key in [p for p in self._pods_users if p not in used]:
                 del self._pods_users[pods_key]
