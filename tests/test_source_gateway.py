@@ -263,3 +263,24 @@ def test_an_http_route_is_answered_by_a_real_coredns(world: World) -> None:
         assert coredns is not None
         wait_for(lambda: client_answers(coredns.host, coredns.port, hostname, "A", DNSClient()) ==
                  {"192.0.2.17", "198.51.100.17"}, 60, what=f"CoreDNS answering {hostname}")
+
+
+@pytest.mark.parametrize(("spec", "message"), [
+    ({"routeKind": "TCPRoute"}, "spec.hosts is required for routeKind TCPRoute and UDPRoute"),
+    ({"routeKind": "Ingress"}, 'Unsupported value: "Ingress"'),
+    ({"serviceHealthPolicy": "Most"}, 'Unsupported value: "Most"'),
+    ({"hosts": ["*.example.org"]}, "wildcard hosts cannot be served by stock CoreDNS"),
+])
+def test_the_api_server_refuses_a_gateway_record_it_cannot_serve_saying_why(world: World, spec: dict[str, Any],
+                                                                           message: str) -> None:
+    with pytest.raises(KubeError) as refused:
+        world.intent(unique("bad"), **spec)
+    assert refused.value.status == 422 and message in str(refused.value)
+
+
+def test_a_gateway_record_gets_its_defaults_at_admission(world: World) -> None:
+    name = unique("defaults")
+    world.intent(name)
+    spec = world.host.get(GATEWAY_DNS_RECORDS.path(world.ns, name))["spec"]
+    assert spec["routeKind"] == "HTTPRoute" and spec["serviceHealthPolicy"] == "AnyBackend"
+    assert spec["loadBalancerHostnames"] == "Resolve"
