@@ -160,10 +160,12 @@ def test_a_parent_that_did_not_accept_the_route_is_no_target_until_it_does(world
     world.intent(name)
 
     world.records(name, lambda r: r.get((hostname, "A")) == {"192.0.2.11"})
-    west = wait_for(lambda: world.entry(name, "west"), TIMEOUT, what="west listed")
+    refused = (f"NotAccepted: parent {world.ns}/{name}-a has not accepted the route (Accepted=False, "
+               "NotAllowedByListeners: no listener of this Gateway allows the route)")
+    # the member's cache may show the route before its status: wait for the verdict, not the first entry
+    west = wait_for(lambda: (e := world.entry(name, "west")) and e["reason"] == refused and e, TIMEOUT,
+                    what="west listed as not accepted")
     assert not west["healthy"] and west["loadBalancer"]["ingress"] == [] and "hosts" not in west
-    assert west["reason"] == (f"NotAccepted: parent {world.ns}/{name}-a has not accepted the route (Accepted=False, "
-                              "NotAllowedByListeners: no listener of this Gateway allows the route)")
 
     # the second Gateway accepts it (a route change); then the first Gateway moves (a Gateway change)
     set_route_parents(world.api("east"), HTTP_ROUTES, world.ns, name, {f"{name}-a": True, f"{name}-b": True})
@@ -183,9 +185,10 @@ def test_all_backends_needs_every_backend_ready_any_backend_needs_one(world: Wor
         world.intent(name, serviceHealthPolicy=policy)
 
     world.records(any_of, lambda r: r.get((f"{any_of}.example.org", "A")) == {"192.0.2.14"})
-    east = wait_for(lambda: (e := world.entry(all_of, "east")) and e, TIMEOUT, what="east listed for AllBackends")
+    waiting = f"NoReadyBackends: no ready endpoint behind {backends[1]} (AllBackends)"
+    east = wait_for(lambda: (e := world.entry(all_of, "east")) and e["reason"] == waiting and e, TIMEOUT,
+                    what="east listed as waiting for its second backend")
     assert not east["healthy"]
-    assert east["reason"] == f"NoReadyBackends: no ready endpoint behind {backends[1]} (AllBackends)"
     # the status follows the DNSEndpoint's write: it exists, with no record
     assert records(world.host.get(DNS_ENDPOINTS.path(world.ns, f"gateway-{all_of}"))) == {}
 
