@@ -245,7 +245,9 @@ class MemberConnection:
             self._retry_at[kind.resource] = self._clock() + OPTIONAL_KIND_RETRY
             self._forget(kind, informer)
             if not was_refused:
-                logger.warning("member kind unavailable; the member stays connected for its other kinds", extra={
+                # Not served (404: no CRD) is normal for an optional kind; forbidden (403) is RBAC to fix.
+                log = logger.info if status == 404 else logger.warning
+                log("member kind unavailable; the member stays connected for its other kinds", extra={
                     "cluster": self.name, "kind": kind.name, "status": status, "detail": detail,
                     "retry_in_seconds": OPTIONAL_KIND_RETRY})
         elif was_refused and problem is None:
