@@ -24,7 +24,19 @@ from pathlib import Path
 from typing import Any
 
 from bench.aggregator import os_cpus, peak_rss_mb, progress
-from fleetdns.apipaths import DNS_ENDPOINTS, DOMAINS, ENDPOINT_SLICES, INGRESSES, NAMESPACES, SERVICES, Resource
+from fleetdns.apipaths import (
+    DNS_ENDPOINTS,
+    DOMAINS,
+    ENDPOINT_SLICES,
+    GATEWAY_API_GROUP,
+    GATEWAYS,
+    HTTP_ROUTES,
+    INGRESSES,
+    NAMESPACES,
+    OPENSHIFT_ROUTES,
+    SERVICES,
+    Resource,
+)
 from fleetdns.informer import Informer
 from fleetdns.kubeapi import KubeClient
 from rig import Fleet
@@ -57,6 +69,17 @@ def member_vip(member_index: int, app_index: int) -> str:
 
 def ingress_vip(member_index: int) -> str:
     return f"10.{20 + member_index}.0.1"
+
+
+def gateway_vip(member_index: int) -> str:
+    return f"10.{30 + member_index}.0.1"
+
+
+def router_vip(member_index: int) -> str:
+    return f"10.{40 + member_index}.0.1"
+
+
+ROUTER_NAMESPACE = "openshift-ingress"  # the aggregator's default --openshift-router-namespace
 
 
 def app_annotations(ttl: int = TTL) -> dict[str, str]:
@@ -94,11 +117,55 @@ def create_ingress_app(client: KubeClient, member_index: int, app: str, index: i
                        {"status": {"loadBalancer": {"ingress": [{"ip": ingress_vip(member_index)}]}}})
 
 
+def create_httproute_app(client: KubeClient, member_index: int, app: str, index: int) -> None:
+    backend(client, app)
+    body = HTTP_ROUTES.manifest(app, NAMESPACE, spec={
+        "parentRefs": [{"name": "public"}], "hostnames": [f"{app}.{ZONE}"],
+        "rules": [{"backendRefs": [{"name": app, "port": 80}]}]})
+    body["metadata"]["annotations"] = app_annotations()
+    client.create(HTTP_ROUTES.path(NAMESPACE), body)
+    client.merge_patch(HTTP_ROUTES.path(NAMESPACE, app, "status"), {"status": {"parents": [{
+        "parentRef": {"group": GATEWAY_API_GROUP, "kind": "Gateway", "namespace": NAMESPACE, "name": "public"},
+        "controllerName": "bench.fleetdns.io/gateway",
+        "conditions": [{"type": "Accepted", "status": "True", "reason": "Accepted", "message": "bench",
+                        "lastTransitionTime": "2026-01-01T00:00:00Z"}]}]}})
+
+
+def create_route_app(client: KubeClient, member_index: int, app: str, index: int) -> None:
+    backend(client, app)
+    body = OPENSHIFT_ROUTES.manifest(app, NAMESPACE, spec={"host": f"{app}.{ZONE}",
+                                                          "to": {"kind": "Service", "name": app}})
+    body["metadata"]["annotations"] = app_annotations()
+    client.create(OPENSHIFT_ROUTES.path(NAMESPACE), body)
+    client.merge_patch(OPENSHIFT_ROUTES.path(NAMESPACE, app, "status"), {"status": {"ingress": [{
+        "host": f"{app}.{ZONE}", "routerName": "default", "wildcardPolicy": "None",
+        "conditions": [{"type": "Admitted", "status": "True"}]}]}})
+
+
+def create_shared_infrastructure(client: KubeClient, member_index: int) -> None:
+    """What the routes hang on in each member: one Gateway and the default OpenShift router's Service."""
+    client.create(GATEWAYS.path(NAMESPACE), GATEWAYS.manifest("public", NAMESPACE, spec={
+        "gatewayClassName": "bench", "listeners": [{"name": "http", "port": 80, "protocol": "HTTP",
+                                                    "hostname": f"*.{ZONE}"}]}))
+    client.merge_patch(GATEWAYS.path(NAMESPACE, "public", "status"), {"status": {"addresses": [
+        {"type": "IPAddress", "value": gateway_vip(member_index)}]}})
+    client.create(NAMESPACES.path(), NAMESPACES.manifest(ROUTER_NAMESPACE))
+    client.create(SERVICES.path(ROUTER_NAMESPACE), SERVICES.manifest("router-default", spec={
+        "type": "LoadBalancer", "selector": {"app": "router"}, "ports": [{"port": 443}]}))
+    client.merge_patch(SERVICES.path(ROUTER_NAMESPACE, "router-default", "status"),
+                       {"status": {"loadBalancer": {"ingress": [{"ip": router_vip(member_index)}]}}})
+
+
 KINDS: dict[str, AppKind] = {
     "Service": AppKind("Service", "service", create_service_app,
                        lambda app: f"{app}.{NAMESPACE}.fleet.svc.{ZONE}", SERVICES),
     "Ingress": AppKind("Ingress", "ingress", create_ingress_app, lambda app: f"{app}.{ZONE}", INGRESSES),
+    "HTTPRoute": AppKind("HTTPRoute", "gateway", create_httproute_app, lambda app: f"{app}.{ZONE}", HTTP_ROUTES),
+    "Route": AppKind("Route", "route", create_route_app, lambda app: f"{app}.{ZONE}", OPENSHIFT_ROUTES),
 }
+VIPS: dict[str, Callable[[int, int], str]] = {
+    "Service": member_vip, "Ingress": lambda m, _: ingress_vip(m), "HTTPRoute": lambda m, _: gateway_vip(m),
+    "Route": lambda m, _: router_vip(m)}
 
 
 @dataclass(frozen=True)
@@ -108,14 +175,14 @@ class App:
 
     @property
     def name(self) -> str:
-        return f"{self.kind.endpoint_prefix[:3]}-{self.index:05d}"
+        return f"{self.kind.name.lower()[:5]}-{self.index:05d}"
 
     @property
     def endpoint(self) -> str:
         return f"{self.kind.endpoint_prefix}-{self.name}"
 
     def vip(self, member_index: int) -> str:
-        return member_vip(member_index, self.index) if self.kind.name == "Service" else ingress_vip(member_index)
+        return VIPS[self.kind.name](member_index, self.index)
 
 
 def plan(count: int, kinds: list[str]) -> list[App]:
@@ -167,6 +234,7 @@ def populate(members: dict[str, KubeClient], apps: list[App]) -> None:
     for member_index, (name, client) in enumerate(members.items()):
         started = time.monotonic()
         client.create(NAMESPACES.path(), NAMESPACES.manifest(NAMESPACE))
+        create_shared_infrastructure(client, member_index)
         with ThreadPoolExecutor(8) as pool:
             list(pool.map(lambda app, c=client, m=member_index: app.kind.create(c, m, app.name, app.index), apps))
         progress(f"{name}: {len(apps)} annotated apps in {time.monotonic() - started:.1f}s")
@@ -179,6 +247,8 @@ def run(count: int, kinds: list[str], changes: int, workdir: Path, log_level: st
     try:
         host_api = fleet.host.api_client()
         apply_crds(host_api)
+        fleet.install_gateway_api(*MEMBERS)
+        fleet.install_openshift_routes(*MEMBERS)
         host = client_for(fleet.host)
         members = {name: client_for(server) for name, server in fleet.members.items()}
         apps = plan(count, kinds)

@@ -227,6 +227,40 @@ def narrate_health_checks(federation: Federation, summary: Summary) -> None:
     shares = ", ".join(f"{address} {count / 10:.1f} %" for address, count in sorted(summary.first_answers.items()))
     info(f"1,000 queries to east's CoreDNS, first A record: {shares}")
     print(kubectl(federation, "get", "servicednsrecords", "-n", NAMESPACE))
+    narrate_self_service(federation, summary)
+
+
+SELF_SERVICE_APP = "cart"
+SELF_SERVICE_VIPS = {"east": "127.0.10.7", "west": "127.0.20.7"}
+
+
+def annotate(federation: Federation, member: str, annotations: dict[str, str | None]) -> None:
+    """What the app team does in its own member cluster (``None`` removes an annotation)."""
+    client.CoreV1Api(federation.fleet.members[member].api_client()).patch_namespaced_service(
+        SELF_SERVICE_APP, NAMESPACE, {"metadata": {"annotations": annotations}})
+
+
+def annotate_both(federation: Federation, annotations: dict[str, str | None]) -> None:
+    for member in federation.fleet.members:
+        annotate(federation, member, annotations)
+
+
+def narrate_self_service(federation: Federation, summary: Summary) -> None:
+    """No host intent written by hand: annotations on the members' Service publish it, and withdraw it."""
+    step(f"self-service: the app team annotates Service {NAMESPACE}/{SELF_SERVICE_APP} in east and west "
+         "(fleetdns.io/global, fleetdns.io/domain); nobody writes a host intent")
+    for member in federation.fleet.members:
+        federation.run_service(member, NAMESPACE, SELF_SERVICE_APP, SELF_SERVICE_VIPS[member], ENDPOINTS)
+    name = service_fqdn(SELF_SERVICE_APP)
+    timed(federation, summary, "cart published by annotations",
+          lambda: annotate_both(federation, {"fleetdns.io/global": "true", "fleetdns.io/domain": DOMAIN_REF}),
+          set(SELF_SERVICE_VIPS.values()), timeout=60, name=name)
+    print(kubectl(federation, "get", "servicednsrecords", "-n", NAMESPACE, "-l", "fleetdns.io/generated-by",
+                  "-L", "fleetdns.io/generated-by,fleetdns.io/source-kind"))
+    step("the annotation goes from both members: the generated intent and the name go with it")
+    timed(federation, summary, "cart withdrawn",
+          lambda: annotate_both(federation, {"fleetdns.io/global": None, "fleetdns.io/domain": None}),
+          set(), timeout=60, name=name)
 
 
 def first_answers(federation: Federation, name: str, count: int) -> dict[str, int]:

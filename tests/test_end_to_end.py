@@ -46,7 +46,7 @@ def test_demo_publishes_fails_over_and_recovers_in_every_region(tmp_path):
                                           "shop published", "blog published", "shop failing in east",
                                           "blog unchanged", "shop healthy in east again",
                                           "pay published (east first)", "pay failing in east", "pay back in east",
-                                          "media published"]
+                                          "media published", "cart published by annotations", "cart withdrawn"]
     published, failover, recovered, outage, returned = steps[:5]
     assert set(published["answers"]) == {"east", "west"}
     every_region_answered(published, BOTH)
@@ -69,6 +69,9 @@ def test_demo_publishes_fails_over_and_recovers_in_every_region(tmp_path):
     every_region_answered(checked["pay failing in east"], vips[1:])
     every_region_answered(checked["pay back in east"], vips[:1])
     assert checked["shop failing in east"]["seconds"] < FAILOVER_SANITY_SECONDS
+    # self-service: the members' annotations alone publish the name, and withdraw it
+    every_region_answered(checked["cart published by annotations"], ["127.0.10.7", "127.0.20.7"])
+    every_region_answered(checked["cart withdrawn"], [])
     firsts = summary["first_answers"]
     assert sum(firsts.values()) == 1000 and abs(firsts[vips[0]] / 10 - 80) <= 5, firsts
 
