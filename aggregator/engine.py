@@ -64,6 +64,8 @@ from fleetdns.apipaths import (
     MEMBER_CLUSTERS,
     NAMESPACES,
     SECRETS,
+    Resource,
+    host_cannot_read,
 )
 from fleetdns.dnsname import InvalidDNSNameError, normalize_name
 from fleetdns.healthreport import REGION_LABEL, HealthReport, intent_ref, parse_health_report
@@ -74,6 +76,13 @@ logger = logging.getLogger("aggregator.engine")
 SECRET_RETRY = 10.0
 DRAIN_SECONDS = 10.0  # SIGTERM: how long in-flight reconciles may finish (well inside a pod's 30 s)
 MEMBER_SYNC_TIMEOUT = 60.0  # a member still busy after this long no longer holds up start-up
+# What an optional host kind that cannot be listed (403, 404) means; an intent kind's refusal names its CRD instead
+_REFUSED = {
+    "host/dnsviews": "cannot read DNSViews; only the regions' own views are served",
+    "host/namespaces": "cannot list host namespaces; names under a Domain with a namespaceSelector are refused",
+    "host/healthreports": "cannot read the probers' reports or Leases; health checks have no say",
+    "host/prober-leases": "cannot read the probers' reports or Leases; health checks have no say",
+}
 
 
 class Engine:
@@ -99,7 +108,8 @@ class Engine:
         self.intent_informers: dict[IntentKind, Informer[Any]] = {
             source.kind: Informer(f"host/{source.intent_resource.plural}", host, source.intent_resource.path(ns),
                                   source.read_intent, self._intent_changed,
-                                  on_state=self._health_state(f"host/{source.intent_resource.plural}"))
+                                  on_state=self._health_state(f"host/{source.intent_resource.plural}",
+                                                              source.intent_resource))
             for source in sources}
         self.domains: Informer[Domain] = Informer(
             "host/domains", host, DOMAINS.path(), parse_domain, self._domain_changed)
@@ -481,19 +491,16 @@ class Engine:
         for view in list(self.dns_views_informer.store.values()):
             self.queue.add(ViewKey(view.name))
 
-    def _health_state(self, name: str) -> Callable[[bool, str, int], None]:
+    def _health_state(self, name: str, intents: Resource | None = None) -> Callable[[bool, str, int], None]:
+        """``intents``: the intent kind the informer lists (its refusal names the CRD and the fix)."""
         def changed(connected: bool, detail: str, status: int) -> None:
             if name == "host/prober-leases":
                 self.freshness.watching(connected)
                 self._check_freshness()
             if status in (403, 404):
                 if name not in self._refused:
-                    what = ("cannot read DNSViews; only the regions' own views are served" if name == "host/dnsviews"
-                            else "cannot list host namespaces; names under a Domain with a namespaceSelector are "
-                                 "refused" if name == "host/namespaces"
-                            else "cannot read the probers' reports or Leases; health checks have no say"
-                            if name in ("host/healthreports", "host/prober-leases")
-                            else "cannot read this intent kind; its intents are not served")
+                    what = (f"{host_cannot_read(intents, status)}; its intents are not served meanwhile"
+                            if intents is not None else _REFUSED[name])
                     logger.warning(what, extra={"informer": name, "status": status, "detail": detail})
                 self._refused[name] = detail
             elif connected and self._refused.pop(name, None) is not None:

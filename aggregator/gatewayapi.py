@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from aggregator.model import LoadBalancerAddress, ParseError, member_meta
+from aggregator.model import LoadBalancerAddress, ParseError, as_dict, as_list, member_meta, sorted_addresses
 from fleetdns.apipaths import GATEWAY_API_GROUP, GRPC_ROUTES, HTTP_ROUTES, TCP_ROUTES, TLS_ROUTES, UDP_ROUTES, Resource
 from fleetdns.dnsname import InvalidDNSNameError, check_publishable
 
@@ -201,7 +201,7 @@ def attach(route: Route, gateways: Mapping[tuple[str, str], Gateway]) -> Attachm
         addresses.update(gateway.addresses)
         if route.kind.has_hostnames:
             hostnames.update(listener_hostnames(route, ref, gateway))
-    return Attachment(tuple(accepted), _sorted_addresses(addresses), tuple(sorted(hostnames)), tuple(problems))
+    return Attachment(tuple(accepted), sorted_addresses(addresses), tuple(sorted(hostnames)), tuple(problems))
 
 
 def listener_hostnames(route: Route, ref: ParentRef, gateway: Gateway) -> set[str]:
@@ -257,20 +257,12 @@ def published_names(kind: RouteKind, served: Iterable[str], hosts: tuple[str, ..
 # --- parsing ---------------------------------------------------------------------------------------------
 
 
-def _dict(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
-
-
-def _list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else []
-
-
 def _port(value: Any) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
 def parse_parent_ref(raw: Any, route_namespace: str) -> ParentRef:
-    raw = _dict(raw)
+    raw = as_dict(raw)
     name = raw.get("name")
     if not isinstance(name, str) or not name:
         raise ParseError("parentRefs[].name is required")
@@ -281,12 +273,12 @@ def parse_parent_ref(raw: Any, route_namespace: str) -> ParentRef:
 
 
 def _parent_status(raw: Any, route_namespace: str) -> ParentStatus | None:
-    raw = _dict(raw)
+    raw = as_dict(raw)
     try:
         ref = parse_parent_ref(raw.get("parentRef"), route_namespace)
     except ParseError:
         return None  # an entry we cannot match to a parentRef accepts nothing
-    accepted = next((c for c in map(_dict, _list(raw.get("conditions"))) if c.get("type") == "Accepted"), {})
+    accepted = next((c for c in map(as_dict, as_list(raw.get("conditions"))) if c.get("type") == "Accepted"), {})
     return ParentStatus(ref, accepted.get("status") == "True", str(accepted.get("reason") or ""),
                         str(accepted.get("message") or ""))
 
@@ -295,8 +287,8 @@ def _backends(spec: dict[str, Any], namespace: str) -> tuple[tuple[str, str], ..
     """The Services of every rule's backendRefs (group "" and kind Service, the defaults); a weight of 0 takes no
     traffic, so it does not count for health."""
     found: set[tuple[str, str]] = set()
-    for rule in map(_dict, _list(spec.get("rules"))):
-        for ref in map(_dict, _list(rule.get("backendRefs"))):
+    for rule in map(as_dict, as_list(spec.get("rules"))):
+        for ref in map(as_dict, as_list(rule.get("backendRefs"))):
             if ref.get("group") or (ref.get("kind") or SERVICE_KIND) != SERVICE_KIND or not ref.get("name"):
                 continue
             if ref.get("weight") == 0:
@@ -307,11 +299,11 @@ def _backends(spec: dict[str, Any], namespace: str) -> tuple[tuple[str, str], ..
 
 def parse_route(kind: RouteKind, obj: dict[str, Any]) -> Route:
     """A route of ``kind`` (list items do not always say their kind); ParseError names the bad field."""
-    meta, spec, status = _dict(obj.get("metadata")), _dict(obj.get("spec")), _dict(obj.get("status"))
+    meta, spec, status = as_dict(obj.get("metadata")), as_dict(obj.get("spec")), as_dict(obj.get("status"))
     namespace, name = str(meta.get("namespace") or ""), str(meta.get("name") or "")
-    hostnames = tuple(sorted({str(h).rstrip(".").lower() for h in _list(spec.get("hostnames")) if h}))
-    refs = tuple(parse_parent_ref(r, namespace) for r in _list(spec.get("parentRefs")))
-    parents = tuple(p for r in _list(status.get("parents")) if (p := _parent_status(r, namespace)) is not None)
+    hostnames = tuple(sorted({str(h).rstrip(".").lower() for h in as_list(spec.get("hostnames")) if h}))
+    refs = tuple(parse_parent_ref(r, namespace) for r in as_list(spec.get("parentRefs")))
+    parents = tuple(p for r in as_list(status.get("parents")) if (p := _parent_status(r, namespace)) is not None)
     return Route(kind, namespace, name, hostnames if kind.has_hostnames else (), refs, parents,
                  _backends(spec, namespace), *member_meta(meta))
 
@@ -322,11 +314,11 @@ def route_parser(kind: RouteKind) -> Any:
 
 
 def _listener(raw: Any) -> Listener:
-    raw = _dict(raw)
-    allowed = _dict(raw.get("allowedRoutes"))
-    kinds = tuple(str(k.get("kind")) for k in map(_dict, _list(allowed.get("kinds")))
+    raw = as_dict(raw)
+    allowed = as_dict(raw.get("allowedRoutes"))
+    kinds = tuple(str(k.get("kind")) for k in map(as_dict, as_list(allowed.get("kinds")))
                   if k.get("kind") and (k.get("group") or GATEWAY_API_GROUP) == GATEWAY_API_GROUP)
-    namespaces_from = str(_dict(allowed.get("namespaces")).get("from") or "Same")
+    namespaces_from = str(as_dict(allowed.get("namespaces")).get("from") or "Same")
     return Listener(str(raw.get("name") or ""), _port(raw.get("port")), str(raw.get("protocol") or ""),
                     str(raw.get("hostname") or "").rstrip(".").lower(), kinds, namespaces_from)
 
@@ -335,7 +327,7 @@ def gateway_addresses(raw: Any) -> tuple[LoadBalancerAddress, ...]:
     """``status.addresses``: ``IPAddress`` (the default type) and ``Hostname``; ``NamedAddress`` and values that
     do not parse are left out (they name nothing DNS can point at)."""
     found: set[LoadBalancerAddress] = set()
-    for entry in map(_dict, _list(raw)):
+    for entry in map(as_dict, as_list(raw)):
         kind, value = str(entry.get("type") or "IPAddress"), str(entry.get("value") or "")
         if kind == "IPAddress":
             try:
@@ -344,15 +336,11 @@ def gateway_addresses(raw: Any) -> tuple[LoadBalancerAddress, ...]:
                 continue
         elif kind == "Hostname" and value:
             found.add(LoadBalancerAddress(hostname=value.rstrip(".").lower()))
-    return _sorted_addresses(found)
+    return sorted_addresses(found)
 
 
 def parse_gateway(obj: dict[str, Any]) -> Gateway:
-    meta, spec, status = _dict(obj.get("metadata")), _dict(obj.get("spec")), _dict(obj.get("status"))
-    listeners = tuple(_listener(r) for r in _list(spec.get("listeners")))
+    meta, spec, status = as_dict(obj.get("metadata")), as_dict(obj.get("spec")), as_dict(obj.get("status"))
+    listeners = tuple(_listener(r) for r in as_list(spec.get("listeners")))
     return Gateway(str(meta.get("namespace") or ""), str(meta.get("name") or ""), listeners,
                    gateway_addresses(status.get("addresses")), *member_meta(meta))
-
-
-def _sorted_addresses(addresses: Iterable[LoadBalancerAddress]) -> tuple[LoadBalancerAddress, ...]:
-    return tuple(sorted(set(addresses), key=lambda a: (a.ip == "", a.ip, a.hostname)))

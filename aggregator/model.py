@@ -8,11 +8,12 @@ but becomes an ``InvalidIntent`` (its source's ``read_intent``): skipping it wou
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
 
-from aggregator.selfservice.selectors import EVERYTHING, LabelSelector, SelectorError, parse_label_selector
+from aggregator.selectors import EVERYTHING, LabelSelector, SelectorError, parse_label_selector
 from fleetdns.addresses import parse_ips
 from fleetdns.dnsview import DNSView, DNSViewError, Location, parse_dns_view, parse_location
 from fleetdns.healthcheck import HealthCheck, HealthCheckError, parse_health_check
@@ -547,19 +548,21 @@ def _meta(obj: dict[str, Any]) -> dict[str, Any]:
     return obj.get("metadata") or {}
 
 
-def _dict(value: Any) -> dict[str, Any]:
+def as_dict(value: Any) -> dict[str, Any]:
+    """A JSON object field as parsed at the edge: the object, or {} when it is absent or not an object."""
     return value if isinstance(value, dict) else {}
 
 
-def _list(value: Any) -> list[Any]:
+def as_list(value: Any) -> list[Any]:
+    """A JSON array field as parsed at the edge: the array, or [] when it is absent or not an array."""
     return value if isinstance(value, list) else []
 
 
 def parse_addresses(load_balancer: Any) -> tuple[LoadBalancerAddress, ...]:
     """``status.loadBalancer`` → addresses, sorted so that comparisons ignore the API's order."""
     found = set()
-    for entry in _list(_dict(load_balancer).get("ingress")):
-        entry = _dict(entry)
+    for entry in as_list(as_dict(load_balancer).get("ingress")):
+        entry = as_dict(entry)
         ip, hostname = str(entry.get("ip") or ""), str(entry.get("hostname") or "")
         if ip:
             try:
@@ -569,7 +572,12 @@ def parse_addresses(load_balancer: Any) -> tuple[LoadBalancerAddress, ...]:
             found.add(LoadBalancerAddress(ip=ip))
         elif hostname:
             found.add(LoadBalancerAddress(hostname=hostname.rstrip(".").lower()))
-    return tuple(sorted(found, key=lambda a: (a.ip == "", a.ip, a.hostname)))
+    return sorted_addresses(found)
+
+
+def sorted_addresses(addresses: Iterable[LoadBalancerAddress]) -> tuple[LoadBalancerAddress, ...]:
+    """Each address once, IPs first, so that comparisons ignore the order the API (or several sources) gave them."""
+    return tuple(sorted(set(addresses), key=lambda a: (a.ip == "", a.ip, a.hostname)))
 
 
 
@@ -586,22 +594,22 @@ def parse_conditions(raw: Any) -> tuple[Condition, ...]:
         Condition(str(c.get("type", "")), str(c.get("status", "")), str(c.get("reason", "")),
                   str(c.get("message", "")), str(c.get("lastTransitionTime") or ""),
                   int(c.get("observedGeneration") or 0))
-        for c in map(_dict, _list(raw))
+        for c in map(as_dict, as_list(raw))
     )
 
 
 def parse_status(raw: Any) -> IntentStatus:
-    raw = _dict(raw)
+    raw = as_dict(raw)
     dns = tuple(
         ClusterStatus(str(e.get("cluster", "")), str(e.get("region", "")), str(e.get("zone", "")),
                       parse_addresses(e.get("loadBalancer")), bool(e.get("healthy")), str(e.get("reason", "")),
                       parse_ips(e.get("resolvedAddresses")), _cluster_health(e.get("healthCheck")),
-                      tuple(str(h) for h in _list(e.get("hosts"))))
-        for e in map(_dict, _list(raw.get("dns")))
+                      tuple(str(h) for h in as_list(e.get("hosts"))))
+        for e in map(as_dict, as_list(raw.get("dns")))
     )
     return IntentStatus(str(raw.get("domain") or ""), str(raw.get("fqdn") or ""), int(raw.get("healthyClusters") or 0),
                         dns, parse_conditions(raw.get("conditions")), int(raw.get("observedGeneration") or 0),
-                        tuple(a for a in map(_answer, _list(raw.get("answers"))) if a is not None))
+                        tuple(a for a in map(_answer, as_list(raw.get("answers"))) if a is not None))
 
 
 def _cluster_health(raw: Any) -> ClusterHealth | None:
@@ -613,20 +621,20 @@ def _cluster_health(raw: Any) -> ClusterHealth | None:
         verdict = Verdict.UNKNOWN
     regions = tuple(RegionHealth(str(r.get("region", "")), str(r.get("state", "")), str(r.get("message") or ""),
                                  str(r.get("since") or ""), r.get("fresh") is True)
-                    for r in map(_dict, _list(raw.get("regions"))))
-    return ClusterHealth(verdict, tuple(str(a) for a in _list(raw.get("downAddresses"))), regions)
+                    for r in map(as_dict, as_list(raw.get("regions"))))
+    return ClusterHealth(verdict, tuple(str(a) for a in as_list(raw.get("downAddresses"))), regions)
 
 
 def _answer(raw: Any) -> Answer | None:
     """A ``status.answers[]`` entry as written (None when it is not one: a hand edit)."""
-    raw = _dict(raw)
+    raw = as_dict(raw)
     try:
         policy = Policy(str(raw.get("policy")))
     except ValueError:
         return None
-    clusters = tuple(AnswerCluster(str(c.get("cluster", "")), tuple(str(a) for a in _list(c.get("addresses"))),
+    clusters = tuple(AnswerCluster(str(c.get("cluster", "")), tuple(str(a) for a in as_list(c.get("addresses"))),
                                    c["weight"] if isinstance(c.get("weight"), int) else 0)
-                     for c in map(_dict, _list(raw.get("clusters"))) if c.get("cluster"))
+                     for c in map(as_dict, as_list(raw.get("clusters"))) if c.get("cluster"))
     return Answer(str(raw.get("view") or ""), policy, clusters, str(raw.get("reason") or ""),
                   str(raw.get("fallback") or ""))
 
@@ -644,8 +652,8 @@ def parse_load_balancing(raw: Any) -> LoadBalancing:
     except ValueError:
         raise ParseError(f"spec.loadBalancing.policy must be one of {', '.join(Policy)}, not {policy_raw!r}") from None
     weights: list[TargetWeight] = []
-    for index, item in enumerate(_list(raw.get("weights"))):
-        item = _dict(item)
+    for index, item in enumerate(as_list(raw.get("weights"))):
+        item = as_dict(item)
         target, weight = item.get("target"), item.get("weight")
         if not isinstance(target, str) or not target:
             raise ParseError(f"spec.loadBalancing.weights[{index}].target must name a MemberCluster or a region")
@@ -654,7 +662,7 @@ def parse_load_balancing(raw: Any) -> LoadBalancing:
         if any(w.target == target for w in weights):
             raise ParseError(f"spec.loadBalancing.weights lists target {target!r} twice")
         weights.append(TargetWeight(target, weight))
-    order = tuple(str(t) for t in _list(raw.get("failoverOrder")))
+    order = tuple(str(t) for t in as_list(raw.get("failoverOrder")))
     if len(set(order)) != len(order):
         raise ParseError("spec.loadBalancing.failoverOrder lists a target twice")
     return LoadBalancing(policy, tuple(weights), order)
@@ -686,7 +694,7 @@ def invalid_intent(kind: IntentKind, obj: dict[str, Any], problem: str) -> Inval
 
 
 def parse_service_intent(obj: dict[str, Any]) -> ServiceIntent:
-    meta, spec = _meta(obj), _dict(obj.get("spec"))
+    meta, spec = _meta(obj), as_dict(obj.get("spec"))
     domain_ref = spec.get("domainRef")
     if not isinstance(domain_ref, str) or not domain_ref:
         raise ParseError("spec.domainRef is required")
@@ -699,14 +707,14 @@ def parse_service_intent(obj: dict[str, Any]) -> ServiceIntent:
         allow_service_without_endpoints=bool(spec.get("allowServiceWithoutEndpoints")),
         load_balancer_hostnames=parse_hostname_mode(spec),
         load_balancing=parse_load_balancing(spec.get("loadBalancing")), health_check=_health_check(spec),
-        status=parse_status(obj.get("status")), status_json=_dict(obj.get("status")),
+        status=parse_status(obj.get("status")), status_json=as_dict(obj.get("status")),
         created=str(meta.get("creationTimestamp") or ""),
     )
 
 
 def parse_ingress_intent(obj: dict[str, Any]) -> IngressIntent:
-    meta, spec = _meta(obj), _dict(obj.get("spec"))
-    hosts = tuple(str(h) for h in _list(spec.get("hosts")))
+    meta, spec = _meta(obj), as_dict(obj.get("spec"))
+    hosts = tuple(str(h) for h in as_list(spec.get("hosts")))
     domain_ref = spec.get("domainRef") or ""
     if not isinstance(domain_ref, str):
         raise ParseError(f"spec.domainRef must name a Domain, not {domain_ref!r}")
@@ -716,13 +724,13 @@ def parse_ingress_intent(obj: dict[str, Any]) -> IngressIntent:
         record_ttl=_integer(spec.get("recordTTL"), "spec.recordTTL", DEFAULT_TTL),
         load_balancer_hostnames=parse_hostname_mode(spec),
         load_balancing=parse_load_balancing(spec.get("loadBalancing")), health_check=_health_check(spec),
-        status=parse_status(obj.get("status")), status_json=_dict(obj.get("status")),
+        status=parse_status(obj.get("status")), status_json=as_dict(obj.get("status")),
         created=str(meta.get("creationTimestamp") or ""), domain_ref=domain_ref,
     )
 
 
 def parse_domain(obj: dict[str, Any]) -> Domain:
-    meta, spec = _meta(obj), _dict(obj.get("spec"))
+    meta, spec = _meta(obj), as_dict(obj.get("spec"))
     source = spec if spec.get("domain") else obj  # spec first; KubeFed put the fields at the top level
     domain = source.get("domain")
     if not isinstance(domain, str) or not domain:
@@ -738,12 +746,12 @@ def parse_domain(obj: dict[str, Any]) -> Domain:
 
 def parse_host_namespace(obj: dict[str, Any]) -> HostNamespace:
     meta = _meta(obj)
-    return HostNamespace(str(meta.get("name") or ""), {str(k): str(v) for k, v in _dict(meta.get("labels")).items()})
+    return HostNamespace(str(meta.get("name") or ""), {str(k): str(v) for k, v in as_dict(meta.get("labels")).items()})
 
 
 def parse_member_cluster(obj: dict[str, Any]) -> MemberCluster:
-    meta, spec = _meta(obj), _dict(obj.get("spec"))
-    ref = _dict(spec.get("kubeconfigSecretRef"))
+    meta, spec = _meta(obj), as_dict(obj.get("spec"))
+    ref = as_dict(spec.get("kubeconfigSecretRef"))
     if not ref.get("namespace") or not ref.get("name"):
         raise ParseError("spec.kubeconfigSecretRef needs namespace and name")
     try:
@@ -756,24 +764,24 @@ def parse_member_cluster(obj: dict[str, Any]) -> MemberCluster:
                                        str(ref.get("key") or DEFAULT_KUBECONFIG_KEY)),
         location=location, generation=int(meta.get("generation") or 0),
         status=parse_member_cluster_status(obj.get("status")),
-        labels={str(k): str(v) for k, v in _dict(meta.get("labels")).items()},
+        labels={str(k): str(v) for k, v in as_dict(meta.get("labels")).items()},
     )
 
 
 def parse_member_cluster_status(raw: Any) -> MemberClusterStatus:
-    raw = _dict(raw)
+    raw = as_dict(raw)
     kinds = tuple(UnavailableKind(str(k.get("kind", "")), int(k.get("code") or 0), str(k.get("message", "")))
-                  for k in map(_dict, _list(raw.get("unavailableKinds"))))
+                  for k in map(as_dict, as_list(raw.get("unavailableKinds"))))
     return MemberClusterStatus(str(raw.get("state") or ""), parse_conditions(raw.get("conditions")), kinds,
                                int(raw.get("observedGeneration") or 0),
-                               tuple(str(k) for k in _list(raw.get("servedKinds"))))
+                               tuple(str(k) for k in as_list(raw.get("servedKinds"))))
 
 
 def parse_member_service(obj: dict[str, Any]) -> MemberService:
-    meta, spec = _meta(obj), _dict(obj.get("spec"))
+    meta, spec = _meta(obj), as_dict(obj.get("spec"))
     return MemberService(meta.get("namespace", ""), meta.get("name", ""), spec.get("type") == "LoadBalancer",
-                         parse_addresses(_dict(obj.get("status")).get("loadBalancer")),
-                         tuple(sorted((str(k), str(v)) for k, v in _dict(spec.get("selector")).items())),
+                         parse_addresses(as_dict(obj.get("status")).get("loadBalancer")),
+                         tuple(sorted((str(k), str(v)) for k, v in as_dict(spec.get("selector")).items())),
                          _service_ports(spec.get("ports")), *member_meta(meta))
 
 
@@ -783,15 +791,15 @@ SELF_SERVICE_PREFIX = "fleetdns.io/"  # the only annotations kept of member obje
 def member_meta(meta: dict[str, Any]) -> tuple[dict[str, str], dict[str, str], str]:
     """A member object's labels, its ``fleetdns.io/*`` annotations (others, such as kubectl's last-applied copy,
     are not kept: memory) and its creationTimestamp: what self-service reads of every exposed kind."""
-    annotations = {str(k): str(v) for k, v in _dict(meta.get("annotations")).items()
+    annotations = {str(k): str(v) for k, v in as_dict(meta.get("annotations")).items()
                    if str(k).startswith(SELF_SERVICE_PREFIX)}
-    return ({str(k): str(v) for k, v in _dict(meta.get("labels")).items()}, annotations,
+    return ({str(k): str(v) for k, v in as_dict(meta.get("labels")).items()}, annotations,
             str(meta.get("creationTimestamp") or ""))
 
 
 def _service_ports(raw: Any) -> tuple[ServicePort, ...]:
     ports = []
-    for entry in map(_dict, _list(raw)):
+    for entry in map(as_dict, as_list(raw)):
         port, target = entry.get("port"), entry.get("targetPort")
         if isinstance(port, int) and not isinstance(port, bool):
             target = target if isinstance(target, int | str) and not isinstance(target, bool) and target else port
@@ -804,42 +812,42 @@ def _service_ports(raw: Any) -> tuple[ServicePort, ...]:
 def parse_endpoint_slice(obj: dict[str, Any]) -> MemberEndpointSlice:
     """Ready per the API: ``conditions.ready`` true, or absent (which means ready)."""
     meta = _meta(obj)
-    ready = sum(1 for e in map(_dict, _list(obj.get("endpoints")))
-                if _dict(e.get("conditions")).get("ready") is not False)
-    service = _dict(meta.get("labels")).get(LABEL_SERVICE_NAME, "")
+    ready = sum(1 for e in map(as_dict, as_list(obj.get("endpoints")))
+                if as_dict(e.get("conditions")).get("ready") is not False)
+    service = as_dict(meta.get("labels")).get(LABEL_SERVICE_NAME, "")
     return MemberEndpointSlice(meta.get("namespace", ""), meta.get("name", ""), service, ready)
 
 
 def parse_member_ingress(obj: dict[str, Any]) -> MemberIngress:
-    meta, spec = _meta(obj), _dict(obj.get("spec"))
+    meta, spec = _meta(obj), as_dict(obj.get("spec"))
     backends = set()
-    default = _dict(_dict(spec.get("defaultBackend")).get("service")).get("name")
+    default = as_dict(as_dict(spec.get("defaultBackend")).get("service")).get("name")
     if default:
         backends.add(str(default))
-    for rule in map(_dict, _list(spec.get("rules"))):
-        for path in map(_dict, _list(_dict(rule.get("http")).get("paths"))):
-            name = _dict(_dict(path.get("backend")).get("service")).get("name")
+    for rule in map(as_dict, as_list(spec.get("rules"))):
+        for path in map(as_dict, as_list(as_dict(rule.get("http")).get("paths"))):
+            name = as_dict(as_dict(path.get("backend")).get("service")).get("name")
             if name:
                 backends.add(str(name))
-    hosts = sorted({str(rule.get("host")).rstrip(".").lower() for rule in map(_dict, _list(spec.get("rules")))
+    hosts = sorted({str(rule.get("host")).rstrip(".").lower() for rule in map(as_dict, as_list(spec.get("rules")))
                     if rule.get("host")})
     return MemberIngress(meta.get("namespace", ""), meta.get("name", ""),
-                         parse_addresses(_dict(obj.get("status")).get("loadBalancer")), tuple(sorted(backends)),
+                         parse_addresses(as_dict(obj.get("status")).get("loadBalancer")), tuple(sorted(backends)),
                          tuple(hosts), *member_meta(meta))
 
 
 def parse_owner_references(raw: Any) -> tuple[OwnerReference, ...]:
     return tuple(OwnerReference(str(o.get("apiVersion", "")), str(o.get("kind", "")), str(o.get("name", "")),
                                 str(o.get("uid", "")), o.get("controller") is True, o.get("blockOwnerDeletion") is True)
-                 for o in map(_dict, _list(raw)))
+                 for o in map(as_dict, as_list(raw)))
 
 
 def parse_dns_endpoint(obj: dict[str, Any]) -> DNSEndpointObject:
     """Every DNSEndpoint is watched (a foreign one may hold an intent's name); the records are kept only
     for those labelled as ours, the only ones ever compared with what we would write."""
     meta = _meta(obj)
-    labels = dict(_dict(meta.get("labels")))
-    endpoints = tuple(_list(_dict(obj.get("spec")).get("endpoints"))) if LABEL_INTENT_KIND in labels else ()
+    labels = dict(as_dict(meta.get("labels")))
+    endpoints = tuple(as_list(as_dict(obj.get("spec")).get("endpoints"))) if LABEL_INTENT_KIND in labels else ()
     return DNSEndpointObject(
         namespace=meta.get("namespace", ""), name=meta.get("name", ""), labels=labels, endpoints=endpoints,
         owners=parse_owner_references(meta.get("ownerReferences")),
@@ -864,7 +872,7 @@ def parse_dns_view_object(obj: dict[str, Any]) -> DNSViewObject:
     meta = _meta(obj)
     generation = meta.get("generation")
     name, generation = str(meta.get("name") or ""), generation if isinstance(generation, int) else 0
-    conditions = parse_conditions(_dict(obj.get("status")).get("conditions"))
+    conditions = parse_conditions(as_dict(obj.get("status")).get("conditions"))
     try:
         return DNSViewObject(name, parse_dns_view(obj), "", generation, conditions)
     except DNSViewError as error:
@@ -882,8 +890,8 @@ class ProberLease:
 
 
 def parse_prober_lease(obj: dict[str, Any]) -> ProberLease:
-    meta, spec = _meta(obj), _dict(obj.get("spec"))
-    region = str(_dict(meta.get("labels")).get(REGION_LABEL) or region_of_lease(str(meta.get("name") or "")) or "")
+    meta, spec = _meta(obj), as_dict(obj.get("spec"))
+    region = str(as_dict(meta.get("labels")).get(REGION_LABEL) or region_of_lease(str(meta.get("name") or "")) or "")
     if not region:
         raise ParseError(f"Lease {meta.get('name')!r}: no {REGION_LABEL} label")
     return ProberLease(region, str(spec.get("holderIdentity") or ""), str(spec.get("renewTime") or ""))

@@ -19,6 +19,8 @@ from aggregator.model import (
     ParseError,
     _health_check,
     _integer,
+    as_dict,
+    as_list,
     member_meta,
     parse_hostname_mode,
     parse_load_balancing,
@@ -89,33 +91,25 @@ class RouteIntent:
         return IntentKey(IntentKind.ROUTE, self.namespace, self.name)
 
 
-def _dict(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
-
-
-def _list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else []
-
-
 def _backend(ref: Any) -> str:
     """The Service a ``spec.to`` / ``alternateBackends[]`` reference names ("" for another kind)."""
-    ref = _dict(ref)
+    ref = as_dict(ref)
     kind = ref.get("kind") or "Service"  # the API defaults it to Service
     return str(ref.get("name") or "") if kind == "Service" else ""
 
 
 def _admission(entry: dict[str, Any]) -> RouterAdmission:
-    condition = next((c for c in map(_dict, _list(entry.get("conditions"))) if c.get("type") == ADMITTED), {})
+    condition = next((c for c in map(as_dict, as_list(entry.get("conditions"))) if c.get("type") == ADMITTED), {})
     return RouterAdmission(str(entry.get("routerName") or ""), condition.get("status") == "True",
                            str(condition.get("reason") or ""), str(condition.get("message") or ""))
 
 
 def parse_member_route(obj: dict[str, Any]) -> MemberRoute:
-    meta, spec = _dict(obj.get("metadata")), _dict(obj.get("spec"))
-    backends = {_backend(spec.get("to"))} | {_backend(b) for b in _list(spec.get("alternateBackends"))}
+    meta, spec = as_dict(obj.get("metadata")), as_dict(obj.get("spec"))
+    backends = {_backend(spec.get("to"))} | {_backend(b) for b in as_list(spec.get("alternateBackends"))}
     labels, annotations, created = member_meta(meta)
     admissions: dict[str, RouterAdmission] = {}
-    for admission in map(_admission, map(_dict, _list(_dict(obj.get("status")).get("ingress")))):
+    for admission in map(_admission, map(as_dict, as_list(as_dict(obj.get("status")).get("ingress")))):
         known = admissions.get(admission.router_name)
         if admission.router_name and (known is None or admission.admitted and not known.admitted):
             admissions[admission.router_name] = admission  # one per router; should one repeat, an admission wins
@@ -129,17 +123,17 @@ def parse_member_route(obj: dict[str, Any]) -> MemberRoute:
 
 
 def parse_route_intent(obj: dict[str, Any]) -> RouteIntent:
-    meta, spec = _dict(obj.get("metadata")), _dict(obj.get("spec"))
+    meta, spec = as_dict(obj.get("metadata")), as_dict(obj.get("spec"))
     domain_ref = spec.get("domainRef") or ""
     if not isinstance(domain_ref, str):
         raise ParseError(f"spec.domainRef must name a Domain, not {domain_ref!r}")
     return RouteIntent(
         namespace=str(meta.get("namespace") or ""), name=str(meta.get("name") or ""), uid=str(meta.get("uid") or ""),
         generation=int(meta.get("generation") or 0),
-        hosts=tuple(str(h).strip().rstrip(".").lower() for h in _list(spec.get("hosts"))), domain_ref=domain_ref,
+        hosts=tuple(str(h).strip().rstrip(".").lower() for h in as_list(spec.get("hosts"))), domain_ref=domain_ref,
         record_ttl=_integer(spec.get("recordTTL"), "spec.recordTTL", DEFAULT_TTL),
         load_balancer_hostnames=parse_hostname_mode(spec),
         load_balancing=parse_load_balancing(spec.get("loadBalancing")), health_check=_health_check(spec),
-        status=parse_status(obj.get("status")), status_json=_dict(obj.get("status")),
+        status=parse_status(obj.get("status")), status_json=as_dict(obj.get("status")),
         created=str(meta.get("creationTimestamp") or ""),
     )

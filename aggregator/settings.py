@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import os
-import re
 import socket
 from dataclasses import dataclass
 
@@ -23,10 +22,10 @@ from fleetdns.config import (
     parse_int_in_range,
     require_dns_label,
 )
+from fleetdns.dnsname import is_dns_label
 from fleetdns.logs import LOG_FORMATS, LOG_LEVELS
 
 ENV_PREFIX = "FLEETDNS_AGGREGATOR_"
-_DOMAIN_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")  # a Domain's metadata.name
 
 
 @dataclass(frozen=True)
@@ -122,9 +121,10 @@ def parse_settings(argv: list[str] | None = None) -> Settings:
         require_dns_label(flag, value)
     if args.namespace:
         require_dns_label("--namespace", args.namespace)
-    if args.self_service_domain and not _DOMAIN_NAME.match(args.self_service_domain):
+    if args.self_service_domain and not is_dns_label(args.self_service_domain):
         raise ConfigError("--self-service-domain", args.self_service_domain,
-                          "expected the name of a Domain (lower-case letters, digits, '-' and '.'), e.g. fleet")
+                          "expected the name of a Domain as an intent's domainRef takes it: a DNS label (lower-case "
+                          "letters, digits and '-', at most 63), e.g. fleet")
     if args.kubeconfig and not os.path.isfile(args.kubeconfig):
         raise ConfigError("--kubeconfig", args.kubeconfig, "no such file")
     workers = parse_int_in_range("--workers", args.workers, 1, 64)

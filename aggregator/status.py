@@ -101,7 +101,7 @@ def build_status(outcome: Outcome, generation: int, old: IntentStatus, now: str,
         conditions += [c for c in old.conditions if c.type in CARRIED]
     conditions += outcome.guard or [c for c in old.conditions if c.type in GUARD_CONDITIONS]
     conditions += [sources_agree] if sources_agree is not None else []
-    stamped = tuple(_stamp(c, generation, old.conditions, now) for c in conditions)
+    stamped = stamp_all(conditions, generation, old.conditions, now)
     return IntentStatus(outcome.domain, outcome.fqdn, len(healthy), outcome.clusters, stamped, generation, answers)
 
 
@@ -119,11 +119,18 @@ def _names(answer: Answer | None) -> str:
     return ", ".join(c.cluster for c in answer.clusters) if answer is not None and answer.clusters else "none"
 
 
-def _stamp(condition: Condition, generation: int, old: tuple[Condition, ...], now: str) -> Condition:
-    """The condition with its generation and lastTransitionTime (kept while its status stays the same)."""
+def stamp(condition: Condition, generation: int, old: tuple[Condition, ...], now: str) -> Condition:
+    """The condition with its generation and lastTransitionTime, kept from ``old`` while its status stays the same
+    (so an unchanged status writes nothing): the one rule for every status the aggregator writes."""
     previous = next((c for c in old if c.type == condition.type), None)
     since = previous.last_transition_time if previous and previous.status == condition.status else now
     return Condition(condition.type, condition.status, condition.reason, condition.message, since or now, generation)
+
+
+def stamp_all(conditions: Iterable[Condition], generation: int, old: tuple[Condition, ...],
+              now: str) -> tuple[Condition, ...]:
+    """``stamp`` for each condition."""
+    return tuple(stamp(c, generation, old, now) for c in conditions)
 
 
 def cluster_changes(old: IntentStatus, new: IntentStatus) -> tuple[list[ClusterChange], list[ClusterChange]]:
@@ -223,7 +230,7 @@ def member_status(view: MemberView, problems: tuple[KindProblem, ...], generatio
     status, message = _REACHABLE[view.reachability]
     if view.detail and view.reachability is not Reachability.CONNECTED:
         message = f"{message}: {view.detail}"
-    stamped = _stamp(Condition(REACHABLE, status, str(view.reachability), message), generation, old.conditions, now)
+    stamped = stamp(Condition(REACHABLE, status, str(view.reachability), message), generation, old.conditions, now)
     kinds = tuple(UnavailableKind(p.kind, p.status, p.detail) for p in sorted(problems, key=lambda p: p.kind))
     refused = {p.kind for p in problems}
     reached = view.reachability in (Reachability.CONNECTED, Reachability.IN_GRACE, Reachability.LOST)
@@ -255,4 +262,4 @@ def dns_view_conditions(obj: DNSViewObject, refused: Mapping[str, str], regions:
                          f"({', '.join(known) or 'none'}): LowestLatency answers this view by distance")
         message = "served: " + "; ".join(who) + "".join(f"; {note}" for note in notes)
         condition = Condition(ACCEPTED, "True", ACCEPTED, message)
-    return (_stamp(condition, obj.generation, old, now),)
+    return (stamp(condition, obj.generation, old, now),)

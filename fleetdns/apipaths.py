@@ -42,12 +42,26 @@ class Resource:
                 path += f"/{subresource}"
         return path
 
+    @property
+    def crd_name(self) -> str:
+        """The CustomResourceDefinition that serves it (``<plural>.<group>``)."""
+        return f"{self.plural}.{self.group}"
+
     def manifest(self, name: str, namespace: str = "", **fields: Any) -> dict[str, Any]:
         """A new object of this kind: ``apiVersion``, ``kind``, ``metadata`` and the given top-level fields."""
         metadata: dict[str, Any] = {"name": name}
         if namespace:
             metadata["namespace"] = namespace
         return {"apiVersion": self.api_version, "kind": self.kind, "metadata": metadata, **fields}
+
+
+def host_cannot_read(resource: Resource, status: int) -> str:
+    """Why the host refuses to list one of our kinds, and the fix, for the one log line that says so (404: its CRD is
+    not installed; 403: this identity may not list it)."""
+    if status == 404:
+        return (f"the host does not serve {resource.kind} (CRD {resource.crd_name} not installed): install the CRDs "
+                f"with `kubectl apply -f manifests/crds/`")
+    return f"the host forbids listing {resource.plural} ({status}): grant list and watch on {resource.crd_name}"
 
 
 # fleetdns.io: the intents and the fleet (manifests/crds/)

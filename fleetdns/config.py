@@ -9,6 +9,8 @@ import sys
 from collections.abc import Callable
 from typing import Any, NoReturn
 
+from fleetdns.dnsname import is_dns_label
+
 
 class ConfigError(ValueError):
     """Invalid configuration; names the flag (and its variable) and the bad value."""
@@ -91,12 +93,9 @@ def parse_int_in_range(flag: str, value: str, low: int, high: int) -> int:
     return number
 
 
-_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
-
-
 def require_dns_label(flag: str, value: str) -> None:
     """Namespaces, Lease names and regions: Kubernetes accepts only RFC 1123 labels there."""
-    if not _DNS_LABEL.match(value):
+    if not is_dns_label(value):
         raise ConfigError(flag, value, "must be a DNS label (lower-case letters, digits and '-', at most 63)")
 
 

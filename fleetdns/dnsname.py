@@ -16,6 +16,9 @@ MAX_PUBLISHED_NAME_LENGTH = MAX_NAME_LENGTH - REGISTRY_PREFIX_MAX  # 247
 # Letters, digits, hyphen; underscore for service labels (_sip._tcp, _acme-challenge); "*" as a whole
 # label for wildcards. Anything else is refused before it can reach etcd.
 _LABEL = re.compile(r"^(\*|[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?)$")
+# Kubernetes object names (RFC 1123), as the API server and our CRDs check them: stricter than a published name
+_OBJECT_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+_OBJECT_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
 
 
 class InvalidDNSNameError(ValueError):
@@ -77,6 +80,16 @@ def is_valid_name(name: str) -> bool:
     except InvalidDNSNameError:
         return False
     return True
+
+
+def is_dns_label(value: str) -> bool:
+    """An RFC 1123 label: a namespace, a Lease, a region, and a Domain as every intent's ``domainRef`` names it."""
+    return bool(_OBJECT_LABEL.match(value))
+
+
+def is_dns_subdomain(value: str) -> bool:
+    """An RFC 1123 subdomain: most objects' names (a MemberCluster, hence a failover target)."""
+    return bool(_OBJECT_SUBDOMAIN.match(value))
 
 
 def is_within(name: str, domain: str) -> bool:

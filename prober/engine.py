@@ -17,9 +17,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from fleetdns.apipaths import HEALTH_REPORTS, INTENT_RESOURCES
+from fleetdns.apipaths import HEALTH_REPORTS, INTENT_RESOURCES, Resource, host_cannot_read
 from fleetdns.healthreport import REGION_LABEL, HealthReport, LatencyEntry, parse_health_report
-from fleetdns.informer import Informer
+from fleetdns.informer import Informer, StateHandler
 from fleetdns.kubeapi import KubeClient
 from prober.checks import Outcome, check_target
 from prober.latency import STALE_PERIODS, Change, LatencyTable
@@ -81,9 +81,12 @@ class Prober:
         self.writer = ReportWriter(host.fenced(self.lease.holds), self.region, self.snapshot, self.lease.holds,
                                    metrics, namespace=settings.namespace, latency=self.latency_of)
         namespace = settings.namespace
+        # An intent kind the host does not serve (its CRD not installed: 404) or lets us list (403) holds up no
+        # other: its intents are not probed until it can be listed (said once, with the fix).
+        self.refused_kinds: dict[str, str] = {}  # informer name -> why
         self.intent_informers: list[Informer[ProbedIntent]] = [
             Informer(resource.plural, host, resource.path(namespace), functools.partial(parse_intent, resource.kind),
-                     self._intent_changed)
+                     self._intent_changed, on_state=self._intent_kind_state(resource))
             for resource in INTENT_RESOURCES]
         # other regions' reports only (corroboration); this region's own are the writer's (reports.py)
         self.report_informer: Informer[HealthReport] = Informer(
@@ -136,18 +139,22 @@ class Prober:
 
     def _begin_round_when_synced(self) -> None:
         for informer in self.intent_informers:
-            while not informer.synced.wait(0.5):
+            while not informer.synced.wait(0.5) and informer.name not in self.refused_kinds:
                 if self._stop.is_set():
                     return
         # queued after every change the first lists delivered, so the round counts every intent listed
         self.scheduler.call_soon_threadsafe(self.scheduler.begin_round)
 
+    def _listed(self, informer: Informer[Any]) -> bool:
+        """Listed once, or (intent kinds only) refused by the host: nothing of that kind to probe."""
+        return informer.synced.is_set() or informer.name in self.refused_kinds
+
     def synced(self) -> bool:
-        return all(i.synced.is_set() for i in self._informers)
+        return all(self._listed(i) for i in self._informers)
 
     def ready(self) -> tuple[bool, str]:
         if not self.synced():
-            waiting = [i.name for i in self._informers if not i.synced.is_set()]
+            waiting = [i.name for i in self._informers if not self._listed(i)]
             return False, f"waiting for the first list of {', '.join(waiting)}"
         if not self.scheduler.round_done:
             return False, "first round of checks not finished"
@@ -170,6 +177,17 @@ class Prober:
             self.writer.mark_all(keys)  # bring every report of this region up to date (only differences)
 
     # --- informers (their threads) -------------------------------------------------------------------
+
+    def _intent_kind_state(self, resource: Resource) -> StateHandler:
+        def changed(connected: bool, detail: str, status: int) -> None:
+            if status in (403, 404):
+                if resource.plural not in self.refused_kinds:
+                    logger.warning(f"{host_cannot_read(resource, status)}; its intents are not probed meanwhile",
+                                   extra={"informer": resource.plural, "status": status, "detail": detail})
+                self.refused_kinds[resource.plural] = detail
+            elif connected and self.refused_kinds.pop(resource.plural, None) is not None:
+                logger.info("intent kind readable again; its intents are probed", extra={"informer": resource.plural})
+        return changed
 
     def _intent_changed(self, old: ProbedIntent | None, new: ProbedIntent | None) -> None:
         self.scheduler.call_soon_threadsafe(lambda: self._apply_intent(old, new))

@@ -408,6 +408,7 @@ def test_flags_read_their_environment_variables(monkeypatch: pytest.MonkeyPatch)
     (["--workers=0"], "--workers"),
     (["--kubeconfig=/no/such/file"], "--kubeconfig"),
     (["--log-level=loud"], "--log-level"),
+    (["--self-service-domain=fleet.prod"], "--self-service-domain"),  # a domainRef is a DNS label (the CRDs check)
 ])
 def test_invalid_flags_name_the_flag(argv: list[str], flag: str) -> None:
     with pytest.raises(ConfigError) as error:

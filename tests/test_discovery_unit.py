@@ -20,6 +20,7 @@ from aggregator.model import (
     parse_member_service,
 )
 from aggregator.policy import MemberView, Reachability
+from aggregator.selectors import SelectorError, parse_label_selector
 from aggregator.selfservice.discovery import (
     CANNOT_GENERATE,
     CLAIMED_BY_ANNOTATION,
@@ -47,7 +48,6 @@ from aggregator.selfservice.readiness import (
     read_verdict,
     selector_query,
 )
-from aggregator.selfservice.selectors import SelectorError, parse_label_selector
 from aggregator.sources import SOURCES
 from aggregator.sources.base import MemberKind
 from fleetdns.healthcheck import Scheme

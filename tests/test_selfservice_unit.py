@@ -78,6 +78,9 @@ def test_opting_in_takes_global_true_and_anything_but_false_is_an_error_not_an_o
     ({"fleetdns.io/health-check-path": "/", "fleetdns.io/health-check-scheme": "gopher"}, "must be HTTP or HTTPS"),
     ({"fleetdns.io/polcy": "Weighted"}, "fleetdns.io/polcy: unknown annotation (known: fleetdns.io/global"),
     ({"fleetdns.io/domain": "Not_A_Domain"}, "fleetdns.io/domain: 'Not_A_Domain' must name a Domain"),
+    # a generated intent's domainRef is a DNS label (the CRDs refuse anything else): named here, never a refused write
+    ({"fleetdns.io/domain": "fleet.prod"}, "fleetdns.io/domain: 'fleet.prod' must name a Domain as an intent's "
+                                           "domainRef does: a DNS label"),
 ])
 def test_a_bad_annotation_is_named_with_its_value_and_what_is_accepted(annotations: dict[str, str],
                                                                         message: str) -> None:

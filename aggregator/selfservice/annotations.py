@@ -9,14 +9,13 @@ a claim (it holds an existing intent as it is, and is reported), it only builds 
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from aggregator.model import DEFAULT_TTL, IntentKey, Policy
 from aggregator.selfservice.request import AppRequest, Claim, RequestError
 from aggregator.sources.base import MemberObjects, SourceRegistry
-from fleetdns.dnsname import InvalidDNSNameError, check_publishable
+from fleetdns.dnsname import InvalidDNSNameError, check_publishable, is_dns_label, is_dns_subdomain
 from fleetdns.healthcheck import HealthCheckError, Scheme, parse_health_check
 
 PREFIX = "fleetdns.io/"
@@ -33,8 +32,6 @@ CHECK_SCHEME = "fleetdns.io/health-check-scheme"
 KNOWN = (GLOBAL, DOMAIN, HOSTS, POLICY, WEIGHT, FAILOVER_ORDER, TTL, CHECK_PATH, CHECK_PORT, CHECK_SCHEME)
 ORIGIN = "annotations"  # the claims' origin (and the generated intents' fleetdns.io/generated-by)
 MAX_TTL = 604800  # the CRDs' bound: one week
-_TARGET = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")  # a MemberCluster or a region, as the CRDs check it
-_DOMAIN_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")  # a Domain's metadata.name
 # Which annotation sets which spec field (conflict messages name the annotation the team wrote)
 _FIELDS = (("domainRef", DOMAIN), ("hosts", HOSTS), ("loadBalancing.policy", POLICY),
            ("loadBalancing.failoverOrder", FAILOVER_ORDER), ("recordTTL", TTL),
@@ -80,8 +77,9 @@ def parse_request(annotations: Mapping[str, str], default_domain: str = "") -> A
             problems.append(f"{key}: unknown annotation (known: {', '.join(KNOWN)})")
 
     domain = annotations.get(DOMAIN, default_domain).strip()
-    if domain and not _DOMAIN_NAME.match(domain):
-        note(DOMAIN, domain, "must name a Domain (its metadata.name: lower-case letters, digits, '-' and '.')")
+    if domain and not is_dns_label(domain):
+        note(DOMAIN, domain, "must name a Domain as an intent's domainRef does: a DNS label (lower-case letters, "
+                             "digits and '-', at most 63)")
         domain = ""
     elif not domain:
         problems.append(f"{DOMAIN}: missing, and the aggregator has no --self-service-domain default: name the "
@@ -109,7 +107,7 @@ def parse_request(annotations: Mapping[str, str], default_domain: str = "") -> A
 
     order = _items(annotations.get(FAILOVER_ORDER, ""))
     for target in order:
-        if not _TARGET.match(target):
+        if not is_dns_subdomain(target):
             note(FAILOVER_ORDER, target, "must name a MemberCluster or a region (lower-case letters, digits, '-', '.')")
     if len(set(order)) != len(order):
         note(FAILOVER_ORDER, annotations[FAILOVER_ORDER], "lists a target twice")

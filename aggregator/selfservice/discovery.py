@@ -11,7 +11,6 @@ annotation beats every rule; among rules, the first by name; a hand-written inte
 from __future__ import annotations
 
 import logging
-import re
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -32,6 +31,7 @@ from aggregator.model import (
     parse_conditions,
     parse_load_balancing,
 )
+from aggregator.selectors import EVERYTHING, LabelSelector, SelectorError, parse_label_selector
 from aggregator.selfservice.generator import ORIGIN_ANNOTATIONS, ORIGIN_DISCOVERY
 from aggregator.selfservice.readiness import (
     DerivedCheck,
@@ -43,10 +43,10 @@ from aggregator.selfservice.readiness import (
     selector_query,
 )
 from aggregator.selfservice.request import AppRequest, Claim, RequestError
-from aggregator.selfservice.selectors import EVERYTHING, LabelSelector, SelectorError, parse_label_selector
 from aggregator.sources.base import MemberObjects, SourceRegistry
-from aggregator.status import _stamp as stamp
-from fleetdns.apipaths import DISCOVERY_RULES, SERVICES
+from aggregator.status import stamp_all
+from fleetdns.apipaths import DISCOVERY_RULES, SERVICES, host_cannot_read
+from fleetdns.dnsname import is_dns_label
 from fleetdns.healthcheck import HealthCheck, HealthCheckError, parse_health_check
 from fleetdns.informer import Informer
 from fleetdns.kubeapi import KubeClient, KubeError
@@ -54,7 +54,6 @@ from fleetdns.kubeapi import KubeClient, KubeError
 logger = logging.getLogger("aggregator.selfservice.discovery")
 HOSTS_ANNOTATION = "fleetdns.io/hosts"  # honoured on discovered objects too (TCPRoute and UDPRoute need it)
 
-_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 MAX_LISTED_PROBLEMS = 20  # status.problems lists this many; status.problemCount counts all
 
 
@@ -173,7 +172,7 @@ def parse_discovery_rule(obj: Mapping[str, Any]) -> DiscoveryRule:
         raise DiscoveryRuleError("spec.selector must name at least one label (matchLabels or matchExpressions): an "
                                  "empty selector would publish every object of every member fleet-wide")
     domain_ref = spec.get("domainRef") or ""
-    if not isinstance(domain_ref, str) or domain_ref and not _DNS_LABEL.match(domain_ref):
+    if not isinstance(domain_ref, str) or domain_ref and not is_dns_label(domain_ref):
         raise DiscoveryRuleError(f"spec.domainRef must be the name of a Domain (a DNS label), not {domain_ref!r}")
     ttl = spec.get("recordTTL", DEFAULT_TTL)
     if isinstance(ttl, bool) or not isinstance(ttl, int) or not 1 <= ttl <= 604800:
@@ -341,7 +340,7 @@ def rule_status(obj: RuleObject, summary: tuple[int, list[RuleProblem]], cluster
         conditions = (Condition(ACCEPTED, "False", INVALID_SPEC, message),
                       Condition(READY, "False", INVALID_SPEC, message))
         return RuleStatus(old.discovered, old.clusters, old.problems, old.problem_count,
-                          _stamped(conditions, obj.generation, old.conditions, now), obj.generation)
+                          stamp_all(conditions, obj.generation, old.conditions, now), obj.generation)
     rule = obj.rule
     discovered, problems = summary
     looked_at = sorted(name for name, labels in clusters.items() if rule.cluster_selector.matches(labels))
@@ -354,7 +353,7 @@ def rule_status(obj: RuleObject, summary: tuple[int, list[RuleProblem]], cluster
                                                         f"selector: {rule.selector}"),
                   Condition(READY, "True", DISCOVERING, message))
     return RuleStatus(discovered, len(looked_at), tuple(problems[:MAX_LISTED_PROBLEMS]), len(problems),
-                      _stamped(conditions, obj.generation, old.conditions, now), obj.generation)
+                      stamp_all(conditions, obj.generation, old.conditions, now), obj.generation)
 
 
 def parse_rule_status(raw: Mapping[str, Any]) -> RuleStatus:
@@ -373,11 +372,6 @@ def parse_rule_status(raw: Mapping[str, Any]) -> RuleStatus:
 
     return RuleStatus(integer("discovered"), integer("clusters"), tuple(problems), integer("problemCount"),
                       parse_conditions(raw.get("conditions")), integer("observedGeneration"))
-
-
-def _stamped(conditions: Iterable[Condition], generation: int, old: tuple[Condition, ...],
-             now: str) -> tuple[Condition, ...]:
-    return tuple(stamp(c, generation, old, now) for c in conditions)
 
 
 # --- the claim source: rules on the host, claims from the member caches, status ---------------------------------
@@ -520,8 +514,8 @@ class Discovery:
     def _informer_state(self, connected: bool, detail: str, status: int) -> None:
         if status in (403, 404):
             if not self._refused:
-                logger.warning("cannot read DiscoveryRules; auto-discovery is off", extra={
-                    "status": status, "detail": detail})
+                logger.warning(f"{host_cannot_read(DISCOVERY_RULES, status)}; auto-discovery is off meanwhile",
+                               extra={"status": status, "detail": detail})
             self._refused = f"{status} {detail}"
         elif connected and self._refused:
             logger.info("DiscoveryRules readable again")

@@ -50,7 +50,7 @@ from aggregator.selfservice.annotations import AnnotationClaims, describe_field
 from aggregator.selfservice.request import DEFAULT_WEIGHT, Claim
 from aggregator.sources.base import MemberObjects, Source, SourceRegistry
 from aggregator.workqueue import WorkQueue
-from fleetdns.apipaths import Resource
+from fleetdns.apipaths import Resource, host_cannot_read
 from fleetdns.informer import Informer
 from fleetdns.kubeapi import KubeClient, KubeError, NotLeaderError
 
@@ -414,6 +414,8 @@ class Generator:
         except KeyError:
             return
         claims, unknown = self._gather(key, source)
+        if f"host/generated-{source.intent_resource.plural}" in self._refused:
+            return  # the host does not serve the kind (said once); generated when it does (``_informer_state``)
         held = self._current(key)
         existing = self.inputs.intent(key)
         if held is None and existing is not None:
@@ -667,11 +669,12 @@ class Generator:
 
         def changed(connected: bool, detail: str, status: int) -> None:
             if status in (403, 404) and name not in self._refused:
-                logger.warning("cannot list generated intents of this kind; none are generated",
+                logger.warning(f"{host_cannot_read(source.intent_resource, status)}; none are generated meanwhile",
                                extra={"informer": name, "status": status, "detail": detail})
                 self._refused.add(name)
-            elif connected:
+            elif connected and name in self._refused:
                 self._refused.discard(name)
+                self.touch_all()  # the claims held back meanwhile
         return changed
 
 

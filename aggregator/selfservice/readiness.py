@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from aggregator.model import ServicePort
+from aggregator.model import ServicePort, as_dict, as_list
 from fleetdns.apipaths import PODS
 from fleetdns.healthcheck import HealthCheck, HttpGet, Scheme
 from fleetdns.kubeapi import KubeClient, KubeError
@@ -73,12 +73,12 @@ class DerivedCheck:
 def pod_probe(pod: Mapping[str, Any]) -> PodProbe | None:
     """The HTTP readiness probe of the pod's first container that has one (None: no container has one, or its
     port names no container port)."""
-    for container in _list((pod.get("spec") or {}).get("containers")):
-        probe = _dict(container.get("readinessProbe"))
+    for container in as_list((pod.get("spec") or {}).get("containers")):
+        probe = as_dict(container.get("readinessProbe"))
         http = probe.get("httpGet")
         if not isinstance(http, dict):
             continue
-        ports = {str(p["name"]): p.get("containerPort") for p in map(_dict, _list(container.get("ports")))
+        ports = {str(p["name"]): p.get("containerPort") for p in map(as_dict, as_list(container.get("ports")))
                  if p.get("name") and isinstance(p.get("containerPort"), int)}
         raw_port = http.get("port")
         if isinstance(raw_port, str) and not raw_port.isdigit():
@@ -275,7 +275,7 @@ def read_verdict(lister: Lister, key: PodsKey) -> ProbeVerdict:
             "cluster": cluster, "namespace": namespace, "selector": selector, "status": error.status,
             "reason": error.reason})
         return ProbeVerdict(None, 0, f"cannot list pods in {cluster}: {error.status} {error.reason}", error=True)
-    running = [pod for pod in pods if not _dict(pod.get("metadata")).get("deletionTimestamp")]
+    running = [pod for pod in pods if not as_dict(pod.get("metadata")).get("deletionTimestamp")]
     return common_probe([pod_probe(pod) for pod in running])
 
 
@@ -285,9 +285,3 @@ def _bounded(raw: Any, default: int, upper: int) -> int:
     return min(raw, upper)
 
 
-def _dict(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
-
-
-def _list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else []

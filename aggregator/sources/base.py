@@ -25,12 +25,14 @@ from aggregator.model import (
     invalid_intent,
 )
 from aggregator.policy import KindProblem, MemberView
+from aggregator.render import served_names, served_records
 from aggregator.selfservice.request import AppRequest, RequestError
 from aggregator.status import Outcome
 from fleetdns.apipaths import Resource
 from fleetdns.endpoint import Endpoint
 
 ServiceRef = tuple[str, str]  # (namespace, Service name) in one member
+NO_HOSTNAMES = "NoHostnames"  # a member object serves no name that can be published (Ready=False when none does)
 IntentT = TypeVar("IntentT", bound=Intent)
 
 
@@ -172,6 +174,38 @@ class Source(ABC, Generic[IntentT]):
             return clusters
         previous = {entry.cluster: entry for entry in intent.status.dns}
         return tuple(resolve_entry(entry, resolutions, previous.get(entry.cluster)) for entry in clusters)
+
+
+class ServedIntent(Protocol):
+    """An intent whose names come from its member objects (``ClusterStatus.hosts``): Gateway API routes, Routes."""
+
+    @property
+    def namespace(self) -> str: ...
+
+    @property
+    def hosts(self) -> tuple[str, ...]: ...
+
+    @property
+    def domain_ref(self) -> str: ...
+
+    @property
+    def record_ttl(self) -> int: ...
+
+
+def render_served(intent: ServedIntent, clusters: tuple[ClusterStatus, ...], domains: Domains,
+                  selector: Selector | None, objects: str) -> Desired:
+    """Each name the clusters serve (in the order of ``spec.hosts`` when it lists any), answered by the clusters that
+    serve it; names outside the ``domainRef`` Domain are refused after this, by the guard rails (guardrails.py).
+    ``objects``: what the member objects are, for the reason when none serves a name ("route", "Route")."""
+    names = served_names(intent.hosts, clusters)
+    records = served_records(names, clusters, selector or Selector(), intent.record_ttl)
+    domain = domains.find(intent.namespace, intent.domain_ref) if intent.domain_ref else None
+    zone = domain.domain if domain is not None else ""
+    if clusters and not names:
+        return Desired([], Outcome(zone, "", clusters, 0, NO_HOSTNAMES,
+                                   f"no cluster's {objects} serves a name that can be published (status.dns[].reason "
+                                   "says why for each)"))
+    return Desired(records, Outcome(zone, names[0] if names else "", clusters, len(records)))
 
 
 class SourceRegistry:

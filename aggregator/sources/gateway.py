@@ -40,16 +40,26 @@ from aggregator.model import (
     LoadBalancerAddress,
     LoadBalancing,
     ParseError,
+    as_dict,
+    as_list,
     parse_hostname_mode,
     parse_load_balancing,
     parse_status,
 )
 from aggregator.policy import KindProblem, MemberView, Reason, cluster_status, kind_unavailable, unreachable
-from aggregator.render import served_names, served_records
 from aggregator.selfservice.request import AppRequest, RequestError, common_spec
-from aggregator.sources.base import Desired, Domains, MemberIndex, MemberKind, MemberObjects, ServiceRef, Source
+from aggregator.sources.base import (
+    NO_HOSTNAMES,
+    Desired,
+    Domains,
+    MemberIndex,
+    MemberKind,
+    MemberObjects,
+    ServiceRef,
+    Source,
+    render_served,
+)
 from aggregator.sources.readiness import ENDPOINT_SLICE_KIND
-from aggregator.status import Outcome
 from fleetdns.apipaths import GATEWAY_DNS_RECORDS, GATEWAYS
 from fleetdns.dnsname import InvalidDNSNameError, normalize_name
 from fleetdns.healthcheck import HealthCheck, HealthCheckError, parse_health_check
@@ -57,7 +67,6 @@ from fleetdns.healthcheck import HealthCheck, HealthCheckError, parse_health_che
 GATEWAY_MEMBER_KIND = MemberKind(GATEWAYS, parse_gateway, required=False)
 ROUTE_MEMBER_KINDS = {kind: MemberKind(kind.resource, route_parser(kind), required=False) for kind in RouteKind}
 NOT_ACCEPTED = "NotAccepted"  # no parent Gateway accepted the route (status.parents[] Accepted=True)
-NO_HOSTNAMES = "NoHostnames"  # the route serves no name that can be published (Ready=False when no cluster does)
 RouteRef = tuple[RouteKind, str, str]  # (kind, namespace, name) in one member
 
 
@@ -93,14 +102,6 @@ class GatewayIntent:
         return IntentKey(IntentKind.GATEWAY, self.namespace, self.name)
 
 
-def _dict(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
-
-
-def _list(value: Any) -> list[Any]:
-    return value if isinstance(value, list) else []
-
-
 def _enum(raw: Any, enum: Any, default: Any, name: str) -> Any:
     try:
         return enum(raw or default)
@@ -110,10 +111,10 @@ def _enum(raw: Any, enum: Any, default: Any, name: str) -> Any:
 
 def parse_gateway_intent(obj: dict[str, Any]) -> GatewayIntent:
     """ParseError names the field (the CRD refuses these at admission; this guards older objects)."""
-    meta, spec, status = _dict(obj.get("metadata")), _dict(obj.get("spec")), _dict(obj.get("status"))
+    meta, spec, status = as_dict(obj.get("metadata")), as_dict(obj.get("spec")), as_dict(obj.get("status"))
     kind: RouteKind = _enum(spec.get("routeKind"), RouteKind, RouteKind.HTTP, "spec.routeKind")
     try:
-        hosts = tuple(dict.fromkeys(normalize_name(str(h)) for h in _list(spec.get("hosts"))))
+        hosts = tuple(dict.fromkeys(normalize_name(str(h)) for h in as_list(spec.get("hosts"))))
     except InvalidDNSNameError as error:
         raise ParseError(f"spec.hosts: {error}") from None
     if not hosts and not kind.has_hostnames:
@@ -296,12 +297,4 @@ class GatewaySource(Source[GatewayIntent]):
 
     def render(self, intent: GatewayIntent, clusters: tuple[ClusterStatus, ...], domains: Domains,
                selector: Selector | None = None) -> Desired:
-        names = served_names(intent.hosts, clusters)
-        records = served_records(names, clusters, selector or Selector(), intent.record_ttl)
-        domain = domains.find(intent.namespace, intent.domain_ref) if intent.domain_ref else None
-        zone = domain.domain if domain is not None else ""
-        if clusters and not names:
-            return Desired([], Outcome(zone, "", clusters, 0, NO_HOSTNAMES,
-                                       "no cluster's route serves a name that can be published (status.dns[].reason "
-                                       "says why for each)"))
-        return Desired(records, Outcome(zone, names[0] if names else "", clusters, len(records)))
+        return render_served(intent, clusters, domains, selector, "route")

@@ -20,7 +20,7 @@ from typing import Any
 
 from aggregator.lb_hostnames import HostnameLookup
 from aggregator.loadbalancing import Selector
-from aggregator.model import ClusterStatus, IntentKey, IntentKind, LoadBalancerAddress, MemberService
+from aggregator.model import ClusterStatus, IntentKey, IntentKind, LoadBalancerAddress, MemberService, sorted_addresses
 from aggregator.openshift import (
     DEFAULT_ROUTER_NAMESPACE,
     ROUTER_SERVICE_PREFIX,
@@ -30,13 +30,20 @@ from aggregator.openshift import (
     parse_route_intent,
 )
 from aggregator.policy import KindProblem, MemberView, Reason, cluster_status, kind_unavailable, unreachable
-from aggregator.render import served_names, served_records
 from aggregator.selfservice.request import AppRequest, RequestError, common_spec
-from aggregator.sources.base import Desired, Domains, MemberIndex, MemberKind, MemberObjects, ServiceRef, Source
-from aggregator.sources.gateway import NO_HOSTNAMES
+from aggregator.sources.base import (
+    NO_HOSTNAMES,
+    Desired,
+    Domains,
+    MemberIndex,
+    MemberKind,
+    MemberObjects,
+    ServiceRef,
+    Source,
+    render_served,
+)
 from aggregator.sources.readiness import ENDPOINT_SLICE_KIND
 from aggregator.sources.service import SERVICE_KIND
-from aggregator.status import Outcome
 from fleetdns.apipaths import OPENSHIFT_ROUTES, ROUTE_DNS_RECORDS
 from fleetdns.dnsname import InvalidDNSNameError, check_publishable
 
@@ -128,9 +135,8 @@ def evaluate_route_cluster(view: RouteView, listed_hosts: tuple[str, ...] = ()) 
 
 
 def _addresses(routers: Iterable[RouterService]) -> tuple[LoadBalancerAddress, ...]:
-    """Every admitting router's load-balancer addresses, once each, IPs first (as parse_addresses orders them)."""
-    found = {address for router in routers if router.service is not None for address in router.service.addresses}
-    return tuple(sorted(found, key=lambda a: (a.ip == "", a.ip, a.hostname)))
+    """Every admitting router's load-balancer addresses, once each, IPs first."""
+    return sorted_addresses(a for router in routers if router.service is not None for a in router.service.addresses)
 
 
 class _RouteIndex(MemberIndex):
@@ -231,13 +237,4 @@ class RouteSource(Source[RouteIntent]):
 
     def render(self, intent: RouteIntent, clusters: tuple[ClusterStatus, ...], domains: Domains,
                selector: Selector | None = None) -> Desired:
-        """Names outside the Domain (``domainRef``) are refused after this, by the guard rails (guardrails.py)."""
-        names = served_names(intent.hosts, clusters)
-        records = served_records(names, clusters, selector or Selector(), intent.record_ttl)
-        domain = domains.find(intent.namespace, intent.domain_ref) if intent.domain_ref else None
-        zone = domain.domain if domain is not None else ""
-        if clusters and not names:
-            return Desired([], Outcome(zone, "", clusters, 0, NO_HOSTNAMES,
-                                       "no cluster's Route serves a name that can be published (status.dns[].reason "
-                                       "says why for each)"))
-        return Desired(records, Outcome(zone, names[0] if names else "", clusters, len(records)))
+        return render_served(intent, clusters, domains, selector, "Route")
