@@ -3,9 +3,11 @@ intents and member workloads created the way users and controllers create them."
 
 from __future__ import annotations
 
+import contextlib
 import re
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 from kubernetes.client.exceptions import ApiException
@@ -59,6 +61,38 @@ def new_namespace(fleet: Fleet, prefix: str) -> str:
     for server in fleet.servers:
         ensure_namespace(server.api_client(), name)
     return name
+
+
+class FleetWorld:
+    """A module's world: the session fleet, the host, the module's own namespace and the aggregator watching it."""
+
+    def __init__(self, fleet: Fleet, host: KubeClient, namespace: str, aggregator: AggregatorProcess) -> None:
+        self.fleet, self.host, self.ns, self.aggregator = fleet, host, namespace, aggregator
+
+    def member(self, cluster: str) -> KubeClient:
+        return client_for(self.fleet.members[cluster])
+
+    def api(self, cluster: str) -> Any:
+        return self.fleet.members[cluster].api_client()
+
+    def global_name(self, service: str) -> str:
+        return f"{service}.{self.ns}.{DOMAIN_REF}.svc.{DOMAIN}"
+
+
+@contextlib.contextmanager
+def fleet_world(fleet: Fleet, workdir: Path, prefix: str, *flags: str) -> Iterator[FleetWorld]:
+    """One aggregator for a module: a fresh namespace (``prefix``) with the Domain ``fleet``, the aggregator watching
+    it (its own Lease, text logs, and ``flags``, where ``{namespace}`` names it), still running when the module is
+    done."""
+    host = prepare_fleet(fleet)
+    namespace = new_namespace(fleet, prefix)
+    create_domain(host, namespace)
+    aggregator = AggregatorProcess(fleet.host.kubeconfig, [
+        f"--namespace={namespace}", f"--lease-name={namespace}", "--log-format=text",
+        *(flag.format(namespace=namespace) for flag in flags)], workdir)
+    with aggregator:
+        yield FleetWorld(fleet, host, namespace, aggregator)
+        assert aggregator.process is not None and aggregator.process.running, aggregator.log()[-3000:]
 
 
 def create_domain(host: KubeClient, namespace: str, name: str = DOMAIN_REF, domain: str = DOMAIN) -> None:

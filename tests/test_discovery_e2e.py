@@ -23,51 +23,31 @@ from fleetdns.apipaths import (
 )
 from fleetdns.kubeapi import KubeClient, KubeError
 from rig import Fleet
-from rig.aggregator import AggregatorProcess, client_for
 from rig.workloads import set_endpoints, set_load_balancer_status
 from tests.test_aggregator_support import (
     VIPS,
     condition,
-    create_domain,
     dns_endpoint,
-    new_namespace,
-    prepare_fleet,
+    fleet_world,
     unique,
     wait_for,
     wait_records,
 )
+from tests.test_aggregator_support import FleetWorld as World
 
 pytestmark = pytest.mark.apiserver
 RULE_PREFIX = "disc-"
-
-
-class World:
-    def __init__(self, fleet: Fleet, host: KubeClient, namespace: str, aggregator: AggregatorProcess) -> None:
-        self.fleet, self.host, self.ns, self.aggregator = fleet, host, namespace, aggregator
-
-    def member(self, cluster: str) -> KubeClient:
-        return client_for(self.fleet.members[cluster])
-
-    def global_name(self, service: str) -> str:
-        return f"{service}.{self.ns}.fleet.svc.example.com"
 
 
 @pytest.fixture(scope="module")
 def world(fleet: Fleet, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     """One aggregator for the module. DiscoveryRules and MemberCluster labels are cluster-wide: the rules this module
     writes are deleted afterwards, and each test selects by its own label."""
-    host = prepare_fleet(fleet)
-    namespace = new_namespace(fleet, "disc")
-    create_domain(host, namespace)
-    aggregator = AggregatorProcess(fleet.host.kubeconfig, [
-        f"--namespace={namespace}", f"--lease-name={namespace}", "--log-format=text"],
-        tmp_path_factory.mktemp("aggregator"))
-    with aggregator:
-        yield World(fleet, host, namespace, aggregator)
-        assert aggregator.process is not None and aggregator.process.running, aggregator.log()[-3000:]
-    for item in host.get(DISCOVERY_RULES.path()).get("items") or []:
+    with fleet_world(fleet, tmp_path_factory.mktemp("aggregator"), "disc") as world:
+        yield world
+    for item in world.host.get(DISCOVERY_RULES.path()).get("items") or []:
         if item["metadata"]["name"].startswith(RULE_PREFIX):
-            host.delete(DISCOVERY_RULES.path(name=item["metadata"]["name"]))
+            world.host.delete(DISCOVERY_RULES.path(name=item["metadata"]["name"]))
 
 
 # --- what the platform team, the app teams and the members' controllers do ----------------------------------------

@@ -15,49 +15,29 @@ import pytest
 from fleetdns.apipaths import DNS_ENDPOINTS, INGRESS_DNS_RECORDS, INGRESSES, SERVICE_DNS_RECORDS, SERVICES, Resource
 from fleetdns.kubeapi import KubeClient, KubeError
 from rig import Fleet
-from rig.aggregator import AggregatorProcess, client_for
 from rig.workloads import set_endpoints, set_load_balancer_status
 from tests.test_aggregator_support import (
     VIPS,
     condition,
-    create_domain,
     create_service_intent,
     events_for,
-    new_namespace,
-    prepare_fleet,
+    fleet_world,
     samples,
     unique,
     wait_for,
     wait_records,
 )
+from tests.test_aggregator_support import FleetWorld as World
 
 pytestmark = pytest.mark.apiserver
 GLOBAL = {"fleetdns.io/global": "true"}
 
 
-class World:
-    def __init__(self, fleet: Fleet, host: KubeClient, namespace: str, aggregator: AggregatorProcess) -> None:
-        self.fleet, self.host, self.ns, self.aggregator = fleet, host, namespace, aggregator
-
-    def member(self, cluster: str) -> KubeClient:
-        return client_for(self.fleet.members[cluster])
-
-    def global_name(self, service: str) -> str:
-        return f"{service}.{self.ns}.fleet.svc.example.com"
-
-
 @pytest.fixture(scope="module")
 def world(fleet: Fleet, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     """One aggregator for the module, whose default Domain for annotated apps is ``fleet`` (example.com)."""
-    host = prepare_fleet(fleet)
-    namespace = new_namespace(fleet, "selfsvc")
-    create_domain(host, namespace)
-    aggregator = AggregatorProcess(fleet.host.kubeconfig, [
-        f"--namespace={namespace}", f"--lease-name={namespace}", "--self-service-domain=fleet",
-        "--log-format=text"], tmp_path_factory.mktemp("aggregator"))
-    with aggregator:
-        yield World(fleet, host, namespace, aggregator)
-        assert aggregator.process is not None and aggregator.process.running, aggregator.log()[-3000:]
+    with fleet_world(fleet, tmp_path_factory.mktemp("aggregator"), "selfsvc", "--self-service-domain=fleet") as world:
+        yield world
 
 
 # --- what the app teams and the members' controllers do ----------------------------------------------

@@ -1,0 +1,70 @@
+"""A host that lacks one intent kind's CRD is normal (an install upgraded before its CRDs were applied, or one that
+serves no routes): the aggregator and each region's prober go on serving every other kind, and each says once which
+CRD is missing and how to install it. A fresh host API server with every CRD of manifests/crds/ but the
+GatewayDNSRecord one; the members are the session fleet's."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from rig import Fleet, KubeAPIServer
+from rig.aggregator import AggregatorProcess, client_for
+from rig.prober import ProberProcess
+from rig.workloads import CRD_DIR, apply_crds, ensure_namespace, register_member
+from tests.test_aggregator_support import (
+    REGIONS,
+    VIPS,
+    create_domain,
+    create_service_intent,
+    deploy_service,
+    new_namespace,
+    samples,
+    unique,
+    wait_for,
+    wait_records,
+)
+
+pytestmark = pytest.mark.apiserver
+MEMBERS = ("east", "west")
+MISSING = "gatewaydnsrecords"
+HINT = ("the host does not serve GatewayDNSRecord (CRD gatewaydnsrecords.fleetdns.io not installed): install the CRDs "
+        "with `kubectl apply -f manifests/crds/`")
+
+
+def test_a_host_without_the_gateway_dns_record_crd_keeps_the_aggregator_and_the_probers_working(
+        fleet: Fleet, tmp_path: Path) -> None:
+    crds = tmp_path / "crds"
+    crds.mkdir()
+    for path in CRD_DIR.glob("*.yaml"):
+        if MISSING not in path.name:
+            shutil.copy(path, crds / path.name)
+    with KubeAPIServer("no-gateway-records", tmp_path / "host") as bare:
+        api = bare.api_client()
+        apply_crds(api, crds)
+        for member in MEMBERS:
+            register_member(api, member, *REGIONS[member], fleet.members[member].embedded_kubeconfig())
+        host = client_for(bare)
+        namespace = new_namespace(fleet, "no-gdr")
+        ensure_namespace(api, namespace)
+        create_domain(host, namespace)
+        name = unique("web")
+        deploy_service(fleet, namespace, name, {c: {"ip": VIPS[c], "ready": True} for c in MEMBERS})
+        create_service_intent(host, namespace, name)
+
+        # The prober is ready (its first round done without GatewayDNSRecords) and renews its region's Lease.
+        with ProberProcess("east", bare.kubeconfig, tmp_path, args=[
+                f"--namespace={namespace}", f"--lease-namespace={namespace}", "--log-format=text"]) as prober, \
+                AggregatorProcess(bare.kubeconfig, [
+                    f"--namespace={namespace}", f"--prober-lease-namespace={namespace}", "--leader-election=false",
+                    "--log-format=text"], tmp_path / "aggregator") as aggregator:
+            glob = f"{name}.{namespace}.fleet.svc.example.com"
+            wait_records(host, namespace, f"service-{name}", lambda r: r.get((glob, "A")) == set(VIPS.values()),
+                         timeout=30)
+            wait_for(lambda: dict(((labels.get("region"), value) for labels, value in
+                                   samples(aggregator, "fleetdns_aggregator_prober_region_fresh"))).get("east") == 1,
+                     30, what="the east prober's region voting (its Lease renewed)")
+            for component, log in (("prober", prober.log()), ("aggregator", aggregator.log())):
+                assert HINT in log, f"{component} log:\n{log[-3000:]}"
