@@ -220,14 +220,19 @@ def install_external_dns(target: Path, ctx: Context) -> None:
     )
 
 
-def install_openshift_route_crd(target: Path, ctx: Context) -> None:
-    """The real Route CRD (route.openshift.io/v1) from OpenShift's API module, for the rig's member API servers."""
-    module = f"github.com/openshift/api@{OPENSHIFT_API_VERSION}"
+def module_dir(module: str, ctx: Context) -> Path:
+    """Where ``go mod download`` put ``module`` (``path@version``): the module proxy's copy, cached."""
     out = subprocess.run([ctx.go_binary(), "mod", "download", "-json", module], capture_output=True, text=True,
                          env=go_env(ctx), check=False)
     if out.returncode != 0:
         raise RuntimeError(f"go mod download {module} failed: {out.stderr.strip() or out.stdout.strip()}")
-    crd = Path(json.loads(out.stdout)["Dir"]) / OPENSHIFT_ROUTE_CRD
+    return Path(json.loads(out.stdout)["Dir"])
+
+
+def install_openshift_route_crd(target: Path, ctx: Context) -> None:
+    """The real Route CRD (route.openshift.io/v1) from OpenShift's API module, for the rig's member API servers."""
+    module = f"github.com/openshift/api@{OPENSHIFT_API_VERSION}"
+    crd = module_dir(module, ctx) / OPENSHIFT_ROUTE_CRD
     if not crd.is_file():
         raise RuntimeError(f"{module} has no {OPENSHIFT_ROUTE_CRD}")
     shutil.copyfile(crd, target / "openshift-route-crd.yaml")
@@ -241,11 +246,7 @@ GATEWAY_API_CRDS = "config/crd/standard"  # inside the module
 def install_gateway_api_crds(target: Path, ctx: Context) -> None:
     """The real Gateway API CRDs (standard channel) from sigs.k8s.io/gateway-api, fetched through the module proxy."""
     module = f"sigs.k8s.io/gateway-api@{GATEWAY_API_VERSION}"
-    out = subprocess.run([ctx.go_binary(), "mod", "download", "-json", module], capture_output=True, text=True,
-                         env=go_env(ctx), check=False)
-    if out.returncode != 0:
-        raise RuntimeError(f"go mod download {module} failed: {out.stderr.strip() or out.stdout.strip()}")
-    source = Path(json.loads(out.stdout)["Dir"]) / GATEWAY_API_CRDS
+    source = module_dir(module, ctx) / GATEWAY_API_CRDS
     found = sorted(source.glob("gateway.networking.k8s.io_*.yaml"))
     if not found:
         raise RuntimeError(f"{module} has no CRDs in {GATEWAY_API_CRDS}")

@@ -5,7 +5,6 @@ GatewayDNSRecord one; the members are the session fleet's."""
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
@@ -36,14 +35,9 @@ HINT = ("the host does not serve GatewayDNSRecord (CRD gatewaydnsrecords.fleetdn
 
 def test_a_host_without_the_gateway_dns_record_crd_keeps_the_aggregator_and_the_probers_working(
         fleet: Fleet, tmp_path: Path) -> None:
-    crds = tmp_path / "crds"
-    crds.mkdir()
-    for path in CRD_DIR.glob("*.yaml"):
-        if MISSING not in path.name:
-            shutil.copy(path, crds / path.name)
     with KubeAPIServer("no-gateway-records", tmp_path / "host") as bare:
         api = bare.api_client()
-        apply_crds(api, crds)
+        apply_crds(api, files=[path for path in sorted(CRD_DIR.glob("*.yaml")) if MISSING not in path.name])
         for member in MEMBERS:
             register_member(api, member, *REGIONS[member], fleet.members[member].embedded_kubeconfig())
         host = client_for(bare)
