@@ -79,8 +79,8 @@ class AggregatorMetrics:
         self.generation_skips = Counter(
             f"{NAMESPACE}_generation_skips_total",
             "Self-service requests not generated: invalid_request (bad annotations, no Domain), hand_written (an "
-            "intent of that name was written by hand), refused (the host API refused the intent); each counted once "
-            "per new problem", ["reason"], registry=r)
+            "intent of that name was written by hand), refused (the host API refused the intent), kind_not_served (the "
+            "host lacks the intent kind's CRD); each counted once per new problem", ["reason"], registry=r)
 
     def observe_lb_hostname_lookup(self, resolved: bool, seconds: float, in_use: int) -> None:
         self.lb_hostname_lookups.labels("resolved" if resolved else "failed").inc()

@@ -12,10 +12,11 @@ from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
-from fleetdns.apipaths import DNS_ENDPOINTS, DOMAINS, EVENTS, INGRESS_DNS_RECORDS, SERVICE_DNS_RECORDS
+from fleetdns.apipaths import DNS_ENDPOINTS, DOMAINS, EVENTS, HTTP_ROUTES, INGRESS_DNS_RECORDS, SERVICE_DNS_RECORDS
 from fleetdns.kubeapi import KubeClient, KubeError
 from rig import Fleet
 from rig.aggregator import AggregatorProcess, client_for
+from rig.gatewayapi import create_gateway, create_route, set_gateway_addresses, set_route_parents
 from rig.scrape import scrape
 from rig.waiting import wait_for
 from rig.workloads import (
@@ -119,6 +120,17 @@ def deploy_service(fleet: Fleet, namespace: str, name: str, clusters: dict[str, 
             set_load_balancer_status(api, namespace, name, ips=ips, hostnames=hostnames)
         if how.get("ready") is not None:
             set_endpoints(api, namespace, name, ["10.1.0.1", "10.1.0.2"], ready=how["ready"])
+
+
+def accepted_http_route(fleet: Fleet, cluster: str, namespace: str, name: str, hostname: str) -> None:
+    """HTTPRoute ``name`` for ``hostname`` in a member serving the Gateway API, through its own Gateway (one HTTP
+    listener, the cluster's VIP as its address) that accepted it, to a backend with a ready endpoint."""
+    api = fleet.members[cluster].api_client()
+    create_gateway(api, namespace, f"{name}-gw", [{"name": "http", "port": 80, "protocol": "HTTP"}])
+    set_gateway_addresses(api, namespace, f"{name}-gw", [VIPS[cluster]])
+    set_endpoints(api, namespace, name, ["10.1.0.1"], ready=True)
+    create_route(api, HTTP_ROUTES, namespace, name, [{"name": f"{name}-gw"}], [name], [hostname])
+    set_route_parents(api, HTTP_ROUTES, namespace, name, {f"{name}-gw": True})
 
 
 def dns_endpoint(host: KubeClient, namespace: str, name: str) -> dict[str, Any] | None:

@@ -23,12 +23,12 @@ from fleetdns.apipaths import (
 )
 from fleetdns.kubeapi import KubeError
 from rig import Fleet
-from rig.gatewayapi import create_gateway, create_route, set_gateway_addresses, set_route_parents
 from rig.openshift import create_route as create_openshift_route
 from rig.openshift import create_router_service, set_route_admission
 from rig.workloads import set_endpoints
 from tests.test_aggregator_support import (
     VIPS,
+    accepted_http_route,
     condition,
     dns_endpoint,
     events_for,
@@ -66,14 +66,7 @@ def world(fleet: Fleet, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Wo
 
 
 def http_route(world: World, cluster: str, name: str, hostname: str) -> None:
-    """HTTPRoute ``name`` for ``hostname`` through its own Gateway (one HTTP listener, the cluster's VIP as its
-    address), accepted, to a backend with a ready endpoint."""
-    api = world.api(cluster)
-    create_gateway(api, world.ns, f"{name}-gw", [{"name": "http", "port": 80, "protocol": "HTTP"}])
-    set_gateway_addresses(api, world.ns, f"{name}-gw", [VIPS[cluster]])
-    set_endpoints(api, world.ns, name, ["10.1.0.1"], ready=True)
-    create_route(api, HTTP_ROUTES, world.ns, name, [{"name": f"{name}-gw"}], [name], [hostname])
-    set_route_parents(api, HTTP_ROUTES, world.ns, name, {f"{name}-gw": True})
+    accepted_http_route(world.fleet, cluster, world.ns, name, hostname)
 
 
 def openshift_route(world: World, cluster: str, name: str, hostname: str) -> None:

@@ -415,7 +415,12 @@ class Generator:
             return
         claims, unknown = self._gather(key, source)
         if f"host/generated-{source.intent_resource.plural}" in self._refused:
-            return  # the host does not serve the kind (said once); generated when it does (``_informer_state``)
+            # The host does not serve the kind (logged once): counted once per intent asked for, generated as soon as
+            # the kind can be listed (``_informer_state``), never retried against a 404 meanwhile.
+            if claims and self._report(key, "not served", "the host does not serve this intent kind"):
+                self.metrics.generation_skips.labels("kind_not_served").inc()
+            return
+        self._report(key, "not served", None)
         held = self._current(key)
         existing = self.inputs.intent(key)
         if held is None and existing is not None:
