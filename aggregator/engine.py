@@ -450,13 +450,15 @@ class Engine:
             self.freshness.observe(new)
         self._check_freshness()
 
-    def _check_freshness(self) -> None:
+    def _check_freshness(self, wake: bool = True) -> None:
         """A region that starts or stops voting (or appears, or goes) re-queues every intent with a health
-        check; a renewal that changes neither costs nothing."""
+        check; a renewal that changes neither costs nothing. ``wake``: tell the expiry watcher to look at the
+        next expiry again (a Lease moved it); the watcher itself never wakes itself, or it would spin."""
         with self._freshness_lock:
             voters = (self.freshness.fresh(), self.freshness.regions())
             if voters == self._voters:
-                self._freshness_wake.set()  # a renewal moved the next expiry
+                if wake:
+                    self._freshness_wake.set()  # a renewal moved the next expiry
                 return
             before, self._voters = self._voters, voters
         fresh, regions = voters
@@ -466,7 +468,8 @@ class Engine:
         for region in regions:
             self.metrics.prober_region_fresh.labels(region).set(1 if region in fresh else 0)
         logger.info("prober regions", extra={"fresh": sorted(fresh), "stale": sorted(set(regions) - fresh)})
-        self._freshness_wake.set()
+        if wake:
+            self._freshness_wake.set()
         for informer in self.intent_informers.values():
             for intent in list(informer.store.values()):
                 if not isinstance(intent, InvalidIntent) and intent.health_check is not None:
@@ -480,7 +483,7 @@ class Engine:
             self._freshness_wake.wait(None if expiry is None else expiry + 0.01)
             self._freshness_wake.clear()
             if not self._stopping.is_set():
-                self._check_freshness()
+                self._check_freshness(wake=False)  # the loop takes the next expiry anyway
 
     def _dns_view_changed(self, old: DNSViewObject | None, new: DNSViewObject | None) -> None:
         """A view that came, went or changed its spec moves the location policies' answers and may change every

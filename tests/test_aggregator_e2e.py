@@ -11,6 +11,7 @@ import os
 import signal
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -464,3 +465,19 @@ def test_member_api_server_outage_removes_its_targets_after_the_grace_period_and
         east.restart()
     wait_records(world.host, world.ns, f"service-{name}", lambda r: r.get((n["global"], "A")) == set(VIPS.values()),
                  timeout=20)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (``/proc/<pid>/stat``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_an_idle_aggregator_does_not_burn_a_core(world: World) -> None:
+    """No prober runs here: nothing wakes the aggregator, so it must sleep. (A watcher of the probers' Lease
+    expiries once woke itself in a loop: a core spent by every aggregator, whatever its load.)"""
+    pid = world.aggregator.pid
+    before, started = cpu_seconds(pid), time.monotonic()
+    time.sleep(3)  # the measurement window itself: CPU used over wall time
+    used = (cpu_seconds(pid) - before) / (time.monotonic() - started)
+    assert used < 0.25, f"the idle aggregator used {used:.0%} of a core"
