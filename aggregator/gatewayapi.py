@@ -22,7 +22,7 @@ from typing import Any
 
 from aggregator.model import LoadBalancerAddress, ParseError, as_dict, as_list, member_meta, sorted_addresses
 from fleetdns.apipaths import GATEWAY_API_GROUP, GRPC_ROUTES, HTTP_ROUTES, TCP_ROUTES, TLS_ROUTES, UDP_ROUTES, Resource
-from fleetdns.dnsname import InvalidDNSNameError, check_publishable
+from fleetdns.dnsname import InvalidDNSNameError, check_publishable, fold_name
 
 GATEWAY_KIND = "Gateway"
 SERVICE_KIND = "Service"
@@ -237,7 +237,7 @@ def published_names(kind: RouteKind, served: Iterable[str], hosts: tuple[str, ..
     if not kind.has_hostnames:
         wanted = list(hosts)
     elif hosts:
-        wanted = [h for h in hosts if any(covers(s, h.rstrip(".").lower()) for s in served)]
+        wanted = [h for h in hosts if any(covers(s, fold_name(h)) for s in served)]
         left_out += [f"{h} (the route does not serve it here)" for h in hosts if h not in wanted]
     else:
         wanted = [s for s in served if not is_wildcard(s)]
@@ -301,7 +301,7 @@ def parse_route(kind: RouteKind, obj: dict[str, Any]) -> Route:
     """A route of ``kind`` (list items do not always say their kind); ParseError names the bad field."""
     meta, spec, status = as_dict(obj.get("metadata")), as_dict(obj.get("spec")), as_dict(obj.get("status"))
     namespace, name = str(meta.get("namespace") or ""), str(meta.get("name") or "")
-    hostnames = tuple(sorted({str(h).rstrip(".").lower() for h in as_list(spec.get("hostnames")) if h}))
+    hostnames = tuple(sorted({fold_name(str(h)) for h in as_list(spec.get("hostnames")) if h}))
     refs = tuple(parse_parent_ref(r, namespace) for r in as_list(spec.get("parentRefs")))
     parents = tuple(p for r in as_list(status.get("parents")) if (p := _parent_status(r, namespace)) is not None)
     return Route(kind, namespace, name, hostnames if kind.has_hostnames else (), refs, parents,
@@ -320,7 +320,7 @@ def _listener(raw: Any) -> Listener:
                   if k.get("kind") and (k.get("group") or GATEWAY_API_GROUP) == GATEWAY_API_GROUP)
     namespaces_from = str(as_dict(allowed.get("namespaces")).get("from") or "Same")
     return Listener(str(raw.get("name") or ""), _port(raw.get("port")), str(raw.get("protocol") or ""),
-                    str(raw.get("hostname") or "").rstrip(".").lower(), kinds, namespaces_from)
+                    fold_name(str(raw.get("hostname") or "")), kinds, namespaces_from)
 
 
 def gateway_addresses(raw: Any) -> tuple[LoadBalancerAddress, ...]:
@@ -335,7 +335,7 @@ def gateway_addresses(raw: Any) -> tuple[LoadBalancerAddress, ...]:
             except ValueError:
                 continue
         elif kind == "Hostname" and value:
-            found.add(LoadBalancerAddress(hostname=value.rstrip(".").lower()))
+            found.add(LoadBalancerAddress(hostname=fold_name(value)))
     return sorted_addresses(found)
 
 

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 from aggregator.selectors import EVERYTHING, LabelSelector, SelectorError, parse_label_selector
 from fleetdns.addresses import parse_ips
+from fleetdns.dnsname import fold_name
 from fleetdns.dnsview import DNSView, DNSViewError, Location, parse_dns_view, parse_location
 from fleetdns.healthcheck import HealthCheck, HealthCheckError, parse_health_check
 from fleetdns.healthreport import REGION_LABEL, region_of_lease
@@ -571,7 +572,7 @@ def parse_addresses(load_balancer: Any) -> tuple[LoadBalancerAddress, ...]:
                 continue
             found.add(LoadBalancerAddress(ip=ip))
         elif hostname:
-            found.add(LoadBalancerAddress(hostname=hostname.rstrip(".").lower()))
+            found.add(LoadBalancerAddress(hostname=fold_name(hostname)))
     return sorted_addresses(found)
 
 
@@ -829,7 +830,7 @@ def parse_member_ingress(obj: dict[str, Any]) -> MemberIngress:
             name = as_dict(as_dict(path.get("backend")).get("service")).get("name")
             if name:
                 backends.add(str(name))
-    hosts = sorted({str(rule.get("host")).rstrip(".").lower() for rule in map(as_dict, as_list(spec.get("rules")))
+    hosts = sorted({fold_name(str(rule.get("host"))) for rule in map(as_dict, as_list(spec.get("rules")))
                     if rule.get("host")})
     return MemberIngress(meta.get("namespace", ""), meta.get("name", ""),
                          parse_addresses(as_dict(obj.get("status")).get("loadBalancer")), tuple(sorted(backends)),

@@ -26,6 +26,7 @@ from aggregator.model import (
     parse_load_balancing,
     parse_status,
 )
+from fleetdns.dnsname import fold_name
 from fleetdns.healthcheck import HealthCheck
 
 ADMITTED = "Admitted"  # the condition a router sets on its status.ingress[] entry
@@ -115,7 +116,7 @@ def parse_member_route(obj: dict[str, Any]) -> MemberRoute:
             admissions[admission.router_name] = admission  # one per router; should one repeat, an admission wins
     return MemberRoute(
         namespace=str(meta.get("namespace") or ""), name=str(meta.get("name") or ""),
-        host=str(spec.get("host") or "").strip().rstrip(".").lower(),
+        host=fold_name(str(spec.get("host") or "")),
         backend_services=tuple(sorted(b for b in backends if b)),
         admissions=tuple(admissions[name] for name in sorted(admissions)),
         labels=labels, annotations=annotations, created=created,
@@ -130,7 +131,7 @@ def parse_route_intent(obj: dict[str, Any]) -> RouteIntent:
     return RouteIntent(
         namespace=str(meta.get("namespace") or ""), name=str(meta.get("name") or ""), uid=str(meta.get("uid") or ""),
         generation=int(meta.get("generation") or 0),
-        hosts=tuple(str(h).strip().rstrip(".").lower() for h in as_list(spec.get("hosts"))), domain_ref=domain_ref,
+        hosts=tuple(fold_name(str(h)) for h in as_list(spec.get("hosts"))), domain_ref=domain_ref,
         record_ttl=_integer(spec.get("recordTTL"), "spec.recordTTL", DEFAULT_TTL),
         load_balancer_hostnames=parse_hostname_mode(spec),
         load_balancing=parse_load_balancing(spec.get("loadBalancing")), health_check=_health_check(spec),

@@ -25,11 +25,17 @@ class InvalidDNSNameError(ValueError):
     """A name that cannot be served; the message says which label is wrong and why."""
 
 
+def fold_name(name: str) -> str:
+    """Lower-case, no surrounding blanks, no trailing dot, not validated: a name read from a member object, comparable
+    with others before it is checked where it would be published (``check_publishable``)."""
+    return name.strip().rstrip(".").lower()
+
+
 def normalize_name(name: str) -> str:
     """Lower-case, no trailing dot, validated: the form every module compares and stores."""
     if not isinstance(name, str):
         raise InvalidDNSNameError(f"DNS name must be a string, got {type(name).__name__}")
-    candidate = name.strip().rstrip(".").lower()
+    candidate = fold_name(name)
     if not candidate:
         raise InvalidDNSNameError("DNS name is empty")
     if len(candidate) > MAX_NAME_LENGTH:
