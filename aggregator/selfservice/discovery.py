@@ -23,7 +23,6 @@ from aggregator.model import (
     DEFAULT_TTL,
     Condition,
     IntentKey,
-    IntentKind,
     LoadBalancing,
     MemberCluster,
     ParseError,
@@ -72,21 +71,6 @@ class SourceKind(StrEnum):
     TCP_ROUTE = "TCPRoute"
     UDP_ROUTE = "UDPRoute"
     ROUTE = "Route"  # OpenShift
-
-    @property
-    def intent_kind(self) -> IntentKind:
-        if self is SourceKind.SERVICE:
-            return IntentKind.SERVICE
-        if self is SourceKind.INGRESS:
-            return IntentKind.INGRESS
-        if self is SourceKind.ROUTE:
-            return IntentKind.ROUTE
-        return IntentKind.GATEWAY
-
-    @property
-    def has_hostnames(self) -> bool:
-        """TCPRoute and UDPRoute name no host: they need ``fleetdns.io/hosts`` to be published."""
-        return self not in (SourceKind.TCP_ROUTE, SourceKind.UDP_ROUTE)
 
 
 ALL_KINDS = frozenset(SourceKind)
