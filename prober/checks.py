@@ -25,6 +25,7 @@ import os
 import select
 import socket
 import ssl
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -38,6 +39,7 @@ MAX_STATUS_LINE = 4096  # bytes read before a response without a status line is 
 _IN, _OUT = select.EPOLLIN, select.EPOLLOUT
 FD_SETSIZE = 1024
 MAX_EVENTS = 256  # per epoll wait: bounds one turn of the loop, so timers and the heartbeat stay on time
+TCPI_RTT = 68  # offset of tcpi_rtt (µs, __u32) in Linux's struct tcp_info (<linux/tcp.h>), stable since 2.6
 
 
 class Result(StrEnum):
@@ -54,8 +56,8 @@ class Result(StrEnum):
 @dataclass(frozen=True)
 class Outcome:
     """A finished check; ``connected`` and ``elapsed`` are seconds from its start (connected None: never).
-    ``rtt``: seconds from the non-blocking connect() to the socket writable, the TCP handshake alone (the
-    latency sample of its address; None: no TCP connection). ``connected`` includes the TLS handshake."""
+    ``rtt``: the round trip of the TCP handshake (SYN → SYN-ACK) as the kernel timed it, the latency sample of
+    its address (``kernel_rtt``; None: no TCP connection). ``connected`` includes the TLS handshake."""
 
     result: Result
     message: str
@@ -134,6 +136,18 @@ def _reason(error: BaseException) -> str:
     return type(error).__name__
 
 
+def kernel_rtt(sock: socket.socket) -> float | None:
+    """The round-trip time (seconds) the kernel measured on ``sock`` (``TCP_INFO`` ``tcpi_rtt``); read before any
+    data is sent, it is the TCP handshake's own SYN → SYN-ACK time. A figure timed by the check loop (connect()
+    to "writable" noticed) would add however long the loop took to get to the socket: hundreds of milliseconds on
+    a busy prober, enough to move every address's median and rewrite its reports many times a second
+    (docs/benchmarks-prober.md). None: the kernel has no sample (e.g. the SYN was retransmitted without
+    timestamps)."""
+    info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, TCPI_RTT + 4)
+    micros = int.from_bytes(info[TCPI_RTT:TCPI_RTT + 4], sys.byteorder) if len(info) >= TCPI_RTT + 4 else 0
+    return micros / 1_000_000 if micros else None
+
+
 def _connect_failure(code: int, elapsed: float) -> Outcome:
     if code == errno.ECONNREFUSED:
         return Outcome(Result.REFUSED, "connection refused", elapsed)
@@ -163,7 +177,7 @@ class _Check:
     """One check in flight: its socket and where it is in connect → (TLS handshake) → send → read."""
 
     __slots__ = ("target", "done", "sock", "fd", "stage", "started", "connected", "deadline", "pending", "buffer",
-                 "finished", "timeout", "connecting", "rtt")
+                 "finished", "timeout", "rtt")
 
     def __init__(self, target: CheckTarget, timeout: float, done: Done, started: float) -> None:
         self.target = target
@@ -172,7 +186,6 @@ class _Check:
         self.started = started
         self.deadline = started + timeout
         self.connected: float | None = None
-        self.connecting = started  # when connect() was called (the RTT sample starts there, not at socket())
         self.rtt: float | None = None
         self.pending = target.request
         self.buffer = b""
@@ -223,7 +236,6 @@ class CheckRunner:
             check.finished = True
             return
         check.sock, check.fd = sock, sock.fileno()
-        check.connecting = self.clock()
         code = sock.connect_ex((target.address, target.port))
         if code not in (0, errno.EINPROGRESS):
             sock.close()
@@ -304,7 +316,7 @@ class CheckRunner:
             self._finished.append((check, _connect_failure(code, self.clock() - check.started)))
             return
         now = self.clock()
-        check.rtt = now - check.connecting
+        check.rtt = kernel_rtt(check.sock)
         target = check.target
         if not target.request:
             elapsed = now - check.started

@@ -1,7 +1,8 @@
 """This region's round-trip time to each cluster address, from the checks' own connects (pure: no I/O, no clock).
 
-Every check opens a fresh TCP connection to a cluster address; the time from the non-blocking connect() to the
-socket writable (``Outcome.rtt``) is one sample of this region's RTT to that address, whatever the app or port.
+Every check opens a fresh TCP connection to a cluster address; the round trip of its handshake as the kernel timed
+it (``Outcome.rtt``, ``checks.kernel_rtt``) is one sample of this region's RTT to that address, whatever the app or
+port.
 Per address, the median of the last ``WINDOW`` samples is the figure; it is *published* (what the reports hold)
 once ``MIN_SAMPLES`` are in, and published again only when it moves by more than max(10 %, 1 ms) from the value
 published last, so a stable path costs no report writes. A failed connect is no sample. When the newest sample

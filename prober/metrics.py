@@ -90,7 +90,7 @@ class ProberMetrics:
                                         "HealthReport writes re-read after a conflict (409) or a missing object",
                                         registry=r)
         self.rtt_samples = Histogram(f"{NAMESPACE}_rtt_sample_seconds",
-                                     "TCP connect times of checks (connect() to writable), every address",
+                                     "TCP handshake round trips of checks as the kernel timed them, every address",
                                      buckets=RTT_BUCKETS, registry=r)
         self.rtt_changes = Counter(f"{NAMESPACE}_rtt_changes_total",
                                    "Published RTT figures that appeared, moved past the threshold or went stale "

@@ -7,10 +7,15 @@ do not check the same address in lock-step. A new probe (at start-up, or a new i
 A probe still in flight when it is due again skips that run.
 While the loop has more I/O ready than one turn handles, it starts only a few due checks per turn:
 checks already open finish first, instead of every check timing out behind new ones (at 1,200 HTTPS
-checks a second a saturated loop otherwise never recovers). A prober that falls behind (a check started
-more than its period after it was due, or waiting for a free slot that long, or an event loop stalled
-that long) is *overdue*: ``keeping_up`` says so, and the
-Lease is not renewed while it is (lease.py), so a region that cannot keep up leaves the vote.
+checks a second a saturated loop otherwise never recovers). Otherwise a turn starts due checks at most at
+``CATCH_UP`` × the configured rate over the time since the previous turn (at most ``CATCH_UP_WINDOW``), and at
+least ``MIN_STARTS``: a loop that fell behind (a stall, a busy spell) catches up over the next turns instead
+of opening every overdue check at once. Such a burst (thousands of TLS handshakes sharing one thread) made
+every one of them miss its timeout, so the checks never kept a TLS session, the next round was as costly,
+and an HTTPS prober near its CPU limit stayed collapsed (docs/benchmarks-prober.md).
+A prober that falls behind (a check started more than its period after it was due, or waiting for a free
+slot that long, or an event loop stalled that long) is *overdue*: ``keeping_up`` says so, and the Lease is
+not renewed while it is (lease.py), so a region that cannot keep up leaves the vote.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import hashlib
 import heapq
 import itertools
 import logging
+import math
 import os
 import threading
 import time
@@ -35,6 +41,9 @@ OVERDUE_HOLD = 2.0  # seconds a late start keeps the prober "overdue" (so one re
 MAX_POLL = 0.25  # the loop wakes at least this often (heartbeat, inbox)
 RATE_WINDOW = 10.0  # seconds over which the achieved check rate is measured
 BUSY_STARTS = 8  # checks started per turn while the loop has a full batch of I/O to handle
+CATCH_UP = 2.0  # otherwise due checks start at most at this multiple of the configured rate (catching up),
+CATCH_UP_WINDOW = 0.1  # over the seconds since the previous turn, counted up to this (a stall earns no burst),
+MIN_STARTS = 32  # and at least this many a turn
 FIRST_RUN_SPREAD = 10.0  # a new probe's first run comes within this many seconds, whatever its period
 TICK = 1.0  # seconds between two calls of ``on_tick`` (housekeeping on the loop's thread: stale RTT figures)
 
@@ -208,9 +217,9 @@ class Scheduler:
     def run_once(self) -> None:
         """One turn of the loop: fire due timers, run queued calls, wait for I/O (at most ``max_poll``)."""
         now = self.clock()
-        self.heartbeat = now
+        since, self.heartbeat = now - self.heartbeat, now
         timers = self._timers
-        budget = BUSY_STARTS if self._busy else len(timers)
+        budget = self._start_budget(since)
         while timers and timers[0][0] <= now and budget > 0:
             due, _, key, generation = heapq.heappop(timers)
             run = self.runs.get(key)
@@ -230,6 +239,12 @@ class Scheduler:
         if deadline is not None:
             wake = min(wake, deadline)
         self._busy = self.runner.poll(min(max(0.0, wake - self.clock()), self.max_poll) if not self._inbox else 0.0)
+
+    def _start_budget(self, since: float) -> int:
+        """How many due checks this turn may start, ``since`` seconds after the previous turn."""
+        if self._busy:
+            return BUSY_STARTS
+        return max(MIN_STARTS, math.ceil(self.configured_rate * CATCH_UP * min(since, CATCH_UP_WINDOW)))
 
     def _drain_inbox(self) -> None:
         try:

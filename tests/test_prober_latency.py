@@ -21,7 +21,7 @@ from fleetdns.apipaths import HEALTH_REPORTS, SERVICE_DNS_RECORDS
 from fleetdns.healthcheck import HealthCheck, HttpGet, Scheme, TcpSocket
 from fleetdns.healthreport import HealthReport, LatencyEntry, parse_health_report, report_name
 from fleetdns.kubeapi import KubeClient, KubeError
-from prober.checks import Outcome, Result
+from prober.checks import CheckRunner, Outcome, Result, check_target
 from prober.engine import Prober
 from prober.latency import MIN_SAMPLES, Change, LatencyTable, median_micros, moved
 from prober.metrics import ProberMetrics
@@ -175,6 +175,27 @@ def test_every_connected_check_carries_its_tcp_connect_time_and_a_refused_one_no
         assert outcome.rtt is not None and 0 < outcome.rtt <= outcome.elapsed < 1.0
     assert https.connected is not None and https.rtt is not None and https.rtt < https.connected  # not the TLS
     assert refused.rtt is None
+
+
+def test_a_connect_a_busy_loop_notices_late_is_sampled_at_the_network_time_not_the_loops(
+        ingress: StandInIngress) -> None:
+    """The loop gets to the connected socket half a second late (a stepped clock: busy with other checks). The
+    sample must still be the path's round trip, or every figure moves with the prober's own load and each move
+    rewrites the reports holding the address (the HTTPS regression in docs/benchmarks-prober.md)."""
+    now = [100.0]
+    runner = CheckRunner(clock=lambda: now[0])
+    outcomes: list[Outcome] = []
+    for check in (HealthCheck(tcp_socket=TcpSocket(ingress.http_port)),
+                  HealthCheck(http_get=HttpGet(ingress.https_port, "/", Scheme.HTTPS, HOST))):
+        runner.start(check_target(ADDRESS, check), 2.0, outcomes.append)
+    now[0] += 0.5  # the loop is busy elsewhere before it polls these sockets
+    try:
+        wait_for(lambda: runner.poll(0.05) or len(outcomes) == 2, timeout=30, what="both checks done")
+    finally:
+        runner.close()
+    for outcome in outcomes:
+        assert outcome.up and outcome.elapsed >= 0.5, outcome  # the loop's view: half a second
+        assert outcome.rtt is not None and 0 < outcome.rtt < 0.1, outcome  # the path's: loopback
 
 
 # --- the check loop: which reports hold an address, staleness (stepped clock, no I/O) ------------------

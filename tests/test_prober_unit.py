@@ -14,6 +14,7 @@ from prober.schedule import first_due, following_due, phase
 from prober.settings import parse_settings
 from prober.targets import ProbeKey, TargetIndex, parse_intent, subjects_of
 from prober.thresholds import State, Threshold, judge
+from rig.waiting import wait_for
 
 pytestmark = pytest.mark.unit
 
@@ -282,5 +283,32 @@ def test_a_loop_with_a_full_batch_of_io_waiting_starts_only_a_few_due_checks_per
     scheduler._busy = True  # the previous turn handled a whole batch of ready I/O
     scheduler.run_once()
     assert scheduler.started == BUSY_STARTS
-    scheduler.run_once()  # that turn found no I/O waiting: the rest start at once
+    scheduler.run_once()  # that turn found no I/O waiting: the rest start (32 = MIN_STARTS, the least a turn may)
     assert scheduler.started == 40
+
+
+def test_a_loop_that_fell_behind_catches_up_at_twice_the_configured_rate_instead_of_starting_every_check_at_once():
+    """After a stall every probe is overdue; opening all of them in one turn (thousands of TLS handshakes on one
+    thread) made each miss its timeout, round after round (docs/benchmarks-prober.md). The overdue checks start
+    over the next turns, at most CATCH_UP × the configured rate, and every one of them runs."""
+    from prober.schedule import CATCH_UP, CATCH_UP_WINDOW, Scheduler
+    from rig.ports import free_port
+
+    now = [100.0]
+    ran: set[ProbeKey] = set()
+    scheduler = Scheduler("east", lambda key, outcome, corroborated: ran.add(key), max_in_flight=1000,
+                          clock=lambda: now[0], wall=lambda: 1_000_000.0, max_poll=0.0)
+    target = check_target("127.0.0.1", HealthCheck(tcp_socket=TcpSocket(free_port())))  # closed: refused at once
+    keys = [ProbeKey("127.0.0.1", f"check-{i}") for i in range(600)]
+    for key in keys:
+        scheduler.add(key, target, period=1.0, timeout=1.0)  # 600 checks a second
+    now[0] += 5.0  # the loop did not turn for five periods: every probe is overdue
+    starts = []
+    for _ in range(40):  # two seconds of 50 ms turns
+        before = scheduler.started
+        scheduler.run_once()
+        starts.append(scheduler.started - before)
+        now[0] += 0.05
+    assert starts[0] <= 600 * CATCH_UP * CATCH_UP_WINDOW  # the stall earned no burst
+    assert max(starts[1:]) <= 600 * CATCH_UP * 0.05 + 1
+    assert wait_for(lambda: scheduler.run_once() or ran == set(keys), what="every overdue probe checked")
