@@ -32,6 +32,8 @@ from fleetdns.apipaths import Resource
 from fleetdns.endpoint import Endpoint
 
 ServiceRef = tuple[str, str]  # (namespace, Service name) in one member
+K = TypeVar("K")
+U = TypeVar("U")
 NO_HOSTNAMES = "NoHostnames"  # a member object serves no name that can be published (Ready=False when none does)
 IntentT = TypeVar("IntentT", bound=Intent)
 
@@ -64,6 +66,19 @@ class MemberObjects(Protocol):
     def ready_endpoints(self, namespace: str, service: str) -> int: ...
 
     def kind_problem(self, kind: MemberKind) -> KindProblem | None: ...
+
+
+def track_users(index: dict[K, set[U]], keys: Iterable[K], user: U, present: bool) -> None:
+    """Add ``user`` under each of ``keys`` (``present``) or take it away, dropping the keys nobody uses any more: the
+    sources' indexes from what member objects use (a backend Service, a Gateway, a router) to those objects."""
+    for key in keys:
+        users = index.setdefault(key, set())
+        if present:
+            users.add(user)
+        else:
+            users.discard(user)
+            if not users:
+                del index[key]
 
 
 class MemberIndex(ABC):

@@ -58,6 +58,7 @@ from aggregator.sources.base import (
     ServiceRef,
     Source,
     render_served,
+    track_users,
 )
 from aggregator.sources.readiness import ENDPOINT_SLICE_KIND
 from fleetdns.apipaths import GATEWAY_DNS_RECORDS, GATEWAYS
@@ -211,8 +212,8 @@ class _GatewayIndex(MemberIndex):
         for route, present in ((old, False), (new, True)):
             if route is not None:
                 ref = (route.kind, route.namespace, route.name)
-                _track(self._by_gateway, {(p.namespace, p.name) for p in _gateway_parents(route)}, ref, present)
-                _track(self._by_backend, set(route.backends), ref, present)
+                track_users(self._by_gateway, {(p.namespace, p.name) for p in _gateway_parents(route)}, ref, present)
+                track_users(self._by_backend, set(route.backends), ref, present)
         current: Route = new or old
         return [IntentKey(IntentKind.GATEWAY, current.namespace, current.name)]
 
@@ -222,17 +223,6 @@ class _GatewayIndex(MemberIndex):
 
 def _gateway_parents(route: Route) -> list[ParentRef]:
     return [ref for ref in route.parent_refs if ref.is_gateway]
-
-
-def _track(index: dict[Any, set[RouteRef]], keys: set[Any], ref: RouteRef, present: bool) -> None:
-    for key in keys:
-        users = index.setdefault(key, set())
-        if present:
-            users.add(ref)
-        else:
-            users.discard(ref)
-            if not users:
-                del index[key]
 
 
 class GatewaySource(Source[GatewayIntent]):

@@ -26,7 +26,16 @@ from aggregator.naming import ingress_host_names
 from aggregator.policy import KindProblem, MemberView, Reason, cluster_status, kind_unavailable, unreachable
 from aggregator.render import answer_records, sort_endpoints
 from aggregator.selfservice.request import AppRequest, RequestError, common_spec
-from aggregator.sources.base import Desired, Domains, MemberIndex, MemberKind, MemberObjects, ServiceRef, Source
+from aggregator.sources.base import (
+    Desired,
+    Domains,
+    MemberIndex,
+    MemberKind,
+    MemberObjects,
+    ServiceRef,
+    Source,
+    track_users,
+)
 from aggregator.sources.readiness import ENDPOINT_SLICE_KIND
 from aggregator.status import Outcome
 from fleetdns.apipaths import INGRESS_DNS_RECORDS, INGRESSES
@@ -84,14 +93,8 @@ class _IngressIndex(MemberIndex):
         for ingress, present in ((old, False), (new, True)):
             if ingress is None:
                 continue
-            for service in ingress.backend_services:
-                users = self._by_backend.setdefault((ingress.namespace, service), set())
-                if present:
-                    users.add(ingress.name)
-                else:
-                    users.discard(ingress.name)
-                    if not users:
-                        del self._by_backend[(ingress.namespace, service)]
+            track_users(self._by_backend, [(ingress.namespace, s) for s in ingress.backend_services], ingress.name,
+                        present)
         current: MemberIngress = new or old
         return [IntentKey(IntentKind.INGRESS, current.namespace, current.name)]
 

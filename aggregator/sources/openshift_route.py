@@ -41,6 +41,7 @@ from aggregator.sources.base import (
     ServiceRef,
     Source,
     render_served,
+    track_users,
 )
 from aggregator.sources.readiness import ENDPOINT_SLICE_KIND
 from aggregator.sources.service import SERVICE_KIND
@@ -158,17 +159,9 @@ class _RouteIndex(MemberIndex):
         return [IntentKey(IntentKind.ROUTE, current.namespace, current.name)]
 
     def _index(self, route: MemberRoute, present: bool) -> None:
-        keys: list[tuple[dict[Any, Any], Any, Any]] = [
-            (self._by_backend, (route.namespace, service), route.name) for service in route.backend_services]
-        keys += [(self._by_router, router, (route.namespace, route.name)) for router in route.admitted_by]
-        for index, key, user in keys:
-            users = index.setdefault(key, set())
-            if present:
-                users.add(user)
-            else:
-                users.discard(user)
-                if not users:
-                    del index[key]
+        track_users(self._by_backend, [(route.namespace, service) for service in route.backend_services], route.name,
+                    present)
+        track_users(self._by_router, route.admitted_by, (route.namespace, route.name), present)
 
     def _router_changed(self, service: MemberService) -> list[IntentKey]:
         if service.namespace != self._router_namespace or not service.name.startswith(ROUTER_SERVICE_PREFIX):
