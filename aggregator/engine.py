@@ -156,7 +156,7 @@ class Engine:
         metrics.watch_intent_conditions(self.reconciler.condition_counts)
         # Self-service: host intents generated from member objects (aggregator/selfservice/generator.py)
         self.generator = Generator(self, host.fenced(self.may_write), sources, metrics, self.events,
-                                   settings.namespace, settings.self_service_domain)
+                                   settings.namespace, settings.self_service_domain, settings.workers)
         self.reconciler.agreement = self.generator.agreement
         # Auto-discovery: the DiscoveryRules' claims on generated intents (aggregator/selfservice/discovery.py)
         self.discovery = Discovery(host, host.fenced(self.may_write), sources, self, settings.self_service_domain,

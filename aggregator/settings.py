@@ -71,7 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
         ("--identity", "", "this replica's name in the Lease; empty: <hostname>-<pid>"),
         ("--namespace", "", "watch intents (and member objects) in this namespace only; empty: all"),
         ("--domain-namespace", "fleetdns-system", "where Domains are looked up after the intent's own namespace"),
-        ("--workers", "4", "concurrent reconciles (each intent is reconciled by one worker at a time)"),
+        ("--workers", "4", "concurrent reconciles (each intent is reconciled by one worker at a time); as many "
+                           "generators write self-service intents"),
         ("--prober-grace-period", "10s",
          "a region's prober votes while the aggregator saw its Lease renewed within this period"),
         ("--prober-lease-namespace", "fleetdns-system", "namespace of the probers' Leases (fleetdns-prober-<region>)"),
