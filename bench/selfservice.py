@@ -50,6 +50,9 @@ ZONE = "bench.example.com"
 GOALS = {"cold_s": 60.0, "p99_ms": 250.0, "rss_mb": 300.0}
 DOC = REPO_ROOT / "docs" / "benchmarks-selfservice.md"
 TTL = 30
+WRITE_METRICS = tuple(f"fleetdns_aggregator_{name}" for name in (
+    "dnsendpoint_writes_total{", "status_writes_total{", "events_total{", "generated_intent", "reconcile_errors_total{",
+    "reconcile_duration_seconds_count", "reconcile_duration_seconds_sum"))
 
 
 @dataclass(frozen=True)
@@ -291,8 +294,7 @@ def run(count: int, kinds: list[str], changes: int, workdir: Path, log_level: st
         return {"count": count, "kinds": kinds, "members": len(MEMBERS), "ready_s": ready_s, "cold_s": cold_s,
                 "annotation": summary(annotation_latencies), "readiness": summary(readiness_latencies),
                 "rss_mb": rss, "metrics": [line for line in aggregator.metrics().splitlines()
-                                           if line.startswith(("fleetdns_aggregator_dnsendpoint_writes_total{",
-                                                               "fleetdns_aggregator_generated_intents"))]}
+                                           if line.startswith(WRITE_METRICS)]}
     finally:
         if aggregator is not None:
             stopping = time.monotonic()
@@ -437,6 +439,8 @@ def main() -> int:
     a, r = result["annotation"], result["readiness"]
     progress(f"cold start {result['cold_s']:.1f}s; annotation change p99 {a['p99_ms']:.1f} ms; readiness change "
              f"p99 {r['p99_ms']:.1f} ms; peak RSS {result['rss_mb']:.0f} MB")
+    for line in result["metrics"]:
+        progress(f"  {line}")
     if not args.no_doc:
         write_doc(result)
     return 0
