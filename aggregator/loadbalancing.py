@@ -13,8 +13,9 @@ source renders (global, region, zone, Ingress host) asks it over its own candida
 A policy never empties an answer: when it leaves nothing while a candidate is healthy, every healthy
 candidate answers (``LoadBalancing=False NoEligibleTarget``). Fail open: when no cluster of the intent is
 healthy, the last healthy set (``status.answers``, so it survives restarts) answers instead, minus clusters
-whose member or object is gone. A target names a MemberCluster, else a region (a name that is both: the
-cluster).
+whose member or object is gone; and per address family: when no healthy cluster has an address of a family the
+last answer had (only the IPv4 addresses seen Down), that family's last addresses answer still. A target names a
+MemberCluster, else a region (a name that is both: the cluster).
 """
 
 from __future__ import annotations
@@ -122,11 +123,15 @@ class Selector:
         self.fleet: dict[str, str] = dict(fleet) if fleet is not None else {c.cluster: c.region for c in clusters}
         self._regions = set(self.fleet.values())
         self._stand_ins: dict[str, ClusterStatus] = {}
+        self._family_stand_ins: dict[str, ClusterStatus] = {}
+        self.kept_families: tuple[int, ...] = ()  # IP versions answered by the last addresses (fail open per family)
         if last is not None and not any(c.healthy for c in clusters):
             present = {c.cluster: c for c in clusters}  # a cluster whose member or object is gone is not listed
             for kept in last.clusters:
                 if kept.cluster in present and kept.addresses:
                     self._stand_ins[kept.cluster] = _stand_in(present[kept.cluster], kept.addresses)
+        elif last is not None:
+            self._family_stand_ins, self.kept_families = _family_stand_ins(clusters, last)
         self.selection = self._select(clusters)
 
     @property
@@ -161,7 +166,8 @@ class Selector:
         if self._stand_ins:
             eligible = [self._stand_ins[c.cluster] for c in candidates if c.cluster in self._stand_ins]
         else:
-            eligible = [c for c in candidates if c.healthy]
+            kept = self._family_stand_ins
+            eligible = [kept.get(c.cluster, c) for c in candidates if c.healthy or c.cluster in kept]
         return sorted(eligible, key=lambda c: c.cluster)
 
     def _view_pick(self, view: View, eligible: list[ClusterStatus], candidates: tuple[ClusterStatus, ...]) -> Pick:
@@ -226,6 +232,9 @@ class Selector:
     def _select(self, clusters: tuple[ClusterStatus, ...]) -> Selection:
         pick = self.pick(clusters)
         reason = "no cluster is healthy: the last healthy set answers (fail open)" if self.fail_open else pick.reason
+        if self.kept_families:
+            families = " and ".join(f"IPv{version}" for version in self.kept_families)
+            reason += f"; no healthy cluster has an {families} address: the last ones still answer (fail open)"
         answer = _answer(DEFAULT_VIEW, self.load_balancing.policy, pick, reason)
         views = self.pick_views(clusters)
         policy = self.load_balancing.policy
@@ -297,6 +306,39 @@ def _fallback(eligible: list[ClusterStatus], why: str) -> Pick:
 
 def _hostnames(cluster: ClusterStatus) -> tuple[str, ...]:
     return tuple(a.hostname for a in cluster.addresses if a.hostname)
+
+
+def _family_stand_ins(clusters: tuple[ClusterStatus, ...], last: Answer) -> tuple[dict[str, ClusterStatus],
+                                                                                  tuple[int, ...]]:
+    """Fail open per address family: when the healthy clusters publish no address of a family the last answer had
+    (their IPv4 addresses seen Down while IPv6 still answers, or the reverse), that family's last addresses answer
+    still, so an A (or AAAA) query never turns empty while the name answers the other family. Returns the kept
+    clusters (a healthy one with those addresses added back, another with only them) and the kept IP versions."""
+    published = {ipaddress.ip_address(ip).version for c in clusters if c.healthy for ip in published_ips(c)}
+    present = {c.cluster: c for c in clusters}
+    extra: dict[str, list[str]] = {}
+    versions = set()
+    for kept in last.clusters:
+        if kept.cluster not in present:
+            continue
+        for address in kept.addresses:
+            version = _ip_version(address)
+            if version is not None and version not in published:
+                extra.setdefault(kept.cluster, []).append(address)
+                versions.add(version)
+    stand_ins = {}
+    for name, addresses in extra.items():
+        entry = present[name]
+        current = published_ips(entry) if entry.healthy else ()
+        stand_ins[name] = _stand_in(entry, tuple(dict.fromkeys((*current, *addresses))))
+    return stand_ins, tuple(sorted(versions))
+
+
+def _ip_version(address: str) -> int | None:
+    try:
+        return ipaddress.ip_address(address).version
+    except ValueError:
+        return None  # a hostname (the CNAME form)
 
 
 def _stand_in(entry: ClusterStatus, addresses: tuple[str, ...]) -> ClusterStatus:

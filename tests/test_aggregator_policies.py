@@ -231,6 +231,35 @@ def test_fail_open_keeps_the_addresses_published_last_even_when_the_quorum_withd
     assert address_records("a.example.com", selector.pick((down,)), 30)[0].targets == (V4["east"],)
 
 
+def records_by_type(records: list[Endpoint]) -> dict[str, tuple[str, ...]]:
+    return {e.record_type: e.targets for e in records}
+
+
+def test_an_a_query_never_goes_empty_when_only_the_ipv4_addresses_are_seen_down() -> None:
+    """East fully Down; west's IPv4 address Down while its IPv6 still answers: the name keeps west's last IPv4
+    address for A (fail open per family) instead of answering A with nothing, and AAAA stays west's IPv6."""
+    east_down = ClusterStatus("east", "us-east", "us-east-1a", (LoadBalancerAddress(ip=V4["east"]),), False,
+                              "HealthCheckFailed: Down from 2 of 3 regions",
+                              health_check=ClusterHealth(Verdict.DOWN, (V4["east"],), ()))
+    west_v6_only = ClusterStatus("west", "us-west", "us-west-1a", (LoadBalancerAddress(ip=V4["west"]),
+                                                                   LoadBalancerAddress(ip=V6["west"])), True, "",
+                                 health_check=ClusterHealth(Verdict.UP, (V4["west"],), ()))
+    clusters = (east_down, west_v6_only)
+    selector = Selector(LoadBalancing(), clusters, last=last_answer(("west", (V4["west"], V6["west"]))))
+    assert records_by_type(address_records("a.example.com", selector.pick(clusters), 30)) == {
+        "A": (V4["west"],), "AAAA": (V6["west"],)}
+    assert not selector.fail_open  # west is healthy: the whole-set fail open is not in force
+    assert "IPv4" in selector.selection.answer.reason
+    # the answer remembered keeps both families, so a later full fail open keeps them too
+    assert selector.selection.answer.clusters[0].addresses == (V4["west"], V6["west"])
+    # once a healthy cluster has an IPv4 address again, only the healthy ones answer
+    healed = Selector(LoadBalancing(), (cluster("east", True, V4["east"]), west_v6_only),
+                      last=selector.selection.answer)
+    assert records_by_type(address_records("a.example.com", healed.pick((cluster("east", True, V4["east"]),
+                                                                         west_v6_only)), 30)) == {
+        "A": (V4["east"],), "AAAA": (V6["west"],)}
+
+
 # --- status -----------------------------------------------------------------------------------------
 
 def status_after(clusters: tuple[ClusterStatus, ...], old: IntentStatus,
