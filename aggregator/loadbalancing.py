@@ -13,9 +13,9 @@ source renders (global, region, zone, Ingress host) asks it over its own candida
 A policy never empties an answer: when it leaves nothing while a candidate is healthy, every healthy
 candidate answers (``LoadBalancing=False NoEligibleTarget``). Fail open: when no cluster of the intent is
 healthy, the last healthy set (``status.answers``, so it survives restarts) answers instead, minus clusters
-whose member or object is gone; and per address family: when no healthy cluster has an address of a family the
-last answer had (only the IPv4 addresses seen Down), that family's last addresses answer still. A target names a
-MemberCluster, else a region (a name that is both: the cluster).
+whose member or object is gone; and per address family: when the quorum withdrew every address of a family from
+the healthy clusters (only their IPv4 addresses seen Down), that family's last addresses answer still. A target
+names a MemberCluster, else a region (a name that is both: the cluster).
 """
 
 from __future__ import annotations
@@ -310,11 +310,15 @@ def _hostnames(cluster: ClusterStatus) -> tuple[str, ...]:
 
 def _family_stand_ins(clusters: tuple[ClusterStatus, ...], last: Answer) -> tuple[dict[str, ClusterStatus],
                                                                                   tuple[int, ...]]:
-    """Fail open per address family: when the healthy clusters publish no address of a family the last answer had
-    (their IPv4 addresses seen Down while IPv6 still answers, or the reverse), that family's last addresses answer
-    still, so an A (or AAAA) query never turns empty while the name answers the other family. Returns the kept
-    clusters (a healthy one with those addresses added back, another with only them) and the kept IP versions."""
-    published = {ipaddress.ip_address(ip).version for c in clusters if c.healthy for ip in published_ips(c)}
+    """Fail open per address family: when the probers' quorum withdrew every address of a family from the healthy
+    clusters (their IPv4 addresses seen Down while IPv6 still answers, or the reverse), that family's last
+    addresses answer still, so an A (or AAAA) query never turns empty while the name answers the other family.
+    A family no healthy cluster has at all (an IPv6-only cluster, a load balancer with a hostname) is not kept:
+    the unhealthy clusters that had it are out, as always. Returns the kept clusters (a healthy one with those
+    addresses added back, another with only them) and the kept IP versions."""
+    healthy = [c for c in clusters if c.healthy]
+    published = {ipaddress.ip_address(ip).version for c in healthy for ip in published_ips(c)}
+    withdrawn = {ipaddress.ip_address(ip).version for c in healthy for ip in c.withdrawn} - published
     present = {c.cluster: c for c in clusters}
     extra: dict[str, list[str]] = {}
     versions = set()
@@ -323,7 +327,7 @@ def _family_stand_ins(clusters: tuple[ClusterStatus, ...], last: Answer) -> tupl
             continue
         for address in kept.addresses:
             version = _ip_version(address)
-            if version is not None and version not in published:
+            if version is not None and version in withdrawn:
                 extra.setdefault(kept.cluster, []).append(address)
                 versions.add(version)
     stand_ins = {}

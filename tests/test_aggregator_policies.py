@@ -260,6 +260,18 @@ def test_an_a_query_never_goes_empty_when_only_the_ipv4_addresses_are_seen_down(
         "A": (V4["east"],), "AAAA": (V6["west"],)}
 
 
+def test_a_family_no_healthy_cluster_has_at_all_is_not_kept() -> None:
+    """East (IPv4) not ready; west healthy behind a load-balancer hostname only: the name becomes west's CNAME, as
+    before. Fail open per family keeps only what the probers withdrew from healthy clusters."""
+    west_hostname = ClusterStatus("west", "us-west", "us-west-1a",
+                                  (LoadBalancerAddress(hostname="lb-west.example.net"),), True, "")
+    clusters = (cluster("east", False), west_hostname)
+    selector = Selector(LoadBalancing(), clusters, last=last_answer(("east", (V4["east"],))))
+    records = address_records("a.example.com", selector.pick(clusters), 30)
+    assert records_by_type(records) == {"CNAME": ("lb-west.example.net",)}
+    assert not selector.kept_families
+
+
 # --- status -----------------------------------------------------------------------------------------
 
 def status_after(clusters: tuple[ClusterStatus, ...], old: IntentStatus,
