@@ -290,8 +290,7 @@ def test_views_without_location_or_latency_data_fall_back_as_documented(fed: Fed
     assert entry["fallback"] == "NoLatencyData" and clusters(entry) == ["west"], entry
     assert condition(host, ns, "fast", "LoadBalancing")["reason"] == "NoLatencyData"
 
-    # A name without a location policy answers the same in every view.
-    fed.wait_for_answers(plain, both, SETTLE)
-    for asker in (EU_OFFICE, US_OFFICE, UNPLACED, SOUTH, FROM_GERMANY, FROM_US, FROM_JAPAN):
-        for region in fed.regions:
-            assert fed.answers(region, plain, asker=asker) == both, (region, str(asker))
+    # A name without a location policy answers the same in every view. Each view's zone file is reloaded by
+    # CoreDNS on its own tick: a new name reaches the views within a reload of each other, so wait for each.
+    for asker in (None, EU_OFFICE, US_OFFICE, UNPLACED, SOUTH, FROM_GERMANY, FROM_US, FROM_JAPAN):
+        fed.wait_for_answers(plain, both, SETTLE, asker=asker)
