@@ -13,21 +13,19 @@ import pytest
 from kubernetes import client
 
 from fleetdns.apipaths import DOMAINS, INGRESS_DNS_RECORDS, NAMESPACES
-from fleetdns.kubeapi import KubeClient, KubeError
+from fleetdns.kubeapi import KubeError
 from rig import Fleet
-from rig.aggregator import AggregatorProcess
 from rig.workloads import set_load_balancer_status
 from tests.test_aggregator_support import (
     VIPS,
+    FleetWorld,
     condition,
-    create_domain,
     create_service_intent,
     deploy_service,
     dns_endpoint,
     events_for,
+    fleet_world,
     intent,
-    new_namespace,
-    prepare_fleet,
     reconciled_intents,
     records,
     samples,
@@ -39,10 +37,7 @@ from tests.test_aggregator_support import (
 pytestmark = pytest.mark.apiserver
 
 
-class World:
-    def __init__(self, fleet: Fleet, host: KubeClient, namespace: str, aggregator: AggregatorProcess) -> None:
-        self.fleet, self.host, self.ns, self.aggregator = fleet, host, namespace, aggregator
-
+class World(FleetWorld):
     def ingress(self, name: str, hosts: list[str], **spec: Any) -> dict[str, Any]:
         """The Ingress in east (its address, a ready backend), then the IngressDNSRecord on the host."""
         api = self.fleet.members["east"].api_client()
@@ -65,16 +60,10 @@ class World:
 
 @pytest.fixture(scope="module")
 def world(fleet: Fleet, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    """One aggregator for the module; its namespace is also its domain namespace (the platform's Domains)."""
-    host = prepare_fleet(fleet)
-    namespace = new_namespace(fleet, "guard")
-    create_domain(host, namespace)  # Domain "fleet": example.com, open to every namespace
-    aggregator = AggregatorProcess(fleet.host.kubeconfig, [
-        f"--namespace={namespace}", f"--domain-namespace={namespace}", f"--lease-name={namespace}",
-        "--log-format=text"], tmp_path_factory.mktemp("aggregator"))
-    with aggregator:
-        yield World(fleet, host, namespace, aggregator)
-        assert aggregator.process is not None and aggregator.process.running, aggregator.log()[-3000:]
+    """One aggregator for the module; its namespace is also its domain namespace (the platform's Domains), with
+    Domain "fleet": example.com, open to every namespace."""
+    with fleet_world(fleet, tmp_path_factory.mktemp("aggregator"), "guard", "--domain-namespace={namespace}") as shared:
+        yield World(shared.fleet, shared.host, shared.ns, shared.aggregator)
 
 
 def wait_past(created: str) -> None:
