@@ -18,7 +18,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from fleetdns.apipaths import DNS_ENDPOINTS, DOMAINS, ENDPOINT_SLICES, NAMESPACES, SERVICE_DNS_RECORDS, SERVICES
 from fleetdns.informer import Informer
@@ -30,6 +30,7 @@ from rig.workloads import apply_crds, register_member
 
 MEMBERS = ("east", "west", "central")
 NAMESPACE = "bench"
+T = TypeVar("T")
 GOALS = {"cold_start_s": 60.0, "p99_ms": 250.0, "rss_mb": 300.0}
 DOC = REPO_ROOT / "docs" / "benchmarks-aggregator.md"
 
@@ -84,23 +85,17 @@ def create_host_objects(host: KubeClient, count: int) -> None:
         list(pool.map(one, range(count)))
 
 
-class GlobalAnswers:
-    """Watches DNSEndpoints on the host (as ExternalDNS does) and records when each global answer changes."""
+class EndpointWatch(Generic[T]):
+    """Watches DNSEndpoints on the host (as ExternalDNS does): per DNSEndpoint, what ``_parse`` follows of it."""
 
-    def __init__(self, host: KubeClient) -> None:
-        self.answers: dict[str, frozenset[str]] = {}
+    def __init__(self, host: KubeClient, namespace: str = NAMESPACE) -> None:
+        self.answers: dict[str, T] = {}
         self.changed = threading.Condition()
-        self.informer = Informer("bench/dnsendpoints", host, DNS_ENDPOINTS.path(NAMESPACE), self._parse,
+        self.informer = Informer("bench/dnsendpoints", host, DNS_ENDPOINTS.path(namespace), self._parse,
                                  self._changed)
 
-    @staticmethod
-    def _parse(raw: dict[str, Any]) -> tuple[str, frozenset[str]]:
-        name = raw["metadata"]["name"].removeprefix("service-")
-        index = int(name.removeprefix("svc-"))
-        for endpoint in (raw.get("spec") or {}).get("endpoints") or []:
-            if endpoint["dnsName"] == global_name(index) and endpoint["recordType"] == "A":
-                return name, frozenset(endpoint.get("targets") or [])
-        return name, frozenset()
+    def _parse(self, raw: dict[str, Any]) -> tuple[str, T]:
+        raise NotImplementedError
 
     def _changed(self, old: Any, new: Any) -> None:
         with self.changed:
@@ -119,6 +114,18 @@ class GlobalAnswers:
                     return False
                 self.changed.wait(remaining)
         return True
+
+
+class GlobalAnswers(EndpointWatch[frozenset[str]]):
+    """Each intent's global A answer."""
+
+    def _parse(self, raw: dict[str, Any]) -> tuple[str, frozenset[str]]:
+        name = raw["metadata"]["name"].removeprefix("service-")
+        index = int(name.removeprefix("svc-"))
+        for endpoint in (raw.get("spec") or {}).get("endpoints") or []:
+            if endpoint["dnsName"] == global_name(index) and endpoint["recordType"] == "A":
+                return name, frozenset(endpoint.get("targets") or [])
+        return name, frozenset()
 
 
 def peak_rss_mb(pid: int) -> float:

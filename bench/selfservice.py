@@ -14,7 +14,6 @@ import random
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -23,9 +22,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench.aggregator import os_cpus, peak_rss_mb, progress
+from bench.aggregator import EndpointWatch, os_cpus, peak_rss_mb, progress, slice_body
 from fleetdns.apipaths import (
-    DNS_ENDPOINTS,
     DOMAINS,
     ENDPOINT_SLICES,
     GATEWAY_API_GROUP,
@@ -37,7 +35,6 @@ from fleetdns.apipaths import (
     SERVICES,
     Resource,
 )
-from fleetdns.informer import Informer
 from fleetdns.kubeapi import KubeClient
 from rig import Fleet
 from rig.aggregator import AggregatorProcess, client_for
@@ -87,13 +84,6 @@ ROUTER_NAMESPACE = "openshift-ingress"  # the aggregator's default --openshift-r
 
 def app_annotations(ttl: int = TTL) -> dict[str, str]:
     return {"fleetdns.io/global": "true", "fleetdns.io/domain": "fleet", "fleetdns.io/ttl": str(ttl)}
-
-
-def slice_body(service: str, ready: bool) -> dict[str, Any]:
-    body = ENDPOINT_SLICES.manifest(f"{service}-1")
-    body["metadata"]["labels"] = {"kubernetes.io/service-name": service}
-    return {**body, "addressType": "IPv4", "ports": [{"port": 80, "protocol": "TCP"}],
-            "endpoints": [{"addresses": ["10.99.0.1"], "conditions": {"ready": ready}}]}
 
 
 def backend(client: KubeClient, app: str, service_type: str = "ClusterIP", meta: dict[str, Any] | None = None) -> None:
@@ -193,15 +183,12 @@ def plan(count: int, kinds: list[str]) -> list[App]:
     return [App(i, KINDS[kinds[i % len(kinds)]]) for i in range(count)]
 
 
-class Answers:
-    """Watches DNSEndpoints on the host (as ExternalDNS does): per DNSEndpoint, the followed name's (TTL, targets)."""
+class Answers(EndpointWatch[tuple[int, frozenset[str]]]):
+    """Per DNSEndpoint, the followed name's A record (TTL, targets)."""
 
     def __init__(self, host: KubeClient, followed: dict[str, str]) -> None:
         self.followed = followed  # DNSEndpoint name → the DNS name to follow
-        self.answers: dict[str, tuple[int, frozenset[str]]] = {}
-        self.changed = threading.Condition()
-        self.informer = Informer("bench/dnsendpoints", host, DNS_ENDPOINTS.path(NAMESPACE), self._parse,
-                                 self._changed)
+        super().__init__(host, NAMESPACE)
 
     def _parse(self, raw: dict[str, Any]) -> tuple[str, tuple[int, frozenset[str]]]:
         name = raw["metadata"]["name"]
@@ -211,26 +198,8 @@ class Answers:
                 return name, (int(endpoint.get("recordTTL") or 0), frozenset(endpoint.get("targets") or []))
         return name, (0, frozenset())
 
-    def _changed(self, old: Any, new: Any) -> None:
-        with self.changed:
-            if new is None:
-                self.answers.pop(old[0], None)
-            else:
-                self.answers[new[0]] = new[1]
-            self.changed.notify_all()
-
     def wait_for_answer(self, endpoint: str, want: tuple[int, frozenset[str]], timeout: float) -> bool:
         return self.wait(lambda: self.answers.get(endpoint) == want, timeout)
-
-    def wait(self, predicate: Callable[[], bool], timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        with self.changed:
-            while not predicate():
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return False
-                self.changed.wait(remaining)
-        return True
 
 
 def populate(members: dict[str, KubeClient], apps: list[App]) -> None:
