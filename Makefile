@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: help venv tools test test-unit rig demo bench bench-webhook bench-aggregator bench-failover bench-serving bench-prober bench-health-failover bench-views bench-selfservice lint clean
+.PHONY: help venv tools test test-unit rig demo bench bench-webhook bench-aggregator bench-failover bench-serving bench-prober bench-health-failover bench-views bench-selfservice bench-host-outage lint clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -37,7 +37,7 @@ rig: tools ## start host+east+west API servers and etcd+CoreDNS per region; Ctrl
 demo: tools ## the local multicluster federation demo
 	$(PY) -m hack.demo
 
-bench: bench-webhook bench-aggregator bench-failover bench-serving bench-prober bench-health-failover bench-views bench-selfservice ## every benchmark; results and method go to docs/benchmarks-*.md
+bench: bench-webhook bench-aggregator bench-failover bench-serving bench-prober bench-health-failover bench-views bench-selfservice bench-host-outage ## every benchmark; results and method go to docs/benchmarks-*.md
 
 bench-webhook: tools ## webhook provider benchmarks (GET/POST /records, coredns vs webhook)
 	$(PY) -m bench.webhook
@@ -59,6 +59,9 @@ bench-views: tools ## client views: dnsperf over 3 views vs the file plugin, etc
 
 bench-selfservice: tools ## self-service: 2,000 annotated apps of mixed kinds across 3 members, no hand-written intent
 	$(PY) -m bench.selfservice $(BENCH_ARGS)
+
+bench-host-outage: tools ## host API outage of 5 s and 60 s, 5 in a row each -> first change in every regional CoreDNS, with and without the host relay
+	$(PY) -m bench.host_outage $(BENCH_ARGS)
 
 bench-prober: tools ## prober cost: 2,000 apps x 3 clusters at periodSeconds 5 (1,200 checks/s), HTTP and HTTPS
 	$(PY) -m bench.prober $(BENCH_ARGS)

@@ -101,6 +101,20 @@ class KubeClient:
         except urllib3.exceptions.HTTPError as error:
             raise KubeError(0, "Unreachable", type(error).__name__) from error
 
+    def forward(self, method: str, target: str, body: bytes | None, headers: dict[str, str],
+                timeout: tuple[float, float | None]) -> urllib3.BaseHTTPResponse:
+        """Send a request as another client wrote it (``target``: path and query), with this client's credentials;
+        the response is left unread, to be streamed. Raises KubeError(0) when the server does not answer."""
+        path = target.split("?", 1)[0]
+        sent = {**headers, **self._headers(method, path, None)}
+        sent.update({key: value for key, value in headers.items() if key in ("Accept", "Content-Type")})
+        try:
+            return self._pool.request(method, self.host + target, body=body, headers=sent,
+                                      timeout=urllib3.Timeout(connect=timeout[0], read=timeout[1]),
+                                      preload_content=False, decode_content=False, retries=False)
+        except urllib3.exceptions.HTTPError as error:
+            raise KubeError(0, "Unreachable", type(error).__name__) from error
+
     def request(self, method: str, path: str, query: dict[str, Any] | None = None, body: Any = None,
                 content_type: str | None = None, timeout: float = DEFAULT_TIMEOUT) -> dict[str, Any]:
         if method != "GET" and self._write_allowed is not None and not self._write_allowed():

@@ -77,6 +77,7 @@ class Federation:
     ``use_dns_views`` puts DNSViews on the host and a block for each into every region's CoreDNS.
     ``locations``: member -> (latitude, longitude) for its MemberCluster (default ``DEFAULT_LOCATIONS``).
     ``gateway_api``: the members that serve the Gateway API (its real CRDs installed; rig/gatewayapi.py).
+    ``host_relay``: each region's ExternalDNS reaches the host through its webhook's relay (False: directly).
     """
 
     def __init__(self, workdir: Path, zone: str = "gslb.example.com", members: tuple[str, ...] = ("east", "west"),
@@ -84,8 +85,9 @@ class Federation:
                  prober_regions: tuple[str, ...] = (), prober_args: tuple[str, ...] = (),
                  locations: Mapping[str, tuple[float, float]] | None = None,
                  path_delays: Mapping[tuple[str, str], float] | None = None,
-                 gateway_api: tuple[str, ...] = ()) -> None:
+                 gateway_api: tuple[str, ...] = (), host_relay: bool = True) -> None:
         self.workdir = workdir
+        self.host_relay = host_relay
         self.externaldns_sync = externaldns_sync
         self.zone = zone
         self.grace_period = grace_period
@@ -111,7 +113,8 @@ class Federation:
 
     def start_region(self, name: str) -> Region:
         region = Region(name, self.zone, self.fleet.host.kubeconfig, self.workdir / "regions" / name,
-                        sync=self.externaldns_sync, views=self.served_views, geoip_db=self.geoip_db).start()
+                        sync=self.externaldns_sync, views=self.served_views, geoip_db=self.geoip_db,
+                        host_relay=self.host_relay).start()
         self.regions[name] = region
         return region
 

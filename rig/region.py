@@ -18,14 +18,33 @@ from rig.process import ManagedProcess
 from rig.webhook_client import WebhookClient
 
 
+def relay_kubeconfig(port: int) -> str:
+    """A kubeconfig for ExternalDNS pointing at the webhook's host relay (plain HTTP on loopback; the relay
+    adds the credentials)."""
+    return (f"apiVersion: v1\nkind: Config\nclusters:\n- name: host-relay\n  cluster:\n"
+            f"    server: http://127.0.0.1:{port}\nusers:\n- name: relay\n  user: {{}}\ncontexts:\n"
+            f"- name: relay\n  context:\n    cluster: host-relay\n    user: relay\ncurrent-context: relay\n")
+
+
 class WebhookProvider:
     """``python -m webhook_provider`` as a child process, ready once it negotiates and etcd answers."""
 
     def __init__(self, etcd_endpoints: list[str], workdir: Path, domain_filter: str | None = None,
                  prefix: str = "/skydns/", extra_args: list[str] | None = None, name: str = "webhook",
-                 env: dict[str, str] | None = None) -> None:
+                 env: dict[str, str] | None = None, host_kubeconfig: Path | None = None, region: str = "",
+                 host_relay: bool = True) -> None:
+        """``host_kubeconfig``: the host cluster, for the lag check and (``host_relay``) the relay of ExternalDNS's
+        connection, whose kubeconfig is then ``relay_kubeconfig``."""
         self.port = free_port()
         self.health_port = free_port()
+        self.relay_port = free_port() if host_kubeconfig is not None and host_relay else None
+        self.relay_kubeconfig = workdir / f"{name}-relay.kubeconfig"
+        host_args = [f"--host-kubeconfig={host_kubeconfig}", f"--region={region}",
+                     f"--host-relay-listen=127.0.0.1:{self.relay_port}" if self.relay_port else "--host-relay-listen="
+                     ] if host_kubeconfig is not None else []
+        if self.relay_port:
+            workdir.mkdir(parents=True, exist_ok=True)
+            self.relay_kubeconfig.write_text(relay_kubeconfig(self.relay_port))
         args = [
             sys.executable, "-m", "webhook_provider",
             f"--etcd-endpoints={','.join(etcd_endpoints)}",
@@ -33,6 +52,7 @@ class WebhookProvider:
             f"--listen=127.0.0.1:{self.port}",
             f"--health-listen=127.0.0.1:{self.health_port}",
             *([f"--domain-filter={domain_filter}"] if domain_filter else []),
+            *host_args,
             *(extra_args or []),
         ]
         self.process = ManagedProcess(name, args, workdir / f"{name}.log", env=env)
@@ -67,9 +87,12 @@ class Region:
 
     def __init__(self, name: str, zone: str, host_kubeconfig: Path, workdir: Path, *,
                  externaldns_args: list[str] | None = None, sync: tuple[str, ...] = DEFAULT_SYNC,
-                 views: Sequence[DNSView] = (), geoip_db: Path | None = None) -> None:
+                 views: Sequence[DNSView] = (), geoip_db: Path | None = None, host_relay: bool = True) -> None:
         """``views``: the DNSViews this region's CoreDNS serves (a block each, before the region's own view);
-        ``geoip_db``: the MaxMind database views by country or continent need."""
+        ``geoip_db``: the MaxMind database views by country or continent need; ``host_relay``: ExternalDNS
+        reaches the host through the webhook's relay, as the shipped manifests run it (False: directly, the
+        lag check only)."""
+        self.host_relay = host_relay
         self.name = name
         self.zone = zone
         self.workdir = workdir
@@ -88,8 +111,10 @@ class Region:
         self.etcd.start()
         self.coredns = self._new_coredns().start()
         self.webhook = WebhookProvider(self.etcd.endpoints, self.workdir, domain_filter=self.zone,
-                                       name=f"webhook-{self.name}").start()
-        self.externaldns = ExternalDNS(self.host_kubeconfig, [
+                                       name=f"webhook-{self.name}", host_kubeconfig=self.host_kubeconfig,
+                                       region=self.name, host_relay=self.host_relay).start()
+        kubeconfig = self.webhook.relay_kubeconfig if self.host_relay else self.host_kubeconfig
+        self.externaldns = ExternalDNS(kubeconfig, [
             "--source=crd",
             "--provider=webhook",
             f"--webhook-provider-url={self.webhook.url}",

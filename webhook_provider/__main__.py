@@ -9,13 +9,16 @@ import threading
 from collections.abc import Callable
 
 from fleetdns.config import ConfigError, exit_on_config_error
+from fleetdns.kubeapi import load_host_client
 from fleetdns.logs import configure_logging
 from fleetdns.probes import BackgroundServer, probe_app
 from webhook_provider.api import create_api
-from webhook_provider.metrics import Metrics
+from webhook_provider.host_lag import HostLag, stored_endpoints
+from webhook_provider.host_relay import HostRelay
+from webhook_provider.metrics import HostMetrics, Metrics
 from webhook_provider.mirror import DirectSource, EntrySource, PrefixMirror
 from webhook_provider.provider import Provider
-from webhook_provider.settings import Settings, load_settings
+from webhook_provider.settings import HostSettings, Settings, load_settings
 from webhook_provider.store import EtcdStore, EtcdUnavailableError
 
 log = logging.getLogger("webhook_provider")
@@ -41,15 +44,20 @@ def run(argv: list[str] | None = None) -> int:
         create_api(provider, metrics, settings.max_request_bytes), host, port, threads=API_THREADS, name="api"))
     probes = _bind("--health-listen", settings.health_listen, lambda host, port: BackgroundServer(
         probe_app(_readiness(store), metrics.registry), host, port, threads=2, name="probes"))
+    relay, lag = _host_watch(settings.host, provider, metrics) if settings.host else (None, None)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     api.start()
     probes.start()
     threading.Thread(target=provider.repair_name_keys, args=(stop,), name="name-key-repair", daemon=True).start()
-    log.info("webhook provider listening", extra=_describe(settings, api.port, probes.port))
+    log.info("webhook provider listening", extra=_describe(settings, api.port, probes.port, relay))
     stop.wait()
     log.info("shutting down: finishing requests in progress")
+    if lag is not None:
+        lag.stop()
+    if relay is not None:
+        relay.stop()
     api.stop(grace=SHUTDOWN_GRACE_SECONDS)
     probes.stop()
     source.close()
@@ -66,6 +74,29 @@ def _bind(flag: str, address: tuple[str, int],
         raise ConfigError(flag, f"{address[0]}:{address[1]}", f"cannot listen: {error.strerror or error}") from None
 
 
+def _host_watch(host: HostSettings, provider: Provider,
+                metrics: Metrics) -> tuple[HostRelay | None, HostLag]:
+    """The relay of ExternalDNS's host connection (when listening) and the lag check (docs/design/host-outage.md)."""
+    client = load_host_client("" if host.kubeconfig == "in-cluster" else host.kubeconfig)
+    host_metrics = HostMetrics.create(metrics.registry, host.region)
+    relay = None
+    if host.relay_listen is not None:
+        listen = host.relay_listen
+        relay = _bind_relay(listen, lambda: HostRelay(client, listen, host.relay_hold, host_metrics)).start()
+    stored_for = stored_endpoints(provider.records, provider.listing.encoded_name)
+    lag = HostLag(client, host.namespace, host.label_filter, provider.domain_filter, stored_for, host_metrics,
+                  host.repair_after, relay.reset_watches if relay is not None else None).start()
+    return relay, lag
+
+
+def _bind_relay(address: tuple[str, int], make: Callable[[], HostRelay]) -> HostRelay:
+    try:
+        return make()
+    except OSError as error:
+        raise ConfigError("--host-relay-listen", f"{address[0]}:{address[1]}",
+                          f"cannot listen: {error.strerror or error}") from None
+
+
 def _readiness(store: EtcdStore):  # noqa: ANN202 - returns fleetdns.probes.ReadyCheck
     def ready() -> tuple[bool, str]:
         try:
@@ -77,7 +108,7 @@ def _readiness(store: EtcdStore):  # noqa: ANN202 - returns fleetdns.probes.Read
     return ready
 
 
-def _describe(settings: Settings, api_port: int, probe_port: int) -> dict[str, object]:
+def _describe(settings: Settings, api_port: int, probe_port: int, relay: HostRelay | None) -> dict[str, object]:
     """Start-up facts for the log; credentials are deliberately absent."""
     return {
         "listen": f"{settings.listen[0]}:{api_port}",
@@ -88,6 +119,9 @@ def _describe(settings: Settings, api_port: int, probe_port: int) -> dict[str, o
         "domain_filter": settings.domain_filter.to_json(),
         "max_txn_ops": settings.etcd.max_txn_ops,
         "read_mirror": settings.read_mirror,
+        "host_relay": f"{settings.host.relay_listen[0]}:{relay.port}"
+                      if settings.host and settings.host.relay_listen and relay else None,
+        "host_lag_check": settings.host is not None,
     }
 
 

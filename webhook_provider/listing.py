@@ -54,6 +54,13 @@ class RecordsListing:
                 self.metrics.records_managed.set(sum(self._counts.values()))
             return self._body
 
+    def encoded_name(self, name: str) -> str:
+        """The name's endpoints as of the last ``body()``, encoded as in the body ("" when it has none)."""
+        with self._lock:
+            index = bisect.bisect_left(self._names, name)
+            present = index < len(self._names) and self._names[index] == name
+            return self._parts[index] if present else ""
+
     def _apply(self, changes: NameChanges) -> None:
         encoded = {name: encode_name(name, entries) if self.domain_filter.match(name) else ("", 0)
                    for name, entries in changes.names.items()}

@@ -115,3 +115,35 @@ class Metrics:
                                   "highest etcd revision the mirror has applied", registry=registry),
             name_keys_repaired=name_keys_repaired,
         )
+
+
+@dataclass(frozen=True)
+class HostMetrics:
+    """The region's view of the host: the relay of ExternalDNS's host connection and how far the region lags."""
+
+    host_reachable: Gauge
+    relay_requests: Counter
+    relay_held: Histogram
+    lag: Gauge
+    change_applied: Histogram
+    lag_repairs: Counter
+
+    @classmethod
+    def create(cls, registry: CollectorRegistry, region: str, namespace: str = "fleetdns_webhook") -> HostMetrics:
+        lag = Gauge(f"{namespace}_host_lag_seconds", "age of the oldest host DNSEndpoint change not yet in this "
+                    "region's etcd (0: in step)", ["region"], registry=registry)
+        return cls(
+            host_reachable=Gauge(f"{namespace}_host_reachable", "1 when the host API server answered the relay's "
+                                 "last request, 0 while it does not", registry=registry),
+            relay_requests=Counter(f"{namespace}_host_relay_requests_total", "ExternalDNS's host API requests "
+                                   "through the relay, by method and outcome (status, watch, held_out, refused)",
+                                   ["method", "outcome"], registry=registry),
+            relay_held=Histogram(f"{namespace}_host_relay_held_seconds", "how long a request was held while the "
+                                 "host did not answer", buckets=_LATENCY_BUCKETS, registry=registry),
+            lag=lag.labels(region),
+            change_applied=Histogram(f"{namespace}_host_change_applied_seconds", "from a host DNSEndpoint change "
+                                     "seen to its records in this region's etcd", ["region"],
+                                     buckets=_LATENCY_BUCKETS + (60.0, 120.0), registry=registry).labels(region),
+            lag_repairs=Counter(f"{namespace}_host_lag_repairs_total", "host watch resets because the region "
+                                "lagged the host", ["region"], registry=registry).labels(region),
+        )

@@ -57,6 +57,19 @@ class EtcdSettings:
 
 
 @dataclass(frozen=True)
+class HostSettings:
+    """The host cluster ExternalDNS reads DNSEndpoints from: the relay of its connection and the lag check."""
+
+    kubeconfig: str  # "in-cluster": the pod's service account
+    relay_listen: tuple[str, int] | None  # None: no relay (ExternalDNS talks to the host directly)
+    relay_hold: float
+    namespace: str  # ExternalDNS's --namespace ("" = all)
+    label_filter: str  # ExternalDNS's --label-filter
+    region: str
+    repair_after: float
+
+
+@dataclass(frozen=True)
 class Settings:
     etcd: EtcdSettings
     prefix: str
@@ -69,6 +82,7 @@ class Settings:
     read_mirror: bool = True
     mirror_wait: float = 2.0
     mirror_verify_interval: float = 30.0
+    host: HostSettings | None = None  # None: a plain ExternalDNS webhook, no host relay or lag check
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -95,6 +109,21 @@ def build_parser() -> argparse.ArgumentParser:
              "how long a read waits for the watch to deliver our last commit before listing etcd instead")
     add_flag(parser, "--mirror-verify-interval", "WEBHOOK_MIRROR_VERIFY_INTERVAL", "30s",
              "how often the mirror compares itself with etcd (a watch that stalls without ending is replaced)")
+    add_flag(parser, "--host-kubeconfig", "WEBHOOK_HOST_KUBECONFIG", "",
+             "the host cluster ExternalDNS reads DNSEndpoints from (a kubeconfig path, or in-cluster); enables the "
+             "host relay and the lag check")
+    add_flag(parser, "--host-relay-listen", "WEBHOOK_HOST_RELAY_LISTEN", "127.0.0.1:8889",
+             "loopback address ExternalDNS's kubeconfig points at (empty: no relay, lag check only)")
+    add_flag(parser, "--host-relay-hold", "WEBHOOK_HOST_RELAY_HOLD", "20s",
+             "how long the relay holds a request while the host does not answer (below ExternalDNS's 30s "
+             "--kube-api-request-timeout)")
+    add_flag(parser, "--dnsendpoint-namespace", "WEBHOOK_DNSENDPOINT_NAMESPACE", "",
+             "the namespace ExternalDNS reads DNSEndpoints from (its --namespace; empty: all)")
+    add_flag(parser, "--dnsendpoint-label-filter", "WEBHOOK_DNSENDPOINT_LABEL_FILTER", "",
+             "ExternalDNS's --label-filter, so the lag check compares the same DNSEndpoints")
+    add_flag(parser, "--region", "WEBHOOK_REGION", "", "this region's name (the region label of the lag metric)")
+    add_flag(parser, "--host-lag-repair-after", "WEBHOOK_HOST_LAG_REPAIR_AFTER", "2s",
+             "a region lagging the host this long has ExternalDNS's host watches reset")
     add_flag(parser, "--log-level", "LOG_LEVEL", "info", "debug, info, warning or error")
     add_flag(parser, "--log-format", "LOG_FORMAT", "json", "json or text")
     return parser
@@ -116,7 +145,32 @@ def load_settings(argv: list[str] | None = None, environ: dict[str, str] | None 
         read_mirror=_bool("--read-mirror", args.read_mirror),
         mirror_wait=parse_positive_duration("--mirror-wait", args.mirror_wait),
         mirror_verify_interval=parse_positive_duration("--mirror-verify-interval", args.mirror_verify_interval),
+        host=_host_settings(args),
     )
+
+
+LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
+
+
+def _host_settings(args: argparse.Namespace) -> HostSettings | None:
+    kubeconfig = args.host_kubeconfig.strip()
+    if not kubeconfig:
+        return None
+    if kubeconfig != "in-cluster" and not os.access(kubeconfig, os.R_OK):
+        raise ConfigError("--host-kubeconfig", kubeconfig, "file does not exist or is not readable "
+                          "(or say in-cluster for the pod's service account)")
+    relay = None
+    if args.host_relay_listen.strip():
+        relay = parse_host_port("--host-relay-listen", args.host_relay_listen)
+        if relay[0] not in LOOPBACK_HOSTS and not relay[0].startswith("127."):
+            raise ConfigError("--host-relay-listen", args.host_relay_listen,
+                              "the relay forwards with the sidecar's host credentials: listen on loopback only")
+    return HostSettings(
+        kubeconfig=kubeconfig, relay_listen=relay,
+        relay_hold=parse_positive_duration("--host-relay-hold", args.host_relay_hold),
+        namespace=args.dnsendpoint_namespace.strip(), label_filter=args.dnsendpoint_label_filter.strip(),
+        region=args.region.strip(),
+        repair_after=parse_positive_duration("--host-lag-repair-after", args.host_lag_repair_after))
 
 
 def _etcd_settings(args: argparse.Namespace, env: os._Environ[str] | dict[str, str]) -> EtcdSettings:

@@ -1,0 +1,129 @@
+"""The region's lag behind the host and when it is repaired; what the host relay forwards (pure parts)."""
+
+from __future__ import annotations
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from fleetdns.config import ConfigError
+from fleetdns.endpoint import Endpoint
+from webhook_provider.domain_filter import DomainFilter
+from webhook_provider.host_lag import HostDNSEndpoint, HostLag, expected_records, missing_records
+from webhook_provider.host_relay import relay_allows, watch_timeout
+from webhook_provider.metrics import HostMetrics
+from webhook_provider.settings import load_settings
+
+pytestmark = pytest.mark.unit
+ZONE = DomainFilter.from_lists(["gslb.example.com"], [])
+APP = Endpoint("app.gslb.example.com", "A", ("198.18.0.1", "198.18.1.1"), record_ttl=30)
+
+
+class SteppedClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def make_lag(stored: dict[str, list[Endpoint]], resets: list[int], clock: SteppedClock) -> HostLag:
+    def reset() -> int:
+        resets.append(1)
+        return 1
+
+    return HostLag(client=None, namespace="", label_selector="", domain_filter=ZONE,  # type: ignore[arg-type]
+                   stored_for=lambda name: stored.get(name, []),
+                   metrics=HostMetrics.create(CollectorRegistry(), "east"), repair_after=2.0,
+                   reset_watches=reset, clock=clock)
+
+
+def test_records_the_webhook_would_not_store_are_not_expected():
+    outside = Endpoint("app.other.org", "A", ("198.18.0.1",))
+    dotted = Endpoint("www.gslb.example.com", "CNAME", ("app.gslb.example.com.",))  # ExternalDNS skips it
+    expected = expected_records((APP, outside, dotted), ZONE)
+    assert [key[0] for key in expected] == ["app.gslb.example.com"]
+
+
+def test_a_name_is_missing_until_etcd_holds_the_same_targets_in_any_order_and_case():
+    expected = expected_records((APP,), ZONE)
+    assert missing_records(expected, lambda name: []) == ["app.gslb.example.com"]
+    one_target = Endpoint("app.gslb.example.com", "A", ("198.18.0.1",))
+    assert missing_records(expected, lambda name: [one_target]) == ["app.gslb.example.com"]
+    same = Endpoint("APP.gslb.example.com", "A", ("198.18.1.1", "198.18.0.1"), record_ttl=5)
+    assert missing_records(expected, lambda name: [same]) == []
+
+
+def test_the_lag_grows_from_the_first_unapplied_change_and_a_repair_follows_after_two_seconds():
+    clock, stored, resets = SteppedClock(), {}, []
+    lag = make_lag(stored, resets, clock)
+    lag._changed(None, HostDNSEndpoint("shop/app", (APP,)))
+    clock.now += 1.5
+    assert lag.check() == 1.5 and resets == []
+    clock.now += 1.0
+    lag._changed(None, HostDNSEndpoint("shop/app", (APP,)))  # changed again: still behind since the first
+    assert lag.check() == 2.5 and resets == [1]
+    stored["app.gslb.example.com"] = [APP]
+    assert lag.check() == 0.0
+
+
+def test_repairs_back_off_while_the_same_change_stays_unapplied_and_restart_fast_once_in_step():
+    clock, stored, resets = SteppedClock(), {}, []
+    lag = make_lag(stored, resets, clock)
+    lag._changed(None, HostDNSEndpoint("shop/app", (APP,)))
+    repaired_at = []
+    for _ in range(400):  # 40 s in 0.1 s steps
+        clock.now += 0.1
+        before = len(resets)
+        lag.check()
+        if len(resets) > before:
+            repaired_at.append(round(clock.now - 100.0, 1))
+    assert repaired_at == [2.0, 4.0, 8.0, 16.0, 32.0]  # 2 s, then 2, 4, 8, 16 s apart
+    stored["app.gslb.example.com"] = [APP]
+    lag.check()
+    stored.clear()
+    lag._changed(None, HostDNSEndpoint("shop/app", (Endpoint("app.gslb.example.com", "A", ("198.18.2.1",)),)))
+    clock.now += 2.0
+    lag.check()
+    assert len(resets) == 6  # a new lag is repaired after 2 s again, not after the old backoff
+
+
+def test_a_deleted_dnsendpoint_no_longer_counts_as_lag():
+    clock, resets = SteppedClock(), []
+    lag = make_lag({}, resets, clock)
+    lag._changed(None, HostDNSEndpoint("shop/app", (APP,)))
+    clock.now += 1.0
+    lag._changed(HostDNSEndpoint("shop/app", (APP,)), None)
+    assert lag.check() == 0.0
+
+
+@pytest.mark.parametrize(("method", "path", "allowed"), [
+    ("GET", "/api", True),
+    ("GET", "/apis", True),
+    ("GET", "/apis/externaldns.k8s.io/v1alpha1", True),
+    ("GET", "/apis/externaldns.k8s.io/v1alpha1/dnsendpoints", True),
+    ("PUT", "/apis/externaldns.k8s.io/v1alpha1/namespaces/shop/dnsendpoints/app/status", True),
+    ("PUT", "/apis/externaldns.k8s.io/v1alpha1/namespaces/shop/dnsendpoints/app", False),
+    ("PUT", "/apis/externaldns.k8s.io/v1alpha1/namespaces/shop/dnsendpoints/app/status\n", False),
+    ("DELETE", "/apis/externaldns.k8s.io/v1alpha1/namespaces/shop/dnsendpoints/app", False),
+    ("GET", "/api/v1/secrets", False),
+    ("GET", "/apis/fleetdns.io/v1alpha1/memberclusters", False),
+])
+def test_the_relay_forwards_only_what_externaldns_crd_source_needs(method, path, allowed):
+    assert relay_allows(method, path) is allowed
+
+
+def test_only_watches_get_a_long_read_timeout():
+    assert watch_timeout("labelSelector=a%3Db") is None
+    assert watch_timeout("watch=true&timeoutSeconds=300") == 330.0
+
+
+def test_the_relay_listens_on_loopback_only(tmp_path):
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text("apiVersion: v1\nkind: Config\n")
+    with pytest.raises(ConfigError, match="loopback"):
+        load_settings([f"--host-kubeconfig={kubeconfig}", "--host-relay-listen=0.0.0.0:8889"], {})
+    settings = load_settings([f"--host-kubeconfig={kubeconfig}", "--region=east"], {})
+    assert settings.host is not None and settings.host.relay_listen == ("127.0.0.1", 8889)
+    assert load_settings([], {}).host is None
+    with pytest.raises(ConfigError, match="--host-kubeconfig"):
+        load_settings([f"--host-kubeconfig={tmp_path / 'missing'}"], {})
