@@ -83,9 +83,9 @@ def _host_watch(host: HostSettings, provider: Provider,
     if host.relay_listen is not None:
         listen = host.relay_listen
         relay = _bind_relay(listen, lambda: HostRelay(client, listen, host.relay_hold, host_metrics)).start()
-    stored_for = stored_endpoints(provider.records, provider.listing.encoded_name)
-    lag = HostLag(client, host.namespace, host.label_filter, provider.domain_filter, stored_for, host_metrics,
-                  host.repair_after, relay.reset_watches if relay is not None else None).start()
+    lag = HostLag(client, host.namespace, host.label_filter, provider.domain_filter,
+                  stored_endpoints(provider.listing.encoded_name), host_metrics, host.repair_after,
+                  relay.reset_watches if relay is not None else None, refresh=provider.records).start()
     return relay, lag
 
 

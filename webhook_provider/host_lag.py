@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fleetdns.apipaths import DNS_ENDPOINTS
+from fleetdns.dnsview import VIEW_PROPERTY
 from fleetdns.endpoint import Endpoint
 from fleetdns.informer import Informer, object_key
 from fleetdns.kubeapi import KubeClient
@@ -30,8 +31,9 @@ log = logging.getLogger(__name__)
 CHECK_EVERY_SECONDS = 0.2
 REPAIR_BACKOFF_MAX_SECONDS = 60.0
 
-# (name, type, set identifier, properties) -> targets: what must be in etcd for a record to count as applied
-RecordKey = tuple[str, str, str, tuple[tuple[str, str], ...]]
+# (name, type, set identifier, view) -> targets: what must be in etcd for a record to count as applied. Other
+# properties and the TTL are left to ExternalDNS's planner, which updates them on its next loop of the same watch.
+RecordKey = tuple[str, str, str, str]
 Expected = dict[RecordKey, frozenset[str]]
 
 
@@ -49,8 +51,8 @@ def parse_dns_endpoint(raw: dict[str, Any]) -> HostDNSEndpoint:
 
 
 def record_key(endpoint: Endpoint) -> RecordKey:
-    properties = tuple(sorted((p.name, p.value) for p in endpoint.provider_specific))
-    return endpoint.dns_name.lower(), endpoint.record_type, endpoint.set_identifier, properties
+    view = endpoint.provider_specific_value(VIEW_PROPERTY) or ""
+    return endpoint.dns_name.lower(), endpoint.record_type, endpoint.set_identifier, view
 
 
 def expected_records(endpoints: tuple[Endpoint, ...], domain_filter: DomainFilter) -> Expected:
@@ -93,9 +95,12 @@ class HostLag:
 
     def __init__(self, client: KubeClient, namespace: str, label_selector: str, domain_filter: DomainFilter,
                  stored_for: Callable[[str], list[Endpoint]], metrics: HostMetrics, repair_after: float,
-                 reset_watches: Callable[[], int] | None, clock: Callable[[], float] = time.monotonic) -> None:
+                 reset_watches: Callable[[], int] | None, clock: Callable[[], float] = time.monotonic,
+                 refresh: Callable[[], object] = lambda: None) -> None:
+        """``refresh`` brings what ``stored_for`` reads up to date with etcd (raises EtcdUnavailableError)."""
         self.domain_filter = domain_filter
         self.stored_for = stored_for
+        self.refresh = refresh
         self.metrics = metrics
         self.repair_after = repair_after
         self.reset_watches = reset_watches
@@ -146,6 +151,8 @@ class HostLag:
         with self._lock:
             pending = list(self._pending.items())
         now = self.clock()
+        if pending:
+            self.refresh()
         applied = []
         for key, entry in pending:
             entry.missing = missing_records(entry.expected, self.stored_for)
@@ -168,7 +175,7 @@ class HostLag:
             if self._lagging:
                 log.info("region in step with the host again")
             self._lagging = False
-            self._repair_backoff = self.repair_after
+            self._repair_backoff, self._next_repair = self.repair_after, 0.0
             return lag
         self._lagging = True
         if now >= self._next_repair:
@@ -185,12 +192,10 @@ class HostLag:
         self._repair_backoff = min(self._repair_backoff * 2, REPAIR_BACKOFF_MAX_SECONDS)
 
 
-def stored_endpoints(records_body: Callable[[], bytes], endpoints_named: Callable[[str], str]) -> Callable[
-        [str], list[Endpoint]]:
-    """``stored_for`` over the records listing: refresh it (cheap when nothing changed), then decode one name."""
+def stored_endpoints(encoded_name: Callable[[str], str]) -> Callable[[str], list[Endpoint]]:
+    """``stored_for`` over the records listing: one name's endpoints, decoded from the listing's encoded part."""
     def stored_for(name: str) -> list[Endpoint]:
-        records_body()
-        part = endpoints_named(name)
+        part = encoded_name(name)
         return [Endpoint.from_json(item) for item in json.loads(f"[{part}]")] if part else []
 
     return stored_for

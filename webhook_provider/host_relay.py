@@ -30,8 +30,8 @@ REQUEST_READ_TIMEOUT_SECONDS = 30.0
 WATCH_READ_MARGIN_SECONDS = 30.0  # past the watch's own timeoutSeconds: a stream that went silent
 RETRIED_STATUSES = frozenset({429, 500, 502, 503, 504})  # a host starting up; only GETs are retried
 STREAM_CHUNK = 65536
-_HOP_BY_HOP = frozenset({"connection", "keep-alive", "transfer-encoding", "content-length", "proxy-connection",
-                         "te", "trailer", "upgrade"})
+_NOT_RELAYED = frozenset({"connection", "keep-alive", "transfer-encoding", "content-length", "proxy-connection",
+                          "te", "trailer", "upgrade", "date", "server"})  # hop-by-hop, or written by http.server
 _DISCOVERY = frozenset({"/api", "/apis", "/version"})
 _GROUP = "/apis/externaldns.k8s.io/"
 _STATUS_PUT = re.compile(r"/apis/externaldns\.k8s\.io/v1alpha1/namespaces/[^/]+/dnsendpoints/[^/]+/status")
@@ -97,25 +97,32 @@ class HostRelay:
                       read_timeout: float | None) -> urllib3.BaseHTTPResponse | None:
         """The host's response, retried while the host does not answer (GETs also on 429/5xx) for up to
         ``hold`` seconds; None when it never did."""
-        deadline = time.monotonic() + self.hold
-        timeout = (CONNECT_TIMEOUT_SECONDS, read_timeout)
+        started = time.monotonic()
         held = False
-        while not self._stopping.is_set():
-            try:
-                response = self.client.forward(method, target, body, headers, timeout)
-                retry = method == "GET" and response.status in RETRIED_STATUSES
-            except KubeError:
-                response, retry = None, True
-            self.metrics.host_reachable.set(0 if response is None else 1)
-            if not retry or time.monotonic() >= deadline:
-                if held:
-                    self.metrics.relay_held.observe(self.hold - max(0.0, deadline - time.monotonic()))
-                return response
-            if response is not None:
-                _discard(response)
-            held = True
-            self._stopping.wait(RETRY_EVERY_SECONDS)
-        return None
+        try:
+            while not self._stopping.is_set():
+                try:
+                    response = self.client.forward(method, target, body, headers,
+                                                   (CONNECT_TIMEOUT_SECONDS, read_timeout))
+                    # a host just back may answer 404 for a CRD's resources until it has loaded them
+                    retried = RETRIED_STATUSES | ({404} if held else set())
+                    retry = method == "GET" and response.status in retried
+                except KubeError:
+                    response, retry = None, True
+                self.metrics.host_reachable.set(0 if response is None else 1)
+                if not retry or time.monotonic() - started >= self.hold:
+                    return response
+                if response is not None:
+                    _discard(response)
+                if not held:
+                    held = True
+                    self.metrics.relay_holding.inc()
+                self._stopping.wait(RETRY_EVERY_SECONDS)
+            return None
+        finally:
+            if held:
+                self.metrics.relay_holding.dec()
+                self.metrics.relay_held.observe(time.monotonic() - started)
 
     def track(self, response: urllib3.BaseHTTPResponse, watching: bool) -> None:
         with self._lock:
@@ -221,7 +228,7 @@ class _RelayHandler(BaseHTTPRequestHandler):
         try:
             self.send_response(response.status)
             for key, value in response.headers.items():
-                if key.lower() not in _HOP_BY_HOP:
+                if key.lower() not in _NOT_RELAYED:
                     self.send_header(key, value)
             self.send_header("Transfer-Encoding", "chunked")
             self.send_header("Connection", "close")

@@ -124,6 +124,7 @@ class HostMetrics:
     host_reachable: Gauge
     relay_requests: Counter
     relay_held: Histogram
+    relay_holding: Gauge
     lag: Gauge
     change_applied: Histogram
     lag_repairs: Counter
@@ -140,6 +141,8 @@ class HostMetrics:
                                    ["method", "outcome"], registry=registry),
             relay_held=Histogram(f"{namespace}_host_relay_held_seconds", "how long a request was held while the "
                                  "host did not answer", buckets=_LATENCY_BUCKETS, registry=registry),
+            relay_holding=Gauge(f"{namespace}_host_relay_holding", "requests the relay holds now because the host "
+                                "does not answer", registry=registry),
             lag=lag.labels(region),
             change_applied=Histogram(f"{namespace}_host_change_applied_seconds", "from a host DNSEndpoint change "
                                      "seen to its records in this region's etcd", ["region"],
