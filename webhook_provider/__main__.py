@@ -36,7 +36,7 @@ def run(argv: list[str] | None = None) -> int:
                                         settings.mirror_verify_interval)
                            if settings.read_mirror else DirectSource(store, settings.prefix, metrics))
     provider = Provider(store, settings.prefix, settings.domain_filter, metrics, settings.etcd.max_txn_ops,
-                        source)
+                        settings.etcd.max_txn_bytes, source)
     api = _bind("--listen", settings.listen, lambda host, port: BackgroundServer(
         create_api(provider, metrics, settings.max_request_bytes), host, port, threads=API_THREADS, name="api"))
     probes = _bind("--health-listen", settings.health_listen, lambda host, port: BackgroundServer(
@@ -87,6 +87,7 @@ def _describe(settings: Settings, api_port: int, probe_port: int) -> dict[str, o
         "prefix": settings.prefix,
         "domain_filter": settings.domain_filter.to_json(),
         "max_txn_ops": settings.etcd.max_txn_ops,
+        "max_txn_bytes": settings.etcd.max_txn_bytes,
         "read_mirror": settings.read_mirror,
     }
 

@@ -92,6 +92,17 @@ def _key_range(prefix: str) -> tuple[bytes, bytes]:
     return root.encode(), _prefix_end(root)
 
 
+def txn_request(transaction: Transaction) -> etcdrpc.TxnRequest:
+    """The etcd request of a transaction: every compare must hold, then every put and delete runs."""
+    return etcdrpc.TxnRequest(
+        compare=[etcdrpc.Compare(key=key.encode(), target=etcdrpc.Compare.MOD, result=etcdrpc.Compare.EQUAL,
+                                 mod_revision=revision) for key, revision in transaction.compares],
+        success=[*(etcdrpc.RequestOp(request_put=etcdrpc.PutRequest(key=key.encode(), value=value.encode()))
+                   for key, value in transaction.puts),
+                 *(etcdrpc.RequestOp(request_delete_range=etcdrpc.DeleteRangeRequest(key=key.encode()))
+                   for key in transaction.deletes)])
+
+
 class EtcdStore:
     """Connects on first use, so the webhook starts (and negotiates) while etcd is still down."""
 
@@ -221,13 +232,7 @@ class EtcdStore:
     def commit(self, transaction: Transaction) -> int:
         """Run one transaction and return the revision it committed at; ConflictError when a compared key
         changed since it was read."""
-        request = etcdrpc.TxnRequest(
-            compare=[etcdrpc.Compare(key=key.encode(), target=etcdrpc.Compare.MOD, result=etcdrpc.Compare.EQUAL,
-                                     mod_revision=revision) for key, revision in transaction.compares],
-            success=[*(etcdrpc.RequestOp(request_put=etcdrpc.PutRequest(key=key.encode(), value=value.encode()))
-                       for key, value in transaction.puts),
-                     *(etcdrpc.RequestOp(request_delete_range=etcdrpc.DeleteRangeRequest(key=key.encode()))
-                       for key in transaction.deletes)])
+        request = txn_request(transaction)
 
         def run(client: pyetcd.MultiEndpointEtcd3Client) -> tuple[bool, int]:
             response = client.kvstub.Txn(request, client.timeout, credentials=client.call_credentials,
