@@ -141,6 +141,8 @@ def test_a_record_no_transaction_can_carry_is_refused_as_too_large_naming_the_li
     assert "--etcd-max-txn-bytes" in rejection.message and str(DEFAULT_MAX_TXN_BYTES) in rejection.message
     assert too_large(endpoint(txt("big.example.org", text_of(1_400_000, "ok"))), PREFIX, DEFAULT_MAX_TXN_BYTES) is None
     assert too_large(endpoint(a_record("a.example.org", "192.0.2.1")), PREFIX, 16 * 1024) is None
+    quoted = endpoint(txt("quoted.example.org", '"' * 800_000))  # 0.8 MB of text, 1.6 MB as JSON in etcd
+    assert too_large(quoted, PREFIX, DEFAULT_MAX_TXN_BYTES) is not None
 
     # Exactly at the limit is fine: the check and the packing use one measure.
     fits = endpoint(txt("edge.example.org", text_of(100_000, "edge")))
