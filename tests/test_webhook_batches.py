@@ -30,12 +30,14 @@ from rig.coredns import dns_answers, etcd_corefile
 from rig.region import WebhookProvider
 from rig.waiting import wait_for
 from rig.workloads import apply_crds
+from webhook_provider import store as store_module
 from webhook_provider.changes import Changes, parse_changes, set_aside
 from webhook_provider.domain_filter import DomainFilter
+from webhook_provider.metrics import Metrics
 from webhook_provider.planner import NamePlan, Transaction, batch, plan_changes, too_large
 from webhook_provider.settings import DEFAULT_MAX_TXN_BYTES, ETCD_DEFAULT_MAX_REQUEST_BYTES, load_settings
 from webhook_provider.skydns import decode_entry
-from webhook_provider.store import txn_request
+from webhook_provider.store import EtcdStore, txn_request
 from webhook_provider.validation import Rejection, RejectReason
 
 ZONE = "example.org"
@@ -149,6 +151,22 @@ def test_a_record_no_transaction_can_carry_is_refused_as_too_large_naming_the_li
     (plan,) = planned({}, create=[txt("edge.example.org", text_of(100_000, "edge"))])
     record_bytes = max(t.byte_count for t in batch([plan], 1, 10**9))
     assert too_large(fits, PREFIX, record_bytes) is None and too_large(fits, PREFIX, record_bytes - 1) is not None
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("data", [
+    a_record("a.example.org", "192.0.2.1", "192.0.2.2"),
+    {**txt("ctl.example.org", "\x01\"\\" * 3_000), "setIdentifier": "eu\u00e9", "recordTTL": 2**31 - 1},
+    {**txt("uni.example.org", "\u00e9\U0001f600" * 2_000), "labels": {f"k{i}": "" for i in range(200)}},
+    {**txt("props.example.org", "x"), "providerSpecific": [{"name": "p", "value": ""}] * 300},
+    {**a_record("v.example.org", "192.0.2.1"), "providerSpecific": [{"name": "webhook/view", "value": "v" * 40}]},
+    {"dnsName": "_s._tcp.example.org", "recordType": "SRV", "targets": ["65535 65535 65535 " + "h" * 60 + ".org."]},
+])
+def test_too_large_draws_the_line_exactly_at_the_records_size_in_a_transaction(data):
+    candidate = endpoint(data)
+    exact = max(t.byte_count for t in batch(planned({}, create=[data]), 1, 1))  # one record (or name key) each
+    assert too_large(candidate, PREFIX, exact) is None
+    assert too_large(candidate, PREFIX, exact - 1) is not None  # the cheap bound never waves a record through
 
 
 @pytest.mark.unit
@@ -297,6 +315,39 @@ def test_one_name_whose_records_exceed_a_transaction_is_written_in_parts_and_rea
     (warning,) = [e for e in log_entries(server.process.log_path, "name needs more than one etcd transaction")
                   if e["dnsName"] == "parts.example.org"]
     assert warning["bytes"] > warning["max_txn_bytes"] == DEFAULT_MAX_TXN_BYTES
+
+
+@pytest.mark.etcd
+def test_a_byte_limit_above_etcds_gets_503_with_an_error_naming_the_flag_to_lower(etcd, tmp_path):
+    server = WebhookProvider(etcd.endpoints, tmp_path, domain_filter=ZONE, prefix=f"/over{uuid.uuid4().hex[:8]}/",
+                             extra_args=["--etcd-max-txn-bytes=3000000"], name="webhook-over").start()
+    try:
+        response = server.client.apply({"create": [txt("huge.example.org", text_of(1_600_000, "huge"))]})
+        assert response.status_code == 503  # retried by ExternalDNS; the log and the answer say what to fix
+        error = response.json()["error"]
+        assert "too large" in error and "--etcd-max-txn-bytes (3000000)" in error and "--max-request-bytes" in error
+    finally:
+        server.stop()
+
+
+@pytest.mark.etcd
+def test_listing_a_prefix_whose_pages_outgrow_grpcs_message_limit_reads_smaller_pages(etcd, monkeypatch):
+    # 5,000 values of up to 1.44 MB would be a page of GBs; a 1 MiB receive limit shows the same with 3 MB.
+    monkeypatch.setattr(store_module, "MAX_MESSAGE_BYTES", 1024 * 1024)
+    prefix = f"/pages{uuid.uuid4().hex[:8]}/"
+    settings = load_settings([f"--etcd-endpoints={etcd.url}", f"--prefix={prefix}"], {})
+    store = EtcdStore(settings.etcd, Metrics.create())
+    try:
+        changes = parse_changes({"create": [txt(f"p{i}.example.org", text_of(400_000, str(i))) for i in range(8)]},
+                                DomainFilter())
+        transactions = batch(plan_changes([], changes, prefix), MAX_OPS, 900_000)  # one name each
+        for transaction in transactions:
+            store.commit(transaction)
+        entries = store.read_prefix(prefix)
+        assert sorted(r.target for e in entries for r in e.records) == sorted(
+            text_of(400_000, str(i)) for i in range(8))
+    finally:
+        store.close()
 
 
 # --- real ExternalDNS and CoreDNS ------------------------------------------------------------------------------
