@@ -257,7 +257,8 @@ def test_a_concurrent_writer_makes_the_transaction_fail_instead_of_being_overwri
     store = EtcdStore(settings.etcd, Metrics.create())
     changes = parse_changes({"create": [a_record("app.example.org", "192.0.2.1")]}, DomainFilter())
     entries = store.read_prefix(prefix)
-    (transaction,) = batch(plan_changes(entries, changes, prefix), 128)
+    (transaction,) = batch(plan_changes(entries, changes, prefix), settings.etcd.max_txn_ops,
+                           settings.etcd.max_txn_bytes)
     key, _ = transaction.puts[-1]  # the record's key (its name key is put first)
     etcd_kv(etcd.url).put(key, json.dumps({"host": "192.0.2.99", "targetstrip": 1}))  # the other writer
     with pytest.raises(ConflictError):

@@ -27,6 +27,7 @@ from webhook_provider.changes import parse_changes
 from webhook_provider.domain_filter import DomainFilter
 from webhook_provider.planner import NamePlan, batch, plan_changes, plan_name_keys
 from webhook_provider.records import StoredEntry
+from webhook_provider.settings import DEFAULT_MAX_TXN_BYTES
 from webhook_provider.skydns import NAME_KEY_TEXT, decode_entry
 
 ZONE = "example.org"
@@ -340,9 +341,9 @@ def test_a_foreign_key_exactly_at_the_name_is_never_overwritten_until_its_record
 def test_a_name_split_over_transactions_gets_its_name_key_in_the_first_and_loses_it_in_the_last():
     big = ep("big.example.org", "A", *(f"192.0.2.{i}" for i in range(1, 8)))
     (create,) = planned({}, create=[big])
-    parts = batch([create], max_ops=5)
+    parts = batch([create], max_ops=5, max_bytes=DEFAULT_MAX_TXN_BYTES)
     assert parts[0].puts[0][0] == "/skydns/org/example/big"
-    parts = batch(planned(after({}, [create]), delete=[big]), max_ops=5)
+    parts = batch(planned(after({}, [create]), delete=[big]), max_ops=5, max_bytes=DEFAULT_MAX_TXN_BYTES)
     assert parts[-1].deletes[-1] == "/skydns/org/example/big"
 
 

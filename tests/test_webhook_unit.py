@@ -12,7 +12,7 @@ from webhook_provider.changes import parse_changes
 from webhook_provider.domain_filter import DomainFilter
 from webhook_provider.planner import NamePlan, batch, plan_changes
 from webhook_provider.records import Record, StoredEntry, endpoints_of
-from webhook_provider.settings import load_settings
+from webhook_provider.settings import DEFAULT_MAX_TXN_BYTES, load_settings
 from webhook_provider.skydns import decode_entry, encode_value, key_for
 from webhook_provider.validation import canonical_target
 
@@ -322,14 +322,16 @@ def test_duplicate_keys_of_one_target_are_collapsed_when_that_target_is_written(
 def test_batches_hold_whole_names_and_split_an_oversized_name_puts_first():
     many = [{"dnsName": f"n{i}.example.org", "recordType": "A", "targets": ["192.0.2.1", "192.0.2.2"]}
             for i in range(10)]
-    transactions = batch(plan_changes([], changes(create=many), PREFIX), max_ops=6)  # 2 records + name key each
+    plans = plan_changes([], changes(create=many), PREFIX)
+    transactions = batch(plans, max_ops=6, max_bytes=DEFAULT_MAX_TXN_BYTES)  # 2 records + name key each
     assert [len(t.names) for t in transactions] == [2, 2, 2, 2, 2]
     assert all(t.op_count <= 6 and len(t.compares) <= 6 for t in transactions)
 
     big = {"dnsName": "big.example.org", "recordType": "A", "targets": [f"192.0.2.{i}" for i in range(1, 8)]}
     state = apply_plans({}, plan_changes([], changes(create=[big]), PREFIX))
     replaced = {**big, "targets": [f"198.51.100.{i}" for i in range(1, 8)]}
-    parts = batch(plan_changes(entries_of(state), changes(updateOld=[big], updateNew=[replaced]), PREFIX), max_ops=5)
+    plans = plan_changes(entries_of(state), changes(updateOld=[big], updateNew=[replaced]), PREFIX)
+    parts = batch(plans, max_ops=5, max_bytes=DEFAULT_MAX_TXN_BYTES)
     assert all(t.splits_a_name for t in parts) and len(parts) == 3
     assert parts[0].puts and not parts[0].deletes and parts[-1].deletes and not parts[-1].puts
 

@@ -39,7 +39,7 @@ def run(argv: list[str] | None = None) -> int:
                                         settings.mirror_verify_interval)
                            if settings.read_mirror else DirectSource(store, settings.prefix, metrics))
     provider = Provider(store, settings.prefix, settings.domain_filter, metrics, settings.etcd.max_txn_ops,
-                        source)
+                        settings.etcd.max_txn_bytes, source)
     api = _bind("--listen", settings.listen, lambda host, port: BackgroundServer(
         create_api(provider, metrics, settings.max_request_bytes), host, port, threads=API_THREADS, name="api"))
     probes = _bind("--health-listen", settings.health_listen, lambda host, port: BackgroundServer(
@@ -118,6 +118,7 @@ def _describe(settings: Settings, api_port: int, probe_port: int, relay: HostRel
         "prefix": settings.prefix,
         "domain_filter": settings.domain_filter.to_json(),
         "max_txn_ops": settings.etcd.max_txn_ops,
+        "max_txn_bytes": settings.etcd.max_txn_bytes,
         "read_mirror": settings.read_mirror,
         "host_relay": f"{settings.host.relay_listen[0]}:{relay.port}"
                       if settings.host and settings.host.relay_listen and relay else None,

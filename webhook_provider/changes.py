@@ -6,7 +6,8 @@ endpoint that cannot be stored is set aside as ``Skipped`` and the rest of the b
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from typing import Any
 
 from fleetdns.endpoint import Endpoint, EndpointFormatError, parse_endpoint_list
@@ -109,3 +110,27 @@ def _endpoint_list(data: dict[str, Any], spellings: tuple[str, str]) -> tuple[st
     if not present:
         return spellings[0], []
     return present[0], parse_endpoint_list(data[present[0]], present[0])
+
+
+def set_aside(changes: Changes, refuse: Callable[[Endpoint], Rejection | None]) -> Changes:
+    """``changes`` without the endpoints to write (create, updateNew) that ``refuse`` rejects, which join
+    ``skipped``: for judgements that need more than the document (the etcd size limit, ``planner.too_large``).
+
+    As in ``parse_changes``, a pair whose new side is refused is skipped whole (the old record stays). The path
+    names the list only: indices of the document are not kept once it is parsed.
+    """
+    skipped: list[Skipped] = []
+
+    def kept(path: str, endpoint: Endpoint) -> bool:
+        rejection = refuse(endpoint)
+        if rejection is not None:
+            skipped.append(Skipped(path, rejection))
+        return rejection is None
+
+    create = tuple(endpoint for endpoint in changes.create if kept("create", endpoint))
+    pairs = [(old, new) for old, new in zip(changes.update_old, changes.update_new, strict=True)
+             if kept("updateNew", new)]
+    if not skipped:
+        return changes
+    return replace(changes, create=create, update_old=tuple(old for old, _ in pairs),
+                   update_new=tuple(new for _, new in pairs), skipped=(*changes.skipped, *skipped))

@@ -5,7 +5,9 @@ No I/O here; the store executes the transactions. Rules that keep CoreDNS's answ
 - all keys of one name go into one transaction, so a name is never served half-updated;
 - each name touched gets its name key (skydns.py) in step in that same transaction, under every prefix (default
   or view) where it has records: written first, deleted last, never over a key someone else put exactly there;
-- each transaction compares the mod revision of every key it writes, so a concurrent writer is noticed.
+- each transaction compares the mod revision of every key it writes, so a concurrent writer is noticed;
+- a transaction stays within both of etcd's request limits, operations (--max-txn-ops) and bytes (--max-request-bytes):
+  a record that could never fit is refused before planning (``too_large``), never sent to be refused forever.
 """
 
 from __future__ import annotations
@@ -15,13 +17,25 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from fleetdns.endpoint import Endpoint
 from webhook_provider.changes import Changes
 from webhook_provider.records import Record, StoredEntry, records_of
 from webhook_provider.skydns import encode_name_key, encode_value, key_for, name_key, prefix_for
+from webhook_provider.validation import Rejection, RejectReason
 
 log = logging.getLogger(__name__)
 
 Identity = tuple[str, str, str]
+# Upper bound of the protobuf framing one key costs a TxnRequest: field tags and length prefixes of the Compare or
+# RequestOp and its inner request, and the compare's mod revision (a 10-byte varint at most). Checked against
+# etcd's real messages in the tests, so a byte budget computed with it is never exceeded on the wire.
+KEY_FRAMING_BYTES = 32
+
+
+def op_bytes(key: str, value: str | None) -> int:
+    """Bytes a put (``value``) or delete (None) of ``key`` and its mod-revision compare add to a transaction."""
+    size = 2 * (len(key.encode()) + KEY_FRAMING_BYTES)
+    return size if value is None else size + len(value.encode())
 
 
 @dataclass
@@ -37,6 +51,11 @@ class NamePlan:
     def op_count(self) -> int:
         return len(self.puts) + len(self.deletes)
 
+    @property
+    def byte_count(self) -> int:
+        return sum(op_bytes(key, value) for key, value in self.puts.items()) + sum(
+            op_bytes(key, None) for key in self.deletes)
+
 
 @dataclass(frozen=True)
 class Transaction:
@@ -49,6 +68,39 @@ class Transaction:
     @property
     def op_count(self) -> int:
         return len(self.puts) + len(self.deletes)
+
+    @property
+    def byte_count(self) -> int:
+        """An upper bound of the request's size on the wire (the measure of etcd's --max-request-bytes)."""
+        keys = [key for key, _ in self.compares] + [key for key, _ in self.puts] + list(self.deletes)
+        return (sum(len(key.encode()) + KEY_FRAMING_BYTES for key in keys)
+                + sum(len(value.encode()) for _, value in self.puts))
+
+
+def too_large(endpoint: Endpoint, prefix: str, max_bytes: int) -> Rejection | None:
+    """Why a canonical endpoint can never be written: one of its records alone (its key, value and compare) is
+    more than ``max_bytes``, so no transaction could carry it and etcd would refuse the batch on every retry."""
+    if _surely_fits(endpoint, prefix, max_bytes):
+        return None  # /adjustendpoints asks for every endpoint every loop: encoding each costs ~20 µs (measured)
+    for record in records_of(endpoint):
+        size = op_bytes(key_for(record, prefix_for(record, prefix)), encode_value(record))
+        if size > max_bytes:
+            return Rejection(endpoint.dns_name, endpoint.record_type, RejectReason.TOO_LARGE,
+                             f"a {endpoint.record_type} record of {len(record.target.encode())} bytes takes "
+                             f"{size} bytes in an etcd transaction, more than the {max_bytes} one may carry "
+                             "(--etcd-max-txn-bytes, below etcd's --max-request-bytes): shorten it, or raise both")
+    return None
+
+
+def _surely_fits(endpoint: Endpoint, prefix: str, max_bytes: int) -> bool:
+    """A cheap upper bound of ``too_large``'s measure: JSON writes a character in at most 6 bytes (``\\u001f``), a
+    key character in UTF-8 takes at most 4 (twice: put and compare), each label or property adds its quotes and
+    field names (under 32 bytes), and the rest (fields, numbers, leaf, view, framing) stays under 1 KiB."""
+    text = (len(endpoint.dns_name) + len(endpoint.set_identifier) + max(map(len, endpoint.targets), default=0)
+            + sum(len(key) + len(value) for key, value in endpoint.labels.items())
+            + sum(len(prop.name) + len(prop.value) for prop in endpoint.provider_specific))
+    items = len(endpoint.labels) + len(endpoint.provider_specific)
+    return 8 * (len(prefix) + len(endpoint.dns_name)) + 6 * text + 32 * items + 1024 <= max_bytes
 
 
 def plan_changes(entries: list[StoredEntry], changes: Changes, prefix: str) -> list[NamePlan]:
@@ -180,22 +232,25 @@ def _apply_to_entry(entry: StoredEntry, removed: set[Identity], added: dict[Iden
     return kept, changed
 
 
-def batch(plans: list[NamePlan], max_ops: int) -> list[Transaction]:
-    """Pack whole names into transactions of at most ``max_ops`` operations (and as many compares)."""
+def batch(plans: list[NamePlan], max_ops: int, max_bytes: int) -> list[Transaction]:
+    """Pack whole names into transactions of at most ``max_ops`` operations (and as many compares) and at most
+    ``max_bytes`` bytes (``Transaction.byte_count``); a name that fits in neither alone is split (``_split_name``)."""
     transactions: list[Transaction] = []
     group: list[NamePlan] = []
-    size = 0
+    ops = size = 0
     for plan in plans:
-        if plan.op_count > max_ops:
+        plan_ops, plan_bytes = plan.op_count, plan.byte_count
+        if plan_ops > max_ops or plan_bytes > max_bytes:
             transactions.extend(_flush(group))
-            group, size = [], 0
-            transactions.extend(_split_name(plan, max_ops))
+            group, ops, size = [], 0, 0
+            transactions.extend(_split_name(plan, max_ops, max_bytes))
             continue
-        if size + plan.op_count > max_ops:
+        if ops + plan_ops > max_ops or size + plan_bytes > max_bytes:
             transactions.extend(_flush(group))
-            group, size = [], 0
+            group, ops, size = [], 0, 0
         group.append(plan)
-        size += plan.op_count
+        ops += plan_ops
+        size += plan_bytes
     transactions.extend(_flush(group))
     return transactions
 
@@ -211,19 +266,30 @@ def _flush(group: list[NamePlan]) -> list[Transaction]:
     )]
 
 
-def _split_name(plan: NamePlan, max_ops: int) -> list[Transaction]:
-    """A name too big for one transaction: puts first, deletes last, so the name is never empty."""
-    log.warning("name needs more operations than one etcd transaction allows; writing it in parts",
-                extra={"dnsName": plan.name, "operations": plan.op_count, "max_txn_ops": max_ops})
+def _split_name(plan: NamePlan, max_ops: int, max_bytes: int) -> list[Transaction]:
+    """A name too big for one transaction (operations or bytes): puts first, deletes last, so the name is never
+    empty; between the parts the name is served with some new records beside some old ones.
+
+    Each part is filled in order up to both limits. A single operation over ``max_bytes`` gets a part of its own
+    (etcd refuses it, 503): ``too_large`` keeps every record we are asked to write below that.
+    """
+    log.warning("name needs more than one etcd transaction allows; writing it in parts", extra={
+        "dnsName": plan.name, "operations": plan.op_count, "bytes": plan.byte_count, "max_txn_ops": max_ops,
+        "max_txn_bytes": max_bytes})
     ops: list[tuple[str, str | None]] = [*plan.puts.items(), *((key, None) for key in plan.deletes)]
-    parts = []
-    for start in range(0, len(ops), max_ops):
-        chunk = ops[start:start + max_ops]
-        parts.append(Transaction(
-            compares=tuple((key, plan.expected[key]) for key, _ in chunk),
-            puts=tuple((key, value) for key, value in chunk if value is not None),
-            deletes=tuple(key for key, value in chunk if value is None),
-            names=(plan.name,),
-            splits_a_name=True,
-        ))
-    return parts
+    chunks: list[list[tuple[str, str | None]]] = []
+    size = 0
+    for key, value in ops:
+        cost = op_bytes(key, value)
+        if not chunks or len(chunks[-1]) >= max_ops or size + cost > max_bytes:
+            chunks.append([])
+            size = 0
+        chunks[-1].append((key, value))
+        size += cost
+    return [Transaction(
+        compares=tuple((key, plan.expected[key]) for key, _ in chunk),
+        puts=tuple((key, value) for key, value in chunk if value is not None),
+        deletes=tuple(key for key, value in chunk if value is None),
+        names=(plan.name,),
+        splits_a_name=True,
+    ) for chunk in chunks]

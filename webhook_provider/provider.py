@@ -7,15 +7,15 @@ import threading
 import time
 
 from fleetdns.endpoint import Endpoint
-from webhook_provider.changes import Changes
+from webhook_provider.changes import Changes, set_aside
 from webhook_provider.domain_filter import DomainFilter
 from webhook_provider.listing import RecordsListing
 from webhook_provider.metrics import Metrics
 from webhook_provider.mirror import DirectSource, EntrySource
-from webhook_provider.planner import Transaction, batch, plan_changes, plan_name_keys
+from webhook_provider.planner import Transaction, batch, plan_changes, plan_name_keys, too_large
 from webhook_provider.skydns import owns_key
 from webhook_provider.store import ConflictError, EtcdStore, EtcdUnavailableError
-from webhook_provider.validation import Rejection, storable_endpoint
+from webhook_provider.validation import Rejection, Storable, storable_endpoint
 
 log = logging.getLogger(__name__)
 
@@ -30,12 +30,13 @@ class ApplyConflictError(EtcdUnavailableError):
 
 class Provider:
     def __init__(self, store: EtcdStore, prefix: str, domain_filter: DomainFilter, metrics: Metrics,
-                 max_txn_ops: int, source: EntrySource | None = None) -> None:
+                 max_txn_ops: int, max_txn_bytes: int, source: EntrySource | None = None) -> None:
         self.store = store
         self.prefix = prefix
         self.domain_filter = domain_filter
         self.metrics = metrics
         self.max_txn_ops = max_txn_ops
+        self.max_txn_bytes = max_txn_bytes
         self.source = source or DirectSource(store, prefix, metrics)  # mirror.PrefixMirror in production
         self.listing = RecordsListing(self.source, domain_filter, metrics)
         self._apply_lock = threading.Lock()  # one apply at a time: no conflicts with ourselves
@@ -53,6 +54,8 @@ class Provider:
         adjusted = []
         for index, endpoint in enumerate(endpoints):
             verdict = storable_endpoint(endpoint, self.domain_filter)
+            if isinstance(verdict, Storable):
+                verdict = self._too_large(verdict.endpoint) or verdict
             if isinstance(verdict, Rejection):
                 self.metrics.dropped_endpoints.labels(verdict.reason.value).inc()
                 self.metrics.rejections.report(verdict, "adjustendpoints", f"[{index}]")
@@ -63,11 +66,17 @@ class Provider:
             adjusted.append(verdict.endpoint)
         return adjusted
 
+    def _too_large(self, endpoint: Endpoint) -> Rejection | None:
+        """The size half of "can this be stored" (it needs the prefix and the transaction limit); the document
+        half is ``validation.storable_endpoint``. Both routes ask both, so /adjustendpoints drops what apply skips."""
+        return too_large(endpoint, self.prefix, self.max_txn_bytes)
+
     def apply(self, changes: Changes) -> None:
         """Write the changes; raises EtcdUnavailableError (→ 503) unless every transaction committed.
 
         Skipped endpoints are only reported: nothing of them is written, and they never fail the rest.
         """
+        changes = set_aside(changes, self._too_large)
         for skipped in changes.skipped:
             self.metrics.rejected_records.labels(skipped.rejection.reason.value).inc()
             self.metrics.rejections.report(skipped.rejection, "records", skipped.path)
@@ -95,7 +104,7 @@ class Provider:
         started = time.perf_counter()
         entries = self.source.entries()  # the mirror is safe to plan from: every write compares mod revisions
         plans = plan_changes(entries, changes, self.prefix)
-        transactions = batch(plans, self.max_txn_ops)
+        transactions = batch(plans, self.max_txn_ops, self.max_txn_bytes)
         _refuse_keys_outside(transactions, self.prefix)
         for transaction in transactions:
             self._commit(transaction)
@@ -127,7 +136,7 @@ class Provider:
             started = time.perf_counter()
             try:
                 plans = plan_name_keys(self.source.entries(), self.prefix, self.domain_filter.match)
-                transactions = batch(plans, self.max_txn_ops)
+                transactions = batch(plans, self.max_txn_ops, self.max_txn_bytes)
                 _refuse_keys_outside(transactions, self.prefix)
                 for transaction in transactions:
                     with self._apply_lock:

@@ -24,6 +24,11 @@ from webhook_provider.domain_filter import DomainFilter
 
 DEFAULT_MAX_REQUEST_BYTES = 32 * 1024 * 1024
 DEFAULT_MAX_TXN_OPS = 128  # etcd's own --max-txn-ops default
+# etcd's --max-request-bytes defaults to 1.5 MiB and is checked on the whole raft request (our transaction plus a
+# header); 64 KiB of headroom covers that header many times over (the planner bounds the transaction's own framing).
+ETCD_DEFAULT_MAX_REQUEST_BYTES = 1_572_864
+DEFAULT_MAX_TXN_BYTES = ETCD_DEFAULT_MAX_REQUEST_BYTES - 64 * 1024
+MIN_MAX_TXN_BYTES = 16 * 1024  # below this an ordinary record with labels may not fit: almost surely a unit mistake
 
 
 @dataclass(frozen=True)
@@ -50,6 +55,7 @@ class EtcdSettings:
     password: str | None = field(default=None, repr=False)  # never printed or logged
     timeout: float = 5.0
     max_txn_ops: int = DEFAULT_MAX_TXN_OPS
+    max_txn_bytes: int = DEFAULT_MAX_TXN_BYTES
 
     @property
     def secure(self) -> bool:
@@ -102,6 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
              "largest request body accepted (413 above)")
     add_flag(parser, "--etcd-max-txn-ops", "ETCD_MAX_TXN_OPS", str(DEFAULT_MAX_TXN_OPS),
              "operations per etcd transaction; must not exceed etcd's --max-txn-ops")
+    add_flag(parser, "--etcd-max-txn-bytes", "ETCD_MAX_TXN_BYTES", str(DEFAULT_MAX_TXN_BYTES),
+             "bytes per etcd transaction; keep below etcd's --max-request-bytes (a record larger alone is skipped)")
     add_flag(parser, "--etcd-timeout", "ETCD_TIMEOUT", "5s", "timeout of each etcd call")
     add_flag(parser, "--read-mirror", "WEBHOOK_READ_MIRROR", "true",
              "serve reads from an in-memory copy of the prefix kept by an etcd watch (false: read etcd every time)")
@@ -178,7 +186,12 @@ def _etcd_settings(args: argparse.Namespace, env: os._Environ[str] | dict[str, s
     max_ops = _positive_int("--etcd-max-txn-ops", args.etcd_max_txn_ops)
     if max_ops < 2:
         raise ConfigError("--etcd-max-txn-ops", args.etcd_max_txn_ops, "must be at least 2")
-    return replace(connection, max_txn_ops=max_ops)
+    max_bytes = _positive_int("--etcd-max-txn-bytes", args.etcd_max_txn_bytes)
+    if max_bytes < MIN_MAX_TXN_BYTES:
+        raise ConfigError("--etcd-max-txn-bytes", args.etcd_max_txn_bytes,
+                          f"must be at least {MIN_MAX_TXN_BYTES} (a byte count, e.g. {DEFAULT_MAX_TXN_BYTES}: "
+                          "etcd's default --max-request-bytes less headroom)")
+    return replace(connection, max_txn_ops=max_ops, max_txn_bytes=max_bytes)
 
 
 def etcd_connection(args: argparse.Namespace, env: os._Environ[str] | dict[str, str]) -> EtcdSettings:

@@ -27,7 +27,7 @@ from webhook_provider.skydns import decode_key, key_space_root
 
 log = logging.getLogger(__name__)
 
-PAGE_SIZE = 5000  # keys per range call: far below gRPC's message limit even with large labels
+PAGE_SIZE = 5000  # keys per range call: below gRPC's message limit for ordinary values (large ones: see _pages)
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 # A watch stream idles for hours: pings notice a peer that vanished without closing the connection.
 # etcd refuses pings more often than every 5 s (--grpc-keepalive-min-time).
@@ -90,6 +90,17 @@ def _key_range(prefix: str) -> tuple[bytes, bytes]:
     """etcd's (key, range_end) for the key space of the default prefix ``prefix`` and its view prefixes."""
     root = key_space_root(prefix)
     return root.encode(), _prefix_end(root)
+
+
+def txn_request(transaction: Transaction) -> etcdrpc.TxnRequest:
+    """The etcd request of a transaction: every compare must hold, then every put and delete runs."""
+    return etcdrpc.TxnRequest(
+        compare=[etcdrpc.Compare(key=key.encode(), target=etcdrpc.Compare.MOD, result=etcdrpc.Compare.EQUAL,
+                                 mod_revision=revision) for key, revision in transaction.compares],
+        success=[*(etcdrpc.RequestOp(request_put=etcdrpc.PutRequest(key=key.encode(), value=value.encode()))
+                   for key, value in transaction.puts),
+                 *(etcdrpc.RequestOp(request_delete_range=etcdrpc.DeleteRangeRequest(key=key.encode()))
+                   for key in transaction.deletes)])
 
 
 class EtcdStore:
@@ -208,8 +219,19 @@ class EtcdStore:
         start, end = _key_range(prefix)
         revision = None
         entries: list[StoredEntry] = []
+        limit = PAGE_SIZE
         while True:
-            response = client.get_range_response(start, end, limit=PAGE_SIZE, revision=revision)
+            try:
+                response = client.get_range_response(start, end, limit=limit, revision=revision)
+            except grpc.RpcError as error:
+                # Values up to --etcd-max-txn-bytes each: PAGE_SIZE of them can outgrow gRPC's message limit, and
+                # a listing that always fails would stop every read. Smaller pages, down to one key.
+                if error.code() != grpc.StatusCode.RESOURCE_EXHAUSTED or limit == 1:
+                    raise
+                limit = max(1, limit // 8)
+                log.info("a page of the prefix exceeded gRPC's message limit; reading smaller pages",
+                         extra={"prefix": prefix, "page_keys": limit})
+                continue
             if revision is None:
                 revision = response.header.revision
             entries.extend(decode_key(prefix, kv.key.decode("utf-8", "replace"), kv.value, kv.mod_revision)
@@ -221,20 +243,22 @@ class EtcdStore:
     def commit(self, transaction: Transaction) -> int:
         """Run one transaction and return the revision it committed at; ConflictError when a compared key
         changed since it was read."""
-        request = etcdrpc.TxnRequest(
-            compare=[etcdrpc.Compare(key=key.encode(), target=etcdrpc.Compare.MOD, result=etcdrpc.Compare.EQUAL,
-                                     mod_revision=revision) for key, revision in transaction.compares],
-            success=[*(etcdrpc.RequestOp(request_put=etcdrpc.PutRequest(key=key.encode(), value=value.encode()))
-                       for key, value in transaction.puts),
-                     *(etcdrpc.RequestOp(request_delete_range=etcdrpc.DeleteRangeRequest(key=key.encode()))
-                       for key in transaction.deletes)])
+        request = txn_request(transaction)
 
         def run(client: pyetcd.MultiEndpointEtcd3Client) -> tuple[bool, int]:
             response = client.kvstub.Txn(request, client.timeout, credentials=client.call_credentials,
                                          metadata=client.metadata)
             return bool(response.succeeded), int(response.header.revision)
 
-        succeeded, revision = self._call("txn", run)
+        try:
+            succeeded, revision = self._call("txn", run)
+        except EtcdUnavailableError as error:
+            if _refused_as_too_large(error.__cause__):
+                raise EtcdUnavailableError(
+                    f"etcd refused a transaction of {transaction.byte_count} bytes as too large ({error}): "
+                    f"--etcd-max-txn-bytes ({self.settings.max_txn_bytes}) must stay below etcd's "
+                    "--max-request-bytes less 64 KiB") from error
+            raise
         if not succeeded:
             self.metrics.etcd_errors.labels("txn_conflict").inc()
             raise ConflictError(f"a key of {', '.join(transaction.names[:3])} changed concurrently")
@@ -358,6 +382,15 @@ class PrefixWatch:
             return WatchEvent(key, event.kv.mod_revision, None)
         return WatchEvent(key, event.kv.mod_revision,
                           decode_key(self.prefix, key, event.kv.value, event.kv.mod_revision))
+
+
+def _refused_as_too_large(error: BaseException | None) -> bool:
+    """etcd's answers to a request over --max-request-bytes: its own check, or gRPC's (the limit plus 512 KiB)."""
+    if not isinstance(error, grpc.RpcError):
+        return False
+    code, details = error.code(), error.details() or ""
+    return code == grpc.StatusCode.RESOURCE_EXHAUSTED or (
+        code == grpc.StatusCode.INVALID_ARGUMENT and "request is too large" in details)
 
 
 def _describe(error: Exception) -> str:

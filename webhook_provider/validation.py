@@ -130,6 +130,7 @@ class RejectReason(StrEnum):
     CNAME_MULTIPLE_TARGETS = "cname_multiple_targets"
     INVALID_TTL = "invalid_ttl"
     INVALID_VIEW = "invalid_view"  # webhook/view names no view (it names the record's etcd prefix)
+    TOO_LARGE = "too_large"  # one of its records alone exceeds an etcd transaction (planner.too_large, by the provider)
 
 
 @dataclass(frozen=True)
