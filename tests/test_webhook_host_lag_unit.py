@@ -12,6 +12,7 @@ from webhook_provider.host_lag import HostDNSEndpoint, HostLag, expected_records
 from webhook_provider.host_relay import relay_allows, watch_timeout
 from webhook_provider.metrics import HostMetrics
 from webhook_provider.settings import load_settings
+from webhook_provider.watch_resume import list_query, missed_events, resume_version
 
 pytestmark = pytest.mark.unit
 ZONE = DomainFilter.from_lists(["gslb.example.com"], [])
@@ -127,3 +128,35 @@ def test_the_relay_listens_on_loopback_only(tmp_path):
     assert load_settings([], {}).host is None
     with pytest.raises(ConfigError, match="--host-kubeconfig"):
         load_settings([f"--host-kubeconfig={tmp_path / 'missing'}"], {})
+
+
+def item(name: str, version: int, targets: tuple[str, ...] = ("198.18.0.1",)) -> dict:
+    return {"metadata": {"namespace": "shop", "name": name, "resourceVersion": str(version)},
+            "spec": {"endpoints": [{"dnsName": f"{name}.gslb.example.com", "recordType": "A",
+                                    "targets": list(targets)}]}}
+
+
+def listing(version: int, *items: dict) -> dict:
+    return {"apiVersion": "externaldns.k8s.io/v1alpha1", "kind": "DNSEndpointList",
+            "metadata": {"resourceVersion": str(version)}, "items": list(items)}
+
+
+def test_a_resumed_watch_gets_what_a_watch_from_its_version_would_have_in_version_order():
+    before = listing(10, item("kept", 3), item("changed", 5), item("gone", 7))
+    now = listing(20, item("kept", 3), item("changed", 15, ("198.18.9.9",)), item("new", 12))
+    events = missed_events(before, now)
+    assert [(e["type"], e["object"]["metadata"]["name"]) for e in events] == [
+        ("ADDED", "new"), ("MODIFIED", "changed"), ("DELETED", "gone")]
+    assert all(e["object"]["kind"] == "DNSEndpoint" and e["object"]["apiVersion"] == "externaldns.k8s.io/v1alpha1"
+               for e in events)
+    assert events[-1]["object"]["metadata"]["resourceVersion"] == "20"  # the client then watches from 20
+
+
+def test_only_a_watch_that_resumes_from_a_version_is_resumed():
+    assert resume_version("watch=true&resourceVersion=42&allowWatchBookmarks=true") == "42"
+    assert resume_version("watch=true") is None
+    assert resume_version("watch=true&resourceVersion=0") is None
+    assert resume_version("watch=true&resourceVersion=42&sendInitialEvents=true") is None
+    assert list_query("watch=true&resourceVersion=42&labelSelector=a%3Db&timeoutSeconds=9", "42") == \
+        "labelSelector=a%3Db&resourceVersion=42&resourceVersionMatch=Exact"
+    assert list_query("watch=true&resourceVersion=42&labelSelector=a%3Db", None) == "labelSelector=a%3Db"

@@ -21,6 +21,7 @@ import urllib3
 
 from fleetdns.kubeapi import KubeClient, KubeError
 from webhook_provider.metrics import HostMetrics
+from webhook_provider.watch_resume import list_query, missed_events, resume_version, watch_query
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +31,7 @@ REQUEST_READ_TIMEOUT_SECONDS = 30.0
 WATCH_READ_MARGIN_SECONDS = 30.0  # past the watch's own timeoutSeconds: a stream that went silent
 RETRIED_STATUSES = frozenset({429, 500, 502, 503, 504})  # a host starting up; only GETs are retried
 STREAM_CHUNK = 65536
+RESUME_WINDOW_SECONDS = 120.0  # after the host was last seen away, watches are resumed rather than forwarded
 _NOT_RELAYED = frozenset({"connection", "keep-alive", "transfer-encoding", "content-length", "proxy-connection",
                           "te", "trailer", "upgrade", "date", "server"})  # hop-by-hop, or written by http.server
 _DISCOVERY = frozenset({"/api", "/apis", "/version"})
@@ -66,6 +68,7 @@ class HostRelay:
         self._stopping = threading.Event()
         self._watches: set[urllib3.BaseHTTPResponse] = set()
         self._lock = threading.Lock()
+        self._away_at: float | None = None  # when the host last did not answer, or a stream from it broke
         self.server = ThreadingHTTPServer(listen, _handler_for(self))
         self.server.daemon_threads = True
         self._thread = threading.Thread(target=self.server.serve_forever, name="host-relay", daemon=True)
@@ -109,6 +112,7 @@ class HostRelay:
                     retry = method == "GET" and response.status in retried
                 except KubeError:
                     response, retry = None, True
+                    self.host_away()
                 self.metrics.host_reachable.set(0 if response is None else 1)
                 if not retry or time.monotonic() - started >= self.hold:
                     return response
@@ -123,6 +127,48 @@ class HostRelay:
             if held:
                 self.metrics.relay_holding.dec()
                 self.metrics.relay_held.observe(time.monotonic() - started)
+
+    def host_away(self) -> None:
+        self._away_at = time.monotonic()
+
+    def host_was_away(self) -> bool:
+        """Whether the host may have restarted lately (watches from before then would get 410 Expired)."""
+        away = self._away_at
+        return away is not None and time.monotonic() - away < RESUME_WINDOW_SECONDS
+
+    def resume_watch(self, path: str, query: str, version: str, headers: dict[str, str],
+                     read_timeout: float | None) -> tuple[list[dict[str, Any]], urllib3.BaseHTTPResponse] | None:
+        """The events a watch from ``version`` missed and the host's watch from now on (watch_resume.py); None
+        when the host cannot say what was at ``version`` (compacted), so the client's own watch gets its answer."""
+        before = self._list(f"{path}?{list_query(query, version)}")
+        now = self._list(f"{path}?{list_query(query, None)}") if before is not None else None
+        if before is None or now is None:
+            return None
+        current = str((now.get("metadata") or {}).get("resourceVersion") or "")
+        response = self.open_upstream("GET", f"{path}?{watch_query(query, current)}", None, headers, read_timeout)
+        if response is None or response.status != 200:
+            if response is not None:
+                _discard(response)
+            return None
+        events = missed_events(before, now)
+        log.info("host watch resumed across a host restart", extra={
+            "path": path, "from_resource_version": version, "to_resource_version": current, "events": len(events)})
+        return events, response
+
+    def _list(self, target: str) -> dict[str, Any] | None:
+        response = self.open_upstream("GET", target, None, {"Accept": "application/json"},
+                                      REQUEST_READ_TIMEOUT_SECONDS)
+        if response is None:
+            return None
+        try:
+            if response.status != 200:
+                return None
+            listing = json.loads(response.read())
+            return listing if isinstance(listing, dict) else None
+        except (urllib3.exceptions.HTTPError, OSError, ValueError):
+            return None
+        finally:
+            _discard(response)
 
     def track(self, response: urllib3.BaseHTTPResponse, watching: bool) -> None:
         with self._lock:
@@ -183,6 +229,9 @@ class _RelayHandler(BaseHTTPRequestHandler):
         watching = read_timeout is not None
         headers = {key: value for key, value in self.headers.items()
                    if key in ("Accept", "Content-Type", "User-Agent")}
+        version = resume_version(parts.query) if watching else None
+        if version is not None and self._resumed(parts.path, parts.query, version, headers, read_timeout):
+            return
         response = self.relay.open_upstream(method, self.path, body, headers,
                                             read_timeout if watching else REQUEST_READ_TIMEOUT_SECONDS)
         if response is None:
@@ -191,6 +240,26 @@ class _RelayHandler(BaseHTTPRequestHandler):
         outcome = "watch" if watching else str(response.status)
         self.relay.metrics.relay_requests.labels(method, outcome).inc()
         self._stream(response, watching)
+
+    def _resumed(self, path: str, query: str, version: str, headers: dict[str, str],
+                 read_timeout: float | None) -> bool:
+        """Serve a watch from ``version`` that the host may answer 410 Expired because it restarted since
+        (it was away lately, or while this request waited): resumed from etcd's history instead."""
+        if not self.relay.host_was_away():
+            response = self.relay.open_upstream("GET", self.path, None, headers, read_timeout)
+            if response is not None and not self.relay.host_was_away():
+                self.relay.metrics.relay_requests.labels("GET", "watch").inc()
+                self._stream(response, True)
+                return True
+            if response is not None:
+                with contextlib.suppress(Exception):
+                    response.close()  # the host was away while this watch waited: resume it instead
+        resumed = self.relay.resume_watch(path, query, version, headers, read_timeout)
+        if resumed is None:
+            return False
+        self.relay.metrics.relay_requests.labels("GET", "watch_resumed").inc()
+        self._stream(resumed[1], True, resumed[0])
+        return True
 
     def _body(self) -> bytes | None:
         length = int(self.headers.get("Content-Length") or 0)
@@ -220,8 +289,10 @@ class _RelayHandler(BaseHTTPRequestHandler):
         self.wfile.write(payload)
         self.close_connection = True
 
-    def _stream(self, response: urllib3.BaseHTTPResponse, watching: bool) -> None:
-        """The host's answer, chunk by chunk as it arrives (watch events are not buffered)."""
+    def _stream(self, response: urllib3.BaseHTTPResponse, watching: bool,
+                first_events: list[dict[str, Any]] | None = None) -> None:
+        """The host's answer, chunk by chunk as it arrives (watch events are not buffered), after
+        ``first_events`` (a resumed watch's missed events)."""
         self.close_connection = True
         self.relay.track(response, watching)
         completed = False
@@ -233,6 +304,10 @@ class _RelayHandler(BaseHTTPRequestHandler):
             self.send_header("Transfer-Encoding", "chunked")
             self.send_header("Connection", "close")
             self.end_headers()
+            for event in first_events or ():
+                line = json.dumps(event, separators=(",", ":")).encode() + b"\n"
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(line), line))
+            self.wfile.flush()
             for chunk in response.stream(STREAM_CHUNK, decode_content=False):
                 if chunk:
                     self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
@@ -241,6 +316,10 @@ class _RelayHandler(BaseHTTPRequestHandler):
         except (urllib3.exceptions.HTTPError, OSError, ValueError):
             completed = watching  # an ended watch is an ordinary end; a cut-off answer must look cut off
         finally:
+            if watching:
+                # the host may be restarting (a graceful shutdown ends watches cleanly too): the next watch
+                # is resumed, which costs two lists when the host did not restart
+                self.relay.host_away()
             self.relay.track(response, False)
             _discard(response)
         if completed:
