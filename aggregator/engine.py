@@ -154,6 +154,8 @@ class Engine:
         self.reconciler = Reconciler(self, host.fenced(self.may_write), metrics, identity,
                                      settings.domain_namespace, sources, self.events, guard=self.guard)
         metrics.watch_intent_conditions(self.reconciler.condition_counts)
+        metrics.watch_member_retry_intervals(
+            lambda: {m.name: m.retry_interval for m in self.members() if m.client is not None})
         # Self-service: host intents generated from member objects (aggregator/selfservice/generator.py)
         self.generator = Generator(self, host.fenced(self.may_write), sources, metrics, self.events,
                                    settings.namespace, settings.self_service_domain, settings.workers)

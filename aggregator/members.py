@@ -4,6 +4,10 @@ reachability (connected, unreachable within the grace period, lost).
 
 An optional kind (Ingress) that the member forbids (403) or does not serve (404) is set aside: the
 member stays connected for its other kinds, and the kind is tried again every ``OPTIONAL_KIND_RETRY``.
+
+A member's informers and its probe share one ``ServerGate`` (``fleetdns.backoff``): while its API server
+does not answer, they try it one request at a time with a delay growing to 30 s, so a dead or hung member
+costs a couple of connections a minute however many kinds are watched; its first answer resumes them all.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from aggregator.sources import SOURCES
 from aggregator.sources.base import MemberIndex, MemberKind, SourceRegistry
 from aggregator.sources.readiness import ENDPOINT_SLICE_KIND, ReadinessIndex
 from fleetdns.apipaths import Resource
+from fleetdns.backoff import ServerGate, gate_for
 from fleetdns.informer import Informer
 from fleetdns.kubeapi import KubeClient, KubeError
 
@@ -151,6 +156,7 @@ class MemberConnection:
             for kind in source.member_kinds:
                 self._indexes[kind.resource].append(index)
         self._informers: dict[Resource, Informer[Any] | None] = {}
+        self._gate: ServerGate | None = gate_for(client) if client is not None else None
         self._retry_at: dict[Resource, float] = {}
         self._stopping = threading.Event()
         self._heartbeat = threading.Thread(target=self._probe_loop, name=f"heartbeat-{cluster.name}", daemon=True)
@@ -190,20 +196,38 @@ class MemberConnection:
         self._stopping.set()
         for informer in self.informers:
             informer.stop()
+        if self._gate is not None:
+            self._gate.wake()
+
+    @property
+    def retry_interval(self) -> float:
+        """Seconds between tries of a member API server that does not answer (0 while it answers)."""
+        return 0.0 if self._gate is None else self._gate.retry_interval
 
     def _probe_loop(self) -> None:
         """Watches notice a server that closes its connections at once; a silent one (a cut network)
-        only when a read times out. A cheap /readyz probe notices it within a few seconds."""
-        assert self.client is not None
+        only when a read times out. A cheap /readyz probe notices it within a few seconds. While the
+        server does not answer, the probe takes its turn through the member's gate like the informers,
+        and probes at once when the gate opens, so the member counts as connected again without delay."""
+        assert self.client is not None and self._gate is not None
         interval = min(5.0, max(0.5, self.health.grace_period / 4))
         failures = 0
-        while not self._stopping.wait(interval):
+        while not (self._gate.is_open and self._stopping.wait(interval)):
+            if not self._gate.enter(self._stopping):
+                return
             self._retry_refused_kinds()
             try:
                 self.client.request("GET", "/readyz", timeout=interval)
                 answered = True
+                self._gate.answered()
             except KubeError as error:
                 answered = 0 < error.status < 500
+                if error.status == 0:
+                    self._gate.unanswered(str(error))
+                else:
+                    self._gate.answered()
+            finally:
+                self._gate.leave()
             failures = 0 if answered else failures + 1
             if failures == HEARTBEAT_FAILURES:
                 self._report(HEARTBEAT, False, "API server not answering /readyz")

@@ -27,6 +27,22 @@ class _IntentConditions(Collector):
         yield family
 
 
+class _MemberRetryIntervals(Collector):
+    """Each member's retry interval at scrape time (it changes with every failed try, not with a state)."""
+
+    def __init__(self, source: Callable[[], dict[str, float]]) -> None:
+        self._source = source
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily(
+            f"{NAMESPACE}_member_retry_interval_seconds",
+            "Seconds between tries of a member API server that does not answer (one request at a time, "
+            "0.2 s doubling to 30 s); 0 while it answers", labels=["cluster"])
+        for cluster, seconds in sorted(self._source().items()):
+            family.add_metric([cluster], seconds)
+        yield family
+
+
 class AggregatorMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
@@ -89,3 +105,6 @@ class AggregatorMetrics:
 
     def watch_intent_conditions(self, source: Callable[[], Tally[tuple[str, str, str]]]) -> None:
         self.registry.register(_IntentConditions(source))
+
+    def watch_member_retry_intervals(self, source: Callable[[], dict[str, float]]) -> None:
+        self.registry.register(_MemberRetryIntervals(source))

@@ -1,7 +1,9 @@
 """List+watch of one resource kind on one API server, keeping a parsed cache and reporting changes.
 
 Resumes from the last resourceVersion (bookmarks keep it fresh) after a dropped stream or while the
-server does not answer (no connection, 429), reconnecting with capped exponential backoff. A watch the
+server does not answer (no connection, 429). While it does not answer at all, the informers on its client
+take turns through one shared gate (``fleetdns.backoff``): one request at a time, 0.2 s doubling to 30 s,
+and all of them resume at the first answer. Error answers back off per informer, to the same cap. A watch the
 server refuses to resume, whatever its reason (410 Gone, any other ERROR event, any error answer),
 re-lists instead of retrying the same resourceVersion forever, as client-go's reflector does.
 A server whose etcd was restored from a backup or wiped refuses nothing: v1.36 accepts a watch from a
@@ -22,6 +24,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
+from fleetdns.backoff import Backoff, ServerGate, gate_for
 from fleetdns.kubeapi import OPENED, KubeClient, KubeError
 
 T = TypeVar("T")
@@ -31,7 +34,6 @@ StateHandler = Callable[[bool, str, int], None]  # connected, detail, HTTP statu
 logger = logging.getLogger("fleetdns.informer")
 LIST_PAGE = 500
 WATCH_SECONDS = (240, 300)  # server-side watch timeout, randomised so streams do not reconnect together
-BACKOFF_START, BACKOFF_MAX = 0.2, 3.0
 # A stream silent this long is re-opened from its resourceVersion (cheap, no re-list): after a network
 # cut heals, a watch stuck on a dead connection recovers within this bound, not the full watch timeout.
 QUIET_STREAM_SECONDS = 70.0
@@ -76,7 +78,7 @@ class Informer(Generic[T]):
 
     def __init__(self, name: str, client: KubeClient, path: str, parse: Callable[[dict[str, Any]], T],
                  on_change: ChangeHandler[T], on_state: StateHandler | None = None,
-                 label_selector: str = "") -> None:
+                 label_selector: str = "", gate: ServerGate | None = None) -> None:
         self.name = name
         self.client = client
         self.path = path
@@ -87,8 +89,9 @@ class Informer(Generic[T]):
         self.store: dict[str, T] = {}
         self.synced = threading.Event()
         self.connected = False
-        self._backoff = BACKOFF_START
-        self._relist_backoff = BACKOFF_START  # paces re-lists after refused watches (reset by a watch that ran)
+        self.gate = gate or gate_for(client)  # shared with every informer on this client: see fleetdns.backoff
+        self._backoff = Backoff()  # paces retries after error answers (reset once connected)
+        self._relist_backoff = Backoff()  # paces re-lists after refused watches (reset by a watch that ran)
         self._response: Any = None
         # The resourceVersion of the last event applied to the store (None: list first). Kept here, not
         # in a local of the loop, so a stream that breaks mid-way resumes after what it delivered: resuming
@@ -114,47 +117,60 @@ class Informer(Generic[T]):
     def stop(self) -> None:
         """Stop after the current read; the thread is a daemon, so a blocked read never holds up exit."""
         self._stopping.set()
+        self.gate.wake()
 
     @property
     def stopped(self) -> bool:
         return self._stopping.is_set()
 
     def _run(self) -> None:
-        while not self._stopping.is_set():
+        while self.gate.enter(self._stopping):
             try:
                 if self._version is None or self._history_went_back(self._version):
                     self._version = self._list()
                     self._set_state(True, "listed")
                 self._watch(self._version)
-                self._relist_backoff = BACKOFF_START
+                self._relist_backoff.reset()
             except Gone:
+                self.gate.answered()
                 logger.info("watch expired; re-listing", extra={"informer": self.name})
                 self._version = None
             except WatchRefused as error:
+                self.gate.answered()
                 logger.warning("watch cannot resume from its resourceVersion; re-listing",
                                extra={"informer": self.name, "error": str(error)})
                 self._version = None
-                self._stopping.wait(self._relist_backoff * random.uniform(0.8, 1.2))
-                self._relist_backoff = min(self._relist_backoff * 2, BACKOFF_MAX)
+                self._stopping.wait(self._relist_backoff.next())
             except (KubeError, ValueError, OSError) as error:
                 if self._stopping.is_set():
                     return
-                status = error.status if isinstance(error, KubeError) else 0
-                self._set_state(False, str(error), status)
-                if self._version is not None and not resumable(status):
-                    logger.warning("watch refused; re-listing", extra={"informer": self.name, "error": str(error)})
-                    self._version = None
-                self._stopping.wait(self._backoff * random.uniform(0.8, 1.2))
-                self._backoff = min(self._backoff * 2, BACKOFF_MAX)
+                self._failed(error)
             except Exception:  # noqa: BLE001 - a bug in a handler must not end the watch for good
                 logger.exception("informer loop failed", extra={"informer": self.name})
-                self._stopping.wait(self._backoff)
+                self._stopping.wait(self._backoff.next())
                 self._version = None
+            finally:
+                self.gate.leave()
+
+    def _failed(self, error: KubeError | ValueError | OSError) -> None:
+        """A request failed: no answer closes the shared gate (which paces the next try of every informer on
+        this server); an error answer waits this informer's own backoff."""
+        status = error.status if isinstance(error, KubeError) else 0
+        self._set_state(False, str(error), status)
+        if self._version is not None and not resumable(status):
+            logger.warning("watch refused; re-listing", extra={"informer": self.name, "error": str(error)})
+            self._version = None
+        if status == 0 and not isinstance(error, ValueError):
+            self.gate.unanswered(str(error))
+        else:
+            self.gate.answered()
+            self._stopping.wait(self._backoff.next())
 
     def _set_state(self, connected: bool, detail: str, status: int = 200) -> None:
         changed = connected != self.connected
         if connected:
-            self._backoff = BACKOFF_START
+            self.gate.answered()
+            self._backoff.reset()
         self.connected = connected
         if changed:
             logger.info("connection " + ("up" if connected else "down"),
@@ -170,6 +186,7 @@ class Informer(Generic[T]):
         query: dict[str, Any] = {**self._query(), "limit": LIST_PAGE}
         while True:
             page = self.client.get(self.path, query, timeout=30)
+            self.gate.answered()  # at the first page: a long list must not keep the other informers waiting
             for raw in page.get("items") or []:
                 parsed = self._parse(raw)
                 if parsed is not None:
@@ -186,6 +203,7 @@ class Informer(Generic[T]):
     def _history_went_back(self, version: str) -> bool:
         """Whether the server's newest resourceVersion is older than ours (its etcd restored or replaced)."""
         page = self.client.get(self.path, {**self._query(), "limit": 1}, timeout=30)
+        self.gate.answered()
         newest = str((page.get("metadata") or {}).get("resourceVersion") or "")
         if compare_resource_versions(newest, version) != -1:
             return False

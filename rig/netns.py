@@ -7,7 +7,8 @@ thread), so sockets are created on a short-lived thread that joined it; a socket
 namespace it was created in whichever thread uses it later.
 
 ``Relay`` forwards TCP between namespaces (the host API into a region, a prober's health port out of
-one); ``pause`` refuses new connections and drops open ones, as a region cut from the host API sees it.
+one); ``pause`` refuses new connections and drops open ones, as a region cut from the host API sees it;
+``hang`` accepts new connections and never answers them, as a frozen or wedged server looks.
 """
 
 from __future__ import annotations
@@ -274,7 +275,10 @@ class Relay:
     """Forwards each connection accepted at ``listen`` to ``target``, on its own event-loop thread.
 
     ``pause`` closes the listener (new connections are refused) and resets every open one, including one
-    accepted a moment before; ``resume`` listens again on the same address.
+    accepted a moment before; ``hang`` resets the open ones too, then accepts new connections but reads
+    nothing from them and forwards nothing (a server frozen with its kernel still completing handshakes);
+    ``resume`` listens again on the same address, or forwards what ``hang`` held, as a thawed server answers.
+    ``connections`` counts every connection accepted, forwarded or held.
     """
 
     def __init__(self, listen: Endpoint, target: Endpoint, name: str = "relay") -> None:
@@ -282,7 +286,9 @@ class Relay:
         self.target = target
         self.name = name
         self.paused = False
-        self.connections = 0  # forwarded since start
+        self.hanging = False
+        self.connections = 0  # accepted since start (forwarded or held)
+        self._held: list[socket.socket] = []  # accepted while hanging, forwarded on resume
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name=f"relay-{name}", daemon=True)
         self._listener: socket.socket | None = None
@@ -299,10 +305,16 @@ class Relay:
         self._call(self._pause())
         self.paused = True
 
+    def hang(self) -> None:
+        """Open connections are reset; new ones are accepted and held unanswered until ``resume``."""
+        self._call(self._hang())
+
     def resume(self) -> None:
         if self.paused:
             self._call(self._listen())
             self.paused = False
+        if self.hanging:
+            self._call(self._release_held())
 
     def stop(self) -> None:
         if not self._thread.is_alive():
@@ -318,7 +330,7 @@ class Relay:
 
     async def _listen(self) -> None:
         self._listener = listening_socket(self.listen.namespace, self.listen.host, self.listen.port)
-        self._loop.add_reader(self._listener.fileno(), self._accept, self._listener, self._generation)
+        self._loop.add_reader(self._listener.fileno(), self._accept, self._listener)
 
     async def _cancel_forwards(self) -> None:
         """End every forwarding task (their connections are reset already) so none is left pending at close."""
@@ -327,9 +339,29 @@ class Relay:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
-    async def _pause(self) -> None:
+    async def _hang(self) -> None:
+        """Reset what is open (as a pause does), keep listening, and hold whatever arrives from now on."""
+        if self.paused:
+            await self._listen()
+            self.paused = False
+        await self._pause(keep_listening=True)
+        self.hanging = True
+
+    async def _release_held(self) -> None:
+        self.hanging = False
+        held, self._held = self._held, []
+        for conn in held:
+            self._start_forward(conn, self._generation)
+
+    async def _pause(self, keep_listening: bool = False) -> None:
         self._generation += 1
-        if self._listener is not None:
+        self.hanging = False
+        for conn in self._held:
+            with contextlib.suppress(OSError):
+                conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            conn.close()
+        self._held.clear()
+        if self._listener is not None and not keep_listening:
             self._loop.remove_reader(self._listener.fileno())
             self._listener.close()  # connections still in its accept queue are reset by the kernel
             self._listener = None
@@ -337,7 +369,7 @@ class Relay:
             _reset(transport)
         self._open.clear()
 
-    def _accept(self, listener: socket.socket, generation: int) -> None:
+    def _accept(self, listener: socket.socket) -> None:
         """Called when the listener is readable (a plain callback: an accepted socket is never dropped
         between the accept and its handler, as a cancelled ``sock_accept`` could)."""
         while True:
@@ -347,11 +379,17 @@ class Relay:
                 return
             conn.setblocking(False)
             self.connections += 1
-            # asyncio keeps only weak references to tasks, and a stream's protocol only a weak one to its reader:
-            # without this set, the garbage collector ends live forwards (every connection of a prober at once)
-            task = self._loop.create_task(self._forward(conn, generation))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            if self.hanging:
+                self._held.append(conn)
+            else:
+                self._start_forward(conn, self._generation)
+
+    def _start_forward(self, conn: socket.socket, generation: int) -> None:
+        # asyncio keeps only weak references to tasks, and a stream's protocol only a weak one to its reader:
+        # without this set, the garbage collector ends live forwards (every connection of a prober at once)
+        task = self._loop.create_task(self._forward(conn, generation))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _forward(self, conn: socket.socket, generation: int) -> None:
         mine: list[asyncio.BaseTransport] = []
