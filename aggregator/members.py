@@ -223,7 +223,7 @@ class MemberConnection:
             except KubeError as error:
                 answered = 0 < error.status < 500
                 if error.status == 0:
-                    self._gate.unanswered(str(error))
+                    self._gate.unanswered(str(error), refused=error.refused)
                 else:
                     self._gate.answered()
             finally:

@@ -8,6 +8,11 @@ open and costs nothing; once a request gets no answer it closes, and from then o
 tries the server, after a delay that doubles from 0.2 s to 30 s with ±20 % jitter (client-go's reflector
 backs off to the same cap); the others wait. The first answer opens the gate, resets the delay and wakes
 every waiter at once, so all the informers resume together and a short blip costs about a second.
+
+A server that refuses connections (nothing listens: it is restarting) costs nothing to try, so its delay stops
+at 2 s instead: after a host or member API server restart every informer is back within about 2 s of it
+listening again, whatever the outage's length. Only a server that accepts and does not answer, or a network
+that drops the connection attempt, is tried at the 30 s cap.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from fleetdns.kubeapi import KubeClient
 
 logger = logging.getLogger("fleetdns.backoff")
 BACKOFF_START, BACKOFF_MAX, BACKOFF_JITTER = 0.2, 30.0, 0.2
+REFUSED_MAX = 2.0  # the cap while the server refuses connections: no server resources spent, fast recovery
 
 
 class Backoff:
@@ -105,22 +111,23 @@ class ServerGate:
                 "server": self.name, "unanswered_seconds": round(self._clock() - self._closed_at, 1),
                 "failed_tries": self._failed_tries})
 
-    def unanswered(self, detail: str) -> float:
-        """A request got no answer; returns the delay before the next try. Failures of requests sent before
-        the gate closed do not count again: only the one trying the closed server doubles the delay."""
+    def unanswered(self, detail: str, refused: bool = False) -> float:
+        """A request got no answer (``refused``: nothing listens); returns the delay before the next try.
+        Failures of requests sent before the gate closed do not count again: only the one trying the closed
+        server doubles the delay."""
         me = threading.get_ident()
         with self._cond:
             now = self._clock()
             if self._open:
                 self._open, self._closed_at, self._failed_tries, self._capped = False, now, 0, False
                 self._backoff.reset()
-                self._schedule(now)
+                self._schedule(now, refused)
                 logger.warning("API server not answering; trying one request at a time with backoff", extra={
                     "server": self.name, "detail": detail, "retry_in_seconds": round(self._interval, 2)})
             elif self._trial == me:
                 self._trial = None
                 self._failed_tries += 1
-                self._schedule(now)
+                self._schedule(now, refused)
                 if not self._capped:  # one line per longer delay; at the cap the metric says the rest
                     self._capped = self._backoff.at_cap
                     logger.info("API server still not answering; next try later", extra={
@@ -142,8 +149,10 @@ class ServerGate:
         with self._cond:
             self._cond.notify_all()
 
-    def _schedule(self, now: float) -> None:
-        self._interval = self._backoff.next()
+    def _schedule(self, now: float, refused: bool) -> None:
+        delay = self._backoff.next()
+        self._interval = min(delay, REFUSED_MAX * random.uniform(1 - BACKOFF_JITTER, 1 + BACKOFF_JITTER)) \
+            if refused else delay
         self._next_try = now + self._interval
         self._cond.notify_all()
 

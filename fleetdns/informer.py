@@ -161,7 +161,7 @@ class Informer(Generic[T]):
             logger.warning("watch refused; re-listing", extra={"informer": self.name, "error": str(error)})
             self._version = None
         if status == 0 and not isinstance(error, ValueError):
-            self.gate.unanswered(str(error))
+            self.gate.unanswered(str(error), refused=isinstance(error, KubeError) and error.refused)
         else:
             self.gate.answered()
             self._stopping.wait(self._backoff.next())

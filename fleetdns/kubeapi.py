@@ -26,6 +26,11 @@ OPENED = "_OPENED"  # pseudo event: the watch stream is open (the server answers
 class KubeError(Exception):
     """An API call that failed: ``status`` is the HTTP status (0 when the server did not answer)."""
 
+    @property
+    def refused(self) -> bool:
+        """No server listens (connection refused): cheap to retry often, unlike one that accepts and hangs."""
+        return self.status == 0 and self.reason == "Refused"
+
     def __init__(self, status: int, reason: str, message: str = "") -> None:
         super().__init__(f"{status} {reason}: {message}" if message else f"{status} {reason}")
         self.status = status
@@ -99,7 +104,7 @@ class KubeClient:
             return self._pool.request(method, url, body=data, headers=self._headers(method, path, content_type),
                                       timeout=limit, preload_content=not stream, retries=False)
         except urllib3.exceptions.HTTPError as error:
-            raise KubeError(0, "Unreachable", type(error).__name__) from error
+            raise unreachable(error) from error
 
     def forward(self, method: str, target: str, body: bytes | None, headers: dict[str, str],
                 timeout: tuple[float, float | None]) -> urllib3.BaseHTTPResponse:
@@ -113,7 +118,7 @@ class KubeClient:
                                       timeout=urllib3.Timeout(connect=timeout[0], read=timeout[1]),
                                       preload_content=False, decode_content=False, retries=False)
         except urllib3.exceptions.HTTPError as error:
-            raise KubeError(0, "Unreachable", type(error).__name__) from error
+            raise unreachable(error) from error
 
     def request(self, method: str, path: str, query: dict[str, Any] | None = None, body: Any = None,
                 content_type: str | None = None, timeout: float = DEFAULT_TIMEOUT) -> dict[str, Any]:
@@ -168,12 +173,19 @@ class KubeClient:
         except urllib3.exceptions.ReadTimeoutError:
             return  # a quiet stream ends like a server-side timeout; the caller resumes from its version
         except (urllib3.exceptions.HTTPError, OSError) as error:
-            raise KubeError(0, "Unreachable", type(error).__name__) from error
+            raise unreachable(error) from error
         finally:
             if on_open is not None:
                 on_open(None)
             response.release_conn()
             response.close()
+
+
+def unreachable(error: Exception) -> KubeError:
+    """The KubeError for a request the server never answered; "Refused" when nothing listens."""
+    refused = isinstance(error, urllib3.exceptions.NewConnectionError) and isinstance(
+        error.__cause__ or error.__context__, ConnectionRefusedError)
+    return KubeError(0, "Refused" if refused else "Unreachable", type(error).__name__)
 
 
 def _decode(data: bytes) -> dict[str, Any]:

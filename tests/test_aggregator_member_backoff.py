@@ -17,7 +17,7 @@ import yaml
 
 from aggregator.sources import SOURCES
 from fleetdns.apipaths import MEMBER_CLUSTERS, SECRETS
-from fleetdns.backoff import Backoff, ServerGate
+from fleetdns.backoff import REFUSED_MAX, Backoff, ServerGate
 from rig import Fleet
 from rig.netns import Endpoint, Relay
 from rig.ports import free_port
@@ -90,6 +90,21 @@ def test_only_failed_tries_double_the_delay_up_to_the_cap_and_an_answer_starts_i
     server.answered()
     server.unanswered("no answer")  # a new outage starts from the shortest delay: a blip costs a blip
     assert server.retry_interval == pytest.approx(0.02)
+
+
+@pytest.mark.unit
+def test_a_server_that_refuses_connections_is_tried_every_2_s_at_most_so_a_restart_is_over_in_seconds() -> None:
+    server, stop = ServerGate("restarting"), threading.Event()  # the shipped delays: 0.2 s doubling to 30 s
+    server.unanswered("0 Refused: NewConnectionError", refused=True)
+    for _ in range(10):  # long enough for the delay of a hung server to reach its 30 s cap
+        server._next_try = 0.0  # no waiting in a unit test: only the chosen delays matter
+        assert server.enter(stop)
+        server.unanswered("0 Refused: NewConnectionError", refused=True)
+        assert server.retry_interval <= REFUSED_MAX * 1.2
+    server._next_try = 0.0
+    assert server.enter(stop)
+    server.unanswered("0 Unreachable: ReadTimeoutError")  # accepted and never answered: the long delays resume
+    assert server.retry_interval > REFUSED_MAX * 1.2
 
 
 @pytest.mark.unit
