@@ -87,7 +87,8 @@ def _mx(target: str) -> str:
 
 
 def _u16(text: str, what: str, target: str) -> int:
-    if not text.isdigit() or int(text) > MAX_U16:
+    # isdigit alone accepts "²", which int() refuses with a ValueError that would fail the whole batch
+    if not (text.isascii() and text.isdigit()) or int(text) > MAX_U16:
         raise InvalidTargetError(f"{what} {text!r} in {target!r} must be an integer from 0 to {MAX_U16}")
     return int(text)
 
