@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 import time
 from typing import Any
 
@@ -40,7 +41,8 @@ def _error(status: int, message: str, path: str | None = None) -> Response:
     body = {"error": message}
     if path:
         body["path"] = path
-    return _json_response(body, status)
+    # ASCII-escaped: a path may quote a label key that holds a lone surrogate, which has no UTF-8 form
+    return _encoded_json_response(json.dumps(body, separators=(",", ":")), status)
 
 
 def _body_type_ok(content_type: str | None) -> bool:
@@ -60,6 +62,11 @@ def _read_json() -> Any:
         return json.loads(raw) if raw.strip() else None
     except (ValueError, UnicodeDecodeError) as error:
         raise EndpointFormatError("$", f"body is not valid JSON: {error}") from None
+    except RecursionError:
+        # The decoder recurses once per level; ExternalDNS's deepest document is 4 levels (Changes, list,
+        # endpoint, providerSpecific item), so a body this deep is not a Changes document.
+        raise EndpointFormatError("$", "body nests arrays or objects too deeply to decode (about "
+                                       f"{sys.getrecursionlimit()} levels); a Changes document has 4") from None
 
 
 def create_api(provider: Provider, metrics: Metrics, max_request_bytes: int) -> Flask:
