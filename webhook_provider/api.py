@@ -16,13 +16,14 @@ from typing import Any
 from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from fleetdns.endpoint import WEBHOOK_MEDIA_TYPE, EndpointFormatError, parse_endpoint_list
+from fleetdns.endpoint import WEBHOOK_MEDIA_TYPE, Endpoint, EndpointFormatError, parse_endpoint_list
 from webhook_provider.changes import parse_changes
 from webhook_provider.metrics import Metrics
 from webhook_provider.provider import Provider
 from webhook_provider.store import EtcdUnavailableError
 
 log = logging.getLogger(__name__)
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 
 
 
@@ -35,6 +36,11 @@ def _encoded_json_response(body: str | bytes, status: int = 200) -> Response:
     response.headers["Content-Type"] = WEBHOOK_MEDIA_TYPE  # set verbatim: no charset, no spaces
     response.headers["Vary"] = "Content-Type"
     return response
+
+
+def _endpoint_array(endpoints: list[Endpoint]) -> bytes:
+    """A JSON array of endpoints, encoded one endpoint at a time: never a second tree of dicts beside them."""
+    return b"[" + b",".join(_ENCODER.encode(endpoint.to_json()).encode() for endpoint in endpoints) + b"]"
 
 
 def _error(status: int, message: str, path: str | None = None) -> Response:
@@ -56,10 +62,16 @@ def _body_type_ok(content_type: str | None) -> bool:
 
 
 def _read_json() -> Any:
-    """The request body as JSON; raises EndpointFormatError for bodies that are not JSON."""
+    """The request body as JSON; raises EndpointFormatError for bodies that are not JSON.
+
+    The bytes are dropped before decoding the JSON: the largest body is held as bytes, then as text, then as
+    the decoded tree, never all three at once.
+    """
     raw = request.get_data(cache=False)  # honours MAX_CONTENT_LENGTH (413)
     try:
-        return json.loads(raw) if raw.strip() else None
+        text = raw.decode("utf-8", "surrogatepass")  # as json.loads(bytes) decodes UTF-8
+        del raw
+        return json.loads(text) if text.strip() else None
     except (ValueError, UnicodeDecodeError) as error:
         raise EndpointFormatError("$", f"body is not valid JSON: {error}") from None
     except RecursionError:
@@ -108,7 +120,7 @@ def create_api(provider: Provider, metrics: Metrics, max_request_bytes: int) -> 
     @app.post("/records")
     def apply_changes() -> Response:
         try:
-            changes = parse_changes(_read_json(), provider.domain_filter)
+            changes = parse_changes(_read_json(), provider.domain_filter, consume=True)
         except EndpointFormatError as error:
             metrics.applies.labels("rejected").inc()
             log.warning("malformed Changes document refused", extra={"path": error.path, "reason": error.message})
@@ -125,10 +137,11 @@ def create_api(provider: Provider, metrics: Metrics, max_request_bytes: int) -> 
     @app.post("/adjustendpoints")
     def adjust_endpoints() -> Response:
         try:
-            endpoints = parse_endpoint_list(_read_json(), "$")
+            # no name for the parsed list: it is freed as soon as the adjusted endpoints exist
+            adjusted = provider.adjust_endpoints(parse_endpoint_list(_read_json(), "$", consume=True))
         except EndpointFormatError as error:
             return _error(400, error.message, error.path)
-        return _json_response([endpoint.to_json() for endpoint in provider.adjust_endpoints(endpoints)])
+        return _encoded_json_response(_endpoint_array(adjusted))
 
     @app.errorhandler(RequestEntityTooLarge)
     def too_large(_: RequestEntityTooLarge) -> Response:

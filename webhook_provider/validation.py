@@ -22,6 +22,7 @@ from fleetdns.weights import WEIGHTS_PROPERTY, WeightsFormatError, format_weight
 from webhook_provider.domain_filter import DomainFilter
 
 SUPPORTED_TYPES = ("A", "AAAA", "CNAME", "TXT", "SRV", "MX")
+_TYPE_STRINGS = {record_type: record_type for record_type in SUPPORTED_TYPES}  # one shared str per type
 MAX_U16 = 65535
 MAX_TTL = 2**31 - 1  # RFC 2181: a TTL is a 31-bit unsigned value
 # JSON may escape a lone UTF-16 surrogate ("\ud800"); Python decodes it into a str that has no UTF-8 form, so
@@ -175,7 +176,7 @@ def storable_endpoint(endpoint: Endpoint, domain_filter: DomainFilter) -> Storab
     The one home of "can this be stored": POST /records skips what this rejects, /adjustendpoints drops it;
     both remove the same unusable properties.
     """
-    record_type = endpoint.record_type.strip().upper()
+    record_type = _record_type(endpoint.record_type)
     name = _encodable(endpoint, record_type) or _valid_name(endpoint, record_type, domain_filter)
     if isinstance(name, Rejection):
         return name
@@ -274,12 +275,18 @@ def existing_endpoint(endpoint: Endpoint, domain_filter: DomainFilter) -> Endpoi
     CNAME or an older ``*`` record); only names GET /records never returns are rejected, and text no stored
     record can hold.
     """
-    record_type = endpoint.record_type.strip().upper()
+    record_type = _record_type(endpoint.record_type)
     name = _encodable(endpoint, record_type) or _valid_name(endpoint, record_type, domain_filter)
     if isinstance(name, Rejection):
         return name
     targets = tuple(dict.fromkeys(lenient_target(record_type, target) for target in endpoint.targets))
     return replace(endpoint, dns_name=name, record_type=record_type, targets=targets)
+
+
+def _record_type(given: str) -> str:
+    """Upper case, no blanks; a supported type as the one shared string (not one copy per endpoint)."""
+    canonical = given.strip().upper()
+    return _TYPE_STRINGS.get(canonical, canonical)
 
 
 def _encodable(endpoint: Endpoint, record_type: str) -> Rejection | None:
