@@ -81,6 +81,16 @@ def _read_json() -> Any:
                                        f"{sys.getrecursionlimit()} levels); a Changes document has 4") from None
 
 
+def _too_large(size: int | None, limit: int) -> Response:
+    """413, logged: ExternalDNS exits on it and resends the same body after its restart, so the operator must act."""
+    log.error("request body over --max-request-bytes refused; ExternalDNS will exit and resend it: raise "
+              "--max-request-bytes and the container's memory limit together, or let ExternalDNS sync the zone in "
+              "parts (webhook_provider/README.md, \"Request size and memory\")",
+              extra={"route": request.path, "bytes": size, "limit": limit})
+    size_text = f"of {size} bytes " if size is not None else ""
+    return _error(413, f"request body {size_text}exceeds the limit of {limit} bytes (--max-request-bytes)")
+
+
 def create_api(provider: Provider, metrics: Metrics, max_request_bytes: int) -> Flask:
     app = Flask("fleetdns-webhook")
     app.config["MAX_CONTENT_LENGTH"] = max_request_bytes
@@ -93,8 +103,7 @@ def create_api(provider: Provider, metrics: Metrics, max_request_bytes: int) -> 
                 return _error(415, f"unsupported Content-Type {request.headers.get('Content-Type')!r}; "
                                    f"send {WEBHOOK_MEDIA_TYPE} or application/json")
             if request.content_length is not None and request.content_length > max_request_bytes:
-                return _error(413, f"request body of {request.content_length} bytes exceeds the limit of "
-                                   f"{max_request_bytes} bytes (--max-request-bytes)")
+                return _too_large(request.content_length, max_request_bytes)
         return None
 
     @app.after_request
@@ -145,7 +154,7 @@ def create_api(provider: Provider, metrics: Metrics, max_request_bytes: int) -> 
 
     @app.errorhandler(RequestEntityTooLarge)
     def too_large(_: RequestEntityTooLarge) -> Response:
-        return _error(413, f"request body exceeds the limit of {max_request_bytes} bytes (--max-request-bytes)")
+        return _too_large(None, max_request_bytes)
 
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException) -> Response:
