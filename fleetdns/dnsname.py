@@ -57,6 +57,29 @@ def normalize_name(name: str) -> str:
     return candidate
 
 
+def normalize_stored_name(name: str) -> str:
+    """``normalize_name``, also accepting the names versions before issue 14 stored: a label may end in one
+    newline (their pattern's ``$`` matched before it). Only to find such records again and remove them."""
+    try:
+        return normalize_name(name)
+    except InvalidDNSNameError:
+        folded = fold_name(name)
+        labels = folded.split(".")
+        if not any(label.endswith("\n") for label in labels):
+            raise
+        normalize_name(".".join(label.removesuffix("\n") for label in labels))  # valid but for the newlines
+        return folded
+
+
+def is_stored_name(name: str) -> bool:
+    """Whether ``normalize_stored_name`` accepts it: a name one of our records may be stored under."""
+    try:
+        normalize_stored_name(name)
+    except InvalidDNSNameError:
+        return False
+    return True
+
+
 def check_publishable(name: str) -> str:
     """The normalised name if FleetDNS can publish it through ExternalDNS to stock CoreDNS, else
     InvalidDNSNameError saying what to change.

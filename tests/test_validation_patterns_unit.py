@@ -12,7 +12,14 @@ from collections.abc import Callable
 import pytest
 
 from fleetdns.config import ConfigError, parse_duration, parse_host_port
-from fleetdns.dnsname import InvalidDNSNameError, check_publishable, is_dns_label, is_dns_subdomain, normalize_name
+from fleetdns.dnsname import (
+    InvalidDNSNameError,
+    check_publishable,
+    is_dns_label,
+    is_dns_subdomain,
+    normalize_name,
+    normalize_stored_name,
+)
 from fleetdns.dnsview import DNSViewError, check_served_view_name, check_view_name, parse_dns_view
 from fleetdns.weights import WeightsFormatError, parse_weights
 from webhook_provider.corefile import _layout, build_parser
@@ -26,6 +33,13 @@ def test_a_dns_name_with_a_newline_in_a_label_is_refused(name: str) -> None:
         normalize_name(name)
     with pytest.raises(InvalidDNSNameError):
         check_publishable(name)
+
+
+def test_a_name_an_older_version_stored_with_a_newline_label_is_still_found_for_its_delete() -> None:
+    assert normalize_stored_name("App\n.example.org") == "app\n.example.org"
+    for never_stored in ("a\n\n.example.org", "a\nb.example.org", "a-*.example.org", "-a\n.example.org"):
+        with pytest.raises(InvalidDNSNameError):
+            normalize_stored_name(never_stored)
 
 
 def test_surrounding_blanks_of_a_whole_name_are_still_folded_away() -> None:

@@ -27,6 +27,8 @@ from rig.webhook_client import WebhookClient
 from rig.workloads import apply_crds
 from webhook_provider.changes import parse_changes
 from webhook_provider.domain_filter import DomainFilter
+from webhook_provider.records import Record
+from webhook_provider.skydns import encode_name_key, encode_value, key_for, name_key
 from webhook_provider.validation import RejectReason
 
 ZONE = "example.org"
@@ -244,6 +246,46 @@ def test_a_label_ending_in_a_newline_is_skipped_and_coredns_never_serves_it(webh
     assert not [name for name in names_in_etcd(etcd.url, prefix) if "\n" in name]  # was stored under nl\n
     assert ("nl\n.example.org", "invalid_name") in {(e["dnsName"], e["reason"])
                                                     for e in skip_warnings(server.process.log_path)}
+
+
+@pytest.mark.etcd
+@pytest.mark.coredns
+def test_a_record_an_older_version_stored_under_a_newline_label_can_still_be_deleted(webhook, etcd, tmp_path):
+    """Versions before issue 14 stored ``nl2\\n.example.org``: GET /records returns it, /adjustendpoints now
+    drops it from the desired state, so ExternalDNS sends its delete, which must remove it."""
+    server, prefix = webhook
+    hook = server.client
+    stale = Record("nl2\n.example.org", "A", "192.0.2.61", labels={"owner": "t"})
+    host, port = etcd.url.removeprefix("http://").split(":")
+    db = pyetcd.client(host=host, port=int(port))
+    db.put(key_for(stale, prefix), encode_value(stale))  # exactly what the old webhook wrote
+    db.put(name_key(prefix, stale.name), encode_name_key(stale.name, [stale]) or "")
+    with regional_coredns(ZONE, etcd.endpoints, tmp_path, "coredns-stale", etcd_path=prefix.strip("/")) as dns:
+        wait_for(lambda: dns_answers(dns.host, dns.port, "nl2\\010.example.org", "A") == {"192.0.2.61"}, 10,
+                 "the stale record served, as before the fix")
+        listed = next(e for e in hook.records().json() if e["dnsName"] == stale.name)
+        assert hook.adjust([listed]).json() == []  # not desired any more: ExternalDNS plans its delete
+        assert hook.apply({"delete": [listed]}).status_code == 204
+        wait_for(lambda: dns_answers(dns.host, dns.port, "nl2\\010.example.org", "A") == set(), 10,
+                 "the stale record no longer served")
+    assert not [key for _, meta in db.get_prefix(prefix) if "\n" in (key := meta.key.decode())]
+
+
+@pytest.mark.etcd
+def test_a_value_another_writer_stored_with_a_lone_surrogate_never_breaks_get_records(webhook, etcd):
+    server, prefix = webhook
+    hook = server.client
+    host, port = etcd.url.removeprefix("http://").split(":")
+    db = pyetcd.client(host=host, port=int(port))
+    db.put(f"{prefix}org/example/foreign/x1", '{"text":"bad \\ud800","targetstrip":1}')  # e.g. etcdctl
+    db.put(f"{prefix}org/example/foreign2/x1", '{"text":"fine \\u00e9","targetstrip":1}')
+    assert hook.apply({"create": [a_record("after-foreign.example.org", "192.0.2.62")]}).status_code == 204
+    response = hook.records()
+    assert response.status_code == 200, response.text  # was 500 UnicodeEncodeError on every GET
+    names = {e["dnsName"]: e for e in response.json()}
+    assert "foreign.example.org" not in names  # not readable: never listed, never touched
+    assert names["foreign2.example.org"]["targets"] == ["fine é"]
+    assert "after-foreign.example.org" in names
 
 
 # --- webhook/weights: an unusable value is left out, the record is stored ----------------------------------

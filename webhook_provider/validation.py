@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from enum import StrEnum
 
-from fleetdns.dnsname import InvalidDNSNameError, normalize_name
+from fleetdns.dnsname import InvalidDNSNameError, normalize_name, normalize_stored_name
 from fleetdns.dnsview import VIEW_PROPERTY, DNSViewError, check_served_view_name
 from fleetdns.endpoint import Endpoint, ProviderSpecificProperty
 from fleetdns.weights import WEIGHTS_PROPERTY, WeightsFormatError, format_weights, parse_weights
@@ -276,7 +276,7 @@ def existing_endpoint(endpoint: Endpoint, domain_filter: DomainFilter) -> Endpoi
     record can hold.
     """
     record_type = _record_type(endpoint.record_type)
-    name = _encodable(endpoint, record_type) or _valid_name(endpoint, record_type, domain_filter)
+    name = _encodable(endpoint, record_type) or _valid_name(endpoint, record_type, domain_filter, normalize_stored_name)
     if isinstance(name, Rejection):
         return name
     targets = tuple(dict.fromkeys(lenient_target(record_type, target) for target in endpoint.targets))
@@ -323,10 +323,11 @@ def _printable(text: str) -> str:
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
-def _valid_name(endpoint: Endpoint, record_type: str, domain_filter: DomainFilter) -> str | Rejection:
+def _valid_name(endpoint: Endpoint, record_type: str, domain_filter: DomainFilter,
+                normalize: Callable[[str], str] = normalize_name) -> str | Rejection:
     """The normalised name if it is a DNS name this provider serves."""
     try:
-        name = normalize_name(endpoint.dns_name)
+        name = normalize(endpoint.dns_name)
     except InvalidDNSNameError as error:
         return Rejection(endpoint.dns_name, record_type, RejectReason.INVALID_NAME, str(error))
     if not domain_filter.match(name):
