@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: help venv tools test test-unit rig demo bench bench-webhook bench-aggregator bench-failover bench-serving bench-prober bench-health-failover bench-views bench-selfservice bench-host-outage lint clean
+.PHONY: help venv tools test test-unit rig demo bench bench-webhook bench-webhook-body bench-aggregator bench-failover bench-serving bench-prober bench-health-failover bench-views bench-selfservice bench-host-outage lint clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -37,10 +37,13 @@ rig: tools ## start host+east+west API servers and etcd+CoreDNS per region; Ctrl
 demo: tools ## the local multicluster federation demo
 	$(PY) -m hack.demo
 
-bench: bench-webhook bench-aggregator bench-failover bench-serving bench-prober bench-health-failover bench-views bench-selfservice bench-host-outage ## every benchmark; results and method go to docs/benchmarks-*.md
+bench: bench-webhook bench-webhook-body bench-aggregator bench-failover bench-serving bench-prober bench-health-failover bench-views bench-selfservice bench-host-outage ## every benchmark; results and method go to docs/benchmarks-*.md
 
 bench-webhook: tools ## webhook provider benchmarks (GET/POST /records, coredns vs webhook)
 	$(PY) -m bench.webhook
+
+bench-webhook-body: tools ## one large POST: time and peak RSS by body size, up to --max-request-bytes
+	$(PY) -m bench.webhook_body
 
 bench-aggregator: tools ## aggregator benchmark (2,000 intents across 3 members)
 	$(PY) -m bench.aggregator

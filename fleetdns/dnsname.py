@@ -14,11 +14,12 @@ REGISTRY_PREFIX_MAX = len("cname-")
 MAX_PUBLISHED_LABEL_LENGTH = MAX_LABEL_LENGTH - REGISTRY_PREFIX_MAX  # 57, for the first label
 MAX_PUBLISHED_NAME_LENGTH = MAX_NAME_LENGTH - REGISTRY_PREFIX_MAX  # 247
 # Letters, digits, hyphen; underscore for service labels (_sip._tcp, _acme-challenge); "*" as a whole
-# label for wildcards. Anything else is refused before it can reach etcd.
-_LABEL = re.compile(r"^(\*|[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?)$")
+# label for wildcards. Anything else is refused before it can reach etcd. Every pattern here is used with
+# fullmatch: ``$`` also matches before a trailing newline, so ``match`` accepted ``app\n`` as a label.
+_LABEL = re.compile(r"\*|[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?")
 # Kubernetes object names (RFC 1123), as the API server and our CRDs check them: stricter than a published name
-_OBJECT_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
-_OBJECT_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
+_OBJECT_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+_OBJECT_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
 
 
 class InvalidDNSNameError(ValueError):
@@ -46,7 +47,7 @@ def normalize_name(name: str) -> str:
             raise InvalidDNSNameError(f"DNS name {name!r} has an empty label")
         if len(label) > MAX_LABEL_LENGTH:
             raise InvalidDNSNameError(f"DNS name {name!r}: label {label!r} is longer than {MAX_LABEL_LENGTH}")
-        if not _LABEL.match(label):
+        if not _LABEL.fullmatch(label):
             raise InvalidDNSNameError(
                 f"DNS name {name!r}: label {label!r} may hold only letters, digits, '-' and '_' "
                 "(and not start or end with '-'), or be a lone '*'"
@@ -54,6 +55,29 @@ def normalize_name(name: str) -> str:
         if label == "*" and index != 0:
             raise InvalidDNSNameError(f"DNS name {name!r}: '*' is only allowed as the leftmost label")
     return candidate
+
+
+def normalize_stored_name(name: str) -> str:
+    """``normalize_name``, also accepting the names versions before issue 14 stored: a label may end in one
+    newline (their pattern's ``$`` matched before it). Only to find such records again and remove them."""
+    try:
+        return normalize_name(name)
+    except InvalidDNSNameError:
+        folded = fold_name(name)
+        labels = folded.split(".")
+        if not any(label.endswith("\n") for label in labels):
+            raise
+        normalize_name(".".join(label.removesuffix("\n") for label in labels))  # valid but for the newlines
+        return folded
+
+
+def is_stored_name(name: str) -> bool:
+    """Whether ``normalize_stored_name`` accepts it: a name one of our records may be stored under."""
+    try:
+        normalize_stored_name(name)
+    except InvalidDNSNameError:
+        return False
+    return True
 
 
 def check_publishable(name: str) -> str:
@@ -90,12 +114,12 @@ def is_valid_name(name: str) -> bool:
 
 def is_dns_label(value: str) -> bool:
     """An RFC 1123 label: a namespace, a Lease, a region, and a Domain as every intent's ``domainRef`` names it."""
-    return bool(_OBJECT_LABEL.match(value))
+    return bool(_OBJECT_LABEL.fullmatch(value))
 
 
 def is_dns_subdomain(value: str) -> bool:
     """An RFC 1123 subdomain: most objects' names (a MemberCluster, hence a failover target)."""
-    return bool(_OBJECT_SUBDOMAIN.match(value))
+    return bool(_OBJECT_SUBDOMAIN.fullmatch(value))
 
 
 def is_within(name: str, domain: str) -> bool:

@@ -20,8 +20,9 @@ VIEW_PROPERTY = "webhook/view"  # providerSpecific property of an endpoint that 
 REGION_VIEW_PREFIX = "region-"
 MAX_VIEW_NAME = 40  # so that the etcd prefix skydns-<view> stays one short path segment
 CONTINENTS = ("AF", "AN", "AS", "EU", "NA", "OC", "SA")  # GeoIP continent codes
-_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-_COUNTRY = re.compile(r"^[A-Z]{2}$")
+# Used with fullmatch: ``$`` also matches before a trailing newline (``office\n`` would name a prefix).
+_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+_COUNTRY = re.compile(r"[A-Z]{2}")
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
@@ -59,7 +60,7 @@ def region_view_name(region: str) -> str:
 
 def check_view_name(name: str) -> None:
     """A DNSView's name: one DNS label of at most 40 characters, not ``region-...`` (the fleet's own views)."""
-    if len(name) > MAX_VIEW_NAME or not _LABEL.match(name):
+    if len(name) > MAX_VIEW_NAME or not _LABEL.fullmatch(name):
         raise DNSViewError(f"metadata.name {name!r} must be one DNS label of at most {MAX_VIEW_NAME} characters "
                            "(lower-case letters, digits and '-'): it names the view's etcd prefix skydns-<view>")
     if name.startswith(REGION_VIEW_PREFIX):
@@ -72,11 +73,11 @@ def check_served_view_name(name: str) -> None:
     63 characters). It names an etcd prefix (``skydns-<view>``) and a directory of zone files."""
     region = name.removeprefix(REGION_VIEW_PREFIX)
     if region != name:
-        if len(region) > 63 or not _LABEL.match(region):
+        if len(region) > 63 or not _LABEL.fullmatch(region):
             raise DNSViewError(f"view {name!r}: {REGION_VIEW_PREFIX}<region> needs a region that is a DNS label of at "
                                "most 63 characters (lower-case letters, digits and '-')")
         return
-    if len(name) > MAX_VIEW_NAME or not _LABEL.match(name):
+    if len(name) > MAX_VIEW_NAME or not _LABEL.fullmatch(name):
         raise DNSViewError(f"view {name!r} must be a DNSView's name (one DNS label of at most {MAX_VIEW_NAME} "
                            f"characters: lower-case letters, digits and '-') or {REGION_VIEW_PREFIX}<region>")
 
@@ -113,7 +114,7 @@ def parse_dns_view(obj: dict[str, Any]) -> DNSView:
                                f"{error}") from None
     countries = _strings(spec, "countries")
     for index, code in enumerate(countries):
-        if not _COUNTRY.match(code):
+        if not _COUNTRY.fullmatch(code):
             raise DNSViewError(f"spec.countries[{index}] {code!r} must be an ISO 3166-1 alpha-2 code in upper case")
     continents = _strings(spec, "continents")
     for index, code in enumerate(continents):
@@ -122,7 +123,7 @@ def parse_dns_view(obj: dict[str, Any]) -> DNSView:
     if not (cidrs or countries or continents):
         raise DNSViewError("spec needs at least one of clientCIDRs, countries and continents: who the clients are")
     latency_from = spec.get("latencyFrom") or ""
-    if not isinstance(latency_from, str) or (latency_from and not _LABEL.match(latency_from)):
+    if not isinstance(latency_from, str) or (latency_from and not _LABEL.fullmatch(latency_from)):
         raise DNSViewError(f"spec.latencyFrom {latency_from!r} must name a region (a DNS label)")
     return DNSView(name, tuple(cidrs), tuple(countries), tuple(continents),
                    parse_location(spec.get("location"), "spec.location"), latency_from)

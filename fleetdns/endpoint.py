@@ -6,6 +6,7 @@ writes them into DNSEndpoint resources), so both speak exactly the same shape.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -35,13 +36,14 @@ class EndpointFormatError(ValueError):
         self.message = message
 
 
-@dataclass(frozen=True)
+# slots: no per-instance __dict__; a request of ExternalDNS's first sync holds one Endpoint per record
+@dataclass(frozen=True, slots=True)
 class ProviderSpecificProperty:
     name: str
     value: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Endpoint:
     """One ExternalDNS endpoint; field names follow the Go struct, values as sent (not yet validated)."""
 
@@ -75,25 +77,25 @@ class Endpoint:
     @classmethod
     def from_json(cls, data: Any, path: str = "endpoint") -> Endpoint:
         if not isinstance(data, dict):
-            raise EndpointFormatError(path, f"expected an object, got {_json_type(data)}")
+            raise EndpointFormatError(path, f"expected an object, got {json_type(data)}")
         dns_name = _optional(data, "dnsName", str, path, "")
         record_type = _optional(data, "recordType", str, path, "")
         targets = _optional(data, "targets", list, path, [])
         for index, target in enumerate(targets):
             if not isinstance(target, str):
-                raise EndpointFormatError(f"{path}.targets[{index}]", f"expected a string, got {_json_type(target)}")
+                raise EndpointFormatError(f"{path}.targets[{index}]", f"expected a string, got {json_type(target)}")
         # Any integer: ExternalDNS's TTL is Go's int64, so -5 is a well-formed endpoint. Whether a TTL can be
         # served is the consumer's rule (the webhook skips such a record; it never refuses the document).
         ttl = _optional(data, "recordTTL", int, path, 0)
         labels = _optional(data, "labels", dict, path, {})
         for key, value in labels.items():
             if not isinstance(value, str):
-                raise EndpointFormatError(f"{path}.labels.{key}", f"expected a string, got {_json_type(value)}")
+                raise EndpointFormatError(f"{path}.labels.{key}", f"expected a string, got {json_type(value)}")
         props = []
         for index, item in enumerate(_optional(data, "providerSpecific", list, path, [])):
             where = f"{path}.providerSpecific[{index}]"
             if not isinstance(item, dict):
-                raise EndpointFormatError(where, f"expected an object, got {_json_type(item)}")
+                raise EndpointFormatError(where, f"expected an object, got {json_type(item)}")
             name, value = item.get("name", ""), item.get("value", "")
             if not isinstance(name, str) or not isinstance(value, str):
                 raise EndpointFormatError(where, "name and value must be strings")
@@ -109,13 +111,26 @@ class Endpoint:
         )
 
 
-def parse_endpoint_list(data: Any, path: str) -> list[Endpoint]:
-    """A JSON array of endpoints; ``null`` counts as empty, as Go encodes a nil slice."""
+def parse_endpoint_list(data: Any, path: str, *, consume: bool = False) -> list[Endpoint]:
+    """A JSON array of endpoints; ``null`` counts as empty, as Go encodes a nil slice.
+
+    ``consume``: replace each item of ``data`` by None once parsed, so a large request body never holds its
+    decoded JSON and the endpoints of all its items at once (for data nobody else holds).
+    """
+    return list(iter_endpoints(data, path, consume=consume))
+
+
+def iter_endpoints(data: Any, path: str, *, consume: bool = False) -> Iterator[Endpoint]:
+    """``parse_endpoint_list`` one endpoint at a time (EndpointFormatError when an item is reached)."""
     if data is None:
-        return []
+        return
     if not isinstance(data, list):
-        raise EndpointFormatError(path, f"expected an array of endpoints, got {_json_type(data)}")
-    return [Endpoint.from_json(item, f"{path}[{index}]") for index, item in enumerate(data)]
+        raise EndpointFormatError(path, f"expected an array of endpoints, got {json_type(data)}")
+    for index in range(len(data)):
+        item = data[index]
+        if consume:
+            data[index] = None
+        yield Endpoint.from_json(item, f"{path}[{index}]")
 
 
 def _optional(data: dict[str, Any], key: str, kind: type, path: str, default: Any) -> Any:
@@ -123,11 +138,12 @@ def _optional(data: dict[str, Any], key: str, kind: type, path: str, default: An
     if value is None:
         return default
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise EndpointFormatError(f"{path}.{key}", f"expected {kind.__name__}, got {_json_type(value)}")
+        raise EndpointFormatError(f"{path}.{key}", f"expected {kind.__name__}, got {json_type(value)}")
     return value
 
 
-def _json_type(value: Any) -> str:
+def json_type(value: Any) -> str:
+    """The JSON name of a decoded value's type, for errors that say what was sent instead."""
     return {dict: "object", list: "array", str: "string", bool: "boolean", int: "number", float: "number"}.get(
         type(value), "null" if value is None else type(value).__name__
     )

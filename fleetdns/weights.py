@@ -30,7 +30,8 @@ def parse_weights(value: str) -> dict[str, int]:
     weights: dict[str, int] = {}
     for entry in filter(None, (part.strip() for part in value.split(","))):
         address, sep, raw = entry.partition("=")
-        if not sep or not raw.strip().isdigit():
+        raw = raw.strip()
+        if not sep or not (raw.isascii() and raw.isdigit()):  # isdigit alone accepts "²", which int() refuses
             raise WeightsFormatError(f"{WEIGHTS_PROPERTY} entry {entry!r} is not <ip>=<weight>")
         address = address.strip()
         _check(address, int(raw))

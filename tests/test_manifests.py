@@ -34,3 +34,19 @@ def test_shipped_manifest_passes_server_side_validation(fleet, manifest):
     )
     assert run.returncode == 0, run.stderr
     assert "(server dry run)" in run.stdout
+
+
+def test_the_webhook_container_has_the_body_limit_its_memory_limit_was_measured_for():
+    """The shipped memory limit covers the peak of the largest body the webhook accepts (bench/webhook_body.py):
+    the manifest states both, and the limit is the webhook's default, so they cannot drift apart unnoticed."""
+    import yaml
+
+    from webhook_provider.settings import DEFAULT_MAX_REQUEST_BYTES
+
+    documents = yaml.safe_load_all((REPO_ROOT / "manifests" / "region" / "externaldns-webhook.yaml").read_text())
+    (deployment,) = [doc for doc in documents if doc["kind"] == "Deployment"]
+    (webhook,) = [c for c in deployment["spec"]["template"]["spec"]["containers"] if c["name"] == "webhook"]
+    env = {item["name"]: item.get("value") for item in webhook["env"]}
+    assert int(env["WEBHOOK_MAX_REQUEST_BYTES"]) == DEFAULT_MAX_REQUEST_BYTES
+    assert webhook["resources"]["limits"]["memory"] == "1Gi"
+    assert webhook["resources"]["requests"]["memory"] == "256Mi"

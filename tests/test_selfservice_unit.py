@@ -89,6 +89,12 @@ def test_a_bad_annotation_is_named_with_its_value_and_what_is_accepted(annotatio
     assert any(message in problem for problem in raised.value.problems), raised.value.problems
 
 
+@pytest.mark.parametrize("value", ["²", "٥", "5\n1"])
+def test_a_number_annotation_in_other_digits_is_named_not_a_crash(value: str) -> None:
+    with pytest.raises(AnnotationError, match="fleetdns.io/weight: .* must be a whole number"):
+        parse_request({"fleetdns.io/global": "true", "fleetdns.io/weight": value}, "fleet")
+
+
 def test_every_bad_annotation_is_reported_at_once() -> None:
     with pytest.raises(AnnotationError) as raised:
         parse_request({"fleetdns.io/global": "true", "fleetdns.io/ttl": "x", "fleetdns.io/weight": "y"}, "fleet")

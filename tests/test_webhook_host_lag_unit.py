@@ -8,7 +8,7 @@ from prometheus_client import CollectorRegistry
 from fleetdns.config import ConfigError
 from fleetdns.endpoint import Endpoint
 from webhook_provider.domain_filter import DomainFilter
-from webhook_provider.host_lag import HostDNSEndpoint, HostLag, expected_records, missing_records
+from webhook_provider.host_lag import HostDNSEndpoint, LagTracker, expected_records, missing_records
 from webhook_provider.host_relay import relay_allows, watch_timeout
 from webhook_provider.metrics import HostMetrics
 from webhook_provider.settings import load_settings
@@ -27,15 +27,13 @@ class SteppedClock:
         return self.now
 
 
-def make_lag(stored: dict[str, list[Endpoint]], resets: list[int], clock: SteppedClock) -> HostLag:
+def make_lag(stored: dict[str, list[Endpoint]], resets: list[int], clock: SteppedClock) -> LagTracker:
     def reset() -> int:
         resets.append(1)
         return 1
 
-    return HostLag(client=None, namespace="", label_selector="", domain_filter=ZONE,  # type: ignore[arg-type]
-                   stored_for=lambda name: stored.get(name, []),
-                   metrics=HostMetrics.create(CollectorRegistry(), "east"), repair_after=2.0,
-                   reset_watches=reset, clock=clock)
+    return LagTracker(ZONE, lambda name: stored.get(name, []), HostMetrics.create(CollectorRegistry(), "east"),
+                      repair_after=2.0, reset_watches=reset, clock=clock)
 
 
 def test_records_the_webhook_would_not_store_are_not_expected():
@@ -57,11 +55,11 @@ def test_a_name_is_missing_until_etcd_holds_the_same_targets_in_any_order_and_ca
 def test_the_lag_grows_from_the_first_unapplied_change_and_a_repair_follows_after_two_seconds():
     clock, stored, resets = SteppedClock(), {}, []
     lag = make_lag(stored, resets, clock)
-    lag._changed(None, HostDNSEndpoint("shop/app", (APP,)))
+    lag.changed(None, HostDNSEndpoint("shop/app", (APP,)))
     clock.now += 1.5
     assert lag.check() == 1.5 and resets == []
     clock.now += 1.0
-    lag._changed(None, HostDNSEndpoint("shop/app", (APP,)))  # changed again: still behind since the first
+    lag.changed(None, HostDNSEndpoint("shop/app", (APP,)))  # changed again: still behind since the first
     assert lag.check() == 2.5 and resets == [1]
     stored["app.gslb.example.com"] = [APP]
     assert lag.check() == 0.0
@@ -70,7 +68,7 @@ def test_the_lag_grows_from_the_first_unapplied_change_and_a_repair_follows_afte
 def test_repairs_back_off_while_the_same_change_stays_unapplied_and_restart_fast_once_in_step():
     clock, stored, resets = SteppedClock(), {}, []
     lag = make_lag(stored, resets, clock)
-    lag._changed(None, HostDNSEndpoint("shop/app", (APP,)))
+    lag.changed(None, HostDNSEndpoint("shop/app", (APP,)))
     repaired_at = []
     for step in range(1, 401):  # 40 s in 0.1 s steps
         clock.now = 100.0 + step / 10
@@ -82,7 +80,7 @@ def test_repairs_back_off_while_the_same_change_stays_unapplied_and_restart_fast
     stored["app.gslb.example.com"] = [APP]
     lag.check()
     stored.clear()
-    lag._changed(None, HostDNSEndpoint("shop/app", (Endpoint("app.gslb.example.com", "A", ("198.18.2.1",)),)))
+    lag.changed(None, HostDNSEndpoint("shop/app", (Endpoint("app.gslb.example.com", "A", ("198.18.2.1",)),)))
     clock.now += 2.0
     lag.check()
     assert len(resets) == 6  # a new lag is repaired after 2 s again, not after the old backoff
@@ -91,9 +89,9 @@ def test_repairs_back_off_while_the_same_change_stays_unapplied_and_restart_fast
 def test_a_deleted_dnsendpoint_no_longer_counts_as_lag():
     clock, resets = SteppedClock(), []
     lag = make_lag({}, resets, clock)
-    lag._changed(None, HostDNSEndpoint("shop/app", (APP,)))
+    lag.changed(None, HostDNSEndpoint("shop/app", (APP,)))
     clock.now += 1.0
-    lag._changed(HostDNSEndpoint("shop/app", (APP,)), None)
+    lag.changed(HostDNSEndpoint("shop/app", (APP,)), None)
     assert lag.check() == 0.0
 
 

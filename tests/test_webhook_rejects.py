@@ -20,13 +20,15 @@ from kubernetes import client
 
 from fleetdns.apipaths import DNS_ENDPOINTS
 from rig import ExternalDNS
-from rig.coredns import dns_answers, etcd_corefile
+from rig.coredns import dns_answers, etcd_corefile, regional_coredns
 from rig.region import WebhookProvider
 from rig.waiting import wait_for
 from rig.webhook_client import WebhookClient
 from rig.workloads import apply_crds
 from webhook_provider.changes import parse_changes
 from webhook_provider.domain_filter import DomainFilter
+from webhook_provider.records import Record
+from webhook_provider.skydns import encode_name_key, encode_value, key_for, name_key
 from webhook_provider.validation import RejectReason
 
 ZONE = "example.org"
@@ -146,6 +148,146 @@ def test_a_malformed_document_still_gets_400_with_its_path_and_writes_nothing(we
     assert hook.records().json() == before
 
 
+# --- text that cannot be stored, documents nested too deep (issue 14) ----------------------------------------
+
+LONE = "\ud800"  # a lone UTF-16 surrogate: a valid JSON escape (requests sends it as \ud800), no UTF-8 form
+SURROGATE_RECORDS = {
+    "sur-label.example.org": a_record("sur-label.example.org", "192.0.2.41", labels={"owner": f"x{LONE}"}),
+    "sur-labelkey.example.org": a_record("sur-labelkey.example.org", "192.0.2.42", labels={f"o{LONE}": "x"}),
+    "sur-setid.example.org": a_record("sur-setid.example.org", "192.0.2.43", setIdentifier=f"east{LONE}"),
+    "sur-prop.example.org": a_record("sur-prop.example.org", "192.0.2.44",
+                                     providerSpecific=[{"name": "alias", "value": f"f{LONE}"}]),
+    "sur-propname.example.org": a_record("sur-propname.example.org", "192.0.2.45",
+                                         providerSpecific=[{"name": f"a{LONE}", "value": "false"}]),
+    "sur-txt.example.org": {"dnsName": "sur-txt.example.org", "recordType": "TXT",
+                            "targets": [f'"heritage=external-dns{LONE}"']},
+    f"sur-name{LONE}.example.org": a_record(f"sur-name{LONE}.example.org", "192.0.2.46"),
+    "sur-type.example.org": {"dnsName": "sur-type.example.org", "recordType": f"A{LONE}", "targets": ["192.0.2.47"]},
+}
+
+
+@pytest.mark.etcd
+def test_a_lone_surrogate_in_any_string_skips_that_record_and_the_rest_of_the_batch_is_written(webhook, etcd):
+    server, prefix = webhook
+    hook = server.client
+    good = [a_record("sur-ok.example.org", "192.0.2.40"),
+            {"dnsName": "sur-oktxt.example.org", "recordType": "TXT", "targets": ['"héllo"']}]
+    before = hook.metrics()
+    response = hook.apply({"create": [*SURROGATE_RECORDS.values(), *good],
+                           "delete": [a_record("sur-label.example.org", "192.0.2.41", labels={"owner": f"x{LONE}"})]})
+    assert response.status_code == 204, response.text  # was 500 UnicodeEncodeError: the whole batch blocked
+
+    got = hook.endpoints()
+    assert got[("sur-ok.example.org", "A")]["targets"] == ["192.0.2.40"]
+    assert got[("sur-oktxt.example.org", "TXT")]["targets"] == ['"héllo"']  # real non-ASCII text is fine
+    stored = names_in_etcd(etcd.url, prefix)
+    assert not {name.replace(LONE, "") for name in SURROGATE_RECORDS} & stored  # nothing of them written
+    after = hook.metrics()
+    grown = {reason: count - by_reason(before, REJECTED).get(reason, 0)
+             for reason, count in by_reason(after, REJECTED).items()}
+    assert grown.get("invalid_text") == len(SURROGATE_RECORDS) + 1  # the delete too: no record can hold it
+    warned = {entry["dnsName"] for entry in skip_warnings(server.process.log_path)
+              if entry["reason"] == "invalid_text" and entry["dnsName"].startswith("sur-")}
+    assert warned == {name.replace(LONE, "\\ud800") for name in SURROGATE_RECORDS}  # named, printable
+
+    adjusted = hook.adjust([*SURROGATE_RECORDS.values(), *good])
+    assert adjusted.status_code == 200, adjusted.text  # was 500 as well
+    assert [e["dnsName"] for e in adjusted.json()] == ["sur-ok.example.org", "sur-oktxt.example.org"]
+    assert by_reason(hook.metrics(), DROPPED).get("invalid_text", 0) - by_reason(after, DROPPED).get(
+        "invalid_text", 0) == len(SURROGATE_RECORDS)
+
+
+def nested(depth: int) -> bytes:
+    return b'{"create":[' + b"[" * depth + b"]" * depth + b"]}"
+
+
+@pytest.mark.etcd
+@pytest.mark.parametrize(("route", "body"), [
+    ("/records", nested(1_000)),
+    ("/records", nested(100_000)),
+    ("/records", b'{"create":[{"dnsName":"deep.example.org","labels":{"x":' + b"[" * 5_000 + b"]" * 5_000 + b"}}]}"),
+    ("/adjustendpoints", b"[" * 1_000 + b"]" * 1_000),
+])
+def test_a_body_nested_deeper_than_any_changes_document_gets_400_saying_so(webhook, route, body):
+    server, _ = webhook
+    hook = server.client
+    before = hook.records().json()
+    response = hook.session.post(hook.url + route, data=body, headers={"Content-Type": "application/json"},
+                                 timeout=hook.timeout)
+    assert response.status_code == 400, response.text  # was 500 RecursionError
+    assert response.json() == {"error": "body nests arrays or objects too deeply to decode (about 1000 levels); "
+                                        "a Changes document has 4", "path": "$"}
+    assert hook.records().json() == before
+    assert server.process.running
+
+
+@pytest.mark.etcd
+def test_a_malformed_label_whose_key_holds_a_lone_surrogate_gets_400_naming_it(webhook):
+    server, _ = webhook
+    hook = server.client
+    response = hook.apply({"create": [a_record("x.example.org", "192.0.2.1", labels={f"k{LONE}": 5})]})
+    assert response.status_code == 400, response.text  # the error's path could not be encoded: was 500
+    assert response.json()["path"] == f"create[0].labels.k{LONE}"
+
+
+@pytest.mark.etcd
+@pytest.mark.coredns
+def test_a_label_ending_in_a_newline_is_skipped_and_coredns_never_serves_it(webhook, etcd, tmp_path):
+    server, prefix = webhook
+    hook = server.client
+    response = hook.apply({"create": [a_record("nl\n.example.org", "192.0.2.51"),
+                                      a_record("nl-ok.example.org", "192.0.2.52")]})
+    assert response.status_code == 204
+    with regional_coredns(ZONE, etcd.endpoints, tmp_path, "coredns-newline", etcd_path=prefix.strip("/")) as dns:
+        wait_for(lambda: dns_answers(dns.host, dns.port, "nl-ok.example.org", "A") == {"192.0.2.52"}, 10,
+                 "the good record served from the zone file")
+        assert dns_answers(dns.host, dns.port, "nl\\010.example.org", "A") == set()  # was served as nl\010
+        assert "nl\\010" not in dns.sidecar.zone_file(ZONE).read_text()
+    assert not [name for name in names_in_etcd(etcd.url, prefix) if "\n" in name]  # was stored under nl\n
+    assert ("nl\n.example.org", "invalid_name") in {(e["dnsName"], e["reason"])
+                                                    for e in skip_warnings(server.process.log_path)}
+
+
+@pytest.mark.etcd
+@pytest.mark.coredns
+def test_a_record_an_older_version_stored_under_a_newline_label_can_still_be_deleted(webhook, etcd, tmp_path):
+    """Versions before issue 14 stored ``nl2\\n.example.org``: GET /records returns it, /adjustendpoints now
+    drops it from the desired state, so ExternalDNS sends its delete, which must remove it."""
+    server, prefix = webhook
+    hook = server.client
+    stale = Record("nl2\n.example.org", "A", "192.0.2.61", labels={"owner": "t"})
+    host, port = etcd.url.removeprefix("http://").split(":")
+    db = pyetcd.client(host=host, port=int(port))
+    db.put(key_for(stale, prefix), encode_value(stale))  # exactly what the old webhook wrote
+    db.put(name_key(prefix, stale.name), encode_name_key(stale.name, [stale]) or "")
+    with regional_coredns(ZONE, etcd.endpoints, tmp_path, "coredns-stale", etcd_path=prefix.strip("/")) as dns:
+        wait_for(lambda: dns_answers(dns.host, dns.port, "nl2\\010.example.org", "A") == {"192.0.2.61"}, 10,
+                 "the stale record served, as before the fix")
+        listed = next(e for e in hook.records().json() if e["dnsName"] == stale.name)
+        assert hook.adjust([listed]).json() == []  # not desired any more: ExternalDNS plans its delete
+        assert hook.apply({"delete": [listed]}).status_code == 204
+        wait_for(lambda: dns_answers(dns.host, dns.port, "nl2\\010.example.org", "A") == set(), 10,
+                 "the stale record no longer served")
+    assert not [key for _, meta in db.get_prefix(prefix) if "\n" in (key := meta.key.decode())]
+
+
+@pytest.mark.etcd
+def test_a_value_another_writer_stored_with_a_lone_surrogate_never_breaks_get_records(webhook, etcd):
+    server, prefix = webhook
+    hook = server.client
+    host, port = etcd.url.removeprefix("http://").split(":")
+    db = pyetcd.client(host=host, port=int(port))
+    db.put(f"{prefix}org/example/foreign/x1", '{"text":"bad \\ud800","targetstrip":1}')  # e.g. etcdctl
+    db.put(f"{prefix}org/example/foreign2/x1", '{"text":"fine \\u00e9","targetstrip":1}')
+    assert hook.apply({"create": [a_record("after-foreign.example.org", "192.0.2.62")]}).status_code == 204
+    response = hook.records()
+    assert response.status_code == 200, response.text  # was 500 UnicodeEncodeError on every GET
+    names = {e["dnsName"]: e for e in response.json()}
+    assert "foreign.example.org" not in names  # not readable: never listed, never touched
+    assert names["foreign2.example.org"]["targets"] == ["fine é"]
+    assert "after-foreign.example.org" in names
+
+
 # --- webhook/weights: an unusable value is left out, the record is stored ----------------------------------
 
 PROPERTY_DROPPED = "fleetdns_webhook_properties_dropped_total"
@@ -227,6 +369,7 @@ VIEWS = [[{"name": "webhook/view", "value": value}] for value in
     [{"name": "webhook/view", "value": "east"}, {"name": "webhook/view", "value": "west"}]]
 TABLE += [{"dnsName": "view.t.example.org", "recordType": "A", "targets": ["192.0.2.1"], "providerSpecific": props}
           for props in VIEWS]
+TABLE += [{"dnsName": "text.t.example.org", "recordType": "TXT", "targets": ["x\ud800"]}]  # invalid_text
 
 
 @pytest.mark.etcd

@@ -182,6 +182,38 @@ def test_endpoints_that_cannot_be_stored_are_skipped_with_a_reason_and_the_rest_
     assert not (parsed.update_old or parsed.update_new or parsed.delete)
 
 
+_GOOD_A = {"dnsName": "good.example.org", "recordType": "A", "targets": ["192.0.2.1"]}
+_LONE = "\ud800"  # a lone UTF-16 surrogate: valid as a JSON escape, no UTF-8 form
+
+
+@pytest.mark.parametrize("field", [
+    {"dnsName": f"a{_LONE}.example.org"},
+    {"recordType": f"A{_LONE}"},
+    {"setIdentifier": f"east{_LONE}"},
+    {"recordType": "TXT", "targets": [f'"heritage=external-dns{_LONE}"']},
+    {"labels": {f"owner{_LONE}": "x"}},
+    {"labels": {"owner": f"x{_LONE}"}},
+    {"providerSpecific": [{"name": f"alias{_LONE}", "value": "false"}]},
+    {"providerSpecific": [{"name": "alias", "value": f"false{_LONE}"}]},
+])
+@pytest.mark.parametrize("where", ["create", "delete", "updateNew", "updateOld"])
+def test_a_lone_surrogate_in_any_string_skips_the_endpoint_as_invalid_text(field: dict, where: str) -> None:
+    bad = {**_GOOD_A, "dnsName": "bad.example.org", **field}
+    body: dict[str, list[dict]] = {"create": [_GOOD_A]}
+    if where.startswith("update"):
+        body["updateOld"] = [bad if where == "updateOld" else {**_GOOD_A, "dnsName": "bad.example.org"}]
+        body["updateNew"] = [bad if where == "updateNew" else {**_GOOD_A, "dnsName": "bad.example.org"}]
+    else:
+        body[where] = [*body.get(where, []), bad]
+    parsed = parse_changes(body, EVERYTHING)
+    (skipped,) = parsed.skipped
+    assert skipped.rejection.reason.value == "invalid_text" and "\\ud800" in skipped.rejection.message
+    skipped.rejection.message.encode()  # printable: it is logged and counted
+    skipped.rejection.dns_name.encode()
+    assert [e.dns_name for e in parsed.create] == ["good.example.org"]
+    assert not (parsed.update_old or parsed.update_new or parsed.delete)
+
+
 def test_both_spellings_of_changes_and_null_lists_parse_the_same():
     endpoint = {"dnsName": "A.example.org.", "recordType": "a", "targets": ["192.0.2.1"]}
     new = parse_changes({"create": [endpoint], "updateOld": [], "updateNew": None}, EVERYTHING)

@@ -13,7 +13,7 @@ from fleetdns.kubeapi import load_host_client
 from fleetdns.logs import configure_logging
 from fleetdns.probes import BackgroundServer, probe_app
 from webhook_provider.api import create_api
-from webhook_provider.host_lag import HostLag, stored_endpoints
+from webhook_provider.host_lag import HostLag, LagTracker, stored_endpoints
 from webhook_provider.host_relay import HostRelay
 from webhook_provider.metrics import HostMetrics, Metrics
 from webhook_provider.mirror import DirectSource, EntrySource, PrefixMirror
@@ -83,9 +83,10 @@ def _host_watch(host: HostSettings, provider: Provider,
     if host.relay_listen is not None:
         listen = host.relay_listen
         relay = _bind_relay(listen, lambda: HostRelay(client, listen, host.relay_hold, host_metrics)).start()
-    lag = HostLag(client, host.namespace, host.label_filter, provider.domain_filter,
-                  stored_endpoints(provider.listing.encoded_name), host_metrics, host.repair_after,
-                  relay.reset_watches if relay is not None else None, refresh=provider.records).start()
+    tracker = LagTracker(provider.domain_filter, stored_endpoints(provider.listing.encoded_name), host_metrics,
+                         host.repair_after, relay.reset_watches if relay is not None else None,
+                         refresh=provider.records)
+    lag = HostLag(client, host.namespace, host.label_filter, tracker).start()
     return relay, lag
 
 

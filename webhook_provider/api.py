@@ -9,19 +9,21 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 import time
 from typing import Any
 
 from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from fleetdns.endpoint import WEBHOOK_MEDIA_TYPE, EndpointFormatError, parse_endpoint_list
+from fleetdns.endpoint import WEBHOOK_MEDIA_TYPE, Endpoint, EndpointFormatError, parse_endpoint_list
 from webhook_provider.changes import parse_changes
 from webhook_provider.metrics import Metrics
 from webhook_provider.provider import Provider
 from webhook_provider.store import EtcdUnavailableError
 
 log = logging.getLogger(__name__)
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 
 
 
@@ -36,11 +38,17 @@ def _encoded_json_response(body: str | bytes, status: int = 200) -> Response:
     return response
 
 
+def _endpoint_array(endpoints: list[Endpoint]) -> bytes:
+    """A JSON array of endpoints, encoded one endpoint at a time: never a second tree of dicts beside them."""
+    return b"[" + b",".join(_ENCODER.encode(endpoint.to_json()).encode() for endpoint in endpoints) + b"]"
+
+
 def _error(status: int, message: str, path: str | None = None) -> Response:
     body = {"error": message}
     if path:
         body["path"] = path
-    return _json_response(body, status)
+    # ASCII-escaped: a path may quote a label key that holds a lone surrogate, which has no UTF-8 form
+    return _encoded_json_response(json.dumps(body, separators=(",", ":")), status)
 
 
 def _body_type_ok(content_type: str | None) -> bool:
@@ -54,12 +62,33 @@ def _body_type_ok(content_type: str | None) -> bool:
 
 
 def _read_json() -> Any:
-    """The request body as JSON; raises EndpointFormatError for bodies that are not JSON."""
+    """The request body as JSON; raises EndpointFormatError for bodies that are not JSON.
+
+    The bytes are dropped before decoding the JSON: the largest body is held as bytes, then as text, then as
+    the decoded tree, never all three at once.
+    """
     raw = request.get_data(cache=False)  # honours MAX_CONTENT_LENGTH (413)
     try:
-        return json.loads(raw) if raw.strip() else None
+        text = raw.decode("utf-8", "surrogatepass")  # as json.loads(bytes) decodes UTF-8
+        del raw
+        return json.loads(text) if text.strip() else None
     except (ValueError, UnicodeDecodeError) as error:
         raise EndpointFormatError("$", f"body is not valid JSON: {error}") from None
+    except RecursionError:
+        # The decoder recurses once per level; ExternalDNS's deepest document is 4 levels (Changes, list,
+        # endpoint, providerSpecific item), so a body this deep is not a Changes document.
+        raise EndpointFormatError("$", "body nests arrays or objects too deeply to decode (about "
+                                       f"{sys.getrecursionlimit()} levels); a Changes document has 4") from None
+
+
+def _too_large(size: int | None, limit: int) -> Response:
+    """413, logged: ExternalDNS exits on it and resends the same body after its restart, so the operator must act."""
+    log.error("request body over --max-request-bytes refused; ExternalDNS will exit and resend it: raise "
+              "--max-request-bytes and the container's memory limit together, or let ExternalDNS sync the zone in "
+              "parts (webhook_provider/README.md, \"Request size and memory\")",
+              extra={"route": request.path, "bytes": size, "limit": limit})
+    size_text = f"of {size} bytes " if size is not None else ""
+    return _error(413, f"request body {size_text}exceeds the limit of {limit} bytes (--max-request-bytes)")
 
 
 def create_api(provider: Provider, metrics: Metrics, max_request_bytes: int) -> Flask:
@@ -74,8 +103,7 @@ def create_api(provider: Provider, metrics: Metrics, max_request_bytes: int) -> 
                 return _error(415, f"unsupported Content-Type {request.headers.get('Content-Type')!r}; "
                                    f"send {WEBHOOK_MEDIA_TYPE} or application/json")
             if request.content_length is not None and request.content_length > max_request_bytes:
-                return _error(413, f"request body of {request.content_length} bytes exceeds the limit of "
-                                   f"{max_request_bytes} bytes (--max-request-bytes)")
+                return _too_large(request.content_length, max_request_bytes)
         return None
 
     @app.after_request
@@ -101,7 +129,7 @@ def create_api(provider: Provider, metrics: Metrics, max_request_bytes: int) -> 
     @app.post("/records")
     def apply_changes() -> Response:
         try:
-            changes = parse_changes(_read_json(), provider.domain_filter)
+            changes = parse_changes(_read_json(), provider.domain_filter, consume=True)
         except EndpointFormatError as error:
             metrics.applies.labels("rejected").inc()
             log.warning("malformed Changes document refused", extra={"path": error.path, "reason": error.message})
@@ -118,14 +146,15 @@ def create_api(provider: Provider, metrics: Metrics, max_request_bytes: int) -> 
     @app.post("/adjustendpoints")
     def adjust_endpoints() -> Response:
         try:
-            endpoints = parse_endpoint_list(_read_json(), "$")
+            # no name for the parsed list: it is freed as soon as the adjusted endpoints exist
+            adjusted = provider.adjust_endpoints(parse_endpoint_list(_read_json(), "$", consume=True))
         except EndpointFormatError as error:
             return _error(400, error.message, error.path)
-        return _json_response([endpoint.to_json() for endpoint in provider.adjust_endpoints(endpoints)])
+        return _encoded_json_response(_endpoint_array(adjusted))
 
     @app.errorhandler(RequestEntityTooLarge)
     def too_large(_: RequestEntityTooLarge) -> Response:
-        return _error(413, f"request body exceeds the limit of {max_request_bytes} bytes (--max-request-bytes)")
+        return _too_large(None, max_request_bytes)
 
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException) -> Response:

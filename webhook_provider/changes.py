@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from fleetdns.endpoint import Endpoint, EndpointFormatError, parse_endpoint_list
+from fleetdns.endpoint import Endpoint, EndpointFormatError, iter_endpoints, json_type
 from webhook_provider.domain_filter import DomainFilter
 from webhook_provider.validation import DroppedProperty, Rejection, Storable, existing_endpoint, storable_endpoint
 
@@ -59,8 +59,13 @@ class Changes:
         return {"create": len(self.create), "update": len(self.update_new), "delete": len(self.delete)}
 
 
-def parse_changes(data: Any, domain_filter: DomainFilter) -> Changes:
-    """Raises EndpointFormatError (with its JSON path) only for a malformed document; bad endpoints are skipped."""
+def parse_changes(data: Any, domain_filter: DomainFilter, *, consume: bool = False) -> Changes:
+    """Raises EndpointFormatError (with its JSON path) only for a malformed document; bad endpoints are skipped.
+
+    ``consume`` (a request body nobody else holds): each endpoint's JSON in ``data`` is released as soon as it is
+    judged, so the largest request holds about one copy of its endpoints at a time (the decoded tree shrinks
+    while the canonical endpoints grow).
+    """
     if not isinstance(data, dict):
         raise EndpointFormatError("$", "expected a Changes object")
     lists = {field_name: _endpoint_list(data, spellings) for field_name, spellings in _SPELLINGS.items()}
@@ -82,34 +87,37 @@ def parse_changes(data: Any, domain_filter: DomainFilter) -> Changes:
         return verdict
 
     create_key, creates = lists["create"]
-    create = [keep(create_key, i, storable_endpoint(e, domain_filter)) for i, e in enumerate(creates)]
+    create = [e for i, raw in enumerate(iter_endpoints(creates, create_key, consume=consume))
+              if (e := keep(create_key, i, storable_endpoint(raw, domain_filter))) is not None]
     delete_key, deletes = lists["delete"]
-    delete = [keep(delete_key, i, existing_endpoint(e, domain_filter)) for i, e in enumerate(deletes)]
-    pairs = []
-    for index, (old, new) in enumerate(zip(olds, news, strict=True)):
+    delete = [e for i, raw in enumerate(iter_endpoints(deletes, delete_key, consume=consume))
+              if (e := keep(delete_key, i, existing_endpoint(raw, domain_filter))) is not None]
+    update_old: list[Endpoint] = []
+    update_new: list[Endpoint] = []
+    pairs = zip(iter_endpoints(olds, old_key, consume=consume), iter_endpoints(news, new_key, consume=consume),
+                strict=True)
+    for index, (old, new) in enumerate(pairs):
         # Judge the new side first: it is what would be written. A skipped pair leaves the old record in place.
         new_verdict = keep(new_key, index, storable_endpoint(new, domain_filter))
         old_verdict = keep(old_key, index, existing_endpoint(old, domain_filter)) if new_verdict is not None else None
         if new_verdict is not None and old_verdict is not None:
-            pairs.append((old_verdict, new_verdict))
-    return Changes(
-        create=tuple(e for e in create if e is not None),
-        update_old=tuple(old for old, _ in pairs),
-        update_new=tuple(new for _, new in pairs),
-        delete=tuple(e for e in delete if e is not None),
-        skipped=tuple(skipped),
-        trimmed=tuple(trimmed),
-    )
+            update_old.append(old_verdict)
+            update_new.append(new_verdict)
+    return Changes(create=tuple(create), update_old=tuple(update_old), update_new=tuple(update_new),
+                   delete=tuple(delete), skipped=tuple(skipped), trimmed=tuple(trimmed))
 
 
-def _endpoint_list(data: dict[str, Any], spellings: tuple[str, str]) -> tuple[str, list[Endpoint]]:
-    """The list under whichever spelling is present, and that key (for paths in logs and errors)."""
+def _endpoint_list(data: dict[str, Any], spellings: tuple[str, str]) -> tuple[str, list[Any]]:
+    """The JSON list under whichever spelling is present, and that key (for paths in logs and errors)."""
     present = [key for key in spellings if data.get(key) is not None]
     if len(present) > 1:
         raise EndpointFormatError(present[1], f"both {present[0]!r} and {present[1]!r} given")
     if not present:
         return spellings[0], []
-    return present[0], parse_endpoint_list(data[present[0]], present[0])
+    items = data[present[0]]
+    if not isinstance(items, list):
+        raise EndpointFormatError(present[0], f"expected an array of endpoints, got {json_type(items)}")
+    return present[0], items
 
 
 def set_aside(changes: Changes, refuse: Callable[[Endpoint], Rejection | None]) -> Changes:

@@ -27,7 +27,7 @@ from typing import Any
 import yaml
 
 from fleetdns.config import ConfigError, add_flag, exit_on_config_error
-from fleetdns.dnsname import InvalidDNSNameError, normalize_name
+from fleetdns.dnsname import InvalidDNSNameError, is_dns_label, normalize_name
 from fleetdns.dnsview import DNSView, DNSViewError, accept_views, parse_dns_view, region_view_name
 from webhook_provider.zonefile import zone_file_name
 
@@ -252,7 +252,7 @@ def _layout(args: argparse.Namespace) -> Layout:
         except InvalidDNSNameError as error:
             raise ConfigError("--zone", args.zone, str(error)) from None
     region = args.region.strip()
-    if region and not re.fullmatch(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", region):
+    if region and not is_dns_label(region):
         raise ConfigError("--region", args.region, "must be a DNS label (lower-case letters, digits and '-')")
     geoip_db = args.geoip_db.strip()
     if geoip_db and not _PLACEHOLDER.search(geoip_db) and not os.access(geoip_db, os.R_OK):

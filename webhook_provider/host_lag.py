@@ -90,13 +90,13 @@ class Pending:
     missing: list[str]
 
 
-class HostLag:
-    """Watches the host's DNSEndpoints and compares each change with what ``stored_for`` reports for its names."""
+class LagTracker:
+    """Which host changes are not yet in etcd, the lag they add up to, and when to repair (no I/O of its own:
+    ``changed`` is fed by the host watch, ``check`` runs on a timer)."""
 
-    def __init__(self, client: KubeClient, namespace: str, label_selector: str, domain_filter: DomainFilter,
-                 stored_for: Callable[[str], list[Endpoint]], metrics: HostMetrics, repair_after: float,
-                 reset_watches: Callable[[], int] | None, clock: Callable[[], float] = time.monotonic,
-                 refresh: Callable[[], object] = lambda: None) -> None:
+    def __init__(self, domain_filter: DomainFilter, stored_for: Callable[[str], list[Endpoint]],
+                 metrics: HostMetrics, repair_after: float, reset_watches: Callable[[], int] | None,
+                 clock: Callable[[], float] = time.monotonic, refresh: Callable[[], object] = lambda: None) -> None:
         """``refresh`` brings what ``stored_for`` reads up to date with etcd (raises EtcdUnavailableError)."""
         self.domain_filter = domain_filter
         self.stored_for = stored_for
@@ -110,23 +110,9 @@ class HostLag:
         self._repair_backoff = repair_after
         self._next_repair = 0.0
         self._lagging = False
-        self._stopping = threading.Event()
-        self.informer: Informer[HostDNSEndpoint] = Informer(
-            "host-dnsendpoints", client, DNS_ENDPOINTS.path(namespace), parse_dns_endpoint, self._changed,
-            label_selector=label_selector)
-        self._thread = threading.Thread(target=self._loop, name="host-lag", daemon=True)
 
-    def start(self) -> HostLag:
-        self.informer.start()
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stopping.set()
-        self.informer.stop()
-
-    def _changed(self, old: HostDNSEndpoint | None, new: HostDNSEndpoint | None) -> None:
-        """Informer callback (its thread): a DNSEndpoint's endpoints changed."""
+    def changed(self, old: HostDNSEndpoint | None, new: HostDNSEndpoint | None) -> None:
+        """A DNSEndpoint's endpoints changed (the informer's callback, on its thread)."""
         if new is None:
             if old is not None:
                 with self._lock:
@@ -136,15 +122,6 @@ class HostLag:
         with self._lock:
             previous = self._pending.get(new.key)
             self._pending[new.key] = Pending(previous.seen if previous else self.clock(), expected, [])
-
-    def _loop(self) -> None:
-        while not self._stopping.wait(CHECK_EVERY_SECONDS):
-            try:
-                self.check()
-            except EtcdUnavailableError:
-                self._publish()  # etcd down: nothing can be applied, the lag keeps growing
-            except Exception:  # noqa: BLE001 - the check must outlive any one bad object
-                log.exception("host lag check failed")
 
     def check(self) -> float:
         """Compare every pending change with etcd now; returns the lag in seconds (0: in step)."""
@@ -163,9 +140,9 @@ class HostLag:
                 if self._pending.get(key) is entry:
                     del self._pending[key]
                     self.metrics.change_applied.observe(max(0.0, now - entry.seen))
-        return self._publish()
+        return self.publish()
 
-    def _publish(self) -> float:
+    def publish(self) -> float:
         now = self.clock()
         with self._lock:
             oldest = min(self._pending.items(), key=lambda item: item[1].seen, default=None)
@@ -190,6 +167,36 @@ class HostLag:
                            "watches_reset": reset, "next_repair_in_seconds": self._repair_backoff})
         self._next_repair = now + self._repair_backoff
         self._repair_backoff = min(self._repair_backoff * 2, REPAIR_BACKOFF_MAX_SECONDS)
+
+
+class HostLag:
+    """The host's DNSEndpoints watched into a LagTracker, checked every CHECK_EVERY_SECONDS on a thread."""
+
+    def __init__(self, client: KubeClient, namespace: str, label_selector: str, tracker: LagTracker) -> None:
+        self.tracker = tracker
+        self._stopping = threading.Event()
+        self.informer: Informer[HostDNSEndpoint] = Informer(
+            "host-dnsendpoints", client, DNS_ENDPOINTS.path(namespace), parse_dns_endpoint, tracker.changed,
+            label_selector=label_selector)
+        self._thread = threading.Thread(target=self._loop, name="host-lag", daemon=True)
+
+    def start(self) -> HostLag:
+        self.informer.start()
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self.informer.stop()
+
+    def _loop(self) -> None:
+        while not self._stopping.wait(CHECK_EVERY_SECONDS):
+            try:
+                self.tracker.check()
+            except EtcdUnavailableError:
+                self.tracker.publish()  # etcd down: nothing can be applied, the lag keeps growing
+            except Exception:  # noqa: BLE001 - the check must outlive any one bad object
+                log.exception("host lag check failed")
 
 
 def stored_endpoints(encoded_name: Callable[[str], str]) -> Callable[[str], list[Endpoint]]:

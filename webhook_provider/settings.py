@@ -22,7 +22,9 @@ from fleetdns.config import (
 from fleetdns.logs import LOG_FORMATS, LOG_LEVELS
 from webhook_provider.domain_filter import DomainFilter
 
-DEFAULT_MAX_REQUEST_BYTES = 32 * 1024 * 1024
+# The most ExternalDNS's 15 s client timeout lets the webhook apply (a first sync of ~40,000 names); its peak
+# RSS sizes the container (webhook_provider/README.md, "Request size and memory"; bench/webhook_body.py)
+DEFAULT_MAX_REQUEST_BYTES = 16 * 1024 * 1024
 DEFAULT_MAX_TXN_OPS = 128  # etcd's own --max-txn-ops default
 # etcd's --max-request-bytes defaults to 1.5 MiB and is checked on the whole raft request (our transaction plus a
 # header); 64 KiB of headroom covers that header many times over (the planner bounds the transaction's own framing).

@@ -32,7 +32,7 @@ import json
 from collections.abc import Collection
 from typing import Any
 
-from fleetdns.dnsname import is_valid_name, labels_reversed, name_from_reversed
+from fleetdns.dnsname import is_stored_name, is_valid_name, labels_reversed, name_from_reversed
 from fleetdns.dnsview import VIEW_PROPERTY, DNSViewError, check_served_view_name
 from fleetdns.endpoint import ProviderSpecificProperty
 from webhook_provider.records import GROUP_PROPERTY, Record, StoredEntry
@@ -185,11 +185,13 @@ def decode_entry(prefix: str, key: str, value: bytes, mod_revision: int, view: s
         data = json.loads(value)
     except ValueError:
         data = None
+    if b"\\u" in value and not _encodable(data):
+        data = None  # a lone surrogate escape (another writer's): no UTF-8 form, it would fail every GET /records
     records: tuple[Record, ...] = ()
     if isinstance(data, dict) and NAME_KEY_FIELD in data:
         named = data[NAME_KEY_FIELD]
         # Only where we write it; a copy elsewhere is left alone like any value we cannot read.
-        ours = isinstance(named, str) and is_valid_name(named) and key == name_key(prefix, named)
+        ours = isinstance(named, str) and is_stored_name(named) and key == name_key(prefix, named)
         return StoredEntry(key, value, mod_revision, prefix, records, named if ours else None, view)
     if isinstance(data, dict):
         ours = data.get("recordType") in SUPPORTED_TYPES
@@ -199,6 +201,15 @@ def decode_entry(prefix: str, key: str, value: bytes, mod_revision: int, view: s
         if name and (ours or is_valid_name(name)):
             records = _records_from_value(name, data, view)
     return StoredEntry(key, value, mod_revision, prefix, records, None, view)
+
+
+def _encodable(data: Any) -> bool:
+    """Whether decoded JSON has a UTF-8 form (no lone UTF-16 surrogate such as ``\\ud800`` in any string)."""
+    try:
+        json.dumps(data, ensure_ascii=False).encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _name_from_key(prefix: str, key: str, targetstrip: Any) -> str | None:

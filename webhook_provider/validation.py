@@ -10,18 +10,25 @@ places; the record itself is kept.
 from __future__ import annotations
 
 import ipaddress
+import re
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from enum import StrEnum
 
-from fleetdns.dnsname import InvalidDNSNameError, normalize_name
+from fleetdns.dnsname import InvalidDNSNameError, normalize_name, normalize_stored_name
 from fleetdns.dnsview import VIEW_PROPERTY, DNSViewError, check_served_view_name
 from fleetdns.endpoint import Endpoint, ProviderSpecificProperty
 from fleetdns.weights import WEIGHTS_PROPERTY, WeightsFormatError, format_weights, parse_weights
 from webhook_provider.domain_filter import DomainFilter
 
 SUPPORTED_TYPES = ("A", "AAAA", "CNAME", "TXT", "SRV", "MX")
+_TYPE_STRINGS = {record_type: record_type for record_type in SUPPORTED_TYPES}  # one shared str per type
 MAX_U16 = 65535
 MAX_TTL = 2**31 - 1  # RFC 2181: a TTL is a 31-bit unsigned value
+# JSON may escape a lone UTF-16 surrogate ("\ud800"); Python decodes it into a str that has no UTF-8 form, so
+# etcd (bytes) and DNS can never hold it. Go's encoder never produces one: such an endpoint did not come from
+# ExternalDNS, and is skipped like any other record that cannot be stored.
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class InvalidTargetError(ValueError):
@@ -87,7 +94,8 @@ def _mx(target: str) -> str:
 
 
 def _u16(text: str, what: str, target: str) -> int:
-    if not text.isdigit() or int(text) > MAX_U16:
+    # isdigit alone accepts "²", which int() refuses with a ValueError that would fail the whole batch
+    if not (text.isascii() and text.isdigit()) or int(text) > MAX_U16:
         raise InvalidTargetError(f"{what} {text!r} in {target!r} must be an integer from 0 to {MAX_U16}")
     return int(text)
 
@@ -131,6 +139,7 @@ class RejectReason(StrEnum):
     INVALID_TTL = "invalid_ttl"
     INVALID_VIEW = "invalid_view"  # webhook/view names no view (it names the record's etcd prefix)
     TOO_LARGE = "too_large"  # one of its records alone exceeds an etcd transaction (planner.too_large, by the provider)
+    INVALID_TEXT = "invalid_text"  # a string field with no UTF-8 form (a lone surrogate such as \ud800)
 
 
 @dataclass(frozen=True)
@@ -168,8 +177,8 @@ def storable_endpoint(endpoint: Endpoint, domain_filter: DomainFilter) -> Storab
     The one home of "can this be stored": POST /records skips what this rejects, /adjustendpoints drops it;
     both remove the same unusable properties.
     """
-    record_type = endpoint.record_type.strip().upper()
-    name = _valid_name(endpoint, record_type, domain_filter)
+    record_type = _record_type(endpoint.record_type)
+    name = _encodable(endpoint, record_type) or _valid_name(endpoint, record_type, domain_filter)
     if isinstance(name, Rejection):
         return name
 
@@ -264,20 +273,62 @@ def existing_endpoint(endpoint: Endpoint, domain_filter: DomainFilter) -> Endpoi
     """An endpoint naming records that may exist (updateOld, delete), or why none can.
 
     Type and targets stay lenient (anything GET /records may have returned, e.g. a foreign two-target
-    CNAME or an older ``*`` record); only names GET /records never returns are rejected.
+    CNAME or an older ``*`` record); only names GET /records never returns are rejected, and text no stored
+    record can hold.
     """
-    record_type = endpoint.record_type.strip().upper()
-    name = _valid_name(endpoint, record_type, domain_filter)
+    record_type = _record_type(endpoint.record_type)
+    name = _encodable(endpoint, record_type) or _valid_name(endpoint, record_type, domain_filter, normalize_stored_name)
     if isinstance(name, Rejection):
         return name
     targets = tuple(dict.fromkeys(lenient_target(record_type, target) for target in endpoint.targets))
     return replace(endpoint, dns_name=name, record_type=record_type, targets=targets)
 
 
-def _valid_name(endpoint: Endpoint, record_type: str, domain_filter: DomainFilter) -> str | Rejection:
+def _record_type(given: str) -> str:
+    """Upper case, no blanks; a supported type as the one shared string (not one copy per endpoint)."""
+    canonical = given.strip().upper()
+    return _TYPE_STRINGS.get(canonical, canonical)
+
+
+def _encodable(endpoint: Endpoint, record_type: str) -> Rejection | None:
+    """Why one of the endpoint's strings cannot be written as UTF-8 (into etcd, a log, a response), or None."""
+    labels, properties = endpoint.labels, endpoint.provider_specific
+    if "".join((endpoint.dns_name, endpoint.record_type, endpoint.set_identifier, *endpoint.targets, *labels,
+                *labels.values(), *(p.name + p.value for p in properties))).isascii():
+        return None  # nearly always: one pass in C instead of one per field
+    for where, text in _texts(endpoint):
+        if not text.isascii() and _SURROGATE.search(text):
+            return Rejection(_printable(endpoint.dns_name), _printable(record_type), RejectReason.INVALID_TEXT,
+                             f"{where} {_printable(text)!r} holds a lone UTF-16 surrogate, which has no UTF-8 form: "
+                             "it cannot be stored")
+    return None
+
+
+def _texts(endpoint: Endpoint) -> Iterator[tuple[str, str]]:
+    """Every string of an endpoint and the field it is in (``labels`` names the key it belongs to)."""
+    yield "dnsName", endpoint.dns_name
+    yield "recordType", endpoint.record_type
+    yield "setIdentifier", endpoint.set_identifier
+    for index, target in enumerate(endpoint.targets):
+        yield f"targets[{index}]", target
+    for key, value in endpoint.labels.items():
+        yield "labels key", key
+        yield f"labels[{_printable(key)!r}]", value
+    for index, prop in enumerate(endpoint.provider_specific):
+        yield f"providerSpecific[{index}].name", prop.name
+        yield f"providerSpecific[{index}].value", prop.value
+
+
+def _printable(text: str) -> str:
+    """``text`` with lone surrogates spelled ``\\udxxx``: safe to log, count and answer with."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _valid_name(endpoint: Endpoint, record_type: str, domain_filter: DomainFilter,
+                normalize: Callable[[str], str] = normalize_name) -> str | Rejection:
     """The normalised name if it is a DNS name this provider serves."""
     try:
-        name = normalize_name(endpoint.dns_name)
+        name = normalize(endpoint.dns_name)
     except InvalidDNSNameError as error:
         return Rejection(endpoint.dns_name, record_type, RejectReason.INVALID_NAME, str(error))
     if not domain_filter.match(name):

@@ -138,7 +138,7 @@ def _number(annotations: Mapping[str, str], annotation: str, low: int, high: int
     if annotation not in annotations:
         return None
     raw = annotations[annotation].strip()
-    if raw.isdigit() and low <= int(raw) <= high:
+    if raw.isascii() and raw.isdigit() and low <= int(raw) <= high:  # isdigit alone accepts "²"; int() does not
         return int(raw)
     problems.append(f"{annotation}: {annotations[annotation]!r} {accepted}")
     return None
