@@ -89,7 +89,9 @@ class Informer(Generic[T]):
         self.store: dict[str, T] = {}
         self.synced = threading.Event()
         self.connected = False
-        self.gate = gate or gate_for(client)  # shared with every informer on this client: see fleetdns.backoff
+        # shared with every informer on this client (fleetdns.backoff); an informer built without a client (its
+        # store filled by hand, never started) gets one of its own
+        self.gate = gate or (gate_for(client) if client is not None else ServerGate("no client"))
         self._backoff = Backoff()  # paces retries after error answers (reset once connected)
         self._relist_backoff = Backoff()  # paces re-lists after refused watches (reset by a watch that ran)
         self._response: Any = None
