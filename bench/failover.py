@@ -47,9 +47,12 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
 
 
-def start_federation(label: str, sync: tuple[str, ...]) -> tuple[Federation, str]:
-    print(f"[failover] {label}: starting 3 API servers, 2 regions and the aggregator", flush=True)
-    federation = Federation(Path(tempfile.mkdtemp(prefix="fleetdns-bench-failover-")), externaldns_sync=sync)
+def start_federation(label: str, sync: tuple[str, ...] = Region.DEFAULT_SYNC, *, host_relay: bool = True,
+                     grace_period: str = "5s", bench: str = "failover") -> tuple[Federation, str]:
+    """A federation publishing one app from both members; returns it and the app's global name."""
+    print(f"[{bench}] {label}: starting 3 API servers, 2 regions and the aggregator", flush=True)
+    federation = Federation(Path(tempfile.mkdtemp(prefix=f"fleetdns-bench-{bench}-")), externaldns_sync=sync,
+                            host_relay=host_relay, grace_period=grace_period)
     try:
         federation.start()
         for member in federation.fleet.members:

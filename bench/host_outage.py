@@ -14,33 +14,21 @@ import argparse
 import datetime
 import os
 import statistics
-import tempfile
 import time
 from pathlib import Path
 
+from bench.failover import APP, ENDPOINTS, NAMESPACE, VIPS, start_federation
 from bench.machine import machine
-from rig.federation import Federation
 
-NAMESPACE, APP, DOMAIN_REF = "bench", "app", "fleet"
-VIPS = {"east": "127.0.10.1", "west": "127.0.20.1"}
-ENDPOINTS = ["10.1.0.1"]
 GOAL_SECONDS = 5.0
 DOC = Path(__file__).resolve().parents[1] / "docs" / "benchmarks-host-outage.md"
 SETUPS = {"through the host relay (FleetDNS)": True, "ExternalDNS direct to the host": False}
 
 
 def run_setup(label: str, relay: bool, outages: list[float], trials: int) -> dict[float, list[float]]:
-    print(f"[host-outage] {label}: starting 3 API servers, 2 regions and the aggregator", flush=True)
-    federation = Federation(Path(tempfile.mkdtemp(prefix="fleetdns-bench-host-outage-")), grace_period="5m",
-                            host_relay=relay)
+    federation, name = start_federation(label, host_relay=relay, grace_period="5m", bench="host-outage")
     took: dict[float, list[float]] = {outage: [] for outage in outages}
     try:
-        federation.start()
-        for member in federation.fleet.members:
-            federation.run_service(member, NAMESPACE, APP, VIPS[member], ENDPOINTS)
-        name = f"{APP}.{NAMESPACE}.{DOMAIN_REF}.svc.{federation.zone}"
-        federation.create_service_intent(NAMESPACE, APP, DOMAIN_REF)
-        federation.wait_for_answers(name, set(VIPS.values()), 60)
         ready = True
         for outage in outages:
             for trial in range(trials):
