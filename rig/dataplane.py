@@ -43,7 +43,7 @@ from rig.delay import DelayedPath
 from rig.ingress import IngressControl, StandInIngress
 from rig.netns import Endpoint, NetworkNamespace, Relay, remove_stale, veth
 from rig.prober import ProberProcess
-from rig.process import RigError
+from rig.process import RigError, stop_together
 
 _NUMBERS = itertools.count(1)
 VIP_V4 = "198.18.0.0/16"
@@ -160,9 +160,12 @@ class DataPlane:
     def stop(self) -> None:
         """Probers, stand-ins, relays, forwarders, then this run's namespaces; each step runs even if one before
         failed."""
-        steps: list[Callable[[], object]] = [
+        processes: list[Callable[[], object]] = [
             *(p.stop for p in self.probers.values()), *(i.stop for i in self.ingresses.values()),
             *(r.stop for r in self.api_relays.values()), *(p.stop for p in self.paths.values()),
+        ]
+        steps: list[Callable[[], object]] = [
+            lambda: stop_together(processes),  # independent processes: their graceful stops overlap
             *(link.netns.delete for link in self.regions.values()),
             self.lb.delete,
         ]

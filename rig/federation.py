@@ -25,6 +25,7 @@ from rig.aggregator import AggregatorProcess
 from rig.dataplane import DataPlane
 from rig.fleet import Fleet
 from rig.prober import ProberProcess
+from rig.process import stop_together
 from rig.region import Region
 from rig.workloads import (
     apply_crds,
@@ -283,12 +284,12 @@ class Federation:
             return None
 
     def stop(self) -> None:
-        if self.aggregator is not None:
-            self.aggregator.stop()
-        for region in self.regions.values():
-            region.stop()
+        """Aggregator, regions and data plane at once, then the clusters they talked to."""
         try:
-            if self.dataplane is not None:
-                self.dataplane.stop()
+            stop_together([
+                *([self.aggregator.stop] if self.aggregator is not None else []),
+                *(region.stop for region in self.regions.values()),
+                *([self.dataplane.stop] if self.dataplane is not None else []),
+            ])
         finally:
             self.fleet.stop()

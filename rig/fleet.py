@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from rig.apiserver import KubeAPIServer, wait_all_ready
+from rig.process import stop_together
 
 DEFAULT_MEMBERS = ("east", "west")
 
@@ -56,8 +57,7 @@ class Fleet:
             list(pool.map(lambda name: install_route_crd(self.members[name].api_client()), members))
 
     def stop(self) -> None:
-        for server in self.servers:
-            server.stop()
+        stop_together(server.stop for server in self.servers)
 
     def __enter__(self) -> Fleet:
         return self.start()

@@ -8,9 +8,10 @@ import os
 import shutil
 import signal
 import subprocess
+import threading
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 _LIVE: weakref.WeakSet[ManagedProcess] = weakref.WeakSet()
@@ -106,6 +107,26 @@ class ManagedProcess:
         assert self.proc is not None
         with contextlib.suppress(ProcessLookupError, PermissionError):  # already gone
             os.killpg(self.proc.pid, sig)
+
+
+def stop_together(steps: Iterable[Callable[[], object]]) -> None:
+    """Run the stop steps of independent components at once (each takes about a second of graceful shutdown,
+    which teardowns used to pay one after the other); every step runs, and the first failure is raised."""
+    failures: list[BaseException] = []
+
+    def run(step: Callable[[], object]) -> None:
+        try:
+            step()
+        except BaseException as error:  # noqa: BLE001 - reported after every step ran
+            failures.append(error)
+
+    threads = [threading.Thread(target=run, args=(step,), daemon=True) for step in steps]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if failures:
+        raise failures[0]
 
 
 @atexit.register

@@ -14,7 +14,7 @@ from rig.coredns import RegionalCoreDNS, regional_coredns
 from rig.etcd import EtcdServer
 from rig.externaldns import ExternalDNS
 from rig.ports import free_port
-from rig.process import ManagedProcess
+from rig.process import ManagedProcess, stop_together
 from rig.webhook_client import WebhookClient
 
 
@@ -145,10 +145,10 @@ class Region:
         return new
 
     def stop(self) -> None:
-        for component in (self.externaldns, self.webhook, self.coredns):
-            if component is not None:
-                component.stop()
-        self.etcd.stop()
+        try:
+            stop_together(c.stop for c in (self.externaldns, self.webhook, self.coredns) if c is not None)
+        finally:
+            self.etcd.stop()
 
     def __enter__(self) -> Region:
         return self.start()
