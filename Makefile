@@ -6,6 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
+PYTEST_WORKERS ?= 2
 
 .PHONY: help venv tools test test-unit rig demo bench bench-webhook bench-webhook-body bench-aggregator bench-failover bench-serving bench-prober bench-health-failover bench-views bench-selfservice bench-host-outage lint clean
 
@@ -25,8 +26,8 @@ venv: $(STAMP) ## create the virtualenv with fleetdns and its test tools
 tools: $(STAMP) ## install etcd, kubectl, CoreDNS, ExternalDNS, kube-apiserver, dnsperf (apt), the OpenShift Route and Gateway API CRDs (pinned in hack/install_tools.py) into ./bin (cached)
 	$(PY) hack/install_tools.py
 
-test: tools ## run every test against the real components
-	$(PY) -m pytest $(PYTEST_ARGS)
+test: tools ## run every test against the real components (PYTEST_WORKERS=2 processes, a test file each at a time)
+	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 test-unit: venv ## only the tests that need no real component
 	$(PY) -m pytest -m unit $(PYTEST_ARGS)
