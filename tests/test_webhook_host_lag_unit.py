@@ -9,7 +9,7 @@ from fleetdns.config import ConfigError
 from fleetdns.endpoint import Endpoint
 from webhook_provider.domain_filter import DomainFilter
 from webhook_provider.host_lag import HostDNSEndpoint, LagTracker, expected_records, missing_records
-from webhook_provider.host_relay import relay_allows, watch_timeout
+from webhook_provider.host_relay import HostRelay, relay_allows, watch_timeout
 from webhook_provider.metrics import HostMetrics
 from webhook_provider.settings import load_settings
 from webhook_provider.watch_resume import list_query, missed_events, resume_version
@@ -158,3 +158,15 @@ def test_only_a_watch_that_resumes_from_a_version_is_resumed():
     assert list_query("watch=true&resourceVersion=42&labelSelector=a%3Db&timeoutSeconds=9", "42") == \
         "labelSelector=a%3Db&resourceVersion=42&resourceVersionMatch=Exact"
     assert list_query("watch=true&resourceVersion=42&labelSelector=a%3Db", None) == "labelSelector=a%3Db"
+
+
+def test_the_relay_listens_on_ipv6_loopback_and_refuses_outside_its_allowlist_with_a_kubernetes_status():
+    import requests
+
+    relay = HostRelay(None, ("::1", 0), 1.0, HostMetrics.create(CollectorRegistry(), "east")).start()  # type: ignore[arg-type]
+    try:
+        response = requests.get(f"http://[::1]:{relay.port}/api/v1/namespaces/kube-system/secrets", timeout=5)
+    finally:
+        relay.stop()
+    assert response.status_code == 403
+    assert response.json()["kind"] == "Status" and "host relay" in response.json()["message"]

@@ -11,6 +11,7 @@ import contextlib
 import json
 import logging
 import re
+import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -69,7 +70,7 @@ class HostRelay:
         self._watches: set[urllib3.BaseHTTPResponse] = set()
         self._lock = threading.Lock()
         self._away_at: float | None = None  # when the host last did not answer, or a stream from it broke
-        self.server = ThreadingHTTPServer(listen, _handler_for(self))
+        self.server = (_ThreadingHTTPServer6 if ":" in listen[0] else ThreadingHTTPServer)(listen, _handler_for(self))
         self.server.daemon_threads = True
         self._thread = threading.Thread(target=self.server.serve_forever, name="host-relay", daemon=True)
 
@@ -176,6 +177,10 @@ class HostRelay:
                 self._watches.add(response)
             else:
                 self._watches.discard(response)
+
+
+class _ThreadingHTTPServer6(ThreadingHTTPServer):
+    address_family = socket.AF_INET6  # --host-relay-listen=[::1]:8889
 
 
 def _discard(response: urllib3.BaseHTTPResponse) -> None:
