@@ -160,11 +160,15 @@ class LagTracker:
         return lag
 
     def _repair(self, key: str, entry: Pending, lag: float, now: float) -> None:
-        reset = self.reset_watches() if self.reset_watches is not None else 0
-        self.metrics.lag_repairs.inc()
-        log.warning("region lags the host: ending ExternalDNS's host watches so it watches again at once",
-                    extra={"dnsendpoint": key, "lag_seconds": round(lag, 2), "names": entry.missing[:10],
-                           "watches_reset": reset, "next_repair_in_seconds": self._repair_backoff})
+        facts = {"dnsendpoint": key, "lag_seconds": round(lag, 2), "names": entry.missing[:10],
+                 "next_check_in_seconds": self._repair_backoff}
+        if self.reset_watches is None:  # no relay (--host-relay-listen empty): nothing here can hurry ExternalDNS
+            log.warning("region lags the host; ExternalDNS does not reach the host through the relay, so it "
+                        "cannot be reset", extra=facts)
+        else:
+            self.metrics.lag_repairs.inc()
+            log.warning("region lags the host: ending ExternalDNS's host watches so it watches again at once",
+                        extra={**facts, "watches_reset": self.reset_watches()})
         self._next_repair = now + self._repair_backoff
         self._repair_backoff = min(self._repair_backoff * 2, REPAIR_BACKOFF_MAX_SECONDS)
 
