@@ -72,7 +72,7 @@ bench-prober: tools ## prober cost: 2,000 apps x 3 clusters at periodSeconds 5 (
 
 lint: venv ## ruff and mypy
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy fleetdns webhook_provider aggregator prober rig
+	$(VENV)/bin/mypy fleetdns webhook_provider serving aggregator prober rig
 
 clean: ## remove the virtualenv and ./bin (the tool cache stays)
 	rm -rf $(VENV) bin .pytest_cache

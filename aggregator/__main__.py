@@ -7,11 +7,11 @@ import signal
 import sys
 import threading
 
-from aggregator.engine import Engine
-from aggregator.lb_hostnames import HostnameResolver, dns_query
+from aggregator.controller.engine import Engine
 from aggregator.metrics import AggregatorMetrics
 from aggregator.settings import Settings, parse_settings
 from aggregator.sources import build_sources
+from aggregator.sources.lb_hostnames import HostnameResolver, dns_query
 from fleetdns.config import exit_on_config_error
 from fleetdns.kubeapi import KubeClient, load_host_client
 from fleetdns.leader import LeaseElector

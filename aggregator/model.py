@@ -13,12 +13,12 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
 
-from aggregator.selectors import EVERYTHING, LabelSelector, SelectorError, parse_label_selector
 from fleetdns.addresses import parse_ips
 from fleetdns.dnsname import fold_name
 from fleetdns.dnsview import DNSView, DNSViewError, Location, parse_dns_view, parse_location
 from fleetdns.healthcheck import HealthCheck, HealthCheckError, parse_health_check
 from fleetdns.healthreport import REGION_LABEL, region_of_lease
+from fleetdns.labelselector import EVERYTHING, LabelSelector, SelectorError, parse_label_selector
 
 DEFAULT_TTL = 30  # k8gb's default (KubeFed had 180): a client behind a caching resolver fails over within it
 DEFAULT_KUBECONFIG_KEY = "kubeconfig"
@@ -30,12 +30,12 @@ LABEL_SERVICE_NAME = "kubernetes.io/service-name"  # an EndpointSlice's Service
 class HostnameMode(StrEnum):
     """``spec.loadBalancerHostnames``: what a load balancer that gives a hostname (EKS-style) contributes."""
 
-    RESOLVE = "Resolve"  # its addresses, resolved by the aggregator (aggregator/lb_hostnames.py)
+    RESOLVE = "Resolve"  # its addresses, resolved by the aggregator (aggregator/sources/lb_hostnames.py)
     CNAME = "CNAME"  # a CNAME to one hostname, only when no cluster gives an IP (KubeFed's behaviour)
 
 
 class Policy(StrEnum):
-    """``spec.loadBalancing.policy``: which healthy clusters answer (aggregator/loadbalancing.py)."""
+    """``spec.loadBalancing.policy``: which healthy clusters answer (aggregator/policy/loadbalancing.py)."""
 
     ROUND_ROBIN = "RoundRobin"  # every healthy cluster
     WEIGHTED = "Weighted"  # clusters with weight > 0, in proportion (webhook/weights on the A/AAAA records)
@@ -45,7 +45,7 @@ class Policy(StrEnum):
 
     @property
     def per_view(self) -> bool:
-        """Whether the answer depends on where the client is (one answer per view; aggregator/proximity.py)."""
+        """Whether the answer depends on where the client is (one answer per view; aggregator/policy/proximity.py)."""
         return self in (Policy.GEO_PROXIMITY, Policy.LOWEST_LATENCY)
 
 
@@ -69,7 +69,7 @@ class IntentKind(StrEnum):
 
     SERVICE = "ServiceDNSRecord"
     INGRESS = "IngressDNSRecord"
-    GATEWAY = "GatewayDNSRecord"  # Gateway API routes (aggregator/sources/gateway.py)
+    GATEWAY = "GatewayDNSRecord"  # Gateway API routes (aggregator/sources/gateway/source.py)
     ROUTE = "RouteDNSRecord"  # OpenShift Routes (aggregator/sources/openshift_route.py)
 
 
@@ -143,7 +143,7 @@ class Condition:
 
 
 class Verdict(StrEnum):
-    """The quorum's verdict on a cluster for one intent (aggregator/quorum.py)."""
+    """The quorum's verdict on a cluster for one intent (aggregator/health/quorum.py)."""
 
     UP = "Up"  # at least one of its addresses is not Down
     DOWN = "Down"  # every address Down by a majority of the fresh regions
@@ -335,7 +335,8 @@ class InvalidIntent:
     generation: int
     problem: str  # names the field and what is wrong with it
     status: IntentStatus = field(default_factory=IntentStatus)
-    created: str = ""  # metadata.creationTimestamp: its published names keep their place (aggregator/claims.py)
+    # metadata.creationTimestamp: its published names keep their place (aggregator/registry/claims.py)
+    created: str = ""
 
     @property
     def key(self) -> IntentKey:
@@ -388,7 +389,7 @@ class Domain:
     domain: str
     name_server: str = ""
     # spec.namespaceSelector: the host namespaces whose intents may publish names under this zone
-    # (aggregator/domains.py); a selector that cannot be read admits none (``selector_problem`` says why)
+    # (aggregator/registry/domains.py); a selector that cannot be read admits none (``selector_problem`` says why)
     namespace_selector: LabelSelector = EVERYTHING
     selector_problem: str = ""
 
@@ -883,7 +884,7 @@ def parse_dns_view_object(obj: dict[str, Any]) -> DNSViewObject:
 @dataclass(frozen=True)
 class ProberLease:
     """A region's prober Lease (``fleetdns-prober-<region>``, label ``fleetdns.io/region``): while its holder
-    renews it, the region votes (aggregator/quorum.py)."""
+    renews it, the region votes (aggregator/health/quorum.py)."""
 
     region: str
     holder: str

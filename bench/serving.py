@@ -43,7 +43,7 @@ from rig.coredns import RegionalCoreDNS, etcd_cached_corefile, regional_coredns
 from rig.ports import free_port
 from rig.region import WebhookProvider
 from rig.waiting import wait_for
-from webhook_provider.weightfile import render
+from serving.weightfile import render
 
 ZONE = "gslb.example.com"
 DOC = REPO_ROOT / "docs" / "benchmarks-serving.md"

@@ -19,8 +19,8 @@ from rig.binaries import binary
 from rig.ports import free_port
 from rig.process import ManagedProcess
 from rig.scrape import scrape
-from webhook_provider.corefile import Layout, render_corefile, served_views
-from webhook_provider.zonefile import zone_file_name
+from serving.corefile import Layout, render_corefile, served_views
+from serving.zonefile import zone_file_name
 
 START_TIMEOUT = 20.0
 
@@ -113,7 +113,7 @@ def etcd_cached_corefile(zone: str, etcd_endpoints: list[str], path: str = "/sky
 
 
 class ZoneFilesSidecar:
-    """``python -m webhook_provider.zonefiles`` keeping the zone files of ``zones`` (in ``zone_dir``; one more per
+    """``python -m serving.zonefiles`` keeping the zone files of ``zones`` (in ``zone_dir``; one more per
     view of ``views`` in ``zone_dir/<view>/``, the default one overlaid by ``default_view``) and the weight file in
     step with the etcd prefix; ready once it rendered every file from a live mirror."""
 
@@ -126,7 +126,7 @@ class ZoneFilesSidecar:
         self.default_view = default_view
         self.health_port = free_port()
         args = [
-            sys.executable, "-m", "webhook_provider.zonefiles",
+            sys.executable, "-m", "serving.zonefiles",
             f"--etcd-endpoints={','.join(etcd_endpoints)}", f"--prefix={prefix}", f"--zone={','.join(zones)}",
             f"--zone-dir={zone_dir}", f"--weight-file={weight_file}", f"--health-listen=127.0.0.1:{self.health_port}",
             "--interval=100ms", "--log-format=text",

@@ -1,4 +1,4 @@
-"""``python -m webhook_provider.corefile`` / ``fleetdns-corefile``: a region's Corefile, rendered from the DNSViews.
+"""``python -m serving.corefile`` / ``fleetdns-corefile``: a region's Corefile, rendered from the DNSViews.
 
 One server block per served DNSView (``fleetdns.dnsview.accept_views``: a view whose clientCIDRs overlap an
 earlier one's is left out, as the aggregator leaves it out), in block order (docs/design/views.md §1: views by
@@ -29,7 +29,7 @@ import yaml
 from fleetdns.config import ConfigError, add_flag, exit_on_config_error
 from fleetdns.dnsname import InvalidDNSNameError, is_dns_label, normalize_name
 from fleetdns.dnsview import DNSView, DNSViewError, accept_views, parse_dns_view, region_view_name
-from webhook_provider.zonefile import zone_file_name
+from serving.zonefile import zone_file_name
 
 DNS_VIEW_KIND = "DNSView"
 DNS_VIEW_GROUP = "fleetdns.io"
@@ -114,7 +114,7 @@ def render_corefile(views: Sequence[DNSView], layout: Layout | None = None) -> s
 def _header(views: Sequence[DNSView], layout: Layout) -> str:
     lines = ["# FleetDNS regional CoreDNS: serves the global zone from zone files that its fleetdns-zonefiles sidecar",
              "# renders from this region's etcd, where the webhook provider (fed by ExternalDNS) keeps the records.",
-             "# Stock plugins only. Rendered by fleetdns-corefile (webhook_provider/corefile.py) from the DNSViews:"]
+             "# Stock plugins only. Rendered by fleetdns-corefile (serving/corefile.py) from the DNSViews:"]
     if views:
         names = [view.name for view in views]
         default_view = region_view_name(layout.region) if layout.region else "region-<region>"

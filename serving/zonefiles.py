@@ -1,4 +1,4 @@
-"""``python -m webhook_provider.zonefiles`` / ``fleetdns-zonefiles``: the zone files and the weight file that CoreDNS
+"""``python -m serving.zonefiles`` / ``fleetdns-zonefiles``: the zone files and the weight file that CoreDNS
 serves, kept in step with the region's etcd.
 
 A sidecar of each CoreDNS replica (the files must be on that replica's disk). One ``PrefixMirror`` (the webhook's,
@@ -47,7 +47,7 @@ from fleetdns.dnsname import InvalidDNSNameError, normalize_name
 from fleetdns.dnsview import DNSViewError, check_served_view_name
 from fleetdns.logs import LOG_FORMATS, LOG_LEVELS, configure_logging
 from fleetdns.probes import BackgroundServer, probe_app
-from webhook_provider import weightfile, zonefile
+from serving import weightfile, zonefile
 from webhook_provider.metrics import Metrics
 from webhook_provider.mirror import EntrySource, PrefixMirror
 from webhook_provider.records import StoredEntry

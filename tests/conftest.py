@@ -48,7 +48,7 @@ def _component_children() -> list[str]:
             argv = (stat.parent / "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        ours = b"-m" in argv and bool({b"aggregator", b"webhook_provider", b"webhook_provider.zonefiles",
+        ours = b"-m" in argv and bool({b"aggregator", b"webhook_provider", b"serving.zonefiles",
                                        b"prober", b"rig.ingress", b"rig.delay"} & set(argv))
         if comm in names or ours:
             found.append(f"{comm}[{stat.parent.name}]")

@@ -1,6 +1,6 @@
 """The prefix kept in memory by an etcd watch, so that a read with nothing changed costs next to nothing.
 
-Rules (each one is a test in tests/test_webhook_mirror.py):
+Rules (each one is a test in tests/webhook_provider/test_mirror.py):
 - never cold: the first read lists the prefix (paged, at one revision) and watches from that revision + 1;
 - never behind our own writes: after a commit at revision R, reads wait (bounded) until the watch applied R;
 - never broken: a watch that ends (etcd restart, compaction, lost leader), a wait that runs out, a commit

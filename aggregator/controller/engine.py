@@ -17,13 +17,13 @@ from typing import Any
 
 import yaml
 
-from aggregator.claims import Claimant, Seed
-from aggregator.domains import NamespaceLabels
-from aggregator.events import FLUSH_SECONDS, EventRecorder
-from aggregator.guardrails import GuardRails
-from aggregator.latency import LatencyIndex
-from aggregator.lb_hostnames import HostnameResolver
-from aggregator.members import MemberConnection
+from aggregator.controller.events import FLUSH_SECONDS, EventRecorder
+from aggregator.controller.members import MemberConnection
+from aggregator.controller.reconciler import Reconciler
+from aggregator.controller.workqueue import WorkQueue
+from aggregator.health.latency import LatencyIndex
+from aggregator.health.quorum import Freshness, ReportIndex, Votes
+from aggregator.health.readiness import Reachability
 from aggregator.metrics import AggregatorMetrics
 from aggregator.model import (
     DNSEndpointObject,
@@ -46,15 +46,15 @@ from aggregator.model import (
     parse_member_cluster,
     parse_prober_lease,
 )
-from aggregator.policy import Reachability
-from aggregator.quorum import Freshness, ReportIndex, Votes
-from aggregator.reconciler import Reconciler
+from aggregator.registry.claims import Claimant, Seed
+from aggregator.registry.domains import NamespaceLabels
+from aggregator.registry.guardrails import GuardRails
 from aggregator.selfservice.discovery import Discovery
 from aggregator.selfservice.generator import Generator
 from aggregator.settings import Settings
 from aggregator.sources import SOURCES
 from aggregator.sources.base import SourceRegistry
-from aggregator.workqueue import WorkQueue
+from aggregator.sources.lb_hostnames import HostnameResolver
 from fleetdns.apipaths import (
     DNS_ENDPOINTS,
     DNS_VIEWS,
@@ -119,7 +119,7 @@ class Engine:
         # its deletion must publish the intent at once (the records of foreign ones are not kept).
         self.dns_endpoints: Informer[DNSEndpointObject] = Informer(
             "host/dnsendpoints", host, DNS_ENDPOINTS.path(ns), parse_dns_endpoint, self._dns_endpoint_changed)
-        # The probers' reports (every watched namespace) and their Leases (who votes): aggregator/quorum.py.
+        # The probers' reports (every watched namespace) and their Leases (who votes): aggregator/health/quorum.py.
         self.freshness = Freshness(settings.prober_grace_period)
         self.reports = ReportIndex()
         self.latencies = LatencyIndex()  # the reports' RTTs (LowestLatency)
@@ -137,8 +137,8 @@ class Engine:
         self.dns_views_informer: Informer[DNSViewObject] = Informer(
             "host/dnsviews", host, DNS_VIEWS.path(), parse_dns_view_object, self._dns_view_changed,
             on_state=self._health_state("host/dnsviews"))
-        # Host namespaces' labels, for the Domains' namespaceSelectors (aggregator/domains.py); a host that does
-        # not let us list them admits names under a Domain with a selector to no namespace (logged once).
+        # Host namespaces' labels, for the Domains' namespaceSelectors (aggregator/registry/domains.py); a host
+        # that does not let us list them admits names under a Domain with a selector to no namespace (logged once).
         self.namespaces: Informer[HostNamespace] = Informer(
             "host/namespaces", host, NAMESPACES.path(), parse_host_namespace, self._namespace_changed,
             on_state=self._health_state("host/namespaces"))
@@ -243,7 +243,7 @@ class Engine:
     def synced(self, kind: IntentKind) -> bool:
         """The kind's own intents listed (never only refused: a missing intent would delete its records), and
         every other cache a reconcile reads, the other kinds' intents included: a name's owner is decided over
-        every intent that wants it (aggregator/claims.py)."""
+        every intent that wants it (aggregator/registry/claims.py)."""
         informer = self.intent_informers.get(kind)
         return informer is not None and informer.synced.is_set() and all(
             self._listed(i) for i in (*self.intent_informers.values(), self.domains, self.dns_endpoints,
@@ -284,7 +284,7 @@ class Engine:
             return []
         return sorted(self.dns_views_informer.store.values(), key=lambda v: v.name)
 
-    # --- what the guard rails read (GuardInputs, aggregator/guardrails.py) ---------------------------
+    # --- what the guard rails read (GuardInputs, aggregator/registry/guardrails.py) ---------------------------
 
     def namespace_labels(self, namespace: str) -> NamespaceLabels:
         refused = self._refused.get("host/namespaces")
@@ -380,7 +380,7 @@ class Engine:
 
     def _domain_changed(self, old: Domain | None, new: Domain | None) -> None:
         """The intents referring to it, and those it may cover: a Domain in the domain namespace covers every
-        namespace's intents, one elsewhere its own namespace's (aggregator/domains.py)."""
+        namespace's intents, one elsewhere its own namespace's (aggregator/registry/domains.py)."""
         names = {d.name for d in (old, new) if d is not None}
         scopes = {d.namespace for d in (old, new) if d is not None}
         every = self.settings.domain_namespace in scopes
@@ -430,7 +430,7 @@ class Engine:
                 return IntentKey(source.kind, namespace, name[len(prefix):])
         return None
 
-    # --- the probers: reports and Leases (aggregator/quorum.py) --------------------------------
+    # --- the probers: reports and Leases (aggregator/health/quorum.py) --------------------------------
 
     def _health_report_changed(self, old: HealthReport | None, new: HealthReport | None) -> None:
         """Only the intents whose entries in this report changed are queued (a report holds many intents); an RTT

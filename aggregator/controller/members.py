@@ -18,11 +18,11 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from aggregator.health.readiness import KindProblem, MemberView, Reachability
 from aggregator.model import IntentKey, MemberCluster
-from aggregator.policy import KindProblem, MemberView, Reachability
 from aggregator.sources import SOURCES
 from aggregator.sources.base import MemberIndex, MemberKind, SourceRegistry
-from aggregator.sources.readiness import ENDPOINT_SLICE_KIND, ReadinessIndex
+from aggregator.sources.endpoint_slices import ENDPOINT_SLICE_KIND, ReadinessIndex
 from fleetdns.apipaths import Resource
 from fleetdns.backoff import ServerGate, gate_for
 from fleetdns.informer import Informer

@@ -1,13 +1,13 @@
 """One reconcile of one intent: evaluate every member through the intent's source, add the probers'
-verdicts (aggregator/quorum.py), let the policy pick each name's answer (aggregator/loadbalancing.py),
+verdicts (aggregator/health/quorum.py), let the policy pick each name's answer (aggregator/policy/loadbalancing.py),
 render the DNSEndpoint and the status, and write each only when it differs from what the API server holds;
 and one reconcile of a MemberCluster's status (its reachability) and of a DNSView's (Accepted).
 
 The reconciler reads through ``ReconcileInputs`` (the Engine's caches, or an in-memory stand-in in
 tests) and writes through a KubeClient; it keeps its own record of what it wrote, which is fresher
 than the caches until the write's watch event arrives. It changes only DNSEndpoints that are ours
-(aggregator/ownership.py), decides nothing from a cache that has not listed yet, and hands events to
-an EventSink that posts them off the reconcile path (aggregator/events.py).
+(aggregator/registry/ownership.py), decides nothing from a cache that has not listed yet, and hands events to
+an EventSink that posts them off the reconcile path (aggregator/controller/events.py).
 """
 
 from __future__ import annotations
@@ -18,9 +18,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any, Protocol
 
-from aggregator.events import EventRecorder, EventSink, InvolvedObject, now_rfc3339
-from aggregator.guardrails import GuardRails
-from aggregator.loadbalancing import Selector
+from aggregator.controller.events import EventRecorder, EventSink, InvolvedObject, now_rfc3339
+from aggregator.health.quorum import Votes, judge
 from aggregator.metrics import AggregatorMetrics
 from aggregator.model import (
     Condition,
@@ -38,13 +37,12 @@ from aggregator.model import (
     ViewKey,
     parse_dns_endpoint,
 )
-from aggregator.ownership import Ownership, conflict_message, owner_references, ownership
-from aggregator.proximity import Locality, views_of
-from aggregator.quorum import Votes, judge
-from aggregator.render import render_dns_endpoint
-from aggregator.sources import SOURCES
-from aggregator.sources.base import Desired, MemberObjects, Source, SourceRegistry
-from aggregator.status import (
+from aggregator.policy.loadbalancing import Selector
+from aggregator.policy.proximity import Locality, views_of
+from aggregator.registry.guardrails import GuardRails
+from aggregator.registry.ownership import Ownership, conflict_message, owner_references, ownership
+from aggregator.render.records import render_dns_endpoint
+from aggregator.render.status import (
     ANSWER_MOVED,
     DEGRADED,
     FAIL_OPEN,
@@ -61,6 +59,8 @@ from aggregator.status import (
     problem_event,
     refusal_events,
 )
+from aggregator.sources import SOURCES
+from aggregator.sources.base import Desired, MemberObjects, Source, SourceRegistry
 from fleetdns.apipaths import DNS_ENDPOINTS, DNS_VIEWS, MEMBER_CLUSTERS
 from fleetdns.dnsview import Location, accept_views
 from fleetdns.endpoint import Endpoint

@@ -6,7 +6,7 @@ source renders (global, region, zone, Ingress host) asks it over its own candida
 - Weighted: those with weight > 0: a cluster named directly takes its weight; a region's weight is split
   equally over its healthy clusters not named directly; unlisted clusters weigh 0.
 - Failover: the healthy candidates of the first target in failoverOrder that has one.
-- GeoProximity, LowestLatency: one answer per client view (``pick_views``, ranked by aggregator/proximity.py);
+- GeoProximity, LowestLatency: one answer per client view (``pick_views``, ranked by aggregator/policy/proximity.py);
   the default answer (clients of no view) is every healthy candidate. Only these policies have views; the
   others answer the same everywhere.
 
@@ -25,6 +25,7 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
+from aggregator.health.quorum import checked_addresses
 from aggregator.model import (
     Answer,
     AnswerCluster,
@@ -34,8 +35,7 @@ from aggregator.model import (
     LoadBalancing,
     Policy,
 )
-from aggregator.proximity import NO_LATENCY_DATA, NO_LOCATION, Locality, View, fastest, nearest
-from aggregator.quorum import checked_addresses
+from aggregator.policy.proximity import NO_LATENCY_DATA, NO_LOCATION, Locality, View, fastest, nearest
 from fleetdns.weights import MAX_WEIGHT, MIN_WEIGHT
 
 LOAD_BALANCING = "LoadBalancing"  # the condition

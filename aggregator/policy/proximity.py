@@ -18,8 +18,8 @@ import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from aggregator.health.quorum import checked_addresses
 from aggregator.model import ClusterStatus
-from aggregator.quorum import checked_addresses
 from fleetdns.dnsview import DNSView, Location, region_view_name
 
 EARTH_RADIUS_KM = 6371.0088  # mean radius (IUGG)

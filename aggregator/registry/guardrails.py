@@ -1,7 +1,7 @@
 """The guard rails between render and write (docs/design/sources.md §4): of the names an intent's source
 rendered, only those it may publish stay. A name is refused when it is outside the intent's Domain or its
-namespace is not admitted by the Domains covering it (aggregator/domains.py), or when another intent claimed
-it first (aggregator/claims.py). The rest is published; the refusals become the conditions
+namespace is not admitted by the Domains covering it (aggregator/registry/domains.py), or when another intent claimed
+it first (aggregator/registry/claims.py). The rest is published; the refusals become the conditions
 ``HostnamesAllowed`` and ``HostnamesClaimed``.
 
 Generic over sources: it looks only at the rendered endpoints' names (every record type, every view), so a
@@ -15,11 +15,17 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any, Protocol
 
-from aggregator.claims import Claimant, ClaimRegistry, Seed
-from aggregator.domains import NAME_OUTSIDE_DOMAIN, NAMESPACE_NOT_ALLOWED, NamespaceLabels, Refusal, judge_names
 from aggregator.model import Condition, Domain, Intent, IntentKey
+from aggregator.registry.claims import Claimant, ClaimRegistry, Seed
+from aggregator.registry.domains import (
+    NAME_OUTSIDE_DOMAIN,
+    NAMESPACE_NOT_ALLOWED,
+    NamespaceLabels,
+    Refusal,
+    judge_names,
+)
+from aggregator.render.status import DOMAIN_NOT_FOUND, HOSTNAMES_ALLOWED, HOSTNAMES_CLAIMED
 from aggregator.sources.base import Desired, Domains, Source
-from aggregator.status import DOMAIN_NOT_FOUND, HOSTNAMES_ALLOWED, HOSTNAMES_CLAIMED
 from fleetdns.dnsname import InvalidDNSNameError, normalize_name
 
 logger = logging.getLogger("aggregator.guardrails")

@@ -7,7 +7,7 @@ Resolve``, the default; see lb_hostnames.py). In the CNAME form nothing is resol
 balancer gives only a hostname count for that name only when no cluster gives an IP, and then the name is
 a CNAME to one hostname (the first in cluster-name order), because a CNAME has exactly one target and
 cannot share its name with A records. (Resolved, a healthy cluster always has an IP, so no CNAME arises.)
-Who is in each name's answer is the policy's choice (aggregator/loadbalancing.py): callers pass its Pick.
+Who is in each name's answer is the policy's choice (aggregator/policy/loadbalancing.py): callers pass its Pick.
 
 Views: under a location policy a name has its default answer (no setIdentifier) and one answer per client view,
 each endpoint with ``setIdentifier`` = the view (ExternalDNS keeps same-name endpoints apart by it) and the
@@ -21,9 +21,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from typing import Any
 
-from aggregator.loadbalancing import Pick, Selector, ViewPick, address_weights, published_ips
 from aggregator.model import LABEL_INTENT_KIND, LABEL_INTENT_NAME, ClusterStatus, IntentKey
-from aggregator.ownership import owner_references
+from aggregator.policy.loadbalancing import Pick, Selector, ViewPick, address_weights, published_ips
+from aggregator.registry.ownership import owner_references
 from fleetdns.apipaths import DNS_ENDPOINTS, Resource
 from fleetdns.dnsview import VIEW_PROPERTY
 from fleetdns.endpoint import Endpoint, ProviderSpecificProperty, RecordType

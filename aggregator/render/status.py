@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from aggregator.loadbalancing import LOAD_BALANCING, Selection
+from aggregator.health.readiness import KindProblem, MemberView, Reachability, Reason
 from aggregator.model import (
     Answer,
     ClusterStatus,
@@ -23,7 +23,7 @@ from aggregator.model import (
     Policy,
     UnavailableKind,
 )
-from aggregator.policy import KindProblem, MemberView, Reachability, Reason
+from aggregator.policy.loadbalancing import LOAD_BALANCING, Selection
 
 READY = "Ready"
 DEGRADED = "Degraded"
@@ -34,7 +34,7 @@ NAME_CONFLICT = "NameConflict"  # Ready=False: the DNSEndpoint's name is held by
 INVALID_SPEC = "InvalidSpec"  # Ready=False: the intent's spec cannot be read; its records are left as they are
 PROBLEM_EVENTS = (NAME_CONFLICT, INVALID_SPEC)  # Ready reasons that also make a Warning event
 DOMAIN_NOT_FOUND = "DomainNotFound"  # Ready=False: the intent's domainRef names no Domain
-# The guard rails' conditions (aggregator/guardrails.py): names refused by the Domains, names claimed first by
+# The guard rails' conditions (aggregator/registry/guardrails.py): names refused by the Domains, names claimed first by
 # another intent; each False condition also makes a Warning event when it appears or changes
 HOSTNAMES_ALLOWED = "HostnamesAllowed"
 HOSTNAMES_CLAIMED = "HostnamesClaimed"

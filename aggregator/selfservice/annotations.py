@@ -13,8 +13,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from aggregator.model import DEFAULT_TTL, IntentKey, Policy
-from aggregator.selfservice.request import AppRequest, Claim, RequestError
 from aggregator.sources.base import MemberObjects, SourceRegistry
+from aggregator.sources.request import AppRequest, Claim, RequestError
 from fleetdns.dnsname import InvalidDNSNameError, check_publishable, is_dns_label, is_dns_subdomain
 from fleetdns.healthcheck import HealthCheckError, Scheme, parse_health_check
 

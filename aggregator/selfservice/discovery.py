@@ -17,8 +17,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
 
-from aggregator.domains import NamespaceLabels
-from aggregator.events import now_rfc3339
+from aggregator.controller.events import now_rfc3339
 from aggregator.model import (
     DEFAULT_TTL,
     Condition,
@@ -30,9 +29,10 @@ from aggregator.model import (
     parse_conditions,
     parse_load_balancing,
 )
-from aggregator.selectors import EVERYTHING, LabelSelector, SelectorError, parse_label_selector
+from aggregator.registry.domains import NamespaceLabels
+from aggregator.render.status import stamp_all
 from aggregator.selfservice.generator import ORIGIN_ANNOTATIONS, ORIGIN_DISCOVERY
-from aggregator.selfservice.readiness import (
+from aggregator.selfservice.pod_probes import (
     DerivedCheck,
     PodProbes,
     PodsKey,
@@ -41,14 +41,14 @@ from aggregator.selfservice.readiness import (
     health_check_spec,
     selector_query,
 )
-from aggregator.selfservice.request import AppRequest, Claim, RequestError
 from aggregator.sources.base import MemberObjects, SourceRegistry
-from aggregator.status import stamp_all
+from aggregator.sources.request import AppRequest, Claim, RequestError
 from fleetdns.apipaths import DISCOVERY_RULES, SERVICES, host_cannot_read
 from fleetdns.dnsname import is_dns_label
 from fleetdns.healthcheck import HealthCheck, HealthCheckError, parse_health_check
 from fleetdns.informer import Informer
 from fleetdns.kubeapi import KubeClient, KubeError
+from fleetdns.labelselector import EVERYTHING, LabelSelector, SelectorError, parse_label_selector
 
 logger = logging.getLogger("aggregator.selfservice.discovery")
 HOSTS_ANNOTATION = "fleetdns.io/hosts"  # honoured on discovered objects too (TCPRoute and UDPRoute need it)

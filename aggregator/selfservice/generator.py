@@ -43,13 +43,13 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from aggregator.events import EventSink, InvolvedObject
+from aggregator.controller.events import EventSink, InvolvedObject
+from aggregator.controller.workqueue import WorkQueue
 from aggregator.metrics import AggregatorMetrics
 from aggregator.model import Condition, Intent, IntentKey, IntentKind, InvalidIntent
 from aggregator.selfservice.annotations import AnnotationClaims, describe_field
-from aggregator.selfservice.request import DEFAULT_WEIGHT, Claim
 from aggregator.sources.base import MemberObjects, Source, SourceRegistry
-from aggregator.workqueue import WorkQueue
+from aggregator.sources.request import DEFAULT_WEIGHT, Claim
 from fleetdns.apipaths import Resource, host_cannot_read
 from fleetdns.informer import Informer
 from fleetdns.kubeapi import KubeClient, KubeError, NotLeaderError

@@ -1,10 +1,10 @@
 """The registered sources: one line per kind of member object (see "Sources" in aggregator/README.md)."""
 
-from aggregator.lb_hostnames import HostnameLookup
-from aggregator.openshift import DEFAULT_ROUTER_NAMESPACE
 from aggregator.sources.base import SourceRegistry
-from aggregator.sources.gateway import GatewaySource
+from aggregator.sources.gateway.source import GatewaySource
 from aggregator.sources.ingress import IngressSource
+from aggregator.sources.lb_hostnames import HostnameLookup
+from aggregator.sources.openshift import DEFAULT_ROUTER_NAMESPACE
 from aggregator.sources.openshift_route import RouteSource
 from aggregator.sources.service import ServiceSource
 

@@ -11,8 +11,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any, Generic, Protocol, TypeVar
 
-from aggregator.lb_hostnames import HostnameLookup, hostnames_of, resolve_entry
-from aggregator.loadbalancing import Selector
+from aggregator.health.readiness import KindProblem, MemberView
 from aggregator.model import (
     ClusterStatus,
     Domain,
@@ -24,10 +23,11 @@ from aggregator.model import (
     ParseError,
     invalid_intent,
 )
-from aggregator.policy import KindProblem, MemberView
-from aggregator.render import served_names, served_records
-from aggregator.selfservice.request import AppRequest, RequestError
-from aggregator.status import Outcome
+from aggregator.policy.loadbalancing import Selector
+from aggregator.render.records import served_names, served_records
+from aggregator.render.status import Outcome
+from aggregator.sources.lb_hostnames import HostnameLookup, hostnames_of, resolve_entry
+from aggregator.sources.request import AppRequest, RequestError
 from fleetdns.apipaths import Resource
 from fleetdns.endpoint import Endpoint
 

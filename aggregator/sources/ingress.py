@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from aggregator.loadbalancing import Selector
+from aggregator.health.readiness import KindProblem, MemberView, Reason, cluster_status, kind_unavailable, unreachable
 from aggregator.model import (
     ClusterStatus,
     IngressIntent,
@@ -22,10 +22,9 @@ from aggregator.model import (
     parse_ingress_intent,
     parse_member_ingress,
 )
-from aggregator.naming import ingress_host_names
-from aggregator.policy import KindProblem, MemberView, Reason, cluster_status, kind_unavailable, unreachable
-from aggregator.render import answer_records, sort_endpoints
-from aggregator.selfservice.request import AppRequest, RequestError, common_spec
+from aggregator.policy.loadbalancing import Selector
+from aggregator.render.records import answer_records, sort_endpoints
+from aggregator.render.status import Outcome
 from aggregator.sources.base import (
     Desired,
     Domains,
@@ -36,8 +35,9 @@ from aggregator.sources.base import (
     Source,
     track_users,
 )
-from aggregator.sources.readiness import ENDPOINT_SLICE_KIND
-from aggregator.status import Outcome
+from aggregator.sources.endpoint_slices import ENDPOINT_SLICE_KIND
+from aggregator.sources.naming import ingress_host_names
+from aggregator.sources.request import AppRequest, RequestError, common_spec
 from fleetdns.apipaths import INGRESS_DNS_RECORDS, INGRESSES
 from fleetdns.dnsname import InvalidDNSNameError
 from fleetdns.endpoint import Endpoint

@@ -29,8 +29,8 @@ import dns.nameserver
 import dns.rdatatype
 import dns.resolver
 
+from aggregator.health.readiness import Reason
 from aggregator.model import ClusterStatus, IntentKey
-from aggregator.policy import Reason
 from fleetdns.addresses import parse_ips
 
 logger = logging.getLogger("aggregator.lb_hostnames")

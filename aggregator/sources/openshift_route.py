@@ -18,19 +18,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from aggregator.lb_hostnames import HostnameLookup
-from aggregator.loadbalancing import Selector
+from aggregator.health.readiness import KindProblem, MemberView, Reason, cluster_status, kind_unavailable, unreachable
 from aggregator.model import ClusterStatus, IntentKey, IntentKind, LoadBalancerAddress, MemberService, sorted_addresses
-from aggregator.openshift import (
-    DEFAULT_ROUTER_NAMESPACE,
-    ROUTER_SERVICE_PREFIX,
-    MemberRoute,
-    RouteIntent,
-    parse_member_route,
-    parse_route_intent,
-)
-from aggregator.policy import KindProblem, MemberView, Reason, cluster_status, kind_unavailable, unreachable
-from aggregator.selfservice.request import AppRequest, RequestError, common_spec
+from aggregator.policy.loadbalancing import Selector
 from aggregator.sources.base import (
     NO_HOSTNAMES,
     Desired,
@@ -43,7 +33,17 @@ from aggregator.sources.base import (
     render_served,
     track_users,
 )
-from aggregator.sources.readiness import ENDPOINT_SLICE_KIND
+from aggregator.sources.endpoint_slices import ENDPOINT_SLICE_KIND
+from aggregator.sources.lb_hostnames import HostnameLookup
+from aggregator.sources.openshift import (
+    DEFAULT_ROUTER_NAMESPACE,
+    ROUTER_SERVICE_PREFIX,
+    MemberRoute,
+    RouteIntent,
+    parse_member_route,
+    parse_route_intent,
+)
+from aggregator.sources.request import AppRequest, RequestError, common_spec
 from aggregator.sources.service import SERVICE_KIND
 from fleetdns.apipaths import OPENSHIFT_ROUTES, ROUTE_DNS_RECORDS
 from fleetdns.dnsname import InvalidDNSNameError, check_publishable

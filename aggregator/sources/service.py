@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from aggregator.loadbalancing import Selector
+from aggregator.health.readiness import MemberView, Reason, cluster_status, unreachable
 from aggregator.model import (
     ClusterStatus,
     IntentKey,
@@ -21,13 +21,13 @@ from aggregator.model import (
     parse_member_service,
     parse_service_intent,
 )
-from aggregator.naming import ServiceNames, service_names
-from aggregator.policy import MemberView, Reason, cluster_status, unreachable
-from aggregator.render import address_records, answer_records, cname, sort_endpoints
-from aggregator.selfservice.request import AppRequest, RequestError, common_spec
+from aggregator.policy.loadbalancing import Selector
+from aggregator.render.records import address_records, answer_records, cname, sort_endpoints
+from aggregator.render.status import Outcome
 from aggregator.sources.base import Desired, Domains, MemberIndex, MemberKind, MemberObjects, ServiceRef, Source
-from aggregator.sources.readiness import ENDPOINT_SLICE_KIND
-from aggregator.status import Outcome
+from aggregator.sources.endpoint_slices import ENDPOINT_SLICE_KIND
+from aggregator.sources.naming import ServiceNames, service_names
+from aggregator.sources.request import AppRequest, RequestError, common_spec
 from fleetdns.apipaths import SERVICE_DNS_RECORDS, SERVICES
 from fleetdns.dnsname import InvalidDNSNameError
 from fleetdns.endpoint import Endpoint

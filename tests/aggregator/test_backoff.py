@@ -18,7 +18,7 @@ from fleetdns.apipaths import DNS_ENDPOINTS, SERVICE_DNS_RECORDS
 from fleetdns.kubeapi import KubeClient, KubeError
 from rig import Fleet
 from rig.aggregator import AggregatorProcess
-from tests.test_aggregator_support import (
+from tests.support.aggregator import (
     VIPS,
     create_domain,
     create_service_intent,

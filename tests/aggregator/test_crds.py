@@ -10,7 +10,7 @@ from fleetdns.apipaths import DOMAINS, INGRESS_DNS_RECORDS, MEMBER_CLUSTERS, SER
 from fleetdns.kubeapi import KubeError
 from rig import Fleet
 from rig.binaries import binary
-from tests.test_aggregator_support import new_namespace, prepare_fleet
+from tests.support.aggregator import new_namespace, prepare_fleet
 
 pytestmark = pytest.mark.apiserver
 

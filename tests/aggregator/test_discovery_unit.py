@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from aggregator.domains import NamespaceLabels
+from aggregator.health.readiness import MemberView, Reachability
 from aggregator.model import (
     IntentKey,
     IntentKind,
@@ -19,8 +19,7 @@ from aggregator.model import (
     ServicePort,
     parse_member_service,
 )
-from aggregator.policy import MemberView, Reachability
-from aggregator.selectors import SelectorError, parse_label_selector
+from aggregator.registry.domains import NamespaceLabels
 from aggregator.selfservice.discovery import (
     CANNOT_GENERATE,
     CLAIMED_BY_ANNOTATION,
@@ -40,7 +39,7 @@ from aggregator.selfservice.discovery import (
     rule_summary,
     selecting_rules,
 )
-from aggregator.selfservice.readiness import (
+from aggregator.selfservice.pod_probes import (
     ProbeVerdict,
     common_probe,
     derive_health_check,
@@ -52,6 +51,7 @@ from aggregator.sources import SOURCES
 from aggregator.sources.base import MemberKind
 from fleetdns.healthcheck import Scheme
 from fleetdns.kubeapi import KubeError
+from fleetdns.labelselector import SelectorError, parse_label_selector
 
 pytestmark = pytest.mark.unit
 

@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from aggregator.gatewayapi import (
+from aggregator.model import LoadBalancerAddress, ParseError
+from aggregator.sources.gateway.objects import (
     Gateway,
     Listener,
     ParentRef,
@@ -21,7 +22,6 @@ from aggregator.gatewayapi import (
     parse_route,
     published_names,
 )
-from aggregator.model import LoadBalancerAddress, ParseError
 from fleetdns.apipaths import GATEWAY_API_GROUP
 
 pytestmark = pytest.mark.unit

@@ -16,7 +16,7 @@ from fleetdns.apipaths import DOMAINS, INGRESS_DNS_RECORDS, NAMESPACES
 from fleetdns.kubeapi import KubeError
 from rig import Fleet
 from rig.workloads import set_load_balancer_status
-from tests.test_aggregator_support import (
+from tests.support.aggregator import (
     VIPS,
     FleetWorld,
     condition,

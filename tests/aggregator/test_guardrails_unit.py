@@ -10,9 +10,6 @@ from collections.abc import Iterable, Sequence
 
 import pytest
 
-from aggregator.claims import Claimant, ClaimRegistry, Seed
-from aggregator.domains import NAME_OUTSIDE_DOMAIN, NAMESPACE_NOT_ALLOWED, NamespaceLabels, judge_names
-from aggregator.guardrails import CLAIMED_BY_ANOTHER_INTENT, GuardRails
 from aggregator.model import (
     ClusterStatus,
     Domain,
@@ -23,9 +20,12 @@ from aggregator.model import (
     LoadBalancerAddress,
     parse_domain,
 )
+from aggregator.registry.claims import Claimant, ClaimRegistry, Seed
+from aggregator.registry.domains import NAME_OUTSIDE_DOMAIN, NAMESPACE_NOT_ALLOWED, NamespaceLabels, judge_names
+from aggregator.registry.guardrails import CLAIMED_BY_ANOTHER_INTENT, GuardRails
+from aggregator.render.status import HOSTNAMES_ALLOWED, HOSTNAMES_CLAIMED, READY, Outcome, build_status, refusal_events
 from aggregator.sources import SOURCES
 from aggregator.sources.base import Desired
-from aggregator.status import HOSTNAMES_ALLOWED, HOSTNAMES_CLAIMED, READY, Outcome, build_status, refusal_events
 
 pytestmark = pytest.mark.unit
 

@@ -14,7 +14,7 @@ from rig import Fleet, KubeAPIServer
 from rig.aggregator import AggregatorProcess, client_for
 from rig.prober import ProberProcess
 from rig.workloads import CRD_DIR, apply_crds, ensure_namespace, register_member
-from tests.test_aggregator_support import (
+from tests.support.aggregator import (
     REGIONS,
     VIPS,
     accepted_http_route,

@@ -17,7 +17,7 @@ from fleetdns.kubeapi import KubeClient, KubeError
 from rig import Fleet, KubeAPIServer
 from rig.aggregator import client_for
 from rig.workloads import ensure_namespace
-from tests.test_aggregator_support import new_namespace, wait_for
+from tests.support.aggregator import new_namespace, wait_for
 
 pytestmark = pytest.mark.apiserver
 

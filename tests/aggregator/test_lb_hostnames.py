@@ -12,7 +12,10 @@ from typing import Any
 
 import pytest
 
-from aggregator.lb_hostnames import (
+from aggregator.model import ClusterStatus, IntentKey, IntentKind, LoadBalancerAddress
+from aggregator.render.records import address_records
+from aggregator.settings import parse_settings
+from aggregator.sources.lb_hostnames import (
     MAX_LIFETIME,
     MIN_LIFETIME,
     REFRESH_AT,
@@ -22,15 +25,12 @@ from aggregator.lb_hostnames import (
     State,
     resolve_entry,
 )
-from aggregator.model import ClusterStatus, IntentKey, IntentKind, LoadBalancerAddress
-from aggregator.render import address_records
-from aggregator.settings import parse_settings
 from fleetdns.config import ConfigError
 from fleetdns.kubeapi import KubeClient
 from rig import Fleet
 from rig.aggregator import AggregatorProcess
 from rig.coredns import EditableZone
-from tests.test_aggregator_support import (
+from tests.support.aggregator import (
     condition,
     create_domain,
     create_service_intent,

@@ -12,7 +12,7 @@ from fleetdns.apipaths import LEASES
 from fleetdns.kubeapi import KubeClient
 from fleetdns.leader import LeaseElector
 from rig import Fleet
-from tests.test_aggregator_support import prepare_fleet, unique
+from tests.support.aggregator import prepare_fleet, unique
 
 pytestmark = pytest.mark.apiserver
 NAMESPACE = "fleetdns-system"

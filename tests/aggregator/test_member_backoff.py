@@ -22,7 +22,7 @@ from rig import Fleet
 from rig.netns import Endpoint, Relay
 from rig.ports import free_port
 from rig.workloads import set_load_balancer_status
-from tests.test_aggregator_support import (
+from tests.support.aggregator import (
     VIPS,
     FleetWorld,
     create_service_intent,

@@ -10,14 +10,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from aggregator.members import MemberHealth
+from aggregator.controller.members import MemberHealth
+from aggregator.health.readiness import KindProblem, MemberView, Reachability
 from aggregator.model import MemberCluster, SecretKeyRef
-from aggregator.policy import KindProblem, MemberView, Reachability
 from aggregator.sources.ingress import IngressView, evaluate_ingress_cluster
 from fleetdns.apipaths import MEMBER_CLUSTERS, SECRETS
 from rig import Fleet
 from rig.aggregator import AggregatorProcess
-from tests.test_aggregator_support import (
+from tests.support.aggregator import (
     VIPS,
     create_domain,
     create_service_intent,

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
-from aggregator.members import OPTIONAL_KIND_RETRY, MemberConnection
+from aggregator.controller.members import OPTIONAL_KIND_RETRY, MemberConnection
 from aggregator.model import IntentKey, IntentKind, MemberCluster, SecretKeyRef
 from aggregator.sources.ingress import INGRESS_KIND
 from fleetdns.apipaths import (
@@ -29,7 +29,7 @@ from rig import Fleet, KubeAPIServer
 from rig.aggregator import AggregatorProcess, client_for
 from rig.scrape import scrape
 from rig.workloads import register_member, set_load_balancer_status
-from tests.test_aggregator_support import (
+from tests.support.aggregator import (
     VIPS,
     create_domain,
     create_ingress_intent,

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from aggregator.controller.reconciler import Reconciler
 from aggregator.metrics import AggregatorMetrics
 from aggregator.model import (
     LABEL_INTENT_KIND,
@@ -27,7 +28,6 @@ from aggregator.model import (
     parse_dns_endpoint,
     parse_service_intent,
 )
-from aggregator.reconciler import Reconciler
 from aggregator.sources.base import MemberObjects
 from fleetdns.apipaths import CUSTOM_RESOURCE_DEFINITIONS, DNS_ENDPOINTS, SERVICE_DNS_RECORDS
 from fleetdns.kubeapi import KubeClient, KubeError
@@ -35,7 +35,7 @@ from rig import Fleet, KubeAPIServer, ManagedProcess
 from rig.aggregator import AggregatorProcess, client_for
 from rig.binaries import REPO_ROOT
 from rig.workloads import apply_crds, ensure_namespace, register_member
-from tests.test_aggregator_support import (
+from tests.support.aggregator import (
     DOMAIN_REF,
     REGIONS,
     VIPS,

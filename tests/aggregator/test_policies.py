@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import pytest
 
-from aggregator.loadbalancing import Selector, address_weights, scaled
 from aggregator.model import (
     Answer,
     AnswerCluster,
@@ -24,11 +23,12 @@ from aggregator.model import (
     parse_service_intent,
     parse_status,
 )
-from aggregator.naming import service_names
-from aggregator.render import address_records
+from aggregator.policy.loadbalancing import Selector, address_weights, scaled
+from aggregator.render.records import address_records
+from aggregator.render.status import Outcome, answer_moved, build_status, fail_open_event
 from aggregator.sources.ingress import render_ingress_endpoints
+from aggregator.sources.naming import service_names
 from aggregator.sources.service import render_service_endpoints
-from aggregator.status import Outcome, answer_moved, build_status, fail_open_event
 from fleetdns.endpoint import Endpoint
 from fleetdns.weights import WEIGHTS_PROPERTY, parse_weights
 

@@ -9,8 +9,8 @@ import pytest
 
 from fleetdns.apipaths import INGRESS_DNS_RECORDS, SERVICE_DNS_RECORDS
 from rig import Fleet
-from tests.test_aggregator_crds import rejected
-from tests.test_aggregator_support import new_namespace, prepare_fleet, unique
+from tests.aggregator.test_crds import rejected
+from tests.support.aggregator import new_namespace, prepare_fleet, unique
 
 pytestmark = pytest.mark.apiserver
 HTTP = {"httpGet": {"port": 80}}

@@ -10,16 +10,16 @@ from typing import Any
 
 import pytest
 
+from aggregator.controller.reconciler import Reconciler
+from aggregator.health.quorum import Freshness, ReportIndex, Votes
 from aggregator.model import IntentKey, ProberLease, parse_service_intent
-from aggregator.quorum import Freshness, ReportIndex, Votes
-from aggregator.reconciler import Reconciler
 from fleetdns.healthcheck import parse_health_check
 from fleetdns.healthreport import DownEntry, HealthReport, intent_ref
 from fleetdns.weights import WEIGHTS_PROPERTY
 from prober.targets import parse_intent
 from rig import Fleet
-from tests.test_aggregator_reconciler import Caches, Scene, global_name
-from tests.test_aggregator_support import condition, dns_endpoint, events_for, intent, records, unique
+from tests.aggregator.test_reconciler import Caches, Scene, global_name
+from tests.support.aggregator import condition, dns_endpoint, events_for, intent, records, unique
 
 pytestmark = pytest.mark.apiserver
 EAST_VIP, WEST_VIP = "192.0.2.10", "198.51.100.20"

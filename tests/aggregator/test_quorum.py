@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+from aggregator.health.quorum import Freshness, ReportIndex, Votes, judge_cluster
 from aggregator.model import ClusterStatus, LoadBalancerAddress, ProberLease, Verdict, parse_prober_lease
-from aggregator.quorum import Freshness, ReportIndex, Votes, judge_cluster
 from aggregator.settings import parse_settings
 from fleetdns.config import ConfigError
 from fleetdns.healthreport import DownEntry, HealthReport

@@ -21,7 +21,7 @@ from fleetdns.weights import WEIGHTS_PROPERTY
 from rig import Fleet, KubeAPIServer
 from rig.aggregator import AggregatorProcess, client_for
 from rig.workloads import CRD_DIR, apply_crds, ensure_namespace, register_member
-from tests.test_aggregator_support import (
+from tests.support.aggregator import (
     REGIONS,
     VIPS,
     condition,

@@ -9,7 +9,9 @@ from typing import Any
 
 import pytest
 
-from aggregator.events import EventRecorder
+from aggregator.controller.events import EventRecorder
+from aggregator.controller.reconciler import Reconciler
+from aggregator.health.readiness import KindProblem, MemberView, Reachability
 from aggregator.metrics import AggregatorMetrics
 from aggregator.model import (
     DNSEndpointObject,
@@ -24,13 +26,11 @@ from aggregator.model import (
     parse_dns_endpoint,
     parse_service_intent,
 )
-from aggregator.policy import KindProblem, MemberView, Reachability
-from aggregator.reconciler import Reconciler
 from aggregator.sources.base import MemberKind
 from fleetdns.apipaths import DNS_ENDPOINTS, SERVICE_DNS_RECORDS
 from fleetdns.kubeapi import KubeClient, NotLeaderError
 from rig import Fleet
-from tests.test_aggregator_support import (
+from tests.support.aggregator import (
     condition,
     create_service_intent,
     dns_endpoint,

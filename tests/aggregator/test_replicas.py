@@ -12,7 +12,7 @@ import pytest
 from rig import Fleet
 from rig.aggregator import AggregatorProcess
 from rig.workloads import set_endpoints
-from tests.test_aggregator_support import (
+from tests.support.aggregator import (
     VIPS,
     create_domain,
     create_service_intent,

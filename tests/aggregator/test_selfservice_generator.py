@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from aggregator.events import InvolvedObject
+from aggregator.controller.events import InvolvedObject
+from aggregator.health.readiness import KindProblem, MemberView, Reachability
 from aggregator.metrics import AggregatorMetrics
 from aggregator.model import (
     IntentKey,
@@ -22,14 +23,13 @@ from aggregator.model import (
     ServiceIntent,
     parse_service_intent,
 )
-from aggregator.policy import KindProblem, MemberView, Reachability
 from aggregator.selfservice.generator import Generator
 from aggregator.sources import SOURCES
 from aggregator.sources.base import MemberKind
 from fleetdns.apipaths import SERVICE_DNS_RECORDS
 from fleetdns.kubeapi import KubeClient, KubeError, NotLeaderError
 from rig import Fleet
-from tests.test_aggregator_support import new_namespace, prepare_fleet, unique, wait_for
+from tests.support.aggregator import new_namespace, prepare_fleet, unique, wait_for
 
 pytestmark = pytest.mark.apiserver
 T0, T1 = "2026-01-01T00:00:00Z", "2026-01-01T00:00:05Z"

@@ -19,8 +19,8 @@ from aggregator.selfservice.generator import (
     needs_write,
     spec_patch,
 )
-from aggregator.selfservice.request import AppRequest, Claim, RequestError, common_spec
 from aggregator.sources.ingress import IngressSource
+from aggregator.sources.request import AppRequest, Claim, RequestError, common_spec
 from aggregator.sources.service import ServiceSource
 
 KEY = IntentKey(IntentKind.SERVICE, "shop", "web")

@@ -34,7 +34,7 @@ from rig.gatewayapi import create_gateway, create_route, set_gateway_addresses, 
 from rig.region import Region
 from rig.scrape import scrape
 from rig.workloads import register_member, set_endpoints
-from tests.test_aggregator_support import new_namespace, prepare_fleet, records, unique, wait_for
+from tests.support.aggregator import new_namespace, prepare_fleet, records, unique, wait_for
 
 pytestmark = pytest.mark.apiserver
 MEMBERS = ("east", "west")

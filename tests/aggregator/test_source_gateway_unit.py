@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from aggregator.gatewayapi import Gateway, Listener, RouteKind, parse_gateway, parse_route
+from aggregator.health.readiness import KindProblem, MemberView, Reachability
 from aggregator.model import (
     ClusterStatus,
     Domain,
@@ -20,10 +20,10 @@ from aggregator.model import (
     SecretKeyRef,
     parse_member_cluster_status,
 )
-from aggregator.policy import KindProblem, MemberView, Reachability
-from aggregator.selfservice.request import AppRequest, RequestError
+from aggregator.render.status import member_status
 from aggregator.sources import build_sources
-from aggregator.sources.gateway import (
+from aggregator.sources.gateway.objects import Gateway, Listener, RouteKind, parse_gateway, parse_route
+from aggregator.sources.gateway.source import (
     GATEWAY_MEMBER_KIND,
     ROUTE_MEMBER_KINDS,
     GatewayIntent,
@@ -33,7 +33,7 @@ from aggregator.sources.gateway import (
     evaluate_gateway_cluster,
     parse_gateway_intent,
 )
-from aggregator.status import member_status
+from aggregator.sources.request import AppRequest, RequestError
 from fleetdns.apipaths import GATEWAY_DNS_RECORDS, GATEWAYS, HTTP_ROUTES
 from fleetdns.endpoint import Endpoint
 from prober.targets import parse_intent as parse_prober_intent

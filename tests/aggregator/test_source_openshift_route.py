@@ -19,7 +19,7 @@ from rig.aggregator import AggregatorProcess
 from rig.openshift import create_route, create_router_service, set_route_admission
 from rig.scrape import scrape
 from rig.workloads import register_member, set_endpoints, set_load_balancer_status
-from tests.test_aggregator_support import VIPS, new_namespace, prepare_fleet, unique, wait_for, wait_records
+from tests.support.aggregator import VIPS, new_namespace, prepare_fleet, unique, wait_for, wait_records
 
 pytestmark = pytest.mark.apiserver
 MEMBERS = ("east", "west")

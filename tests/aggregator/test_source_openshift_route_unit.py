@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from aggregator.health.readiness import KindProblem, Reachability
 from aggregator.model import (
     ClusterStatus,
     Domain,
@@ -19,11 +20,10 @@ from aggregator.model import (
     ParseError,
     SecretKeyRef,
 )
-from aggregator.openshift import MemberRoute, parse_member_route, parse_route_intent
-from aggregator.policy import KindProblem, Reachability
-from aggregator.selfservice.request import AppRequest, RequestError
+from aggregator.render.status import Outcome
 from aggregator.settings import parse_settings
 from aggregator.sources import build_sources
+from aggregator.sources.openshift import MemberRoute, parse_member_route, parse_route_intent
 from aggregator.sources.openshift_route import (
     ROUTE_KIND,
     RouterService,
@@ -31,8 +31,8 @@ from aggregator.sources.openshift_route import (
     RouteView,
     evaluate_route_cluster,
 )
+from aggregator.sources.request import AppRequest, RequestError
 from aggregator.sources.service import SERVICE_KIND
-from aggregator.status import Outcome
 from fleetdns.apipaths import ROUTE_DNS_RECORDS
 from fleetdns.endpoint import Endpoint
 

@@ -37,7 +37,7 @@ from rig import Fleet
 from rig.aggregator import AggregatorProcess
 from rig.binaries import REPO_ROOT
 from rig.certs import CertificateAuthority
-from tests.test_aggregator_support import (
+from tests.support.aggregator import (
     VIPS,
     create_domain,
     create_service_intent,
@@ -340,7 +340,7 @@ def test_an_events_api_that_refuses_stops_nothing_and_the_dropped_events_are_cou
 
 
 def test_the_recorder_merges_repeats_bounds_its_queue_and_flushes_at_stop(fleet: Fleet) -> None:
-    from aggregator.events import EventRecorder, InvolvedObject
+    from aggregator.controller.events import EventRecorder, InvolvedObject
 
     host = prepare_fleet(fleet)
     ns = new_namespace(fleet, "agg-recorder")

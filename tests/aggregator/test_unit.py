@@ -9,6 +9,8 @@ import time
 
 import pytest
 
+from aggregator.controller.workqueue import RETRY_BASE_DELAY, RETRY_MAX_DELAY, WorkQueue, backoff_delay
+from aggregator.health.readiness import Reachability
 from aggregator.model import (
     ClusterStatus,
     IngressIntent,
@@ -27,14 +29,12 @@ from aggregator.model import (
     parse_member_service,
     parse_service_intent,
 )
-from aggregator.naming import ingress_host_names, service_names
-from aggregator.policy import Reachability
-from aggregator.render import address_records
+from aggregator.render.records import address_records
+from aggregator.render.status import Outcome, build_status, cluster_changes
 from aggregator.settings import parse_settings
 from aggregator.sources.ingress import IngressView, evaluate_ingress_cluster, render_ingress_endpoints
+from aggregator.sources.naming import ingress_host_names, service_names
 from aggregator.sources.service import ServiceView, evaluate_service_cluster, render_service_endpoints
-from aggregator.status import Outcome, build_status, cluster_changes
-from aggregator.workqueue import RETRY_BASE_DELAY, RETRY_MAX_DELAY, WorkQueue, backoff_delay
 from fleetdns.config import ConfigError
 from fleetdns.dnsname import InvalidDNSNameError, check_publishable
 from fleetdns.endpoint import Endpoint

@@ -21,11 +21,11 @@ from fleetdns.kubeapi import KubeClient, KubeError
 from rig import Fleet, KubeAPIServer
 from rig.aggregator import AggregatorProcess, client_for
 from rig.workloads import CRD_DIR, apply_crds, ensure_namespace, register_member
-from tests.test_aggregator_quorum_engine import Probers
-from tests.test_aggregator_support import (
+from tests.aggregator.test_quorum_engine import Probers
+from tests.support.aggregator import (
     REGIONS as MEMBER_PLACES,
 )
-from tests.test_aggregator_support import (
+from tests.support.aggregator import (
     VIPS,
     condition,
     create_domain,

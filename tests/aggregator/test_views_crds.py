@@ -13,8 +13,8 @@ from fleetdns.apipaths import DNS_VIEWS, INGRESS_DNS_RECORDS, SERVICE_DNS_RECORD
 from fleetdns.dnsview import DNSViewError, parse_dns_view
 from fleetdns.kubeapi import KubeClient
 from rig import Fleet
-from tests.test_aggregator_crds import rejected
-from tests.test_aggregator_support import new_namespace, prepare_fleet, unique
+from tests.aggregator.test_crds import rejected
+from tests.support.aggregator import new_namespace, prepare_fleet, unique
 
 pytestmark = pytest.mark.apiserver
 GOOD = {"clientCIDRs": ["198.51.100.0/24"], "location": {"latitude": 48.1, "longitude": 11.6}, "latencyFrom": "eu"}

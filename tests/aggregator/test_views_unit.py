@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from aggregator.latency import LatencyIndex
-from aggregator.loadbalancing import Selector
+from aggregator.health.latency import LatencyIndex
 from aggregator.model import (
     Answer,
     AnswerCluster,
@@ -22,8 +21,8 @@ from aggregator.model import (
     parse_dns_view_object,
     parse_status,
 )
-from aggregator.naming import service_names
-from aggregator.proximity import (
+from aggregator.policy.loadbalancing import Selector
+from aggregator.policy.proximity import (
     NO_LATENCY_DATA,
     NO_LOCATION,
     Locality,
@@ -32,9 +31,10 @@ from aggregator.proximity import (
     mean_location,
     views_of,
 )
+from aggregator.render.status import Outcome, answer_moved, build_status, dns_view_conditions
 from aggregator.sources.ingress import render_ingress_endpoints
+from aggregator.sources.naming import service_names
 from aggregator.sources.service import render_service_endpoints
-from aggregator.status import Outcome, answer_moved, build_status, dns_view_conditions
 from fleetdns.dnsview import VIEW_PROPERTY, DNSView, Location, accept_views, parse_dns_view
 from fleetdns.healthreport import HealthReport, LatencyEntry
 

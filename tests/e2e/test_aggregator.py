@@ -19,7 +19,7 @@ from fleetdns.kubeapi import KubeClient
 from rig import Fleet
 from rig.aggregator import AggregatorProcess
 from rig.workloads import set_endpoints, set_load_balancer_status
-from tests.test_aggregator_support import (
+from tests.support.aggregator import (
     VIPS,
     condition,
     create_domain,

@@ -24,7 +24,7 @@ from fleetdns.apipaths import (
 from fleetdns.kubeapi import KubeClient, KubeError
 from rig import Fleet
 from rig.workloads import set_endpoints, set_load_balancer_status
-from tests.test_aggregator_support import (
+from tests.support.aggregator import (
     VIPS,
     condition,
     dns_endpoint,
@@ -33,7 +33,7 @@ from tests.test_aggregator_support import (
     wait_for,
     wait_records,
 )
-from tests.test_aggregator_support import FleetWorld as World
+from tests.support.aggregator import FleetWorld as World
 
 pytestmark = pytest.mark.apiserver
 RULE_PREFIX = "disc-"

@@ -27,7 +27,7 @@ from rig.prober import ProberProcess
 from rig.scrape import scrape
 from rig.waiting import wait_for
 from rig.workloads import apply_crds
-from tests.test_aggregator_support import new_namespace, unique
+from tests.support.aggregator import new_namespace, unique
 
 pytestmark = pytest.mark.apiserver
 

@@ -26,7 +26,7 @@ from rig import Fleet
 from rig.openshift import create_route as create_openshift_route
 from rig.openshift import create_router_service, set_route_admission
 from rig.workloads import set_endpoints
-from tests.test_aggregator_support import (
+from tests.support.aggregator import (
     VIPS,
     accepted_http_route,
     condition,
@@ -38,7 +38,7 @@ from tests.test_aggregator_support import (
     wait_for,
     wait_records,
 )
-from tests.test_aggregator_support import FleetWorld as World
+from tests.support.aggregator import FleetWorld as World
 
 pytestmark = pytest.mark.apiserver
 MEMBERS = ("east", "west")

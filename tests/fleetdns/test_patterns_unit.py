@@ -22,7 +22,7 @@ from fleetdns.dnsname import (
 )
 from fleetdns.dnsview import DNSViewError, check_served_view_name, check_view_name, parse_dns_view
 from fleetdns.weights import WeightsFormatError, parse_weights
-from webhook_provider.corefile import _layout, build_parser
+from serving.corefile import _layout, build_parser
 from webhook_provider.settings import parse_prefix
 from webhook_provider.validation import InvalidTargetError, canonical_target
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-PRODUCT_PACKAGES = ("fleetdns", "aggregator", "webhook_provider", "prober")
+REPO_ROOT = Path(__file__).resolve().parents[2]
+PRODUCT_PACKAGES = ("fleetdns", "aggregator", "webhook_provider", "prober", "serving")
 TEST_ONLY_MODULES = {"rig", "tests", "bench", "hack", "requests", "cryptography", "pytest"}
 
 pytestmark = pytest.mark.unit

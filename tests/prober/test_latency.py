@@ -37,8 +37,8 @@ from rig.prober import ProberProcess
 from rig.scrape import scrape
 from rig.waiting import wait_for
 from rig.workloads import apply_crds
-from tests.test_aggregator_support import new_namespace
-from tests.test_prober_checks import run_checks
+from tests.prober.test_checks import run_checks
+from tests.support.aggregator import new_namespace
 
 WALL = 1_700_000_000.0
 

@@ -31,8 +31,8 @@ from rig.region import WebhookProvider
 from rig.waiting import wait_for
 from rig.webhook_client import WebhookClient
 from rig.workloads import apply_crds
+from serving.corefile import Layout, render_corefile, served_views
 from webhook_provider.changes import parse_changes
-from webhook_provider.corefile import Layout, render_corefile, served_views
 from webhook_provider.domain_filter import DomainFilter
 from webhook_provider.planner import plan_changes
 from webhook_provider.skydns import decode_key
@@ -349,7 +349,7 @@ def test_each_population_gets_its_views_records_and_every_other_name_the_default
 @pytest.mark.unit
 def test_the_shipped_corefile_is_what_the_tool_renders_without_dnsviews():
     assert render_corefile([]) == REGION_COREFILE.read_text()
-    shown = subprocess.run([sys.executable, "-m", "webhook_provider.corefile"], capture_output=True, text=True,
+    shown = subprocess.run([sys.executable, "-m", "serving.corefile"], capture_output=True, text=True,
                            check=True, timeout=60)
     assert shown.stdout == REGION_COREFILE.read_text()
 
@@ -376,7 +376,7 @@ def test_views_get_blocks_cidrs_first_then_countries_then_continents_and_an_over
 
 
 def corefile_tool(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "webhook_provider.corefile", *args], input=stdin,
+    return subprocess.run([sys.executable, "-m", "serving.corefile", *args], input=stdin,
                           capture_output=True, text=True, timeout=60)
 
 
@@ -427,7 +427,7 @@ def test_bad_dnsview_yaml_is_refused_naming_the_file_the_object_and_the_field(tm
 
 @pytest.mark.unit
 def test_the_sidecar_refuses_a_view_that_names_no_served_view(tmp_path):
-    common = [sys.executable, "-m", "webhook_provider.zonefiles", f"--zone={ZONE}", f"--zone-dir={tmp_path}",
+    common = [sys.executable, "-m", "serving.zonefiles", f"--zone={ZONE}", f"--zone-dir={tmp_path}",
               f"--weight-file={tmp_path / 'weights'}"]
     for flag, value in (("--views", "office-a,Office_B"), ("--views", "a,a"), ("--default-view", "region-")):
         refused = subprocess.run([*common, f"{flag}={value}"], capture_output=True, text=True, timeout=60)

@@ -30,9 +30,9 @@ from rig.ports import free_port
 from rig.region import WebhookProvider
 from rig.waiting import wait_for
 from rig.workloads import apply_crds
+from serving.weightfile import HEADER, name_weights, render
+from serving.zonefiles import ReplacedFile
 from webhook_provider.records import Record, StoredEntry
-from webhook_provider.weightfile import HEADER, name_weights, render
-from webhook_provider.zonefiles import ReplacedFile
 
 ZONE = "gslb.example.com"
 V4 = ("198.18.1.1", "198.18.2.1")

@@ -25,14 +25,14 @@ from rig.process import RigError
 from rig.region import WebhookProvider
 from rig.waiting import wait_for
 from rig.webhook_client import WebhookClient
-from webhook_provider import zonefile
+from serving import zonefile
+from serving.zonefile import DropReason, render_name, render_zone
+from serving.zonefiles import ReplacedFile, ZoneFile, ZoneFilesWriter, sidecar_metrics
 from webhook_provider.mirror import PrefixMirror
 from webhook_provider.records import Record, StoredEntry
 from webhook_provider.settings import load_settings
 from webhook_provider.skydns import decode_entry, encode_name_key, encode_value, key_for, name_key
 from webhook_provider.store import EtcdStore
-from webhook_provider.zonefile import DropReason, render_name, render_zone
-from webhook_provider.zonefiles import ReplacedFile, ZoneFile, ZoneFilesWriter, sidecar_metrics
 
 ZONE = "gslb.example.com"
 ZONE_FILE = f"db.{ZONE}"
@@ -443,7 +443,7 @@ def test_a_zone_file_is_replaced_by_rename_only_when_its_content_changes_and_kee
 @pytest.mark.unit
 def test_the_sidecar_refuses_bad_flags_naming_the_flag_and_the_value(tmp_path):
     from fleetdns.config import ConfigError
-    from webhook_provider.zonefiles import load_settings as sidecar_settings
+    from serving.zonefiles import load_settings as sidecar_settings
 
     good = [f"--zone={ZONE}", f"--zone-dir={tmp_path}", f"--weight-file={tmp_path / 'weights'}"]
     settings = sidecar_settings([*good, "--zone=Example.ORG., gslb.example.com"], {})

@@ -384,7 +384,7 @@ def test_adjustendpoints_drops_exactly_the_endpoints_apply_skips_with_the_same_r
     assert skipped_reasons == Counter(skipped.rejection.reason.value for skipped in updated.skipped)
     assert created.create == updated.update_new  # a pair is skipped exactly when its new side is
     # The table covers every reason the document alone decides; too_large also needs the prefix and the
-    # transaction limit, so the provider asks it on both routes (tests/test_webhook_batches.py).
+    # transaction limit, so the provider asks it on both routes (tests/webhook_provider/test_batches.py).
     assert set(skipped_reasons) == {reason.value for reason in RejectReason} - {RejectReason.TOO_LARGE.value}
     assert len(created.create) + len(created.skipped) == len(TABLE)
 

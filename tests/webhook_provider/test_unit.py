@@ -306,7 +306,7 @@ def test_a_ttl_change_rewrites_the_values_in_place():
     state = apply_plans({}, plan_changes([], changes(create=[A_APP]), PREFIX))
     plans = plan_changes(entries_of(state), changes(updateOld=[A_APP], updateNew=[{**A_APP, "recordTTL": 30}]),
                          PREFIX)
-    # The A name's name key holds no TTL (tests/test_webhook_name_layout.py): only the records are rewritten.
+    # The A name's name key holds no TTL (tests/webhook_provider/test_name_layout.py): only the records are rewritten.
     assert set(plans[0].puts) == set(state) - {"/skydns/org/example/app"} and not plans[0].deletes
     assert all(plans[0].expected[key] == 1 for key in plans[0].puts)
 

@@ -1,5 +1,6 @@
 """GatewayDNSRecord: the Gateway API route ``<ns>/<name>`` of ``spec.routeKind`` in every member, each name it
-serves published over the addresses of the parent Gateways that accepted it (rules: aggregator/gatewayapi.py).
+serves published over the addresses of the parent Gateways that accepted it
+(rules: aggregator/sources/gateway/objects.py).
 
 Per cluster: names = the route's hostnames intersected with its listeners' (wildcards reported, not published;
 ``spec.hosts`` limits them, and names TCPRoutes and UDPRoutes); targets = ``status.addresses`` of every parent
@@ -17,19 +18,7 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
-from aggregator.gatewayapi import (
-    Gateway,
-    ParentRef,
-    Route,
-    RouteKind,
-    attach,
-    covers,
-    is_wildcard,
-    parse_gateway,
-    published_names,
-    route_parser,
-)
-from aggregator.loadbalancing import Selector
+from aggregator.health.readiness import KindProblem, MemberView, Reason, cluster_status, kind_unavailable, unreachable
 from aggregator.model import (
     DEFAULT_TTL,
     ClusterStatus,
@@ -46,8 +35,7 @@ from aggregator.model import (
     parse_load_balancing,
     parse_status,
 )
-from aggregator.policy import KindProblem, MemberView, Reason, cluster_status, kind_unavailable, unreachable
-from aggregator.selfservice.request import AppRequest, RequestError, common_spec
+from aggregator.policy.loadbalancing import Selector
 from aggregator.sources.base import (
     NO_HOSTNAMES,
     Desired,
@@ -60,7 +48,20 @@ from aggregator.sources.base import (
     render_served,
     track_users,
 )
-from aggregator.sources.readiness import ENDPOINT_SLICE_KIND
+from aggregator.sources.endpoint_slices import ENDPOINT_SLICE_KIND
+from aggregator.sources.gateway.objects import (
+    Gateway,
+    ParentRef,
+    Route,
+    RouteKind,
+    attach,
+    covers,
+    is_wildcard,
+    parse_gateway,
+    published_names,
+    route_parser,
+)
+from aggregator.sources.request import AppRequest, RequestError, common_spec
 from fleetdns.apipaths import GATEWAY_DNS_RECORDS, GATEWAYS
 from fleetdns.dnsname import InvalidDNSNameError, normalize_name
 from fleetdns.healthcheck import HealthCheck, HealthCheckError, parse_health_check

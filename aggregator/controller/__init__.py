@@ -1,0 +1,1 @@
+"""The I/O shell: the engine, its informers and work queue, member connections, the reconciler and event posting."""

@@ -1,0 +1,1 @@
+"""Every health verdict: the readiness rule per member, the probers' quorum, the latency index."""

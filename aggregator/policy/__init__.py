@@ -1,0 +1,1 @@
+"""Policy selection: which healthy clusters answer each name, per client view."""

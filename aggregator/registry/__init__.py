@@ -1,0 +1,1 @@
+"""Who may publish which name: ownership of DNSEndpoints, claims on names, Domains and the guard rails."""

@@ -1,0 +1,1 @@
+"""Rendering: DNSEndpoint records, the intent status and the events a status change announces."""

@@ -1,0 +1,1 @@
+"""Gateway API: Gateways and their routes in members, behind GatewayDNSRecord intents."""

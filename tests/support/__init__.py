@@ -1,0 +1,1 @@
+"""Helpers shared by tests: fleets and worlds, clocks, fakes. Never copied into a test file."""
