@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 PYTEST_WORKERS ?= 2
 
-.PHONY: help venv tools test test-unit rig demo bench bench-webhook bench-webhook-body bench-aggregator bench-failover bench-serving bench-prober bench-health-failover bench-views bench-selfservice bench-host-outage lint clean
+.PHONY: help venv tools test test-unit lint-imports rig demo bench bench-webhook bench-webhook-body bench-aggregator bench-failover bench-serving bench-prober bench-health-failover bench-views bench-selfservice bench-host-outage lint clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -26,7 +26,7 @@ venv: $(STAMP) ## create the virtualenv with fleetdns and its test tools
 tools: $(STAMP) ## install etcd, kubectl, CoreDNS, ExternalDNS, kube-apiserver, dnsperf (apt), the OpenShift Route and Gateway API CRDs (pinned in hack/install_tools.py) into ./bin (cached)
 	$(PY) hack/install_tools.py
 
-test: tools ## run every test against the real components (PYTEST_WORKERS=2 processes, a test file each at a time)
+test: lint-imports tools ## the layer contract, then every test against the real components (PYTEST_WORKERS=2 processes, a test file each at a time)
 	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 test-unit: venv ## only the tests that need no real component
@@ -70,9 +70,13 @@ bench-host-outage: tools ## host API outage of 5 s and 60 s, 5 in a row each -> 
 bench-prober: tools ## prober cost: 2,000 apps x 3 clusters at periodSeconds 5 (1,200 checks/s), HTTP and HTTPS
 	$(PY) -m bench.prober $(BENCH_ARGS)
 
-lint: venv ## ruff and mypy
+lint: venv ## ruff, mypy and the layer contract
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy fleetdns webhook_provider serving aggregator prober rig
+	$(VENV)/bin/lint-imports --no-cache
+
+lint-imports: venv ## the layer contract (pyproject.toml [tool.importlinter], drawn in docs/design/layout.md): seconds, so make test runs it first
+	$(VENV)/bin/lint-imports --no-cache
 
 clean: ## remove the virtualenv and ./bin (the tool cache stays)
 	rm -rf $(VENV) bin .pytest_cache
