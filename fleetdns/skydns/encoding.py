@@ -35,8 +35,8 @@ from typing import Any
 from fleetdns.dnsname import is_stored_name, is_valid_name, labels_reversed, name_from_reversed
 from fleetdns.dnsview import VIEW_PROPERTY, DNSViewError, check_served_view_name
 from fleetdns.endpoint import ProviderSpecificProperty
-from webhook_provider.records import GROUP_PROPERTY, Record, StoredEntry
-from webhook_provider.validation import SUPPORTED_TYPES, lenient_target, parse_mx, parse_srv
+from fleetdns.skydns.records import GROUP_PROPERTY, Record, StoredEntry
+from fleetdns.skydns.targets import SUPPORTED_TYPES, lenient_target, parse_mx, parse_srv
 
 LEAF_HEX_DIGITS = 12
 NAME_KEY_FIELD = "nameKey"  # marks our name key; CoreDNS and the coredns provider ignore unknown fields
