@@ -13,7 +13,7 @@ up with exact=true) and says NXDOMAIN when it is missing, which resolvers may ca
   type it TXT (``HostType``): A, AAAA, MX and SRV answers ignore it, ``"priority": -1`` keeps it out of SRV
   weight sums, and the group of the parent name keeps ``msg.Group`` agreeing with the parent's own keys on
   that level (a group of its own would make the parent answer with everything below it). What remains is
-  that the parent's TXT answer carries the text once: nothing on the exact key can avoid that (README).
+  that the parent's TXT answer carries the text once: nothing on the exact key can avoid that (the webhook's README).
   ``targetstrip`` = all its labels hides it from the coredns provider (see ``encode_name_key``).
 The name's own queries never see its name key: their prefix range is ``<name key>/``.
 
