@@ -16,14 +16,13 @@ from fleetdns.config import (
     env_bool,
     env_name,
     list_flag_values,
-    parse_choice,
     parse_duration,
     parse_host_port,
     parse_int_in_range,
     require_dns_label,
 )
 from fleetdns.dnsname import is_dns_label
-from fleetdns.logs import LOG_FORMATS, LOG_LEVELS
+from fleetdns.logs import add_log_flags, parse_log_flags
 
 ENV_PREFIX = "FLEETDNS_AGGREGATOR_"
 
@@ -82,11 +81,10 @@ def build_parser() -> argparse.ArgumentParser:
          "the Domain (by name) of apps annotated fleetdns.io/global without fleetdns.io/domain; empty: they name one"),
         ("--resolve-lb-hostnames", "true",
          "resolve load-balancer hostnames (EKS-style) to A/AAAA per cluster; false: the CNAME form for every intent"),
-        ("--log-level", "info", "debug, info, warning or error"),
-        ("--log-format", "json", "json or text (key=value)"),
     ]
     for flag, default, help_text in flags:
         add_flag(parser, flag, env_name(ENV_PREFIX, flag), default, help_text)
+    add_log_flags(parser, ENV_PREFIX)
     add_list_flag(parser, "--dns-resolver", env_name(ENV_PREFIX, "--dns-resolver"),
                   "IP[:PORT] of a DNS server for load-balancer hostnames (port 53 by default); none: /etc/resolv.conf")
     return parser
@@ -129,6 +127,7 @@ def parse_settings(argv: list[str] | None = None) -> Settings:
     if args.kubeconfig and not os.path.isfile(args.kubeconfig):
         raise ConfigError("--kubeconfig", args.kubeconfig, "no such file")
     workers = parse_int_in_range("--workers", args.workers, 1, 64)
+    log_level, log_format = parse_log_flags(args)
     return Settings(
         kubeconfig=args.kubeconfig, member_grace_period=durations["--member-grace-period"],
         health_host=health_host, health_port=health_port, leader_election=leader_election,
@@ -137,8 +136,7 @@ def parse_settings(argv: list[str] | None = None) -> Settings:
         retry_period=durations["--retry-period"],
         identity=args.identity or f"{socket.gethostname()}-{os.getpid()}",
         namespace=args.namespace, domain_namespace=args.domain_namespace, workers=workers,
-        log_level=parse_choice("--log-level", args.log_level.lower(), LOG_LEVELS),
-        log_format=parse_choice("--log-format", args.log_format, LOG_FORMATS),
+        log_level=log_level, log_format=log_format,
         resolve_lb_hostnames=resolve_lb_hostnames, dns_resolvers=dns_resolvers,
         prober_grace_period=durations["--prober-grace-period"], prober_lease_namespace=args.prober_lease_namespace,
         self_service_domain=args.self_service_domain,

@@ -35,6 +35,7 @@ import yaml
 from kubernetes import client, utils
 
 from bench.machine import cpu_seconds, machine
+from fleetdns.skydns.store import EtcdStore
 from rig import CoreDNS, EtcdServer, ExternalDNS, KubeAPIServer
 from rig.binaries import REPO_ROOT, binary
 from rig.coredns import etcd_corefile
@@ -42,7 +43,6 @@ from rig.region import WebhookProvider
 from rig.webhook_client import MEDIA_TYPE, WebhookClient
 from webhook_provider.metrics import Metrics
 from webhook_provider.settings import load_settings
-from webhook_provider.store import EtcdStore
 
 ZONE = "bench.example.org"
 DOC = REPO_ROOT / "docs" / "benchmarks-webhook.md"
@@ -123,7 +123,7 @@ def bench_records(etcd: EtcdServer, workdir: Path, results: Results, args: argpa
             results.seed_posts_s.append(time.perf_counter() - began)
             assert response.status_code == 204, response.text
             progress(f"  {start + len(batch):,} records ({results.seed_posts_s[-1]:.2f} s for this POST)")
-        store = EtcdStore(load_settings([f"--etcd-endpoints={etcd.url}"], {}).etcd, Metrics.create())
+        store = EtcdStore(load_settings([f"--etcd-endpoints={etcd.url}"], {}).etcd, Metrics.create().store)
         results.prefix_keys = len(store.read_prefix(seeded))
         for _ in range(5):  # the mirror's periodic check against etcd (--mirror-verify-interval)
             began = time.perf_counter()
@@ -266,7 +266,7 @@ def bench_side_by_side(etcd: EtcdServer, workdir: Path, results: Results, object
     with KubeAPIServer("bench-host", workdir / "apiserver") as apiserver:
         names = create_dnsendpoints(apiserver.api_client(), "bench", objects, per_object)
         progress(f"{len(names):,} endpoints in {objects} DNSEndpoints created")
-        store = EtcdStore(load_settings([f"--etcd-endpoints={etcd.url}"], {}).etcd, Metrics.create())
+        store = EtcdStore(load_settings([f"--etcd-endpoints={etcd.url}"], {}).etcd, Metrics.create().store)
         for provider in ("coredns", "webhook"):
             prefix = f"/s{uuid.uuid4().hex[:6]}/"
             coredns = CoreDNS(etcd_corefile(ZONE, etcd.endpoints, path=prefix.rstrip("/")),

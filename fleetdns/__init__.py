@@ -1,2 +1,3 @@
-"""Shared core of FleetDNS: the ExternalDNS endpoint model, DNS-name handling, logging, and the Kubernetes
-plumbing (API paths, client, informers, Lease election) the aggregator and the prober both use."""
+"""Shared core of FleetDNS: the ExternalDNS endpoint model, DNS-name handling, flags and logging, the Kubernetes
+plumbing (API paths, client, informers, Lease election), and the SkyDNS records in etcd (``skydns/``) that the
+webhook writes and the serving stage reads. It imports no component (README.md)."""

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import sys
 import time
 from typing import Any
+
+from fleetdns.config import add_flag, env_name, parse_choice
 
 LOG_LEVELS = ("debug", "info", "warning", "error")  # --log-level of every command
 LOG_FORMATS = ("json", "text")  # --log-format of every command
@@ -48,3 +51,16 @@ def configure_logging(level: str = "info", fmt: str = "json") -> None:
     root.setLevel(level.upper())
     for noisy in ("waitress", "kubernetes", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def add_log_flags(parser: argparse.ArgumentParser, env_prefix: str = "") -> None:
+    """``--log-level`` and ``--log-format`` of every command; their variables are ``<env_prefix>LOG_LEVEL`` and
+    ``<env_prefix>LOG_FORMAT``."""
+    add_flag(parser, "--log-level", env_name(env_prefix, "--log-level"), "info", "debug, info, warning or error")
+    add_flag(parser, "--log-format", env_name(env_prefix, "--log-format"), "json", "json or text (key=value)")
+
+
+def parse_log_flags(args: argparse.Namespace) -> tuple[str, str]:
+    """(level, format) from ``add_log_flags``'s flags, in either case; ConfigError names the flag."""
+    return (parse_choice("--log-level", args.log_level.lower(), LOG_LEVELS),
+            parse_choice("--log-format", args.log_format.lower(), LOG_FORMATS))

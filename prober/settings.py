@@ -12,12 +12,11 @@ from fleetdns.config import (
     ConfigError,
     add_flag,
     env_name,
-    parse_choice,
     parse_host_port,
     parse_int_in_range,
     require_dns_label,
 )
-from fleetdns.logs import LOG_FORMATS, LOG_LEVELS
+from fleetdns.logs import add_log_flags, parse_log_flags
 
 ENV_PREFIX = "FLEETDNS_PROBER_"
 
@@ -49,11 +48,10 @@ def build_parser() -> argparse.ArgumentParser:
         ("--lease-namespace", "fleetdns-system", "namespace of the region's Lease fleetdns-prober-<region>"),
         ("--identity", "", "this replica's name in the Lease; empty: <hostname>-<pid>"),
         ("--max-in-flight", "4096", "checks open at once at most (each holds a socket); more wait their turn"),
-        ("--log-level", "info", "debug, info, warning or error"),
-        ("--log-format", "json", "json or text (key=value)"),
     ]
     for flag, default, help_text in flags:
         add_flag(parser, flag, env_name(ENV_PREFIX, flag), default, help_text)
+    add_log_flags(parser, ENV_PREFIX)
     return parser
 
 
@@ -71,10 +69,10 @@ def parse_settings(argv: list[str] | None = None) -> Settings:
     if args.kubeconfig and not os.path.isfile(args.kubeconfig):
         raise ConfigError("--kubeconfig", args.kubeconfig, "no such file")
     max_in_flight = parse_int_in_range("--max-in-flight", args.max_in_flight, 1, 100_000)
+    log_level, log_format = parse_log_flags(args)
     return Settings(
         region=args.region, kubeconfig=args.kubeconfig, health_host=health_host, health_port=health_port,
         namespace=args.namespace, lease_namespace=args.lease_namespace,
         identity=args.identity or f"{socket.gethostname()}-{os.getpid()}", max_in_flight=max_in_flight,
-        log_level=parse_choice("--log-level", args.log_level.lower(), LOG_LEVELS),
-        log_format=parse_choice("--log-format", args.log_format, LOG_FORMATS),
+        log_level=log_level, log_format=log_format,
     )

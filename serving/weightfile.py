@@ -12,8 +12,8 @@ import ipaddress
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from fleetdns.skydns.records import StoredEntry
 from fleetdns.weights import WEIGHTS_PROPERTY, WeightsFormatError, parse_weights
-from webhook_provider.records import StoredEntry
 
 HEADER = "# CoreDNS loadbalance weighted file, written by fleetdns-zonefiles from etcd; do not edit\n"
 ADDRESS_TYPES = ("A", "AAAA")

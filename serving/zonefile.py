@@ -24,8 +24,8 @@ import dns.rdatatype
 from dns.rdtypes.ANY.TXT import TXT
 
 from fleetdns.dnsname import is_within
-from webhook_provider.records import Record, StoredEntry
-from webhook_provider.validation import MAX_TTL
+from fleetdns.skydns.records import Record, StoredEntry
+from fleetdns.skydns.targets import MAX_TTL
 
 # What the etcd plugin answered, so switching plugins changes no answer's TTL and no negative-caching time:
 DEFAULT_TTL = 300  # a record stored without a TTL (etcd plugin: defaultTTL)
@@ -33,7 +33,7 @@ NEGATIVE_TTL = 30  # SOA TTL and minimum: how long resolvers cache NXDOMAIN/NODA
 SOA_REFRESH, SOA_RETRY, SOA_EXPIRE = 7200, 1800, 86400  # the etcd plugin's SOA; no secondary reads them
 MAX_SERIAL = 2**32 - 1
 TXT_STRING_BYTES = 255  # one character-string; longer texts are split, as the etcd plugin did
-# Every type ``skydns.decode_entry`` yields: ours (validation.SUPPORTED_TYPES) and the coredns provider's guesses.
+# Every type ``encoding.decode_entry`` yields: ours (targets.SUPPORTED_TYPES) and the coredns provider's guesses.
 RENDERED_TYPES = ("A", "AAAA", "CNAME", "MX", "PTR", "SRV", "TXT")
 _SOA_LINE = re.compile(r"^\S+ \d+ IN SOA \S+ \S+ (\d+) ", re.MULTILINE)
 

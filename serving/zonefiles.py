@@ -1,8 +1,8 @@
 """``python -m serving.zonefiles`` / ``fleetdns-zonefiles``: the zone files and the weight file that CoreDNS
 serves, kept in step with the region's etcd.
 
-A sidecar of each CoreDNS replica (the files must be on that replica's disk). One ``PrefixMirror`` (the webhook's,
-decoded by ``skydns.py``) feeds every file: ``db.<zone>`` per zone for the ``file`` plugin (``zonefile.py``) and the
+A sidecar of each CoreDNS replica (the files must be on that replica's disk). One ``PrefixMirror`` (the webhook's
+too, ``fleetdns/skydns/``) feeds every file: ``db.<zone>`` per zone for the ``file`` plugin (``zonefile.py``) and the
 ``loadbalance weighted`` file (``weightfile.py``). Each pass applies the names that changed since the last one, so
 one changed name re-renders that name only.
 
@@ -32,33 +32,29 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from fleetdns.config import (
     ConfigError,
     add_flag,
     exit_on_config_error,
-    parse_choice,
     parse_duration,
     parse_host_port,
     parse_positive_duration,
 )
 from fleetdns.dnsname import InvalidDNSNameError, normalize_name
 from fleetdns.dnsview import DNSViewError, check_served_view_name
-from fleetdns.logs import LOG_FORMATS, LOG_LEVELS, configure_logging
+from fleetdns.logs import add_log_flags, configure_logging, parse_log_flags
 from fleetdns.probes import BackgroundServer, probe_app
+from fleetdns.skydns.metrics import StoreMetrics
+from fleetdns.skydns.mirror import EntrySource, PrefixMirror
+from fleetdns.skydns.records import StoredEntry
+from fleetdns.skydns.settings import EtcdSettings, add_etcd_flags, etcd_connection, parse_prefix
+from fleetdns.skydns.store import EtcdStore, EtcdUnavailableError
 from serving import weightfile, zonefile
-from webhook_provider.metrics import Metrics
-from webhook_provider.mirror import EntrySource, PrefixMirror
-from webhook_provider.records import StoredEntry
-from webhook_provider.settings import EtcdSettings, etcd_connection, parse_prefix
-from webhook_provider.store import EtcdStore, EtcdUnavailableError
 
 log = logging.getLogger("webhook_provider.zonefiles")
 
-# Metric families of the shared webhook code that mean nothing here (no API, no writes).
-_UNUSED_METRICS = ("requests", "request_latency", "records_managed", "changes_applied", "applies",
-                   "dropped_endpoints", "rejected_records", "dropped_properties", "name_keys_repaired")
 _RENDER_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 
@@ -136,8 +132,7 @@ class WriterMetrics:
     names_render: Histogram
 
     @classmethod
-    def create(cls, shared: Metrics) -> WriterMetrics:
-        registry = shared.registry
+    def create(cls, registry: CollectorRegistry) -> WriterMetrics:
         return cls(
             records=Gauge("fleetdns_zonefiles_records", "records in the zone file (db.<zone> or <view>/db.<zone>)",
                           ["file"], registry=registry),
@@ -165,12 +160,10 @@ class WriterMetrics:
         )
 
 
-def sidecar_metrics() -> tuple[Metrics, WriterMetrics]:
-    """The shared etcd and mirror metrics under ``fleetdns_zonefiles_`` (minus the webhook's own), and the writer's."""
-    shared = Metrics.create("fleetdns_zonefiles")
-    for unused in _UNUSED_METRICS:
-        shared.registry.unregister(getattr(shared, unused))
-    return shared, WriterMetrics.create(shared)
+def sidecar_metrics() -> tuple[StoreMetrics, WriterMetrics]:
+    """The etcd store's and the mirror's metrics under ``fleetdns_zonefiles_``, and the writer's, on one registry."""
+    shared = StoreMetrics.create("fleetdns_zonefiles")
+    return shared, WriterMetrics.create(shared.registry)
 
 
 Rendered = tuple[str, int]  # one name's zone-file lines and how many records they hold
@@ -407,8 +400,7 @@ def build_parser() -> argparse.ArgumentParser:
              "<zone-dir>/<view>/db.<zone>")
     add_flag(parser, "--default-view", "ZONEFILES_DEFAULT_VIEW", "",
              "the region's own view (region-<region>): its records overlay <zone-dir>/db.<zone>, the catch-all's file")
-    add_flag(parser, "--etcd-endpoints", "ETCD_URLS", "http://127.0.0.1:2379", "etcd client URLs, comma-separated")
-    add_flag(parser, "--etcd-timeout", "ETCD_TIMEOUT", "5s", "timeout of each etcd call")
+    add_etcd_flags(parser)
     add_flag(parser, "--prefix", "ZONEFILES_PREFIX", "/skydns/",
              "etcd key prefix (the webhook's --prefix); a view's records are under <prefix without />-<view>/")
     add_flag(parser, "--interval", "ZONEFILES_INTERVAL", "100ms", "how often changes in etcd are looked for")
@@ -419,8 +411,7 @@ def build_parser() -> argparse.ArgumentParser:
              "how often the mirror compares itself with etcd (a watch that stalls without ending is replaced)")
     add_flag(parser, "--health-listen", "ZONEFILES_HEALTH_LISTEN", "0.0.0.0:8082",
              "address of /healthz /readyz /metrics")
-    add_flag(parser, "--log-level", "LOG_LEVEL", "info", "debug, info, warning or error")
-    add_flag(parser, "--log-format", "LOG_FORMAT", "json", "json or text")
+    add_log_flags(parser)
     return parser
 
 
@@ -434,6 +425,7 @@ def load_settings(argv: list[str] | None = None, environ: dict[str, str] | None 
     if weight_file.resolve() in {(zone_dir / zonefile.zone_file_name(zone)).resolve() for zone in zones}:
         raise ConfigError("--weight-file", args.weight_file, "is one of the zone files; give another path")
     min_write_interval = parse_duration("--min-write-interval", args.min_write_interval)
+    log_level, log_format = parse_log_flags(args)
     return Settings(
         etcd=etcd_connection(args, env),
         prefix=parse_prefix(args.prefix),
@@ -444,8 +436,8 @@ def load_settings(argv: list[str] | None = None, environ: dict[str, str] | None 
         min_write_interval=min_write_interval,
         mirror_verify_interval=parse_positive_duration("--mirror-verify-interval", args.mirror_verify_interval),
         health_listen=parse_host_port("--health-listen", args.health_listen),
-        log_level=parse_choice("--log-level", args.log_level.lower(), LOG_LEVELS),
-        log_format=parse_choice("--log-format", args.log_format.lower(), LOG_FORMATS),
+        log_level=log_level,
+        log_format=log_format,
         views=_views(args.views),
         default_view=_default_view(args.default_view),
     )

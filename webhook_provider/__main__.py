@@ -12,14 +12,14 @@ from fleetdns.config import ConfigError, exit_on_config_error
 from fleetdns.kubeapi import load_host_client
 from fleetdns.logs import configure_logging
 from fleetdns.probes import BackgroundServer, probe_app
+from fleetdns.skydns.mirror import DirectSource, EntrySource, PrefixMirror
+from fleetdns.skydns.store import EtcdStore, EtcdUnavailableError
 from webhook_provider.api import create_api
 from webhook_provider.host_lag import HostLag, LagTracker, stored_endpoints
 from webhook_provider.host_relay import HostRelay
 from webhook_provider.metrics import HostMetrics, Metrics
-from webhook_provider.mirror import DirectSource, EntrySource, PrefixMirror
 from webhook_provider.provider import Provider
 from webhook_provider.settings import HostSettings, Settings, load_settings
-from webhook_provider.store import EtcdStore, EtcdUnavailableError
 
 log = logging.getLogger("webhook_provider")
 
@@ -34,10 +34,10 @@ def run(argv: list[str] | None = None) -> int:
     gc.set_threshold(100_000, 50, 100)
     configure_logging(settings.log_level, settings.log_format)
     metrics = Metrics.create()
-    store = EtcdStore(settings.etcd, metrics)
-    source: EntrySource = (PrefixMirror(store, settings.prefix, metrics, settings.mirror_wait,
+    store = EtcdStore(settings.etcd, metrics.store)
+    source: EntrySource = (PrefixMirror(store, settings.prefix, metrics.store, settings.mirror_wait,
                                         settings.mirror_verify_interval)
-                           if settings.read_mirror else DirectSource(store, settings.prefix, metrics))
+                           if settings.read_mirror else DirectSource(store, settings.prefix, metrics.store))
     provider = Provider(store, settings.prefix, settings.domain_filter, metrics, settings.etcd.max_txn_ops,
                         settings.etcd.max_txn_bytes, source)
     api = _bind("--listen", settings.listen, lambda host, port: BackgroundServer(

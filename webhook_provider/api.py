@@ -17,10 +17,10 @@ from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from fleetdns.endpoint import WEBHOOK_MEDIA_TYPE, Endpoint, EndpointFormatError, parse_endpoint_list
+from fleetdns.skydns.store import EtcdUnavailableError
 from webhook_provider.changes import parse_changes
 from webhook_provider.metrics import Metrics
 from webhook_provider.provider import Provider
-from webhook_provider.store import EtcdUnavailableError
 
 log = logging.getLogger(__name__)
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)

@@ -21,9 +21,9 @@ from fleetdns.dnsview import VIEW_PROPERTY
 from fleetdns.endpoint import Endpoint
 from fleetdns.informer import Informer, object_key
 from fleetdns.kubeapi import KubeClient
+from fleetdns.skydns.store import EtcdUnavailableError
 from webhook_provider.domain_filter import DomainFilter
 from webhook_provider.metrics import HostMetrics
-from webhook_provider.store import EtcdUnavailableError
 from webhook_provider.validation import Rejection, storable_endpoint
 
 log = logging.getLogger(__name__)

@@ -8,10 +8,10 @@ import json
 import threading
 
 from fleetdns.endpoint import Endpoint
+from fleetdns.skydns.mirror import EntrySource, NameChanges
+from fleetdns.skydns.records import StoredEntry, endpoints_of
 from webhook_provider.domain_filter import DomainFilter
 from webhook_provider.metrics import Metrics
-from webhook_provider.mirror import EntrySource, NameChanges
-from webhook_provider.records import StoredEntry, endpoints_of
 
 # Same bytes as json.dumps(..., separators=(",", ":"), ensure_ascii=False); one encoder, not one per call.
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)

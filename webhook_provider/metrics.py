@@ -10,11 +10,11 @@ from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from fleetdns.skydns.metrics import LATENCY_BUCKETS, StoreMetrics
 from webhook_provider.validation import DroppedProperty, Rejection
 
 log = logging.getLogger(__name__)
 
-_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 REPORTED_MEMORY = 10_000  # (name, reason) pairs remembered as already logged; the oldest are forgotten first
 
 
@@ -51,11 +51,12 @@ class RejectionLog:
 
 @dataclass(frozen=True)
 class Metrics:
+    """The webhook's own metrics, beside the store's and the mirror's (``store``) on one registry."""
+
     registry: CollectorRegistry
+    store: StoreMetrics
     requests: Counter
     request_latency: Histogram
-    etcd_latency: Histogram
-    etcd_errors: Counter
     records_managed: Gauge
     changes_applied: Counter
     applies: Counter
@@ -63,29 +64,22 @@ class Metrics:
     rejected_records: Counter
     dropped_properties: Counter
     rejections: RejectionLog
-    reads: Counter
-    mirror_relists: Counter
-    mirror_events: Counter
-    mirror_revision: Gauge
     name_keys_repaired: Gauge
 
     @classmethod
     def create(cls, namespace: str = "fleetdns_webhook") -> Metrics:
-        """``namespace`` prefixes every name: the zone-file sidecar shares the etcd and mirror code under its own."""
-        registry = CollectorRegistry()
+        store = StoreMetrics.create(namespace)
+        registry = store.registry
         name_keys_repaired = Gauge(f"{namespace}_name_keys_repaired", "names whose name key the repair pass "
                                    "at start wrote or removed; -1 until that pass completed", registry=registry)
         name_keys_repaired.set(-1)
         return cls(
             registry=registry,
+            store=store,
             requests=Counter(f"{namespace}_requests_total", "API requests by route, method and status",
                              ["route", "method", "status"], registry=registry),
             request_latency=Histogram(f"{namespace}_request_duration_seconds", "API request latency by route",
-                                      ["route", "method", "status"], buckets=_LATENCY_BUCKETS, registry=registry),
-            etcd_latency=Histogram(f"{namespace}_etcd_operation_duration_seconds", "etcd call latency",
-                                   ["operation"], buckets=_LATENCY_BUCKETS, registry=registry),
-            etcd_errors=Counter(f"{namespace}_etcd_errors_total", "failed etcd calls and transaction conflicts",
-                                ["operation"], registry=registry),
+                                      ["route", "method", "status"], buckets=LATENCY_BUCKETS, registry=registry),
             records_managed=Gauge(f"{namespace}_records", "endpoints under the prefix at the last read",
                                   registry=registry),
             changes_applied=Counter(f"{namespace}_changes_applied_total", "endpoints applied, by change type",
@@ -103,16 +97,6 @@ class Metrics:
                                        "value cannot be used, by property and route", ["property", "route"],
                                        registry=registry),
             rejections=RejectionLog(),
-            reads=Counter(f"{namespace}_reads_total",
-                          "prefix reads for GET /records and apply, by source (mirror, etcd)", ["source"],
-                          registry=registry),
-            mirror_relists=Counter(f"{namespace}_mirror_relists_total",
-                                   "full listings of the prefix by the mirror, by reason", ["reason"],
-                                   registry=registry),
-            mirror_events=Counter(f"{namespace}_mirror_events_total",
-                                  "watch events applied to the mirror", registry=registry),
-            mirror_revision=Gauge(f"{namespace}_mirror_revision",
-                                  "highest etcd revision the mirror has applied", registry=registry),
             name_keys_repaired=name_keys_repaired,
         )
 
@@ -140,13 +124,13 @@ class HostMetrics:
                                    "through the relay, by method and outcome (status, watch, held_out, refused)",
                                    ["method", "outcome"], registry=registry),
             relay_held=Histogram(f"{namespace}_host_relay_held_seconds", "how long a request was held while the "
-                                 "host did not answer", buckets=_LATENCY_BUCKETS, registry=registry),
+                                 "host did not answer", buckets=LATENCY_BUCKETS, registry=registry),
             relay_holding=Gauge(f"{namespace}_host_relay_holding", "requests the relay holds now because the host "
                                 "does not answer", registry=registry),
             lag=lag.labels(region),
             change_applied=Histogram(f"{namespace}_host_change_applied_seconds", "from a host DNSEndpoint change "
                                      "seen to its records in this region's etcd", ["region"],
-                                     buckets=_LATENCY_BUCKETS + (60.0, 120.0), registry=registry).labels(region),
+                                     buckets=LATENCY_BUCKETS + (60.0, 120.0), registry=registry).labels(region),
             lag_repairs=Counter(f"{namespace}_host_lag_repairs_total", "host watch resets because the region "
                                 "lagged the host", ["region"], registry=registry).labels(region),
         )

@@ -3,8 +3,9 @@
 No I/O here; the store executes the transactions. Rules that keep CoreDNS's answers safe:
 - only records named in the Changes are touched (exact keys, never a prefix delete);
 - all keys of one name go into one transaction, so a name is never served half-updated;
-- each name touched gets its name key (skydns.py) in step in that same transaction, under every prefix (default
-  or view) where it has records: written first, deleted last, never over a key someone else put exactly there;
+- each name touched gets its name key (fleetdns/skydns/encoding.py) in step in that same transaction, under every
+  prefix (default or view) where it has records: written first, deleted last, never over a key someone else put
+  exactly there;
 - each transaction compares the mod revision of every key it writes, so a concurrent writer is noticed;
 - a transaction stays within both of etcd's request limits, operations (--max-txn-ops) and bytes (--max-request-bytes):
   a record that could never fit is refused before planning (``too_large``), never sent to be refused forever.
@@ -18,24 +19,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from fleetdns.endpoint import Endpoint
+from fleetdns.skydns.encoding import encode_name_key, encode_value, key_for, name_key, prefix_for
+from fleetdns.skydns.records import Record, StoredEntry, records_of
+from fleetdns.skydns.transaction import Transaction, op_bytes
 from webhook_provider.changes import Changes
-from webhook_provider.records import Record, StoredEntry, records_of
-from webhook_provider.skydns import encode_name_key, encode_value, key_for, name_key, prefix_for
 from webhook_provider.validation import Rejection, RejectReason
 
 log = logging.getLogger(__name__)
 
 Identity = tuple[str, str, str]
-# Upper bound of the protobuf framing one key costs a TxnRequest: field tags and length prefixes of the Compare or
-# RequestOp and its inner request, and the compare's mod revision (a 10-byte varint at most). Checked against
-# etcd's real messages in the tests, so a byte budget computed with it is never exceeded on the wire.
-KEY_FRAMING_BYTES = 32
-
-
-def op_bytes(key: str, value: str | None) -> int:
-    """Bytes a put (``value``) or delete (None) of ``key`` and its mod-revision compare add to a transaction."""
-    size = 2 * (len(key.encode()) + KEY_FRAMING_BYTES)
-    return size if value is None else size + len(value.encode())
 
 
 @dataclass
@@ -55,26 +47,6 @@ class NamePlan:
     def byte_count(self) -> int:
         return sum(op_bytes(key, value) for key, value in self.puts.items()) + sum(
             op_bytes(key, None) for key in self.deletes)
-
-
-@dataclass(frozen=True)
-class Transaction:
-    compares: tuple[tuple[str, int], ...]
-    puts: tuple[tuple[str, str], ...]
-    deletes: tuple[str, ...]
-    names: tuple[str, ...]
-    splits_a_name: bool = False
-
-    @property
-    def op_count(self) -> int:
-        return len(self.puts) + len(self.deletes)
-
-    @property
-    def byte_count(self) -> int:
-        """An upper bound of the request's size on the wire (the measure of etcd's --max-request-bytes)."""
-        keys = [key for key, _ in self.compares] + [key for key, _ in self.puts] + list(self.deletes)
-        return (sum(len(key.encode()) + KEY_FRAMING_BYTES for key in keys)
-                + sum(len(value.encode()) for _, value in self.puts))
 
 
 def too_large(endpoint: Endpoint, prefix: str, max_bytes: int) -> Rejection | None:

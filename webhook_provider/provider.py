@@ -7,14 +7,15 @@ import threading
 import time
 
 from fleetdns.endpoint import Endpoint
+from fleetdns.skydns.encoding import owns_key
+from fleetdns.skydns.mirror import DirectSource, EntrySource
+from fleetdns.skydns.store import ConflictError, EtcdStore, EtcdUnavailableError
+from fleetdns.skydns.transaction import Transaction
 from webhook_provider.changes import Changes, set_aside
 from webhook_provider.domain_filter import DomainFilter
 from webhook_provider.listing import RecordsListing
 from webhook_provider.metrics import Metrics
-from webhook_provider.mirror import DirectSource, EntrySource
-from webhook_provider.planner import Transaction, batch, plan_changes, plan_name_keys, too_large
-from webhook_provider.skydns import owns_key
-from webhook_provider.store import ConflictError, EtcdStore, EtcdUnavailableError
+from webhook_provider.planner import batch, plan_changes, plan_name_keys, too_large
 from webhook_provider.validation import Rejection, Storable, storable_endpoint
 
 log = logging.getLogger(__name__)
@@ -37,7 +38,7 @@ class Provider:
         self.metrics = metrics
         self.max_txn_ops = max_txn_ops
         self.max_txn_bytes = max_txn_bytes
-        self.source = source or DirectSource(store, prefix, metrics)  # mirror.PrefixMirror in production
+        self.source = source or DirectSource(store, prefix, metrics.store)  # mirror.PrefixMirror in production
         self.listing = RecordsListing(self.source, domain_filter, metrics)
         self._apply_lock = threading.Lock()  # one apply at a time: no conflicts with ourselves
 

@@ -21,10 +21,10 @@ from fleetdns.dnsname import (
     normalize_stored_name,
 )
 from fleetdns.dnsview import DNSViewError, check_served_view_name, check_view_name, parse_dns_view
+from fleetdns.skydns.settings import parse_prefix
+from fleetdns.skydns.targets import InvalidTargetError, canonical_target
 from fleetdns.weights import WeightsFormatError, parse_weights
 from serving.corefile import _layout, build_parser
-from webhook_provider.settings import parse_prefix
-from webhook_provider.validation import InvalidTargetError, canonical_target
 
 
 @pytest.mark.parametrize("name", ["app\n.example.org", "app.example\n.org", "app\r.example.org", "ap\np.example.org"])

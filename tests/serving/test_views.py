@@ -23,6 +23,7 @@ from kubernetes import client
 
 from fleetdns.apipaths import DNS_ENDPOINTS
 from fleetdns.dnsview import VIEW_PROPERTY, DNSView, parse_dns_view
+from fleetdns.skydns.encoding import decode_key
 from rig import ExternalDNS
 from rig.apiserver import KubeAPIServer
 from rig.coredns import REGION_COREFILE, RegionalCoreDNS, regional_coredns
@@ -35,7 +36,6 @@ from serving.corefile import Layout, render_corefile, served_views
 from webhook_provider.changes import parse_changes
 from webhook_provider.domain_filter import DomainFilter
 from webhook_provider.planner import plan_changes
-from webhook_provider.skydns import decode_key
 
 ZONE = "gslb.example.com"
 REJECTED_VIEW = 'fleetdns_webhook_records_rejected_total{reason="invalid_view"}'

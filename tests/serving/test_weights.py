@@ -23,6 +23,7 @@ from kubernetes import client
 
 from fleetdns.apipaths import DNS_ENDPOINTS
 from fleetdns.endpoint import ProviderSpecificProperty
+from fleetdns.skydns.records import Record, StoredEntry
 from fleetdns.weights import WEIGHTS_PROPERTY
 from rig import CoreDNS, ExternalDNS
 from rig.coredns import RegionalCoreDNS, ZoneFilesSidecar, dns_answers, regional_coredns
@@ -32,7 +33,6 @@ from rig.waiting import wait_for
 from rig.workloads import apply_crds
 from serving.weightfile import HEADER, name_weights, render
 from serving.zonefiles import ReplacedFile
-from webhook_provider.records import Record, StoredEntry
 
 ZONE = "gslb.example.com"
 V4 = ("198.18.1.1", "198.18.2.1")

@@ -19,6 +19,10 @@ import dns.zone
 import pyetcd
 import pytest
 
+from fleetdns.skydns.encoding import decode_entry, encode_name_key, encode_value, key_for, name_key
+from fleetdns.skydns.mirror import PrefixMirror
+from fleetdns.skydns.records import Record, StoredEntry
+from fleetdns.skydns.store import EtcdStore
 from rig import CoreDNS, EtcdServer
 from rig.coredns import RegionalCoreDNS, dns_answers, regional_coredns
 from rig.process import RigError
@@ -28,11 +32,7 @@ from rig.webhook_client import WebhookClient
 from serving import zonefile
 from serving.zonefile import DropReason, render_name, render_zone
 from serving.zonefiles import ReplacedFile, ZoneFile, ZoneFilesWriter, sidecar_metrics
-from webhook_provider.mirror import PrefixMirror
-from webhook_provider.records import Record, StoredEntry
 from webhook_provider.settings import load_settings
-from webhook_provider.skydns import decode_entry, encode_name_key, encode_value, key_for, name_key
-from webhook_provider.store import EtcdStore
 
 ZONE = "gslb.example.com"
 ZONE_FILE = f"db.{ZONE}"

@@ -25,19 +25,21 @@ from kubernetes import client
 from fleetdns.apipaths import DNS_ENDPOINTS
 from fleetdns.config import ConfigError
 from fleetdns.endpoint import Endpoint
+from fleetdns.skydns import store as store_module
+from fleetdns.skydns.encoding import decode_entry
+from fleetdns.skydns.settings import DEFAULT_MAX_TXN_BYTES, ETCD_DEFAULT_MAX_REQUEST_BYTES
+from fleetdns.skydns.store import EtcdStore, txn_request
+from fleetdns.skydns.transaction import Transaction
 from rig import ExternalDNS
 from rig.coredns import dns_answers, etcd_corefile
 from rig.region import WebhookProvider
 from rig.waiting import wait_for
 from rig.workloads import apply_crds
-from webhook_provider import store as store_module
 from webhook_provider.changes import Changes, parse_changes, set_aside
 from webhook_provider.domain_filter import DomainFilter
 from webhook_provider.metrics import Metrics
-from webhook_provider.planner import NamePlan, Transaction, batch, plan_changes, too_large
-from webhook_provider.settings import DEFAULT_MAX_TXN_BYTES, ETCD_DEFAULT_MAX_REQUEST_BYTES, load_settings
-from webhook_provider.skydns import decode_entry
-from webhook_provider.store import EtcdStore, txn_request
+from webhook_provider.planner import NamePlan, batch, plan_changes, too_large
+from webhook_provider.settings import load_settings
 from webhook_provider.validation import Rejection, RejectReason
 
 ZONE = "example.org"
@@ -336,7 +338,7 @@ def test_listing_a_prefix_whose_pages_outgrow_grpcs_message_limit_reads_smaller_
     monkeypatch.setattr(store_module, "MAX_MESSAGE_BYTES", 1024 * 1024)
     prefix = f"/pages{uuid.uuid4().hex[:8]}/"
     settings = load_settings([f"--etcd-endpoints={etcd.url}", f"--prefix={prefix}"], {})
-    store = EtcdStore(settings.etcd, Metrics.create())
+    store = EtcdStore(settings.etcd, Metrics.create().store)
     try:
         changes = parse_changes({"create": [txt(f"p{i}.example.org", text_of(400_000, str(i))) for i in range(8)]},
                                 DomainFilter())

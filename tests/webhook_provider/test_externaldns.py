@@ -260,7 +260,7 @@ def test_switching_back_to_the_coredns_provider_keeps_answers_and_it_can_update_
         time.sleep(0.2)
     cluster.put_endpoints(namespace, "back", [{**endpoints[0], "targets": ["192.0.2.23"]}, endpoints[1]])
     wait_for(lambda: answered({"192.0.2.23"}), 30, "updated by the coredns provider")
-    # backc's name key (the key exactly at the name, webhook_provider/skydns.py) is hidden from the coredns
+    # backc's name key (the key exactly at the name, fleetdns/skydns/encoding.py) is hidden from the coredns
     # provider: deleting backc must remove its leaf only, never every key starting with ".../backc".
     kv = pyetcd.client(*region.etcd.url.removeprefix("http://").split(":"))
     kv.put(f"{region.prefix}org/example/backcx/00000001", json.dumps({"host": "192.0.2.29", "targetstrip": 1}))

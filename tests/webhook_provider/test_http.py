@@ -15,6 +15,7 @@ import pyetcd
 import pytest
 import requests
 
+from fleetdns.skydns.store import ConflictError, EtcdStore
 from rig import EtcdServer
 from rig.binaries import REPO_ROOT
 from rig.ports import free_port
@@ -26,7 +27,6 @@ from webhook_provider.domain_filter import DomainFilter
 from webhook_provider.metrics import Metrics
 from webhook_provider.planner import batch, plan_changes
 from webhook_provider.settings import load_settings
-from webhook_provider.store import ConflictError, EtcdStore
 
 pytestmark = pytest.mark.etcd
 
@@ -294,7 +294,7 @@ def test_invalid_configuration_exits_2_naming_flag_and_value(args, named):
 def test_a_concurrent_writer_makes_the_transaction_fail_instead_of_being_overwritten(etcd):
     prefix = f"/race{uuid.uuid4().hex[:6]}/"
     settings = load_settings([f"--etcd-endpoints={etcd.url}", f"--prefix={prefix}"], {})
-    store = EtcdStore(settings.etcd, Metrics.create())
+    store = EtcdStore(settings.etcd, Metrics.create().store)
     changes = parse_changes({"create": [a_record("app.example.org", "192.0.2.1")]}, DomainFilter())
     entries = store.read_prefix(prefix)
     (transaction,) = batch(plan_changes(entries, changes, prefix), settings.etcd.max_txn_ops,
@@ -317,7 +317,7 @@ def test_records_beyond_one_grpc_message_are_read_in_pages(etcd):
                                 json.dumps({"host": "192.0.2.1", "targetstrip": 1, "labels": {"pad": padding}}))
             for i in range(start, start + 1000)], failure=[])
     settings = load_settings([f"--etcd-endpoints={etcd.url}", f"--prefix={prefix}"], {})
-    store = EtcdStore(settings.etcd, Metrics.create())
+    store = EtcdStore(settings.etcd, Metrics.create().store)
     assert len(store.read_prefix(prefix)) == 12000  # ~11 MB: more than gRPC's default 4 MiB in one message
     store.close()
 

@@ -20,6 +20,10 @@ import pyetcd
 import pytest
 import requests
 
+from fleetdns.skydns.encoding import decode_entry
+from fleetdns.skydns.mirror import NameChanges, PrefixMirror, group_by_name
+from fleetdns.skydns.records import StoredEntry, endpoints_of
+from fleetdns.skydns.store import EtcdStore, EtcdUnavailableError
 from rig import EtcdServer
 from rig.region import WebhookProvider
 from rig.scrape import scrape
@@ -28,11 +32,7 @@ from rig.webhook_client import WebhookClient
 from webhook_provider.domain_filter import DomainFilter
 from webhook_provider.listing import RecordsListing
 from webhook_provider.metrics import Metrics
-from webhook_provider.mirror import NameChanges, PrefixMirror, group_by_name
-from webhook_provider.records import StoredEntry, endpoints_of
 from webhook_provider.settings import load_settings
-from webhook_provider.skydns import decode_entry
-from webhook_provider.store import EtcdStore, EtcdUnavailableError
 
 ZONE = "example.org"
 
@@ -258,7 +258,7 @@ class BlackHole:
 def test_a_late_failure_on_an_old_client_neither_closes_the_new_one_nor_skips_its_endpoint(etcd):
     hung = BlackHole()
     settings = load_settings([f"--etcd-endpoints={hung.url},{etcd.url}", "--etcd-timeout=1s"], {}).etcd
-    store = EtcdStore(settings, Metrics.create())
+    store = EtcdStore(settings, Metrics.create().store)
     holding, release = threading.Event(), threading.Event()
     late: list[object] = []
 
@@ -325,8 +325,8 @@ def mirror_of(etcd: EtcdServer, store_type: type[EtcdStore], verify_seconds: flo
     """An in-process mirror of a fresh prefix on a real etcd."""
     prefix = f"/mv{uuid.uuid4().hex[:8]}/"
     metrics = Metrics.create()
-    store = store_type(load_settings([f"--etcd-endpoints={etcd.url}"], {}).etcd, metrics)
-    mirror = PrefixMirror(store, prefix, metrics, wait_seconds=2.0, verify_seconds=verify_seconds)
+    store = store_type(load_settings([f"--etcd-endpoints={etcd.url}"], {}).etcd, metrics.store)
+    mirror = PrefixMirror(store, prefix, metrics.store, wait_seconds=2.0, verify_seconds=verify_seconds)
     try:
         yield mirror, prefix, metrics
     finally:

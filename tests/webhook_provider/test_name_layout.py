@@ -1,4 +1,4 @@
-"""Names that exist never answer NXDOMAIN: every name with records has a name key (webhook_provider/skydns.py).
+"""Names that exist never answer NXDOMAIN: every name with records has a name key (fleetdns/skydns/encoding.py).
 
 Real etcd, the real webhook process and real CoreDNS (etcd plugin) for the answers; the planner's name-key
 rules as pure unit tests. Stock CoreDNS answers CNAME-type queries only from the key exactly at the name,
@@ -19,6 +19,9 @@ import dns.rdatatype
 import pyetcd
 import pytest
 
+from fleetdns.skydns.encoding import NAME_KEY_TEXT, decode_entry
+from fleetdns.skydns.records import StoredEntry
+from fleetdns.skydns.settings import DEFAULT_MAX_TXN_BYTES
 from rig import CoreDNS
 from rig.coredns import etcd_corefile
 from rig.region import WebhookProvider
@@ -26,9 +29,6 @@ from rig.waiting import wait_for
 from webhook_provider.changes import parse_changes
 from webhook_provider.domain_filter import DomainFilter
 from webhook_provider.planner import NamePlan, batch, plan_changes, plan_name_keys
-from webhook_provider.records import StoredEntry
-from webhook_provider.settings import DEFAULT_MAX_TXN_BYTES
-from webhook_provider.skydns import NAME_KEY_TEXT, decode_entry
 
 ZONE = "example.org"
 QTYPES = ("A", "AAAA", "CNAME", "TXT", "MX", "SRV")

@@ -19,6 +19,8 @@ import pytest
 from kubernetes import client
 
 from fleetdns.apipaths import DNS_ENDPOINTS
+from fleetdns.skydns.encoding import encode_name_key, encode_value, key_for, name_key
+from fleetdns.skydns.records import Record
 from rig import ExternalDNS
 from rig.coredns import dns_answers, etcd_corefile, regional_coredns
 from rig.region import WebhookProvider
@@ -27,8 +29,6 @@ from rig.webhook_client import WebhookClient
 from rig.workloads import apply_crds
 from webhook_provider.changes import parse_changes
 from webhook_provider.domain_filter import DomainFilter
-from webhook_provider.records import Record
-from webhook_provider.skydns import encode_name_key, encode_value, key_for, name_key
 from webhook_provider.validation import RejectReason
 
 ZONE = "example.org"

@@ -8,13 +8,14 @@ import pytest
 
 from fleetdns.config import ConfigError
 from fleetdns.endpoint import Endpoint, EndpointFormatError, ProviderSpecificProperty
+from fleetdns.skydns.encoding import decode_entry, encode_value, key_for
+from fleetdns.skydns.records import Record, StoredEntry, endpoints_of
+from fleetdns.skydns.settings import DEFAULT_MAX_TXN_BYTES
+from fleetdns.skydns.targets import canonical_target
 from webhook_provider.changes import parse_changes
 from webhook_provider.domain_filter import DomainFilter
 from webhook_provider.planner import NamePlan, batch, plan_changes
-from webhook_provider.records import Record, StoredEntry, endpoints_of
-from webhook_provider.settings import DEFAULT_MAX_TXN_BYTES, load_settings
-from webhook_provider.skydns import decode_entry, encode_value, key_for
-from webhook_provider.validation import canonical_target
+from webhook_provider.settings import load_settings
 
 pytestmark = pytest.mark.unit
 PREFIX = "/skydns/"
@@ -329,7 +330,7 @@ def test_updating_a_coredns_provider_record_splits_host_and_text_onto_their_own_
     after = apply_plans(state, plans)
     assert "/skydns/org/example/app/1a2b3c4d" not in after
     assert all(not ("host" in json.loads(v) and "text" in json.loads(v)) for k, v in after.items()
-               if k != "/skydns/org/example/app")  # a CNAME name's name key holds both on purpose (skydns.py)
+               if k != "/skydns/org/example/app")  # a CNAME name's name key holds both on purpose (encoding.py)
     assert {(e["recordType"], e["targets"][0]) for e in endpoints_in(after)} == {("CNAME", "lb.example.org"),
                                                                                 ("TXT", "bye")}
 

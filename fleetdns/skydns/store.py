@@ -2,7 +2,7 @@
 
 A "prefix" here is the webhook's default prefix (``/skydns/``) with its view prefixes (``/skydns-<view>/``): reads,
 counts and the watch cover the key space's root (``/skydns``) and decode each key under its own prefix
-(``skydns.decode_key``)."""
+(``encoding.decode_key``)."""
 
 from __future__ import annotations
 
@@ -19,13 +19,13 @@ import grpc
 import pyetcd
 from pyetcd import etcdrpc
 
-from webhook_provider.metrics import Metrics
-from webhook_provider.planner import Transaction
-from webhook_provider.records import StoredEntry
-from webhook_provider.settings import EtcdSettings
-from webhook_provider.skydns import decode_key, key_space_root
+from fleetdns.skydns.encoding import decode_key, key_space_root
+from fleetdns.skydns.metrics import StoreMetrics
+from fleetdns.skydns.records import StoredEntry
+from fleetdns.skydns.settings import EtcdSettings
+from fleetdns.skydns.transaction import Transaction
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("webhook_provider.store")  # the name it had before the move, kept for log filters
 
 PAGE_SIZE = 5000  # keys per range call: below gRPC's message limit for ordinary values (large ones: see _pages)
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
@@ -106,7 +106,7 @@ def txn_request(transaction: Transaction) -> etcdrpc.TxnRequest:
 class EtcdStore:
     """Connects on first use, so the webhook starts (and negotiates) while etcd is still down."""
 
-    def __init__(self, settings: EtcdSettings, metrics: Metrics) -> None:
+    def __init__(self, settings: EtcdSettings, metrics: StoreMetrics) -> None:
         self.settings = settings
         self.metrics = metrics
         self._client: pyetcd.MultiEndpointEtcd3Client | None = None

@@ -43,7 +43,7 @@ class StoredEntry:
     """One etcd key as read: usually one record; two for a coredns-provider value holding host and text.
 
     ``name_key_of`` is set (and ``records`` empty) for our name key: the key exactly at a name, without a
-    leaf, that lets CoreDNS answer CNAME-type queries (skydns.py says why); it is no record of its own.
+    leaf, that lets CoreDNS answer CNAME-type queries (encoding.py says why); it is no record of its own.
     ``prefix`` is the prefix the key is under (the default or a view's: ``view``; "" for a key of neither).
     """
 

@@ -13,7 +13,7 @@ up with exact=true) and says NXDOMAIN when it is missing, which resolvers may ca
   type it TXT (``HostType``): A, AAAA, MX and SRV answers ignore it, ``"priority": -1`` keeps it out of SRV
   weight sums, and the group of the parent name keeps ``msg.Group`` agreeing with the parent's own keys on
   that level (a group of its own would make the parent answer with everything below it). What remains is
-  that the parent's TXT answer carries the text once: nothing on the exact key can avoid that (README).
+  that the parent's TXT answer carries the text once: nothing on the exact key can avoid that (the webhook's README).
   ``targetstrip`` = all its labels hides it from the coredns provider (see ``encode_name_key``).
 The name's own queries never see its name key: their prefix range is ``<name key>/``.
 
@@ -35,8 +35,8 @@ from typing import Any
 from fleetdns.dnsname import is_stored_name, is_valid_name, labels_reversed, name_from_reversed
 from fleetdns.dnsview import VIEW_PROPERTY, DNSViewError, check_served_view_name
 from fleetdns.endpoint import ProviderSpecificProperty
-from webhook_provider.records import GROUP_PROPERTY, Record, StoredEntry
-from webhook_provider.validation import SUPPORTED_TYPES, lenient_target, parse_mx, parse_srv
+from fleetdns.skydns.records import GROUP_PROPERTY, Record, StoredEntry
+from fleetdns.skydns.targets import SUPPORTED_TYPES, lenient_target, parse_mx, parse_srv
 
 LEAF_HEX_DIGITS = 12
 NAME_KEY_FIELD = "nameKey"  # marks our name key; CoreDNS and the coredns provider ignore unknown fields

@@ -24,9 +24,9 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Protocol, TypeVar
 
-from webhook_provider.metrics import Metrics
-from webhook_provider.records import StoredEntry
-from webhook_provider.store import (
+from fleetdns.skydns.metrics import StoreMetrics
+from fleetdns.skydns.records import StoredEntry
+from fleetdns.skydns.store import (
     EtcdStore,
     EtcdUnavailableError,
     PrefixSnapshot,
@@ -35,7 +35,7 @@ from webhook_provider.store import (
     WatchStartError,
 )
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("webhook_provider.mirror")  # the name it had before the move, kept for log filters
 
 T = TypeVar("T")
 
@@ -91,7 +91,7 @@ def _in_key_order(entries: dict[str, StoredEntry]) -> tuple[StoredEntry, ...]:
 class DirectSource:
     """No mirror: every read lists the whole prefix from etcd (the cost the mirror removes; kept for comparison)."""
 
-    def __init__(self, store: EtcdStore, prefix: str, metrics: Metrics) -> None:
+    def __init__(self, store: EtcdStore, prefix: str, metrics: StoreMetrics) -> None:
         self.store = store
         self.prefix = prefix
         self.metrics = metrics
@@ -119,7 +119,7 @@ class DirectSource:
 class PrefixMirror:
     """Every entry under the prefix, listed once and kept current by a watch; see the module rules."""
 
-    def __init__(self, store: EtcdStore, prefix: str, metrics: Metrics, wait_seconds: float,
+    def __init__(self, store: EtcdStore, prefix: str, metrics: StoreMetrics, wait_seconds: float,
                  verify_seconds: float = 30.0) -> None:
         self.store = store
         self.prefix = prefix
