@@ -1,8 +1,10 @@
-"""Typed views of the Kubernetes objects the aggregator reads, parsed once from raw JSON at the edge.
+"""The aggregator's shared vocabulary, parsed once from raw JSON at the edge: the work queue's keys, the
+status types it writes (``status.dns[]``, ``status.answers[]``, conditions), the host objects it reads
+(Domains, MemberClusters, DNSEndpoints, DNSViews, prober Leases) and the JSON helpers every parser uses.
 
-Everything past this module works on these dataclasses; a malformed object becomes a parse error
-here (logged and skipped) instead of a KeyError deep in the policy. A malformed intent is not skipped
-but becomes an ``InvalidIntent`` (its source's ``read_intent``): skipping it would look like a deletion.
+Everything past the parsers works on these dataclasses; a malformed object becomes a parse error here
+(logged and skipped) instead of a KeyError deep in the policy. The intents and the member objects behind
+them are their sources' (aggregator/sources/): this module imports none of them.
 """
 
 from __future__ import annotations
@@ -11,12 +13,11 @@ import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any
 
 from fleetdns.addresses import parse_ips
 from fleetdns.dnsname import fold_name
 from fleetdns.dnsview import DNSView, DNSViewError, Location, parse_dns_view, parse_location
-from fleetdns.healthcheck import HealthCheck, HealthCheckError, parse_health_check
 from fleetdns.healthreport import REGION_LABEL, region_of_lease
 from fleetdns.labelselector import EVERYTHING, LabelSelector, SelectorError, parse_label_selector
 
@@ -24,7 +25,6 @@ DEFAULT_TTL = 30  # k8gb's default (KubeFed had 180): a client behind a caching 
 DEFAULT_KUBECONFIG_KEY = "kubeconfig"
 LABEL_INTENT_KIND = "fleetdns.io/intent-kind"
 LABEL_INTENT_NAME = "fleetdns.io/intent-name"
-LABEL_SERVICE_NAME = "kubernetes.io/service-name"  # an EndpointSlice's Service
 
 
 class HostnameMode(StrEnum):
@@ -275,112 +275,6 @@ class IntentStatus:
 
 
 @dataclass(frozen=True)
-class ServiceIntent:
-    """A ServiceDNSRecord: publish Service ``name`` of namespace ``namespace`` from every member."""
-
-    namespace: str
-    name: str
-    uid: str
-    generation: int
-    domain_ref: str
-    record_ttl: int = DEFAULT_TTL
-    dns_prefix: str = ""
-    external_name: str = ""
-    allow_service_without_endpoints: bool = False
-    load_balancer_hostnames: HostnameMode = HostnameMode.RESOLVE
-    load_balancing: LoadBalancing = field(default_factory=LoadBalancing)
-    health_check: HealthCheck | None = None
-    status: IntentStatus = field(default_factory=IntentStatus)
-    status_json: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
-    created: str = ""  # metadata.creationTimestamp: the first claim of a name wins (docs/design/sources.md §4)
-
-    @property
-    def key(self) -> IntentKey:
-        return IntentKey(IntentKind.SERVICE, self.namespace, self.name)
-
-
-@dataclass(frozen=True)
-class IngressIntent:
-    """An IngressDNSRecord: publish ``hosts`` over the addresses of Ingress ``name`` in every member."""
-
-    namespace: str
-    name: str
-    uid: str
-    generation: int
-    hosts: tuple[str, ...]
-    record_ttl: int = DEFAULT_TTL
-    load_balancer_hostnames: HostnameMode = HostnameMode.RESOLVE
-    load_balancing: LoadBalancing = field(default_factory=LoadBalancing)
-    health_check: HealthCheck | None = None
-    status: IntentStatus = field(default_factory=IntentStatus)
-    status_json: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
-    created: str = ""  # metadata.creationTimestamp
-    domain_ref: str = ""  # spec.domainRef: when set, only names under that Domain are published
-
-    @property
-    def key(self) -> IntentKey:
-        return IntentKey(IntentKind.INGRESS, self.namespace, self.name)
-
-
-@dataclass(frozen=True)
-class InvalidIntent:
-    """An intent the API server holds but the aggregator cannot read (a spec written before the CRD
-    validated it, or under an older CRD): reported on its status as ``InvalidSpec``; its DNSEndpoint is
-    left as it is, never deleted (dropping it from the cache would look like a deletion)."""
-
-    kind: IntentKind
-    namespace: str
-    name: str
-    uid: str
-    generation: int
-    problem: str  # names the field and what is wrong with it
-    status: IntentStatus = field(default_factory=IntentStatus)
-    # metadata.creationTimestamp: its published names keep their place (aggregator/registry/claims.py)
-    created: str = ""
-
-    @property
-    def key(self) -> IntentKey:
-        return IntentKey(self.kind, self.namespace, self.name)
-
-
-class Intent(Protocol):
-    """What every intent has; the rest is its source's business (aggregator/sources/)."""
-
-    @property
-    def namespace(self) -> str: ...
-
-    @property
-    def name(self) -> str: ...
-
-    @property
-    def uid(self) -> str: ...
-
-    @property
-    def generation(self) -> int: ...
-
-    @property
-    def status(self) -> IntentStatus: ...
-
-    @property
-    def key(self) -> IntentKey: ...
-
-    @property
-    def record_ttl(self) -> int: ...
-
-    @property
-    def load_balancer_hostnames(self) -> HostnameMode: ...
-
-    @property
-    def load_balancing(self) -> LoadBalancing: ...
-
-    @property
-    def health_check(self) -> HealthCheck | None: ...
-
-    @property
-    def created(self) -> str: ...
-
-
-@dataclass(frozen=True)
 class Domain:
     """A zone: ``spec.domain`` / ``spec.nameServer``, or KubeFed's top-level fields (accepted for migration)."""
 
@@ -448,52 +342,6 @@ class MemberCluster:
     status: MemberClusterStatus = field(default_factory=MemberClusterStatus, compare=False)
     # status is ours (written by the leader): a status-only change is no change of the member's spec
     labels: dict[str, str] = field(default_factory=dict)  # metadata.labels: DiscoveryRules' clusterSelector
-
-
-@dataclass(frozen=True)
-class MemberService:
-    namespace: str
-    name: str
-    is_load_balancer: bool
-    addresses: tuple[LoadBalancerAddress, ...]
-    # spec.selector and spec.ports: a discovered app's pods and the port its readiness probe is reached on
-    selector: tuple[tuple[str, str], ...] = ()
-    ports: tuple[ServicePort, ...] = ()
-    # self-service (aggregator/selfservice/): what DiscoveryRules select on, the fleetdns.io/* annotations only,
-    # and metadata.creationTimestamp (the oldest object decides a generated intent)
-    labels: dict[str, str] = field(default_factory=dict)
-    annotations: dict[str, str] = field(default_factory=dict)
-    created: str = ""
-
-
-@dataclass(frozen=True)
-class ServicePort:
-    """One ``spec.ports[]`` entry: ``port`` on the VIP forwards to ``target_port`` (a container port number or name;
-    the API's default is ``port``)."""
-
-    port: int
-    target_port: int | str
-    protocol: str = "TCP"
-
-
-@dataclass(frozen=True)
-class MemberEndpointSlice:
-    namespace: str
-    name: str
-    service_name: str
-    ready_endpoints: int
-
-
-@dataclass(frozen=True)
-class MemberIngress:
-    namespace: str
-    name: str
-    addresses: tuple[LoadBalancerAddress, ...]
-    backend_services: tuple[str, ...]
-    hosts: tuple[str, ...] = ()  # spec.rules[].host (normalised, wildcards too): a generated intent's names
-    labels: dict[str, str] = field(default_factory=dict)  # self-service, as on MemberService
-    annotations: dict[str, str] = field(default_factory=dict)
-    created: str = ""
 
 
 @dataclass(frozen=True)
@@ -580,7 +428,6 @@ def parse_addresses(load_balancer: Any) -> tuple[LoadBalancerAddress, ...]:
 def sorted_addresses(addresses: Iterable[LoadBalancerAddress]) -> tuple[LoadBalancerAddress, ...]:
     """Each address once, IPs first, so that comparisons ignore the order the API (or several sources) gave them."""
     return tuple(sorted(set(addresses), key=lambda a: (a.ip == "", a.ip, a.hostname)))
-
 
 
 def parse_hostname_mode(spec: dict[str, Any]) -> HostnameMode:
@@ -670,67 +517,6 @@ def parse_load_balancing(raw: Any) -> LoadBalancing:
     return LoadBalancing(policy, tuple(weights), order)
 
 
-def _health_check(spec: dict[str, Any]) -> HealthCheck | None:
-    try:
-        return parse_health_check(spec.get("healthCheck"))
-    except HealthCheckError as error:
-        raise ParseError(str(error)) from None
-
-
-def _integer(raw: Any, name: str, default: int) -> int:
-    """An integer field (absent: ``default``); anything else is a ParseError naming the field."""
-    if raw is None:
-        return default
-    if isinstance(raw, bool) or not isinstance(raw, int):
-        raise ParseError(f"{name} must be an integer, not {raw!r}")
-    return raw or default
-
-
-def invalid_intent(kind: IntentKind, obj: dict[str, Any], problem: str) -> InvalidIntent:
-    """The readable part of an intent whose spec cannot be parsed: enough to report it on its status."""
-    meta = _meta(obj)
-    generation = meta.get("generation")
-    return InvalidIntent(kind, str(meta.get("namespace") or ""), str(meta.get("name") or ""),
-                         str(meta.get("uid") or ""), generation if isinstance(generation, int) else 0, problem,
-                         parse_status(obj.get("status")), str(meta.get("creationTimestamp") or ""))
-
-
-def parse_service_intent(obj: dict[str, Any]) -> ServiceIntent:
-    meta, spec = _meta(obj), as_dict(obj.get("spec"))
-    domain_ref = spec.get("domainRef")
-    if not isinstance(domain_ref, str) or not domain_ref:
-        raise ParseError("spec.domainRef is required")
-    return ServiceIntent(
-        namespace=meta.get("namespace", ""), name=meta.get("name", ""), uid=meta.get("uid", ""),
-        generation=int(meta.get("generation") or 0), domain_ref=domain_ref,
-        record_ttl=_integer(spec.get("recordTTL"), "spec.recordTTL", DEFAULT_TTL),
-        dns_prefix=str(spec.get("dnsPrefix") or ""),
-        external_name=str(spec.get("externalName") or ""),
-        allow_service_without_endpoints=bool(spec.get("allowServiceWithoutEndpoints")),
-        load_balancer_hostnames=parse_hostname_mode(spec),
-        load_balancing=parse_load_balancing(spec.get("loadBalancing")), health_check=_health_check(spec),
-        status=parse_status(obj.get("status")), status_json=as_dict(obj.get("status")),
-        created=str(meta.get("creationTimestamp") or ""),
-    )
-
-
-def parse_ingress_intent(obj: dict[str, Any]) -> IngressIntent:
-    meta, spec = _meta(obj), as_dict(obj.get("spec"))
-    hosts = tuple(str(h) for h in as_list(spec.get("hosts")))
-    domain_ref = spec.get("domainRef") or ""
-    if not isinstance(domain_ref, str):
-        raise ParseError(f"spec.domainRef must name a Domain, not {domain_ref!r}")
-    return IngressIntent(
-        namespace=meta.get("namespace", ""), name=meta.get("name", ""), uid=meta.get("uid", ""),
-        generation=int(meta.get("generation") or 0), hosts=hosts,
-        record_ttl=_integer(spec.get("recordTTL"), "spec.recordTTL", DEFAULT_TTL),
-        load_balancer_hostnames=parse_hostname_mode(spec),
-        load_balancing=parse_load_balancing(spec.get("loadBalancing")), health_check=_health_check(spec),
-        status=parse_status(obj.get("status")), status_json=as_dict(obj.get("status")),
-        created=str(meta.get("creationTimestamp") or ""), domain_ref=domain_ref,
-    )
-
-
 def parse_domain(obj: dict[str, Any]) -> Domain:
     meta, spec = _meta(obj), as_dict(obj.get("spec"))
     source = spec if spec.get("domain") else obj  # spec first; KubeFed put the fields at the top level
@@ -779,14 +565,6 @@ def parse_member_cluster_status(raw: Any) -> MemberClusterStatus:
                                tuple(str(k) for k in as_list(raw.get("servedKinds"))))
 
 
-def parse_member_service(obj: dict[str, Any]) -> MemberService:
-    meta, spec = _meta(obj), as_dict(obj.get("spec"))
-    return MemberService(meta.get("namespace", ""), meta.get("name", ""), spec.get("type") == "LoadBalancer",
-                         parse_addresses(as_dict(obj.get("status")).get("loadBalancer")),
-                         tuple(sorted((str(k), str(v)) for k, v in as_dict(spec.get("selector")).items())),
-                         _service_ports(spec.get("ports")), *member_meta(meta))
-
-
 SELF_SERVICE_PREFIX = "fleetdns.io/"  # the only annotations kept of member objects (aggregator/selfservice/)
 
 
@@ -797,45 +575,6 @@ def member_meta(meta: dict[str, Any]) -> tuple[dict[str, str], dict[str, str], s
                    if str(k).startswith(SELF_SERVICE_PREFIX)}
     return ({str(k): str(v) for k, v in as_dict(meta.get("labels")).items()}, annotations,
             str(meta.get("creationTimestamp") or ""))
-
-
-def _service_ports(raw: Any) -> tuple[ServicePort, ...]:
-    ports = []
-    for entry in map(as_dict, as_list(raw)):
-        port, target = entry.get("port"), entry.get("targetPort")
-        if isinstance(port, int) and not isinstance(port, bool):
-            target = target if isinstance(target, int | str) and not isinstance(target, bool) and target else port
-            if isinstance(target, str) and target.isdigit():
-                target = int(target)
-            ports.append(ServicePort(port, target, str(entry.get("protocol") or "TCP")))
-    return tuple(ports)
-
-
-def parse_endpoint_slice(obj: dict[str, Any]) -> MemberEndpointSlice:
-    """Ready per the API: ``conditions.ready`` true, or absent (which means ready)."""
-    meta = _meta(obj)
-    ready = sum(1 for e in map(as_dict, as_list(obj.get("endpoints")))
-                if as_dict(e.get("conditions")).get("ready") is not False)
-    service = as_dict(meta.get("labels")).get(LABEL_SERVICE_NAME, "")
-    return MemberEndpointSlice(meta.get("namespace", ""), meta.get("name", ""), service, ready)
-
-
-def parse_member_ingress(obj: dict[str, Any]) -> MemberIngress:
-    meta, spec = _meta(obj), as_dict(obj.get("spec"))
-    backends = set()
-    default = as_dict(as_dict(spec.get("defaultBackend")).get("service")).get("name")
-    if default:
-        backends.add(str(default))
-    for rule in map(as_dict, as_list(spec.get("rules"))):
-        for path in map(as_dict, as_list(as_dict(rule.get("http")).get("paths"))):
-            name = as_dict(as_dict(path.get("backend")).get("service")).get("name")
-            if name:
-                backends.add(str(name))
-    hosts = sorted({fold_name(str(rule.get("host"))) for rule in map(as_dict, as_list(spec.get("rules")))
-                    if rule.get("host")})
-    return MemberIngress(meta.get("namespace", ""), meta.get("name", ""),
-                         parse_addresses(as_dict(obj.get("status")).get("loadBalancer")), tuple(sorted(backends)),
-                         tuple(hosts), *member_meta(meta))
 
 
 def parse_owner_references(raw: Any) -> tuple[OwnerReference, ...]:

@@ -8,7 +8,7 @@ import os
 import socket
 from dataclasses import dataclass
 
-from aggregator.sources.openshift import DEFAULT_ROUTER_NAMESPACE
+from aggregator.sources.openshift_route import DEFAULT_ROUTER_NAMESPACE
 from fleetdns.config import (
     ConfigError,
     add_flag,

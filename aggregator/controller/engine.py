@@ -30,10 +30,8 @@ from aggregator.model import (
     DNSViewObject,
     Domain,
     HostNamespace,
-    Intent,
     IntentKey,
     IntentKind,
-    InvalidIntent,
     MemberCluster,
     MemberKey,
     Policy,
@@ -54,6 +52,7 @@ from aggregator.selfservice.generator import Generator
 from aggregator.settings import Settings
 from aggregator.sources import SOURCES
 from aggregator.sources.base import SourceRegistry
+from aggregator.sources.intent import Intent, InvalidIntent
 from aggregator.sources.lb_hostnames import HostnameResolver
 from fleetdns.apipaths import (
     DNS_ENDPOINTS,

@@ -26,11 +26,9 @@ from aggregator.model import (
     DNSEndpointObject,
     DNSViewObject,
     Domain,
-    Intent,
     IntentKey,
     IntentKind,
     IntentStatus,
-    InvalidIntent,
     MemberCluster,
     MemberClusterStatus,
     MemberKey,
@@ -61,6 +59,7 @@ from aggregator.render.status import (
 )
 from aggregator.sources import SOURCES
 from aggregator.sources.base import Desired, MemberObjects, Source, SourceRegistry
+from aggregator.sources.intent import Intent, InvalidIntent
 from fleetdns.apipaths import DNS_ENDPOINTS, DNS_VIEWS, MEMBER_CLUSTERS
 from fleetdns.dnsview import Location, accept_views
 from fleetdns.endpoint import Endpoint

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any, Protocol
 
-from aggregator.model import Condition, Domain, Intent, IntentKey
+from aggregator.model import Condition, Domain, IntentKey
 from aggregator.registry.claims import Claimant, ClaimRegistry, Seed
 from aggregator.registry.domains import (
     NAME_OUTSIDE_DOMAIN,
@@ -26,6 +26,7 @@ from aggregator.registry.domains import (
 )
 from aggregator.render.status import DOMAIN_NOT_FOUND, HOSTNAMES_ALLOWED, HOSTNAMES_CLAIMED
 from aggregator.sources.base import Desired, Domains, Source
+from aggregator.sources.intent import Intent
 from fleetdns.dnsname import InvalidDNSNameError, normalize_name
 
 logger = logging.getLogger("aggregator.guardrails")

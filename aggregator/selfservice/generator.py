@@ -46,9 +46,10 @@ from typing import Any, Protocol
 from aggregator.controller.events import EventSink, InvolvedObject
 from aggregator.controller.workqueue import WorkQueue
 from aggregator.metrics import AggregatorMetrics
-from aggregator.model import Condition, Intent, IntentKey, IntentKind, InvalidIntent
+from aggregator.model import Condition, IntentKey, IntentKind
 from aggregator.selfservice.annotations import AnnotationClaims, describe_field
 from aggregator.sources.base import MemberObjects, Source, SourceRegistry
+from aggregator.sources.intent import Intent, InvalidIntent
 from aggregator.sources.request import DEFAULT_WEIGHT, Claim
 from fleetdns.apipaths import Resource, host_cannot_read
 from fleetdns.informer import Informer

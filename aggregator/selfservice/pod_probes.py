@@ -21,7 +21,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from aggregator.model import ServicePort, as_dict, as_list
+from aggregator.model import as_dict, as_list
+from aggregator.sources.service import ServicePort
 from fleetdns.apipaths import PODS
 from fleetdns.healthcheck import HealthCheck, HttpGet, Scheme
 from fleetdns.kubeapi import KubeClient, KubeError

@@ -4,8 +4,7 @@ from aggregator.sources.base import SourceRegistry
 from aggregator.sources.gateway.source import GatewaySource
 from aggregator.sources.ingress import IngressSource
 from aggregator.sources.lb_hostnames import HostnameLookup
-from aggregator.sources.openshift import DEFAULT_ROUTER_NAMESPACE
-from aggregator.sources.openshift_route import RouteSource
+from aggregator.sources.openshift_route import DEFAULT_ROUTER_NAMESPACE, RouteSource
 from aggregator.sources.service import ServiceSource
 
 

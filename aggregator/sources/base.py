@@ -11,21 +11,12 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any, Generic, Protocol, TypeVar
 
-from aggregator.health.readiness import KindProblem, MemberView
-from aggregator.model import (
-    ClusterStatus,
-    Domain,
-    HostnameMode,
-    Intent,
-    IntentKey,
-    IntentKind,
-    InvalidIntent,
-    ParseError,
-    invalid_intent,
-)
+from aggregator.health.readiness import KindProblem, MemberView, Reason
+from aggregator.model import ClusterStatus, Domain, HostnameMode, IntentKey, IntentKind, ParseError
 from aggregator.policy.loadbalancing import Selector
 from aggregator.render.records import served_names, served_records
 from aggregator.render.status import Outcome
+from aggregator.sources.intent import IntentT, InvalidIntent, invalid_intent
 from aggregator.sources.lb_hostnames import HostnameLookup, hostnames_of, resolve_entry
 from aggregator.sources.request import AppRequest, RequestError
 from fleetdns.apipaths import Resource
@@ -34,8 +25,6 @@ from fleetdns.endpoint import Endpoint
 ServiceRef = tuple[str, str]  # (namespace, Service name) in one member
 K = TypeVar("K")
 U = TypeVar("U")
-NO_HOSTNAMES = "NoHostnames"  # a member object serves no name that can be published (Ready=False when none does)
-IntentT = TypeVar("IntentT", bound=Intent)
 
 
 @dataclass(frozen=True)
@@ -138,7 +127,7 @@ class Source(ABC, Generic[IntentT]):
 
     def domain_ref(self, intent: IntentT) -> str:
         """The Domain the intent's names hang under ("" when none): its changes re-queue the intent."""
-        return ""
+        return intent.domain_ref
 
     def dns_endpoint_name(self, intent_name: str) -> str:
         return f"{self.endpoint_prefix}-{intent_name}"
@@ -217,7 +206,7 @@ def render_served(intent: ServedIntent, clusters: tuple[ClusterStatus, ...], dom
     domain = domains.find(intent.namespace, intent.domain_ref) if intent.domain_ref else None
     zone = domain.domain if domain is not None else ""
     if clusters and not names:
-        return Desired([], Outcome(zone, "", clusters, 0, NO_HOSTNAMES,
+        return Desired([], Outcome(zone, "", clusters, 0, str(Reason.NO_HOSTNAMES),
                                    f"no cluster's {objects} serves a name that can be published (status.dns[].reason "
                                    "says why for each)"))
     return Desired(records, Outcome(zone, names[0] if names else "", clusters, len(records)))

@@ -4,9 +4,32 @@ has a ready endpoint": ready endpoints per Service, summed over its slices (labe
 
 from __future__ import annotations
 
-from aggregator.model import LABEL_SERVICE_NAME, MemberEndpointSlice, parse_endpoint_slice
+from dataclasses import dataclass
+from typing import Any
+
+from aggregator.model import as_dict, as_list
 from aggregator.sources.base import MemberKind, ServiceRef
 from fleetdns.apipaths import ENDPOINT_SLICES
+
+LABEL_SERVICE_NAME = "kubernetes.io/service-name"  # an EndpointSlice's Service
+
+
+@dataclass(frozen=True)
+class MemberEndpointSlice:
+    namespace: str
+    name: str
+    service_name: str
+    ready_endpoints: int
+
+
+def parse_endpoint_slice(obj: dict[str, Any]) -> MemberEndpointSlice:
+    """Ready per the API: ``conditions.ready`` true, or absent (which means ready)."""
+    meta = as_dict(obj.get("metadata"))
+    ready = sum(1 for e in map(as_dict, as_list(obj.get("endpoints")))
+                if as_dict(e.get("conditions")).get("ready") is not False)
+    service = as_dict(meta.get("labels")).get(LABEL_SERVICE_NAME, "")
+    return MemberEndpointSlice(meta.get("namespace", ""), meta.get("name", ""), service, ready)
+
 
 ENDPOINT_SLICE_KIND = MemberKind(ENDPOINT_SLICES, parse_endpoint_slice, label_selector=LABEL_SERVICE_NAME)
 

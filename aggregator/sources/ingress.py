@@ -12,15 +12,23 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from aggregator.health.readiness import KindProblem, MemberView, Reason, cluster_status, kind_unavailable, unreachable
+from aggregator.health.readiness import (
+    KindProblem,
+    MemberView,
+    backends_ready,
+    kind_unavailable,
+    no_address,
+    unreachable,
+)
 from aggregator.model import (
     ClusterStatus,
-    IngressIntent,
     IntentKey,
     IntentKind,
-    MemberIngress,
-    parse_ingress_intent,
-    parse_member_ingress,
+    LoadBalancerAddress,
+    as_dict,
+    as_list,
+    member_meta,
+    parse_addresses,
 )
 from aggregator.policy.loadbalancing import Selector
 from aggregator.render.records import answer_records, sort_endpoints
@@ -36,11 +44,61 @@ from aggregator.sources.base import (
     track_users,
 )
 from aggregator.sources.endpoint_slices import ENDPOINT_SLICE_KIND
-from aggregator.sources.naming import ingress_host_names
+from aggregator.sources.intent import Intent, parse_intent
 from aggregator.sources.request import AppRequest, RequestError, common_spec
 from fleetdns.apipaths import INGRESS_DNS_RECORDS, INGRESSES
-from fleetdns.dnsname import InvalidDNSNameError
+from fleetdns.dnsname import InvalidDNSNameError, check_publishable, fold_name
 from fleetdns.endpoint import Endpoint
+
+
+@dataclass(frozen=True)
+class IngressIntent(Intent):
+    """An IngressDNSRecord: publish ``hosts`` over the addresses of Ingress ``name`` in every member (with a
+    ``domainRef``, only names under that Domain)."""
+
+    kind = IntentKind.INGRESS
+    hosts: tuple[str, ...]
+
+
+def parse_ingress_intent(obj: dict[str, Any]) -> IngressIntent:
+    return parse_intent(IngressIntent, obj, hosts=tuple(str(h) for h in as_list(as_dict(obj.get("spec")).get("hosts"))))
+
+
+def ingress_host_names(hosts: tuple[str, ...]) -> tuple[str, ...]:
+    """Used as given: normalised, de-duplicated, sorted; raises InvalidDNSNameError for a host that cannot be
+    published (servable by stock CoreDNS, with room for ExternalDNS's TXT registry prefix)."""
+    return tuple(sorted({check_publishable(host) for host in hosts}))
+
+
+@dataclass(frozen=True)
+class MemberIngress:
+    namespace: str
+    name: str
+    addresses: tuple[LoadBalancerAddress, ...]
+    backend_services: tuple[str, ...]
+    hosts: tuple[str, ...] = ()  # spec.rules[].host (normalised, wildcards too): a generated intent's names
+    labels: dict[str, str] = field(default_factory=dict)  # self-service, as on MemberService
+    annotations: dict[str, str] = field(default_factory=dict)
+    created: str = ""
+
+
+def parse_member_ingress(obj: dict[str, Any]) -> MemberIngress:
+    meta, spec = as_dict(obj.get("metadata")), as_dict(obj.get("spec"))
+    backends = set()
+    default = as_dict(as_dict(spec.get("defaultBackend")).get("service")).get("name")
+    if default:
+        backends.add(str(default))
+    for rule in map(as_dict, as_list(spec.get("rules"))):
+        for path in map(as_dict, as_list(as_dict(rule.get("http")).get("paths"))):
+            name = as_dict(as_dict(path.get("backend")).get("service")).get("name")
+            if name:
+                backends.add(str(name))
+    hosts = sorted({fold_name(str(rule.get("host"))) for rule in map(as_dict, as_list(spec.get("rules")))
+                    if rule.get("host")})
+    return MemberIngress(meta.get("namespace", ""), meta.get("name", ""),
+                         parse_addresses(as_dict(obj.get("status")).get("loadBalancer")), tuple(sorted(backends)),
+                         tuple(hosts), *member_meta(meta))
+
 
 INGRESS_KIND = MemberKind(INGRESSES, parse_member_ingress, required=False)
 
@@ -64,14 +122,9 @@ def evaluate_ingress_cluster(view: IngressView) -> ClusterStatus | None:
     if ingress is None:
         return None
     if not ingress.addresses:
-        return cluster_status(view, (), False,
-                              f"{Reason.NO_LOAD_BALANCER_ADDRESS}: status.loadBalancer has no ingress yet")
-    ready = sorted(name for name in ingress.backend_services if view.backend_ready.get(name, 0) > 0)
-    if ready:
-        return cluster_status(view, ingress.addresses, True, f"{Reason.READY_ENDPOINTS}: backend {', '.join(ready)}")
-    backends = ", ".join(ingress.backend_services) or "none"
-    return cluster_status(view, ingress.addresses, False,
-                          f"{Reason.NO_READY_BACKENDS}: no ready endpoint behind {backends}")
+        return no_address(view, "status.loadBalancer has no ingress yet")
+    ready = {name: view.backend_ready.get(name, 0) for name in ingress.backend_services}
+    return backends_ready(view, ingress.addresses, ready, without="no ready endpoint behind none")
 
 
 def render_ingress_endpoints(intent: IngressIntent, hosts: tuple[str, ...], clusters: tuple[ClusterStatus, ...],
@@ -111,9 +164,6 @@ class IngressSource(Source[IngressIntent]):
 
     def parse_intent(self, raw: dict[str, Any]) -> IngressIntent:
         return parse_ingress_intent(raw)
-
-    def domain_ref(self, intent: IngressIntent) -> str:
-        return intent.domain_ref
 
     def generated_spec(self, obj: MemberIngress, request: AppRequest) -> dict[str, Any]:
         """The Ingress's rule hosts (wildcards left out: they cannot be served), limited to the request's hosts when

@@ -29,7 +29,7 @@ import dns.nameserver
 import dns.rdatatype
 import dns.resolver
 
-from aggregator.health.readiness import Reason
+from aggregator.health.readiness import judge_resolved
 from aggregator.model import ClusterStatus, IntentKey
 from fleetdns.addresses import parse_ips
 
@@ -367,7 +367,7 @@ def hostnames_of(clusters: Iterable[ClusterStatus]) -> set[str]:
 def resolve_entry(entry: ClusterStatus, resolutions: Mapping[str, Resolution],
                   previous: ClusterStatus | None) -> ClusterStatus:
     """The cluster's entry with its hostnames' addresses; a cluster that has no address at all then (no IP
-    from its load balancer, no hostname resolved) leaves the answer with reason ``HostnameNotResolved``.
+    from its load balancer, no hostname resolved) leaves the answer (aggregator/health/readiness.py).
 
     While a hostname has never been answered (a restart, a new leader), the addresses the intent's status
     last published for the same hostnames stand in, so a cold cache never empties a published answer.
@@ -388,7 +388,4 @@ def resolve_entry(entry: ClusterStatus, resolutions: Mapping[str, Resolution],
             problems.append(f"{hostname}: resolving (first lookup)")
         else:
             problems.append(f"{hostname}: {resolution.detail or 'no address'}")
-    resolved = replace(entry, resolved=parse_ips(found))
-    if entry.healthy and not resolved.resolved and not any(a.ip for a in entry.addresses):
-        return replace(resolved, healthy=False, reason=f"{Reason.HOSTNAME_NOT_RESOLVED}: {'; '.join(problems)}")
-    return resolved
+    return judge_resolved(replace(entry, resolved=parse_ips(found)), problems)

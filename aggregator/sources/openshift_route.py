@@ -15,14 +15,31 @@ Health checks are sent with Host = the first of ``spec.hosts``, else ``status.fq
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
-from aggregator.health.readiness import KindProblem, MemberView, Reason, cluster_status, kind_unavailable, unreachable
-from aggregator.model import ClusterStatus, IntentKey, IntentKind, LoadBalancerAddress, MemberService, sorted_addresses
+from aggregator.health.readiness import (
+    KindProblem,
+    MemberView,
+    Reason,
+    backends_ready,
+    cannot_serve,
+    kind_unavailable,
+    no_address,
+    unreachable,
+)
+from aggregator.model import (
+    ClusterStatus,
+    IntentKey,
+    IntentKind,
+    LoadBalancerAddress,
+    as_dict,
+    as_list,
+    member_meta,
+    sorted_addresses,
+)
 from aggregator.policy.loadbalancing import Selector
 from aggregator.sources.base import (
-    NO_HOSTNAMES,
     Desired,
     Domains,
     MemberIndex,
@@ -34,23 +51,100 @@ from aggregator.sources.base import (
     track_users,
 )
 from aggregator.sources.endpoint_slices import ENDPOINT_SLICE_KIND
+from aggregator.sources.intent import Intent, parse_intent
 from aggregator.sources.lb_hostnames import HostnameLookup
-from aggregator.sources.openshift import (
-    DEFAULT_ROUTER_NAMESPACE,
-    ROUTER_SERVICE_PREFIX,
-    MemberRoute,
-    RouteIntent,
-    parse_member_route,
-    parse_route_intent,
-)
 from aggregator.sources.request import AppRequest, RequestError, common_spec
-from aggregator.sources.service import SERVICE_KIND
+from aggregator.sources.service import SERVICE_KIND, MemberService
 from fleetdns.apipaths import OPENSHIFT_ROUTES, ROUTE_DNS_RECORDS
-from fleetdns.dnsname import InvalidDNSNameError, check_publishable
+from fleetdns.dnsname import InvalidDNSNameError, check_publishable, fold_name
+
+ADMITTED = "Admitted"  # the condition a router sets on its status.ingress[] entry
+ROUTER_SERVICE_PREFIX = "router-"  # OpenShift's ingress operator names a router's Service router-<routerName>
+DEFAULT_ROUTER_NAMESPACE = "openshift-ingress"  # where the ingress operator puts router-default
+
+
+@dataclass(frozen=True)
+class RouterAdmission:
+    """One ``status.ingress[]`` entry: what one router said about the Route."""
+
+    router_name: str
+    admitted: bool
+    reason: str = ""  # the Admitted condition's reason when not admitted (HostAlreadyClaimed, ...)
+    message: str = ""
+
+    def describe(self) -> str:
+        if self.admitted:
+            return f"{self.router_name}: Admitted"
+        why = ": ".join(part for part in (self.reason, self.message) if part)
+        return f"{self.router_name}: not admitted" + (f" ({why})" if why else "")
+
+
+@dataclass(frozen=True)
+class MemberRoute:
+    """A Route (``route.openshift.io/v1``) in one member cluster: what this source decides on (its host, backend
+    Services and which routers admitted it) and what self-service reads of every kind (labels, annotations, age)."""
+
+    namespace: str
+    name: str
+    host: str  # spec.host, lower-case, no trailing dot ("" when the Route has none)
+    backend_services: tuple[str, ...]  # spec.to and spec.alternateBackends of kind Service, sorted
+    admissions: tuple[RouterAdmission, ...] = ()  # status.ingress[], one per router
+    labels: dict[str, str] = field(default_factory=dict)
+    annotations: dict[str, str] = field(default_factory=dict)  # the fleetdns.io/* ones (model.member_meta)
+    created: str = ""  # metadata.creationTimestamp
+
+    @property
+    def admitted_by(self) -> tuple[str, ...]:
+        """The routers that admitted the Route, in name order."""
+        return tuple(sorted({a.router_name for a in self.admissions if a.admitted}))
+
+
+@dataclass(frozen=True, kw_only=True)
+class RouteIntent(Intent):
+    """A RouteDNSRecord: publish Route ``name``'s host over the addresses of the routers that admitted it (with a
+    ``domainRef``, only names under that Domain)."""
+
+    kind = IntentKind.ROUTE
+    hosts: tuple[str, ...] = ()  # when set, only Routes whose spec.host is listed serve
+
+
+def _backend(ref: Any) -> str:
+    """The Service a ``spec.to`` / ``alternateBackends[]`` reference names ("" for another kind)."""
+    ref = as_dict(ref)
+    kind = ref.get("kind") or "Service"  # the API defaults it to Service
+    return str(ref.get("name") or "") if kind == "Service" else ""
+
+
+def _admission(entry: dict[str, Any]) -> RouterAdmission:
+    condition = next((c for c in map(as_dict, as_list(entry.get("conditions"))) if c.get("type") == ADMITTED), {})
+    return RouterAdmission(str(entry.get("routerName") or ""), condition.get("status") == "True",
+                           str(condition.get("reason") or ""), str(condition.get("message") or ""))
+
+
+def parse_member_route(obj: dict[str, Any]) -> MemberRoute:
+    meta, spec = as_dict(obj.get("metadata")), as_dict(obj.get("spec"))
+    backends = {_backend(spec.get("to"))} | {_backend(b) for b in as_list(spec.get("alternateBackends"))}
+    labels, annotations, created = member_meta(meta)
+    admissions: dict[str, RouterAdmission] = {}
+    for admission in map(_admission, map(as_dict, as_list(as_dict(obj.get("status")).get("ingress")))):
+        known = admissions.get(admission.router_name)
+        if admission.router_name and (known is None or admission.admitted and not known.admitted):
+            admissions[admission.router_name] = admission  # one per router; should one repeat, an admission wins
+    return MemberRoute(
+        namespace=str(meta.get("namespace") or ""), name=str(meta.get("name") or ""),
+        host=fold_name(str(spec.get("host") or "")),
+        backend_services=tuple(sorted(b for b in backends if b)),
+        admissions=tuple(admissions[name] for name in sorted(admissions)),
+        labels=labels, annotations=annotations, created=created,
+    )
+
+
+def parse_route_intent(obj: dict[str, Any]) -> RouteIntent:
+    hosts = tuple(fold_name(str(h)) for h in as_list(as_dict(obj.get("spec")).get("hosts")))
+    return parse_intent(RouteIntent, obj, hosts=hosts)
+
 
 ROUTE_KIND = MemberKind(OPENSHIFT_ROUTES, parse_member_route, required=False)
-
-NOT_ADMITTED = "NotAdmitted"  # why a cluster's Route is not in the answer: no router admitted it
 
 
 def router_service_name(router: str) -> str:
@@ -81,13 +175,13 @@ class RouteView(MemberView):
 def served_host(route: MemberRoute, listed: tuple[str, ...]) -> tuple[str, str]:
     """(the name the Route serves, "") or ("", why it serves none)."""
     if not route.host:
-        return "", f"{NO_HOSTNAMES}: the Route has no spec.host"
+        return "", "the Route has no spec.host"
     try:
         host = check_publishable(route.host)
     except InvalidDNSNameError as error:
-        return "", f"{NO_HOSTNAMES}: {error}"
+        return "", str(error)
     if listed and host not in listed:
-        return "", f"{NO_HOSTNAMES}: the Route's spec.host {host} is not among the intent's spec.hosts"
+        return "", f"the Route's spec.host {host} is not among the intent's spec.hosts"
     return host, ""
 
 
@@ -115,24 +209,16 @@ def evaluate_route_cluster(view: RouteView, listed_hosts: tuple[str, ...] = ()) 
         return None
     host, why = served_host(route, listed_hosts)
     if not host:
-        return cluster_status(view, (), False, why)
+        return cannot_serve(view, Reason.NO_HOSTNAMES, why)
     hosts = (host,)
     if not route.admitted_by:
         said = "; ".join(a.describe() for a in route.admissions) or "status.ingress is empty: no router reported"
-        return replace(cluster_status(view, (), False, f"{NOT_ADMITTED}: no router admitted the Route ({said})"),
-                       hosts=hosts)
+        return cannot_serve(view, Reason.NOT_ADMITTED, f"no router admitted the Route ({said})", hosts)
     addresses = _addresses(view.routers)
     if not addresses:
-        problems = "; ".join(_router_problem(view, router) for router in view.routers)
-        return replace(cluster_status(view, (), False, f"{Reason.NO_LOAD_BALANCER_ADDRESS}: {problems}"), hosts=hosts)
-    ready = sorted(name for name in route.backend_services if view.backend_ready.get(name, 0) > 0)
-    if ready:
-        entry = cluster_status(view, addresses, True, f"{Reason.READY_ENDPOINTS}: backend {', '.join(ready)}")
-    else:
-        backends = ", ".join(route.backend_services) or "none of kind Service"
-        entry = cluster_status(view, addresses, False,
-                               f"{Reason.NO_READY_BACKENDS}: no ready endpoint behind {backends}")
-    return replace(entry, hosts=hosts)
+        return no_address(view, "; ".join(_router_problem(view, router) for router in view.routers), hosts)
+    ready = {name: view.backend_ready.get(name, 0) for name in route.backend_services}
+    return backends_ready(view, addresses, ready, without="no ready endpoint behind none of kind Service", hosts=hosts)
 
 
 def _addresses(routers: Iterable[RouterService]) -> tuple[LoadBalancerAddress, ...]:
@@ -203,9 +289,6 @@ class RouteSource(Source[RouteIntent]):
                 raise RequestError(f"hosts {', '.join(foreign)} are not the Route's spec.host ({obj.host})")
             return spec | {"hosts": list(request.hosts)}
         return spec
-
-    def domain_ref(self, intent: RouteIntent) -> str:
-        return intent.domain_ref
 
     def new_index(self) -> MemberIndex:
         return _RouteIndex(self.router_namespace)

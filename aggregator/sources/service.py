@@ -2,37 +2,143 @@
 
 Health: a cluster counts only while the Service has at least one ready endpoint in its EndpointSlices
 (unless ``allowServiceWithoutEndpoints``); no load-balancer address yet → listed unhealthy.
-Names: global, region and zone names with KubeFed's CNAME fallbacks, and ``dnsPrefix`` (naming.py).
+Names (``service_names``), built and checked with fleetdns.dnsname.check_publishable (servable by stock
+CoreDNS, with room for ExternalDNS's TXT registry prefix): with P = ``<externalName or service>.<namespace>.
+<domainRef>.svc``, the global name is ``P.<domain>``, a region's ``P.<region>.<domain>``, a zone's
+``P.<zone>.<region>.<domain>``, with KubeFed's CNAME fallbacks; ``dnsPrefix`` adds ``<dnsPrefix>.<domain>``.
+The CRD refuses what can be judged at admission; a name too long only with its Domain is refused here
+(Ready=False, InvalidName).
 Health checks are sent with Host = the global name (``status.fqdn``) unless the spec names one.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from aggregator.health.readiness import MemberView, Reason, cluster_status, unreachable
+from aggregator.health.readiness import MemberView, Reason, cannot_serve, endpoints_ready, no_address, unreachable
 from aggregator.model import (
     ClusterStatus,
     IntentKey,
     IntentKind,
-    MemberService,
-    ServiceIntent,
-    parse_member_service,
-    parse_service_intent,
+    LoadBalancerAddress,
+    ParseError,
+    as_dict,
+    as_list,
+    member_meta,
+    parse_addresses,
 )
 from aggregator.policy.loadbalancing import Selector
 from aggregator.render.records import address_records, answer_records, cname, sort_endpoints
 from aggregator.render.status import Outcome
 from aggregator.sources.base import Desired, Domains, MemberIndex, MemberKind, MemberObjects, ServiceRef, Source
 from aggregator.sources.endpoint_slices import ENDPOINT_SLICE_KIND
-from aggregator.sources.naming import ServiceNames, service_names
+from aggregator.sources.intent import Intent, parse_intent
 from aggregator.sources.request import AppRequest, RequestError, common_spec
 from fleetdns.apipaths import SERVICE_DNS_RECORDS, SERVICES
-from fleetdns.dnsname import InvalidDNSNameError
+from fleetdns.dnsname import InvalidDNSNameError, check_publishable, join, normalize_name
 from fleetdns.endpoint import Endpoint
 
+
+@dataclass(frozen=True, kw_only=True)
+class ServiceIntent(Intent):
+    """A ServiceDNSRecord: publish Service ``name`` of namespace ``namespace`` from every member."""
+
+    kind = IntentKind.SERVICE
+    dns_prefix: str = ""
+    external_name: str = ""
+    allow_service_without_endpoints: bool = False
+
+
+def parse_service_intent(obj: dict[str, Any]) -> ServiceIntent:
+    spec = as_dict(obj.get("spec"))
+    domain_ref = spec.get("domainRef")
+    if not isinstance(domain_ref, str) or not domain_ref:
+        raise ParseError("spec.domainRef is required")
+    return parse_intent(ServiceIntent, obj, dns_prefix=str(spec.get("dnsPrefix") or ""),
+                        external_name=str(spec.get("externalName") or ""),
+                        allow_service_without_endpoints=bool(spec.get("allowServiceWithoutEndpoints")))
+
+
+@dataclass(frozen=True)
+class ServicePort:
+    """One ``spec.ports[]`` entry: ``port`` on the VIP forwards to ``target_port`` (a container port number or name;
+    the API's default is ``port``)."""
+
+    port: int
+    target_port: int | str
+    protocol: str = "TCP"
+
+
+@dataclass(frozen=True)
+class MemberService:
+    namespace: str
+    name: str
+    is_load_balancer: bool
+    addresses: tuple[LoadBalancerAddress, ...]
+    # spec.selector and spec.ports: a discovered app's pods and the port its readiness probe is reached on
+    selector: tuple[tuple[str, str], ...] = ()
+    ports: tuple[ServicePort, ...] = ()
+    # self-service (aggregator/selfservice/): what DiscoveryRules select on, the fleetdns.io/* annotations only,
+    # and metadata.creationTimestamp (the oldest object decides a generated intent)
+    labels: dict[str, str] = field(default_factory=dict)
+    annotations: dict[str, str] = field(default_factory=dict)
+    created: str = ""
+
+
+def parse_member_service(obj: dict[str, Any]) -> MemberService:
+    meta, spec = as_dict(obj.get("metadata")), as_dict(obj.get("spec"))
+    return MemberService(meta.get("namespace", ""), meta.get("name", ""), spec.get("type") == "LoadBalancer",
+                         parse_addresses(as_dict(obj.get("status")).get("loadBalancer")),
+                         tuple(sorted((str(k), str(v)) for k, v in as_dict(spec.get("selector")).items())),
+                         _service_ports(spec.get("ports")), *member_meta(meta))
+
+
+def _service_ports(raw: Any) -> tuple[ServicePort, ...]:
+    ports = []
+    for entry in map(as_dict, as_list(raw)):
+        port, target = entry.get("port"), entry.get("targetPort")
+        if isinstance(port, int) and not isinstance(port, bool):
+            target = target if isinstance(target, int | str) and not isinstance(target, bool) and target else port
+            if isinstance(target, str) and target.isdigit():
+                target = int(target)
+            ports.append(ServicePort(port, target, str(entry.get("protocol") or "TCP")))
+    return tuple(ports)
+
+
 SERVICE_KIND = MemberKind(SERVICES, parse_member_service)
+
+
+@dataclass(frozen=True)
+class ServiceNames:
+    """The names of one ServiceDNSRecord under one domain."""
+
+    prefix: str
+    domain: str
+
+    @property
+    def global_name(self) -> str:
+        return check_publishable(join(self.prefix, self.domain))
+
+    def region_name(self, region: str) -> str:
+        return check_publishable(join(self.prefix, region, self.domain))
+
+    def zone_name(self, region: str, zone: str) -> str:
+        return check_publishable(join(self.prefix, zone, region, self.domain))
+
+    def dns_prefix_name(self, dns_prefix: str) -> str:
+        return check_publishable(join(dns_prefix, self.domain))
+
+
+def service_names(intent: ServiceIntent, domain: str) -> ServiceNames:
+    """Raises InvalidDNSNameError when the parts do not make a servable name (too long, bad label)."""
+    base = intent.external_name or intent.name
+    prefix = join(base, intent.namespace, intent.domain_ref, "svc")
+    names = ServiceNames(prefix, normalize_name(domain))
+    check_publishable(names.global_name)
+    if intent.dns_prefix:
+        names.dns_prefix_name(intent.dns_prefix)
+    return names
 
 
 @dataclass(frozen=True)
@@ -51,16 +157,10 @@ def evaluate_service_cluster(view: ServiceView, allow_without_endpoints: bool) -
     if service is None:
         return None
     if not service.is_load_balancer:
-        return cluster_status(view, (), False, f"{Reason.NOT_LOAD_BALANCER}: type is not LoadBalancer")
+        return cannot_serve(view, Reason.NOT_LOAD_BALANCER, "type is not LoadBalancer")
     if not service.addresses:
-        return cluster_status(view, (), False,
-                              f"{Reason.NO_LOAD_BALANCER_ADDRESS}: status.loadBalancer has no ingress yet")
-    if view.ready_endpoints > 0:
-        return cluster_status(view, service.addresses, True, f"{Reason.READY_ENDPOINTS}: {view.ready_endpoints} ready")
-    if allow_without_endpoints:
-        return cluster_status(view, service.addresses, True, str(Reason.ENDPOINTS_NOT_REQUIRED))
-    return cluster_status(view, service.addresses, False,
-                          f"{Reason.NO_READY_ENDPOINTS}: no ready endpoint in EndpointSlices")
+        return no_address(view, "status.loadBalancer has no ingress yet")
+    return endpoints_ready(view, service.addresses, view.ready_endpoints, required=not allow_without_endpoints)
 
 
 def render_service_endpoints(intent: ServiceIntent, names: ServiceNames, clusters: tuple[ClusterStatus, ...],
@@ -111,9 +211,6 @@ class ServiceSource(Source[ServiceIntent]):
 
     def parse_intent(self, raw: dict[str, Any]) -> ServiceIntent:
         return parse_service_intent(raw)
-
-    def domain_ref(self, intent: ServiceIntent) -> str:
-        return intent.domain_ref
 
     def generated_spec(self, obj: MemberService, request: AppRequest) -> dict[str, Any]:
         """A Service's names come from its name, its namespace and the Domain: it takes no list of hosts."""

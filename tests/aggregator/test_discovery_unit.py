@@ -9,16 +9,7 @@ from typing import Any
 import pytest
 
 from aggregator.health.readiness import MemberView, Reachability
-from aggregator.model import (
-    IntentKey,
-    IntentKind,
-    MemberCluster,
-    MemberService,
-    Policy,
-    SecretKeyRef,
-    ServicePort,
-    parse_member_service,
-)
+from aggregator.model import IntentKey, IntentKind, MemberCluster, Policy, SecretKeyRef
 from aggregator.registry.domains import NamespaceLabels
 from aggregator.selfservice.discovery import (
     CANNOT_GENERATE,
@@ -49,6 +40,7 @@ from aggregator.selfservice.pod_probes import (
 )
 from aggregator.sources import SOURCES
 from aggregator.sources.base import MemberKind
+from aggregator.sources.service import MemberService, ServicePort, parse_member_service
 from fleetdns.healthcheck import Scheme
 from fleetdns.kubeapi import KubeError
 from fleetdns.labelselector import SelectorError, parse_label_selector

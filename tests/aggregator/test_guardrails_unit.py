@@ -13,7 +13,6 @@ import pytest
 from aggregator.model import (
     ClusterStatus,
     Domain,
-    IngressIntent,
     IntentKey,
     IntentKind,
     IntentStatus,
@@ -26,6 +25,7 @@ from aggregator.registry.guardrails import CLAIMED_BY_ANOTHER_INTENT, GuardRails
 from aggregator.render.status import HOSTNAMES_ALLOWED, HOSTNAMES_CLAIMED, READY, Outcome, build_status, refusal_events
 from aggregator.sources import SOURCES
 from aggregator.sources.base import Desired
+from aggregator.sources.ingress import IngressIntent
 
 pytestmark = pytest.mark.unit
 

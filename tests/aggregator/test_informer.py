@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from aggregator.model import MemberService, parse_member_service
+from aggregator.sources.service import MemberService, parse_member_service
 from fleetdns import informer as informer_module
 from fleetdns.apipaths import NAMESPACES, SERVICES
 from fleetdns.informer import Gone, Informer

@@ -21,14 +21,14 @@ from aggregator.model import (
     LABEL_INTENT_NAME,
     DNSEndpointObject,
     Domain,
-    Intent,
     IntentKey,
     IntentKind,
     MemberCluster,
     parse_dns_endpoint,
-    parse_service_intent,
 )
 from aggregator.sources.base import MemberObjects
+from aggregator.sources.intent import Intent
+from aggregator.sources.service import parse_service_intent
 from fleetdns.apipaths import CUSTOM_RESOURCE_DEFINITIONS, DNS_ENDPOINTS, SERVICE_DNS_RECORDS
 from fleetdns.kubeapi import KubeClient, KubeError
 from rig import Fleet, KubeAPIServer, ManagedProcess
@@ -55,7 +55,7 @@ from tests.support.aggregator import (
 )
 
 if TYPE_CHECKING:
-    from aggregator.model import InvalidIntent
+    from aggregator.sources.intent import InvalidIntent
 
 pytestmark = pytest.mark.apiserver
 SERVICE_CRD = "servicednsrecords.fleetdns.io"

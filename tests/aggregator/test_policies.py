@@ -16,19 +16,16 @@ from aggregator.model import (
     ParseError,
     Policy,
     RegionHealth,
-    ServiceIntent,
     TargetWeight,
     Verdict,
     parse_load_balancing,
-    parse_service_intent,
     parse_status,
 )
 from aggregator.policy.loadbalancing import Selector, address_weights, scaled
 from aggregator.render.records import address_records
 from aggregator.render.status import Outcome, answer_moved, build_status, fail_open_event
 from aggregator.sources.ingress import render_ingress_endpoints
-from aggregator.sources.naming import service_names
-from aggregator.sources.service import render_service_endpoints
+from aggregator.sources.service import ServiceIntent, parse_service_intent, render_service_endpoints, service_names
 from fleetdns.endpoint import Endpoint
 from fleetdns.weights import WEIGHTS_PROPERTY, parse_weights
 
@@ -151,7 +148,7 @@ def test_failover_never_empties_an_answer() -> None:
 
 
 def test_every_name_applies_the_policy_to_its_own_candidates() -> None:
-    intent = ServiceIntent("shop", "web", "u", 1, "fleet", load_balancing=failover("east", "west"))
+    intent = ServiceIntent("shop", "web", "u", 1, domain_ref="fleet", load_balancing=failover("east", "west"))
     names = service_names(intent, "example.com")
     clusters = (cluster("east"), cluster("west"))
     out = {(e.dns_name, e.record_type): e.targets for e in render_service_endpoints(

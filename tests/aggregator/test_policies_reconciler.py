@@ -12,7 +12,8 @@ import pytest
 
 from aggregator.controller.reconciler import Reconciler
 from aggregator.health.quorum import Freshness, ReportIndex, Votes
-from aggregator.model import IntentKey, ProberLease, parse_service_intent
+from aggregator.model import IntentKey, ProberLease
+from aggregator.sources.service import parse_service_intent
 from fleetdns.healthcheck import parse_health_check
 from fleetdns.healthreport import DownEntry, HealthReport, intent_ref
 from fleetdns.weights import WEIGHTS_PROPERTY

@@ -16,17 +16,16 @@ from aggregator.metrics import AggregatorMetrics
 from aggregator.model import (
     DNSEndpointObject,
     Domain,
-    Intent,
     IntentKey,
     IntentKind,
     LoadBalancerAddress,
     MemberCluster,
-    MemberService,
     SecretKeyRef,
     parse_dns_endpoint,
-    parse_service_intent,
 )
 from aggregator.sources.base import MemberKind
+from aggregator.sources.intent import Intent
+from aggregator.sources.service import MemberService, parse_service_intent
 from fleetdns.apipaths import DNS_ENDPOINTS, SERVICE_DNS_RECORDS
 from fleetdns.kubeapi import KubeClient, NotLeaderError
 from rig import Fleet

@@ -13,19 +13,12 @@ import pytest
 from aggregator.controller.events import InvolvedObject
 from aggregator.health.readiness import KindProblem, MemberView, Reachability
 from aggregator.metrics import AggregatorMetrics
-from aggregator.model import (
-    IntentKey,
-    IntentKind,
-    InvalidIntent,
-    MemberCluster,
-    MemberService,
-    SecretKeyRef,
-    ServiceIntent,
-    parse_service_intent,
-)
+from aggregator.model import IntentKey, IntentKind, MemberCluster, SecretKeyRef
 from aggregator.selfservice.generator import Generator
 from aggregator.sources import SOURCES
 from aggregator.sources.base import MemberKind
+from aggregator.sources.intent import InvalidIntent
+from aggregator.sources.service import MemberService, ServiceIntent, parse_service_intent
 from fleetdns.apipaths import SERVICE_DNS_RECORDS
 from fleetdns.kubeapi import KubeClient, KubeError, NotLeaderError
 from rig import Fleet

@@ -8,7 +8,7 @@ import itertools
 
 import pytest
 
-from aggregator.model import IntentKey, IntentKind, MemberIngress, MemberService, Policy
+from aggregator.model import IntentKey, IntentKind, Policy
 from aggregator.selfservice.annotations import AnnotationError, opted_in, parse_request
 from aggregator.selfservice.generator import (
     ANNOTATION_CONFLICTS,
@@ -19,9 +19,9 @@ from aggregator.selfservice.generator import (
     needs_write,
     spec_patch,
 )
-from aggregator.sources.ingress import IngressSource
+from aggregator.sources.ingress import IngressSource, MemberIngress
 from aggregator.sources.request import AppRequest, Claim, RequestError, common_spec
-from aggregator.sources.service import ServiceSource
+from aggregator.sources.service import MemberService, ServiceSource
 
 KEY = IntentKey(IntentKind.SERVICE, "shop", "web")
 T0, T1, T2 = "2026-01-01T00:00:00Z", "2026-01-01T00:00:01Z", "2026-01-02T00:00:00Z"

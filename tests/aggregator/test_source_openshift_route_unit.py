@@ -16,23 +16,24 @@ from aggregator.model import (
     IntentKind,
     LoadBalancerAddress,
     MemberCluster,
-    MemberService,
     ParseError,
     SecretKeyRef,
 )
 from aggregator.render.status import Outcome
 from aggregator.settings import parse_settings
 from aggregator.sources import build_sources
-from aggregator.sources.openshift import MemberRoute, parse_member_route, parse_route_intent
 from aggregator.sources.openshift_route import (
     ROUTE_KIND,
+    MemberRoute,
     RouterService,
     RouteSource,
     RouteView,
     evaluate_route_cluster,
+    parse_member_route,
+    parse_route_intent,
 )
 from aggregator.sources.request import AppRequest, RequestError
-from aggregator.sources.service import SERVICE_KIND
+from aggregator.sources.service import SERVICE_KIND, MemberService
 from fleetdns.apipaths import ROUTE_DNS_RECORDS
 from fleetdns.endpoint import Endpoint
 

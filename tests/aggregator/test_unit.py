@@ -13,28 +13,37 @@ from aggregator.controller.workqueue import RETRY_BASE_DELAY, RETRY_MAX_DELAY, W
 from aggregator.health.readiness import Reachability
 from aggregator.model import (
     ClusterStatus,
-    IngressIntent,
     IntentKey,
     IntentKind,
     IntentStatus,
     LoadBalancerAddress,
     MemberCluster,
-    MemberIngress,
-    MemberService,
     SecretKeyRef,
-    ServiceIntent,
     parse_domain,
-    parse_endpoint_slice,
-    parse_member_ingress,
-    parse_member_service,
-    parse_service_intent,
 )
 from aggregator.render.records import address_records
 from aggregator.render.status import Outcome, build_status, cluster_changes
 from aggregator.settings import parse_settings
-from aggregator.sources.ingress import IngressView, evaluate_ingress_cluster, render_ingress_endpoints
-from aggregator.sources.naming import ingress_host_names, service_names
-from aggregator.sources.service import ServiceView, evaluate_service_cluster, render_service_endpoints
+from aggregator.sources.endpoint_slices import parse_endpoint_slice
+from aggregator.sources.ingress import (
+    IngressIntent,
+    IngressView,
+    MemberIngress,
+    evaluate_ingress_cluster,
+    ingress_host_names,
+    parse_member_ingress,
+    render_ingress_endpoints,
+)
+from aggregator.sources.service import (
+    MemberService,
+    ServiceIntent,
+    ServiceView,
+    evaluate_service_cluster,
+    parse_member_service,
+    parse_service_intent,
+    render_service_endpoints,
+    service_names,
+)
 from fleetdns.config import ConfigError
 from fleetdns.dnsname import InvalidDNSNameError, check_publishable
 from fleetdns.endpoint import Endpoint

@@ -12,12 +12,10 @@ from aggregator.model import (
     AnswerCluster,
     ClusterStatus,
     DNSViewObject,
-    IngressIntent,
     IntentStatus,
     LoadBalancerAddress,
     LoadBalancing,
     Policy,
-    ServiceIntent,
     parse_dns_view_object,
     parse_status,
 )
@@ -32,9 +30,8 @@ from aggregator.policy.proximity import (
     views_of,
 )
 from aggregator.render.status import Outcome, answer_moved, build_status, dns_view_conditions
-from aggregator.sources.ingress import render_ingress_endpoints
-from aggregator.sources.naming import service_names
-from aggregator.sources.service import render_service_endpoints
+from aggregator.sources.ingress import IngressIntent, render_ingress_endpoints
+from aggregator.sources.service import ServiceIntent, render_service_endpoints, service_names
 from fleetdns.dnsview import VIEW_PROPERTY, DNSView, Location, accept_views, parse_dns_view
 from fleetdns.healthreport import HealthReport, LatencyEntry
 
@@ -208,7 +205,7 @@ def test_while_failing_open_each_view_answers_from_the_last_healthy_set() -> Non
 # --- records, status, events ---------------------------------------------------------------------------------
 
 def intent(policy: Policy) -> ServiceIntent:
-    return ServiceIntent("shop", "web", "uid", 1, "fleet", load_balancing=LoadBalancing(policy))
+    return ServiceIntent("shop", "web", "uid", 1, domain_ref="fleet", load_balancing=LoadBalancing(policy))
 
 
 def test_the_global_name_gets_one_endpoint_per_view_and_region_names_keep_their_own_answer() -> None:

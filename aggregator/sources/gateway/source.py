@@ -14,30 +14,24 @@ Health checks are sent with Host = the first of ``spec.hosts``, else ``status.fq
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from aggregator.health.readiness import KindProblem, MemberView, Reason, cluster_status, kind_unavailable, unreachable
-from aggregator.model import (
-    DEFAULT_TTL,
-    ClusterStatus,
-    HostnameMode,
-    IntentKey,
-    IntentKind,
-    IntentStatus,
-    LoadBalancerAddress,
-    LoadBalancing,
-    ParseError,
-    as_dict,
-    as_list,
-    parse_hostname_mode,
-    parse_load_balancing,
-    parse_status,
+from aggregator.health.readiness import (
+    KindProblem,
+    MemberView,
+    Reason,
+    backends_ready,
+    cannot_serve,
+    kind_not_served,
+    kind_unavailable,
+    no_address,
+    unreachable,
 )
+from aggregator.model import ClusterStatus, IntentKey, IntentKind, ParseError, as_dict, as_list
 from aggregator.policy.loadbalancing import Selector
 from aggregator.sources.base import (
-    NO_HOSTNAMES,
     Desired,
     Domains,
     MemberIndex,
@@ -61,14 +55,13 @@ from aggregator.sources.gateway.objects import (
     published_names,
     route_parser,
 )
+from aggregator.sources.intent import Intent, parse_intent
 from aggregator.sources.request import AppRequest, RequestError, common_spec
 from fleetdns.apipaths import GATEWAY_DNS_RECORDS, GATEWAYS
 from fleetdns.dnsname import InvalidDNSNameError, normalize_name
-from fleetdns.healthcheck import HealthCheck, HealthCheckError, parse_health_check
 
 GATEWAY_MEMBER_KIND = MemberKind(GATEWAYS, parse_gateway, required=False)
 ROUTE_MEMBER_KINDS = {kind: MemberKind(kind.resource, route_parser(kind), required=False) for kind in RouteKind}
-NOT_ACCEPTED = "NotAccepted"  # no parent Gateway accepted the route (status.parents[] Accepted=True)
 RouteRef = tuple[RouteKind, str, str]  # (kind, namespace, name) in one member
 
 
@@ -79,29 +72,14 @@ class ServiceHealthPolicy(StrEnum):
     ALL = "AllBackends"
 
 
-@dataclass(frozen=True)
-class GatewayIntent:
+@dataclass(frozen=True, kw_only=True)
+class GatewayIntent(Intent):
     """A GatewayDNSRecord: publish the names route ``name`` (of ``route_kind``) serves in every member."""
 
-    namespace: str
-    name: str
-    uid: str
-    generation: int
+    kind = IntentKind.GATEWAY
     route_kind: RouteKind = RouteKind.HTTP
     hosts: tuple[str, ...] = ()  # limits the names (HTTP, GRPC, TLS); the names themselves (TCP, UDP)
     service_health_policy: ServiceHealthPolicy = ServiceHealthPolicy.ANY
-    domain_ref: str = ""
-    record_ttl: int = DEFAULT_TTL
-    load_balancer_hostnames: HostnameMode = HostnameMode.RESOLVE
-    load_balancing: LoadBalancing = field(default_factory=LoadBalancing)
-    health_check: HealthCheck | None = None
-    status: IntentStatus = field(default_factory=IntentStatus)
-    status_json: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
-    created: str = ""  # metadata.creationTimestamp
-
-    @property
-    def key(self) -> IntentKey:
-        return IntentKey(IntentKind.GATEWAY, self.namespace, self.name)
 
 
 def _enum(raw: Any, enum: Any, default: Any, name: str) -> Any:
@@ -113,7 +91,7 @@ def _enum(raw: Any, enum: Any, default: Any, name: str) -> Any:
 
 def parse_gateway_intent(obj: dict[str, Any]) -> GatewayIntent:
     """ParseError names the field (the CRD refuses these at admission; this guards older objects)."""
-    meta, spec, status = as_dict(obj.get("metadata")), as_dict(obj.get("spec")), as_dict(obj.get("status"))
+    spec = as_dict(obj.get("spec"))
     kind: RouteKind = _enum(spec.get("routeKind"), RouteKind, RouteKind.HTTP, "spec.routeKind")
     try:
         hosts = tuple(dict.fromkeys(normalize_name(str(h)) for h in as_list(spec.get("hosts"))))
@@ -121,23 +99,9 @@ def parse_gateway_intent(obj: dict[str, Any]) -> GatewayIntent:
         raise ParseError(f"spec.hosts: {error}") from None
     if not hosts and not kind.has_hostnames:
         raise ParseError(f"spec.hosts is required for routeKind {kind}: a {kind} has no hostnames of its own")
-    ttl = spec.get("recordTTL")
-    if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, int)):
-        raise ParseError(f"spec.recordTTL must be an integer, not {ttl!r}")
-    try:
-        check = parse_health_check(spec.get("healthCheck"))
-    except HealthCheckError as error:
-        raise ParseError(str(error)) from None
-    return GatewayIntent(
-        namespace=str(meta.get("namespace") or ""), name=str(meta.get("name") or ""), uid=str(meta.get("uid") or ""),
-        generation=int(meta.get("generation") or 0), route_kind=kind, hosts=hosts,
-        service_health_policy=_enum(spec.get("serviceHealthPolicy"), ServiceHealthPolicy, ServiceHealthPolicy.ANY,
-                                    "spec.serviceHealthPolicy"),
-        domain_ref=str(spec.get("domainRef") or ""), record_ttl=ttl or DEFAULT_TTL,
-        load_balancer_hostnames=parse_hostname_mode(spec),
-        load_balancing=parse_load_balancing(spec.get("loadBalancing")), health_check=check,
-        status=parse_status(status), status_json=status,
-        created=str(meta.get("creationTimestamp") or ""))
+    return parse_intent(GatewayIntent, obj, route_kind=kind, hosts=hosts,
+                        service_health_policy=_enum(spec.get("serviceHealthPolicy"), ServiceHealthPolicy,
+                                                    ServiceHealthPolicy.ANY, "spec.serviceHealthPolicy"))
 
 
 # --- one member ------------------------------------------------------------------------------------------
@@ -169,32 +133,21 @@ def evaluate_gateway_cluster(intent: GatewayIntent, view: GatewayView) -> Cluste
                                              *(f"not published: {n}" for n in names.left_out)))
     if not attached.accepted:
         why = "; ".join(attached.problems) or "the route names no parent Gateway"
-        return cluster_status(view, (), False, f"{NOT_ACCEPTED}: {why}")
+        return cannot_serve(view, Reason.NOT_ACCEPTED, why)
     if not names.names:
-        return cluster_status(view, (), False, f"{NO_HOSTNAMES}: nothing to publish{notes}")
-
-    def entry(addresses: tuple[LoadBalancerAddress, ...], healthy: bool, reason: str) -> ClusterStatus:
-        return replace(cluster_status(view, addresses, healthy, reason), hosts=names.names)
-
+        return cannot_serve(view, Reason.NO_HOSTNAMES, f"nothing to publish{notes}")
     if not attached.addresses:
-        return entry(attached.addresses, False, f"{Reason.NO_LOAD_BALANCER_ADDRESS}: no accepted parent Gateway has "
-                                                f"status.addresses yet{notes}")
-    ready = [b for b in route.backends if view.backend_ready.get(b, 0) > 0]
-    if intent.service_health_policy is ServiceHealthPolicy.ALL:
-        healthy = bool(route.backends) and len(ready) == len(route.backends)
-    else:
-        healthy = bool(ready)
-    if healthy:
-        return entry(attached.addresses, True, f"{Reason.READY_ENDPOINTS}: backend {_services(route, ready)}{notes}")
-    waiting = [b for b in route.backends if b not in ready]
-    behind = (f"no ready endpoint behind {_services(route, waiting)}" if route.backends
-              else "the route has no backend Service")
-    policy = " (AllBackends)" if intent.service_health_policy is ServiceHealthPolicy.ALL and ready else ""
-    return entry(attached.addresses, False, f"{Reason.NO_READY_BACKENDS}: {behind}{policy}{notes}")
+        return no_address(view, f"no accepted parent Gateway has status.addresses yet{notes}", names.names)
+    ready = {_service(route, backend): view.backend_ready.get(backend, 0) for backend in route.backends}
+    every = intent.service_health_policy is ServiceHealthPolicy.ALL
+    return backends_ready(view, attached.addresses, ready, every=every, without="the route has no backend Service",
+                          notes=notes, hosts=names.names)
 
 
-def _services(route: Route, services: list[ServiceRef]) -> str:
-    return ", ".join(name if namespace == route.namespace else f"{namespace}/{name}" for namespace, name in services)
+def _service(route: Route, service: ServiceRef) -> str:
+    """A backend as reasons name it: by name in the route's namespace, else namespace/name."""
+    namespace, name = service
+    return name if namespace == route.namespace else f"{namespace}/{name}"
 
 
 class _GatewayIndex(MemberIndex):
@@ -257,9 +210,6 @@ class GatewaySource(Source[GatewayIntent]):
                                "cannot be served: list the names to publish (annotation fleetdns.io/hosts)")
         return spec
 
-    def domain_ref(self, intent: GatewayIntent) -> str:
-        return intent.domain_ref
-
     def new_index(self) -> MemberIndex:
         return _GatewayIndex()
 
@@ -276,9 +226,7 @@ class GatewaySource(Source[GatewayIntent]):
                         gateways[(ref.namespace, ref.name)] = gateway
                 ready = {service: member.ready_endpoints(*service) for service in route.backends}
         if problem is not None and not problem.served and route is not None:
-            # The route kind is served but Gateways are not: the route exists, its addresses cannot be known.
-            return cluster_status(view, (), False, f"{Reason.KIND_UNAVAILABLE}: {problem.kind} not served on this "
-                                                   f"member ({problem.detail}); retried periodically")
+            return kind_not_served(view, problem)  # the route kind is served but Gateways are not
         return evaluate_gateway_cluster(
             intent, GatewayView(view.cluster, view.reachability, view.detail, view.last_known, route, gateways, ready,
                                 problem))
