@@ -1,4 +1,4 @@
-"""The registered sources: one line per kind of member object (see "Sources" in aggregator/README.md)."""
+"""The registered sources: one line per kind of member object (docs/aggregator/sources.md)."""
 
 from aggregator.sources.base import SourceRegistry
 from aggregator.sources.gateway.source import GatewaySource
