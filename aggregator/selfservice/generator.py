@@ -43,10 +43,10 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from aggregator.controller.events import EventSink, InvolvedObject
 from aggregator.controller.workqueue import WorkQueue
 from aggregator.metrics import AggregatorMetrics
 from aggregator.model import Condition, Intent, IntentKey, IntentKind, InvalidIntent
+from aggregator.render.events import EventSink, InvolvedObject
 from aggregator.selfservice.annotations import AnnotationClaims, describe_field
 from aggregator.sources.base import MemberObjects, Source, SourceRegistry
 from aggregator.sources.request import DEFAULT_WEIGHT, Claim

@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 
-from aggregator.controller.events import InvolvedObject
 from aggregator.health.readiness import KindProblem, MemberView, Reachability
 from aggregator.metrics import AggregatorMetrics
 from aggregator.model import (
@@ -23,6 +22,7 @@ from aggregator.model import (
     ServiceIntent,
     parse_service_intent,
 )
+from aggregator.render.events import InvolvedObject
 from aggregator.selfservice.generator import Generator
 from aggregator.sources import SOURCES
 from aggregator.sources.base import MemberKind

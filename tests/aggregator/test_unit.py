@@ -29,8 +29,9 @@ from aggregator.model import (
     parse_member_service,
     parse_service_intent,
 )
+from aggregator.render.events import cluster_changes
 from aggregator.render.records import address_records
-from aggregator.render.status import Outcome, build_status, cluster_changes
+from aggregator.render.status import Outcome, build_status
 from aggregator.settings import parse_settings
 from aggregator.sources.ingress import IngressView, evaluate_ingress_cluster, render_ingress_endpoints
 from aggregator.sources.naming import ingress_host_names, service_names

@@ -31,7 +31,8 @@ from aggregator.policy.proximity import (
     mean_location,
     views_of,
 )
-from aggregator.render.status import Outcome, answer_moved, build_status, dns_view_conditions
+from aggregator.render.events import answer_moved
+from aggregator.render.status import Outcome, build_status, dns_view_conditions
 from aggregator.sources.ingress import render_ingress_endpoints
 from aggregator.sources.naming import service_names
 from aggregator.sources.service import render_service_endpoints
