@@ -20,7 +20,6 @@ import yaml
 from aggregator.controller.events import FLUSH_SECONDS, EventRecorder
 from aggregator.controller.members import MemberConnection
 from aggregator.controller.reconciler import Reconciler
-from aggregator.controller.workqueue import WorkQueue
 from aggregator.health.latency import LatencyIndex
 from aggregator.health.quorum import Freshness, ReportIndex, Votes
 from aggregator.health.readiness import Reachability
@@ -71,6 +70,7 @@ from fleetdns.dnsname import InvalidDNSNameError, normalize_name
 from fleetdns.healthreport import REGION_LABEL, HealthReport, intent_ref, parse_health_report
 from fleetdns.informer import Informer
 from fleetdns.kubeapi import KubeClient, KubeError, NotLeaderError, member_api_client
+from fleetdns.workqueue import WorkQueue
 
 logger = logging.getLogger("aggregator.engine")
 SECRET_RETRY = 10.0

@@ -43,7 +43,6 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from aggregator.controller.workqueue import WorkQueue
 from aggregator.metrics import AggregatorMetrics
 from aggregator.model import Condition, Intent, IntentKey, IntentKind, InvalidIntent
 from aggregator.render.events import EventSink, InvolvedObject
@@ -53,6 +52,7 @@ from aggregator.sources.request import DEFAULT_WEIGHT, Claim
 from fleetdns.apipaths import Resource, host_cannot_read
 from fleetdns.informer import Informer
 from fleetdns.kubeapi import KubeClient, KubeError, NotLeaderError
+from fleetdns.workqueue import WorkQueue
 
 __all__ = ["Claim", "ClaimSource", "Generator", "GeneratorInputs", "merge"]
 

@@ -9,7 +9,6 @@ import time
 
 import pytest
 
-from aggregator.controller.workqueue import RETRY_BASE_DELAY, RETRY_MAX_DELAY, WorkQueue, backoff_delay
 from aggregator.health.readiness import Reachability
 from aggregator.model import (
     ClusterStatus,
@@ -39,6 +38,7 @@ from aggregator.sources.service import ServiceView, evaluate_service_cluster, re
 from fleetdns.config import ConfigError
 from fleetdns.dnsname import InvalidDNSNameError, check_publishable
 from fleetdns.endpoint import Endpoint
+from fleetdns.workqueue import RETRY_BASE_DELAY, RETRY_MAX_DELAY, WorkQueue, backoff_delay
 
 pytestmark = pytest.mark.unit
 
