@@ -25,11 +25,7 @@ class Member:
     """One member cluster as this reconcile saw it: its reachability (read once) and its objects."""
 
     view: MemberView
-    objects: MemberObjects
-
-    @property
-    def name(self) -> str:
-        return self.objects.name
+    objects: MemberObjects  # its name is the MemberCluster's
 
 
 @dataclass(frozen=True)
@@ -49,7 +45,7 @@ def plan(source: Source[Any], intent: Intent, previous: IntentStatus, observed: 
     if intent.health_check is not None:
         check_id = intent.health_check.resolved(source.check_host(intent, observed.domains)).check_id
         entries = judge(entries, check_id, observed.votes)
-    fleet = {member.name: member.view.cluster.region for member in observed.members}
+    fleet = {member.objects.name: member.view.cluster.region for member in observed.members}
     selector = Selector(intent.load_balancing, entries, fleet, previous.answer(), observed.locality, previous.answers)
     desired = source.render(intent, entries, observed.domains, selector)
     return replace(desired, outcome=replace(desired.outcome, selection=selector.selection))
@@ -61,7 +57,7 @@ def evaluate(source: Source[Any], intent: Intent, previous: IntentStatus,
     load balancers' hostnames resolved."""
     last = {entry.cluster: entry for entry in previous.dns}
     entries = tuple(entry for member in members
-                    if (entry := source.evaluate(intent, replace(member.view, last_known=last.get(member.name)),
+                    if (entry := source.evaluate(intent, replace(member.view, last_known=last.get(member.objects.name)),
                                                  member.objects)) is not None)
     return source.resolve_hostnames(intent, entries)
 

@@ -42,7 +42,7 @@ from aggregator.plan import Member, Observed, plan, unreadable
 from aggregator.policy.proximity import Locality, client_views
 from aggregator.registry.domains import DomainLookup
 from aggregator.registry.guardrails import GuardRails
-from aggregator.render.events import EventSink, InvolvedObject, status_events
+from aggregator.render.events import Event, EventSink, InvolvedObject, status_events
 from aggregator.render.status import (
     DEGRADED,
     NAME_CONFLICT,
@@ -175,7 +175,7 @@ class Reconciler:
             outcome = self._publish(source, intent, desired)
         status = build_status(outcome, intent.generation, old, now_rfc3339(), self.agreement(key))
         if old != status:
-            self._report(key, source, intent.uid, old, status)
+            self._report(key, source, intent.uid, status, status_events(old, status))
         self._last_status[key] = status
         self._conditions[key] = (_condition(status, READY), _condition(status, DEGRADED))
         return True
@@ -213,17 +213,18 @@ class Reconciler:
         self._conditions.pop(key, None)
         self._last_status.pop(key, None)
 
-    def _report(self, key: IntentKey, source: Source[Any], uid: str, old: IntentStatus, new: IntentStatus) -> None:
-        """Write the status, then hand its events to the recorder (it posts them in the background; a repeat
-        bumps its count)."""
-        self._last_status[key] = new  # before the write: its watch event may arrive before we return
+    def _report(self, key: IntentKey, source: Source[Any], uid: str, status: IntentStatus,
+                events: list[Event]) -> None:
+        """Write the status, then hand the events of its change to the recorder (it posts them in the background;
+        a repeat bumps its count)."""
+        self._last_status[key] = status  # before the write: its watch event may arrive before we return
         try:
-            self._write_status(key, source, new)
+            self._write_status(key, source, status)
         except KubeError:
             self._last_status.pop(key, None)
             raise
         involved = InvolvedObject(source.intent_resource.api_version, str(key.kind), key.namespace, key.name, uid)
-        for event in status_events(old, new):
+        for event in events:
             self.events.record(involved, event.type, event.reason, event.message)
             logger.info("intent event", extra={"intent": str(key), "reason": event.reason, "detail": event.message})
 
