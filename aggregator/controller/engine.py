@@ -1,13 +1,12 @@
 """The watch engine: host informers (intents of every source, Domains, MemberClusters, our DNSEndpoints,
-the probers' HealthReports and Leases, DNSViews), member connections, the work queue and its workers. Writes
-happen only while this replica leads.
+the probers' HealthReports and Leases, DNSViews), what their changes queue, the work queue and its workers.
+Writes happen only while this replica leads.
 
-The engine is what the reconciler reads (``ReconcileInputs``); member connections are built outside
-every lock (the kubeconfig Secret read and a credential plugin may block) and swapped in under it."""
+The engine is what the reconciler reads (``ReconcileInputs``) and the guard rails read (``GuardInputs``); the
+member connections are connections.py's."""
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import logging
 import threading
@@ -15,15 +14,12 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-import yaml
-
+from aggregator.controller.connections import MemberConnections
 from aggregator.controller.events import FLUSH_SECONDS, EventRecorder
 from aggregator.controller.members import MemberConnection
 from aggregator.controller.reconciler import Reconciler
-from aggregator.controller.workqueue import WorkQueue
 from aggregator.health.latency import LatencyIndex
 from aggregator.health.quorum import Freshness, ReportIndex, Votes
-from aggregator.health.readiness import Reachability
 from aggregator.metrics import AggregatorMetrics
 from aggregator.model import (
     DNSEndpointObject,
@@ -62,17 +58,16 @@ from fleetdns.apipaths import (
     LEASES,
     MEMBER_CLUSTERS,
     NAMESPACES,
-    SECRETS,
     Resource,
     host_cannot_read,
 )
 from fleetdns.dnsname import InvalidDNSNameError, normalize_name
 from fleetdns.healthreport import REGION_LABEL, HealthReport, intent_ref, parse_health_report
 from fleetdns.informer import Informer
-from fleetdns.kubeapi import KubeClient, KubeError, NotLeaderError, member_api_client
+from fleetdns.kubeapi import KubeClient, NotLeaderError
+from fleetdns.workqueue import WorkQueue
 
 logger = logging.getLogger("aggregator.engine")
-SECRET_RETRY = 10.0
 DRAIN_SECONDS = 10.0  # SIGTERM: how long in-flight reconciles may finish (well inside a pod's 30 s)
 MEMBER_SYNC_TIMEOUT = 60.0  # a member still busy after this long no longer holds up start-up
 # What an optional host kind that cannot be listed (403, 404) means; an intent kind's refusal names its CRD instead
@@ -95,10 +90,10 @@ class Engine:
         self.sources = sources
         self.queue: WorkQueue[IntentKey | MemberKey | ViewKey] = WorkQueue()
         self.leading = threading.Event()
-        self._members: dict[str, MemberConnection] = {}
-        self._wanted: dict[str, MemberCluster] = {}  # the latest spec of every MemberCluster
-        self._members_lock = threading.RLock()  # held for dictionary updates only, never across I/O
         self._stopping = threading.Event()
+        self.connections = MemberConnections(settings, host, metrics, sources, self._stopping,
+                                             self._member_objects_changed, self.enqueue_all,
+                                             self._schedule_grace_expiry)
         self._workers: list[threading.Thread] = []
         self.started_at = time.monotonic()
         ns = settings.namespace
@@ -175,7 +170,7 @@ class Engine:
         self.generator.start()
         self.discovery.start(self.generator)
         threading.Thread(target=self._enqueue_when_synced, name="host-sync", daemon=True).start()
-        threading.Thread(target=self._retry_members, name="member-retry", daemon=True).start()
+        self.connections.start()
         threading.Thread(target=self._watch_freshness, name="prober-freshness", daemon=True).start()
         for index in range(self.settings.workers):
             worker = threading.Thread(target=self._work, name=f"worker-{index}", daemon=True)
@@ -201,8 +196,7 @@ class Engine:
         self.set_leading(False)
         for informer in self.host_informers:
             informer.stop()
-        for member in self.members():
-            member.stop()
+        self.connections.stop()
         self.events.stop(FLUSH_SECONDS)
         if self.hostnames is not None:
             self.hostnames.stop()
@@ -263,8 +257,7 @@ class Engine:
         return self.member_clusters.store.get(name)
 
     def members(self) -> list[MemberConnection]:
-        with self._members_lock:
-            return sorted(self._members.values(), key=lambda m: m.name)
+        return self.connections.members()
 
     def domain(self, namespace: str, name: str) -> Domain | None:
         return self.domains.store.get(f"{namespace}/{name}")
@@ -513,71 +506,13 @@ class Engine:
         return changed
 
     def _member_cluster_changed(self, old: MemberCluster | None, new: MemberCluster | None) -> None:
+        self.connections.cluster_changed(old, new)
         if new is None:
             assert old is not None
-            with self._members_lock:
-                self._wanted.pop(old.name, None)
-                gone = self._members.pop(old.name, None)
-            if gone is not None:
-                gone.stop()
-            self._forget_member_metrics(old.name)
             self.generator.forget_cluster(old.name)
-        else:
-            with self._members_lock:
-                self._wanted[new.name] = new
-                current = self._members.get(new.name)
-                reconnect = old is None or current is None or old.kubeconfig_secret != new.kubeconfig_secret
-                if not reconnect and current is not None:
-                    current.cluster = new
-            if reconnect:
-                self._connect(new)
-            if old is not None and old.labels != new.labels:
-                self.discovery.clusters_changed()  # DiscoveryRules' clusterSelectors
+        elif old is not None and old.labels != new.labels:
+            self.discovery.clusters_changed()  # DiscoveryRules' clusterSelectors
         self.enqueue_all()
-
-    def _member_client(self, cluster: MemberCluster) -> tuple[KubeClient | None, str]:
-        """The member's client from its kubeconfig Secret, or why there is none; the Secret's content is
-        never logged. Network I/O (and a kubeconfig's credential plugin): never called under a lock."""
-        ref = cluster.kubeconfig_secret
-        try:
-            secret = self.host.get(SECRETS.path(ref.namespace, ref.name))
-            encoded = (secret.get("data") or {}).get(ref.key)
-            if not encoded:
-                raise ValueError(f"Secret {ref.namespace}/{ref.name} has no key {ref.key!r}")
-            kubeconfig = yaml.safe_load(base64.b64decode(encoded))
-            return KubeClient(member_api_client(kubeconfig)), ""
-        except KubeError as error:
-            return None, f"Secret {ref.namespace}/{ref.name}: {error.status} {error.reason}"
-        except Exception as error:  # noqa: BLE001 - any bad kubeconfig; the message must not quote it
-            return None, f"kubeconfig in Secret {ref.namespace}/{ref.name} key {ref.key!r} unusable: " \
-                         f"{type(error).__name__}"
-
-    def _connect(self, cluster: MemberCluster, since: float | None = None,
-                 replacing: MemberConnection | None = None) -> MemberConnection | None:
-        """Build a connection outside the lock, then swap it in unless something newer won meanwhile: the
-        MemberCluster's Secret reference changed or it was deleted, or (``replacing``) another rebuild
-        already replaced that connection. None when superseded."""
-        client, detail = self._member_client(cluster)
-        member = MemberConnection(cluster, client, detail, self.settings.namespace, self.settings.member_grace_period,
-                                  self._member_objects_changed, self._member_state_changed, since, self.sources)
-        with self._members_lock:
-            wanted = self._wanted.get(cluster.name)
-            previous = self._members.get(cluster.name)
-            if wanted is None or wanted.kubeconfig_secret != cluster.kubeconfig_secret \
-                    or replacing is not None and previous is not replacing:
-                return None
-            member.cluster = wanted
-            self._members[cluster.name] = member
-        if previous is not None:
-            previous.stop()
-        if client is None:
-            logger.warning("member cluster unavailable", extra={"cluster": cluster.name, "detail": detail})
-        else:
-            logger.info("connecting to member cluster", extra={"cluster": cluster.name})
-        self._record_member_state(member)
-        member.start()
-        self._schedule_grace_expiry(member)
-        return member
 
     def _schedule_grace_expiry(self, member: MemberConnection) -> None:
         """Reconcile everything again when the member's last known answer expires (nothing else would)."""
@@ -586,47 +521,6 @@ class Engine:
             for key in self.all_intent_keys():
                 self.queue.add_after(key, expires + 0.05)
             self.queue.add_after(MemberKey(member.name), expires + 0.05)
-
-    def _retry_members(self) -> None:
-        """Members whose Secret was missing or unusable, or whose credentials are refused, are rebuilt
-        from their Secret every 10 s (the Secret may arrive later, or be rotated)."""
-        while not self._stopping.wait(SECRET_RETRY):
-            broken = [m for m in self.members() if m.client is None or m.credentials_refused]
-            for stale in broken:
-                # the grace period keeps running from the first failure, however often we rebuild
-                replacement = self._connect(stale.cluster, since=stale.down_since or stale.created_at,
-                                            replacing=stale)
-                if replacement is not None and replacement.client is not None:
-                    self.enqueue_all()
-
-    def _member_state_changed(self, member: MemberConnection) -> None:
-        self._record_member_state(member)
-        reach = member.reachability()
-        problems = {kind.name: f"{p.status} {p.detail}" for kind in member.kinds
-                    if (p := member.kind_problem(kind)) is not None}
-        logger.info("member cluster state", extra={"cluster": member.name, "state": str(reach),
-                                                   "detail": member.detail, "kinds_unavailable": problems})
-        self.enqueue_all()
-        self._schedule_grace_expiry(member)
-
-    def _forget_member_metrics(self, name: str) -> None:
-        with contextlib.suppress(KeyError):
-            self.metrics.member_connected.remove(name)
-        for state in Reachability:
-            with contextlib.suppress(KeyError):
-                self.metrics.member_state.remove(name, str(state))
-        for kind in self.sources.member_kinds():
-            with contextlib.suppress(KeyError):
-                self.metrics.member_kind_available.remove(name, kind.name)
-
-    def _record_member_state(self, member: MemberConnection) -> None:
-        reach = member.reachability()
-        self.metrics.member_connected.labels(member.name).set(1 if member.connected else 0)
-        for state in Reachability:
-            self.metrics.member_state.labels(member.name, str(state)).set(1 if state is reach else 0)
-        for kind in member.kinds:
-            self.metrics.member_kind_available.labels(member.name, kind.name).set(
-                0 if member.kind_problem(kind) is not None else 1)
 
     # --- workers ------------------------------------------------------------------------------
 

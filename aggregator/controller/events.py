@@ -16,10 +16,11 @@ import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
 
 from aggregator.metrics import AggregatorMetrics
+from aggregator.render.events import InvolvedObject
+from aggregator.render.status import now_rfc3339
 from fleetdns.apipaths import EVENTS
 from fleetdns.kubeapi import KubeClient, KubeError
 
@@ -31,34 +32,9 @@ FLUSH_SECONDS = 2.0  # SIGTERM: how long waiting events may still be posted
 MESSAGE_LIMIT = 1024
 
 
-def now_rfc3339() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def event_suffix(uid: str, kind: str, reason: str, message: str) -> str:
     """Same object, type, reason and message -> same Event name, so repeats are counted on one Event."""
     return hashlib.sha256("\0".join((uid, kind, reason, message)).encode()).hexdigest()[:16]
-
-
-@dataclass(frozen=True)
-class InvolvedObject:
-    """The object an event is about."""
-
-    api_version: str
-    kind: str
-    namespace: str
-    name: str
-    uid: str
-
-    def to_json(self) -> dict[str, str]:
-        return {"apiVersion": self.api_version, "kind": self.kind, "namespace": self.namespace,
-                "name": self.name, "uid": self.uid}
-
-
-class EventSink(Protocol):
-    """What a reconcile hands events to; never blocks on the API."""
-
-    def record(self, involved: InvolvedObject, kind: str, reason: str, message: str) -> None: ...
 
 
 @dataclass

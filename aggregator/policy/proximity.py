@@ -19,8 +19,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from aggregator.health.quorum import checked_addresses
-from aggregator.model import ClusterStatus
-from fleetdns.dnsview import DNSView, Location, region_view_name
+from aggregator.model import ClusterStatus, MemberCluster
+from fleetdns.dnsview import DNSView, Location, accept_views, region_view_name
 
 EARTH_RADIUS_KM = 6371.0088  # mean radius (IUGG)
 EQUAL_DISTANCE_KM = 50.0  # clusters this much farther than the nearest count as equally near
@@ -48,6 +48,11 @@ class Locality:
     views: tuple[View, ...] = ()
     locations: Mapping[str, Location] = field(default_factory=dict)  # MemberCluster -> spec.location
     rtts: Rtts = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, views: tuple[View, ...], clusters: Iterable[MemberCluster], rtts: Rtts) -> Locality:
+        """The views with the clusters' locations and the RTTs read from the views' ``latencyFrom`` regions."""
+        return cls(views, {c.name: c.location for c in clusters if c.location is not None}, rtts)
 
 
 @dataclass(frozen=True)
@@ -85,6 +90,16 @@ def views_of(dns_views: Sequence[DNSView], regions: Mapping[str, Sequence[Locati
     own = tuple(View(region_view_name(region), mean_location(locations), region)
                 for region, locations in sorted(regions.items()))
     return tuple(View(v.name, v.location, v.latency_from) for v in dns_views) + own
+
+
+def client_views(clusters: Iterable[MemberCluster], dns_views: Iterable[DNSView]) -> tuple[View, ...]:
+    """The client views: the accepted DNSViews, then one per region of the MemberClusters, at its clusters' mean
+    location (``latency_from`` names the regions whose RTTs the location policies need)."""
+    regions: dict[str, list[Location]] = {}
+    for cluster in clusters:
+        regions.setdefault(cluster.region, []).extend([cluster.location] if cluster.location else [])
+    accepted, _ = accept_views(dns_views)
+    return views_of(accepted, regions)
 
 
 def nearest(view: View, eligible: Sequence[ClusterStatus], candidates: Sequence[ClusterStatus],

@@ -12,14 +12,39 @@ labels of the intent's host namespace.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 
 from aggregator.model import Domain
 from fleetdns.dnsname import InvalidDNSNameError, is_within, normalize_name
 
 NAME_OUTSIDE_DOMAIN = "NameOutsideDomain"
 NAMESPACE_NOT_ALLOWED = "NamespaceNotAllowed"
+
+
+@dataclass(frozen=True)
+class DomainLookup:
+    """The Domain an intent's ``domainRef`` names, read once per reconcile: the sources and the guard rails look it
+    up here (``Domains``, aggregator/sources/base.py), so they all see the same Domain and call nothing back."""
+
+    domain_namespace: str
+    found: Mapping[tuple[str, str], Domain] = field(default_factory=dict)  # (namespace, name) -> Domain
+
+    @classmethod
+    def read(cls, domain: Callable[[str, str], Domain | None], domain_namespace: str, namespace: str,
+             ref: str) -> DomainLookup:
+        """Domain ``ref`` in the intent's ``namespace`` and in the domain namespace (none when ``ref`` is empty):
+        only the Domain named by ``Source.domain_ref``, the one whose changes re-queue the intent."""
+        places = dict.fromkeys((namespace, domain_namespace)) if ref else {}
+        return cls(domain_namespace, {(place, ref): found for place in places
+                                      if (found := domain(place, ref)) is not None})
+
+    def find(self, namespace: str, name: str) -> Domain | None:
+        """The intent's namespace first, then the aggregator's domain namespace."""
+        return self.found.get((namespace, name)) or self.found.get((self.domain_namespace, name))
+
+    def searched(self, namespace: str) -> str:
+        return f"{namespace} or {self.domain_namespace}"
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from enum import StrEnum
 from typing import Any
 
 from aggregator.model import LABEL_INTENT_KIND, LABEL_INTENT_NAME, DNSEndpointObject, IntentKey, OwnerReference
+from aggregator.render.records import intent_owner
 from fleetdns.apipaths import DNS_ENDPOINTS, Resource
 
 
@@ -47,7 +48,7 @@ def ownership(obj: DNSEndpointObject, key: IntentKey, owner: Resource, uid: str 
 def owner_references(obj: DNSEndpointObject | None, key: IntentKey, owner: Resource,
                      uid: str) -> list[dict[str, Any]]:
     """The ownerReferences to write: the intent's (its UID now), plus any others the object already has."""
-    ours = OwnerReference(owner.api_version, owner.kind, key.name, uid, controller=True)
+    ours = intent_owner(key, owner, uid)
     kept = [ref for ref in (obj.owners if obj is not None else ()) if not _names_intent(ref, key, owner)]
     return [ref.to_json() for ref in kept] + [ours.to_json()]
 

@@ -21,9 +21,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from typing import Any
 
-from aggregator.model import LABEL_INTENT_KIND, LABEL_INTENT_NAME, ClusterStatus, IntentKey
+from aggregator.model import LABEL_INTENT_KIND, LABEL_INTENT_NAME, ClusterStatus, IntentKey, OwnerReference
 from aggregator.policy.loadbalancing import Pick, Selector, ViewPick, address_weights, published_ips
-from aggregator.registry.ownership import owner_references
 from fleetdns.apipaths import DNS_ENDPOINTS, Resource
 from fleetdns.dnsview import VIEW_PROPERTY
 from fleetdns.endpoint import Endpoint, ProviderSpecificProperty, RecordType
@@ -99,8 +98,13 @@ def render_dns_endpoint(key: IntentKey, name: str, owner: Resource, intent_uid: 
     (garbage collection on real clusters)."""
     body = DNS_ENDPOINTS.manifest(name, key.namespace, spec={"endpoints": [e.to_json() for e in endpoints]})
     body["metadata"]["labels"] = dns_endpoint_labels(key)
-    body["metadata"]["ownerReferences"] = owner_references(None, key, owner, intent_uid)
+    body["metadata"]["ownerReferences"] = [intent_owner(key, owner, intent_uid).to_json()]
     return body
+
+
+def intent_owner(key: IntentKey, owner: Resource, uid: str) -> OwnerReference:
+    """The intent as the controlling owner of its DNSEndpoint (garbage collection on real clusters)."""
+    return OwnerReference(owner.api_version, owner.kind, key.name, uid, controller=True)
 
 
 def dns_endpoint_labels(key: IntentKey) -> dict[str, str]:

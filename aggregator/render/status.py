@@ -1,7 +1,6 @@
-"""Intent status (per-cluster entries, the answer, Ready/Degraded/FailOpen/LoadBalancing conditions), the
-changes that make events (joins, leaves, fail-open, a Failover answer or a view's answer that moved), and a
-MemberCluster's
-status (its reachability).
+"""Intent status (per-cluster entries, the answer, Ready/Degraded/FailOpen/LoadBalancing conditions), a
+MemberCluster's status (its reachability) and a DNSView's (Accepted); the events a status change makes are
+aggregator/render/events.py.
 
 Pure: the reconciler hands in the old status and the clock; a condition keeps its
 lastTransitionTime while its status stays the same, so an unchanged answer writes nothing.
@@ -11,8 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
-from aggregator.health.readiness import KindProblem, MemberView, Reachability, Reason
+from aggregator.health.readiness import KindProblem, MemberView, Reachability
 from aggregator.model import (
     Answer,
     ClusterStatus,
@@ -20,7 +20,6 @@ from aggregator.model import (
     DNSViewObject,
     IntentStatus,
     MemberClusterStatus,
-    Policy,
     UnavailableKind,
 )
 from aggregator.policy.loadbalancing import LOAD_BALANCING, Selection
@@ -32,7 +31,6 @@ ACCEPTED = "Accepted"  # the DNSView's condition
 OVERLAPPING_CIDRS = "OverlappingCIDRs"  # Accepted=False: its clientCIDRs overlap an earlier view's
 NAME_CONFLICT = "NameConflict"  # Ready=False: the DNSEndpoint's name is held by an object that is not ours
 INVALID_SPEC = "InvalidSpec"  # Ready=False: the intent's spec cannot be read; its records are left as they are
-PROBLEM_EVENTS = (NAME_CONFLICT, INVALID_SPEC)  # Ready reasons that also make a Warning event
 DOMAIN_NOT_FOUND = "DomainNotFound"  # Ready=False: the intent's domainRef names no Domain
 # The guard rails' conditions (aggregator/registry/guardrails.py): names refused by the Domains, names claimed first by
 # another intent; each False condition also makes a Warning event when it appears or changes
@@ -42,7 +40,6 @@ GUARD_CONDITIONS = (HOSTNAMES_ALLOWED, HOSTNAMES_CLAIMED)
 
 
 FAIL_OPEN = "FailOpen"  # True: no cluster is healthy and the last healthy set still answers
-ANSWER_MOVED = "AnswerMoved"  # the event of a Failover answer, or a view's answer, that moved to other clusters
 CARRIED = (FAIL_OPEN, LOAD_BALANCING)  # conditions kept as they were when nothing could be decided
 
 
@@ -58,12 +55,6 @@ class Outcome:
     problem_message: str = ""
     selection: Selection | None = None  # the policy's answer (None: nothing decided, e.g. InvalidSpec)
     guard: tuple[Condition, ...] = ()  # the guard rails' conditions (none: not judged, the old ones stay)
-
-
-@dataclass(frozen=True)
-class ClusterChange:
-    cluster: str
-    reason: str
 
 
 def build_status(outcome: Outcome, generation: int, old: IntentStatus, now: str,
@@ -119,6 +110,11 @@ def _names(answer: Answer | None) -> str:
     return ", ".join(c.cluster for c in answer.clusters) if answer is not None and answer.clusters else "none"
 
 
+def now_rfc3339() -> str:
+    """The clock ``stamp`` is handed (and events' timestamps): UTC, to the second, as the API server writes times."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def stamp(condition: Condition, generation: int, old: tuple[Condition, ...], now: str) -> Condition:
     """The condition with its generation and lastTransitionTime, kept from ``old`` while its status stays the same
     (so an unchanged status writes nothing): the one rule for every status the aggregator writes."""
@@ -133,83 +129,9 @@ def stamp_all(conditions: Iterable[Condition], generation: int, old: tuple[Condi
     return tuple(stamp(c, generation, old, now) for c in conditions)
 
 
-def cluster_changes(old: IntentStatus, new: IntentStatus) -> tuple[list[ClusterChange], list[ClusterChange]]:
-    """Clusters that joined and left the answer (healthy set), each with the reason now reported."""
-    was = {c.cluster for c in old.dns if c.healthy}
-    now = {c.cluster: c for c in new.dns}
-    joined = [ClusterChange(name, c.reason) for name, c in sorted(now.items()) if c.healthy and name not in was]
-    left = [ClusterChange(name, now[name].reason if name in now else f"{Reason.NOT_FOUND}: no longer present")
-            for name in sorted(was) if name not in now or not now[name].healthy]
-    return joined, left
-
-
-def problem_event(old: IntentStatus, new: IntentStatus) -> Condition | None:
-    """The Ready condition when it newly reports a problem an operator must fix (NameConflict, InvalidSpec)."""
-    ready = next((c for c in new.conditions if c.type == READY), None)
-    if ready is None or ready.reason not in PROBLEM_EVENTS:
-        return None
-    before = next((c for c in old.conditions if c.type == READY), None)
-    if before is not None and (before.reason, before.message) == (ready.reason, ready.message):
-        return None
-    return ready
-
-
-def refusal_events(old: IntentStatus, new: IntentStatus) -> list[Condition]:
-    """The guard rails' conditions that newly refuse names (or refuse others than before): Warning events."""
-    events = []
-    for kind in GUARD_CONDITIONS:
-        now, before = _condition(new, kind), _condition(old, kind)
-        if now is not None and now.status == "False" and (
-                before is None or (before.status, before.message) != (now.status, now.message)):
-            events.append(now)
-    return events
-
-
-def fail_open_event(old: IntentStatus, new: IntentStatus) -> Condition | None:
-    """The FailOpen condition when fail-open starts (or keeps another set): a Warning event."""
-    now = _condition(new, FAIL_OPEN)
-    if now is None or now.status != "True":
-        return None
-    before = _condition(old, FAIL_OPEN)
-    if before is not None and (before.status, before.message) == (now.status, now.message):
-        return None
-    return now
-
-
-def answer_moved(old: IntentStatus, new: IntentStatus) -> tuple[str, str] | None:
-    """(event type, message) when a Failover answer, or the answer of one or more client views (location
-    policies), moved to other clusters: Warning when one left clusters that are no longer healthy, Normal
-    when it moved for another reason (a target recovered, a path became faster). Not under fail-open."""
-    default = new.answer()
-    if default is None or any(_is_true(s, FAIL_OPEN) for s in (old, new)):
-        return None
-    views = [""] if default.policy is Policy.FAILOVER else [a.view for a in new.answers if a.view] \
-        if default.policy.per_view else []
-    healthy = {c.cluster for c in new.dns if c.healthy}
-    moves, warning = [], False
-    for view in views:
-        before, after = old.answer(view), new.answer(view)
-        if before is None or after is None or before.policy is not after.policy or not before.clusters \
-                or not after.clusters:
-            continue
-        was, now = [c.cluster for c in before.clusters], [c.cluster for c in after.clusters]
-        if set(was) == set(now):
-            continue
-        warning = warning or not set(was) & healthy
-        where = f"view {view}: " if view else ""
-        moves.append(f"{where}answer moved from {', '.join(was)} to {', '.join(now)}: {after.reason}")
-    if not moves:
-        return None
-    return "Warning" if warning else "Normal", "; ".join(moves)
-
-
-def _condition(status: IntentStatus, kind: str) -> Condition | None:
+def condition_of(status: IntentStatus, kind: str) -> Condition | None:
+    """The status's condition of type ``kind`` (None: it has none)."""
     return next((c for c in status.conditions if c.type == kind), None)
-
-
-def _is_true(status: IntentStatus, kind: str) -> bool:
-    condition = _condition(status, kind)
-    return condition is not None and condition.status == "True"
 
 
 _REACHABLE: dict[Reachability, tuple[str, str]] = {

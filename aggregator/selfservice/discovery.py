@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
 
-from aggregator.controller.events import now_rfc3339
 from aggregator.model import (
     DEFAULT_TTL,
     Condition,
@@ -30,7 +29,7 @@ from aggregator.model import (
     parse_load_balancing,
 )
 from aggregator.registry.domains import NamespaceLabels
-from aggregator.render.status import stamp_all
+from aggregator.render.status import now_rfc3339, stamp_all
 from aggregator.selfservice.generator import ORIGIN_ANNOTATIONS, ORIGIN_DISCOVERY
 from aggregator.selfservice.pod_probes import (
     DerivedCheck,

@@ -43,10 +43,9 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from aggregator.controller.events import EventSink, InvolvedObject
-from aggregator.controller.workqueue import WorkQueue
 from aggregator.metrics import AggregatorMetrics
 from aggregator.model import Condition, IntentKey, IntentKind
+from aggregator.render.events import EventSink, InvolvedObject
 from aggregator.selfservice.annotations import AnnotationClaims, describe_field
 from aggregator.sources.base import MemberObjects, Source, SourceRegistry
 from aggregator.sources.intent import Intent, InvalidIntent
@@ -54,6 +53,7 @@ from aggregator.sources.request import DEFAULT_WEIGHT, Claim
 from fleetdns.apipaths import Resource, host_cannot_read
 from fleetdns.informer import Informer
 from fleetdns.kubeapi import KubeClient, KubeError, NotLeaderError
+from fleetdns.workqueue import WorkQueue
 
 __all__ = ["Claim", "ClaimSource", "Generator", "GeneratorInputs", "merge"]
 

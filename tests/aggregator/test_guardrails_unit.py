@@ -22,7 +22,8 @@ from aggregator.model import (
 from aggregator.registry.claims import Claimant, ClaimRegistry, Seed
 from aggregator.registry.domains import NAME_OUTSIDE_DOMAIN, NAMESPACE_NOT_ALLOWED, NamespaceLabels, judge_names
 from aggregator.registry.guardrails import CLAIMED_BY_ANOTHER_INTENT, GuardRails
-from aggregator.render.status import HOSTNAMES_ALLOWED, HOSTNAMES_CLAIMED, READY, Outcome, build_status, refusal_events
+from aggregator.render.events import refusal_events
+from aggregator.render.status import HOSTNAMES_ALLOWED, HOSTNAMES_CLAIMED, READY, Outcome, build_status
 from aggregator.sources import SOURCES
 from aggregator.sources.base import Desired
 from aggregator.sources.ingress import IngressIntent

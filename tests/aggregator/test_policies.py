@@ -22,8 +22,9 @@ from aggregator.model import (
     parse_status,
 )
 from aggregator.policy.loadbalancing import Selector, address_weights, scaled
+from aggregator.render.events import answer_moved, fail_open_event
 from aggregator.render.records import address_records
-from aggregator.render.status import Outcome, answer_moved, build_status, fail_open_event
+from aggregator.render.status import Outcome, build_status
 from aggregator.sources.ingress import render_ingress_endpoints
 from aggregator.sources.service import ServiceIntent, parse_service_intent, render_service_endpoints, service_names
 from fleetdns.endpoint import Endpoint

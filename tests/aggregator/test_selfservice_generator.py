@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from aggregator.controller.events import InvolvedObject
 from aggregator.health.readiness import KindProblem, MemberView, Reachability
 from aggregator.metrics import AggregatorMetrics
 from aggregator.model import IntentKey, IntentKind, MemberCluster, SecretKeyRef
+from aggregator.render.events import InvolvedObject
 from aggregator.selfservice.generator import Generator
 from aggregator.sources import SOURCES
 from aggregator.sources.base import MemberKind

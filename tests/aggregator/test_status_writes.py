@@ -340,7 +340,8 @@ def test_an_events_api_that_refuses_stops_nothing_and_the_dropped_events_are_cou
 
 
 def test_the_recorder_merges_repeats_bounds_its_queue_and_flushes_at_stop(fleet: Fleet) -> None:
-    from aggregator.controller.events import EventRecorder, InvolvedObject
+    from aggregator.controller.events import EventRecorder
+    from aggregator.render.events import InvolvedObject
 
     host = prepare_fleet(fleet)
     ns = new_namespace(fleet, "agg-recorder")

@@ -9,7 +9,6 @@ import time
 
 import pytest
 
-from aggregator.controller.workqueue import RETRY_BASE_DELAY, RETRY_MAX_DELAY, WorkQueue, backoff_delay
 from aggregator.health.readiness import Reachability
 from aggregator.model import (
     ClusterStatus,
@@ -21,8 +20,9 @@ from aggregator.model import (
     SecretKeyRef,
     parse_domain,
 )
+from aggregator.render.events import cluster_changes
 from aggregator.render.records import address_records
-from aggregator.render.status import Outcome, build_status, cluster_changes
+from aggregator.render.status import Outcome, build_status
 from aggregator.settings import parse_settings
 from aggregator.sources.endpoint_slices import parse_endpoint_slice
 from aggregator.sources.ingress import (
@@ -47,6 +47,7 @@ from aggregator.sources.service import (
 from fleetdns.config import ConfigError
 from fleetdns.dnsname import InvalidDNSNameError, check_publishable
 from fleetdns.endpoint import Endpoint
+from fleetdns.workqueue import RETRY_BASE_DELAY, RETRY_MAX_DELAY, WorkQueue, backoff_delay
 
 pytestmark = pytest.mark.unit
 

@@ -29,7 +29,8 @@ from aggregator.policy.proximity import (
     mean_location,
     views_of,
 )
-from aggregator.render.status import Outcome, answer_moved, build_status, dns_view_conditions
+from aggregator.render.events import answer_moved
+from aggregator.render.status import Outcome, build_status, dns_view_conditions
 from aggregator.sources.ingress import IngressIntent, render_ingress_endpoints
 from aggregator.sources.service import ServiceIntent, render_service_endpoints, service_names
 from fleetdns.dnsview import VIEW_PROPERTY, DNSView, Location, accept_views, parse_dns_view

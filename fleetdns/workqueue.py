@@ -1,8 +1,9 @@
-"""A de-duplicating work queue keyed by intent, as client-go's: a key waits at most once, and
-is never handed to two workers at the same time (a change during processing re-queues it).
+"""A de-duplicating work queue, as client-go's, the partner of the informer (informer.py): change handlers add
+keys, workers take them. A key waits at most once, and is never handed to two workers at the same time (a change
+during processing re-queues it).
 
 Failed keys come back with a per-key exponential delay (client-go's rate-limited queue): 0.5 s after
-the first failure, doubling, capped at 5 minutes; a success ``forget``s the key. An intent that fails
+the first failure, doubling, capped at 5 minutes; a success ``forget``s the key. A key that fails
 for good (a 403 or 422 from the host API) then costs one request every few minutes, not one a second.
 """
 

@@ -1,0 +1,70 @@
+"""What one reconcile of an intent wants, decided stage by stage over what the reconciler read (``Observed``):
+evaluate every member through the intent's source, the probers' verdicts (aggregator/health/quorum.py), the policy
+over the result (one Selector per intent, aggregator/policy/loadbalancing.py), then the source lays out the records,
+each name answered by the policy's pick. No writes and no calls back into the controller: the reconciler gathers
+the inputs before and writes the result after (aggregator/controller/reconciler.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from aggregator.health.quorum import Votes, judge
+from aggregator.health.readiness import MemberView
+from aggregator.model import ClusterStatus, IntentStatus
+from aggregator.policy.loadbalancing import Selector
+from aggregator.policy.proximity import Locality
+from aggregator.render.status import INVALID_SPEC, Outcome
+from aggregator.sources.base import Desired, Domains, MemberObjects, Source
+from aggregator.sources.intent import Intent, InvalidIntent
+
+
+@dataclass(frozen=True)
+class Member:
+    """One member cluster as this reconcile saw it: its reachability (read once) and its objects."""
+
+    view: MemberView
+    objects: MemberObjects  # its name is the MemberCluster's
+
+
+@dataclass(frozen=True)
+class Observed:
+    """What the reconciler read for one intent: the inputs of ``plan``."""
+
+    members: tuple[Member, ...]  # every member cluster, in name order
+    domains: Domains  # the intent's domainRef Domain (aggregator/registry/domains.py DomainLookup)
+    votes: Votes = field(default_factory=Votes)  # the probers' (read only for an intent with spec.healthCheck)
+    locality: Locality | None = None  # views, locations and RTTs (read only for location policies)
+
+
+def plan(source: Source[Any], intent: Intent, previous: IntentStatus, observed: Observed) -> Desired:
+    """The records and the outcome for the status. ``previous`` (the last published status) stands in for members
+    not reached since start-up, and holds the last healthy set (fail open) and the views' last answers."""
+    entries = evaluate(source, intent, previous, observed.members)
+    if intent.health_check is not None:
+        check_id = intent.health_check.resolved(source.check_host(intent, observed.domains)).check_id
+        entries = judge(entries, check_id, observed.votes)
+    fleet = {member.objects.name: member.view.cluster.region for member in observed.members}
+    selector = Selector(intent.load_balancing, entries, fleet, previous.answer(), observed.locality, previous.answers)
+    desired = source.render(intent, entries, observed.domains, selector)
+    return replace(desired, outcome=replace(desired.outcome, selection=selector.selection))
+
+
+def evaluate(source: Source[Any], intent: Intent, previous: IntentStatus,
+             members: Sequence[Member]) -> tuple[ClusterStatus, ...]:
+    """Each member's entry by its source's readiness rule (members without the object are not listed), then the
+    load balancers' hostnames resolved."""
+    last = {entry.cluster: entry for entry in previous.dns}
+    entries = tuple(entry for member in members
+                    if (entry := source.evaluate(intent, replace(member.view, last_known=last.get(member.objects.name)),
+                                                 member.objects)) is not None)
+    return source.resolve_hostnames(intent, entries)
+
+
+def unreadable(intent: InvalidIntent, previous: IntentStatus) -> Outcome:
+    """Nothing can be decided for a spec that cannot be read: the records stay as last published (never deleted
+    for a parse error), and Ready says why."""
+    return Outcome(previous.domain, previous.fqdn, previous.dns, 0, INVALID_SPEC,
+                   f"{intent.problem}; the records published before stay as they are until the spec is fixed")

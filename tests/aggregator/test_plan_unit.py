@@ -1,0 +1,140 @@
+"""One reconcile's decision, pure over what the reconciler read (``Observed``): the members' entries, the probers'
+verdicts, the policy's answer and the records; and the Domain lookup the sources and the guard rails share."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from aggregator.health.quorum import Votes
+from aggregator.health.readiness import KindProblem, MemberView, Reachability
+from aggregator.model import Domain, IntentStatus, LoadBalancerAddress, MemberCluster, SecretKeyRef
+from aggregator.plan import Member, Observed, plan, unreadable
+from aggregator.registry.domains import DomainLookup
+from aggregator.render.status import Outcome, build_status
+from aggregator.sources.base import MemberKind
+from aggregator.sources.intent import InvalidIntent
+from aggregator.sources.service import MemberService, ServiceIntent, ServiceSource, parse_service_intent
+from fleetdns.healthreport import DownEntry
+
+pytestmark = pytest.mark.unit
+SOURCE = ServiceSource()
+IPS = {"east": "198.18.1.1", "west": "198.18.2.1"}
+GLOBAL = "web.shop.fleet.svc.example.com"
+FLEET = Domain("shop", "fleet", "example.com")
+
+
+@dataclass
+class Objects:
+    """One member's objects as a source reads them: Service shop/web, with one ready endpoint."""
+
+    name: str
+    services: dict[tuple[str, str], MemberService] = field(default_factory=dict)
+
+    def view(self) -> MemberView:
+        raise AssertionError("plan reads the view the reconciler observed, not the member's")
+
+    def get(self, kind: MemberKind, namespace: str, name: str) -> Any | None:
+        return self.services.get((namespace, name)) if kind.name == "services" else None
+
+    def ready_endpoints(self, namespace: str, service: str) -> int:
+        return 1 if (namespace, service) in self.services else 0
+
+    def kind_problem(self, kind: MemberKind) -> KindProblem | None:
+        return None
+
+
+def member(name: str, reachability: Reachability = Reachability.CONNECTED, serves: bool = True) -> Member:
+    cluster = MemberCluster(name, name, f"{name}-1a", SecretKeyRef("fleetdns-system", name))
+    objects = Objects(name)
+    if serves:
+        objects.services[("shop", "web")] = MemberService("shop", "web", True, (LoadBalancerAddress(ip=IPS[name]),))
+    return Member(MemberView(cluster, reachability), objects)
+
+
+def web(**spec: Any) -> ServiceIntent:
+    return parse_service_intent({"metadata": {"namespace": "shop", "name": "web", "uid": "u1"},
+                                 "spec": {"domainRef": "fleet", **spec}})
+
+
+def domains(*found: Domain) -> DomainLookup:
+    return DomainLookup("fleetdns-system", {(d.namespace, d.name): d for d in found})
+
+
+def global_targets(desired_endpoints: list[Any]) -> tuple[str, ...]:
+    return next(e.targets for e in desired_endpoints if e.dns_name == GLOBAL and e.record_type == "A")
+
+
+def test_every_member_serving_the_service_answers_the_global_name() -> None:
+    desired = plan(SOURCE, web(), IntentStatus(), Observed((member("east"), member("west")), domains(FLEET)))
+    assert global_targets(desired.endpoints) == (IPS["east"], IPS["west"])
+    assert desired.outcome.fqdn == GLOBAL and desired.outcome.published_records == len(desired.endpoints)
+    selection = desired.outcome.selection
+    assert selection is not None and [c.cluster for c in selection.answer.clusters] == ["east", "west"]
+
+
+def test_a_member_without_the_service_is_not_listed() -> None:
+    desired = plan(SOURCE, web(), IntentStatus(), Observed((member("east"), member("west", serves=False)),
+                                                           domains(FLEET)))
+    assert [c.cluster for c in desired.outcome.clusters] == ["east"]
+
+
+def test_a_member_not_reached_since_start_up_keeps_the_entry_it_had_in_the_last_status() -> None:
+    both = (member("east"), member("west"))
+    first = plan(SOURCE, web(), IntentStatus(), Observed(both, domains(FLEET)))
+    published = build_status(first.outcome, 1, IntentStatus(), "t")
+    restarted = (member("east"), member("west", Reachability.CONNECTING))
+    desired = plan(SOURCE, web(), published, Observed(restarted, domains(FLEET)))
+    assert global_targets(desired.endpoints) == (IPS["east"], IPS["west"])
+
+
+def test_the_policy_picks_once_for_the_intent_and_the_records_follow_it() -> None:
+    failover = {"loadBalancing": {"policy": "Failover", "failoverOrder": ["west", "east"]}}
+    desired = plan(SOURCE, web(**failover), IntentStatus(), Observed((member("east"), member("west")),
+                                                                     domains(FLEET)))
+    assert global_targets(desired.endpoints) == (IPS["west"],)
+    selection = desired.outcome.selection
+    assert selection is not None and [c.cluster for c in selection.answer.clusters] == ["west"]
+
+
+def test_a_cluster_every_voting_region_sees_down_leaves_the_answer() -> None:
+    intent = web(healthCheck={"httpGet": {"path": "/healthz", "port": 80}})
+    assert intent.health_check is not None
+    check = intent.health_check.resolved(GLOBAL).check_id
+    down = DownEntry("ServiceDNSRecord/web", IPS["east"], check, "2025-01-01T00:00:00Z", "HTTP 500")
+    votes = Votes(frozenset({"us"}), ("us",), {("us", "east"): (down,)})
+    desired = plan(SOURCE, intent, IntentStatus(), Observed((member("east"), member("west")), domains(FLEET), votes))
+    assert global_targets(desired.endpoints) == (IPS["west"],)
+    assert [c.healthy for c in desired.outcome.clusters] == [False, True]
+
+
+def test_without_its_domain_nothing_is_published_and_the_status_says_where_it_was_looked_for() -> None:
+    desired = plan(SOURCE, web(), IntentStatus(), Observed((member("east"),), domains()))
+    assert desired.endpoints == []
+    assert (desired.outcome.problem, desired.outcome.problem_message) == (
+        "DomainNotFound", "no Domain 'fleet' in namespace shop or fleetdns-system")
+
+
+def test_an_unreadable_spec_keeps_what_was_published() -> None:
+    published = IntentStatus("example.com", GLOBAL)
+    broken = SOURCE.read_intent({"metadata": {"namespace": "shop", "name": "web"}, "spec": {}})
+    assert isinstance(broken, InvalidIntent)
+    outcome = unreadable(broken, published)
+    assert outcome == Outcome("example.com", GLOBAL, (), 0, "InvalidSpec", f"{broken.problem}; the records "
+                              "published before stay as they are until the spec is fixed")
+
+
+def test_the_domain_lookup_prefers_the_intents_namespace_and_reads_only_the_referenced_domain() -> None:
+    shared, own = Domain("fleetdns-system", "fleet", "shared.example"), Domain("shop", "fleet", "own.example")
+    reads: list[tuple[str, str]] = []
+
+    def read(namespace: str, name: str) -> Domain | None:
+        reads.append((namespace, name))
+        return {(d.namespace, d.name): d for d in (shared, own)}.get((namespace, name))
+
+    lookup = DomainLookup.read(read, "fleetdns-system", "shop", "fleet")
+    assert reads == [("shop", "fleet"), ("fleetdns-system", "fleet")]
+    assert lookup.find("shop", "fleet") == own and lookup.find("other", "fleet") == shared
+    assert DomainLookup.read(read, "fleetdns-system", "shop", "").find("shop", "fleet") is None
