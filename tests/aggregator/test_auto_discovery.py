@@ -21,19 +21,19 @@ from fleetdns.apipaths import (
     SERVICE_DNS_RECORDS,
     SERVICES,
 )
-from fleetdns.kubeapi import KubeClient, KubeError
 from rig import Fleet
 from rig.workloads import set_endpoints, set_load_balancer_status
 from tests.support.aggregator import (
     VIPS,
     condition,
     dns_endpoint,
-    fleet_world,
+    get_object,
     unique,
     wait_for,
     wait_records,
 )
-from tests.support.aggregator import FleetWorld as World
+from tests.support.world import FleetWorld as World
+from tests.support.world import fleet_world
 
 pytestmark = pytest.mark.apiserver
 RULE_PREFIX = "disc-"
@@ -85,27 +85,17 @@ def unlabel(world: World, cluster: str, name: str) -> None:
     world.member(cluster).merge_patch(SERVICES.path(world.ns, name), patch)
 
 
-def get(host: KubeClient, path: str) -> dict[str, Any] | None:
-    try:
-        return host.get(path)
-    except KubeError as error:
-        if error.status == 404:
-            return None
-        raise
-
 
 def generated(world: World, name: str, check: Any = lambda obj: True, timeout: float = 20.0) -> dict[str, Any]:
     """The generated ServiceDNSRecord once ``check`` holds for it."""
-    def found() -> dict[str, Any] | None:
-        obj = get(world.host, SERVICE_DNS_RECORDS.path(world.ns, name))
-        return obj if obj is not None and check(obj) else None
-    return wait_for(found, timeout, what=f"generated ServiceDNSRecord {world.ns}/{name}")
+    return world.wait_object(SERVICE_DNS_RECORDS, name, check, timeout,
+                             what=f"generated ServiceDNSRecord {world.ns}/{name}")
 
 
 def rule_status(world: World, name: str, check: Any, timeout: float = 20.0) -> dict[str, Any]:
     """The rule's status once ``check`` holds for it."""
     def found() -> dict[str, Any] | None:
-        status = (get(world.host, DISCOVERY_RULES.path(name=name)) or {}).get("status") or {}
+        status = (get_object(world.host, DISCOVERY_RULES.path(name=name)) or {}).get("status") or {}
         return status if status and check(status) else None
     return wait_for(found, timeout, what=f"status of DiscoveryRule {name}")
 
@@ -173,8 +163,8 @@ def test_namespace_and_cluster_selectors_leave_apps_out_until_the_labels_match(w
     # Both rules are in force and publish nothing: the host namespace and the MemberCluster lack the labels.
     rule_status(world, ns_rule, ready_with(0))
     assert rule_status(world, mc_rule, ready_with(0))["clusters"] == 0
-    assert get(world.host, SERVICE_DNS_RECORDS.path(world.ns, by_namespace)) is None
-    assert get(world.host, SERVICE_DNS_RECORDS.path(world.ns, by_cluster)) is None
+    assert world.get(SERVICE_DNS_RECORDS, by_namespace) is None
+    assert world.get(SERVICE_DNS_RECORDS, by_cluster) is None
 
     world.host.merge_patch(NAMESPACES.path(name=world.ns), {"metadata": {"labels": {key: "on"}}})
     generated(world, by_namespace)
@@ -199,7 +189,7 @@ def test_when_the_label_goes_from_every_member_the_intent_and_its_records_go(wor
     unlabel(world, "east", name)
     generated(world, name, lambda obj: obj["metadata"]["annotations"]["fleetdns.io/source-clusters"] == "west")
     unlabel(world, "west", name)
-    wait_for(lambda: get(world.host, SERVICE_DNS_RECORDS.path(world.ns, name)) is None, 20, what="intent deleted")
+    wait_for(lambda: world.get(SERVICE_DNS_RECORDS, name) is None, 20, what="intent deleted")
     wait_for(lambda: dns_endpoint(world.host, world.ns, f"service-{name}") is None, 20, what="DNSEndpoint deleted")
     rule_status(world, rule, ready_with(0))
 
@@ -251,7 +241,7 @@ def test_an_ingress_found_by_a_rule_is_checked_through_port_443_of_its_ingress_l
         set_load_balancer_status(api, world.ns, name, ips=[VIPS[cluster]], kind="ingress")
 
     def found() -> dict[str, Any] | None:
-        obj = get(world.host, INGRESS_DNS_RECORDS.path(world.ns, name))
+        obj = world.get(INGRESS_DNS_RECORDS, name)
         return obj if obj is not None and obj["metadata"].get("annotations", {}).get(
             "fleetdns.io/source-clusters") == "east,west" else None
     intent = wait_for(found, 20, what=f"generated IngressDNSRecord {world.ns}/{name}")

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -26,15 +26,14 @@ from fleetdns.apipaths import (
     UDP_ROUTES,
     Resource,
 )
-from fleetdns.kubeapi import KubeClient, KubeError
+from fleetdns.kubeapi import KubeError
 from rig import Fleet
-from rig.aggregator import AggregatorProcess
 from rig.federation import DNSClient, client_answers
 from rig.gatewayapi import create_gateway, create_route, set_gateway_addresses, set_route_parents
 from rig.region import Region
-from rig.scrape import scrape
 from rig.workloads import register_member, set_endpoints
 from tests.support.aggregator import new_namespace, prepare_fleet, records, unique, wait_for
+from tests.support.world import FleetWorld, running_aggregator
 
 pytestmark = pytest.mark.apiserver
 MEMBERS = ("east", "west")
@@ -43,16 +42,10 @@ HTTP = {"name": "http", "port": 80, "protocol": "HTTP"}
 
 
 @dataclass
-class World:
-    fleet: Fleet
-    host: KubeClient
-    ns: str
+class World(FleetWorld):
     bare: str  # the member without the Gateway API
-    aggregator: AggregatorProcess
     workdir: Path
-
-    def api(self, member: str) -> Any:
-        return self.fleet.members[member].api_client()
+    intents: ClassVar[Resource] = GATEWAY_DNS_RECORDS
 
     def gateway(self, member: str, name: str, listeners: Sequence[Mapping[str, Any]], *addresses: str) -> None:
         create_gateway(self.api(member), self.ns, name, listeners)
@@ -75,12 +68,6 @@ class World:
         self.host.create(GATEWAY_DNS_RECORDS.path(self.ns), GATEWAY_DNS_RECORDS.manifest(name, spec={
             "recordTTL": 5, **spec}))
 
-    def status(self, name: str) -> dict[str, Any]:
-        return self.host.get(GATEWAY_DNS_RECORDS.path(self.ns, name)).get("status") or {}
-
-    def entry(self, name: str, cluster: str) -> dict[str, Any] | None:
-        return next((d for d in self.status(name).get("dns") or [] if d["cluster"] == cluster), None)
-
     def records(self, name: str, predicate: Any) -> dict[tuple[str, str], set[str]]:
         def check() -> dict[tuple[str, str], set[str]] | None:
             try:
@@ -90,12 +77,8 @@ class World:
             return found if predicate(found) else None
         return wait_for(check, TIMEOUT, what=f"DNSEndpoint gateway-{name}")
 
-    def member(self, name: str) -> dict[str, Any]:
+    def member_cluster(self, name: str) -> dict[str, Any]:
         return self.host.get(MEMBER_CLUSTERS.path(name=name))
-
-    def metric(self, name: str, **labels: str) -> float | None:
-        key = name + "{" + ",".join(f'{k}="{v}"' for k, v in sorted(labels.items())) + "}"
-        return scrape(f"http://127.0.0.1:{self.aggregator.port}/metrics").get(key)
 
 
 @pytest.fixture(scope="module")
@@ -110,12 +93,10 @@ def world(fleet: Fleet, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Wo
     namespace = new_namespace(fleet, "gateways")
     bare = unique("bare")
     register_member(fleet.host.api_client(), bare, "bare", "bare-a", fleet.host.embedded_kubeconfig())
-    aggregator = AggregatorProcess(fleet.host.kubeconfig, [
-        f"--namespace={namespace}", "--member-grace-period=3s", "--leader-election=false", "--log-format=text"],
-        tmp_path_factory.mktemp("aggregator"))
     try:
-        with aggregator:
-            yield World(fleet, host, namespace, bare, aggregator, tmp_path_factory.mktemp("gateway-world"))
+        with running_aggregator(fleet.host.kubeconfig, namespace, tmp_path_factory.mktemp("aggregator"),
+                                "--member-grace-period=3s", leader_election=False) as aggregator:
+            yield World(fleet, host, namespace, aggregator, bare, tmp_path_factory.mktemp("gateway-world"))
     finally:
         host.delete(MEMBER_CLUSTERS.path(name=bare))
         host.delete(SECRETS.path("fleetdns-system", f"member-{bare}"))
@@ -233,11 +214,11 @@ def test_a_member_without_the_gateway_api_stays_connected_and_says_which_kinds_i
     world.records(name, lambda r: r.get((f"{name}.example.org", "A")) == {"192.0.2.16"})
 
     gateway_kinds = {"gateways", "httproutes", "grpcroutes", "tlsroutes", "tcproutes", "udproutes"}
-    bare = wait_for(lambda: (m := world.member(world.bare)).get("status", {}).get("state") == "Connected" and m,
+    bare = wait_for(lambda: (m := world.member_cluster(world.bare)).get("status", {}).get("state") == "Connected" and m,
                     TIMEOUT, what="the member without the Gateway API connected")["status"]
     assert not gateway_kinds & set(bare["servedKinds"]) and "ingresses" in bare["servedKinds"]
     assert gateway_kinds <= {k["kind"] for k in bare["unavailableKinds"] if k["code"] == 404}
-    east = wait_for(lambda: (m := world.member("east")).get("status", {}).get("servedKinds") and m, TIMEOUT,
+    east = wait_for(lambda: (m := world.member_cluster("east")).get("status", {}).get("servedKinds") and m, TIMEOUT,
                     what="east's served kinds")["status"]
     assert gateway_kinds | {"ingresses"} <= set(east["servedKinds"])
     assert world.metric("fleetdns_aggregator_member_connected", cluster=world.bare) == 1.0

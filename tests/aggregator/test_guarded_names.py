@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -18,21 +17,21 @@ from rig import Fleet
 from rig.workloads import set_load_balancer_status
 from tests.support.aggregator import (
     VIPS,
-    FleetWorld,
     condition,
     create_service_intent,
     deploy_service,
     dns_endpoint,
     events_for,
-    fleet_world,
     intent,
     reconciled_intents,
     records,
     samples,
     unique,
     wait_for,
+    wait_past_second_of,
     wait_records,
 )
+from tests.support.world import FleetWorld, fleet_world
 
 pytestmark = pytest.mark.apiserver
 
@@ -66,19 +65,13 @@ def world(fleet: Fleet, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Wo
         yield World(shared.fleet, shared.host, shared.ns, shared.aggregator)
 
 
-def wait_past(created: str) -> None:
-    """Until an object created now gets a later creationTimestamp (second precision) than ``created``."""
-    then = datetime.strptime(created, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
-    wait_for(lambda: datetime.now(UTC).replace(microsecond=0) > then, timeout=5, what="the next second")
-
-
 def older_and_newer(world: World, shared: str, *newer: str) -> tuple[str, list[str]]:
     """An established IngressDNSRecord publishing ``shared``, then later ones also listing it. Their names sort
     before the owner's, so neither the name order nor (after a restart) the order of reconciles favours it."""
     owner = unique("z-older")
     created = world.ingress(owner, [shared, f"{owner}.example.org"])["metadata"]["creationTimestamp"]
     wait_for(lambda: shared in world.published(owner), what="the owner publishes the shared name")
-    wait_past(created)
+    wait_past_second_of(created)
     for name in newer:
         world.ingress(name, [shared, f"{name}.example.org"])
     return owner, list(newer)
@@ -111,7 +104,7 @@ def test_a_services_per_cluster_name_cannot_be_taken_by_a_later_ingress_record(w
     created = create_service_intent(world.host, world.ns, service)["metadata"]["creationTimestamp"]
     east_name = f"{service}.{world.ns}.fleet.svc.east.example.com"
     wait_records(world.host, world.ns, f"service-{service}", lambda r: (east_name, "A") in r)
-    wait_past(created)
+    wait_past_second_of(created)
     later = unique("grab")
     world.ingress(later, [east_name, f"{later}.example.org"])
 

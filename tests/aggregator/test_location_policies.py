@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -15,16 +16,12 @@ import pytest
 
 from fleetdns.apipaths import DNS_VIEWS, MEMBER_CLUSTERS, NAMESPACES
 from fleetdns.dnsview import VIEW_PROPERTY
-from fleetdns.healthcheck import parse_health_check
-from fleetdns.healthreport import DownEntry, LatencyEntry, intent_ref
-from fleetdns.kubeapi import KubeClient, KubeError
+from fleetdns.healthreport import LatencyEntry
+from fleetdns.kubeapi import KubeError
 from rig import Fleet, KubeAPIServer
 from rig.aggregator import AggregatorProcess, client_for
 from rig.workloads import CRD_DIR, apply_crds, ensure_namespace, register_member
-from tests.aggregator.test_quorum_engine import Probers
-from tests.support.aggregator import (
-    REGIONS as MEMBER_PLACES,
-)
+from tests.support.aggregator import REGIONS as MEMBER_PLACES
 from tests.support.aggregator import (
     VIPS,
     condition,
@@ -35,27 +32,23 @@ from tests.support.aggregator import (
     events_for,
     intent,
     new_namespace,
-    prepare_fleet,
     unique,
     wait_for,
 )
+from tests.support.probers import CHECK, Probers
+from tests.support.world import FleetWorld, module_namespace, running_aggregator
 
 pytestmark = pytest.mark.apiserver
 GRACE = 2.0  # --prober-grace-period
-CHECK = {"httpGet": {"port": 80, "path": "/healthz"}}
 PLACES = {"east": {"latitude": 40.7128, "longitude": -74.006}, "west": {"latitude": 37.7749, "longitude": -122.4194}}
 LONDON, TOKYO = {"latitude": 51.5072, "longitude": -0.1276}, {"latitude": 35.6762, "longitude": 139.6503}
 REGIONS = ("east", "west", "eu")  # the probers' regions: east and west are the MemberClusters' regions
 
 
-class World:
-    def __init__(self, fleet: Fleet, host: KubeClient, namespace: str, probers: Probers,
-                 aggregator: AggregatorProcess) -> None:
-        self.fleet, self.host, self.ns, self.probers, self.aggregator = fleet, host, namespace, probers, aggregator
-        self.views: list[str] = []
-
-    def global_name(self, service: str) -> str:
-        return f"{service}.{self.ns}.fleet.svc.example.com"
+@dataclass
+class World(FleetWorld):
+    probers: Probers
+    views: list[str] = field(default_factory=list)  # the DNSViews a test created
 
     def service(self, policy: str, **spec: Any) -> str:
         name = unique("web")
@@ -80,17 +73,8 @@ class World:
     def wait_views(self, service: str, expected: dict[str, set[str]], timeout: float = 30.0) -> None:
         wait_for(lambda: self.by_view(service) == expected, timeout, what=f"views of {service}: {expected}")
 
-    def status(self, service: str) -> dict[str, Any]:
-        return intent(self.host, self.ns, "servicednsrecords", service).get("status") or {}
-
     def answer(self, service: str, view: str) -> dict[str, Any]:
         return next((a for a in self.status(service).get("answers") or [] if a["view"] == view), {})
-
-    def down(self, service: str, cluster: str) -> DownEntry:
-        check = parse_health_check(CHECK)
-        assert check is not None
-        return DownEntry(intent_ref("ServiceDNSRecord", service), VIPS[cluster],
-                         check.resolved(self.global_name(service)).check_id, "2025-01-01T00:00:00Z", "HTTP 500")
 
     def rtt(self, region: str, cluster: str, millis: float) -> None:
         """What region's prober reports as its median connect time to the cluster's VIP."""
@@ -104,21 +88,17 @@ class World:
 
 @pytest.fixture(scope="module")
 def world(fleet: Fleet, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    host = prepare_fleet(fleet)
-    namespace = new_namespace(fleet, "agg-views")
+    host, namespace = module_namespace(fleet, "agg-views")
     lease_namespace = unique("agg-view-probers")
     host.create(NAMESPACES.path(), NAMESPACES.manifest(lease_namespace))
-    create_domain(host, namespace)
     for member, place in PLACES.items():
         host.merge_patch(MEMBER_CLUSTERS.path(name=member), {"spec": {"location": place}})
     probers = Probers(host, lease_namespace, namespace, REGIONS).start()
-    aggregator = AggregatorProcess(fleet.host.kubeconfig, [
-        f"--namespace={namespace}", f"--lease-name={namespace}", f"--prober-grace-period={GRACE}s",
-        f"--prober-lease-namespace={lease_namespace}", "--log-format=text"], tmp_path_factory.mktemp("aggregator"))
+    flags = (f"--prober-grace-period={GRACE}s", f"--prober-lease-namespace={lease_namespace}")
     try:
-        with aggregator:
-            yield World(fleet, host, namespace, probers, aggregator)
-            assert aggregator.process is not None and aggregator.process.running, aggregator.log()[-3000:]
+        with running_aggregator(fleet.host.kubeconfig, namespace, tmp_path_factory.mktemp("aggregator"),
+                                *flags) as aggregator:
+            yield World(fleet, host, namespace, aggregator, probers)
     finally:
         probers.close()
         for member in PLACES:  # the session's MemberClusters go back to having no location

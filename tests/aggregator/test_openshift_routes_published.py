@@ -8,43 +8,26 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import ClassVar
 
 import pytest
 
-from fleetdns.apipaths import MEMBER_CLUSTERS, ROUTE_DNS_RECORDS, SECRETS
-from fleetdns.kubeapi import KubeClient, KubeError
+from fleetdns.apipaths import MEMBER_CLUSTERS, ROUTE_DNS_RECORDS, SECRETS, Resource
+from fleetdns.kubeapi import KubeError
 from rig import Fleet
-from rig.aggregator import AggregatorProcess
 from rig.openshift import create_route, create_router_service, set_route_admission
-from rig.scrape import scrape
 from rig.workloads import register_member, set_endpoints, set_load_balancer_status
 from tests.support.aggregator import VIPS, new_namespace, prepare_fleet, unique, wait_for, wait_records
+from tests.support.world import FleetWorld, running_aggregator
 
 pytestmark = pytest.mark.apiserver
 MEMBERS = ("east", "west")
 
 
 @dataclass
-class World:
-    fleet: Fleet
-    host: KubeClient
-    ns: str
+class World(FleetWorld):
     no_routes: str  # the member without the Route API
-    aggregator: AggregatorProcess
-
-    def api(self, member: str) -> Any:
-        return self.fleet.members[member].api_client()
-
-    def status(self, name: str) -> dict[str, Any]:
-        return self.host.get(ROUTE_DNS_RECORDS.path(self.ns, name)).get("status") or {}
-
-    def entry(self, name: str, cluster: str) -> dict[str, Any] | None:
-        return next((d for d in self.status(name).get("dns") or [] if d["cluster"] == cluster), None)
-
-    def metric(self, name: str, **labels: str) -> float | None:
-        key = name + "{" + ",".join(f'{k}="{v}"' for k, v in sorted(labels.items())) + "}"
-        return scrape(f"http://127.0.0.1:{self.aggregator.port}/metrics").get(key)
+    intents: ClassVar[Resource] = ROUTE_DNS_RECORDS
 
     def app(self, name: str, routers: dict[str, str | None], admitted: dict[str, bool] | None = None,
             ready: bool = True, alternate: str = "") -> str:
@@ -70,12 +53,11 @@ def world(fleet: Fleet, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Wo
     no_routes = unique("noroutes")
     register_member(fleet.host.api_client(), no_routes, "noroutes", "noroutes-a", fleet.host.embedded_kubeconfig())
     # Routers' Services live beside the apps here: --namespace limits what members show to one namespace.
-    aggregator = AggregatorProcess(fleet.host.kubeconfig, [
-        f"--namespace={namespace}", f"--openshift-router-namespace={namespace}", "--member-grace-period=3s",
-        "--leader-election=false", "--log-format=text"], tmp_path_factory.mktemp("aggregator"))
     try:
-        with aggregator:
-            yield World(fleet, host, namespace, no_routes, aggregator)
+        with running_aggregator(fleet.host.kubeconfig, namespace, tmp_path_factory.mktemp("aggregator"),
+                                "--openshift-router-namespace={namespace}", "--member-grace-period=3s",
+                                leader_election=False) as aggregator:
+            yield World(fleet, host, namespace, aggregator, no_routes)
     finally:
         host.delete(MEMBER_CLUSTERS.path(name=no_routes))
         host.delete(SECRETS.path("fleetdns-system", f"member-{no_routes}"))

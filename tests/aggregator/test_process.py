@@ -15,12 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from fleetdns.kubeapi import KubeClient
 from rig import Fleet
-from rig.aggregator import AggregatorProcess
 from rig.workloads import set_endpoints, set_load_balancer_status
 from tests.support.aggregator import (
     VIPS,
+    both,
     condition,
     create_domain,
     create_ingress_intent,
@@ -29,42 +28,25 @@ from tests.support.aggregator import (
     dns_endpoint,
     events_for,
     intent,
-    new_namespace,
-    prepare_fleet,
     records,
     samples,
     unique,
     wait_for,
     wait_records,
 )
+from tests.support.world import FleetWorld as World
+from tests.support.world import fleet_world
 
 pytestmark = pytest.mark.apiserver
 GRACE = 3.0
-P = "{name}.{ns}.fleet.svc"
-
-
-class World:
-    def __init__(self, fleet: Fleet, host: KubeClient, namespace: str, aggregator: AggregatorProcess) -> None:
-        self.fleet, self.host, self.ns, self.aggregator = fleet, host, namespace, aggregator
-
-    def names(self, service: str) -> dict[str, str]:
-        p = P.format(name=service, ns=self.ns)
-        return {"global": f"{p}.example.com", "east": f"{p}.east.example.com", "west": f"{p}.west.example.com",
-                "east-1a": f"{p}.east-1a.east.example.com", "west-1a": f"{p}.west-1a.west.example.com"}
 
 
 @pytest.fixture(scope="module")
 def shared_world(fleet: Fleet, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     """One aggregator for the module (its start costs seconds); each test uses its own intents and names."""
-    host = prepare_fleet(fleet)
-    namespace = new_namespace(fleet, "agg-e2e")
-    create_domain(host, namespace)
-    aggregator = AggregatorProcess(fleet.host.kubeconfig, [
-        f"--namespace={namespace}", f"--member-grace-period={GRACE}s", f"--lease-name={namespace}",
-        "--log-format=text"], tmp_path_factory.mktemp("aggregator"))
-    with aggregator:
-        yield World(fleet, host, namespace, aggregator)
-        assert aggregator.process is not None and aggregator.process.running, aggregator.log()[-3000:]
+    with fleet_world(fleet, tmp_path_factory.mktemp("aggregator"), "agg-e2e",
+                     f"--member-grace-period={GRACE}s") as world:
+        yield world
 
 
 @pytest.fixture
@@ -78,10 +60,6 @@ def world(shared_world: World) -> World:
 
     wait_for(all_connected, timeout=30, what="every member connected")
     return shared_world
-
-
-def both(**overrides: object) -> dict[str, dict[str, object]]:
-    return {"east": {"ip": VIPS["east"], "ready": True}, "west": {"ip": VIPS["west"], "ready": True}, **overrides}
 
 
 def test_service_in_both_members_gets_an_a_record_with_both_addresses(world: World) -> None:

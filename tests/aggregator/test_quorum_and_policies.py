@@ -5,18 +5,14 @@ prober would (fleetdns/healthreport.py), and read the DNSEndpoint, the status an
 from __future__ import annotations
 
 import shutil
-import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from fleetdns.apipaths import HEALTH_REPORTS, LEASES, NAMESPACES
-from fleetdns.healthcheck import parse_health_check
-from fleetdns.healthreport import REGION_LABEL, DownEntry, HealthReport, LatencyEntry, intent_ref, prober_lease_name
-from fleetdns.kubeapi import KubeClient, KubeError
-from fleetdns.leader import micro_time
+from fleetdns.apipaths import NAMESPACES
 from fleetdns.weights import WEIGHTS_PROPERTY
 from rig import Fleet, KubeAPIServer
 from rig.aggregator import AggregatorProcess, client_for
@@ -24,6 +20,7 @@ from rig.workloads import CRD_DIR, apply_crds, ensure_namespace, register_member
 from tests.support.aggregator import (
     REGIONS,
     VIPS,
+    both,
     condition,
     create_domain,
     create_service_intent,
@@ -32,88 +29,20 @@ from tests.support.aggregator import (
     events_for,
     intent,
     new_namespace,
-    prepare_fleet,
     unique,
     wait_for,
     wait_records,
 )
+from tests.support.probers import CHECK, RENEW, Probers
+from tests.support.world import FleetWorld, module_namespace, running_aggregator
 
 pytestmark = pytest.mark.apiserver
 GRACE = 2.0  # --prober-grace-period
-RENEW = 0.4  # how often the stand-in probers renew their Leases
-CHECK = {"httpGet": {"port": 80, "path": "/healthz"}}
 
 
-class Probers:
-    """The regions' probers as the host sees them: one Lease each (renewed while the region is alive) and one
-    HealthReport per (region, member cluster) listing what that region sees Down."""
-
-    def __init__(self, host: KubeClient, lease_namespace: str, namespace: str, regions: tuple[str, ...]) -> None:
-        self.host, self.lease_namespace, self.namespace = host, lease_namespace, namespace
-        self.regions = regions
-        self.alive = set(regions)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._renew, daemon=True)
-
-    def start(self) -> Probers:
-        for region in self.regions:
-            self.host.create(LEASES.path(self.lease_namespace), {
-                **LEASES.manifest(prober_lease_name(region), self.lease_namespace, spec={
-                    "holderIdentity": f"prober-{region}", "leaseDurationSeconds": 10, "renewTime": micro_time()}),
-                "metadata": {"name": prober_lease_name(region), "namespace": self.lease_namespace,
-                             "labels": {REGION_LABEL: region}}})
-        self._thread.start()
-        return self
-
-    def _renew(self) -> None:
-        while not self._stop.wait(RENEW):
-            for region in sorted(self.alive):
-                self.host.merge_patch(LEASES.path(self.lease_namespace, prober_lease_name(region)),
-                                      {"spec": {"renewTime": micro_time()}})
-
-    def silence(self, region: str) -> None:
-        """The region's prober stops renewing (crashed, or cut off from the host API)."""
-        self.alive.discard(region)
-
-    def report(self, region: str, cluster: str, *down: DownEntry, latency: tuple[LatencyEntry, ...] = ()) -> None:
-        report = HealthReport(self.namespace, region, cluster, down, latency=latency)
-        path = HEALTH_REPORTS.path(self.namespace, report.name)
-        try:
-            current = self.host.get(path)
-        except KubeError as error:
-            if error.status != 404:
-                raise
-            self.host.create(HEALTH_REPORTS.path(self.namespace), report.manifest())
-            return
-        body = report.manifest()
-        body["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
-        self.host.replace(path, body)
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-        for region in self.regions:
-            try:
-                self.host.delete(LEASES.path(self.lease_namespace, prober_lease_name(region)))
-            except KubeError as error:
-                if error.status != 404:
-                    raise
-
-
-class World:
-    def __init__(self, fleet: Fleet, host: KubeClient, namespace: str, lease_namespace: str,
-                 aggregator: AggregatorProcess) -> None:
-        self.fleet, self.host, self.ns, self.lease_ns, self.aggregator = fleet, host, namespace, lease_namespace, \
-            aggregator
-
-    def global_name(self, service: str) -> str:
-        return f"{service}.{self.ns}.fleet.svc.example.com"
-
-    def down(self, service: str, cluster: str, message: str = "HTTP 500") -> DownEntry:
-        check = parse_health_check(CHECK)
-        assert check is not None
-        return DownEntry(intent_ref("ServiceDNSRecord", service), VIPS[cluster],
-                         check.resolved(self.global_name(service)).check_id, "2025-01-01T00:00:00Z", message)
+@dataclass
+class World(FleetWorld):
+    lease_ns: str  # where the stand-in probers' Leases are
 
     def answer(self, service: str) -> set[str]:
         found = wait_records(self.host, self.ns, f"service-{service}", lambda r: True)
@@ -123,23 +52,16 @@ class World:
         wait_records(self.host, self.ns, f"service-{service}",
                      lambda r: r.get((self.global_name(service), "A")) == expected, timeout=timeout)
 
-    def status(self, service: str) -> dict:
-        return intent(self.host, self.ns, "servicednsrecords", service).get("status") or {}
-
 
 @pytest.fixture(scope="module")
 def world(fleet: Fleet, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    host = prepare_fleet(fleet)
-    namespace = new_namespace(fleet, "agg-quorum")
+    host, namespace = module_namespace(fleet, "agg-quorum")
     lease_namespace = unique("agg-probers")
     host.create(NAMESPACES.path(), NAMESPACES.manifest(lease_namespace))
-    create_domain(host, namespace)
-    aggregator = AggregatorProcess(fleet.host.kubeconfig, [
-        f"--namespace={namespace}", f"--lease-name={namespace}", f"--prober-grace-period={GRACE}s",
-        f"--prober-lease-namespace={lease_namespace}", "--log-format=text"], tmp_path_factory.mktemp("aggregator"))
-    with aggregator:
-        yield World(fleet, host, namespace, lease_namespace, aggregator)
-        assert aggregator.process is not None and aggregator.process.running, aggregator.log()[-3000:]
+    flags = (f"--prober-grace-period={GRACE}s", f"--prober-lease-namespace={lease_namespace}")
+    with running_aggregator(fleet.host.kubeconfig, namespace, tmp_path_factory.mktemp("aggregator"),
+                            *flags) as aggregator:
+        yield World(fleet, host, namespace, aggregator, lease_namespace)
 
 
 @pytest.fixture
@@ -149,10 +71,6 @@ def probers(world: World) -> Iterator[Probers]:
     started = Probers(world.host, world.lease_ns, world.ns, tuple(f"{r}{suffix}" for r in ("a", "b", "c"))).start()
     yield started
     started.close()
-
-
-def both() -> dict[str, dict[str, object]]:
-    return {"east": {"ip": VIPS["east"], "ready": True}, "west": {"ip": VIPS["west"], "ready": True}}
 
 
 def checked_service(world: World, **spec: object) -> str:

@@ -20,6 +20,7 @@ from rig import Fleet
 from rig.aggregator import AggregatorProcess
 from tests.support.aggregator import (
     VIPS,
+    both,
     create_domain,
     create_service_intent,
     deploy_service,
@@ -34,7 +35,6 @@ from tests.support.aggregator import (
 pytestmark = pytest.mark.apiserver
 ADMISSION = "/apis/admissionregistration.k8s.io/v1"
 WINDOW = 20.0  # seconds of retries observed; a fixed 1 s retry makes about 20 attempts in it
-BOTH = {"east": {"ip": VIPS["east"], "ready": True}, "west": {"ip": VIPS["west"], "ready": True}}
 
 
 def endpoint_body(namespace: str, name: str) -> dict:
@@ -106,7 +106,7 @@ def test_an_intent_refused_for_good_is_retried_with_backoff_while_the_others_pub
     host, ns, broken, policy = setup
     plain, explicit = unique("plain"), unique("ttl")
     for name in (broken, plain, explicit):
-        deploy_service(fleet, ns, name, BOTH)
+        deploy_service(fleet, ns, name, both())
     aggregator = AggregatorProcess(fleet.host.kubeconfig, [f"--namespace={ns}", f"--lease-name={ns}",
                                                            "--log-format=text"], tmp_path_factory.mktemp("aggregator"))
     with aggregator:

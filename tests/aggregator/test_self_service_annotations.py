@@ -7,13 +7,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
 from fleetdns.apipaths import DNS_ENDPOINTS, INGRESS_DNS_RECORDS, INGRESSES, SERVICE_DNS_RECORDS, SERVICES, Resource
-from fleetdns.kubeapi import KubeClient, KubeError
 from rig import Fleet
 from rig.workloads import set_endpoints, set_load_balancer_status
 from tests.support.aggregator import (
@@ -21,13 +19,14 @@ from tests.support.aggregator import (
     condition,
     create_service_intent,
     events_for,
-    fleet_world,
     samples,
     unique,
     wait_for,
+    wait_past_second_of,
     wait_records,
 )
-from tests.support.aggregator import FleetWorld as World
+from tests.support.world import FleetWorld as World
+from tests.support.world import fleet_world
 
 pytestmark = pytest.mark.apiserver
 GLOBAL = {"fleetdns.io/global": "true"}
@@ -81,33 +80,15 @@ def relabel(world: World, cluster: str, name: str, value: str) -> None:
     world.member(cluster).merge_patch(SERVICES.path(world.ns, name), {"metadata": {"labels": {"touched": value}}})
 
 
-def get(host: KubeClient, resource: Resource, namespace: str, name: str) -> dict[str, Any] | None:
-    try:
-        return host.get(resource.path(namespace, name))
-    except KubeError as error:
-        if error.status == 404:
-            return None
-        raise
-
 
 def generated(world: World, name: str, resource: Resource = SERVICE_DNS_RECORDS,
               check: Any = lambda obj: True, timeout: float = 20.0) -> dict[str, Any]:
     """The generated intent once ``check`` holds for it."""
-    def found() -> dict[str, Any] | None:
-        obj = get(world.host, resource, world.ns, name)
-        return obj if obj is not None and check(obj) else None
-    return wait_for(found, timeout, what=f"generated {resource.kind} {world.ns}/{name}")
+    return world.wait_object(resource, name, check, timeout, what=f"generated {resource.kind} {world.ns}/{name}")
 
 
 def annotations_of(obj: dict[str, Any]) -> dict[str, str]:
     return obj["metadata"].get("annotations") or {}
-
-
-def wait_past_second_of(timestamp: str) -> None:
-    """Until the API servers' clock (this machine's) is past the second ``timestamp`` names: an object created
-    after that is strictly younger (creationTimestamp has one-second precision)."""
-    since = datetime.strptime(timestamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
-    wait_for(lambda: (datetime.now(UTC) - since).total_seconds() >= 1.05, timeout=3, what="the next second")
 
 
 # --- the tests -----------------------------------------------------------------------------------------
@@ -149,8 +130,7 @@ def test_changed_annotations_update_the_intent_and_its_records(world: World) -> 
     assert (check["path"], check["port"], check["scheme"]) == ("/healthz", 80, "HTTP")
 
     def failed_over() -> bool:
-        endpoint = get(world.host, DNS_ENDPOINTS,
-                       world.ns, f"service-{name}")
+        endpoint = world.get(DNS_ENDPOINTS, f"service-{name}")
         records = [e for e in (endpoint or {}).get("spec", {}).get("endpoints", [])
                    if e["dnsName"] == world.global_name(name) and e["recordType"] == "A"]
         return bool(records) and records[0]["targets"] == [VIPS["west"]] and records[0]["recordTTL"] == 120
@@ -175,12 +155,11 @@ def test_annotation_removed_from_every_member_deletes_the_intent_and_its_dnsendp
     obj = generated(world, name, check=lambda o: annotations_of(o).get("fleetdns.io/source-clusters") == "west")
     assert obj["metadata"]["labels"]["fleetdns.io/generated-by"] == "annotations"
     # one cluster still asks: the intent and its records stay (the intent covers the Service in every member)
-    assert get(world.host, SERVICE_DNS_RECORDS, world.ns, name) is not None
+    assert world.get(SERVICE_DNS_RECORDS, name) is not None
 
     annotate(world, "west", name, {"fleetdns.io/global": None})
-    wait_for(lambda: get(world.host, SERVICE_DNS_RECORDS, world.ns, name) is None, timeout=20, what="intent deleted")
-    wait_for(lambda: get(world.host, DNS_ENDPOINTS,
-                         world.ns, f"service-{name}") is None, timeout=20, what="its DNSEndpoint deleted")
+    wait_for(lambda: world.get(SERVICE_DNS_RECORDS, name) is None, timeout=20, what="intent deleted")
+    wait_for(lambda: world.get(DNS_ENDPOINTS, f"service-{name}") is None, timeout=20, what="its DNSEndpoint deleted")
 
 
 def test_conflicting_annotations_the_oldest_object_wins_named_in_sources_agree_without_flapping(world: World) -> None:
@@ -234,7 +213,7 @@ def test_a_hand_written_intent_of_the_same_name_is_left_alone(world: World) -> N
     skipped = wait_for(lambda: [e for e in events_for(world.host, world.ns, name)
                                 if e["reason"] == "GenerationSkipped"], timeout=20, what="GenerationSkipped event")
     assert "east Service" in skipped[0]["message"] and "hand-written" in skipped[0]["message"], skipped
-    obj = get(world.host, SERVICE_DNS_RECORDS, world.ns, name)
+    obj = world.get(SERVICE_DNS_RECORDS, name)
     assert obj is not None
     assert obj["spec"]["recordTTL"] == 60
     assert "fleetdns.io/generated-by" not in (obj["metadata"].get("labels") or {})
@@ -266,7 +245,7 @@ def test_a_bad_annotation_is_reported_on_the_host_and_generates_nothing(world: W
                                 if e["reason"] == "InvalidSelfService"], timeout=20, what="InvalidSelfService event")
     assert refused[0]["type"] == "Warning"
     assert "east Service" in refused[0]["message"] and "fleetdns.io/ttl: 'soon'" in refused[0]["message"], refused
-    assert get(world.host, SERVICE_DNS_RECORDS, world.ns, name) is None
+    assert world.get(SERVICE_DNS_RECORDS, name) is None
 
     annotate(world, "east", name, {"fleetdns.io/ttl": "45"})  # fixed: generated
     generated(world, name, check=lambda o: o["spec"]["recordTTL"] == 45)

@@ -21,7 +21,6 @@ from fleetdns.apipaths import (
     ROUTE_DNS_RECORDS,
     Resource,
 )
-from fleetdns.kubeapi import KubeError
 from rig import Fleet
 from rig.openshift import create_route as create_openshift_route
 from rig.openshift import create_router_service, set_route_admission
@@ -32,13 +31,13 @@ from tests.support.aggregator import (
     condition,
     dns_endpoint,
     events_for,
-    fleet_world,
     records,
     unique,
     wait_for,
     wait_records,
 )
-from tests.support.aggregator import FleetWorld as World
+from tests.support.world import FleetWorld as World
+from tests.support.world import fleet_world
 
 pytestmark = pytest.mark.apiserver
 MEMBERS = ("east", "west")
@@ -85,21 +84,10 @@ def patch_metadata(world: World, cluster: str, resource: Resource, name: str, fi
     world.member(cluster).merge_patch(resource.path(world.ns, name), {"metadata": {field: values}})
 
 
-def get(world: World, resource: Resource, name: str) -> dict[str, Any] | None:
-    try:
-        return world.host.get(resource.path(world.ns, name))
-    except KubeError as error:
-        if error.status == 404:
-            return None
-        raise
-
 
 def generated(world: World, resource: Resource, name: str, check: Any = lambda obj: True) -> dict[str, Any]:
     """The host intent once ``check`` holds for it."""
-    def found() -> dict[str, Any] | None:
-        obj = get(world, resource, name)
-        return obj if obj is not None and check(obj) else None
-    return wait_for(found, TIMEOUT, what=f"{resource.kind} {world.ns}/{name}")
+    return world.wait_object(resource, name, check, TIMEOUT)
 
 
 def from_clusters(*clusters: str) -> Any:
@@ -113,7 +101,7 @@ def withdrawn_from_each(world: World, resource: Resource, intents: Resource, nam
     patch_metadata(world, "east", resource, name, "annotations", {"fleetdns.io/global": None})
     generated(world, intents, name, from_clusters("west"))
     patch_metadata(world, "west", resource, name, "annotations", {"fleetdns.io/global": None})
-    wait_for(lambda: get(world, intents, name) is None, TIMEOUT, what=f"{intents.kind} {name} deleted")
+    wait_for(lambda: world.get(intents, name) is None, TIMEOUT, what=f"{intents.kind} {name} deleted")
     wait_for(lambda: dns_endpoint(world.host, world.ns, endpoint) is None, TIMEOUT, what=f"{endpoint} deleted")
 
 
@@ -125,7 +113,7 @@ def test_an_annotated_http_route_in_two_members_gets_a_gateway_intent_until_no_m
     hostname = f"{name}.example.com"
     for cluster in MEMBERS:
         http_route(world, cluster, name, hostname)
-    assert get(world, GATEWAY_DNS_RECORDS, name) is None  # not annotated yet: nothing is generated
+    assert world.get(GATEWAY_DNS_RECORDS, name) is None  # not annotated yet: nothing is generated
 
     for cluster in MEMBERS:
         patch_metadata(world, cluster, HTTP_ROUTES, name, "annotations", GLOBAL)

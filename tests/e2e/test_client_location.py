@@ -11,20 +11,19 @@ then holds exactly those and every region's CoreDNS serves them. Each test works
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from fleetdns.apipaths import DNS_ENDPOINTS, DOMAINS, SERVICE_DNS_RECORDS
+from fleetdns.apipaths import DNS_ENDPOINTS, SERVICE_DNS_RECORDS
 from fleetdns.kubeapi import KubeClient
 from rig.aggregator import client_for
 from rig.federation import DNSClient, Federation
 from rig.geoip import write_geoip_db
 from rig.waiting import wait_for
-from rig.workloads import ensure_namespace
+from tests.support.federation import federation_namespace
 
 pytestmark = [pytest.mark.apiserver, pytest.mark.externaldns, pytest.mark.coredns, pytest.mark.etcd]
 
@@ -93,11 +92,7 @@ def views(fed: Federation, geoip_db: Path) -> None:
 
 @pytest.fixture
 def ns(fed: Federation, host: KubeClient) -> str:
-    name = f"v-{uuid.uuid4().hex[:6]}"
-    for server in fed.fleet.servers:
-        ensure_namespace(server.api_client(), name)
-    host.create(DOMAINS.path(name), DOMAINS.manifest(DOMAIN_REF, spec={"domain": fed.zone}))
-    return name
+    return federation_namespace(fed, host, "v")
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ west and north); every test works in its own namespace with its own apps, so the
 
 from __future__ import annotations
 
-import uuid
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any
@@ -17,12 +16,12 @@ import dns.message
 import dns.query
 import pytest
 
-from fleetdns.apipaths import DOMAINS, EVENTS, HEALTH_REPORTS, SERVICE_DNS_RECORDS
+from fleetdns.apipaths import EVENTS, HEALTH_REPORTS, SERVICE_DNS_RECORDS
 from fleetdns.kubeapi import KubeClient
 from rig.aggregator import client_for
 from rig.federation import Federation
 from rig.waiting import wait_for
-from rig.workloads import ensure_namespace
+from tests.support.federation import federation_namespace
 
 pytestmark = [pytest.mark.apiserver, pytest.mark.externaldns, pytest.mark.coredns, pytest.mark.etcd]
 
@@ -51,11 +50,7 @@ def host(fed: Federation) -> KubeClient:
 
 @pytest.fixture
 def ns(fed: Federation, host: KubeClient) -> str:
-    name = f"p-{uuid.uuid4().hex[:6]}"
-    for server in fed.fleet.servers:
-        ensure_namespace(server.api_client(), name)
-    host.create(DOMAINS.path(name), DOMAINS.manifest(DOMAIN_REF, spec={"domain": fed.zone}))
-    return name
+    return federation_namespace(fed, host, "p")
 
 
 def service_name(fed: Federation, ns: str, service: str) -> str:

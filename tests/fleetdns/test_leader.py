@@ -13,25 +13,18 @@ from fleetdns.kubeapi import KubeClient
 from fleetdns.leader import LeaseElector
 from rig import Fleet
 from tests.support.aggregator import prepare_fleet, unique
+from tests.support.clock import SteppedClock
 
 pytestmark = pytest.mark.apiserver
 NAMESPACE = "fleetdns-system"
 DURATION, DEADLINE, RETRY = 15.0, 10.0, 2.0
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 class Replica:
     """One elector with its own clock and a record of its leadership changes."""
 
     def __init__(self, host: KubeClient, lease: str, identity: str) -> None:
-        self.clock = Clock()
+        self.clock = SteppedClock(100.0)
         self.changes: list[bool] = []
         self.elector = LeaseElector(host, NAMESPACE, lease, identity, DURATION, DEADLINE, RETRY,
                                     self.changes.append, clock=self.clock)

@@ -11,9 +11,7 @@ import pytest
 import yaml
 
 from aggregator.controller.members import MemberHealth
-from aggregator.health.readiness import KindProblem, MemberView, Reachability
-from aggregator.model import MemberCluster, SecretKeyRef
-from aggregator.sources.ingress import IngressView, evaluate_ingress_cluster
+from aggregator.health.readiness import KindProblem, Reachability
 from fleetdns.apipaths import MEMBER_CLUSTERS, SECRETS
 from rig import Fleet
 from rig.aggregator import AggregatorProcess
@@ -28,22 +26,15 @@ from tests.support.aggregator import (
     wait_for,
     wait_records,
 )
+from tests.support.clock import SteppedClock
 
 GRACE = 30.0
 KINDS = {"services": True, "endpointslices": True, "ingresses": False}
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 500.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
+def clock() -> SteppedClock:
+    return SteppedClock(500.0)
 
 
 def synced(health: MemberHealth, *kinds: str) -> None:
@@ -54,7 +45,7 @@ def synced(health: MemberHealth, *kinds: str) -> None:
 # --- the state machine ------------------------------------------------------------------------------
 
 @pytest.mark.unit
-def test_a_member_never_synced_is_connecting_for_the_grace_period_then_unavailable(clock: Clock) -> None:
+def test_a_member_never_synced_is_connecting_for_the_grace_period_then_unavailable(clock: SteppedClock) -> None:
     health = MemberHealth(KINDS, GRACE, clock)
     assert health.reachability() is Reachability.CONNECTING
     clock.now += 10
@@ -67,7 +58,7 @@ def test_a_member_never_synced_is_connecting_for_the_grace_period_then_unavailab
 
 
 @pytest.mark.unit
-def test_a_member_that_drops_is_in_grace_then_lost_and_connected_again_when_it_answers(clock: Clock) -> None:
+def test_a_member_that_drops_is_in_grace_then_lost_and_connected_again_when_it_answers(clock: SteppedClock) -> None:
     health = MemberHealth(KINDS, GRACE, clock)
     synced(health)
     assert health.reachability() is Reachability.CONNECTED and health.grace_expires_in() is None
@@ -88,7 +79,7 @@ def test_a_member_that_drops_is_in_grace_then_lost_and_connected_again_when_it_a
 
 
 @pytest.mark.unit
-def test_a_silent_probe_counts_like_a_dropped_watch(clock: Clock) -> None:
+def test_a_silent_probe_counts_like_a_dropped_watch(clock: SteppedClock) -> None:
     health = MemberHealth(KINDS, GRACE, clock)
     synced(health)
     assert health.report("heartbeat", False, "API server not answering /readyz")
@@ -99,7 +90,7 @@ def test_a_silent_probe_counts_like_a_dropped_watch(clock: Clock) -> None:
 
 @pytest.mark.unit
 def test_refused_credentials_end_the_start_up_wait_and_ask_for_a_rebuild_while_a_busy_server_does_not(
-        clock: Clock) -> None:
+        clock: SteppedClock) -> None:
     busy = MemberHealth(KINDS, GRACE, clock)
     busy.report("services", False, "503 Service Unavailable", status=503)
     assert not busy.synced_or_failed and not busy.credentials_refused
@@ -111,7 +102,7 @@ def test_refused_credentials_end_the_start_up_wait_and_ask_for_a_rebuild_while_a
 
 @pytest.mark.unit
 @pytest.mark.parametrize("status", [403, 404])
-def test_an_optional_kind_refused_leaves_the_member_connected_and_synced(clock: Clock, status: int) -> None:
+def test_an_optional_kind_refused_leaves_the_member_connected_and_synced(clock: SteppedClock, status: int) -> None:
     health = MemberHealth(KINDS, GRACE, clock)
     synced(health, "services", "endpointslices")
     assert health.report("ingresses", False, f"{status} refused", status=status)  # availability changed
@@ -124,7 +115,7 @@ def test_an_optional_kind_refused_leaves_the_member_connected_and_synced(clock: 
 
 
 @pytest.mark.unit
-def test_a_required_kind_refused_keeps_the_member_down(clock: Clock) -> None:
+def test_a_required_kind_refused_keeps_the_member_down(clock: SteppedClock) -> None:
     health = MemberHealth(KINDS, GRACE, clock)
     synced(health, "endpointslices", "ingresses")
     health.report("services", False, "403 Forbidden", status=403)
@@ -132,16 +123,6 @@ def test_a_required_kind_refused_keeps_the_member_down(clock: Clock) -> None:
     assert health.credentials_refused
     clock.now += GRACE
     assert health.reachability() is Reachability.UNAVAILABLE
-
-
-@pytest.mark.unit
-def test_an_ingress_record_lists_a_member_forbidding_ingresses_and_leaves_out_one_not_serving_them() -> None:
-    east = MemberCluster("east", "east", "east-1a", SecretKeyRef("fleetdns-system", "east"))
-    base = MemberView(east, Reachability.CONNECTED)
-    forbidden = evaluate_ingress_cluster(IngressView(**vars(base), problem=KindProblem("ingresses", 403, "Forbidden")))
-    assert forbidden is not None and not forbidden.healthy and forbidden.reason.startswith("KindUnavailable")
-    assert evaluate_ingress_cluster(IngressView(**vars(base), problem=KindProblem("ingresses", 404, "NotFound"))) \
-        is None
 
 
 # --- no network I/O under the members lock (real API servers, the aggregator as a process) -----------

@@ -13,17 +13,17 @@ import pytest
 from aggregator.controller.reconciler import Reconciler
 from aggregator.health.quorum import Freshness, ReportIndex, Votes
 from aggregator.model import IntentKey, ProberLease, parse_service_intent
-from fleetdns.healthcheck import parse_health_check
 from fleetdns.healthreport import DownEntry, HealthReport, intent_ref
 from fleetdns.weights import WEIGHTS_PROPERTY
 from prober.targets import parse_intent
 from rig import Fleet
-from tests.aggregator.test_reconciler import Caches, Scene, global_name
 from tests.support.aggregator import condition, dns_endpoint, events_for, intent, records, unique
+from tests.support.fakes import Caches
+from tests.support.probers import CHECK, down_entry
+from tests.support.world import ReconcilerScene
 
 pytestmark = pytest.mark.apiserver
 EAST_VIP, WEST_VIP = "192.0.2.10", "198.51.100.20"
-CHECK = {"httpGet": {"port": 80, "path": "/healthz"}}
 REGIONS = ("r1", "r2", "r3")
 
 
@@ -39,7 +39,7 @@ class VotingCaches(Caches):
                      self.reports.down((key.namespace, intent_ref(str(key.kind), key.name))))
 
 
-class PolicyScene(Scene):
+class PolicyScene(ReconcilerScene):
     def __init__(self, fleet: Fleet) -> None:
         super().__init__(fleet)
         self.caches = VotingCaches(member_list=[self.east, self.west], domains=self.caches.domains)
@@ -49,11 +49,6 @@ class PolicyScene(Scene):
         for region in REGIONS:
             self.caches.freshness.observe(ProberLease(region, f"prober-{region}", "t0"))
 
-    def check_id(self, key: IntentKey) -> str:
-        check = parse_health_check(CHECK)
-        assert check is not None
-        return check.resolved(global_name(self, key.name)).check_id
-
     def report(self, region: str, cluster: str, *down: DownEntry) -> None:
         """What a region's prober writes for one member cluster (replacing its previous report)."""
         new = HealthReport(self.ns, region, cluster, down)
@@ -61,14 +56,13 @@ class PolicyScene(Scene):
         self._reports[(region, cluster)] = new
 
     def down(self, key: IntentKey, address: str, message: str = "HTTP 500") -> DownEntry:
-        return DownEntry(intent_ref(str(key.kind), key.name), address, self.check_id(key), "2025-01-01T00:00:00Z",
-                         message)
+        return down_entry(str(key.kind), key.name, self.global_name(key.name), address, message)
 
     def stored(self, key: IntentKey) -> dict[str, Any]:
         return intent(self.host, self.ns, "servicednsrecords", key.name)
 
     def answer(self, key: IntentKey) -> set[str]:
-        return records(dns_endpoint(self.host, self.ns, f"service-{key.name}")).get((global_name(self, key.name),
+        return records(dns_endpoint(self.host, self.ns, f"service-{key.name}")).get((self.global_name(key.name),
                                                                                       "A"), set())
 
     def settle(self, key: IntentKey) -> None:
@@ -133,7 +127,7 @@ def test_weighted_publishes_webhook_weights_and_the_answer_in_status(scene: Poli
         {"target": "east", "weight": 80}, {"target": "west", "weight": 20}]})
     scene.settle(key)
     endpoint = next(e for e in dns_endpoint(scene.host, scene.ns, f"service-{key.name}")["spec"]["endpoints"]
-                    if e["dnsName"] == global_name(scene, key.name))
+                    if e["dnsName"] == scene.global_name(key.name))
     assert endpoint["providerSpecific"] == [{"name": WEIGHTS_PROPERTY, "value": f"{EAST_VIP}=255,{WEST_VIP}=64"}]
     stored = scene.stored(key)
     assert stored["status"]["answers"] == [{
@@ -190,7 +184,7 @@ def test_all_down_keeps_the_last_healthy_set_through_a_restart(scene: PolicyScen
     assert [d["healthCheck"]["downAddresses"] for d in stored["status"]["dns"]] == [[EAST_VIP], [WEST_VIP]]
     probed = parse_intent("ServiceDNSRecord", stored)
     assert probed.check is not None and probed.check.http_get is not None
-    assert probed.check.http_get.host == global_name(scene, key.name)
+    assert probed.check.http_get.host == scene.global_name(key.name)
     assert [(c.cluster, c.addresses) for c in probed.clusters] == [("east", (EAST_VIP,)), ("west", (WEST_VIP,))]
     assert scene.events.flush(timeout=10)
     fail_open = [e for e in events_for(scene.host, scene.ns, key.name) if e["reason"] == "FailOpen"]

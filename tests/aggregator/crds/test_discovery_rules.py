@@ -15,8 +15,7 @@ from fleetdns.apipaths import DISCOVERY_RULES
 from fleetdns.kubeapi import KubeClient
 from rig import Fleet
 from rig.binaries import binary
-from tests.aggregator.test_crds import rejected
-from tests.support.aggregator import prepare_fleet, unique
+from tests.support.aggregator import prepare_fleet, rejected, unique
 
 pytestmark = pytest.mark.apiserver
 SELECT = {"matchLabels": {"fleetdns.io/app": "web"}}

@@ -13,8 +13,7 @@ from fleetdns.apipaths import DNS_VIEWS, INGRESS_DNS_RECORDS, SERVICE_DNS_RECORD
 from fleetdns.dnsview import DNSViewError, parse_dns_view
 from fleetdns.kubeapi import KubeClient
 from rig import Fleet
-from tests.aggregator.test_crds import rejected
-from tests.support.aggregator import new_namespace, prepare_fleet, unique
+from tests.support.aggregator import new_namespace, prepare_fleet, rejected, unique
 
 pytestmark = pytest.mark.apiserver
 GOOD = {"clientCIDRs": ["198.51.100.0/24"], "location": {"latitude": 48.1, "longitude": 11.6}, "latencyFrom": "eu"}

@@ -7,20 +7,11 @@ import subprocess
 import pytest
 
 from fleetdns.apipaths import DOMAINS, INGRESS_DNS_RECORDS, MEMBER_CLUSTERS, SERVICE_DNS_RECORDS
-from fleetdns.kubeapi import KubeError
 from rig import Fleet
 from rig.binaries import binary
-from tests.support.aggregator import new_namespace, prepare_fleet
+from tests.support.aggregator import new_namespace, prepare_fleet, rejected
 
 pytestmark = pytest.mark.apiserver
-
-
-def rejected(fleet: Fleet, path: str, body: dict) -> str:
-    host = prepare_fleet(fleet)
-    with pytest.raises(KubeError) as error:
-        host.create(path, body)
-    assert error.value.status == 422, error.value
-    return error.value.message
 
 
 def service_record(name: str, **spec: object) -> dict:

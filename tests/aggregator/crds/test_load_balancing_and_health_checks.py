@@ -9,8 +9,7 @@ import pytest
 
 from fleetdns.apipaths import INGRESS_DNS_RECORDS, SERVICE_DNS_RECORDS
 from rig import Fleet
-from tests.aggregator.test_crds import rejected
-from tests.support.aggregator import new_namespace, prepare_fleet, unique
+from tests.support.aggregator import new_namespace, prepare_fleet, rejected, unique
 
 pytestmark = pytest.mark.apiserver
 HTTP = {"httpGet": {"port": 80}}

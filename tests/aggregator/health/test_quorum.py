@@ -6,24 +6,15 @@ from __future__ import annotations
 import pytest
 
 from aggregator.health.quorum import Freshness, ReportIndex, Votes, judge_cluster
-from aggregator.model import ClusterStatus, LoadBalancerAddress, ProberLease, Verdict, parse_prober_lease
-from aggregator.settings import parse_settings
-from fleetdns.config import ConfigError
+from aggregator.model import ClusterStatus, LoadBalancerAddress, ProberLease, Verdict
 from fleetdns.healthreport import DownEntry, HealthReport
+from tests.support.clock import SteppedClock
 
 pytestmark = pytest.mark.unit
 GRACE = 10.0
 CHECK = "abc123abc123"
 WEB = "ServiceDNSRecord/web"
 EAST_VIP, EAST_VIP2 = "198.18.1.1", "198.18.1.2"
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def lease(region: str, renew: str, holder: str = "prober-1") -> ProberLease:
@@ -49,7 +40,7 @@ def votes(fresh: set[str], listing: dict[str, tuple[DownEntry, ...]], regions: t
 
 def test_every_lease_counts_as_fresh_for_one_grace_period_after_it_is_first_seen() -> None:
     """A restart moves no answer: even a Lease renewed long ago votes until the grace period has passed."""
-    clock = Clock()
+    clock = SteppedClock()
     freshness = Freshness(GRACE, clock)
     freshness.observe(lease("a", "2020-01-01T00:00:00.000000Z"))
     assert freshness.fresh() == {"a"}
@@ -60,7 +51,7 @@ def test_every_lease_counts_as_fresh_for_one_grace_period_after_it_is_first_seen
 
 
 def test_a_region_votes_while_its_renew_time_changes_and_leaves_the_vote_a_grace_period_after_it_stops() -> None:
-    clock = Clock()
+    clock = SteppedClock()
     freshness = Freshness(GRACE, clock)
     for step in range(5):  # renewed every 2 s for 10 s
         freshness.observe(lease("a", f"t{step}"))
@@ -73,7 +64,7 @@ def test_a_region_votes_while_its_renew_time_changes_and_leaves_the_vote_a_grace
 
 
 def test_a_released_lease_stops_the_vote_at_once_and_a_deleted_one_is_forgotten() -> None:
-    clock = Clock()
+    clock = SteppedClock()
     freshness = Freshness(GRACE, clock)
     freshness.observe(lease("a", "t1"))
     freshness.observe(lease("b", "t1"))
@@ -81,13 +72,6 @@ def test_a_released_lease_stops_the_vote_at_once_and_a_deleted_one_is_forgotten(
     assert freshness.fresh() == {"b"}
     freshness.forget("b")
     assert freshness.regions() == ("a",) and freshness.fresh() == frozenset()
-
-
-def test_a_prober_lease_is_read_by_its_region_label() -> None:
-    parsed = parse_prober_lease({"metadata": {"name": "fleetdns-prober-eu", "labels": {"fleetdns.io/region": "eu"}},
-                                 "spec": {"holderIdentity": "p-1", "renewTime": "2025-01-01T00:00:00.000000Z"}})
-    assert parsed == ProberLease("eu", "p-1", "2025-01-01T00:00:00.000000Z")
-    assert parse_prober_lease({"metadata": {"name": "fleetdns-prober-us"}, "spec": {}}).region == "us"
 
 
 # --- verdicts ---------------------------------------------------------------------------------------
@@ -196,23 +180,9 @@ def test_reports_of_several_regions_and_clusters_are_kept_apart() -> None:
     assert set(index.down(("shop", WEB))) == {("a", "east"), ("b", "east"), ("a", "west")}
 
 
-# --- flags ------------------------------------------------------------------------------------------
-
-def test_prober_flags_default_to_10s_and_fleetdns_system_and_refuse_bad_values() -> None:
-    settings = parse_settings([])
-    assert (settings.prober_grace_period, settings.prober_lease_namespace) == (10.0, "fleetdns-system")
-    assert parse_settings(["--prober-grace-period=2s"]).prober_grace_period == 2.0
-    for argv, flag in ((["--prober-grace-period=0s"], "--prober-grace-period"),
-                       (["--prober-grace-period=soon"], "--prober-grace-period"),
-                       (["--prober-lease-namespace=Not_A_Namespace"], "--prober-lease-namespace")):
-        with pytest.raises(ConfigError) as error:
-            parse_settings(argv)
-        assert error.value.flag == flag
-
-
 def test_while_the_leases_cannot_be_watched_their_age_stops_counting() -> None:
     """A host API away from the aggregator hides every renewal; that must not retire every voter at once."""
-    clock = Clock()
+    clock = SteppedClock()
     freshness = Freshness(GRACE, clock)
     freshness.observe(lease("a", "t1"))
     clock.now += GRACE - 1

@@ -1,5 +1,6 @@
 """Policy selection, pure: RoundRobin, Weighted (weights scaled, region targets, AAAA), Failover (order, back),
-a policy never emptying an answer, targets naming nothing, fail open, and what the status says about it."""
+a policy applied per name, never emptying an answer, targets naming nothing, fail open, and spec.loadBalancing
+parsed."""
 
 from __future__ import annotations
 
@@ -10,46 +11,25 @@ from aggregator.model import (
     AnswerCluster,
     ClusterHealth,
     ClusterStatus,
-    IntentStatus,
     LoadBalancerAddress,
     LoadBalancing,
     ParseError,
     Policy,
-    RegionHealth,
     ServiceIntent,
-    TargetWeight,
     Verdict,
     parse_load_balancing,
     parse_service_intent,
-    parse_status,
 )
 from aggregator.policy.loadbalancing import Selector, address_weights, scaled
 from aggregator.render.records import address_records
-from aggregator.render.status import Outcome, answer_moved, build_status, fail_open_event
 from aggregator.sources.ingress import render_ingress_endpoints
 from aggregator.sources.naming import service_names
 from aggregator.sources.service import render_service_endpoints
 from fleetdns.endpoint import Endpoint
 from fleetdns.weights import WEIGHTS_PROPERTY, parse_weights
+from tests.support.model import V4, V6, cluster, failover, weighted
 
 pytestmark = pytest.mark.unit
-V4 = {"east": "198.18.1.1", "east-b": "198.18.1.2", "west": "198.18.2.1"}
-V6 = {"east": "2001:db8:f::1", "east-b": "2001:db8:f::2", "west": "2001:db8:f::3"}
-PLACES = {"east": ("us-east", "us-east-1a"), "east-b": ("us-east", "us-east-1b"), "west": ("us-west", "us-west-1a")}
-
-
-def cluster(name: str, healthy: bool = True, *ips: str) -> ClusterStatus:
-    region, zone = PLACES[name]
-    addresses = tuple(LoadBalancerAddress(ip=ip) for ip in ips or (V4[name],))
-    return ClusterStatus(name, region, zone, addresses, healthy, "ReadyEndpoints: 1 ready" if healthy else "Down")
-
-
-def weighted(*weights: tuple[str, int]) -> LoadBalancing:
-    return LoadBalancing(Policy.WEIGHTED, tuple(TargetWeight(t, w) for t, w in weights))
-
-
-def failover(*order: str) -> LoadBalancing:
-    return LoadBalancing(Policy.FAILOVER, failover_order=order)
 
 
 def answering(selector: Selector, *clusters: ClusterStatus) -> list[str]:
@@ -184,16 +164,6 @@ def test_a_name_that_is_both_a_cluster_and_a_region_means_the_cluster() -> None:
     assert "the MemberCluster is meant" in selector.selection.condition.message
 
 
-# --- quorum-withdrawn addresses ---------------------------------------------------------------------
-
-def test_addresses_the_quorum_sees_down_are_not_published() -> None:
-    sick = ClusterStatus("east", "us-east", "us-east-1a", (LoadBalancerAddress(ip=V4["east"]),
-                                                            LoadBalancerAddress(ip=V4["east-b"])), True, "",
-                         health_check=ClusterHealth(Verdict.UP, (V4["east-b"],), ()))
-    records = address_records("a.example.com", [sick], 30)
-    assert records[0].targets == (V4["east"],)
-
-
 # --- fail open --------------------------------------------------------------------------------------
 
 def last_answer(*clusters: tuple[str, tuple[str, ...]]) -> Answer:
@@ -270,55 +240,6 @@ def test_a_family_no_healthy_cluster_has_at_all_is_not_kept() -> None:
     records = address_records("a.example.com", selector.pick(clusters), 30)
     assert records_by_type(records) == {"CNAME": ("lb-west.example.net",)}
     assert not selector.kept_families
-
-
-# --- status -----------------------------------------------------------------------------------------
-
-def status_after(clusters: tuple[ClusterStatus, ...], old: IntentStatus,
-                 lb: LoadBalancing | None = None) -> IntentStatus:
-    selector = Selector(lb or LoadBalancing(), clusters, last=old.answer())
-    published = len(address_records("a.example.com", selector.pick(clusters), 30))
-    return build_status(Outcome("example.com", "a.example.com", clusters, published, selection=selector.selection),
-                        1, old, "t")
-
-
-def conditions(status: IntentStatus) -> dict[str, tuple[str, str]]:
-    return {c.type: (c.status, c.reason) for c in status.conditions}
-
-
-def test_status_says_when_fail_open_is_in_force_and_an_event_is_due_once() -> None:
-    healthy = status_after((cluster("east"), cluster("west")), IntentStatus())
-    assert conditions(healthy)["FailOpen"] == ("False", "NotNeeded")
-    assert conditions(healthy)["LoadBalancing"] == ("True", "Applied")
-    down = status_after((cluster("east", False), cluster("west", False)), healthy)
-    assert conditions(down)["FailOpen"] == ("True", "LastHealthySetKept")
-    assert conditions(down)["Ready"] == ("False", "NoHealthyClusters")
-    assert "failing open" in next(c.message for c in down.conditions if c.type == "Ready")
-    assert down.answer() is not None and [c.cluster for c in down.answer().clusters] == ["east", "west"]
-    assert fail_open_event(healthy, down) is not None
-    assert fail_open_event(down, status_after((cluster("east", False), cluster("west", False)), down)) is None
-
-
-def test_a_failover_answer_that_moved_makes_a_warning_and_its_return_a_normal_event() -> None:
-    lb = failover("east", "west")
-    first = status_after((cluster("east"), cluster("west")), IntentStatus(), lb)
-    moved = status_after((cluster("east", False), cluster("west")), first, lb)
-    kind, message = answer_moved(first, moved) or ("", "")
-    assert kind == "Warning" and message.startswith("answer moved from east to west")
-    back = status_after((cluster("east"), cluster("west")), moved, lb)
-    assert (answer_moved(moved, back) or ("",))[0] == "Normal"
-    assert answer_moved(back, status_after((cluster("east"), cluster("west")), back, lb)) is None
-
-
-def test_status_with_health_checks_and_answers_reads_back_as_written() -> None:
-    """What is compared with the last written status must survive the API's JSON, or every reconcile writes."""
-    entry = ClusterStatus("east", "us-east", "us-east-1a", (LoadBalancerAddress(ip=V4["east"]),), False,
-                          "HealthCheckFailed: Down from 2 of 3 regions",
-                          health_check=ClusterHealth(Verdict.DOWN, (V4["east"],), (
-                              RegionHealth("a", "Down", "HTTP 500", "2025-01-01T00:00:00Z", True),
-                              RegionHealth("b", "Up", fresh=False))))
-    status = status_after((entry, cluster("west")), IntentStatus(), weighted(("east", 10), ("west", 20)))
-    assert parse_status(status.to_json()) == status
 
 
 # --- parsing ----------------------------------------------------------------------------------------

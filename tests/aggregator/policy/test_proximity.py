@@ -1,24 +1,21 @@
 """Client views and the location policies, pure: great-circle ranking with its 50 km band, failover to the next
 nearest, the latency band and its hysteresis, the documented fallbacks, the DNSEndpoint shape per view, the
-status answers and their events, which DNSViews are served, and the RTTs taken from the probers' reports."""
+status answers and their events, and the view each region gets."""
 
 from __future__ import annotations
 
 import pytest
 
-from aggregator.health.latency import LatencyIndex
 from aggregator.model import (
     Answer,
     AnswerCluster,
     ClusterStatus,
-    DNSViewObject,
     IngressIntent,
     IntentStatus,
     LoadBalancerAddress,
     LoadBalancing,
     Policy,
     ServiceIntent,
-    parse_dns_view_object,
     parse_status,
 )
 from aggregator.policy.loadbalancing import Selector
@@ -31,17 +28,17 @@ from aggregator.policy.proximity import (
     mean_location,
     views_of,
 )
-from aggregator.render.status import Outcome, answer_moved, build_status, dns_view_conditions
+from aggregator.render.status import Outcome, answer_moved, build_status
 from aggregator.sources.ingress import render_ingress_endpoints
 from aggregator.sources.naming import service_names
 from aggregator.sources.service import render_service_endpoints
-from fleetdns.dnsview import VIEW_PROPERTY, DNSView, Location, accept_views, parse_dns_view
-from fleetdns.healthreport import HealthReport, LatencyEntry
+from fleetdns.dnsview import VIEW_PROPERTY, Location
+from tests.support.model import V4 as VIPS
+from tests.support.model import dns_view
 
 pytestmark = pytest.mark.unit
 NEW_YORK, NEWARK, BOSTON = Location(40.7128, -74.0060), Location(40.7357, -74.1724), Location(42.3601, -71.0589)
 SAN_FRANCISCO, LONDON, TOKYO = Location(37.7749, -122.4194), Location(51.5072, -0.1276), Location(35.6762, 139.6503)
-VIPS = {"east": "198.18.1.1", "east-b": "198.18.1.2", "boston": "198.18.1.3", "west": "198.18.2.1"}
 REGIONS = {"east": "us-east", "east-b": "us-east", "boston": "us-east", "west": "us-west"}
 LOCATIONS = {"east": NEW_YORK, "east-b": NEWARK, "boston": BOSTON, "west": SAN_FRANCISCO}
 EUROPE = View("europe", LONDON, "eu")
@@ -269,35 +266,6 @@ def test_a_view_whose_answer_moves_makes_one_answer_moved_event() -> None:
 
 # --- which views are served ----------------------------------------------------------------------------------
 
-def dns_view(name: str, *cidrs: str, **spec: object) -> DNSView:
-    return parse_dns_view({"metadata": {"name": name}, "spec": {"clientCIDRs": list(cidrs), **spec}})
-
-
-def test_a_view_overlapping_an_earlier_one_is_not_served_and_the_message_names_it() -> None:
-    views = [dns_view("beta", "10.1.0.0/16"), dns_view("alpha", "10.0.0.0/8"), dns_view("gamma", "10.1.2.0/24"),
-             dns_view("delta", "2001:db8::/32", "192.0.2.0/24")]
-    accepted, refused = accept_views(views)
-    assert [v.name for v in accepted] == ["alpha", "delta"]
-    assert refused["beta"].startswith("clientCIDRs 10.1.0.0/16 overlaps 10.0.0.0/8 of DNSView alpha")
-    assert "alpha" in refused["gamma"]
-    obj = DNSViewObject("beta", views[0], generation=3)
-    (condition,) = dns_view_conditions(obj, refused, ["us-east"], (), "t0")
-    assert (condition.status, condition.reason, condition.observed_generation) == ("False", "OverlappingCIDRs", 3)
-
-
-def test_an_accepted_views_status_says_what_its_policies_will_lack() -> None:
-    obj = parse_dns_view_object({"metadata": {"name": "europe", "generation": 2},
-                                 "spec": {"countries": ["DE"], "latencyFrom": "eu"}})
-    (condition,) = dns_view_conditions(obj, {}, ["us-east", "us-west"], (), "t0")
-    assert (condition.status, condition.reason) == ("True", "Accepted")
-    assert condition.message == ("served: countries DE; no spec.location: GeoProximity answers this view with every "
-                                 "healthy cluster; spec.latencyFrom 'eu' is not the region of any MemberCluster "
-                                 "(us-east, us-west): LowestLatency answers this view by distance")
-    bad = parse_dns_view_object({"metadata": {"name": "region-x"}, "spec": {"countries": ["DE"]}})
-    (condition,) = dns_view_conditions(bad, {}, [], (), "t0")
-    assert (condition.status, condition.reason) == ("False", "InvalidSpec")
-
-
 def test_each_region_has_a_view_at_its_clusters_mean_location_after_the_dns_views() -> None:
     views = views_of([dns_view("office", "192.0.2.0/24", location={"latitude": 1, "longitude": 2})],
                      {"us-west": [SAN_FRANCISCO], "us-east": [NEW_YORK, BOSTON], "moon": []})
@@ -308,28 +276,3 @@ def test_each_region_has_a_view_at_its_clusters_mean_location_after_the_dns_view
     assert views[1].location is None
     across = mean_location([Location(10, 179), Location(10, -179)])
     assert across is not None and abs(across.longitude) == pytest.approx(180, abs=1e-6)
-
-
-# --- RTTs from the probers' reports --------------------------------------------------------------------------
-
-def report(namespace: str, region: str, cluster_name: str, *entries: tuple[str, int, str]) -> HealthReport:
-    return HealthReport(namespace, region, cluster_name, latency=tuple(LatencyEntry(*e) for e in entries))
-
-
-def test_the_newest_measurement_of_an_address_wins_across_a_regions_reports() -> None:
-    index = LatencyIndex()
-    shop = report("shop", "eu", "east", (VIPS["east"], 30_000, "2025-01-01T00:00:10Z"))
-    assert index.apply(None, shop) == {("eu", VIPS["east"])}
-    blog = report("blog", "eu", "east", (VIPS["east"], 50_000, "2025-01-01T00:00:20Z"))
-    assert index.apply(None, blog) == {("eu", VIPS["east"])}
-    assert index.region("eu") == {VIPS["east"]: 50_000}
-    assert index.apply(blog, None) == {("eu", VIPS["east"])}  # gone: the other report's value stands
-    assert index.region("eu") == {VIPS["east"]: 30_000}
-    assert index.apply(shop, shop) == set() and index.region("ap") == {}
-    assert index.apply(shop, report("shop", "eu", "east")) == {("eu", VIPS["east"])}
-    assert index.region("eu") == {}
-
-
-def test_last_answers_survive_a_round_trip_through_the_status() -> None:
-    answer = Answer("europe", Policy.LOWEST_LATENCY, (AnswerCluster("east", (VIPS["east"],)),), "why", NO_LATENCY_DATA)
-    assert parse_status({"answers": [answer.to_json()]}).answers == (answer,)

@@ -11,57 +11,27 @@ from typing import Any
 import pytest
 
 from aggregator.controller.events import InvolvedObject
-from aggregator.health.readiness import KindProblem, MemberView, Reachability
+from aggregator.health.readiness import Reachability
 from aggregator.metrics import AggregatorMetrics
 from aggregator.model import (
     IntentKey,
     IntentKind,
     InvalidIntent,
     MemberCluster,
-    MemberService,
     SecretKeyRef,
     ServiceIntent,
     parse_service_intent,
 )
 from aggregator.selfservice.generator import Generator
 from aggregator.sources import SOURCES
-from aggregator.sources.base import MemberKind
 from fleetdns.apipaths import SERVICE_DNS_RECORDS
 from fleetdns.kubeapi import KubeClient, KubeError, NotLeaderError
 from rig import Fleet
 from tests.support.aggregator import new_namespace, prepare_fleet, unique, wait_for
+from tests.support.fakes import Member
 
 pytestmark = pytest.mark.apiserver
 T0, T1 = "2026-01-01T00:00:00Z", "2026-01-01T00:00:05Z"
-
-
-@dataclass
-class Member:
-    """One member as the generator reads it: its annotated Services, and whether its cache can be read."""
-
-    cluster: MemberCluster
-    services: dict[tuple[str, str], MemberService] = field(default_factory=dict)
-    reachability: Reachability = Reachability.CONNECTED
-
-    @property
-    def name(self) -> str:
-        return self.cluster.name
-
-    def annotate(self, namespace: str, name: str, annotations: dict[str, str], created: str) -> None:
-        self.services[(namespace, name)] = MemberService(namespace, name, True, (), annotations=annotations,
-                                                         created=created)
-
-    def view(self) -> MemberView:
-        return MemberView(self.cluster, self.reachability)
-
-    def get(self, kind: MemberKind, namespace: str, name: str) -> Any | None:
-        return self.services.get((namespace, name)) if kind.name == "services" else None
-
-    def ready_endpoints(self, namespace: str, service: str) -> int:
-        return 0
-
-    def kind_problem(self, kind: MemberKind) -> KindProblem | None:
-        return None
 
 
 @dataclass

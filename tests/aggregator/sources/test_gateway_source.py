@@ -7,20 +7,8 @@ from typing import Any
 
 import pytest
 
-from aggregator.health.readiness import KindProblem, MemberView, Reachability
-from aggregator.model import (
-    ClusterStatus,
-    Domain,
-    IntentKey,
-    IntentKind,
-    LoadBalancerAddress,
-    MemberCluster,
-    MemberClusterStatus,
-    ParseError,
-    SecretKeyRef,
-    parse_member_cluster_status,
-)
-from aggregator.render.status import member_status
+from aggregator.health.readiness import KindProblem, Reachability
+from aggregator.model import ClusterStatus, IntentKey, IntentKind, LoadBalancerAddress, ParseError
 from aggregator.sources import build_sources
 from aggregator.sources.gateway.objects import Gateway, Listener, RouteKind, parse_gateway, parse_route
 from aggregator.sources.gateway.source import (
@@ -35,14 +23,11 @@ from aggregator.sources.gateway.source import (
 )
 from aggregator.sources.request import AppRequest, RequestError
 from fleetdns.apipaths import GATEWAY_DNS_RECORDS, GATEWAYS, HTTP_ROUTES
-from fleetdns.endpoint import Endpoint
 from prober.targets import parse_intent as parse_prober_intent
+from tests.support.fakes import Domains
+from tests.support.model import EAST, WEST, by_name, serving
 
 pytestmark = pytest.mark.unit
-
-EAST = MemberCluster("east", "us-east", "us-east-1a", SecretKeyRef("fleetdns-system", "east"))
-WEST = MemberCluster("west", "us-west", "us-west-1a", SecretKeyRef("fleetdns-system", "west"))
-NOW = "2026-01-02T03:04:05Z"
 GW = Gateway("shop", "gw", (Listener("http", 80, "HTTP", "*.example.com"),), (LoadBalancerAddress(ip="192.0.2.10"),))
 
 
@@ -193,66 +178,31 @@ def test_the_index_maps_routes_gateways_and_backend_readiness_to_intents() -> No
 
 # --- records --------------------------------------------------------------------------------------
 
-class _Domains:
-    def find(self, namespace: str, name: str) -> Domain | None:
-        return Domain(namespace, name, "example.com") if name == "fleet" else None
-
-    def searched(self, namespace: str) -> str:
-        return f"{namespace} or fleetdns-system"
-
-
-def cluster(member: MemberCluster, address: str, hosts: tuple[str, ...], healthy: bool = True) -> ClusterStatus:
-    return ClusterStatus(member.name, member.region, member.zone, (LoadBalancerAddress(ip=address),), healthy,
-                         "test", hosts=hosts)
-
-
-def by_name(endpoints: list[Endpoint]) -> dict[tuple[str, str], tuple[str, ...]]:
-    return {(e.dns_name, e.record_type): e.targets for e in endpoints}
-
-
 def test_each_name_is_answered_by_the_clusters_whose_route_serves_it_and_the_fqdn_is_the_first() -> None:
-    clusters = (cluster(EAST, "192.0.2.1", ("a.example.com", "b.example.com")),
-                cluster(WEST, "198.51.100.1", ("b.example.com",)))
-    desired = GatewaySource().render(intent(domainRef="fleet"), clusters, _Domains())
+    clusters = (serving(EAST, "192.0.2.1", ("a.example.com", "b.example.com")),
+                serving(WEST, "198.51.100.1", ("b.example.com",)))
+    desired = GatewaySource().render(intent(domainRef="fleet"), clusters, Domains(ref="fleet"))
     assert by_name(desired.endpoints) == {("a.example.com", "A"): ("192.0.2.1",),
                                           ("b.example.com", "A"): ("192.0.2.1", "198.51.100.1")}
     assert desired.outcome.fqdn == "a.example.com" and desired.outcome.domain == "example.com"
-    listed = GatewaySource().render(intent(hosts=["b.example.com", "a.example.com"]), clusters, _Domains())
+    listed = GatewaySource().render(intent(hosts=["b.example.com", "a.example.com"]), clusters, Domains(ref="fleet"))
     assert listed.outcome.fqdn == "b.example.com"
 
 
 def test_the_check_host_is_the_first_listed_host_else_the_fqdn_the_aggregator_wrote() -> None:
     source = GatewaySource()
-    assert source.check_host(intent(hosts=["b.example.com", "a.example.com"]), _Domains()) == "b.example.com"
+    assert source.check_host(intent(hosts=["b.example.com", "a.example.com"]), Domains(ref="fleet")) == "b.example.com"
     written = parse_gateway_intent(GATEWAY_DNS_RECORDS.manifest("web", "shop", spec={},
                                                                 status={"fqdn": "a.example.com"}))
-    assert source.check_host(written, _Domains()) == "a.example.com"
+    assert source.check_host(written, Domains(ref="fleet")) == "a.example.com"
 
 
 def test_clusters_that_serve_no_publishable_name_make_the_intent_not_ready_with_the_reason() -> None:
     clusters = (ClusterStatus("east", "us-east", "us-east-1a", (), False, "NoHostnames: nothing to publish"),)
-    desired = GatewaySource().render(intent(), clusters, _Domains())
+    desired = GatewaySource().render(intent(), clusters, Domains(ref="fleet"))
     assert desired.endpoints == [] and desired.outcome.problem == "NoHostnames"
-    nowhere = GatewaySource().render(intent(), (), _Domains())
+    nowhere = GatewaySource().render(intent(), (), Domains(ref="fleet"))
     assert nowhere.outcome.problem == "" and nowhere.endpoints == []
-
-
-# --- the member's status -------------------------------------------------------------------------
-
-def test_a_members_status_lists_the_optional_kinds_it_serves_once_it_was_reached() -> None:
-    optional = ("gateways", "httproutes", "ingresses")
-    missing = (KindProblem("gateways", 404, "the server could not find the requested resource"),
-               KindProblem("httproutes", 404, "the server could not find the requested resource"))
-    connected = member_status(MemberView(EAST, Reachability.CONNECTED), missing, 1, MemberClusterStatus(), NOW,
-                              optional)
-    assert connected.served_kinds == ("ingresses",)
-    assert [k.kind for k in connected.unavailable_kinds] == ["gateways", "httproutes"]
-    assert connected.to_json()["servedKinds"] == ["ingresses"]
-    assert parse_member_cluster_status(connected.to_json()) == connected
-    everything = member_status(MemberView(EAST, Reachability.LOST), (), 1, connected, NOW, optional)
-    assert everything.served_kinds == optional  # what it served when last reached
-    connecting = member_status(MemberView(EAST, Reachability.CONNECTING), (), 1, MemberClusterStatus(), NOW, optional)
-    assert connecting.served_kinds == ()  # not known yet
 
 
 # --- self-service ----------------------------------------------------------------------------------
@@ -288,7 +238,7 @@ def test_the_prober_sends_the_same_host_the_aggregator_names_the_check_by() -> N
         raw = GATEWAY_DNS_RECORDS.manifest("web", "shop", spec={**spec, "healthCheck": check}, status=status)
         parsed = parse_gateway_intent(raw)
         assert parsed.health_check is not None
-        aggregator = parsed.health_check.resolved(GatewaySource().check_host(parsed, _Domains()))
+        aggregator = parsed.health_check.resolved(GatewaySource().check_host(parsed, Domains(ref="fleet")))
         probed = parse_prober_intent(str(IntentKind.GATEWAY), raw).check
         assert probed is not None and probed.check_id == aggregator.check_id
         assert aggregator.http_get is not None and aggregator.http_get.host in ("b.example.com", "a.example.com")

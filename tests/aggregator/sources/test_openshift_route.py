@@ -11,7 +11,6 @@ import pytest
 from aggregator.health.readiness import KindProblem, Reachability
 from aggregator.model import (
     ClusterStatus,
-    Domain,
     IntentKey,
     IntentKind,
     LoadBalancerAddress,
@@ -21,25 +20,18 @@ from aggregator.model import (
     SecretKeyRef,
 )
 from aggregator.render.status import Outcome
-from aggregator.settings import parse_settings
 from aggregator.sources import build_sources
 from aggregator.sources.openshift import MemberRoute, parse_member_route, parse_route_intent
-from aggregator.sources.openshift_route import (
-    ROUTE_KIND,
-    RouterService,
-    RouteSource,
-    RouteView,
-    evaluate_route_cluster,
-)
+from aggregator.sources.openshift_route import ROUTE_KIND, RouterService, RouteSource, RouteView, evaluate_route_cluster
 from aggregator.sources.request import AppRequest, RequestError
 from aggregator.sources.service import SERVICE_KIND
 from fleetdns.apipaths import ROUTE_DNS_RECORDS
 from fleetdns.endpoint import Endpoint
+from tests.support.fakes import Domains
+from tests.support.model import EAST, WEST, by_name, serving
 
 pytestmark = pytest.mark.unit
 
-EAST = MemberCluster("east", "us-east", "us-east-1a", SecretKeyRef("fleetdns-system", "east"))
-WEST = MemberCluster("west", "us-west", "us-west-1a", SecretKeyRef("fleetdns-system", "west"))
 ROUTERS = "openshift-ingress"
 
 
@@ -102,13 +94,6 @@ def test_an_intent_without_hosts_or_domain_parses_and_a_bad_ttl_names_the_field(
     assert parsed.key == IntentKey(IntentKind.ROUTE, "shop", "web")
     with pytest.raises(ParseError, match="spec.recordTTL"):
         parse_route_intent(ROUTE_DNS_RECORDS.manifest("web", "shop", spec={"recordTTL": "60"}))
-
-
-def test_the_router_namespace_flag_defaults_to_openshift_ingress_and_must_be_a_label() -> None:
-    assert parse_settings([]).openshift_router_namespace == "openshift-ingress"
-    assert parse_settings(["--openshift-router-namespace=routers"]).openshift_router_namespace == "routers"
-    with pytest.raises(Exception, match="--openshift-router-namespace"):
-        parse_settings(["--openshift-router-namespace=Not_A_Label"])
 
 
 def test_the_route_source_is_registered_with_routes_as_an_optional_member_kind() -> None:
@@ -235,37 +220,17 @@ def test_the_index_maps_routes_router_services_and_backend_readiness_to_intents(
 
 # --- records --------------------------------------------------------------------------------------
 
-class _Domains:
-    def __init__(self, domain: str | None) -> None:
-        self.domain = domain
-
-    def find(self, namespace: str, name: str) -> Domain | None:
-        return Domain(namespace, name, self.domain) if self.domain else None
-
-    def searched(self, namespace: str) -> str:
-        return f"{namespace} or fleetdns-system"
-
-
-def cluster(member: MemberCluster, address: str, hosts: tuple[str, ...], healthy: bool = True) -> ClusterStatus:
-    return ClusterStatus(member.name, member.region, member.zone, (LoadBalancerAddress(ip=address),), healthy,
-                         "test", hosts=hosts)
-
-
-def by_name(endpoints: list[Endpoint]) -> dict[tuple[str, str], tuple[str, ...]]:
-    return {(e.dns_name, e.record_type): e.targets for e in endpoints}
-
-
 def render(clusters: tuple[ClusterStatus, ...], domain: str | None = None, **spec: Any) -> tuple[list[Endpoint],
                                                                                                    Outcome]:
     intent = parse_route_intent(ROUTE_DNS_RECORDS.manifest("web", "shop", spec=spec))
-    desired = RouteSource().render(intent, clusters, _Domains(domain))
+    desired = RouteSource().render(intent, clusters, Domains(domain))
     return desired.endpoints, desired.outcome
 
 
 def test_each_name_is_answered_by_the_clusters_whose_route_serves_it() -> None:
-    endpoints, outcome = render((cluster(EAST, "192.0.2.1", ("a.example.com",)),
-                                 cluster(WEST, "198.51.100.1", ("b.example.com",)),
-                                 cluster(MemberCluster("north", "n", "n-1", SecretKeyRef("x", "y")), "203.0.113.1",
+    endpoints, outcome = render((serving(EAST, "192.0.2.1", ("a.example.com",)),
+                                 serving(WEST, "198.51.100.1", ("b.example.com",)),
+                                 serving(MemberCluster("north", "n", "n-1", SecretKeyRef("x", "y")), "203.0.113.1",
                                          ("a.example.com",), healthy=False)))
     assert by_name(endpoints) == {("a.example.com", "A"): ("192.0.2.1",), ("b.example.com", "A"): ("198.51.100.1",)}
     assert outcome.fqdn == "a.example.com"
@@ -273,17 +238,17 @@ def test_each_name_is_answered_by_the_clusters_whose_route_serves_it() -> None:
 
 
 def test_the_fqdn_follows_the_order_of_the_intents_hosts() -> None:
-    clusters = (cluster(EAST, "192.0.2.1", ("a.example.com",)), cluster(WEST, "198.51.100.1", ("b.example.com",)))
+    clusters = (serving(EAST, "192.0.2.1", ("a.example.com",)), serving(WEST, "198.51.100.1", ("b.example.com",)))
     _, outcome = render(clusters, hosts=["b.example.com", "a.example.com"])
     assert outcome.fqdn == "b.example.com"
 
 
 def test_the_zone_comes_from_the_domain_and_no_served_name_is_a_problem() -> None:
-    clusters = (cluster(EAST, "192.0.2.1", ("a.example.com",)),)
+    clusters = (serving(EAST, "192.0.2.1", ("a.example.com",)),)
     endpoints, outcome = render(clusters, "example.com", domainRef="fleet")
     assert by_name(endpoints) == {("a.example.com", "A"): ("192.0.2.1",)}  # the guard rails judge the Domain
     assert outcome.domain == "example.com"
-    endpoints, outcome = render((cluster(EAST, "192.0.2.1", ()),))
+    endpoints, outcome = render((serving(EAST, "192.0.2.1", ()),))
     assert endpoints == [] and outcome.problem == "NoHostnames"
 
 
