@@ -32,6 +32,8 @@ from rig.waiting import wait_for
 from rig.webhook_client import WebhookClient
 from rig.workloads import apply_crds
 from serving.corefile import Layout, render_corefile, served_views
+from tests.support.etcd import etcd_kv
+from tests.support.webhook import running_webhook
 from webhook_provider.changes import parse_changes
 from webhook_provider.domain_filter import DomainFilter
 from webhook_provider.planner import plan_changes
@@ -55,11 +57,6 @@ def endpoint(name: str, record_type: str, *targets: str, view: str = "", **extra
 
 def dns_view(name: str, **spec: object) -> DNSView:
     return parse_dns_view({"metadata": {"name": name}, "spec": spec})
-
-
-def etcd_kv(url: str) -> pyetcd.Etcd3Client:
-    host, port = url.removeprefix("http://").split(":")
-    return pyetcd.client(host=host, port=int(port))
 
 
 def keys_under(kv: pyetcd.Etcd3Client, root: str) -> dict[str, tuple[bytes, int]]:
@@ -126,10 +123,8 @@ def test_an_update_moves_a_misplaced_record_into_its_views_prefix_and_the_name_k
 
 @pytest.fixture
 def webhook(etcd, tmp_path) -> Iterator[tuple[WebhookProvider, str]]:
-    prefix = f"/vw{uuid.uuid4().hex[:8]}/"
-    server = WebhookProvider(etcd.endpoints, tmp_path, domain_filter=ZONE, prefix=prefix, name="webhook-views").start()
-    yield server, prefix
-    server.stop()
+    with running_webhook(etcd, tmp_path, "vw", domain_filter=ZONE, name="webhook-views") as started:
+        yield started
 
 
 @pytest.mark.etcd
