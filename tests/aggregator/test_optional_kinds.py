@@ -26,8 +26,7 @@ from fleetdns.apipaths import (
 )
 from fleetdns.kubeapi import KubeClient, KubeError, member_api_client
 from rig import Fleet, KubeAPIServer
-from rig.aggregator import AggregatorProcess, client_for
-from rig.scrape import scrape
+from rig.aggregator import client_for
 from rig.workloads import register_member, set_load_balancer_status
 from tests.support.aggregator import (
     VIPS,
@@ -42,6 +41,8 @@ from tests.support.aggregator import (
     wait_for,
     wait_records,
 )
+from tests.support.clock import SteppedClock
+from tests.support.world import FleetWorld, running_aggregator
 
 pytestmark = pytest.mark.apiserver
 READ = ["get", "list", "watch"]
@@ -104,14 +105,9 @@ def create_ingress(member: KubeAPIServer, namespace: str, name: str, backend: st
     set_load_balancer_status(member.api_client(), namespace, name, ips=[VIPS["east"]], kind="ingress")
 
 
-class World:
-    def __init__(self, fleet: Fleet, host: KubeClient, namespace: str, member: str,
-                 aggregator: AggregatorProcess) -> None:
-        self.fleet, self.host, self.ns, self.member, self.aggregator = fleet, host, namespace, member, aggregator
-
-    def metric(self, name: str, **labels: str) -> float | None:
-        key = name + "{" + ",".join(f'{k}="{v}"' for k, v in sorted(labels.items())) + "}"
-        return scrape(f"http://127.0.0.1:{self.aggregator.port}/metrics").get(key)
+@dataclass
+class World(FleetWorld):
+    limited: str  # the member seen through an identity that may not list Ingresses
 
 
 @pytest.fixture(scope="module")
@@ -123,12 +119,10 @@ def world(fleet: Fleet, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Wo
     member = unique("limited")
     identity = LimitedIdentity(fleet.members["east"], namespace, member).create()
     register_member(fleet.host.api_client(), member, "limited", "limited-a", identity.kubeconfig())
-    aggregator = AggregatorProcess(fleet.host.kubeconfig, [
-        f"--namespace={namespace}", "--member-grace-period=3s", "--leader-election=false", "--log-format=text"],
-        tmp_path_factory.mktemp("aggregator"))
     try:
-        with aggregator:
-            yield World(fleet, host, namespace, member, aggregator)
+        with running_aggregator(fleet.host.kubeconfig, namespace, tmp_path_factory.mktemp("aggregator"),
+                                "--member-grace-period=3s", leader_election=False) as aggregator:
+            yield World(fleet, host, namespace, aggregator, member)
     finally:
         host.delete(MEMBER_CLUSTERS.path(name=member))
         host.delete(SECRETS.path("fleetdns-system", f"member-{member}"))
@@ -145,11 +139,11 @@ def test_a_member_that_may_not_list_ingresses_stays_connected_and_publishes_its_
     assert found[(f"{name}.{world.ns}.fleet.svc.example.com", "A")] == {VIPS["east"]}
     status = wait_for(lambda: (s := intent(world.host, world.ns, "servicednsrecords", name).get("status") or {})
                       .get("healthyClusters") == 2 and s, what="east and the limited member healthy")
-    assert {d["cluster"] for d in status["dns"] if d["healthy"]} == {"east", world.member}
+    assert {d["cluster"] for d in status["dns"] if d["healthy"]} == {"east", world.limited}
 
-    assert world.metric("fleetdns_aggregator_member_connected", cluster=world.member) == 1.0
-    assert world.metric("fleetdns_aggregator_member_kind_available", cluster=world.member, kind="ingresses") == 0.0
-    assert world.metric("fleetdns_aggregator_member_kind_available", cluster=world.member, kind="services") == 1.0
+    assert world.metric("fleetdns_aggregator_member_connected", cluster=world.limited) == 1.0
+    assert world.metric("fleetdns_aggregator_member_kind_available", cluster=world.limited, kind="ingresses") == 0.0
+    assert world.metric("fleetdns_aggregator_member_kind_available", cluster=world.limited, kind="services") == 1.0
     assert world.metric("fleetdns_aggregator_member_kind_available", cluster="east", kind="ingresses") == 1.0
 
 
@@ -167,19 +161,11 @@ def test_an_ingress_record_lists_the_member_that_may_not_list_ingresses_as_kind_
                       and len(s.get("dns", [])) == 2
                       and any(d["cluster"] == "east" and d["healthy"] for d in s["dns"]) and s,
                       what="east healthy and the limited member listed")
-    limited = next(d for d in status["dns"] if d["cluster"] == world.member)
+    limited = next(d for d in status["dns"] if d["cluster"] == world.limited)
     assert not limited["healthy"]
     assert limited["reason"].startswith("KindUnavailable") and "ingresses" in limited["reason"]
     assert "403" in limited["reason"]
     assert next(d for d in status["dns"] if d["cluster"] == "east")["healthy"]
-
-
-class SteppedClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def test_ingresses_allowed_later_are_listed_at_the_next_retry(fleet: Fleet, tmp_path: Path) -> None:

@@ -7,10 +7,10 @@ session's east and west as members, and the aggregator as a real process.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pytest
 
@@ -19,15 +19,10 @@ from aggregator.metrics import AggregatorMetrics
 from aggregator.model import (
     LABEL_INTENT_KIND,
     LABEL_INTENT_NAME,
-    DNSEndpointObject,
     Domain,
-    IntentKey,
     IntentKind,
-    MemberCluster,
     parse_dns_endpoint,
 )
-from aggregator.sources.base import MemberObjects
-from aggregator.sources.intent import Intent
 from aggregator.sources.service import parse_service_intent
 from fleetdns.apipaths import CUSTOM_RESOURCE_DEFINITIONS, DNS_ENDPOINTS, SERVICE_DNS_RECORDS
 from fleetdns.kubeapi import KubeClient, KubeError
@@ -39,13 +34,16 @@ from tests.support.aggregator import (
     DOMAIN_REF,
     REGIONS,
     VIPS,
+    both,
     condition,
     create_domain,
     create_service_intent,
     deploy_service,
     dns_endpoint,
     events_for,
+    global_name,
     intent,
+    new_namespace,
     reconciled_intents,
     records,
     samples,
@@ -53,9 +51,8 @@ from tests.support.aggregator import (
     wait_for,
     wait_records,
 )
-
-if TYPE_CHECKING:
-    from aggregator.sources.intent import InvalidIntent
+from tests.support.fakes import Caches
+from tests.support.world import FleetWorld
 
 pytestmark = pytest.mark.apiserver
 SERVICE_CRD = "servicednsrecords.fleetdns.io"
@@ -106,13 +103,6 @@ def host(fleet: Fleet, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hos
         server.stop()
 
 
-def new_namespace(fleet: Fleet, host: Host, prefix: str) -> str:
-    name = unique(prefix)
-    for server in (host.server, *fleet.members.values()):
-        ensure_namespace(server.api_client(), name)
-    return name
-
-
 def aggregator_for(host: Host, namespace: str, workdir: Path, name: str = "aggregator") -> AggregatorProcess:
     return AggregatorProcess(host.server.kubeconfig, [
         f"--namespace={namespace}", f"--lease-name={namespace}", "--member-grace-period=5s", "--log-format=text"],
@@ -120,20 +110,16 @@ def aggregator_for(host: Host, namespace: str, workdir: Path, name: str = "aggre
 
 
 @dataclass
-class World:
-    fleet: Fleet
-    server: KubeAPIServer
-    host: KubeClient
-    ns: str
-    aggregator: AggregatorProcess
+class World(FleetWorld):
+    server: KubeAPIServer  # the module's own host API server (tests stop and restart it)
 
 
 @pytest.fixture(scope="module")
 def shared_world(fleet: Fleet, host: Host, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    namespace = new_namespace(fleet, host, "own")
+    namespace = new_namespace(fleet, "own", host.server)
     create_domain(host.client, namespace)
     with aggregator_for(host, namespace, tmp_path_factory.mktemp("aggregator")) as aggregator:
-        yield World(fleet, host.server, host.client, namespace, aggregator)
+        yield World(fleet, host.client, namespace, aggregator, host.server)
 
 
 @pytest.fixture
@@ -148,14 +134,6 @@ def _ready(aggregator: AggregatorProcess) -> bool:
         return aggregator.readyz()[0] == 200
     except OSError:
         return False
-
-
-def both() -> dict[str, dict[str, object]]:
-    return {"east": {"ip": VIPS["east"], "ready": True}, "west": {"ip": VIPS["west"], "ready": True}}
-
-
-def global_name(namespace: str, name: str) -> str:
-    return f"{name}.{namespace}.{DOMAIN_REF}.svc.example.com"
 
 
 def publish(fleet: Fleet, host: KubeClient, namespace: str, name: str) -> None:
@@ -268,7 +246,7 @@ def test_a_restart_while_the_host_api_server_is_down_removes_no_published_record
     """Restarted while the host API server is stopped, the aggregator starts with nothing listed; when
     the server is back, no DNSEndpoint is deleted: not for the intents it cannot read, not for an
     intent deleted and created again meanwhile (adopted: its DNSEndpoint is the same object)."""
-    ns = new_namespace(fleet, host, "restart")
+    ns = new_namespace(fleet, "restart", host.server)
     create_domain(host.client, ns)
     names = [unique("keep"), unique("keep"), unique("reborn"), unique("unread")]
     keep_a, keep_b, reborn, unread = names
@@ -313,7 +291,7 @@ def test_a_restart_while_the_host_api_server_is_down_removes_no_published_record
 
 def test_a_new_leader_sweeps_only_its_own_orphans(fleet: Fleet, host: Host,
                                                   tmp_path_factory: pytest.TempPathFactory) -> None:
-    ns = new_namespace(fleet, host, "sweep")
+    ns = new_namespace(fleet, "sweep", host.server)
     create_domain(host.client, ns)
     gone, copied = unique("gone"), unique("copied")
     publish(fleet, host.client, ns, gone)
@@ -353,34 +331,6 @@ def _readyz(aggregator: AggregatorProcess) -> tuple[int, str]:
 
 
 # --- the reconciler on its own: deletes only from a cache that has listed --------------------------
-
-@dataclass
-class Caches:
-    """The engine's caches as a restarted replica has them: DNSEndpoints listed, intents perhaps not yet."""
-
-    listed: bool
-    intents: dict[IntentKey, Intent | InvalidIntent] = field(default_factory=dict)
-    domains: dict[tuple[str, str], Domain] = field(default_factory=dict)
-    endpoints: dict[tuple[str, str], DNSEndpointObject] = field(default_factory=dict)
-
-    def synced(self, kind: IntentKind) -> bool:
-        return self.listed
-
-    def intent(self, key: IntentKey) -> Intent | InvalidIntent | None:
-        return self.intents.get(key)
-
-    def members(self) -> Sequence[MemberObjects]:
-        return []
-
-    def member_cluster(self, name: str) -> MemberCluster | None:
-        return None
-
-    def domain(self, namespace: str, name: str) -> Domain | None:
-        return self.domains.get((namespace, name))
-
-    def dns_endpoint(self, namespace: str, name: str) -> DNSEndpointObject | None:
-        return self.endpoints.get((namespace, name))
-
 
 def test_a_missing_intent_deletes_its_dns_endpoint_only_once_the_intents_have_listed(host: Host) -> None:
     ns = unique("cold")

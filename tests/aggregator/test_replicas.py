@@ -14,6 +14,7 @@ from rig.aggregator import AggregatorProcess
 from rig.workloads import set_endpoints
 from tests.support.aggregator import (
     VIPS,
+    both,
     create_domain,
     create_service_intent,
     deploy_service,
@@ -32,7 +33,6 @@ from tests.support.aggregator import (
 
 pytestmark = pytest.mark.apiserver
 LEASE_FLAGS = ["--lease-duration=3s", "--renew-deadline=2s", "--retry-period=0.5s", "--log-format=text"]
-BOTH = {"east": {"ip": VIPS["east"], "ready": True}, "west": {"ip": VIPS["west"], "ready": True}}
 
 
 def test_restarted_aggregator_rewrites_no_dns_endpoint_and_no_status(fleet: Fleet, tmp_path: Path) -> None:
@@ -41,7 +41,7 @@ def test_restarted_aggregator_rewrites_no_dns_endpoint_and_no_status(fleet: Flee
     create_domain(host, ns)
     names = [unique("svc") for _ in range(5)]
     for name in names:
-        deploy_service(fleet, ns, name, BOTH)
+        deploy_service(fleet, ns, name, both())
         create_service_intent(host, ns, name, dnsPrefix=name)
     args = [f"--namespace={ns}", f"--lease-name={ns}", *LEASE_FLAGS]
     first = AggregatorProcess(fleet.host.kubeconfig, args, tmp_path, name="first").start()
@@ -98,7 +98,7 @@ def test_two_replicas_elect_one_writer_and_the_standby_takes_over(fleet: Fleet, 
         assert standby.readyz()[0] == 200  # ready but standing by
 
         name = unique("ha")
-        deploy_service(fleet, ns, name, BOTH)
+        deploy_service(fleet, ns, name, both())
         create_service_intent(host, ns, name)
         wait_records(host, ns, f"service-{name}", lambda r: set().union(*r.values()) >= set(VIPS.values()))
         # The counter moves just after the write returns: wait for it rather than read it once.
@@ -117,7 +117,7 @@ def test_two_replicas_elect_one_writer_and_the_standby_takes_over(fleet: Fleet, 
         assert lease["spec"]["holderIdentity"] in ("", standby.name)
         wait_for(lambda: "leader" in standby.readyz()[1], timeout=15, what="standby takes over")
         second = unique("ha")
-        deploy_service(fleet, ns, second, BOTH)
+        deploy_service(fleet, ns, second, both())
         create_service_intent(host, ns, second)
         found = wait_records(host, ns, f"service-{second}", lambda r: set().union(*r.values()) >= set(VIPS.values()))
         assert set().union(*found.values()) >= set(VIPS.values())
@@ -133,7 +133,7 @@ def test_restart_while_a_member_is_down_keeps_its_published_targets_for_the_grac
     ns = new_namespace(fleet, "agg-restart-down")
     create_domain(host, ns)
     name = unique("svc")
-    deploy_service(fleet, ns, name, BOTH)
+    deploy_service(fleet, ns, name, both())
     create_service_intent(host, ns, name)
     args = [f"--namespace={ns}", "--leader-election=false", "--log-format=text"]
     with AggregatorProcess(fleet.host.kubeconfig, args, tmp_path, name="before"):
@@ -194,7 +194,7 @@ def test_a_frozen_leader_is_replaced_and_does_not_write_when_it_wakes(fleet: Fle
         wait_for(lambda: sum("leader" in r.readyz()[1] for r in (a, b)) == 1, timeout=10, what="one leader")
         leader, standby = (a, b) if "leader" in a.readyz()[1] else (b, a)
         first = unique("frz")
-        deploy_service(fleet, ns, first, BOTH)
+        deploy_service(fleet, ns, first, both())
         create_service_intent(host, ns, first)
         glob = f"{first}.{ns}.fleet.svc.example.com"
         # both members' Services in the answer (each reaches the leader on its own watch: a first reconcile may
@@ -225,7 +225,7 @@ def test_a_frozen_leader_is_replaced_and_does_not_write_when_it_wakes(fleet: Fle
         # A write the old leader had on the wire lands once the host resumes; let the new leader
         # finish a whole reconcile after that before counting.
         second = unique("frz")
-        deploy_service(fleet, ns, second, BOTH)
+        deploy_service(fleet, ns, second, both())
         create_service_intent(host, ns, second)
         wait_records(host, ns, f"service-{second}", lambda r: set().union(*r.values()) >= set(VIPS.values()))
         wait_for(lambda: reconciled_intents(standby) == 2, what="the new leader's reconcile of the second intent")

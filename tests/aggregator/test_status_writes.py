@@ -39,11 +39,13 @@ from rig.binaries import REPO_ROOT
 from rig.certs import CertificateAuthority
 from tests.support.aggregator import (
     VIPS,
+    both,
     create_domain,
     create_service_intent,
     deploy_service,
     dns_endpoint,
     events_for,
+    global_name,
     intent,
     new_namespace,
     prepare_fleet,
@@ -56,20 +58,15 @@ from tests.support.aggregator import (
 )
 
 pytestmark = pytest.mark.apiserver
-BOTH = {"east": {"ip": VIPS["east"], "ready": True}, "west": {"ip": VIPS["west"], "ready": True}}
 WEBHOOKS = Resource("admissionregistration.k8s.io", "v1", "validatingwebhookconfigurations",
                     "ValidatingWebhookConfiguration", namespaced=False)
 ROLES = Resource("rbac.authorization.k8s.io", "v1", "roles", "Role")
 ROLE_BINDINGS = Resource("rbac.authorization.k8s.io", "v1", "rolebindings", "RoleBinding")
 
 
-def global_name(namespace: str, name: str) -> str:
-    return f"{name}.{namespace}.fleet.svc.example.com"
-
-
 def publish_all(fleet: Fleet, host: KubeClient, namespace: str, names: list[str]) -> None:
     for name in names:
-        deploy_service(fleet, namespace, name, BOTH)
+        deploy_service(fleet, namespace, name, both())
         create_service_intent(host, namespace, name)
 
 
@@ -264,7 +261,7 @@ def test_a_slow_events_api_does_not_hold_up_reconciles_and_the_events_arrive_lat
     create_domain(host, ns)
     names = [unique("svc") for _ in range(3)]
     for name in names:
-        deploy_service(fleet, ns, name, BOTH)
+        deploy_service(fleet, ns, name, both())
     args = [f"--namespace={ns}", f"--lease-name={ns}", "--workers=1", "--log-format=text"]
     with AggregatorProcess(fleet.host.kubeconfig, args, tmp_path) as aggregator:
         for name in names:

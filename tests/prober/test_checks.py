@@ -1,5 +1,5 @@
-"""One check against real servers: the stand-in ingress controller (rig/ingress.py) on loopback, and a TLS
-server of the test's own that records the SNI it is sent."""
+"""One check: its wire form, and against real servers: the stand-in ingress controller (rig/ingress.py) on loopback,
+and a TLS server of the test's own that records the SNI it is sent."""
 
 from __future__ import annotations
 
@@ -13,10 +13,11 @@ from pathlib import Path
 import pytest
 
 from fleetdns.healthcheck import HealthCheck, HttpGet, Scheme, TcpSocket
-from prober.checks import CheckRunner, Outcome, Result, check_target
+from prober.checks import CheckError, CheckRunner, Outcome, Result, check_target
 from rig.certs import CertificateAuthority
 from rig.ingress import StandInIngress
 from rig.ports import free_port
+from tests.support.checks import run_checks
 
 ADDRESS = "127.0.0.84"
 HOST = "web.checks.example"
@@ -30,36 +31,23 @@ def ingress(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StandInIngress
         yield started
 
 
-def run_checks(*jobs: tuple[HealthCheck, float], address: str = ADDRESS) -> list[Outcome]:
-    """Run checks concurrently on one CheckRunner until each is done (bounded by their own timeouts)."""
-    runner = CheckRunner()
-    outcomes: dict[int, Outcome] = {}
-    for i, (check, timeout) in enumerate(jobs):
-        runner.start(check_target(address, check), timeout, lambda outcome, i=i: outcomes.__setitem__(i, outcome))
-    deadline = time.monotonic() + 30
-    while len(outcomes) < len(jobs) and time.monotonic() < deadline:
-        runner.poll(0.05)
-    runner.close()
-    return [outcomes[i] for i in range(len(jobs))]
-
-
 def http(port: int, host: str = HOST, scheme: Scheme = Scheme.HTTP, path: str = "/healthz") -> HealthCheck:
     return HealthCheck(http_get=HttpGet(port, path, scheme, host))
 
 
 def test_http_200_is_up_and_500_is_down_with_its_status_while_the_app_stays_registered(ingress: StandInIngress):
-    [up] = run_checks((http(ingress.http_port), 1.0))
+    [up] = run_checks((http(ingress.http_port), 1.0), address=ADDRESS)
     assert (up.result, up.message) == (Result.UP, "HTTP 200")
     ingress.control.set_answer(HOST, 500)
     try:
-        [down] = run_checks((http(ingress.http_port), 1.0))
+        [down] = run_checks((http(ingress.http_port), 1.0), address=ADDRESS)
     finally:
         ingress.control.set_answer(HOST, None)
     assert (down.result, down.message) == (Result.HTTP_ERROR, "HTTP 500")
 
 
 def test_the_host_header_routes_the_check_to_its_own_app(ingress: StandInIngress):
-    [unknown] = run_checks((http(ingress.http_port, host="other.checks.example"), 1.0))
+    [unknown] = run_checks((http(ingress.http_port, host="other.checks.example"), 1.0), address=ADDRESS)
     assert unknown.message == "HTTP 404"
 
 
@@ -67,7 +55,7 @@ def test_an_app_that_answers_later_than_the_timeout_is_a_response_timeout(ingres
     ingress.control.set_answer(HOST, 200, delay=3.0)
     try:
         started = time.monotonic()
-        [late] = run_checks((http(ingress.http_port), 0.5))
+        [late] = run_checks((http(ingress.http_port), 0.5), address=ADDRESS)
         took = time.monotonic() - started
     finally:
         ingress.control.set_answer(HOST, None)
@@ -77,7 +65,7 @@ def test_an_app_that_answers_later_than_the_timeout_is_a_response_timeout(ingres
 
 def test_a_closed_port_is_refused_and_an_unreachable_address_times_out_in_connect():
     closed = free_port(ADDRESS)
-    [refused] = run_checks((HealthCheck(tcp_socket=TcpSocket(closed)), 1.0))
+    [refused] = run_checks((HealthCheck(tcp_socket=TcpSocket(closed)), 1.0), address=ADDRESS)
     assert (refused.result, refused.message) == (Result.REFUSED, "connection refused")
     # a listener that never accepts, with its backlog full: the SYN is dropped, the connect hangs
     with socket.socket() as full:
@@ -90,7 +78,7 @@ def test_a_closed_port_is_refused_and_an_unreachable_address_times_out_in_connec
             filler.connect_ex(full.getsockname())
             fillers.append(filler)
         try:
-            [hung] = run_checks((HealthCheck(tcp_socket=TcpSocket(full.getsockname()[1])), 0.5))
+            [hung] = run_checks((HealthCheck(tcp_socket=TcpSocket(full.getsockname()[1])), 0.5), address=ADDRESS)
         finally:
             for filler in fillers:
                 filler.close()
@@ -100,28 +88,28 @@ def test_a_closed_port_is_refused_and_an_unreachable_address_times_out_in_connec
 def test_tcp_check_is_up_while_the_port_accepts_and_down_once_it_is_closed(ingress: StandInIngress):
     port = free_port(ADDRESS)
     ingress.control.open_port(port)
-    [up] = run_checks((HealthCheck(tcp_socket=TcpSocket(port)), 1.0))
+    [up] = run_checks((HealthCheck(tcp_socket=TcpSocket(port)), 1.0), address=ADDRESS)
     ingress.control.close_port(port)
-    [down] = run_checks((HealthCheck(tcp_socket=TcpSocket(port)), 1.0))
+    [down] = run_checks((HealthCheck(tcp_socket=TcpSocket(port)), 1.0), address=ADDRESS)
     assert up.result is Result.UP and down.result is Result.REFUSED
     assert ingress.control.stats().accepted[port] == 1
 
 
 def test_every_check_opens_its_own_connection(ingress: StandInIngress):
     ingress.control.reset_stats()
-    outcomes = run_checks(*[(http(ingress.http_port), 1.0) for _ in range(5)])
-    outcomes += run_checks(*[(http(ingress.https_port, scheme=Scheme.HTTPS), 1.0) for _ in range(5)])
+    outcomes = run_checks(*[(http(ingress.http_port), 1.0) for _ in range(5)], address=ADDRESS)
+    outcomes += run_checks(*[(http(ingress.https_port, scheme=Scheme.HTTPS), 1.0) for _ in range(5)], address=ADDRESS)
     assert all(o.up for o in outcomes)
     stats = ingress.control.stats().host(HOST)
     assert (stats.connections, stats.requests) == (10, 10)
 
 
 def test_https_is_routed_by_host_without_verifying_the_certificate(ingress: StandInIngress):
-    [up] = run_checks((http(ingress.https_port, scheme=Scheme.HTTPS), 1.0))
+    [up] = run_checks((http(ingress.https_port, scheme=Scheme.HTTPS), 1.0), address=ADDRESS)
     assert up.message == "HTTP 200"  # the stand-in's CA is nowhere in the prober's trust store
     ingress.control.set_answer(HOST, 503)
     try:
-        [down] = run_checks((http(ingress.https_port, scheme=Scheme.HTTPS), 1.0))
+        [down] = run_checks((http(ingress.https_port, scheme=Scheme.HTTPS), 1.0), address=ADDRESS)
     finally:
         ingress.control.set_answer(HOST, None)
     assert down.message == "HTTP 503"
@@ -162,7 +150,7 @@ class SniRecorder:
 def test_https_sends_the_host_as_sni(tmp_path: Path):
     server = SniRecorder(tmp_path)
     try:
-        outcomes = [run_checks((http(server.port, host="a.sni.example", scheme=Scheme.HTTPS), 2.0))[0]
+        outcomes = [run_checks((http(server.port, host="a.sni.example", scheme=Scheme.HTTPS), 2.0), address=ADDRESS)[0]
                     for _ in range(3)]
     finally:
         server.close()
@@ -199,3 +187,21 @@ def test_ipv6_addresses_are_checked_over_ipv6(tmp_path: Path):
         [up] = run_checks((http(http_port), 1.0), address="::1")
         assert up.message == "HTTP 200"
         assert list(ingress.control.stats().host(HOST).clients) == ["::1"]
+
+
+# --- the wire form of a check ------------------------------------------------------------------------
+
+@pytest.mark.unit
+def test_the_request_is_one_get_with_host_headers_and_connection_close():
+    check = HealthCheck(http_get=HttpGet(8443, "/ready z?x=1", Scheme.HTTPS, "web.example.com",
+                                         (("X-Probe", "fleetdns"), ("Connection", "keep-alive"))))
+    target = check_target("198.18.1.1", check)
+    lines = target.request.decode().split("\r\n")
+    assert lines[0] == "GET /ready%20z?x=1 HTTP/1.1"
+    assert "Host: web.example.com" in lines and "X-Probe: fleetdns" in lines
+    assert "Connection: close" in lines and "Connection: keep-alive" not in lines
+    assert target.request.endswith(b"\r\n\r\n") and target.sni == "web.example.com"
+    assert check_target("198.18.1.1", HealthCheck(http_get=HttpGet(80, host="web.example.com"))).sni is None
+    assert check_target("2001:db8::1", HealthCheck(tcp_socket=TcpSocket(443))).request == b""
+    with pytest.raises(CheckError, match="not an IP"):
+        check_target("lb.example.com", HealthCheck(tcp_socket=TcpSocket(443)))

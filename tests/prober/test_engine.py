@@ -20,18 +20,11 @@ from prober.metrics import ProberMetrics
 from prober.settings import Settings
 from prober.targets import SERVICE_KIND, ProbedIntent, ProbeKey, parse_intent
 from prober.thresholds import State
+from tests.support.clock import SteppedClock
 
 VIP = "198.18.1.1"
 REPORT = ("shop", "east")  # (namespace, cluster)
 ENTRY = ("ServiceDNSRecord/web", VIP)
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def intent(fqdn: str = "web.shop.example.com") -> ProbedIntent:
@@ -52,7 +45,7 @@ def prober() -> Iterator[Prober]:
                         log_format="json")
     host = KubeClient(k8s_client.ApiClient(k8s_client.Configuration(host="http://127.0.0.1:9")))  # never called
     built = Prober(settings, host, ProberMetrics(), wall=lambda: 1_700_000_000.0)
-    built.scheduler.clock = Clock()
+    built.scheduler.clock = SteppedClock()
     yield built
     built.scheduler.runner.close()
     os.close(built.scheduler._wake_r)
@@ -108,7 +101,7 @@ def test_a_subject_listed_again_after_a_long_absence_starts_unknown(prober: Prob
     result(prober, up=False)
     prober._apply_intent(full, created)
     clock = prober.scheduler.clock
-    assert isinstance(clock, Clock)
+    assert isinstance(clock, SteppedClock)
     clock.now += RETAIN_SECONDS + 1
     prober._apply_intent(created, full)
     assert state(prober) is State.UNKNOWN and prober.subjects_down == 0

@@ -37,8 +37,9 @@ from rig.prober import ProberProcess
 from rig.scrape import scrape
 from rig.waiting import wait_for
 from rig.workloads import apply_crds
-from tests.prober.test_checks import run_checks
 from tests.support.aggregator import new_namespace
+from tests.support.checks import run_checks
+from tests.support.clock import SteppedClock
 
 WALL = 1_700_000_000.0
 
@@ -203,14 +204,6 @@ def test_a_connect_a_busy_loop_notices_late_is_sampled_at_the_network_time_not_t
 VIP = "198.18.1.1"
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
 def prober() -> Iterator[Prober]:
     settings = Settings(region="north", kubeconfig="", health_host="127.0.0.1", health_port=0, namespace="",
@@ -218,7 +211,7 @@ def prober() -> Iterator[Prober]:
                         log_format="json")
     host = KubeClient(k8s_client.ApiClient(k8s_client.Configuration(host="http://127.0.0.1:9")))  # never called
     built = Prober(settings, host, ProberMetrics(), wall=lambda: WALL)
-    built.scheduler.clock = Clock()
+    built.scheduler.clock = SteppedClock()
     yield built
     built.scheduler.runner.close()
     os.close(built.scheduler._wake_r)

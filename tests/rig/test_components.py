@@ -14,7 +14,6 @@ import uuid
 import dns.message
 import dns.query
 import dns.rdatatype
-import pyetcd
 import pytest
 import yaml
 from kubernetes import client, watch
@@ -24,13 +23,9 @@ from rig import EtcdCluster, ExternalDNS, RigError
 from rig.binaries import REPO_ROOT
 from rig.coredns import CoreDNS, dns_answers, etcd_corefile
 from rig.workloads import apply_crds
+from tests.support.etcd import etcd_kv
 
 GROUP, VERSION, PLURAL = DNS_ENDPOINTS.group, DNS_ENDPOINTS.version, DNS_ENDPOINTS.plural
-
-
-def etcd_client(url: str) -> pyetcd.Etcd3Client:
-    host, port = url.removeprefix("http://").split(":")
-    return pyetcd.client(host=host, port=int(port))
 
 
 def query(server: CoreDNS, name: str, rdtype: str) -> dns.message.Message:
@@ -39,7 +34,7 @@ def query(server: CoreDNS, name: str, rdtype: str) -> dns.message.Message:
 
 @pytest.mark.etcd
 def test_etcd_put_get_and_transaction_through_the_python_client(etcd):
-    kv = etcd_client(etcd.url)
+    kv = etcd_kv(etcd.url)
     kv.put("/smoke/a", "1")
     value, _ = kv.get("/smoke/a")
     assert value == b"1"
@@ -60,18 +55,18 @@ def test_etcd_put_get_and_transaction_through_the_python_client(etcd):
 @pytest.mark.etcd
 def test_three_member_etcd_cluster_keeps_serving_with_one_member_down(tmp_path):
     with EtcdCluster(3, tmp_path) as cluster:
-        etcd_client(cluster.endpoints[0]).put("/quorum", "yes")
+        etcd_kv(cluster.endpoints[0]).put("/quorum", "yes")
         cluster.stop_member(2)
-        assert etcd_client(cluster.endpoints[1]).get("/quorum")[0] == b"yes"
-        etcd_client(cluster.endpoints[1]).put("/quorum", "still")
+        assert etcd_kv(cluster.endpoints[1]).get("/quorum")[0] == b"yes"
+        etcd_kv(cluster.endpoints[1]).put("/quorum", "still")
         cluster.start_member(2)
-        assert etcd_client(cluster.endpoints[2]).get("/quorum")[0] == b"still"
+        assert etcd_kv(cluster.endpoints[2]).get("/quorum")[0] == b"still"
 
 
 @pytest.mark.coredns
 def test_coredns_serves_a_aaaa_and_txt_records_written_to_etcd_in_skydns_format(etcd, coredns_factory):
     path = f"/smoke{uuid.uuid4().hex[:6]}"
-    kv = etcd_client(etcd.url)
+    kv = etcd_kv(etcd.url)
     kv.put(f"{path}/org/example/app/x1", json.dumps({"host": "192.0.2.10", "ttl": 60}))
     kv.put(f"{path}/org/example/app/x2", json.dumps({"host": "192.0.2.11", "ttl": 60}))
     kv.put(f"{path}/org/example/app/x3", json.dumps({"host": "2001:db8::10", "ttl": 60}))
@@ -190,7 +185,7 @@ def test_the_shipped_corefile_serves_the_zone_from_its_sidecars_zone_file_and_re
 
     path = f"rig{uuid.uuid4().hex[:6]}"
     value = json.dumps({"host": "192.0.2.44", "ttl": 5, "targetstrip": 1})  # the coredns provider's layout
-    etcd_client(etcd.url).put(f"/{path}/com/example/gslb/app/x1", value)
+    etcd_kv(etcd.url).put(f"/{path}/com/example/gslb/app/x1", value)
     server = regional_coredns("gslb.example.com", etcd.endpoints, tmp_path, "coredns-test", etcd_path=path)
     with server:
         assert server.sidecar.ready()  # started first: CoreDNS never served without its zone file

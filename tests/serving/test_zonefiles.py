@@ -32,6 +32,7 @@ from rig.webhook_client import WebhookClient
 from serving import zonefile
 from serving.zonefile import DropReason, render_name, render_zone
 from serving.zonefiles import ReplacedFile, ZoneFile, ZoneFilesWriter, sidecar_metrics
+from tests.support.etcd import etcd_kv
 from webhook_provider.settings import load_settings
 
 ZONE = "gslb.example.com"
@@ -40,11 +41,6 @@ WRITES = f'fleetdns_zonefiles_writes_total{{file="{ZONE_FILE}"}}'
 DROPPED = 'fleetdns_zonefiles_dropped_records_total{{reason="{}"}}'
 OWNERSHIP = '"heritage=external-dns,external-dns/owner=test,external-dns/resource=crd/ns/apps"'
 LONG_TEXT = 'v=spf1 "quoted" \\back ' + "x" * 300  # two character-strings on the wire
-
-
-def etcd_kv(url: str) -> pyetcd.Etcd3Client:
-    host, port = url.removeprefix("http://").split(":")
-    return pyetcd.client(host=host, port=int(port))
 
 
 def reply(server: CoreDNS, name: str, rdtype: str) -> dns.message.Message:

@@ -1,20 +1,20 @@
-"""Shared set-up for the aggregator tests (no tests here): CRDs and members on the session fleet,
-intents and member workloads created the way users and controllers create them."""
+"""The aggregator's tests on the session fleet: CRDs and members, namespaces, intents and member workloads
+created the way users and controllers create them, what the host then holds, and the process's own metrics."""
 
 from __future__ import annotations
 
-import contextlib
 import re
 import uuid
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
+import pytest
 from kubernetes.client.exceptions import ApiException
 
 from fleetdns.apipaths import DNS_ENDPOINTS, DOMAINS, EVENTS, HTTP_ROUTES, INGRESS_DNS_RECORDS, SERVICE_DNS_RECORDS
 from fleetdns.kubeapi import KubeClient, KubeError
-from rig import Fleet
+from rig import Fleet, KubeAPIServer
 from rig.aggregator import AggregatorProcess, client_for
 from rig.gatewayapi import create_gateway, create_route, set_gateway_addresses, set_route_parents
 from rig.scrape import scrape
@@ -57,43 +57,38 @@ def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:6]}"
 
 
-def new_namespace(fleet: Fleet, prefix: str) -> str:
+def new_namespace(fleet: Fleet, prefix: str, host: KubeAPIServer | None = None) -> str:
+    """A fresh namespace on every server of the fleet (with ``host`` in place of the fleet's own host)."""
     name = unique(prefix)
-    for server in fleet.servers:
+    for server in (fleet.servers if host is None else [host, *fleet.members.values()]):
         ensure_namespace(server.api_client(), name)
     return name
 
 
-class FleetWorld:
-    """A module's world: the session fleet, the host, the module's own namespace and the aggregator watching it."""
-
-    def __init__(self, fleet: Fleet, host: KubeClient, namespace: str, aggregator: AggregatorProcess) -> None:
-        self.fleet, self.host, self.ns, self.aggregator = fleet, host, namespace, aggregator
-
-    def member(self, cluster: str) -> KubeClient:
-        return client_for(self.fleet.members[cluster])
-
-    def api(self, cluster: str) -> Any:
-        return self.fleet.members[cluster].api_client()
-
-    def global_name(self, service: str) -> str:
-        return f"{service}.{self.ns}.{DOMAIN_REF}.svc.{DOMAIN}"
+def global_name(namespace: str, service: str) -> str:
+    """The KubeFed global name of a ServiceDNSRecord on the Domain ``fleet``."""
+    return f"{service}.{namespace}.{DOMAIN_REF}.svc.{DOMAIN}"
 
 
-@contextlib.contextmanager
-def fleet_world(fleet: Fleet, workdir: Path, prefix: str, *flags: str) -> Iterator[FleetWorld]:
-    """One aggregator for a module: a fresh namespace (``prefix``) with the Domain ``fleet``, the aggregator watching
-    it (its own Lease, text logs, and ``flags``, where ``{namespace}`` names it), still running when the module is
-    done."""
+def both(**overrides: dict[str, object]) -> dict[str, dict[str, object]]:
+    """``deploy_service`` in east and west, each at its VIP with ready endpoints (``overrides`` per cluster)."""
+    return {"east": {"ip": VIPS["east"], "ready": True}, "west": {"ip": VIPS["west"], "ready": True}, **overrides}
+
+
+def rejected(fleet: Fleet, path: str, body: dict) -> str:
+    """The message of the host's admission refusal (422) of ``body``."""
     host = prepare_fleet(fleet)
-    namespace = new_namespace(fleet, prefix)
-    create_domain(host, namespace)
-    aggregator = AggregatorProcess(fleet.host.kubeconfig, [
-        f"--namespace={namespace}", f"--lease-name={namespace}", "--log-format=text",
-        *(flag.format(namespace=namespace) for flag in flags)], workdir)
-    with aggregator:
-        yield FleetWorld(fleet, host, namespace, aggregator)
-        assert aggregator.process is not None and aggregator.process.running, aggregator.log()[-3000:]
+    with pytest.raises(KubeError) as error:
+        host.create(path, body)
+    assert error.value.status == 422, error.value
+    return error.value.message
+
+
+def wait_past_second_of(timestamp: str) -> None:
+    """Until the API servers' clock (this machine's) is past the second ``timestamp`` names: an object created
+    after that is strictly younger (creationTimestamp has one-second precision)."""
+    since = datetime.strptime(timestamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    wait_for(lambda: (datetime.now(UTC) - since).total_seconds() >= 1.05, timeout=5, what="the next second")
 
 
 def create_domain(host: KubeClient, namespace: str, name: str = DOMAIN_REF, domain: str = DOMAIN) -> None:
@@ -133,13 +128,18 @@ def accepted_http_route(fleet: Fleet, cluster: str, namespace: str, name: str, h
     set_route_parents(api, HTTP_ROUTES, namespace, name, {f"{name}-gw": True})
 
 
-def dns_endpoint(host: KubeClient, namespace: str, name: str) -> dict[str, Any] | None:
+def get_object(host: KubeClient, path: str) -> dict[str, Any] | None:
+    """The object at ``path``, None while there is none."""
     try:
-        return host.get(DNS_ENDPOINTS.path(namespace, name))
+        return host.get(path)
     except KubeError as error:
         if error.status == 404:
             return None
         raise
+
+
+def dns_endpoint(host: KubeClient, namespace: str, name: str) -> dict[str, Any] | None:
+    return get_object(host, DNS_ENDPOINTS.path(namespace, name))
 
 
 def records(obj: dict[str, Any] | None) -> dict[tuple[str, str], set[str]]:
@@ -147,7 +147,6 @@ def records(obj: dict[str, Any] | None) -> dict[tuple[str, str], set[str]]:
     if obj is None:
         return {}
     return {(e["dnsName"], e["recordType"]): set(e.get("targets") or []) for e in obj["spec"].get("endpoints") or []}
-
 
 
 def wait_records(host: KubeClient, namespace: str, name: str, predicate: Callable[[dict], bool],

@@ -26,7 +26,6 @@ from fleetdns.apipaths import DNS_ENDPOINTS
 from fleetdns.config import ConfigError
 from fleetdns.endpoint import Endpoint
 from fleetdns.skydns import store as store_module
-from fleetdns.skydns.encoding import decode_entry
 from fleetdns.skydns.settings import DEFAULT_MAX_TXN_BYTES, ETCD_DEFAULT_MAX_REQUEST_BYTES
 from fleetdns.skydns.store import EtcdStore, txn_request
 from fleetdns.skydns.transaction import Transaction
@@ -35,15 +34,15 @@ from rig.coredns import dns_answers, etcd_corefile
 from rig.region import WebhookProvider
 from rig.waiting import wait_for
 from rig.workloads import apply_crds
+from tests.support.webhook import PREFIX, a_record, planned, running_webhook
 from webhook_provider.changes import Changes, parse_changes, set_aside
 from webhook_provider.domain_filter import DomainFilter
 from webhook_provider.metrics import Metrics
-from webhook_provider.planner import NamePlan, batch, plan_changes, too_large
+from webhook_provider.planner import batch, plan_changes, too_large
 from webhook_provider.settings import load_settings
 from webhook_provider.validation import Rejection, RejectReason
 
 ZONE = "example.org"
-PREFIX = "/skydns/"
 MAX_OPS = 128  # etcd's default --max-txn-ops, as the webhook's
 REJECTED = 'fleetdns_webhook_records_rejected_total{reason="too_large"}'
 DROPPED = 'fleetdns_webhook_adjust_dropped_total{reason="too_large"}'
@@ -55,18 +54,9 @@ def txt(name: str, *texts: str) -> dict:
     return {"dnsName": name, "recordType": "TXT", "targets": list(texts)}
 
 
-def a_record(name: str, *targets: str) -> dict:
-    return {"dnsName": name, "recordType": "A", "targets": list(targets)}
-
-
 def text_of(size: int, seed: str) -> str:
     """``size`` bytes of text, distinct per ``seed``."""
     return (seed + "-" + "x" * size)[:size]
-
-
-def planned(state: dict[str, str], **lists: list[dict]) -> list[NamePlan]:
-    entries = [decode_entry(PREFIX, key, value.encode(), 7) for key, value in sorted(state.items())]
-    return plan_changes(entries, parse_changes(lists, DomainFilter()), PREFIX)
 
 
 def committed(state: dict[str, str], transactions: list[Transaction]) -> dict[str, str]:
@@ -212,11 +202,9 @@ def test_the_transaction_byte_limit_is_a_flag_with_a_variable_and_a_default_belo
 
 @pytest.fixture(scope="module")
 def webhook(etcd, tmp_path_factory) -> Iterator[tuple[WebhookProvider, str]]:
-    prefix = f"/big{uuid.uuid4().hex[:8]}/"
-    server = WebhookProvider(etcd.endpoints, tmp_path_factory.mktemp("webhook"), domain_filter=ZONE,
-                             prefix=prefix, name="webhook-batches").start()
-    yield server, prefix
-    server.stop()
+    with running_webhook(etcd, tmp_path_factory.mktemp("webhook"), "big",
+                         domain_filter=ZONE, name="webhook-batches") as started:
+        yield started
 
 
 def keys_in_etcd(etcd_url: str, prefix: str) -> dict[str, bytes]:

@@ -11,7 +11,6 @@ import time
 import uuid
 from collections.abc import Iterator
 
-import pyetcd
 import pytest
 import requests
 
@@ -22,6 +21,8 @@ from rig.ports import free_port
 from rig.region import WebhookProvider
 from rig.waiting import wait_for
 from rig.webhook_client import WebhookClient
+from tests.support.etcd import etcd_kv
+from tests.support.webhook import a_record, running_webhook
 from webhook_provider.changes import parse_changes
 from webhook_provider.domain_filter import DomainFilter
 from webhook_provider.metrics import Metrics
@@ -31,15 +32,6 @@ from webhook_provider.settings import load_settings
 pytestmark = pytest.mark.etcd
 
 
-def a_record(name: str, *targets: str, **extra: object) -> dict:
-    return {"dnsName": name, "recordType": "A", "targets": list(targets), **extra}
-
-
-def etcd_kv(url: str) -> pyetcd.Etcd3Client:
-    host, port = url.removeprefix("http://").split(":")
-    return pyetcd.client(host=host, port=int(port))
-
-
 # The protocol's media type, spelled out here on purpose: the test checks the wire, not our constant.
 MEDIA_TYPE = "application/external.dns.webhook+json;version=1"
 
@@ -47,11 +39,9 @@ MEDIA_TYPE = "application/external.dns.webhook+json;version=1"
 @pytest.fixture(scope="module")
 def webhook(etcd, tmp_path_factory) -> Iterator[tuple[WebhookClient, str]]:
     """One webhook for this module on the session etcd, with its own prefix and a domain filter."""
-    prefix = f"/wh{uuid.uuid4().hex[:8]}/"
-    server = WebhookProvider(etcd.endpoints, tmp_path_factory.mktemp("webhook"), domain_filter="example.org",
-                             prefix=prefix, extra_args=["--max-request-bytes=100000"]).start()
-    yield server.client, prefix
-    server.stop()
+    with running_webhook(etcd, tmp_path_factory.mktemp("webhook"), "wh",
+                         domain_filter="example.org", extra_args=["--max-request-bytes=100000"]) as (server, prefix):
+        yield server.client, prefix
 
 
 def test_negotiation_answers_the_exact_media_type_vary_and_the_domain_filter(webhook):

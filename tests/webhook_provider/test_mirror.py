@@ -29,21 +29,14 @@ from rig.region import WebhookProvider
 from rig.scrape import scrape
 from rig.waiting import wait_for
 from rig.webhook_client import WebhookClient
+from tests.support.etcd import etcd_kv
+from tests.support.webhook import a_record, running_webhook
 from webhook_provider.domain_filter import DomainFilter
 from webhook_provider.listing import RecordsListing
 from webhook_provider.metrics import Metrics
 from webhook_provider.settings import load_settings
 
 ZONE = "example.org"
-
-
-def a_record(name: str, *targets: str) -> dict:
-    return {"dnsName": name, "recordType": "A", "targets": list(targets)}
-
-
-def etcd_kv(url: str) -> pyetcd.Etcd3Client:
-    host, port = url.removeprefix("http://").split(":")
-    return pyetcd.client(host=host, port=int(port))
 
 
 def names(client: WebhookClient) -> set[str]:
@@ -118,12 +111,10 @@ def etcd_alone(tmp_path: Path) -> Iterator[EtcdServer]:
 
 @pytest.fixture
 def webhook(etcd_alone: EtcdServer, tmp_path: Path) -> Iterator[tuple[WebhookProvider, str]]:
-    prefix = f"/mr{uuid.uuid4().hex[:8]}/"
     # A short verify interval: a watch etcd stalls instead of cancelling still recovers within the tests' bounds.
-    server = WebhookProvider(etcd_alone.endpoints, tmp_path, domain_filter=ZONE, prefix=prefix,
-                             extra_args=["--mirror-verify-interval=1s"]).start()
-    yield server, prefix
-    server.stop()
+    with running_webhook(etcd_alone, tmp_path, "mr",
+                         domain_filter=ZONE, extra_args=["--mirror-verify-interval=1s"]) as started:
+        yield started
 
 
 @pytest.mark.etcd

@@ -19,16 +19,15 @@ import dns.rdatatype
 import pyetcd
 import pytest
 
-from fleetdns.skydns.encoding import NAME_KEY_TEXT, decode_entry
-from fleetdns.skydns.records import StoredEntry
+from fleetdns.skydns.encoding import NAME_KEY_TEXT
 from fleetdns.skydns.settings import DEFAULT_MAX_TXN_BYTES
 from rig import CoreDNS
 from rig.coredns import etcd_corefile
 from rig.region import WebhookProvider
 from rig.waiting import wait_for
-from webhook_provider.changes import parse_changes
+from tests.support.webhook import PREFIX, apply_plans, entries_of, planned
 from webhook_provider.domain_filter import DomainFilter
-from webhook_provider.planner import NamePlan, batch, plan_changes, plan_name_keys
+from webhook_provider.planner import batch, plan_name_keys
 
 ZONE = "example.org"
 QTYPES = ("A", "AAAA", "CNAME", "TXT", "MX", "SRV")
@@ -261,27 +260,6 @@ def test_a_start_gives_existing_names_their_name_keys_once_and_touches_nothing_e
 
 # --- the planner's name-key rules (pure) ---------------------------------------------------------------
 
-PREFIX = "/skydns/"
-EVERYTHING = DomainFilter()
-
-
-def entries_of(state: dict[str, str]) -> list[StoredEntry]:
-    return [decode_entry(PREFIX, key, value.encode(), 1) for key, value in sorted(state.items())]
-
-
-def planned(state: dict[str, str], **changes: list[dict]) -> list[NamePlan]:
-    return plan_changes(entries_of(state), parse_changes(changes, EVERYTHING), PREFIX)
-
-
-def after(state: dict[str, str], plans: list[NamePlan]) -> dict[str, str]:
-    result = dict(state)
-    for plan in plans:
-        for key in plan.deletes:
-            result.pop(key, None)
-        result.update(plan.puts)
-    return result
-
-
 @pytest.mark.unit
 def test_a_name_key_is_written_first_in_the_same_plan_as_the_records():
     (app, www) = planned({}, create=[ep("app.example.org", "A", "192.0.2.1"),
@@ -308,18 +286,18 @@ def test_a_name_key_reads_back_as_no_record_and_is_only_ours_where_we_write_it()
 
 @pytest.mark.unit
 def test_a_name_key_follows_the_cname_and_goes_only_with_the_last_record():
-    state = after({}, planned({}, create=[ep("app.example.org", "CNAME", "a.example.org"),
+    state = apply_plans({}, planned({}, create=[ep("app.example.org", "CNAME", "a.example.org"),
                                           ep("app.example.org", "TXT", "note")]))
     assert planned(state, create=[ep("app.example.org", "CNAME", "a.example.org")]) == []  # nothing to do
     (flip,) = planned(state, delete=[ep("app.example.org", "CNAME", "a.example.org")],
                       create=[ep("app.example.org", "A", "192.0.2.1")])
     assert json.loads(flip.puts["/skydns/org/example/app"]) == {"nameKey": "app.example.org"}
-    state = after(state, [flip])
+    state = apply_plans(state, [flip])
     (partial,) = planned(state, delete=[ep("app.example.org", "A", "192.0.2.1")])
     assert "/skydns/org/example/app" not in partial.deletes  # the TXT record is still there
-    (last,) = planned(after(state, [partial]), delete=[ep("app.example.org", "TXT", "note")])
+    (last,) = planned(apply_plans(state, [partial]), delete=[ep("app.example.org", "TXT", "note")])
     assert list(last.deletes)[-1] == "/skydns/org/example/app"
-    assert after(after(state, [partial]), [last]) == {}
+    assert apply_plans(apply_plans(state, [partial]), [last]) == {}
 
 
 @pytest.mark.unit
@@ -343,7 +321,7 @@ def test_a_name_split_over_transactions_gets_its_name_key_in_the_first_and_loses
     (create,) = planned({}, create=[big])
     parts = batch([create], max_ops=5, max_bytes=DEFAULT_MAX_TXN_BYTES)
     assert parts[0].puts[0][0] == "/skydns/org/example/big"
-    parts = batch(planned(after({}, [create]), delete=[big]), max_ops=5, max_bytes=DEFAULT_MAX_TXN_BYTES)
+    parts = batch(planned(apply_plans({}, [create]), delete=[big]), max_ops=5, max_bytes=DEFAULT_MAX_TXN_BYTES)
     assert parts[-1].deletes[-1] == "/skydns/org/example/big"
 
 
@@ -366,7 +344,7 @@ def test_the_repair_pass_adds_missing_keys_fixes_stale_ones_drops_orphans_and_is
         "stale.example.org": (["/skydns/org/example/stale"], []),
         "orphan.example.org": ([], ["/skydns/org/example/orphan"]),
     }
-    assert json.loads(after(state, plans)["/skydns/org/example/old-c"])["host"] == "old-a.example.org"
+    assert json.loads(apply_plans(state, plans)["/skydns/org/example/old-c"])["host"] == "old-a.example.org"
     assert all(plan.expected == {key: (1 if key in state else 0) for key in (*plan.puts, *plan.deletes)}
                for plan in plans)
-    assert plan_name_keys(entries_of(after(state, plans)), PREFIX, serves) == []
+    assert plan_name_keys(entries_of(apply_plans(state, plans)), PREFIX, serves) == []

@@ -27,6 +27,7 @@ from rig.region import WebhookProvider
 from rig.waiting import wait_for
 from rig.webhook_client import WebhookClient
 from rig.workloads import apply_crds
+from tests.support.webhook import a_record, running_webhook
 from webhook_provider.changes import parse_changes
 from webhook_provider.domain_filter import DomainFilter
 from webhook_provider.validation import RejectReason
@@ -36,10 +37,6 @@ REJECTED = "fleetdns_webhook_records_rejected_total"
 DROPPED = "fleetdns_webhook_adjust_dropped_total"
 GETS = 'fleetdns_webhook_requests_total{method="GET",route="/records",status="200"}'
 APPLIED = 'fleetdns_webhook_applies_total{outcome="applied"}'
-
-
-def a_record(name: str, *targets: str, **extra: object) -> dict:
-    return {"dnsName": name, "recordType": "A", "targets": list(targets), **extra}
 
 
 
@@ -63,11 +60,9 @@ def skip_warnings(log_path: Path) -> list[dict]:
 
 @pytest.fixture(scope="module")
 def webhook(etcd, tmp_path_factory) -> Iterator[tuple[WebhookProvider, str]]:
-    prefix = f"/rej{uuid.uuid4().hex[:8]}/"
-    server = WebhookProvider(etcd.endpoints, tmp_path_factory.mktemp("webhook"), domain_filter=ZONE,
-                             prefix=prefix, name="webhook-rejects").start()
-    yield server, prefix
-    server.stop()
+    with running_webhook(etcd, tmp_path_factory.mktemp("webhook"), "rej",
+                         domain_filter=ZONE, name="webhook-rejects") as started:
+        yield started
 
 
 def names_in_etcd(etcd_url: str, prefix: str) -> set[str]:

@@ -1,0 +1,255 @@
+"""Health checks and policies through the whole real chain: stand-in ingress controllers on real VIPs, a prober
+in each of three regions (own network namespace), the aggregator's quorum and policy selection, ExternalDNS, the
+webhook, etcd and each region's CoreDNS answering.
+
+One federation for the module (host, east and west API servers; DNS stacks in east and west; probers in east,
+west and north); every test works in its own namespace with its own apps, so they do not see each other.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+
+import dns.message
+import dns.query
+import pytest
+
+from fleetdns.apipaths import EVENTS, HEALTH_REPORTS, SERVICE_DNS_RECORDS
+from fleetdns.kubeapi import KubeClient
+from rig.aggregator import client_for
+from rig.federation import Federation
+from rig.waiting import wait_for
+from tests.support.federation import federation_namespace
+
+pytestmark = [pytest.mark.apiserver, pytest.mark.externaldns, pytest.mark.coredns, pytest.mark.etcd]
+
+PROBER_REGIONS = ("east", "west", "north")
+DOMAIN_REF = "fleet"
+ENDPOINTS = ["10.1.0.1"]
+# What the issue promises for a Failover app: answers move within periodSeconds x failureThreshold + 2 s.
+CHAIN_SECONDS = 2.0
+SETTLE = 60.0  # generous bound for first publication and for recoveries
+
+
+@pytest.fixture(scope="module")
+def fed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Federation]:
+    federation = Federation(tmp_path_factory.mktemp("policies"), prober_regions=PROBER_REGIONS)
+    try:
+        federation.start()
+        yield federation
+    finally:
+        federation.stop()
+
+
+@pytest.fixture(scope="module")
+def host(fed: Federation) -> KubeClient:
+    return client_for(fed.fleet.host)
+
+
+@pytest.fixture
+def ns(fed: Federation, host: KubeClient) -> str:
+    return federation_namespace(fed, host, "p")
+
+
+def service_name(fed: Federation, ns: str, service: str) -> str:
+    return f"{service}.{ns}.{DOMAIN_REF}.svc.{fed.zone}"
+
+
+def http_check(port: int = 80, *, host: str = "", path: str = "/healthz", scheme: str = "HTTP", period: int = 1,
+               failures: int = 1, successes: int = 1) -> dict[str, Any]:
+    http: dict[str, Any] = {"port": port, "path": path, "scheme": scheme}
+    if host:
+        http["host"] = host
+    return {"httpGet": http, "periodSeconds": period, "timeoutSeconds": 1, "failureThreshold": failures,
+            "successThreshold": successes}
+
+
+def create_intent(host: KubeClient, ns: str, service: str, **spec: Any) -> None:
+    host.create(SERVICE_DNS_RECORDS.path(ns),
+                SERVICE_DNS_RECORDS.manifest(service, spec={"domainRef": DOMAIN_REF, "recordTTL": 5, **spec}))
+
+
+def run_everywhere(fed: Federation, ns: str, service: str, host_header: str) -> dict[str, tuple[str, str]]:
+    """The app's Service in east and west behind each member's VIP; returns {member: (v4, v6)}."""
+    return {member: fed.run_app(member, ns, service, host_header, ENDPOINTS) for member in fed.fleet.members}
+
+
+def wait_checked(fed: Federation, host_header: str) -> None:
+    assert fed.dataplane is not None
+    fed.dataplane.wait_checked(host_header, timeout=SETTLE)
+
+
+def intent_status(host: KubeClient, ns: str, service: str) -> dict[str, Any]:
+    return host.get(SERVICE_DNS_RECORDS.path(ns, service)).get("status") or {}
+
+
+def condition(status: dict[str, Any], kind: str) -> dict[str, Any]:
+    return next((c for c in status.get("conditions") or [] if c["type"] == kind), {})
+
+
+def down_in_report(host: KubeClient, ns: str, region: str, cluster: str, service: str) -> bool:
+    """Whether ``region``'s prober reports the app Down on ``cluster`` (its HealthReport lists it)."""
+    reports = host.get(HEALTH_REPORTS.path(ns)).get("items") or []
+    return any(r["spec"]["region"] == region and r["spec"]["cluster"] == cluster
+               and any(e["intent"] == f"ServiceDNSRecord/{service}" for e in (r.get("status") or {}).get("down") or [])
+               for r in reports)
+
+
+def test_failover_order_moves_answers_when_the_app_answers_500_and_back_after_success_threshold(
+        fed: Federation, host: KubeClient, ns: str) -> None:
+    name = service_name(fed, ns, "web")
+    vips = run_everywhere(fed, ns, "web", name)  # default Host header: the record's FQDN
+    create_intent(host, ns, "web", loadBalancing={"policy": "Failover", "failoverOrder": ["east", "west"]},
+                  healthCheck=http_check(successes=2))
+    fed.wait_for_answers(name, {vips["east"][0]}, SETTLE)
+    fed.wait_for_answers(name, {vips["east"][1]}, SETTLE, rdtype="AAAA")
+    wait_checked(fed, name)
+
+    fed.dataplane.set_app_status("east", name, 500)  # endpoints stay ready: only the check can see it
+    moved = fed.wait_for_answers(name, {vips["west"][0]}, 30)
+    assert moved <= 1 * 1 + CHAIN_SECONDS, f"answers moved after {moved:.2f}s"
+    fed.wait_for_answers(name, {vips["west"][1]}, 5, rdtype="AAAA")  # AAAA follows the same policy
+    status = intent_status(host, ns, "web")
+    east = next(d for d in status["dns"] if d["cluster"] == "east")
+    assert not east["healthy"] and "HealthCheckFailed" in east["reason"], east
+    assert east["healthCheck"]["verdict"] == "Down", east
+    assert len([r for r in east["healthCheck"]["regions"] if r["state"] == "Down" and r["fresh"]]) >= 2, east
+    assert [c["cluster"] for c in status["answers"][0]["clusters"]] == ["west"], status["answers"]
+
+    fed.dataplane.set_app_status("east", name, None)
+    fed.wait_for_answers(name, {vips["east"][0]}, SETTLE)
+    fed.wait_for_answers(name, {vips["east"][1]}, 5, rdtype="AAAA")
+
+
+def test_two_apps_behind_one_vip_fail_over_independently(fed: Federation, host: KubeClient, ns: str) -> None:
+    shop, blog = service_name(fed, ns, "shop"), service_name(fed, ns, "blog")
+    vips = run_everywhere(fed, ns, "shop", shop)
+    run_everywhere(fed, ns, "blog", blog)
+    both = {vips["east"][0], vips["west"][0]}
+    for service in ("shop", "blog"):
+        create_intent(host, ns, service, healthCheck=http_check())
+    fed.wait_for_answers(shop, both, SETTLE)
+    fed.wait_for_answers(blog, both, SETTLE)
+    wait_checked(fed, shop)
+    wait_checked(fed, blog)
+
+    fed.dataplane.set_app_status("east", shop, 500)
+    fed.wait_for_answers(shop, {vips["west"][0]}, 30)
+    # blog shares east's VIP and load balancer: checked Up there by every region, still answered from both
+    assert sum(down_in_report(host, ns, r, "east", "shop") for r in PROBER_REGIONS) >= 2
+    assert not any(down_in_report(host, ns, r, "east", "blog") for r in PROBER_REGIONS)
+    for region in fed.regions:
+        assert fed.answers(region, blog) == both
+    status = intent_status(host, ns, "blog")
+    assert all(d["healthy"] for d in status["dns"]), status["dns"]
+
+
+def test_https_check_sends_sni_and_fails_over(fed: Federation, host: KubeClient, ns: str) -> None:
+    name, public = service_name(fed, ns, "pay"), "pay.example.org"
+    vips = run_everywhere(fed, ns, "pay", public)
+    create_intent(host, ns, "pay", healthCheck=http_check(443, host=public, scheme="HTTPS"))
+    both = {vips["east"][0], vips["west"][0]}
+    fed.wait_for_answers(name, both, SETTLE)
+    wait_checked(fed, public)
+    # The stand-in, like Envoy-based controllers, answers 421 when the TLS server name is not the Host:
+    # the app is published, so every region's check carried SNI = pay.example.org.
+    assert all(d["healthy"] for d in intent_status(host, ns, "pay")["dns"])
+
+    fed.dataplane.set_app_status("west", public, 500)
+    fed.wait_for_answers(name, {vips["east"][0]}, 30)
+
+
+def test_tcp_check_follows_the_port(fed: Federation, host: KubeClient, ns: str) -> None:
+    name = service_name(fed, ns, "db")
+    vips = run_everywhere(fed, ns, "db", name)
+    port = 15432 + int(ns[-4:], 16) % 1000
+    for member in fed.fleet.members:
+        fed.dataplane.ingress(member).open_port(port)
+    create_intent(host, ns, "db", healthCheck={"tcpSocket": {"port": port}, "periodSeconds": 1,
+                                                "failureThreshold": 1})
+    both = {vips["east"][0], vips["west"][0]}
+    fed.wait_for_answers(name, both, SETTLE)
+
+    fed.dataplane.ingress("east").close_port(port)
+    fed.wait_for_answers(name, {vips["west"][0]}, 30)
+    fed.dataplane.ingress("east").open_port(port)
+    fed.wait_for_answers(name, both, SETTLE)
+
+
+def test_all_clusters_down_keeps_the_last_healthy_set_and_says_so(fed: Federation, host: KubeClient, ns: str) -> None:
+    name = service_name(fed, ns, "cart")
+    vips = run_everywhere(fed, ns, "cart", name)
+    create_intent(host, ns, "cart", healthCheck=http_check())
+    both = {vips["east"][0], vips["west"][0]}
+    fed.wait_for_answers(name, both, SETTLE)
+    wait_checked(fed, name)
+
+    fed.dataplane.set_app_status("east", name, 500)
+    fed.wait_for_answers(name, {vips["west"][0]}, 30)
+    fed.dataplane.set_app_status("west", name, 500)
+    status = wait_for(lambda: (s := intent_status(host, ns, "cart")) and condition(s, "FailOpen").get("status")
+                      == "True" and s, 30, what="FailOpen=True")
+    assert "west" in condition(status, "FailOpen")["message"], status["conditions"]
+    for region in fed.regions:  # the last healthy set, never an empty answer
+        assert fed.answers(region, name) == {vips["west"][0]}
+    wait_for(lambda: any(e["reason"] == "FailOpen" and e["type"] == "Warning" and "west" in e["message"]
+                         for e in host.get(EVENTS.path(ns)).get("items") or []), 30, what="a FailOpen Warning Event")
+
+    fed.dataplane.set_app_status("east", name, None)
+    fed.wait_for_answers(name, {vips["east"][0]}, SETTLE)
+    wait_for(lambda: condition(intent_status(host, ns, "cart"), "FailOpen").get("status") == "False", 30,
+             what="FailOpen=False after east recovered")
+
+
+def test_one_region_cut_off_moves_nothing_but_a_majority_fails_over(fed: Federation, host: KubeClient,
+                                                                    ns: str) -> None:
+    name = service_name(fed, ns, "api")
+    vips = run_everywhere(fed, ns, "api", name)
+    create_intent(host, ns, "api", healthCheck=http_check())
+    both = {vips["east"][0], vips["west"][0]}
+    fed.wait_for_answers(name, both, SETTLE)
+    dataplane = fed.dataplane
+    try:
+        dataplane.cut_from_vips("north")
+        wait_for(lambda: down_in_report(host, ns, "north", "east", "api"), 30, what="north reports east Down")
+        wait_for(lambda: down_in_report(host, ns, "north", "west", "api"), 30, what="north reports west Down")
+        # north's view is in the status, but one region of three decides nothing
+        status = wait_for(lambda: (s := intent_status(host, ns, "api")) and any(
+            r["region"] == "north" and r["state"] == "Down"
+            for d in s["dns"] for r in d.get("healthCheck", {}).get("regions", [])) and s, 30)
+        assert all(d["healthy"] for d in status["dns"]), status["dns"]
+        for region in fed.regions:
+            assert fed.answers(region, name) == both
+
+        dataplane.cut_from_vips("west", member="east")  # now north and west both lose east
+        fed.wait_for_answers(name, {vips["west"][0]}, 30)
+    finally:
+        dataplane.heal("north")
+        dataplane.heal("west")
+    fed.wait_for_answers(name, both, SETTLE)
+
+
+def test_weighted_80_20_first_answers_follow_the_weights(fed: Federation, host: KubeClient, ns: str) -> None:
+    name = service_name(fed, ns, "media")
+    vips = run_everywhere(fed, ns, "media", name)
+    create_intent(host, ns, "media", loadBalancing={"policy": "Weighted", "weights": [
+        {"target": "east", "weight": 80}, {"target": "west", "weight": 20}]})
+    both = {vips["east"][0], vips["west"][0]}
+    fed.wait_for_answers(name, both, SETTLE)
+    coredns = fed.regions["east"].coredns
+    assert coredns is not None
+
+    def first_answers(count: int) -> Counter[str]:
+        firsts: Counter[str] = Counter()
+        for _ in range(count):
+            reply = dns.query.udp(dns.message.make_query(name, "A"), coredns.host, port=coredns.port, timeout=2)
+            firsts[reply.answer[0][0].to_text()] += 1
+        return firsts
+
+    # the weight file follows etcd within a second or so: wait until east leads clearly, then count
+    wait_for(lambda: first_answers(200)[vips["east"][0]] > 120, 30, what="weights in effect")
+    firsts = first_answers(10_000)
+    share = 100 * firsts[vips["east"][0]] / 10_000
+    assert abs(share - 80) <= 3, firsts
