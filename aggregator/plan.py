@@ -1,8 +1,8 @@
 """What one reconcile of an intent wants, decided stage by stage over what the reconciler read (``Observed``):
-evaluate every member through the intent's source, the probers' verdicts (aggregator/health/quorum.py), the policy
-over the result (one Selector per intent, aggregator/policy/loadbalancing.py), then the source lays out the records,
-each name answered by the policy's pick. No writes and no calls back into the controller: the reconciler gathers
-the inputs before and writes the result after (aggregator/controller/reconciler.py).
+evaluate every member through the intent's source, the probers' verdicts (aggregator/health/quorum.py), the source
+lays out the intent's names, the policy answers every one of them at once (aggregator/policy/loadbalancing.py), then
+the records are rendered from those answers (aggregator/render/records.py). No writes and no calls back into the
+controller: the reconciler gathers the inputs before and writes the result after (aggregator/controller/reconciler.py).
 """
 
 from __future__ import annotations
@@ -16,8 +16,9 @@ from aggregator.health.readiness import MemberView
 from aggregator.model import ClusterStatus, IntentStatus
 from aggregator.policy.loadbalancing import Selector
 from aggregator.policy.proximity import Locality
+from aggregator.render.records import render_records
 from aggregator.render.status import INVALID_SPEC, Outcome
-from aggregator.sources.base import Desired, Domains, MemberObjects, Source
+from aggregator.sources.base import Desired, Domains, MemberObjects, Source, desired
 from aggregator.sources.intent import Intent, InvalidIntent
 
 
@@ -46,10 +47,12 @@ def plan(source: Source[Any], intent: Intent, previous: IntentStatus, observed: 
     if intent.health_check is not None:
         check_id = intent.health_check.resolved(source.check_host(intent, observed.domains)).check_id
         entries = judge(entries, check_id, observed.votes)
+    layout = source.layout(intent, entries, observed.domains)
     fleet = {member.objects.name: member.view.cluster.region for member in observed.members}
     selector = Selector(intent.load_balancing, entries, fleet, previous.answer(), observed.locality, previous.answers)
-    desired = source.render(intent, entries, observed.domains, selector)
-    return replace(desired, outcome=replace(desired.outcome, selection=selector.selection))
+    answers = selector.answer_all(layout.slots)
+    records = render_records(layout, answers, intent.record_ttl)
+    return desired(layout, entries, records, selector.selection)
 
 
 def evaluate(source: Source[Any], intent: Intent, previous: IntentStatus,

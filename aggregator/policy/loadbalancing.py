@@ -1,6 +1,6 @@
 """Policy selection, the one home of ``spec.loadBalancing``: which healthy clusters answer each name of an
-intent, and with which weight. Pure; the reconciler builds one Selector per reconcile and every name a
-source renders (global, region, zone, Ingress host) asks it over its own candidates.
+intent, and with which weight. Pure; plan.py builds one Selector per reconcile and asks it once for every name
+the source laid out (global, region, zone, Ingress host, each a ``Slot`` with its own candidates): ``answer_all``.
 
 - RoundRobin: every healthy candidate.
 - Weighted: those with weight > 0: a cluster named directly takes its weight; a region's weight is split
@@ -62,6 +62,27 @@ class ViewPick:
 
     view: str
     pick: Pick
+
+
+@dataclass(frozen=True)
+class Slot:
+    """One name the policy answers (laid out by a source): the clusters that may answer it, and whether it is
+    answered per client view too (location policies; a region or zone name already says where to go)."""
+
+    name: str
+    candidates: tuple[ClusterStatus, ...]
+    per_view: bool = True
+
+
+@dataclass(frozen=True)
+class NameAnswer:
+    """Who answers one name: in the default view, and in each client view (location policies only)."""
+
+    pick: Pick
+    views: tuple[ViewPick, ...] = ()
+
+
+Answers = Mapping[str, NameAnswer]  # by name: what render turns into records
 
 
 @dataclass(frozen=True)
@@ -137,6 +158,11 @@ class Selector:
     @property
     def fail_open(self) -> bool:
         return bool(self._stand_ins)
+
+    def answer_all(self, slots: Iterable[Slot]) -> dict[str, NameAnswer]:
+        """Every name's answer, decided in one call before anything is rendered: render only reads them."""
+        return {slot.name: NameAnswer(self.pick(slot.candidates), self.pick_views(slot.candidates) if slot.per_view
+                                      else ()) for slot in slots}
 
     def pick(self, candidates: Iterable[ClusterStatus]) -> Pick:
         """Who answers a name whose candidates (the clusters it may contain) are these: in the default view."""

@@ -1,5 +1,6 @@
 """Desired DNS records of an intent, as ExternalDNS endpoints, and the DNSEndpoint that carries them:
-pure, deterministic, sorted. Each source (aggregator/sources/) lays out its names with these.
+pure, deterministic, sorted. A source lays out its names (``Layout``, aggregator/sources/), the policy answers every
+slot at once (``Selector.answer_all``), and ``render_records`` turns the two into records without asking the policy.
 
 Hostname rule: a name gets A/AAAA records over the IP addresses of its healthy clusters: those their
 load balancers give, and those their load-balancer hostnames resolved to (``loadBalancerHostnames:
@@ -7,7 +8,7 @@ Resolve``, the default; see lb_hostnames.py). In the CNAME form nothing is resol
 balancer gives only a hostname count for that name only when no cluster gives an IP, and then the name is
 a CNAME to one hostname (the first in cluster-name order), because a CNAME has exactly one target and
 cannot share its name with A records. (Resolved, a healthy cluster always has an IP, so no CNAME arises.)
-Who is in each name's answer is the policy's choice (aggregator/policy/loadbalancing.py): callers pass its Pick.
+Who is in each name's answer is the policy's choice (aggregator/policy/loadbalancing.py): callers pass its answers.
 
 Views: under a location policy a name has its default answer (no setIdentifier) and one answer per client view,
 each endpoint with ``setIdentifier`` = the view (ExternalDNS keeps same-name endpoints apart by it) and the
@@ -17,16 +18,76 @@ providerSpecific ``webhook/view`` = the view (what the webhook files it under, /
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable, Sequence
-from dataclasses import replace
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from aggregator.model import LABEL_INTENT_KIND, LABEL_INTENT_NAME, ClusterStatus, IntentKey, OwnerReference
-from aggregator.policy.loadbalancing import Pick, Selector, ViewPick, address_weights, published_ips
+from aggregator.policy.loadbalancing import (
+    Answers,
+    NameAnswer,
+    Pick,
+    Selector,
+    Slot,
+    ViewPick,
+    address_weights,
+    published_ips,
+)
 from fleetdns.apipaths import DNS_ENDPOINTS, Resource
 from fleetdns.dnsview import VIEW_PROPERTY
 from fleetdns.endpoint import Endpoint, ProviderSpecificProperty, RecordType
 from fleetdns.weights import WEIGHTS_PROPERTY, format_weights
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Why nothing of an intent is published (Ready=False with ``reason``), and the zone its status shows then."""
+
+    zone: str
+    reason: str  # DomainNotFound, InvalidName, NoHostnames
+    message: str
+    once_answered: bool = False  # it stands only when the anchor answers (nothing would be published before)
+
+
+@dataclass(frozen=True)
+class Layout:
+    """The names an intent publishes, laid out by its source before the policy answers them: each slot's records
+    are the policy's answer for it, else a CNAME to its fallback (KubeFed's region and zone names), else none;
+    fixed CNAMEs (``dnsPrefix``); and what the status reports besides the records."""
+
+    slots: tuple[Slot, ...] = ()
+    fallbacks: Mapping[str, str] = field(default_factory=dict)  # slot name -> the name it is a CNAME to
+    cnames: tuple[tuple[str, str], ...] = ()  # (name, target), whatever answers
+    anchor: str = ""  # nothing is published while this slot gets no records (the Service's global name)
+    zone: str = ""  # status.domain
+    fqdn: str = ""  # status.fqdn
+    problem: Problem | None = None
+
+
+def render_records(layout: Layout, answers: Answers, ttl: int) -> list[Endpoint]:
+    """The layout's records from the policy's answers (one per slot), sorted; nothing when the anchor has none."""
+    records: list[Endpoint] = []
+    for slot in layout.slots:
+        answered = name_records(slot.name, answers[slot.name], ttl)
+        if not answered and slot.name == layout.anchor:
+            return []
+        fallback = layout.fallbacks.get(slot.name)
+        records += answered or ([cname(slot.name, fallback, ttl)] if fallback else [])
+    records += [cname(name, target, ttl) for name, target in layout.cnames]
+    return sort_endpoints(records)
+
+
+def answered_records(layout: Layout, selector: Selector, ttl: int) -> list[Endpoint]:
+    """The layout's records as ``selector`` answers them, asked once for every slot (plan.py's last stages, for
+    callers that hold a Selector of their own)."""
+    return render_records(layout, selector.answer_all(layout.slots), ttl)
+
+
+def name_records(name: str, answer: NameAnswer, ttl: int) -> list[Endpoint]:
+    """A name's records: its default answer, then (location policies) its answer in each client view; nothing
+    when the default answer is empty."""
+    default = address_records(name, answer.pick, ttl)
+    return default + view_records(name, answer.views, ttl) if default else []
 
 
 def address_records(name: str, clusters: Iterable[ClusterStatus] | Pick, ttl: int) -> list[Endpoint]:
@@ -55,10 +116,8 @@ def address_records(name: str, clusters: Iterable[ClusterStatus] | Pick, ttl: in
 
 
 def answer_records(name: str, candidates: Sequence[ClusterStatus], selector: Selector, ttl: int) -> list[Endpoint]:
-    """A name's records: its default answer, then (location policies) its answer in each client view; nothing
-    when the default answer is empty."""
-    default = address_records(name, selector.pick(candidates), ttl)
-    return default + view_records(name, selector.pick_views(candidates), ttl) if default else []
+    """One name's records over ``candidates``, as ``selector`` answers it (``name_records``)."""
+    return name_records(name, selector.answer_all([Slot(name, tuple(candidates))])[name], ttl)
 
 
 def served_names(listed: Sequence[str], clusters: Iterable[ClusterStatus]) -> tuple[str, ...]:
@@ -70,11 +129,15 @@ def served_names(listed: Sequence[str], clusters: Iterable[ClusterStatus]) -> tu
     return tuple(sorted(served))
 
 
+def served_slots(names: Iterable[str], clusters: Sequence[ClusterStatus]) -> tuple[Slot, ...]:
+    """Each name, answered by the clusters that serve it (``ClusterStatus.hosts``)."""
+    return tuple(Slot(name, tuple(c for c in clusters if name in c.hosts)) for name in names)
+
+
 def served_records(names: Iterable[str], clusters: Sequence[ClusterStatus], selector: Selector,
                    ttl: int) -> list[Endpoint]:
     """Each name answered by the clusters that serve it (``ClusterStatus.hosts``), sorted."""
-    return sort_endpoints([record for name in names
-                           for record in answer_records(name, [c for c in clusters if name in c.hosts], selector, ttl)])
+    return answered_records(Layout(served_slots(names, clusters)), selector, ttl)
 
 
 def view_records(name: str, views: Iterable[ViewPick], ttl: int) -> list[Endpoint]:

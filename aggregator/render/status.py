@@ -32,6 +32,7 @@ OVERLAPPING_CIDRS = "OverlappingCIDRs"  # Accepted=False: its clientCIDRs overla
 NAME_CONFLICT = "NameConflict"  # Ready=False: the DNSEndpoint's name is held by an object that is not ours
 INVALID_SPEC = "InvalidSpec"  # Ready=False: the intent's spec cannot be read; its records are left as they are
 DOMAIN_NOT_FOUND = "DomainNotFound"  # Ready=False: the intent's domainRef names no Domain
+INVALID_NAME = "InvalidName"  # Ready=False: a name the intent would publish cannot be served (too long, bad label)
 # The guard rails' conditions (aggregator/registry/guardrails.py): names refused by the Domains, names claimed first by
 # another intent; each False condition also makes a Warning event when it appears or changes
 HOSTNAMES_ALLOWED = "HostnamesAllowed"

@@ -1,7 +1,8 @@
-"""The source seam: one small class per kind of member object (Service, Ingress, later Gateway API and
-OpenShift routes) that owns the member informers it needs, its index from member objects to intents,
-its health evaluation and its targets. Members, the engine and the reconciler only iterate over the
-registered sources (aggregator/sources/__init__.py); nothing outside a source knows its kind.
+"""The source seam: one small class per kind of member object (Service, Ingress, Gateway API routes and
+OpenShift Routes) that owns the member informers it needs, its index from member objects to intents,
+its health evaluation and the layout of its names (which the policy then answers, aggregator/plan.py).
+Members, the engine and the reconciler only iterate over the registered sources (aggregator/sources/__init__.py);
+nothing outside a source knows its kind.
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from aggregator.health.readiness import KindProblem, MemberView, Reason
 from aggregator.model import ClusterStatus, Domain, HostnameMode, IntentKey, IntentKind, ParseError
-from aggregator.policy.loadbalancing import Selector
-from aggregator.render.records import served_names, served_records
+from aggregator.policy.loadbalancing import Selection, Selector
+from aggregator.render.records import Layout, Problem, answered_records, served_names, served_slots
 from aggregator.render.status import Outcome
 from aggregator.sources.intent import IntentT, InvalidIntent, invalid_intent
 from aggregator.sources.lb_hostnames import HostnameLookup, hostnames_of, resolve_entry
@@ -102,6 +103,15 @@ class Desired:
     outcome: Outcome
 
 
+def desired(layout: Layout, clusters: tuple[ClusterStatus, ...], records: list[Endpoint],
+            selection: Selection | None = None) -> Desired:
+    """The rendered records and the outcome for the status; nothing is published while the layout's problem stands."""
+    problem = layout.problem
+    if problem is not None and (records or not problem.once_answered):
+        return Desired([], Outcome(problem.zone, "", clusters, 0, problem.reason, problem.message, selection))
+    return Desired(records, Outcome(layout.zone, layout.fqdn, clusters, len(records), selection=selection))
+
+
 class Source(ABC, Generic[IntentT]):
     """One kind of member object behind one intent kind."""
 
@@ -159,10 +169,17 @@ class Source(ABC, Generic[IntentT]):
         probers send too, so both name the check by the same ``check_id`` ("" when there is no such name)."""
 
     @abstractmethod
+    def layout(self, intent: IntentT, clusters: tuple[ClusterStatus, ...], domains: Domains) -> Layout:
+        """The intent's names over the evaluated clusters, each with the clusters that may answer it, for the policy
+        to answer (aggregator/plan.py); or the problem that stops publishing (no Domain, a name that cannot be
+        published)."""
+
     def render(self, intent: IntentT, clusters: tuple[ClusterStatus, ...], domains: Domains,
                selector: Selector | None = None) -> Desired:
-        """The records over the evaluated clusters, each name's answer picked by ``selector`` (the policy;
-        None: every healthy cluster), and the outcome for the status."""
+        """The layout answered by ``selector`` (None: every healthy cluster) and rendered, without a selection:
+        plan.py's last stages in one call."""
+        layout = self.layout(intent, clusters, domains)
+        return desired(layout, clusters, answered_records(layout, selector or Selector(), intent.record_ttl))
 
     def resolve_hostnames(self, intent: IntentT, clusters: tuple[ClusterStatus, ...]) -> tuple[ClusterStatus, ...]:
         """The clusters with their load balancers' hostnames resolved (``loadBalancerHostnames: Resolve``), from
@@ -196,20 +213,19 @@ class ServedIntent(Protocol):
     def record_ttl(self) -> int: ...
 
 
-def render_served(intent: ServedIntent, clusters: tuple[ClusterStatus, ...], domains: Domains,
-                  selector: Selector | None, objects: str) -> Desired:
+def served_layout(intent: ServedIntent, clusters: tuple[ClusterStatus, ...], domains: Domains,
+                  objects: str) -> Layout:
     """Each name the clusters serve (in the order of ``spec.hosts`` when it lists any), answered by the clusters that
     serve it; names outside the ``domainRef`` Domain are refused after this, by the guard rails (guardrails.py).
     ``objects``: what the member objects are, for the reason when none serves a name ("route", "Route")."""
     names = served_names(intent.hosts, clusters)
-    records = served_records(names, clusters, selector or Selector(), intent.record_ttl)
     domain = domains.find(intent.namespace, intent.domain_ref) if intent.domain_ref else None
     zone = domain.domain if domain is not None else ""
     if clusters and not names:
-        return Desired([], Outcome(zone, "", clusters, 0, str(Reason.NO_HOSTNAMES),
-                                   f"no cluster's {objects} serves a name that can be published (status.dns[].reason "
-                                   "says why for each)"))
-    return Desired(records, Outcome(zone, names[0] if names else "", clusters, len(records)))
+        return Layout(problem=Problem(zone, str(Reason.NO_HOSTNAMES),
+                                      f"no cluster's {objects} serves a name that can be published "
+                                      "(status.dns[].reason says why for each)"))
+    return Layout(served_slots(names, clusters), zone=zone, fqdn=names[0] if names else "")
 
 
 class SourceRegistry:

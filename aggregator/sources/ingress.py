@@ -30,11 +30,10 @@ from aggregator.model import (
     member_meta,
     parse_addresses,
 )
-from aggregator.policy.loadbalancing import Selector
-from aggregator.render.records import answer_records, sort_endpoints
-from aggregator.render.status import Outcome
+from aggregator.policy.loadbalancing import Selector, Slot
+from aggregator.render.records import Layout, Problem, answered_records
+from aggregator.render.status import INVALID_NAME
 from aggregator.sources.base import (
-    Desired,
     Domains,
     MemberIndex,
     MemberKind,
@@ -127,13 +126,16 @@ def evaluate_ingress_cluster(view: IngressView) -> ClusterStatus | None:
     return backends_ready(view, ingress.addresses, ready, without="no ready endpoint behind none")
 
 
+def ingress_layout(hosts: tuple[str, ...], clusters: tuple[ClusterStatus, ...]) -> Layout:
+    """One slot per host over every listed cluster (and, for a location policy, its client views)."""
+    return Layout(tuple(Slot(host, clusters) for host in hosts), fqdn=", ".join(hosts))
+
+
 def render_ingress_endpoints(intent: IngressIntent, hosts: tuple[str, ...], clusters: tuple[ClusterStatus, ...],
                              selector: Selector | None = None) -> list[Endpoint]:
     """One A/AAAA (or CNAME) record set per host over the policy's pick of the clusters (and, for a location
     policy, one per host and client view)."""
-    selector = selector or Selector()
-    records = [record for host in hosts for record in answer_records(host, clusters, selector, intent.record_ttl)]
-    return sort_endpoints(records)
+    return answered_records(ingress_layout(hosts, clusters), selector or Selector(), intent.record_ttl)
 
 
 class _IngressIndex(MemberIndex):
@@ -195,11 +197,8 @@ class IngressSource(Source[IngressIntent]):
     def check_host(self, intent: IngressIntent, domains: Domains) -> str:
         return intent.hosts[0] if intent.hosts else ""
 
-    def render(self, intent: IngressIntent, clusters: tuple[ClusterStatus, ...], domains: Domains,
-               selector: Selector | None = None) -> Desired:
+    def layout(self, intent: IngressIntent, clusters: tuple[ClusterStatus, ...], domains: Domains) -> Layout:
         try:
-            hosts = ingress_host_names(intent.hosts)
+            return ingress_layout(ingress_host_names(intent.hosts), clusters)
         except InvalidDNSNameError as error:
-            return Desired([], Outcome("", "", clusters, 0, "InvalidName", str(error)))
-        endpoints = render_ingress_endpoints(intent, hosts, clusters, selector)
-        return Desired(endpoints, Outcome("", ", ".join(hosts), clusters, len(endpoints)))
+            return Layout(problem=Problem("", INVALID_NAME, str(error)))

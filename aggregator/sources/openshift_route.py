@@ -38,16 +38,15 @@ from aggregator.model import (
     member_meta,
     sorted_addresses,
 )
-from aggregator.policy.loadbalancing import Selector
+from aggregator.render.records import Layout
 from aggregator.sources.base import (
-    Desired,
     Domains,
     MemberIndex,
     MemberKind,
     MemberObjects,
     ServiceRef,
     Source,
-    render_served,
+    served_layout,
     track_users,
 )
 from aggregator.sources.endpoint_slices import ENDPOINT_SLICE_KIND
@@ -311,6 +310,5 @@ class RouteSource(Source[RouteIntent]):
     def check_host(self, intent: RouteIntent, domains: Domains) -> str:
         return intent.hosts[0] if intent.hosts else intent.status.fqdn
 
-    def render(self, intent: RouteIntent, clusters: tuple[ClusterStatus, ...], domains: Domains,
-               selector: Selector | None = None) -> Desired:
-        return render_served(intent, clusters, domains, selector, "Route")
+    def layout(self, intent: RouteIntent, clusters: tuple[ClusterStatus, ...], domains: Domains) -> Layout:
+        return served_layout(intent, clusters, domains, "Route")

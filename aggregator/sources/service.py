@@ -28,10 +28,10 @@ from aggregator.model import (
     member_meta,
     parse_addresses,
 )
-from aggregator.policy.loadbalancing import Selector
-from aggregator.render.records import address_records, answer_records, cname, sort_endpoints
-from aggregator.render.status import Outcome
-from aggregator.sources.base import Desired, Domains, MemberIndex, MemberKind, MemberObjects, ServiceRef, Source
+from aggregator.policy.loadbalancing import Selector, Slot
+from aggregator.render.records import Layout, Problem, answered_records
+from aggregator.render.status import DOMAIN_NOT_FOUND, INVALID_NAME
+from aggregator.sources.base import Domains, MemberIndex, MemberKind, MemberObjects, ServiceRef, Source
 from aggregator.sources.endpoint_slices import ENDPOINT_SLICE_KIND
 from aggregator.sources.intent import Intent, parse_intent
 from aggregator.sources.request import AppRequest, RequestError, common_spec
@@ -163,32 +163,31 @@ def evaluate_service_cluster(view: ServiceView, allow_without_endpoints: bool) -
     return endpoints_ready(view, service.addresses, view.ready_endpoints, required=not allow_without_endpoints)
 
 
-def render_service_endpoints(intent: ServiceIntent, names: ServiceNames, clusters: tuple[ClusterStatus, ...],
-                             selector: Selector | None = None) -> list[Endpoint]:
-    """Global, region and zone names with KubeFed's CNAME fallbacks; empty when nothing answers. Each name's
-    answer is the policy's pick over its own candidates (the global name: every listed cluster). Only the global
-    name has client views (location policies): a region or zone name already says where to go.
-
-    Regions and zones are those of the clusters listed in the status (where the Service exists).
-    """
-    selector = selector or Selector()
-    global_records = answer_records(names.global_name, clusters, selector, intent.record_ttl)
-    if not global_records:
-        return []
-    records = list(global_records)
+def service_layout(intent: ServiceIntent, names: ServiceNames, clusters: tuple[ClusterStatus, ...]) -> Layout:
+    """KubeFed's names: the global one over every listed cluster (with client views under a location policy), each
+    region's and zone's over their own clusters (a region or zone name already says where to go: no views), a CNAME
+    to the name above when they get no answer, and ``dnsPrefix`` a CNAME to the global name; nothing without a
+    global answer. Regions and zones are those of the clusters listed in the status (where the Service exists).
+    Raises InvalidDNSNameError for a region or zone name that cannot be published."""
+    slots = [Slot(names.global_name, clusters)]
+    fallbacks = {}
     for region in sorted({c.region for c in clusters}):
         region_name = names.region_name(region)
-        in_region = [c for c in clusters if c.region == region]
-        records += address_records(region_name, selector.pick(in_region), intent.record_ttl) or [
-            cname(region_name, names.global_name, intent.record_ttl)]
+        in_region = tuple(c for c in clusters if c.region == region)
+        slots.append(Slot(region_name, in_region, per_view=False))
+        fallbacks[region_name] = names.global_name
         for zone in sorted({c.zone for c in in_region}):
             zone_name = names.zone_name(region, zone)
-            in_zone = [c for c in in_region if c.zone == zone]
-            records += address_records(zone_name, selector.pick(in_zone), intent.record_ttl) or [
-                cname(zone_name, region_name, intent.record_ttl)]
-    if intent.dns_prefix:
-        records.append(cname(names.dns_prefix_name(intent.dns_prefix), names.global_name, intent.record_ttl))
-    return sort_endpoints(records)
+            slots.append(Slot(zone_name, tuple(c for c in in_region if c.zone == zone), per_view=False))
+            fallbacks[zone_name] = region_name
+    cnames = ((names.dns_prefix_name(intent.dns_prefix), names.global_name),) if intent.dns_prefix else ()
+    return Layout(tuple(slots), fallbacks, cnames, anchor=names.global_name, zone=names.domain, fqdn=names.global_name)
+
+
+def render_service_endpoints(intent: ServiceIntent, names: ServiceNames, clusters: tuple[ClusterStatus, ...],
+                             selector: Selector | None = None) -> list[Endpoint]:
+    """The records of ``service_layout``, each name answered by ``selector`` (None: every healthy cluster)."""
+    return answered_records(service_layout(intent, names, clusters), selector or Selector(), intent.record_ttl)
 
 
 class _ServiceIndex(MemberIndex):
@@ -238,16 +237,18 @@ class ServiceSource(Source[ServiceIntent]):
         except InvalidDNSNameError:
             return ""
 
-    def render(self, intent: ServiceIntent, clusters: tuple[ClusterStatus, ...], domains: Domains,
-               selector: Selector | None = None) -> Desired:
+    def layout(self, intent: ServiceIntent, clusters: tuple[ClusterStatus, ...], domains: Domains) -> Layout:
         domain = domains.find(intent.namespace, intent.domain_ref)
         if domain is None:
-            return Desired([], Outcome("", "", clusters, 0, "DomainNotFound",
-                                       f"no Domain {intent.domain_ref!r} in namespace "
-                                       f"{domains.searched(intent.namespace)}"))
+            return Layout(problem=Problem("", DOMAIN_NOT_FOUND, f"no Domain {intent.domain_ref!r} in namespace "
+                                                                f"{domains.searched(intent.namespace)}"))
         try:
             names = service_names(intent, domain.domain)
-            endpoints = render_service_endpoints(intent, names, clusters, selector)
         except InvalidDNSNameError as error:
-            return Desired([], Outcome(domain.domain, "", clusters, 0, "InvalidName", str(error)))
-        return Desired(endpoints, Outcome(names.domain, names.global_name, clusters, len(endpoints)))
+            return Layout(problem=Problem(domain.domain, INVALID_NAME, str(error)))
+        try:
+            return service_layout(intent, names, clusters)
+        except InvalidDNSNameError as error:  # a region's or zone's name: refused once the global name answers
+            return Layout((Slot(names.global_name, clusters),), anchor=names.global_name, zone=names.domain,
+                          fqdn=names.global_name,
+                          problem=Problem(domain.domain, INVALID_NAME, str(error), once_answered=True))

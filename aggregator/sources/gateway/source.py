@@ -30,16 +30,15 @@ from aggregator.health.readiness import (
     unreachable,
 )
 from aggregator.model import ClusterStatus, IntentKey, IntentKind, ParseError, as_dict, as_list
-from aggregator.policy.loadbalancing import Selector
+from aggregator.render.records import Layout
 from aggregator.sources.base import (
-    Desired,
     Domains,
     MemberIndex,
     MemberKind,
     MemberObjects,
     ServiceRef,
     Source,
-    render_served,
+    served_layout,
     track_users,
 )
 from aggregator.sources.endpoint_slices import ENDPOINT_SLICE_KIND
@@ -234,6 +233,5 @@ class GatewaySource(Source[GatewayIntent]):
     def check_host(self, intent: GatewayIntent, domains: Domains) -> str:
         return intent.hosts[0] if intent.hosts else intent.status.fqdn
 
-    def render(self, intent: GatewayIntent, clusters: tuple[ClusterStatus, ...], domains: Domains,
-               selector: Selector | None = None) -> Desired:
-        return render_served(intent, clusters, domains, selector, "route")
+    def layout(self, intent: GatewayIntent, clusters: tuple[ClusterStatus, ...], domains: Domains) -> Layout:
+        return served_layout(intent, clusters, domains, "route")
