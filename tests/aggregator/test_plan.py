@@ -3,21 +3,20 @@ verdicts, the policy's answer and the records; and the Domain lookup the sources
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 
 from aggregator.health.quorum import Votes
-from aggregator.health.readiness import KindProblem, MemberView, Reachability
-from aggregator.model import Domain, IntentStatus, LoadBalancerAddress, MemberCluster, SecretKeyRef
+from aggregator.health.readiness import MemberView, Reachability
+from aggregator.model import Domain, IntentStatus, MemberCluster, SecretKeyRef
 from aggregator.plan import Member, Observed, plan, unreadable
 from aggregator.registry.domains import DomainLookup
 from aggregator.render.status import Outcome, build_status
-from aggregator.sources.base import MemberKind
 from aggregator.sources.intent import InvalidIntent
-from aggregator.sources.service import MemberService, ServiceIntent, ServiceSource, parse_service_intent
+from aggregator.sources.service import ServiceIntent, ServiceSource, parse_service_intent
 from fleetdns.healthreport import DownEntry
+from tests.support.fakes import Member as FakeMember
 
 pytestmark = pytest.mark.unit
 SOURCE = ServiceSource()
@@ -26,31 +25,11 @@ GLOBAL = "web.shop.fleet.svc.example.com"
 FLEET = Domain("shop", "fleet", "example.com")
 
 
-@dataclass
-class Objects:
-    """One member's objects as a source reads them: Service shop/web, with one ready endpoint."""
-
-    name: str
-    services: dict[tuple[str, str], MemberService] = field(default_factory=dict)
-
-    def view(self) -> MemberView:
-        raise AssertionError("plan reads the view the reconciler observed, not the member's")
-
-    def get(self, kind: MemberKind, namespace: str, name: str) -> Any | None:
-        return self.services.get((namespace, name)) if kind.name == "services" else None
-
-    def ready_endpoints(self, namespace: str, service: str) -> int:
-        return 1 if (namespace, service) in self.services else 0
-
-    def kind_problem(self, kind: MemberKind) -> KindProblem | None:
-        return None
-
-
 def member(name: str, reachability: Reachability = Reachability.CONNECTED, serves: bool = True) -> Member:
     cluster = MemberCluster(name, name, f"{name}-1a", SecretKeyRef("fleetdns-system", name))
-    objects = Objects(name)
+    objects = FakeMember(cluster)
     if serves:
-        objects.services[("shop", "web")] = MemberService("shop", "web", True, (LoadBalancerAddress(ip=IPS[name]),))
+        objects.serve("shop", "web", IPS[name])
     return Member(MemberView(cluster, reachability), objects)
 
 

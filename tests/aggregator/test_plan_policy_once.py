@@ -4,13 +4,12 @@ them in one call, and render turns the layout and the answers into records witho
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
 import aggregator.plan
-from aggregator.health.readiness import KindProblem, MemberView, Reachability
+from aggregator.health.readiness import MemberView, Reachability
 from aggregator.model import (
     ClusterStatus,
     Domain,
@@ -25,15 +24,16 @@ from aggregator.policy.loadbalancing import NameAnswer, Pick, Selector, Slot, Vi
 from aggregator.policy.proximity import Locality, View
 from aggregator.registry.domains import DomainLookup
 from aggregator.render.records import Layout, render_records
-from aggregator.sources.base import MemberKind, Source, desired
+from aggregator.sources.base import Source, desired
 from aggregator.sources.gateway.source import GatewaySource, parse_gateway_intent
 from aggregator.sources.ingress import IngressSource, parse_ingress_intent
 from aggregator.sources.intent import Intent
 from aggregator.sources.openshift_route import RouteSource, parse_route_intent
-from aggregator.sources.service import MemberService, ServiceSource, parse_service_intent
+from aggregator.sources.service import ServiceSource, parse_service_intent
 from fleetdns.apipaths import GATEWAY_DNS_RECORDS, INGRESS_DNS_RECORDS, ROUTE_DNS_RECORDS, SERVICE_DNS_RECORDS
 from fleetdns.dnsview import Location
 from fleetdns.endpoint import Endpoint
+from tests.support.fakes import Member as FakeMember
 
 pytestmark = pytest.mark.unit
 IPS = {"east": "198.18.1.1", "east-b": "198.18.1.2", "west": "198.18.2.1"}
@@ -59,28 +59,11 @@ def spec_of(policy: Policy, **spec: Any) -> dict[str, Any]:
     return {"loadBalancing": {"policy": str(policy)}, "recordTTL": 30, **spec}
 
 
-@dataclass
-class ServiceObjects:
-    """One member as the Service source reads it: Service shop/web with one ready endpoint."""
-
-    name: str
-
-    def view(self) -> MemberView:
-        raise AssertionError("plan reads the view the reconciler observed, not the member's")
-
-    def get(self, kind: MemberKind, namespace: str, name: str) -> Any | None:
-        return MemberService("shop", "web", True, (LoadBalancerAddress(ip=IPS[self.name]),))
-
-    def ready_endpoints(self, namespace: str, service: str) -> int:
-        return 1
-
-    def kind_problem(self, kind: MemberKind) -> KindProblem | None:
-        return None
-
-
 def member(name: str) -> Member:
     cluster = MemberCluster(name, REGIONS[name], ZONES[name], SecretKeyRef("fleetdns-system", name))
-    return Member(MemberView(cluster, Reachability.CONNECTED), ServiceObjects(name))
+    objects = FakeMember(cluster)
+    objects.serve("shop", "web", IPS[name])
+    return Member(MemberView(cluster, Reachability.CONNECTED), objects)
 
 
 class OneCallSelector(Selector):
