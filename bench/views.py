@@ -663,7 +663,7 @@ shares the machine's cores with the others (and with other work on the machine; 
 - Real processes only: etcd, the webhook provider, fleetdns-zonefiles and CoreDNS (`rig.coredns.regional_coredns`);
   for part 3 the host, east and west kube-apiservers, ExternalDNS, the aggregator and a prober in each of east,
   west and north in its own network namespace, reaching the VIPs through the rig's delaying forwarder
-  (`rig/delay.py`: the path is slower, the figure is measured), as `tests/e2e/test_views.py` runs them.
+  (`rig/delay.py`: the path is slower, the figure is measured), as `tests/e2e/test_client_location.py` runs them.
 - Part 1: the records are posted through the webhook's POST /records (as ExternalDNS does) and the webhook is
   stopped before measuring. Queries: every name's A and AAAA in order, `dnsperf -c 1 -T 1 -q {args.outstanding}
   -l {args.duration}` per asker, from `-a 127.0.1.1` (view paris), `-a 127.0.2.1` (boston), `-a 127.0.3.1`
