@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from webhook_provider.validation import canonical_target
+from fleetdns.skydns.targets import canonical_target
 
 pytestmark = pytest.mark.unit
 
