@@ -15,7 +15,7 @@ from rig.binaries import binary
 def pytest_sessionstart(session: pytest.Session) -> None:
     if session.config.getoption("collectonly"):
         return
-    for name in ("etcd", "kube-apiserver", "coredns", "external-dns", "kubectl"):
+    for name in ("etcd", "kube-apiserver", "coredns", "external-dns", "kubectl", "helm"):
         binary(name)  # raises MissingBinaryError naming `make tools`
 
 
