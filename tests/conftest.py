@@ -33,7 +33,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 def _component_children() -> list[str]:
     """Real components and FleetDNS processes this pytest started and did not stop (there must be none)."""
-    names = {"etcd", "kube-apiserver", "coredns", "external-dns"}
+    names = {"etcd", "kube-apiserver", "coredns", "external-dns", "kube-controller", "kube-scheduler",
+             "kwok"}  # comm is cut at 15 characters: kube-controller-manager is "kube-controller"
     found = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
