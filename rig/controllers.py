@@ -154,7 +154,8 @@ def _node_ready(core: client.CoreV1Api, name: str) -> bool:
 
 
 def _schedulable(core: client.CoreV1Api, name: str) -> bool:
-    taints = core.read_node(name).spec.taints or []
+    spec = core.read_node(name).spec
+    taints = (spec.taints if spec else None) or []
     return not any(taint.effect in ("NoSchedule", "NoExecute") for taint in taints)
 
 
