@@ -8,6 +8,7 @@ variable per tool (``FLEETDNS_ETCD`` ...) points at an existing binary instead.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import re
@@ -25,7 +26,7 @@ ETCD_VERSION = "3.5.1"
 KUBECTL_VERSION = "1.36.4"
 COREDNS_VERSION = "v1.15.0"
 EXTERNAL_DNS_VERSION = "v0.22.0"
-KUBERNETES_VERSION = "v1.36.3"  # kube-apiserver and kube-controller-manager, from one k8s.io/kubernetes tag
+KUBERNETES_VERSION = "v1.36.3"  # kube-apiserver, kube-controller-manager, kube-scheduler: one k8s.io/kubernetes tag
 KWOK_VERSION = "v0.8.0"  # sigs.k8s.io/kwok: plays the kubelet for the rig's fake nodes
 DNSPERF_PACKAGE = "dnsperf"  # Debian/Ubuntu package (DNS-OARC dnsperf); the version is the distribution's
 DNSPERF_VERSION = "distro"
@@ -181,7 +182,7 @@ def build_in_wrapper_module(target: Path, ctx: Context, *, module: str, version:
 
 
 def kubernetes_command(binary: str, cold: str) -> Callable[[Path, Context], None]:
-    """Build ``k8s.io/kubernetes/cmd/<binary>`` at KUBERNETES_VERSION (kube-apiserver, kube-controller-manager)."""
+    """Build ``k8s.io/kubernetes/cmd/<binary>`` at KUBERNETES_VERSION (kube-apiserver, kube-controller-manager...)."""
 
     def install(target: Path, ctx: Context) -> None:
         # `go install k8s.io/kubernetes/...` fails by design: the tag requires its staging modules at v0.0.0.
@@ -207,7 +208,7 @@ def kubernetes_command(binary: str, cold: str) -> Callable[[Path, Context], None
 install_kube_apiserver = kubernetes_command("kube-apiserver", "about 3-15 min on 2 cores")
 # Most of its packages are kube-apiserver's too: built after it, the Go build cache does much of the work.
 install_kube_controller_manager = kubernetes_command("kube-controller-manager", "about 6 min after kube-apiserver")
-install_kube_scheduler = kubernetes_command("kube-scheduler", "COLD_SCHED")
+install_kube_scheduler = kubernetes_command("kube-scheduler", "about 1 min after kube-controller-manager")
 
 
 # OpenShift's API module: ExternalDNS builds against it, and its Route CRD goes on the rig's member API
@@ -276,6 +277,8 @@ KWOK_STAGES = ("kustomize/stage/node/fast/node-initialize.yaml",
                "kustomize/stage/node/heartbeat-with-lease/node-heartbeat-with-lease.yaml",
                "kustomize/stage/pod/fast/pod-ready.yaml", "kustomize/stage/pod/fast/pod-complete.yaml",
                "kustomize/stage/pod/general/pod-delete.yaml")
+# Cached by kwok's version and the list above: a changed list is a new install, not a stale cached file.
+KWOK_STAGES_VERSION = f"{KWOK_VERSION}-{hashlib.sha256(' '.join(KWOK_STAGES).encode()).hexdigest()[:8]}"
 
 
 def install_kwok_stages(target: Path, ctx: Context) -> None:
@@ -327,7 +330,7 @@ TOOLS = [
          install_kube_controller_manager),
     Tool("kube-scheduler", KUBERNETES_VERSION, "FLEETDNS_KUBE_SCHEDULER", install_kube_scheduler),
     Tool("kwok", KWOK_VERSION, "FLEETDNS_KWOK", go_install("sigs.k8s.io/kwok/cmd/kwok", KWOK_VERSION, "kwok")),
-    Tool("kwok-stages.yaml", KWOK_VERSION, "FLEETDNS_KWOK_STAGES", install_kwok_stages, executable=False),
+    Tool("kwok-stages.yaml", KWOK_STAGES_VERSION, "FLEETDNS_KWOK_STAGES", install_kwok_stages, executable=False),
     Tool("dnsperf", DNSPERF_VERSION, "FLEETDNS_DNSPERF", install_dnsperf),
     Tool("openshift-route-crd.yaml", OPENSHIFT_API_VERSION, "FLEETDNS_OPENSHIFT_ROUTE_CRD",
          install_openshift_route_crd, executable=False),
