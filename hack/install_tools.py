@@ -8,6 +8,7 @@ variable per tool (``FLEETDNS_ETCD`` ...) points at an existing binary instead.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import re
@@ -25,7 +26,8 @@ ETCD_VERSION = "3.5.1"
 KUBECTL_VERSION = "1.36.4"
 COREDNS_VERSION = "v1.15.0"
 EXTERNAL_DNS_VERSION = "v0.22.0"
-KUBERNETES_VERSION = "v1.36.3"
+KUBERNETES_VERSION = "v1.36.3"  # kube-apiserver, kube-controller-manager, kube-scheduler: one k8s.io/kubernetes tag
+KWOK_VERSION = "v0.8.0"  # sigs.k8s.io/kwok: plays the kubelet for the rig's fake nodes
 HELM_VERSION = "v4.3.2"  # helm.sh/helm/v4; of v3, v3.22.0 is served but must not be used
 DNSPERF_PACKAGE = "dnsperf"  # Debian/Ubuntu package (DNS-OARC dnsperf); the version is the distribution's
 DNSPERF_VERSION = "distro"
@@ -182,23 +184,34 @@ def build_in_wrapper_module(target: Path, ctx: Context, *, module: str, version:
     run_with_progress([*cmd, package], label, src, go_env(ctx))
 
 
-def install_kube_apiserver(target: Path, ctx: Context) -> None:
-    # `go install k8s.io/kubernetes/...` fails by design: the tag requires its staging modules at v0.0.0.
-    major, minor, patch = KUBERNETES_VERSION.lstrip("v").split(".")
-    staging_version = f"v0.{minor}.{patch}"
-    modules = staging_modules(ctx.go_binary(), go_env(ctx), KUBERNETES_VERSION)
-    log(f"kube-apiserver {KUBERNETES_VERSION}: replacing {len(modules)} staging modules with {staging_version}")
-    ldflags = " ".join(
-        f"-X k8s.io/component-base/version.{key}={value}"
-        for key, value in (("gitVersion", KUBERNETES_VERSION), ("gitMajor", major), ("gitMinor", minor),
-                           ("gitTreeState", "clean"))
-    )
-    build_in_wrapper_module(
-        target, ctx, module="k8s.io/kubernetes", version=KUBERNETES_VERSION,
-        package="k8s.io/kubernetes/cmd/kube-apiserver", binary="kube-apiserver",
-        replaces={m: staging_version for m in modules}, ldflags=ldflags,
-        label="go build kube-apiserver (cold: about 3-15 min on 2 cores)",
-    )
+def kubernetes_command(binary: str, cold: str) -> Callable[[Path, Context], None]:
+    """Build ``k8s.io/kubernetes/cmd/<binary>`` at KUBERNETES_VERSION (kube-apiserver, kube-controller-manager...)."""
+
+    def install(target: Path, ctx: Context) -> None:
+        # `go install k8s.io/kubernetes/...` fails by design: the tag requires its staging modules at v0.0.0.
+        major, minor, patch = KUBERNETES_VERSION.lstrip("v").split(".")
+        staging_version = f"v0.{minor}.{patch}"
+        modules = staging_modules(ctx.go_binary(), go_env(ctx), KUBERNETES_VERSION)
+        log(f"{binary} {KUBERNETES_VERSION}: replacing {len(modules)} staging modules with {staging_version}")
+        ldflags = " ".join(
+            f"-X k8s.io/component-base/version.{key}={value}"
+            for key, value in (("gitVersion", KUBERNETES_VERSION), ("gitMajor", major), ("gitMinor", minor),
+                               ("gitTreeState", "clean"))
+        )
+        build_in_wrapper_module(
+            target, ctx, module="k8s.io/kubernetes", version=KUBERNETES_VERSION,
+            package=f"k8s.io/kubernetes/cmd/{binary}", binary=binary,
+            replaces={m: staging_version for m in modules}, ldflags=ldflags,
+            label=f"go build {binary} (cold: {cold})",
+        )
+
+    return install
+
+
+install_kube_apiserver = kubernetes_command("kube-apiserver", "about 3-15 min on 2 cores")
+# Most of its packages are kube-apiserver's too: built after it, the Go build cache does much of the work.
+install_kube_controller_manager = kubernetes_command("kube-controller-manager", "about 6 min after kube-apiserver")
+install_kube_scheduler = kubernetes_command("kube-scheduler", "about 1 min after kube-controller-manager")
 
 
 # OpenShift's API module: ExternalDNS builds against it, and its Route CRD goes on the rig's member API
@@ -259,6 +272,29 @@ def install_gateway_api_crds(target: Path, ctx: Context) -> None:
         shutil.copyfile(crd, crds / crd.name)  # not their read-only modes: a re-install must be able to delete them
 
 
+# kwok does nothing without Stages: these, shipped in its module, play a kubelet. The fast node and pod stages make
+# nodes and pods ready at once; the node heartbeat with its Lease keeps kube-controller-manager's node-lifecycle
+# controller content (as kwokctl's clusters do); the general pod-delete lets a deleted pod terminate for a while
+# (1 s, jittered up to its grace period's end, or as its `pod-delete.stage.kwok.x-k8s.io/delay` annotation says).
+KWOK_STAGES = ("kustomize/stage/node/fast/node-initialize.yaml",
+               "kustomize/stage/node/heartbeat-with-lease/node-heartbeat-with-lease.yaml",
+               "kustomize/stage/pod/fast/pod-ready.yaml", "kustomize/stage/pod/fast/pod-complete.yaml",
+               "kustomize/stage/pod/general/pod-delete.yaml")
+# Cached by kwok's version and the list above: a changed list is a new install, not a stale cached file.
+KWOK_STAGES_VERSION = f"{KWOK_VERSION}-{hashlib.sha256(' '.join(KWOK_STAGES).encode()).hexdigest()[:8]}"
+
+
+def install_kwok_stages(target: Path, ctx: Context) -> None:
+    """One kwok configuration file of the Stages above, copied from sigs.k8s.io/kwok through the module proxy."""
+    module = f"sigs.k8s.io/kwok@{KWOK_VERSION}"
+    source = module_dir(module, ctx)
+    missing = [stage for stage in KWOK_STAGES if not (source / stage).is_file()]
+    if missing:
+        raise RuntimeError(f"{module} has no {', '.join(missing)}")
+    docs = [f"# {module}/{stage}\n{(source / stage).read_text().strip()}\n" for stage in KWOK_STAGES]
+    (target / "kwok-stages.yaml").write_text("---\n".join(docs))
+
+
 def install_dnsperf(target: Path, ctx: Context) -> None:
     """DNS-OARC's dnsperf from the distribution (Debian package ``dnsperf``): the serving benchmark's load."""
     found = shutil.which("dnsperf")
@@ -293,6 +329,11 @@ TOOLS = [
          go_install("github.com/coredns/coredns", COREDNS_VERSION, "coredns")),
     Tool("external-dns", EXTERNAL_DNS_VERSION, "FLEETDNS_EXTERNAL_DNS", install_external_dns),
     Tool("kube-apiserver", KUBERNETES_VERSION, "FLEETDNS_KUBE_APISERVER", install_kube_apiserver),
+    Tool("kube-controller-manager", KUBERNETES_VERSION, "FLEETDNS_KUBE_CONTROLLER_MANAGER",
+         install_kube_controller_manager),
+    Tool("kube-scheduler", KUBERNETES_VERSION, "FLEETDNS_KUBE_SCHEDULER", install_kube_scheduler),
+    Tool("kwok", KWOK_VERSION, "FLEETDNS_KWOK", go_install("sigs.k8s.io/kwok/cmd/kwok", KWOK_VERSION, "kwok")),
+    Tool("kwok-stages.yaml", KWOK_STAGES_VERSION, "FLEETDNS_KWOK_STAGES", install_kwok_stages, executable=False),
     Tool("helm", HELM_VERSION, "FLEETDNS_HELM",
          go_install("helm.sh/helm/v4/cmd/helm", HELM_VERSION, "helm",
                     ldflags=f"-X helm.sh/helm/v4/internal/version.version={HELM_VERSION}")),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -25,8 +26,9 @@ class KubeAPIServer:
     """One kube-apiserver; with no ``etcd_url`` it brings its own etcd (isolated and cheap)."""
 
     def __init__(self, name: str = "host", workdir: Path | None = None, etcd_url: str | None = None,
-                 admin_auth: AdminAuth = "token", host: str = "127.0.0.1") -> None:
+                 admin_auth: AdminAuth = "token", host: str = "127.0.0.1", extra_args: Sequence[str] = ()) -> None:
         self.name = name
+        self.extra_args = tuple(extra_args)  # e.g. rig/controllers.py's APISERVER_ARGS
         self.host = host
         self.workdir = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix=f"fleetdns-kube-{name}-"))
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -137,6 +139,7 @@ class KubeAPIServer:
             f"--service-account-signing-key-file={w / 'sa.key'}",
             "--enable-priority-and-fairness=false",  # fewer background controllers on 2 cores
             "--v=1",
+            *self.extra_args,
         ]
 
     def _write_kubeconfig(self) -> None:

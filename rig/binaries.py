@@ -9,6 +9,9 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 ENV_VARS = {
     "etcd": "FLEETDNS_ETCD",
     "kube-apiserver": "FLEETDNS_KUBE_APISERVER",
+    "kube-controller-manager": "FLEETDNS_KUBE_CONTROLLER_MANAGER",  # members with controllers (rig/controllers.py)
+    "kube-scheduler": "FLEETDNS_KUBE_SCHEDULER",
+    "kwok": "FLEETDNS_KWOK",
     "coredns": "FLEETDNS_COREDNS",
     "external-dns": "FLEETDNS_EXTERNAL_DNS",
     "kubectl": "FLEETDNS_KUBECTL",

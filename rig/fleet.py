@@ -6,22 +6,38 @@ import tempfile
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rig.apiserver import KubeAPIServer, wait_all_ready
 from rig.process import stop_together
+
+if TYPE_CHECKING:
+    from rig.controllers import MemberControllers
 
 DEFAULT_MEMBERS = ("east", "west")
 
 
 class Fleet:
     """Start-ups overlap, so three API servers are ready in about the time of one. ``gateway_api``: the members that
-    serve the Gateway API (its real CRDs installed at start; the others lack them, as many real clusters do)."""
+    serve the Gateway API (its real CRDs installed at start; the others lack them, as many real clusters do).
+    ``controllers``: the members that also run their real controllers and kwok's fake nodes (rig/controllers.py),
+    so Deployments get ready pods and EndpointSlices are the EndpointSlice controller's; the others have none."""
 
     def __init__(self, members: tuple[str, ...] = DEFAULT_MEMBERS, workdir: Path | None = None,
-                 gateway_api: Sequence[str] = ()) -> None:
+                 gateway_api: Sequence[str] = (), controllers: Sequence[str] = ()) -> None:
         self.workdir = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="fleetdns-fleet-"))
         self.host = KubeAPIServer("host", self.workdir / "host")
-        self.members = {name: KubeAPIServer(name, self.workdir / name) for name in members}
+        unknown = set(controllers) - set(members)
+        if unknown:
+            raise ValueError(f"controllers names members the fleet does not have: {', '.join(sorted(unknown))}")
+        self.controlled = tuple(controllers)
+        self.controllers: dict[str, MemberControllers] = {}  # filled at start
+        server_args: tuple[str, ...] = ()
+        if self.controlled:
+            from rig.controllers import APISERVER_ARGS as server_args
+        self.members = {name: KubeAPIServer(name, self.workdir / name,
+                                            extra_args=server_args if name in self.controlled else ())
+                        for name in members}
         unknown = set(gateway_api) - set(members)
         if unknown:
             raise ValueError(f"gateway_api names members the fleet does not have: {', '.join(sorted(unknown))}")
@@ -37,6 +53,11 @@ class Fleet:
                 server.start(wait=False)
             wait_all_ready(self.servers)
             self.install_gateway_api(*self.gateway_api)
+            if self.controlled:
+                from rig.controllers import start_member_controllers
+
+                self.controllers = start_member_controllers([self.members[name] for name in self.controlled],
+                                                            self.workdir)
         except BaseException:
             self.stop()
             raise
@@ -57,6 +78,7 @@ class Fleet:
             list(pool.map(lambda name: install_route_crd(self.members[name].api_client()), members))
 
     def stop(self) -> None:
+        stop_together(controllers.stop for controllers in self.controllers.values())  # before their API servers
         stop_together(server.stop for server in self.servers)
 
     def __enter__(self) -> Fleet:

@@ -1,7 +1,9 @@
 """What a real cluster's controllers would do, done by hand on the rig's bare API servers.
 
-There is no kube-controller-manager, cloud controller or ingress controller in the rig: these
-helpers create the EndpointSlices and load-balancer statuses those controllers would write.
+By default a member runs no kube-controller-manager, cloud controller or ingress controller: these
+helpers create the EndpointSlices and load-balancer statuses those controllers would write. A member can
+also run its real controllers (rig/controllers.py: Deployments, ReplicaSets, EndpointSlices on kwok's fake
+nodes); no cloud controller ever runs, so load-balancer statuses are always written here.
 """
 
 from __future__ import annotations

@@ -15,7 +15,8 @@ from rig.binaries import binary
 def pytest_sessionstart(session: pytest.Session) -> None:
     if session.config.getoption("collectonly"):
         return
-    for name in ("etcd", "kube-apiserver", "coredns", "external-dns", "kubectl", "helm"):
+    for name in ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok", "coredns",
+                 "external-dns", "kubectl", "helm"):
         binary(name)  # raises MissingBinaryError naming `make tools`
 
 
@@ -33,7 +34,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 def _component_children() -> list[str]:
     """Real components and FleetDNS processes this pytest started and did not stop (there must be none)."""
-    names = {"etcd", "kube-apiserver", "coredns", "external-dns"}
+    names = {"etcd", "kube-apiserver", "coredns", "external-dns", "kube-controller", "kube-scheduler",
+             "kwok"}  # comm is cut at 15 characters: kube-controller-manager is "kube-controller"
     found = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
