@@ -23,11 +23,10 @@ from rig.aggregator import client_for
 from rig.federation import DNSClient, Federation
 from rig.geoip import write_geoip_db
 from rig.waiting import wait_for
-from tests.support.federation import federation_namespace
+from tests.support.federation import PROBER_REGIONS, federation_namespace, running_federation
 
 pytestmark = [pytest.mark.apiserver, pytest.mark.externaldns, pytest.mark.coredns, pytest.mark.etcd]
 
-PROBER_REGIONS = ("east", "west", "north")
 DOMAIN_REF = "fleet"
 ENDPOINTS = ["10.1.0.1"]
 SETTLE = 60.0  # generous bound for first publication, a new view, recoveries
@@ -60,12 +59,7 @@ VIEWS: dict[str, dict[str, Any]] = {
 
 @pytest.fixture(scope="module")
 def fed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Federation]:
-    federation = Federation(tmp_path_factory.mktemp("views"), prober_regions=PROBER_REGIONS)
-    try:
-        federation.start()
-        yield federation
-    finally:
-        federation.stop()
+    yield from running_federation(tmp_path_factory, "views")
 
 
 @pytest.fixture(scope="module")

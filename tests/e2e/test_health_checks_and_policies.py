@@ -21,11 +21,10 @@ from fleetdns.kubeapi import KubeClient
 from rig.aggregator import client_for
 from rig.federation import Federation
 from rig.waiting import wait_for
-from tests.support.federation import federation_namespace
+from tests.support.federation import PROBER_REGIONS, federation_namespace, running_federation
 
 pytestmark = [pytest.mark.apiserver, pytest.mark.externaldns, pytest.mark.coredns, pytest.mark.etcd]
 
-PROBER_REGIONS = ("east", "west", "north")
 DOMAIN_REF = "fleet"
 ENDPOINTS = ["10.1.0.1"]
 # What the issue promises for a Failover app: answers move within periodSeconds x failureThreshold + 2 s.
@@ -35,12 +34,7 @@ SETTLE = 60.0  # generous bound for first publication and for recoveries
 
 @pytest.fixture(scope="module")
 def fed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Federation]:
-    federation = Federation(tmp_path_factory.mktemp("policies"), prober_regions=PROBER_REGIONS)
-    try:
-        federation.start()
-        yield federation
-    finally:
-        federation.stop()
+    yield from running_federation(tmp_path_factory, "policies")
 
 
 @pytest.fixture(scope="module")

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
+
+import pytest
 
 from fleetdns.apipaths import DOMAINS
 from fleetdns.kubeapi import KubeClient
@@ -18,3 +21,16 @@ def federation_namespace(fed: Federation, host: KubeClient, prefix: str) -> str:
         ensure_namespace(server.api_client(), name)
     host.create(DOMAINS.path(name), DOMAINS.manifest(DOMAIN_REF, spec={"domain": fed.zone}))
     return name
+
+
+PROBER_REGIONS = ("east", "west", "north")
+
+
+def running_federation(tmp_path_factory: pytest.TempPathFactory, name: str) -> Iterator[Federation]:
+    """A federation with probers in three regions' network namespaces, for one module; stopped even when it fails."""
+    federation = Federation(tmp_path_factory.mktemp(name), prober_regions=PROBER_REGIONS)
+    try:
+        federation.start()
+        yield federation
+    finally:
+        federation.stop()
