@@ -17,6 +17,7 @@ from prober.checks import CheckError, CheckRunner, Outcome, Result, check_target
 from rig.certs import CertificateAuthority
 from rig.ingress import StandInIngress
 from rig.ports import free_port
+from rig.waiting import wait_for
 from tests.support.checks import run_checks
 
 ADDRESS = "127.0.0.84"
@@ -89,10 +90,11 @@ def test_tcp_check_is_up_while_the_port_accepts_and_down_once_it_is_closed(ingre
     port = free_port(ADDRESS)
     ingress.control.open_port(port)
     [up] = run_checks((HealthCheck(tcp_socket=TcpSocket(port)), 1.0), address=ADDRESS)
+    # the handshake completes in the kernel before the stand-in's accept loop counts it: wait for the count
+    wait_for(lambda: ingress.control.stats().accepted.get(port) == 1, 5, f"the stand-in to count the check on {port}")
     ingress.control.close_port(port)
     [down] = run_checks((HealthCheck(tcp_socket=TcpSocket(port)), 1.0), address=ADDRESS)
     assert up.result is Result.UP and down.result is Result.REFUSED
-    assert ingress.control.stats().accepted[port] == 1
 
 
 def test_every_check_opens_its_own_connection(ingress: StandInIngress):
