@@ -13,6 +13,9 @@ from typing import Any
 
 # The webhook protocol's media type (v1), sent verbatim: ExternalDNS compares it byte for byte.
 WEBHOOK_MEDIA_TYPE = "application/external.dns.webhook+json;version=1"
+# On the A/AAAA records of a zone's own nameservers (the aggregator's delegation, docs/design/delegation.md): the
+# zone files list those names as the apex NS. The apex NS itself cannot travel through ExternalDNS's TXT registry.
+NAMESERVER_PROPERTY = "webhook/nameserver"
 
 
 class RecordType(StrEnum):

@@ -1,7 +1,10 @@
 """A zone's master file for CoreDNS's ``file`` plugin, rendered from the records decoded from etcd (pure).
 
 The file answers what the ``etcd`` plugin answered from the same keys, with a real zone's rules: SOA and NS at the
-apex, one record set per name and type, wildcards. A record that CoreDNS's parser would refuse (one bad line fails
+apex, one record set per name and type, wildcards. NS below the apex is a zone cut: the ``file`` plugin answers names
+under it with a referral (NS in authority, the zone's glue in additional). The apex NS are the zone's own nameservers
+(names whose A/AAAA records carry ``webhook/nameserver``, marked in their text), else NS records stored at the apex,
+else ``ns.dns.<zone>`` as the etcd plugin answered. A record that CoreDNS's parser would refuse (one bad line fails
 the whole file) or that a zone cannot hold beside the others is dropped, with its reason; the rest is served.
 
 Each name is rendered on its own (``render_name``), so the caller keeps the text per name and re-renders only the
@@ -24,6 +27,7 @@ import dns.rdatatype
 from dns.rdtypes.ANY.TXT import TXT
 
 from fleetdns.dnsname import is_within
+from fleetdns.endpoint import NAMESERVER_PROPERTY
 from fleetdns.skydns.records import Record, StoredEntry
 from fleetdns.skydns.targets import MAX_TTL
 
@@ -34,8 +38,9 @@ SOA_REFRESH, SOA_RETRY, SOA_EXPIRE = 7200, 1800, 86400  # the etcd plugin's SOA;
 MAX_SERIAL = 2**32 - 1
 TXT_STRING_BYTES = 255  # one character-string; longer texts are split, as the etcd plugin did
 # Every type ``encoding.decode_entry`` yields: ours (targets.SUPPORTED_TYPES) and the coredns provider's guesses.
-RENDERED_TYPES = ("A", "AAAA", "CNAME", "MX", "PTR", "SRV", "TXT")
+RENDERED_TYPES = ("NS", "A", "AAAA", "CNAME", "MX", "PTR", "SRV", "TXT")
 _SOA_LINE = re.compile(r"^\S+ \d+ IN SOA \S+ \S+ (\d+) ", re.MULTILINE)
+NAMESERVER_MARK = "; a nameserver of the zone (webhook/nameserver): listed as NS at the apex\n"
 
 
 class DropReason(StrEnum):
@@ -104,7 +109,13 @@ def render_name(zone: str | None, name: str, entries: Iterable[StoredEntry]) -> 
     dropped += cname_dropped
     kept.sort(key=lambda line: (RENDERED_TYPES.index(line.rdtype), line.rdata))
     text = "".join(f"{owner} {line.ttl} IN {line.rdtype} {line.rdata}\n" for line in kept)
+    if any(line.rdtype in ("A", "AAAA") and _is_nameserver(line.record) for line in kept) and name != zone:
+        text = NAMESERVER_MARK + text
     return RenderedName(text, len(kept), tuple(dropped))
+
+
+def _is_nameserver(record: Record) -> bool:
+    return any(prop.name == NAMESERVER_PROPERTY and prop.value == "true" for prop in record.provider_specific)
 
 
 def _all_dropped(records: list[Record], reason: DropReason, detail: str) -> RenderedName:
@@ -166,7 +177,16 @@ def _cname_rules(zone: str, name: str, lines: list[_Line]) -> tuple[list[_Line],
 
 def render_zone(zone: str, serial: int, names: Mapping[str, str]) -> str:
     """The whole file: SOA and NS at the apex, then every name's lines (``render_name``'s text) in name order."""
-    return zone_header(zone, serial) + zone_body(names)
+    return zone_header(zone, serial, apex_nameservers(zone, names)) + zone_body(names)
+
+
+def apex_nameservers(zone: str, names: Mapping[str, str]) -> tuple[str, ...] | None:
+    """The names the header lists as the apex NS: the zone's own nameservers (sorted); () when NS records stored at
+    the apex say it themselves; None for the default, ``ns.dns.<zone>``."""
+    marked = tuple(sorted(name for name, text in names.items() if text.startswith(NAMESERVER_MARK)))
+    if marked:
+        return marked
+    return () if " IN NS " in names.get(zone, "") else None
 
 
 def zone_body(names: Mapping[str, str]) -> str:
@@ -174,13 +194,17 @@ def zone_body(names: Mapping[str, str]) -> str:
     return "".join(names[name] for name in sorted(names))
 
 
-def zone_header(zone: str, serial: int) -> str:
-    apex, ns = f"{zone}.", f"ns.dns.{zone}."
+def zone_header(zone: str, serial: int, nameservers: tuple[str, ...] | None = None) -> str:
+    """SOA and NS at the apex (``apex_nameservers``: None for ``ns.dns.<zone>``, () for none: stored NS records say
+    it); the SOA's primary is the first nameserver."""
+    apex = f"{zone}."
+    listed = [f"{name}." for name in nameservers] if nameservers is not None else [f"ns.dns.{zone}."]
+    primary = listed[0] if listed else f"ns.dns.{zone}."
     return (f"; zone {zone} for CoreDNS's file plugin, written by fleetdns-zonefiles from etcd; do not edit\n"
             f"$ORIGIN {apex}\n"
-            f"{apex} {NEGATIVE_TTL} IN SOA {ns} hostmaster.{apex} {serial} {SOA_REFRESH} {SOA_RETRY} {SOA_EXPIRE} "
-            f"{NEGATIVE_TTL}\n"
-            f"{apex} {DEFAULT_TTL} IN NS {ns}\n")
+            f"{apex} {NEGATIVE_TTL} IN SOA {primary} hostmaster.{apex} {serial} {SOA_REFRESH} {SOA_RETRY} "
+            f"{SOA_EXPIRE} {NEGATIVE_TTL}\n"
+            + "".join(f"{apex} {DEFAULT_TTL} IN NS {ns}\n" for ns in listed))
 
 
 def soa_serial(text: str) -> int | None:

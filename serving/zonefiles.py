@@ -109,10 +109,12 @@ class ZoneFile:
     def update(self, names: Mapping[str, str]) -> bool:
         """Render ``names`` (name -> its lines); True if the file was written. Raises OSError (serial kept)."""
         body = zonefile.zone_body(names)
-        if self.serial is not None and self.file.content == zonefile.zone_header(self.zone, self.serial) + body:
+        nameservers = zonefile.apex_nameservers(self.zone, names)
+        if self.serial is not None and \
+                self.file.content == zonefile.zone_header(self.zone, self.serial, nameservers) + body:
             return False
         serial = zonefile.next_serial(self.serial)
-        self.file.replace(zonefile.zone_header(self.zone, serial) + body)
+        self.file.replace(zonefile.zone_header(self.zone, serial, nameservers) + body)
         self.serial = serial
         return True
 

@@ -139,9 +139,9 @@ def encode_value(record: Record) -> str:
     value: dict[str, Any] = _dns_fields(record)
     if record.ttl:
         value["ttl"] = record.ttl
-    # CoreDNS strips `targetstrip` labels from SRV and MX *targets* too (meant for targets it builds from
+    # CoreDNS strips `targetstrip` labels from SRV, MX and NS *targets* too (meant for targets it builds from
     # keys), so those carry 0; our reader knows every value with "recordType" has a leaf label.
-    value["targetstrip"] = 0 if record.record_type in ("SRV", "MX") else 1
+    value["targetstrip"] = 0 if record.record_type in ("SRV", "MX", "NS") else 1
     value["group"] = record.group
     value["recordType"] = record.record_type
     if record.set_identifier:

@@ -1,4 +1,4 @@
-"""The one spelling of each supported record type's target (A, AAAA, CNAME, TXT, SRV, MX) and its limits.
+"""The one spelling of each supported record type's target (A, AAAA, CNAME, TXT, SRV, MX, NS) and its limits.
 
 What the webhook stores and returns, what a SkyDNS value is decoded into, and what the zone files check against.
 """
@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from fleetdns.dnsname import InvalidDNSNameError, normalize_name
 
-SUPPORTED_TYPES = ("A", "AAAA", "CNAME", "TXT", "SRV", "MX")
+SUPPORTED_TYPES = ("A", "AAAA", "CNAME", "TXT", "SRV", "MX", "NS")
 MAX_U16 = 65535
 MAX_TTL = 2**31 - 1  # RFC 2181: a TTL is a 31-bit unsigned value
 
@@ -25,7 +25,7 @@ def canonical_target(record_type: str, target: str) -> str:
         return _ip(target, ipaddress.IPv4Address, "IPv4")
     if record_type == "AAAA":
         return _ip(target, ipaddress.IPv6Address, "IPv6")
-    if record_type == "CNAME":
+    if record_type in ("CNAME", "NS"):  # NS: a zone cut below the apex (a delegation), the apex's own above
         return _host(target)
     if record_type == "TXT":
         return target  # any text; case and spacing matter (ownership records carry literal quotes)

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import dns.flags
 import dns.message
 import dns.query
 import dns.rcode
@@ -19,6 +20,7 @@ import dns.zone
 import pyetcd
 import pytest
 
+from fleetdns.endpoint import NAMESERVER_PROPERTY, ProviderSpecificProperty
 from fleetdns.skydns.encoding import decode_entry, encode_name_key, encode_value, key_for, name_key
 from fleetdns.skydns.mirror import PrefixMirror
 from fleetdns.skydns.records import Record, StoredEntry
@@ -145,6 +147,36 @@ def test_records_written_through_the_webhook_are_answered_as_users_expect(served
     for name, rdtype in ((f"app.{ZONE}", "CNAME"), (f"app.{ZONE}", "TXT"), (f"deep.{ZONE}", "A")):
         nodata = reply(coredns, name, rdtype)
         assert nodata.rcode() == dns.rcode.NOERROR and nodata.answer == [], (name, rdtype)
+
+
+@pytest.mark.etcd
+@pytest.mark.coredns
+def test_ns_below_the_apex_is_a_referral_with_glue_and_the_zones_own_nameservers_are_its_apex_ns(served):
+    """What a parent zone holds for a delegated child (the aggregator's delegation DNSEndpoint), and what the child
+    holds for its own nameservers (their A records marked ``webhook/nameserver``)."""
+    nameserver = [{"name": "webhook/nameserver", "value": "true"}]
+    delegation = [endpoint(f"child.{ZONE}", "NS", f"ns1.child.{ZONE}", f"ns2.child.{ZONE}", recordTTL=120),
+                  endpoint(f"ns1.child.{ZONE}", "A", "192.0.2.53"),
+                  endpoint(f"ns2.child.{ZONE}", "AAAA", "2001:db8::53"),
+                  endpoint(f"ns-a.{ZONE}", "A", "192.0.2.54", providerSpecific=nameserver),
+                  endpoint(f"ns-b.{ZONE}", "A", "192.0.2.55", providerSpecific=nameserver)]
+    served.apply(create=delegation)
+    coredns = served.coredns
+    try:
+        wait_for(lambda: answers(coredns, ZONE, "NS") == {f"ns-a.{ZONE}.", f"ns-b.{ZONE}."}, 15, "the apex NS")
+        referral = reply(coredns, f"app.child.{ZONE}", "A")
+        assert referral.rcode() == dns.rcode.NOERROR and referral.answer == []
+        assert not referral.flags & dns.flags.AA
+        assert {rr.to_text() for rrset in referral.authority if rrset.rdtype == dns.rdatatype.NS for rr in rrset} \
+            == {f"ns1.child.{ZONE}.", f"ns2.child.{ZONE}."}
+        assert {(rrset.name.to_text(), rr.to_text()) for rrset in referral.additional for rr in rrset} == {
+            (f"ns1.child.{ZONE}.", "192.0.2.53"), (f"ns2.child.{ZONE}.", "2001:db8::53")}
+        soa = reply(coredns, ZONE, "SOA").answer[0][0]
+        assert soa.mname.to_text() == f"ns-a.{ZONE}."  # the primary is the first nameserver
+        assert answers(coredns, f"ns-a.{ZONE}") == {"192.0.2.54"}  # the zone answers for its own nameservers
+    finally:
+        served.apply(delete=delegation)
+    wait_for(lambda: answers(coredns, ZONE, "NS") == {f"ns.dns.{ZONE}."}, 15, "the default apex NS again")
 
 
 @pytest.mark.etcd
@@ -333,6 +365,26 @@ def test_every_record_type_renders_one_line_each_with_the_etcd_plugins_default_t
     assert _render(Record("1.2.0.192.in-addr.arpa", "PTR", "host.example.net"), zone="in-addr.arpa").text == \
         "1.2.0.192.in-addr.arpa. 300 IN PTR host.example.net.\n"
     assert _render(Record(f"*.wild.{ZONE}", "A", "192.0.2.9")).text == f"*.wild.{ZONE}. 300 IN A 192.0.2.9\n"
+
+
+@pytest.mark.unit
+def test_ns_records_render_as_lines_and_choose_the_apex_ns():
+    child = _render(Record(f"child.{ZONE}", "NS", f"ns2.child.{ZONE}"), Record(f"child.{ZONE}", "NS", "ns1.example.net"))
+    assert child.text == f"child.{ZONE}. 300 IN NS ns1.example.net.\nchild.{ZONE}. 300 IN NS ns2.child.{ZONE}.\n"
+    mark = (ProviderSpecificProperty(NAMESERVER_PROPERTY, "true"),)
+    own = _render(Record(f"ns-b.{ZONE}", "A", "192.0.2.2", provider_specific=mark))
+    assert own.text.startswith(zonefile.NAMESERVER_MARK) and own.records == 1
+    names = {f"ns-b.{ZONE}": own.text, f"child.{ZONE}": child.text,
+             f"ns-a.{ZONE}": _render(Record(f"ns-a.{ZONE}", "AAAA", "2001:db8::1", provider_specific=mark)).text}
+    parsed = _parsed(render_zone(ZONE, 5, names))
+    assert {rr.target.to_text() for rr in parsed.find_rdataset(f"{ZONE}.", "NS")} == {f"ns-a.{ZONE}.", f"ns-b.{ZONE}."}
+    assert parsed.find_rdataset(f"{ZONE}.", "SOA")[0].mname.to_text() == f"ns-a.{ZONE}."
+    # NS stored at the apex say it themselves; with neither, the etcd plugin's ns.dns.<zone>
+    stored = {ZONE: _render(Record(ZONE, "NS", "ns.example.net")).text}
+    assert {rr.target.to_text() for rr in _parsed(render_zone(ZONE, 5, stored)).find_rdataset(f"{ZONE}.", "NS")} == \
+        {"ns.example.net."}
+    assert {rr.target.to_text() for rr in _parsed(render_zone(ZONE, 5, {})).find_rdataset(f"{ZONE}.", "NS")} == \
+        {f"ns.dns.{ZONE}."}
 
 
 @pytest.mark.unit

@@ -38,7 +38,7 @@ def test_malformed_changes_documents_are_refused_with_the_json_path_of_the_probl
      "updateNew[0]", "cname_multiple_targets"),
     ({"create": [{"dnsName": "bad_name-.example.org", "recordType": "A", "targets": ["1.2.3.4"]}]},
      "create[0]", "invalid_name"),
-    ({"create": [{"dnsName": "a.example.org", "recordType": "NS", "targets": ["ns.example.org"]}]},
+    ({"create": [{"dnsName": "a.example.org", "recordType": "NAPTR", "targets": ["ns.example.org"]}]},
      "create[0]", "unsupported_type"),
     ({"create": [{"dnsName": "a.example.org", "recordType": "SRV", "targets": ["10 5 sip.example.org"]}]},
      "create[0]", "invalid_target"),

@@ -180,7 +180,8 @@ def test_adjustendpoints_returns_canonical_forms_and_drops_what_cannot_be_served
     client, _ = webhook
     response = client.adjust([
         {"dnsName": "Web.Example.org.", "recordType": "CNAME", "targets": ["LB.example.org."]},
-        {"dnsName": "ns.example.org", "recordType": "NS", "targets": ["ns1.example.org"]},
+        {"dnsName": "ns.example.org", "recordType": "NAPTR", "targets": ["ns1.example.org"]},
+        {"dnsName": "Child.example.org", "recordType": "NS", "targets": ["NS1.child.example.org."]},
         a_record("bad.example.org", "not-an-ip"),
         a_record("outside.example.com", "192.0.2.1"),
         {"dnsName": "srv.example.org", "recordType": "SRV", "targets": ["10 5 5060 SIP.example.org."]},
@@ -188,6 +189,7 @@ def test_adjustendpoints_returns_canonical_forms_and_drops_what_cannot_be_served
     assert response.status_code == 200 and response.headers["Content-Type"] == MEDIA_TYPE
     assert response.json() == [
         {"dnsName": "web.example.org", "targets": ["lb.example.org"], "recordType": "CNAME"},
+        {"dnsName": "child.example.org", "targets": ["ns1.child.example.org"], "recordType": "NS"},
         {"dnsName": "srv.example.org", "targets": ["10 5 5060 sip.example.org."], "recordType": "SRV"},
     ]
 

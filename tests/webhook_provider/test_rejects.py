@@ -353,7 +353,7 @@ RECORDS = [
     ("CNAME", ["LB.example.org."]), ("CNAME", ["a.example.org", "b.example.org"]), ("CNAME", ["192.0.2.1"]),
     ("TXT", ['"heritage=external-dns"']), ("SRV", ["10 5 5060 sip.example.org."]), ("SRV", ["10 5 sip"]),
     ("MX", ["10 mail.example.org"]), ("MX", ["99999 mail.example.org"]),
-    ("NS", ["ns1.example.org"]), ("a", ["192.0.2.1"]), ("", ["192.0.2.1"]),
+    ("NS", ["ns1.example.org"]), ("NS", ["192.0.2.1"]), ("NAPTR", ["x"]), ("a", ["192.0.2.1"]), ("", ["192.0.2.1"]),
 ]
 TTLS = [0, 60, -1, 2**31]
 TABLE = [{"dnsName": name, "recordType": record_type, "targets": targets, "recordTTL": ttl}

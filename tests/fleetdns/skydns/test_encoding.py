@@ -22,13 +22,14 @@ pytestmark = pytest.mark.unit
     ("TXT", '"heritage=external-dns,external-dns/owner=o"', {"text": '"heritage=external-dns,external-dns/owner=o"'}),
     ("SRV", "10 5 5060 sip.example.org.", {"host": "sip.example.org", "port": 5060, "priority": 10, "weight": 5}),
     ("MX", "10 mail.example.org", {"host": "mail.example.org", "priority": 10, "mail": True}),
+    ("NS", "ns-east.gslb.example.org", {"host": "ns-east.gslb.example.org"}),
 ])
 def test_each_record_type_round_trips_through_its_skydns_value(record_type, target, fields):
     record = Record("app.example.org", record_type, target, "eu", 60, {"owner": "o"},
                     (ProviderSpecificProperty("webhook/x", "1"),))
     value = json.loads(encode_value(record))
     assert {k: value[k] for k in fields} == fields
-    assert value["targetstrip"] == (0 if record_type in ("SRV", "MX") else 1)
+    assert value["targetstrip"] == (0 if record_type in ("SRV", "MX", "NS") else 1)
     assert value["group"] == "app.example.org" and value["ttl"] == 60
     entry = stored(key_for(record, PREFIX), encode_value(record))
     assert entry.records == (record,)

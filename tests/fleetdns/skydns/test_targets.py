@@ -13,6 +13,7 @@ pytestmark = pytest.mark.unit
     ("A", " 192.0.2.1", "192.0.2.1"),
     ("AAAA", "2001:DB8:0::1", "2001:db8::1"),
     ("CNAME", "LB.Example.org.", "lb.example.org"),
+    ("NS", "NS-East.GSLB.example.org.", "ns-east.gslb.example.org"),
     ("SRV", "10  5 5060 SIP.example.org", "10 5 5060 sip.example.org."),
     ("MX", "10 Mail.example.org.", "10 mail.example.org"),
     ("TXT", ' "Keep Case" ', ' "Keep Case" '),
