@@ -1,6 +1,7 @@
 """The aggregator's shared vocabulary, parsed once from raw JSON at the edge: the work queue's keys, the
 status types it writes (``status.dns[]``, ``status.answers[]``, conditions), the host objects it reads
-(Domains, MemberClusters, DNSEndpoints, DNSViews, prober Leases) and the JSON helpers every parser uses.
+(Domains and their delegation, MemberClusters, DNSEndpoints, DNSViews, prober Leases) and the JSON helpers every
+parser uses.
 
 Everything past the parsers works on these dataclasses; a malformed object becomes a parse error here
 (logged and skipped) instead of a KeyError deep in the policy. The intents and the member objects behind
@@ -16,11 +17,12 @@ from enum import StrEnum
 from typing import Any
 
 from fleetdns.addresses import parse_ips
-from fleetdns.dnsname import fold_name
+from fleetdns.dnsname import check_publishable, fold_name, is_dns_label, is_dns_subdomain
 from fleetdns.dnsview import DNSView, DNSViewError, Location, parse_dns_view, parse_location
 from fleetdns.healthreport import REGION_LABEL, region_of_lease
 from fleetdns.labelselector import EVERYTHING, LabelSelector, SelectorError, parse_label_selector
 
+DEFAULT_DELEGATION_TTL = 300  # NS and glue: a parent's records change rarely, and resolvers keep them that long
 DEFAULT_TTL = 30  # k8gb's default (KubeFed had 180): a client behind a caching resolver fails over within it
 DEFAULT_KUBECONFIG_KEY = "kubeconfig"
 LABEL_INTENT_KIND = "fleetdns.io/intent-kind"
@@ -94,6 +96,19 @@ class MemberKey:
 
     def __str__(self) -> str:
         return f"{self.kind}/{self.name}"
+
+
+@dataclass(frozen=True, order=True)
+class DomainKey:
+    """A Domain whose delegation (its DNSEndpoints and the Delegated condition) the work queue should bring up to
+    date."""
+
+    namespace: str
+    name: str
+    kind = "Domain"  # the metrics label, as IntentKey.kind is for intents
+
+    def __str__(self) -> str:
+        return f"{self.kind}/{self.namespace}/{self.name}"
 
 
 @dataclass(frozen=True, order=True)
@@ -275,6 +290,29 @@ class IntentStatus:
 
 
 @dataclass(frozen=True)
+class Nameserver:
+    """One ``spec.delegation.nameservers[]`` entry: ``<name>.<zone>``, whose addresses are the load-balancer IPs of
+    Service ``service`` in MemberCluster ``member``, or fixed ``addresses``."""
+
+    name: str  # a DNS label
+    member: str = ""
+    service: ObjectRef | None = None
+    addresses: tuple[str, ...] = ()
+
+    def fqdn(self, zone: str) -> str:
+        return f"{self.name}.{zone}"
+
+
+@dataclass(frozen=True)
+class Delegation:
+    """``spec.delegation``: the zone's NS and glue, published for its parent zone (docs/design/delegation.md)."""
+
+    nameservers: tuple[Nameserver, ...]
+    ttl: int = DEFAULT_DELEGATION_TTL
+    labels: tuple[tuple[str, str], ...] = ()  # extra labels on the parent's DNSEndpoint (sorted)
+
+
+@dataclass(frozen=True)
 class Domain:
     """A zone: ``spec.domain`` / ``spec.nameServer``, or KubeFed's top-level fields (accepted for migration)."""
 
@@ -286,6 +324,17 @@ class Domain:
     # (aggregator/registry/domains.py); a selector that cannot be read admits none (``selector_problem`` says why)
     namespace_selector: LabelSelector = EVERYTHING
     selector_problem: str = ""
+    # spec.delegation (None: not delegated by FleetDNS); one that cannot be used is reported, not dropped
+    delegation: Delegation | None = None
+    delegation_problem: str = ""
+    uid: str = ""
+    generation: int = 0
+    # ours (written by the leader): a status-only change is no change of the Domain
+    conditions: tuple[Condition, ...] = field(default=(), compare=False)
+
+    @property
+    def delegated(self) -> bool:
+        return self.delegation is not None or bool(self.delegation_problem)
 
 
 @dataclass(frozen=True)
@@ -528,8 +577,74 @@ def parse_domain(obj: dict[str, Any]) -> Domain:
         selector = parse_label_selector(spec.get("namespaceSelector"), "spec.namespaceSelector")
     except SelectorError as error:  # the CRD refuses it; an old object admits nobody rather than everybody
         selector, problem = LabelSelector(), str(error)
+    delegation, delegation_problem = None, ""
+    if spec.get("delegation") is not None:
+        try:
+            delegation = parse_delegation(spec["delegation"], domain)
+        except ParseError as error:  # the CRD refuses most; reported on the Domain, which keeps its other rules
+            delegation_problem = str(error)
+    generation = meta.get("generation")
     return Domain(meta.get("namespace", ""), meta.get("name", ""), domain, str(source.get("nameServer") or ""),
-                  selector, problem)
+                  selector, problem, delegation, delegation_problem, str(meta.get("uid") or ""),
+                  generation if isinstance(generation, int) else 0,
+                  parse_conditions(as_dict(obj.get("status")).get("conditions")))
+
+
+MAX_NAMESERVERS = 16
+
+
+def parse_delegation(raw: Any, zone: str) -> Delegation:
+    """``spec.delegation``; a ParseError names the field and the value."""
+    if not isinstance(raw, dict):
+        raise ParseError("spec.delegation must be an object")
+    entries = raw.get("nameservers")
+    if not isinstance(entries, list) or not entries:
+        raise ParseError("spec.delegation.nameservers must list at least one nameserver")
+    if len(entries) > MAX_NAMESERVERS:
+        raise ParseError(f"spec.delegation.nameservers lists {len(entries)}; at most {MAX_NAMESERVERS}")
+    nameservers: list[Nameserver] = []
+    for index, entry in enumerate(entries):
+        nameserver = _nameserver(entry, f"spec.delegation.nameservers[{index}]", zone)
+        if any(n.name == nameserver.name for n in nameservers):
+            raise ParseError(f"spec.delegation.nameservers lists {nameserver.name!r} twice")
+        nameservers.append(nameserver)
+    ttl = raw.get("ttl", DEFAULT_DELEGATION_TTL)
+    if isinstance(ttl, bool) or not isinstance(ttl, int) or not 1 <= ttl <= 2**31 - 1:
+        raise ParseError(f"spec.delegation.ttl must be 1-2147483647 seconds, not {ttl!r}")
+    labels = raw.get("labels") or {}
+    if not isinstance(labels, dict) or not all(isinstance(v, str) for v in labels.values()):
+        raise ParseError("spec.delegation.labels must map label names to strings")
+    return Delegation(tuple(nameservers), ttl, tuple(sorted((str(k), v) for k, v in labels.items())))
+
+
+def _nameserver(raw: Any, where: str, zone: str) -> Nameserver:
+    entry = as_dict(raw)
+    name = entry.get("name")
+    if not isinstance(name, str) or not is_dns_label(name):
+        raise ParseError(f"{where}.name must be a DNS label (lower-case letters, digits and '-'), not {name!r}")
+    try:
+        check_publishable(f"{name}.{zone}")
+    except ValueError as error:
+        raise ParseError(f"{where}.name: {error}") from None
+    member, service, addresses = entry.get("member"), entry.get("service"), entry.get("addresses")
+    if (member is not None or service is not None) == (addresses is not None):
+        raise ParseError(f"{where} ({name}) needs member and service, or addresses (not both, not neither)")
+    if addresses is not None:
+        if not isinstance(addresses, list) or not addresses:
+            raise ParseError(f"{where}.addresses must list at least one IP address")
+        parsed = []
+        for address in addresses:
+            try:
+                parsed.append(str(ipaddress.ip_address(str(address).strip())))
+            except ValueError:
+                raise ParseError(f"{where}.addresses: {address!r} is not an IPv4 or IPv6 address") from None
+        return Nameserver(name, addresses=tuple(dict.fromkeys(parsed)))
+    if not isinstance(member, str) or not is_dns_subdomain(member):
+        raise ParseError(f"{where}.member must name a MemberCluster, not {member!r}")
+    namespace, slash, service_name = str(service or "").partition("/")
+    if not slash or not is_dns_label(namespace) or not is_dns_label(service_name):
+        raise ParseError(f"{where}.service must be namespace/name of a Service, not {service!r}")
+    return Nameserver(name, member, ObjectRef(namespace, service_name))
 
 
 def parse_host_namespace(obj: dict[str, Any]) -> HostNamespace:
