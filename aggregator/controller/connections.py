@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable
 
 import yaml
 
-from aggregator.controller.members import MemberConnection
+from aggregator.controller.members import MemberConnection, ObjectChanged
 from aggregator.health.readiness import Reachability
 from aggregator.metrics import AggregatorMetrics
 from aggregator.model import IntentKey, MemberCluster
@@ -32,9 +32,12 @@ class MemberConnections:
 
     def __init__(self, settings: Settings, host: KubeClient, metrics: AggregatorMetrics, sources: SourceRegistry,
                  stopping: threading.Event, objects_changed: Callable[[Iterable[IntentKey]], None],
-                 reconcile_all: Callable[[], None], grace_started: Callable[[MemberConnection], None]) -> None:
+                 reconcile_all: Callable[[], None], grace_started: Callable[[MemberConnection], None],
+                 object_changed: ObjectChanged | None = None) -> None:
         """``objects_changed``: a member object changed (these intents may be affected); ``reconcile_all``: a member
-        changed state, or is reachable again; ``grace_started``: a member's last known answer now expires (later)."""
+        changed state, or is reachable again; ``grace_started``: a member's last known answer now expires (later);
+        ``object_changed``: every member object change, as it came (the delegated Domains' Services)."""
+        self._object_changed = object_changed
         self.settings = settings
         self.host = host
         self.metrics = metrics
@@ -103,7 +106,8 @@ class MemberConnections:
         already replaced that connection. None when superseded."""
         client, detail = self._client(cluster)
         member = MemberConnection(cluster, client, detail, self.settings.namespace, self.settings.member_grace_period,
-                                  self._objects_changed, self._state_changed, since, self.sources)
+                                  self._objects_changed, self._state_changed, since, self.sources,
+                                  on_object=self._object_changed)
         with self._lock:
             wanted = self._wanted.get(cluster.name)
             previous = self._members.get(cluster.name)

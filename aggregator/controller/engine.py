@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from aggregator.controller.connections import MemberConnections
+from aggregator.controller.delegations import Delegations
 from aggregator.controller.events import FLUSH_SECONDS, EventRecorder
 from aggregator.controller.members import MemberConnection
 from aggregator.controller.reconciler import Reconciler
@@ -25,6 +26,7 @@ from aggregator.model import (
     DNSEndpointObject,
     DNSViewObject,
     Domain,
+    DomainKey,
     HostNamespace,
     IntentKey,
     IntentKind,
@@ -50,6 +52,7 @@ from aggregator.sources import SOURCES
 from aggregator.sources.base import SourceRegistry
 from aggregator.sources.intent import Intent, InvalidIntent
 from aggregator.sources.lb_hostnames import HostnameResolver
+from aggregator.sources.service import SERVICE_KIND, MemberService
 from fleetdns.apipaths import (
     DNS_ENDPOINTS,
     DNS_VIEWS,
@@ -88,12 +91,12 @@ class Engine:
         self.metrics = metrics
         self.identity = identity
         self.sources = sources
-        self.queue: WorkQueue[IntentKey | MemberKey | ViewKey] = WorkQueue()
+        self.queue: WorkQueue[IntentKey | MemberKey | ViewKey | DomainKey] = WorkQueue()
         self.leading = threading.Event()
         self._stopping = threading.Event()
         self.connections = MemberConnections(settings, host, metrics, sources, self._stopping,
                                              self._member_objects_changed, self.enqueue_all,
-                                             self._schedule_grace_expiry)
+                                             self._schedule_grace_expiry, self._member_object_changed)
         self._workers: list[threading.Thread] = []
         self.started_at = time.monotonic()
         ns = settings.namespace
@@ -154,6 +157,8 @@ class Engine:
         self.generator = Generator(self, host.fenced(self.may_write), sources, metrics, self.events,
                                    settings.namespace, settings.self_service_domain, settings.workers)
         self.reconciler.agreement = self.generator.agreement
+        # Delegated Domains: NS and glue for the parent zone (aggregator/controller/delegations.py)
+        self.delegations = Delegations(self, host.fenced(self.may_write), metrics, self.events, settings.namespace)
         # Auto-discovery: the DiscoveryRules' claims on generated intents (aggregator/selfservice/discovery.py)
         self.discovery = Discovery(host, host.fenced(self.may_write), sources, self, settings.self_service_domain,
                                    lambda: metrics.status_writes.labels("DiscoveryRule").inc())
@@ -222,6 +227,7 @@ class Engine:
             return
         if leading:
             self.reconciler.forget_writes()  # another replica may have written since we last led
+            self.delegations.forget_writes()
             self.leading.set()
             self.metrics.leader.set(1)
             self.enqueue_all()
@@ -323,6 +329,9 @@ class Engine:
             self.queue.add(MemberKey(member.name))
         for view in list(self.dns_views_informer.store.values()):
             self.queue.add(ViewKey(view.name))
+        for domain in list(self.domains.store.values()):
+            if domain.delegated:
+                self.queue.add(DomainKey(domain.namespace, domain.name))
         self.generator.touch_all()
 
     def _enqueue_per_view(self, policies: tuple[Policy, ...], addresses: set[str] | None = None) -> None:
@@ -372,7 +381,14 @@ class Engine:
 
     def _domain_changed(self, old: Domain | None, new: Domain | None) -> None:
         """The intents referring to it, and those it may cover: a Domain in the domain namespace covers every
-        namespace's intents, one elsewhere its own namespace's (aggregator/registry/domains.py)."""
+        namespace's intents, one elsewhere its own namespace's (aggregator/registry/domains.py); and its delegation.
+        Our own status write coming back changes nothing."""
+        if old is not None and new is not None and old == new:
+            return
+        current = new or old
+        assert current is not None
+        if any(d is not None and d.delegated for d in (old, new)):
+            self.queue.add(DomainKey(current.namespace, current.name))
         names = {d.name for d in (old, new) if d is not None}
         scopes = {d.namespace for d in (old, new) if d is not None}
         every = self.settings.domain_namespace in scopes
@@ -381,6 +397,19 @@ class Engine:
                 if every or intent.namespace in scopes or (
                         not isinstance(intent, InvalidIntent) and source.domain_ref(intent) in names):
                     self.queue.add(intent.key)
+
+    def _member_object_changed(self, member: str, kind: object, old: Any, new: Any) -> None:
+        """A member's Service changed (a member's watch thread): the delegated Domains whose nameserver it is."""
+        if kind is not SERVICE_KIND:
+            return
+        refs = {(s.namespace, s.name) for s in (old, new) if isinstance(s, MemberService)}
+        if old is not None and new is not None and old.addresses == new.addresses:
+            return
+        for domain in list(self.domains.store.values()):
+            if domain.delegation is not None and any(
+                    ns.member == member and ns.service is not None and (ns.service.namespace, ns.service.name) in refs
+                    for ns in domain.delegation.nameservers):
+                self.queue.add(DomainKey(domain.namespace, domain.name))
 
     def _namespace_changed(self, old: HostNamespace | None, new: HostNamespace | None) -> None:
         """A namespace's labels changed, or it appeared after its intents (their names were judged without its
@@ -521,6 +550,9 @@ class Engine:
             for key in self.all_intent_keys():
                 self.queue.add_after(key, expires + 0.05)
             self.queue.add_after(MemberKey(member.name), expires + 0.05)
+            for domain in list(self.domains.store.values()):
+                if domain.delegated:
+                    self.queue.add_after(DomainKey(domain.namespace, domain.name), expires + 0.05)
 
     # --- workers ------------------------------------------------------------------------------
 
@@ -536,6 +568,9 @@ class Engine:
                         self.reconciler.reconcile_member(key)
                     elif isinstance(key, ViewKey):
                         self.reconciler.reconcile_view(key)
+                    elif isinstance(key, DomainKey):
+                        if self.domains.synced.is_set():  # else the first list queues it again
+                            self.delegations.reconcile(key)
                     elif self.reconciler.reconcile(key):  # False: deferred until its caches have listed
                         self.metrics.reconcile_seconds.labels(str(key.kind)).observe(time.monotonic() - queued_at)
                 self.queue.forget(key)

@@ -30,6 +30,7 @@ from fleetdns.kubeapi import KubeClient, KubeError
 
 logger = logging.getLogger("aggregator.members")
 Notify = Callable[[Iterable[IntentKey]], None]
+ObjectChanged = Callable[[str, "MemberKind", Any, Any], None]  # (member, kind, old, new): besides the intents' indexes
 StateChange = Callable[["MemberConnection"], None]
 Clock = Callable[[], float]
 HEARTBEAT = "heartbeat"  # the /readyz probe reports like one more watch
@@ -138,8 +139,11 @@ class MemberConnection:
 
     def __init__(self, cluster: MemberCluster, client: KubeClient | None, detail: str, namespace: str,
                  grace_period: float, notify: Notify, on_state: StateChange, since: float | None = None,
-                 sources: SourceRegistry = SOURCES, clock: Clock = time.monotonic) -> None:
+                 sources: SourceRegistry = SOURCES, clock: Clock = time.monotonic,
+                 on_object: ObjectChanged | None = None) -> None:
+        """``on_object``: told of every member object change (a delegated Domain follows its nameservers' Services)."""
         self.cluster = cluster
+        self._on_object = on_object
         self.client = client
         self.kinds = sources.member_kinds()
         self.health = MemberHealth({kind.name: kind.required for kind in self.kinds}, grace_period, clock, since)
@@ -347,3 +351,5 @@ class MemberConnection:
                     affected += index.object_changed(kind, old, new)
         if affected:
             self._notify(affected)
+        if self._on_object is not None:
+            self._on_object(self.name, kind, old, new)

@@ -369,7 +369,8 @@ def test_every_record_type_renders_one_line_each_with_the_etcd_plugins_default_t
 
 @pytest.mark.unit
 def test_ns_records_render_as_lines_and_choose_the_apex_ns():
-    child = _render(Record(f"child.{ZONE}", "NS", f"ns2.child.{ZONE}"), Record(f"child.{ZONE}", "NS", "ns1.example.net"))
+    child = _render(Record(f"child.{ZONE}", "NS", f"ns2.child.{ZONE}"),
+                    Record(f"child.{ZONE}", "NS", "ns1.example.net"))
     assert child.text == f"child.{ZONE}. 300 IN NS ns1.example.net.\nchild.{ZONE}. 300 IN NS ns2.child.{ZONE}.\n"
     mark = (ProviderSpecificProperty(NAMESERVER_PROPERTY, "true"),)
     own = _render(Record(f"ns-b.{ZONE}", "A", "192.0.2.2", provider_specific=mark))

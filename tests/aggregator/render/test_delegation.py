@@ -115,11 +115,13 @@ def test_a_nameserver_that_never_had_an_address_is_left_out_and_none_at_all_writ
 
 
 def test_the_dnsendpoints_are_owned_by_the_domain_and_labelled_for_the_parent_and_the_zone():
-    parsed = parse_domain(domain({"labels": {"team": "dns"}, "nameservers": [{"name": "ns1", "addresses": ["192.0.2.1"]}]}))
+    parsed = parse_domain(domain({"labels": {"team": "dns"},
+                                  "nameservers": [{"name": "ns1", "addresses": ["192.0.2.1"]}]}))
     assert parsed.delegation is not None
     parent, zone = render_delegation_endpoints(parsed, plan_delegation(ZONE, parsed.delegation, {}, {}))
     assert parent["metadata"]["name"] == "fleetdns-delegation-gslb"
-    assert parent["metadata"]["labels"] == {"team": "dns", "fleetdns.io/publish": "parent", "fleetdns.io/domain": "gslb"}
+    assert parent["metadata"]["labels"] == {
+        "team": "dns", "fleetdns.io/publish": "parent", "fleetdns.io/domain": "gslb"}
     assert zone["metadata"]["name"] == "fleetdns-nameservers-gslb"
     assert zone["metadata"]["labels"] == {"fleetdns.io/publish": "zone", "fleetdns.io/domain": "gslb"}
     owner = parent["metadata"]["ownerReferences"][0]
