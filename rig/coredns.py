@@ -185,9 +185,21 @@ class RegionalCoreDNS(CoreDNS):
         self.sidecar.stop()
 
 
+def nameserver_listener(address: str) -> str:
+    """One more server block answering the catch-all's zone file on ``address`` port 53, as a nameserver that glue
+    names (an address, no port) must; CoreDNS's other blocks listen on every address, so ``bind`` keeps this one to
+    its own."""
+    return ("{$FLEETDNS_ZONE}:53 {\n"
+            f"    bind {address}\n"
+            "    file {$FLEETDNS_ZONE_DIR}/db.{$FLEETDNS_ZONE} {\n        reload 100ms\n    }\n"
+            "    errors\n"
+            "}\n")
+
+
 def regional_coredns(zone: str, etcd_endpoints: list[str], workdir: Path, name: str, host: str = "127.0.0.1",
                      etcd_path: str = "skydns", corefile: str | None = None, views: Sequence[DNSView] = (),
-                     region: str | None = None, geoip_db: Path | None = None) -> RegionalCoreDNS:
+                     region: str | None = None, geoip_db: Path | None = None,
+                     nameserver_address: str = "") -> RegionalCoreDNS:
     """CoreDNS run from the project's production Corefile, configured by environment, with its zone-file sidecar
     (zone files under ``workdir/zones``, weight file ``workdir/weights``).
 
@@ -196,7 +208,8 @@ def regional_coredns(zone: str, etcd_endpoints: list[str], workdir: Path, name: 
     ``fleetdns-corefile`` (``geoip_db``: the MaxMind database views by country or continent need); the sidecar
     renders each served view's file (``--views``). Without ``region`` and ``views``: coredns/Corefile as shipped
     (the same text the tool renders for no views). ``corefile``: another Corefile run with the same environment
-    and sidecar, for comparisons (``etcd_cached_corefile``)."""
+    and sidecar, for comparisons (``etcd_cached_corefile``). ``nameserver_address``: also answer on that address's
+    port 53 (``nameserver_listener``), where a resolver following the parent's glue asks."""
     workdir = Path(workdir)
     zone_dir = workdir / "zones"
     zone_dir.mkdir(parents=True, exist_ok=True)
@@ -219,6 +232,8 @@ def regional_coredns(zone: str, etcd_endpoints: list[str], workdir: Path, name: 
         text = render_corefile(served, Layout(geoip_db=str(geoip_db) if geoip_db else "", region=region or ""))
     else:
         text = shipped_corefile()
+    if nameserver_address:
+        text += nameserver_listener(nameserver_address)
     server = RegionalCoreDNS(text.replace("{$FLEETDNS_DNS_PORT}", "{port}"), workdir, host, name, sidecar)
     server.env = {**env, "FLEETDNS_DNS_PORT": str(server.port)}
     return server

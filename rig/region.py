@@ -76,9 +76,17 @@ class WebhookProvider:
         self.process.stop()
 
 
+# A region publishes every DNSEndpoint but the delegation meant for the parent zone (docs/design/delegation.md).
+REGION_LABEL_FILTER = "fleetdns.io/publish!=parent"
+# A parent zone's ExternalDNS publishes only that delegation, NS included.
+PARENT_LABEL_FILTER = "fleetdns.io/publish=parent"
+PARENT_RECORD_TYPES = ("A", "AAAA", "NS")
+
+
 class Region:
     """etcd + CoreDNS (the region's Corefile: its region view as catch-all, a block per DNSView served) + webhook
-    provider + ExternalDNS watching the host's DNSEndpoints."""
+    provider + ExternalDNS watching the host's DNSEndpoints. ``Region.parent`` is the same stack serving a global
+    zone's parent zone, as the user's existing DNS does."""
 
     # ExternalDNS v0.22 delays event-triggered syncs by a fixed 5 s. Its loop wakes on a 1 s ticker and
     # runs when the interval has passed since the last run *started*: --interval=1s misses every other
@@ -87,11 +95,15 @@ class Region:
 
     def __init__(self, name: str, zone: str, host_kubeconfig: Path, workdir: Path, *,
                  externaldns_args: list[str] | None = None, sync: tuple[str, ...] = DEFAULT_SYNC,
-                 views: Sequence[DNSView] = (), geoip_db: Path | None = None, host_relay: bool = True) -> None:
+                 views: Sequence[DNSView] = (), geoip_db: Path | None = None, host_relay: bool = True,
+                 label_filter: str = REGION_LABEL_FILTER, nameserver_address: str = "") -> None:
         """``views``: the DNSViews this region's CoreDNS serves (a block each, before the region's own view);
         ``geoip_db``: the MaxMind database views by country or continent need; ``host_relay``: ExternalDNS
         reaches the host through the webhook's relay, as the shipped manifests run it (False: directly, the
-        lag check only)."""
+        lag check only); ``label_filter``: the DNSEndpoints ExternalDNS (and the webhook's lag check) read;
+        ``nameserver_address``: CoreDNS also answers on that address's port 53 (what the parent's glue names)."""
+        self.label_filter = label_filter
+        self.nameserver_address = nameserver_address
         self.host_relay = host_relay
         self.name = name
         self.zone = zone
@@ -112,7 +124,8 @@ class Region:
         self.coredns = self._new_coredns().start()
         self.webhook = WebhookProvider(self.etcd.endpoints, self.workdir, domain_filter=self.zone,
                                        name=f"webhook-{self.name}", host_kubeconfig=self.host_kubeconfig,
-                                       region=self.name, host_relay=self.host_relay).start()
+                                       region=self.name, host_relay=self.host_relay,
+                                       extra_args=[f"--dnsendpoint-label-filter={self.label_filter}"]).start()
         kubeconfig = self.webhook.relay_kubeconfig if self.host_relay else self.host_kubeconfig
         self.externaldns = ExternalDNS(kubeconfig, [
             "--source=crd",
@@ -122,6 +135,7 @@ class Region:
             f"--txt-owner-id=fleetdns-{self.name}",
             "--policy=sync",
             f"--domain-filter={self.zone}",
+            f"--label-filter={self.label_filter}",
             *self.sync,
             *self.externaldns_args,
         ], workdir=self.workdir, name=f"external-dns-{self.name}").start()
@@ -131,7 +145,14 @@ class Region:
         self._generation += 1
         workdir = self.workdir / ("coredns" if self._generation == 1 else f"coredns-{self._generation}")
         return regional_coredns(self.zone, self.etcd.endpoints, workdir, f"coredns-{self.name}", region=self.name,
-                                views=self.views, geoip_db=self.geoip_db)
+                                views=self.views, geoip_db=self.geoip_db, nameserver_address=self.nameserver_address)
+
+    @classmethod
+    def parent(cls, name: str, zone: str, host_kubeconfig: Path, workdir: Path) -> Region:
+        """The parent zone's DNS (``example.com`` of ``gslb.example.com``): its own etcd, CoreDNS and zone files, fed
+        by its own ExternalDNS and webhook, which publish only the delegation DNSEndpoints (NS and glue)."""
+        return cls(name, zone, host_kubeconfig, workdir, label_filter=PARENT_LABEL_FILTER,
+                   externaldns_args=[f"--managed-record-types={t}" for t in PARENT_RECORD_TYPES])
 
     def serve_views(self, views: Sequence[DNSView], geoip_db: Path | None = None) -> RegionalCoreDNS:
         """Serve these DNSViews from now on: CoreDNS's configuration is static (rendered from the views), so a new

@@ -49,7 +49,7 @@ from aggregator.selfservice.discovery import Discovery
 from aggregator.selfservice.generator import Generator
 from aggregator.settings import Settings
 from aggregator.sources import SOURCES
-from aggregator.sources.base import SourceRegistry
+from aggregator.sources.base import MemberKind, SourceRegistry
 from aggregator.sources.intent import Intent, InvalidIntent
 from aggregator.sources.lb_hostnames import HostnameResolver
 from aggregator.sources.service import SERVICE_KIND, MemberService
@@ -398,9 +398,9 @@ class Engine:
                         not isinstance(intent, InvalidIntent) and source.domain_ref(intent) in names):
                     self.queue.add(intent.key)
 
-    def _member_object_changed(self, member: str, kind: object, old: Any, new: Any) -> None:
+    def _member_object_changed(self, member: str, kind: MemberKind, old: Any, new: Any) -> None:
         """A member's Service changed (a member's watch thread): the delegated Domains whose nameserver it is."""
-        if kind is not SERVICE_KIND:
+        if kind.resource != SERVICE_KIND.resource:  # the sources' merged kind, not SERVICE_KIND itself
             return
         refs = {(s.namespace, s.name) for s in (old, new) if isinstance(s, MemberService)}
         if old is not None and new is not None and old.addresses == new.addresses:

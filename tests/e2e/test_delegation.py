@@ -1,0 +1,182 @@
+"""The global zone delegated from its parent, through the whole real chain: a Domain with spec.delegation on the host,
+the aggregator following each region's CoreDNS Service in the members, the parent zone (example.com) served by its
+own CoreDNS, zone files and etcd, fed by its own ExternalDNS and webhook reading only the delegation
+(``--label-filter=fleetdns.io/publish=parent``), and each region's CoreDNS also answering on port 53 of its own
+loopback address (what the glue names). dnspython walks the way a resolver does."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import dns.flags
+import dns.message
+import dns.query
+import dns.rdatatype
+import pytest
+
+from fleetdns.apipaths import DNS_ENDPOINTS, DOMAINS, EVENTS
+from fleetdns.kubeapi import KubeClient
+from rig.aggregator import client_for
+from rig.federation import Federation
+from rig.ports import DNS_PORT, free_loopback_address
+from rig.region import Region
+from rig.waiting import wait_for
+from rig.workloads import create_load_balancer_service, ensure_namespace, set_load_balancer_status
+
+pytestmark = [pytest.mark.apiserver, pytest.mark.externaldns, pytest.mark.coredns, pytest.mark.etcd]
+
+PARENT = "example.com"
+ZONE = "gslb.example.com"
+SYSTEM = "fleetdns-system"
+CORE_DNS = "fleetdns-coredns"  # the regions' CoreDNS Service, as the chart names it
+DOMAIN = "gslb"
+SETTLE = 60.0  # first publication through two ExternalDNS
+FOLLOW = 15.0  # a Service's new address reaches the parent's glue within this
+
+
+@dataclass
+class World:
+    fed: Federation
+    parent: Region
+    host: KubeClient
+    addresses: dict[str, str]  # member -> the address its CoreDNS answers on (port 53)
+
+    def ask(self, server: str, port: int, name: str, rdtype: str = "A") -> dns.message.Message:
+        return dns.query.udp(dns.message.make_query(name, rdtype), server, port=port, timeout=2)
+
+    def ask_parent(self, name: str, rdtype: str = "A") -> dns.message.Message:
+        coredns = self.parent.coredns
+        assert coredns is not None
+        return self.ask(coredns.host, coredns.port, name, rdtype)
+
+    def set_nameserver_address(self, member: str, *ips: str) -> None:
+        set_load_balancer_status(self.fed.fleet.members[member].api_client(), SYSTEM, CORE_DNS, ips=list(ips))
+
+    def delegated(self) -> dict[str, Any]:
+        conditions = (self.host.get(DOMAINS.path(SYSTEM, DOMAIN)).get("status") or {}).get("conditions") or []
+        return next((c for c in conditions if c.get("type") == "Delegated"), {})
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    workdir = tmp_path_factory.mktemp("delegation")
+    fed = Federation(workdir, zone=ZONE)
+    parent: Region | None = None
+    try:
+        fed.start_clusters()
+        addresses = {member: free_loopback_address() for member in fed.fleet.members}
+        for member, address in addresses.items():
+            fed.regions[member] = Region(member, ZONE, fed.fleet.host.kubeconfig, workdir / "regions" / member,
+                                         nameserver_address=address).start()
+            api = fed.fleet.members[member].api_client()
+            ensure_namespace(api, SYSTEM)
+            create_load_balancer_service(api, SYSTEM, CORE_DNS, port=DNS_PORT)
+            set_load_balancer_status(api, SYSTEM, CORE_DNS, ips=[address])  # as the cloud's controller would
+        parent = Region.parent("parent", PARENT, fed.fleet.host.kubeconfig, workdir / "regions" / "parent").start()
+        fed.register_members()
+        fed.start_aggregator()
+        host = client_for(fed.fleet.host)
+        ensure_namespace(fed.host, SYSTEM)
+        host.create(DOMAINS.path(SYSTEM), DOMAINS.manifest(DOMAIN, spec={"domain": ZONE, "delegation": {
+            "ttl": 60, "nameservers": [{"name": f"ns-{member}", "member": member,
+                                        "service": f"{SYSTEM}/{CORE_DNS}"} for member in addresses]}}))
+        yield World(fed, parent, host, addresses)
+    finally:
+        if parent is not None:
+            parent.stop()
+        fed.stop()
+
+
+def referral(response: dns.message.Message) -> tuple[set[str], dict[str, set[str]]]:
+    """(the NS targets in the authority section, the glue in the additional section: name -> addresses)."""
+    ns = {rr.to_text() for rrset in response.authority if rrset.rdtype == dns.rdatatype.NS for rr in rrset}
+    glue: dict[str, set[str]] = {}
+    for rrset in response.additional:
+        if rrset.rdtype in (dns.rdatatype.A, dns.rdatatype.AAAA):
+            glue.setdefault(rrset.name.to_text(), set()).update(rr.to_text() for rr in rrset)
+    return ns, glue
+
+
+def glue_of(world: World, name: str) -> dict[str, set[str]]:
+    response = world.ask_parent(name)
+    return referral(response)[1] if not response.answer else {}
+
+
+def answers(response: dns.message.Message, rdtype: str = "A") -> set[str]:
+    wanted = dns.rdatatype.from_text(rdtype)
+    return {rr.to_text() for rrset in response.answer if rrset.rdtype == wanted for rr in rrset}
+
+
+def test_a_query_starting_at_the_parent_is_referred_to_the_regions_and_answered(world: World) -> None:
+    fed = world.fed
+    ns = f"d-{uuid.uuid4().hex[:6]}"
+    fed.run_service("east", ns, "web", "192.0.2.80", ["10.0.0.1"])
+    fed.create_service_intent(ns, "web", "fleet")
+    app = f"web.{ns}.fleet.svc.{ZONE}"
+    expected_glue = {f"ns-{member}.{ZONE}.": {address} for member, address in world.addresses.items()}
+
+    # 1. The parent knows nothing of the app: it refers the resolver to the zone's nameservers, with their glue.
+    wait_for(lambda: glue_of(world, app) == expected_glue, SETTLE, "the parent's referral with every region's glue")
+    response = world.ask_parent(app)
+    ns_set, glue = referral(response)
+    assert response.answer == [] and not response.flags & dns.flags.AA
+    assert ns_set == {f"ns-{member}.{ZONE}." for member in world.addresses}
+    assert glue == expected_glue
+    # 2. Each glue address answers on port 53, authoritatively: the app, the zone's NS and its nameservers.
+    for member, address in world.addresses.items():
+        wait_for(lambda address=address: answers(world.ask(address, DNS_PORT, app)) == {"192.0.2.80"}, SETTLE,
+                 f"the app answered at {member}'s glue address")
+        answer = world.ask(address, DNS_PORT, app)
+        assert answer.flags & dns.flags.AA
+        wait_for(lambda address=address: answers(world.ask(address, DNS_PORT, ZONE, "NS"), "NS") ==
+                 {f"ns-{m}.{ZONE}." for m in world.addresses}, SETTLE, "the zone's own NS at its apex")
+        for other, other_address in world.addresses.items():
+            assert answers(world.ask(address, DNS_PORT, f"ns-{other}.{ZONE}")) == {other_address}
+    condition = world.delegated()
+    assert condition["status"] == "True" and condition["reason"] == "Published"
+    # The regions never publish the parent's records; the parent never publishes the app.
+    assert answers(world.ask(world.addresses["east"], DNS_PORT, ZONE, "SOA"), "SOA")
+    assert not world.ask_parent(app).answer
+
+
+def test_the_glue_follows_a_regions_address_and_a_lost_address_keeps_the_last_glue(world: World) -> None:
+    east, west = world.addresses["east"], world.addresses["west"]
+    name = f"probe.{ZONE}"
+    wait_for(lambda: glue_of(world, name).get(f"ns-east.{ZONE}.") == {east}, SETTLE, "east's glue published")
+
+    # The cloud gives east's CoreDNS a new address: the parent's glue and the zone's own answer follow.
+    moved = free_loopback_address()
+    started = time.monotonic()
+    world.set_nameserver_address("east", moved)
+    wait_for(lambda: glue_of(world, name).get(f"ns-east.{ZONE}.") == {moved}, FOLLOW, "the glue following east")
+    followed = time.monotonic() - started
+    assert glue_of(world, name)[f"ns-west.{ZONE}."] == {west}
+    wait_for(lambda: answers(world.ask(west, DNS_PORT, f"ns-east.{ZONE}")) == {moved}, FOLLOW,
+             "the zone's own answer for ns-east")
+    print(f"glue followed a new address in {followed:.1f}s")
+
+    # East's Service loses its address: the last glue stays and the Domain says why.
+    world.set_nameserver_address("east")
+    condition = wait_for(lambda: (c := world.delegated()).get("reason") == "AddressesKept" and c, FOLLOW,
+                         "Delegated=False naming the nameserver without an address")
+    assert condition["status"] == "False"
+    assert condition["message"] == (f"ns-east.{ZONE} keeps its last published addresses ({moved}): Service "
+                                    f"{SYSTEM}/{CORE_DNS} in member east has no load-balancer address")
+    published = world.host.get(DNS_ENDPOINTS.path(SYSTEM, f"fleetdns-delegation-{DOMAIN}"))["spec"]["endpoints"]
+    assert {"dnsName": f"ns-east.{ZONE}", "recordType": "A", "targets": [moved], "recordTTL": 60} in published
+    assert glue_of(world, name) == {f"ns-east.{ZONE}.": {moved}, f"ns-west.{ZONE}.": {west}}
+
+    def events() -> set[tuple[str, str]]:
+        listed = world.host.get(EVENTS.path(SYSTEM), {"fieldSelector": f"involvedObject.name={DOMAIN}"})
+        return {(e["type"], e["reason"]) for e in listed.get("items") or []}
+    wait_for(lambda: events() >= {("Normal", "Published"), ("Warning", "AddressesKept")}, FOLLOW,
+             "the Domain's Events")
+
+    # Its address comes back: published again, and the Domain says so.
+    world.set_nameserver_address("east", east)
+    wait_for(lambda: world.delegated().get("reason") == "Published", FOLLOW, "Delegated=True again")
+    wait_for(lambda: glue_of(world, name).get(f"ns-east.{ZONE}.") == {east}, FOLLOW, "east's glue restored")
