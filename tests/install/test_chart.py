@@ -294,6 +294,8 @@ def test_externaldns_reads_the_host_through_the_webhooks_relay_and_the_kubeconfi
     assert external_dns["--webhook-provider-url"] == "http://" + flags["--listen"]
     assert external_dns["--txt-owner-id"] == "fleetdns-east"
     assert external_dns["--domain-filter"] == flags["--domain-filter"] == "gslb.example.com"
+    # the delegation DNSEndpoint (NS and glue for the parent zone) is the parent's ExternalDNS's, never a region's
+    assert external_dns["--label-filter"] == flags["--dnsendpoint-label-filter"] == "fleetdns.io/publish!=parent"
     etcd = flag_values(container(one(docs, "StatefulSet", "fleetdns-etcd"), "etcd")["args"])
     assert int(flags["--etcd-max-txn-ops"]) <= int(etcd["--max-txn-ops"])
 
