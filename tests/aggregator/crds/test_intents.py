@@ -88,6 +88,43 @@ def test_domain_takes_spec_or_kubefeds_top_level_fields_but_not_both(fleet: Flee
     assert "spec.domain" in rejected(fleet, path, {**base, "metadata": {"name": "bad"}, "spec": {"domain": "a b"}})
 
 
+SERVICE = "fleetdns-system/fleetdns-coredns"
+
+
+@pytest.mark.parametrize(("delegation", "expected"), [
+    ({"nameservers": []}, "spec.delegation.nameservers: Invalid value"),
+    ({"nameservers": [{"name": "NS_1", "addresses": ["192.0.2.1"]}]}, "spec.delegation.nameservers[0].name"),
+    ({"nameservers": [{"name": "ns1"}]}, "a nameserver has member and service, or addresses (not both, not neither)"),
+    ({"nameservers": [{"name": "ns1", "member": "east", "service": SERVICE, "addresses": ["192.0.2.1"]}]},
+     "not both, not neither"),
+    ({"nameservers": [{"name": "ns1", "member": "east"}]}, "member and service go together"),
+    ({"nameservers": [{"name": "ns1", "member": "east", "service": "no-namespace"}]},
+     "spec.delegation.nameservers[0].service"),
+    ({"nameservers": [{"name": "ns1", "addresses": ["192.0.2.1"]}, {"name": "ns1", "addresses": ["192.0.2.2"]}]},
+     "each nameserver name may appear once"),
+    ({"ttl": 0, "nameservers": [{"name": "ns1", "addresses": ["192.0.2.1"]}]}, "spec.delegation.ttl"),
+])
+def test_a_bad_delegation_is_refused_naming_what_to_change(fleet: Fleet, ns: str, delegation: dict,
+                                                          expected: str) -> None:
+    prepare_fleet(fleet)
+    body = DOMAINS.manifest("delegated", spec={"domain": "gslb.example.com", "delegation": delegation})
+    assert expected in rejected(fleet, DOMAINS.path(ns), body)
+
+
+def test_a_good_delegation_is_accepted_and_its_status_is_a_subresource(fleet: Fleet, ns: str) -> None:
+    host = prepare_fleet(fleet)
+    body = DOMAINS.manifest("delegated-ok", spec={"domain": "gslb.example.com", "delegation": {
+        "ttl": 60, "labels": {"team": "dns"}, "nameservers": [
+            {"name": "ns-east", "member": "east", "service": SERVICE},
+            {"name": "ns-x", "addresses": ["192.0.2.53", "2001:db8::53"]}]}})
+    created = host.create(DOMAINS.path(ns), body)
+    assert created["spec"]["delegation"]["nameservers"][1]["addresses"] == ["192.0.2.53", "2001:db8::53"]
+    host.merge_patch(DOMAINS.path(ns, "delegated-ok", "status"), {"status": {"conditions": [
+        {"type": "Delegated", "status": "True", "reason": "Published", "message": "m",
+         "lastTransitionTime": "2026-01-01T00:00:00Z"}]}})
+    assert host.get(DOMAINS.path(ns, "delegated-ok"))["status"]["conditions"][0]["reason"] == "Published"
+
+
 def test_printer_columns_show_fqdn_healthy_clusters_ready_and_policy(fleet: Fleet, ns: str) -> None:
     host = prepare_fleet(fleet)
     host.create(SERVICE_DNS_RECORDS.path(ns), service_record("columns", domainRef="fleet"))
