@@ -1,8 +1,9 @@
 """docs/install.md, run as a new user would: every ``sh`` block in order, against real kube-apiservers (a host, and
 ``east``, both member and region), with the real helm, kubectl, openssl and etcd. Between the sections the test
 checks what each one promises: the member joins (a real aggregator connects with the guide's kubeconfig), the region's
-identities can do their job on the host and nothing more, the trial etcd certificates work with a real etcd, an
-upgrade changes the release, an uninstall keeps the CRDs and the intents."""
+identities can do their job on the host and nothing more, the trial etcd certificates work with a real etcd, the
+delegation follows the region's CoreDNS Service, an upgrade changes the release, an uninstall keeps the CRDs and the
+intents."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from rig.fleet import Fleet
 from rig.ports import free_port
 from rig.process import ManagedProcess
 from rig.waiting import wait_for
+from rig.workloads import set_load_balancer_status
 
 pytestmark = [pytest.mark.apiserver, pytest.mark.etcd]
 
@@ -87,7 +89,8 @@ def fleet(tmp_path: Path) -> Iterator[Fleet]:
 
 def test_the_install_guide_runs_as_written_and_each_step_does_what_it_says(fleet: Fleet, tmp_path: Path) -> None:
     sections = {section.title.split(". ", 1)[-1]: section for section in guide_sections(GUIDE.read_text())}
-    assert list(sections) == ["The host", "Join a member", "A region", "Upgrading", "Uninstalling",
+    assert list(sections) == ["The host", "Join a member", "A region", "Delegate the zone from its parent",
+                              "Upgrading", "Uninstalling",
                               "Removing FleetDNS's data"], \
         "a section with commands was added or renamed: give it its checks here"
     workdir = tmp_path / "user"
@@ -96,9 +99,18 @@ def test_the_install_guide_runs_as_written_and_each_step_does_what_it_says(fleet
     host = client_for(fleet.host)
 
     shell.run(sections["The host"])
-    _joins_with_the_guides_kubeconfig(shell, sections["Join a member"], fleet, host, tmp_path)
-    _region_identities_do_their_job_and_no_more(shell, sections["A region"], workdir)
-    _trial_etcd_certificates_work_with_a_real_etcd(workdir, tmp_path)
+    aggregator = AggregatorProcess(fleet.host.kubeconfig, ["--leader-election-namespace=fleetdns-system"],
+                                   tmp_path / "aggregator")
+    with aggregator:  # the chart's aggregator, had the host a kubelet to run it
+        _joins_with_the_guides_kubeconfig(shell, sections["Join a member"], host)
+        _region_identities_do_their_job_and_no_more(shell, sections["A region"], workdir)
+        _trial_etcd_certificates_work_with_a_real_etcd(workdir, tmp_path)
+        # the cloud's load balancer gives the region's CoreDNS Service its address (the rig plays that controller)
+        set_load_balancer_status(fleet.members["east"].api_client(), "fleetdns-system", "fleetdns-coredns",
+                                 ips=["192.0.2.53"])
+        printed = shell.run(sections["Delegate the zone from its parent"])
+        assert printed.splitlines()[-2:] == ['gslb.example.com NS ["ns-east.gslb.example.com"]',
+                                        'ns-east.gslb.example.com A ["192.0.2.53"]'], printed
 
     shell.run(sections["Upgrading"])
     assert host.get("/apis/apps/v1/namespaces/fleetdns-system/deployments/fleetdns-aggregator")["spec"]["replicas"] == 3
@@ -115,17 +127,13 @@ def test_the_install_guide_runs_as_written_and_each_step_does_what_it_says(fleet
     assert shell.ran == every_block and len(BLOCK.findall(GUIDE.read_text())) == len(every_block)
 
 
-def _joins_with_the_guides_kubeconfig(shell: Shell, section: Section, fleet: Fleet, host: KubeClient,
-                                      tmp_path: Path) -> None:
+def _joins_with_the_guides_kubeconfig(shell: Shell, section: Section, host: KubeClient) -> None:
     shell.run(section)
     reader = shell.workdir / "east-reader.kubeconfig"
     denied = shell.kubectl("get", "secrets", "-A", kubeconfig=reader)
     assert denied.returncode != 0 and "forbidden" in denied.stderr, "the member identity is read-only and narrow"
-    aggregator = AggregatorProcess(fleet.host.kubeconfig, ["--leader-election-namespace=fleetdns-system"],
-                                   tmp_path / "aggregator")
-    with aggregator:
-        wait_for(lambda: (host.get(MEMBER_CLUSTERS.path(name="east")).get("status") or {}).get("state") == "Connected",
-                 timeout=60, what="the aggregator to connect to east with the guide's kubeconfig")
+    wait_for(lambda: (host.get(MEMBER_CLUSTERS.path(name="east")).get("status") or {}).get("state") == "Connected",
+             timeout=60, what="the aggregator to connect to east with the guide's kubeconfig")
 
 
 def _region_identities_do_their_job_and_no_more(shell: Shell, section: Section, workdir: Path) -> None:
