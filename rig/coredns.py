@@ -37,7 +37,8 @@ class CoreDNS:
         self.workdir = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="fleetdns-coredns-"))
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.corefile_path = self.workdir / "Corefile"
-        self.corefile_path.write_text(corefile.replace("{port}", str(self.port)))
+        if corefile:  # none: the caller points corefile_path at its own (the chart's ConfigMap volume)
+            self.corefile_path.write_text(corefile.replace("{port}", str(self.port)))
         self.env = env
         self.argv = [binary("coredns"), "-conf", str(self.corefile_path)]
         self.inherit_env = True
@@ -143,7 +144,6 @@ class ZoneFilesSidecar:
     def of_pod(cls, pod: LocalPod, health_port: int, name: str, log: Path) -> ZoneFilesSidecar:
         """The chart's ``zonefiles`` container of ``pod`` (its health port ``health_port``, from the values)."""
         sidecar = cls.__new__(cls)
-        container = pod.container("zonefiles")
         argv, env = pod.process("zonefiles")
         flags = {word.partition("=")[0]: word.partition("=")[2] for word in argv[1:]}
         sidecar.zone_dir = Path(flags["--zone-dir"])
@@ -152,7 +152,6 @@ class ZoneFilesSidecar:
         sidecar.default_view = flags.get("--default-view", "")
         sidecar.health_port = health_port
         sidecar.process = ManagedProcess(name, argv, log, env=env, inherit_env=False)
-        assert container.name == "zonefiles"
         return sidecar
 
     def zone_file(self, zone: str, view: str = "") -> Path:
