@@ -1,18 +1,45 @@
 """The aggregator run as a real subprocess against the rig (tests, benchmark and demo; CRDs, workloads and
-member registration are rig.workloads')."""
+member registration are rig.workloads'), with the command, arguments and environment the chart's host role renders."""
 
 from __future__ import annotations
 
-import sys
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import requests
 
 from fleetdns.kubeapi import KubeClient
 from rig import KubeAPIServer, ManagedProcess
-from rig.binaries import REPO_ROOT
+from rig.chartwiring import CHART, LocalPod, as_bool, merge, render, split_flags
 from rig.ports import free_port
+
+# A test's aggregator flags the chart has a value for (the rest go to host.aggregator.extraArgs).
+_VALUES = {
+    "--namespace": ("host", "aggregator", "watchNamespace"),
+    "--member-grace-period": ("host", "aggregator", "memberGracePeriod"),
+    "--prober-grace-period": ("host", "aggregator", "proberGracePeriod"),
+    "--leader-election": ("host", "aggregator", "leaderElection", "enabled"),
+    "--lease-duration": ("host", "aggregator", "leaderElection", "leaseDuration"),
+    "--renew-deadline": ("host", "aggregator", "leaderElection", "renewDeadline"),
+    "--retry-period": ("host", "aggregator", "leaderElection", "retryPeriod"),
+    "--self-service-domain": ("host", "aggregator", "selfServiceDomain"),
+    "--workers": ("host", "aggregator", "workers"),
+    "--log-level": ("logLevel",),
+    "--log-format": ("logFormat",),
+}
+_CONVERT = {"--leader-election": as_bool, "--workers": int}
+
+
+def aggregator_values(health_port: int, args: Sequence[str] = (), chart_values: dict[str, Any] | None = None
+                      ) -> dict[str, Any]:
+    """The host role's values for one aggregator on loopback: its health port, the test's flags as values."""
+    given, extra = split_flags(list(args), _VALUES, _CONVERT)
+    base = {"listenAddress": "127.0.0.1",
+            "host": {"enabled": True, "crds": {"install": False},  # the rig applies manifests/crds (the same files)
+                     "aggregator": {"replicas": 1, "healthPort": health_port, "extraArgs": extra}}}
+    return merge(base, given, chart_values or {})
 
 
 def client_for(server: KubeAPIServer) -> KubeClient:
@@ -20,15 +47,18 @@ def client_for(server: KubeAPIServer) -> KubeClient:
 
 
 class AggregatorProcess:
-    """``python -m aggregator`` against the host of a rig, with its probes on a free loopback port."""
+    """The chart's aggregator container (Deployment fleetdns-aggregator) against the host of a rig, its probes on a
+    free loopback port; ``args`` become the chart's values (or ``extraArgs``), ``name`` is the pod's name (its
+    identity in the Lease) and ``kubeconfig`` its in-cluster credentials."""
 
     def __init__(self, kubeconfig: Path, args: list[str] | None = None, workdir: Path | None = None,
-                 name: str = "aggregator") -> None:
+                 name: str = "aggregator", chart: Path = CHART) -> None:
         self.name = name
         self.port = free_port()
         self.workdir = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="fleetdns-aggregator-"))
-        self.argv = [sys.executable, "-m", "aggregator", f"--kubeconfig={kubeconfig}",
-                     f"--health-listen=127.0.0.1:{self.port}", f"--identity={name}", *(args or [])]
+        rendered = render(aggregator_values(self.port, args or ()), chart)
+        pod = LocalPod(rendered, "fleetdns-aggregator", name, self.workdir / f"{name}-pod", kubeconfig=kubeconfig)
+        self.argv, self.env = pod.process("aggregator")
         self.process: ManagedProcess | None = None
 
     @property
@@ -41,7 +71,7 @@ class AggregatorProcess:
         return self.process.proc.pid
 
     def start(self, timeout: float = 60.0) -> AggregatorProcess:
-        self.process = ManagedProcess(self.name, self.argv, self.log_path, env={"PYTHONPATH": str(REPO_ROOT)})
+        self.process = ManagedProcess(self.name, self.argv, self.log_path, env=self.env, inherit_env=False)
         self.process.start()
         self.process.wait_until(lambda: self.readyz()[0] == 200, timeout, "ready (/readyz)")
         return self

@@ -1,6 +1,6 @@
 """Real CoreDNS started with a given Corefile, answering on a loopback UDP/TCP port; the regional one (the shipped
 Corefile, or the one ``fleetdns-corefile`` renders for a region's views) runs with its zone-file sidecar, as in
-production."""
+production: both containers of the chart's CoreDNS pod, with the arguments and environment the chart renders."""
 
 from __future__ import annotations
 
@@ -14,8 +14,9 @@ import dns.query
 import dns.rdatatype
 import requests
 
-from fleetdns.dnsview import DNSView, region_view_name
+from fleetdns.dnsview import DNSView
 from rig.binaries import binary
+from rig.chartwiring import CHART, LocalPod, render
 from rig.ports import free_port
 from rig.process import ManagedProcess
 from rig.scrape import scrape
@@ -29,15 +30,18 @@ class CoreDNS:
     """CoreDNS whose Corefile is ``corefile`` with ``{port}`` replaced by the DNS port chosen here."""
 
     def __init__(self, corefile: str, workdir: Path | None = None, host: str = "127.0.0.1",
-                 name: str = "coredns", env: dict[str, str] | None = None) -> None:
+                 name: str = "coredns", env: dict[str, str] | None = None, port: int | None = None) -> None:
         self.host = host
         self.name = name
-        self.port = free_port(host, udp_too=True)
+        self.port = port or free_port(host, udp_too=True)
         self.workdir = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="fleetdns-coredns-"))
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.corefile_path = self.workdir / "Corefile"
-        self.corefile_path.write_text(corefile.replace("{port}", str(self.port)))
+        if corefile:  # none: the caller points corefile_path at its own (the chart's ConfigMap volume)
+            self.corefile_path.write_text(corefile.replace("{port}", str(self.port)))
         self.env = env
+        self.argv = [binary("coredns"), "-conf", str(self.corefile_path)]
+        self.inherit_env = True
         self.process: ManagedProcess | None = None
 
     @property
@@ -45,8 +49,8 @@ class CoreDNS:
         return f"{self.host}:{self.port}"
 
     def start(self, timeout: float = START_TIMEOUT) -> CoreDNS:
-        self.process = ManagedProcess(self.name, [binary("coredns"), "-conf", str(self.corefile_path)],
-                                      self.workdir / "coredns.log", env=self.env).start()
+        self.process = ManagedProcess(self.name, self.argv, self.workdir / "coredns.log", env=self.env,
+                                      inherit_env=self.inherit_env).start()
         self.process.wait_until(self._answers, timeout, "answering DNS")
         return self
 
@@ -136,6 +140,20 @@ class ZoneFilesSidecar:
         ]
         self.process = ManagedProcess(name, args, workdir / f"{name}.log")
 
+    @classmethod
+    def of_pod(cls, pod: LocalPod, health_port: int, name: str, log: Path) -> ZoneFilesSidecar:
+        """The chart's ``zonefiles`` container of ``pod`` (its health port ``health_port``, from the values)."""
+        sidecar = cls.__new__(cls)
+        argv, env = pod.process("zonefiles")
+        flags = {word.partition("=")[0]: word.partition("=")[2] for word in argv[1:]}
+        sidecar.zone_dir = Path(flags["--zone-dir"])
+        sidecar.weight_file = Path(flags["--weight-file"])
+        sidecar.views = tuple(v for v in flags.get("--views", "").split(",") if v)
+        sidecar.default_view = flags.get("--default-view", "")
+        sidecar.health_port = health_port
+        sidecar.process = ManagedProcess(name, argv, log, env=env, inherit_env=False)
+        return sidecar
+
     def zone_file(self, zone: str, view: str = "") -> Path:
         """``db.<zone>`` (the catch-all's: default records overlaid by ``default_view``), or a view's file."""
         return (self.zone_dir / view if view else self.zone_dir) / zone_file_name(zone)
@@ -167,8 +185,9 @@ class RegionalCoreDNS(CoreDNS):
     """CoreDNS from coredns/Corefile plus its zone-file sidecar: the sidecar starts first and CoreDNS once the
     sidecar is ready (as the pod's readiness gates traffic in production); both stop together."""
 
-    def __init__(self, corefile: str, workdir: Path, host: str, name: str, sidecar: ZoneFilesSidecar) -> None:
-        super().__init__(corefile, workdir, host, name)
+    def __init__(self, corefile: str, workdir: Path, host: str, name: str, sidecar: ZoneFilesSidecar,
+                 port: int | None = None) -> None:
+        super().__init__(corefile, workdir, host, name, port=port)
         self.sidecar = sidecar
 
     def start(self, timeout: float = START_TIMEOUT) -> RegionalCoreDNS:
@@ -196,46 +215,58 @@ def nameserver_listener(address: str) -> str:
             "}\n")
 
 
+GEOIP_SECRET = "fleetdns-geoip"  # the rig's stand-in Secret for region.geoip (key GeoLite2-City.mmdb)
+
+
 def regional_coredns(zone: str, etcd_endpoints: list[str], workdir: Path, name: str, host: str = "127.0.0.1",
                      etcd_path: str = "skydns", corefile: str | None = None, views: Sequence[DNSView] = (),
-                     region: str | None = None, geoip_db: Path | None = None,
+                     region: str | None = None, geoip_db: Path | None = None, chart: Path = CHART,
                      nameserver_address: str = "") -> RegionalCoreDNS:
-    """CoreDNS run from the project's production Corefile, configured by environment, with its zone-file sidecar
-    (zone files under ``workdir/zones``, weight file ``workdir/weights``).
+    """The chart's CoreDNS pod (Deployment fleetdns-coredns: CoreDNS and its zone-file sidecar) on loopback, against
+    ``etcd_endpoints`` (region.etcd.external.endpoints); the zone files in ``workdir/zones`` (the pod's ``zones``
+    emptyDir).
 
-    ``region``: the catch-all block answers with the region's view (the sidecar's ``--default-view=region-<region>``)
-    and ``views`` (DNSViews; those ``accept_views`` refuses get no block) get a block each, rendered by
-    ``fleetdns-corefile`` (``geoip_db``: the MaxMind database views by country or continent need); the sidecar
-    renders each served view's file (``--views``). Without ``region`` and ``views``: coredns/Corefile as shipped
-    (the same text the tool renders for no views). ``corefile``: another Corefile run with the same environment
-    and sidecar, for comparisons (``etcd_cached_corefile``). ``nameserver_address``: also answer on that address's
-    port 53 (``nameserver_listener``), where a resolver following the parent's glue asks."""
+    ``region``: the catch-all block answers with the region's view (the sidecar's ``--default-view=region-<region>``;
+    without one the region is named ``rig``) and ``views`` (DNSViews; those ``accept_views`` refuses get no block) get
+    a block each, rendered by ``fleetdns-corefile`` and given as region.corefile with region.views, as a user installs
+    them (``geoip_db``: the MaxMind database views by country or continent need, as the region.geoip Secret). Without
+    views: coredns/Corefile as the chart ships it. ``corefile``: another Corefile (region.corefile; ``{port}`` is the
+    DNS port) run with the same environment and sidecar, for comparisons (``etcd_cached_corefile``).
+    ``nameserver_address``: also answer on that address's port 53 (``nameserver_listener``), where a resolver
+    following the parent's glue asks (in a cluster, the Service maps 53 to the container port)."""
     workdir = Path(workdir)
-    zone_dir = workdir / "zones"
-    zone_dir.mkdir(parents=True, exist_ok=True)
-    weight_file = workdir / "weights"
     served, _ = served_views(views)
-    sidecar = ZoneFilesSidecar(etcd_endpoints, f"/{etcd_path}/", [zone], zone_dir, weight_file, workdir,
-                               name=f"{name}-zonefiles", views=[view.name for view in served],
-                               default_view=region_view_name(region) if region else "")
-    env = {
-        "FLEETDNS_ZONE": zone,
-        "FLEETDNS_ZONE_DIR": str(zone_dir),
-        "FLEETDNS_WEIGHT_FILE": str(weight_file),
-        "FLEETDNS_HEALTH_ADDR": f"{host}:{free_port(host)}",
-        "FLEETDNS_READY_ADDR": f"{host}:{free_port(host)}",
-        "FLEETDNS_METRICS_ADDR": f"{host}:{free_port(host)}",
+    ports = {key: free_port(host) for key in ("health", "ready", "metrics", "zonefiles")}
+    dns_port = free_port(host, udp_too=True)
+    region_values: dict = {
+        "enabled": True, "name": region or "rig", "zone": zone,
+        "views": [view.name for view in served],
+        "etcd": {"external": {"endpoints": list(etcd_endpoints)}, "tls": {"enabled": False},
+                 "prefix": f"/{etcd_path.strip('/')}/"},
+        "coredns": {"containerPort": dns_port, "healthPort": ports["health"],
+                    "readyPort": ports["ready"], "metricsPort": ports["metrics"],
+                    "zonefiles": {"healthPort": ports["zonefiles"]}},
+        "prober": {"enabled": False},
     }
     if corefile is not None:
-        text = corefile
+        region_values["corefile"] = corefile.replace("{port}", "{$FLEETDNS_DNS_PORT}")
     elif served:
-        text = render_corefile(served, Layout(geoip_db=str(geoip_db) if geoip_db else "", region=region or ""))
-    else:
-        text = shipped_corefile()
+        layout = Layout(geoip_db="{$FLEETDNS_GEOIP_DB}" if geoip_db else "", region=region or "")
+        region_values["corefile"] = render_corefile(served, layout)
     if nameserver_address:
-        text += nameserver_listener(nameserver_address)
-    server = RegionalCoreDNS(text.replace("{$FLEETDNS_DNS_PORT}", "{port}"), workdir, host, name, sidecar)
-    server.env = {**env, "FLEETDNS_DNS_PORT": str(server.port)}
+        region_values["corefile"] = region_values.get("corefile", shipped_corefile()) + nameserver_listener(
+            nameserver_address)
+    if geoip_db is not None:
+        region_values["geoip"] = {"secretName": GEOIP_SECRET}
+    rendered = render({"listenAddress": host, "region": region_values}, chart)
+    pod = LocalPod(rendered, "fleetdns-coredns", name, workdir / "pod",
+                   secrets={GEOIP_SECRET: {"GeoLite2-City.mmdb": geoip_db}} if geoip_db else {},
+                   directories={"zones": workdir / "zones"})
+    sidecar = ZoneFilesSidecar.of_pod(pod, ports["zonefiles"], f"{name}-zonefiles", workdir / f"{name}-zonefiles.log")
+    argv, env = pod.process("coredns")
+    server = RegionalCoreDNS("", workdir, host, name, sidecar, port=dns_port)
+    server.corefile_path = Path(argv[argv.index("-conf") + 1])
+    server.argv, server.env, server.inherit_env = argv, env, False
     return server
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import requests
 
 from rig.binaries import binary
+from rig.chartwiring import LocalPod
 from rig.ports import free_port
 from rig.process import ManagedProcess
 from rig.scrape import scrape
@@ -31,14 +32,29 @@ class ExternalDNS:
             *args,
         ]
         self.env = env
+        self.inherit_env = True
         self.process: ManagedProcess | None = None
+
+    @classmethod
+    def of_pod(cls, pod: LocalPod, metrics_port: int, workdir: Path, name: str) -> ExternalDNS:
+        """The chart's ``external-dns`` container of the publisher ``pod`` (its metrics port ``metrics_port``, from
+        the values): its arguments, and its relay kubeconfig from the chart's ConfigMap."""
+        server = cls.__new__(cls)
+        server.name = name
+        server.metrics_port = metrics_port
+        server.workdir = Path(workdir)
+        server.argv, server.env = pod.process("external-dns")
+        server.inherit_env = False
+        server.process = None
+        return server
 
     @property
     def log_path(self) -> Path:
         return self.workdir / f"{self.name}.log"
 
     def start(self, timeout: float = START_TIMEOUT) -> ExternalDNS:
-        self.process = ManagedProcess(self.name, self.argv, self.log_path, env=self.env).start()
+        self.process = ManagedProcess(self.name, self.argv, self.log_path, env=self.env,
+                                      inherit_env=self.inherit_env).start()
         self.process.wait_until(self._healthy, timeout, "serving /healthz")
         return self
 

@@ -1,4 +1,5 @@
-"""One region's prober (``python -m prober``) as a real process, inside its region's network namespace.
+"""One region's prober as a real process, inside its region's network namespace, with the command, arguments and
+environment of the chart's prober container (Deployment fleetdns-prober of the region role).
 
 ``ip netns exec`` starts it there (and execs: the pid is the prober's, so ``ManagedProcess`` signals and
 reaps it as any other component). Its health port listens on the namespace's own loopback; the rig
@@ -8,33 +9,62 @@ namespace it runs on the root namespace's loopback like the other components.
 
 from __future__ import annotations
 
-import sys
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import requests
 
-from rig.binaries import REPO_ROOT
+from rig.chartwiring import CHART, LocalPod, merge, render, split_flags
 from rig.netns import Endpoint, NetworkNamespace, Relay
 from rig.ports import free_port
 from rig.process import ManagedProcess
 
+PROBER_SECRET = "fleetdns-host-prober"  # region.hostAccess.proberSecret's default
+RIG_ZONE = "gslb.example.com"  # the region role needs a zone; the prober does not read it
+
+# A test's prober flags the chart has a value for (the rest go to region.prober.extraArgs).
+_VALUES = {
+    "--lease-namespace": ("region", "hostAccess", "namespace"),
+    "--max-in-flight": ("region", "prober", "maxInFlight"),
+    "--log-level": ("logLevel",),
+    "--log-format": ("logFormat",),
+}
+
+
+def prober_values(region: str, health_port: int, args: Sequence[str] = (), env: dict[str, str] | None = None
+                  ) -> dict[str, Any]:
+    """The region role's values for one prober on loopback: the region, its health port, the test's flags and
+    variables as values (``extraArgs``, ``extraEnv`` for the rest)."""
+    given, extra = split_flags(list(args), _VALUES, {"--max-in-flight": int})
+    base = {"listenAddress": "127.0.0.1",
+            "region": {"enabled": True, "name": region, "zone": RIG_ZONE,
+                       "prober": {"replicas": 1, "healthPort": health_port, "extraArgs": extra,
+                                  "extraEnv": [{"name": k, "value": v} for k, v in sorted((env or {}).items())]}}}
+    return merge(base, given)
+
 
 class ProberProcess:
-    """``python -m prober --region=R --kubeconfig=K --health-listen=127.0.0.1:P [args]`` in ``netns``."""
+    """The chart's prober container for region ``region`` in ``netns``: ``kubeconfig`` is its host Secret's
+    (fleetdns-host-prober), ``name`` the pod's name (its identity in the Lease), ``args`` and ``env`` chart values
+    (or ``extraArgs``, ``extraEnv``)."""
 
     def __init__(self, region: str, kubeconfig: Path, workdir: Path, *, netns: NetworkNamespace | None = None,
-                 args: list[str] | None = None, name: str | None = None, env: dict[str, str] | None = None) -> None:
+                 args: list[str] | None = None, name: str | None = None, env: dict[str, str] | None = None,
+                 chart: Path = CHART) -> None:
         self.region = region
         self.name = name or f"prober-{region}"
         self.netns = netns
         self.workdir = workdir
         self.health_port = free_port()  # free in the root namespace; a fresh namespace has every port free
-        argv = [sys.executable, "-m", "prober", f"--region={region}", f"--kubeconfig={kubeconfig}",
-                f"--health-listen=127.0.0.1:{self.health_port}", f"--identity={self.name}", *(args or [])]
+        rendered = render(prober_values(region, self.health_port, args or (), env), chart)
+        pod = LocalPod(rendered, "fleetdns-prober", self.name, workdir / f"{self.name}-pod",
+                       secrets={PROBER_SECRET: {"kubeconfig": Path(kubeconfig)}})
+        argv, environment = pod.process("prober")
         if netns is not None:
             argv = netns.exec_argv(argv)
-        self.process = ManagedProcess(self.name, argv, workdir / f"{self.name}.log",
-                                      env={"PYTHONPATH": str(REPO_ROOT), **(env or {})})
+        self.process = ManagedProcess(self.name, argv, workdir / f"{self.name}.log", env=environment,
+                                      inherit_env=False)
         self._relay: Relay | None = None
         self.url = f"http://127.0.0.1:{self.health_port}"  # where the rig reaches /readyz and /metrics
 

@@ -37,11 +37,14 @@ def _die_with_parent(argv: list[str]) -> list[str]:
 class ManagedProcess:
     """A real component run as a child process, logged to ``log_path`` and always reaped."""
 
-    def __init__(self, name: str, argv: list[str], log_path: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(self, name: str, argv: list[str], log_path: Path, env: dict[str, str] | None = None,
+                 inherit_env: bool = True) -> None:
+        """``env`` adds to the rig's environment, or (``inherit_env`` false) is the whole of it, as a container's."""
         self.name = name
         self.argv = argv
         self.log_path = log_path
         self.env = env
+        self.inherit_env = inherit_env
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> ManagedProcess:
@@ -52,7 +55,7 @@ class ManagedProcess:
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                env={**os.environ, **(self.env or {})},
+                env={**(os.environ if self.inherit_env else {}), **(self.env or {})},
                 start_new_session=True,  # own process group: stop() signals it whole
             )
         _LIVE.add(self)

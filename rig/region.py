@@ -1,6 +1,8 @@
 """One region's DNS data path as real processes: etcd -> CoreDNS, fed by ExternalDNS -> webhook provider.
 
-Used by the end-to-end tests, the benchmarks and the demo, so each starts the stack the same way.
+Used by the end-to-end tests, the benchmarks and the demo, so each starts the stack the same way: the chart's
+publisher pod (the webhook and ExternalDNS) and CoreDNS pod (CoreDNS and its zone-file sidecar), as the region role
+renders them, against the rig's etcd (region.etcd.external.endpoints) and host.
 """
 
 from __future__ import annotations
@@ -8,8 +10,10 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from fleetdns.dnsview import DNSView
+from rig.chartwiring import CHART, LocalPod, merge, render, split_flags
 from rig.coredns import RegionalCoreDNS, regional_coredns
 from rig.etcd import EtcdServer
 from rig.externaldns import ExternalDNS
@@ -17,34 +21,75 @@ from rig.ports import free_port
 from rig.process import ManagedProcess, stop_together
 from rig.webhook_client import WebhookClient
 
+PUBLISHER_SECRET = "fleetdns-host-publisher"  # region.hostAccess.publisherSecret's default
 
-def relay_kubeconfig(port: int) -> str:
-    """A kubeconfig for ExternalDNS pointing at the webhook's host relay (plain HTTP on loopback; the relay
-    adds the credentials)."""
-    return (f"apiVersion: v1\nkind: Config\nclusters:\n- name: host-relay\n  cluster:\n"
-            f"    server: http://127.0.0.1:{port}\nusers:\n- name: relay\n  user: {{}}\ncontexts:\n"
-            f"- name: relay\n  context:\n    cluster: host-relay\n    user: relay\ncurrent-context: relay\n")
+# A test's webhook flags the chart has a value for (the rest go to region.publisher.webhook.extraArgs).
+_WEBHOOK_VALUES = {
+    "--max-request-bytes": ("region", "publisher", "webhook", "maxRequestBytes"),
+    "--etcd-max-txn-ops": ("region", "etcd", "maxTxnOps"),
+    "--dnsendpoint-namespace": ("region", "hostAccess", "dnsEndpointNamespace"),
+    "--dnsendpoint-label-filter": ("region", "publisher", "labelFilter"),
+    "--log-level": ("logLevel",),
+    "--log-format": ("logFormat",),
+}
+_EXTERNALDNS_VALUES = {"--interval": ("region", "publisher", "externalDNS", "interval"),
+                       "--label-filter": ("region", "publisher", "labelFilter")}
+
+
+def publisher_values(region: str, zone: str, etcd_endpoints: list[str], prefix: str, ports: dict[str, int],
+                     webhook_args: Sequence[str] = (), env: dict[str, str] | None = None,
+                     externaldns_args: Sequence[str] = ()) -> dict[str, Any]:
+    """The region role's values for one publisher pod (webhook + ExternalDNS) on loopback."""
+    webhook_given, webhook_extra = split_flags(list(webhook_args), _WEBHOOK_VALUES,
+                                               {"--max-request-bytes": int, "--etcd-max-txn-ops": int})
+    edns_given, edns_extra = split_flags(list(externaldns_args), _EXTERNALDNS_VALUES)
+    base = {"listenAddress": "127.0.0.1",
+            "region": {"enabled": True, "name": region, "zone": zone, "prober": {"enabled": False},
+                       "etcd": {"external": {"endpoints": list(etcd_endpoints)}, "tls": {"enabled": False},
+                                "prefix": prefix},
+                       "publisher": {
+                           "webhook": {"port": ports["webhook"], "healthPort": ports["health"],
+                                       "relayPort": ports["relay"], "extraArgs": webhook_extra,
+                                       "extraEnv": [{"name": k, "value": v} for k, v in sorted((env or {}).items())]},
+                           "externalDNS": {"metricsPort": ports["externaldns"], "extraArgs": edns_extra}}}}
+    return merge(base, webhook_given, edns_given)
 
 
 class WebhookProvider:
-    """``python -m webhook_provider`` as a child process, ready once it negotiates and etcd answers."""
+    """The webhook provider as a child process, ready once it negotiates and etcd answers.
+
+    With ``host_kubeconfig`` (a region's webhook): the chart's ``webhook`` container of the publisher pod, the host
+    kubeconfig as its Secret, ``domain_filter`` the region's zone, ``extra_args`` and ``env`` as chart values (or
+    ``extraArgs``, ``extraEnv``); ``pod`` then also runs ExternalDNS (``Region``). Without: a plain ExternalDNS
+    webhook (no host relay, no lag check, any domain filter), a configuration the chart does not render, with
+    ``python -m webhook_provider`` and these flags, for the tests of the program itself."""
 
     def __init__(self, etcd_endpoints: list[str], workdir: Path, domain_filter: str | None = None,
                  prefix: str = "/skydns/", extra_args: list[str] | None = None, name: str = "webhook",
                  env: dict[str, str] | None = None, host_kubeconfig: Path | None = None, region: str = "",
-                 host_relay: bool = True) -> None:
+                 host_relay: bool = True, externaldns_args: Sequence[str] = (), chart: Path = CHART) -> None:
         """``host_kubeconfig``: the host cluster, for the lag check and (``host_relay``) the relay of ExternalDNS's
-        connection, whose kubeconfig is then ``relay_kubeconfig``."""
+        connection; ``externaldns_args``: the pod's ExternalDNS flags, as values or its ``extraArgs``."""
         self.port = free_port()
         self.health_port = free_port()
         self.relay_port = free_port() if host_kubeconfig is not None and host_relay else None
-        self.relay_kubeconfig = workdir / f"{name}-relay.kubeconfig"
-        host_args = [f"--host-kubeconfig={host_kubeconfig}", f"--region={region}",
-                     f"--host-relay-listen=127.0.0.1:{self.relay_port}" if self.relay_port else "--host-relay-listen="
-                     ] if host_kubeconfig is not None else []
-        if self.relay_port:
-            workdir.mkdir(parents=True, exist_ok=True)
-            self.relay_kubeconfig.write_text(relay_kubeconfig(self.relay_port))
+        self.pod: LocalPod | None = None
+        self.externaldns_metrics_port = free_port()
+        if host_kubeconfig is not None:
+            if not domain_filter or not region:
+                raise ValueError("a region's webhook needs its zone (domain_filter) and region name")
+            ports = {"webhook": self.port, "health": self.health_port, "relay": self.relay_port or free_port(),
+                     "externaldns": self.externaldns_metrics_port}
+            # Without the relay (host_relay false, a comparison the chart does not render) the webhook relays nothing.
+            webhook_args = [*(extra_args or []), *([] if host_relay else ["--host-relay-listen="])]
+            rendered = render(publisher_values(region, domain_filter, etcd_endpoints, prefix, ports, webhook_args, env,
+                                               externaldns_args), chart)
+            self.pod = LocalPod(rendered, "fleetdns-publisher", name, workdir / f"{name}-pod",
+                                secrets={PUBLISHER_SECRET: {"kubeconfig": Path(host_kubeconfig)}})
+            argv, environment = self.pod.process("webhook")
+            self.process = ManagedProcess(name, argv, workdir / f"{name}.log", env=environment, inherit_env=False)
+            self.client = WebhookClient(self.url, f"http://127.0.0.1:{self.health_port}")
+            return
         args = [
             sys.executable, "-m", "webhook_provider",
             f"--etcd-endpoints={','.join(etcd_endpoints)}",
@@ -52,7 +97,6 @@ class WebhookProvider:
             f"--listen=127.0.0.1:{self.port}",
             f"--health-listen=127.0.0.1:{self.health_port}",
             *([f"--domain-filter={domain_filter}"] if domain_filter else []),
-            *host_args,
             *(extra_args or []),
         ]
         self.process = ManagedProcess(name, args, workdir / f"{name}.log", env=env)
@@ -62,7 +106,7 @@ class WebhookProvider:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 15, wait_for_etcd: bool = True) -> WebhookProvider:
+    def start(self, timeout: float = 60, wait_for_etcd: bool = True) -> WebhookProvider:
         """Start; wait until it negotiates and (unless told not to, e.g. etcd is down on purpose) is ready."""
         self.process.start()
         self.process.wait_until(lambda: self._ready(wait_for_etcd), timeout, "negotiating")
@@ -125,9 +169,17 @@ class Region:
         self.webhook = WebhookProvider(self.etcd.endpoints, self.workdir, domain_filter=self.zone,
                                        name=f"webhook-{self.name}", host_kubeconfig=self.host_kubeconfig,
                                        region=self.name, host_relay=self.host_relay,
-                                       extra_args=[f"--dnsendpoint-label-filter={self.label_filter}"]).start()
-        kubeconfig = self.webhook.relay_kubeconfig if self.host_relay else self.host_kubeconfig
-        self.externaldns = ExternalDNS(kubeconfig, [
+                                       extra_args=[f"--dnsendpoint-label-filter={self.label_filter}"],
+                                       externaldns_args=[f"--label-filter={self.label_filter}", *self.sync,
+                                                         *self.externaldns_args]).start()
+        name = f"external-dns-{self.name}"
+        if self.host_relay:
+            assert self.webhook.pod is not None
+            self.externaldns = ExternalDNS.of_pod(self.webhook.pod, self.webhook.externaldns_metrics_port,
+                                                  self.workdir, name).start()
+            return self
+        # ExternalDNS straight to the host (the lag check alone): a comparison the chart does not render.
+        self.externaldns = ExternalDNS(self.host_kubeconfig, [
             "--source=crd",
             "--provider=webhook",
             f"--webhook-provider-url={self.webhook.url}",
@@ -138,7 +190,7 @@ class Region:
             f"--label-filter={self.label_filter}",
             *self.sync,
             *self.externaldns_args,
-        ], workdir=self.workdir, name=f"external-dns-{self.name}").start()
+        ], workdir=self.workdir, name=name).start()
         return self
 
     def _new_coredns(self) -> RegionalCoreDNS:

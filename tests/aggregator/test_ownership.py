@@ -28,7 +28,6 @@ from fleetdns.apipaths import CUSTOM_RESOURCE_DEFINITIONS, DNS_ENDPOINTS, SERVIC
 from fleetdns.kubeapi import KubeClient, KubeError
 from rig import Fleet, KubeAPIServer, ManagedProcess
 from rig.aggregator import AggregatorProcess, client_for
-from rig.binaries import REPO_ROOT
 from rig.workloads import apply_crds, ensure_namespace, register_member
 from tests.support.aggregator import (
     DOMAIN_REF,
@@ -238,7 +237,7 @@ def test_an_intent_that_cannot_be_read_keeps_its_records_and_reports_invalid_spe
 
 def start_without_waiting(aggregator: AggregatorProcess) -> None:
     aggregator.process = ManagedProcess(aggregator.name, aggregator.argv, aggregator.log_path,
-                                        env={"PYTHONPATH": str(REPO_ROOT)}).start()
+                                        env=aggregator.env, inherit_env=False).start()
 
 
 def test_a_restart_while_the_host_api_server_is_down_removes_no_published_record(

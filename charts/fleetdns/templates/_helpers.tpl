@@ -51,14 +51,32 @@ readinessProbe:
 
 {{- define "fleetdns.etcdName" -}}fleetdns-etcd{{- end }}
 
-{{/* etcd client URLs of every member, comma-separated. */}}
+{{/* etcd client URLs, comma-separated: region.etcd.external.endpoints, else every member of the chart's etcd. */}}
 {{- define "fleetdns.etcdURLs" -}}
+{{- if .Values.region.etcd.external.endpoints -}}
+{{- join "," .Values.region.etcd.external.endpoints -}}
+{{- else -}}
 {{- $scheme := ternary "https" "http" .Values.region.etcd.tls.enabled -}}
 {{- $urls := list -}}
 {{- range $i := until (int .Values.region.etcd.replicas) -}}
 {{- $urls = append $urls (printf "%s://fleetdns-etcd-%d.fleetdns-etcd.%s.svc:2379" $scheme $i $.Release.Namespace) -}}
 {{- end -}}
 {{- join "," $urls -}}
+{{- end -}}
+{{- end }}
+
+{{/* HOST:PORT on listenAddress (an IPv6 address in brackets): what health and metrics ports bind. */}}
+{{- define "fleetdns.listen" -}}
+{{- $host := .root.Values.listenAddress -}}
+{{- if contains ":" $host }}{{ $host = printf "[%s]" $host }}{{ end -}}
+{{- printf "%s:%v" $host .port -}}
+{{- end }}
+
+{{/* A FleetDNS container's extraArgs (after the chart's own: a repeated flag's last value wins). */}}
+{{- define "fleetdns.extraArgs" -}}
+{{- range . }}
+- {{ . | quote }}
+{{- end }}
 {{- end }}
 
 {{/* The etcd client's TLS files (fleetdns/skydns/settings.py reads ETCD_CA_FILE, ETCD_CERT_FILE, ETCD_KEY_FILE). */}}
