@@ -1,11 +1,12 @@
 """`make demo`: a local multicluster federation, end to end, with live failovers.
 
-Real processes only: host, east and west kube-apiservers; per region etcd, CoreDNS
-(coredns/Corefile), the webhook provider and ExternalDNS; the aggregator on the host; a prober in
-each of three regions (east, west, north), each in its own network namespace, checking the apps
-through each member's VIP where a stand-in ingress controller routes by Host. The demo plays the
-cloud's part (load-balancer addresses, endpoint readiness) on the member clusters. Needs root (network
-namespaces).
+Real processes only: host, east and west kube-apiservers, each member with its own kube-controller-manager,
+kube-scheduler and kwok (the kubelet of a fake node); per region etcd, CoreDNS (coredns/Corefile), the webhook
+provider and ExternalDNS; the aggregator on the host; a prober in each of three regions (east, west, north), each
+in its own network namespace, checking the apps through each member's VIP where a stand-in ingress controller
+routes by Host. The first app is a Deployment whose EndpointSlices the members' EndpointSlice controllers write, and
+it fails over with `kubectl scale`. The demo plays the cloud's part (load-balancer addresses) and, for the apps
+behind the stand-in ingress, their endpoints' readiness. Needs root (network namespaces).
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import argparse
 import functools
 import json
 import signal
-import subprocess
 import tempfile
 import threading
 import time
@@ -27,15 +27,17 @@ import dns.message
 import dns.query
 from kubernetes import client
 
-from rig.binaries import binary
 from rig.coredns import dns_answers
 from rig.federation import Federation
+from rig.workloads import MANAGED_BY, endpoint_slices, kubectl, kubectl_argv, ready_addresses, shown
 
 ZONE = "gslb.example.com"
 APP, NAMESPACE, DOMAIN_REF = "app", "shop", "fleet"
 GLOBAL_NAME = f"{APP}.{ZONE}"  # the intent's dnsPrefix: a CNAME to the KubeFed-style global name
 VIPS = {"east": "127.0.10.1", "west": "127.0.20.1"}
-ENDPOINTS = ["10.1.0.1", "10.1.0.2"]
+ENDPOINTS = ["10.1.0.1", "10.1.0.2"]  # the apps behind the stand-in ingress: endpoints written by the demo
+MEMBERS = ("east", "west")  # each runs its real controllers (rig/controllers.py)
+REPLICAS = 2  # the Deployment's, in each member
 GRACE = "5s"
 PROBER_REGIONS = ("east", "west", "north")
 CHECKED = {"httpGet": {"port": 80, "path": "/healthz"}, "periodSeconds": 1, "timeoutSeconds": 1,
@@ -55,6 +57,17 @@ class StepOutcome:
 
 
 @dataclass
+class SlicesSeen:
+    """The EndpointSlices of the Deployment's Service in one member, as read after a step: who wrote them
+    (their ``endpointslice.kubernetes.io/managed-by`` labels) and the ready addresses they list."""
+
+    label: str
+    member: str
+    managed_by: list[str]
+    ready: list[str]
+
+
+@dataclass
 class Summary:
     """The demo's figures and outcomes for machines (``--summary-json``); the human output says the same."""
 
@@ -64,6 +77,7 @@ class Summary:
     steps: list[StepOutcome] = field(default_factory=list)
     events: list[dict[str, Any]] = field(default_factory=list)
     first_answers: dict[str, int] = field(default_factory=dict)  # the weighted app: first A record per address
+    endpoint_slices: list[SlicesSeen] = field(default_factory=list)
     completed: bool = False
     error: str = ""
 
@@ -79,9 +93,30 @@ def info(text: str) -> None:
     print(f"    {text}", flush=True)
 
 
-def kubectl(federation: Federation, *args: str) -> str:
-    return subprocess.run([binary("kubectl"), f"--kubeconfig={federation.fleet.host.kubeconfig}", *args],
-                          capture_output=True, text=True, timeout=20).stdout
+def host_kubectl(federation: Federation, *args: str) -> str:
+    return kubectl(federation.fleet.host, *args)
+
+
+def member_kubectl(federation: Federation, member: str, *args: str) -> None:
+    """What the app's owner types against ``member``: the command shown, then run, then its output."""
+    server = federation.fleet.members[member]
+    info(f"$ {shown(kubectl_argv(server, *args))}")
+    for line in kubectl(server, *args).splitlines():
+        info(f"  {line}")
+
+
+def scale_command(replicas: int) -> tuple[str, ...]:
+    return "scale", f"deployment/{APP}", f"--replicas={replicas}", "-n", NAMESPACE
+
+
+def record_slices(federation: Federation, summary: Summary, label: str, member: str) -> SlicesSeen:
+    server = federation.fleet.members[member]
+    seen = SlicesSeen(label, member,
+                      sorted({(piece.metadata.labels or {}).get(MANAGED_BY, "") for piece in
+                              endpoint_slices(server, NAMESPACE, APP)}),
+                      sorted(ready_addresses(server, NAMESPACE, APP)))
+    summary.endpoint_slices.append(seen)
+    return seen
 
 
 def timed(federation: Federation, summary: Summary, label: str, action: Callable[[], None], expected: set[str],
@@ -121,16 +156,23 @@ def show_cname(federation: Federation) -> None:
 
 
 def narrate(federation: Federation, summary: Summary) -> None:
-    step(f"starting host, east and west kube-apiservers (logs in {federation.workdir})")
+    step(f"starting host, east and west kube-apiservers; east and west also run kube-controller-manager, "
+         f"kube-scheduler and kwok (a fake node each) (logs in {federation.workdir})")
     info(f"CRDs applied: {', '.join(federation.start_clusters())}")
     for name in federation.fleet.members:
         step(f"region {name}: etcd, CoreDNS, webhook provider, ExternalDNS")
         info(f"CoreDNS for {name} answers on {federation.start_region(name).coredns.address}")
 
-    step("member clusters: a LoadBalancer Service with ready endpoints in east and west")
+    step(f"member clusters: Deployment {NAMESPACE}/{APP} ({REPLICAS} replicas) behind a LoadBalancer Service in "
+         "east and west, applied with kubectl")
     for name in federation.fleet.members:
-        federation.run_service(name, NAMESPACE, APP, VIPS[name], ENDPOINTS)
-        info(f"{name}: Service {NAMESPACE}/{APP} at {VIPS[name]}")
+        pods = federation.run_deployment(name, NAMESPACE, APP, VIPS[name], REPLICAS)
+        seen = record_slices(federation, summary, "deployed", name)
+        info(f"{name}: Service {NAMESPACE}/{APP} at {VIPS[name]} (the cloud's part, written by the demo); pods ready "
+             f"at {', '.join(sorted(pods))} in EndpointSlices managed by {', '.join(seen.managed_by)}")
+    member_kubectl(federation, "east", "get", f"deployment/{APP}", "-n", NAMESPACE)
+    member_kubectl(federation, "east", "get", "endpointslices", "-n", NAMESPACE, "-l",
+                   f"kubernetes.io/service-name={APP}", "-L", MANAGED_BY)
     federation.register_members()
     info("MemberClusters east and west registered on the host (kubeconfigs in Secrets)")
 
@@ -144,21 +186,27 @@ def narrate(federation: Federation, summary: Summary) -> None:
           lambda: federation.create_service_intent(NAMESPACE, APP, DOMAIN_REF, dns_prefix=APP), both, timeout=60)
     show_answers(federation)
     show_cname(federation)
-    print(kubectl(federation, "get", "servicednsrecords", "-n", NAMESPACE, "-o", "wide"))
+    print(host_kubectl(federation, "get", "servicednsrecords", "-n", NAMESPACE, "-o", "wide"))
 
-    step("failover: east's endpoints become not ready")
-    timed(federation, summary, "east removed", lambda: federation.set_ready("east", NAMESPACE, APP, ENDPOINTS, False),
-          {VIPS["west"]})
+    step("failover: the app's owner scales it to 0 in east, as a user would")
+    timed(federation, summary, "east scaled to 0",
+          lambda: member_kubectl(federation, "east", *scale_command(0)), {VIPS["west"]})
+    seen = record_slices(federation, summary, "east scaled to 0", "east")
+    info(f"east's EndpointSlices (managed by {', '.join(seen.managed_by)}): ready endpoints "
+         f"{', '.join(seen.ready) or 'none'}")
     show_answers(federation)
-    step("recovery: east's endpoints ready again")
-    timed(federation, summary, "east back", lambda: federation.set_ready("east", NAMESPACE, APP, ENDPOINTS, True), both)
+    step(f"recovery: scaled back to {REPLICAS} in east")
+    timed(federation, summary, f"east scaled back to {REPLICAS}",
+          lambda: member_kubectl(federation, "east", *scale_command(REPLICAS)), both, timeout=60)
+    info(f"east's new pods ready at "
+         f"{', '.join(record_slices(federation, summary, f'east scaled back to {REPLICAS}', 'east').ready)}")
 
     east = federation.fleet.members["east"]
     step(f"east's API server goes away: its targets stay for the {GRACE} grace period, then leave")
     timed(federation, summary, "east removed after the grace period", east.stop_apiserver, {VIPS["west"]})
     step("east's API server returns")
     timed(federation, summary, "east back", east.restart, both, timeout=90)
-    print(kubectl(federation, "get", "events", "-n", NAMESPACE, "--field-selector", f"involvedObject.name={APP}"))
+    print(host_kubectl(federation, "get", "events", "-n", NAMESPACE, "--field-selector", f"involvedObject.name={APP}"))
     summary.events = intent_events(federation)
     narrate_health_checks(federation, summary)
 
@@ -196,7 +244,7 @@ def narrate_health_checks(federation: Federation, summary: Summary) -> None:
     blog = {region: sorted(federation.answers(region, service_fqdn("blog"))) for region in federation.regions}
     summary.steps.append(StepOutcome("blog unchanged", sorted(both), blog, 0.0, 0.0, service_fqdn("blog")))
     info(f"blog, same VIPs, still answers {sorted(both)} in every region: {blog}")
-    print(kubectl(federation, "get", "healthreports", "-n", NAMESPACE))
+    print(host_kubectl(federation, "get", "healthreports", "-n", NAMESPACE))
     timed(federation, summary, "shop healthy in east again",
           lambda: dataplane.set_app_status("east", service_fqdn("shop"), None), both, name=service_fqdn("shop"))
 
@@ -226,7 +274,7 @@ def narrate_health_checks(federation: Federation, summary: Summary) -> None:
     summary.first_answers = first_answers(federation, service_fqdn("media"), 1000)
     shares = ", ".join(f"{address} {count / 10:.1f} %" for address, count in sorted(summary.first_answers.items()))
     info(f"1,000 queries to east's CoreDNS, first A record: {shares}")
-    print(kubectl(federation, "get", "servicednsrecords", "-n", NAMESPACE))
+    print(host_kubectl(federation, "get", "servicednsrecords", "-n", NAMESPACE))
     narrate_self_service(federation, summary)
 
 
@@ -255,7 +303,7 @@ def narrate_self_service(federation: Federation, summary: Summary) -> None:
     timed(federation, summary, "cart published by annotations",
           lambda: annotate_both(federation, {"fleetdns.io/global": "true", "fleetdns.io/domain": DOMAIN_REF}),
           set(SELF_SERVICE_VIPS.values()), timeout=60, name=name)
-    print(kubectl(federation, "get", "servicednsrecords", "-n", NAMESPACE, "-l", "fleetdns.io/generated-by",
+    print(host_kubectl(federation, "get", "servicednsrecords", "-n", NAMESPACE, "-l", "fleetdns.io/generated-by",
                   "-L", "fleetdns.io/generated-by,fleetdns.io/source-kind"))
     step("the annotation goes from both members: the generated intent and the name go with it")
     timed(federation, summary, "cart withdrawn",
@@ -300,7 +348,7 @@ def main() -> int:
                         help="also write the figures and outcomes as JSON to PATH (written on failure too)")
     args = parser.parse_args()
     federation = Federation(args.workdir or Path(tempfile.mkdtemp(prefix="fleetdns-demo-")), ZONE, grace_period=GRACE,
-                            prober_regions=PROBER_REGIONS)
+                            prober_regions=PROBER_REGIONS, members=MEMBERS, controllers=MEMBERS)
     summary = Summary(ZONE, GLOBAL_NAME, GRACE)
     try:
         narrate(federation, summary)

@@ -27,10 +27,13 @@ from rig.fleet import Fleet
 from rig.prober import ProberProcess
 from rig.process import stop_together
 from rig.region import Region
+from rig.waiting import wait_for
 from rig.workloads import (
     apply_crds,
     create_load_balancer_service,
+    deploy_app,
     ensure_namespace,
+    ready_addresses,
     register_member,
     set_endpoints,
     set_load_balancer_status,
@@ -79,6 +82,8 @@ class Federation:
     ``locations``: member -> (latitude, longitude) for its MemberCluster (default ``DEFAULT_LOCATIONS``).
     ``gateway_api``: the members that serve the Gateway API (its real CRDs installed; rig/gatewayapi.py).
     ``host_relay``: each region's ExternalDNS reaches the host through its webhook's relay (False: directly).
+    ``controllers``: the members that run their real controllers (rig/controllers.py), where ``run_deployment``
+    runs an app as a Deployment whose EndpointSlices the EndpointSlice controller writes.
     """
 
     def __init__(self, workdir: Path, zone: str = "gslb.example.com", members: tuple[str, ...] = ("east", "west"),
@@ -86,13 +91,14 @@ class Federation:
                  prober_regions: tuple[str, ...] = (), prober_args: tuple[str, ...] = (),
                  locations: Mapping[str, tuple[float, float]] | None = None,
                  path_delays: Mapping[tuple[str, str], float] | None = None,
-                 gateway_api: tuple[str, ...] = (), host_relay: bool = True) -> None:
+                 gateway_api: tuple[str, ...] = (), host_relay: bool = True,
+                 controllers: tuple[str, ...] = ()) -> None:
         self.workdir = workdir
         self.host_relay = host_relay
         self.externaldns_sync = externaldns_sync
         self.zone = zone
         self.grace_period = grace_period
-        self.fleet = Fleet(members, workdir / "clusters", gateway_api=gateway_api)
+        self.fleet = Fleet(members, workdir / "clusters", gateway_api=gateway_api, controllers=controllers)
         self.regions: dict[str, Region] = {}
         self.aggregator: AggregatorProcess | None = None
         self.prober_regions = prober_regions
@@ -177,6 +183,20 @@ class Federation:
         create_load_balancer_service(api, namespace, name)
         set_load_balancer_status(api, namespace, name, ips=[vip])
         set_endpoints(api, namespace, name, endpoints, ready=True)
+
+    def run_deployment(self, member: str, namespace: str, name: str, vip: str, replicas: int = 2,
+                       timeout: float = 60) -> set[str]:
+        """A Deployment behind a LoadBalancer Service in a member running its controllers, applied with kubectl;
+        the Service's address published as a cloud's controller would. Returns the pods' addresses once the
+        EndpointSlice controller lists ``replicas`` ready endpoints."""
+        if member not in self.fleet.controlled:
+            raise ValueError(f"member {member} runs no controllers (Federation's controllers= names it)")
+        server = self.fleet.members[member]
+        ensure_namespace(server.api_client(), namespace)
+        deploy_app(server, namespace, name, replicas, service_type="LoadBalancer")
+        set_load_balancer_status(server.api_client(), namespace, name, ips=[vip])
+        return wait_for(lambda: (ready := ready_addresses(server, namespace, name)) and len(ready) == replicas
+                        and ready, timeout, what=f"{replicas} ready endpoints of {namespace}/{name} in {member}")
 
     def vips(self, member: str) -> tuple[str, str]:
         """(IPv4, IPv6) VIP of ``member``'s load balancer in the data plane."""

@@ -77,6 +77,15 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
         yield started
 
 
+@pytest.fixture(scope="session")
+def controlled_fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
+    """Real host, east and west kube-apiservers, east also running its real controllers (kube-controller-manager,
+    kube-scheduler, kwok's fake node: rig/controllers.py): Deployments there get ready pods and controller-written
+    EndpointSlices; west's are written by hand. Apart from ``fleet``, whose members run no controllers."""
+    with Fleet(workdir=tmp_path_factory.mktemp("controlled-fleet"), controllers=("east",)) as started:
+        yield started
+
+
 @pytest.fixture
 def coredns_factory(tmp_path: Path) -> Iterator[callable]:
     """Start CoreDNS servers from Corefile text; all are stopped after the test."""

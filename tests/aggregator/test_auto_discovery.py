@@ -1,11 +1,13 @@
 """Auto-discovery end to end (docs/design/sources.md §3): the aggregator as a real process against real host, east
 and west kube-apiservers. A platform team writes DiscoveryRules on the host; app teams only label their Services
 (and run pods with readiness probes) in the members. No intent is written by hand: the tests read the generated
-intents, DNSEndpoints and the rules' status on the host.
+intents, DNSEndpoints and the rules' status on the host. Most tests create the pods and EndpointSlices by hand; one
+runs a Deployment on a member with its real controllers (``controlled_fleet``), whose pods come after its Service.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -22,10 +24,11 @@ from fleetdns.apipaths import (
     SERVICES,
 )
 from rig import Fleet
-from rig.workloads import set_endpoints, set_load_balancer_status
+from rig.workloads import kubectl, set_endpoints, set_load_balancer_status
 from tests.support.aggregator import (
     VIPS,
     condition,
+    deploy_controlled_app,
     dns_endpoint,
     get_object,
     unique,
@@ -45,6 +48,18 @@ def world(fleet: Fleet, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Wo
     writes are deleted afterwards, and each test selects by its own label."""
     with fleet_world(fleet, tmp_path_factory.mktemp("aggregator"), "disc") as world:
         yield world
+    delete_rules(world)
+
+
+@pytest.fixture(scope="module")
+def controlled_world(controlled_fleet: Fleet, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    """The same on the controlled fleet: east runs its real controllers."""
+    with fleet_world(controlled_fleet, tmp_path_factory.mktemp("controlled"), "disc-ctl") as world:
+        yield world
+    delete_rules(world)
+
+
+def delete_rules(world: World) -> None:
     for item in world.host.get(DISCOVERY_RULES.path()).get("items") or []:
         if item["metadata"]["name"].startswith(RULE_PREFIX):
             world.host.delete(DISCOVERY_RULES.path(name=item["metadata"]["name"]))
@@ -133,6 +148,29 @@ def test_the_same_service_found_in_two_members_gets_one_intent_checked_like_its_
     assert records[(world.global_name(name), "A")] == {VIPS["east"], VIPS["west"]}
     status = rule_status(world, rule, ready_with(1))
     assert status["problemCount"] == 0 and status["clusters"] == 2
+
+
+def test_a_deployment_applied_with_its_service_is_checked_like_its_pods_probe_and_follows_its_rollouts(
+        controlled_world: World) -> None:
+    world, tier, name, rule = controlled_world, unique("tier"), unique("web"), unique(RULE_PREFIX + "deploy")
+    east = world.fleet.members["east"]
+    create_rule(world, rule, selector={"matchLabels": {"fleetdns.io/test": tier}})
+
+    # One manifest, as a user applies it: the Service is there before the ReplicaSet has made any pod.
+    deploy_controlled_app(world.fleet, world.ns, name, replicas=2, readiness_probe=HTTP_PROBE,
+                          service_labels={"fleetdns.io/test": tier})
+
+    intent = generated(world, name, lambda obj: "healthCheck" in obj["spec"], timeout=30)
+    assert intent["spec"]["healthCheck"]["httpGet"] == {"path": "/ready", "port": 80, "scheme": "HTTP"}
+    wait_records(world.host, world.ns, f"service-{name}", lambda r: r.get((world.global_name(name), "A")) == {
+        VIPS["east"]})
+
+    # A rollout to pods with another probe: once only new pods run, the check is theirs.
+    kubectl(east, "patch", f"deployment/{name}", "-n", world.ns, "--type=json", "-p", json.dumps([{
+        "op": "replace", "path": "/spec/template/spec/containers/0/readinessProbe/httpGet/path", "value": "/livez"}]))
+    kubectl(east, "rollout", "status", f"deployment/{name}", "-n", world.ns, "--timeout=60s", timeout=70)
+    generated(world, name, lambda obj: (obj["spec"].get("healthCheck") or {}).get("httpGet") == {
+        "path": "/livez", "port": 80, "scheme": "HTTP"}, timeout=30)
 
 
 def test_pods_without_an_http_readiness_probe_give_an_intent_without_a_health_check(world: World) -> None:

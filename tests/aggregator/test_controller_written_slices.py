@@ -1,44 +1,29 @@
-"""Failover through the members' own controllers: an app scaled to zero in one member leaves the global name, as
-the real EndpointSlice controller reports it (no hand-written slice on this path)."""
+"""Failover through a member's own controllers: an app scaled to zero in one member leaves the global name, as
+the real EndpointSlice controller reports it (no hand-written slice in that member)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from rig import Fleet
 from rig.aggregator import AggregatorProcess
-from rig.workloads import set_load_balancer_status
+from rig.workloads import ENDPOINTSLICE_CONTROLLER, MANAGED_BY, endpoint_slices, kubectl
 from tests.support.aggregator import (
     VIPS,
     create_domain,
     create_service_intent,
+    deploy_controlled_app,
+    deploy_service,
     global_name,
     new_namespace,
     prepare_fleet,
     unique,
-    wait_for,
     wait_records,
-)
-from tests.support.apps import (
-    ENDPOINTSLICE_CONTROLLER,
-    MANAGED_BY,
-    deploy_app,
-    endpoint_slices,
-    kubectl,
-    ready_addresses,
 )
 
 pytestmark = pytest.mark.apiserver
-
-
-@pytest.fixture(scope="module")
-def controlled_fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
-    """Host, east and west, both members running kube-controller-manager, kube-scheduler and kwok."""
-    with Fleet(workdir=tmp_path_factory.mktemp("fleet"), controllers=("east", "west")) as fleet:
-        yield fleet
 
 
 def test_an_app_scaled_to_zero_in_one_member_leaves_the_global_name(controlled_fleet: Fleet, tmp_path: Path):
@@ -47,14 +32,10 @@ def test_an_app_scaled_to_zero_in_one_member_leaves_the_global_name(controlled_f
     ns = new_namespace(fleet, "agg-ctl")
     create_domain(host, ns)
     name = unique("web")
-    for cluster, member in fleet.members.items():
-        deploy_app(member, ns, name, replicas=2, service_type="LoadBalancer")
-        # The address a cloud's load-balancer controller would publish (the rig has none).
-        set_load_balancer_status(member.api_client(), ns, name, ips=[VIPS[cluster]])
-    for member in fleet.members.values():  # ready pods, in no slice but the EndpointSlice controller's
-        wait_for(lambda m=member: len(ready_addresses(m, ns, name)) == 2, timeout=60, what="2 ready endpoints")
-        assert {piece.metadata.labels.get(MANAGED_BY) for piece in endpoint_slices(member, ns, name)} == \
-            {ENDPOINTSLICE_CONTROLLER}
+    deploy_controlled_app(fleet, ns, name, replicas=2)  # east: a Deployment, its slices the controller's
+    assert {piece.metadata.labels.get(MANAGED_BY) for piece in endpoint_slices(fleet.members["east"], ns, name)} == \
+        {ENDPOINTSLICE_CONTROLLER}
+    deploy_service(fleet, ns, name, {"west": {"ip": VIPS["west"], "ready": True}})  # west runs no controllers
     create_service_intent(host, ns, name)
     fqdn = global_name(ns, name)
 

@@ -1,7 +1,8 @@
 """The aggregator as a real process against real host, east and west kube-apiservers.
 
 The tests play the member clusters' controllers (load-balancer status, EndpointSlices) and read
-the DNSEndpoints, statuses and events the aggregator writes on the host.
+the DNSEndpoints, statuses and events the aggregator writes on the host; a rollout's terminating endpoints are the
+real EndpointSlice controller's (``controlled_fleet``: east runs its real controllers).
 """
 
 from __future__ import annotations
@@ -12,11 +13,13 @@ import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from rig import Fleet
-from rig.workloads import set_endpoints, set_load_balancer_status
+from rig.controllers import POD_DELETE_DELAY
+from rig.workloads import endpoints, kubectl, ready_addresses, set_endpoints, set_load_balancer_status
 from tests.support.aggregator import (
     VIPS,
     both,
@@ -24,6 +27,7 @@ from tests.support.aggregator import (
     create_domain,
     create_ingress_intent,
     create_service_intent,
+    deploy_controlled_app,
     deploy_service,
     dns_endpoint,
     events_for,
@@ -46,6 +50,13 @@ def shared_world(fleet: Fleet, tmp_path_factory: pytest.TempPathFactory) -> Iter
     """One aggregator for the module (its start costs seconds); each test uses its own intents and names."""
     with fleet_world(fleet, tmp_path_factory.mktemp("aggregator"), "agg-e2e",
                      f"--member-grace-period={GRACE}s") as world:
+        yield world
+
+
+@pytest.fixture(scope="module")
+def controlled_world(controlled_fleet: Fleet, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    """An aggregator on the controlled fleet, where east's EndpointSlices are its EndpointSlice controller's."""
+    with fleet_world(controlled_fleet, tmp_path_factory.mktemp("controlled"), "agg-ctl") as world:
         yield world
 
 
@@ -155,6 +166,70 @@ def test_a_flapping_cluster_is_counted_on_one_event_instead_of_many(world: World
     wait_for(lambda: left() and left()[0]["count"] == 3, what="three departures counted")
     assert len(left()) == 1
     assert "east (NoReadyEndpoints" in left()[0]["message"]
+
+
+# --- terminating endpoints, as the real EndpointSlice controller writes them ----------------------------------------
+
+SLOW_TO_STOP = {POD_DELETE_DELAY: "1h"}  # kwok keeps a deleted pod terminating for its whole grace period (30 s)
+
+
+def slow_app_in_east_and_west(world: World, name: str) -> str:
+    """East: a Deployment of 2 slow-to-stop pods (its slices the controller's); west: a hand-written slice.
+    Returns the global name once it answers both."""
+    deploy_controlled_app(world.fleet, world.ns, name, replicas=2, pod_annotations=SLOW_TO_STOP)
+    deploy_service(world.fleet, world.ns, name, {"west": {"ip": VIPS["west"], "ready": True}})
+    create_service_intent(world.host, world.ns, name)
+    fqdn = world.global_name(name)
+    wait_records(world.host, world.ns, f"service-{name}", lambda r: r.get((fqdn, "A")) == set(VIPS.values()),
+                 timeout=30)
+    return fqdn
+
+
+def terminating(world: World, name: str) -> list[Any]:
+    """East's terminating endpoints of the Service, as its EndpointSlice controller lists them."""
+    return [e for e in endpoints(world.fleet.members["east"], world.ns, name) if e.conditions.terminating]
+
+
+def test_a_rolling_update_keeps_a_member_whose_new_pods_are_ready_while_the_old_ones_terminate(
+        controlled_world: World) -> None:
+    world, name = controlled_world, unique("roll")
+    fqdn = slow_app_in_east_and_west(world, name)
+    east = world.fleet.members["east"]
+    old = ready_addresses(east, world.ns, name)
+
+    kubectl(east, "rollout", "restart", f"deployment/{name}", "-n", world.ns)
+
+    # A bounded observation, polled throughout the rollout: east never leaves the name, while its slices move from
+    # the old pods to the new ones through old pods that are terminating (ready false, still serving).
+    seen_terminating: set[str] = set()
+    deadline = time.monotonic() + 60
+    while (ready := ready_addresses(east, world.ns, name)) & old or len(ready) < 2:
+        seen_terminating |= {a for e in terminating(world, name) if not e.conditions.ready for a in e.addresses}
+        found = records(dns_endpoint(world.host, world.ns, f"service-{name}"))
+        assert found.get((fqdn, "A")) == set(VIPS.values()), found
+        assert time.monotonic() < deadline, f"rollout not done after 60 s: ready {ready}, old {old}"
+        time.sleep(0.05)
+    seen_terminating |= {a for e in terminating(world, name) for a in e.addresses}
+    assert seen_terminating & old, "no old pod was seen terminating in east's slices"
+    assert records(dns_endpoint(world.host, world.ns, f"service-{name}")).get((fqdn, "A")) == set(VIPS.values())
+
+
+def test_an_app_whose_pods_all_terminate_leaves_at_once_though_its_slices_still_list_them(
+        controlled_world: World) -> None:
+    world, name = controlled_world, unique("stop")
+    fqdn = slow_app_in_east_and_west(world, name)
+    east = world.fleet.members["east"]
+    pods = ready_addresses(east, world.ns, name)
+
+    kubectl(east, "scale", f"deployment/{name}", "--replicas=0", "-n", world.ns)
+
+    # Well inside the pods' 30 s grace period, during which the slices keep listing them as terminating.
+    wait_records(world.host, world.ns, f"service-{name}", lambda r: r.get((fqdn, "A")) == {VIPS["west"]}, timeout=10)
+    still = terminating(world, name)
+    assert {a for e in still for a in e.addresses} == pods, still
+    assert all(e.conditions.serving and not e.conditions.ready for e in still), still
+    entry = wait_for(lambda: (e := world.entry(name, "east")) and not e["healthy"] and e, what="east unhealthy")
+    assert entry["reason"].startswith("NoReadyEndpoints"), entry
 
 
 def test_cluster_without_load_balancer_address_is_not_listed(world: World) -> None:

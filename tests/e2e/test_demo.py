@@ -1,12 +1,14 @@
 """The whole data path, as `make demo` runs it: intent -> aggregator -> DNSEndpoint -> ExternalDNS ->
-webhook -> etcd -> CoreDNS answer, in two regions, with failover and a member outage; then apps behind the
-members' VIPs checked over HTTP by probers in three regions (one app fails over alone, ordered failover,
-weighted first answers).
+webhook -> etcd -> CoreDNS answer, in two regions, with a Deployment on members running their real controllers
+failed over by `kubectl scale --replicas=0` (EndpointSlices written by the EndpointSlice controller) and back, and
+a member outage; then apps behind the members' VIPs checked over HTTP by probers in three regions (one app fails
+over alone, ordered failover, weighted first answers).
 
 The demo writes what it saw to ``--summary-json``; the test reads that, never the human output."""
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import subprocess
 import sys
@@ -15,7 +17,9 @@ from typing import Any
 import pytest
 
 from rig.binaries import REPO_ROOT
+from rig.controllers import POD_CIDR
 from rig.dataplane import member_vips
+from rig.workloads import ENDPOINTSLICE_CONTROLLER
 
 pytestmark = [pytest.mark.apiserver, pytest.mark.externaldns, pytest.mark.coredns, pytest.mark.etcd]
 BOTH, WEST_ONLY = ["127.0.10.1", "127.0.20.1"], ["127.0.20.1"]
@@ -41,7 +45,7 @@ def test_demo_publishes_fails_over_and_recovers_in_every_region(tmp_path):
     assert summary["completed"] and not summary["error"], summary
 
     steps = summary["steps"]
-    assert [s["label"] for s in steps] == ["published", "east removed", "east back",
+    assert [s["label"] for s in steps] == ["published", "east scaled to 0", "east scaled back to 2",
                                           "east removed after the grace period", "east back",
                                           "shop published", "blog published", "shop failing in east",
                                           "blog unchanged", "shop healthy in east again",
@@ -53,6 +57,16 @@ def test_demo_publishes_fails_over_and_recovers_in_every_region(tmp_path):
     every_region_answered(failover, WEST_ONLY)
     assert failover["seconds"] < FAILOVER_SANITY_SECONDS, failover
     every_region_answered(recovered, BOTH)
+    # what each member's EndpointSlice controller wrote: the pods' addresses, ready, then none in east, then new pods
+    slices = {(seen["label"], seen["member"]): seen for seen in summary["endpoint_slices"]}
+    assert list(slices) == [("deployed", "east"), ("deployed", "west"), ("east scaled to 0", "east"),
+                            ("east scaled back to 2", "east")], summary["endpoint_slices"]
+    assert all(seen["managed_by"] == [ENDPOINTSLICE_CONTROLLER] for seen in slices.values()), slices
+    deployed, scaled_back = slices[("deployed", "east")]["ready"], slices[("east scaled back to 2", "east")]["ready"]
+    assert len(deployed) == 2 and len(slices[("deployed", "west")]["ready"]) == 2, slices
+    assert all(ipaddress.ip_address(ip) in ipaddress.ip_network(POD_CIDR) for ip in deployed + scaled_back)
+    assert slices[("east scaled to 0", "east")]["ready"] == []
+    assert len(scaled_back) == 2, slices
     every_region_answered(outage, WEST_ONLY)
     # The aggregator cannot notice the outage before the API server is told to stop: a removal
     # sooner than the grace period after that would mean the grace period was not honoured.

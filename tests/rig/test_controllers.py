@@ -6,16 +6,15 @@ from __future__ import annotations
 
 import ipaddress
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from kubernetes import client
 
-from rig import KubeAPIServer
-from rig.controllers import APISERVER_ARGS, POD_CIDR, POD_DELETE_DELAY, MemberControllers
+from rig import Fleet, KubeAPIServer
+from rig.controllers import APISERVER_ARGS, POD_CIDR, POD_DELETE_DELAY
 from rig.waiting import wait_for
-from tests.support.apps import (
+from rig.workloads import (
     ENDPOINTSLICE_CONTROLLER,
     MANAGED_BY,
     deploy_app,
@@ -29,10 +28,11 @@ pytestmark = pytest.mark.apiserver
 
 
 @pytest.fixture(scope="module")
-def member(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KubeAPIServer]:
-    with KubeAPIServer("east", tmp_path_factory.mktemp("east"), extra_args=APISERVER_ARGS) as server, \
-            MemberControllers(server, workdir=tmp_path_factory.mktemp("controllers")):
-        yield server
+def member(controlled_fleet: Fleet) -> KubeAPIServer:
+    """East of the session's controlled fleet: its API server runs with ``APISERVER_ARGS`` and its controllers."""
+    server = controlled_fleet.members["east"]
+    assert APISERVER_ARGS[0] in server.extra_args and "east" in controlled_fleet.controllers
+    return server
 
 
 def new_namespace(server: KubeAPIServer) -> str:

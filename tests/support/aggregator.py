@@ -22,7 +22,9 @@ from rig.waiting import wait_for
 from rig.workloads import (
     apply_crds,
     create_load_balancer_service,
+    deploy_app,
     ensure_namespace,
+    ready_addresses,
     register_member,
     set_endpoints,
     set_load_balancer_status,
@@ -115,6 +117,18 @@ def deploy_service(fleet: Fleet, namespace: str, name: str, clusters: dict[str, 
             set_load_balancer_status(api, namespace, name, ips=ips, hostnames=hostnames)
         if how.get("ready") is not None:
             set_endpoints(api, namespace, name, ["10.1.0.1", "10.1.0.2"], ready=how["ready"])
+
+
+def deploy_controlled_app(fleet: Fleet, namespace: str, name: str, replicas: int = 2, cluster: str = "east",
+                          **app: Any) -> set[str]:
+    """A Deployment behind a LoadBalancer Service, applied with kubectl in a member running its real controllers
+    (``controlled_fleet``'s east), its VIP published as a cloud would; returns the pods' addresses once the
+    EndpointSlice controller lists them ready. ``app``: more of ``rig.workloads.deploy_app``'s arguments."""
+    member = fleet.members[cluster]
+    deploy_app(member, namespace, name, replicas, service_type="LoadBalancer", **app)
+    set_load_balancer_status(member.api_client(), namespace, name, ips=[VIPS[cluster]])
+    return wait_for(lambda: (ready := ready_addresses(member, namespace, name)) and len(ready) == replicas and ready,
+                    timeout=60, what=f"{replicas} ready endpoints of {namespace}/{name} in {cluster}")
 
 
 def accepted_http_route(fleet: Fleet, cluster: str, namespace: str, name: str, hostname: str) -> None:
