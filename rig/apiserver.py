@@ -77,10 +77,15 @@ class KubeAPIServer:
         self.own_etcd.restart_empty()
         self.start()
 
+    # SIGTERM, then SIGKILL after this long. Alone a server exits in under 2 s; with a member's controllers connected
+    # it can hang in its shutdown (rig/README.md), and a hang that accepts connections and never answers looks like
+    # a hung member to the aggregator, whose backoff then outlasts the outage under test.
+    STOP_GRACE_SECONDS = 3.0
+
     def stop_apiserver(self) -> None:
         """Stop only the API server; its etcd (and so its data) stays."""
         if self.process is not None:
-            self.process.stop()
+            self.process.stop(timeout=self.STOP_GRACE_SECONDS)
 
     def stop(self) -> None:
         self.stop_apiserver()
