@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import sys
 import tempfile
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from serving.corefile import Layout, render_corefile, served_views
 from serving.zonefile import zone_file_name
 
 START_TIMEOUT = 20.0
+CHECKED_AFTER_SECONDS = 3.0  # the Corefile's reload plugin checks every 2 s (serving.corefile.RELOAD_INTERVAL)
 
 
 class CoreDNS:
@@ -165,11 +167,15 @@ class ZoneFilesSidecar:
 
 class RegionalCoreDNS(CoreDNS):
     """CoreDNS from coredns/Corefile plus its zone-file sidecar: the sidecar starts first and CoreDNS once the
-    sidecar is ready (as the pod's readiness gates traffic in production); both stop together."""
+    sidecar is ready (as the pod's readiness gates traffic in production); both stop together. ``conf``: the
+    Corefile the sidecar renders (``--corefile``), run instead of ``corefile``."""
 
-    def __init__(self, corefile: str, workdir: Path, host: str, name: str, sidecar: ZoneFilesSidecar) -> None:
+    def __init__(self, corefile: str, workdir: Path, host: str, name: str, sidecar: ZoneFilesSidecar,
+                 conf: Path | None = None) -> None:
         super().__init__(corefile, workdir, host, name)
         self.sidecar = sidecar
+        if conf is not None:
+            self.corefile_path = conf
 
     def start(self, timeout: float = START_TIMEOUT) -> RegionalCoreDNS:
         try:
@@ -183,6 +189,25 @@ class RegionalCoreDNS(CoreDNS):
     def stop(self) -> None:
         super().stop()
         self.sidecar.stop()
+
+    def corefile_views(self) -> list[str]:
+        """The views with a block in the Corefile CoreDNS runs, in block order."""
+        return [line.split()[1] for line in self.corefile_path.read_text().splitlines() if line.startswith("    view ")]
+
+    def corefile_loaded(self, since_log_offset: int) -> bool:
+        """Whether CoreDNS runs the Corefile on disk now: it started a configuration ("Running configuration") after
+        ``since_log_offset`` (the log's size when that file was seen), or the file is older than a reload check
+        (every 2 s exactly, no jitter: a change of the Corefile is loaded within that, unless CoreDNS refused it)."""
+        assert self.process is not None
+        with open(self.process.log_path, "rb") as log:
+            log.seek(since_log_offset)
+            if b"Running configuration SHA512" in log.read():
+                return True
+        return time.time() - self.corefile_path.stat().st_mtime > CHECKED_AFTER_SECONDS
+
+    def log_offset(self) -> int:
+        assert self.process is not None
+        return self.process.log_path.stat().st_size
 
 
 def nameserver_listener(address: str) -> str:
@@ -199,7 +224,7 @@ def nameserver_listener(address: str) -> str:
 def regional_coredns(zone: str, etcd_endpoints: list[str], workdir: Path, name: str, host: str = "127.0.0.1",
                      etcd_path: str = "skydns", corefile: str | None = None, views: Sequence[DNSView] = (),
                      region: str | None = None, geoip_db: Path | None = None,
-                     nameserver_address: str = "") -> RegionalCoreDNS:
+                     nameserver_address: str = "", live_views: bool = False) -> RegionalCoreDNS:
     """CoreDNS run from the project's production Corefile, configured by environment, with its zone-file sidecar
     (zone files under ``workdir/zones``, weight file ``workdir/weights``).
 
@@ -209,15 +234,23 @@ def regional_coredns(zone: str, etcd_endpoints: list[str], workdir: Path, name: 
     renders each served view's file (``--views``). Without ``region`` and ``views``: coredns/Corefile as shipped
     (the same text the tool renders for no views). ``corefile``: another Corefile run with the same environment
     and sidecar, for comparisons (``etcd_cached_corefile``). ``nameserver_address``: also answer on that address's
-    port 53 (``nameserver_listener``), where a resolver following the parent's glue asks."""
+    port 53 (``nameserver_listener``), where a resolver following the parent's glue asks. ``live_views``: as the
+    chart runs it, the sidecar renders the Corefile from the DNSViews the webhook keeps in etcd (``--corefile``;
+    ``views`` unused; the nameserver listener through ``--corefile-append``) and CoreDNS reloads it."""
     workdir = Path(workdir)
     zone_dir = workdir / "zones"
     zone_dir.mkdir(parents=True, exist_ok=True)
     weight_file = workdir / "weights"
-    served, _ = served_views(views)
+    served, _ = served_views(() if live_views else views)
+    live_args = [f"--corefile={zone_dir / 'Corefile'}", *([f"--geoip-db={geoip_db}"] if geoip_db else [])]
+    if live_views and nameserver_address:
+        appended = workdir / "Corefile.append"
+        appended.write_text(nameserver_listener(nameserver_address))
+        live_args.append(f"--corefile-append={appended}")
     sidecar = ZoneFilesSidecar(etcd_endpoints, f"/{etcd_path}/", [zone], zone_dir, weight_file, workdir,
                                name=f"{name}-zonefiles", views=[view.name for view in served],
-                               default_view=region_view_name(region) if region else "")
+                               default_view=region_view_name(region) if region else "",
+                               extra_args=live_args if live_views else None)
     env = {
         "FLEETDNS_ZONE": zone,
         "FLEETDNS_ZONE_DIR": str(zone_dir),
@@ -232,9 +265,10 @@ def regional_coredns(zone: str, etcd_endpoints: list[str], workdir: Path, name: 
         text = render_corefile(served, Layout(geoip_db=str(geoip_db) if geoip_db else "", region=region or ""))
     else:
         text = shipped_corefile()
-    if nameserver_address:
+    if nameserver_address and not live_views:
         text += nameserver_listener(nameserver_address)
-    server = RegionalCoreDNS(text.replace("{$FLEETDNS_DNS_PORT}", "{port}"), workdir, host, name, sidecar)
+    server = RegionalCoreDNS(text.replace("{$FLEETDNS_DNS_PORT}", "{port}"), workdir, host, name, sidecar,
+                             conf=zone_dir / "Corefile" if live_views else None)
     server.env = {**env, "FLEETDNS_DNS_PORT": str(server.port)}
     return server
 
