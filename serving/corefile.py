@@ -122,7 +122,8 @@ def _header(views: Sequence[DNSView], layout: Layout) -> str:
         names = [view.name for view in views]
         default_view = region_view_name(layout.region) if layout.region else "region-<region>"
         lines.append(f"# a block per view, the first that matches answers: {', '.join(names)}; then the catch-all")
-        lines.append("# block: the region's own view. Run the sidecar with")
+        lines.append("# block: the region's own view. fleetdns-zonefiles --corefile renders this file live; a sidecar")
+        lines.append("# serving a copy rendered by hand runs with")
         lines.append(f"#   --views={','.join(names)} --default-view={default_view}")
     else:
         lines.append("# none here, so one block answers every client with the region's view (the sidecar's")
