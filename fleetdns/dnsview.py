@@ -10,6 +10,7 @@ clusters' mean location, latency from that region. A DNSView may not take such a
 from __future__ import annotations
 
 import ipaddress
+import json
 import math
 import re
 from collections.abc import Iterable
@@ -19,6 +20,9 @@ from typing import Any
 VIEW_PROPERTY = "webhook/view"  # providerSpecific property of an endpoint that answers in one view only
 REGION_VIEW_PREFIX = "region-"
 MAX_VIEW_NAME = 40  # so that the etcd prefix skydns-<view> stays one short path segment
+# The host's DNSViews as each region keeps them in its etcd (docs/design/views.md §7): the webhook provider writes
+# ``<prefix><name>`` = the spec as JSON, the zone-file sidecar renders the Corefile from them. Outside /skydns.
+VIEWS_KEY_PREFIX = "/fleetdns/views/"
 CONTINENTS = ("AF", "AN", "AS", "EU", "NA", "OC", "SA")  # GeoIP continent codes
 # Used with fullmatch: ``$`` also matches before a trailing newline (``office\n`` would name a prefix).
 _LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
@@ -155,3 +159,25 @@ def accept_views(views: Iterable[DNSView]) -> tuple[tuple[DNSView, ...], dict[st
                               f"name: a client address must select one view; this view is not served until the "
                               f"overlap is removed")
     return tuple(accepted), refused
+
+
+def view_key(name: str, prefix: str = VIEWS_KEY_PREFIX) -> str:
+    """The etcd key of a DNSView in a region: ``/fleetdns/views/<name>``."""
+    return prefix + name
+
+
+def stored_view_value(obj: dict[str, Any]) -> str:
+    """The value kept for a DNSView: its spec as JSON, keys sorted, so an unchanged spec is an unchanged value."""
+    return json.dumps(obj.get("spec") or {}, sort_keys=True, separators=(",", ":"))
+
+
+def stored_view(key: str, value: bytes | str, prefix: str = VIEWS_KEY_PREFIX) -> DNSView:
+    """A DNSView back from its etcd key and value, checked as ``parse_dns_view`` checks the host's objects."""
+    name = key.removeprefix(prefix)
+    if name == key or "/" in name:
+        raise DNSViewError(f"key {key!r} is not a DNSView's key (expected {prefix}<name>)")
+    try:
+        spec = json.loads(value)
+    except ValueError as error:
+        raise DNSViewError(f"DNSView {name!r}: the stored spec is not JSON: {error}") from None
+    return parse_dns_view({"metadata": {"name": name}, "spec": spec})

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import sys
 import tempfile
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -14,7 +15,7 @@ import dns.query
 import dns.rdatatype
 import requests
 
-from fleetdns.dnsview import DNSView
+from fleetdns.dnsview import DNSView, region_view_name
 from rig.binaries import binary
 from rig.chartwiring import CHART, LocalPod, render
 from rig.ports import free_port
@@ -24,6 +25,7 @@ from serving.corefile import Layout, render_corefile, served_views
 from serving.zonefile import zone_file_name
 
 START_TIMEOUT = 20.0
+CHECKED_AFTER_SECONDS = 3.0  # the Corefile's reload plugin checks every 2 s (serving.corefile.RELOAD_INTERVAL)
 
 
 class CoreDNS:
@@ -183,12 +185,15 @@ class ZoneFilesSidecar:
 
 class RegionalCoreDNS(CoreDNS):
     """CoreDNS from coredns/Corefile plus its zone-file sidecar: the sidecar starts first and CoreDNS once the
-    sidecar is ready (as the pod's readiness gates traffic in production); both stop together."""
+    sidecar is ready (as the pod's readiness gates traffic in production); both stop together. ``conf``: the
+    Corefile the sidecar renders (``--corefile``), run instead of ``corefile``."""
 
     def __init__(self, corefile: str, workdir: Path, host: str, name: str, sidecar: ZoneFilesSidecar,
-                 port: int | None = None) -> None:
+                 port: int | None = None, conf: Path | None = None) -> None:
         super().__init__(corefile, workdir, host, name, port=port)
         self.sidecar = sidecar
+        if conf is not None:
+            self.corefile_path = conf
 
     def start(self, timeout: float = START_TIMEOUT) -> RegionalCoreDNS:
         try:
@@ -202,6 +207,25 @@ class RegionalCoreDNS(CoreDNS):
     def stop(self) -> None:
         super().stop()
         self.sidecar.stop()
+
+    def corefile_views(self) -> list[str]:
+        """The views with a block in the Corefile CoreDNS runs, in block order."""
+        return [line.split()[1] for line in self.corefile_path.read_text().splitlines() if line.startswith("    view ")]
+
+    def corefile_loaded(self, since_log_offset: int) -> bool:
+        """Whether CoreDNS runs the Corefile on disk now: it started a configuration ("Running configuration") after
+        ``since_log_offset`` (the log's size when that file was seen), or the file is older than a reload check
+        (every 2 s exactly, no jitter: a change of the Corefile is loaded within that, unless CoreDNS refused it)."""
+        assert self.process is not None
+        with open(self.process.log_path, "rb") as log:
+            log.seek(since_log_offset)
+            if b"Running configuration SHA512" in log.read():
+                return True
+        return time.time() - self.corefile_path.stat().st_mtime > CHECKED_AFTER_SECONDS
+
+    def log_offset(self) -> int:
+        assert self.process is not None
+        return self.process.log_path.stat().st_size
 
 
 def nameserver_listener(address: str) -> str:
@@ -224,49 +248,79 @@ def regional_coredns(zone: str, etcd_endpoints: list[str], workdir: Path, name: 
                      nameserver_address: str = "") -> RegionalCoreDNS:
     """The chart's CoreDNS pod (Deployment fleetdns-coredns: CoreDNS and its zone-file sidecar) on loopback, against
     ``etcd_endpoints`` (region.etcd.external.endpoints); the zone files in ``workdir/zones`` (the pod's ``zones``
-    emptyDir).
+    emptyDir). As the chart runs it, the sidecar renders the Corefile from the DNSViews the webhook keeps in etcd and
+    CoreDNS reloads it (``docs/design/views.md`` §7).
 
     ``region``: the catch-all block answers with the region's view (the sidecar's ``--default-view=region-<region>``;
-    without one the region is named ``rig``) and ``views`` (DNSViews; those ``accept_views`` refuses get no block) get
-    a block each, rendered by ``fleetdns-corefile`` and given as region.corefile with region.views, as a user installs
-    them (``geoip_db``: the MaxMind database views by country or continent need, as the region.geoip Secret). Without
-    views: coredns/Corefile as the chart ships it. ``corefile``: another Corefile (region.corefile; ``{port}`` is the
-    DNS port) run with the same environment and sidecar, for comparisons (``etcd_cached_corefile``).
-    ``nameserver_address``: also answer on that address's port 53 (``nameserver_listener``), where a resolver
-    following the parent's glue asks (in a cluster, the Service maps 53 to the container port)."""
+    without one the region is named ``rig``); ``geoip_db``: the MaxMind database views by country or continent need
+    (the region.geoip Secret); ``nameserver_address``: also answer on that address's port 53 (``nameserver_listener``,
+    through the sidecar's ``--corefile-append``), where a resolver following the parent's glue asks (in a cluster,
+    the Service maps 53 to the container port).
+
+    Two configurations the chart does not render, for the serving tests and benchmarks: ``views``, a fixed set of
+    DNSViews served from a Corefile ``fleetdns-corefile`` renders (the sidecar's ``--views``), and ``corefile``,
+    another Corefile (``{port}`` is the DNS port) run with the same environment and sidecar, for comparisons
+    (``etcd_cached_corefile``)."""
     workdir = Path(workdir)
-    served, _ = served_views(views)
+    if views or corefile is not None:
+        return _fixed_corefile_coredns(zone, etcd_endpoints, workdir, name, host, etcd_path, corefile, views, region,
+                                       geoip_db)
     ports = {key: free_port(host) for key in ("health", "ready", "metrics", "zonefiles")}
     dns_port = free_port(host, udp_too=True)
+    zonefiles: dict = {"healthPort": ports["zonefiles"]}
+    zone_dir = workdir / "zones"
+    if nameserver_address:
+        zone_dir.mkdir(parents=True, exist_ok=True)
+        (zone_dir / "Corefile.append").write_text(nameserver_listener(nameserver_address))
+        zonefiles["extraArgs"] = ["--corefile-append=/run/fleetdns/Corefile.append"]  # in the pod's zones emptyDir
     region_values: dict = {
         "enabled": True, "name": region or "rig", "zone": zone,
-        "views": [view.name for view in served],
         "etcd": {"external": {"endpoints": list(etcd_endpoints)}, "tls": {"enabled": False},
                  "prefix": f"/{etcd_path.strip('/')}/"},
         "coredns": {"containerPort": dns_port, "healthPort": ports["health"],
-                    "readyPort": ports["ready"], "metricsPort": ports["metrics"],
-                    "zonefiles": {"healthPort": ports["zonefiles"]}},
+                    "readyPort": ports["ready"], "metricsPort": ports["metrics"], "zonefiles": zonefiles},
         "prober": {"enabled": False},
     }
-    if corefile is not None:
-        region_values["corefile"] = corefile.replace("{port}", "{$FLEETDNS_DNS_PORT}")
-    elif served:
-        layout = Layout(geoip_db="{$FLEETDNS_GEOIP_DB}" if geoip_db else "", region=region or "")
-        region_values["corefile"] = render_corefile(served, layout)
-    if nameserver_address:
-        region_values["corefile"] = region_values.get("corefile", shipped_corefile()) + nameserver_listener(
-            nameserver_address)
     if geoip_db is not None:
         region_values["geoip"] = {"secretName": GEOIP_SECRET}
     rendered = render({"listenAddress": host, "region": region_values}, chart)
     pod = LocalPod(rendered, "fleetdns-coredns", name, workdir / "pod",
                    secrets={GEOIP_SECRET: {"GeoLite2-City.mmdb": geoip_db}} if geoip_db else {},
-                   directories={"zones": workdir / "zones"})
+                   directories={"zones": zone_dir})
     sidecar = ZoneFilesSidecar.of_pod(pod, ports["zonefiles"], f"{name}-zonefiles", workdir / f"{name}-zonefiles.log")
     argv, env = pod.process("coredns")
-    server = RegionalCoreDNS("", workdir, host, name, sidecar, port=dns_port)
-    server.corefile_path = Path(argv[argv.index("-conf") + 1])
+    server = RegionalCoreDNS("", workdir, host, name, sidecar, port=dns_port,
+                             conf=Path(argv[argv.index("-conf") + 1]))
     server.argv, server.env, server.inherit_env = argv, env, False
+    return server
+
+
+def _fixed_corefile_coredns(zone: str, etcd_endpoints: list[str], workdir: Path, name: str, host: str,
+                            etcd_path: str, corefile: str | None, views: Sequence[DNSView], region: str | None,
+                            geoip_db: Path | None) -> RegionalCoreDNS:
+    """CoreDNS on a Corefile fixed at start (static ``views``, or ``corefile``), with its sidecar, both configured
+    by hand as the production Corefile expects (its environment variables)."""
+    zone_dir = workdir / "zones"
+    zone_dir.mkdir(parents=True, exist_ok=True)
+    weight_file = workdir / "weights"
+    served, _ = served_views(views)
+    sidecar = ZoneFilesSidecar(etcd_endpoints, f"/{etcd_path}/", [zone], zone_dir, weight_file, workdir,
+                               name=f"{name}-zonefiles", views=[view.name for view in served],
+                               default_view=region_view_name(region) if region else "")
+    env = {
+        "FLEETDNS_ZONE": zone,
+        "FLEETDNS_ZONE_DIR": str(zone_dir),
+        "FLEETDNS_WEIGHT_FILE": str(weight_file),
+        "FLEETDNS_HEALTH_ADDR": f"{host}:{free_port(host)}",
+        "FLEETDNS_READY_ADDR": f"{host}:{free_port(host)}",
+        "FLEETDNS_METRICS_ADDR": f"{host}:{free_port(host)}",
+    }
+    if corefile is not None:
+        text = corefile
+    else:
+        text = render_corefile(served, Layout(geoip_db=str(geoip_db) if geoip_db else "", region=region or ""))
+    server = RegionalCoreDNS(text.replace("{$FLEETDNS_DNS_PORT}", "{port}"), workdir, host, name, sidecar)
+    server.env = {**env, "FLEETDNS_DNS_PORT": str(server.port)}
     return server
 
 

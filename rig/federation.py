@@ -20,10 +20,11 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from fleetdns.apipaths import DNS_VIEWS, DOMAINS, SERVICE_DNS_RECORDS
-from fleetdns.dnsview import DNSView, accept_views, parse_dns_view
+from fleetdns.dnsview import DNSView, parse_dns_view
 from rig.aggregator import AggregatorProcess
 from rig.dataplane import DataPlane
 from rig.fleet import Fleet
+from rig.geoip import write_geoip_db
 from rig.prober import ProberProcess
 from rig.process import stop_together
 from rig.region import Region
@@ -38,6 +39,7 @@ from rig.workloads import (
     set_endpoints,
     set_load_balancer_status,
 )
+from serving.corefile import served_views
 
 DEFAULT_ZONES = {"east": "east-1a", "west": "west-1a"}
 # MemberCluster.spec.location of the usual members (GeoProximity's input): Frankfurt and New York.
@@ -78,7 +80,7 @@ class Federation:
     (region, member) -> extra round trip in seconds from the start).
 
     Each region's CoreDNS answers clients no DNSView matches with its region view (``region-<region>``);
-    ``use_dns_views`` puts DNSViews on the host and a block for each into every region's CoreDNS.
+    ``use_dns_views`` puts DNSViews on the host; every region's CoreDNS follows them live (a block each).
     ``locations``: member -> (latitude, longitude) for its MemberCluster (default ``DEFAULT_LOCATIONS``).
     ``gateway_api``: the members that serve the Gateway API (its real CRDs installed; rig/gatewayapi.py).
     ``host_relay``: each region's ExternalDNS reaches the host through its webhook's relay (False: directly).
@@ -107,7 +109,7 @@ class Federation:
         self.path_delays = dict(path_delays or {})
         self.locations = dict(DEFAULT_LOCATIONS if locations is None else locations)
         self.served_views: tuple[DNSView, ...] = ()  # what every region's CoreDNS has a block for
-        self.geoip_db: Path | None = None
+        self.geoip_db: Path | None = None  # the regions' MaxMind database (rig/geoip.py), written at the first region
 
     @property
     def host(self) -> client.ApiClient:
@@ -119,6 +121,8 @@ class Federation:
         return apply_crds(self.host)
 
     def start_region(self, name: str) -> Region:
+        if self.geoip_db is None:  # the sidecars' --geoip-db, as the chart mounts the operator's database
+            self.geoip_db = write_geoip_db(self.workdir / "geoip.mmdb")
         region = Region(name, self.zone, self.fleet.host.kubeconfig, self.workdir / "regions" / name,
                         sync=self.externaldns_sync, views=self.served_views, geoip_db=self.geoip_db,
                         host_relay=self.host_relay).start()
@@ -237,10 +241,11 @@ class Federation:
                                                records.manifest(name, spec={**spec_fields, **(spec or {})}))
 
     # client views ------------------------------------------------------------------
-    def use_dns_views(self, specs: Mapping[str, dict[str, Any]], geoip_db: Path | None = None) -> tuple[str, ...]:
-        """Make the host hold exactly these DNSViews (name -> spec; created, replaced or deleted) and every region's
-        CoreDNS serve the accepted ones (restarted only when that set or ``geoip_db`` changes), as an operator
-        applies DNSViews and re-renders the regions' Corefiles. Returns the served views' names, in block order."""
+    def use_dns_views(self, specs: Mapping[str, dict[str, Any]], timeout: float = 30) -> tuple[str, ...]:
+        """Make the host hold exactly these DNSViews (name -> spec; created, replaced or deleted), as an operator
+        applies them, and wait until every region's CoreDNS runs a block for each accepted one (nothing restarts:
+        the regions follow the host live, docs/design/views.md §7). Returns the served views' names, in block
+        order."""
         custom = client.CustomObjectsApi(self.host)
         listed: dict[str, Any] = custom.list_cluster_custom_object(DNS_VIEWS.group, DNS_VIEWS.version,
                                                                     DNS_VIEWS.plural)  # type: ignore[assignment]
@@ -254,16 +259,14 @@ class Federation:
                 body = DNS_VIEWS.manifest(name, spec=spec)
                 body["metadata"]["resourceVersion"] = current[name]["metadata"]["resourceVersion"]
                 custom.replace_cluster_custom_object(DNS_VIEWS.group, DNS_VIEWS.version, DNS_VIEWS.plural, name, body)
-        accepted, _ = accept_views(parse_dns_view(DNS_VIEWS.manifest(name, spec=spec)) for name, spec in specs.items())
-        if accepted != self.served_views or geoip_db != self.geoip_db:
-            self.served_views, self.geoip_db = accepted, geoip_db
-            for region in self.regions.values():
-                region.serve_views(accepted, geoip_db)
+        accepted, _ = served_views(parse_dns_view(DNS_VIEWS.manifest(name, spec=spec)) for name, spec in specs.items())
+        for region in self.regions.values():
+            region.serve_views(accepted, timeout)
+        self.served_views = accepted
         return tuple(view.name for view in accepted)
 
     def create_dns_view(self, name: str, spec: dict[str, Any]) -> None:
-        """A DNSView on the host, as a platform team writes one (the regions' CoreDNS serve it after
-        ``use_dns_views``)."""
+        """A DNSView on the host, as a platform team writes one (every region's CoreDNS serves it seconds later)."""
         client.CustomObjectsApi(self.host).create_cluster_custom_object(
             DNS_VIEWS.group, DNS_VIEWS.version, DNS_VIEWS.plural, DNS_VIEWS.manifest(name, spec=spec))
 

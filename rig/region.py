@@ -19,6 +19,7 @@ from rig.etcd import EtcdServer
 from rig.externaldns import ExternalDNS
 from rig.ports import free_port
 from rig.process import ManagedProcess, stop_together
+from rig.waiting import wait_for
 from rig.webhook_client import WebhookClient
 
 PUBLISHER_SECRET = "fleetdns-host-publisher"  # region.hostAccess.publisherSecret's default
@@ -156,7 +157,7 @@ class Region:
         self.host_kubeconfig = host_kubeconfig
         self.externaldns_args = externaldns_args or []
         self.sync = sync
-        self.views = tuple(views)
+        self.views = tuple(views)  # what the sidecar serves once the webhook copied the host's DNSViews
         self.geoip_db = geoip_db
         self.coredns: RegionalCoreDNS | None = None
         self._generation = 0  # each CoreDNS (re)start gets its own work directory
@@ -197,7 +198,7 @@ class Region:
         self._generation += 1
         workdir = self.workdir / ("coredns" if self._generation == 1 else f"coredns-{self._generation}")
         return regional_coredns(self.zone, self.etcd.endpoints, workdir, f"coredns-{self.name}", region=self.name,
-                                views=self.views, geoip_db=self.geoip_db, nameserver_address=self.nameserver_address)
+                                geoip_db=self.geoip_db, nameserver_address=self.nameserver_address)
 
     @classmethod
     def parent(cls, name: str, zone: str, host_kubeconfig: Path, workdir: Path) -> Region:
@@ -206,16 +207,18 @@ class Region:
         return cls(name, zone, host_kubeconfig, workdir, label_filter=PARENT_LABEL_FILTER,
                    externaldns_args=[f"--managed-record-types={t}" for t in PARENT_RECORD_TYPES])
 
-    def serve_views(self, views: Sequence[DNSView], geoip_db: Path | None = None) -> RegionalCoreDNS:
-        """Serve these DNSViews from now on: CoreDNS's configuration is static (rendered from the views), so a new
-        CoreDNS with its sidecar starts on a new port and replaces the old one once it answers, as a rollout
-        would. Returns the new server (also ``self.coredns``)."""
-        self.views, self.geoip_db = tuple(views), geoip_db
-        new = self._new_coredns().start()  # a failure leaves the old one serving
-        old, self.coredns = self.coredns, new
-        if old is not None:
-            old.stop()
-        return new
+    def serve_views(self, views: Sequence[DNSView], timeout: float = 30) -> RegionalCoreDNS:
+        """Wait until this region's CoreDNS runs a block for exactly these views, in this order: nothing restarts,
+        the webhook copies the host's DNSViews into etcd, the sidecar renders the Corefile, CoreDNS reloads it."""
+        coredns = self.coredns
+        assert coredns is not None
+        wanted = [view.name for view in views]
+        offset = wait_for(lambda: coredns.corefile_views() == wanted and coredns.log_offset() + 1, timeout,
+                          f"region {self.name}'s sidecar rendering views {wanted}") - 1
+        wait_for(lambda: coredns.corefile_views() == wanted and coredns.corefile_loaded(offset), timeout,
+                 f"region {self.name}'s CoreDNS loading the Corefile with views {wanted}")
+        self.views = tuple(views)
+        return coredns
 
     def stop(self) -> None:
         try:

@@ -47,6 +47,9 @@ _ENVIRONMENT = {
 }
 
 
+RELOAD_INTERVAL = "2s"  # CoreDNS's reload plugin refuses less (plugin/reload/setup.go: minInterval)
+
+
 class CorefileError(ValueError):
     """DNSViews that cannot be rendered; the message names the file, the object and the field."""
 
@@ -119,7 +122,8 @@ def _header(views: Sequence[DNSView], layout: Layout) -> str:
         names = [view.name for view in views]
         default_view = region_view_name(layout.region) if layout.region else "region-<region>"
         lines.append(f"# a block per view, the first that matches answers: {', '.join(names)}; then the catch-all")
-        lines.append("# block: the region's own view. Run the sidecar with")
+        lines.append("# block: the region's own view. fleetdns-zonefiles --corefile renders this file live; a sidecar")
+        lines.append("# serving a copy rendered by hand runs with")
         lines.append(f"#   --views={','.join(names)} --default-view={default_view}")
     else:
         lines.append("# none here, so one block answers every client with the region's view (the sidecar's")
@@ -163,6 +167,10 @@ def _catch_all(views: Sequence[DNSView], layout: Layout) -> str:
             f"    loadbalance weighted {layout.weight_file} {{\n        reload 1s\n    }}\n"
             f"    health {layout.health_addr}\n"
             f"    ready {layout.ready_addr}\n"
+            "    # The whole file is loaded again when it changes, checked every 2 s (the plugin's shortest interval;\n"
+            "    # no jitter: each replica has its own copy). fleetdns-zonefiles --corefile rewrites it as DNSViews\n"
+            "    # come and go; a file CoreDNS refuses leaves the running configuration in place.\n"
+            f"    reload {RELOAD_INTERVAL} 0s\n"
             f"    prometheus {layout.metrics_addr}\n"
             "    errors\n"
             "}\n")

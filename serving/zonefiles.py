@@ -43,7 +43,7 @@ from fleetdns.config import (
     parse_positive_duration,
 )
 from fleetdns.dnsname import InvalidDNSNameError, normalize_name
-from fleetdns.dnsview import DNSViewError, check_served_view_name
+from fleetdns.dnsview import VIEWS_KEY_PREFIX, DNSViewError, check_served_view_name
 from fleetdns.logs import add_log_flags, configure_logging, parse_log_flags
 from fleetdns.probes import BackgroundServer, probe_app
 from fleetdns.skydns.metrics import StoreMetrics
@@ -52,6 +52,7 @@ from fleetdns.skydns.records import StoredEntry
 from fleetdns.skydns.settings import EtcdSettings, add_etcd_flags, etcd_connection, parse_prefix
 from fleetdns.skydns.store import EtcdStore, EtcdUnavailableError
 from serving import weightfile, zonefile
+from serving.live_corefile import CorefileMetrics, LiveCorefile, StoredViews
 
 log = logging.getLogger("webhook_provider.zonefiles")
 
@@ -186,19 +187,39 @@ class ZoneFilesWriter:
         self.metrics = metrics
         self.min_write_interval = min_write_interval
         self.clock = clock
-        self._zones = list(dict.fromkeys(zone_file.zone for zone_file in self.zone_files))
-        self._files_of = {zone: [f for f in self.zone_files if f.zone == zone] for zone in self._zones}
-        self._sources = ("", *sorted({f.view for f in self.zone_files if f.view}))  # "" = the default prefix
         self._texts: dict[str, dict[str, dict[str, Rendered]]] = {}  # source -> zone -> name -> rendered
         self._signatures: dict[str, dict[str, tuple[int, int]]] = {}  # source -> name -> (keys, newest revision)
         self._totals: dict[Path, int] = {}  # records per zone file
         self._weights: dict[str, weightfile.NameWeights] = {}
+        self._index_files()
         self._reset()
         self._dirty: set[Path] = set()  # files whose content may differ from what is on disk
         self._last_write: dict[Path, float] = {}
         self._rendered: set[Path] = set()  # rendered from a warm mirror at least once
+        self._resend = False  # the file set changed: the next pass must render every name (a full change)
         self._synced = False
         self._last_error = "not synced yet"
+
+    def _index_files(self) -> None:
+        self._zones = list(dict.fromkeys(zone_file.zone for zone_file in self.zone_files))
+        self._files_of = {zone: [f for f in self.zone_files if f.zone == zone] for zone in self._zones}
+        self._sources = ("", *sorted({f.view for f in self.zone_files if f.view}))  # "" = the default prefix
+
+    def set_files(self, zone_files: Iterable[ZoneFile]) -> None:
+        """Keep these zone files from now on (views added or removed): a file kept keeps its state (serial, last
+        write); every name is rendered again on the next pass, from the mirror's copy (no listing of etcd). A removed
+        file is left on disk as it is (no block reads it once the Corefile without it is loaded)."""
+        existing = {zone_file.path: zone_file for zone_file in self.zone_files}
+        self.zone_files = [existing.get(zone_file.path, zone_file) for zone_file in zone_files]
+        kept = {zone_file.path for zone_file in self.zone_files}
+        self._rendered = {path for path in self._rendered if path in kept or path == self.weight_file.path}
+        self._index_files()
+        self._resend = True
+        self.source.resend_all()
+
+    def rendered(self, path: Path) -> bool:
+        """Whether ``path`` (one of the files) was written, or found identical, from a warm mirror."""
+        return path in self._rendered
 
     @property
     def paths(self) -> list[Path]:
@@ -213,9 +234,13 @@ class ZoneFilesWriter:
     def sync(self) -> list[Path]:
         """One pass; the files written. Raises EtcdUnavailableError (files untouched) and OSError."""
         changes = self.source.changes()  # lists the prefix first when cold or broken; never answers from stale data
+        if self._resend and not changes.full:  # never assemble a new file from part of the names
+            self.source.resend_all()
+            return []
         if changes.full:
             self._reset()
             self._dirty = set(self.paths)
+            self._resend = False
         if changes.names:
             started = time.perf_counter()
             for name, entries in changes.names.items():
@@ -300,8 +325,9 @@ class ZoneFilesWriter:
                 written.append(zone_file.path)
                 log.info("zone file replaced", extra={
                     "path": str(zone_file.path), "zone": zone_file.zone, "view": zone_file.view,
-                    "serial": zone_file.serial, "records": self._totals[zone_file.path], "revision": revision})
-            self.metrics.records.labels(zone_file.label).set(self._totals[zone_file.path])
+                    "serial": zone_file.serial, "records": self._totals.get(zone_file.path, 0),
+                    "revision": revision})
+            self.metrics.records.labels(zone_file.label).set(self._totals.get(zone_file.path, 0))
         if self._due(self.weight_file.path, now):
             content = weightfile.render(self._weights)
             if self._write(self.weight_file, partial(self.weight_file.replace, content), now):
@@ -331,11 +357,12 @@ class ZoneFilesWriter:
             self.metrics.last_write.labels(label).set(time.time())
         return written
 
-    def run(self, stop: threading.Event, interval: float) -> None:
-        """Sync every ``interval`` until ``stop``; a failed pass keeps the files and is retried."""
+    def run(self, stop: threading.Event, interval: float, sync: Callable[[], object] | None = None) -> None:
+        """Sync every ``interval`` until ``stop`` (``sync``: a pass that wraps this writer's, e.g. the live views');
+        a failed pass keeps the files and is retried."""
         while not stop.is_set():
             try:
-                self.sync()
+                (sync or self.sync)()
             except EtcdUnavailableError as error:
                 self._note_failure("etcd", error)
             except OSError as error:
@@ -352,7 +379,7 @@ class ZoneFilesWriter:
         """Ready once every file was rendered from a live mirror and while the last pass succeeded."""
         missing = [str(path) for path in self.paths if path not in self._rendered]
         if self._synced and not missing:
-            counts = ", ".join(f"{f.label}: {self._totals[f.path]} records" for f in self.zone_files)
+            counts = ", ".join(f"{f.label}: {self._totals.get(f.path, 0)} records" for f in self.zone_files)
             return True, f"files rendered from a live etcd mirror ({counts}; {len(self._weights)} weighted names)"
         if not self._synced:
             return False, f"not rendered from etcd: {self._last_error}"
@@ -376,18 +403,23 @@ class Settings:
     log_format: str
     views: tuple[str, ...] = ()
     default_view: str = ""
+    corefile: Path | None = None  # render the Corefile here from the DNSViews in etcd (views then follow etcd)
+    geoip_db: str = ""  # the MaxMind City database as CoreDNS reads it (the Corefile's geoip blocks)
+    views_prefix: str = VIEWS_KEY_PREFIX
+    corefile_append: str = ""  # server blocks added to every rendered Corefile (another listener, another zone)
 
     def zone_path(self, zone: str, view: str = "") -> Path:
         """``<zone-dir>/db.<zone>``, or ``<zone-dir>/<view>/db.<zone>`` for one of ``--views``."""
         return (self.zone_dir / view if view else self.zone_dir) / zonefile.zone_file_name(zone)
 
-    def zone_files(self) -> list[ZoneFile]:
-        """Per zone the default file (overlaid by ``--default-view``), then one per ``--views`` entry."""
+    def zone_files(self, views: Iterable[str] | None = None) -> list[ZoneFile]:
+        """Per zone the default file (overlaid by ``--default-view``), then one per view (default: ``--views``)."""
+        views = self.views if views is None else tuple(views)
         files = []
         for zone in self.zones:
             files.append(ZoneFile(zone, self.zone_path(zone), self.default_view))
             files.extend(ZoneFile(zone, self.zone_path(zone, view), view, f"{view}/{zonefile.zone_file_name(zone)}")
-                         for view in self.views)
+                         for view in views)
         return files
 
 
@@ -402,6 +434,17 @@ def build_parser() -> argparse.ArgumentParser:
              "<zone-dir>/<view>/db.<zone>")
     add_flag(parser, "--default-view", "ZONEFILES_DEFAULT_VIEW", "",
              "the region's own view (region-<region>): its records overlay <zone-dir>/db.<zone>, the catch-all's file")
+    add_flag(parser, "--corefile", "ZONEFILES_COREFILE", "",
+             "render CoreDNS's Corefile here from the DNSViews the webhook keeps in etcd (--views-prefix), a block per "
+             "served view, so views follow the host live (CoreDNS's reload plugin loads it); excludes --views")
+    add_flag(parser, "--views-prefix", "ZONEFILES_VIEWS_PREFIX", VIEWS_KEY_PREFIX,
+             "etcd prefix of the DNSViews (the webhook's; one key per view, its spec as JSON)")
+    add_flag(parser, "--corefile-append", "ZONEFILES_COREFILE_APPEND", "",
+             "a file of server blocks added to every Corefile rendered (read at start): another listener or zone "
+             "beside the views' blocks")
+    add_flag(parser, "--geoip-db", "ZONEFILES_GEOIP_DB", "",
+             "the MaxMind City database as CoreDNS reads it, for views by countries or continents (without it those "
+             "views get no block); a literal path must be readable here too")
     add_etcd_flags(parser)
     add_flag(parser, "--prefix", "ZONEFILES_PREFIX", "/skydns/",
              "etcd key prefix (the webhook's --prefix); a view's records are under <prefix without />-<view>/")
@@ -442,7 +485,52 @@ def load_settings(argv: list[str] | None = None, environ: dict[str, str] | None 
         log_format=log_format,
         views=_views(args.views),
         default_view=_default_view(args.default_view),
+        corefile=_corefile(args.corefile, args.views, zone_dir),
+        geoip_db=_geoip_db(args.geoip_db),
+        views_prefix=_views_prefix(args.views_prefix),
+        corefile_append=_corefile_append(args.corefile_append, args.corefile),
     )
+
+
+def _corefile_append(value: str, corefile: str) -> str:
+    if not value.strip():
+        return ""
+    if not corefile.strip():
+        raise ConfigError("--corefile-append", value, "needs --corefile (the Corefile it is added to)")
+    try:
+        text = Path(value.strip()).read_text()
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError("--corefile-append", value, f"cannot be read: {error}") from None
+    return text if text.endswith("\n") or not text else text + "\n"
+
+
+def _corefile(value: str, views: str, zone_dir: Path) -> Path | None:
+    if not value.strip():
+        return None
+    if views.strip():
+        raise ConfigError("--views", views, "give either --views (a Corefile rendered by hand) or --corefile (views "
+                          "followed from etcd), not both")
+    path = Path(value.strip())
+    if path.is_dir() or not path.parent.is_dir() or not os.access(path.parent, os.W_OK):
+        raise ConfigError("--corefile", value, "must be a file in an existing writable directory")
+    if path.parent.resolve() == zone_dir.resolve() and path.name.startswith("db."):
+        raise ConfigError("--corefile", value, "would be taken for a zone file (db.*); give another name")
+    return path
+
+
+def _geoip_db(value: str) -> str:
+    path = value.strip()
+    if path and "{$" not in path and not os.access(path, os.R_OK):
+        raise ConfigError("--geoip-db", value, "does not exist or is not readable (CoreDNS would refuse the Corefile)")
+    return path
+
+
+def _views_prefix(value: str) -> str:
+    prefix = value.strip()
+    if not prefix.startswith("/") or not prefix.endswith("/") or prefix.startswith("/skydns"):
+        raise ConfigError("--views-prefix", value, "must start and end with '/' and lie outside the records' key "
+                          "space (e.g. /fleetdns/views/)")
+    return prefix
 
 
 def _views(value: str) -> tuple[str, ...]:
@@ -530,8 +618,15 @@ def run(argv: list[str] | None = None) -> int:
     _view_dirs(settings)
     writer = ZoneFilesWriter(mirror, settings.zone_files(), ReplacedFile(settings.weight_file), writer_metrics,
                              settings.min_write_interval)
+    ready, sync, views_mirror = writer.ready, writer.sync, None
+    if settings.corefile is not None:  # views follow etcd: each pass reads them, then the files, then the Corefile
+        views_mirror = PrefixMirror(store, settings.views_prefix, shared, wait_seconds=settings.etcd.timeout,
+                                    verify_seconds=settings.mirror_verify_interval)
+        live = LiveCorefile(ReplacedFile(settings.corefile), StoredViews(views_mirror, settings.views_prefix), writer,
+                            settings, CorefileMetrics.create(shared.registry))
+        ready, sync = _both_ready(writer.ready, live.ready), live.sync
     try:
-        probes = BackgroundServer(probe_app(writer.ready, shared.registry), *settings.health_listen, threads=2,
+        probes = BackgroundServer(probe_app(ready, shared.registry), *settings.health_listen, threads=2,
                                   name="probes")
     except OSError as error:
         address = f"{settings.health_listen[0]}:{settings.health_listen[1]}"
@@ -543,15 +638,27 @@ def run(argv: list[str] | None = None) -> int:
     log.info("zone file writer started", extra={
         "zones": list(settings.zones), "zone_dir": str(settings.zone_dir), "weight_file": str(settings.weight_file),
         "views": list(settings.views), "default_view": settings.default_view,
+        "corefile": str(settings.corefile) if settings.corefile else None, "views_prefix": settings.views_prefix,
+        "geoip_db": settings.geoip_db or None,
         "prefix": settings.prefix, "etcd": [e.url for e in settings.etcd.endpoints],
         "health_listen": f"{settings.health_listen[0]}:{probes.port}", "interval_seconds": settings.interval,
         "min_write_interval_seconds": settings.min_write_interval})
-    writer.run(stop, settings.interval)
+    writer.run(stop, settings.interval, sync)
     probes.stop()
     mirror.close()
+    if views_mirror is not None:
+        views_mirror.close()
     store.close()
     log.info("stopped")
     return 0
+
+
+def _both_ready(*checks: Callable[[], tuple[bool, str]]) -> Callable[[], tuple[bool, str]]:
+    def ready() -> tuple[bool, str]:
+        results = [check() for check in checks]
+        return all(ok for ok, _ in results), "; ".join(detail for _, detail in results)
+
+    return ready
 
 
 def main() -> None:

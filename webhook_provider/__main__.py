@@ -17,6 +17,7 @@ from fleetdns.skydns.store import EtcdStore, EtcdUnavailableError
 from webhook_provider.api import create_api
 from webhook_provider.host_lag import HostLag, LagTracker, stored_endpoints
 from webhook_provider.host_relay import HostRelay
+from webhook_provider.host_views import HostViews
 from webhook_provider.metrics import HostMetrics, Metrics
 from webhook_provider.provider import Provider
 from webhook_provider.settings import HostSettings, Settings, load_settings
@@ -44,7 +45,7 @@ def run(argv: list[str] | None = None) -> int:
         create_api(provider, metrics, settings.max_request_bytes), host, port, threads=API_THREADS, name="api"))
     probes = _bind("--health-listen", settings.health_listen, lambda host, port: BackgroundServer(
         probe_app(_readiness(store), metrics.registry), host, port, threads=2, name="probes"))
-    relay, lag = _host_watch(settings.host, provider, metrics) if settings.host else (None, None)
+    relay, lag, views = _host_watch(settings.host, provider, store, metrics) if settings.host else (None, None, None)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
@@ -56,6 +57,8 @@ def run(argv: list[str] | None = None) -> int:
     log.info("shutting down: finishing requests in progress")
     if lag is not None:
         lag.stop()
+    if views is not None:
+        views.stop()
     if relay is not None:
         relay.stop()
     api.stop(grace=SHUTDOWN_GRACE_SECONDS)
@@ -74,9 +77,10 @@ def _bind(flag: str, address: tuple[str, int],
         raise ConfigError(flag, f"{address[0]}:{address[1]}", f"cannot listen: {error.strerror or error}") from None
 
 
-def _host_watch(host: HostSettings, provider: Provider,
-                metrics: Metrics) -> tuple[HostRelay | None, HostLag]:
-    """The relay of ExternalDNS's host connection (when listening) and the lag check (docs/design/host-outage.md)."""
+def _host_watch(host: HostSettings, provider: Provider, store: EtcdStore,
+                metrics: Metrics) -> tuple[HostRelay | None, HostLag, HostViews | None]:
+    """The relay of ExternalDNS's host connection (when listening), the lag check (docs/design/host-outage.md) and
+    the host's DNSViews kept in etcd (docs/design/views.md §7)."""
     client = load_host_client("" if host.kubeconfig == "in-cluster" else host.kubeconfig)
     host_metrics = HostMetrics.create(metrics.registry, host.region)
     relay = None
@@ -87,7 +91,8 @@ def _host_watch(host: HostSettings, provider: Provider,
                          host.repair_after, relay.reset_watches if relay is not None else None,
                          refresh=provider.records)
     lag = HostLag(client, host.namespace, host.label_filter, tracker).start()
-    return relay, lag
+    views = HostViews(client, store, host_metrics).start() if host.dns_views else None
+    return relay, lag, views
 
 
 def _bind_relay(address: tuple[str, int], make: Callable[[], HostRelay]) -> HostRelay:
@@ -124,6 +129,7 @@ def _describe(settings: Settings, api_port: int, probe_port: int, relay: HostRel
         "host_relay": f"{settings.host.relay_listen[0]}:{relay.port}"
                       if settings.host and settings.host.relay_listen and relay else None,
         "host_lag_check": settings.host is not None,
+        "host_dns_views": settings.host is not None and settings.host.dns_views,
     }
 
 

@@ -112,6 +112,9 @@ class HostMetrics:
     lag: Gauge
     change_applied: Histogram
     lag_repairs: Counter
+    views: Gauge
+    views_invalid: Counter
+    view_writes: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry, region: str, namespace: str = "fleetdns_webhook") -> HostMetrics:
@@ -133,4 +136,10 @@ class HostMetrics:
                                      buckets=LATENCY_BUCKETS + (60.0, 120.0), registry=registry).labels(region),
             lag_repairs=Counter(f"{namespace}_host_lag_repairs_total", "host watch resets because the region "
                                 "lagged the host", ["region"], registry=registry).labels(region),
+            views=Gauge(f"{namespace}_host_views", "the host's DNSViews kept in this region's etcd (-1 until the "
+                        "host was first listed)", registry=registry),
+            views_invalid=Counter(f"{namespace}_host_views_invalid_total", "host DNSViews skipped because they "
+                                  "cannot be served (counted each time one is read)", registry=registry),
+            view_writes=Counter(f"{namespace}_host_view_writes_total", "DNSView keys written (put) or removed "
+                                "(delete) in this region's etcd", ["change"], registry=registry),
         )

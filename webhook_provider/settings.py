@@ -44,6 +44,7 @@ class HostSettings:
     label_filter: str  # ExternalDNS's --label-filter
     region: str
     repair_after: float
+    dns_views: bool = True  # keep the host's DNSViews in etcd for the zone-file sidecar (views.md §7)
 
 
 @dataclass(frozen=True)
@@ -102,6 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_flag(parser, "--region", "WEBHOOK_REGION", "", "this region's name (the region label of the lag metric)")
     add_flag(parser, "--host-lag-repair-after", "WEBHOOK_HOST_LAG_REPAIR_AFTER", "2s",
              "a region lagging the host this long has ExternalDNS's host watches reset")
+    add_flag(parser, "--host-dns-views", "WEBHOOK_HOST_DNS_VIEWS", "true",
+             "keep the host's DNSViews in etcd under /fleetdns/views/ for the zone-file sidecar's Corefile (needs "
+             "get, list and watch on dnsviews on the host)")
     add_log_flags(parser)
     return parser
 
@@ -148,7 +152,8 @@ def _host_settings(args: argparse.Namespace) -> HostSettings | None:
         relay_hold=parse_positive_duration("--host-relay-hold", args.host_relay_hold),
         namespace=args.dnsendpoint_namespace.strip(), label_filter=args.dnsendpoint_label_filter.strip(),
         region=args.region.strip(),
-        repair_after=parse_positive_duration("--host-lag-repair-after", args.host_lag_repair_after))
+        repair_after=parse_positive_duration("--host-lag-repair-after", args.host_lag_repair_after),
+        dns_views=_bool("--host-dns-views", args.host_dns_views))
 
 
 def _etcd_settings(args: argparse.Namespace, env: os._Environ[str] | dict[str, str]) -> EtcdSettings:

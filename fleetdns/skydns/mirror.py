@@ -68,6 +68,11 @@ class EntrySource(Protocol):
         """The next read must come from etcd: a commit's outcome is unknown, or a compare found a newer key."""
         ...
 
+    def resend_all(self) -> None:
+        """The next ``changes`` holds every name (full), from what is held now: a consumer that starts reading
+        more of each name (a view added) renders them all again without a listing of etcd."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -111,6 +116,9 @@ class DirectSource:
 
     def distrust(self, reason: str) -> None:
         pass
+
+    def resend_all(self) -> None:
+        pass  # every changes() is full here
 
     def close(self) -> None:
         pass
@@ -317,6 +325,10 @@ class PrefixMirror:
         with self._lock:
             if self._stale is None:
                 self._stale = reason
+
+    def resend_all(self) -> None:
+        with self._lock:
+            self._full, self._dirty = True, set()
 
     def close(self) -> None:
         self._closed.set()

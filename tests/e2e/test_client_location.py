@@ -5,14 +5,13 @@ its region view as catch-all) answering clients by source address and by GeoIP o
 
 One federation for the module: host, east (Frankfurt) and west (New York) API servers; DNS stacks in east and
 west; probers in east, west and north. A test asks for the DNSViews it needs (``no_views`` / ``views``): the host
-then holds exactly those and every region's CoreDNS serves them. Each test works in its own namespace.
+then holds exactly those and every region's CoreDNS follows them live. Each test works in its own namespace.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,7 +20,6 @@ from fleetdns.apipaths import DNS_ENDPOINTS, SERVICE_DNS_RECORDS
 from fleetdns.kubeapi import KubeClient
 from rig.aggregator import client_for
 from rig.federation import DNSClient, Federation
-from rig.geoip import write_geoip_db
 from rig.waiting import wait_for
 from tests.support.federation import PROBER_REGIONS, federation_namespace, running_federation
 
@@ -67,11 +65,6 @@ def host(fed: Federation) -> KubeClient:
     return client_for(fed.fleet.host)
 
 
-@pytest.fixture(scope="module")
-def geoip_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_geoip_db(tmp_path_factory.mktemp("geoip") / "test-city.mmdb")
-
-
 @pytest.fixture
 def no_views(fed: Federation) -> None:
     """No DNSView on the host, none in any region's CoreDNS."""
@@ -79,8 +72,8 @@ def no_views(fed: Federation) -> None:
 
 
 @pytest.fixture
-def views(fed: Federation, geoip_db: Path) -> None:
-    served = fed.use_dns_views(VIEWS, geoip_db)
+def views(fed: Federation) -> None:
+    served = fed.use_dns_views(VIEWS)
     assert set(served) == set(VIEWS), served
 
 

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
+from fleetdns.dnsview import VIEWS_KEY_PREFIX
 from rig import KubeAPIServer
 from rig.binaries import REPO_ROOT, binary
 from rig.workloads import ensure_namespace
@@ -26,7 +27,6 @@ NAMESPACE = "fleetdns-system"
 HOST = {"host": {"enabled": True, "regions": ["east", "west"]}}
 REGION = {"region": {"enabled": True, "name": "east", "zone": "gslb.example.com"}}
 MEMBER = {"member": {"enabled": True, "tokenSecret": True}}
-VIEWS_COREFILE = "# rendered by fleetdns-corefile for office-berlin\n{$FLEETDNS_ZONE}:{$FLEETDNS_DNS_PORT} {\n}\n"
 
 
 def _region(**changes: Any) -> dict[str, Any]:
@@ -43,8 +43,7 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
     "region-five-etcd-members-hard-anti-affinity": _region(etcd={"replicas": 5},
                                                            coredns={"replicas": 3, "antiAffinity": "hard"}),
     "region-without-tls": _region(etcd={"tls": {"enabled": False}}),
-    "region-views-geoip": _region(views=["office-berlin", "germany"], corefile=VIEWS_COREFILE,
-                                  geoip={"secretName": "geoip"}),
+    "region-geoip": _region(geoip={"secretName": "geoip"}),
     "region-no-prober-no-networkpolicy": {**_region(prober={"enabled": False}), "networkPolicy": {"enabled": False}},
     "member": MEMBER,
     "every-role": {**HOST, **REGION, **MEMBER},
@@ -261,20 +260,24 @@ def test_coredns_serves_udp_and_tcp_53_from_spread_replicas_with_the_zone_file_s
 
 
 @pytest.mark.unit
-def test_coredns_runs_the_shipped_corefile_or_the_one_rendered_for_views(rendered):
-    shipped = one(rendered["region"], "ConfigMap", "fleetdns-coredns")["data"]["Corefile"]
-    assert shipped == (REPO_ROOT / "coredns" / "Corefile").read_text()
-    assert (CHART / "files" / "Corefile").resolve() == (REPO_ROOT / "coredns" / "Corefile").resolve()  # one file
-    docs = rendered["region-views-geoip"]
-    assert one(docs, "ConfigMap", "fleetdns-coredns")["data"]["Corefile"] == VIEWS_COREFILE
-    deployment = one(docs, "Deployment", "fleetdns-coredns")
-    assert flag_values(container(deployment, "zonefiles")["args"])["--views"] == "office-berlin,germany"
-    coredns = container(deployment, "coredns")
-    geoip = {e["name"]: e["value"] for e in coredns["env"]}["FLEETDNS_GEOIP_DB"]
-    assert any(geoip.startswith(m["mountPath"] + "/") for m in coredns["volumeMounts"])
-    checksums = {one(rendered[n], "Deployment", "fleetdns-coredns")["spec"]["template"]["metadata"]["annotations"][
-        "checksum/corefile"] for n in ("region", "region-views-geoip")}
-    assert len(checksums) == 2  # a new Corefile rolls the servers
+def test_coredns_runs_the_corefile_its_sidecar_renders_from_the_hosts_dnsviews(rendered):
+    """No view values and no ConfigMap: the sidecar renders the Corefile into the shared volume (before CoreDNS
+    starts: it is a native sidecar whose startup probe waits for it) and CoreDNS runs that file and reloads it."""
+    for name in ("region", "region-geoip"):
+        docs = rendered[name]
+        assert not [d for d in find(docs, "ConfigMap") if d["metadata"]["name"] == "fleetdns-coredns"]
+        deployment = one(docs, "Deployment", "fleetdns-coredns")
+        sidecar, coredns = container(deployment, "zonefiles"), container(deployment, "coredns")
+        flags = flag_values(sidecar["args"])
+        assert "--views" not in flags and flags["--views-prefix"] == VIEWS_KEY_PREFIX
+        assert coredns["args"] == ["-conf", flags["--corefile"]]
+        assert Path(flags["--corefile"]).parent == Path(flags["--zone-dir"])  # the volume both mount
+    deployment = one(rendered["region-geoip"], "Deployment", "fleetdns-coredns")
+    geoip = flag_values(container(deployment, "zonefiles")["args"])["--geoip-db"]
+    for name in ("zonefiles", "coredns"):  # the path the Corefile names is there for both
+        assert any(geoip.startswith(m["mountPath"] + "/") for m in container(deployment, name)["volumeMounts"])
+    assert "--geoip-db" not in flag_values(
+        container(one(rendered["region"], "Deployment", "fleetdns-coredns"), "zonefiles")["args"])
 
 
 @pytest.mark.unit
@@ -466,7 +469,8 @@ def test_each_region_gets_its_own_least_privilege_identities_on_the_host(rendere
             "fleetdns-publisher-west"} <= accounts
     assert _rules(docs, "ClusterRole", "fleetdns-publisher") == [
         (("externaldns.k8s.io",), ("dnsendpoints",), ("get", "list", "watch")),
-        (("externaldns.k8s.io",), ("dnsendpoints/status",), ("update",))]
+        (("externaldns.k8s.io",), ("dnsendpoints/status",), ("update",)),
+        (("fleetdns.io",), ("dnsviews",), ("get", "list", "watch"))]
     for doc in find(docs, "ClusterRole") + find(docs, "Role"):
         for rule in doc["rules"]:
             assert "*" not in rule["verbs"] + rule["resources"] + rule["apiGroups"], doc["metadata"]["name"]
@@ -485,7 +489,7 @@ BAD_VALUES = [
     ("unknown-log-level", {"logLevel": "verbose"}, "/logLevel"),
     ("bad-duration", {"host": {"enabled": True, "aggregator": {"memberGracePeriod": "30 seconds"}}},
      "/host/aggregator/memberGracePeriod"),
-    ("views-without-corefile", _region(views=["office-berlin"]), "/region/corefile"),
+    ("views-are-not-values-any-more", _region(views=["office-berlin"]), "views"),
     ("root-user", {"podSecurityContext": {"runAsUser": 0}}, "/podSecurityContext/runAsUser"),
     ("privileged-dns-port", _region(coredns={"containerPort": 53}), "/region/coredns/containerPort"),
 ]
@@ -548,17 +552,15 @@ def test_helm_installs_and_uninstalls_each_role_on_a_real_apiserver(apiserver, h
 
 
 @pytest.mark.unit
-def test_the_packaged_chart_carries_the_crds_and_corefile_themselves(helm_env, tmp_path):
-    """files/ links to manifests/crds and coredns/Corefile; `helm package` stores their contents, so the archive
-    a user installs needs no checkout."""
+def test_the_packaged_chart_carries_the_crds_themselves(helm_env, tmp_path):
+    """files/crds links to manifests/crds; `helm package` stores their contents, so the archive a user installs
+    needs no checkout. (The Corefile is rendered in each region by the zonefiles sidecar.)"""
     import tarfile
 
     helm(helm_env, "package", str(CHART), "--destination", str(tmp_path))
     (archive,) = tmp_path.glob("fleetdns-*.tgz")
     with tarfile.open(archive) as tar:
         members = {m.name: m for m in tar.getmembers()}
-        corefile = members["fleetdns/files/Corefile"]
-        assert corefile.isfile()
-        assert tar.extractfile(corefile).read().decode() == (REPO_ROOT / "coredns" / "Corefile").read_text()
+        assert "fleetdns/files/Corefile" not in members
         crds = sorted(Path(n).name for n, m in members.items() if n.startswith("fleetdns/files/crds/") and m.isfile())
     assert crds == sorted(p.name for p in (REPO_ROOT / "manifests" / "crds").glob("*.yaml"))
