@@ -33,7 +33,8 @@ NAMESPACE = "fleetdns-system"
 # The images' own binaries by their path's file name (the chart names them by path), run as the rig's binaries.
 THIRD_PARTY = {"coredns": "coredns", "external-dns": "external-dns", "etcd": "etcd"}
 # Values that look like absolute paths but are etcd key prefixes, by flag or variable.
-NOT_FILE_PATHS = frozenset({"--prefix", "WEBHOOK_PREFIX", "ZONEFILES_PREFIX"})
+NOT_FILE_PATHS = frozenset({"--prefix", "WEBHOOK_PREFIX", "ZONEFILES_PREFIX",
+                            "--views-prefix", "ZONEFILES_VIEWS_PREFIX"})
 # What the image's environment holds besides the chart's variables (Dockerfile ENV), and what the rig passes on from
 # its own (PATH finds ip/setpriv; HOME and TMPDIR as a container has them).
 IMAGE_ENV = {"PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1"}

@@ -283,7 +283,8 @@ def regional_coredns(zone: str, etcd_endpoints: list[str], workdir: Path, name: 
     }
     if geoip_db is not None:
         region_values["geoip"] = {"secretName": GEOIP_SECRET}
-    rendered = render({"listenAddress": host, "region": region_values}, chart)
+    # logFormat text: the sidecar's log as people (and the serving tests) read it
+    rendered = render({"listenAddress": host, "logFormat": "text", "region": region_values}, chart)
     pod = LocalPod(rendered, "fleetdns-coredns", name, workdir / "pod",
                    secrets={GEOIP_SECRET: {"GeoLite2-City.mmdb": geoip_db}} if geoip_db else {},
                    directories={"zones": zone_dir})

@@ -127,7 +127,8 @@ def test_the_coredns_pod_shares_its_zones_volume_between_the_sidecar_and_coredns
         assert server.sidecar.zone_dir == tmp_path / "zones"  # the pod's zones emptyDir
         assert server.env["FLEETDNS_ZONE_DIR"] == str(server.sidecar.zone_dir)
         assert server.env["FLEETDNS_WEIGHT_FILE"] == str(server.sidecar.weight_file)
-        assert server.corefile_path.read_text() == (CHART / "files" / "Corefile").read_text()  # the ConfigMap's
+        assert server.corefile_path == server.sidecar.zone_dir / "Corefile"  # the one the sidecar renders
+        assert server.corefile_views() == []  # no DNSView in etcd: the region's own block alone
         assert server.sidecar.default_view == "region-east"
 
 

@@ -26,7 +26,7 @@ from fleetdns.skydns.mirror import PrefixMirror
 from fleetdns.skydns.records import Record, StoredEntry
 from fleetdns.skydns.store import EtcdStore
 from rig import CoreDNS, EtcdServer
-from rig.coredns import RegionalCoreDNS, dns_answers, regional_coredns
+from rig.coredns import RegionalCoreDNS, dns_answers, regional_coredns, shipped_corefile
 from rig.process import RigError
 from rig.region import WebhookProvider
 from rig.waiting import wait_for
@@ -248,7 +248,10 @@ def test_coredns_answers_servfail_before_its_first_zone_file_and_keeps_the_last_
         served, etcd, tmp_path):
     served.apply(create=[endpoint(f"first.{ZONE}", "A", "192.0.2.60")])
     wait_for(lambda: answers(served.coredns, f"first.{ZONE}") == {"192.0.2.60"}, 15, "served")
-    server = regional_coredns(ZONE, etcd.endpoints, tmp_path, "coredns-nofile", etcd_path=served.prefix.strip("/"))
+    # the shipped Corefile given from the start (in a pod, CoreDNS starts once the sidecar rendered its Corefile,
+    # after the zone files; this is the file plugin's own behaviour without them)
+    server = regional_coredns(ZONE, etcd.endpoints, tmp_path, "coredns-nofile", etcd_path=served.prefix.strip("/"),
+                              corefile=shipped_corefile())
     try:
         CoreDNS.start(server)  # CoreDNS alone: its sidecar has not written the zone file yet
         assert reply(server, f"first.{ZONE}", "A").rcode() == dns.rcode.SERVFAIL
