@@ -6,7 +6,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
-PYTEST_WORKERS ?= 2
+# 3 on 2 cores: most tests wait on real servers (2 workers kept the CPU 69% busy; 3 cut the suite 851 s -> 777 s)
+PYTEST_WORKERS ?= 3
 
 .PHONY: help venv tools test test-unit lint-imports rig demo bench bench-webhook bench-webhook-body bench-aggregator bench-failover bench-serving bench-prober bench-health-failover bench-views bench-selfservice bench-host-outage lint clean
 
@@ -26,7 +27,7 @@ venv: $(STAMP) ## create the virtualenv with fleetdns and its test tools
 tools: $(STAMP) ## install etcd, kubectl, CoreDNS, ExternalDNS, kube-apiserver, kube-controller-manager, kube-scheduler, kwok, Helm, dnsperf (apt), the OpenShift Route and Gateway API CRDs (pinned in hack/install_tools.py) into ./bin (cached)
 	$(PY) hack/install_tools.py
 
-test: lint-imports tools ## the layer contract, then every test against the real components (PYTEST_WORKERS=2 processes, a test file each at a time)
+test: lint-imports tools ## the layer contract, then every test against the real components (PYTEST_WORKERS=3 processes, a test file each at a time)
 	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 test-unit: venv ## only the tests that need no real component

@@ -12,6 +12,7 @@ import ipaddress
 import json
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -29,6 +30,20 @@ GRACE_SECONDS = 5.0  # hack/demo.py's GRACE
 FAILOVER_SANITY_SECONDS = 10.0
 
 
+def processes_under(workdir: Path) -> list[str]:
+    """Command lines of the processes still running with ``workdir`` in them (every component the demo starts
+    names its data, log or kubeconfig there)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:  # gone meanwhile, or not a process
+            continue
+        if proc.name.isdigit() and str(workdir) in cmdline:
+            found.append(f"{proc.name}: {cmdline[:200]}")
+    return found
+
+
 def every_region_answered(step: dict[str, Any], expected: list[str]) -> None:
     assert step["answers"] and all(answer == expected for answer in step["answers"].values()), step
 
@@ -41,6 +56,7 @@ def test_demo_publishes_fails_over_and_recovers_in_every_region(tmp_path):
                          timeout=580)
     output = run.stdout + run.stderr
     assert run.returncode == 0, output[-4000:]
+    assert processes_under(tmp_path) == [], "make demo leaves nothing running"
     summary = json.loads(summary_path.read_text())
     assert summary["completed"] and not summary["error"], summary
 
