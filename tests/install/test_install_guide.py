@@ -1,12 +1,13 @@
 """docs/install.md, run as a new user would: every ``sh`` block in order, against real kube-apiservers (a host, and
 ``east``, both member and region), with the real helm, kubectl, openssl and etcd. Between the sections the test
-checks what each one promises: the member joins (a real aggregator connects with the guide's kubeconfig), the region's
-identities can do their job on the host and nothing more, the trial etcd certificates work with a real etcd, the
-delegation follows the region's CoreDNS Service, an upgrade changes the release, an uninstall keeps the CRDs and the
-intents."""
+checks what each one promises: the member joins (a real aggregator, running as the chart's own ServiceAccount,
+connects with the guide's kubeconfig), the region's identities can do their job on the host and nothing more, the
+trial etcd certificates work with a real etcd, the delegation follows the region's CoreDNS Service, an upgrade
+changes the release, an uninstall keeps the CRDs and the intents."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -99,9 +100,11 @@ def test_the_install_guide_runs_as_written_and_each_step_does_what_it_says(fleet
     host = client_for(fleet.host)
 
     shell.run(sections["The host"])
-    aggregator = AggregatorProcess(fleet.host.kubeconfig, ["--leader-election-namespace=fleetdns-system"],
-                                   tmp_path / "aggregator")
-    with aggregator:  # the chart's aggregator, had the host a kubelet to run it
+    # the chart's aggregator, had the host a kubelet to run it: with the chart's ServiceAccount and RBAC, so a rule
+    # the aggregator needs and the chart lacks fails here
+    identity = _service_account_kubeconfig(shell, "host", "fleetdns-aggregator", workdir / "aggregator.kubeconfig")
+    aggregator = AggregatorProcess(identity, ["--leader-election-namespace=fleetdns-system"], tmp_path / "aggregator")
+    with aggregator:
         _joins_with_the_guides_kubeconfig(shell, sections["Join a member"], host)
         _region_identities_do_their_job_and_no_more(shell, sections["A region"], workdir)
         _trial_etcd_certificates_work_with_a_real_etcd(workdir, tmp_path)
@@ -111,6 +114,7 @@ def test_the_install_guide_runs_as_written_and_each_step_does_what_it_says(fleet
         printed = shell.run(sections["Delegate the zone from its parent"])
         assert printed.splitlines()[-2:] == ['gslb.example.com NS ["ns-east.gslb.example.com"]',
                                         'ns-east.gslb.example.com A ["192.0.2.53"]'], printed
+    assert "forbidden" not in aggregator.log().lower(), "the chart's RBAC lacks a rule the aggregator needs"
 
     shell.run(sections["Upgrading"])
     assert host.get("/apis/apps/v1/namespaces/fleetdns-system/deployments/fleetdns-aggregator")["spec"]["replicas"] == 3
@@ -125,6 +129,21 @@ def test_the_install_guide_runs_as_written_and_each_step_does_what_it_says(fleet
         "the guide's last block deletes the CRDs"
     every_block = [block for section in guide_sections(GUIDE.read_text()) for block in section.commands]
     assert shell.ran == every_block and len(BLOCK.findall(GUIDE.read_text())) == len(every_block)
+
+
+def _service_account_kubeconfig(shell: Shell, context: str, account: str, path: Path) -> Path:
+    """A kubeconfig for ``account`` in fleetdns-system (a token from the TokenRequest API), as the in-cluster config
+    of a pod running under it would be."""
+    token = shell.kubectl("--context", context, "-n", "fleetdns-system", "create", "token", account)
+    assert token.returncode == 0, token.stderr
+    view = shell.kubectl("--context", context, "config", "view", "--minify", "--flatten", "-o", "json")
+    cluster = json.loads(view.stdout)["clusters"][0]
+    path.write_text(json.dumps({
+        "apiVersion": "v1", "kind": "Config", "clusters": [cluster],
+        "users": [{"name": account, "user": {"token": token.stdout.strip()}}],
+        "contexts": [{"name": account, "context": {"cluster": cluster["name"], "user": account}}],
+        "current-context": account}))
+    return path
 
 
 def _joins_with_the_guides_kubeconfig(shell: Shell, section: Section, host: KubeClient) -> None:
