@@ -112,8 +112,16 @@ def test_the_install_guide_runs_as_written_and_each_step_does_what_it_says(fleet
         set_load_balancer_status(fleet.members["east"].api_client(), "fleetdns-system", "fleetdns-coredns",
                                  ips=["192.0.2.53"])
         printed = shell.run(sections["Delegate the zone from its parent"])
-        assert printed.splitlines()[-2:] == ['gslb.example.com NS ["ns-east.gslb.example.com"]',
-                                        'ns-east.gslb.example.com A ["192.0.2.53"]'], printed
+        assert [line for line in printed.splitlines() if " NS " in line or " A " in line] == [
+            'gslb.example.com NS ["ns-east.gslb.example.com"]', 'ns-east.gslb.example.com A ["192.0.2.53"]'], printed
+        parent = _service_account_kubeconfig(shell, "host", "parent-external-dns", workdir / "parent.kubeconfig")
+        can = {" ".join(ask): shell.kubectl("auth", "can-i", *ask, "-A", kubeconfig=parent).stdout.strip()
+               for ask in (("watch", "dnsendpoints.externaldns.k8s.io"), ("list", "dnsviews.fleetdns.io"),
+                           ("update", "dnsendpoints.externaldns.k8s.io", "--subresource=status"),
+                           ("create", "dnsendpoints.externaldns.k8s.io"))}
+        assert can == {"watch dnsendpoints.externaldns.k8s.io": "yes", "list dnsviews.fleetdns.io": "no",
+                       "update dnsendpoints.externaldns.k8s.io --subresource=status": "yes",
+                       "create dnsendpoints.externaldns.k8s.io": "no"}, "the parent's identity: the delegation only"
     assert "forbidden" not in aggregator.log().lower(), "the chart's RBAC lacks a rule the aggregator needs"
 
     shell.run(sections["Upgrading"])
