@@ -27,3 +27,16 @@ def wait_for(check: Callable[[], Any], timeout: float = 15.0, what: str = "", *,
             because = f"; last error: {type(error).__name__}: {error}" if error else f"; last={last!r}"
             raise AssertionError(f"timed out after {timeout:g}s waiting for {what or check}{because}")
         time.sleep(interval)
+
+
+def holds_for(check: Callable[[], Any], seconds: float, what: str = "", *, interval: float = 0.1) -> None:
+    """Check ``check`` every ``interval`` for ``seconds``: what must stay true for a while (a cache that must not be
+    emptied, an old configuration that must keep answering), where ``wait_for`` waits for what must become true.
+    ``check`` fails by raising (its own assertion) or returning something falsy."""
+    deadline = time.monotonic() + seconds
+    while True:
+        if not check():
+            raise AssertionError(f"{what or check} stopped holding within {seconds:g}s")
+        if time.monotonic() >= deadline:
+            return
+        time.sleep(interval)
