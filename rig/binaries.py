@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -24,12 +25,24 @@ class MissingBinaryError(RuntimeError):
     """A required binary is absent: the setup is broken, never a reason to skip."""
 
 
+def installed(env_var: str, name: str, what: str, problem: Callable[[Path], str], hint: str = "") -> Path:
+    """What ``make tools`` put at ``./bin/<name>``, or what ``env_var`` names instead; ``problem`` says what is wrong
+    with it ("" if nothing), and the error names the path and both fixes."""
+    override = os.environ.get(env_var)
+    path = Path(override) if override else REPO_ROOT / "bin" / name
+    trouble = problem(path)
+    if trouble:
+        source = f"{env_var}={override}" if override else str(path)
+        raise MissingBinaryError(f"{what} {trouble} at {source}; run `make tools` (or set {env_var}{hint})")
+    return path
+
+
+def missing_file(path: Path) -> str:
+    return "" if path.is_file() else "is missing"
+
+
 def binary(name: str) -> str:
     """Absolute path of a tool; raises with the command that fixes it."""
-    env_var = ENV_VARS[name]
-    override = os.environ.get(env_var)
-    candidate = Path(override) if override else REPO_ROOT / "bin" / name
-    if not os.access(candidate, os.X_OK):
-        source = f"{env_var}={override}" if override else f"{candidate}"
-        raise MissingBinaryError(f"{name} not found or not executable at {source}; run `make tools` (or set {env_var})")
-    return str(candidate.resolve())
+    path = installed(ENV_VARS[name], name, name,
+                     lambda p: "" if os.access(p, os.X_OK) else "not found or not executable")
+    return str(path.resolve())

@@ -8,7 +8,6 @@ statuses stay hand-written (rig/workloads.py): there is no cloud controller.
 
 from __future__ import annotations
 
-import os
 import tempfile
 import warnings
 from collections.abc import Sequence
@@ -19,7 +18,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from rig.apiserver import KubeAPIServer
-from rig.binaries import REPO_ROOT, MissingBinaryError, binary
+from rig.binaries import binary, installed, missing_file
 from rig.ports import free_port
 from rig.process import ManagedProcess, stop_together
 
@@ -50,12 +49,7 @@ POD_DELETE_DELAY = "pod-delete.stage.kwok.x-k8s.io/delay"
 
 def kwok_stages_path() -> Path:
     """The kwok Stages ``make tools`` copied from sigs.k8s.io/kwok (hack/install_tools.py, KWOK_STAGES)."""
-    override = os.environ.get(STAGES_ENV)
-    path = Path(override) if override else REPO_ROOT / "bin" / "kwok-stages.yaml"
-    if not path.is_file():
-        source = f"{STAGES_ENV}={override}" if override else str(path)
-        raise MissingBinaryError(f"kwok's Stages are missing at {source}; run `make tools` (or set {STAGES_ENV})")
-    return path
+    return installed(STAGES_ENV, "kwok-stages.yaml", "kwok's Stages file", missing_file)
 
 
 class MemberControllers:

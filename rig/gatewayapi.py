@@ -5,7 +5,6 @@ fetched by ``make tools``) on chosen members, and what a Gateway controller woul
 from __future__ import annotations
 
 import ipaddress
-import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,7 @@ from fleetdns.apipaths import (
     UDP_ROUTES,
     Resource,
 )
-from rig.binaries import REPO_ROOT, MissingBinaryError
+from rig.binaries import installed
 from rig.workloads import apply_crds, ensure_namespace
 
 CRDS_ENV = "FLEETDNS_GATEWAY_API_CRDS"
@@ -37,14 +36,12 @@ NOW = "2026-01-01T00:00:00Z"  # lastTransitionTime of the hand-written condition
 
 def crd_dir() -> Path:
     """The standard-channel CRDs ``make tools`` copied from sigs.k8s.io/gateway-api (hack/install_tools.py)."""
-    override = os.environ.get(CRDS_ENV)
-    path = Path(override) if override else REPO_ROOT / "bin" / "gateway-api-crds"
-    missing = [f.name for f in crd_files(path) if not f.is_file()]
-    if missing:
-        source = f"{CRDS_ENV}={override}" if override else str(path)
-        raise MissingBinaryError(f"the Gateway API CRDs are missing at {source} ({', '.join(missing)}); run "
-                                 f"`make tools` (or set {CRDS_ENV} to a copy of config/crd/standard)")
-    return path
+    def problem(path: Path) -> str:
+        missing = [f.name for f in crd_files(path) if not f.is_file()]
+        return f"are missing ({', '.join(missing)})" if missing else ""
+
+    return installed(CRDS_ENV, "gateway-api-crds", "the Gateway API CRDs", problem,
+                     hint=" to a copy of config/crd/standard")
 
 
 def crd_files(directory: Path) -> list[Path]:

@@ -4,7 +4,6 @@ a Route's ``status.ingress[]`` admission and the router's LoadBalancer Service `
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -12,7 +11,7 @@ from typing import Any
 from kubernetes import client
 
 from fleetdns.apipaths import OPENSHIFT_ROUTES
-from rig.binaries import REPO_ROOT, MissingBinaryError
+from rig.binaries import installed, missing_file
 from rig.workloads import apply_crds, create_load_balancer_service, ensure_namespace, set_load_balancer_status
 
 ROUTE_CRD_ENV = "FLEETDNS_OPENSHIFT_ROUTE_CRD"
@@ -20,13 +19,7 @@ ROUTE_CRD_ENV = "FLEETDNS_OPENSHIFT_ROUTE_CRD"
 
 def route_crd_path() -> Path:
     """The Route CRD ``make tools`` copied from github.com/openshift/api (pinned in hack/install_tools.py)."""
-    override = os.environ.get(ROUTE_CRD_ENV)
-    path = Path(override) if override else REPO_ROOT / "bin" / "openshift-route-crd.yaml"
-    if not path.is_file():
-        source = f"{ROUTE_CRD_ENV}={override}" if override else str(path)
-        raise MissingBinaryError(f"the OpenShift Route CRD is missing at {source}; run `make tools` "
-                                 f"(or set {ROUTE_CRD_ENV})")
-    return path
+    return installed(ROUTE_CRD_ENV, "openshift-route-crd.yaml", "the OpenShift Route CRD", missing_file)
 
 
 def install_route_crd(api: client.ApiClient) -> None:
