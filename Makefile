@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 # 3 on 2 cores: most tests wait on real servers (2 workers kept the CPU 69% busy; 3 cut the suite 851 s -> 777 s)
 PYTEST_WORKERS ?= 3
 
-.PHONY: help venv tools test test-unit lint-imports rig demo bench bench-webhook bench-webhook-body bench-aggregator bench-failover bench-serving bench-prober bench-health-failover bench-views bench-selfservice bench-host-outage lint clean
+.PHONY: help venv tools test test-unit lint-imports rig demo bench bench-webhook bench-webhook-body bench-aggregator bench-failover bench-serving bench-prober bench-health-failover bench-views bench-selfservice bench-host-outage soak lint clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -29,6 +29,9 @@ tools: $(STAMP) ## install etcd, kubectl, CoreDNS, ExternalDNS, kube-apiserver, 
 
 test: lint-imports tools ## the layer contract, then every test against the real components (PYTEST_WORKERS=3 processes, a test file each at a time)
 	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+
+soak: lint-imports tools ## the fault and bad-input tests at their full counts (FLEETDNS_SOAK=full); writes docs/reliability.md
+	FLEETDNS_SOAK=full $(PY) -m pytest -n 2 --dist loadfile -m fault --timeout=7200 --reliability-report=docs/reliability.md $(PYTEST_ARGS)
 
 test-unit: venv ## only the tests that need no real component
 	$(PY) -m pytest -m unit $(PYTEST_ARGS)

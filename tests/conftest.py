@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from rig import CoreDNS, EtcdServer, Fleet
 from rig.binaries import binary
+from tests.support.soak import FAULT, PROPERTY, ReliabilityReport, Tally
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--reliability-report", metavar="PATH", default=None,
+                     help="write every fault test's tally of this run to PATH (make soak: docs/reliability.md)")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.pluginmanager.register(ReliabilityReport(config.getoption("reliability_report")), "fleetdns-reliability")
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
@@ -61,6 +71,21 @@ def _component_children() -> list[str]:
         if comm in names or ours:
             found.append(f"{comm}[{stat.parent.name}]")
     return found
+
+
+@pytest.fixture
+def tally(request: pytest.FixtureRequest) -> Iterator[Callable[..., Tally]]:
+    """``tally(title, family=FAULT)``: a Tally this test fills; each goes to the reliability report at teardown,
+    whether the test passed or not (tests/support/soak.py)."""
+    made: list[Tally] = []
+
+    def make(title: str, family: str = FAULT) -> Tally:
+        made.append(Tally(title, family))
+        return made[-1]
+
+    yield make
+    for one in made:
+        request.node.user_properties.append((PROPERTY, one.as_property()))
 
 
 @pytest.fixture(scope="session")

@@ -94,13 +94,18 @@ class HostViews:
         self._wake.set()
 
     def _loop(self) -> None:
-        wait = self.resync
+        # never from a cold cache: nothing is known about the host's views before the first listing. Waiting for
+        # the listing itself, not for a change: the listing reports its views before it marks the cache synced, and
+        # a host with no views reports nothing at all.
+        while not self.informer.synced.wait(0.2):
+            if self._stopping.is_set():
+                return
+        wait = 0.0
         while not self._stopping.is_set():
             self._wake.wait(wait)
             self._wake.clear()
-            if self._stopping.is_set() or not self.informer.synced.is_set():
-                wait = self.resync
-                continue  # never from a cold cache: nothing is known about the host's views yet
+            if self._stopping.is_set():
+                return
             try:
                 self.reconcile()
                 wait = self.resync
