@@ -464,14 +464,24 @@ def parse_addresses(load_balancer: Any) -> tuple[LoadBalancerAddress, ...]:
         entry = as_dict(entry)
         ip, hostname = str(entry.get("ip") or ""), str(entry.get("hostname") or "")
         if ip:
-            try:
-                ip = str(ipaddress.ip_address(ip))
-            except ValueError:
-                continue
-            found.add(LoadBalancerAddress(ip=ip))
+            address = _target_address(ip)
+            if address:
+                found.add(LoadBalancerAddress(ip=address))
         elif hostname:
             found.add(LoadBalancerAddress(hostname=fold_name(hostname)))
     return sorted_addresses(found)
+
+
+def _target_address(text: str) -> str:
+    """The IP in canonical form, or "" for one no client could be sent to (not an IP, unspecified, multicast, the
+    limited broadcast): a load balancer's status written by a buggy controller or by hand must not become an answer."""
+    try:
+        ip = ipaddress.ip_address(text)
+    except ValueError:
+        return ""
+    if ip.is_unspecified or ip.is_multicast or ip == ipaddress.IPv4Address("255.255.255.255"):
+        return ""
+    return str(ip)
 
 
 def sorted_addresses(addresses: Iterable[LoadBalancerAddress]) -> tuple[LoadBalancerAddress, ...]:

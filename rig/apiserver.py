@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import secrets
 import tempfile
 import time
@@ -103,6 +104,11 @@ class KubeAPIServer:
                                 cert=self._client_cert(), timeout=2)
         return response.status_code == 200
 
+    @property
+    def admin_token(self) -> str:
+        """The rig's admin token (``system:masters``): a secret the product must never show (tests search for it)."""
+        return self._token
+
     def _auth_headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self._token}"} if self.admin_auth == "token" else {}
 
@@ -165,6 +171,17 @@ class KubeAPIServer:
 
     def kubeconfig_text(self) -> str:
         return self.kubeconfig.read_text()
+
+    def client_cert_kubeconfig(self, user: str, directory: Path, *, organization: str | None = None,
+                               expired: bool = False) -> str:
+        """A self-contained kubeconfig authenticating as ``user`` by a client certificate this server's CA signs
+        (``expired``: one that lapsed yesterday)."""
+        directory.mkdir(parents=True, exist_ok=True)
+        crt, key = self._ca.issue(user, directory, user, organization=organization, expired=expired)
+        config = yaml.safe_load(self.embedded_kubeconfig())
+        config["users"][0]["user"] = {"client-certificate-data": base64.b64encode(crt.read_bytes()).decode(),
+                                      "client-key-data": base64.b64encode(key.read_bytes()).decode()}
+        return yaml.safe_dump(config)
 
     def embedded_kubeconfig(self) -> str:
         """Self-contained kubeconfig (CA and credentials inline), as stored in a member-cluster Secret."""

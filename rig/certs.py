@@ -61,10 +61,12 @@ class CertificateAuthority:
         return self.cert.public_bytes(serialization.Encoding.PEM)
 
     def issue(self, common_name: str, directory: Path, stem: str, *, organization: str | None = None,
-              ips: tuple[str, ...] = (), dns_names: tuple[str, ...] = (), server: bool = False) -> tuple[Path, Path]:
-        """Write ``stem.crt`` and ``stem.key`` signed by this CA; returns their paths."""
+              ips: tuple[str, ...] = (), dns_names: tuple[str, ...] = (), server: bool = False,
+              expired: bool = False) -> tuple[Path, Path]:
+        """Write ``stem.crt`` and ``stem.key`` signed by this CA; returns their paths. ``expired``: valid until
+        yesterday (a credential left to lapse)."""
         key = ec.generate_private_key(ec.SECP256R1())
-        now = datetime.datetime.now(datetime.UTC)
+        now = datetime.datetime.now(datetime.UTC) - (datetime.timedelta(days=31) if expired else datetime.timedelta())
         usage = x509.oid.ExtendedKeyUsageOID.SERVER_AUTH if server else x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH
         builder = (
             x509.CertificateBuilder()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from aggregator.model import ProberLease, parse_domain, parse_prober_lease
+from aggregator.model import LoadBalancerAddress, ProberLease, parse_addresses, parse_domain, parse_prober_lease
 
 pytestmark = pytest.mark.unit
 
@@ -19,3 +19,12 @@ def test_a_prober_lease_is_read_by_its_region_label() -> None:
                                  "spec": {"holderIdentity": "p-1", "renewTime": "2025-01-01T00:00:00.000000Z"}})
     assert parsed == ProberLease("eu", "p-1", "2025-01-01T00:00:00.000000Z")
     assert parse_prober_lease({"metadata": {"name": "fleetdns-prober-us"}, "spec": {}}).region == "us"
+
+
+def test_load_balancer_addresses_no_client_could_reach_are_left_out() -> None:
+    ingress = [{"ip": ip} for ip in ("0.0.0.0", "::", "224.0.0.1", "ff02::1", "255.255.255.255", "not-an-ip",
+                                     "2001:DB8::0001", "192.0.2.10")] + [{"hostname": "LB.Example.com"}, {}, "junk"]
+    assert parse_addresses({"ingress": ingress}) == (
+        LoadBalancerAddress(ip="192.0.2.10"), LoadBalancerAddress(ip="2001:db8::1"),
+        LoadBalancerAddress(hostname="lb.example.com"))
+    assert parse_addresses({"ingress": "not a list"}) == parse_addresses(None) == ()

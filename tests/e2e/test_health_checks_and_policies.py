@@ -15,12 +15,14 @@ from typing import Any
 import dns.message
 import dns.query
 import pytest
+import requests
 
 from fleetdns.apipaths import EVENTS, HEALTH_REPORTS, SERVICE_DNS_RECORDS
 from fleetdns.kubeapi import KubeClient
 from rig.aggregator import client_for
 from rig.federation import Federation
 from rig.waiting import wait_for
+from tests.support import secrets as secret_sweep
 from tests.support.federation import PROBER_REGIONS, federation_namespace, running_federation
 
 pytestmark = [pytest.mark.apiserver, pytest.mark.externaldns, pytest.mark.coredns, pytest.mark.etcd]
@@ -247,3 +249,25 @@ def test_weighted_80_20_first_answers_follow_the_weights(fed: Federation, host: 
     firsts = first_answers(10_000)
     share = 100 * firsts[vips["east"][0]] / 10_000
     assert abs(share - 80) <= 3, firsts
+
+
+def test_no_credential_appears_in_any_log_api_object_event_status_or_metric(fed: Federation) -> None:
+    """Last in the module, after every test above used the members' kubeconfigs (their tokens) and the host's: no
+    token is in a component's log, in any API object on any server (Secrets aside), Events and status included, or in
+    a metrics page."""
+    servers = {"host": fed.fleet.host, **fed.fleet.members}
+    credentials = {f"the {name} API server's token": server.admin_token for name, server in servers.items()}
+    logs = sorted(fed.workdir.rglob("*.log"))
+    assert len(logs) >= 10, logs  # every component of the chain logged something
+    pages = {"aggregator /metrics": fed.aggregator.metrics()} if fed.aggregator else {}
+    pages |= {f"prober {region} /metrics": prober.metrics() for region, prober in fed.probers.items()}
+    for name, region in fed.regions.items():
+        pages[f"webhook {name} /metrics"] = requests.get(region.webhook.client.health_url + "/metrics", timeout=5).text
+        pages[f"sidecar {name} /metrics"] = requests.get(region.coredns.sidecar.health_url + "/metrics",
+                                                         timeout=5).text
+        pages[f"coredns {name} /metrics"] = requests.get(region.coredns.health_url + "/metrics", timeout=5).text
+    found = (secret_sweep.in_files(logs, credentials)
+             + secret_sweep.in_api_objects({name: server.api_client() for name, server in servers.items()},
+                                           credentials)
+             + secret_sweep.in_pages(pages, credentials))
+    assert not found, "\n".join(found)

@@ -1,0 +1,63 @@
+"""Where a secret shows up that it must not: component logs, every API object a server holds (Secrets aside, which
+are where secrets belong), Events, status, and metrics pages. Used after runs that exercised each secret."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
+
+from kubernetes import client
+
+SECRET_HOLDERS = {("", "secrets")}  # (group, resource) whose objects hold secrets by design
+
+
+def _resources(api: client.ApiClient) -> Iterator[tuple[str, str]]:
+    """(list path, "group/resource") of every listable top-level resource the server serves."""
+    def get(path: str) -> dict:
+        data, _, _ = api.call_api(path, "GET", auth_settings=["BearerToken"], response_type="object",
+                                  _preload_content=True, _return_http_data_only=False)
+        return data
+
+    versions = [("", "api/v1")]
+    for group in get("/apis").get("groups", []):
+        versions.append((group["name"], f"apis/{group['preferredVersion']['groupVersion']}"))
+    for group, prefix in versions:
+        for resource in get(f"/{prefix}").get("resources", []):
+            if "/" in resource["name"] or "list" not in resource.get("verbs", ()):
+                continue
+            if (group, resource["name"]) in SECRET_HOLDERS:
+                continue
+            yield f"/{prefix}/{resource['name']}", f"{group or 'core'}/{resource['name']}"
+
+
+def in_api_objects(servers: Mapping[str, client.ApiClient], secrets: Mapping[str, str]) -> list[str]:
+    """``server: group/resource namespace/name holds <secret name>`` for every object that holds a secret."""
+    found = []
+    for server, api in servers.items():
+        for path, resource in _resources(api):
+            data, _, _ = api.call_api(path, "GET", auth_settings=["BearerToken"], response_type="object",
+                                      _preload_content=True, _return_http_data_only=False)
+            for item in data.get("items") or []:
+                text = json.dumps(item)
+                meta = item.get("metadata") or {}
+                for label, value in secrets.items():
+                    if value in text:
+                        found.append(f"{server}: {resource} {meta.get('namespace', '')}/{meta.get('name')} "
+                                     f"holds {label}")
+    return found
+
+
+def in_files(paths: Iterable[Path], secrets: Mapping[str, str]) -> list[str]:
+    """``<file> holds <secret name>`` for every file that holds a secret."""
+    found = []
+    for path in paths:
+        text = path.read_text(errors="replace")
+        found += [f"{path} holds {label}" for label, value in secrets.items() if value in text]
+    return found
+
+
+def in_pages(pages: Mapping[str, str], secrets: Mapping[str, str]) -> list[str]:
+    """``<page> holds <secret name>`` for every page (a metrics scrape, by name) that holds a secret."""
+    return [f"{name} holds {label}" for name, text in pages.items() for label, value in secrets.items()
+            if value in text]
