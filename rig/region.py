@@ -8,7 +8,7 @@ renders them, against the rig's etcd (region.etcd.external.endpoints) and host.
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ from rig.etcd import EtcdServer
 from rig.externaldns import ExternalDNS
 from rig.ports import free_port
 from rig.process import ManagedProcess, stop_together
+from rig.secure_etcd import ETCD_CLIENT_SECRET, EtcdClientTLS
 from rig.waiting import wait_for
 from rig.webhook_client import WebhookClient
 
@@ -39,15 +40,16 @@ _EXTERNALDNS_VALUES = {"--interval": ("region", "publisher", "externalDNS", "int
 
 def publisher_values(region: str, zone: str, etcd_endpoints: list[str], prefix: str, ports: dict[str, int],
                      webhook_args: Sequence[str] = (), env: dict[str, str] | None = None,
-                     externaldns_args: Sequence[str] = ()) -> dict[str, Any]:
-    """The region role's values for one publisher pod (webhook + ExternalDNS) on loopback."""
+                     externaldns_args: Sequence[str] = (), etcd_tls: bool = False) -> dict[str, Any]:
+    """The region role's values for one publisher pod (webhook + ExternalDNS) on loopback; ``etcd_tls``: etcd's
+    client certificate from the Secret ``ETCD_CLIENT_SECRET``."""
     webhook_given, webhook_extra = split_flags(list(webhook_args), _WEBHOOK_VALUES,
                                                {"--max-request-bytes": int, "--etcd-max-txn-ops": int})
     edns_given, edns_extra = split_flags(list(externaldns_args), _EXTERNALDNS_VALUES)
     base = {"listenAddress": "127.0.0.1",
             "region": {"enabled": True, "name": region, "zone": zone, "prober": {"enabled": False},
-                       "etcd": {"external": {"endpoints": list(etcd_endpoints)}, "tls": {"enabled": False},
-                                "prefix": prefix},
+                       "etcd": {"external": {"endpoints": list(etcd_endpoints)},
+                                "tls": {"enabled": etcd_tls, "clientSecret": ETCD_CLIENT_SECRET}, "prefix": prefix},
                        "publisher": {
                            "webhook": {"port": ports["webhook"], "healthPort": ports["health"],
                                        "relayPort": ports["relay"], "extraArgs": webhook_extra,
@@ -68,9 +70,11 @@ class WebhookProvider:
     def __init__(self, etcd_endpoints: list[str], workdir: Path, domain_filter: str | None = None,
                  prefix: str = "/skydns/", extra_args: list[str] | None = None, name: str = "webhook",
                  env: dict[str, str] | None = None, host_kubeconfig: Path | None = None, region: str = "",
-                 host_relay: bool = True, externaldns_args: Sequence[str] = (), chart: Path = CHART) -> None:
+                 host_relay: bool = True, externaldns_args: Sequence[str] = (), chart: Path = CHART,
+                 etcd_tls: EtcdClientTLS | None = None) -> None:
         """``host_kubeconfig``: the host cluster, for the lag check and (``host_relay``) the relay of ExternalDNS's
-        connection; ``externaldns_args``: the pod's ExternalDNS flags, as values or its ``extraArgs``."""
+        connection; ``externaldns_args``: the pod's ExternalDNS flags, as values or its ``extraArgs``; ``etcd_tls``:
+        the client certificate (region.etcd.tls) of a region's webhook."""
         self.port = free_port()
         self.health_port = free_port()
         self.relay_port = free_port() if host_kubeconfig is not None and host_relay else None
@@ -84,9 +88,11 @@ class WebhookProvider:
             # Without the relay (host_relay false, a comparison the chart does not render) the webhook relays nothing.
             webhook_args = [*(extra_args or []), *([] if host_relay else ["--host-relay-listen="])]
             rendered = render(publisher_values(region, domain_filter, etcd_endpoints, prefix, ports, webhook_args, env,
-                                               externaldns_args), chart)
-            self.pod = LocalPod(rendered, "fleetdns-publisher", name, workdir / f"{name}-pod",
-                                secrets={PUBLISHER_SECRET: {"kubeconfig": Path(host_kubeconfig)}})
+                                               externaldns_args, etcd_tls=etcd_tls is not None), chart)
+            secrets: dict[str, Mapping[str, Path | str]] = {PUBLISHER_SECRET: {"kubeconfig": Path(host_kubeconfig)}}
+            if etcd_tls is not None:
+                secrets[ETCD_CLIENT_SECRET] = etcd_tls.secret()
+            self.pod = LocalPod(rendered, "fleetdns-publisher", name, workdir / f"{name}-pod", secrets=secrets)
             argv, environment = self.pod.process("webhook")
             self.process = ManagedProcess(name, argv, workdir / f"{name}.log", env=environment, inherit_env=False)
             self.client = WebhookClient(self.url, f"http://127.0.0.1:{self.health_port}")

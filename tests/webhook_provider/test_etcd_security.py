@@ -8,13 +8,23 @@ from pathlib import Path
 
 import pytest
 import requests
+from kubernetes import client
 
+from fleetdns.apipaths import DNS_ENDPOINTS, DNS_VIEWS
+from fleetdns.dnsview import VIEWS_KEY_PREFIX
+from rig.apiserver import KubeAPIServer
 from rig.binaries import binary
 from rig.certs import CertificateAuthority
+from rig.coredns import dns_answers, regional_coredns
+from rig.externaldns import ExternalDNS
 from rig.ports import free_port
-from rig.process import ManagedProcess
+from rig.process import ManagedProcess, stop_together
 from rig.region import WebhookProvider
+from rig.secure_etcd import ROOT_PASSWORD
+from rig.secure_etcd import SecureEtcd as RoleEtcd
+from rig.waiting import wait_for
 from rig.webhook_client import WebhookClient
+from rig.workloads import apply_crds
 
 pytestmark = pytest.mark.etcd
 PASSWORD = "s3cret-Pa55"  # noqa: S105 - a throwaway test credential
@@ -108,3 +118,56 @@ def test_a_dead_endpoint_listed_first_costs_no_503_when_etcd_requires_a_user(sec
         assert server.client.apply(change).status_code == 204
     finally:
         server.process.stop()
+
+
+# --- a region as the chart configures it, against an etcd whose user may touch only the region's prefixes -------
+
+ZONE = "gslb.example.com"
+REGION_PREFIXES = ("/skydns/", VIEWS_KEY_PREFIX)  # region.etcd.prefix, and the host's DNSViews the webhook copies
+CANARIES = {"/other-app/config": "left alone", "/skydns-other/com/example/x": '{"host":"192.0.2.99"}'}
+
+
+@pytest.mark.apiserver
+@pytest.mark.externaldns
+@pytest.mark.coredns
+def test_a_region_publishes_and_serves_through_an_etcd_user_limited_to_its_prefixes(tmp_path):
+    """etcd with TLS, client certificates and authentication; the region's identity (the chart's
+    region.etcd.tls.clientSecret, whose common name is the etcd user) has one role: read and write under the region's
+    prefixes. ExternalDNS's records and the host's DNSViews reach CoreDNS; the user cannot read or write anything
+    else, and keys outside the prefixes stay as they were."""
+    with RoleEtcd(tmp_path / "etcd") as etcd, KubeAPIServer("secure-host", tmp_path / "host") as host:
+        apply_crds(host.api_client())
+        for key, value in CANARIES.items():
+            etcd.etcdctl("put", key, value)
+        region = etcd.grant("fleetdns-region", REGION_PREFIXES)
+        coredns = regional_coredns(ZONE, etcd.endpoints, tmp_path / "coredns", "coredns-secure", region="east",
+                                   etcd_tls=region).start()
+        webhook = WebhookProvider(etcd.endpoints, tmp_path, domain_filter=ZONE, name="webhook-secure",
+                                  host_kubeconfig=host.kubeconfig, region="east", etcd_tls=region,
+                                  externaldns_args=["--interval=500ms"]).start()
+        assert webhook.pod is not None
+        externaldns = ExternalDNS.of_pod(webhook.pod, webhook.externaldns_metrics_port, tmp_path,
+                                         "external-dns-secure").start()
+        try:
+            custom = client.CustomObjectsApi(host.api_client())
+            custom.create_namespaced_custom_object(DNS_ENDPOINTS.group, DNS_ENDPOINTS.version, "default",
+                                                   DNS_ENDPOINTS.plural, DNS_ENDPOINTS.manifest("app", spec={
+                                                       "endpoints": [{"dnsName": f"app.{ZONE}", "recordType": "A",
+                                                                      "targets": ["192.0.2.10"], "recordTTL": 30}]}))
+            custom.create_cluster_custom_object(DNS_VIEWS.group, DNS_VIEWS.version, DNS_VIEWS.plural,
+                                                DNS_VIEWS.manifest("office", spec={"clientCIDRs": ["10.9.0.0/16"]}))
+            wait_for(lambda: dns_answers(coredns.host, coredns.port, f"app.{ZONE}", "A") == {"192.0.2.10"}, 60,
+                     "ExternalDNS's record answered by CoreDNS through the limited etcd user")
+            wait_for(lambda: coredns.corefile_views() == ["office"], 60, "the host's DNSView in the Corefile")
+
+            for key in CANARIES:
+                denied = etcd.etcdctl("get", key, identity=region, check=False)
+                assert denied.returncode != 0 and "permission denied" in denied.stderr, (key, denied)
+            refused = etcd.etcdctl("put", "/other-app/config", "overwritten", identity=region, check=False)
+            assert refused.returncode != 0 and "permission denied" in refused.stderr
+            assert {key: etcd.etcdctl("get", key, "--print-value-only").stdout.strip() for key in CANARIES} == CANARIES
+            logs = [webhook.process.log_path, coredns.sidecar.process.log_path]
+            assert not [path for path in logs if ROOT_PASSWORD in path.read_text()]
+            assert "permission denied" not in webhook.process.log_path.read_text()
+        finally:
+            stop_together([externaldns.stop, webhook.stop, coredns.stop])
