@@ -44,7 +44,7 @@ def run(argv: list[str] | None = None) -> int:
     api = _bind("--listen", settings.listen, lambda host, port: BackgroundServer(
         create_api(provider, metrics, settings.max_request_bytes), host, port, threads=API_THREADS, name="api"))
     probes = _bind("--health-listen", settings.health_listen, lambda host, port: BackgroundServer(
-        probe_app(_readiness(store), metrics.registry), host, port, threads=2, name="probes"))
+        probe_app(_readiness(store, settings.prefix), metrics.registry), host, port, threads=2, name="probes"))
     relay, lag, views = _host_watch(settings.host, provider, store, metrics) if settings.host else (None, None, None)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -103,10 +103,10 @@ def _bind_relay(address: tuple[str, int], make: Callable[[], HostRelay]) -> Host
                           f"cannot listen: {error.strerror or error}") from None
 
 
-def _readiness(store: EtcdStore):  # noqa: ANN202 - returns fleetdns.probes.ReadyCheck
+def _readiness(store: EtcdStore, prefix: str):  # noqa: ANN202 - returns fleetdns.probes.ReadyCheck
     def ready() -> tuple[bool, str]:
         try:
-            store.ping()
+            store.ping(prefix)
         except EtcdUnavailableError as error:
             return False, str(error)
         return True, "etcd answers"

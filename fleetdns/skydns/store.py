@@ -189,9 +189,11 @@ class EtcdStore:
                 self.metrics.etcd_latency.labels(operation).observe(time.perf_counter() - started)
         raise AssertionError("unreachable")  # the loop returns or raises
 
-    def ping(self) -> None:
-        """One cheap range call; raises EtcdUnavailableError."""
-        self._call("ping", lambda client: client.get_response("health", count_only=True))
+    def ping(self, prefix: str) -> None:
+        """One cheap range call on a key the region's etcd user may read (its key space root: a user whose role
+        covers only the region's prefixes may read nothing else); raises EtcdUnavailableError."""
+        root = key_space_root(prefix).encode()
+        self._call("ping", lambda client: client.get_response(root, count_only=True))
 
     def prefix_state(self, prefix: str) -> PrefixState:
         """How many keys ``prefix`` holds now and the newest mod revision among them: what a watch that keeps
