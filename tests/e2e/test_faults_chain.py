@@ -30,6 +30,7 @@ import dns.rcode
 import dns.rdatatype
 import pytest
 
+from fleetdns.apipaths import HEALTH_REPORTS, SERVICE_DNS_RECORDS
 from fleetdns.kubeapi import KubeClient
 from rig.aggregator import client_for
 from rig.coredns import RegionalCoreDNS, ZoneFilesSidecar
@@ -205,7 +206,7 @@ class Querier:
                     failure = self._ask(region, name)
                     self.queries += 1
                     if failure and self._outages[region] == outage:  # not killed meanwhile
-                        self.failed.append(f"{region} {name}: {failure}")
+                        self.failed.append(f"{clock()} {region} {name}: {failure}")
 
     def _ask(self, region: str, name: str) -> str:
         """Why the answer failed ("" if it did not)."""
@@ -219,9 +220,14 @@ class Querier:
             if reply.rcode() != dns.rcode.NOERROR:
                 return dns.rcode.to_text(reply.rcode())
             if not any(rrset.rdtype == dns.rdatatype.A for rrset in reply.answer):
-                return "empty answer"
+                return f"empty answer ({'; '.join(rrset.to_text() for rrset in reply.answer + reply.authority)})"
             return ""
         return "no reply"
+
+
+def clock() -> str:
+    """Wall-clock time as the components' logs write it, to read a failure beside them."""
+    return time.strftime("%H:%M:%S", time.gmtime()) + f".{int(time.time() * 1000) % 1000:03d}"
 
 
 @dataclass
@@ -298,8 +304,31 @@ def every_region_answers(fed: Federation, expected: dict[str, set[str]], rdtype:
     return all(fed.answers(region, name, rdtype) == want for region in fed.regions for name, want in expected.items())
 
 
+def diagnosis(fed: Federation, host: KubeClient, ns: str, expected: dict[str, set[str]]) -> str:
+    """For each app answered otherwise than expected: what each region answers, what the intent's status says (the
+    answer, each cluster's verdict by region) and what each region's HealthReports list Down for it."""
+    reports = host.get(HEALTH_REPORTS.path(ns)).get("items") or []
+    lines = []
+    for name, want in expected.items():
+        seen = {region: sorted(fed.answers(region, name)) for region in fed.regions}
+        if all(set(answer) == want for answer in seen.values()):
+            continue
+        service = name.split(".")[0]
+        status = host.get(SERVICE_DNS_RECORDS.path(ns, service)).get("status") or {}
+        verdicts = {d["cluster"]: (d.get("healthy"), (d.get("healthCheck") or {}).get("verdict"),
+                                   {r["region"]: (r["state"], r.get("fresh")) for r in
+                                    (d.get("healthCheck") or {}).get("regions") or []})
+                    for d in status.get("dns") or []}
+        down = sorted((r["spec"]["region"], r["spec"]["cluster"], e["address"]) for r in reports
+                      for e in (r.get("status") or {}).get("down") or [] if e["intent"].endswith(f"/{service}"))
+        lines.append(f"{service}: expected {sorted(want)}, answered {seen}; status answers "
+                     f"{[[c['cluster'] for c in a.get('clusters') or []] for a in status.get('answers') or []]}, "
+                     f"verdicts {verdicts}; reported Down {down}")
+    return "; ".join(lines)
+
+
 def converged_after(fed: Federation, kubelet: Kubelet, expected: dict[str, set[str]], since: float, record: Tally,
-                    what: str) -> float | None:
+                    what: str, diagnose: Callable[[], str]) -> float | None:
     """Seconds from ``since`` until every region answers ``expected`` (the kubelet tending the pods meanwhile); past
     CONVERGE_SECONDS a note, past LATE more None (the answers never came)."""
     def converged() -> bool:
@@ -313,7 +342,7 @@ def converged_after(fed: Federation, kubelet: Kubelet, expected: dict[str, set[s
     try:
         wait_for(converged, LATE, what)
     except AssertionError as error:
-        record.note(f"after killing {what}: never converged ({error})")
+        record.note(f"after killing {what}: never converged ({error}): {diagnose()}")
         return None
     seconds = time.monotonic() - since
     record.note(f"after killing {what}: converged late, after {seconds:.1f} s")
@@ -345,20 +374,24 @@ def test_every_process_of_the_chain_killed_during_churn_converges_within_seconds
     rng.shuffle(plan)
 
     kubelet = Kubelet(fed)
+    timeline: list[str] = []  # what was killed when, to read failed answers beside
     with Churn(fed, apps, random.Random(rng.random())) as churn, Querier(fed, [a.fqdn for a in apps]) as querier:
         for victim in plan:
             injection = kill(fed, victim, rng)
+            timeline.append(f"{clock()} killed {injection.what}")
             if injection.dns_region:
                 querier.down(injection.dns_region)
             churn.next_flip()  # a change it misses while down
             injection.restart()
             kubelet.tend()
             back = time.monotonic()
+            timeline.append(f"{clock()} back")
             if injection.dns_region:
                 querier.up(injection.dns_region)
             churn.next_flip()  # and one it sees after
             with churn.still() as expected:
-                seconds = converged_after(fed, kubelet, expected, back, record, injection.what)
+                seconds = converged_after(fed, kubelet, expected, back, record, injection.what,
+                                          partial(diagnosis, fed, host, ns, expected))
             if seconds is None:
                 record.lost += 1
                 break
@@ -368,19 +401,20 @@ def test_every_process_of_the_chain_killed_during_churn_converges_within_seconds
         record.note("exited on their own and restarted, as the kubelet does: " + ", ".join(
             f"{what} {count}x" for what, count in sorted(kubelet.exits.items())))
 
-    # After the last fault: every app in both families, the canaries untouched and still served.
-    for app in apps:
-        fed.wait_for_answers(app.fqdn, app.expected(), CONVERGE_SECONDS)
-        fed.wait_for_answers(app.fqdn, app.expected(1), CONVERGE_SECONDS, rdtype="AAAA")
+    # The canaries untouched and still served; after the last fault, every app in both families.
     changed = [key for canary in canaries for key in canary.changed()]
     foreign, address = EtcdCanaries.served_name(fed.zone)
     team = next(c for c in canaries if isinstance(c, DNSEndpointCanary))
-    unserved = [name for name, want in ((foreign, address), (team.dns_name, team.address))
+    unserved = [f"{name} in {region}" for name, want in ((foreign, address), (team.dns_name, team.address))
                 for region in fed.regions if fed.answers(region, name) != {want}]
     record.lost += len(changed) + len(unserved)
     assert not changed, f"canaries changed: {changed}"
     assert not unserved, f"canaries no longer answered: {unserved}"
     assert record.lost == 0, record.notes
-    assert not querier.failed, f"{len(querier.failed)} of {querier.queries} answers failed: {querier.failed[:10]}"
+    for app in apps:
+        fed.wait_for_answers(app.fqdn, app.expected(), CONVERGE_SECONDS)
+        fed.wait_for_answers(app.fqdn, app.expected(1), CONVERGE_SECONDS, rdtype="AAAA")
+    assert not querier.failed, (f"{len(querier.failed)} of {querier.queries} answers failed: {querier.failed[:5]} ... "
+                                f"{querier.failed[-5:]}; faults: {timeline}")
     assert record.injected == len(plan)
     assert record.worst_seconds is not None and record.worst_seconds <= CONVERGE_SECONDS, record.notes
