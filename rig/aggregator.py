@@ -86,6 +86,16 @@ class AggregatorProcess:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
+    def leading(self) -> bool:
+        """Whether this replica holds the Lease (its /readyz says ``leader``; a standby says ``standby``)."""
+        return "leader" in self.readyz()[1]
+
+    def kill(self) -> None:
+        """SIGKILL: a crashed replica (its Lease is not released); ``start`` runs it again in place, under the same
+        pod name (its identity in the Lease), as the kubelet restarts a crashed container."""
+        if self.process is not None:
+            self.process.kill()
+
     def stop(self) -> int | None:
         """SIGTERM; returns the exit code."""
         if self.process is None or self.process.proc is None:

@@ -62,6 +62,11 @@ class CoreDNS:
         dns.query.udp(query, self.host, port=self.port, timeout=0.3)
         return True  # any reply, even NXDOMAIN or REFUSED, means the server is up
 
+    def kill(self) -> None:
+        """SIGKILL CoreDNS alone (a regional one's sidecar keeps running); ``start`` runs it again on the same port."""
+        if self.process is not None:
+            self.process.kill()
+
     def stop(self) -> None:
         if self.process is not None:
             self.process.stop()
@@ -179,6 +184,10 @@ class ZoneFilesSidecar:
 
     def metrics(self) -> dict[str, float]:
         return scrape(self.health_url + "/metrics")
+
+    def kill(self) -> None:
+        """SIGKILL: a crashed sidecar (CoreDNS keeps serving the files it left); ``start`` runs it again in place."""
+        self.process.kill()
 
     def stop(self) -> None:
         self.process.stop()

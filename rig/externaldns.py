@@ -67,6 +67,11 @@ class ExternalDNS:
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
+    def kill(self) -> None:
+        """SIGKILL: a crashed ExternalDNS; ``start`` runs it again in place, with the same flags."""
+        if self.process is not None:
+            self.process.kill()
+
     def stop(self) -> None:
         if self.process is not None:
             self.process.stop()

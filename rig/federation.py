@@ -86,6 +86,8 @@ class Federation:
     ``host_relay``: each region's ExternalDNS reaches the host through its webhook's relay (False: directly).
     ``controllers``: the members that run their real controllers (rig/controllers.py), where ``run_deployment``
     runs an app as a Deployment whose EndpointSlices the EndpointSlice controller writes.
+    ``aggregator_replicas``: the aggregator Deployment's replicas (one leads through the Lease; ``aggregators``),
+    ``aggregator_args``: their flags beyond the grace period (e.g. a shorter Lease).
     """
 
     def __init__(self, workdir: Path, zone: str = "gslb.example.com", members: tuple[str, ...] = ("east", "west"),
@@ -94,7 +96,8 @@ class Federation:
                  locations: Mapping[str, tuple[float, float]] | None = None,
                  path_delays: Mapping[tuple[str, str], float] | None = None,
                  gateway_api: tuple[str, ...] = (), host_relay: bool = True,
-                 controllers: tuple[str, ...] = ()) -> None:
+                 controllers: tuple[str, ...] = (), aggregator_replicas: int = 1,
+                 aggregator_args: tuple[str, ...] = ()) -> None:
         self.workdir = workdir
         self.host_relay = host_relay
         self.externaldns_sync = externaldns_sync
@@ -102,7 +105,10 @@ class Federation:
         self.grace_period = grace_period
         self.fleet = Fleet(members, workdir / "clusters", gateway_api=gateway_api, controllers=controllers)
         self.regions: dict[str, Region] = {}
-        self.aggregator: AggregatorProcess | None = None
+        self.aggregator: AggregatorProcess | None = None  # the first replica
+        self.aggregators: list[AggregatorProcess] = []
+        self.aggregator_replicas = aggregator_replicas
+        self.aggregator_args = aggregator_args
         self.prober_regions = prober_regions
         self.prober_args = prober_args
         self.dataplane: DataPlane | None = None
@@ -135,10 +141,21 @@ class Federation:
                             kubeconfig=member.embedded_kubeconfig(), location=self.locations.get(name))
 
     def start_aggregator(self) -> AggregatorProcess:
-        self.aggregator = AggregatorProcess(self.fleet.host.kubeconfig, [
-            f"--member-grace-period={self.grace_period}", "--leader-election-namespace=fleetdns-system",
-        ], self.workdir).start()
+        """Every replica, each ready (leading or standing by); returns the first. Replicas after the first are named
+        ``aggregator-<n>``: the pod name is the identity in the Lease."""
+        args = [f"--member-grace-period={self.grace_period}", "--leader-election-namespace=fleetdns-system",
+                *self.aggregator_args]
+        for index in range(len(self.aggregators), self.aggregator_replicas):
+            name = f"aggregator-{index}" if index else "aggregator"
+            self.aggregators.append(AggregatorProcess(self.fleet.host.kubeconfig, args, self.workdir,
+                                                      name=name).start())
+        self.aggregator = self.aggregators[0]
         return self.aggregator
+
+    def leading_aggregator(self, timeout: float = 30) -> AggregatorProcess:
+        """The replica that holds the Lease now (waiting for one to)."""
+        return wait_for(lambda: next((a for a in self.aggregators if a.leading()), None), timeout,
+                        "an aggregator replica leading")
 
     def start_dataplane(self) -> DataPlane:
         """Member VIPs with their stand-in ingress controllers, and the prober regions' namespaces."""
@@ -310,7 +327,7 @@ class Federation:
         """Aggregator, regions and data plane at once, then the clusters they talked to."""
         try:
             stop_together([
-                *([self.aggregator.stop] if self.aggregator is not None else []),
+                *(aggregator.stop for aggregator in self.aggregators),
                 *(region.stop for region in self.regions.values()),
                 *([self.dataplane.stop] if self.dataplane is not None else []),
             ])

@@ -106,7 +106,7 @@ class ProberProcess:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
     def kill(self) -> None:
-        """SIGKILL: a crashed prober (its Lease is not released)."""
+        """SIGKILL: a crashed prober (its Lease is not released); ``start`` runs it again in place."""
         self.process.kill()
 
     def stop(self) -> int | None:

@@ -123,6 +123,11 @@ class WebhookProvider:
         probe = WebhookClient(self.url, f"http://127.0.0.1:{self.health_port}", timeout=1)
         return probe.negotiate().status_code == 200 and (not wait_for_etcd or probe.ready() == 200)
 
+    def kill(self) -> None:
+        """SIGKILL: a crashed webhook (and with it ExternalDNS's relay to the host); ``start`` runs it again in place,
+        on the same ports."""
+        self.process.kill()
+
     def stop(self) -> None:
         self.process.stop()
 

@@ -10,11 +10,13 @@ the source laid out (global, region, zone, Ingress host, each a ``Slot`` with it
   the default answer (clients of no view) is every healthy candidate. Only these policies have views; the
   others answer the same everywhere.
 
-A policy never empties an answer: when it leaves nothing while a candidate is healthy, every healthy
-candidate answers (``LoadBalancing=False NoEligibleTarget``). Fail open: when no cluster of the intent is
-healthy, the last healthy set (``status.answers``, so it survives restarts) answers instead, minus clusters
-whose member or object is gone; and per address family: when the quorum withdrew every address of a family from
-the healthy clusters (only their IPv4 addresses seen Down), that family's last addresses answer still. A target
+A policy never empties an answer: when it leaves nothing while a candidate is healthy, every healthy candidate
+answers (``LoadBalancing=False NoEligibleTarget``). Nor a family of it: a pick whose cluster has every address of
+one family seen Down (IPv4 Down, IPv6 Up) while another eligible cluster answers that family in full is made again
+without it, so A never turns NODATA while AAAA answers (``_whole_families``). Fail open: when no cluster of the
+intent is healthy, the last healthy set (``status.answers``, so it survives restarts) answers instead, minus
+clusters whose member or object is gone; and per address family: when the quorum withdrew every address of a family
+from the healthy clusters (only their IPv4 addresses seen Down), that family's last addresses answer still. A target
 names a MemberCluster, else a region (a name that is both: the cluster).
 """
 
@@ -22,8 +24,9 @@ from __future__ import annotations
 
 import ipaddress
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from functools import partial
 
 from aggregator.health.quorum import checked_addresses
 from aggregator.model import (
@@ -169,6 +172,9 @@ class Selector:
         eligible = self._eligible(candidates)
         if not eligible:
             return Pick(reason="no healthy cluster")
+        return _whole_families(self._policy_pick, eligible)
+
+    def _policy_pick(self, eligible: list[ClusterStatus]) -> Pick:
         policy = self.load_balancing.policy
         if policy is Policy.WEIGHTED:
             return self._weighted(eligible)
@@ -185,7 +191,8 @@ class Selector:
         eligible = self._eligible(candidates)
         if not self.load_balancing.policy.per_view or not eligible:
             return ()
-        return tuple(ViewPick(view.name, self._view_pick(view, eligible, candidates)) for view in self.locality.views)
+        return tuple(ViewPick(view.name, _whole_families(partial(self._view_pick, view, candidates=candidates),
+                                                         eligible)) for view in self.locality.views)
 
     def _eligible(self, candidates: Iterable[ClusterStatus]) -> list[ClusterStatus]:
         """The healthy candidates, or during fail-open the kept ones, in name order."""
@@ -196,7 +203,7 @@ class Selector:
             eligible = [kept.get(c.cluster, c) for c in candidates if c.healthy or c.cluster in kept]
         return sorted(eligible, key=lambda c: c.cluster)
 
-    def _view_pick(self, view: View, eligible: list[ClusterStatus], candidates: tuple[ClusterStatus, ...]) -> Pick:
+    def _view_pick(self, view: View, eligible: list[ClusterStatus], *, candidates: tuple[ClusterStatus, ...]) -> Pick:
         """The location policy for one view, with the documented fallbacks (never empty)."""
         locations = self.locality.locations
         if self.load_balancing.policy is Policy.LOWEST_LATENCY:
@@ -328,6 +335,35 @@ def _answer(view: str, policy: Policy, pick: Pick, reason: str) -> Answer:
 def _fallback(eligible: list[ClusterStatus], why: str) -> Pick:
     """A policy never empties an answer: every healthy candidate answers."""
     return Pick(tuple(eligible), eligible=False, reason=why)
+
+
+def _families(clusters: Iterable[ClusterStatus]) -> set[int]:
+    """The IP versions the clusters publish (their addresses the quorum does not see Down)."""
+    return {version for c in clusters for ip in published_ips(c) if (version := _ip_version(ip)) is not None}
+
+
+def _withdrawn_families(cluster: ClusterStatus) -> set[int]:
+    """The IP versions of which the quorum sees every address of the cluster Down (IPv4 Down, IPv6 Up)."""
+    return {version for ip in cluster.withdrawn if (version := _ip_version(ip)) is not None} - _families((cluster,))
+
+
+def _whole_families(choose: Callable[[list[ClusterStatus]], Pick], eligible: list[ClusterStatus]) -> Pick:
+    """``choose``'s pick among ``eligible``, unless it leaves a family the eligible clusters publish unanswered
+    because a chosen cluster has every address of that family seen Down (its IPv4 Down, its IPv6 still Up: the
+    moment between a dual-stack app's two checks, or a broken family). The name would then answer NODATA for that
+    family, which resolvers cache as "no such record"; instead the policy chooses again among the clusters that
+    still answer that family in full, so A and AAAA both answer. Without such a cluster the pick stands (and fail
+    open per family keeps the family's last addresses)."""
+    chosen = choose(eligible)
+    missing = _families(eligible) - _families(chosen.clusters)
+    partial_clusters = [c.cluster for c in chosen.clusters if missing & _withdrawn_families(c)]
+    whole = [c for c in eligible if not missing & _withdrawn_families(c)]
+    if not partial_clusters or not whole:
+        return chosen
+    again = choose(whole)
+    families = " and ".join(f"IPv{version}" for version in sorted(missing))
+    return replace(again, reason=f"{again.reason}; left out: {', '.join(partial_clusters)} (every {families} "
+                                 "address seen Down)")
 
 
 def _hostnames(cluster: ClusterStatus) -> tuple[str, ...]:

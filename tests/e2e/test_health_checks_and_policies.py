@@ -23,12 +23,18 @@ from rig.aggregator import client_for
 from rig.federation import Federation
 from rig.waiting import wait_for
 from tests.support import secrets as secret_sweep
-from tests.support.federation import PROBER_REGIONS, federation_namespace, running_federation
+from tests.support.federation import (
+    PROBER_REGIONS,
+    create_intent,
+    federation_namespace,
+    http_check,
+    run_everywhere,
+    running_federation,
+    service_name,
+)
 
 pytestmark = [pytest.mark.apiserver, pytest.mark.externaldns, pytest.mark.coredns, pytest.mark.etcd]
 
-DOMAIN_REF = "fleet"
-ENDPOINTS = ["10.1.0.1"]
 # What the issue promises for a Failover app: answers move within periodSeconds x failureThreshold + 2 s.
 CHAIN_SECONDS = 2.0
 SETTLE = 60.0  # generous bound for first publication and for recoveries
@@ -47,29 +53,6 @@ def host(fed: Federation) -> KubeClient:
 @pytest.fixture
 def ns(fed: Federation, host: KubeClient) -> str:
     return federation_namespace(fed, host, "p")
-
-
-def service_name(fed: Federation, ns: str, service: str) -> str:
-    return f"{service}.{ns}.{DOMAIN_REF}.svc.{fed.zone}"
-
-
-def http_check(port: int = 80, *, host: str = "", path: str = "/healthz", scheme: str = "HTTP", period: int = 1,
-               failures: int = 1, successes: int = 1) -> dict[str, Any]:
-    http: dict[str, Any] = {"port": port, "path": path, "scheme": scheme}
-    if host:
-        http["host"] = host
-    return {"httpGet": http, "periodSeconds": period, "timeoutSeconds": 1, "failureThreshold": failures,
-            "successThreshold": successes}
-
-
-def create_intent(host: KubeClient, ns: str, service: str, **spec: Any) -> None:
-    host.create(SERVICE_DNS_RECORDS.path(ns),
-                SERVICE_DNS_RECORDS.manifest(service, spec={"domainRef": DOMAIN_REF, "recordTTL": 5, **spec}))
-
-
-def run_everywhere(fed: Federation, ns: str, service: str, host_header: str) -> dict[str, tuple[str, str]]:
-    """The app's Service in east and west behind each member's VIP; returns {member: (v4, v6)}."""
-    return {member: fed.run_app(member, ns, service, host_header, ENDPOINTS) for member in fed.fleet.members}
 
 
 def wait_checked(fed: Federation, host_header: str) -> None:

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
-from fleetdns.apipaths import DOMAINS
+from fleetdns.apipaths import DOMAINS, SERVICE_DNS_RECORDS
 from fleetdns.kubeapi import KubeClient
 from rig.federation import Federation
 from rig.workloads import ensure_namespace
 from tests.support.aggregator import DOMAIN_REF
+
+ENDPOINTS = ["10.1.0.1"]  # every app's one ready endpoint (the stand-in ingress routes to the VIP, not to it)
 
 
 def federation_namespace(fed: Federation, host: KubeClient, prefix: str) -> str:
@@ -26,11 +29,38 @@ def federation_namespace(fed: Federation, host: KubeClient, prefix: str) -> str:
 PROBER_REGIONS = ("east", "west", "north")
 
 
-def running_federation(tmp_path_factory: pytest.TempPathFactory, name: str) -> Iterator[Federation]:
-    """A federation with probers in three regions' network namespaces, for one module; stopped even when it fails."""
-    federation = Federation(tmp_path_factory.mktemp(name), prober_regions=PROBER_REGIONS)
+def running_federation(tmp_path_factory: pytest.TempPathFactory, name: str, **options: Any) -> Iterator[Federation]:
+    """A federation with probers in three regions' network namespaces, for one module; stopped even when it fails.
+    ``options``: more of Federation's (e.g. ``aggregator_replicas``)."""
+    federation = Federation(tmp_path_factory.mktemp(name), prober_regions=PROBER_REGIONS, **options)
     try:
         federation.start()
         yield federation
     finally:
         federation.stop()
+
+
+def service_name(fed: Federation, ns: str, service: str) -> str:
+    """The global name KubeFed's layout gives ``service`` (``<service>.<ns>.<domainRef>.svc.<zone>``)."""
+    return f"{service}.{ns}.{DOMAIN_REF}.svc.{fed.zone}"
+
+
+def http_check(port: int = 80, *, host: str = "", path: str = "/healthz", scheme: str = "HTTP", period: int = 1,
+               failures: int = 1, successes: int = 1) -> dict[str, Any]:
+    """An intent's ``spec.healthCheck`` (the Probe shape) with an HTTP GET."""
+    http: dict[str, Any] = {"port": port, "path": path, "scheme": scheme}
+    if host:
+        http["host"] = host
+    return {"httpGet": http, "periodSeconds": period, "timeoutSeconds": 1, "failureThreshold": failures,
+            "successThreshold": successes}
+
+
+def create_intent(host: KubeClient, ns: str, service: str, **spec: Any) -> None:
+    """A ServiceDNSRecord for ``service`` under the Domain ``fleet``, TTL 5 s, with ``spec``'s fields."""
+    host.create(SERVICE_DNS_RECORDS.path(ns),
+                SERVICE_DNS_RECORDS.manifest(service, spec={"domainRef": DOMAIN_REF, "recordTTL": 5, **spec}))
+
+
+def run_everywhere(fed: Federation, ns: str, service: str, host_header: str) -> dict[str, tuple[str, str]]:
+    """The app's Service in every member behind the member's VIP; returns {member: (v4, v6)}."""
+    return {member: fed.run_app(member, ns, service, host_header, ENDPOINTS) for member in fed.fleet.members}

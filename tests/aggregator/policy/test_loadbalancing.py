@@ -24,7 +24,7 @@ from aggregator.sources.ingress import render_ingress_endpoints
 from aggregator.sources.service import ServiceIntent, parse_service_intent, render_service_endpoints, service_names
 from fleetdns.endpoint import Endpoint
 from fleetdns.weights import WEIGHTS_PROPERTY, parse_weights
-from tests.support.model import V4, V6, cluster, failover, weighted
+from tests.support.model import PLACES, V4, V6, cluster, failover, weighted
 
 pytestmark = pytest.mark.unit
 
@@ -225,6 +225,46 @@ def test_an_a_query_never_goes_empty_when_only_the_ipv4_addresses_are_seen_down(
     assert records_by_type(address_records("a.example.com", healed.pick((cluster("east", True, V4["east"]),
                                                                          west_v6_only)), 30)) == {
         "A": (V4["east"],), "AAAA": (V6["west"],)}
+
+
+def partly_down(name: str) -> ClusterStatus:
+    """Cluster ``name`` (dual-stack) whose IPv4 address the quorum sees Down while its IPv6 still answers: the
+    moment between its two checks when the app fails, or a broken IPv4 path."""
+    region, zone = PLACES[name]
+    return ClusterStatus(name, region, zone, (LoadBalancerAddress(ip=V4[name]), LoadBalancerAddress(ip=V6[name])),
+                         True, "", health_check=ClusterHealth(Verdict.UP, (V4[name],), ()))
+
+
+def test_failover_never_answers_a_family_with_nothing_while_another_target_has_it_whole() -> None:
+    """Found by the chain's fault test: west first in failoverOrder, its IPv4 seen Down a moment before its IPv6,
+    answered AAAA only, so A queries got NODATA (cached by resolvers as "no such record"). A target whose every
+    address of a family is Down yields to one that answers both families, and says so; once both are whole again,
+    the order holds."""
+    east = cluster("east", True, V4["east"], V6["east"])
+    clusters = (east, partly_down("west"))
+    selector = Selector(failover("west", "east"), clusters)
+    assert records_by_type(address_records("a.example.com", selector.pick(clusters), 30)) == {
+        "A": (V4["east"],), "AAAA": (V6["east"],)}
+    assert "left out: west (every IPv4 address seen Down)" in selector.selection.answer.reason
+    whole = (east, cluster("west", True, V4["west"], V6["west"]))
+    assert answering(Selector(failover("west", "east"), whole), *whole) == ["west"]
+
+
+def test_a_partly_down_cluster_still_answers_when_no_other_has_the_family() -> None:
+    """East has no IPv4 at all: west, partly down, stays first (its IPv6), and AAAA comes from it; the family it
+    lost is kept by fail open per family, not by moving to a cluster that cannot answer it either."""
+    east_v6 = cluster("east", True, V6["east"])
+    clusters = (east_v6, partly_down("west"))
+    selector = Selector(failover("west", "east"), clusters)
+    assert answering(selector, *clusters) == ["west"]
+
+
+def test_round_robin_keeps_a_partly_down_cluster_for_the_family_it_still_answers() -> None:
+    """RoundRobin leaves no family empty while east is whole: west's IPv6 still answers AAAA beside east's."""
+    east = cluster("east", True, V4["east"], V6["east"])
+    clusters = (east, partly_down("west"))
+    records = address_records("a.example.com", Selector(LoadBalancing(), clusters).pick(clusters), 30)
+    assert records_by_type(records) == {"A": (V4["east"],), "AAAA": (V6["east"], V6["west"])}
 
 
 def test_a_family_no_healthy_cluster_has_at_all_is_not_kept() -> None:

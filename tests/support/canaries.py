@@ -1,0 +1,110 @@
+"""Canaries: what FleetDNS does not own, planted beside what it writes and checked byte for byte at the end of a fault
+test (docs/design/faults.md §1). A fault that makes the system touch them would touch a user's records.
+
+In a region's etcd: a foreign record under the zone, a foreign name below one of ours, a record outside the zone
+(beyond the domain filter) and a key beside the prefix (outside the key space). On the host: a DNSEndpoint a team
+wrote, without our labels or ownerReferences (ExternalDNS publishes it like any other; the aggregator must leave it).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from fleetdns.apipaths import DNS_ENDPOINTS
+from fleetdns.kubeapi import KubeClient, KubeError
+from fleetdns.skydns.encoding import name_key
+from tests.support.etcd import etcd_kv
+
+FOREIGN_ADDRESS = "192.0.2.77"  # the address of the foreign record under the zone
+TEAM_ADDRESS = "192.0.2.78"  # the address of the team's own DNSEndpoint
+
+
+def _skydns(address: str) -> bytes:
+    """A record as ExternalDNS's own coredns provider (or a person with etcdctl) writes it."""
+    return json.dumps({"host": address, "ttl": 300, "targetstrip": 1}).encode()
+
+
+@dataclass
+class EtcdCanaries:
+    """Keys written straight to one region's etcd, behind the webhook's back; ``changed`` says which differ now."""
+
+    url: str
+    planted: dict[str, bytes] = field(default_factory=dict)
+
+    @classmethod
+    def plant(cls, url: str, prefix: str, zone: str, below: str = "") -> EtcdCanaries:
+        """Under ``prefix`` (``/skydns/``): ``canary-foreign.<zone>`` (served: ``served_name``), one in
+        ``example.org`` (outside the zone), and with ``below`` (one of our names) ``canary.<below>``; and a key
+        beside the prefix (``/skydns2/...``) that no reader of the prefix may touch."""
+        canaries = cls(url)
+        canaries.planted = {
+            name_key(prefix, f"canary-foreign.{zone}") + "/x1": _skydns(FOREIGN_ADDRESS),
+            name_key(prefix, "canary-outside.example.org") + "/x1": _skydns("198.51.100.77"),
+            name_key(prefix.rstrip("/") + "2/", f"canary.{zone}"): b"not a record: not ours",
+        }
+        if below:
+            canaries.planted[name_key(prefix, f"canary.{below}") + "/x1"] = _skydns("192.0.2.79")
+        kv = etcd_kv(url)
+        try:
+            for key, value in canaries.planted.items():
+                kv.put(key, value)
+        finally:
+            kv.close()
+        return canaries
+
+    @staticmethod
+    def served_name(zone: str) -> tuple[str, str]:
+        """(name, address) of the foreign record under the zone, which the region's CoreDNS answers."""
+        return f"canary-foreign.{zone}", FOREIGN_ADDRESS
+
+    def changed(self) -> list[str]:
+        """The planted keys whose value is not byte for byte what was written (or that are gone)."""
+        kv = etcd_kv(self.url)
+        try:
+            return [f"{self.url}{key}" for key, value in self.planted.items() if kv.get(key)[0] != value]
+        finally:
+            kv.close()
+
+
+def _owned_parts(obj: dict[str, Any]) -> str:
+    """What the DNSEndpoint's author wrote and FleetDNS must never change, as bytes to compare: its identity,
+    generation (moves with every spec change), labels, annotations, owners, finalizers and spec. ExternalDNS writes
+    its status (``observedGeneration``), which is its to write."""
+    metadata = obj.get("metadata") or {}
+    kept = {key: metadata.get(key) for key in ("uid", "generation", "labels", "annotations", "ownerReferences",
+                                                "finalizers", "deletionTimestamp")}
+    return json.dumps({"metadata": kept, "spec": obj.get("spec")}, sort_keys=True)
+
+
+@dataclass
+class DNSEndpointCanary:
+    """A team's DNSEndpoint on the host (``canary-team.<zone>``), without our labels or ownerReferences."""
+
+    host: KubeClient
+    namespace: str
+    name: str
+    dns_name: str
+    written: str = ""
+
+    @classmethod
+    def plant(cls, host: KubeClient, namespace: str, zone: str, name: str = "team-canary") -> DNSEndpointCanary:
+        dns_name = f"canary-team.{zone}"
+        created = host.create(DNS_ENDPOINTS.path(namespace), DNS_ENDPOINTS.manifest(name, namespace, spec={
+            "endpoints": [{"dnsName": dns_name, "recordType": "A", "targets": [TEAM_ADDRESS], "recordTTL": 300}]}))
+        return cls(host, namespace, name, dns_name, _owned_parts(created))
+
+    @property
+    def address(self) -> str:
+        return TEAM_ADDRESS
+
+    def changed(self) -> list[str]:
+        """``[namespace/name]`` unless the DNSEndpoint is still there exactly as its author wrote it."""
+        try:
+            now = self.host.get(DNS_ENDPOINTS.path(self.namespace, self.name))
+        except KubeError as error:
+            if error.status != 404:
+                raise
+            return [f"{self.namespace}/{self.name} (deleted)"]
+        return [] if _owned_parts(now) == self.written else [f"{self.namespace}/{self.name}"]
