@@ -48,5 +48,5 @@ def test_the_webhook_container_has_the_body_limit_its_memory_limit_was_measured_
     (webhook,) = [c for c in deployment["spec"]["template"]["spec"]["containers"] if c["name"] == "webhook"]
     env = {item["name"]: item.get("value") for item in webhook["env"]}
     assert int(env["WEBHOOK_MAX_REQUEST_BYTES"]) == DEFAULT_MAX_REQUEST_BYTES
-    assert webhook["resources"]["limits"]["memory"] == "1Gi"
+    assert webhook["resources"]["limits"]["memory"] == "2Gi"
     assert webhook["resources"]["requests"]["memory"] == "256Mi"
