@@ -413,10 +413,17 @@ def _judge(oracle: Oracle, sent: Sent, response: requests.Response) -> str | Non
         return f"{sent.method} {sent.path} -> {status}, the description says {expected}"
     if status not in oracle.documented(sent.path, sent.method):
         return f"{sent.method} {sent.path} -> {status}: not documented"
-    if status in (400, 413, 415) and not response.json().get("error"):
+    json_answer = status != 204 and (status != 200 or sent.path in ("/", "/records", "/adjustendpoints"))
+    if json_answer and response.headers.get("Content-Type") != MEDIA_TYPE:
+        return f"{sent.method} {sent.path} -> {status} as {response.headers.get('Content-Type')!r}, not {MEDIA_TYPE}"
+    try:
+        answer = response.json() if json_answer else None
+    except ValueError:
+        return f"{sent.method} {sent.path} -> {status} with a body that is not JSON"
+    if status in (400, 413, 415) and not (answer or {}).get("error"):
         return f"{sent.method} {sent.path} -> {status} without an error message"
     if sent.path == "/records" and sent.method == "GET":
-        outside = [e.get("dnsName") for e in response.json() if not _served(e.get("dnsName", ""))]
+        outside = [e.get("dnsName") for e in answer or [] if not _served(e.get("dnsName", ""))]
         if outside:
             return f"GET /records lists names outside the domain filter: {outside[:3]}"
     return None
