@@ -32,6 +32,7 @@ def openapi_description() -> bytes:
     """The OpenAPI description of this API (webhook_provider/openapi.yaml), as GET /openapi.yaml serves it."""
     return files("webhook_provider").joinpath(OPENAPI_FILE).read_bytes()
 
+
 def _json_response(body: Any, status: int = 200) -> Response:
     return _encoded_json_response(json.dumps(body, separators=(",", ":"), ensure_ascii=False), status)
 
