@@ -15,7 +15,7 @@ ReadyCheck = Callable[[], tuple[bool, str]]
 
 
 def probe_app(ready: ReadyCheck, registry: CollectorRegistry) -> Flask:
-    app = Flask("fleetdns-probes")
+    app = Flask("fleetdns-probes", static_folder=None)  # Flask's default would serve files from ./static/
 
     @app.get("/healthz")
     def healthz() -> Response:

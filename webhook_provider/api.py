@@ -11,6 +11,7 @@ import json
 import logging
 import sys
 import time
+from importlib.resources import files
 from typing import Any
 
 from flask import Flask, Response, g, request
@@ -24,7 +25,12 @@ from webhook_provider.provider import Provider
 
 log = logging.getLogger(__name__)
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+OPENAPI_FILE = "openapi.yaml"  # this API's description, shipped in the wheel beside this module
 
+
+def openapi_description() -> bytes:
+    """The OpenAPI description of this API (webhook_provider/openapi.yaml), as GET /openapi.yaml serves it."""
+    return files("webhook_provider").joinpath(OPENAPI_FILE).read_bytes()
 
 
 def _json_response(body: Any, status: int = 200) -> Response:
@@ -92,7 +98,8 @@ def _too_large(size: int | None, limit: int) -> Response:
 
 
 def create_api(provider: Provider, metrics: Metrics, max_request_bytes: int) -> Flask:
-    app = Flask("fleetdns-webhook")
+    app = Flask("fleetdns-webhook", static_folder=None)  # Flask's default would serve files from ./static/
+    description = openapi_description()
     app.config["MAX_CONTENT_LENGTH"] = max_request_bytes
 
     @app.before_request
@@ -142,6 +149,10 @@ def create_api(provider: Provider, metrics: Metrics, max_request_bytes: int) -> 
         response = Response(status=204)
         response.headers["Vary"] = "Content-Type"
         return response
+
+    @app.get("/openapi.yaml")
+    def openapi() -> Response:
+        return Response(description, mimetype="application/yaml")
 
     @app.post("/adjustendpoints")
     def adjust_endpoints() -> Response:

@@ -27,9 +27,10 @@ from fleetdns.skydns.settings import (
 )
 from webhook_provider.domain_filter import DomainFilter
 
-# The most ExternalDNS's 15 s client timeout lets the webhook apply (a first sync of ~40,000 names); its peak
-# RSS sizes the container (webhook_provider/README.md, "Request size and memory"; bench/webhook_body.py)
-DEFAULT_MAX_REQUEST_BYTES = 16 * 1024 * 1024
+# ExternalDNS v0.22's own cap on a webhook request: nothing it can send is refused (a 413 makes it exit and resend
+# the same body, a crash loop). More than it waits for (15 s), but applied whole, so its next sync sends only what is
+# missing. Its peak RSS sizes the container (webhook_provider/README.md, "Request size and memory").
+DEFAULT_MAX_REQUEST_BYTES = 32 * 1024 * 1024
 MIN_MAX_TXN_BYTES = 16 * 1024  # below this an ordinary record with labels may not fit: almost surely a unit mistake
 
 

@@ -38,7 +38,7 @@ def test_shipped_manifest_passes_server_side_validation(fleet, manifest):
 
 def test_the_webhook_container_has_the_body_limit_its_memory_limit_was_measured_for():
     """The shipped memory limit covers the peak of the largest body the webhook accepts (bench/webhook_body.py):
-    the manifest states both, and the limit is the webhook's default, so they cannot drift apart unnoticed."""
+    the manifest and the chart state both, and the limit is the webhook's default: they cannot drift apart unseen."""
     import yaml
 
     from webhook_provider.settings import DEFAULT_MAX_REQUEST_BYTES
@@ -48,5 +48,8 @@ def test_the_webhook_container_has_the_body_limit_its_memory_limit_was_measured_
     (webhook,) = [c for c in deployment["spec"]["template"]["spec"]["containers"] if c["name"] == "webhook"]
     env = {item["name"]: item.get("value") for item in webhook["env"]}
     assert int(env["WEBHOOK_MAX_REQUEST_BYTES"]) == DEFAULT_MAX_REQUEST_BYTES
-    assert webhook["resources"]["limits"]["memory"] == "1Gi"
+    assert webhook["resources"]["limits"]["memory"] == "2Gi"
     assert webhook["resources"]["requests"]["memory"] == "256Mi"
+    chart = yaml.safe_load((REPO_ROOT / "charts" / "fleetdns" / "values.yaml").read_text())["region"]["publisher"]
+    assert chart["webhook"]["maxRequestBytes"] == DEFAULT_MAX_REQUEST_BYTES
+    assert chart["webhook"]["resources"] == webhook["resources"]

@@ -15,7 +15,8 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PRODUCT_PACKAGES = ("fleetdns", "aggregator", "webhook_provider", "prober", "serving")
-TEST_ONLY_MODULES = {"rig", "tests", "bench", "hack", "requests", "cryptography", "pytest"}
+TEST_ONLY_MODULES = {"rig", "tests", "bench", "hack", "requests", "cryptography", "pytest", "schemathesis",
+                     "hypothesis"}
 
 pytestmark = pytest.mark.unit
 
@@ -36,6 +37,12 @@ def test_wheel_ships_the_product_and_not_the_rig(wheel: zipfile.ZipFile) -> None
     files = [name for name in wheel.namelist() if not name.split("/")[0].endswith(".dist-info")]
     assert {name.split("/")[0] for name in files} == set(PRODUCT_PACKAGES)
     assert [name for name in files if set(name.split("/")[:-1]) & TEST_ONLY_MODULES] == []
+
+
+def test_wheel_ships_the_webhooks_openapi_description(wheel: zipfile.ZipFile) -> None:
+    """The webhook reads it at start to serve GET /openapi.yaml: without it the installed webhook would not start."""
+    shipped = REPO_ROOT / "webhook_provider" / "openapi.yaml"
+    assert wheel.read("webhook_provider/openapi.yaml") == shipped.read_bytes()
 
 
 def test_wheel_needs_no_test_dependencies_at_runtime(wheel: zipfile.ZipFile) -> None:
