@@ -49,6 +49,7 @@ PREFIX = "/skydns/"
 ROOT = PREFIX.rstrip("/")  # the key space the webhook lists: the prefix and its view prefixes
 GROUP, VERSION, PLURAL = DNS_ENDPOINTS.group, DNS_ENDPOINTS.version, DNS_ENDPOINTS.plural
 FAILED_APPLIES = 'fleetdns_webhook_applies_total{outcome="failed"}'
+APPLIED = 'fleetdns_webhook_applies_total{outcome="applied"}'
 CONVERGE_TIMEOUT = 120.0  # a sanity bound for the slowest machine, not a goal (the Tally has the real figure)
 
 
@@ -162,7 +163,8 @@ class Stack:
         """The first publication, complete: every address stored, then two more ExternalDNS loops that change
         nothing; the ownership records are then what every later state must still hold."""
         self.desired.publish()
-        wait_for(lambda: self.problems_beyond_texts() == [], CONVERGE_TIMEOUT, "the first publication in etcd")
+        wait_for(lambda: self.problems_beyond_texts() == [], CONVERGE_TIMEOUT, "the first publication in etcd",
+                 interval=0.5)
         synced = "external_dns_controller_last_sync_timestamp_seconds"
         seen: set[float] = set()
 
@@ -197,6 +199,40 @@ class Stack:
         """etcd (read through ``url``) holds exactly the desired records and the zone file says the same."""
         keys = self.read(url)
         return not self.problems(keys) and not self.zone_problems(keys)
+
+    @property
+    def externaldns_running(self) -> bool:
+        return self.externaldns.process is not None and self.externaldns.process.running
+
+    def applied(self) -> float:
+        """POST /records calls that committed every transaction (the webhook's own count)."""
+        return self.hook.metrics().get(APPLIED, 0)
+
+    def wait_converged(self, applied_before: float, what: str, url: str | None = None) -> None:
+        """Wait until etcd (through ``url``) holds exactly the desired records, then until the zone file follows.
+
+        Reading and auditing every key costs about a second at 10,000 names, on a machine whose two cores the
+        components need: so the full check runs once the webhook has applied something since ``applied_before``, and
+        then every half second, not in a tight loop. ExternalDNS must keep running throughout."""
+        def running_and(check: Callable[[], bool]) -> Callable[[], bool]:
+            def probe() -> bool:
+                if not self.externaldns_running:
+                    pytest.fail(f"ExternalDNS exited:\n{self.externaldns.log()[-3000:]}")
+                return check()
+            return probe
+
+        wait_for(running_and(lambda: self.applied() > applied_before), CONVERGE_TIMEOUT, f"an apply ({what})")
+        keys: dict[str, Stored] = {}
+
+        def exact() -> bool:
+            keys.clear()
+            keys.update(self.read(url))
+            return not self.problems(keys)
+
+        wait_for(running_and(exact), CONVERGE_TIMEOUT, f"etcd holding exactly the desired records ({what})",
+                 interval=0.5)
+        wait_for(lambda: not self.zone_problems(keys), CONVERGE_TIMEOUT, f"the zone file following etcd ({what})",
+                 interval=0.1)
 
 
 def zone_file_records(path: Path) -> set[tuple[str, str, str]]:
@@ -260,81 +296,91 @@ LARGE_APPLY_OBJECTS = 20
 
 @dataclass
 class Crash:
-    """What one kill left in etcd: the names already switched to the new addresses when it came back."""
+    """One kill: the revision the webhook's apply had reached when etcd was killed, the one etcd came back at (and
+    when), the names already switched to the new addresses then, and what was not whole."""
 
-    switched: int
-    problems: list[str]
+    seen: int
+    back: int
+    back_at: float
+    switched: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def lost_acknowledged_writes(self) -> bool:
+        return self.back < self.seen
 
 
-def kill_mid_apply(etcd: EtcdServer, stack: Stack, rng: random.Random) -> tuple[int, float]:
+def kill_mid_apply(etcd: EtcdServer, stack: Stack, rng: random.Random) -> Crash:
     """Flip every address, wait until the webhook has committed a random few of the apply's transactions (etcd's
-    revision moves only with its commits: nothing else writes this etcd), SIGKILL etcd, restart it on its data.
-    Returns the revision etcd came back at and when it answered again."""
+    revision moves only with its commits: nothing else writes this etcd), SIGKILL etcd at once and restart it on
+    its data."""
     member = etcd.members[0]
     base = member.status().revision
     transactions = -(-len(stack.desired.names) // 64)
     after = rng.randint(1, max(1, transactions * 3 // 4))
     stack.desired.flip()
-    wait_for(lambda: member.status(timeout=0.5).revision >= base + after, 60,
-             f"the webhook committing {after} transaction(s) of the apply", interval=0.001)
+    seen = wait_for(lambda: (revision := member.status(timeout=0.5).revision) >= base + after and revision, 60,
+                    f"the webhook committing {after} transaction(s) of the apply", interval=0.001)
     etcd.kill_member(0)
     etcd.start_member(0)
-    back = time.monotonic()
-    return member.status().revision, back
+    return Crash(seen, member.status().revision, time.monotonic())
 
 
-def crash_state(stack: Stack, etcd: EtcdServer, revision: int) -> Crash:
+def look_at(crash: Crash, stack: Stack, etcd: EtcdServer) -> None:
     """etcd as it came back (read at that revision): every name holds the old or the new address, whole."""
     kv = etcd_kv(etcd.url, timeout=5)
     try:
-        keys = read_keys(kv, ROOT, revision)
+        keys = read_keys(kv, ROOT, crash.back)
     finally:
         kv.close()
     new, old = stack.desired.addresses, stack.desired.other()
     held = addresses_of(keys, PREFIX)
     either = {name: new[name] if new[name] in held.get(name, set()) else old[name] for name in new}
-    switched = sum(1 for name in new if either[name] == new[name])
-    return Crash(switched, audit_records(keys, PREFIX, either, stack.texts, stack.canaries))
+    crash.switched = sum(1 for name in new if either[name] == new[name])
+    crash.problems = audit_records(keys, PREFIX, either, stack.texts, stack.canaries)
 
 
 def test_etcd_killed_during_a_large_apply_comes_back_with_whole_names_and_converges_exactly(
         stack_on, tally, tmp_path):
-    """Each injection flips every address (one large apply), SIGKILLs etcd after a random number of the apply's
-    transactions, restarts it on the same data dir and waits for the next ExternalDNS loops to finish the job.
-    Lost counts every mismatch: a name half-written when etcd came back, and after convergence any record missing,
-    duplicated or left over, a canary touched, or the zone file differing from etcd."""
+    """Each injection flips every address (one large apply, or a few as ExternalDNS's loops see the DNSEndpoints
+    change), SIGKILLs etcd after a random number of the apply's transactions, restarts it on the same data dir and
+    waits for the next ExternalDNS loops to finish the job. Lost counts every mismatch: a name half-written when etcd
+    came back, and after convergence any record missing, duplicated or left over, a canary touched, or the zone file
+    differing from etcd. The reduced run publishes 2,000 names (``make test`` stays near a minute), the full run
+    the 10,000 the issue asks for (``LARGE_APPLY_NAMES``)."""
     count = tally(f"etcd SIGKILLed during an apply of {LARGE_APPLY_NAMES:,} records, restarted on its data")
     rng = random.Random(17)
     with EtcdServer(tmp_path / "etcd") as etcd:
         stack = stack_on(etcd.endpoints, LARGE_APPLY_NAMES, LARGE_APPLY_OBJECTS)
         assert stack.converged()
         failed_before = stack.hook.metrics().get(FAILED_APPLIES, 0)
-        switched, missed = [], 0
+        crashes: list[Crash] = []
         wanted = times(2, 20)
         while count.injected < wanted:
-            revision, back = kill_mid_apply(etcd, stack, rng)
-            crash = crash_state(stack, etcd, revision)
+            crash = kill_mid_apply(etcd, stack, rng)
+            applied = stack.applied()
+            look_at(crash, stack, etcd)
             count.lost += len(crash.problems)
             assert not crash.problems, crash.problems[:10]
-            if crash.switched == len(stack.desired.names):
-                missed += 1  # the apply had finished before the kill landed: not an injection mid-apply
-                assert missed <= wanted, "the kill keeps landing after the apply finished"
-            else:
-                switched.append(crash.switched)
-            wait_for(lambda: stack.externaldns.process.running and stack.converged(), CONVERGE_TIMEOUT,
-                     "etcd and the zone file holding exactly the desired records")
-            if crash.switched < len(stack.desired.names):
-                count.injection(time.monotonic() - back)
+            stack.wait_converged(applied, f"after kill {len(crashes) + 1}")
+            crashes.append(crash)
+            if crash.switched < len(stack.desired.names):  # else the apply had finished before the kill landed
+                count.injection(time.monotonic() - crash.back_at)
+            assert len(crashes) <= 2 * wanted, "the kill keeps landing after the apply finished"
         keys = stack.read()
         problems = stack.problems(keys) + stack.zone_problems(keys) + touched_canaries(stack, etcd.url)
         count.lost += len(problems)
         assert problems == []
+        switched = [crash.switched for crash in crashes if crash.switched < len(stack.desired.names)]
         count.note(f"names already switched when etcd came back: {min(switched):,} to {max(switched):,} of "
                    f"{LARGE_APPLY_NAMES:,} (median {statistics.median(switched):,.0f})")
         count.note(f"applies answered 503 because etcd went away: "
                    f"{stack.hook.metrics().get(FAILED_APPLIES, 0) - failed_before:.0f}; kills that landed after "
-                   f"the apply had finished (not counted): {missed}")
-        assert stack.externaldns.process.running
+                   f"the apply had finished (not counted): {len(crashes) - count.injected}")
+        count.note(f"etcd came back behind a revision it had already answered with (a committed transaction lost) "
+                   f"after {sum(c.lost_acknowledged_writes for c in crashes)} of {len(crashes)} kills: etcd 3.5.1's "
+                   "known loss when killed under load, fixed in 3.5.3 (the rig's etcd; the chart runs 3.5.21); "
+                   "the next ExternalDNS loop wrote the records again")
 
 
 # --- 2. a three-member etcd losing a member, and its leader ------------------------------------------------------
@@ -384,11 +430,12 @@ class Outage:
 def kill_and_change(cluster: EtcdCluster, stack: Stack, victim: int, kind: str) -> Outage:
     """SIGKILL ``victim``, flip every address at once, wait until a live member and the zone file hold exactly the
     new records, restart the member on its data and wait until it has caught up with the others."""
+    applied_before = stack.applied()
     killed = time.monotonic()
     cluster.kill_member(victim)
     stack.desired.flip()
     live = cluster.members[(victim + 1) % len(cluster.members)].client_url
-    wait_for(lambda: stack.converged(live), CONVERGE_TIMEOUT, f"the change in etcd and the zone file ({kind} down)")
+    stack.wait_converged(applied_before, f"{kind} down", live)
     applied = time.monotonic() - killed
     cluster.start_member(victim)
 
@@ -439,6 +486,6 @@ def test_three_member_etcd_losing_a_member_or_its_leader_keeps_applies_reads_and
                    f"not 200: {sorted(set(str(s) for s in statuses if s != 200)) or 'none'}; POST /records answered "
                    f"503: {stack.hook.metrics().get(FAILED_APPLIES, 0) - failed_before:.0f}")
         assert problems == []
-        assert stack.externaldns.process.running, stack.externaldns.log()[-3000:]
+        assert stack.externaldns_running, stack.externaldns.log()[-3000:]
         assert all(status in (200, 503) for status in statuses), sorted(set(map(str, statuses)))
         assert max(seconds for _, seconds in poller.answers) < 15.0
