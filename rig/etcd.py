@@ -14,6 +14,7 @@ import requests
 from rig.binaries import binary
 from rig.ports import free_port
 from rig.process import ManagedProcess
+from rig.waiting import wait_for
 
 START_TIMEOUT = 30.0
 # What charts/fleetdns/templates/region/etcd.yaml gives every member beyond names, URLs and TLS (region.etcd's
@@ -167,6 +168,12 @@ class EtcdCluster:
             return None
         (leader_id,) = leaders
         return next((index for index, status in statuses.items() if status.member_id == leader_id), None)
+
+    def wait_for_leader(self, timeout: float = START_TIMEOUT) -> int:
+        """The leader's index once the running members agree on one (an election takes about a second)."""
+        found = wait_for(lambda: (leader := self.leader()) is not None and [leader], timeout,
+                         "the etcd members agreeing on a leader")
+        return int(found[0])
 
     def stop(self) -> None:
         for member in self.members:

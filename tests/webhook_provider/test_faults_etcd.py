@@ -463,7 +463,7 @@ def test_three_member_etcd_losing_a_member_or_its_leader_keeps_applies_reads_and
         outages: list[Outage] = []
         with RecordsPoller(stack.webhook.url) as poller:
             for kind in ["member"] * kills + ["leader"] * kills:
-                leader = wait_for(cluster.leader, 30, "the members agreeing on a leader")
+                leader = cluster.wait_for_leader()
                 victim = leader if kind == "leader" else rng.choice(
                     [index for index in range(len(cluster.members)) if index != leader])
                 outage = kill_and_change(cluster, stack, victim, kind)
