@@ -166,8 +166,8 @@ class Stack:
         """The first publication, complete: every address stored, then two more ExternalDNS loops that change
         nothing; the ownership records are then what every later state must still hold."""
         self.desired.publish()
-        wait_for(lambda: self.problems_beyond_texts() == [], CONVERGE_TIMEOUT, "the first publication in etcd",
-                 interval=0.5)
+        wait_for(self._running_and(lambda: self.problems_beyond_texts() == []), CONVERGE_TIMEOUT,
+                 "the first publication in etcd", interval=0.5)
         synced = "external_dns_controller_last_sync_timestamp_seconds"
         seen: set[float] = set()
 
@@ -175,7 +175,7 @@ class Stack:
             seen.add(self.externaldns.metrics()[synced])
             return len(seen) >= 3
 
-        wait_for(quiet, 60, "two more ExternalDNS loops")
+        wait_for(self._running_and(quiet), 60, "two more ExternalDNS loops")
         self.texts = text_keys(self.read(), PREFIX)
         assert self.texts, "ExternalDNS's ownership records"
 
