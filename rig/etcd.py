@@ -1,10 +1,12 @@
-"""Real etcd: one member, or a three-member cluster, on loopback."""
+"""Real etcd: one member, or a three-member cluster as the chart installs it, on loopback; members can be killed
+(SIGKILL) and restarted on their data, and the leader found, for the fault tests."""
 
 from __future__ import annotations
 
 import base64
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import requests
@@ -12,8 +14,28 @@ import requests
 from rig.binaries import binary
 from rig.ports import free_port
 from rig.process import ManagedProcess
+from rig.waiting import wait_for
 
 START_TIMEOUT = 30.0
+# What charts/fleetdns/templates/region/etcd.yaml gives every member beyond names, URLs and TLS (region.etcd's
+# defaults: 3 replicas, maxTxnOps 128); elections keep etcd's defaults there, and so here.
+CHART_REPLICAS = 3
+CHART_MAX_TXN_OPS = 128
+CHART_FLAGS = ("--auto-compaction-mode=periodic", "--auto-compaction-retention=1h")
+
+
+@dataclass(frozen=True)
+class MemberStatus:
+    """What one member says of itself (etcd's Status call): its raft identity, the leader it follows, its revision."""
+
+    member_id: int
+    leader_id: int
+    revision: int
+    raft_term: int
+
+    @property
+    def is_leader(self) -> bool:
+        return self.member_id == self.leader_id
 
 
 class _Member:
@@ -34,7 +56,7 @@ class _Member:
     def peer_url(self) -> str:
         return f"http://{self.host}:{self.peer_port}"
 
-    def argv(self, initial_cluster: str, max_txn_ops: int) -> list[str]:
+    def argv(self, initial_cluster: str, max_txn_ops: int, extra: tuple[str, ...] = ()) -> list[str]:
         return [
             binary("etcd"),
             f"--name={self.name}",
@@ -49,21 +71,38 @@ class _Member:
             f"--max-txn-ops={max_txn_ops}",
             "--unsafe-no-fsync",  # test data only: keeps a 2-core machine responsive
             "--log-level=warn",
+            *extra,
         ]
 
     def healthy(self) -> bool:
         response = requests.get(f"{self.client_url}/health", timeout=1)
         return response.status_code == 200 and response.json().get("health") == "true"
 
+    def status(self, timeout: float = 1.0) -> MemberStatus:
+        """etcd's Status call through its JSON gateway (``etcdctl endpoint status``); raises while it is down."""
+        response = requests.post(f"{self.client_url}/v3/maintenance/status", json={}, timeout=timeout)
+        response.raise_for_status()
+        body = response.json()
+        header = body["header"]
+        return MemberStatus(int(header["member_id"]), int(body.get("leader", 0)), int(header["revision"]),
+                            int(body.get("raftTerm", 0)))
+
 
 class EtcdCluster:
     """One or more etcd members forming a cluster; ``endpoints`` are the client URLs."""
 
     def __init__(self, size: int = 1, workdir: Path | None = None, host: str = "127.0.0.1",
-                 max_txn_ops: int = 128) -> None:
+                 max_txn_ops: int = 128, extra_args: tuple[str, ...] = ()) -> None:
         self.workdir = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="fleetdns-etcd-"))
         self.members = [_Member(f"etcd{i}", self.workdir, host) for i in range(size)]
         self.max_txn_ops = max_txn_ops
+        self.extra_args = tuple(extra_args)
+
+    @classmethod
+    def as_chart_installs(cls, workdir: Path | None = None, host: str = "127.0.0.1") -> EtcdCluster:
+        """The region's etcd with the chart's defaults (three members, its transaction limit and compaction), all
+        started together as its StatefulSet's Parallel policy does; plain HTTP and no fsync, as every rig etcd."""
+        return cls(CHART_REPLICAS, workdir, host, CHART_MAX_TXN_OPS, CHART_FLAGS)
 
     @property
     def endpoints(self) -> list[str]:
@@ -76,7 +115,8 @@ class EtcdCluster:
     def start(self, timeout: float = START_TIMEOUT) -> EtcdCluster:
         initial = ",".join(f"{m.name}={m.peer_url}" for m in self.members)
         for member in self.members:
-            member.process = ManagedProcess(f"etcd {member.name}", member.argv(initial, self.max_txn_ops),
+            member.process = ManagedProcess(f"etcd {member.name}",
+                                            member.argv(initial, self.max_txn_ops, self.extra_args),
                                             member.log_path).start()
         for member in self.members:
             assert member.process is not None
@@ -92,10 +132,48 @@ class EtcdCluster:
         """Restart a stopped member with its data dir (rejoins the existing cluster)."""
         member = self.members[index]
         initial = ",".join(f"{m.name}={m.peer_url}" for m in self.members)
-        argv = [a for a in member.argv(initial, self.max_txn_ops) if not a.startswith("--initial-cluster-state")]
+        argv = [a for a in member.argv(initial, self.max_txn_ops, self.extra_args)
+                if not a.startswith("--initial-cluster-state")]
         member.process = ManagedProcess(f"etcd {member.name}", [*argv, "--initial-cluster-state=existing"],
                                         member.log_path).start()
         member.process.wait_until(member.healthy, timeout, "healthy")
+
+    def kill_member(self, index: int) -> None:
+        """SIGKILL one member, as a crash or an OOM kill would: no shutdown, its data dir as the kill left it."""
+        process = self.members[index].process
+        if process is not None:
+            process.kill()
+
+    def running(self, index: int) -> bool:
+        process = self.members[index].process
+        return process is not None and process.running
+
+    def statuses(self) -> dict[int, MemberStatus]:
+        """Each running member's own status, by index; members that do not answer are left out."""
+        found = {}
+        for index, member in enumerate(self.members):
+            if not self.running(index):
+                continue
+            try:
+                found[index] = member.status()
+            except (requests.RequestException, KeyError, ValueError):
+                continue
+        return found
+
+    def leader(self) -> int | None:
+        """The index of the member the running members agree leads (None while they do not agree, or have none)."""
+        statuses = self.statuses()
+        leaders = {status.leader_id for status in statuses.values()}
+        if len(leaders) != 1 or 0 in leaders:
+            return None
+        (leader_id,) = leaders
+        return next((index for index, status in statuses.items() if status.member_id == leader_id), None)
+
+    def wait_for_leader(self, timeout: float = START_TIMEOUT) -> int:
+        """The leader's index once the running members agree on one (an election takes about a second)."""
+        found = wait_for(lambda: (leader := self.leader()) is not None and [leader], timeout,
+                         "the etcd members agreeing on a leader")
+        return int(found[0])
 
     def stop(self) -> None:
         for member in self.members:
