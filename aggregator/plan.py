@@ -14,7 +14,7 @@ from typing import Any
 
 from aggregator.health.quorum import Votes
 from aggregator.health.readiness import MemberView
-from aggregator.health.silence import SilentMember, judge_fleet, last_known_view, silence
+from aggregator.health.silence import SilentMember, judge_fleet, last_known_view, why_silent
 from aggregator.model import ClusterStatus, IntentStatus
 from aggregator.policy.loadbalancing import Selector
 from aggregator.policy.proximity import Locality
@@ -69,7 +69,7 @@ def evaluate(source: Source[Any], intent: Intent, previous: IntentStatus, member
     for member in members:
         view = replace(member.view, last_known=last.get(member.objects.name))
         entry = source.evaluate(intent, view, member.objects)
-        why = silence(view) if checked else ""
+        why = why_silent(view) if checked else ""
         kept = source.evaluate(intent, last_known_view(view), member.objects) if why else None
         if kept is not None:
             silent[member.objects.name] = SilentMember(why, entry)

@@ -34,7 +34,7 @@ class SilentMember:
     otherwise: ClusterStatus | None
 
 
-def silence(view: MemberView) -> str:
+def why_silent(view: MemberView) -> str:
     """Why the member is silent (its view with ``last_known`` filled in), or "" when it is not."""
     if view.reachability is Reachability.LOST:
         return "API server not answering past the grace period"

@@ -9,7 +9,7 @@ import pytest
 
 from aggregator.health.quorum import Votes
 from aggregator.health.readiness import MemberView, Reachability, Reason
-from aggregator.health.silence import SilentMember, judge_fleet, judge_silent, last_known_view, silence
+from aggregator.health.silence import SilentMember, judge_fleet, judge_silent, last_known_view, why_silent
 from aggregator.model import ClusterStatus, LoadBalancerAddress, MemberCluster, SecretKeyRef, Verdict
 from fleetdns.healthreport import DownEntry
 
@@ -96,12 +96,12 @@ def test_the_fleet_is_judged_by_the_quorum_and_only_silent_members_by_this_rule(
 
 def test_which_members_are_silent_and_what_their_last_known_entry_is_read_from() -> None:
     published = east()
-    assert silence(MemberView(EAST, Reachability.LOST)) == "API server not answering past the grace period"
-    assert silence(MemberView(EAST, Reachability.UNAVAILABLE, last_known=published)).startswith("not reached since")
+    assert why_silent(MemberView(EAST, Reachability.LOST)) == "API server not answering past the grace period"
+    assert why_silent(MemberView(EAST, Reachability.UNAVAILABLE, last_known=published)).startswith("not reached since")
     for quiet in (MemberView(EAST, Reachability.UNAVAILABLE), MemberView(EAST, Reachability.IN_GRACE),
                   MemberView(EAST, Reachability.CONNECTING, last_known=published),
                   MemberView(EAST, Reachability.CONNECTED)):
-        assert silence(quiet) == "", quiet
+        assert why_silent(quiet) == "", quiet
     assert last_known_view(MemberView(EAST, Reachability.LOST)).reachability is Reachability.IN_GRACE  # its cache
     restored = last_known_view(MemberView(EAST, Reachability.UNAVAILABLE, last_known=published))
     assert restored.reachability is Reachability.CONNECTING and restored.last_known == published  # the status
