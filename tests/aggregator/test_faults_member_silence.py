@@ -34,12 +34,12 @@ from tests.support.aggregator import (
     unique,
     wait_for,
 )
-from tests.support.probers import CHECK, RENEW, Probers
+from tests.support.probers import CHECK, Probers
 from tests.support.soak import Tally, times
 from tests.support.world import FleetWorld, module_namespace, running_aggregator
 
 pytestmark = [pytest.mark.apiserver, pytest.mark.fault]
-GRACE = 3.0  # --member-grace-period
+GRACE = 2.0  # --member-grace-period
 PROBER_GRACE = 2.0  # --prober-grace-period
 BOTH, EAST, WEST = frozenset(VIPS.values()), frozenset({VIPS["east"]}), frozenset({VIPS["west"]})
 
@@ -149,7 +149,7 @@ def test_a_silent_member_keeps_its_targets_while_a_quorum_proves_its_app_up_and_
         for region in (a, b):
             probers.report(region, "east")
             probers.report(region, "west", world.down(down_in_west, "west"))
-        wait_for(world.all_connected, timeout=30, what="every member connected")
+        wait_for(world.all_connected, timeout=45, what="every member connected")
         expected = {proven: BOTH, down_in_west: EAST, unchecked: BOTH}
         for name, answer in expected.items():
             world.wait_answer(name, answer)
@@ -162,7 +162,7 @@ def test_a_silent_member_keeps_its_targets_while_a_quorum_proves_its_app_up_and_
             # Without a health check nothing proves east's app alive: it leaves when the grace period ends.
             flaps.until(lambda: world.answer(unchecked) == WEST, {proven: BOTH, down_in_west: EAST},
                         GRACE + 15, "east out of the unchecked intent's answer")
-            assert time.monotonic() - silenced >= GRACE - RENEW
+            assert time.monotonic() - silenced >= GRACE
             # With one, the probers' Up keeps east, well past the grace period, without a flap.
             flaps.hold({proven: BOTH, down_in_west: EAST, unchecked: WEST}, max(0.0, silenced + 3 * GRACE
                                                                                   - time.monotonic()))
@@ -181,14 +181,15 @@ def test_a_silent_member_keeps_its_targets_while_a_quorum_proves_its_app_up_and_
             for region in (a, b):
                 probers.report(region, "east", world.down(proven, "east"))
             world.wait_answer(proven, WEST)
-            out = entry(world, proven, "east")
-            assert str(out["reason"]) == (
+            wait_for(lambda: entry(world, proven, "east")["reason"] == (
                 "MemberUnreachable: API server not answering past the grace period; "
-                f"{VIPS['east']} Down for a majority of 3 fresh regions: out of the answer"), out
+                f"{VIPS['east']} Down for a majority of 3 fresh regions: out of the answer"),
+                what="east's reason in the status")  # written just after the DNSEndpoint
         finally:
             back = start_together(stopped)
-        # Back: each member's own objects decide again; the unchecked intent has both clusters again.
-        converged = back + world.wait_answer(unchecked, BOTH, timeout=30)
+        # Back: each member's own objects decide again; the unchecked intent has both clusters again. A member that
+        # hung while shutting down and starting is retried with a delay growing to 30 s (±20 %): the bound.
+        converged = back + world.wait_answer(unchecked, BOTH, timeout=45)
         counted.injection(converged_after=converged)  # one stop/return cycle of both members
         world.wait_answer(proven, WEST)  # its quorum still sees east Down
         counted.note(f"cycle {cycle + 1}: API servers answering {back:.1f} s after the restart, answers back "
@@ -200,6 +201,7 @@ def test_a_lone_fresh_region_decides_fails_open_and_the_returning_regions_bring_
         world: World, probers: Probers, tally: Callable[..., Tally]) -> None:
     counted = tally("two of three prober regions stale (quorum floor: the lone region decides)")
     flaps = Flaps(world, counted)
+    wait_for(world.all_connected, timeout=45, what="every member connected")  # a test before may have stopped them
     name = service(world)
     a, b, c = probers.regions
     world.wait_answer(name, BOTH)
@@ -213,7 +215,8 @@ def test_a_lone_fresh_region_decides_fails_open_and_the_returning_regions_bring_
 
         probers.report(c, "east", world.down(name, "east"))  # the lone region's Down moves east out
         world.wait_answer(name, WEST)
-        assert str(entry(world, name, "east")["reason"]) == "HealthCheckFailed: Down from 1 of 1 regions"
+        wait_for(lambda: entry(world, name, "east")["reason"] == "HealthCheckFailed: Down from 1 of 1 regions",
+                 what="the lone region's verdict in the status")  # written just after the DNSEndpoint
 
         probers.report(c, "west", world.down(name, "west"))  # everything Down: fail open, never an empty answer
         flaps.until(lambda: condition(world.host.get(world.intents.path(world.ns, name)), "FailOpen")
