@@ -1,5 +1,7 @@
-"""The two decisions of docs/design/faults.md §2, against real host, east and west API servers and the aggregator as
-a process; the tests play the regions' probers (Leases renewed, HealthReports written as a prober writes them).
+"""Silence, and what the probers' quorum still decides through it: the two decisions of docs/design/faults.md §2
+(a member's API server silent; two of three prober regions silent), against real host, east and west API servers
+and the aggregator as a process. The tests play the regions' probers (Leases renewed, HealthReports written as a
+prober writes them).
 
 Member silence: a member's API server stopped while the probers see its app Up keeps its targets well past the grace
 period; a Down quorum takes them out; a member stopped with its app Down stays out; an intent without a health
@@ -42,6 +44,7 @@ pytestmark = [pytest.mark.apiserver, pytest.mark.fault]
 GRACE = 2.0  # --member-grace-period
 PROBER_GRACE = 2.0  # --prober-grace-period
 BOTH, EAST, WEST = frozenset(VIPS.values()), frozenset({VIPS["east"]}), frozenset({VIPS["west"]})
+STOPS = times(1, 5)  # stop/return cycles of the member API servers: up to a minute each on the shared machine
 
 
 @dataclass
@@ -137,6 +140,7 @@ def start_together(servers: list[KubeAPIServer]) -> float:
     return time.monotonic() - started
 
 
+@pytest.mark.timeout(120 + 90 * STOPS)
 def test_a_silent_member_keeps_its_targets_while_a_quorum_proves_its_app_up_and_leaves_on_a_down_quorum(
         world: World, probers: Probers, tally: Callable[..., Tally]) -> None:
     counted = tally("member API servers stopped while the probers see their apps (member silence)")
@@ -144,7 +148,7 @@ def test_a_silent_member_keeps_its_targets_while_a_quorum_proves_its_app_up_and_
     proven, down_in_west, unchecked = service(world), service(world), service(world, checked=False)
     a, b, _ = probers.regions
     east, west = world.fleet.members["east"], world.fleet.members["west"]
-    for cycle in range(times(1, 5)):
+    for cycle in range(STOPS):
         # The stand-in probers: a and b see down_in_west's app Down in west, everything else Up.
         for region in (a, b):
             probers.report(region, "east")
