@@ -3,7 +3,8 @@
 typed views; the probers' verdicts are quorum.py's).
 
 Grace-period rule: a member API server that stops answering keeps its last known answer for the
-grace period, then leaves the answer; a member not reached since start-up keeps the entry the
+grace period, then leaves the answer (for an intent with ``spec.healthCheck``, unless the probers' quorum still
+proves its app serving: silence.py); a member not reached since start-up keeps the entry the
 intent's status last published for it. Within the grace period an intent's entry stays exactly as
 it was (a control-plane blip changes no answer, so it must not rewrite thousands of statuses); the
 member's reachability is reported once, on its MemberCluster (status.py ``member_status``). Each
@@ -44,6 +45,7 @@ class Reason(StrEnum):
     NOT_FOUND = "NotFound"  # a cluster that left the list: its object (or the member) is gone
     NO_READY_BACKENDS = "NoReadyBackends"
     MEMBER_UNREACHABLE = "MemberUnreachable"
+    MEMBER_UNREACHABLE_SERVING = "MemberUnreachableServing"  # silent member, its app proven by the probers (silence.py)
     MEMBER_UNAVAILABLE = "MemberUnavailable"
     KIND_UNAVAILABLE = "KindUnavailable"
     HOSTNAME_NOT_RESOLVED = "HostnameNotResolved"  # its load balancer's hostnames give no address (lb_hostnames.py)

@@ -141,8 +141,11 @@ _REACHABLE: dict[Reachability, tuple[str, str]] = {
                                          "entries last published for them for the grace period"),
     Reachability.IN_GRACE: ("False", "API server not answering; its clusters keep their last known answer "
                                      "for the grace period"),
-    Reachability.LOST: ("False", "API server not answering past the grace period; its clusters left the answer"),
-    Reachability.UNAVAILABLE: ("False", "no usable connection; its clusters are not in the answer"),
+    Reachability.LOST: ("False", "API server not answering past the grace period; its clusters left the answer, "
+                                 "except where the probers' quorum proves them serving (MemberUnreachableServing)"),
+    Reachability.UNAVAILABLE: ("False", "no usable connection; its clusters are not in the answer, "
+                                        "except where the probers' quorum proves their last published addresses "
+                                        "serving (MemberUnreachableServing)"),
 }
 
 

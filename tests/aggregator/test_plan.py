@@ -117,3 +117,67 @@ def test_the_domain_lookup_prefers_the_intents_namespace_and_reads_only_the_refe
     assert reads == [("shop", "fleet"), ("fleetdns-system", "fleet")]
     assert lookup.find("shop", "fleet") == own and lookup.find("other", "fleet") == shared
     assert DomainLookup.read(read, "fleetdns-system", "shop", "").find("shop", "fleet") is None
+
+
+# --- member silence (aggregator/health/silence.py): the probers' proof outlives a member's silence ----------------
+
+CHECKED = {"healthCheck": {"httpGet": {"path": "/healthz", "port": 80}}}
+
+
+def votes_on_east(fresh: set[str], down_in: set[str] | None = None) -> Votes:
+    """Fresh regions ``fresh``; those of ``down_in`` list east's address Down with the intent's check."""
+    intent = web(**CHECKED)
+    assert intent.health_check is not None
+    check = intent.health_check.resolved(GLOBAL).check_id
+    entry = DownEntry("ServiceDNSRecord/web", IPS["east"], check, "2025-01-01T00:00:00Z", "HTTP 500")
+    down_in = down_in or set()
+    return Votes(frozenset(fresh), tuple(sorted(fresh | down_in)), {(r, "east"): (entry,) for r in down_in})
+
+
+def silent_east(votes: Votes, **spec: Any) -> tuple[Any, dict[str, Any]]:
+    """The plan with east's API server lost past its grace period (its cache as last seen), and east's entry."""
+    members = (member("east", Reachability.LOST), member("west"))
+    desired = plan(SOURCE, web(**spec), IntentStatus(), Observed(members, domains(FLEET), votes))
+    east = next(c for c in desired.outcome.clusters if c.cluster == "east")
+    return global_targets(desired.endpoints), east.to_json()
+
+
+def test_a_lost_member_stays_in_the_answer_while_a_fresh_quorum_sees_its_app_up() -> None:
+    targets, east = silent_east(votes_on_east({"a", "b", "c"}, {"a"}), **CHECKED)
+    assert targets == (IPS["east"], IPS["west"])
+    assert east["healthy"] and east["reason"].startswith("MemberUnreachableServing: ")
+
+
+def test_a_lost_member_leaves_when_the_quorum_sees_its_app_down_or_no_region_is_fresh() -> None:
+    for votes in (votes_on_east({"a", "b", "c"}, {"a", "b"}), votes_on_east(set())):
+        targets, east = silent_east(votes, **CHECKED)
+        assert targets == (IPS["west"],)
+        assert not east["healthy"] and east["reason"].startswith("MemberUnreachable: ")
+        assert east["loadBalancer"]["ingress"] == [{"ip": IPS["east"]}]  # still checked by the probers
+
+
+def test_a_lost_member_of_an_intent_without_a_health_check_leaves_after_the_grace_period_as_before() -> None:
+    targets, east = silent_east(votes_on_east({"a", "b", "c"}))
+    assert targets == (IPS["west"],)
+    assert east == {"cluster": "east", "region": "east", "zone": "east-1a", "loadBalancer": {"ingress": []},
+                    "healthy": False, "reason": "MemberUnreachable: API server not answering past the grace period"}
+
+
+def test_a_member_that_answers_again_is_judged_by_what_it_says() -> None:
+    members = (member("east", Reachability.CONNECTED, serves=False), member("west"))
+    desired = plan(SOURCE, web(**CHECKED), IntentStatus(), Observed(members, domains(FLEET), votes_on_east({"a"})))
+    assert global_targets(desired.endpoints) == (IPS["west"],)
+    assert [c.cluster for c in desired.outcome.clusters] == ["west"]  # its Service is gone
+
+
+def test_after_a_restart_a_member_never_reached_keeps_its_published_entry_while_the_quorum_proves_it() -> None:
+    both = (member("east"), member("west"))
+    published = build_status(plan(SOURCE, web(**CHECKED), IntentStatus(),
+                                  Observed(both, domains(FLEET), votes_on_east({"a"}))).outcome, 1, IntentStatus(), "t")
+    restarted = (member("east", Reachability.UNAVAILABLE, serves=False), member("west"))
+    for votes, expected in ((votes_on_east({"a"}), (IPS["east"], IPS["west"])),
+                            (votes_on_east({"a"}, {"a"}), (IPS["west"],))):
+        desired = plan(SOURCE, web(**CHECKED), published, Observed(restarted, domains(FLEET), votes))
+        assert global_targets(desired.endpoints) == expected
+    without_check = plan(SOURCE, web(), published, Observed(restarted, domains(FLEET)))
+    assert global_targets(without_check.endpoints) == (IPS["west"],)

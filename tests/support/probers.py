@@ -51,7 +51,11 @@ class Probers:
 
     def silence(self, region: str) -> None:
         """The region's prober stops renewing (crashed, or cut off from the host API)."""
-        self.alive.discard(region)
+        self.alive = self.alive - {region}  # a new set: the renewing thread may be iterating the old one
+
+    def resume(self, region: str) -> None:
+        """The region's prober renews again (restarted, or back in touch with the host API)."""
+        self.alive = self.alive | {region}
 
     def report(self, region: str, cluster: str, *down: DownEntry, latency: tuple[LatencyEntry, ...] = ()) -> None:
         report = HealthReport(self.namespace, region, cluster, down, latency=latency)
