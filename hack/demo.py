@@ -29,6 +29,7 @@ from kubernetes import client
 
 from rig.coredns import dns_answers
 from rig.federation import Federation
+from rig.waiting import wait_for
 from rig.workloads import MANAGED_BY, endpoint_slices, kubectl, kubectl_argv, ready_addresses, shown
 
 ZONE = "gslb.example.com"
@@ -198,6 +199,10 @@ def narrate(federation: Federation, summary: Summary) -> None:
     step(f"recovery: scaled back to {REPLICAS} in east")
     timed(federation, summary, f"east scaled back to {REPLICAS}",
           lambda: member_kubectl(federation, "east", *scale_command(REPLICAS)), both, timeout=60)
+    # DNS answers with east again at its first ready pod; the slices are shown once both new pods are ready
+    east_server = federation.fleet.members["east"]
+    wait_for(lambda: len(ready_addresses(east_server, NAMESPACE, APP)) == REPLICAS, 60,
+             f"{REPLICAS} ready endpoints of {APP} in east")
     info(f"east's new pods ready at "
          f"{', '.join(record_slices(federation, summary, f'east scaled back to {REPLICAS}', 'east').ready)}")
 

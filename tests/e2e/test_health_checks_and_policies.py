@@ -248,7 +248,9 @@ def test_no_credential_appears_in_any_log_api_object_event_status_or_metric(fed:
         pages[f"webhook {name} /metrics"] = requests.get(region.webhook.client.health_url + "/metrics", timeout=5).text
         pages[f"sidecar {name} /metrics"] = requests.get(region.coredns.sidecar.health_url + "/metrics",
                                                          timeout=5).text
-        pages[f"coredns {name} /metrics"] = requests.get(region.coredns.health_url + "/metrics", timeout=5).text
+        if region.externaldns is not None:
+            pages[f"external-dns {name} /metrics"] = requests.get(
+                f"http://127.0.0.1:{region.externaldns.metrics_port}/metrics", timeout=5).text
     found = (secret_sweep.in_files(logs, credentials)
              + secret_sweep.in_api_objects({name: server.api_client() for name, server in servers.items()},
                                            credentials)
