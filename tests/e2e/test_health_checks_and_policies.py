@@ -252,7 +252,7 @@ def test_no_credential_appears_in_any_log_api_object_event_status_or_metric(fed:
             pages[f"external-dns {name} /metrics"] = requests.get(
                 f"http://127.0.0.1:{region.externaldns.metrics_port}/metrics", timeout=5).text
     found = (secret_sweep.in_files(logs, credentials)
-             + secret_sweep.in_api_objects({name: server.api_client() for name, server in servers.items()},
+             + secret_sweep.in_api_objects({name: client_for(server) for name, server in servers.items()},
                                            credentials)
              + secret_sweep.in_pages(pages, credentials))
     assert not found, "\n".join(found)

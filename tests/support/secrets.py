@@ -7,23 +7,18 @@ import json
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
-from kubernetes import client
+from fleetdns.kubeapi import KubeClient
 
 SECRET_HOLDERS = {("", "secrets")}  # (group, resource) whose objects hold secrets by design
 
 
-def _resources(api: client.ApiClient) -> Iterator[tuple[str, str]]:
+def _resources(api: KubeClient) -> Iterator[tuple[str, str]]:
     """(list path, "group/resource") of every listable top-level resource the server serves."""
-    def get(path: str) -> dict:
-        data, _, _ = api.call_api(path, "GET", auth_settings=["BearerToken"], response_type="object",
-                                  _preload_content=True, _return_http_data_only=False)
-        return data
-
     versions = [("", "api/v1")]
-    for group in get("/apis").get("groups", []):
-        versions.append((group["name"], f"apis/{group['preferredVersion']['groupVersion']}"))
+    versions += [(group["name"], f"apis/{group['preferredVersion']['groupVersion']}")
+                 for group in api.get("/apis").get("groups", [])]
     for group, prefix in versions:
-        for resource in get(f"/{prefix}").get("resources", []):
+        for resource in api.get(f"/{prefix}").get("resources", []):
             if "/" in resource["name"] or "list" not in resource.get("verbs", ()):
                 continue
             if (group, resource["name"]) in SECRET_HOLDERS:
@@ -31,20 +26,16 @@ def _resources(api: client.ApiClient) -> Iterator[tuple[str, str]]:
             yield f"/{prefix}/{resource['name']}", f"{group or 'core'}/{resource['name']}"
 
 
-def in_api_objects(servers: Mapping[str, client.ApiClient], secrets: Mapping[str, str]) -> list[str]:
+def in_api_objects(servers: Mapping[str, KubeClient], secrets: Mapping[str, str]) -> list[str]:
     """``server: group/resource namespace/name holds <secret name>`` for every object that holds a secret."""
     found = []
     for server, api in servers.items():
         for path, resource in _resources(api):
-            data, _, _ = api.call_api(path, "GET", auth_settings=["BearerToken"], response_type="object",
-                                      _preload_content=True, _return_http_data_only=False)
-            for item in data.get("items") or []:
+            for item in api.get(path).get("items") or []:
                 text = json.dumps(item)
                 meta = item.get("metadata") or {}
-                for label, value in secrets.items():
-                    if value in text:
-                        found.append(f"{server}: {resource} {meta.get('namespace', '')}/{meta.get('name')} "
-                                     f"holds {label}")
+                found += [f"{server}: {resource} {meta.get('namespace', '')}/{meta.get('name')} holds {label}"
+                          for label, value in secrets.items() if value in text]
     return found
 
 
