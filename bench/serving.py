@@ -394,7 +394,7 @@ At full speed dnsperf keeps {args.outstanding} queries in flight, so its average
 {described}
 
 ## Machine and load
-{machine()}; CoreDNS v1.15.0, etcd 3.5.1 (`--unsafe-no-fsync`, rig default), dnsperf {dnsperf_version()},
+{machine()}; CoreDNS v1.15.0, etcd 3.5.21 (`--unsafe-no-fsync`, rig default), dnsperf {dnsperf_version()},
 Python {platform.python_version()}. dnsperf, CoreDNS and etcd share the machine's cores (and, during this run,
 other work on the machine: load averages before→after each full-speed run: {loads}).
 

@@ -656,7 +656,7 @@ Latest run: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC by `make bench-views` (`pytho
 
 {chr(10).join(sections)}
 ## Machine and load
-{machine()}; CoreDNS v1.15.0, etcd 3.5.1, ExternalDNS v0.22.0, dnsperf {dnsperf_version()}. Every process
+{machine()}; CoreDNS v1.15.0, etcd 3.5.21, ExternalDNS v0.22.0, dnsperf {dnsperf_version()}. Every process
 shares the machine's cores with the others (and with other work on the machine; see the load averages).
 
 ## Method

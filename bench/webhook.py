@@ -373,7 +373,7 @@ Latest run: {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')} by `make bench-we
 {table}
 
 ## Machine
-{machine()}; etcd 3.5.1 (`--unsafe-no-fsync`, rig default), CoreDNS v1.15.0, ExternalDNS {externaldns_version()},
+{machine()}; etcd 3.5.21 (`--unsafe-no-fsync`, rig default), CoreDNS v1.15.0, ExternalDNS {externaldns_version()},
 Python {platform.python_version()}. Everything on loopback, sharing the machine with whatever else ran.
 
 ## Method

@@ -35,7 +35,8 @@ CONTROLLERS = ("deployment-controller", "replicaset-controller", "endpointslice-
                "garbage-collector-controller", "namespace-controller", "node-lifecycle-controller")
 # The API server of a member with controllers needs this: kwok watches with resourceVersion "0", which a 1.36 API
 # server with WatchList on turns into a watch-list stream, refused without etcd's RequestWatchProgress (etcd
-# >= 3.5.13; the rig's is 3.5.1); kwok then re-lists with a growing backoff and sees pods tens of seconds late.
+# >= 3.5.13; the rig's was 3.5.1 then, 3.5.21 since: WatchList could go back on, not yet tried); kwok then
+# re-lists with a growing backoff and sees pods tens of seconds late.
 APISERVER_ARGS = ("--feature-gates=WatchList=false",)
 NODE_LEASE_SECONDS = 40  # kwok renews each node's Lease (kube-node-lease) as a kubelet does; kwokctl's value
 POD_CIDR = "10.244.0.0/16"  # kwok's pod IPs; apart from the API servers' Service range (10.0.0.0/16)
