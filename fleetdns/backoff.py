@@ -12,7 +12,8 @@ every waiter at once, so all the informers resume together and a short blip cost
 A server that refuses connections (nothing listens: it is restarting) costs nothing to try, so its delay stops
 at 2 s instead: after a host or member API server restart every informer is back within about 2 s of it
 listening again, whatever the outage's length. Only a server that accepts and does not answer, or a network
-that drops the connection attempt, is tried at the 30 s cap.
+that drops the connection attempt, is tried at the 30 s cap; that delay starts over after refusals (a server
+that listens again after refusing is starting up, and accepts before it answers: it is not hung).
 """
 
 from __future__ import annotations
@@ -62,6 +63,7 @@ class ServerGate:
     def __init__(self, name: str, backoff: Backoff | None = None, clock: Callable[[], float] = time.monotonic) -> None:
         self.name = name
         self._backoff = backoff or Backoff()
+        self._refused_backoff = Backoff(self._backoff.start, min(REFUSED_MAX, self._backoff.cap), self._backoff.jitter)
         self._clock = clock
         self._cond = threading.Condition()
         self._open = True
@@ -106,6 +108,7 @@ class ServerGate:
                 return
             self._open, self._trial = True, None
             self._backoff.reset()
+            self._refused_backoff.reset()
             self._cond.notify_all()
             logger.info("API server answering again; every request resumes", extra={
                 "server": self.name, "unanswered_seconds": round(self._clock() - self._closed_at, 1),
@@ -121,6 +124,7 @@ class ServerGate:
             if self._open:
                 self._open, self._closed_at, self._failed_tries, self._capped = False, now, 0, False
                 self._backoff.reset()
+                self._refused_backoff.reset()
                 self._schedule(now, refused)
                 logger.warning("API server not answering; trying one request at a time with backoff", extra={
                     "server": self.name, "detail": detail, "retry_in_seconds": round(self._interval, 2)})
@@ -150,9 +154,11 @@ class ServerGate:
             self._cond.notify_all()
 
     def _schedule(self, now: float, refused: bool) -> None:
-        delay = self._backoff.next()
-        self._interval = min(delay, REFUSED_MAX * random.uniform(1 - BACKOFF_JITTER, 1 + BACKOFF_JITTER)) \
-            if refused else delay
+        if refused:  # the delay for a server that accepts and does not answer starts over once it listens again
+            self._interval = self._refused_backoff.next()
+            self._backoff.reset()
+        else:
+            self._interval = self._backoff.next()
         self._next_try = now + self._interval
         self._cond.notify_all()
 
