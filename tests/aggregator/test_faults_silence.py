@@ -20,7 +20,6 @@ from typing import Any
 
 import pytest
 
-from fleetdns.apipaths import NAMESPACES
 from rig import Fleet, KubeAPIServer
 from rig.apiserver import wait_all_ready
 from rig.waiting import holds_for
@@ -38,7 +37,7 @@ from tests.support.aggregator import (
 )
 from tests.support.probers import CHECK, Probers
 from tests.support.soak import Tally, times
-from tests.support.world import FleetWorld, module_namespace, running_aggregator
+from tests.support.world import ProberWorld, prober_world, three_regions
 
 pytestmark = [pytest.mark.apiserver, pytest.mark.fault]
 GRACE = 2.0  # --member-grace-period
@@ -48,8 +47,7 @@ STOPS = times(1, 5)  # stop/return cycles of the member API servers: up to a min
 
 
 @dataclass
-class World(FleetWorld):
-    lease_ns: str  # where the stand-in probers' Leases are
+class World(ProberWorld):
 
     def answer(self, service: str) -> frozenset[str]:
         """The A targets of the service's global name in its DNSEndpoint (empty: no answer)."""
@@ -100,23 +98,15 @@ class Flaps:
 
 @pytest.fixture(scope="module")
 def world(fleet: Fleet, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    host, namespace = module_namespace(fleet, "agg-silence")
-    lease_namespace = unique("agg-probers")
-    host.create(NAMESPACES.path(), NAMESPACES.manifest(lease_namespace))
-    flags = (f"--member-grace-period={GRACE}s", f"--prober-grace-period={PROBER_GRACE}s",
-             f"--prober-lease-namespace={lease_namespace}")
-    with running_aggregator(fleet.host.kubeconfig, namespace, tmp_path_factory.mktemp("aggregator"),
-                            *flags) as aggregator:
-        yield World(fleet, host, namespace, aggregator, lease_namespace)
+    flags = (f"--member-grace-period={GRACE}s", f"--prober-grace-period={PROBER_GRACE}s")
+    with prober_world(fleet, tmp_path_factory.mktemp("aggregator"), "agg-silence", *flags, world=World) as started:
+        yield started
 
 
 @pytest.fixture
 def probers(world: World) -> Iterator[Probers]:
-    """Three fresh regions for one test (Leases deleted afterwards: voters are fleet-wide)."""
-    suffix = unique("")[1:]
-    started = Probers(world.host, world.lease_ns, world.ns, tuple(f"{r}{suffix}" for r in ("a", "b", "c"))).start()
-    yield started
-    started.close()
+    with three_regions(world) as started:
+        yield started
 
 
 def service(world: World, checked: bool = True) -> str:

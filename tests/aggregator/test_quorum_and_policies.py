@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 
-from fleetdns.apipaths import NAMESPACES
 from fleetdns.weights import WEIGHTS_PROPERTY
 from rig import Fleet, KubeAPIServer
 from rig.aggregator import AggregatorProcess, client_for
@@ -34,15 +33,14 @@ from tests.support.aggregator import (
     wait_records,
 )
 from tests.support.probers import CHECK, RENEW, Probers
-from tests.support.world import FleetWorld, module_namespace, running_aggregator
+from tests.support.world import ProberWorld, prober_world, three_regions
 
 pytestmark = pytest.mark.apiserver
 GRACE = 2.0  # --prober-grace-period
 
 
 @dataclass
-class World(FleetWorld):
-    lease_ns: str  # where the stand-in probers' Leases are
+class World(ProberWorld):
 
     def answer(self, service: str) -> set[str]:
         found = wait_records(self.host, self.ns, f"service-{service}", lambda r: True)
@@ -55,22 +53,15 @@ class World(FleetWorld):
 
 @pytest.fixture(scope="module")
 def world(fleet: Fleet, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    host, namespace = module_namespace(fleet, "agg-quorum")
-    lease_namespace = unique("agg-probers")
-    host.create(NAMESPACES.path(), NAMESPACES.manifest(lease_namespace))
-    flags = (f"--prober-grace-period={GRACE}s", f"--prober-lease-namespace={lease_namespace}")
-    with running_aggregator(fleet.host.kubeconfig, namespace, tmp_path_factory.mktemp("aggregator"),
-                            *flags) as aggregator:
-        yield World(fleet, host, namespace, aggregator, lease_namespace)
+    with prober_world(fleet, tmp_path_factory.mktemp("aggregator"), "agg-quorum", f"--prober-grace-period={GRACE}s",
+                      world=World) as started:
+        yield started
 
 
 @pytest.fixture
 def probers(world: World) -> Iterator[Probers]:
-    """Three fresh regions for one test (Leases deleted afterwards: voters are fleet-wide)."""
-    suffix = unique("")[1:]
-    started = Probers(world.host, world.lease_ns, world.ns, tuple(f"{r}{suffix}" for r in ("a", "b", "c"))).start()
-    yield started
-    started.close()
+    with three_regions(world) as started:
+        yield started
 
 
 def checked_service(world: World, **spec: object) -> str:

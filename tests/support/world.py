@@ -15,7 +15,7 @@ from aggregator.controller.reconciler import Reconciler
 from aggregator.metrics import AggregatorMetrics
 from aggregator.model import Domain, IntentKey, MemberCluster, SecretKeyRef, parse_dns_endpoint
 from aggregator.sources.service import parse_service_intent
-from fleetdns.apipaths import SERVICE_DNS_RECORDS, Resource
+from fleetdns.apipaths import NAMESPACES, SERVICE_DNS_RECORDS, Resource
 from fleetdns.healthreport import DownEntry
 from fleetdns.kubeapi import KubeClient
 from rig import Fleet
@@ -30,10 +30,11 @@ from tests.support.aggregator import (
     global_name,
     new_namespace,
     prepare_fleet,
+    unique,
     wait_for,
 )
 from tests.support.fakes import Caches, Member
-from tests.support.probers import down_entry
+from tests.support.probers import Probers, down_entry
 
 
 @dataclass
@@ -119,6 +120,37 @@ def fleet_world(fleet: Fleet, workdir: Path, prefix: str, *flags: str) -> Iterat
     host, namespace = module_namespace(fleet, prefix)
     with running_aggregator(fleet.host.kubeconfig, namespace, workdir, *flags) as aggregator:
         yield FleetWorld(fleet, host, namespace, aggregator)
+
+
+@dataclass
+class ProberWorld(FleetWorld):
+    """A FleetWorld whose aggregator counts the Leases of stand-in probers (tests/support/probers.py) in a namespace
+    of its own, ``lease_ns``: voters are fleet-wide, so a module's regions must not meet another module's."""
+
+    lease_ns: str
+
+
+@contextlib.contextmanager
+def prober_world(fleet: Fleet, workdir: Path, prefix: str, *flags: str,
+                 world: type[ProberWorld] = ProberWorld) -> Iterator[Any]:
+    """``fleet_world`` with the probers' Lease namespace (a ``world``, subclass of ProberWorld, is yielded)."""
+    host, namespace = module_namespace(fleet, prefix)
+    lease_namespace = unique("agg-probers")
+    host.create(NAMESPACES.path(), NAMESPACES.manifest(lease_namespace))
+    with running_aggregator(fleet.host.kubeconfig, namespace, workdir, *flags,
+                            f"--prober-lease-namespace={lease_namespace}") as aggregator:
+        yield world(fleet, host, namespace, aggregator, lease_namespace)
+
+
+@contextlib.contextmanager
+def three_regions(world: ProberWorld) -> Iterator[Probers]:
+    """Three fresh stand-in regions for one test; their Leases are deleted afterwards."""
+    suffix = unique("")[1:]
+    started = Probers(world.host, world.lease_ns, world.ns, tuple(f"{r}{suffix}" for r in ("a", "b", "c"))).start()
+    try:
+        yield started
+    finally:
+        started.close()
 
 
 class ReconcilerScene:
