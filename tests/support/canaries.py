@@ -9,13 +9,16 @@ wrote, without our labels or ownerReferences (ExternalDNS publishes it like any 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
+
+import pyetcd
 
 from fleetdns.apipaths import DNS_ENDPOINTS
 from fleetdns.kubeapi import KubeClient, KubeError
 from fleetdns.skydns.encoding import name_key
-from tests.support.etcd import etcd_kv
+from tests.support.etcd import Stored, etcd_kv
 
 FOREIGN_ADDRESS = "192.0.2.77"  # the address of the foreign record under the zone
 TEAM_ADDRESS = "192.0.2.78"  # the address of the team's own DNSEndpoint
@@ -26,44 +29,60 @@ def _skydns(address: str) -> bytes:
     return json.dumps({"host": address, "ttl": 300, "targetstrip": 1}).encode()
 
 
-@dataclass
+@dataclass(frozen=True)
 class EtcdCanaries:
-    """Keys written straight to one region's etcd, behind the webhook's back; ``changed`` says which differ now."""
+    """Keys written straight to one region's etcd, behind the webhook's back: each must keep its bytes and its mod
+    revision (a rewrite of the same bytes is a touch too)."""
 
     url: str
-    planted: dict[str, bytes] = field(default_factory=dict)
+    planted: Mapping[str, Stored]
+    names_in_zone: tuple[str, ...]  # names with a canary record the region serves (the webhook gives them a name key)
 
     @classmethod
     def plant(cls, url: str, prefix: str, zone: str, below: str = "") -> EtcdCanaries:
-        """Under ``prefix`` (``/skydns/``): ``canary-foreign.<zone>`` (served: ``served_name``), one in
-        ``example.org`` (outside the zone), and with ``below`` (one of our names) ``canary.<below>``; and a key
-        beside the prefix (``/skydns2/...``) that no reader of the prefix may touch."""
-        canaries = cls(url)
-        canaries.planted = {
-            name_key(prefix, f"canary-foreign.{zone}") + "/x1": _skydns(FOREIGN_ADDRESS),
-            name_key(prefix, "canary-outside.example.org") + "/x1": _skydns("198.51.100.77"),
-            name_key(prefix.rstrip("/") + "2/", f"canary.{zone}"): b"not a record: not ours",
+        """Under ``prefix`` (``/skydns/``): ``canary-foreign.<zone>`` (no ownership record claims it; served:
+        ``served_name``), a record outside the zone (the domain filter), a value that is not SkyDNS JSON, and with
+        ``below`` (one of our names) ``canary.<below>``; beside the prefix: a sibling sharing its root and an
+        unrelated key, which no reader of the prefix may touch. Planted before the webhook starts, the in-zone
+        record gets its name key from the webhook's repair pass; planted later, it is served from its record."""
+        labels = "/".join(reversed(zone.split(".")))
+        values = {
+            name_key(prefix, f"canary-foreign.{zone}") + "/c0ffee000003": _skydns(FOREIGN_ADDRESS),
+            name_key(prefix, "canary-outside.example.org") + "/c0ffee000001": _skydns("198.51.100.77"),
+            name_key(prefix, f"canary-junk.{zone}"): b"not json \xff\x00 kept as it is",
+            name_key(prefix.rstrip("/") + "2/", f"canary.{zone}") + "/c0ffee000002": _skydns("192.0.2.251"),
+            f"/fleetdns-canary/{labels}": b"unrelated",
         }
+        names = [f"canary-foreign.{zone}"]
         if below:
-            canaries.planted[name_key(prefix, f"canary.{below}") + "/x1"] = _skydns("192.0.2.79")
-        kv = etcd_kv(url)
+            values[name_key(prefix, f"canary.{below}") + "/c0ffee000004"] = _skydns("192.0.2.79")
+            names.append(f"canary.{below}")
+        kv = etcd_kv(url, timeout=5)
         try:
-            for key, value in canaries.planted.items():
-                kv.put(key, value)
+            planted = {key: Stored(value, kv.put(key, value).header.revision) for key, value in values.items()}
         finally:
             kv.close()
-        return canaries
+        return cls(url, planted, tuple(names))
 
     @staticmethod
     def served_name(zone: str) -> tuple[str, str]:
         """(name, address) of the foreign record under the zone, which the region's CoreDNS answers."""
         return f"canary-foreign.{zone}", FOREIGN_ADDRESS
 
+    def touched(self, kv: pyetcd.Etcd3Client) -> list[str]:
+        """The planted keys whose value or mod revision changed, or that are gone."""
+        changed = []
+        for key, was in self.planted.items():
+            value, meta = kv.get(key)
+            if value != was.value or meta is None or meta.mod_revision != was.mod_revision:
+                changed.append(f"{self.url}{key}")
+        return changed
+
     def changed(self) -> list[str]:
-        """The planted keys whose value is not byte for byte what was written (or that are gone)."""
-        kv = etcd_kv(self.url)
+        """``touched``, with a client of its own."""
+        kv = etcd_kv(self.url, timeout=5)
         try:
-            return [f"{self.url}{key}" for key, value in self.planted.items() if kv.get(key)[0] != value]
+            return self.touched(kv)
         finally:
             kv.close()
 

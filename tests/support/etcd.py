@@ -1,6 +1,6 @@
-"""etcd read and written directly, behind the webhook's back (as another writer, or to check what it stored): a client,
-the keys of a prefix as etcd holds them, an audit of those keys against the records a region should hold, and canary
-keys the system does not own, checked byte for byte (docs/design/faults.md)."""
+"""etcd read and written directly, behind the webhook's back (as another writer, or to check what it stored): a
+client, the keys of a prefix as etcd holds them, and an audit of those keys against the records a region should hold
+(the canaries the system does not own are in tests/support/canaries.py)."""
 
 from __future__ import annotations
 
@@ -8,11 +8,15 @@ import ipaddress
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import pyetcd
 
 from fleetdns.skydns.encoding import key_for, name_key
 from fleetdns.skydns.records import Record
+
+if TYPE_CHECKING:
+    from tests.support.canaries import EtcdCanaries
 
 PAGE = 5_000  # keys per range call: 40,000 keys in one answer would pass gRPC's 4 MiB default
 
@@ -47,7 +51,7 @@ def _prefix_end(prefix: bytes) -> bytes:
 
 
 def audit_records(keys: Mapping[str, Stored], prefix: str, addresses: Mapping[str, str],
-                  texts: Mapping[str, Stored], canaries: Canaries) -> list[str]:
+                  texts: Mapping[str, Stored], canaries: EtcdCanaries) -> list[str]:
     """What is wrong with ``keys`` (under ``prefix``'s root) for a region whose names hold exactly ``addresses`` (one
     A record each: name → address) and the TXT keys ``texts`` (ExternalDNS's ownership records, as first stored), read
     without the webhook's decoder: a desired record missing or with another address (lost), a record at any key but
@@ -124,40 +128,3 @@ def _field(value: bytes, field: str) -> object | None:
     except ValueError:
         return None
     return data.get(field) if isinstance(data, dict) else None
-
-
-@dataclass(frozen=True)
-class Canaries:
-    """Keys the system does not own, planted before a fault test writes: each must keep its bytes and revision."""
-
-    planted: Mapping[str, Stored]
-    names_in_zone: tuple[str, ...]  # names with a canary record the region serves (it keeps their name keys)
-
-    @classmethod
-    def plant(cls, kv: pyetcd.Etcd3Client, prefix: str, zone: str) -> Canaries:
-        """Under ``prefix``: a record in ``zone`` that no ownership record claims (ExternalDNS sees it and must leave
-        it), a record outside the zone (the domain filter), a value that is not SkyDNS JSON; beside the prefix: a
-        sibling sharing its root, and an unrelated key. Plant them before the webhook starts: its repair pass gives
-        the in-zone record its name key."""
-        labels = "/".join(reversed(zone.split(".")))
-        values = {
-            f"{prefix}{labels}/canary-foreign/c0ffee000003": b'{"host":"192.0.2.252","targetstrip":1}',
-            f"{prefix}net/example/elsewhere/canary/c0ffee000001": b'{"host":"192.0.2.250","targetstrip":1}',
-            f"{prefix}{labels}/canary-junk": b"not json \xff\x00 kept as it is",
-            f"{prefix.rstrip('/')}2/{labels}/canary/c0ffee000002": b'{"host":"192.0.2.251","targetstrip":1}',
-            f"/fleetdns-canary/{labels}": b"unrelated",
-        }
-        planted = {}
-        for key, value in values.items():
-            revision = kv.put(key, value).header.revision
-            planted[key] = Stored(value, revision)
-        return cls(planted, (f"canary-foreign.{zone}",))
-
-    def touched(self, kv: pyetcd.Etcd3Client) -> list[str]:
-        """The canaries whose value or mod revision changed (or that are gone)."""
-        changed = []
-        for key, was in self.planted.items():
-            value, meta = kv.get(key)
-            if value != was.value or meta is None or meta.mod_revision != was.mod_revision:
-                changed.append(key)
-        return changed

@@ -39,7 +39,8 @@ from rig.region import WebhookProvider
 from rig.waiting import wait_for
 from rig.webhook_client import WebhookClient
 from rig.workloads import apply_crds
-from tests.support.etcd import Canaries, Stored, addresses_of, audit_records, etcd_kv, read_keys, text_keys, texts_of
+from tests.support.canaries import EtcdCanaries
+from tests.support.etcd import Stored, addresses_of, audit_records, etcd_kv, read_keys, text_keys, texts_of
 from tests.support.soak import full_run, times
 
 pytestmark = [pytest.mark.fault, pytest.mark.etcd, pytest.mark.apiserver, pytest.mark.externaldns]
@@ -124,7 +125,7 @@ class Stack:
 
     endpoints: list[str]
     desired: Desired
-    canaries: Canaries
+    canaries: EtcdCanaries
     workdir: Path
     webhook: WebhookProvider = field(init=False)
     sidecar: ZoneFilesSidecar = field(init=False)
@@ -274,9 +275,7 @@ def stack_on(fleet: Fleet, tmp_path: Path) -> Iterator[Callable[..., Stack]]:
     started: list[Stack] = []
 
     def start(endpoints: list[str], count: int, objects: int) -> Stack:
-        kv = etcd_kv(endpoints[0], timeout=5)
-        canaries = Canaries.plant(kv, PREFIX, ZONE)
-        kv.close()
+        canaries = EtcdCanaries.plant(endpoints[0], PREFIX, ZONE)
         stack = Stack(endpoints, Desired(fleet, count, objects), canaries, tmp_path)
         started.append(stack)
         stack.start(fleet)
@@ -367,7 +366,7 @@ def test_etcd_killed_during_a_large_apply_comes_back_with_whole_names_and_conver
         assert stack.converged()
         failed_before = stack.hook.metrics().get(FAILED_APPLIES, 0)
         crashes: list[Crash] = []
-        wanted = times(2, 20)
+        wanted = times(1, 20)
         while count.injected < wanted:
             crash = kill_mid_apply(etcd, stack, rng)
             applied = stack.applied()
@@ -378,7 +377,7 @@ def test_etcd_killed_during_a_large_apply_comes_back_with_whole_names_and_conver
             crashes.append(crash)
             if crash.switched < len(stack.desired.names):  # else the apply had finished before the kill landed
                 count.injection(time.monotonic() - crash.back_at)
-            assert len(crashes) <= 2 * wanted, "the kill keeps landing after the apply finished"
+            assert len(crashes) <= max(3, 2 * wanted), "the kill keeps landing after the apply finished"
         keys = stack.read()
         problems = stack.problems(keys) + stack.zone_problems(keys) + touched_canaries(stack, etcd.url)
         count.lost += len(problems)
