@@ -59,22 +59,31 @@ class Access:
 
 @dataclass(frozen=True)
 class Kind:
-    """A resource (or subresource) the server serves."""
+    """A resource (or subresource) the server serves, in one version; ``preferred``: the group's preferred one."""
 
     group: str
     resource: str
     namespaced: bool
+    version: str = "v1"
+    verbs: frozenset[str] = frozenset()
+    preferred: bool = True
+
+    @property
+    def list_path(self) -> str:
+        return f"/api/{self.version}/{self.resource}" if not self.group else \
+            f"/apis/{self.group}/{self.version}/{self.resource}"
 
 
 def served_kinds(api: KubeClient) -> set[Kind]:
-    """Every resource and subresource of every group and version ``api`` serves."""
-    paths = ["/api/v1"] + [f"/apis/{version['groupVersion']}" for group in api.get("/apis").get("groups", [])
-                           for version in group["versions"]]
+    """Every resource and subresource of every group and version ``api`` serves (discovery)."""
+    versions = [("", "v1", True)] + [
+        (group["name"], version["version"], version["groupVersion"] == group["preferredVersion"]["groupVersion"])
+        for group in api.get("/apis").get("groups", []) for version in group["versions"]]
     kinds = set()
-    for path in paths:
-        listing = api.get(path)
-        group = listing["groupVersion"].rpartition("/")[0]
-        kinds |= {Kind(group, item["name"], item["namespaced"]) for item in listing.get("resources", [])}
+    for group, version, preferred in versions:
+        listing = api.get(f"/apis/{group}/{version}" if group else f"/api/{version}")
+        kinds |= {Kind(group, item["name"], item["namespaced"], version, frozenset(item.get("verbs") or ()),
+                       preferred) for item in listing.get("resources", [])}
     return kinds
 
 
@@ -125,14 +134,14 @@ def rules_review(api: KubeClient, namespace: str) -> list[Rule]:
 def everything(kinds: Iterable[Kind], named: Iterable[tuple[str, str]], namespaces: Sequence[str]) -> set[Access]:
     """Every question there is: each verb on each served kind and each kind ``named`` (not served: taken as
     namespaced), in each namespace and cluster-wide (a cluster-scoped kind: cluster-wide only), and each URL."""
-    served = set(kinds)
-    known = {(kind.group, kind.resource) for kind in served}
-    served |= {Kind(group, resource, True) for group, resource in named if (group, resource) not in known}
+    served = {(kind.group, kind.resource): kind.namespaced for kind in kinds}  # RBAC knows no versions
+    known = set(served)
+    served |= {(group, resource): True for group, resource in named if (group, resource) not in known}
     accesses = {Access(NON_RESOURCE, url, verb) for url in URLS for verb in URL_VERBS}
-    for kind in served:
-        scopes = [*namespaces, ALL_NAMESPACES] if kind.namespaced else [ALL_NAMESPACES]
-        verbs = VERBS + SPECIAL_VERBS.get((kind.group, kind.resource), ())
-        accesses |= {Access(kind.group, kind.resource, verb, scope) for verb in verbs for scope in scopes}
+    for (group, resource), namespaced in served.items():
+        scopes = [*namespaces, ALL_NAMESPACES] if namespaced else [ALL_NAMESPACES]
+        verbs = VERBS + SPECIAL_VERBS.get((group, resource), ())
+        accesses |= {Access(group, resource, verb, scope) for verb in verbs for scope in scopes}
     for (group, resource), verbs in SPECIAL_VERBS.items():
         if (group, resource) not in known:  # users, groups, signers...: no kind, only these verbs
             accesses |= {Access(group, resource, verb) for verb in verbs}
