@@ -188,8 +188,10 @@ class KubeAPIServer:
 
         request = client.AuthenticationV1TokenRequest(spec=client.V1TokenRequestSpec(
             audiences=[], expiration_seconds=hours * 3600))
-        token = client.CoreV1Api(self.api_client()).create_namespaced_service_account_token(
-            account, namespace, request).status.token
+        status = client.CoreV1Api(self.api_client()).create_namespaced_service_account_token(
+            account, namespace, request).status
+        assert status is not None, f"no token for {namespace}/{account}"
+        token = status.token
         config = yaml.safe_load(self.embedded_kubeconfig())
         config["users"] = [{"name": account, "user": {"token": token}}]
         config["contexts"] = [{"name": account, "context": {"cluster": self.name, "user": account}}]

@@ -62,8 +62,9 @@ class SecureEtcd:
         self.authority = CertificateAuthority.create("rig-etcd-ca")
         ca = workdir / "ca.crt"
         ca.write_bytes(self.authority.cert_pem())
-        names = {"dns_names": (server_name,)} if server_name else {"ips": ("127.0.0.1",)}
-        cert, key = self.authority.issue("etcd", workdir, "server", server=True, **names)
+        cert, key = self.authority.issue("etcd", workdir, "server", server=True,
+                                         dns_names=(server_name,) if server_name else (),
+                                         ips=() if server_name else ("127.0.0.1",))
         self.url = f"https://127.0.0.1:{self.port}"
         self.root = self.client("root")
         self.process = ManagedProcess("etcd-secure", [
