@@ -13,6 +13,7 @@ from typing import Literal
 import requests
 import yaml
 
+from rig.audit import AuditedRequest, audit_args, read_audit_log
 from rig.binaries import binary
 from rig.certs import CertificateAuthority, write_service_account_keys
 from rig.etcd import EtcdServer
@@ -27,8 +28,11 @@ class KubeAPIServer:
     """One kube-apiserver; with no ``etcd_url`` it brings its own etcd (isolated and cheap)."""
 
     def __init__(self, name: str = "host", workdir: Path | None = None, etcd_url: str | None = None,
-                 admin_auth: AdminAuth = "token", host: str = "127.0.0.1", extra_args: Sequence[str] = ()) -> None:
+                 admin_auth: AdminAuth = "token", host: str = "127.0.0.1", extra_args: Sequence[str] = (),
+                 audit: bool = False) -> None:
+        """``audit``: log every request a ServiceAccount makes (``audited_requests``; rig/audit.py)."""
         self.name = name
+        self.audit = audit
         self.extra_args = tuple(extra_args)  # e.g. rig/controllers.py's APISERVER_ARGS
         self.host = host
         self.workdir = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix=f"fleetdns-kube-{name}-"))
@@ -150,6 +154,7 @@ class KubeAPIServer:
             f"--service-account-signing-key-file={w / 'sa.key'}",
             "--enable-priority-and-fairness=false",  # fewer background controllers on 2 cores
             "--v=1",
+            *(audit_args(w) if self.audit else ()),
             *self.extra_args,
         ]
 
@@ -168,6 +173,31 @@ class KubeAPIServer:
             "current-context": self.name,
         }
         self.kubeconfig.write_text(yaml.safe_dump(config))
+
+    def audited_requests(self) -> list[AuditedRequest]:
+        """Every request ServiceAccounts made of this server so far (started with ``audit``)."""
+        if not self.audit:
+            raise ValueError(f"API server {self.name} was started without audit=True")
+        return read_audit_log(self.workdir / "audit.log")
+
+    def service_account_kubeconfig(self, namespace: str, account: str, path: Path, hours: int = 24) -> Path:
+        """A self-contained kubeconfig for ServiceAccount ``namespace/account`` (a bound token from the TokenRequest
+        API, as the kubelet mounts into a pod running under it, or ``kubectl create token`` makes), written to
+        ``path``."""
+        from kubernetes import client
+
+        request = client.AuthenticationV1TokenRequest(spec=client.V1TokenRequestSpec(
+            audiences=[], expiration_seconds=hours * 3600))
+        status = client.CoreV1Api(self.api_client()).create_namespaced_service_account_token(
+            account, namespace, request).status
+        assert status is not None, f"no token for {namespace}/{account}"
+        token = status.token
+        config = yaml.safe_load(self.embedded_kubeconfig())
+        config["users"] = [{"name": account, "user": {"token": token}}]
+        config["contexts"] = [{"name": account, "context": {"cluster": self.name, "user": account}}]
+        config["current-context"] = account
+        path.write_text(yaml.safe_dump(config))
+        return path
 
     def kubeconfig_text(self) -> str:
         return self.kubeconfig.read_text()

@@ -13,9 +13,7 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import sys
-import tempfile
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -24,12 +22,11 @@ from typing import Any
 
 import yaml
 
-from rig.binaries import REPO_ROOT, binary
+from rig.binaries import binary
+from rig.helm import CHART, NAMESPACE, helm
 from rig.process import RigError
 
-CHART = REPO_ROOT / "charts" / "fleetdns"
 RELEASE = "fleetdns"
-NAMESPACE = "fleetdns-system"
 # The images' own binaries by their path's file name (the chart names them by path), run as the rig's binaries.
 THIRD_PARTY = {"coredns": "coredns", "external-dns": "external-dns", "etcd": "etcd"}
 # Values that look like absolute paths but are etcd key prefixes, by flag or variable.
@@ -143,14 +140,7 @@ def render(values: Values, chart: Path = CHART) -> RenderedChart:
 
 
 def _helm_template(chart: Path, values: str) -> RenderedChart:
-    home = Path(tempfile.gettempdir()) / f"fleetdns-rig-helm-{os.getuid()}"  # never the user's own helm settings
-    env = {**os.environ, "HELM_CONFIG_HOME": str(home / "config"), "HELM_CACHE_HOME": str(home / "cache"),
-           "HELM_DATA_HOME": str(home / "data")}
-    with tempfile.NamedTemporaryFile("w", suffix=".json", prefix="fleetdns-values-") as file:
-        file.write(values)
-        file.flush()
-        run = subprocess.run([binary("helm"), "template", RELEASE, str(chart), "--namespace", NAMESPACE,
-                              "-f", file.name], capture_output=True, text=True, env=env, timeout=60)
+    run = helm("template", RELEASE, str(chart), "--namespace", NAMESPACE, values=json.loads(values), timeout=60)
     if run.returncode != 0:
         errors = "\n".join(line for line in run.stderr.splitlines() if "level=INFO" not in line)
         raise ChartWiringError(f"helm template {chart} refused values {values}:\n{errors}")

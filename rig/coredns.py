@@ -21,7 +21,7 @@ from rig.chartwiring import CHART, LocalPod, render
 from rig.ports import free_port
 from rig.process import ManagedProcess
 from rig.scrape import scrape
-from rig.secure_etcd import ETCD_CLIENT_SECRET, EtcdClientTLS
+from rig.secure_etcd import ETCD_CLIENT_SECRET, ETCD_USER_SECRET, EtcdClientTLS, EtcdPasswordUser
 from serving.corefile import Layout, render_corefile, served_views
 from serving.zonefile import zone_file_name
 
@@ -255,7 +255,8 @@ GEOIP_SECRET = "fleetdns-geoip"  # the rig's stand-in Secret for region.geoip (k
 def regional_coredns(zone: str, etcd_endpoints: list[str], workdir: Path, name: str, host: str = "127.0.0.1",
                      etcd_path: str = "skydns", corefile: str | None = None, views: Sequence[DNSView] = (),
                      region: str | None = None, geoip_db: Path | None = None, chart: Path = CHART,
-                     nameserver_address: str = "", etcd_tls: EtcdClientTLS | None = None) -> RegionalCoreDNS:
+                     nameserver_address: str = "", etcd_tls: EtcdClientTLS | None = None,
+                     etcd_user: EtcdPasswordUser | None = None) -> RegionalCoreDNS:
     """The chart's CoreDNS pod (Deployment fleetdns-coredns: CoreDNS and its zone-file sidecar) on loopback, against
     ``etcd_endpoints`` (region.etcd.external.endpoints); the zone files in ``workdir/zones`` (the pod's ``zones``
     emptyDir). As the chart runs it, the sidecar renders the Corefile from the DNSViews the webhook keeps in etcd and
@@ -265,7 +266,8 @@ def regional_coredns(zone: str, etcd_endpoints: list[str], workdir: Path, name: 
     without one the region is named ``rig``); ``geoip_db``: the MaxMind database views by country or continent need
     (the region.geoip Secret); ``nameserver_address``: also answer on that address's port 53 (``nameserver_listener``,
     through the sidecar's ``--corefile-append``), where a resolver following the parent's glue asks (in a cluster,
-    the Service maps 53 to the container port); ``etcd_tls``: the sidecar's etcd client certificate (region.etcd.tls).
+    the Service maps 53 to the container port); ``etcd_tls``: the sidecar's etcd client certificate (region.etcd.tls);
+    ``etcd_user``: its etcd user and password (``region.coredns.zonefiles.extraEnv``, the password from a Secret).
 
     Two configurations the chart does not render, for the serving tests and benchmarks: ``views``, a fixed set of
     DNSViews served from a Corefile ``fleetdns-corefile`` renders (the sidecar's ``--views``), and ``corefile``,
@@ -283,6 +285,8 @@ def regional_coredns(zone: str, etcd_endpoints: list[str], workdir: Path, name: 
         zone_dir.mkdir(parents=True, exist_ok=True)
         (zone_dir / "Corefile.append").write_text(nameserver_listener(nameserver_address))
         zonefiles["extraArgs"] = ["--corefile-append=/run/fleetdns/Corefile.append"]  # in the pod's zones emptyDir
+    if etcd_user is not None:
+        zonefiles["extraEnv"] = etcd_user.extra_env()
     region_values: dict = {
         "enabled": True, "name": region or "rig", "zone": zone,
         "etcd": {"external": {"endpoints": list(etcd_endpoints)},
@@ -299,6 +303,8 @@ def regional_coredns(zone: str, etcd_endpoints: list[str], workdir: Path, name: 
     secrets: dict[str, Mapping[str, Path | str]] = {GEOIP_SECRET: {"GeoLite2-City.mmdb": geoip_db}} if geoip_db else {}
     if etcd_tls is not None:
         secrets[ETCD_CLIENT_SECRET] = etcd_tls.secret()
+    if etcd_user is not None:
+        secrets[ETCD_USER_SECRET] = etcd_user.secret()
     pod = LocalPod(rendered, "fleetdns-coredns", name, workdir / "pod", secrets=secrets,
                    directories={"zones": zone_dir})
     sidecar = ZoneFilesSidecar.of_pod(pod, ports["zonefiles"], f"{name}-zonefiles", workdir / f"{name}-zonefiles.log")

@@ -193,11 +193,13 @@ class DataPlane:
         return self.ingresses[member].control
 
     def register_app(self, member: str, host: str, namespace: str, service: str,
-                     expect_ready: bool | None = None, timeout: float = 15.0) -> None:
+                     expect_ready: bool | None = None, timeout: float = 15.0,
+                     header: tuple[str, str] | None = None) -> None:
         """Route ``host`` at ``member``'s VIP to Service ``namespace/service``; with ``expect_ready``, return
-        once the stand-in's view of its EndpointSlices agrees (ready, or 503), so the first request is certain."""
+        once the stand-in's view of its EndpointSlices agrees (ready, or 503), so the first request is certain.
+        ``header``: (name, value) the app requires of every request (401 without it)."""
         control = self.ingress(member)
-        control.register(host, namespace, service)
+        control.register(host, namespace, service, header)
         if expect_ready is None:
             return
         deadline = time.monotonic() + timeout

@@ -224,17 +224,17 @@ class Federation:
         return self._dataplane().vips(member)
 
     def run_app(self, member: str, namespace: str, service: str, host: str, endpoints: list[str],
-                ready: bool = True) -> tuple[str, str]:
+                ready: bool = True, header: tuple[str, str] | None = None) -> tuple[str, str]:
         """A LoadBalancer Service whose status is ``member``'s VIPs (IPv4 and IPv6), its EndpointSlice, and
         ``host`` routed to it by the member's stand-in ingress controller; returns the VIPs once the stand-in
-        answers 200 (``ready``) or 503."""
+        answers 200 (``ready``) or 503. ``header``: (name, value) the app requires of every request (else 401)."""
         dataplane = self._dataplane()
         vips = dataplane.vips(member)
         api = self.fleet.members[member].api_client()
         create_load_balancer_service(api, namespace, service)
         set_load_balancer_status(api, namespace, service, ips=list(vips))
         set_endpoints(api, namespace, service, endpoints, ready=ready)
-        dataplane.register_app(member, host, namespace, service, expect_ready=ready)
+        dataplane.register_app(member, host, namespace, service, expect_ready=ready, header=header)
         return vips
 
     def set_ready(self, member: str, namespace: str, name: str, endpoints: list[str], ready: bool) -> None:

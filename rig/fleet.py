@@ -21,12 +21,13 @@ class Fleet:
     """Start-ups overlap, so three API servers are ready in about the time of one. ``gateway_api``: the members that
     serve the Gateway API (its real CRDs installed at start; the others lack them, as many real clusters do).
     ``controllers``: the members that also run their real controllers and kwok's fake nodes (rig/controllers.py),
-    so Deployments get ready pods and EndpointSlices are the EndpointSlice controller's; the others have none."""
+    so Deployments get ready pods and EndpointSlices are the EndpointSlice controller's; the others have none.
+    ``audit``: every server logs the requests ServiceAccounts make (``KubeAPIServer.audited_requests``)."""
 
     def __init__(self, members: tuple[str, ...] = DEFAULT_MEMBERS, workdir: Path | None = None,
-                 gateway_api: Sequence[str] = (), controllers: Sequence[str] = ()) -> None:
+                 gateway_api: Sequence[str] = (), controllers: Sequence[str] = (), audit: bool = False) -> None:
         self.workdir = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="fleetdns-fleet-"))
-        self.host = KubeAPIServer("host", self.workdir / "host")
+        self.host = KubeAPIServer("host", self.workdir / "host", audit=audit)
         unknown = set(controllers) - set(members)
         if unknown:
             raise ValueError(f"controllers names members the fleet does not have: {', '.join(sorted(unknown))}")
@@ -35,7 +36,7 @@ class Fleet:
         server_args: tuple[str, ...] = ()
         if self.controlled:
             from rig.controllers import APISERVER_ARGS as server_args
-        self.members = {name: KubeAPIServer(name, self.workdir / name,
+        self.members = {name: KubeAPIServer(name, self.workdir / name, audit=audit,
                                             extra_args=server_args if name in self.controlled else ())
                         for name in members}
         unknown = set(gateway_api) - set(members)

@@ -6,7 +6,8 @@ controllers answer), routes by Host header to the apps the rig
 registered (host -> namespace/service), answers 503 while that Service has no ready endpoint (it watches
 the member's EndpointSlices, as ingress-nginx does), 404 for a Host it does not know, 200 otherwise. The
 rig can make one app answer another status (500: "pods ready, app broken"), or answer late, while its
-endpoints stay ready, and open extra TCP ports for tcpSocket checks.
+endpoints stay ready, require a header of every request (401 without it, as an app behind authentication), and open
+extra TCP ports for tcpSocket checks.
 
 The listening sockets are created inside the load-balancer network namespace (``--netns``) while the
 process stays in the root namespace, where the member's API server is (127.0.0.1). Without ``--netns`` it
@@ -14,7 +15,7 @@ listens in the root namespace (fast tests, the prober benchmark); without ``--ku
 registered app counts as having ready endpoints.
 
 Control API: HTTP on a unix socket (reachable from any namespace), JSON bodies:
-``PUT /apps/<host>`` {namespace, service}; ``PUT /apps`` [{host, namespace, service}, ...];
+``PUT /apps/<host>`` {namespace, service, header?: {name, value}}; ``PUT /apps`` [{host, namespace, service}, ...];
 ``PUT /apps/<host>/answer`` {status: int|null, delaySeconds}; ``DELETE /apps/<host>``;
 ``GET /apps/<host>`` (its current answer); ``PUT|DELETE /ports/<port>``; ``GET /stats``; ``DELETE /stats``;
 ``GET /healthz`` (200 once listening and the EndpointSlices are listed). Counters per Host (connections
@@ -36,6 +37,7 @@ import socket
 import ssl
 import sys
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -64,6 +66,7 @@ class App:
     service: str
     status: int | None = None
     delay: float = 0.0
+    header: tuple[str, str] | None = None  # (name, value) a request must carry, as an app behind auth: else 401
 
 
 @dataclass
@@ -273,6 +276,9 @@ class HTTPConnection(asyncio.Protocol):
             counters.connections += 1
             counters.clients[self.peer] += 1
         head_only = request.method == "HEAD"
+        if app is not None and app.header is not None and status == 200 and \
+                request.headers.get(app.header[0].lower()) != app.header[1]:
+            status = 401  # counted as what the app would answer, had the request reached it
         if app is not None and app.delay > 0:
             self.busy = True
             asyncio.get_running_loop().call_later(app.delay, self._reply, status, host, request.keep_alive,
@@ -319,6 +325,7 @@ class Request:
     host: str
     keep_alive: bool
     content_length: int
+    headers: Mapping[str, str]  # by lower-case name
 
 
 def parse_request(head: bytes) -> Request | None:
@@ -339,7 +346,7 @@ def parse_request(head: bytes) -> Request | None:
         return None
     connection = headers.get("connection", "").lower()
     keep_alive = "close" not in connection if parts[2] == "HTTP/1.1" else "keep-alive" in connection
-    return Request(parts[0], host_of(headers.get("host", "")), keep_alive, max(0, length))
+    return Request(parts[0], host_of(headers.get("host", "")), keep_alive, max(0, length), headers)
 
 
 def host_of(value: str) -> str:
@@ -423,6 +430,8 @@ def _field(item: Any, name: str) -> str:
 def register(ingress: Ingress, host: str, body: Any) -> None:
     host = host.lower()
     app = App(host, _field(body, "namespace"), _field(body, "service"))
+    if isinstance(body, dict) and body.get("header") is not None:
+        app.header = (_field(body["header"], "name"), _field(body["header"], "value"))
     previous = ingress.apps.get(host)
     if previous is not None:  # re-registering keeps an answer override
         app.status, app.delay = previous.status, previous.delay
@@ -580,8 +589,12 @@ class IngressControl:
     def healthy(self) -> bool:
         return self.request("GET", "/healthz")[0] == 200
 
-    def register(self, host: str, namespace: str, service: str) -> None:
-        self._ok("PUT", f"/apps/{host}", {"namespace": namespace, "service": service})
+    def register(self, host: str, namespace: str, service: str, header: tuple[str, str] | None = None) -> None:
+        """Route ``host`` to the Service; ``header``: (name, value) every request must carry, else 401."""
+        body: dict[str, Any] = {"namespace": namespace, "service": service}
+        if header is not None:
+            body["header"] = {"name": header[0], "value": header[1]}
+        self._ok("PUT", f"/apps/{host}", body)
 
     def register_many(self, apps: list[tuple[str, str, str]]) -> None:
         """(host, namespace, service) each, in one request (benchmarks register thousands)."""

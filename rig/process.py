@@ -27,6 +27,8 @@ def _die_with_parent(argv: list[str]) -> list[str]:
     util-linux's setpriv sets PR_SET_PDEATHSIG and execs the command (same pid). A Python
     ``preexec_fn`` doing the same deadlocked: forking a process that runs gRPC threads (the etcd
     client) can hang in fork handlers, and ``preexec_fn`` forces a full fork instead of vfork.
+    The signal comes when the *thread* that started the child ends: start components from a thread that outlives
+    them (never from a pool's worker thread).
     """
     setpriv = shutil.which("setpriv")
     if setpriv is None:

@@ -19,7 +19,7 @@ from rig.etcd import EtcdServer
 from rig.externaldns import ExternalDNS
 from rig.ports import free_port
 from rig.process import ManagedProcess, stop_together
-from rig.secure_etcd import ETCD_CLIENT_SECRET, EtcdClientTLS
+from rig.secure_etcd import ETCD_CLIENT_SECRET, ETCD_USER_SECRET, EtcdClientTLS, EtcdPasswordUser
 from rig.waiting import wait_for
 from rig.webhook_client import WebhookClient
 
@@ -40,9 +40,11 @@ _EXTERNALDNS_VALUES = {"--interval": ("region", "publisher", "externalDNS", "int
 
 def publisher_values(region: str, zone: str, etcd_endpoints: list[str], prefix: str, ports: dict[str, int],
                      webhook_args: Sequence[str] = (), env: dict[str, str] | None = None,
-                     externaldns_args: Sequence[str] = (), etcd_tls: bool = False) -> dict[str, Any]:
+                     externaldns_args: Sequence[str] = (), etcd_tls: bool = False,
+                     etcd_user: EtcdPasswordUser | None = None) -> dict[str, Any]:
     """The region role's values for one publisher pod (webhook + ExternalDNS) on loopback; ``etcd_tls``: etcd's
-    client certificate from the Secret ``ETCD_CLIENT_SECRET``."""
+    client certificate from the Secret ``ETCD_CLIENT_SECRET``; ``etcd_user``: the webhook's etcd user and password
+    (from the Secret ``ETCD_USER_SECRET``)."""
     webhook_given, webhook_extra = split_flags(list(webhook_args), _WEBHOOK_VALUES,
                                                {"--max-request-bytes": int, "--etcd-max-txn-ops": int})
     edns_given, edns_extra = split_flags(list(externaldns_args), _EXTERNALDNS_VALUES)
@@ -53,7 +55,8 @@ def publisher_values(region: str, zone: str, etcd_endpoints: list[str], prefix: 
                        "publisher": {
                            "webhook": {"port": ports["webhook"], "healthPort": ports["health"],
                                        "relayPort": ports["relay"], "extraArgs": webhook_extra,
-                                       "extraEnv": [{"name": k, "value": v} for k, v in sorted((env or {}).items())]},
+                                       "extraEnv": [{"name": k, "value": v} for k, v in sorted((env or {}).items())]
+                                       + (etcd_user.extra_env() if etcd_user else [])},
                            "externalDNS": {"metricsPort": ports["externaldns"], "extraArgs": edns_extra}}}}
     return merge(base, webhook_given, edns_given)
 
@@ -71,10 +74,11 @@ class WebhookProvider:
                  prefix: str = "/skydns/", extra_args: list[str] | None = None, name: str = "webhook",
                  env: dict[str, str] | None = None, host_kubeconfig: Path | None = None, region: str = "",
                  host_relay: bool = True, externaldns_args: Sequence[str] = (), chart: Path = CHART,
-                 etcd_tls: EtcdClientTLS | None = None) -> None:
+                 etcd_tls: EtcdClientTLS | None = None, etcd_user: EtcdPasswordUser | None = None) -> None:
         """``host_kubeconfig``: the host cluster, for the lag check and (``host_relay``) the relay of ExternalDNS's
         connection; ``externaldns_args``: the pod's ExternalDNS flags, as values or its ``extraArgs``; ``etcd_tls``:
-        the client certificate (region.etcd.tls) of a region's webhook."""
+        the client certificate (region.etcd.tls) of a region's webhook; ``etcd_user``: its etcd user and password
+        (``extraEnv``, the password from a Secret)."""
         self.port = free_port()
         self.health_port = free_port()
         self.relay_port = free_port() if host_kubeconfig is not None and host_relay else None
@@ -88,10 +92,13 @@ class WebhookProvider:
             # Without the relay (host_relay false, a comparison the chart does not render) the webhook relays nothing.
             webhook_args = [*(extra_args or []), *([] if host_relay else ["--host-relay-listen="])]
             rendered = render(publisher_values(region, domain_filter, etcd_endpoints, prefix, ports, webhook_args, env,
-                                               externaldns_args, etcd_tls=etcd_tls is not None), chart)
+                                               externaldns_args, etcd_tls=etcd_tls is not None, etcd_user=etcd_user),
+                              chart)
             secrets: dict[str, Mapping[str, Path | str]] = {PUBLISHER_SECRET: {"kubeconfig": Path(host_kubeconfig)}}
             if etcd_tls is not None:
                 secrets[ETCD_CLIENT_SECRET] = etcd_tls.secret()
+            if etcd_user is not None:
+                secrets[ETCD_USER_SECRET] = etcd_user.secret()
             self.pod = LocalPod(rendered, "fleetdns-publisher", name, workdir / f"{name}-pod", secrets=secrets)
             argv, environment = self.pod.process("webhook")
             self.process = ManagedProcess(name, argv, workdir / f"{name}.log", env=environment, inherit_env=False)

@@ -8,6 +8,7 @@ west and north); every test works in its own namespace with its own apps, so the
 
 from __future__ import annotations
 
+import secrets
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any
@@ -24,6 +25,7 @@ from rig.federation import Federation
 from rig.waiting import wait_for
 from tests.support import secrets as secret_sweep
 from tests.support.federation import (
+    ENDPOINTS,
     PROBER_REGIONS,
     create_intent,
     federation_namespace,
@@ -240,12 +242,37 @@ def test_weighted_80_20_first_answers_follow_the_weights(fed: Federation, host: 
     assert abs(share - 80) <= 3, firsts
 
 
+# What an app behind authentication requires of its health check (the intent's httpHeaders): a secret like any other.
+CHECK_CREDENTIAL = f"Bearer {secrets.token_hex(16)}"
+HEADERS_HOME = ("spec", "healthCheck", "httpGet", "httpHeaders")  # where the app team wrote it
+
+
+def test_a_checks_header_reaches_the_app_and_only_the_clusters_accepting_its_value_answer(
+        fed: Federation, host: KubeClient, ns: str) -> None:
+    """The check sends the intent's header: east's app accepts its value, west's wants another and answers 401, so
+    only east answers (without the header both would be Down and the answer would fail open to both)."""
+    name = service_name(fed, ns, "vault")
+    vips = {member: fed.run_app(member, ns, "vault", name, ENDPOINTS, header=(
+        "Authorization", CHECK_CREDENTIAL if member == "east" else "Bearer another")) for member in fed.fleet.members}
+    create_intent(host, ns, "vault", healthCheck=http_check(headers={"Authorization": CHECK_CREDENTIAL}))
+    fed.wait_for_answers(name, {vips["east"][0]}, SETTLE)
+    wait_checked(fed, name)
+    # the status follows the answers (as in the failover test above)
+    west = wait_for(lambda: next((d for d in intent_status(host, ns, "vault").get("dns") or []
+                                  if d["cluster"] == "west" and not d["healthy"]), None), 10,
+                    "west's status entry unhealthy")
+    assert "HealthCheckFailed" in west["reason"], west
+
+
 def test_no_credential_appears_in_any_log_api_object_event_status_or_metric(fed: Federation) -> None:
-    """Last in the module, after every test above used the members' kubeconfigs (their tokens) and the host's: no
-    token is in a component's log, in any API object on any server (Secrets aside), Events and status included, or in
-    a metrics page."""
+    """Last in the module, after every test above used the members' kubeconfigs (their tokens) and the host's, and a
+    check sent a credential in a header: no token and no header value is in a component's log, in any API object on
+    any server (Secrets aside, and the header in the intent's spec where its team wrote it), Events and status
+    included, or in a metrics page. (etcd passwords: the region of tests/webhook_provider/test_etcd_security.py.)"""
     servers = {"host": fed.fleet.host, **fed.fleet.members}
-    credentials = {f"the {name} API server's token": server.admin_token for name, server in servers.items()}
+    credentials = {f"the {name} API server's token (in {name}'s kubeconfigs)": server.admin_token
+                   for name, server in servers.items()}
+    credentials["a check's header value"] = CHECK_CREDENTIAL
     logs = sorted(fed.workdir.rglob("*.log"))
     assert len(logs) >= 10, logs  # every component of the chain logged something
     pages = {"aggregator /metrics": fed.aggregator.metrics()} if fed.aggregator else {}
@@ -259,6 +286,6 @@ def test_no_credential_appears_in_any_log_api_object_event_status_or_metric(fed:
                 f"http://127.0.0.1:{region.externaldns.metrics_port}/metrics", timeout=5).text
     found = (secret_sweep.in_files(logs, credentials)
              + secret_sweep.in_api_objects({name: client_for(server) for name, server in servers.items()},
-                                           credentials)
+                                           credentials, homes={"a check's header value": HEADERS_HOME})
              + secret_sweep.in_pages(pages, credentials))
     assert not found, "\n".join(found)

@@ -7,7 +7,6 @@ changes the release, an uninstall keeps the CRDs and the intents."""
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import subprocess
@@ -102,7 +101,8 @@ def test_the_install_guide_runs_as_written_and_each_step_does_what_it_says(fleet
     shell.run(sections["The host"])
     # the chart's aggregator, had the host a kubelet to run it: with the chart's ServiceAccount and RBAC, so a rule
     # the aggregator needs and the chart lacks fails here
-    identity = _service_account_kubeconfig(shell, "host", "fleetdns-aggregator", workdir / "aggregator.kubeconfig")
+    identity = fleet.host.service_account_kubeconfig("fleetdns-system", "fleetdns-aggregator",
+                                                     workdir / "aggregator.kubeconfig")
     aggregator = AggregatorProcess(identity, ["--leader-election-namespace=fleetdns-system"], tmp_path / "aggregator")
     with aggregator:
         _joins_with_the_guides_kubeconfig(shell, sections["Join a member"], host)
@@ -114,7 +114,8 @@ def test_the_install_guide_runs_as_written_and_each_step_does_what_it_says(fleet
         printed = shell.run(sections["Delegate the zone from its parent"])
         assert [line for line in printed.splitlines() if " NS " in line or " A " in line] == [
             'gslb.example.com NS ["ns-east.gslb.example.com"]', 'ns-east.gslb.example.com A ["192.0.2.53"]'], printed
-        parent = _service_account_kubeconfig(shell, "host", "parent-external-dns", workdir / "parent.kubeconfig")
+        parent = fleet.host.service_account_kubeconfig("fleetdns-system", "parent-external-dns",
+                                                       workdir / "parent.kubeconfig")
         can = {" ".join(ask): shell.kubectl("auth", "can-i", *ask, "-A", kubeconfig=parent).stdout.strip()
                for ask in (("watch", "dnsendpoints.externaldns.k8s.io"), ("list", "dnsviews.fleetdns.io"),
                            ("update", "dnsendpoints.externaldns.k8s.io", "--subresource=status"),
@@ -137,21 +138,6 @@ def test_the_install_guide_runs_as_written_and_each_step_does_what_it_says(fleet
         "the guide's last block deletes the CRDs"
     every_block = [block for section in guide_sections(GUIDE.read_text()) for block in section.commands]
     assert shell.ran == every_block and len(BLOCK.findall(GUIDE.read_text())) == len(every_block)
-
-
-def _service_account_kubeconfig(shell: Shell, context: str, account: str, path: Path) -> Path:
-    """A kubeconfig for ``account`` in fleetdns-system (a token from the TokenRequest API), as the in-cluster config
-    of a pod running under it would be."""
-    token = shell.kubectl("--context", context, "-n", "fleetdns-system", "create", "token", account)
-    assert token.returncode == 0, token.stderr
-    view = shell.kubectl("--context", context, "config", "view", "--minify", "--flatten", "-o", "json")
-    cluster = json.loads(view.stdout)["clusters"][0]
-    path.write_text(json.dumps({
-        "apiVersion": "v1", "kind": "Config", "clusters": [cluster],
-        "users": [{"name": account, "user": {"token": token.stdout.strip()}}],
-        "contexts": [{"name": account, "context": {"cluster": cluster["name"], "user": account}}],
-        "current-context": account}))
-    return path
 
 
 def _joins_with_the_guides_kubeconfig(shell: Shell, section: Section, host: KubeClient) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.soak import BAD_INPUT, SOAK_VARIABLE, times
+from tests.support.soak import BAD_INPUT, SECURITY, SOAK_VARIABLE, times
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -52,6 +52,10 @@ def test_canary_touched(tally):
 def test_fuzzed(tally):
     t = tally("generated webhook requests", family="bad input")
     t.injected = times(3, 10_000)
+
+def test_access_reviewed(tally):
+    t = tally("RBAC: each identity's table", family="security")
+    t.injected = 540
 '''
 
 
@@ -66,12 +70,14 @@ def test_tallies_from_xdist_workers_reach_the_report_and_a_failure_shows(tmp_pat
                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert run.returncode == 1, run.stdout + run.stderr  # the canary test fails
     text = report.read_text()
-    assert "full counts (`make soak`)" in text and "tests: 2 of 3 passed" in text
+    assert "full counts (`make soak`)" in text and "tests: 3 of 4 passed" in text
     assert "| etcd SIGKILLed during an apply | `test_faults.py::test_etcd_killed` | 2 | 0 | 0 / 0 | 3.5 s | yes |" \
         in text
     assert "| webhook SIGKILLed during churn | `test_faults.py::test_canary_touched` | 1 | 1 |" in text
     assert "**no**" in text.split("webhook SIGKILLed during churn")[1].splitlines()[0]
     assert "| generated webhook requests | `test_faults.py::test_fuzzed` | 10000 | 0 | 0 | yes |" in text
+    assert "## Security" in text
+    assert "| RBAC: each identity's table | `test_faults.py::test_access_reviewed` | 540 | 0 | yes |" in text
 
 
 @pytest.mark.unit
@@ -80,4 +86,4 @@ def test_make_test_runs_the_reduced_count_and_make_soak_the_full_one(monkeypatch
     assert times(2, 20) == 2
     monkeypatch.setenv(SOAK_VARIABLE, "full")
     assert times(2, 20) == 20
-    assert BAD_INPUT == "bad input"
+    assert (BAD_INPUT, SECURITY) == ("bad input", "security")

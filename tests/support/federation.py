@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import pytest
@@ -46,11 +46,13 @@ def service_name(fed: Federation, ns: str, service: str) -> str:
 
 
 def http_check(port: int = 80, *, host: str = "", path: str = "/healthz", scheme: str = "HTTP", period: int = 1,
-               failures: int = 1, successes: int = 1) -> dict[str, Any]:
-    """An intent's ``spec.healthCheck`` (the Probe shape) with an HTTP GET."""
+               failures: int = 1, successes: int = 1, headers: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """An intent's ``spec.healthCheck`` (the Probe shape) with an HTTP GET (``headers``: its httpHeaders)."""
     http: dict[str, Any] = {"port": port, "path": path, "scheme": scheme}
     if host:
         http["host"] = host
+    if headers:
+        http["httpHeaders"] = [{"name": name, "value": value} for name, value in headers.items()]
     return {"httpGet": http, "periodSeconds": period, "timeoutSeconds": 1, "failureThreshold": failures,
             "successThreshold": successes}
 

@@ -20,7 +20,7 @@ from typing import Any
 
 SOAK_VARIABLE = "FLEETDNS_SOAK"
 PROPERTY = "reliability"
-FAULT, BAD_INPUT = "fault", "bad input"
+FAULT, BAD_INPUT, SECURITY = "fault", "bad input", "security"
 
 
 def full_run() -> bool:
@@ -120,6 +120,12 @@ def render_report(rows: Iterable[Row], *, root: Path, started: datetime, wall_se
                   "|---|---|---:|---:|---:|---|"]
         lines += [f"| {row.tally.title} | `{row.test}` | {row.tally.injected} | {row.tally.server_errors} | "
                   f"{row.tally.lost} | {'yes' if row.passed else '**no**'} |" for row in bad]
+        lines.append("")
+    proofs = [row for row in ordered if row.tally.family == SECURITY]
+    if proofs:
+        lines += ["## Security", "", "| proof | test | asked | exceptions | passed |", "|---|---|---:|---:|---|"]
+        lines += [f"| {row.tally.title} | `{row.test}` | {row.tally.injected} | {row.tally.lost} | "
+                  f"{'yes' if row.passed else '**no**'} |" for row in proofs]
         lines.append("")
     noted = [row for row in ordered if row.tally.notes]
     if noted:
