@@ -66,7 +66,7 @@ from tests.support.access import (
 )
 from tests.support.soak import SECURITY, Tally, times
 
-pytestmark = [pytest.mark.apiserver, pytest.mark.etcd, pytest.mark.coredns, pytest.mark.externaldns]
+pytestmark = [pytest.mark.fault, pytest.mark.apiserver, pytest.mark.etcd, pytest.mark.coredns, pytest.mark.externaldns]
 
 ZONE = "gslb.example.com"
 OTHER = "rbac-elsewhere"  # a namespace nothing binds a role in: the rules there are the cluster-wide ones
