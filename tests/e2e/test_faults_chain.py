@@ -39,7 +39,7 @@ from rig.federation import Federation
 from rig.process import ManagedProcess
 from rig.region import WebhookProvider
 from rig.waiting import wait_for
-from tests.support.canaries import DNSEndpointCanary, EtcdCanaries
+from tests.support.canaries import plant_in_federation, unserved
 from tests.support.federation import (
     create_intent,
     federation_namespace,
@@ -349,24 +349,12 @@ def converged_after(fed: Federation, kubelet: Kubelet, expected: dict[str, set[s
     return seconds
 
 
-def plant_canaries(fed: Federation, host: KubeClient, ns: str, below: str) -> list[EtcdCanaries | DNSEndpointCanary]:
-    """Canaries in every region's etcd and on the host, served by every region before the faults begin."""
-    planted: list[EtcdCanaries | DNSEndpointCanary] = [
-        EtcdCanaries.plant(region.etcd.url, "/skydns/", fed.zone, below=below) for region in fed.regions.values()]
-    team = DNSEndpointCanary.plant(host, ns, fed.zone)
-    planted.append(team)
-    foreign, address = EtcdCanaries.served_name(fed.zone)
-    fed.wait_for_answers(foreign, {address}, SETTLE)
-    fed.wait_for_answers(team.dns_name, {team.address}, SETTLE)
-    return planted
-
-
 def test_every_process_of_the_chain_killed_during_churn_converges_within_seconds_and_touches_nothing_unowned(
         fed: Federation, host: KubeClient, tally: Callable[..., Tally]) -> None:
     record = tally("every process of the chain SIGKILLed during failover churn")
     ns = federation_namespace(fed, host, "chain")
     apps = start_apps(fed, host, ns)
-    canaries = plant_canaries(fed, host, ns, below=apps[0].fqdn)
+    canaries = plant_in_federation(fed, host, ns, apps[0].fqdn, SETTLE)
     seed = random.randrange(2**32)
     record.note(f"seed {seed}")
     rng = random.Random(seed)
@@ -403,13 +391,10 @@ def test_every_process_of_the_chain_killed_during_churn_converges_within_seconds
 
     # The canaries untouched and still served; after the last fault, every app in both families.
     changed = [key for canary in canaries for key in canary.changed()]
-    foreign, address = EtcdCanaries.served_name(fed.zone)
-    team = next(c for c in canaries if isinstance(c, DNSEndpointCanary))
-    unserved = [f"{name} in {region}" for name, want in ((foreign, address), (team.dns_name, team.address))
-                for region in fed.regions if fed.answers(region, name) != {want}]
-    record.lost += len(changed) + len(unserved)
+    gone = unserved(fed, canaries)
+    record.lost += len(changed) + len(gone)
     assert not changed, f"canaries changed: {changed}"
-    assert not unserved, f"canaries no longer answered: {unserved}"
+    assert not gone, f"canaries no longer answered: {gone}"
     assert record.lost == 0, record.notes
     for app in apps:
         fed.wait_for_answers(app.fqdn, app.expected(), CONVERGE_SECONDS)
