@@ -33,20 +33,21 @@ import pytest
 from fleetdns.apipaths import HEALTH_REPORTS, SERVICE_DNS_RECORDS
 from fleetdns.kubeapi import KubeClient
 from rig.aggregator import client_for
-from rig.coredns import RegionalCoreDNS, ZoneFilesSidecar
+from rig.coredns import RegionalCoreDNS
 from rig.externaldns import ExternalDNS
 from rig.federation import Federation
-from rig.process import ManagedProcess
 from rig.region import WebhookProvider
 from rig.waiting import wait_for
 from tests.support.canaries import plant_in_federation, unserved
 from tests.support.federation import (
+    chain_processes,
     create_intent,
     federation_namespace,
     http_check,
     run_everywhere,
     running_federation,
     service_name,
+    start_ready,
 )
 from tests.support.soak import Tally, times
 
@@ -239,10 +240,6 @@ class Injection:
     dns_region: str = ""  # the region whose CoreDNS is down until the restart
 
 
-def start_ready(sidecar: ZoneFilesSidecar) -> None:
-    sidecar.start().wait_ready()
-
-
 def kill(fed: Federation, victim: str, rng: random.Random) -> Injection:
     """SIGKILL ``victim`` (one of VICTIMS; in a region chosen by ``rng``)."""
     if victim == "prober":
@@ -277,22 +274,9 @@ class Kubelet:
         self.fed = fed
         self.exits: Counter[str] = Counter()
 
-    def _processes(self) -> Iterator[tuple[str, ManagedProcess | None, Callable[[], object]]]:
-        for name, region in self.fed.regions.items():
-            assert region.webhook is not None and region.externaldns is not None and region.coredns is not None
-            sidecar = region.coredns.sidecar
-            yield f"webhook {name}", region.webhook.process, region.webhook.start
-            yield f"externaldns {name}", region.externaldns.process, region.externaldns.start
-            yield f"zonefiles {name}", sidecar.process, partial(start_ready, sidecar)
-            yield f"coredns {name}", region.coredns.process, region.coredns.start
-        for replica in self.fed.aggregators:
-            yield replica.name, replica.process, replica.start
-        for prober in self.fed.probers.values():
-            yield prober.name, prober.process, prober.start
-
     def tend(self) -> bool:
         """Start every process that exited; True if none had."""
-        exited = [(what, start) for what, process, start in self._processes()
+        exited = [(what, start) for what, process, start in chain_processes(self.fed)
                   if process is not None and process.proc is not None and not process.running]
         for what, start in exited:
             self.exits[what.split()[0]] += 1

@@ -31,7 +31,6 @@ from fleetdns.kubeapi import KubeClient
 from rig.aggregator import client_for
 from rig.dataplane import DataPlane
 from rig.federation import Federation
-from rig.process import ManagedProcess
 from rig.scrape import scrape
 from rig.waiting import holds_for, wait_for
 from tests.support.aggregator import condition, intent, samples
@@ -39,6 +38,7 @@ from tests.support.answers import AnswerCount
 from tests.support.canaries import plant_in_federation, unserved
 from tests.support.federation import (
     PROBER_REGIONS,
+    chain_processes,
     create_intent,
     federation_namespace,
     http_check,
@@ -207,23 +207,9 @@ def reaches_host(fed: Federation, region: str) -> bool:
     return webhook.client.metrics().get("fleetdns_webhook_host_reachable") == 1.0
 
 
-def processes(fed: Federation) -> Iterator[tuple[str, ManagedProcess | None]]:
-    """Every process of the chain, named."""
-    for name, region in fed.regions.items():
-        assert region.webhook is not None and region.externaldns is not None and region.coredns is not None
-        yield f"webhook {name}", region.webhook.process
-        yield f"externaldns {name}", region.externaldns.process
-        yield f"zonefiles {name}", region.coredns.sidecar.process
-        yield f"coredns {name}", region.coredns.process
-    for replica in fed.aggregators:
-        yield replica.name, replica.process
-    for prober in fed.probers.values():
-        yield prober.name, prober.process
-
-
 def exited(fed: Federation) -> list[str]:
     """The processes of the chain that are no longer running (none may exit because of a cut)."""
-    return [name for name, process in processes(fed) if process is None or not process.running]
+    return [name for name, process, _ in chain_processes(fed) if process is None or not process.running]
 
 
 # The cut-offs --------------------------------------------------------------------------------------------------------
