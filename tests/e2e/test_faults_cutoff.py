@@ -61,6 +61,7 @@ RATE = 10.0  # queries a second to each region for each app
 
 # (region, name) -> the exact answer that region's CoreDNS must give, or None: moving (any non-empty answer).
 Expected = dict[tuple[str, str], set[str] | None]
+Timings = dict[str, list[float]]  # what was timed -> seconds, one per cycle (noted in the tally as a range)
 
 
 @pytest.fixture(scope="module")
@@ -223,9 +224,12 @@ class Cut:
     host: bool
 
     @property
+    def kind(self) -> str:
+        return "off the " + " and ".join(p for p, cut in (("VIPs", self.vips), ("host", self.host)) if cut)
+
+    @property
     def what(self) -> str:
-        paths = " and ".join(p for p, cut in (("VIPs", self.vips), ("host", self.host)) if cut)
-        return f"{self.region} off the {paths}"
+        return f"{self.region} {self.kind}"
 
     def apply(self, dataplane: DataPlane) -> None:
         if self.vips:
@@ -251,7 +255,7 @@ class Cut:
 
 
 def cut_off_one(fed: Federation, host: KubeClient, ns: str, apps: dict[str, App], cut: Cut, deliberate: App,
-                record: Tally) -> None:
+                record: Tally, timings: Timings) -> None:
     """Cut one region off; until its cut shows and HOLD seconds more, no answer moves; restore it and fail
     ``deliberate`` over (or back) at once: every region serves the change within CONVERGE_SECONDS."""
     dataplane = dataplane_of(fed)
@@ -268,11 +272,12 @@ def cut_off_one(fed: Federation, host: KubeClient, ns: str, apps: dict[str, App]
         deliberate.set_failed(fed, first, first not in deliberate.failed)
         seconds = converge(fed, apps, restored, f"{deliberate.service} moved everywhere after {cut.what}")
     record.injection(seconds)
+    timings.setdefault(f"a failover converged after a region {cut.kind}", []).append(seconds)
     assert not exited(fed), f"exited during {cut.what}: {exited(fed)}"
 
 
 def two_of_three_off_the_host(fed: Federation, host: KubeClient, ns: str, apps: dict[str, App], lone: str,
-                              record: Tally) -> None:
+                              record: Tally, timings: Timings) -> None:
     """Every region but ``lone`` (a region with a DNS stack) cut off from the host; the lone fresh region decides.
     The app ``lone`` failing in its first member moves in ``lone``'s answers while the cut DNS region keeps its last
     records (fail static); failing in both fails open; its second member healing ends that. On return, with the
@@ -305,7 +310,8 @@ def two_of_three_off_the_host(fed: Federation, host: KubeClient, ns: str, apps: 
             app.set_failed(fed, first, True)
             wait_for(lambda: answering(fed, {(lone, app.fqdn): app.answer}), CONVERGE_SECONDS,
                      f"{lone} alone moving {app.service} off {first}")
-            record.note(f"{lone} alone moved {app.service} off {first} in {time.monotonic() - failed:.1f} s")
+            timings.setdefault("the lone region moved a failed app in its answers", []).append(
+                time.monotonic() - failed)
 
         # Its all-Down fails open (the last answer stays), and its Up alone ends that.
         with asked(fed, {**everywhere(fed, apps), **stale}, record, f"{what}: {app.service} fails everywhere"):
@@ -328,12 +334,13 @@ def two_of_three_off_the_host(fed: Federation, host: KubeClient, ns: str, apps: 
     with asked(fed, everywhere(fed, apps), record, f"after {what}, all voting"):
         holds_for(lambda: not exited(fed), HOLD, f"after {what}, all voting")
     record.injection(seconds)
+    timings.setdefault("every region on the lone region's answer after two of three returned", []).append(seconds)
 
     healed = time.monotonic()
     with asked(fed, everywhere(fed, apps, moving=app), record, f"after {what}: {app.service} healed"):
         app.set_failed(fed, first, False)
-        record.note(f"{app.service} healed after {what}: every region in "
-                    f"{converge(fed, apps, healed, f'{app.service} healed'):.1f} s")
+        timings.setdefault("the app healed after that, every region", []).append(
+            converge(fed, apps, healed, f"{app.service} healed"))
     assert not exited(fed), f"exited during {what}: {exited(fed)}"
 
 
@@ -346,13 +353,16 @@ def test_regions_cut_off_move_no_answer_and_a_lone_fresh_region_decides_and_fail
     canaries = plant_in_federation(fed, host, ns, apps["media"].fqdn, SETTLE)
     deliberate = [apps["api"], apps["shop"]]
     dns_regions = sorted(fed.regions)
+    timings: Timings = {}
     for cycle in range(CYCLES):
         # north (no DNS stack) first off the VIPs, then a DNS region off the host, the other off both; rotating
         first, second, third = (PROBER_REGIONS[(cycle + offset) % 3] for offset in (2, 0, 1))
         for index, cut in enumerate((Cut(first, vips=True, host=False), Cut(second, vips=False, host=True),
                                      Cut(third, vips=True, host=True))):
-            cut_off_one(fed, host, ns, apps, cut, deliberate[(cycle * 3 + index) % 2], record)
-        two_of_three_off_the_host(fed, host, ns, apps, dns_regions[cycle % 2], record)
+            cut_off_one(fed, host, ns, apps, cut, deliberate[(cycle * 3 + index) % 2], record, timings)
+        two_of_three_off_the_host(fed, host, ns, apps, dns_regions[cycle % 2], record, timings)
+    for what, seconds in timings.items():
+        record.note(f"{what}: {min(seconds):.1f}–{max(seconds):.1f} s ({len(seconds)}x)")
 
     changed = [key for canary in canaries for key in canary.changed()]
     gone = unserved(fed, canaries)
