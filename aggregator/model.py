@@ -19,7 +19,7 @@ from typing import Any
 from fleetdns.addresses import parse_ips
 from fleetdns.dnsname import check_publishable, fold_name, is_dns_label, is_dns_subdomain
 from fleetdns.dnsview import DNSView, DNSViewError, Location, parse_dns_view, parse_location
-from fleetdns.healthreport import REGION_LABEL, region_of_lease
+from fleetdns.healthreport import REGION_LABEL, REPORTS_CURRENT_ANNOTATION, region_of_lease
 from fleetdns.labelselector import EVERYTHING, LabelSelector, SelectorError, parse_label_selector
 
 DEFAULT_DELEGATION_TTL = 300  # NS and glue: a parent's records change rarely, and resolvers keep them that long
@@ -748,11 +748,12 @@ def parse_dns_view_object(obj: dict[str, Any]) -> DNSViewObject:
 @dataclass(frozen=True)
 class ProberLease:
     """A region's prober Lease (``fleetdns-prober-<region>``, label ``fleetdns.io/region``): while its holder
-    renews it, the region votes (aggregator/health/quorum.py)."""
+    renews it saying its reports are current, the region votes (aggregator/health/quorum.py)."""
 
     region: str
     holder: str
     renew_time: str
+    reports_current: bool = True  # annotation fleetdns.io/reports-current; absent (an older prober): current
 
 
 def parse_prober_lease(obj: dict[str, Any]) -> ProberLease:
@@ -760,4 +761,5 @@ def parse_prober_lease(obj: dict[str, Any]) -> ProberLease:
     region = str(as_dict(meta.get("labels")).get(REGION_LABEL) or region_of_lease(str(meta.get("name") or "")) or "")
     if not region:
         raise ParseError(f"Lease {meta.get('name')!r}: no {REGION_LABEL} label")
-    return ProberLease(region, str(spec.get("holderIdentity") or ""), str(spec.get("renewTime") or ""))
+    current = as_dict(meta.get("annotations")).get(REPORTS_CURRENT_ANNOTATION) != "false"
+    return ProberLease(region, str(spec.get("holderIdentity") or ""), str(spec.get("renewTime") or ""), current)

@@ -2,7 +2,9 @@
 
 One ``HealthReport`` per (namespace, region, member cluster) lists only the checks that region sees
 **Down** (a check not listed is Up), so a report is written when a check's thresholded state flips, not
-every period. A region is a voter while its Lease ``fleetdns-prober-<region>`` is renewed (every 2 s).
+every period. A region is a voter while its Lease ``fleetdns-prober-<region>`` is renewed (every 2 s) by a prober
+whose reports on the host are up to date: a renewal annotated ``fleetdns.io/reports-current: "false"`` (reports not
+yet rewritten since the prober took the Lease, or a write waiting for a retry) does not count.
 The same report carries the region's round-trip time to each cluster address it checks (``latency``),
 rewritten only when a median moves noticeably. See docs/design/policies.md §1 and §3, docs/design/views.md §3.
 """
@@ -17,6 +19,8 @@ from fleetdns.apipaths import HEALTH_REPORTS
 REGION_LABEL = "fleetdns.io/region"  # on reports and on the prober Leases
 CLUSTER_LABEL = "fleetdns.io/cluster"
 PROBER_LEASE_PREFIX = "fleetdns-prober-"
+# On a prober Lease: "false" while the holder's reports on the host may be behind its verdicts (absent: current).
+REPORTS_CURRENT_ANNOTATION = "fleetdns.io/reports-current"
 
 
 def report_name(region: str, cluster: str) -> str:

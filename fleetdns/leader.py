@@ -29,7 +29,9 @@ def micro_time() -> str:
 class LeaseElector:
     def __init__(self, client: KubeClient, namespace: str, name: str, identity: str, lease_duration: float,
                  renew_deadline: float, retry_period: float, on_change: Callable[[bool], None],
-                 clock: Callable[[], float] = time.monotonic, labels: dict[str, str] | None = None) -> None:
+                 clock: Callable[[], float] = time.monotonic, labels: dict[str, str] | None = None,
+                 annotations: Callable[[], dict[str, str]] | None = None) -> None:
+        """``annotations``: what the holder says on the Lease with each renewal (read at every write)."""
         self.client = client
         self.path = LEASES.path(namespace, name)
         self.collection = LEASES.path(namespace)
@@ -41,6 +43,7 @@ class LeaseElector:
         self.on_change = on_change
         self.clock = clock  # monotonic; injectable so tests step it instead of sleeping
         self.labels = dict(labels or {})  # on the Lease (created with them, added if missing when renewed)
+        self.annotations = annotations or dict
         self.leading = False
         self._observed: tuple[str, str] | None = None  # (holder, renewTime) last seen
         self._observed_at = 0.0
@@ -118,6 +121,8 @@ class LeaseElector:
             body = LEASES.manifest(self.name, spec=self._spec({}))
             if self.labels:
                 body["metadata"]["labels"] = dict(self.labels)
+            if annotations := self.annotations():
+                body["metadata"]["annotations"] = annotations
             try:
                 self.client.create(self.collection, body)
             except KubeError as create_error:
@@ -134,9 +139,11 @@ class LeaseElector:
         if holder and holder != self.identity and self.clock() < self._observed_at + duration:
             return False
         lease["spec"] = self._spec(spec)
+        metadata = lease.setdefault("metadata", {})
         if self.labels:
-            metadata = lease.setdefault("metadata", {})
             metadata["labels"] = {**(metadata.get("labels") or {}), **self.labels}
+        if annotations := self.annotations():
+            metadata["annotations"] = {**(metadata.get("annotations") or {}), **annotations}
         try:
             self.client.replace(self.path, lease)  # resourceVersion in metadata: optimistic concurrency
         except KubeError as error:

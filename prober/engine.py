@@ -77,9 +77,10 @@ class Prober:
         self.scheduler = Scheduler(self.region, self._on_outcome, settings.max_in_flight)
         self.scheduler.on_tick = self._expire_latency
         self.lease = RegionLease(host, settings.lease_namespace, self.region, settings.identity, self.current,
-                                 self._leading_changed)
+                                 self._leading_changed, behind=lambda: self.writer.behind())
         self.writer = ReportWriter(host.fenced(self.lease.holds), self.region, self.snapshot, self.lease.holds,
                                    metrics, namespace=settings.namespace, latency=self.latency_of)
+        self.writer.on_current = self.lease.wake  # the Lease says "current" as soon as the reports are
         namespace = settings.namespace
         # An intent kind the host does not serve (its CRD not installed: 404) or lets us list (403) holds up no
         # other: its intents are not probed until it can be listed (said once, with the fix).
@@ -414,4 +415,5 @@ class Prober:
             "first_round_done": float(scheduler.round_done),
             "lease_held": float(self.lease.holds()),
             "reports_pending": self.writer.pending,
+            "reports_current": float(not self.writer.behind()),
         }

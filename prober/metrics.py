@@ -63,6 +63,8 @@ SAMPLED = {
     "first_round_done": "1 once every check known at start-up has run once",
     "lease_held": "1 while this replica holds its region's Lease and may write reports",
     "reports_pending": "Reports marked for a write and not yet written",
+    "reports_current": "1 while this region's reports on the host are up to date (the Lease says so with each "
+                       "renewal; the aggregator counts no renewal that says otherwise)",
 }
 
 

@@ -135,6 +135,11 @@ class ReportWriter:
         self._due: dict[ReportKey, float] = {}  # marked keys → when they may be written
         self._last_write: dict[ReportKey, float] = {}
         self._retry: dict[ReportKey, float] = {}
+        # Reports to bring up to date since this replica took the Lease (told to, or found when listing): until each
+        # is written the host may hold an older view, which the Lease must not vouch for.
+        self._catching_up: set[ReportKey] = set()
+        self._current = False  # what behind() said last time on_current was considered
+        self.on_current: Callable[[], None] = lambda: None  # the reports just caught up (called off the lock)
         self._busy: set[ReportKey] = set()
         self._cond = threading.Condition()
         self._stopping = False
@@ -160,19 +165,46 @@ class ReportWriter:
                 self._cond.notify()
 
     def mark_all(self, keys: Iterable[ReportKey]) -> None:
+        """Bring every report of these keys (and every one known) up to date; ``behind`` until each is written."""
         with self._cond:
             for key in list(keys) + list(self.known):
                 self._due.setdefault(key, self._last_write.get(key, -MIN_INTERVAL) + MIN_INTERVAL)
+                self._catching_up.add(key)
             self._cond.notify_all()
 
     @property
     def pending(self) -> int:
         return len(self._due)
 
+    def behind(self) -> str:
+        """Why this region's reports on the host may lag its verdicts ("": they do not). They do until this replica
+        has listed them and written every one it had to bring up to date since it took the Lease, and while a write
+        that failed waits for its retry; a flip's own write (within MIN_INTERVAL) is not a lag."""
+        with self._cond:
+            return self._behind()
+
+    def _behind(self) -> str:
+        if not self.loaded:
+            return "this region's reports not listed since this replica took the Lease"
+        if self._catching_up:
+            return f"{len(self._catching_up)} reports not yet brought up to date since this replica took the Lease"
+        if self._retry:
+            return f"{len(self._retry)} report writes failed and wait for a retry"
+        return ""
+
+    def _consider_current(self) -> None:
+        """Call ``on_current`` once when the reports catch up (the Lease then says so at once)."""
+        with self._cond:
+            current = not self._behind()
+            caught_up, self._current = current and not self._current, current
+        if caught_up:
+            self.on_current()
+
     def leadership(self, leading: bool) -> None:
         """The Lease was taken or lost: what is known of this region's reports must be listed again."""
         with self._cond:
             self.loaded = False
+            self._current = False
             self._cond.notify_all()
 
     def _remember(self, key: ReportKey, report: HealthReport) -> None:
@@ -210,12 +242,17 @@ class ReportWriter:
                 continue
             try:
                 self._write(key)
-                self._retry.pop(key, None)
+                with self._cond:
+                    self._retry.pop(key, None)
+                    self._catching_up.discard(key)
+                self._consider_current()
             except NotLeaderError:
                 self._again(key, RETRY_START)
             except KubeError as error:
                 delay = min(self._retry.get(key, RETRY_START / 2) * 2, RETRY_MAX)
-                self._retry[key] = delay
+                with self._cond:
+                    self._retry[key] = delay
+                    self._current = False  # behind until the retry succeeds
                 self.metrics.report_write_errors.labels(str(error.status or error.reason)).inc()
                 logger.warning("report write failed; retrying",
                                extra={"report": f"{key[0]}/{report_name(self.region, key[1])}", "error": str(error),
@@ -257,8 +294,10 @@ class ReportWriter:
             self._load_backoff = RETRY_START
             for key in found:  # stale entries in reports nothing checks any more are removed too
                 self._due.setdefault(key, self.clock())
+                self._catching_up.add(key)
             self._cond.notify_all()
         logger.info("this region's reports listed", extra={"reports": len(found)})
+        self._consider_current()
 
     def _again(self, key: ReportKey, delay: float) -> None:
         with self._cond:

@@ -21,8 +21,10 @@ The stand-in ingress processes stay in the root namespace (they watch their memb
 namespace's route back to the region (``heal`` points it at the forwarder again): the region's SYNs arrive
 and every answer vanishes, so its checks time out as through a dead path (a blackhole on the region's own
 side would fail them at once with EINVAL, which no real partition does). ``cut_from_api`` pauses the
-region's API relay (connections refused, open ones reset). The kernel here has no dummy interfaces, so
-VIPs live on the LB namespace's lo.
+region's API relays (connections refused, open ones reset): the prober's, and the publisher's if the region's
+DNS stack reaches the host through ``publisher_kubeconfig`` (that stack runs on the root namespace's loopback,
+so its path to the host is a relay there of its own). The kernel here has no dummy interfaces, so VIPs live on
+the LB namespace's lo.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from rig.certs import CertificateAuthority
 from rig.delay import DelayedPath
 from rig.ingress import IngressControl, StandInIngress
 from rig.netns import Endpoint, NetworkNamespace, Relay, remove_stale, veth
+from rig.ports import free_port
 from rig.prober import ProberProcess
 from rig.process import RigError, stop_together
 
@@ -90,7 +93,8 @@ class DataPlane:
         self.lb = NetworkNamespace(f"{self.number}-lb")
         self.regions: dict[str, RegionLink] = {}
         self.ingresses: dict[str, StandInIngress] = {}
-        self.api_relays: dict[str, Relay] = {}
+        self.api_relays: dict[str, Relay] = {}  # region -> the prober's path to the host API
+        self.publisher_relays: dict[str, Relay] = {}  # region -> its DNS stack's path (publisher_kubeconfig)
         self.probers: dict[str, ProberProcess] = {}
         self._member_cuts: dict[str, set[str]] = {}  # region -> members whose VIPs it is cut from
         self._vips = {name: member_vips(i) for i, name in enumerate(self.member_kubeconfigs)}
@@ -162,7 +166,8 @@ class DataPlane:
         failed."""
         processes: list[Callable[[], object]] = [
             *(p.stop for p in self.probers.values()), *(i.stop for i in self.ingresses.values()),
-            *(r.stop for r in self.api_relays.values()), *(p.stop for p in self.paths.values()),
+            *(r.stop for r in [*self.api_relays.values(), *self.publisher_relays.values()]),
+            *(p.stop for p in self.paths.values()),
         ]
         steps: list[Callable[[], object]] = [
             lambda: stop_together(processes),  # independent processes: their graceful stops overlap
@@ -276,8 +281,11 @@ class DataPlane:
         self._member_cuts.setdefault(region, set()).add(member)
 
     def cut_from_api(self, region: str) -> None:
-        """The region loses the host API: new connections refused, open ones (watches, Lease renewals) reset."""
+        """The region loses the host API: new connections refused, open ones (watches, Lease renewals) reset; its
+        prober's, and its DNS stack's if that goes through ``publisher_kubeconfig``."""
         self.api_relays[region].pause()
+        if region in self.publisher_relays:
+            self.publisher_relays[region].pause()
 
     def heal(self, region: str) -> None:
         """Undo every cut of the region (whichever were made); its path delays stay as they were."""
@@ -286,18 +294,38 @@ class DataPlane:
         for member in self._member_cuts.pop(region, set()):
             for vip, client in zip(self.vips(member), (link.address, link.address6), strict=True):
                 self.lb.remove_blackhole_rule(vip, client)
-        if region in self.api_relays:
-            self.api_relays[region].resume()
+        for relays in (self.api_relays, self.publisher_relays):
+            if region in relays:
+                relays[region].resume()
 
     def region_kubeconfig(self, region: str, host_kubeconfig: Path) -> Path:
         """``host_kubeconfig`` pointed at the region's API relay (same port, so the server certificate,
         issued for 127.0.0.1, verifies)."""
         if self.host_api is None:
             raise ValueError("the data plane was built without host_api: no relay into the regions")
+        return self._kubeconfig_at(host_kubeconfig, self.host_api[1], self.workdir / f"kubeconfig-{region}")
+
+    def publisher_kubeconfig(self, region: str, host_kubeconfig: Path) -> Path:
+        """``host_kubeconfig`` pointed at a relay of the region's own on the root namespace's loopback, for the
+        region's DNS stack (webhook and, through its relay, ExternalDNS), so that ``cut_from_api`` cuts the whole
+        region off the host, not only its prober."""
+        if self.host_api is None or region not in self.api_relays:
+            raise ValueError(f"no host API path for region {region!r}: the data plane was built without host_api "
+                             f"or without that region (regions: {', '.join(self.region_names) or 'none'})")
+        if region not in self.publisher_relays:
+            host, port = self.host_api
+            self.publisher_relays[region] = Relay(Endpoint(None, "127.0.0.1", free_port()), Endpoint(None, host, port),
+                                                  name=f"publisher-api-{region}").start()
+        return self._kubeconfig_at(host_kubeconfig, self.publisher_relays[region].listen.port,
+                                   self.workdir / f"kubeconfig-publisher-{region}")
+
+    @staticmethod
+    def _kubeconfig_at(host_kubeconfig: Path, port: int, path: Path) -> Path:
+        """A copy of ``host_kubeconfig`` whose server is 127.0.0.1:``port`` (the host's certificate, issued for
+        127.0.0.1, verifies on any port)."""
         config = yaml.safe_load(host_kubeconfig.read_text())
         for cluster in config.get("clusters") or []:
-            cluster["cluster"]["server"] = f"https://127.0.0.1:{self.host_api[1]}"
-        path = self.workdir / f"kubeconfig-{region}"
+            cluster["cluster"]["server"] = f"https://127.0.0.1:{port}"
         path.write_text(yaml.safe_dump(config))
         path.chmod(0o600)
         return path

@@ -88,6 +88,9 @@ class Federation:
     runs an app as a Deployment whose EndpointSlices the EndpointSlice controller writes.
     ``aggregator_replicas``: the aggregator Deployment's replicas (one leads through the Lease; ``aggregators``),
     ``aggregator_args``: their flags beyond the grace period (e.g. a shorter Lease).
+    ``host_cuts``: each region's DNS stack reaches the host through the data plane's relay for that region
+    (``DataPlane.publisher_kubeconfig``), so ``DataPlane.cut_from_api`` cuts the whole region off the host, prober
+    and publisher (every member must then be a prober region; default: the DNS stacks reach the host directly).
     """
 
     def __init__(self, workdir: Path, zone: str = "gslb.example.com", members: tuple[str, ...] = ("east", "west"),
@@ -97,8 +100,12 @@ class Federation:
                  path_delays: Mapping[tuple[str, str], float] | None = None,
                  gateway_api: tuple[str, ...] = (), host_relay: bool = True,
                  controllers: tuple[str, ...] = (), aggregator_replicas: int = 1,
-                 aggregator_args: tuple[str, ...] = ()) -> None:
+                 aggregator_args: tuple[str, ...] = (), host_cuts: bool = False) -> None:
+        if host_cuts and not set(members) <= set(prober_regions):
+            raise ValueError(f"host_cuts: every member's region needs a path in the data plane; members "
+                             f"{', '.join(members)}, prober regions {', '.join(prober_regions) or 'none'}")
         self.workdir = workdir
+        self.host_cuts = host_cuts
         self.host_relay = host_relay
         self.externaldns_sync = externaldns_sync
         self.zone = zone
@@ -129,7 +136,10 @@ class Federation:
     def start_region(self, name: str) -> Region:
         if self.geoip_db is None:  # the sidecars' --geoip-db, as the chart mounts the operator's database
             self.geoip_db = write_geoip_db(self.workdir / "geoip.mmdb")
-        region = Region(name, self.zone, self.fleet.host.kubeconfig, self.workdir / "regions" / name,
+        host_kubeconfig = self.fleet.host.kubeconfig
+        if self.host_cuts:
+            host_kubeconfig = self._dataplane().publisher_kubeconfig(name, host_kubeconfig)
+        region = Region(name, self.zone, host_kubeconfig, self.workdir / "regions" / name,
                         sync=self.externaldns_sync, views=self.served_views, geoip_db=self.geoip_db,
                         host_relay=self.host_relay).start()
         self.regions[name] = region

@@ -1,8 +1,9 @@
 """The probers' quorum: which regions vote, what each reports, and the verdict on each cluster address.
 
 Rule (docs/design/policies.md §3): a region votes while its prober Lease has a holder and the aggregator
-saw its renewTime change within the grace period, on its own monotonic clock (no clock sync); every
-Lease counts as fresh for one grace period after it is first seen, so a restart moves no answer. An
+saw its renewTime change within the grace period, on its own monotonic clock (no clock sync); a renewal
+whose holder says its reports are not current yet does not count; every Lease counts as fresh for one
+grace period after it is first seen, so a restart moves no answer. An
 address is Down for an intent iff more than half of the fresh regions list it Down with the intent's
 current check; a fresh region that does not list it votes Up. No fresh voter: the probe has no say.
 While the aggregator cannot watch the Leases, their age stops counting (it saw nothing, which proves nothing).
@@ -13,6 +14,7 @@ not Down are published. Pure apart from the clock, which tests step.
 from __future__ import annotations
 
 import ipaddress
+import math
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -54,11 +56,19 @@ class Freshness:
         return self._blind_since if self._blind_since is not None else self._clock()
 
     def observe(self, lease: ProberLease) -> None:
-        """A Lease as listed or watched; a new holder or renewTime counts as a renewal seen now."""
+        """A Lease as listed or watched; a new holder or renewTime counts as a renewal seen now, unless its holder
+        says its reports are not current (it took the Lease and has not rewritten them yet, or a write waits for a
+        retry): a region back from a cut off the host would otherwise vote with what it saw before the cut. Such a
+        Lease seen first is listed, not voting."""
         with self._lock:
             previous = self._seen.get(lease.region)
-            if previous is None or previous[:2] != (lease.holder, lease.renew_time):
-                self._seen[lease.region] = (lease.holder, lease.renew_time, self._clock())
+            if previous is not None and previous[:2] == (lease.holder, lease.renew_time):
+                return
+            if lease.holder and not lease.reports_current:
+                if previous is None:
+                    self._seen[lease.region] = (lease.holder, lease.renew_time, -math.inf)
+                return
+            self._seen[lease.region] = (lease.holder, lease.renew_time, self._clock())
 
     def forget(self, region: str) -> None:
         """The Lease was deleted: the region neither votes nor is listed."""

@@ -17,7 +17,10 @@ def test_domain_reads_spec_and_kubefeds_top_level_form() -> None:
 def test_a_prober_lease_is_read_by_its_region_label() -> None:
     parsed = parse_prober_lease({"metadata": {"name": "fleetdns-prober-eu", "labels": {"fleetdns.io/region": "eu"}},
                                  "spec": {"holderIdentity": "p-1", "renewTime": "2025-01-01T00:00:00.000000Z"}})
-    assert parsed == ProberLease("eu", "p-1", "2025-01-01T00:00:00.000000Z")
+    assert parsed == ProberLease("eu", "p-1", "2025-01-01T00:00:00.000000Z", reports_current=True)
+    behind = parse_prober_lease({"metadata": {"name": "fleetdns-prober-eu",
+                                              "annotations": {"fleetdns.io/reports-current": "false"}}, "spec": {}})
+    assert not behind.reports_current
     assert parse_prober_lease({"metadata": {"name": "fleetdns-prober-us"}, "spec": {}}).region == "us"
 
 

@@ -33,20 +33,21 @@ import pytest
 from fleetdns.apipaths import HEALTH_REPORTS, SERVICE_DNS_RECORDS
 from fleetdns.kubeapi import KubeClient
 from rig.aggregator import client_for
-from rig.coredns import RegionalCoreDNS, ZoneFilesSidecar
+from rig.coredns import RegionalCoreDNS
 from rig.externaldns import ExternalDNS
 from rig.federation import Federation
-from rig.process import ManagedProcess
 from rig.region import WebhookProvider
 from rig.waiting import wait_for
-from tests.support.canaries import DNSEndpointCanary, EtcdCanaries
+from tests.support.canaries import plant_in_federation, unserved
 from tests.support.federation import (
+    chain_processes,
     create_intent,
     federation_namespace,
     http_check,
     run_everywhere,
     running_federation,
     service_name,
+    start_ready,
 )
 from tests.support.soak import Tally, times
 
@@ -239,10 +240,6 @@ class Injection:
     dns_region: str = ""  # the region whose CoreDNS is down until the restart
 
 
-def start_ready(sidecar: ZoneFilesSidecar) -> None:
-    sidecar.start().wait_ready()
-
-
 def kill(fed: Federation, victim: str, rng: random.Random) -> Injection:
     """SIGKILL ``victim`` (one of VICTIMS; in a region chosen by ``rng``)."""
     if victim == "prober":
@@ -277,22 +274,9 @@ class Kubelet:
         self.fed = fed
         self.exits: Counter[str] = Counter()
 
-    def _processes(self) -> Iterator[tuple[str, ManagedProcess | None, Callable[[], object]]]:
-        for name, region in self.fed.regions.items():
-            assert region.webhook is not None and region.externaldns is not None and region.coredns is not None
-            sidecar = region.coredns.sidecar
-            yield f"webhook {name}", region.webhook.process, region.webhook.start
-            yield f"externaldns {name}", region.externaldns.process, region.externaldns.start
-            yield f"zonefiles {name}", sidecar.process, partial(start_ready, sidecar)
-            yield f"coredns {name}", region.coredns.process, region.coredns.start
-        for replica in self.fed.aggregators:
-            yield replica.name, replica.process, replica.start
-        for prober in self.fed.probers.values():
-            yield prober.name, prober.process, prober.start
-
     def tend(self) -> bool:
         """Start every process that exited; True if none had."""
-        exited = [(what, start) for what, process, start in self._processes()
+        exited = [(what, start) for what, process, start in chain_processes(self.fed)
                   if process is not None and process.proc is not None and not process.running]
         for what, start in exited:
             self.exits[what.split()[0]] += 1
@@ -349,24 +333,12 @@ def converged_after(fed: Federation, kubelet: Kubelet, expected: dict[str, set[s
     return seconds
 
 
-def plant_canaries(fed: Federation, host: KubeClient, ns: str, below: str) -> list[EtcdCanaries | DNSEndpointCanary]:
-    """Canaries in every region's etcd and on the host, served by every region before the faults begin."""
-    planted: list[EtcdCanaries | DNSEndpointCanary] = [
-        EtcdCanaries.plant(region.etcd.url, "/skydns/", fed.zone, below=below) for region in fed.regions.values()]
-    team = DNSEndpointCanary.plant(host, ns, fed.zone)
-    planted.append(team)
-    foreign, address = EtcdCanaries.served_name(fed.zone)
-    fed.wait_for_answers(foreign, {address}, SETTLE)
-    fed.wait_for_answers(team.dns_name, {team.address}, SETTLE)
-    return planted
-
-
 def test_every_process_of_the_chain_killed_during_churn_converges_within_seconds_and_touches_nothing_unowned(
         fed: Federation, host: KubeClient, tally: Callable[..., Tally]) -> None:
     record = tally("every process of the chain SIGKILLed during failover churn")
     ns = federation_namespace(fed, host, "chain")
     apps = start_apps(fed, host, ns)
-    canaries = plant_canaries(fed, host, ns, below=apps[0].fqdn)
+    canaries = plant_in_federation(fed, host, ns, apps[0].fqdn, SETTLE)
     seed = random.randrange(2**32)
     record.note(f"seed {seed}")
     rng = random.Random(seed)
@@ -403,13 +375,10 @@ def test_every_process_of_the_chain_killed_during_churn_converges_within_seconds
 
     # The canaries untouched and still served; after the last fault, every app in both families.
     changed = [key for canary in canaries for key in canary.changed()]
-    foreign, address = EtcdCanaries.served_name(fed.zone)
-    team = next(c for c in canaries if isinstance(c, DNSEndpointCanary))
-    unserved = [f"{name} in {region}" for name, want in ((foreign, address), (team.dns_name, team.address))
-                for region in fed.regions if fed.answers(region, name) != {want}]
-    record.lost += len(changed) + len(unserved)
+    gone = unserved(fed, canaries)
+    record.lost += len(changed) + len(gone)
     assert not changed, f"canaries changed: {changed}"
-    assert not unserved, f"canaries no longer answered: {unserved}"
+    assert not gone, f"canaries no longer answered: {gone}"
     assert record.lost == 0, record.notes
     for app in apps:
         fed.wait_for_answers(app.fqdn, app.expected(), CONVERGE_SECONDS)

@@ -14,14 +14,23 @@ from typing import Any
 
 import pytest
 import requests
+import yaml
 
 from fleetdns.apipaths import HEALTH_REPORTS, LEASES, SERVICE_DNS_RECORDS
 from fleetdns.healthcheck import parse_health_check
-from fleetdns.healthreport import REGION_LABEL, DownEntry, HealthReport, parse_health_report, prober_lease_name
+from fleetdns.healthreport import (
+    REGION_LABEL,
+    REPORTS_CURRENT_ANNOTATION,
+    DownEntry,
+    HealthReport,
+    parse_health_report,
+    prober_lease_name,
+)
 from fleetdns.kubeapi import KubeClient, KubeError
 from rig import Fleet
 from rig.aggregator import client_for
 from rig.ingress import StandInIngress
+from rig.netns import Endpoint, Relay
 from rig.ports import free_port
 from rig.prober import ProberProcess
 from rig.scrape import scrape
@@ -333,6 +342,75 @@ def test_the_lease_is_renewed_only_while_the_reports_are_current(fleet: Fleet, h
         assert renewed["spec"]["holderIdentity"] == "replica-1"
     finally:
         lease_loop.stop()
+
+
+def test_each_renewal_says_whether_the_reports_are_current_and_catching_up_renews_at_once(
+        fleet: Fleet, host: KubeClient) -> None:
+    """The aggregator counts no renewal that says the reports are behind (a region back from a cut off the host
+    would vote with what it saw before the cut); the one that says they caught up comes at once, not a period
+    later."""
+    from prober.lease import RegionLease
+
+    namespace, region = new_namespace(fleet, "lease"), unique("r")
+    behind = ["this region's reports not listed since this replica took the Lease"]
+    lease_loop = RegionLease(host, namespace, region, "replica-1", lambda: (True, "keeping up"),
+                             lambda leading: None, retry_period=30, behind=lambda: behind[0]).start()
+    try:
+        taken = wait_for(lambda: lease(host, namespace, region), 10, "the Lease taken")
+        assert taken["metadata"]["annotations"][REPORTS_CURRENT_ANNOTATION] == "false"
+        behind[0] = ""
+        woken = time.monotonic()
+        lease_loop.wake()  # what the report writer does once every report is written
+        caught_up = wait_for(lambda: (now := lease(host, namespace, region)) and now["metadata"]["annotations"][
+            REPORTS_CURRENT_ANNOTATION] == "true" and now, 10, "the Lease saying the reports are current")
+        assert time.monotonic() - woken < 5  # not the 30 s period
+        assert caught_up["spec"]["renewTime"] != taken["spec"]["renewTime"]
+    finally:
+        lease_loop.stop()
+
+
+def test_a_prober_back_on_the_host_says_its_reports_are_current_only_once_it_has_rewritten_them(
+        fleet: Fleet, host: KubeClient, ingresses: dict[str, StandInIngress], probers: list[ProberProcess],
+        tmp_path: Path) -> None:
+    """Cut off the host while its app fails: back on the host, the prober's first renewal that the aggregator
+    counts (one not saying "false") comes with the report listing the failure, never before (polled throughout)."""
+    namespace, region = new_namespace(fleet, "cut"), unique("r")
+    fqdn = create_app(host, ingresses, namespace, "web", http_check(failureThreshold=1), clusters=("east",))
+    path = Relay(Endpoint(None, "127.0.0.1", free_port()), Endpoint(None, fleet.host.host, fleet.host.port),
+                 "prober-host").start()
+    kubeconfig = yaml.safe_load(fleet.host.kubeconfig.read_text())
+    kubeconfig["clusters"][0]["cluster"]["server"] = f"https://127.0.0.1:{path.listen.port}"
+    (tmp_path / "kubeconfig").write_text(yaml.safe_dump(kubeconfig))
+    prober = ProberProcess(region, tmp_path / "kubeconfig", tmp_path,
+                           args=[f"--namespace={namespace}", f"--lease-namespace={namespace}"])
+    probers.append(prober)
+    try:
+        prober.start(timeout=60)
+        wait_for(lambda: metric(prober, "fleetdns_prober_lease_held") == 1, 20, "the Lease held")
+        path.pause()
+        ingresses["east"].control.set_answer(fqdn, 500)
+        wait_for(lambda: metric(prober, "fleetdns_prober_subjects_down") == 1, 20, "east Down, seen while cut off")
+        wait_for(lambda: metric(prober, "fleetdns_prober_lease_held") == 0, 20, "the Lease lost while cut off")
+        stale = lease(host, namespace, region)
+        assert stale is not None and not down(host, namespace, region, "east")
+        path.resume()
+        seen = []  # (what each renewal said, whether the report listed east Down just after)
+        deadline = time.monotonic() + 30
+        while True:
+            now = lease(host, namespace, region)
+            assert now is not None and time.monotonic() < deadline, f"no counted renewal after 30 s: {seen}"
+            if now["spec"]["renewTime"] != stale["spec"]["renewTime"]:
+                said = now["metadata"].get("annotations", {}).get(REPORTS_CURRENT_ANNOTATION)
+                seen.append((said, bool(down(host, namespace, region, "east"))))
+                if said != "false":  # a renewal the aggregator counts
+                    assert seen[-1][1], f"counted renewal before the report listed east Down: {seen}"
+                    break
+            time.sleep(0.02)
+    finally:
+        ingresses["east"].control.set_answer(fqdn, None)
+        path.resume()
+        prober.stop()
+        path.stop()
 
 
 def test_readyz_and_metrics_keep_answering_with_more_than_a_thousand_checks_open(

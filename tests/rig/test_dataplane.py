@@ -227,27 +227,33 @@ def test_cut_region_times_out_on_every_vip_while_others_still_reach_them(federat
         assert status_from(dataplane, "north", "west", "web.cut.example", v6) == 200
 
 
-def test_api_relay_reaches_the_host_api_and_a_paused_relay_refuses_and_resets(federation: Federation,
-                                                                              dataplane: DataPlane) -> None:
+def test_api_relays_reach_the_host_api_and_a_cut_refuses_and_resets_the_prober_and_the_publisher(
+        federation: Federation, dataplane: DataPlane) -> None:
     port = federation.fleet.host.port
     ca = federation.fleet.host.workdir / "ca.crt"
     region = dataplane.netns("west").name
+    publisher = dataplane.publisher_kubeconfig("west", federation.fleet.host.kubeconfig)
+    publisher_port = dataplane.publisher_relays["west"].listen.port  # on the root namespace's loopback
 
-    def version() -> int:  # /version is public: anonymous is enough
-        sock = netns.connect(region, "127.0.0.1", port, 5)
+    def version(namespace: str | None = region, at: int = port) -> int:  # /version is public: anonymous is enough
+        sock = netns.connect(namespace, "127.0.0.1", at, 5)
         context = ssl.create_default_context(cafile=str(ca))  # the host's certificate names 127.0.0.1
         with context.wrap_socket(sock, server_hostname="127.0.0.1") as tls:
             tls.sendall(b"GET /version HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
             return int(tls.recv(4096).split(b" ", 2)[1])
 
     assert version() == 200
+    assert version(None, publisher_port) == 200
     assert dataplane.region_kubeconfig("west", federation.fleet.host.kubeconfig).read_text().count(
         f"https://127.0.0.1:{port}") == 1
+    assert publisher.read_text().count(f"https://127.0.0.1:{publisher_port}") == 1
     held = netns.connect(region, "127.0.0.1", port, 5)  # an open connection, like a watch
     try:
         dataplane.cut_from_api("west")
         with pytest.raises(ConnectionRefusedError):
             netns.connect(region, "127.0.0.1", port, 5)
+        with pytest.raises(ConnectionRefusedError):  # the region's DNS stack loses the host too
+            netns.connect(None, "127.0.0.1", publisher_port, 5)
         with pytest.raises(ConnectionResetError):
             held.sendall(b"\x16\x03\x01\x00\x05hello")
             held.recv(1)
@@ -256,6 +262,7 @@ def test_api_relay_reaches_the_host_api_and_a_paused_relay_refuses_and_resets(fe
         held.close()
         dataplane.heal("west")
     assert version() == 200
+    assert version(None, publisher_port) == 200
 
 
 def test_stop_removes_the_runs_namespaces_and_processes_and_leftovers_of_dead_runs(tmp_path: Path) -> None:

@@ -18,6 +18,7 @@ import pyetcd
 from fleetdns.apipaths import DNS_ENDPOINTS
 from fleetdns.kubeapi import KubeClient, KubeError
 from fleetdns.skydns.encoding import name_key
+from rig.federation import Federation
 from tests.support.etcd import Stored, etcd_kv
 
 FOREIGN_ADDRESS = "192.0.2.77"  # the address of the foreign record under the zone
@@ -127,3 +128,28 @@ class DNSEndpointCanary:
                 raise
             return [f"{self.namespace}/{self.name} (deleted)"]
         return [] if _owned_parts(now) == self.written else [f"{self.namespace}/{self.name}"]
+
+
+Canary = EtcdCanaries | DNSEndpointCanary
+
+
+def plant_in_federation(fed: Federation, host: KubeClient, ns: str, below: str, timeout: float) -> list[Canary]:
+    """Canaries in every region's etcd (``below``: one of our names) and on the host (in ``ns``), served by every
+    region before the faults begin."""
+    planted: list[Canary] = [EtcdCanaries.plant(region.etcd.url, "/skydns/", fed.zone, below=below)
+                             for region in fed.regions.values()]
+    team = DNSEndpointCanary.plant(host, ns, fed.zone)
+    planted.append(team)
+    foreign, address = EtcdCanaries.served_name(fed.zone)
+    fed.wait_for_answers(foreign, {address}, timeout)
+    fed.wait_for_answers(team.dns_name, {team.address}, timeout)
+    return planted
+
+
+def unserved(fed: Federation, canaries: list[Canary]) -> list[str]:
+    """The served canaries (the foreign record under the zone, the team's DNSEndpoint) that some region no longer
+    answers as planted, as ``name in region``."""
+    foreign, address = EtcdCanaries.served_name(fed.zone)
+    served = [(foreign, address), *((c.dns_name, c.address) for c in canaries if isinstance(c, DNSEndpointCanary))]
+    return [f"{name} in {region}" for name, want in served for region in fed.regions
+            if fed.answers(region, name) != {want}]

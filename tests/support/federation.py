@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from functools import partial
 from typing import Any
 
 import pytest
 
 from fleetdns.apipaths import DOMAINS, SERVICE_DNS_RECORDS
 from fleetdns.kubeapi import KubeClient
+from rig.coredns import ZoneFilesSidecar
 from rig.federation import Federation
+from rig.process import ManagedProcess
 from rig.workloads import ensure_namespace
 from tests.support.aggregator import DOMAIN_REF
 
@@ -66,3 +69,24 @@ def create_intent(host: KubeClient, ns: str, service: str, **spec: Any) -> None:
 def run_everywhere(fed: Federation, ns: str, service: str, host_header: str) -> dict[str, tuple[str, str]]:
     """The app's Service in every member behind the member's VIP; returns {member: (v4, v6)}."""
     return {member: fed.run_app(member, ns, service, host_header, ENDPOINTS) for member in fed.fleet.members}
+
+
+def start_ready(sidecar: ZoneFilesSidecar) -> None:
+    sidecar.start().wait_ready()
+
+
+def chain_processes(fed: Federation) -> Iterator[tuple[str, ManagedProcess | None, Callable[[], object]]]:
+    """Every process of the chain: its name, the process, and how it starts again in place (as the kubelet starts a
+    container): each region's webhook, ExternalDNS, zone-file sidecar and CoreDNS, every aggregator replica, every
+    prober."""
+    for name, region in fed.regions.items():
+        assert region.webhook is not None and region.externaldns is not None and region.coredns is not None
+        sidecar = region.coredns.sidecar
+        yield f"webhook {name}", region.webhook.process, region.webhook.start
+        yield f"externaldns {name}", region.externaldns.process, region.externaldns.start
+        yield f"zonefiles {name}", sidecar.process, partial(start_ready, sidecar)
+        yield f"coredns {name}", region.coredns.process, region.coredns.start
+    for replica in fed.aggregators:
+        yield replica.name, replica.process, replica.start
+    for prober in fed.probers.values():
+        yield prober.name, prober.process, prober.start

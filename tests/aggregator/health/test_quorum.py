@@ -17,8 +17,8 @@ WEB = "ServiceDNSRecord/web"
 EAST_VIP, EAST_VIP2 = "198.18.1.1", "198.18.1.2"
 
 
-def lease(region: str, renew: str, holder: str = "prober-1") -> ProberLease:
-    return ProberLease(region, holder, renew)
+def lease(region: str, renew: str, holder: str = "prober-1", current: bool = True) -> ProberLease:
+    return ProberLease(region, holder, renew, current)
 
 
 def east(*ips: str, healthy: bool = True) -> ClusterStatus:
@@ -72,6 +72,31 @@ def test_a_released_lease_stops_the_vote_at_once_and_a_deleted_one_is_forgotten(
     assert freshness.fresh() == {"b"}
     freshness.forget("b")
     assert freshness.regions() == ("a",) and freshness.fresh() == frozenset()
+
+
+def test_a_region_back_from_a_cut_votes_only_once_its_prober_says_its_reports_are_current() -> None:
+    """Its reports on the host are from before the cut until its prober rewrites them: renewals that say so count
+    for nothing, and a region still fresh keeps only the grace period its last current renewal gave it."""
+    clock = SteppedClock()
+    freshness = Freshness(GRACE, clock)
+    freshness.observe(lease("a", "t1"))
+    clock.now += GRACE + 1  # cut off the host: stale
+    freshness.observe(lease("a", "t2", current=False))  # back, its Lease taken again, its reports not yet written
+    assert freshness.fresh() == frozenset() and freshness.next_expiry() is None
+    freshness.observe(lease("a", "t3"))  # rewritten: the Lease says so
+    assert freshness.fresh() == {"a"}
+    clock.now += GRACE - 1
+    freshness.observe(lease("a", "t4", current=False))  # a write waits for a retry: no new grace period
+    clock.now += 1.01
+    assert freshness.fresh() == frozenset()
+
+
+def test_a_lease_first_seen_with_reports_not_current_is_listed_but_does_not_vote() -> None:
+    freshness = Freshness(GRACE, SteppedClock())
+    freshness.observe(lease("a", "t1", current=False))
+    assert freshness.regions() == ("a",) and freshness.fresh() == frozenset()
+    freshness.observe(lease("a", "t2"))
+    assert freshness.fresh() == {"a"}
 
 
 # --- verdicts ---------------------------------------------------------------------------------------
