@@ -4,6 +4,7 @@ or in the background, and its report read once into a typed summary (totals, res
 from __future__ import annotations
 
 import re
+import signal
 import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -18,7 +19,9 @@ PERCENTILES = {"p50": 0.50, "p95": 0.95, "p99": 0.99, "p99.9": 0.999}
 class Load:
     """What dnsperf sends: ``queries`` (a file of ``name type`` lines, repeated in order) to ``host:port`` for
     ``seconds``; ``rate`` caps the queries a second (None: as fast as answers come back, ``outstanding`` in
-    flight); ``source`` is the address it sends from; ``extra`` more flags (``-E`` for an EDNS option)."""
+    flight); ``source`` is the address it sends from; ``buffer_kb`` its socket buffers (None: the kernel's default,
+    whose ~200 replies a stall of dnsperf longer than 200 / ``rate`` s overflows, and counts them lost); ``extra``
+    more flags (``-E`` for an EDNS option)."""
 
     host: str
     port: int
@@ -29,6 +32,7 @@ class Load:
     threads: int = 1
     outstanding: int = 100
     source: str | None = None
+    buffer_kb: int | None = None
     extra: tuple[str, ...] = ()
 
     def argv(self, verbose: bool = False) -> list[str]:
@@ -38,6 +42,8 @@ class Load:
             argv += ["-a", self.source]
         if self.rate:
             argv += ["-Q", str(self.rate)]
+        if self.buffer_kb:
+            argv += ["-b", str(self.buffer_kb)]
         if verbose:
             argv.append("-v")
         return [*argv, *self.extra]
@@ -51,26 +57,32 @@ class Report:
     seconds: float
     sent: int
     completed: int
-    lost: int
+    lost: int  # no reply within dnsperf's timeout (5 s)
     avg_ms: float
     min_ms: float
     max_ms: float
     stddev_ms: float
     rcodes: str  # as dnsperf prints them: "NOERROR 1998 (99.90%), SERVFAIL 2 (0.10%)"
     latencies_ms: tuple[float, ...] = field(default=(), repr=False)
+    interrupted: int = 0  # still awaiting a reply when ``Dnsperf.interrupt`` ended the run: neither answered nor lost
 
     def rcode_counts(self) -> dict[str, int]:
         """Responses by code (``{"NOERROR": 1998, "SERVFAIL": 2}``)."""
         return {code: int(count) for code, count in re.findall(r"([A-Z]+) (\d+) \(", self.rcodes)}
 
     def percentiles_ms(self) -> dict[str, float]:
-        """p50/p95/p99/p99.9 and max of the per-query latencies (nearest rank); needs a ``-v`` run."""
+        """p50/p95/p99/p99.9 and max of the per-query latencies; needs a ``-v`` run."""
         if not self.latencies_ms:
             raise ValueError("no per-query latencies: run dnsperf with verbose=True")
-        ordered = sorted(self.latencies_ms)
-        ranks = {name: ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
-                 for name, fraction in PERCENTILES.items()}
-        return {**ranks, "max": ordered[-1]}
+        return percentiles_ms(self.latencies_ms)
+
+
+def percentiles_ms(latencies: Sequence[float]) -> dict[str, float]:
+    """p50/p95/p99/p99.9 (nearest rank) and max of per-query latencies (of one run or several pooled)."""
+    ordered = sorted(latencies)
+    ranks = {name: ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+             for name, fraction in PERCENTILES.items()}
+    return {**ranks, "max": ordered[-1]}
 
 
 def parse_report(text: str) -> Report:
@@ -85,6 +97,7 @@ def parse_report(text: str) -> Report:
     if not latency:
         raise RuntimeError(f"dnsperf output lacks the latency line:\n{text[-1500:]}")
     rcodes = re.search(r"Response codes:\s+(.*)", text)
+    interrupted = re.search(r"Queries interrupted:\s+(\d+)", text)
     return Report(
         qps=number(r"Queries per second:\s+([\d.]+)"),
         seconds=number(r"Run time \(s\):\s+([\d.]+)"),
@@ -96,14 +109,15 @@ def parse_report(text: str) -> Report:
         stddev_ms=number(r"Latency StdDev \(s\):\s+([\d.]+)") * 1000,
         rcodes=rcodes.group(1).strip() if rcodes else "?",
         latencies_ms=tuple(latencies_ms(text)),
+        interrupted=int(interrupted.group(1)) if interrupted else 0,
     )
 
 
 def latencies_ms(verbose: str) -> list[float]:
     """Per-query latencies from ``dnsperf -v`` lines (``> NOERROR name type 0.000123``); timeouts (``> T``)
-    excluded: they are the report's lost queries."""
+    and interruptions (``> I``) excluded: they are the report's lost and interrupted queries."""
     return [float(line.rsplit(" ", 1)[1]) * 1000 for line in verbose.splitlines()
-            if line.startswith("> ") and not line.startswith("> T ")]
+            if line.startswith("> ") and not line.startswith(("> T ", "> I "))]
 
 
 def run(load: Load, verbose: bool = False) -> Report:
@@ -140,6 +154,17 @@ class Dnsperf:
             self.output.unlink()
         return parse_report(out)
 
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    def interrupt(self) -> None:
+        """End the run now, as Ctrl-C does: dnsperf stops sending and reports (queries still awaiting a reply are
+        counted ``interrupted``); ``wait()`` reads the report."""
+        if self.running:
+            assert self._process is not None
+            self._process.send_signal(signal.SIGINT)
+
     def stop(self) -> None:
         """End a run early (a test that failed meanwhile)."""
         if self._process is not None and self._process.poll() is None:
@@ -156,3 +181,15 @@ def dnsperf_version() -> str:
 def query_lines(names: Sequence[str], rdtypes: Sequence[str] = ("A", "AAAA")) -> str:
     """A dnsperf query file asking each name for each type, in that order."""
     return "".join(f"{name} {rdtype}\n" for name in names for rdtype in rdtypes)
+
+
+def udp_drops(port: int) -> int:
+    """Datagrams the kernel dropped at the UDP sockets bound to ``port`` (/proc/net/udp's ``drops``): queries lost
+    because the server's receive buffer was full, i.e. it was not scheduled in time, before it could see them."""
+    suffix = f":{port:04X}"
+    drops = 0
+    for table in ("/proc/net/udp", "/proc/net/udp6"):
+        with open(table) as lines:
+            next(lines)
+            drops += sum(int(fields[-1]) for fields in map(str.split, lines) if fields[1].endswith(suffix))
+    return drops
