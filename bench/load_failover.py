@@ -26,7 +26,17 @@ from bench.machine import cpu_seconds, machine
 from bench.serving import load_average
 from rig.binaries import REPO_ROOT, binary
 from rig.dnsperf import dnsperf_version, percentiles_ms
-from rig.failovers import BUFFER_KB, HEALTH_CHECK, OUTSTANDING, RATE, FailoverApp, LoadRun, run_load, start_apps
+from rig.failovers import (
+    BUFFER_KB,
+    CHECKS_PER_SECOND,
+    OUTSTANDING,
+    RATE,
+    FailoverApp,
+    LoadRun,
+    health_check,
+    run_load,
+    start_apps,
+)
 from rig.federation import Federation
 
 DOC = REPO_ROOT / "docs" / "benchmarks-load-failover.md"
@@ -121,10 +131,11 @@ during this run, other work on the machine: the load averages before and after e
   fleetdns-zonefiles sidecar rendering the zone from etcd), the webhook provider and ExternalDNS; the aggregator;
   a prober in each of east, west and north, in its own network namespace, reaching each member's VIPs (a
   stand-in ingress controller routing by Host).
-- {args.apps} ServiceDNSRecords `app<i>`, each with `loadBalancing: Failover` between east and west (even apps east
-  first, odd apps west first) and `healthCheck: {HEALTH_CHECK}`; each app's Service in both members behind the
-  member's IPv4 and IPv6 VIPs. Before the first run every app is answered by its first member in every region
-  and checked by every prober region.
+- {args.apps} ServiceDNSRecords `app<i>`, each with `loadBalancing: Failover` between east and west (even apps
+  east first, odd apps west first) and `healthCheck: {health_check(args.apps)}` (`periodSeconds` 1, or longer so
+  that at most {CHECKS_PER_SECOND} checks a second cross the rig's data plane: 12 per app and period); each app's
+  Service in both members behind the member's IPv4 and IPv6 VIPs. Before the first run every app is answered by
+  its first member in every region and checked by every prober region.
 - Load: `dnsperf -Q {args.rate} -l {args.duration} -q {OUTSTANDING} -b {BUFFER_KB} -v` against {REGION}'s
   CoreDNS, asking every app's A and AAAA in order ({2 * args.apps} lines). `-q {OUTSTANDING}` keeps the offered
   rate whatever the latency; `-b {BUFFER_KB}` (KiB of socket buffer) keeps a stall of dnsperf itself from losing
@@ -145,8 +156,9 @@ during this run, other work on the machine: the load averages before and after e
   CoreDNS parses it again), and the chain's work (probers, aggregator, API servers, ExternalDNS, webhook, etcd,
   sidecar) competing for the same two cores.
 - The rate ({args.rate:,} QPS) is `rig/failovers.py` `RATE`, the rate the fault test `tests/e2e/test_faults_load.py`
-  offers: CoreDNS alone serves ten times as much on this machine (docs/benchmarks-serving.md), but the whole chain
-  shares the cores with it here.
+  offers: CoreDNS alone serves ~47,000 a second on this machine when it is quiet (docs/benchmarks-serving.md), but
+  the whole chain shares the cores with it here, and a CoreDNS that waits for a core longer than its kernel receive
+  buffer lasts (~200 queries) loses queries (docs/design/faults.md §2).
 """
     DOC.write_text(doc)
     return doc

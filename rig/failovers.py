@@ -34,17 +34,29 @@ from rig.workloads import ensure_namespace
 
 FAMILIES = {"A": 0, "AAAA": 1}  # record type -> index of its VIP in (IPv4, IPv6)
 ENDPOINTS = ["10.1.0.1"]  # every app's one ready endpoint (the stand-in ingress answers for it)
-HEALTH_CHECK: dict[str, Any] = {"httpGet": {"port": 80, "path": "/healthz"}, "periodSeconds": 1,
-                                "timeoutSeconds": 1, "failureThreshold": 1, "successThreshold": 1}
+HTTP_GET = {"port": 80, "path": "/healthz"}
+# Every check crosses the rig's data plane (a region's network namespace, its delaying forwarder, the member's
+# stand-in ingress: Python processes on the same two cores), once per app, member, address family and prober region
+# each period: 2 x 2 x 3 = 12 checks per app. At most this many a second keeps the data plane's own work small beside
+# the chain and the CoreDNS it exercises (10 apps: every second; 100 apps: every 5 s).
+CHECKS_PER_SECOND = 250
 WAVE_TIMEOUT = 60.0  # one wave (every app failed over, or every app back) must reach the watched CoreDNS within it
-# dnsperf's offered rate, queries a second. One CoreDNS serves ~6,000 a second from its zone file on this 2-core
-# machine with dnsperf beside it (docs/benchmarks-serving.md), but here the whole chain shares the cores with it
-# (three API servers, five etcds, the probers, the aggregator, ExternalDNS, the webhooks, the sidecars) and is busy
-# failing apps over; a rate that leaves CoreDNS idle most of the time keeps its kernel receive buffer (~200 queries)
-# from overflowing while the scheduler runs something else for a while (docs/benchmarks-load-failover.md).
+# dnsperf's offered rate, queries a second. One CoreDNS serves ~47,000 a second from its zone file on this 2-core
+# machine when it is quiet (docs/benchmarks-serving.md), but here the whole chain shares the cores with it (three API
+# servers, five etcds, the probers, the aggregator, ExternalDNS, the webhooks, the sidecars) and is busy failing apps
+# over; at 2,000 a second on a busy machine CoreDNS's kernel receive buffer (~200 queries) overflowed while it waited
+# for a core, at 500 it has not (docs/design/faults.md §2, docs/benchmarks-load-failover.md).
 RATE = 500
 OUTSTANDING = 1_000  # dnsperf's queries in flight: a slow reply never lowers the rate offered
 BUFFER_KB = 4_096  # dnsperf's socket buffers: a stall of dnsperf itself loses no reply
+
+
+def health_check(apps: int) -> dict[str, Any]:
+    """Every app's ``spec.healthCheck``: an HTTP GET through its VIPs, every second, or as often as
+    CHECKS_PER_SECOND allows for this many apps (the waves then take longer)."""
+    period = max(1, -(-12 * apps // CHECKS_PER_SECOND))
+    return {"httpGet": HTTP_GET, "periodSeconds": period, "timeoutSeconds": 1, "failureThreshold": 1,
+            "successThreshold": 1}
 
 
 @dataclass(frozen=True)
@@ -67,21 +79,21 @@ class FailoverApp:
 
 def start_apps(fed: Federation, namespace: str, count: int, domain_ref: str = "fleet",
                timeout: float = 120.0) -> list[FailoverApp]:
-    """``count`` Failover apps in every member, published, answered with their first member by ``fed``'s every
-    region and checked by every prober region (so a failure is a change, not a first result)."""
+    """``count`` Failover apps in every member (``health_check(count)``), published, answered with their first member
+    by ``fed``'s every region and checked by every prober region (so a failure is a change, not a first result)."""
     members = tuple(fed.fleet.members)
     if len(members) != 2:
         raise ValueError(f"a failover app needs exactly two members, the federation has {members}")
     for server in fed.fleet.servers:
         ensure_namespace(server.api_client(), namespace)
-    apps = []
+    apps, check = [], health_check(count)
     for index in range(count):
         service = f"app{index}"
         name = fed.service_name(namespace, service, domain_ref)
         order = members if index % 2 == 0 else members[::-1]
         vips = {member: fed.run_app(member, namespace, service, name, ENDPOINTS) for member in members}
         fed.create_service_intent(namespace, service, domain_ref, create_domain=index == 0, spec={
-            "loadBalancing": {"policy": "Failover", "failoverOrder": list(order)}, "healthCheck": HEALTH_CHECK})
+            "loadBalancing": {"policy": "Failover", "failoverOrder": list(order)}, "healthCheck": check})
         apps.append(FailoverApp(name, service, order, vips))
     deadline = time.monotonic() + timeout
     assert fed.dataplane is not None
