@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 # 3 on 2 cores: most tests wait on real servers (2 workers kept the CPU 69% busy; 3 cut the suite 851 s -> 777 s)
 PYTEST_WORKERS ?= 3
 
-.PHONY: help venv tools test test-unit lint-imports rig demo bench bench-webhook bench-webhook-body bench-aggregator bench-failover bench-serving bench-prober bench-health-failover bench-views bench-selfservice bench-host-outage soak lint clean
+.PHONY: help venv tools test test-unit lint-imports rig demo bench bench-webhook bench-webhook-body bench-aggregator bench-failover bench-serving bench-prober bench-health-failover bench-views bench-selfservice bench-host-outage bench-load-failover soak lint clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -42,7 +42,7 @@ rig: tools ## start host+east+west API servers and etcd+CoreDNS per region; Ctrl
 demo: tools ## the local multicluster federation demo
 	$(PY) -m hack.demo
 
-bench: bench-webhook bench-webhook-body bench-aggregator bench-failover bench-serving bench-prober bench-health-failover bench-views bench-selfservice bench-host-outage ## every benchmark; results and method go to docs/benchmarks-*.md
+bench: bench-webhook bench-webhook-body bench-aggregator bench-failover bench-serving bench-prober bench-health-failover bench-views bench-selfservice bench-host-outage bench-load-failover ## every benchmark; results and method go to docs/benchmarks-*.md
 
 bench-webhook: tools ## webhook provider benchmarks (GET/POST /records, coredns vs webhook)
 	$(PY) -m bench.webhook
@@ -70,6 +70,9 @@ bench-selfservice: tools ## self-service: 2,000 annotated apps of mixed kinds ac
 
 bench-host-outage: tools ## host API outage of 5 s and 60 s, 5 in a row each -> first change in every regional CoreDNS, with and without the host relay
 	$(PY) -m bench.host_outage $(BENCH_ARGS)
+
+bench-load-failover: tools ## dnsperf on a regional CoreDNS, 100 apps steady vs failing over and back: latency percentiles, lost, SERVFAIL, empty answers
+	$(PY) -m bench.load_failover $(BENCH_ARGS)
 
 bench-prober: tools ## prober cost: 2,000 apps x 3 clusters at periodSeconds 5 (1,200 checks/s), HTTP and HTTPS
 	$(PY) -m bench.prober $(BENCH_ARGS)

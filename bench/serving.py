@@ -21,11 +21,8 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import math
-import os
 import platform
-import re
 import statistics
-import subprocess
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -37,9 +34,10 @@ import dns.message
 import dns.query
 
 from bench.machine import cpu_seconds, machine
-from rig import CoreDNS, EtcdCluster, EtcdServer
+from rig import CoreDNS, EtcdCluster, EtcdServer, dnsperf
 from rig.binaries import REPO_ROOT, binary
 from rig.coredns import RegionalCoreDNS, etcd_cached_corefile, regional_coredns
+from rig.dnsperf import Load, dnsperf_version
 from rig.ports import free_port
 from rig.region import WebhookProvider
 from rig.waiting import wait_for
@@ -177,72 +175,25 @@ class Run:
     percentiles_ms: dict[str, float] = field(default_factory=dict)
 
 
-def dnsperf(server: CoreDNS, queries: Path, seconds: int, args: argparse.Namespace, rate: int | None = None,
-            verbose_to: Path | None = None) -> tuple[str, str]:
-    argv = [binary("dnsperf"), "-s", server.host, "-p", str(server.port), "-d", str(queries), "-l", str(seconds),
-            "-c", str(args.clients), "-T", str(args.threads), "-q", str(args.outstanding)]
-    if rate:
-        argv += ["-Q", str(rate)]
-    if verbose_to:
-        argv.append("-v")
-    with open(verbose_to or os.devnull, "w") as out:
-        done = subprocess.run(argv, stdout=subprocess.PIPE if verbose_to is None else out, stderr=subprocess.PIPE,
-                              text=True, timeout=seconds + 60, check=False)
-    if done.returncode != 0:
-        raise RuntimeError(f"dnsperf failed ({done.returncode}): {done.stderr[-2000:]}")
-    report = done.stdout if verbose_to is None else verbose_to.read_text()
-    return report, done.stderr
-
-
-def parse_report(text: str) -> dict[str, float | int | str]:
-    def number(pattern: str) -> float:
-        match = re.search(pattern, text)
-        if not match:
-            raise RuntimeError(f"dnsperf output lacks {pattern!r}:\n{text[-1500:]}")
-        return float(match.group(1))
-
-    latency = re.search(r"Average Latency \(s\):\s+([\d.]+) \(min ([\d.]+), max ([\d.]+)\)", text)
-    if not latency:
-        raise RuntimeError(f"dnsperf output lacks the latency line:\n{text[-1500:]}")
-    rcodes = re.search(r"Response codes:\s+(.*)", text)
-    return {
-        "qps": number(r"Queries per second:\s+([\d.]+)"),
-        "seconds": number(r"Run time \(s\):\s+([\d.]+)"),
-        "sent": int(number(r"Queries sent:\s+(\d+)")),
-        "completed": int(number(r"Queries completed:\s+(\d+)")),
-        "lost": int(number(r"Queries lost:\s+(\d+)")),
-        "avg_ms": float(latency.group(1)) * 1000, "min_ms": float(latency.group(2)) * 1000,
-        "max_ms": float(latency.group(3)) * 1000,
-        "stddev_ms": number(r"Latency StdDev \(s\):\s+([\d.]+)") * 1000,
-        "rcodes": rcodes.group(1).strip() if rcodes else "?",
-    }
-
-
-def latencies_ms(verbose: str) -> list[float]:
-    """Per-query latencies from ``dnsperf -v`` lines (``> NOERROR name type 0.000123``); timeouts excluded."""
-    return [float(line.rsplit(" ", 1)[1]) * 1000 for line in verbose.splitlines()
-            if line.startswith("> ") and not line.startswith("> T ")]
-
-
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+def dnsperf_load(server: CoreDNS, queries: Path, seconds: int, args: argparse.Namespace,
+                 rate: int | None = None) -> Load:
+    return Load(server.host, server.port, queries, seconds, rate=rate, clients=args.clients, threads=args.threads,
+                outstanding=args.outstanding)
 
 
 def measure(variant: str, server: CoreDNS, queries: Path, seconds: int, args: argparse.Namespace,
-            rate: int | None = None, verbose_to: Path | None = None) -> Run:
+            rate: int | None = None, verbose: bool = False) -> Run:
     before_load, pid = load_average(), pid_of(server)
     cpu_before = cpu_seconds(pid)
-    report, _ = dnsperf(server, queries, seconds, args, rate, verbose_to)
+    report = dnsperf.run(dnsperf_load(server, queries, seconds, args, rate), verbose)
     cpu = cpu_seconds(pid) - cpu_before
-    parsed = parse_report(report)
-    run = Run(variant=variant, coredns_cpu_us_per_query=1e6 * cpu / max(1, int(parsed["completed"])),
-              load_before=before_load, load_after=load_average(), **parsed)  # type: ignore[arg-type]
-    if verbose_to is not None:
-        samples = latencies_ms(report)
-        run.percentiles_ms = {"p50": percentile(samples, 0.50), "p99": percentile(samples, 0.99),
-                              "p99.9": percentile(samples, 0.999)}
-        verbose_to.unlink()
+    run = Run(variant=variant, qps=report.qps, seconds=report.seconds, avg_ms=report.avg_ms, min_ms=report.min_ms,
+              max_ms=report.max_ms, stddev_ms=report.stddev_ms, sent=report.sent, completed=report.completed,
+              lost=report.lost, rcodes=report.rcodes,
+              coredns_cpu_us_per_query=1e6 * cpu / max(1, report.completed),
+              load_before=before_load, load_after=load_average())
+    if verbose:
+        run.percentiles_ms = report.percentiles_ms()
     return run
 
 
@@ -315,7 +266,7 @@ def run_bench(args: argparse.Namespace, workdir: Path) -> Results:
                              f"{', '.join(f'{one.qps:,.0f}' for one in slices[variant])}")
             for variant in args.variants:
                 run = measure(variant, servers[variant], queries, args.latency_duration, args, rate=args.rate,
-                              verbose_to=workdir / f"{variant}.verbose")
+                              verbose=True)
                 results.fixed_rate.append(run)
                 progress(f"{args.rate:,} QPS offered, {variant}: p50 {run.percentiles_ms['p50']:.3f} ms, "
                          f"p99 {run.percentiles_ms['p99']:.3f} ms, max {run.max_ms:.3f} ms, lost {run.lost}")
@@ -326,12 +277,6 @@ def run_bench(args: argparse.Namespace, workdir: Path) -> Results:
 
 
 # --- the report ------------------------------------------------------------------------------------------------
-
-
-def dnsperf_version() -> str:
-    done = subprocess.run([binary("dnsperf"), "-h"], capture_output=True, text=True, timeout=10, check=False)
-    match = re.search(r"Version ([\d.]+)", done.stdout + done.stderr)
-    return match.group(1) if match else "?"
 
 
 def median_of(runs: list[Run], variant: str, attribute: str) -> float:

@@ -26,7 +26,6 @@ import argparse
 import ipaddress
 import random
 import statistics
-import subprocess
 import tempfile
 import time
 from collections.abc import Callable
@@ -39,7 +38,7 @@ from typing import Any
 import pyetcd
 
 from bench.machine import cpu_seconds, machine
-from bench.serving import addresses, dnsperf_version, file_corefile, load_average, parse_report, zone_file
+from bench.serving import addresses, file_corefile, load_average, zone_file
 from fleetdns.apipaths import DNS_ENDPOINTS, HEALTH_REPORTS
 from fleetdns.dnsview import VIEW_PROPERTY, accept_views, parse_dns_view, region_view_name
 from fleetdns.kubeapi import KubeClient
@@ -47,6 +46,8 @@ from rig import CoreDNS, EtcdCluster, EtcdServer
 from rig.aggregator import client_for
 from rig.binaries import REPO_ROOT, binary
 from rig.coredns import regional_coredns
+from rig.dnsperf import Dnsperf, dnsperf_version
+from rig.dnsperf import Load as DnsperfLoad
 from rig.federation import DNSClient, Federation, client_answers
 from rig.geoip import write_geoip_db
 from rig.region import WebhookProvider
@@ -181,25 +182,17 @@ def dnsperf_all(variant: str, server: CoreDNS, queries: Path, seconds: int, outs
     """One dnsperf per asker at once, each from its source address (and ECS option), for ``seconds``."""
     pid = server.process.proc.pid  # type: ignore[union-attr]
     before, load_before = cpu_seconds(pid), load_average()
-    running = {}
-    for view, asker in askers.items():
-        argv = [binary("dnsperf"), "-s", server.host, "-p", str(server.port), "-a", asker.source, "-d", str(queries),
-                "-l", str(seconds), "-c", "1", "-T", "1", "-q", str(outstanding)]
-        if asker.subnet:
-            argv += ["-E", ecs_option(asker.subnet)]
-        running[view] = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    reports = {}
-    for view, process in running.items():
-        out, err = process.communicate(timeout=seconds + 60)
-        if process.returncode != 0:
-            raise RuntimeError(f"dnsperf for {view} failed ({process.returncode}): {err[-2000:]}")
-        reports[view] = parse_report(out)
+    running = {view: Dnsperf(DnsperfLoad(server.host, server.port, queries, seconds, outstanding=outstanding,
+                                         source=asker.source,
+                                         extra=("-E", ecs_option(asker.subnet)) if asker.subnet else ())).start()
+               for view, asker in askers.items()}
+    reports = {view: run.wait() for view, run in running.items()}
     cpu = cpu_seconds(pid) - before
-    completed = sum(int(r["completed"]) for r in reports.values())
-    longest = max(float(r["seconds"]) for r in reports.values())
-    return Load(variant, completed / longest, {v: float(r["qps"]) for v, r in reports.items()},
-                sum(float(r["avg_ms"]) * int(r["completed"]) for r in reports.values()) / max(1, completed),
-                sum(int(r["lost"]) for r in reports.values()), [str(r["rcodes"]) for r in reports.values()],
+    completed = sum(r.completed for r in reports.values())
+    longest = max(r.seconds for r in reports.values())
+    return Load(variant, completed / longest, {v: r.qps for v, r in reports.items()},
+                sum(r.avg_ms * r.completed for r in reports.values()) / max(1, completed),
+                sum(r.lost for r in reports.values()), [r.rcodes for r in reports.values()],
                 1e6 * cpu / max(1, completed), load_before, load_average())
 
 

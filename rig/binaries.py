@@ -17,7 +17,7 @@ ENV_VARS = {
     "external-dns": "FLEETDNS_EXTERNAL_DNS",
     "kubectl": "FLEETDNS_KUBECTL",
     "helm": "FLEETDNS_HELM",  # the chart tests (tests/install/test_chart.py)
-    "dnsperf": "FLEETDNS_DNSPERF",  # benchmarks only (make bench-serving)
+    "dnsperf": "FLEETDNS_DNSPERF",  # the benchmarks and the load fault test (rig/dnsperf.py)
 }
 
 

@@ -247,6 +247,10 @@ class Federation:
         dataplane.register_app(member, host, namespace, service, expect_ready=ready, header=header)
         return vips
 
+    def service_name(self, namespace: str, service: str, domain_ref: str) -> str:
+        """The global name KubeFed's layout gives a Service (``<service>.<namespace>.<domainRef>.svc.<zone>``)."""
+        return f"{service}.{namespace}.{domain_ref}.svc.{self.zone}"
+
     def set_ready(self, member: str, namespace: str, name: str, endpoints: list[str], ready: bool) -> None:
         set_endpoints(self.fleet.members[member].api_client(), namespace, name, endpoints, ready=ready)
 

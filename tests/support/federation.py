@@ -44,8 +44,8 @@ def running_federation(tmp_path_factory: pytest.TempPathFactory, name: str, **op
 
 
 def service_name(fed: Federation, ns: str, service: str) -> str:
-    """The global name KubeFed's layout gives ``service`` (``<service>.<ns>.<domainRef>.svc.<zone>``)."""
-    return f"{service}.{ns}.{DOMAIN_REF}.svc.{fed.zone}"
+    """The global name of ``service`` under the Domain ``fleet``."""
+    return fed.service_name(ns, service, DOMAIN_REF)
 
 
 def http_check(port: int = 80, *, host: str = "", path: str = "/healthz", scheme: str = "HTTP", period: int = 1,
