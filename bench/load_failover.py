@@ -43,9 +43,9 @@ DOC = REPO_ROOT / "docs" / "benchmarks-load-failover.md"
 REGION = "east"
 PROBER_REGIONS = ("east", "west", "north")
 PHASES = {False: "steady", True: "failing over"}
-HEADER = ("| apps | QPS achieved | p50, ms | p95, ms | p99, ms | p99.9, ms | max, ms | lost (of them dropped "
-          "at CoreDNS's socket) | SERVFAIL | watch: failed / asked | CoreDNS CPU per query, µs | cycles over and "
-          "back | slowest wave |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+HEADER = ("| apps | dnsperf, s | QPS achieved | p50, ms | p95, ms | p99, ms | p99.9, ms | max, ms | lost (of them "
+          "dropped at CoreDNS's socket) | SERVFAIL | watch: failed / asked | CoreDNS CPU per query, µs | cycles over "
+          "and back | slowest wave |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 
 
 def progress(text: str) -> None:
@@ -69,18 +69,20 @@ def measure(fed: Federation, apps: list[FailoverApp], args: argparse.Namespace, 
     assert coredns is not None and coredns.process is not None and coredns.process.proc is not None
     pid, load_before = coredns.process.proc.pid, load_average()
     before = cpu_seconds(pid)
-    run = run_load(fed, apps, REGION, args.duration, workdir, churn=churn, rate=args.rate)
+    run = run_load(fed, apps, REGION, args.duration, workdir, churn=churn, rate=args.rate, until_cycles=int(churn))
     cpu = cpu_seconds(pid) - before
     return Phase(index + 1, run, 1e6 * cpu / max(1, run.report.completed), load_before, load_average())
 
 
 def summary(phase: Phase) -> str:
     run, latency = phase.run, phase.run.report.percentiles_ms()
-    return (f"round {phase.round} {PHASES[run.churned]}: {run.report.qps:,.0f} QPS, lost {run.report.lost} "
+    return (f"round {phase.round} {PHASES[run.churned]}: {run.report.seconds:.0f} s, {run.report.qps:,.0f} QPS, lost "
+            f"{run.report.lost} "
             f"({run.socket_drops} at CoreDNS's socket), {run.report.rcodes}; p50 {latency['p50']:.2f} ms, p95 "
             f"{latency['p95']:.2f} ms, p99 {latency['p99']:.2f} ms, max {latency['max']:.1f} ms; CoreDNS "
             f"{phase.coredns_cpu_us_per_query:.0f} µs CPU/query; watch {dict(run.answers)}, {run.moves} moves, "
-            f"{run.cycles} cycles; load {phase.load_before} -> {phase.load_after}")
+            f"{run.cycles} cycles (waves {', '.join(f'{w:.1f}' for w in run.waves)} s); load {phase.load_before} -> "
+            f"{phase.load_after}")
 
 
 def row(label: str, phases: list[Phase]) -> str:
@@ -93,9 +95,10 @@ def row(label: str, phases: list[Phase]) -> str:
     cpu = sum(p.coredns_cpu_us_per_query * p.run.report.completed for p in phases) / max(
         1, sum(run.report.completed for run in runs))
     servfail = sum(run.report.rcode_counts().get("SERVFAIL", 0) for run in runs)
-    return (f"| {label} | {qps:,.0f} | {latency['p50']:.2f} | {latency['p95']:.2f} | {latency['p99']:.2f} | "
-            f"{latency['p99.9']:.2f} | {latency['max']:.1f} | {sum(run.report.lost for run in runs)} "
-            f"({sum(run.socket_drops for run in runs)}) | {servfail} | "
+    seconds = sum(run.report.seconds for run in runs)
+    return (f"| {label} | {seconds:.0f} | {qps:,.0f} | {latency['p50']:.2f} | {latency['p95']:.2f} | "
+            f"{latency['p99']:.2f} | {latency['p99.9']:.2f} | {latency['max']:.1f} | "
+            f"{sum(run.report.lost for run in runs)} ({sum(run.socket_drops for run in runs)}) | {servfail} | "
             f"{sum(answers.values()) - answers['ok']} / {sum(answers.values()):,} | {cpu:.0f} | "
             f"{sum(run.cycles for run in runs)} | {f'{max(waves):.1f} s' if waves else '—'} |")
 
@@ -106,8 +109,8 @@ def write_doc(phases: list[Phase], args: argparse.Namespace, setup_seconds: floa
     doc = f"""# Serving under load while every app fails over and back
 
 Latest run: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC by `make bench-load-failover` (`python -m bench.load_failover`).
-{args.apps} apps; dnsperf at {args.rate:,} queries a second for {args.duration} s per phase on {REGION}'s CoreDNS,
-{args.rounds} rounds of (steady, failing over).
+{args.apps} apps; dnsperf at {args.rate:,} queries a second on {REGION}'s CoreDNS, {args.rounds} rounds of (steady for
+{args.duration} s, failing over for {args.duration} s and until every app has failed over and back once).
 
 {HEADER}
 {chr(10).join(rows)}
@@ -143,9 +146,11 @@ during this run, other work on the machine: the load averages before and after e
   datagrams that found its receive buffer full (`/proc/net/udp`, `drops`).
 - Failing over (rig/failovers.py `FailoverChurn`): every app's first member's stand-in answers 500 (endpoints stay
   ready: only the probers see it); once the watch has seen every app answered by its second member (A and AAAA) in
-  {REGION}'s CoreDNS, they answer 200 again, until it has seen every app back; then the next wave, until dnsperf
-  ends. "Cycles" counts the complete over-and-back cycles within the run; a wave's seconds run from the 500s (or
-  200s) to the last app's new answer in {REGION}'s CoreDNS.
+  {REGION}'s CoreDNS, they answer 200 again, until it has seen every app back; then the next wave. The run lasts
+  {args.duration} s and, past them, until every app has failed over and back once; then dnsperf is stopped
+  (SIGINT: queries still awaiting a reply are neither answered nor lost, and none were dropped at CoreDNS's
+  socket if that column says 0). "Cycles" counts the complete over-and-back cycles within the run; a wave's
+  seconds run from the 500s (or 200s) to the last app's new answer in {REGION}'s CoreDNS.
 - Watch (rig/failovers.py `AnswerWatch`): dnspython asks the same CoreDNS for every app's A and AAAA in turn, 100
   queries a second; dnsperf counts response codes only.
 - CoreDNS CPU per query: the CoreDNS process's utime+stime over the run divided by dnsperf's answered queries

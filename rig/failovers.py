@@ -40,7 +40,13 @@ HTTP_GET = {"port": 80, "path": "/healthz"}
 # each period: 2 x 2 x 3 = 12 checks per app. At most this many a second keeps the data plane's own work small beside
 # the chain and the CoreDNS it exercises (10 apps: every second; 100 apps: every 5 s).
 CHECKS_PER_SECOND = 250
-WAVE_TIMEOUT = 60.0  # one wave (every app failed over, or every app back) must reach the watched CoreDNS within it
+
+
+def wave_timeout(apps: int) -> float:
+    """Seconds one wave (every app failed over, or every app back) has to reach the watched CoreDNS: the
+    aggregator writes each app's DNSEndpoint and status in turn, and on this busy machine a wave of 100 apps took
+    up to 70 s (10 apps: 3-4 s)."""
+    return 30.0 + apps
 # dnsperf's offered rate, queries a second. One CoreDNS serves ~47,000 a second from its zone file on this 2-core
 # machine when it is quiet (docs/benchmarks-serving.md), but here the whole chain shares the cores with it (three API
 # servers, five etcds, the probers, the aggregator, ExternalDNS, the webhooks, the sidecars) and is busy failing apps
@@ -185,6 +191,7 @@ class FailoverChurn:
     def __init__(self, fed: Federation, apps: list[FailoverApp], watch: AnswerWatch) -> None:
         assert fed.dataplane is not None, "failover apps need the federation's data plane"
         self.dataplane, self.apps, self.watch = fed.dataplane, apps, watch
+        self.timeout = wave_timeout(len(apps))
         self.waves: list[float] = []
         self.error: BaseException | None = None
         self._stop = threading.Event()
@@ -216,10 +223,10 @@ class FailoverChurn:
         while not self.watch.answering(self.apps, failed):
             if self._stop.wait(0.02):
                 return False
-            if time.monotonic() - started > WAVE_TIMEOUT:
+            if time.monotonic() - started > self.timeout:
                 missing = [app.name for app in self.apps if not self.watch.answering([app], failed)]
                 raise TimeoutError(f"{len(missing)} apps not {'failed over' if failed else 'back'} within "
-                                   f"{WAVE_TIMEOUT:g}s: {missing[:5]}")
+                                   f"{self.timeout:g}s: {missing[:5]}")
         self.waves.append(time.monotonic() - started)
         return True
 
@@ -266,12 +273,12 @@ def run_load(fed: Federation, apps: list[FailoverApp], region: str, seconds: int
     assert coredns is not None
     queries = workdir / "queries"
     queries.write_text(query_lines([app.name for app in apps], tuple(FAMILIES)))
-    longest = seconds + int(2 * WAVE_TIMEOUT * until_cycles)
+    longest = seconds + int(2 * wave_timeout(len(apps)) * until_cycles)
     load = Dnsperf(Load(coredns.host, coredns.port, queries, longest, rate=rate, outstanding=OUTSTANDING,
                         buffer_kb=BUFFER_KB), verbose=True, output=workdir / "dnsperf.out")
     watch = AnswerWatch(coredns.host, coredns.port, apps)
     with watch.running():
-        wait_for(lambda: watch.answering(apps, failed=False), WAVE_TIMEOUT,
+        wait_for(lambda: watch.answering(apps, failed=False), wave_timeout(len(apps)),
                  f"{region}'s CoreDNS answering every app by its first member")
         answers, moves, drops = Counter(watch.counts), watch.moves, udp_drops(coredns.port)
         started = time.monotonic()
