@@ -1,7 +1,7 @@
 """Many apps failing over and back at once, through the whole chain, while one regional CoreDNS is under load.
 
 Each app runs in two members behind their VIPs; its ServiceDNSRecord is Failover between them (half the apps east
-first, half west first) with an HTTP check every second. Its first member's app answering 500 (its endpoints stay
+first, half west first) with an HTTP check (``health_check``). Its first member's app answering 500 (its endpoints stay
 ready: only the probers see it) moves its answer to the second member; answering 200 again moves it back, each
 time through probers, aggregator, DNSEndpoint, ExternalDNS, webhook, etcd, the zone-file sidecar and CoreDNS.
 ``AnswerWatch`` asks one CoreDNS for every app, A and AAAA, and counts what came back (dnsperf counts response
@@ -41,20 +41,22 @@ HTTP_GET = {"port": 80, "path": "/healthz"}
 # the chain and the CoreDNS it exercises (10 apps: every second; 100 apps: every 5 s).
 CHECKS_PER_SECOND = 250
 
+# dnsperf's offered rate, queries a second. One CoreDNS serves ~47,000 a second from its zone file on this 2-core
+# machine when it is quiet (docs/benchmarks-serving.md), but here the whole chain shares the cores with it (three API
+# servers, five etcds, the probers, the aggregator, ExternalDNS, the webhooks, the sidecars) and is busy failing apps
+# over. At 2,000 a second CoreDNS's kernel receive buffer (~200 queries) overflowed while it waited for a core with
+# the machine's load average at ~12; at 500 it held in every run up to ~20, and overflowed above ~25
+# (docs/design/faults.md §2, docs/benchmarks-load-failover.md).
+RATE = 500
+OUTSTANDING = 1_000  # dnsperf's queries in flight: a slow reply never lowers the rate offered
+BUFFER_KB = 4_096  # dnsperf's socket buffers: a stall of dnsperf itself loses no reply
+
 
 def wave_timeout(apps: int) -> float:
     """Seconds one wave (every app failed over, or every app back) has to reach the watched CoreDNS: the
     aggregator writes each app's DNSEndpoint and status in turn, and on this busy machine a wave of 100 apps took
     up to 70 s (10 apps: 3-4 s)."""
     return 30.0 + apps
-# dnsperf's offered rate, queries a second. One CoreDNS serves ~47,000 a second from its zone file on this 2-core
-# machine when it is quiet (docs/benchmarks-serving.md), but here the whole chain shares the cores with it (three API
-# servers, five etcds, the probers, the aggregator, ExternalDNS, the webhooks, the sidecars) and is busy failing apps
-# over; at 2,000 a second on a busy machine CoreDNS's kernel receive buffer (~200 queries) overflowed while it waited
-# for a core, at 500 it has not (docs/design/faults.md §2, docs/benchmarks-load-failover.md).
-RATE = 500
-OUTSTANDING = 1_000  # dnsperf's queries in flight: a slow reply never lowers the rate offered
-BUFFER_KB = 4_096  # dnsperf's socket buffers: a stall of dnsperf itself loses no reply
 
 
 def health_check(apps: int) -> dict[str, Any]:
