@@ -27,6 +27,9 @@ import dns.query
 import dns.rcode
 import dns.rdatatype
 
+from fleetdns.apipaths import HEALTH_REPORTS
+from fleetdns.healthreport import parse_health_report
+from rig.aggregator import client_for
 from rig.dnsperf import Dnsperf, Load, Report, query_lines, udp_drops
 from rig.federation import Federation
 from rig.waiting import wait_for
@@ -72,6 +75,7 @@ class FailoverApp:
     """One app: ``order`` is its failoverOrder (first member, then second), ``vips`` each member's (IPv4, IPv6)."""
 
     name: str
+    namespace: str
     service: str
     order: tuple[str, str]
     vips: dict[str, tuple[str, str]]
@@ -102,13 +106,20 @@ def start_apps(fed: Federation, namespace: str, count: int, domain_ref: str = "f
         vips = {member: fed.run_app(member, namespace, service, name, ENDPOINTS) for member in members}
         fed.create_service_intent(namespace, service, domain_ref, create_domain=index == 0, spec={
             "loadBalancing": {"policy": "Failover", "failoverOrder": list(order)}, "healthCheck": check})
-        apps.append(FailoverApp(name, service, order, vips))
+        apps.append(FailoverApp(name, namespace, service, order, vips))
     deadline = time.monotonic() + timeout
     assert fed.dataplane is not None
     for app in apps:
         fed.wait_for_answers(app.name, {app.answer(False)}, deadline - time.monotonic())
         fed.dataplane.wait_checked(app.name, timeout=deadline - time.monotonic())
     return apps
+
+
+def reported_down(fed: Federation, namespaces: set[str]) -> int:
+    """Down entries in the probers' HealthReports of ``namespaces``: none once no failover is on its way."""
+    host = client_for(fed.fleet.host)
+    return sum(len(parse_health_report(item).down) for namespace in namespaces
+               for item in host.get(HEALTH_REPORTS.path(namespace)).get("items") or [])
 
 
 class AnswerWatch:
@@ -219,7 +230,9 @@ class FailoverChurn:
             self.dataplane.set_app_status(app.order[0], app.name, 500 if failed else None)
 
     def _wave(self, failed: bool) -> bool:
-        """One wave; False if stopped before the watch saw it through."""
+        """One wave; False if stopped before the watch saw it through (or before it began)."""
+        if self._stop.is_set():
+            return False
         started = time.monotonic()
         self._set_failed(failed)
         while not self.watch.answering(self.apps, failed):
@@ -270,7 +283,8 @@ def run_load(fed: Federation, apps: list[FailoverApp], region: str, seconds: int
     """dnsperf at ``rate`` for ``seconds`` on ``region``'s CoreDNS, asking every app's A and AAAA, with an
     AnswerWatch beside it; with ``churn`` every app fails over and back meanwhile, and with ``until_cycles`` the
     load goes on past ``seconds`` until every app has done so that often (at most two wave timeouts a cycle more).
-    Starts once the watch sees every app answered by its first member."""
+    Starts once no prober reports an app Down and the watch sees every app answered by its first member (so a
+    steady run after a churned one never sees the end of its last wave)."""
     coredns = fed.regions[region].coredns
     assert coredns is not None
     queries = workdir / "queries"
@@ -280,8 +294,10 @@ def run_load(fed: Federation, apps: list[FailoverApp], region: str, seconds: int
                         buffer_kb=BUFFER_KB), verbose=True, output=workdir / "dnsperf.out")
     watch = AnswerWatch(coredns.host, coredns.port, apps)
     with watch.running():
-        wait_for(lambda: watch.answering(apps, failed=False), wave_timeout(len(apps)),
-                 f"{region}'s CoreDNS answering every app by its first member")
+        namespaces = {app.namespace for app in apps}
+        wait_for(lambda: reported_down(fed, namespaces) == 0 and watch.answering(apps, failed=False),
+                 wave_timeout(len(apps)), f"no app reported Down and {region}'s CoreDNS answering every app by its "
+                 "first member", interval=0.2)
         answers, moves, drops = Counter(watch.counts), watch.moves, udp_drops(coredns.port)
         started = time.monotonic()
         load.start()
