@@ -14,6 +14,7 @@ docs/benchmarks-load-failover.md.
 from __future__ import annotations
 
 import argparse
+import json
 import platform
 import tempfile
 import time
@@ -81,8 +82,8 @@ def summary(phase: Phase) -> str:
             f"({run.socket_drops} at CoreDNS's socket), {run.report.rcodes}; p50 {latency['p50']:.2f} ms, p95 "
             f"{latency['p95']:.2f} ms, p99 {latency['p99']:.2f} ms, max {latency['max']:.1f} ms; CoreDNS "
             f"{phase.coredns_cpu_us_per_query:.0f} µs CPU/query; watch {dict(run.answers)}, {run.moves} moves, "
-            f"{run.cycles} cycles (waves {', '.join(f'{w:.1f}' for w in run.waves)} s); load {phase.load_before} -> "
-            f"{phase.load_after}")
+            f"{run.cycles} cycles (waves {', '.join(f'{w:.1f} s' for w in run.waves) or '—'}); load "
+            f"{phase.load_before} -> {phase.load_after}")
 
 
 def row(label: str, phases: list[Phase]) -> str:
@@ -135,12 +136,14 @@ during this run, other work on the machine: the load averages before and after e
   a prober in each of east, west and north, in its own network namespace, reaching each member's VIPs (a
   stand-in ingress controller routing by Host).
 - {args.apps} ServiceDNSRecords `app<i>`, each with `loadBalancing: Failover` between east and west (even apps
-  east first, odd apps west first) and `healthCheck: {health_check(args.apps)}` (`periodSeconds` 1, or longer so
-  that at most {CHECKS_PER_SECOND} checks a second cross the rig's data plane: 12 per app and period); each app's
-  Service in both members behind the member's IPv4 and IPv6 VIPs. Before the first run every app is answered by
-  its first member in every region and checked by every prober region.
+  east first, odd apps west first) and `healthCheck: {json.dumps(health_check(args.apps))}`
+  (`periodSeconds` 1, or longer so that at most {CHECKS_PER_SECOND} checks a second cross the rig's data plane: 12
+  per app and period); each app's Service in both members behind the member's IPv4 and IPv6 VIPs. Before the
+  first run every app is answered by its first member in every region and checked by every prober region; every
+  run starts once no prober reports an app Down and the watch sees every app answered by its first member.
 - Load: `dnsperf -Q {args.rate} -l {args.duration} -q {OUTSTANDING} -b {BUFFER_KB} -v` against {REGION}'s
-  CoreDNS, asking every app's A and AAAA in order ({2 * args.apps} lines). `-q {OUTSTANDING}` keeps the offered
+  CoreDNS (failing over: a longer `-l`, stopped as below), asking every app's A and AAAA in order
+  ({2 * args.apps} lines). `-q {OUTSTANDING}` keeps the offered
   rate whatever the latency; `-b {BUFFER_KB}` (KiB of socket buffer) keeps a stall of dnsperf itself from losing
   replies, so a lost query is one the server side dropped; "dropped at CoreDNS's socket" is the kernel's count of
   datagrams that found its receive buffer full (`/proc/net/udp`, `drops`).
@@ -154,12 +157,15 @@ during this run, other work on the machine: the load averages before and after e
 - Watch (rig/failovers.py `AnswerWatch`): dnspython asks the same CoreDNS for every app's A and AAAA in turn, 100
   queries a second; dnsperf counts response codes only.
 - CoreDNS CPU per query: the CoreDNS process's utime+stime over the run divided by dnsperf's answered queries
-  (the watch's are a sixth of them at the default rate, and the zone reloads are in the failing-over figure).
+  (the watch's queries are a fifth more, and the zone reloads are in the failing-over figure).
 
 ## Reading the figures
 - The phases differ by what failing over adds: zone reloads in CoreDNS (every wave rewrites the zone file and
   CoreDNS parses it again), and the chain's work (probers, aggregator, API servers, ExternalDNS, webhook, etcd,
   sidecar) competing for the same two cores.
+- The load averages (before and after each run, above) say how much other work shared the two cores: several
+  times the core count, and the tail percentiles and the waves' seconds are mostly the scheduler's; compare the
+  phases within one run, where the other work fell on both.
 - The rate ({args.rate:,} QPS) is `rig/failovers.py` `RATE`, the rate the fault test `tests/e2e/test_faults_load.py`
   offers: CoreDNS alone serves ~47,000 a second on this machine when it is quiet (docs/benchmarks-serving.md), but
   the whole chain shares the cores with it here, and a CoreDNS that waits for a core longer than its kernel receive
