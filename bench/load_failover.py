@@ -83,7 +83,7 @@ def summary(phase: Phase) -> str:
             f"{latency['p95']:.2f} ms, p99 {latency['p99']:.2f} ms, max {latency['max']:.1f} ms; CoreDNS "
             f"{phase.coredns_cpu_us_per_query:.0f} µs CPU/query; watch {dict(run.answers)}, {run.moves} moves, "
             f"{run.cycles} cycles (waves {', '.join(f'{w:.1f} s' for w in run.waves) or '—'}); load "
-            f"{phase.load_before} -> {phase.load_after}")
+            f"{phase.load_before} -> {phase.load_after}" + (f"; stalled: {run.stalled}" if run.stalled else ""))
 
 
 def row(label: str, phases: list[Phase]) -> str:
