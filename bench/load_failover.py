@@ -14,6 +14,7 @@ docs/benchmarks-load-failover.md.
 from __future__ import annotations
 
 import argparse
+import json
 import platform
 import tempfile
 import time
@@ -43,9 +44,9 @@ DOC = REPO_ROOT / "docs" / "benchmarks-load-failover.md"
 REGION = "east"
 PROBER_REGIONS = ("east", "west", "north")
 PHASES = {False: "steady", True: "failing over"}
-HEADER = ("| apps | QPS achieved | p50, ms | p95, ms | p99, ms | p99.9, ms | max, ms | lost (of them dropped "
-          "at CoreDNS's socket) | SERVFAIL | watch: failed / asked | CoreDNS CPU per query, µs | cycles over and "
-          "back | slowest wave |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+HEADER = ("| apps | dnsperf, s | QPS achieved | p50, ms | p95, ms | p99, ms | p99.9, ms | max, ms | lost (of them "
+          "dropped at CoreDNS's socket) | SERVFAIL | watch: failed / asked | CoreDNS CPU per query, µs | cycles over "
+          "and back | slowest wave |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 
 
 def progress(text: str) -> None:
@@ -69,18 +70,20 @@ def measure(fed: Federation, apps: list[FailoverApp], args: argparse.Namespace, 
     assert coredns is not None and coredns.process is not None and coredns.process.proc is not None
     pid, load_before = coredns.process.proc.pid, load_average()
     before = cpu_seconds(pid)
-    run = run_load(fed, apps, REGION, args.duration, workdir, churn=churn, rate=args.rate)
+    run = run_load(fed, apps, REGION, args.duration, workdir, churn=churn, rate=args.rate, until_cycles=int(churn))
     cpu = cpu_seconds(pid) - before
     return Phase(index + 1, run, 1e6 * cpu / max(1, run.report.completed), load_before, load_average())
 
 
 def summary(phase: Phase) -> str:
     run, latency = phase.run, phase.run.report.percentiles_ms()
-    return (f"round {phase.round} {PHASES[run.churned]}: {run.report.qps:,.0f} QPS, lost {run.report.lost} "
+    return (f"round {phase.round} {PHASES[run.churned]}: {run.report.seconds:.0f} s, {run.report.qps:,.0f} QPS, lost "
+            f"{run.report.lost} "
             f"({run.socket_drops} at CoreDNS's socket), {run.report.rcodes}; p50 {latency['p50']:.2f} ms, p95 "
             f"{latency['p95']:.2f} ms, p99 {latency['p99']:.2f} ms, max {latency['max']:.1f} ms; CoreDNS "
             f"{phase.coredns_cpu_us_per_query:.0f} µs CPU/query; watch {dict(run.answers)}, {run.moves} moves, "
-            f"{run.cycles} cycles; load {phase.load_before} -> {phase.load_after}")
+            f"{run.cycles} cycles (waves {', '.join(f'{w:.1f} s' for w in run.waves) or '—'}); load "
+            f"{phase.load_before} -> {phase.load_after}" + (f"; stalled: {run.stalled}" if run.stalled else ""))
 
 
 def row(label: str, phases: list[Phase]) -> str:
@@ -93,9 +96,10 @@ def row(label: str, phases: list[Phase]) -> str:
     cpu = sum(p.coredns_cpu_us_per_query * p.run.report.completed for p in phases) / max(
         1, sum(run.report.completed for run in runs))
     servfail = sum(run.report.rcode_counts().get("SERVFAIL", 0) for run in runs)
-    return (f"| {label} | {qps:,.0f} | {latency['p50']:.2f} | {latency['p95']:.2f} | {latency['p99']:.2f} | "
-            f"{latency['p99.9']:.2f} | {latency['max']:.1f} | {sum(run.report.lost for run in runs)} "
-            f"({sum(run.socket_drops for run in runs)}) | {servfail} | "
+    seconds = sum(run.report.seconds for run in runs)
+    return (f"| {label} | {seconds:.0f} | {qps:,.0f} | {latency['p50']:.2f} | {latency['p95']:.2f} | "
+            f"{latency['p99']:.2f} | {latency['p99.9']:.2f} | {latency['max']:.1f} | "
+            f"{sum(run.report.lost for run in runs)} ({sum(run.socket_drops for run in runs)}) | {servfail} | "
             f"{sum(answers.values()) - answers['ok']} / {sum(answers.values()):,} | {cpu:.0f} | "
             f"{sum(run.cycles for run in runs)} | {f'{max(waves):.1f} s' if waves else '—'} |")
 
@@ -106,8 +110,8 @@ def write_doc(phases: list[Phase], args: argparse.Namespace, setup_seconds: floa
     doc = f"""# Serving under load while every app fails over and back
 
 Latest run: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC by `make bench-load-failover` (`python -m bench.load_failover`).
-{args.apps} apps; dnsperf at {args.rate:,} queries a second for {args.duration} s per phase on {REGION}'s CoreDNS,
-{args.rounds} rounds of (steady, failing over).
+{args.apps} apps; dnsperf at {args.rate:,} queries a second on {REGION}'s CoreDNS, {args.rounds} rounds of (steady for
+{args.duration} s, failing over for {args.duration} s and until every app has failed over and back once).
 
 {HEADER}
 {chr(10).join(rows)}
@@ -132,29 +136,36 @@ during this run, other work on the machine: the load averages before and after e
   a prober in each of east, west and north, in its own network namespace, reaching each member's VIPs (a
   stand-in ingress controller routing by Host).
 - {args.apps} ServiceDNSRecords `app<i>`, each with `loadBalancing: Failover` between east and west (even apps
-  east first, odd apps west first) and `healthCheck: {health_check(args.apps)}` (`periodSeconds` 1, or longer so
-  that at most {CHECKS_PER_SECOND} checks a second cross the rig's data plane: 12 per app and period); each app's
-  Service in both members behind the member's IPv4 and IPv6 VIPs. Before the first run every app is answered by
-  its first member in every region and checked by every prober region.
+  east first, odd apps west first) and `healthCheck: {json.dumps(health_check(args.apps))}`
+  (`periodSeconds` 1, or longer so that at most {CHECKS_PER_SECOND} checks a second cross the rig's data plane: 12
+  per app and period); each app's Service in both members behind the member's IPv4 and IPv6 VIPs. Before the
+  first run every app is answered by its first member in every region and checked by every prober region; every
+  run starts once no prober reports an app Down and the watch sees every app answered by its first member.
 - Load: `dnsperf -Q {args.rate} -l {args.duration} -q {OUTSTANDING} -b {BUFFER_KB} -v` against {REGION}'s
-  CoreDNS, asking every app's A and AAAA in order ({2 * args.apps} lines). `-q {OUTSTANDING}` keeps the offered
+  CoreDNS (failing over: a longer `-l`, stopped as below), asking every app's A and AAAA in order
+  ({2 * args.apps} lines). `-q {OUTSTANDING}` keeps the offered
   rate whatever the latency; `-b {BUFFER_KB}` (KiB of socket buffer) keeps a stall of dnsperf itself from losing
   replies, so a lost query is one the server side dropped; "dropped at CoreDNS's socket" is the kernel's count of
   datagrams that found its receive buffer full (`/proc/net/udp`, `drops`).
 - Failing over (rig/failovers.py `FailoverChurn`): every app's first member's stand-in answers 500 (endpoints stay
   ready: only the probers see it); once the watch has seen every app answered by its second member (A and AAAA) in
-  {REGION}'s CoreDNS, they answer 200 again, until it has seen every app back; then the next wave, until dnsperf
-  ends. "Cycles" counts the complete over-and-back cycles within the run; a wave's seconds run from the 500s (or
-  200s) to the last app's new answer in {REGION}'s CoreDNS.
+  {REGION}'s CoreDNS, they answer 200 again, until it has seen every app back; then the next wave. The run lasts
+  {args.duration} s and, past them, until every app has failed over and back once; then dnsperf is stopped
+  (SIGINT: queries still awaiting a reply are neither answered nor lost, and none were dropped at CoreDNS's
+  socket if that column says 0). "Cycles" counts the complete over-and-back cycles within the run; a wave's
+  seconds run from the 500s (or 200s) to the last app's new answer in {REGION}'s CoreDNS.
 - Watch (rig/failovers.py `AnswerWatch`): dnspython asks the same CoreDNS for every app's A and AAAA in turn, 100
   queries a second; dnsperf counts response codes only.
 - CoreDNS CPU per query: the CoreDNS process's utime+stime over the run divided by dnsperf's answered queries
-  (the watch's are a sixth of them at the default rate, and the zone reloads are in the failing-over figure).
+  (the watch's queries are a fifth more, and the zone reloads are in the failing-over figure).
 
 ## Reading the figures
 - The phases differ by what failing over adds: zone reloads in CoreDNS (every wave rewrites the zone file and
   CoreDNS parses it again), and the chain's work (probers, aggregator, API servers, ExternalDNS, webhook, etcd,
   sidecar) competing for the same two cores.
+- The load averages (before and after each run, above) say how much other work shared the two cores: several
+  times the core count, and the tail percentiles and the waves' seconds are mostly the scheduler's; compare the
+  phases within one run, where the other work fell on both.
 - The rate ({args.rate:,} QPS) is `rig/failovers.py` `RATE`, the rate the fault test `tests/e2e/test_faults_load.py`
   offers: CoreDNS alone serves ~47,000 a second on this machine when it is quiet (docs/benchmarks-serving.md), but
   the whole chain shares the cores with it here, and a CoreDNS that waits for a core longer than its kernel receive

@@ -1,7 +1,7 @@
 """Many apps failing over and back at once, through the whole chain, while one regional CoreDNS is under load.
 
 Each app runs in two members behind their VIPs; its ServiceDNSRecord is Failover between them (half the apps east
-first, half west first) with an HTTP check every second. Its first member's app answering 500 (its endpoints stay
+first, half west first) with an HTTP check (``health_check``). Its first member's app answering 500 (its endpoints stay
 ready: only the probers see it) moves its answer to the second member; answering 200 again moves it back, each
 time through probers, aggregator, DNSEndpoint, ExternalDNS, webhook, etcd, the zone-file sidecar and CoreDNS.
 ``AnswerWatch`` asks one CoreDNS for every app, A and AAAA, and counts what came back (dnsperf counts response
@@ -27,6 +27,9 @@ import dns.query
 import dns.rcode
 import dns.rdatatype
 
+from fleetdns.apipaths import HEALTH_REPORTS
+from fleetdns.healthreport import parse_health_report
+from rig.aggregator import client_for
 from rig.dnsperf import Dnsperf, Load, Report, query_lines, udp_drops
 from rig.federation import Federation
 from rig.waiting import wait_for
@@ -38,24 +41,34 @@ HTTP_GET = {"port": 80, "path": "/healthz"}
 # Every check crosses the rig's data plane (a region's network namespace, its delaying forwarder, the member's
 # stand-in ingress: Python processes on the same two cores), once per app, member, address family and prober region
 # each period: 2 x 2 x 3 = 12 checks per app. At most this many a second keeps the data plane's own work small beside
-# the chain and the CoreDNS it exercises (10 apps: every second; 100 apps: every 5 s).
-CHECKS_PER_SECOND = 250
-WAVE_TIMEOUT = 60.0  # one wave (every app failed over, or every app back) must reach the watched CoreDNS within it
+# the chain and the CoreDNS it exercises (10 apps: every second; 100 apps: every 10 s). At 240 a second (100 apps every
+# 5 s) with other work on the machine, healthy apps' checks timed out by the hundreds and both members flapped Down.
+CHECKS_PER_SECOND = 120
+
 # dnsperf's offered rate, queries a second. One CoreDNS serves ~47,000 a second from its zone file on this 2-core
 # machine when it is quiet (docs/benchmarks-serving.md), but here the whole chain shares the cores with it (three API
 # servers, five etcds, the probers, the aggregator, ExternalDNS, the webhooks, the sidecars) and is busy failing apps
-# over; at 2,000 a second on a busy machine CoreDNS's kernel receive buffer (~200 queries) overflowed while it waited
-# for a core, at 500 it has not (docs/design/faults.md §2, docs/benchmarks-load-failover.md).
+# over. At 2,000 a second CoreDNS's kernel receive buffer (~200 queries) overflowed while it waited for a core with
+# the machine's load average at ~12; at 500 it held in every run up to ~20, and overflowed above ~25
+# (docs/design/faults.md §2, docs/benchmarks-load-failover.md).
 RATE = 500
 OUTSTANDING = 1_000  # dnsperf's queries in flight: a slow reply never lowers the rate offered
 BUFFER_KB = 4_096  # dnsperf's socket buffers: a stall of dnsperf itself loses no reply
 
 
+def wave_timeout(apps: int) -> float:
+    """Seconds one wave (every app failed over, or every app back) has to reach the watched CoreDNS: the
+    aggregator writes each app's DNSEndpoint and status in turn, and on this busy machine a wave of 100 apps took
+    42-108 s, once more than 130 s (10 apps: 3-9 s); docs/design/faults.md §4."""
+    return 60.0 + 2 * apps
+
+
 def health_check(apps: int) -> dict[str, Any]:
     """Every app's ``spec.healthCheck``: an HTTP GET through its VIPs, every second, or as often as
-    CHECKS_PER_SECOND allows for this many apps (the waves then take longer)."""
+    CHECKS_PER_SECOND allows for this many apps (the waves then take longer). A failed app answers 500 at once, so
+    the timeout (up to 3 s, within the period) only keeps a slow stand-in from failing a healthy app."""
     period = max(1, -(-12 * apps // CHECKS_PER_SECOND))
-    return {"httpGet": HTTP_GET, "periodSeconds": period, "timeoutSeconds": 1, "failureThreshold": 1,
+    return {"httpGet": HTTP_GET, "periodSeconds": period, "timeoutSeconds": min(period, 3), "failureThreshold": 1,
             "successThreshold": 1}
 
 
@@ -64,6 +77,7 @@ class FailoverApp:
     """One app: ``order`` is its failoverOrder (first member, then second), ``vips`` each member's (IPv4, IPv6)."""
 
     name: str
+    namespace: str
     service: str
     order: tuple[str, str]
     vips: dict[str, tuple[str, str]]
@@ -94,13 +108,20 @@ def start_apps(fed: Federation, namespace: str, count: int, domain_ref: str = "f
         vips = {member: fed.run_app(member, namespace, service, name, ENDPOINTS) for member in members}
         fed.create_service_intent(namespace, service, domain_ref, create_domain=index == 0, spec={
             "loadBalancing": {"policy": "Failover", "failoverOrder": list(order)}, "healthCheck": check})
-        apps.append(FailoverApp(name, service, order, vips))
+        apps.append(FailoverApp(name, namespace, service, order, vips))
     deadline = time.monotonic() + timeout
     assert fed.dataplane is not None
     for app in apps:
         fed.wait_for_answers(app.name, {app.answer(False)}, deadline - time.monotonic())
         fed.dataplane.wait_checked(app.name, timeout=deadline - time.monotonic())
     return apps
+
+
+def reported_down(fed: Federation, namespaces: set[str]) -> int:
+    """Down entries in the probers' HealthReports of ``namespaces``: none once no failover is on its way."""
+    host = client_for(fed.fleet.host)
+    return sum(len(parse_health_report(item).down) for namespace in namespaces
+               for item in host.get(HEALTH_REPORTS.path(namespace)).get("items") or [])
 
 
 class AnswerWatch:
@@ -180,12 +201,15 @@ class AnswerWatch:
 class FailoverChurn:
     """Every app failed over and back, wave after wave, on a thread of its own: all first members' apps answer 500,
     then, once ``watch`` has seen every app answered by its second member (A and AAAA), 200 again, until it has seen
-    every app back. ``waves`` holds the seconds each wave took; ``cycles`` the complete over-and-back cycles."""
+    every app back. ``waves`` holds the seconds each wave took; ``cycles`` the complete over-and-back cycles;
+    ``stalled`` says which wave did not reach the watched CoreDNS within ``wave_timeout`` (the churn stops there)."""
 
     def __init__(self, fed: Federation, apps: list[FailoverApp], watch: AnswerWatch) -> None:
         assert fed.dataplane is not None, "failover apps need the federation's data plane"
         self.dataplane, self.apps, self.watch = fed.dataplane, apps, watch
+        self.timeout = wave_timeout(len(apps))
         self.waves: list[float] = []
+        self.stalled = ""
         self.error: BaseException | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="failover-churn", daemon=True)
@@ -193,6 +217,10 @@ class FailoverChurn:
     @property
     def cycles(self) -> int:
         return len(self.waves) // 2
+
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive()
 
     def __enter__(self) -> FailoverChurn:
         self._thread.start()
@@ -210,16 +238,19 @@ class FailoverChurn:
             self.dataplane.set_app_status(app.order[0], app.name, 500 if failed else None)
 
     def _wave(self, failed: bool) -> bool:
-        """One wave; False if stopped before the watch saw it through."""
+        """One wave; False if stopped or stalled before the watch saw it through (or stopped before it began)."""
+        if self._stop.is_set():
+            return False
         started = time.monotonic()
         self._set_failed(failed)
         while not self.watch.answering(self.apps, failed):
             if self._stop.wait(0.02):
                 return False
-            if time.monotonic() - started > WAVE_TIMEOUT:
+            if time.monotonic() - started > self.timeout:
                 missing = [app.name for app in self.apps if not self.watch.answering([app], failed)]
-                raise TimeoutError(f"{len(missing)} apps not {'failed over' if failed else 'back'} within "
-                                   f"{WAVE_TIMEOUT:g}s: {missing[:5]}")
+                self.stalled = (f"{len(missing)} of {len(self.apps)} apps not {'failed over' if failed else 'back'} "
+                                f"within {self.timeout:g} s, e.g. {missing[:3]}")
+                return False
         self.waves.append(time.monotonic() - started)
         return True
 
@@ -244,6 +275,7 @@ class LoadRun:
     waves: tuple[float, ...]
     socket_drops: int
     failures: tuple[str, ...]  # the watch's first few failed replies, with the time
+    stalled: str = ""  # the wave that did not reach the CoreDNS in time (FailoverChurn.stalled), if one did not
 
     @property
     def cycles(self) -> int:
@@ -261,18 +293,21 @@ def run_load(fed: Federation, apps: list[FailoverApp], region: str, seconds: int
     """dnsperf at ``rate`` for ``seconds`` on ``region``'s CoreDNS, asking every app's A and AAAA, with an
     AnswerWatch beside it; with ``churn`` every app fails over and back meanwhile, and with ``until_cycles`` the
     load goes on past ``seconds`` until every app has done so that often (at most two wave timeouts a cycle more).
-    Starts once the watch sees every app answered by its first member."""
+    Starts once no prober reports an app Down and the watch sees every app answered by its first member (so a
+    steady run after a churned one never sees the end of its last wave)."""
     coredns = fed.regions[region].coredns
     assert coredns is not None
     queries = workdir / "queries"
     queries.write_text(query_lines([app.name for app in apps], tuple(FAMILIES)))
-    longest = seconds + int(2 * WAVE_TIMEOUT * until_cycles)
+    longest = seconds + int(2 * wave_timeout(len(apps)) * until_cycles)
     load = Dnsperf(Load(coredns.host, coredns.port, queries, longest, rate=rate, outstanding=OUTSTANDING,
                         buffer_kb=BUFFER_KB), verbose=True, output=workdir / "dnsperf.out")
     watch = AnswerWatch(coredns.host, coredns.port, apps)
     with watch.running():
-        wait_for(lambda: watch.answering(apps, failed=False), WAVE_TIMEOUT,
-                 f"{region}'s CoreDNS answering every app by its first member")
+        namespaces = {app.namespace for app in apps}
+        wait_for(lambda: reported_down(fed, namespaces) == 0 and watch.answering(apps, failed=False),
+                 wave_timeout(len(apps)), f"no app reported Down and {region}'s CoreDNS answering every app by its "
+                 "first member", interval=0.2)
         answers, moves, drops = Counter(watch.counts), watch.moves, udp_drops(coredns.port)
         started = time.monotonic()
         load.start()
@@ -280,6 +315,8 @@ def run_load(fed: Federation, apps: list[FailoverApp], region: str, seconds: int
             with FailoverChurn(fed, apps, watch) if churn else nullcontext() as churning:
                 if until_cycles:
                     def enough() -> bool:
+                        if churning is not None and not churning.running:  # stalled: no more cycles to wait for
+                            return True
                         cycles = churning.cycles if churning else 0
                         return not load.running or (time.monotonic() - started >= seconds and cycles >= until_cycles)
 
@@ -287,7 +324,9 @@ def run_load(fed: Federation, apps: list[FailoverApp], region: str, seconds: int
                     load.interrupt()
                 report = load.wait()
                 waves = tuple(churning.waves) if churning else ()  # what happened while dnsperf ran
+                stalled = churning.stalled if churning else ""
                 answers, moves = watch.counts - answers, watch.moves - moves
         finally:
             load.stop()
-    return LoadRun(churn, report, answers, moves, waves, udp_drops(coredns.port) - drops, tuple(watch.failures))
+    return LoadRun(churn, report, answers, moves, waves, udp_drops(coredns.port) - drops, tuple(watch.failures),
+                   stalled)

@@ -22,7 +22,7 @@ EAST, WEST = ("198.18.1.1", "2001:db8:f:1::1"), ("198.18.2.1", "2001:db8:f:2::1"
 
 
 def app(name: str) -> FailoverApp:
-    return FailoverApp(f"{name}.{ZONE}", name, ("east", "west"), {"east": EAST, "west": WEST})
+    return FailoverApp(f"{name}.{ZONE}", "load", name, ("east", "west"), {"east": EAST, "west": WEST})
 
 
 def write_zone(path: Path, serial: int, records: str) -> None:
