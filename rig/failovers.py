@@ -32,7 +32,7 @@ from fleetdns.healthreport import parse_health_report
 from rig.aggregator import client_for
 from rig.dnsperf import Dnsperf, Load, Report, query_lines, udp_drops
 from rig.federation import Federation
-from rig.waiting import wait_for
+from rig.waiting import in_background, wait_for
 from rig.workloads import ensure_namespace
 
 FAMILIES = {"A": 0, "AAAA": 1}  # record type -> index of its VIP in (IPv4, IPv6)
@@ -138,7 +138,6 @@ class AnswerWatch:
         self.current: dict[tuple[str, str], str] = {}
         self.failures: list[str] = []  # the first few replies that were not ok, for a failure message
         self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
     @property
     def queries(self) -> int:
@@ -188,14 +187,8 @@ class AnswerWatch:
 
     @contextmanager
     def running(self) -> Iterator[AnswerWatch]:
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="answer-watch", daemon=True)
-        self._thread.start()
-        try:
+        with in_background(self._run, self._stop, "answer-watch"):
             yield self
-        finally:
-            self._stop.set()
-            self._thread.join(5)
 
 
 class FailoverChurn:

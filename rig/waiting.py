@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 
@@ -40,3 +42,17 @@ def holds_for(check: Callable[[], Any], seconds: float, what: str = "", *, inter
         if time.monotonic() >= deadline:
             return
         time.sleep(interval)
+
+
+@contextmanager
+def in_background(loop: Callable[[], None], stop: threading.Event, name: str) -> Iterator[None]:
+    """``loop`` (which returns once ``stop`` is set) in a daemon thread for the block; then ``stop`` set and the
+    thread joined, 5 s at most, so a stuck loop never hangs the test that used it."""
+    stop.clear()
+    thread = threading.Thread(target=loop, name=name, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(5)

@@ -17,6 +17,7 @@ import dns.rcode
 import dns.rdatatype
 
 from rig.coredns import CoreDNS
+from rig.waiting import in_background
 
 
 def forwarding_resolver(upstream: tuple[str, int], workdir: Path, name: str) -> CoreDNS:
@@ -37,7 +38,6 @@ class AnswerCount:
         self.counts: Counter[str] = Counter()
         self.wrong: list[str] = []  # the first few unexpected answers, for the failure message
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="answer-count", daemon=True)
 
     @property
     def queries(self) -> int:
@@ -77,11 +77,5 @@ class AnswerCount:
 
     @contextmanager
     def running(self) -> Iterator[AnswerCount]:
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="answer-count", daemon=True)
-        self._thread.start()
-        try:
+        with in_background(self._run, self._stop, "answer-count"):
             yield self
-        finally:
-            self._stop.set()
-            self._thread.join(5)
