@@ -1,6 +1,7 @@
 # syntax=docker/dockerfile:1
 # The one FleetDNS image: every console script of pyproject.toml (fleetdns-aggregator, fleetdns-webhook,
-# fleetdns-zonefiles, fleetdns-corefile, fleetdns-prober) on PATH; the chart runs each by name.
+# fleetdns-zonefiles, fleetdns-corefile, fleetdns-prober, and the operator's fleetdns) on PATH; the chart runs each by
+# name.
 #   docker build -t fleetdns:0.1.0 .
 # Base pinned to an exact tag (pin its digest too in your registry mirror: FROM python:...@sha256:...).
 ARG PYTHON_IMAGE=python:3.11.11-slim-bookworm
@@ -14,11 +15,12 @@ COPY aggregator/ aggregator/
 COPY webhook_provider/ webhook_provider/
 COPY serving/ serving/
 COPY prober/ prober/
+COPY cli/ cli/
 # A virtualenv, so the runtime stage copies one directory; only the runtime dependencies (no [test]).
 RUN python -m venv /opt/fleetdns \
  && /opt/fleetdns/bin/pip install --upgrade pip \
  && /opt/fleetdns/bin/pip install . \
- && for script in fleetdns-aggregator fleetdns-webhook fleetdns-zonefiles fleetdns-corefile fleetdns-prober; do \
+ && for script in fleetdns-aggregator fleetdns-webhook fleetdns-zonefiles fleetdns-corefile fleetdns-prober fleetdns kubectl-fleetdns; do \
       /opt/fleetdns/bin/$script --help >/dev/null || exit 1; \
     done
 

@@ -86,6 +86,7 @@ DNS_ENDPOINTS = Resource(EXTERNALDNS_GROUP, EXTERNALDNS_VERSION, "dnsendpoints",
 # Kubernetes built-ins
 NAMESPACES = Resource("", "v1", "namespaces", "Namespace", namespaced=False)
 SECRETS = Resource("", "v1", "secrets", "Secret")
+CONFIG_MAPS = Resource("", "v1", "configmaps", "ConfigMap")
 EVENTS = Resource("", "v1", "events", "Event")
 SERVICES = Resource("", "v1", "services", "Service")
 SERVICE_ACCOUNTS = Resource("", "v1", "serviceaccounts", "ServiceAccount")

@@ -6,7 +6,9 @@ import tempfile
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+import yaml
 
 from rig.apiserver import KubeAPIServer, wait_all_ready
 from rig.process import stop_together
@@ -77,6 +79,19 @@ class Fleet:
 
         with ThreadPoolExecutor(max(1, len(members))) as pool:
             list(pool.map(lambda name: install_route_crd(self.members[name].api_client()), members))
+
+    def operator_kubeconfig(self, path: Path) -> Path:
+        """One kubeconfig with a context per cluster, named as the servers are (``host``, ``east``, ...), each with
+        the admin identity and the CA inline: what an operator's ~/.kube/config holds (the ``fleetdns`` command's
+        ``--kubeconfig``)."""
+        merged: dict[str, Any] = {"apiVersion": "v1", "kind": "Config", "clusters": [], "users": [], "contexts": [],
+                                  "current-context": self.host.name}
+        for server in self.servers:
+            config = yaml.safe_load(server.embedded_kubeconfig())
+            for key in ("clusters", "users", "contexts"):
+                merged[key].extend(config[key])
+        path.write_text(yaml.safe_dump(merged))
+        return path
 
     def stop(self) -> None:
         stop_together(controllers.stop for controllers in self.controllers.values())  # before their API servers

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
+from cli import reader
 from fleetdns.dnsview import VIEWS_KEY_PREFIX
 from rig import KubeAPIServer
 from rig.binaries import REPO_ROOT, binary
@@ -56,13 +57,15 @@ PARSERS: dict[str, Callable[[], argparse.ArgumentParser]] = {}
 def _parsers() -> dict[str, Callable[[], argparse.ArgumentParser]]:
     if not PARSERS:
         from aggregator.settings import build_parser as aggregator
+        from cli.__main__ import parser as operator_command
         from prober.settings import build_parser as prober
         from serving.corefile import build_parser as corefile
         from serving.zonefiles import build_parser as zonefiles
         from webhook_provider.settings import build_parser as webhook
 
         PARSERS.update({"fleetdns-aggregator": aggregator, "fleetdns-webhook": webhook,
-                        "fleetdns-zonefiles": zonefiles, "fleetdns-corefile": corefile, "fleetdns-prober": prober})
+                        "fleetdns-zonefiles": zonefiles, "fleetdns-corefile": corefile, "fleetdns-prober": prober,
+                        "fleetdns": operator_command, "kubectl-fleetdns": operator_command})
     return PARSERS
 
 
@@ -459,6 +462,13 @@ def _rules(docs: list[dict[str, Any]], kind: str, name: str) -> list[tuple[tuple
 def test_the_chart_grants_what_manifests_grant(rendered, manifest, values, kind, name):
     shipped = load_yaml_documents(REPO_ROOT / "manifests" / manifest)
     assert _rules(rendered[values], kind, name) == _rules(shipped, kind, name)
+
+
+@pytest.mark.unit
+def test_fleetdns_join_grants_what_the_charts_member_role_grants(rendered):
+    """`fleetdns join` creates the member role itself where the chart is not installed (cli/reader.py)."""
+    assert _rules([reader.cluster_role()], "ClusterRole", reader.READER) == \
+        _rules(rendered["member"], "ClusterRole", reader.READER)
 
 
 @pytest.mark.unit

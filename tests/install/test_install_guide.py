@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,6 +58,7 @@ class Shell:
         self.workdir = workdir
         (workdir / "charts").symlink_to(REPO_ROOT / "charts")
         tools = {str(Path(binary(name)).parent) for name in ("helm", "kubectl")}
+        tools.add(str(Path(sys.executable).parent))  # the wheel's console scripts: fleetdns
         self.env = {**os.environ, "KUBECONFIG": os.pathsep.join(map(str, kubeconfigs)),
                     "PATH": os.pathsep.join([*sorted(tools), os.environ["PATH"]]),
                     "HELM_CACHE_HOME": str(workdir / ".helm/cache"), "HELM_CONFIG_HOME": str(workdir / ".helm/config"),
@@ -134,6 +136,8 @@ def test_the_install_guide_runs_as_written_and_each_step_does_what_it_says(fleet
                              "-l", f"owner=helm,name={release}", "-o", "name").stdout == ""
     assert host.get(MEMBER_CLUSTERS.path(name="east"))["spec"]["region"] == "east", "uninstalling kept the intents"
     shell.run(sections["Removing FleetDNS's data"])
+    assert shell.kubectl("--context", "host", "-n", "fleetdns-system", "get", "secret", "member-east").returncode != 0, \
+        "unjoin deletes the member's kubeconfig Secret on the host"
     assert shell.kubectl("--context", "host", "get", "crd", "-o", "name").stdout.count(".fleetdns.io") == 0, \
         "the guide's last block deletes the CRDs"
     every_block = [block for section in guide_sections(GUIDE.read_text()) for block in section.commands]
@@ -141,8 +145,13 @@ def test_the_install_guide_runs_as_written_and_each_step_does_what_it_says(fleet
 
 
 def _joins_with_the_guides_kubeconfig(shell: Shell, section: Section, host: KubeClient) -> None:
-    shell.run(section)
+    printed = shell.run(section)
+    assert re.search(r"member\s+kept\s+ClusterRole\s+fleetdns-aggregator-reader", printed), \
+        f"join uses the chart's member role as it is:\n{printed}"
     reader = shell.workdir / "east-reader.kubeconfig"
+    stored = shell.kubectl("--context", "host", "-n", "fleetdns-system", "get", "secret", "member-east",
+                           "-o", "jsonpath={.data.kubeconfig}")
+    subprocess.run(["base64", "-d"], input=stored.stdout, text=True, stdout=reader.open("w"), check=True)
     denied = shell.kubectl("get", "secrets", "-A", kubeconfig=reader)
     assert denied.returncode != 0 and "forbidden" in denied.stderr, "the member identity is read-only and narrow"
     wait_for(lambda: (host.get(MEMBER_CLUSTERS.path(name="east")).get("status") or {}).get("state") == "Connected",

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-PRODUCT_PACKAGES = ("fleetdns", "aggregator", "webhook_provider", "prober", "serving")
+PRODUCT_PACKAGES = ("fleetdns", "aggregator", "webhook_provider", "prober", "serving", "cli")
 TEST_ONLY_MODULES = {"rig", "tests", "bench", "hack", "requests", "cryptography", "pytest", "schemathesis",
                      "hypothesis"}
 
