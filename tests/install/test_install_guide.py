@@ -136,8 +136,8 @@ def test_the_install_guide_runs_as_written_and_each_step_does_what_it_says(fleet
                              "-l", f"owner=helm,name={release}", "-o", "name").stdout == ""
     assert host.get(MEMBER_CLUSTERS.path(name="east"))["spec"]["region"] == "east", "uninstalling kept the intents"
     shell.run(sections["Removing FleetDNS's data"])
-    assert shell.kubectl("--context", "host", "-n", "fleetdns-system", "get", "secret", "member-east").returncode != 0, \
-        "unjoin deletes the member's kubeconfig Secret on the host"
+    stored = shell.kubectl("--context", "host", "-n", "fleetdns-system", "get", "secret", "member-east")
+    assert stored.returncode != 0, "unjoin deletes the member's kubeconfig Secret on the host"
     assert shell.kubectl("--context", "host", "get", "crd", "-o", "name").stdout.count(".fleetdns.io") == 0, \
         "the guide's last block deletes the CRDs"
     every_block = [block for section in guide_sections(GUIDE.read_text()) for block in section.commands]
