@@ -19,7 +19,6 @@ from typing import Any
 from fleetdns.addresses import parse_ips
 from fleetdns.dnsname import check_publishable, fold_name, is_dns_label, is_dns_subdomain
 from fleetdns.dnsview import DNSView, DNSViewError, Location, parse_dns_view, parse_location
-from fleetdns.healthreport import REGION_LABEL, REPORTS_CURRENT_ANNOTATION, region_of_lease
 from fleetdns.labelselector import EVERYTHING, LabelSelector, SelectorError, parse_label_selector
 
 DEFAULT_DELEGATION_TTL = 300  # NS and glue: a parent's records change rarely, and resolvers keep them that long
@@ -743,23 +742,3 @@ def parse_dns_view_object(obj: dict[str, Any]) -> DNSViewObject:
         return DNSViewObject(name, parse_dns_view(obj), "", generation, conditions)
     except DNSViewError as error:
         return DNSViewObject(name, None, str(error), generation, conditions)
-
-
-@dataclass(frozen=True)
-class ProberLease:
-    """A region's prober Lease (``fleetdns-prober-<region>``, label ``fleetdns.io/region``): while its holder
-    renews it saying its reports are current, the region votes (aggregator/health/quorum.py)."""
-
-    region: str
-    holder: str
-    renew_time: str
-    reports_current: bool = True  # annotation fleetdns.io/reports-current; absent (an older prober): current
-
-
-def parse_prober_lease(obj: dict[str, Any]) -> ProberLease:
-    meta, spec = _meta(obj), as_dict(obj.get("spec"))
-    region = str(as_dict(meta.get("labels")).get(REGION_LABEL) or region_of_lease(str(meta.get("name") or "")) or "")
-    if not region:
-        raise ParseError(f"Lease {meta.get('name')!r}: no {REGION_LABEL} label")
-    current = as_dict(meta.get("annotations")).get(REPORTS_CURRENT_ANNOTATION) != "false"
-    return ProberLease(region, str(spec.get("holderIdentity") or ""), str(spec.get("renewTime") or ""), current)

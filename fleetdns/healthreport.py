@@ -112,3 +112,28 @@ def parse_health_report(obj: dict[str, Any]) -> HealthReport:
             latency.append(LatencyEntry(raw["address"], raw["rttMicros"], str(raw.get("measured") or "")))
     return HealthReport(str(meta.get("namespace") or ""), region, cluster, tuple(down),
                         str(meta.get("resourceVersion") or ""), tuple(latency))
+
+
+@dataclass(frozen=True)
+class ProberLease:
+    """A region's prober Lease (``fleetdns-prober-<region>``, label ``fleetdns.io/region``): while its holder
+    renews it saying its reports are current, the region votes (aggregator/health/quorum.py)."""
+
+    region: str
+    holder: str
+    renew_time: str
+    reports_current: bool = True  # annotation fleetdns.io/reports-current; absent (an older prober): current
+
+
+def parse_prober_lease(obj: dict[str, Any]) -> ProberLease:
+    meta, spec = _object(obj.get("metadata")), _object(obj.get("spec"))
+    labels, annotations = _object(meta.get("labels")), _object(meta.get("annotations"))
+    region = str(labels.get(REGION_LABEL) or region_of_lease(str(meta.get("name") or "")) or "")
+    if not region:
+        raise ValueError(f"Lease {meta.get('name')!r}: no {REGION_LABEL} label")
+    current = annotations.get(REPORTS_CURRENT_ANNOTATION) != "false"
+    return ProberLease(region, str(spec.get("holderIdentity") or ""), str(spec.get("renewTime") or ""), current)
+
+
+def _object(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}

@@ -33,14 +33,12 @@ from aggregator.model import (
     MemberCluster,
     MemberKey,
     Policy,
-    ProberLease,
     ViewKey,
     parse_dns_endpoint,
     parse_dns_view_object,
     parse_domain,
     parse_host_namespace,
     parse_member_cluster,
-    parse_prober_lease,
 )
 from aggregator.registry.claims import Claimant, Seed
 from aggregator.registry.domains import NamespaceLabels
@@ -65,7 +63,14 @@ from fleetdns.apipaths import (
     host_cannot_read,
 )
 from fleetdns.dnsname import InvalidDNSNameError, normalize_name
-from fleetdns.healthreport import REGION_LABEL, HealthReport, intent_ref, parse_health_report
+from fleetdns.healthreport import (
+    REGION_LABEL,
+    HealthReport,
+    ProberLease,
+    intent_ref,
+    parse_health_report,
+    parse_prober_lease,
+)
 from fleetdns.informer import Informer
 from fleetdns.kubeapi import KubeClient, NotLeaderError
 from fleetdns.workqueue import WorkQueue

@@ -42,9 +42,7 @@ from aggregator.registry.domains import DomainLookup
 from aggregator.registry.guardrails import GuardRails
 from aggregator.render.events import Event, EventSink, InvolvedObject, status_events
 from aggregator.render.status import (
-    DEGRADED,
     NAME_CONFLICT,
-    READY,
     Outcome,
     build_status,
     condition_of,
@@ -56,6 +54,7 @@ from aggregator.sources import SOURCES
 from aggregator.sources.base import Desired, MemberObjects, Source, SourceRegistry
 from aggregator.sources.intent import Intent, InvalidIntent
 from fleetdns.apipaths import DNS_VIEWS, MEMBER_CLUSTERS
+from fleetdns.conditions import DEGRADED, READY
 from fleetdns.dnsview import accept_views
 from fleetdns.kubeapi import KubeClient, KubeError
 

@@ -20,8 +20,8 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 
-from aggregator.model import ClusterHealth, ClusterStatus, ProberLease, RegionHealth, Verdict
-from fleetdns.healthreport import DownEntry, HealthReport
+from aggregator.model import ClusterHealth, ClusterStatus, RegionHealth, Verdict
+from fleetdns.healthreport import DownEntry, HealthReport, ProberLease
 
 HEALTH_CHECK_FAILED = "HealthCheckFailed"
 Clock = Callable[[], float]

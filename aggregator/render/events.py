@@ -11,14 +11,8 @@ from typing import Protocol
 
 from aggregator.health.readiness import Reason
 from aggregator.model import Condition, IntentStatus, Policy
-from aggregator.render.status import (
-    FAIL_OPEN,
-    GUARD_CONDITIONS,
-    INVALID_SPEC,
-    NAME_CONFLICT,
-    READY,
-    condition_of,
-)
+from aggregator.render.status import GUARD_CONDITIONS, INVALID_SPEC, NAME_CONFLICT, condition_of
+from fleetdns.conditions import FAIL_OPEN, READY
 
 NORMAL, WARNING = "Normal", "Warning"
 PROBLEM_EVENTS = (NAME_CONFLICT, INVALID_SPEC)  # Ready reasons that also make a Warning event

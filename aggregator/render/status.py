@@ -23,11 +23,8 @@ from aggregator.model import (
     UnavailableKind,
 )
 from aggregator.policy.loadbalancing import LOAD_BALANCING, Selection
+from fleetdns.conditions import ACCEPTED, DEGRADED, FAIL_OPEN, REACHABLE, READY
 
-READY = "Ready"
-DEGRADED = "Degraded"
-REACHABLE = "Reachable"  # the MemberCluster's condition
-ACCEPTED = "Accepted"  # the DNSView's condition
 OVERLAPPING_CIDRS = "OverlappingCIDRs"  # Accepted=False: its clientCIDRs overlap an earlier view's
 NAME_CONFLICT = "NameConflict"  # Ready=False: the DNSEndpoint's name is held by an object that is not ours
 INVALID_SPEC = "InvalidSpec"  # Ready=False: the intent's spec cannot be read; its records are left as they are
@@ -40,7 +37,6 @@ HOSTNAMES_CLAIMED = "HostnamesClaimed"
 GUARD_CONDITIONS = (HOSTNAMES_ALLOWED, HOSTNAMES_CLAIMED)
 
 
-FAIL_OPEN = "FailOpen"  # True: no cluster is healthy and the last healthy set still answers
 CARRIED = (FAIL_OPEN, LOAD_BALANCING)  # conditions kept as they were when nothing could be decided
 
 

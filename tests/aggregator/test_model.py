@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from aggregator.model import LoadBalancerAddress, ProberLease, parse_addresses, parse_domain, parse_prober_lease
+from aggregator.model import LoadBalancerAddress, parse_addresses, parse_domain
+from fleetdns.healthreport import ProberLease, parse_prober_lease
 
 pytestmark = pytest.mark.unit
 

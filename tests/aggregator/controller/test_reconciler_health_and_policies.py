@@ -12,9 +12,9 @@ import pytest
 
 from aggregator.controller.reconciler import Reconciler
 from aggregator.health.quorum import Freshness, ReportIndex, Votes
-from aggregator.model import IntentKey, ProberLease
+from aggregator.model import IntentKey
 from aggregator.sources.service import parse_service_intent
-from fleetdns.healthreport import DownEntry, HealthReport, intent_ref
+from fleetdns.healthreport import DownEntry, HealthReport, ProberLease, intent_ref
 from fleetdns.weights import WEIGHTS_PROPERTY
 from prober.targets import parse_intent
 from rig import Fleet

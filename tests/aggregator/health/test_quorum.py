@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from aggregator.health.quorum import Freshness, ReportIndex, Votes, judge_cluster
-from aggregator.model import ClusterStatus, LoadBalancerAddress, ProberLease, Verdict
-from fleetdns.healthreport import DownEntry, HealthReport
+from aggregator.model import ClusterStatus, LoadBalancerAddress, Verdict
+from fleetdns.healthreport import DownEntry, HealthReport, ProberLease
 from tests.support.clock import SteppedClock
 
 pytestmark = pytest.mark.unit

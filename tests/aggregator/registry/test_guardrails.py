@@ -12,10 +12,11 @@ from aggregator.registry.claims import Seed
 from aggregator.registry.domains import NAME_OUTSIDE_DOMAIN, NamespaceLabels
 from aggregator.registry.guardrails import CLAIMED_BY_ANOTHER_INTENT, GuardRails
 from aggregator.render.events import refusal_events
-from aggregator.render.status import HOSTNAMES_ALLOWED, HOSTNAMES_CLAIMED, READY, Outcome, build_status
+from aggregator.render.status import HOSTNAMES_ALLOWED, HOSTNAMES_CLAIMED, Outcome, build_status
 from aggregator.sources import SOURCES
 from aggregator.sources.base import Desired
 from aggregator.sources.ingress import IngressIntent
+from fleetdns.conditions import READY
 from tests.support.model import domain
 
 pytestmark = pytest.mark.unit
