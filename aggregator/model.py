@@ -17,6 +17,7 @@ from enum import StrEnum
 from typing import Any
 
 from fleetdns.addresses import parse_ips
+from fleetdns.apipaths import LABEL_INTENT_KIND, LABEL_INTENT_NAME
 from fleetdns.dnsname import check_publishable, fold_name, is_dns_label, is_dns_subdomain
 from fleetdns.dnsview import DNSView, DNSViewError, Location, parse_dns_view, parse_location
 from fleetdns.labelselector import EVERYTHING, LabelSelector, SelectorError, parse_label_selector
@@ -24,8 +25,6 @@ from fleetdns.labelselector import EVERYTHING, LabelSelector, SelectorError, par
 DEFAULT_DELEGATION_TTL = 300  # NS and glue: a parent's records change rarely, and resolvers keep them that long
 DEFAULT_TTL = 30  # k8gb's default (KubeFed had 180): a client behind a caching resolver fails over within it
 DEFAULT_KUBECONFIG_KEY = "kubeconfig"
-LABEL_INTENT_KIND = "fleetdns.io/intent-kind"
-LABEL_INTENT_NAME = "fleetdns.io/intent-name"
 
 
 class HostnameMode(StrEnum):

@@ -1,5 +1,6 @@
 """``fleetdns``: the operator's command (docs/design/cli.md). Exit codes: 0 done, 1 refused or failed (what is left
-is printed), 2 bad usage or configuration, 3 not found, 4 a region answers differently from what it should."""
+is printed), 2 bad usage or configuration, 3 not found, 4 needs attention (status: a member, region or app is not
+healthy; explain: a region answers differently from what it should)."""
 
 from __future__ import annotations
 
@@ -10,11 +11,15 @@ from collections.abc import Callable, Iterator, Sequence
 
 from cli import output
 from cli.contexts import UsageError, load
+from cli.dnsquery import parse_server
+from cli.facts import DEFAULT_LEASE_NAMESPACE, read_host
 from cli.join import DEFAULT_TOKEN_HOURS, Action, Joiner, JoinRefused, JoinRequest, parse_location
 from cli.reader import DEFAULT_NAMESPACE
+from cli.show import print_status
+from cli.status import status
 from fleetdns.kubeapi import KubeError
 
-OK, FAILED, USAGE, NOT_FOUND, DIFFERS = 0, 1, 2, 3, 4
+OK, FAILED, USAGE, NOT_FOUND, ATTENTION = 0, 1, 2, 3, 4  # ATTENTION: status found a problem, explain a mismatch
 
 
 def _hours(value: str) -> int:
@@ -48,7 +53,20 @@ def parser() -> argparse.ArgumentParser:
 
     unjoin = commands.add_parser("unjoin", parents=[common], help="delete exactly what join made, in both clusters")
     _member_flags(unjoin)
+
+    status = commands.add_parser("status", parents=[common], help="members, regions and apps, and what needs "
+                                 "attention (exit code 4 when something does)")
+    _host_flags(status)
     return top
+
+
+def _host_flags(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--host-context", default="", metavar="HOST",
+                         help="the host's kubeconfig context (default: the current context)")
+    command.add_argument("--lease-namespace", default=DEFAULT_LEASE_NAMESPACE,
+                         help=f"where the probers hold their Leases (default {DEFAULT_LEASE_NAMESPACE})")
+    command.add_argument("--dns", action="append", default=[], metavar="REGION=ADDRESS[:PORT]",
+                         help="ask this region's CoreDNS live (repeat for each region)")
 
 
 def _common_flags(command: argparse.ArgumentParser, default: bool) -> None:
@@ -126,7 +144,19 @@ def _partial(joiner: Joiner, fmt: str, summary: str) -> Iterator[None]:
         raise
 
 
-COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {"join": run_join, "unjoin": run_unjoin}
+def run_status(args: argparse.Namespace) -> int:
+    servers = {server.region: server for server in map(parse_server, args.dns)}
+    host = load(args.host_context, args.kubeconfig)
+    found = status(read_host(host.client, args.lease_namespace), servers)
+    if args.output != "table":
+        output.document(found.to_json(), args.output)
+    else:
+        print_status(found)
+    return OK if found.ok else ATTENTION
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {"join": run_join, "unjoin": run_unjoin,
+                                                            "status": run_status}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

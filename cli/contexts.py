@@ -45,16 +45,21 @@ def kubeconfig_path(flag: str) -> str | None:
 
 
 def load(context: str, kubeconfig: str = "") -> Cluster:
-    """The cluster of ``context`` in the kubeconfig; a missing file or context is a UsageError listing the contexts
-    there are."""
+    """The cluster of ``context`` in the kubeconfig ("": its current context); a missing file or context is a
+    UsageError listing the contexts there are."""
     path = kubeconfig_path(kubeconfig)
     if path is None:
         raise UsageError("no kubeconfig: pass --kubeconfig, set KUBECONFIG, or create ~/.kube/config")
     try:
-        contexts, _ = k8s_config.list_kube_config_contexts(config_file=path)
+        contexts, current = k8s_config.list_kube_config_contexts(config_file=path)
     except Exception as error:  # noqa: BLE001 - the loader's own message names the broken part, never a secret
         raise UsageError(f"kubeconfig {path} does not load: {error}") from None
     names = [c["name"] for c in contexts or []]
+    if not context:
+        if not current:
+            raise UsageError(f"{path} has no current context: pass --host-context (its contexts: "
+                             f"{', '.join(names) or 'none'})")
+        context = current["name"]
     if context not in names:
         raise UsageError(f"no context {context!r} in {path}; its contexts: {', '.join(names) or 'none'}")
     try:

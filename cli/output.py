@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from collections.abc import Sequence
 from typing import Any, TextIO
@@ -11,6 +12,7 @@ from typing import Any, TextIO
 import yaml
 
 FORMATS = ("table", "json", "yaml")
+_ESCAPES = re.compile(r"\033\[[0-9;]*m")
 _COLOURS = {"created": "32", "updated": "32", "deleted": "33", "left": "36", "kept": "36", "refused": "31",
             "warning": "33", "error": "31", "ok": "32"}
 
@@ -25,15 +27,18 @@ def colour(text: str, key: str, stream: TextIO) -> str:
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[str]], stream: TextIO = sys.stdout,
           colour_column: int | None = None) -> None:
-    """Columns padded to their widest cell; ``colour_column``'s cells coloured by their own text."""
-    widths = [max([len(h), *(len(str(r[i])) for r in rows)]) for i, h in enumerate(headers)]
-    stream.write("  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip() + "\n")
-    for row in rows:
-        cells = []
-        for i, (cell, width) in enumerate(zip(row, widths, strict=True)):
-            text = str(cell).ljust(width)
-            cells.append(colour(text, str(cell), stream) if i == colour_column else text)
-        stream.write("  ".join(cells).rstrip() + "\n")
+    """Columns padded to their widest cell (colour codes take no width); ``colour_column``'s cells coloured by their
+    own text."""
+    cells = [[colour(str(c), str(c), stream) if i == colour_column else str(c) for i, c in enumerate(row)]
+             for row in rows]
+    widths = [max([len(h), *(_visible(r[i]) for r in cells)]) for i, h in enumerate(headers)]
+    for row in [list(headers), *cells]:
+        padded = [cell + " " * (width - _visible(cell)) for cell, width in zip(row, widths, strict=True)]
+        stream.write("  ".join(padded).rstrip() + "\n")
+
+
+def _visible(text: str) -> int:
+    return len(_ESCAPES.sub("", text))
 
 
 def document(data: Any, fmt: str, stream: TextIO = sys.stdout) -> None:

@@ -15,9 +15,9 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any
 
-from aggregator.model import LABEL_INTENT_KIND, LABEL_INTENT_NAME, DNSEndpointObject, IntentKey, OwnerReference
+from aggregator.model import DNSEndpointObject, IntentKey, OwnerReference
 from aggregator.render.records import intent_owner
-from fleetdns.apipaths import DNS_ENDPOINTS, Resource
+from fleetdns.apipaths import DNS_ENDPOINTS, LABEL_INTENT_KIND, LABEL_INTENT_NAME, Resource
 
 
 class Ownership(StrEnum):

@@ -22,7 +22,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from aggregator.model import LABEL_INTENT_KIND, LABEL_INTENT_NAME, ClusterStatus, IntentKey, OwnerReference
+from aggregator.model import ClusterStatus, IntentKey, OwnerReference
 from aggregator.policy.loadbalancing import (
     Answers,
     NameAnswer,
@@ -33,7 +33,7 @@ from aggregator.policy.loadbalancing import (
     address_weights,
     published_ips,
 )
-from fleetdns.apipaths import DNS_ENDPOINTS, Resource
+from fleetdns.apipaths import DNS_ENDPOINTS, LABEL_INTENT_KIND, LABEL_INTENT_NAME, Resource
 from fleetdns.dnsview import VIEW_PROPERTY
 from fleetdns.endpoint import Endpoint, ProviderSpecificProperty, RecordType
 from fleetdns.weights import WEIGHTS_PROPERTY, format_weights

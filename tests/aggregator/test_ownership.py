@@ -17,14 +17,18 @@ import pytest
 from aggregator.controller.reconciler import Reconciler
 from aggregator.metrics import AggregatorMetrics
 from aggregator.model import (
-    LABEL_INTENT_KIND,
-    LABEL_INTENT_NAME,
     Domain,
     IntentKind,
     parse_dns_endpoint,
 )
 from aggregator.sources.service import parse_service_intent
-from fleetdns.apipaths import CUSTOM_RESOURCE_DEFINITIONS, DNS_ENDPOINTS, SERVICE_DNS_RECORDS
+from fleetdns.apipaths import (
+    CUSTOM_RESOURCE_DEFINITIONS,
+    DNS_ENDPOINTS,
+    LABEL_INTENT_KIND,
+    LABEL_INTENT_NAME,
+    SERVICE_DNS_RECORDS,
+)
 from fleetdns.kubeapi import KubeClient, KubeError
 from rig import Fleet, KubeAPIServer, ManagedProcess
 from rig.aggregator import AggregatorProcess, client_for
