@@ -17,9 +17,9 @@ from enum import StrEnum
 from typing import Any
 
 from fleetdns.addresses import parse_ips
-from fleetdns.apipaths import LABEL_INTENT_KIND, LABEL_INTENT_NAME
 from fleetdns.dnsname import check_publishable, fold_name, is_dns_label, is_dns_subdomain
 from fleetdns.dnsview import DNSView, DNSViewError, Location, parse_dns_view, parse_location
+from fleetdns.labels import LABEL_INTENT_KIND, LABEL_INTENT_NAME
 from fleetdns.labelselector import EVERYTHING, LabelSelector, SelectorError, parse_label_selector
 
 DEFAULT_DELEGATION_TTL = 300  # NS and glue: a parent's records change rarely, and resolvers keep them that long

@@ -82,9 +82,6 @@ HEALTH_REPORTS = Resource(FLEETDNS_GROUP, FLEETDNS_VERSION, "healthreports", "He
 
 # ExternalDNS's CRD source reads these
 DNS_ENDPOINTS = Resource(EXTERNALDNS_GROUP, EXTERNALDNS_VERSION, "dnsendpoints", "DNSEndpoint")
-# On each DNSEndpoint the aggregator owns: the intent it publishes (kind and name; the namespace is the object's)
-LABEL_INTENT_KIND = "fleetdns.io/intent-kind"
-LABEL_INTENT_NAME = "fleetdns.io/intent-name"
 
 # Kubernetes built-ins
 NAMESPACES = Resource("", "v1", "namespaces", "Namespace", namespaced=False)

@@ -17,7 +17,8 @@ from typing import Any
 
 from aggregator.model import DNSEndpointObject, IntentKey, OwnerReference
 from aggregator.render.records import intent_owner
-from fleetdns.apipaths import DNS_ENDPOINTS, LABEL_INTENT_KIND, LABEL_INTENT_NAME, Resource
+from fleetdns.apipaths import DNS_ENDPOINTS, Resource
+from fleetdns.labels import LABEL_INTENT_KIND, LABEL_INTENT_NAME
 
 
 class Ownership(StrEnum):

@@ -33,9 +33,10 @@ from aggregator.policy.loadbalancing import (
     address_weights,
     published_ips,
 )
-from fleetdns.apipaths import DNS_ENDPOINTS, LABEL_INTENT_KIND, LABEL_INTENT_NAME, Resource
+from fleetdns.apipaths import DNS_ENDPOINTS, Resource
 from fleetdns.dnsview import VIEW_PROPERTY
 from fleetdns.endpoint import Endpoint, ProviderSpecificProperty, RecordType
+from fleetdns.labels import LABEL_INTENT_KIND, LABEL_INTENT_NAME
 from fleetdns.weights import WEIGHTS_PROPERTY, format_weights
 
 

@@ -53,6 +53,7 @@ from aggregator.sources.request import DEFAULT_WEIGHT, Claim
 from fleetdns.apipaths import Resource, host_cannot_read
 from fleetdns.informer import Informer
 from fleetdns.kubeapi import KubeClient, KubeError, NotLeaderError
+from fleetdns.labels import ANNOTATION_SOURCE_CLUSTERS, LABEL_DISCOVERY_RULE, LABEL_GENERATED_BY, LABEL_SOURCE_KIND
 from fleetdns.workqueue import WorkQueue
 
 __all__ = ["Claim", "ClaimSource", "Generator", "GeneratorInputs", "merge"]
@@ -60,10 +61,6 @@ __all__ = ["Claim", "ClaimSource", "Generator", "GeneratorInputs", "merge"]
 logger = logging.getLogger("aggregator.selfservice")
 
 # On generated intents (the one home of these names)
-LABEL_GENERATED_BY = "fleetdns.io/generated-by"  # "annotations" or "discovery": the generator owns the intent
-LABEL_SOURCE_KIND = "fleetdns.io/source-kind"  # the kind of the member object that decided it (Service, HTTPRoute)
-LABEL_DISCOVERY_RULE = "fleetdns.io/discovery-rule"  # the rule, for generated-by discovery
-ANNOTATION_SOURCE_CLUSTERS = "fleetdns.io/source-clusters"  # comma-separated clusters whose objects claim it
 ANNOTATION_CONFLICTS = "fleetdns.io/conflicts"  # cluster-wide values that differ, naming the clusters
 ANNOTATION_SPEC_HASH = "fleetdns.io/generated-spec"  # hash of the spec last generated: a field dropped is noticed
 ORIGIN_ANNOTATIONS = "annotations"

@@ -25,11 +25,10 @@ from aggregator.sources.service import parse_service_intent
 from fleetdns.apipaths import (
     CUSTOM_RESOURCE_DEFINITIONS,
     DNS_ENDPOINTS,
-    LABEL_INTENT_KIND,
-    LABEL_INTENT_NAME,
     SERVICE_DNS_RECORDS,
 )
 from fleetdns.kubeapi import KubeClient, KubeError
+from fleetdns.labels import LABEL_INTENT_KIND, LABEL_INTENT_NAME
 from rig import Fleet, KubeAPIServer, ManagedProcess
 from rig.aggregator import AggregatorProcess, client_for
 from rig.workloads import apply_crds, ensure_namespace, register_member

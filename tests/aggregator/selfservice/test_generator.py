@@ -11,7 +11,6 @@ from aggregator.model import IntentKey, IntentKind
 from aggregator.selfservice.annotations import parse_request
 from aggregator.selfservice.generator import (
     ANNOTATION_CONFLICTS,
-    ANNOTATION_SOURCE_CLUSTERS,
     Generated,
     GeneratedIntent,
     merge,
@@ -19,6 +18,7 @@ from aggregator.selfservice.generator import (
     spec_patch,
 )
 from aggregator.sources.request import Claim, common_spec
+from fleetdns.labels import ANNOTATION_SOURCE_CLUSTERS
 
 pytestmark = pytest.mark.unit
 KEY = IntentKey(IntentKind.SERVICE, "shop", "web")
