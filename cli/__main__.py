@@ -6,16 +6,18 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import ipaddress
 import sys
 from collections.abc import Callable, Iterator, Sequence
 
 from cli import output
 from cli.contexts import UsageError, load
 from cli.dnsquery import parse_server
+from cli.explain import NotFound, explain
 from cli.facts import DEFAULT_LEASE_NAMESPACE, read_host
 from cli.join import DEFAULT_TOKEN_HOURS, Action, Joiner, JoinRefused, JoinRequest, parse_location
 from cli.reader import DEFAULT_NAMESPACE
-from cli.show import print_status
+from cli.show import print_explanation, print_status
 from cli.status import status
 from fleetdns.kubeapi import KubeError
 
@@ -57,14 +59,24 @@ def parser() -> argparse.ArgumentParser:
     status = commands.add_parser("status", parents=[common], help="members, regions and apps, and what needs "
                                  "attention (exit code 4 when something does)")
     _host_flags(status)
+
+    explain = commands.add_parser("explain", parents=[common], help="why a client gets the addresses it gets, and "
+                                  "what each region serves now (exit code 4 when a region differs, 3 no such name)")
+    explain.add_argument("name", metavar="NAME", help="the global name, e.g. app.gslb.example.com")
+    explain.add_argument("--client", default="", metavar="IP", help="the client's address (default: none; each "
+                         "region answers from its region view)")
+    explain.add_argument("--region", action="append", default=[], metavar="R",
+                         help="only this region (repeat for more; default: every region that knows the app)")
+    _host_flags(explain, leases=False)
     return top
 
 
-def _host_flags(command: argparse.ArgumentParser) -> None:
+def _host_flags(command: argparse.ArgumentParser, leases: bool = True) -> None:
     command.add_argument("--host-context", default="", metavar="HOST",
                          help="the host's kubeconfig context (default: the current context)")
-    command.add_argument("--lease-namespace", default=DEFAULT_LEASE_NAMESPACE,
-                         help=f"where the probers hold their Leases (default {DEFAULT_LEASE_NAMESPACE})")
+    if leases:
+        command.add_argument("--lease-namespace", default=DEFAULT_LEASE_NAMESPACE,
+                             help=f"where the probers hold their Leases (default {DEFAULT_LEASE_NAMESPACE})")
     command.add_argument("--dns", action="append", default=[], metavar="REGION=ADDRESS[:PORT]",
                          help="ask this region's CoreDNS live (repeat for each region)")
 
@@ -155,8 +167,24 @@ def run_status(args: argparse.Namespace) -> int:
     return OK if found.ok else ATTENTION
 
 
+def run_explain(args: argparse.Namespace) -> int:
+    servers = {server.region: server for server in map(parse_server, args.dns)}
+    if args.client:
+        try:
+            ipaddress.ip_address(args.client)
+        except ValueError:
+            raise UsageError(f"--client {args.client!r}: not an IP address") from None
+    host = load(args.host_context, args.kubeconfig)
+    found = explain(host.client, args.name, args.client, args.region, servers)
+    if args.output != "table":
+        output.document(found.to_json(), args.output)
+    else:
+        print_explanation(found)
+    return OK if found.ok else ATTENTION
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {"join": run_join, "unjoin": run_unjoin,
-                                                            "status": run_status}
+                                                            "status": run_status, "explain": run_explain}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -166,6 +194,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as error:
         print(f"fleetdns {args.command}: {error}", file=sys.stderr)
         return USAGE
+    except NotFound as error:
+        print(f"fleetdns {args.command}: {error}", file=sys.stderr)
+        return NOT_FOUND
     except JoinRefused as error:
         print(f"fleetdns {args.command}: refused, {error}", file=sys.stderr)
         return FAILED

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import time
 from dataclasses import dataclass
@@ -36,6 +37,7 @@ class Reply:
     values: tuple[str, ...] = ()
     millis: float = 0.0
     error: str = ""
+    as_client: bool = False  # asked from the client's own address (else from this machine's)
 
     @property
     def answered(self) -> bool:
@@ -66,18 +68,28 @@ def parse_server(value: str) -> Server:
 
 
 def ask(server: Server, name: str, rdtype: str = "A", client: str = "") -> Reply:
-    """One query over UDP; ``client``: an address sent as the EDNS client subnet (/32 or /128), as a resolver in
-    that client's network would."""
+    """One query over UDP. ``client``: an address sent as the EDNS client subnet (/32 or /128), as a resolver in that
+    client's network would, and used as the source address when this machine has it (a DNSView's clientCIDRs match
+    the source); otherwise this machine's address is the source."""
     query = dns.message.make_query(name, dns.rdatatype.from_text(rdtype))
+    sources: list[str | None] = [None]
     if client:
-        prefix = 32 if ipaddress.ip_address(client).version == 4 else 128
-        query.use_edns(0, options=[dns.edns.ECSOption(client, prefix)])
-    started = time.monotonic()
-    try:
-        response = dns.query.udp(query, server.address, port=server.port, timeout=TIMEOUT)
-    except (dns.exception.DNSException, OSError) as error:
-        return Reply(error=f"no answer from {server} ({type(error).__name__})")
-    millis = (time.monotonic() - started) * 1000
-    wanted = dns.rdatatype.from_text(rdtype)
-    values = sorted(rdata.to_text() for rrset in response.answer if rrset.rdtype == wanted for rdata in rrset)
-    return Reply(dns.rcode.to_text(response.rcode()), tuple(values), round(millis, 1))
+        address = ipaddress.ip_address(client)
+        query.use_edns(0, options=[dns.edns.ECSOption(client, 32 if address.version == 4 else 128)])
+        if address.version == ipaddress.ip_address(server.address).version:
+            sources.insert(0, client)
+    for source in sources:
+        started = time.monotonic()
+        try:
+            response = dns.query.udp(query, server.address, port=server.port, timeout=TIMEOUT, source=source)
+        except OSError as error:
+            if source is not None and error.errno == errno.EADDRNOTAVAIL:
+                continue  # not an address of this machine: ask from its own
+            return Reply(error=f"no answer from {server} ({type(error).__name__})")
+        except dns.exception.DNSException as error:
+            return Reply(error=f"no answer from {server} ({type(error).__name__})")
+        millis = (time.monotonic() - started) * 1000
+        wanted = dns.rdatatype.from_text(rdtype)
+        values = sorted(rdata.to_text() for rrset in response.answer if rrset.rdtype == wanted for rdata in rrset)
+        return Reply(dns.rcode.to_text(response.rcode()), tuple(values), round(millis, 1), as_client=source is not None)
+    raise AssertionError("unreachable: the last source is this machine's")

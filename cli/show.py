@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import sys
 from collections import Counter
-from typing import TextIO
+from typing import Any, TextIO
 
+from cli.explain import Explanation
 from cli.output import colour, table
 from cli.status import Status
 
@@ -34,3 +35,36 @@ def print_status(found: Status, stream: TextIO = sys.stdout) -> None:
 def _mark(text: str, ok: bool, stream: TextIO) -> str:
     """Colour on a terminal only (padding is computed on the plain text, so colour goes on whole cells)."""
     return text if ok else colour(text, "warning", stream)
+
+
+def print_explanation(found: Explanation, stream: TextIO = sys.stdout) -> None:
+    intent = found.intent
+    stream.write(f"NAME    {found.name}\nINTENT  {intent['kind']} {intent['namespace']}/{intent['name']} "
+                 f"({intent['origin']})\nPOLICY  {found.policy}\n\nCLUSTERS\n")
+    table(["CLUSTER", "REGION", "IN ANSWER", "VERDICT", "AS EACH REGION SEES IT", "REASON"],
+          [(c.get("cluster", ""), c.get("region", ""), _mark("yes" if c.get("healthy") else "no",
+                                                               bool(c.get("healthy")), stream),
+            (c.get("healthCheck") or {}).get("verdict", "-"), _regions_seen(c), c.get("reason", ""))
+           for c in found.clusters] or [("(none)", "", "", "", "", "")], stream)
+    stream.write("\nPOLICY'S ANSWER PER VIEW\n")
+    table(["VIEW", "CLUSTERS", "WHY"],
+          [(a.get("view") or "(default)", ", ".join(c.get("cluster", "") for c in a.get("clusters") or []) or "-",
+            a.get("reason", "")) for a in found.answers] or [("(none)", "", "")], stream)
+    stream.write(f"\nCLIENT  {found.view_reason}\n\nANSWERS\n")
+    table(["REGION", "VIEW", "SHOULD SERVE", "SERVES", "", "NOTE"],
+          [(r.region, r.view, _records(r.should), _records(r.serves) if r.server else "-",
+            "" if not r.server or r.note else _mark("ok" if r.matches else "DIFFERS", r.matches, stream),
+            r.problem or r.note) for r in found.regions], stream)
+    if not found.ok:
+        stream.write("\n" + colour("a region serves something else than it should: see DIFFERS above", "warning",
+                                   stream) + "\n")
+
+
+def _regions_seen(cluster: dict[str, Any]) -> str:
+    regions = (cluster.get("healthCheck") or {}).get("regions") or []
+    return ", ".join(f"{r.get('region')} {r.get('state')}{'' if r.get('fresh', True) else ' (stale)'}"
+                     for r in regions) or "-"
+
+
+def _records(records: dict[str, list[str]]) -> str:
+    return " ".join(f"{rdtype} {','.join(values)}" for rdtype, values in sorted(records.items())) or "nothing"
