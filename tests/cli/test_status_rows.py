@@ -70,8 +70,8 @@ def test_unreachable_members_and_apps_failing_open_or_refused_need_attention_wit
         intents=[intent("web", Ready=("True", "Published")),
                  intent("cart", Ready=("True", "Published"), FailOpen=("True", "NoHealthyCluster")),
                  intent("blog", Ready=("False", "NameConflict")), intent("new")],
-        reports=[HealthReport("shop", "east", "west", (DownEntry("ServiceDNSRecord/cart", "192.0.2.1", "h", "", ""),))]),
-        {}, NOW)
+        reports=[HealthReport("shop", "east", "west",
+                              (DownEntry("ServiceDNSRecord/cart", "192.0.2.1", "h", "", ""),))]), {}, NOW)
     assert [(m.name, m.ok, m.reason) for m in found.members] == [("east", True, ""),
                                                                  ("west", False, "connection refused")]
     assert [(a.name, a.state) for a in found.apps if not a.ok] == [("blog", "NameConflict"), ("cart", "FailOpen"),
