@@ -15,18 +15,21 @@ import argparse
 import functools
 import json
 import signal
+import subprocess
+import sys
 import tempfile
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import dns.message
 import dns.query
 from kubernetes import client
 
+from fleetdns.apipaths import SERVICE_DNS_RECORDS
 from rig.coredns import dns_answers
 from rig.federation import Federation
 from rig.waiting import wait_for
@@ -79,6 +82,7 @@ class Summary:
     events: list[dict[str, Any]] = field(default_factory=list)
     first_answers: dict[str, int] = field(default_factory=dict)  # the weighted app: first A record per address
     endpoint_slices: list[SlicesSeen] = field(default_factory=list)
+    commands: dict[str, int] = field(default_factory=dict)  # each `fleetdns` command the demo ran: its exit code
     completed: bool = False
     error: str = ""
 
@@ -92,6 +96,26 @@ def step(text: str) -> None:
 
 def info(text: str) -> None:
     print(f"    {text}", flush=True)
+
+
+def run_fleetdns(federation: Federation, summary: Summary, label: str, *args: str, dns: bool = True) -> None:
+    """The operator's command as a person types it (the console script, a kubeconfig with a context per cluster),
+    its output shown and its exit code kept for the summary."""
+    kubeconfig = federation.fleet.operator_kubeconfig(federation.workdir / "operator.kubeconfig")
+    flags = [f"--dns={name}={region.coredns.host}:{region.coredns.port}"
+             for name, region in federation.regions.items() if region.coredns is not None] if dns else []
+    argv = [str(Path(sys.executable).with_name("fleetdns")), "--kubeconfig", str(kubeconfig), *args, *flags]
+    info(f"$ KUBECONFIG={kubeconfig} fleetdns {' '.join([*args, *flags])}")
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    print(done.stdout + done.stderr, end="", flush=True)
+    summary.commands[label] = done.returncode
+
+
+def in_answer(federation: Federation, app: str, cluster: str) -> bool:
+    """Whether the app's intent status has ``cluster`` in the answer (its ``status.dns`` entry healthy)."""
+    intent = cast(dict[str, Any], client.CustomObjectsApi(federation.host).get_namespaced_custom_object(
+        SERVICE_DNS_RECORDS.group, SERVICE_DNS_RECORDS.version, NAMESPACE, SERVICE_DNS_RECORDS.plural, app))
+    return any(e.get("cluster") == cluster and e.get("healthy") for e in (intent.get("status") or {}).get("dns") or [])
 
 
 def host_kubectl(federation: Federation, *args: str) -> str:
@@ -264,6 +288,10 @@ def narrate_health_checks(federation: Federation, summary: Summary) -> None:
     timed(federation, summary, "pay failing in east", lambda: dataplane.set_app_status("east", service_fqdn("pay"),
                                                                                        500),
           {vips["west"]}, name=service_fqdn("pay"))
+    info("why does a client get west's address for pay? `fleetdns explain` follows the chain, and asks each region")
+    wait_for(lambda: not in_answer(federation, "pay", "east"), 10, "pay's status marking east out of the answer")
+    run_fleetdns(federation, summary, "explain pay failed over", "explain", service_fqdn("pay"),
+                 "--host-context", "host")
     timed(federation, summary, "pay back in east", lambda: dataplane.set_app_status("east", service_fqdn("pay"),
                                                                                     None),
           {vips["east"]}, name=service_fqdn("pay"))
@@ -314,6 +342,9 @@ def narrate_self_service(federation: Federation, summary: Summary) -> None:
     timed(federation, summary, "cart withdrawn",
           lambda: annotate_both(federation, {"fleetdns.io/global": None, "fleetdns.io/domain": None}),
           set(), timeout=60, name=name)
+
+    step("the fleet as an operator sees it: `fleetdns status` (members, regions' probers and DNS, apps)")
+    run_fleetdns(federation, summary, "status", "status", "--host-context", "host")
 
 
 def first_answers(federation: Federation, name: str, count: int) -> dict[str, int]:

@@ -60,6 +60,10 @@ def test_demo_publishes_fails_over_and_recovers_in_every_region(tmp_path):
     summary = json.loads(summary_path.read_text())
     assert summary["completed"] and not summary["error"], summary
 
+    # the operator's command, run by the demo as a person would: explain finds every region serving what the failed-
+    # over app's intent says (exit 0: no region differs), status a healthy fleet at the end
+    assert summary["commands"] == {"explain pay failed over": 0, "status": 0}, output[-4000:]
+    assert "POLICY  Failover" in output and "DIFFERS" not in output and "fleet healthy" in output
     steps = summary["steps"]
     assert [s["label"] for s in steps] == ["published", "east scaled to 0", "east scaled back to 2",
                                           "east removed after the grace period", "east back",
