@@ -36,7 +36,7 @@ soak: lint-imports tools ## the fault and bad-input tests at their full counts (
 test-unit: venv ## only the tests that need no real component
 	$(PY) -m pytest -m unit $(PYTEST_ARGS)
 
-rig: tools ## start host+east+west API servers and etcd+CoreDNS per region; Ctrl-C stops all
+rig: tools ## the whole local federation, kept up; prints how to reach it (fleetdns status included); Ctrl-C stops all
 	$(PY) -m rig
 
 demo: tools ## the local multicluster federation demo

@@ -12,7 +12,6 @@ import ipaddress
 import json
 import subprocess
 import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,6 +20,7 @@ from rig.binaries import REPO_ROOT
 from rig.controllers import POD_CIDR
 from rig.dataplane import member_vips
 from rig.workloads import ENDPOINTSLICE_CONTROLLER
+from tests.support.processes import processes_under
 
 pytestmark = [pytest.mark.apiserver, pytest.mark.externaldns, pytest.mark.coredns, pytest.mark.etcd]
 BOTH, WEST_ONLY = ["127.0.10.1", "127.0.20.1"], ["127.0.20.1"]
@@ -28,20 +28,6 @@ GRACE_SECONDS = 5.0  # hack/demo.py's GRACE
 # Generous sanity bound only (bench/ measures failover: about 0.7 s p50). Well under ExternalDNS's
 # default 1-minute interval, so a data path that waits for a full resync still fails here.
 FAILOVER_SANITY_SECONDS = 10.0
-
-
-def processes_under(workdir: Path) -> list[str]:
-    """Command lines of the processes still running with ``workdir`` in them (every component the demo starts
-    names its data, log or kubeconfig there)."""
-    found = []
-    for proc in Path("/proc").iterdir():
-        try:
-            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:  # gone meanwhile, or not a process
-            continue
-        if proc.name.isdigit() and str(workdir) in cmdline:
-            found.append(f"{proc.name}: {cmdline[:200]}")
-    return found
 
 
 def every_region_answered(step: dict[str, Any], expected: list[str]) -> None:
