@@ -114,6 +114,14 @@ def _get(client: KubeClient, path: str) -> dict[str, Any] | None:
         raise
 
 
+def _replacing(old: Any, new: Any) -> Any:
+    """A merge patch's value that makes ``old`` equal ``new``: keys ``new`` lacks are deleted (null), not kept (a
+    location dropped from join's flags leaves the MemberCluster)."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        return {**dict.fromkeys(set(old) - set(new)), **new}
+    return new
+
+
 def _with_labels(obj: dict[str, Any], member: str) -> dict[str, Any]:
     obj.setdefault("metadata", {})["labels"] = owned_labels(member)
     return obj
@@ -252,7 +260,8 @@ class Joiner:
             self.actions.append(Action(side, "kept", resource.kind, meta["name"], namespace,
                                        "already there, not made by join: used as is"))
         elif any(found.get(f) != obj.get(f) for f in fields):
-            client.merge_patch(resource.path(namespace, meta["name"]), {f: obj.get(f) for f in fields})
+            client.merge_patch(resource.path(namespace, meta["name"]),
+                               {f: _replacing(found.get(f), obj.get(f)) for f in fields})
             self.actions.append(Action(side, "updated", resource.kind, meta["name"], namespace, detail))
         else:
             self.actions.append(Action(side, "unchanged", resource.kind, meta["name"], namespace, detail))

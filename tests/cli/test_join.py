@@ -144,12 +144,15 @@ def test_joining_again_changes_nothing_but_the_renewed_token_and_what_the_flags_
         NAMESPACES.path(name=ns), SERVICE_ACCOUNTS.path(ns, reader.READER), CLUSTER_ROLES.path(name=reader.READER))}
     first_token = reader_kubeconfig(clusters, "west")["users"][0]["user"]["token"]
 
+    with_location = verbs(join(clusters, "west", ns, "--location", "40.71,-74.01"))
+    assert with_location[("host", "MemberCluster", "west")] == "updated"
     again = verbs(join(clusters, "west", ns, "--region", "west", "--zone", "west-2a"))
     assert again[("member", "ClusterRole", reader.READER)] == "unchanged"
     assert again[("member", "Namespace", ns)] == "unchanged"
     assert again[("host", "MemberCluster", "west")] == "updated"  # the zone moved
     assert again[("host", "Secret", "member-west")] == "updated"  # the renewed token
-    assert clusters.host.get(MEMBER_CLUSTERS.path(name="west"))["spec"]["zone"] == "west-2a"
+    spec = clusters.host.get(MEMBER_CLUSTERS.path(name="west"))["spec"]
+    assert spec["zone"] == "west-2a" and "location" not in spec, "a flag left out on a new join is left out"
     assert {path: clusters.members["west"].get(path)["metadata"]["uid"] for path in before} == before
     assert reader_kubeconfig(clusters, "west")["users"][0]["user"]["token"] != first_token
     assert as_reader(clusters, "west", "/api/v1/services") == 200
