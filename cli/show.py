@@ -51,7 +51,7 @@ def print_explanation(found: Explanation, stream: TextIO = sys.stdout) -> None:
           [(a.get("view") or "(default)", ", ".join(c.get("cluster", "") for c in a.get("clusters") or []) or "-",
             a.get("reason", "")) for a in found.answers] or [("(none)", "", "")], stream)
     stream.write(f"\nCLIENT  {found.view_reason}\n\nANSWERS\n")
-    table(["REGION", "VIEW", "SHOULD SERVE", "SERVES", "", "NOTE"],
+    table(["REGION", "VIEW", "SHOULD SERVE", "SERVES", "MATCH", "NOTE"],
           [(r.region, r.view, _records(r.should), _records(r.serves) if r.server else "-",
             "" if not r.server or r.note else _mark("ok" if r.matches else "DIFFERS", r.matches, stream),
             r.problem or r.note) for r in found.regions], stream)
