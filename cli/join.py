@@ -105,15 +105,6 @@ def binding_secret_name(member: str, host: Cluster) -> str:
     return f"fleetdns-join-{member}-{hashlib.sha256(host.server.encode()).hexdigest()[:8]}"
 
 
-def _get(client: KubeClient, path: str) -> dict[str, Any] | None:
-    try:
-        return client.get(path)
-    except KubeError as error:
-        if error.status == 404:
-            return None
-        raise
-
-
 def _replacing(old: Any, new: Any) -> Any:
     """A merge patch's value that makes ``old`` equal ``new``: keys ``new`` lacks are deleted (null), not kept (a
     location dropped from join's flags leaves the MemberCluster)."""
@@ -149,23 +140,23 @@ class Joiner:
         """Every reason to refuse, read before the first write."""
         r, ns = self.request, self.request.namespace
         problems = []
-        if _get(self.host.client, NAMESPACES.path(name=r.host_namespace)) is None:
+        if self.host.client.get_if_exists(NAMESPACES.path(name=r.host_namespace)) is None:
             problems.append(f"the host has no namespace {r.host_namespace} for the member's kubeconfig Secret: install "
                             f"the host chart first (docs/install.md step 1) or pass --host-namespace")
         for resource, name, namespace in ((MEMBER_CLUSTERS, r.name, ""),
                                           (SECRETS, host_secret_name(r.name), r.host_namespace)):
-            found = _get(self.host.client, resource.path(namespace, name))
+            found = self.host.client.get_if_exists(resource.path(namespace, name))
             if found is not None and not is_owned(found, r.name):
                 where = f"{namespace}/{name}" if namespace else name
                 problems.append(f"the host's {resource.kind} {where} was not made by `fleetdns join` for {r.name}; "
                                 f"delete it or join under another name (--name)")
-        role = _get(self.member.client, CLUSTER_ROLES.path(name=reader.READER))
+        role = self.member.client.get_if_exists(CLUSTER_ROLES.path(name=reader.READER))
         if role is not None and not is_owned(role, r.name):
             missing = reader.missing_grants(role.get("rules") or [])
             if missing:
                 problems.append(f"the member's ClusterRole {reader.READER} (not made by join) lacks what the "
                                 f"aggregator reads: {', '.join(missing)}")
-        binding = _get(self.member.client, CLUSTER_ROLE_BINDINGS.path(name=reader.READER))
+        binding = self.member.client.get_if_exists(CLUSTER_ROLE_BINDINGS.path(name=reader.READER))
         if binding is not None and not is_owned(binding, r.name):
             subject = {"kind": "ServiceAccount", "name": reader.READER, "namespace": ns}
             if not any({k: s.get(k) for k in subject} == subject for s in binding.get("subjects") or []):
@@ -237,7 +228,7 @@ class Joiner:
     def _create_if_missing(self, side: str, client: KubeClient, resource: Resource, obj: dict[str, Any]) -> None:
         """Create ``obj`` (labelled ours) unless an object of that name exists, which is used as it is."""
         meta = obj["metadata"]
-        found = _get(client, resource.path(meta.get("namespace", ""), meta["name"]))
+        found = client.get_if_exists(resource.path(meta.get("namespace", ""), meta["name"]))
         if found is None:
             client.create(resource.path(meta.get("namespace", "")), _with_labels(obj, self.request.name))
             self.actions.append(Action(side, "created", resource.kind, meta["name"], meta.get("namespace", "")))
@@ -252,7 +243,7 @@ class Joiner:
         is kept as it is (the refusal check has already said whether it will do)."""
         meta, member = obj["metadata"], self.request.name
         namespace = meta.get("namespace", "")
-        found = _get(client, resource.path(namespace, meta["name"]))
+        found = client.get_if_exists(resource.path(namespace, meta["name"]))
         if found is None:
             client.create(resource.path(namespace), _with_labels(obj, member))
             self.actions.append(Action(side, "created", resource.kind, meta["name"], namespace, detail))
@@ -283,7 +274,7 @@ class Joiner:
         return self.actions
 
     def _delete_owned(self, side: str, client: KubeClient, resource: Resource, name: str, namespace: str = "") -> None:
-        found = _get(client, resource.path(namespace, name))
+        found = client.get_if_exists(resource.path(namespace, name))
         if found is None:
             self.actions.append(Action(side, "absent", resource.kind, name, namespace))
         elif not is_owned(found, self.request.name):
@@ -297,7 +288,7 @@ class Joiner:
             self.actions.append(Action(side, "deleted", resource.kind, name, namespace))
 
     def _delete_namespace_if_only_ours(self, namespace: str) -> None:
-        found = _get(self.member.client, NAMESPACES.path(name=namespace))
+        found = self.member.client.get_if_exists(NAMESPACES.path(name=namespace))
         if found is None:
             self.actions.append(Action("member", "absent", "Namespace", namespace))
             return

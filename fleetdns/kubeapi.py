@@ -136,6 +136,15 @@ class KubeClient:
     def get(self, path: str, query: dict[str, Any] | None = None, timeout: float = DEFAULT_TIMEOUT) -> dict[str, Any]:
         return self.request("GET", path, query, timeout=timeout)
 
+    def get_if_exists(self, path: str) -> dict[str, Any] | None:
+        """The object at ``path``; None when there is none (404), any other failure raised."""
+        try:
+            return self.get(path)
+        except KubeError as error:
+            if error.status == 404:
+                return None
+            raise
+
     def create(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         return self.request("POST", path, body=body)
 

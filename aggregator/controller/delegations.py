@@ -124,12 +124,7 @@ class Delegations:
     # --- the DNSEndpoints ----------------------------------------------------------------------
 
     def _read(self, namespace: str, name: str) -> dict[str, Any] | None:
-        try:
-            return self.host.get(DNS_ENDPOINTS.path(namespace, name))
-        except KubeError as error:
-            if error.status == 404:
-                return None
-            raise
+        return self.host.get_if_exists(DNS_ENDPOINTS.path(namespace, name))
 
     def _write(self, domain: Domain, bodies: list[dict[str, Any]], known: dict[str, dict[str, Any] | None]) -> str:
         """Create or update each DNSEndpoint that differs; the conflict message (nothing more written) when one of

@@ -145,12 +145,8 @@ class DNSEndpoints:
 
     def _read(self, path: str) -> DNSEndpointObject | None:
         """The object as the API server holds it now (the cache had not seen it, or it changed meanwhile)."""
-        try:
-            return parse_dns_endpoint(self.host.get(path))
-        except KubeError as error:
-            if error.status == 404:
-                return None
-            raise
+        found = self.host.get_if_exists(path)
+        return None if found is None else parse_dns_endpoint(found)
 
     def _remember(self, key: IntentKey, written: dict[str, Any]) -> None:
         """Keep what we wrote, so a reconcile before its watch event compares with it, not the older cache."""

@@ -28,7 +28,7 @@ from fleetdns.apipaths import (
     SECRETS,
     SERVICE_ACCOUNTS,
 )
-from fleetdns.kubeapi import KubeClient, KubeError
+from fleetdns.kubeapi import KubeClient
 from rig import Fleet
 from rig.aggregator import AggregatorProcess, client_for
 from rig.waiting import wait_for
@@ -89,12 +89,7 @@ def unjoin(clusters: Clusters, member: str, ns: str, *flags: str) -> list[dict[s
 
 
 def get(client: KubeClient, path: str) -> dict[str, Any] | None:
-    try:
-        return client.get(path)
-    except KubeError as error:
-        if error.status == 404:
-            return None
-        raise
+    return client.get_if_exists(path)
 
 
 def reader_kubeconfig(clusters: Clusters, member: str) -> dict[str, Any]:

@@ -144,12 +144,7 @@ def accepted_http_route(fleet: Fleet, cluster: str, namespace: str, name: str, h
 
 def get_object(host: KubeClient, path: str) -> dict[str, Any] | None:
     """The object at ``path``, None while there is none."""
-    try:
-        return host.get(path)
-    except KubeError as error:
-        if error.status == 404:
-            return None
-        raise
+    return host.get_if_exists(path)
 
 
 def dns_endpoint(host: KubeClient, namespace: str, name: str) -> dict[str, Any] | None:
