@@ -20,7 +20,8 @@ class _IntentConditions(Collector):
         self._source = source
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        family = GaugeMetricFamily(f"{NAMESPACE}_intents", "Intents by kind and condition status",
+        family = GaugeMetricFamily(f"{NAMESPACE}_intents", "Intents by kind and condition status (Ready, Degraded; "
+                                   "FailOpen True while no cluster is healthy and the last healthy set answers)",
                                    labels=["kind", "condition", "status"])
         for (kind, condition, status), count in sorted(self._source().items()):
             family.add_metric([kind, condition, status], count)

@@ -54,7 +54,7 @@ from aggregator.sources import SOURCES
 from aggregator.sources.base import Desired, MemberObjects, Source, SourceRegistry
 from aggregator.sources.intent import Intent, InvalidIntent
 from fleetdns.apipaths import DNS_VIEWS, MEMBER_CLUSTERS
-from fleetdns.conditions import DEGRADED, READY
+from fleetdns.conditions import DEGRADED, FAIL_OPEN, READY
 from fleetdns.dnsview import accept_views
 from fleetdns.kubeapi import KubeClient, KubeError
 
@@ -113,7 +113,7 @@ class Reconciler:
         self.dns_endpoints = DNSEndpoints(inputs, host, metrics)
         # SourcesAgree of a generated intent (None for the others); the engine sets the generator's
         self.agreement: Callable[[IntentKey], Condition | None] = lambda key: None
-        self._conditions: dict[IntentKey, tuple[str, str]] = {}
+        self._conditions: dict[IntentKey, tuple[str, str, str]] = {}  # Ready, Degraded, FailOpen
         self._last_status: dict[IntentKey, IntentStatus] = {}  # what this leader last wrote as status
         self._member_status: dict[str, MemberClusterStatus] = {}  # what this leader last wrote on MemberClusters
         self._view_status: dict[str, tuple[Condition, ...]] = {}  # what this leader last wrote on DNSViews
@@ -143,9 +143,10 @@ class Reconciler:
 
     def condition_counts(self) -> Tally[tuple[str, str, str]]:
         tally: Tally[tuple[str, str, str]] = Tally()
-        for key, (ready, degraded) in list(self._conditions.items()):
+        for key, (ready, degraded, fail_open) in list(self._conditions.items()):
             tally[(str(key.kind), READY, ready)] += 1
             tally[(str(key.kind), DEGRADED, degraded)] += 1
+            tally[(str(key.kind), FAIL_OPEN, fail_open)] += 1
         return tally
 
     # --- intents: read, plan (aggregator/plan.py), guard, write, status, events --------------------
@@ -175,7 +176,8 @@ class Reconciler:
         if old != status:
             self._report(key, source, intent.uid, status, status_events(old, status))
         self._last_status[key] = status
-        self._conditions[key] = (_condition(status, READY), _condition(status, DEGRADED))
+        fail_open = "True" if _condition(status, FAIL_OPEN) == "True" else "False"  # absent: not failing open
+        self._conditions[key] = (_condition(status, READY), _condition(status, DEGRADED), fail_open)
         return True
 
     def observe(self, source: Source[Any], intent: Intent) -> Observed:

@@ -463,6 +463,9 @@ def test_metrics_and_readiness_are_served(world: World) -> None:
     wait_for(lambda: any(labels == {"kind": "ServiceDNSRecord", "condition": "Ready", "status": "True"} and value >= 1
                          for labels, value in samples(world.aggregator, "fleetdns_aggregator_intents")),
              what="the intent counted Ready")
+    assert any(labels == {"kind": "ServiceDNSRecord", "condition": "FailOpen", "status": "False"} and value >= 1
+               for labels, value in samples(world.aggregator, "fleetdns_aggregator_intents")), \
+        "an intent with a healthy cluster is counted as not failing open"
 
 
 def test_silent_member_api_server_is_noticed_and_removed_after_the_grace_period(world: World) -> None:

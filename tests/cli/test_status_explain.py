@@ -17,6 +17,7 @@ from fleetdns.kubeapi import KubeClient
 from rig.aggregator import client_for
 from rig.federation import DNSClient, Federation
 from rig.waiting import wait_for
+from tests.support.aggregator import samples
 from tests.support.federation import (
     create_intent,
     federation_namespace,
@@ -106,6 +107,9 @@ def test_status_shows_a_healthy_fleet_then_an_app_failing_open_and_a_silent_prob
         found = wait_for(failing_open, SETTLE, "status listing the app failing open", interval=0.5)
         assert [(a["name"], a["state"]) for a in ours(found)] == [("web", "FailOpen")]
         assert not found["healthy"]
+        assert fed.aggregator is not None  # the alert on fail-open in force reads the same fact from the metrics
+        assert any(labels["condition"] == "FailOpen" and labels["status"] == "True" and value >= 1
+                   for labels, value in samples(fed.aggregator, "fleetdns_aggregator_intents"))
     finally:
         for member in ("east", "west"):
             fed.dataplane.set_app_status(member, name, None)
