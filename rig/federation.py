@@ -309,6 +309,23 @@ class Federation:
             if error.status != 404:
                 raise
 
+    def metrics_targets(self) -> dict[str, list[str]]:
+        """Every running component's ``/metrics`` URL, by component (what a Prometheus of the rig scrapes and the
+        dashboard and alert rules are checked against): aggregator, prober, webhook, external-dns, zonefiles,
+        coredns."""
+        targets: dict[str, list[str]] = {"aggregator": [f"http://127.0.0.1:{a.port}/metrics" for a in self.aggregators],
+                                         "prober": [f"{p.url}/metrics" for p in self.probers.values()]}
+        for region in self.regions.values():
+            if region.webhook is not None and region.webhook.client.health_url:
+                targets.setdefault("webhook", []).append(f"{region.webhook.client.health_url}/metrics")
+            if region.externaldns is not None:
+                targets.setdefault("external-dns", []).append(
+                    f"http://127.0.0.1:{region.externaldns.metrics_port}/metrics")
+            if region.coredns is not None:
+                targets.setdefault("zonefiles", []).append(f"{region.coredns.sidecar.health_url}/metrics")
+                targets.setdefault("coredns", []).append(f"http://{region.coredns.env['FLEETDNS_METRICS_ADDR']}/metrics")
+        return targets
+
     # answers -------------------------------------------------------------------------
     def answers(self, region: str, name: str, rdtype: str = "A", asker: DNSClient | None = None) -> set[str]:
         """What ``region``'s CoreDNS answers ``asker`` (default: 127.0.0.1 without ECS, its region view)."""

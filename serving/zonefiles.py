@@ -122,6 +122,9 @@ class ZoneFile:
 
 # --- the loop ---------------------------------------------------------------------------------------------------
 
+SYNC_STAGES = ("etcd", "write")  # fleetdns_zonefiles_sync_errors_total{stage}: where a pass failed
+
+
 @dataclass(frozen=True)
 class WriterMetrics:
     records: Gauge
@@ -136,7 +139,7 @@ class WriterMetrics:
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> WriterMetrics:
-        return cls(
+        metrics = cls(
             records=Gauge("fleetdns_zonefiles_records", "records in the zone file (db.<zone> or <view>/db.<zone>)",
                           ["file"], registry=registry),
             weighted_names=Gauge("fleetdns_zonefiles_weighted_names", "names with weights in the weight file",
@@ -161,6 +164,9 @@ class WriterMetrics:
                                    "rendering the names that changed in one pass (every name after a listing)",
                                    buckets=_RENDER_BUCKETS, registry=registry),
         )
+        for stage in SYNC_STAGES:  # at 0 from the start: the "cannot read etcd" alert rates this series
+            metrics.errors.labels(stage)
+        return metrics
 
 
 def sidecar_metrics() -> tuple[StoreMetrics, WriterMetrics]:

@@ -26,7 +26,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     if session.config.getoption("collectonly") or session.config.getoption("markexpr") == "unit":
         return  # `make test-unit` needs no real component
     for name in ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok", "coredns",
-                 "external-dns", "kubectl", "helm", "dnsperf"):
+                 "external-dns", "kubectl", "helm", "dnsperf", "promtool"):
         binary(name)  # raises MissingBinaryError naming `make tools`
 
 

@@ -11,7 +11,9 @@ from dataclasses import dataclass, field
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from fleetdns.skydns.metrics import LATENCY_BUCKETS, StoreMetrics
-from webhook_provider.validation import DroppedProperty, Rejection
+from webhook_provider.validation import DroppedProperty, Rejection, RejectReason
+
+APPLY_OUTCOMES = ("applied", "empty", "rejected", "failed")  # fleetdns_webhook_applies_total{outcome}
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +75,7 @@ class Metrics:
         name_keys_repaired = Gauge(f"{namespace}_name_keys_repaired", "names whose name key the repair pass "
                                    "at start wrote or removed; -1 until that pass completed", registry=registry)
         name_keys_repaired.set(-1)
-        return cls(
+        metrics = cls(
             registry=registry,
             store=store,
             requests=Counter(f"{namespace}_requests_total", "API requests by route, method and status",
@@ -99,6 +101,13 @@ class Metrics:
             rejections=RejectionLog(),
             name_keys_repaired=name_keys_repaired,
         )
+        # every series an alert or a dashboard reads, at 0 from the start: a rate over a series that appears only with
+        # its first increment misses that increment, and a panel shows "no data" instead of 0
+        for outcome in APPLY_OUTCOMES:
+            metrics.applies.labels(outcome)
+        for reason in RejectReason:
+            metrics.rejected_records.labels(reason.value)
+        return metrics
 
 
 @dataclass(frozen=True)
