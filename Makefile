@@ -24,7 +24,7 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP) ## create the virtualenv with fleetdns and its test tools
 
-tools: $(STAMP) ## install etcd, kubectl, CoreDNS, ExternalDNS, kube-apiserver, kube-controller-manager, kube-scheduler, kwok, Helm, dnsperf (apt), promtool, the OpenShift Route and Gateway API CRDs (pinned in hack/install_tools.py) into ./bin (cached)
+tools: $(STAMP) ## install etcd, kubectl, CoreDNS, ExternalDNS, kube-apiserver, kube-controller-manager, kube-scheduler, kwok, Helm, dnsperf (apt), promtool and Prometheus, the OpenShift Route and Gateway API CRDs (pinned in hack/install_tools.py) into ./bin (cached)
 	$(PY) hack/install_tools.py
 
 test: lint-imports tools ## the layer contract, then every test against the real components (PYTEST_WORKERS=3 processes, a test file each at a time)

@@ -29,7 +29,7 @@ COREDNS_VERSION = "v1.15.0"
 EXTERNAL_DNS_VERSION = "v0.22.0"
 KUBERNETES_VERSION = "v1.36.3"  # kube-apiserver, kube-controller-manager, kube-scheduler: one k8s.io/kubernetes tag
 KWOK_VERSION = "v0.8.0"  # sigs.k8s.io/kwok: plays the kubelet for the rig's fake nodes
-PROMETHEUS_VERSION = "v0.316.0"  # github.com/prometheus/prometheus (Prometheus 3.x): promtool checks the chart's rules
+PROMETHEUS_VERSION = "v0.316.0"  # github.com/prometheus/prometheus (3.x): promtool checks the rules, prometheus runs them
 HELM_VERSION = "v4.3.2"  # helm.sh/helm/v4; of v3, v3.22.0 is served but must not be used
 DNSPERF_PACKAGE = "dnsperf"  # Debian/Ubuntu package (DNS-OARC dnsperf); the version is the distribution's
 DNSPERF_VERSION = "distro"
@@ -366,6 +366,8 @@ TOOLS = [
     Tool("dnsperf", DNSPERF_VERSION, "FLEETDNS_DNSPERF", install_dnsperf),
     Tool("promtool", PROMETHEUS_VERSION, "FLEETDNS_PROMTOOL",
          go_install("github.com/prometheus/prometheus/cmd/promtool", PROMETHEUS_VERSION, "promtool")),
+    Tool("prometheus", PROMETHEUS_VERSION, "FLEETDNS_PROMETHEUS",  # its API only: the web UI's assets are not built
+         go_install("github.com/prometheus/prometheus/cmd/prometheus", PROMETHEUS_VERSION, "prometheus")),
     Tool("openshift-route-crd.yaml", OPENSHIFT_API_VERSION, "FLEETDNS_OPENSHIFT_ROUTE_CRD",
          install_openshift_route_crd, executable=False),
     Tool("gateway-api-crds", GATEWAY_API_VERSION, "FLEETDNS_GATEWAY_API_CRDS", install_gateway_api_crds,

@@ -17,6 +17,7 @@ import yaml
 from rig.aggregator import client_for
 from rig.binaries import REPO_ROOT
 from rig.federation import Federation
+from rig.prometheus import Prometheus
 from rig.waiting import wait_for
 from tests.support.federation import (
     create_intent,
@@ -98,3 +99,32 @@ def test_the_dashboard_and_the_rules_read_only_metrics_and_labels_the_live_compo
     with contextlib.suppress(AssertionError):  # the assert below names what stayed missing
         wait_for(lambda: not missing(), 30, "every metric of the dashboard and the rules exposed", interval=1)
     assert missing() == []
+
+
+def test_a_real_prometheus_scraping_the_rig_fires_the_fail_open_alert_and_clears_it(
+        fed: Federation, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The shipped expression over the live series (rig/prometheus.py shortens only its ``for``)."""
+    host = client_for(fed.fleet.host)
+    ns = federation_namespace(fed, host, "alert")
+    name = service_name(fed, ns, "shop")
+    vips = run_everywhere(fed, ns, "shop", name)
+    create_intent(host, ns, "shop", healthCheck=http_check())
+    fed.wait_for_answers(name, {vips["east"][0], vips["west"][0]}, 60)
+    assert fed.dataplane is not None
+    fed.dataplane.wait_checked(name, timeout=60)
+    prometheus = Prometheus(tmp_path_factory.mktemp("prometheus"), fed.metrics_targets()).start()
+    try:
+        wait_for(prometheus.targets_up, 30, "Prometheus scraping every component", interval=0.5)
+        assert prometheus.firing("FleetDNSFailOpen") == []
+        for member in ("east", "west"):
+            fed.dataplane.set_app_status(member, name, 500)
+        try:
+            firing = wait_for(lambda: prometheus.firing("FleetDNSFailOpen"), 60, "FleetDNSFailOpen firing",
+                              interval=0.5)
+            assert firing == [{"alertname": "FleetDNSFailOpen", "kind": "ServiceDNSRecord", "severity": "critical"}]
+        finally:
+            for member in ("east", "west"):
+                fed.dataplane.set_app_status(member, name, None)
+        wait_for(lambda: not prometheus.firing("FleetDNSFailOpen"), 60, "FleetDNSFailOpen cleared", interval=0.5)
+    finally:
+        prometheus.stop()
