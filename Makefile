@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 # 3 on 2 cores: most tests wait on real servers (2 workers kept the CPU 69% busy; 3 cut the suite 851 s -> 777 s)
 PYTEST_WORKERS ?= 3
 
-.PHONY: help venv tools test test-unit lint-imports rig demo bench bench-webhook bench-webhook-body bench-aggregator bench-failover bench-serving bench-prober bench-health-failover bench-views bench-selfservice bench-host-outage bench-load-failover soak lint clean
+.PHONY: help venv tools test test-unit lint-imports rig demo bench bench-webhook bench-webhook-body bench-aggregator bench-failover bench-serving bench-prober bench-health-failover bench-views bench-selfservice bench-host-outage bench-load-failover bench-resolver-failover soak lint clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -24,7 +24,7 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP) ## create the virtualenv with fleetdns and its test tools
 
-tools: $(STAMP) ## install etcd, kubectl, CoreDNS, ExternalDNS, kube-apiserver, kube-controller-manager, kube-scheduler, kwok, Helm, dnsperf (apt), promtool and Prometheus, the OpenShift Route and Gateway API CRDs (pinned in hack/install_tools.py) into ./bin (cached)
+tools: $(STAMP) ## install etcd, kubectl, CoreDNS, ExternalDNS, kube-apiserver, kube-controller-manager, kube-scheduler, kwok, Helm, dnsperf and Unbound (apt), promtool and Prometheus, the OpenShift Route and Gateway API CRDs (pinned in hack/install_tools.py) into ./bin (cached)
 	$(PY) hack/install_tools.py
 
 test: lint-imports tools ## the layer contract, then every test against the real components (PYTEST_WORKERS=3 processes, a test file each at a time)
@@ -42,7 +42,7 @@ rig: tools ## the whole local federation, kept up; prints how to reach it (fleet
 demo: tools ## the local multicluster federation demo
 	$(PY) -m hack.demo
 
-bench: bench-webhook bench-webhook-body bench-aggregator bench-failover bench-serving bench-prober bench-health-failover bench-views bench-selfservice bench-host-outage bench-load-failover ## every benchmark; results and method go to docs/benchmarks-*.md
+bench: bench-webhook bench-webhook-body bench-aggregator bench-failover bench-serving bench-prober bench-health-failover bench-views bench-selfservice bench-host-outage bench-load-failover bench-resolver-failover ## every benchmark; results and method go to docs/benchmarks-*.md
 
 bench-webhook: tools ## webhook provider benchmarks (GET/POST /records, coredns vs webhook)
 	$(PY) -m bench.webhook
@@ -73,6 +73,9 @@ bench-host-outage: tools ## host API outage of 5 s and 60 s, 5 in a row each -> 
 
 bench-load-failover: tools ## dnsperf on a regional CoreDNS, 100 apps steady vs failing over and back: latency percentiles, lost, SERVFAIL, empty answers
 	$(PY) -m bench.load_failover $(BENCH_ARGS)
+
+bench-resolver-failover: tools ## the failover a client sees behind Unbound (recordTTL 30 s and 5 s) beside the time at CoreDNS
+	$(PY) -m bench.resolver_failover $(BENCH_ARGS)
 
 bench-prober: tools ## prober cost: 2,000 apps x 3 clusters at periodSeconds 5 (1,200 checks/s), HTTP and HTTPS
 	$(PY) -m bench.prober $(BENCH_ARGS)

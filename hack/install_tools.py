@@ -29,7 +29,7 @@ COREDNS_VERSION = "v1.15.0"
 EXTERNAL_DNS_VERSION = "v0.22.0"
 KUBERNETES_VERSION = "v1.36.3"  # kube-apiserver, kube-controller-manager, kube-scheduler: one k8s.io/kubernetes tag
 KWOK_VERSION = "v0.8.0"  # sigs.k8s.io/kwok: plays the kubelet for the rig's fake nodes
-PROMETHEUS_VERSION = "v0.316.0"  # github.com/prometheus/prometheus (3.x): promtool checks the rules, prometheus runs them
+PROMETHEUS_VERSION = "v0.316.0"  # github.com/prometheus/prometheus (3.x): promtool checks the rules, prometheus runs
 HELM_VERSION = "v4.3.2"  # helm.sh/helm/v4; of v3, v3.22.0 is served but must not be used
 DNSPERF_PACKAGE = "dnsperf"  # Debian/Ubuntu package (DNS-OARC dnsperf); the version is the distribution's
 DNSPERF_VERSION = "distro"
@@ -321,31 +321,45 @@ def install_kwok_stages(target: Path, ctx: Context) -> None:
     (target / "kwok-stages.yaml").write_text("---\n".join(docs))
 
 
-def install_dnsperf(target: Path, ctx: Context) -> None:
-    """DNS-OARC's dnsperf from the distribution (Debian package ``dnsperf``): the serving benchmark's load."""
-    found = shutil.which("dnsperf")
-    if found is None:
-        apt = shutil.which("apt-get")
-        if apt is None:
-            raise RuntimeError("dnsperf is not installed and apt-get is not available: install DNS-OARC's dnsperf "
-                               "(package dnsperf) or set FLEETDNS_DNSPERF to its binary")
-        install = [apt, "install", "-y", "--no-install-recommends", DNSPERF_PACKAGE]
-        if os.geteuid() != 0:
-            if shutil.which("sudo") is None:
-                raise RuntimeError(f"dnsperf is not installed; as root run: {' '.join(install)} "
-                                   "(or set FLEETDNS_DNSPERF to its binary)")
-            install = ["sudo", "-n", *install]
-        log(f"dnsperf: installing the {DNSPERF_PACKAGE} package with apt-get")
-        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-        if subprocess.run(install, env=env, check=False).returncode != 0:
-            subprocess.run([*install[:-4], "update"], env=env, check=False)  # a stale package list: refresh once
-            if subprocess.run(install, env=env, check=False).returncode != 0:
-                raise RuntimeError(f"`{' '.join(install)}` failed: install the {DNSPERF_PACKAGE} package by hand "
-                                   "or set FLEETDNS_DNSPERF to its binary")
-        found = shutil.which("dnsperf")
+def apt_binary(package: str, name: str, why: str, directories: tuple[str, ...] = ()) -> Callable[[Path, Context], None]:
+    """``name`` from the distribution's ``package`` (apt-get when missing; the version is the distribution's)."""
+
+    def find() -> str | None:
+        return shutil.which(name) or next((str(Path(d) / name) for d in directories if (Path(d) / name).exists()),
+                                          None)
+
+    def install(target: Path, ctx: Context) -> None:
+        variable = f"FLEETDNS_{name.upper().replace('-', '_')}"
+        found = find()
         if found is None:
-            raise RuntimeError(f"the {DNSPERF_PACKAGE} package installed no dnsperf on PATH")
-    (target / "dnsperf").symlink_to(found)
+            apt = shutil.which("apt-get")
+            if apt is None:
+                raise RuntimeError(f"{name} is not installed and apt-get is not available: install the {package} "
+                                   f"package ({why}) or set {variable} to its binary")
+            command = [apt, "install", "-y", "--no-install-recommends", package]
+            if os.geteuid() != 0:
+                if shutil.which("sudo") is None:
+                    raise RuntimeError(f"{name} is not installed; as root run: {' '.join(command)} "
+                                       f"(or set {variable} to its binary)")
+                command = ["sudo", "-n", *command]
+            log(f"{name}: installing the {package} package with apt-get")
+            env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+            if subprocess.run(command, env=env, check=False).returncode != 0:
+                subprocess.run([*command[:-4], "update"], env=env, check=False)  # a stale package list: refresh once
+                if subprocess.run(command, env=env, check=False).returncode != 0:
+                    raise RuntimeError(f"`{' '.join(command)}` failed: install the {package} package by hand "
+                                       f"or set {variable} to its binary")
+            found = find()
+            if found is None:
+                raise RuntimeError(f"the {package} package installed no {name}")
+        (target / name).symlink_to(found)
+
+    return install
+
+
+install_dnsperf = apt_binary(DNSPERF_PACKAGE, "dnsperf", "DNS-OARC's dnsperf: the serving benchmarks' load")
+install_unbound = apt_binary("unbound", "unbound", "a recursive resolver: the rig's clients resolve through it",
+                             directories=("/usr/sbin",))
 
 
 TOOLS = [
@@ -364,6 +378,7 @@ TOOLS = [
          go_install("helm.sh/helm/v4/cmd/helm", HELM_VERSION, "helm",
                     ldflags=f"-X helm.sh/helm/v4/internal/version.version={HELM_VERSION}")),
     Tool("dnsperf", DNSPERF_VERSION, "FLEETDNS_DNSPERF", install_dnsperf),
+    Tool("unbound", "distro", "FLEETDNS_UNBOUND", install_unbound),
     Tool("promtool", PROMETHEUS_VERSION, "FLEETDNS_PROMTOOL",
          go_install("github.com/prometheus/prometheus/cmd/promtool", PROMETHEUS_VERSION, "promtool")),
     Tool("prometheus", PROMETHEUS_VERSION, "FLEETDNS_PROMETHEUS",  # its API only: the web UI's assets are not built

@@ -18,6 +18,7 @@ ENV_VARS = {
     "kubectl": "FLEETDNS_KUBECTL",
     "helm": "FLEETDNS_HELM",  # the chart tests (tests/install/test_chart.py)
     "dnsperf": "FLEETDNS_DNSPERF",  # the benchmarks and the load fault test (rig/dnsperf.py)
+    "unbound": "FLEETDNS_UNBOUND",  # the recursive resolver the rig's clients ask (rig/unbound.py)
     "prometheus": "FLEETDNS_PROMETHEUS",  # scrapes the rig and fires the chart's alerts (rig/prometheus.py)
     "promtool": "FLEETDNS_PROMTOOL",  # checks the chart's alerting rules (tests/install/test_observability.py)
 }

@@ -26,7 +26,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     if session.config.getoption("collectonly") or session.config.getoption("markexpr") == "unit":
         return  # `make test-unit` needs no real component
     for name in ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok", "coredns",
-                 "external-dns", "kubectl", "helm", "dnsperf", "promtool", "prometheus"):
+                 "external-dns", "kubectl", "helm", "dnsperf", "promtool", "prometheus", "unbound"):
         binary(name)  # raises MissingBinaryError naming `make tools`
 
 
@@ -51,7 +51,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 def _component_children() -> list[str]:
     """Real components and FleetDNS processes this pytest started and did not stop (there must be none)."""
     names = {"etcd", "kube-apiserver", "coredns", "external-dns", "kube-controller", "kube-scheduler",
-             "kwok", "prometheus"}  # comm is cut at 15 characters: kube-controller-manager is "kube-controller"
+             "kwok", "prometheus", "unbound"}  # comm is cut at 15 characters: kube-controller-manager is "kube-controller"
     found = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:

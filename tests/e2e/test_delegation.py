@@ -20,20 +20,16 @@ import pytest
 
 from fleetdns.apipaths import DNS_ENDPOINTS, DOMAINS, EVENTS
 from fleetdns.kubeapi import KubeClient
-from rig.aggregator import client_for
+from rig.delegated import CORE_DNS, DOMAIN, SYSTEM, ZONE, DelegatedFederation
 from rig.federation import Federation
 from rig.ports import DNS_PORT, free_loopback_address
 from rig.region import Region
+from rig.unbound import Unbound
 from rig.waiting import wait_for
-from rig.workloads import create_load_balancer_service, ensure_namespace, set_load_balancer_status
+from rig.workloads import set_endpoints, set_load_balancer_status
 
 pytestmark = [pytest.mark.apiserver, pytest.mark.externaldns, pytest.mark.coredns, pytest.mark.etcd]
 
-PARENT = "example.com"
-ZONE = "gslb.example.com"
-SYSTEM = "fleetdns-system"
-CORE_DNS = "fleetdns-coredns"  # the regions' CoreDNS Service, as the chart names it
-DOMAIN = "gslb"
 SETTLE = 60.0  # first publication through two ExternalDNS
 FOLLOW = 15.0  # a Service's new address reaches the parent's glue within this
 
@@ -44,6 +40,7 @@ class World:
     parent: Region
     host: KubeClient
     addresses: dict[str, str]  # member -> the address its CoreDNS answers on (port 53)
+    resolver: Unbound  # a real recursive resolver starting at the parent: what clients ask
 
     def ask(self, server: str, port: int, name: str, rdtype: str = "A") -> dns.message.Message:
         return dns.query.udp(dns.message.make_query(name, rdtype), server, port=port, timeout=2)
@@ -63,32 +60,12 @@ class World:
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    workdir = tmp_path_factory.mktemp("delegation")
-    fed = Federation(workdir, zone=ZONE)
-    parent: Region | None = None
+    delegated = DelegatedFederation(tmp_path_factory.mktemp("delegation")).start()
     try:
-        fed.start_clusters()
-        addresses = {member: free_loopback_address() for member in fed.fleet.members}
-        for member, address in addresses.items():
-            fed.regions[member] = Region(member, ZONE, fed.fleet.host.kubeconfig, workdir / "regions" / member,
-                                         nameserver_address=address).start()
-            api = fed.fleet.members[member].api_client()
-            ensure_namespace(api, SYSTEM)
-            create_load_balancer_service(api, SYSTEM, CORE_DNS, port=DNS_PORT)
-            set_load_balancer_status(api, SYSTEM, CORE_DNS, ips=[address])  # as the cloud's controller would
-        parent = Region.parent("parent", PARENT, fed.fleet.host.kubeconfig, workdir / "regions" / "parent").start()
-        fed.register_members()
-        fed.start_aggregator()
-        host = client_for(fed.fleet.host)
-        ensure_namespace(fed.host, SYSTEM)
-        host.create(DOMAINS.path(SYSTEM), DOMAINS.manifest(DOMAIN, spec={"domain": ZONE, "delegation": {
-            "ttl": 60, "nameservers": [{"name": f"ns-{member}", "member": member,
-                                        "service": f"{SYSTEM}/{CORE_DNS}"} for member in addresses]}}))
-        yield World(fed, parent, host, addresses)
+        assert delegated.parent is not None and delegated.resolver is not None
+        yield World(delegated.fed, delegated.parent, delegated.host, delegated.addresses, delegated.resolver)
     finally:
-        if parent is not None:
-            parent.stop()
-        fed.stop()
+        delegated.stop()
 
 
 def referral(response: dns.message.Message) -> tuple[set[str], dict[str, set[str]]]:
@@ -180,3 +157,28 @@ def test_the_glue_follows_a_regions_address_and_a_lost_address_keeps_the_last_gl
     world.set_nameserver_address("east", east)
     wait_for(lambda: world.delegated().get("reason") == "Published", FOLLOW, "Delegated=True again")
     wait_for(lambda: glue_of(world, name).get(f"ns-east.{ZONE}.") == {east}, FOLLOW, "east's glue restored")
+
+
+def test_a_client_behind_a_real_resolver_follows_the_delegation_and_sees_a_failover_within_the_ttl(
+        world: World) -> None:
+    """Unbound starts at the parent, follows its referral to a region's CoreDNS, caches the answer for its
+    recordTTL (5 s here) and, after the app fails over, hands the client the new address once the cached one
+    expires: the client-visible failover is the TTL left on the cache plus the chain's."""
+    fed, ns = world.fed, f"r-{uuid.uuid4().hex[:6]}"
+    fed.run_service("east", ns, "web", "192.0.2.81", ["10.0.0.1"])
+    fed.run_service("west", ns, "web", "192.0.2.82", ["10.0.0.2"])
+    fed.create_service_intent(ns, "web", "fleet", ttl=5, spec={
+        "loadBalancing": {"policy": "Failover", "failoverOrder": ["east", "west"]}})
+    app = f"web.{ns}.fleet.svc.{ZONE}"
+    wait_for(lambda: world.resolver.resolve(app)[0] == {"192.0.2.81"}, SETTLE,
+             "the client getting east's address through the resolver")
+    cached, ttl_left = world.resolver.resolve(app)
+    assert cached == {"192.0.2.81"} and 0 < ttl_left <= 5, ttl_left  # served from its cache, the TTL counting down
+
+    started = time.monotonic()
+    set_endpoints(fed.fleet.members["east"].api_client(), ns, "web", ["10.0.0.1"], ready=False)
+    wait_for(lambda: world.resolver.resolve(app)[0] == {"192.0.2.82"}, 5 + 10,
+             "the client getting west's address once its cached answer expired", interval=0.1)
+    seen = time.monotonic() - started
+    print(f"client behind Unbound saw the failover after {seen:.1f}s (recordTTL 5 s)")
+    assert seen <= 5 + 5, seen  # the TTL, plus the chain's seconds (bench/resolver_failover.py measures both)
