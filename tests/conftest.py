@@ -50,8 +50,9 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 def _component_children() -> list[str]:
     """Real components and FleetDNS processes this pytest started and did not stop (there must be none)."""
+    # comm is cut at 15 characters: kube-controller-manager is "kube-controller"
     names = {"etcd", "kube-apiserver", "coredns", "external-dns", "kube-controller", "kube-scheduler",
-             "kwok", "prometheus", "unbound"}  # comm is cut at 15 characters: kube-controller-manager is "kube-controller"
+             "kwok", "prometheus", "unbound"}
     found = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:

@@ -15,12 +15,9 @@ from rig.binaries import REPO_ROOT
 from rig.federation import Federation
 from rig.waiting import wait_for
 from tests.support.federation import (
-    create_intent,
+    checked_app,
     federation_namespace,
-    http_check,
-    run_everywhere,
     running_federation,
-    service_name,
 )
 from tests.support.guides import BLOCK, Section, Shell, guide_sections
 
@@ -35,14 +32,9 @@ def fed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Federation]:
 
 def test_the_operator_guide_runs_as_written_against_a_live_federation(fed: Federation, tmp_path: Path) -> None:
     host = client_for(fed.fleet.host)
-    ns = federation_namespace(fed, host, "guide")
-    app = service_name(fed, ns, "web")
-    vips = run_everywhere(fed, ns, "web", app)
-    create_intent(host, ns, "web", healthCheck=http_check(), loadBalancing={"policy": "Failover",
-                                                                           "failoverOrder": ["east", "west"]})
+    app, vips = checked_app(fed, host, federation_namespace(fed, host, "guide"), "web",
+                            loadBalancing={"policy": "Failover", "failoverOrder": ["east", "west"]})
     fed.wait_for_answers(app, {vips["east"][0]}, 60)
-    assert fed.dataplane is not None
-    fed.dataplane.wait_checked(app, timeout=60)
     dns = {}
     for name, region in fed.regions.items():
         assert region.coredns is not None

@@ -19,12 +19,9 @@ from rig.federation import DNSClient, Federation
 from rig.waiting import wait_for
 from tests.support.aggregator import samples
 from tests.support.federation import (
-    create_intent,
+    checked_app,
     federation_namespace,
-    http_check,
-    run_everywhere,
     running_federation,
-    service_name,
 )
 
 pytestmark = [pytest.mark.apiserver, pytest.mark.externaldns, pytest.mark.coredns, pytest.mark.etcd]
@@ -66,21 +63,10 @@ def as_json(done: subprocess.CompletedProcess[str]) -> dict[str, Any]:
     return json.loads(done.stdout)
 
 
-def app(fed: Federation, host: KubeClient, ns: str, service: str, **spec: Any) -> tuple[str, dict[str, Any]]:
-    """An app in both members behind their VIPs, its intent with an HTTP check; returns its name and VIPs once every
-    region answers it."""
-    name = service_name(fed, ns, service)
-    vips = run_everywhere(fed, ns, service, name)
-    create_intent(host, ns, service, healthCheck=http_check(), **spec)
-    assert fed.dataplane is not None
-    fed.dataplane.wait_checked(name, timeout=SETTLE)
-    return name, vips
-
-
 def test_status_shows_a_healthy_fleet_then_an_app_failing_open_and_a_silent_prober_and_exits_4(
         fed: Federation, host: KubeClient, kubeconfig: Path) -> None:
     ns = federation_namespace(fed, host, "status")
-    name, vips = app(fed, host, ns, "web")
+    name, vips = checked_app(fed, host, ns, "web")
     fed.wait_for_answers(name, {vips["east"][0], vips["west"][0]}, SETTLE)
     ours = lambda found: [a for a in found["apps"]["needingAttention"] if a["namespace"] == ns]  # noqa: E731
 
@@ -135,7 +121,8 @@ def test_status_shows_a_healthy_fleet_then_an_app_failing_open_and_a_silent_prob
 def test_explain_follows_the_chain_from_the_intent_to_each_regions_live_answer_and_flags_a_region_behind(
         fed: Federation, host: KubeClient, kubeconfig: Path) -> None:
     ns = federation_namespace(fed, host, "explain")
-    name, vips = app(fed, host, ns, "shop", loadBalancing={"policy": "Failover", "failoverOrder": ["east", "west"]})
+    name, vips = checked_app(fed, host, ns, "shop",
+                             loadBalancing={"policy": "Failover", "failoverOrder": ["east", "west"]})
     fed.wait_for_answers(name, {vips["east"][0]}, SETTLE)
 
     def explained(*extra: str) -> tuple[int, dict[str, Any]]:
@@ -184,7 +171,7 @@ def test_explain_follows_the_chain_from_the_intent_to_each_regions_live_answer_a
 def test_explain_puts_a_client_in_its_views_network_and_checks_what_that_view_serves(
         fed: Federation, host: KubeClient, kubeconfig: Path) -> None:
     ns = federation_namespace(fed, host, "views")
-    name, vips = app(fed, host, ns, "maps", loadBalancing={"policy": "GeoProximity"})
+    name, vips = checked_app(fed, host, ns, "maps", loadBalancing={"policy": "GeoProximity"})
     fed.create_dns_view("cli-office", {"clientCIDRs": ["127.0.9.0/24"], "location": PARIS})
     try:
         office = DNSClient("127.0.9.7")

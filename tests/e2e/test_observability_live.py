@@ -20,12 +20,9 @@ from rig.federation import Federation
 from rig.prometheus import Prometheus
 from rig.waiting import wait_for
 from tests.support.federation import (
-    create_intent,
+    checked_app,
     federation_namespace,
-    http_check,
-    run_everywhere,
     running_federation,
-    service_name,
 )
 
 pytestmark = [pytest.mark.apiserver, pytest.mark.externaldns, pytest.mark.coredns, pytest.mark.etcd]
@@ -71,13 +68,8 @@ def fed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Federation]:
 
 def test_the_dashboard_and_the_rules_read_only_metrics_and_labels_the_live_components_expose(fed: Federation) -> None:
     host = client_for(fed.fleet.host)
-    ns = federation_namespace(fed, host, "obs")
-    name = service_name(fed, ns, "web")
-    vips = run_everywhere(fed, ns, "web", name)
-    create_intent(host, ns, "web", healthCheck=http_check())
+    name, vips = checked_app(fed, host, federation_namespace(fed, host, "obs"), "web")
     fed.wait_for_answers(name, {vips["east"][0], vips["west"][0]}, 60)
-    assert fed.dataplane is not None
-    fed.dataplane.wait_checked(name, timeout=60)
     assert set(fed.metrics_targets()) == {"aggregator", "prober", "webhook", "external-dns", "zonefiles", "coredns"}
 
     def missing() -> list[str]:
@@ -105,13 +97,9 @@ def test_a_real_prometheus_scraping_the_rig_fires_the_fail_open_alert_and_clears
         fed: Federation, tmp_path_factory: pytest.TempPathFactory) -> None:
     """The shipped expression over the live series (rig/prometheus.py shortens only its ``for``)."""
     host = client_for(fed.fleet.host)
-    ns = federation_namespace(fed, host, "alert")
-    name = service_name(fed, ns, "shop")
-    vips = run_everywhere(fed, ns, "shop", name)
-    create_intent(host, ns, "shop", healthCheck=http_check())
+    name, vips = checked_app(fed, host, federation_namespace(fed, host, "alert"), "shop")
     fed.wait_for_answers(name, {vips["east"][0], vips["west"][0]}, 60)
     assert fed.dataplane is not None
-    fed.dataplane.wait_checked(name, timeout=60)
     prometheus = Prometheus(tmp_path_factory.mktemp("prometheus"), fed.metrics_targets()).start()
     try:
         wait_for(prometheus.targets_up, 30, "Prometheus scraping every component", interval=0.5)

@@ -60,6 +60,18 @@ def http_check(port: int = 80, *, host: str = "", path: str = "/healthz", scheme
             "successThreshold": successes}
 
 
+def checked_app(fed: Federation, host: KubeClient, ns: str, service: str,
+                **spec: Any) -> tuple[str, dict[str, tuple[str, str]]]:
+    """An app in every member behind its VIP and its intent with an HTTP check (``spec``: more intent fields);
+    returns its global name and VIPs once every prober region has checked it."""
+    name = service_name(fed, ns, service)
+    vips = run_everywhere(fed, ns, service, name)
+    create_intent(host, ns, service, healthCheck=http_check(), **spec)
+    assert fed.dataplane is not None
+    fed.dataplane.wait_checked(name, timeout=60)
+    return name, vips
+
+
 def create_intent(host: KubeClient, ns: str, service: str, **spec: Any) -> None:
     """A ServiceDNSRecord for ``service`` under the Domain ``fleet``, TTL 5 s, with ``spec``'s fields."""
     host.create(SERVICE_DNS_RECORDS.path(ns),
