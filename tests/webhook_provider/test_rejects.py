@@ -41,8 +41,9 @@ APPLIED = 'fleetdns_webhook_applies_total{outcome="applied"}'
 
 
 def by_reason(metrics: dict[str, float], family: str) -> dict[str, float]:
+    """The reasons counted at least once (every reason is exposed at 0 from the start, for the alerts' rates)."""
     prefix = family + '{reason="'
-    return {key[len(prefix):-2]: value for key, value in metrics.items() if key.startswith(prefix)}
+    return {key[len(prefix):-2]: value for key, value in metrics.items() if key.startswith(prefix) and value}
 
 
 def skip_warnings(log_path: Path) -> list[dict]:
