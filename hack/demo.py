@@ -31,7 +31,7 @@ from kubernetes import client
 
 from fleetdns.apipaths import SERVICE_DNS_RECORDS
 from rig.coredns import dns_answers
-from rig.federation import Federation
+from rig.federation import DNSClient, Federation
 from rig.waiting import wait_for
 from rig.workloads import MANAGED_BY, endpoint_slices, kubectl, kubectl_argv, ready_addresses, shown
 
@@ -53,7 +53,7 @@ class StepOutcome:
     """What every region answered after one step, and how long that took."""
 
     label: str
-    expected: list[str]
+    expected: list[str] | dict[str, list[str]]  # the same in every region, or per region
     answers: dict[str, list[str]]  # per region, read again once every region answered ``expected``
     seconds: float  # from the end of the action (the figure the human output prints)
     seconds_since_action_started: float  # includes the action itself (e.g. an API server's shutdown)
@@ -144,19 +144,24 @@ def record_slices(federation: Federation, summary: Summary, label: str, member: 
     return seen
 
 
-def timed(federation: Federation, summary: Summary, label: str, action: Callable[[], None], expected: set[str],
-          timeout: float = 30, name: str = GLOBAL_NAME) -> None:
-    """Do ``action``, then report how long until every region's CoreDNS answers ``name`` with ``expected``."""
+def timed(federation: Federation, summary: Summary, label: str, action: Callable[[], None],
+          expected: set[str] | dict[str, set[str]], timeout: float = 30, name: str = GLOBAL_NAME,
+          asker: DNSClient | None = None) -> None:
+    """Do ``action``, then report how long until every region's CoreDNS answers ``name`` with ``expected`` (the same
+    set everywhere, or one per region) to ``asker`` (default: a client no DNSView matches)."""
     started = time.monotonic()
     action()
     try:
-        seconds = federation.wait_for_answers(name, expected, timeout)
+        seconds = federation.wait_for_answers(name, expected, timeout, asker=asker)
     except TimeoutError as error:
         raise SystemExit(f"demo failed: {error}") from error
     since_started = time.monotonic() - started
-    answers = {region: sorted(federation.answers(region, name)) for region in federation.regions}
-    summary.steps.append(StepOutcome(label, sorted(expected), answers, seconds, since_started, name))
-    info(f"{label}: every region answers {sorted(expected)} after {seconds * 1000:.0f} ms")
+    answers = {region: sorted(federation.answers(region, name, asker=asker)) for region in federation.regions}
+    shown = ({region: sorted(values) for region, values in expected.items()} if isinstance(expected, dict)
+             else sorted(expected))
+    summary.steps.append(StepOutcome(label, shown, answers, seconds, since_started, name))
+    where = f"each region answers {shown}" if isinstance(expected, dict) else f"every region answers {shown}"
+    info(f"{label}: {where}{f' to {asker}' if asker else ''} after {seconds * 1000:.0f} ms")
 
 
 def intent_events(federation: Federation) -> list[dict[str, Any]]:
@@ -309,10 +314,52 @@ def narrate_health_checks(federation: Federation, summary: Summary) -> None:
     info(f"1,000 queries to east's CoreDNS, first A record: {shares}")
     print(host_kubectl(federation, "get", "servicednsrecords", "-n", NAMESPACE))
     narrate_self_service(federation, summary)
+    narrate_client_location(federation, summary, vips)
+    step("the fleet as an operator sees it: `fleetdns status` (members, regions' probers and DNS, apps)")
+    run_fleetdns(federation, summary, "status", "status", "--host-context", "host")
 
 
 SELF_SERVICE_APP = "cart"
 SELF_SERVICE_VIPS = {"east": "127.0.10.7", "west": "127.0.20.7"}
+
+
+PARIS_OFFICE = DNSClient("127.0.9.7")  # its resolver's address: in the office's network (a DNSView by clientCIDRs)
+US_CLIENTS = DNSClient(subnet="198.51.100.0/24")  # an EDNS client subnet the rig's GeoIP database places in the US
+
+
+def narrate_client_location(federation: Federation, summary: Summary, vips: dict[str, str]) -> None:
+    """Two client populations get different answers under GeoProximity; a LowestLatency answer follows a path
+    that slows down."""
+    step("client location: a DNSView by network (the Paris office) and one by country (US, from the EDNS client "
+         "subnet); maps answers each population with its nearest healthy cluster (GeoProximity)")
+    federation.create_dns_view("paris-office", {"clientCIDRs": ["127.0.9.0/24"],
+                                                "location": {"latitude": 48.86, "longitude": 2.35}})
+    federation.create_dns_view("us", {"countries": ["US"], "location": {"latitude": 40.71, "longitude": -74.01}})
+    for member in federation.fleet.members:
+        federation.run_app(member, NAMESPACE, "maps", service_fqdn("maps"), ENDPOINTS)
+    timed(federation, summary, "maps for the Paris office (view by network)",
+          lambda: federation.create_service_intent(NAMESPACE, "maps", DOMAIN_REF, create_domain=False, spec={
+              "healthCheck": CHECKED, "loadBalancing": {"policy": "GeoProximity"}}),
+          {vips["east"]}, timeout=60, name=service_fqdn("maps"), asker=PARIS_OFFICE)
+    timed(federation, summary, "maps for clients in the US (view by country)", lambda: None, {vips["west"]},
+          timeout=60, name=service_fqdn("maps"), asker=US_CLIENTS)
+
+    step("lowest latency: api answers each region with its fastest cluster, then east's path to its own cluster "
+         "slows to 80 ms (a real delay on the probes' packets)")
+    dataplane = federation.dataplane
+    assert dataplane is not None
+    dataplane.set_path_delay("east", "west", 0.030)
+    dataplane.set_path_delay("west", "east", 0.030)
+    for member in federation.fleet.members:
+        federation.run_app(member, NAMESPACE, "api", service_fqdn("api"), ENDPOINTS)
+    timed(federation, summary, "api by latency",
+          lambda: federation.create_service_intent(NAMESPACE, "api", DOMAIN_REF, create_domain=False, spec={
+              "healthCheck": CHECKED, "loadBalancing": {"policy": "LowestLatency"}}),
+          {"east": {vips["east"]}, "west": {vips["west"]}}, timeout=60, name=service_fqdn("api"))
+    timed(federation, summary, "api: east's own path slowed", lambda: dataplane.set_path_delay("east", "east", 0.080),
+          {vips["west"]}, timeout=60, name=service_fqdn("api"))
+    for region, member in (("east", "east"), ("east", "west"), ("west", "east")):
+        dataplane.set_path_delay(region, member, 0.0)
 
 
 def annotate(federation: Federation, member: str, annotations: dict[str, str | None]) -> None:
@@ -342,9 +389,6 @@ def narrate_self_service(federation: Federation, summary: Summary) -> None:
     timed(federation, summary, "cart withdrawn",
           lambda: annotate_both(federation, {"fleetdns.io/global": None, "fleetdns.io/domain": None}),
           set(), timeout=60, name=name)
-
-    step("the fleet as an operator sees it: `fleetdns status` (members, regions' probers and DNS, apps)")
-    run_fleetdns(federation, summary, "status", "status", "--host-context", "host")
 
 
 def first_answers(federation: Federation, name: str, count: int) -> dict[str, int]:

@@ -56,7 +56,10 @@ def test_demo_publishes_fails_over_and_recovers_in_every_region(tmp_path):
                                           "shop published", "blog published", "shop failing in east",
                                           "blog unchanged", "shop healthy in east again",
                                           "pay published (east first)", "pay failing in east", "pay back in east",
-                                          "media published", "cart published by annotations", "cart withdrawn"]
+                                          "media published", "cart published by annotations", "cart withdrawn",
+                                          "maps for the Paris office (view by network)",
+                                          "maps for clients in the US (view by country)", "api by latency",
+                                          "api: east's own path slowed"]
     published, failover, recovered, outage, returned = steps[:5]
     assert set(published["answers"]) == {"east", "west"}
     every_region_answered(published, BOTH)
@@ -92,6 +95,12 @@ def test_demo_publishes_fails_over_and_recovers_in_every_region(tmp_path):
     # self-service: the members' annotations alone publish the name, and withdraw it
     every_region_answered(checked["cart published by annotations"], ["127.0.10.7", "127.0.20.7"])
     every_region_answered(checked["cart withdrawn"], [])
+    # two client populations, two answers under GeoProximity: the Paris office (its resolver's network) gets east,
+    # US clients (their EDNS client subnet) get west, in every region; LowestLatency follows a slowed path
+    every_region_answered(checked["maps for the Paris office (view by network)"], vips[:1])
+    every_region_answered(checked["maps for clients in the US (view by country)"], vips[1:])
+    assert checked["api by latency"]["answers"] == {"east": vips[:1], "west": vips[1:]}
+    every_region_answered(checked["api: east's own path slowed"], vips[1:])
     firsts = summary["first_answers"]
     assert sum(firsts.values()) == 1000 and abs(firsts[vips[0]] / 10 - 80) <= 5, firsts
 
