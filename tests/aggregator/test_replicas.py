@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from fleetdns.apipaths import MEMBER_CLUSTERS
 from rig import Fleet
 from rig.aggregator import AggregatorProcess
 from rig.workloads import set_endpoints
@@ -49,6 +50,11 @@ def test_restarted_aggregator_rewrites_no_dns_endpoint_and_no_status(fleet: Flee
         for name in names:
             wait_for(lambda n=name: intent(host, ns, "servicednsrecords", n).get("status", {}).get("healthyClusters")
                      == 2, what=f"{name} status")
+        # the members' status too: the first replica writes Connected once every watch is up, and a replica
+        # stopped before that write would leave it to the second (a write this test would count against it)
+        for member in fleet.members:
+            wait_for(lambda m=member: (host.get(MEMBER_CLUSTERS.path(name=m)).get("status") or {}).get("state")
+                     == "Connected", what=f"MemberCluster {member} Connected")
     finally:
         assert first.stop() == 0, "SIGTERM must end the aggregator with exit code 0"
     before = {n: (dns_endpoint(host, ns, f"service-{n}")["metadata"]["resourceVersion"],
