@@ -103,13 +103,13 @@ def _member_flags(command: argparse.ArgumentParser) -> None:
 def _joiner(args: argparse.Namespace, for_join: bool) -> Joiner:
     member, host = load(args.member_context, args.kubeconfig), load(args.host_context, args.kubeconfig)
     name = args.name or args.member_context
-    region = args.region if for_join else "unused"
+    region = args.region if for_join else ""
     request = JoinRequest(
-        name=name, region=region, zone=(args.zone or f"{region}-1a") if for_join else "unused",
+        name=name, region=region, zone=(args.zone or f"{region}-1a") if for_join else "",
         location=parse_location(args.location) if for_join and args.location else None,
         namespace=args.namespace, host_namespace=args.host_namespace, member_server=getattr(args, "member_server", ""),
         token_hours=getattr(args, "token_duration", DEFAULT_TOKEN_HOURS))
-    request.validate()
+    request.validate(joining=for_join)
     return Joiner(member, host, request)
 
 

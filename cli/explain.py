@@ -91,11 +91,9 @@ def explain(host: KubeClient, name: str, client: str, regions: list[str], server
 
 def _published(host: KubeClient, fqdn: str) -> tuple[dict[str, str], list[Endpoint]]:
     """The intent publishing ``fqdn`` and its endpoints for that name (every view's)."""
-    for obj in items(host, DNS_ENDPOINTS):
+    for obj in items(host, DNS_ENDPOINTS, label_selector=LABEL_INTENT_KIND):  # the aggregator's only
         meta = obj.get("metadata") or {}
         labels = meta.get("labels") or {}
-        if LABEL_INTENT_KIND not in labels:
-            continue  # not the aggregator's
         found = []
         for raw in (obj.get("spec") or {}).get("endpoints") or []:
             try:

@@ -57,17 +57,19 @@ class Action:
 @dataclass(frozen=True)
 class JoinRequest:
     name: str  # the MemberCluster's name
-    region: str
-    zone: str
+    region: str = ""  # join's (unjoin needs none)
+    zone: str = ""
     location: tuple[float, float] | None = None
     namespace: str = reader.DEFAULT_NAMESPACE  # in the member: the reader's
     host_namespace: str = reader.DEFAULT_NAMESPACE  # on the host: the kubeconfig Secret's (the aggregator's)
     member_server: str = ""  # how the host reaches the member, when not at the context's URL
     token_hours: int = DEFAULT_TOKEN_HOURS
 
-    def validate(self) -> None:
-        for flag, value in (("name", self.name), ("--region", self.region), ("--zone", self.zone),
-                            ("--namespace", self.namespace), ("--host-namespace", self.host_namespace)):
+    def validate(self, joining: bool = True) -> None:
+        labels = [("name", self.name), ("--namespace", self.namespace), ("--host-namespace", self.host_namespace)]
+        if joining:
+            labels += [("--region", self.region), ("--zone", self.zone)]
+        for flag, value in labels:
             if not is_dns_label(value):
                 raise UsageError(f"{flag} {value!r}: must be a DNS label (lower-case letters, digits and '-', "
                                  f"starting and ending with a letter or digit, at most 63)")
@@ -130,8 +132,7 @@ class Joiner:
     def join(self) -> list[Action]:
         self.request.validate()
         self._refuse_what_is_not_ours()
-        self._ensure_member_reader()
-        token = self._mint_token()
+        token = self._mint_token(self._ensure_member_reader())
         self._ensure_host_secret(self._reader_kubeconfig(token))
         self._ensure_member_cluster()
         return self.actions
@@ -166,7 +167,8 @@ class Joiner:
         if problems:
             raise JoinRefused("nothing changed: " + "; ".join(problems))
 
-    def _ensure_member_reader(self) -> None:
+    def _ensure_member_reader(self) -> dict[str, Any]:
+        """The reader's objects, and the Secret its token is bound to (returned)."""
         ns, name = self.request.namespace, self.request.name
         self._create_if_missing("member", self.member.client, NAMESPACES, NAMESPACES.manifest(ns))
         self._create_if_missing("member", self.member.client, SERVICE_ACCOUNTS,
@@ -178,12 +180,12 @@ class Joiner:
         binding["metadata"]["annotations"] = {
             "fleetdns.io/purpose": f"deleting this revokes the token the host at {self.host.server} reads this "
                                    f"cluster with (fleetdns unjoin does)"}
-        self._apply_owned("member", self.member.client, SECRETS, binding, ())
+        return self._apply_owned("member", self.member.client, SECRETS, binding, ())
 
-    def _mint_token(self) -> str:
-        """A bound token for the reader, bound to this host's binding Secret (deleting the Secret revokes it)."""
+    def _mint_token(self, bound: dict[str, Any]) -> str:
+        """A bound token for the reader, bound to this host's binding Secret ``bound`` (deleting it revokes the
+        token)."""
         ns = self.request.namespace
-        bound = self.member.client.get(SECRETS.path(ns, binding_secret_name(self.request.name, self.host)))
         body = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
                 "spec": {"expirationSeconds": self.request.token_hours * 3600,
                          "boundObjectRef": {"kind": "Secret", "apiVersion": "v1",
@@ -238,24 +240,26 @@ class Joiner:
                                        "" if verb == "unchanged" else "already there, not made by join: used as is"))
 
     def _apply_owned(self, side: str, client: KubeClient, resource: Resource, obj: dict[str, Any],
-                     fields: tuple[str, ...], detail: str = "") -> None:
+                     fields: tuple[str, ...], detail: str = "") -> dict[str, Any]:
         """Create ``obj``, or bring ``fields`` of the existing one up to date when it is ours; one that is not ours
-        is kept as it is (the refusal check has already said whether it will do)."""
+        is kept as it is (the refusal check has already said whether it will do). Returns the object as the API
+        server holds it now."""
         meta, member = obj["metadata"], self.request.name
         namespace = meta.get("namespace", "")
         found = client.get_if_exists(resource.path(namespace, meta["name"]))
         if found is None:
-            client.create(resource.path(namespace), _with_labels(obj, member))
             self.actions.append(Action(side, "created", resource.kind, meta["name"], namespace, detail))
-        elif not is_owned(found, member):
+            return client.create(resource.path(namespace), _with_labels(obj, member))
+        if not is_owned(found, member):
             self.actions.append(Action(side, "kept", resource.kind, meta["name"], namespace,
                                        "already there, not made by join: used as is"))
-        elif any(found.get(f) != obj.get(f) for f in fields):
-            client.merge_patch(resource.path(namespace, meta["name"]),
-                               {f: _replacing(found.get(f), obj.get(f)) for f in fields})
+            return found
+        if any(found.get(f) != obj.get(f) for f in fields):
             self.actions.append(Action(side, "updated", resource.kind, meta["name"], namespace, detail))
-        else:
-            self.actions.append(Action(side, "unchanged", resource.kind, meta["name"], namespace, detail))
+            return client.merge_patch(resource.path(namespace, meta["name"]),
+                                      {f: _replacing(found.get(f), obj.get(f)) for f in fields})
+        self.actions.append(Action(side, "unchanged", resource.kind, meta["name"], namespace, detail))
+        return found
 
     # --- unjoin ---------------------------------------------------------------------------------------------
 

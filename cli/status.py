@@ -4,13 +4,14 @@ with ``--dns``, each region's CoreDNS asked live for every zone's SOA)."""
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
 from cli.dnsquery import Server, ask
 from cli.facts import HostFacts, age, condition
 from fleetdns.conditions import FAIL_OPEN, REACHABLE, READY
+from fleetdns.healthreport import ProberLease
 
 
 @dataclass(frozen=True)
@@ -88,8 +89,9 @@ def member_rows(facts: HostFacts) -> list[MemberRow]:
     return sorted(rows, key=lambda r: (r.region, r.name))
 
 
-def region_rows(facts: HostFacts, dns: dict[str, Server], zones: list[str], now: datetime) -> list[RegionRow]:
-    regions = {m.region for m in member_rows(facts)} | {lease.region for lease, _ in facts.leases} | set(dns)
+def region_rows(facts: HostFacts, members: list[MemberRow], dns: dict[str, Server], zones: list[str],
+                now: datetime) -> list[RegionRow]:
+    regions = {m.region for m in members} | {lease.region for lease, _ in facts.leases} | set(dns)
     leases = {lease.region: (lease, duration) for lease, duration in facts.leases}
     down = Counter(report.region for report in facts.reports for _ in report.down)
     rows = []
@@ -105,7 +107,7 @@ def region_rows(facts: HostFacts, dns: dict[str, Server], zones: list[str], now:
     return rows
 
 
-def _why_not_voting(lease: Any, renewed: float | None, duration: float) -> str:
+def _why_not_voting(lease: ProberLease | None, renewed: float | None, duration: float) -> str:
     if lease is None:
         return "no prober Lease: no prober runs for this region"
     if not lease.holder:
@@ -120,7 +122,7 @@ def _why_not_voting(lease: Any, renewed: float | None, duration: float) -> str:
 
 def _with_dns(row: RegionRow, server: Server, zones: list[str]) -> RegionRow:
     if not zones:
-        return RegionRow(**{**asdict(row), "dns": "no Domain to ask about"})
+        return replace(row, dns="no Domain to ask about")
     failures, times = [], []
     for zone in zones:
         reply = ask(server, zone, "SOA")
@@ -129,8 +131,8 @@ def _with_dns(row: RegionRow, server: Server, zones: list[str]) -> RegionRow:
         else:
             times.append(reply.millis)
     if failures:
-        return RegionRow(**{**asdict(row), "dns": f"{server} failing: {'; '.join(failures)}", "dns_ok": False})
-    return RegionRow(**{**asdict(row), "dns": f"{server} answering ({max(times):.1f} ms)"})
+        return replace(row, dns=f"{server} failing: {'; '.join(failures)}", dns_ok=False)
+    return replace(row, dns=f"{server} answering ({max(times):.1f} ms)")
 
 
 def app_rows(facts: HostFacts) -> list[AppRow]:
@@ -152,4 +154,5 @@ def app_rows(facts: HostFacts) -> list[AppRow]:
 
 def status(facts: HostFacts, dns: dict[str, Server], now: datetime | None = None) -> Status:
     zones = sorted({str((d.get("spec") or {}).get("domain") or "") for d in facts.domains} - {""})
-    return Status(member_rows(facts), region_rows(facts, dns, zones, now or datetime.now(UTC)), app_rows(facts))
+    members = member_rows(facts)
+    return Status(members, region_rows(facts, members, dns, zones, now or datetime.now(UTC)), app_rows(facts))

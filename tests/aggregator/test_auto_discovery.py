@@ -30,7 +30,6 @@ from tests.support.aggregator import (
     condition,
     deploy_controlled_app,
     dns_endpoint,
-    get_object,
     unique,
     wait_for,
     wait_records,
@@ -110,7 +109,7 @@ def generated(world: World, name: str, check: Any = lambda obj: True, timeout: f
 def rule_status(world: World, name: str, check: Any, timeout: float = 20.0) -> dict[str, Any]:
     """The rule's status once ``check`` holds for it."""
     def found() -> dict[str, Any] | None:
-        status = (get_object(world.host, DISCOVERY_RULES.path(name=name)) or {}).get("status") or {}
+        status = (world.host.get_if_exists(DISCOVERY_RULES.path(name=name)) or {}).get("status") or {}
         return status if status and check(status) else None
     return wait_for(found, timeout, what=f"status of DiscoveryRule {name}")
 

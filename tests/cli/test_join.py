@@ -88,10 +88,6 @@ def unjoin(clusters: Clusters, member: str, ns: str, *flags: str) -> list[dict[s
     return json.loads(done.stdout)["actions"]
 
 
-def get(client: KubeClient, path: str) -> dict[str, Any] | None:
-    return client.get_if_exists(path)
-
-
 def reader_kubeconfig(clusters: Clusters, member: str) -> dict[str, Any]:
     secret = clusters.host.get(SECRETS.path(HOST_NS, f"member-{member}"))
     return yaml.safe_load(base64.b64decode(secret["data"]["kubeconfig"]))
@@ -122,7 +118,8 @@ def test_a_joined_member_is_read_by_the_aggregator_with_a_credential_that_reads_
     member = clusters.host.get(MEMBER_CLUSTERS.path(name="east"))
     assert member["spec"] == {"region": "east", "zone": "east-1b", "location": {"latitude": 50.11, "longitude": 8.68},
                               "kubeconfigSecretRef": {"namespace": HOST_NS, "name": "member-east", "key": "kubeconfig"}}
-    wait_for(lambda: (get(clusters.host, MEMBER_CLUSTERS.path(name="east")) or {}).get("status", {}).get("state")
+    wait_for(lambda: (clusters.host.get_if_exists(MEMBER_CLUSTERS.path(name="east")) or {})
+             .get("status", {}).get("state")
              == "Connected", 30, "the aggregator reading east with the joined credential (state Connected)")
 
     assert as_reader(clusters, "east", "/api/v1/services") == 200
@@ -167,10 +164,11 @@ def test_unjoin_deletes_what_join_made_revokes_the_token_and_leaves_everything_e
     assert actions[("host", "Secret", "member-west")] == "deleted"
     assert actions[("member", "ClusterRole", reader.READER)] == "deleted"
     assert actions[("member", "Namespace", ns)] == "left", "the namespace holds an operator's ConfigMap"
-    assert get(clusters.host, MEMBER_CLUSTERS.path(name="west")) is None
-    assert get(west, CONFIG_MAPS.path(ns, "team-settings"))["data"] == {"owner": "team-a"}
-    assert get(west, CLUSTER_ROLES.path(name=reader.READER)) is None
-    assert get(clusters.host, NAMESPACES.path(name=HOST_NS)) is not None, "the host's namespace is never join's"
+    assert clusters.host.get_if_exists(MEMBER_CLUSTERS.path(name="west")) is None
+    assert west.get_if_exists(CONFIG_MAPS.path(ns, "team-settings"))["data"] == {"owner": "team-a"}
+    assert west.get_if_exists(CLUSTER_ROLES.path(name=reader.READER)) is None
+    assert clusters.host.get_if_exists(NAMESPACES.path(name=HOST_NS)) is not None, \
+        "the host's namespace is never join's"
     # unjoin deletes the Secret the token is bound to: the token stops working once the API server's cache of
     # authenticated tokens (10 s) lets go of it
     wait_for(lambda: as_reader(clusters, "west", "/api/v1/services", config) == 401, 30,
@@ -179,7 +177,8 @@ def test_unjoin_deletes_what_join_made_revokes_the_token_and_leaves_everything_e
     west.delete(CONFIG_MAPS.path(ns, "team-settings"))
     join(clusters, "west", ns)
     assert verbs(unjoin(clusters, "west", ns))[("member", "Namespace", ns)] == "deleted"  # only join's objects in it
-    gone = get(west, NAMESPACES.path(name=ns))  # these members run no namespace controller: it stays Terminating
+    # these members run no namespace controller: a deleted namespace stays Terminating
+    gone = west.get_if_exists(NAMESPACES.path(name=ns))
     assert gone is None or gone["metadata"].get("deletionTimestamp"), "the namespace join made must be deleted"
 
 
@@ -203,7 +202,7 @@ def test_a_reader_installed_by_the_chart_is_used_as_is_and_survives_unjoin(clust
         assert left[("member", "ServiceAccount", reader.READER)] == "left"
         assert left[("member", "Namespace", ns)] == "left"
         assert member.get(CLUSTER_ROLES.path(name=reader.READER))["metadata"]["labels"] == chart_labels
-        assert get(clusters.host, SECRETS.path(HOST_NS, "member-east")) is None
+        assert clusters.host.get_if_exists(SECRETS.path(HOST_NS, "member-east")) is None
     finally:
         for resource, name in ((CLUSTER_ROLE_BINDINGS, reader.READER), (CLUSTER_ROLES, reader.READER)):
             member.delete(resource.path("", name))
@@ -223,13 +222,14 @@ def test_join_refuses_before_writing_anything_when_what_is_in_the_way_is_not_its
         assert done.returncode == 1 and done.stdout == ""
         assert "MemberCluster east was not made by `fleetdns join`" in done.stderr
         assert "list discovery.k8s.io/endpointslices" in done.stderr  # what the narrow role lacks, named
-        assert get(member, NAMESPACES.path(name=ns)) is None, "a refusal must write nothing"
+        assert member.get_if_exists(NAMESPACES.path(name=ns)) is None, "a refusal must write nothing"
         assert host.get(MEMBER_CLUSTERS.path(name="east"))["spec"]["kubeconfigSecretRef"]["name"] == "hand-made"
 
         done = fleetdns(clusters, "unjoin", "east", "--host-context", "host", "--namespace", ns)
         assert done.returncode == 0
-        assert get(host, MEMBER_CLUSTERS.path(name="east")) is not None, "unjoin deleted an operator's MemberCluster"
-        assert get(member, CLUSTER_ROLES.path(name=reader.READER)) is not None
+        assert host.get_if_exists(MEMBER_CLUSTERS.path(name="east")) is not None, \
+            "unjoin deleted an operator's MemberCluster"
+        assert member.get_if_exists(CLUSTER_ROLES.path(name=reader.READER)) is not None
     finally:
         host.delete(MEMBER_CLUSTERS.path(name="east"))
         member.delete(CLUSTER_ROLES.path(name=reader.READER))
@@ -258,7 +258,7 @@ def test_unjoin_of_an_unreachable_member_deletes_the_hosts_part_says_what_is_lef
         assert done.returncode == 1
         assert "unjoin stopped part way" in done.stdout and "deleted" in done.stdout
         assert "an API server did not answer" in done.stderr
-        assert get(clusters.host, MEMBER_CLUSTERS.path(name="east")) is None
+        assert clusters.host.get_if_exists(MEMBER_CLUSTERS.path(name="east")) is None
     finally:
         clusters.fleet.members["east"].restart()
     assert verbs(unjoin(clusters, "east", ns))[("member", "ClusterRole", reader.READER)] == "deleted"

@@ -142,13 +142,8 @@ def accepted_http_route(fleet: Fleet, cluster: str, namespace: str, name: str, h
     set_route_parents(api, HTTP_ROUTES, namespace, name, {f"{name}-gw": True})
 
 
-def get_object(host: KubeClient, path: str) -> dict[str, Any] | None:
-    """The object at ``path``, None while there is none."""
-    return host.get_if_exists(path)
-
-
 def dns_endpoint(host: KubeClient, namespace: str, name: str) -> dict[str, Any] | None:
-    return get_object(host, DNS_ENDPOINTS.path(namespace, name))
+    return host.get_if_exists(DNS_ENDPOINTS.path(namespace, name))
 
 
 def records(obj: dict[str, Any] | None) -> dict[tuple[str, str], set[str]]:

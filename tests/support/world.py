@@ -26,7 +26,6 @@ from tests.support.aggregator import (
     create_domain,
     create_service_intent,
     dns_endpoint,
-    get_object,
     global_name,
     new_namespace,
     prepare_fleet,
@@ -64,7 +63,7 @@ class FleetWorld:
 
     def get(self, resource: Resource, name: str) -> dict[str, Any] | None:
         """The object in the module's namespace on the host, None while there is none."""
-        return get_object(self.host, resource.path(self.ns, name))
+        return self.host.get_if_exists(resource.path(self.ns, name))
 
     def wait_object(self, resource: Resource, name: str, check: Callable[[dict[str, Any]], Any] = lambda obj: True,
                     timeout: float = 20.0, what: str = "") -> dict[str, Any]:
