@@ -23,7 +23,8 @@ import dns.message
 import dns.query
 
 from bench.machine import machine
-from rig.delegated import ZONE, DelegatedFederation
+from rig.delegated import ZONE
+from rig.federation import Federation
 from rig.ports import DNS_PORT
 from rig.waiting import wait_for
 from rig.workloads import set_endpoints
@@ -38,16 +39,16 @@ def at_coredns(address: str, name: str) -> set[str]:
     return {rr.to_text() for rrset in response.answer for rr in rrset}
 
 
-def trial(world: DelegatedFederation, namespace: str, name: str, ttl: int) -> tuple[float, float]:
+def trial(world: Federation, namespace: str, name: str, ttl: int) -> tuple[float, float]:
     """(seconds until a regional CoreDNS answers west, seconds until the client behind Unbound gets west)."""
-    assert world.resolver is not None
-    east_api = world.fed.fleet.members["east"].api_client()
+    assert world.delegation is not None
+    east_api = world.fleet.members["east"].api_client()
     set_endpoints(east_api, namespace, "web", ["10.0.0.1"], ready=True)
     wait_for(lambda: world.resolver.resolve(name)[0] == {EAST}, 60 + ttl, "east's answer back through the resolver")
     time.sleep(PAUSES.uniform(0, ttl))  # the client asked at some moment of the TTL: the cache holds what is left
     started = time.monotonic()
     set_endpoints(east_api, namespace, "web", ["10.0.0.1"], ready=False)
-    address = world.addresses["east"]
+    address = world.delegation.addresses["east"]
     wait_for(lambda: at_coredns(address, name) == {WEST}, 30, "the regional CoreDNS answering west", interval=0.02)
     coredns = time.monotonic() - started
     wait_for(lambda: world.resolver.resolve(name)[0] == {WEST}, ttl + 30, "the client getting west", interval=0.05)
@@ -55,15 +56,16 @@ def trial(world: DelegatedFederation, namespace: str, name: str, ttl: int) -> tu
 
 
 def run(trials: int) -> dict[int, list[tuple[float, float]]]:
-    world = DelegatedFederation(Path(tempfile.mkdtemp(prefix="fleetdns-bench-resolver-"))).start()
+    world = Federation(Path(tempfile.mkdtemp(prefix="fleetdns-bench-resolver-")), zone=ZONE, delegated=True)
     results: dict[int, list[tuple[float, float]]] = {}
     try:
+        world.start()
         for ttl in (30, 5):
             namespace = f"bench-ttl{ttl}"
             name = f"web.{namespace}.fleet.svc.{ZONE}"
-            world.fed.run_service("east", namespace, "web", EAST, ["10.0.0.1"])
-            world.fed.run_service("west", namespace, "web", WEST, ["10.0.0.2"])
-            world.fed.create_service_intent(namespace, "web", "fleet", ttl=ttl, spec={
+            world.run_service("east", namespace, "web", EAST, ["10.0.0.1"])
+            world.run_service("west", namespace, "web", WEST, ["10.0.0.2"])
+            world.create_service_intent(namespace, "web", "fleet", ttl=ttl, spec={
                 "loadBalancing": {"policy": "Failover", "failoverOrder": ["east", "west"]}})
             results[ttl] = []
             for index in range(trials):

@@ -46,9 +46,10 @@ from rig import CoreDNS, EtcdCluster, EtcdServer
 from rig.aggregator import client_for
 from rig.binaries import REPO_ROOT, binary
 from rig.coredns import regional_coredns
+from rig.dnsclient import DNSClient, client_answers
 from rig.dnsperf import Dnsperf, dnsperf_version
 from rig.dnsperf import Load as DnsperfLoad
-from rig.federation import DNSClient, Federation, client_answers
+from rig.federation import Federation
 from rig.geoip import write_geoip_db
 from rig.region import WebhookProvider
 from rig.waiting import wait_for

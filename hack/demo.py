@@ -4,9 +4,11 @@ Real processes only: host, east and west kube-apiservers, each member with its o
 kube-scheduler and kwok (the kubelet of a fake node); per region etcd, CoreDNS (coredns/Corefile), the webhook
 provider and ExternalDNS; the aggregator on the host; a prober in each of three regions (east, west, north), each
 in its own network namespace, checking the apps through each member's VIP where a stand-in ingress controller
-routes by Host. The first app is a Deployment whose EndpointSlices the members' EndpointSlice controllers write, and
-it fails over with `kubectl scale`. The demo plays the cloud's part (load-balancer addresses) and, for the apps
-behind the stand-in ingress, their endpoints' readiness. Needs root (network namespaces).
+routes by Host; the parent zone (example.com) served by its own DNS stack, delegating the global zone to the regions'
+CoreDNS; clients asking real recursive resolvers (Unbound) that follow that delegation. The first app is a
+Deployment whose EndpointSlices the members' EndpointSlice controllers write, and it fails over with `kubectl scale`.
+The demo plays the cloud's part (load-balancer addresses) and, for the apps behind the stand-in ingress, their
+endpoints' readiness. Needs root (network namespaces, port 53).
 """
 
 from __future__ import annotations
@@ -31,7 +33,9 @@ from kubernetes import client
 
 from fleetdns.apipaths import SERVICE_DNS_RECORDS
 from rig.coredns import dns_answers
-from rig.federation import DNSClient, Federation
+from rig.dnsclient import DNSClient
+from rig.federation import Federation
+from rig.unbound import Unbound
 from rig.waiting import wait_for
 from rig.workloads import MANAGED_BY, endpoint_slices, kubectl, kubectl_argv, ready_addresses, shown
 
@@ -43,6 +47,7 @@ ENDPOINTS = ["10.1.0.1", "10.1.0.2"]  # the apps behind the stand-in ingress: en
 MEMBERS = ("east", "west")  # each runs its real controllers (rig/controllers.py)
 REPLICAS = 2  # the Deployment's, in each member
 GRACE = "5s"
+RECORD_TTL = 5  # every intent's recordTTL (create_service_intent's default): how long a resolver keeps an answer
 PROBER_REGIONS = ("east", "west", "north")
 CHECKED = {"httpGet": {"port": 80, "path": "/healthz"}, "periodSeconds": 1, "timeoutSeconds": 1,
            "failureThreshold": 1, "successThreshold": 2}
@@ -58,6 +63,8 @@ class StepOutcome:
     seconds: float  # from the end of the action (the figure the human output prints)
     seconds_since_action_started: float  # includes the action itself (e.g. an API server's shutdown)
     name: str = GLOBAL_NAME
+    client: list[str] | None = None  # what a client behind a resolver got then (None: not asked, answers per region)
+    client_seconds: float | None = None  # from the end of the action: the regions' seconds plus the resolver's cache
 
 
 @dataclass
@@ -146,22 +153,31 @@ def record_slices(federation: Federation, summary: Summary, label: str, member: 
 
 def timed(federation: Federation, summary: Summary, label: str, action: Callable[[], None],
           expected: set[str] | dict[str, set[str]], timeout: float = 30, name: str = GLOBAL_NAME,
-          asker: DNSClient | None = None) -> None:
+          asker: DNSClient | None = None, resolver: Unbound | None = None) -> None:
     """Do ``action``, then report how long until every region's CoreDNS answers ``name`` with ``expected`` (the same
-    set everywhere, or one per region) to ``asker`` (default: a client no DNSView matches)."""
+    set everywhere, or one per region) to ``asker`` (default: a client no DNSView matches), and then until a client
+    of ``resolver`` (default: the clients' resolver; ``asker``'s subnet passed on) gets the same set."""
     started = time.monotonic()
     action()
     try:
         seconds = federation.wait_for_answers(name, expected, timeout, asker=asker)
+        since_started = time.monotonic() - started
+        answers = {region: sorted(federation.answers(region, name, asker=asker)) for region in federation.regions}
+        client_seconds = None
+        if not isinstance(expected, dict):  # per region answers: a resolver asks whichever region it likes
+            client = DNSClient(subnet=asker.subnet if asker else None)
+            client_seconds = seconds + federation.wait_for_client_answer(name, expected, timeout + RECORD_TTL,
+                                                                         asker=client, resolver=resolver)
     except TimeoutError as error:
         raise SystemExit(f"demo failed: {error}") from error
-    since_started = time.monotonic() - started
-    answers = {region: sorted(federation.answers(region, name, asker=asker)) for region in federation.regions}
     shown = ({region: sorted(values) for region, values in expected.items()} if isinstance(expected, dict)
              else sorted(expected))
-    summary.steps.append(StepOutcome(label, shown, answers, seconds, since_started, name))
+    summary.steps.append(StepOutcome(label, shown, answers, seconds, since_started, name,
+                                     None if client_seconds is None else sorted(expected), client_seconds))
     where = f"each region answers {shown}" if isinstance(expected, dict) else f"every region answers {shown}"
-    info(f"{label}: {where}{f' to {asker}' if asker else ''} after {seconds * 1000:.0f} ms")
+    info(f"{label}: {where}{f' to {asker}' if asker else ''} after {seconds * 1000:.0f} ms"
+         + ("" if client_seconds is None else
+            f"; a client behind {(resolver or federation.resolver).name} gets it after {client_seconds:.1f} s"))
 
 
 def intent_events(federation: Federation) -> list[dict[str, Any]]:
@@ -209,6 +225,14 @@ def narrate(federation: Federation, summary: Summary) -> None:
     step(f"aggregator (leader election on, member grace period {GRACE})")
     aggregator = federation.start_aggregator()
     info(f"aggregator ready (metrics http://127.0.0.1:{aggregator.port}/metrics)")
+
+    step(f"delegation: {ZONE.partition('.')[2]} served by its own DNS stack (etcd, CoreDNS, webhook, ExternalDNS) "
+         f"delegates {ZONE} to east's and west's CoreDNS (a Domain with spec.delegation); clients ask Unbound")
+    delegation = federation.start_delegation()
+    for member, address in delegation.addresses.items():
+        info(f"ns-{member}.{ZONE} -> {address} (member {member}'s CoreDNS Service address, published as glue)")
+    info(f"clients' resolver: Unbound at {federation.resolver.host}:{federation.resolver.port}, starting at "
+         f"{delegation.parent_zone}; every answer below is asked of it too, after the regions'")
 
     step(f"intent: ServiceDNSRecord {NAMESPACE}/{APP} with dnsPrefix {APP} -> {GLOBAL_NAME}")
     both = {VIPS["east"], VIPS["west"]}
@@ -335,14 +359,21 @@ def narrate_client_location(federation: Federation, summary: Summary, vips: dict
     federation.create_dns_view("paris-office", {"clientCIDRs": ["127.0.9.0/24"],
                                                 "location": {"latitude": 48.86, "longitude": 2.35}})
     federation.create_dns_view("us", {"countries": ["US"], "location": {"latitude": 40.71, "longitude": -74.01}})
+    delegation = federation.delegation
+    assert delegation is not None
+    office = delegation.add_resolver("paris-office", outgoing=PARIS_OFFICE.source)
+    public = delegation.add_resolver("public", client_subnet=True)
+    info(f"the Paris office's clients ask their own Unbound ({office.host}:{office.port}), which asks from "
+         f"{PARIS_OFFICE.source}; US clients ask a public Unbound ({public.host}:{public.port}) that passes their "
+         f"EDNS client subnet on")
     for member in federation.fleet.members:
         federation.run_app(member, NAMESPACE, "maps", service_fqdn("maps"), ENDPOINTS)
     timed(federation, summary, "maps for the Paris office (view by network)",
           lambda: federation.create_service_intent(NAMESPACE, "maps", DOMAIN_REF, create_domain=False, spec={
               "healthCheck": CHECKED, "loadBalancing": {"policy": "GeoProximity"}}),
-          {vips["east"]}, timeout=60, name=service_fqdn("maps"), asker=PARIS_OFFICE)
+          {vips["east"]}, timeout=60, name=service_fqdn("maps"), asker=PARIS_OFFICE, resolver=office)
     timed(federation, summary, "maps for clients in the US (view by country)", lambda: None, {vips["west"]},
-          timeout=60, name=service_fqdn("maps"), asker=US_CLIENTS)
+          timeout=60, name=service_fqdn("maps"), asker=US_CLIENTS, resolver=public)
 
     step("lowest latency: api answers each region with its fastest cluster, then east's path to its own cluster "
          "slows to 80 ms (a real delay on the probes' packets)")
@@ -376,18 +407,20 @@ def annotate_both(federation: Federation, annotations: dict[str, str | None]) ->
 def narrate_self_service(federation: Federation, summary: Summary) -> None:
     """No host intent written by hand: annotations on the members' Service publish it, and withdraw it."""
     step(f"self-service: the app team annotates Service {NAMESPACE}/{SELF_SERVICE_APP} in east and west "
-         "(fleetdns.io/global, fleetdns.io/domain); nobody writes a host intent")
+         "(fleetdns.io/global, fleetdns.io/domain, fleetdns.io/ttl); nobody writes a host intent")
     for member in federation.fleet.members:
         federation.run_service(member, NAMESPACE, SELF_SERVICE_APP, SELF_SERVICE_VIPS[member], ENDPOINTS)
     name = service_fqdn(SELF_SERVICE_APP)
     timed(federation, summary, "cart published by annotations",
-          lambda: annotate_both(federation, {"fleetdns.io/global": "true", "fleetdns.io/domain": DOMAIN_REF}),
+          lambda: annotate_both(federation, {"fleetdns.io/global": "true", "fleetdns.io/domain": DOMAIN_REF,
+                                             "fleetdns.io/ttl": str(RECORD_TTL)}),
           set(SELF_SERVICE_VIPS.values()), timeout=60, name=name)
     print(host_kubectl(federation, "get", "servicednsrecords", "-n", NAMESPACE, "-l", "fleetdns.io/generated-by",
                   "-L", "fleetdns.io/generated-by,fleetdns.io/source-kind"))
     step("the annotation goes from both members: the generated intent and the name go with it")
     timed(federation, summary, "cart withdrawn",
-          lambda: annotate_both(federation, {"fleetdns.io/global": None, "fleetdns.io/domain": None}),
+          lambda: annotate_both(federation, {"fleetdns.io/global": None, "fleetdns.io/domain": None,
+                                             "fleetdns.io/ttl": None}),
           set(), timeout=60, name=name)
 
 
@@ -428,7 +461,7 @@ def main() -> int:
                         help="also write the figures and outcomes as JSON to PATH (written on failure too)")
     args = parser.parse_args()
     federation = Federation(args.workdir or Path(tempfile.mkdtemp(prefix="fleetdns-demo-")), ZONE, grace_period=GRACE,
-                            prober_regions=PROBER_REGIONS, members=MEMBERS, controllers=MEMBERS)
+                            prober_regions=PROBER_REGIONS, members=MEMBERS, controllers=MEMBERS, delegated=True)
     summary = Summary(ZONE, GLOBAL_NAME, GRACE)
     try:
         narrate(federation, summary)

@@ -18,7 +18,7 @@ import requests
 from fleetdns.dnsview import DNSView, region_view_name
 from rig.binaries import binary
 from rig.chartwiring import CHART, LocalPod, render
-from rig.ports import free_port
+from rig.ports import DNS_PORT, free_port
 from rig.process import ManagedProcess
 from rig.scrape import scrape
 from rig.secure_etcd import ETCD_CLIENT_SECRET, ETCD_USER_SECRET, EtcdClientTLS, EtcdPasswordUser
@@ -238,17 +238,6 @@ class RegionalCoreDNS(CoreDNS):
         return self.process.log_path.stat().st_size
 
 
-def nameserver_listener(address: str) -> str:
-    """One more server block answering the catch-all's zone file on ``address`` port 53, as a nameserver that glue
-    names (an address, no port) must; CoreDNS's other blocks listen on every address, so ``bind`` keeps this one to
-    its own."""
-    return ("{$FLEETDNS_ZONE}:53 {\n"
-            f"    bind {address}\n"
-            "    file {$FLEETDNS_ZONE_DIR}/db.{$FLEETDNS_ZONE} {\n        reload 100ms\n    }\n"
-            "    errors\n"
-            "}\n")
-
-
 GEOIP_SECRET = "fleetdns-geoip"  # the rig's stand-in Secret for region.geoip (key GeoLite2-City.mmdb)
 
 
@@ -264,10 +253,11 @@ def regional_coredns(zone: str, etcd_endpoints: list[str], workdir: Path, name: 
 
     ``region``: the catch-all block answers with the region's view (the sidecar's ``--default-view=region-<region>``;
     without one the region is named ``rig``); ``geoip_db``: the MaxMind database views by country or continent need
-    (the region.geoip Secret); ``nameserver_address``: also answer on that address's port 53 (``nameserver_listener``,
-    through the sidecar's ``--corefile-append``), where a resolver following the parent's glue asks (in a cluster,
-    the Service maps 53 to the container port); ``etcd_tls``: the sidecar's etcd client certificate (region.etcd.tls);
-    ``etcd_user``: its etcd user and password (``region.coredns.zonefiles.extraEnv``, the password from a Secret).
+    (the region.geoip Secret); ``nameserver_address``: answer on that address's port 53 only (every block binds it,
+    the chart's ``region.coredns.bindAddresses``), where a resolver following the parent's glue asks, views and all (in
+    a cluster the Service maps 53 to the container port; here CoreDNS runs on 53 itself); ``etcd_tls``: the
+    sidecar's etcd client certificate (region.etcd.tls); ``etcd_user``: its etcd user and password
+    (``region.coredns.zonefiles.extraEnv``, the password from a Secret).
 
     Two configurations the chart does not render, for the serving tests and benchmarks: ``views``, a fixed set of
     DNSViews served from a Corefile ``fleetdns-corefile`` renders (the sidecar's ``--views``), and ``corefile``,
@@ -281,10 +271,6 @@ def regional_coredns(zone: str, etcd_endpoints: list[str], workdir: Path, name: 
     dns_port = free_port(host, udp_too=True)
     zonefiles: dict = {"healthPort": ports["zonefiles"]}
     zone_dir = workdir / "zones"
-    if nameserver_address:
-        zone_dir.mkdir(parents=True, exist_ok=True)
-        (zone_dir / "Corefile.append").write_text(nameserver_listener(nameserver_address))
-        zonefiles["extraArgs"] = ["--corefile-append=/run/fleetdns/Corefile.append"]  # in the pod's zones emptyDir
     if etcd_user is not None:
         zonefiles["extraEnv"] = etcd_user.extra_env()
     region_values: dict = {
@@ -292,7 +278,8 @@ def regional_coredns(zone: str, etcd_endpoints: list[str], workdir: Path, name: 
         "etcd": {"external": {"endpoints": list(etcd_endpoints)},
                  "tls": {"enabled": etcd_tls is not None, "clientSecret": ETCD_CLIENT_SECRET},
                  "prefix": f"/{etcd_path.strip('/')}/"},
-        "coredns": {"containerPort": dns_port, "healthPort": ports["health"],
+        "coredns": {"containerPort": dns_port, "bindAddresses": [nameserver_address] if nameserver_address else [],
+                    "healthPort": ports["health"],
                     "readyPort": ports["ready"], "metricsPort": ports["metrics"], "zonefiles": zonefiles},
         "prober": {"enabled": False},
     }
@@ -309,6 +296,8 @@ def regional_coredns(zone: str, etcd_endpoints: list[str], workdir: Path, name: 
                    directories={"zones": zone_dir})
     sidecar = ZoneFilesSidecar.of_pod(pod, ports["zonefiles"], f"{name}-zonefiles", workdir / f"{name}-zonefiles.log")
     argv, env = pod.process("coredns")
+    if nameserver_address:  # the Service's 53 -> containerPort, done by running on 53 (as root, unlike the pod)
+        host, dns_port, env = nameserver_address, DNS_PORT, {**env, "FLEETDNS_DNS_PORT": str(DNS_PORT)}
     server = RegionalCoreDNS("", workdir, host, name, sidecar, port=dns_port,
                              conf=Path(argv[argv.index("-conf") + 1]))
     server.argv, server.env, server.inherit_env = argv, env, False

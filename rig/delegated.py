@@ -1,75 +1,80 @@
-"""The global zone delegated from its parent, with clients behind a real resolver: a Federation whose regions' CoreDNS
-also answer on port 53 of their own loopback address (what the glue names), the parent zone served by its own
-DNS stack (CoreDNS, zone files, etcd, its own ExternalDNS and webhook reading only the delegation), a Domain with
-``spec.delegation`` on the host, and Unbound starting at the parent (rig/unbound.py)."""
+"""The global zone delegated from its parent, with clients behind real resolvers (``Federation(delegated=True)``).
+
+Each region's CoreDNS answers on port 53 of its own loopback address (what the glue names: an address, no port) and
+nowhere else; each member runs the chart's CoreDNS Service with that address as its load balancer's; the parent
+zone is served by its own DNS stack (CoreDNS, zone files, etcd, its own ExternalDNS and webhook reading only the
+delegation); the host has a Domain with ``spec.delegation``; and clients ask Unbound resolvers that start at the
+parent (rig/unbound.py), as clients ask their ISP's or their office's resolver."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+
+from kubernetes import client
 
 from fleetdns.apipaths import DOMAINS
 from fleetdns.kubeapi import KubeClient
-from rig.aggregator import client_for
-from rig.federation import Federation
 from rig.ports import DNS_PORT, free_loopback_address
+from rig.process import stop_together
 from rig.region import Region
 from rig.unbound import Unbound
 from rig.workloads import create_load_balancer_service, ensure_namespace, set_load_balancer_status
 
-PARENT = "example.com"
 ZONE = "gslb.example.com"
 SYSTEM = "fleetdns-system"
 CORE_DNS = "fleetdns-coredns"  # the regions' CoreDNS Service, as the chart names it
 DOMAIN = "gslb"
 DELEGATION_TTL = 60
+CLIENTS = "clients"  # the resolver every client without one of its own asks
 
 
-class DelegatedFederation:
-    def __init__(self, workdir: Path) -> None:
+class Delegation:
+    def __init__(self, workdir: Path, zone: str) -> None:
         self.workdir = workdir
-        self.fed = Federation(workdir, zone=ZONE)
-        self.parent: Region | None = None
-        self.resolver: Unbound | None = None
+        self.zone = zone
+        self.parent_zone = zone.partition(".")[2]
+        if not self.parent_zone:
+            raise ValueError(f"zone {zone!r} has no parent to be delegated from")
         self.addresses: dict[str, str] = {}  # member -> the address its CoreDNS answers on (port 53)
+        self.parent: Region | None = None
+        self.resolvers: dict[str, Unbound] = {}
 
-    @property
-    def host(self) -> KubeClient:
-        return client_for(self.fed.fleet.host)
+    def nameserver_address(self, member: str) -> str:
+        """The loopback address ``member``'s region answers on (port 53), chosen at the first call."""
+        if member not in self.addresses:
+            self.addresses[member] = free_loopback_address()
+        return self.addresses[member]
 
-    def start(self) -> DelegatedFederation:
-        try:
-            self._start()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def _start(self) -> None:
-        fed = self.fed
-        fed.start_clusters()
-        self.addresses = {member: free_loopback_address() for member in fed.fleet.members}
-        for member, address in self.addresses.items():
-            fed.regions[member] = Region(member, ZONE, fed.fleet.host.kubeconfig, self.workdir / "regions" / member,
-                                         nameserver_address=address).start()
-            api = fed.fleet.members[member].api_client()
+    def start(self, host_kubeconfig: Path, host: client.ApiClient, members: Mapping[str, client.ApiClient]) -> None:
+        """The regions' CoreDNS Services in ``members``, the parent's DNS stack, the Domain and the clients'
+        resolver; the regions' stacks are already running on their addresses."""
+        for member, api in members.items():
             ensure_namespace(api, SYSTEM)
             create_load_balancer_service(api, SYSTEM, CORE_DNS, port=DNS_PORT)
-            set_load_balancer_status(api, SYSTEM, CORE_DNS, ips=[address])  # as the cloud's controller would
-        self.parent = Region.parent("parent", PARENT, fed.fleet.host.kubeconfig,
-                                    self.workdir / "regions" / "parent").start()
-        fed.register_members()
-        fed.start_aggregator()
-        assert self.parent.coredns is not None
-        self.resolver = Unbound(self.workdir / "unbound", PARENT,
-                                (self.parent.coredns.host, self.parent.coredns.port)).start()
-        ensure_namespace(fed.host, SYSTEM)
-        self.host.create(DOMAINS.path(SYSTEM), DOMAINS.manifest(DOMAIN, spec={"domain": ZONE, "delegation": {
-            "ttl": DELEGATION_TTL, "nameservers": [{"name": f"ns-{member}", "member": member,
-                                                   "service": f"{SYSTEM}/{CORE_DNS}"} for member in self.addresses]}}))
+            set_load_balancer_status(api, SYSTEM, CORE_DNS, ips=[self.nameserver_address(member)])  # the cloud's part
+        self.parent = Region.parent("parent", self.parent_zone, host_kubeconfig, self.workdir / "parent").start()
+        self.add_resolver(CLIENTS)
+        ensure_namespace(host, SYSTEM)
+        nameservers = [{"name": f"ns-{member}", "member": member, "service": f"{SYSTEM}/{CORE_DNS}"}
+                       for member in members]
+        KubeClient(host).create(DOMAINS.path(SYSTEM), DOMAINS.manifest(DOMAIN, spec={
+            "domain": self.zone, "delegation": {"ttl": DELEGATION_TTL, "nameservers": nameservers}}))
+
+    def add_resolver(self, name: str, *, outgoing: str = "", client_subnet: bool = False) -> Unbound:
+        """Another resolver starting at the parent (Unbound's ``outgoing`` address and ``client_subnet``)."""
+        if self.parent is None or self.parent.coredns is None:
+            raise ValueError("the parent zone is not served yet: start the delegation first")
+        if name in self.resolvers:
+            raise ValueError(f"resolver {name!r} exists already")
+        coredns = self.parent.coredns
+        self.resolvers[name] = Unbound(self.workdir / f"unbound-{name}", self.parent_zone, (coredns.host, coredns.port),
+                                       outgoing=outgoing, client_subnet=client_subnet).start()
+        return self.resolvers[name]
 
     def stop(self) -> None:
-        if self.resolver is not None:
-            self.resolver.stop()
-        if self.parent is not None:
-            self.parent.stop()
-        self.fed.stop()
+        try:
+            stop_together(resolver.stop for resolver in self.resolvers.values())
+        finally:
+            if self.parent is not None:
+                self.parent.stop()

@@ -7,11 +7,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import dns.edns
 import dns.exception
 import dns.message
 import dns.query
@@ -23,11 +21,14 @@ from fleetdns.apipaths import DNS_VIEWS, DOMAINS, SERVICE_DNS_RECORDS
 from fleetdns.dnsview import DNSView, parse_dns_view
 from rig.aggregator import AggregatorProcess
 from rig.dataplane import DataPlane
+from rig.delegated import CLIENTS, Delegation
+from rig.dnsclient import DNSClient, client_answers
 from rig.fleet import Fleet
 from rig.geoip import write_geoip_db
 from rig.prober import ProberProcess
 from rig.process import stop_together
 from rig.region import Region
+from rig.unbound import Unbound
 from rig.waiting import wait_for
 from rig.workloads import (
     apply_crds,
@@ -44,32 +45,6 @@ from serving.corefile import served_views
 DEFAULT_ZONES = {"east": "east-1a", "west": "west-1a"}
 # MemberCluster.spec.location of the usual members (GeoProximity's input): Frankfurt and New York.
 DEFAULT_LOCATIONS = {"east": (50.1109, 8.6821), "west": (40.7128, -74.0060)}
-
-
-@dataclass(frozen=True)
-class DNSClient:
-    """Who asks: the query's source address (any of 127.0.0.0/8, all local: the resolver's address a view's
-    clientCIDRs match) and an EDNS client subnet (``"192.0.2.0/24"``: what GeoIP views look up), or none."""
-
-    source: str = "127.0.0.1"
-    subnet: str | None = None
-
-    def query(self, name: str, rdtype: str) -> dns.message.Message:
-        if self.subnet is None:
-            return dns.message.make_query(name, rdtype)
-        address, _, length = self.subnet.partition("/")
-        option = dns.edns.ECSOption(address, int(length) if length else None)
-        return dns.message.make_query(name, rdtype, use_edns=0, options=[option])
-
-    def __str__(self) -> str:
-        return self.source + (f" (ECS {self.subnet})" if self.subnet else "")
-
-
-def client_answers(host: str, port: int, name: str, rdtype: str, asker: DNSClient, timeout: float = 1.0) -> set[str]:
-    """The answer records of type ``rdtype`` for ``name`` as ``asker`` gets them, as presentation text."""
-    response = dns.query.udp(asker.query(name, rdtype), host, port=port, timeout=timeout, source=asker.source)
-    wanted = dns.rdatatype.from_text(rdtype)
-    return {rr.to_text() for rrset in response.answer if rrset.rdtype == wanted for rr in rrset}
 
 
 class Federation:
@@ -91,6 +66,8 @@ class Federation:
     ``host_cuts``: each region's DNS stack reaches the host through the data plane's relay for that region
     (``DataPlane.publisher_kubeconfig``), so ``DataPlane.cut_from_api`` cuts the whole region off the host, prober
     and publisher (every member must then be a prober region; default: the DNS stacks reach the host directly).
+    ``delegated``: the zone is delegated from its parent, and clients ask real resolvers (rig/delegated.py): each
+    region's CoreDNS answers on port 53 of its own loopback address only; ``resolver`` is what clients ask.
     """
 
     def __init__(self, workdir: Path, zone: str = "gslb.example.com", members: tuple[str, ...] = ("east", "west"),
@@ -100,7 +77,7 @@ class Federation:
                  path_delays: Mapping[tuple[str, str], float] | None = None,
                  gateway_api: tuple[str, ...] = (), host_relay: bool = True,
                  controllers: tuple[str, ...] = (), aggregator_replicas: int = 1,
-                 aggregator_args: tuple[str, ...] = (), host_cuts: bool = False) -> None:
+                 aggregator_args: tuple[str, ...] = (), host_cuts: bool = False, delegated: bool = False) -> None:
         if host_cuts and not set(members) <= set(prober_regions):
             raise ValueError(f"host_cuts: every member's region needs a path in the data plane; members "
                              f"{', '.join(members)}, prober regions {', '.join(prober_regions) or 'none'}")
@@ -123,6 +100,7 @@ class Federation:
         self.locations = dict(DEFAULT_LOCATIONS if locations is None else locations)
         self.served_views: tuple[DNSView, ...] = ()  # what every region's CoreDNS has a block for
         self.geoip_db: Path | None = None  # the regions' MaxMind database (rig/geoip.py), written at the first region
+        self.delegation = Delegation(workdir / "delegation", zone) if delegated else None
 
     @property
     def host(self) -> client.ApiClient:
@@ -141,7 +119,8 @@ class Federation:
             host_kubeconfig = self._dataplane().publisher_kubeconfig(name, host_kubeconfig)
         region = Region(name, self.zone, host_kubeconfig, self.workdir / "regions" / name,
                         sync=self.externaldns_sync, views=self.served_views, geoip_db=self.geoip_db,
-                        host_relay=self.host_relay).start()
+                        host_relay=self.host_relay,
+                        nameserver_address=self.delegation.nameserver_address(name) if self.delegation else "").start()
         self.regions[name] = region
         return region
 
@@ -166,6 +145,22 @@ class Federation:
         """The replica that holds the Lease now (waiting for one to)."""
         return wait_for(lambda: next((a for a in self.aggregators if a.leading()), None), timeout,
                         "an aggregator replica leading")
+
+    def start_delegation(self) -> Delegation:
+        """The parent zone's DNS stack, the Domain delegating the zone to the regions, and the clients' resolver
+        (after the regions and the aggregator: the aggregator publishes the delegation)."""
+        if self.delegation is None:
+            raise ValueError("not delegated: create the Federation with delegated=True")
+        self.delegation.start(self.fleet.host.kubeconfig, self.host,
+                              {name: self.fleet.members[name].api_client() for name in self.regions})
+        return self.delegation
+
+    @property
+    def resolver(self) -> Unbound:
+        """The resolver clients ask (``delegated``)."""
+        if self.delegation is None or CLIENTS not in self.delegation.resolvers:
+            raise ValueError("no resolver: create the Federation with delegated=True and start it")
+        return self.delegation.resolvers[CLIENTS]
 
     def start_dataplane(self) -> DataPlane:
         """Member VIPs with their stand-in ingress controllers, and the prober regions' namespaces."""
@@ -204,6 +199,8 @@ class Federation:
             self.start_region(name)
         self.register_members()
         self.start_aggregator()
+        if self.delegation is not None:
+            self.start_delegation()
         if self.prober_regions:
             self.start_probers()
         return self
@@ -323,7 +320,8 @@ class Federation:
                     f"http://127.0.0.1:{region.externaldns.metrics_port}/metrics")
             if region.coredns is not None:
                 targets.setdefault("zonefiles", []).append(f"{region.coredns.sidecar.health_url}/metrics")
-                targets.setdefault("coredns", []).append(f"http://{region.coredns.env['FLEETDNS_METRICS_ADDR']}/metrics")
+                metrics_address = (region.coredns.env or {})["FLEETDNS_METRICS_ADDR"]  # the chart's environment
+                targets.setdefault("coredns", []).append(f"http://{metrics_address}/metrics")
         return targets
 
     # answers -------------------------------------------------------------------------
@@ -348,6 +346,25 @@ class Federation:
         raise TimeoutError(f"{name} should answer {rdtype} {({r: sorted(a) for r, a in wanted.items()})} to "
                            f"{asker or DNSClient()} within {timeout}s, got {seen}")
 
+    def wait_for_client_answer(self, name: str, expected: set[str], timeout: float, rdtype: str = "A",
+                               asker: DNSClient | None = None, resolver: Unbound | None = None) -> float:
+        """Seconds until a client behind ``resolver`` (default: ``resolver``) gets exactly ``expected`` for
+        ``name``: the regions' answer plus what the resolver still holds in its cache (the record's TTL)."""
+        resolver = resolver or self.resolver
+        started = time.monotonic()
+        seen: set[str] | None = None
+        while time.monotonic() - started < timeout:
+            try:
+                seen = resolver.resolve(name, rdtype, asker=asker, timeout=1)[0]
+            except (dns.exception.Timeout, OSError):
+                seen = None
+            if seen == expected:
+                return time.monotonic() - started
+            time.sleep(0.05)
+        raise TimeoutError(f"a client {asker or DNSClient()} behind {resolver.name} should get {rdtype} "
+                           f"{sorted(expected)} for {name} within {timeout}s, got "
+                           f"{sorted(seen) if seen is not None else '(no reply)'}")
+
     def _answers_or_none(self, region: str, name: str, rdtype: str, asker: DNSClient | None) -> set[str] | None:
         try:
             return self.answers(region, name, rdtype, asker)
@@ -360,6 +377,7 @@ class Federation:
             stop_together([
                 *(aggregator.stop for aggregator in self.aggregators),
                 *(region.stop for region in self.regions.values()),
+                *([self.delegation.stop] if self.delegation is not None else []),
                 *([self.dataplane.stop] if self.dataplane is not None else []),
             ])
         finally:

@@ -164,7 +164,7 @@ class Region:
         ``geoip_db``: the MaxMind database views by country or continent need; ``host_relay``: ExternalDNS
         reaches the host through the webhook's relay, as the shipped manifests run it (False: directly, the
         lag check only); ``label_filter``: the DNSEndpoints ExternalDNS (and the webhook's lag check) read;
-        ``nameserver_address``: CoreDNS also answers on that address's port 53 (what the parent's glue names)."""
+        ``nameserver_address``: CoreDNS answers on that address's port 53 only (what the parent's glue names)."""
         self.label_filter = label_filter
         self.nameserver_address = nameserver_address
         self.host_relay = host_relay

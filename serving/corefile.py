@@ -16,6 +16,7 @@ its ``view`` expression runs, so the expression sees the GeoIP of the EDNS clien
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import os
 import re
 import sys
@@ -67,6 +68,10 @@ class Layout:
     metrics_addr: str = "{$FLEETDNS_METRICS_ADDR}"
     geoip_db: str = ""  # a MaxMind City database; required when a served view matches by country or continent
     region: str = ""  # only named in the header (the sidecar's --default-view is region-<region>)
+    bind: tuple[str, ...] = ()  # the addresses every block listens on (the bind plugin); none: every address
+
+    def bind_line(self) -> str:
+        return f"    bind {' '.join(self.bind)}\n" if self.bind else ""
 
     def zone_file(self, view: str = "") -> str:
         directory = f"{self.zone_dir}/{view}" if view else self.zone_dir
@@ -75,6 +80,18 @@ class Layout:
 
 def uses_geoip(view: DNSView) -> bool:
     return bool(view.countries or view.continents)
+
+
+def parse_bind(flag: str, value: str) -> tuple[str, ...]:
+    """Comma-separated IP addresses CoreDNS listens on (the bind plugin), in order, once each; empty: every address
+    (a hostNetwork pod on a node with several interfaces listens only where clients are meant to ask)."""
+    addresses: dict[str, None] = {}
+    for item in filter(None, (part.strip() for part in value.split(","))):
+        try:
+            addresses[str(ipaddress.ip_address(item))] = None
+        except ValueError:
+            raise ConfigError(flag, value, f"{item!r} is not an IP address (give addresses, comma-separated)") from None
+    return tuple(addresses)
 
 
 def block_order(views: Iterable[DNSView]) -> tuple[DNSView, ...]:
@@ -146,6 +163,7 @@ def _view_block(view: DNSView, layout: Layout) -> str:
     geoip = (f"    geoip {layout.geoip_db} {{\n        edns-subnet\n    }}\n    metadata\n" if uses_geoip(view) else "")
     return (f"# DNSView {view.name}: {'; '.join(m for m in matchers if m)}\n"
             f"{layout.zone}:{layout.dns_port} {{\n"
+            f"{layout.bind_line()}"
             f"    view {view.name} {{\n        expr {view_expression(view)}\n    }}\n"
             f"{geoip}"
             f"    file {layout.zone_file(view.name)} {{\n        reload 100ms\n    }}\n"
@@ -159,6 +177,7 @@ def _catch_all(views: Sequence[DNSView], layout: Layout) -> str:
     who = "Every other client" if views else "Every client"
     return (f"# {who}: the region's view (db.<zone>, overlaid by the sidecar's --default-view).\n"
             f"{layout.zone}:{layout.dns_port} {{\n"
+            f"{layout.bind_line()}"
             "    # The zone in memory, replaced when the file's SOA serial differs (checked every 100 ms: an\n"
             "    # unchanged serial costs opening the file and parsing its first lines). A file that cannot be\n"
             "    # parsed keeps the last good zone. Each view's block does the same with its view's file.\n"
@@ -245,6 +264,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_flag(parser, "--health-addr", None, defaults.health_addr, "HOST:PORT of /health")
     add_flag(parser, "--ready-addr", None, defaults.ready_addr, "HOST:PORT of /ready")
     add_flag(parser, "--metrics-addr", None, defaults.metrics_addr, "HOST:PORT of the metrics")
+    add_flag(parser, "--bind", None, "", "IP addresses every block listens on, comma-separated (the bind plugin); "
+             "default: every address")
     parser.add_argument("--output", "-o", default="-", help="where to write the Corefile; default: stdout")
     parser.add_argument("--print-views", action="store_true",
                         help="print the served views in block order, comma-separated (the sidecar's --views), "
@@ -271,7 +292,8 @@ def _layout(args: argparse.Namespace) -> Layout:
         if not value.strip() or any(c.isspace() or c in "{}" for c in _PLACEHOLDER.sub("", value.strip())):
             raise ConfigError(flag, value, "must be one word (no spaces or braces other than {$VARIABLE})")
     return Layout(zone, args.dns_port.strip(), args.zone_dir.strip().rstrip("/") or "/", args.weight_file.strip(),
-                  args.health_addr.strip(), args.ready_addr.strip(), args.metrics_addr.strip(), geoip_db, region)
+                  args.health_addr.strip(), args.ready_addr.strip(), args.metrics_addr.strip(), geoip_db, region,
+                  parse_bind("--bind", args.bind))
 
 
 def _read(path: str) -> tuple[str, str]:

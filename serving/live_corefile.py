@@ -108,7 +108,7 @@ class LiveCorefile:
         self.settings = settings
         self.metrics = metrics
         region = settings.default_view.removeprefix("region-") if settings.default_view else ""
-        self.layout = Layout(geoip_db=settings.geoip_db, region=region)
+        self.layout = Layout(geoip_db=settings.geoip_db, region=region, bind=settings.dns_bind)
         self._files_for: tuple[str, ...] | None = None  # the views the writer keeps files for
         self._in_corefile: tuple[str, ...] | None = None  # the views of the Corefile written (None: none yet)
         self._reported: dict[str, tuple[str, str]] = {}

@@ -52,6 +52,7 @@ from fleetdns.skydns.records import StoredEntry
 from fleetdns.skydns.settings import EtcdSettings, add_etcd_flags, etcd_connection, parse_prefix
 from fleetdns.skydns.store import EtcdStore, EtcdUnavailableError
 from serving import weightfile, zonefile
+from serving.corefile import parse_bind
 from serving.live_corefile import CorefileMetrics, LiveCorefile, StoredViews
 
 log = logging.getLogger("webhook_provider.zonefiles")
@@ -413,6 +414,7 @@ class Settings:
     geoip_db: str = ""  # the MaxMind City database as CoreDNS reads it (the Corefile's geoip blocks)
     views_prefix: str = VIEWS_KEY_PREFIX
     corefile_append: str = ""  # server blocks added to every rendered Corefile (another listener, another zone)
+    dns_bind: tuple[str, ...] = ()  # the addresses the rendered Corefile's blocks listen on (none: every address)
 
     def zone_path(self, zone: str, view: str = "") -> Path:
         """``<zone-dir>/db.<zone>``, or ``<zone-dir>/<view>/db.<zone>`` for one of ``--views``."""
@@ -448,6 +450,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_flag(parser, "--corefile-append", "ZONEFILES_COREFILE_APPEND", "",
              "a file of server blocks added to every Corefile rendered (read at start): another listener or zone "
              "beside the views' blocks")
+    add_flag(parser, "--dns-bind", "ZONEFILES_DNS_BIND", "",
+             "IP addresses CoreDNS listens on, comma-separated: every block of the rendered Corefile binds them (the "
+             "bind plugin; needs --corefile); default: every address")
     add_flag(parser, "--geoip-db", "ZONEFILES_GEOIP_DB", "",
              "the MaxMind City database as CoreDNS reads it, for views by countries or continents (without it those "
              "views get no block); a literal path must be readable here too")
@@ -495,7 +500,15 @@ def load_settings(argv: list[str] | None = None, environ: dict[str, str] | None 
         geoip_db=_geoip_db(args.geoip_db),
         views_prefix=_views_prefix(args.views_prefix),
         corefile_append=_corefile_append(args.corefile_append, args.corefile),
+        dns_bind=_dns_bind(args.dns_bind, args.corefile),
     )
+
+
+def _dns_bind(value: str, corefile: str) -> tuple[str, ...]:
+    addresses = parse_bind("--dns-bind", value)
+    if addresses and not corefile.strip():
+        raise ConfigError("--dns-bind", value, "needs --corefile (the Corefile whose blocks bind the addresses)")
+    return addresses
 
 
 def _corefile_append(value: str, corefile: str) -> str:

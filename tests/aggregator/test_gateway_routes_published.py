@@ -28,7 +28,7 @@ from fleetdns.apipaths import (
 )
 from fleetdns.kubeapi import KubeError
 from rig import Fleet
-from rig.federation import DNSClient, client_answers
+from rig.dnsclient import DNSClient, client_answers
 from rig.gatewayapi import create_gateway, create_route, set_gateway_addresses, set_route_parents
 from rig.region import Region
 from rig.workloads import register_member, set_endpoints

@@ -15,7 +15,8 @@ import pytest
 
 from fleetdns.kubeapi import KubeClient
 from rig.aggregator import client_for
-from rig.federation import DNSClient, Federation
+from rig.dnsclient import DNSClient
+from rig.federation import Federation
 from rig.waiting import wait_for
 from tests.support.aggregator import samples
 from tests.support.federation import (

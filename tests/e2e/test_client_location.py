@@ -19,7 +19,8 @@ import pytest
 from fleetdns.apipaths import DNS_ENDPOINTS, SERVICE_DNS_RECORDS
 from fleetdns.kubeapi import KubeClient
 from rig.aggregator import client_for
-from rig.federation import DNSClient, Federation
+from rig.dnsclient import DNSClient
+from rig.federation import Federation
 from rig.waiting import wait_for
 from tests.support.federation import PROBER_REGIONS, federation_namespace, running_federation
 

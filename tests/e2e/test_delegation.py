@@ -1,8 +1,8 @@
 """The global zone delegated from its parent, through the whole real chain: a Domain with spec.delegation on the host,
 the aggregator following each region's CoreDNS Service in the members, the parent zone (example.com) served by its
 own CoreDNS, zone files and etcd, fed by its own ExternalDNS and webhook reading only the delegation
-(``--label-filter=fleetdns.io/publish=parent``), and each region's CoreDNS also answering on port 53 of its own
-loopback address (what the glue names). dnspython walks the way a resolver does."""
+(``--label-filter=fleetdns.io/publish=parent``), and each region's CoreDNS answering on port 53 of its own loopback
+address (what the glue names). dnspython walks the way a resolver does; Unbound, a real one, serves the clients."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ import pytest
 
 from fleetdns.apipaths import DNS_ENDPOINTS, DOMAINS, EVENTS
 from fleetdns.kubeapi import KubeClient
-from rig.delegated import CORE_DNS, DOMAIN, SYSTEM, ZONE, DelegatedFederation
+from rig.delegated import CORE_DNS, DOMAIN, SYSTEM, ZONE
 from rig.federation import Federation
 from rig.ports import DNS_PORT, free_loopback_address
 from rig.region import Region
@@ -60,12 +60,13 @@ class World:
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    delegated = DelegatedFederation(tmp_path_factory.mktemp("delegation")).start()
+    fed = Federation(tmp_path_factory.mktemp("delegation"), zone=ZONE, delegated=True)
     try:
-        assert delegated.parent is not None and delegated.resolver is not None
-        yield World(delegated.fed, delegated.parent, delegated.host, delegated.addresses, delegated.resolver)
+        fed.start()
+        assert fed.delegation is not None and fed.delegation.parent is not None
+        yield World(fed, fed.delegation.parent, KubeClient(fed.host), fed.delegation.addresses, fed.resolver)
     finally:
-        delegated.stop()
+        fed.stop()
 
 
 def referral(response: dns.message.Message) -> tuple[set[str], dict[str, set[str]]]:
@@ -182,3 +183,37 @@ def test_a_client_behind_a_real_resolver_follows_the_delegation_and_sees_a_failo
     seen = time.monotonic() - started
     print(f"client behind Unbound saw the failover after {seen:.1f}s (recordTTL 5 s)")
     assert seen <= 5 + 5, seen  # the TTL, plus the chain's seconds (bench/resolver_failover.py measures both)
+
+
+def test_a_whole_region_lost_leaves_clients_behind_a_resolver_answered_by_the_other(world: World) -> None:
+    """East's whole DNS stack stops (CoreDNS, zone files, etcd, webhook, ExternalDNS): the resolver finds east's
+    nameserver refusing and asks west's, as the delegation lists both; no client query fails. Then east returns."""
+    fed, ns = world.fed, f"l-{uuid.uuid4().hex[:6]}"
+    fed.run_service("east", ns, "web", "192.0.2.83", ["10.0.0.1"])
+    fed.create_service_intent(ns, "web", "fleet", ttl=1)  # the resolver asks a nameserver again every second
+    app = f"web.{ns}.fleet.svc.{ZONE}"
+    wait_for(lambda: all(answers(world.ask(address, DNS_PORT, app)) == {"192.0.2.83"}
+                         for address in world.addresses.values()), SETTLE, "the app answered by both regions")
+    east = fed.regions["east"]
+    east.stop()
+    try:
+        slowest, failed, asked = 0.0, [], 0
+        deadline = time.monotonic() + 8  # eight expiries of the cached answer: each one asks a nameserver again
+        while time.monotonic() < deadline:
+            started = time.monotonic()
+            try:
+                got = world.resolver.resolve(app, timeout=5)[0]
+            except Exception as error:  # noqa: BLE001 - a failed query is what is counted
+                got = {type(error).__name__}
+            slowest = max(slowest, time.monotonic() - started)
+            asked += 1
+            if got != {"192.0.2.83"}:
+                failed.append(got)
+            time.sleep(0.1)
+        print(f"east lost: {asked} client queries, {len(failed)} failed, slowest {slowest * 1000:.0f} ms")
+        assert not failed and asked > 40, (failed, asked)
+        assert slowest < 3.0, slowest  # a refused nameserver is passed over, not waited out as a client would (5 s)
+    finally:
+        east.start()
+    wait_for(lambda: answers(world.ask(world.addresses["east"], DNS_PORT, app)) == {"192.0.2.83"}, SETTLE,
+             "east answering again")

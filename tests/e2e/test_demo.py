@@ -2,7 +2,8 @@
 webhook -> etcd -> CoreDNS answer, in two regions, with a Deployment on members running their real controllers
 failed over by `kubectl scale --replicas=0` (EndpointSlices written by the EndpointSlice controller) and back, and
 a member outage; then apps behind the members' VIPs checked over HTTP by probers in three regions (one app fails
-over alone, ordered failover, weighted first answers).
+over alone, ordered failover, weighted first answers). Clients ask real resolvers (Unbound) that follow the zone's
+delegation from its parent: after every step, what a client gets through them is recorded too.
 
 The demo writes what it saw to ``--summary-json``; the test reads that, never the human output."""
 
@@ -28,6 +29,7 @@ GRACE_SECONDS = 5.0  # hack/demo.py's GRACE
 # Generous sanity bound only (bench/ measures failover: about 0.7 s p50). Well under ExternalDNS's
 # default 1-minute interval, so a data path that waits for a full resync still fails here.
 FAILOVER_SANITY_SECONDS = 10.0
+RECORD_TTL = 5.0  # hack/demo.py's: a resolver hands out its cached answer at most that much longer than the regions
 
 
 def every_region_answered(step: dict[str, Any], expected: list[str]) -> None:
@@ -101,6 +103,14 @@ def test_demo_publishes_fails_over_and_recovers_in_every_region(tmp_path):
     every_region_answered(checked["maps for clients in the US (view by country)"], vips[1:])
     assert checked["api by latency"]["answers"] == {"east": vips[:1], "west": vips[1:]}
     every_region_answered(checked["api: east's own path slowed"], vips[1:])
+    # every client behind a resolver (the clients', the Paris office's, the public one passing the US subnet) got what
+    # every region answered, at most the record's TTL after them (the cached answer expiring)
+    through_resolvers = [s for s in steps if s["client"] is not None]
+    assert [s["label"] for s in steps if s["client"] is None] == ["blog unchanged", "api by latency"]
+    for seen in through_resolvers:
+        assert seen["client"] == seen["expected"], seen
+        assert seen["seconds"] <= seen["client_seconds"] <= seen["seconds"] + RECORD_TTL + 1.5, seen
+    assert any(s["client_seconds"] - s["seconds"] > 1 for s in through_resolvers), "no cached answer outlived a change"
     firsts = summary["first_answers"]
     assert sum(firsts.values()) == 1000 and abs(firsts[vips[0]] / 10 - 80) <= 5, firsts
 

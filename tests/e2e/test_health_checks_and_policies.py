@@ -1,14 +1,17 @@
 """Health checks and policies through the whole real chain: stand-in ingress controllers on real VIPs, a prober
 in each of three regions (own network namespace), the aggregator's quorum and policy selection, ExternalDNS, the
-webhook, etcd and each region's CoreDNS answering.
+webhook, etcd and each region's CoreDNS answering, and clients asking a real resolver (Unbound) that follows the
+zone's delegation from its parent to those CoreDNS servers.
 
 One federation for the module (host, east and west API servers; DNS stacks in east and west; probers in east,
-west and north); every test works in its own namespace with its own apps, so they do not see each other.
+west and north; the parent zone's DNS stack); every test works in its own namespace with its own apps, so they do
+not see each other.
 """
 
 from __future__ import annotations
 
 import secrets
+import time
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any
@@ -44,7 +47,7 @@ SETTLE = 60.0  # generous bound for first publication and for recoveries
 
 @pytest.fixture(scope="module")
 def fed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Federation]:
-    yield from running_federation(tmp_path_factory, "policies")
+    yield from running_federation(tmp_path_factory, "policies", delegated=True)
 
 
 @pytest.fixture(scope="module")
@@ -87,10 +90,16 @@ def test_failover_order_moves_answers_when_the_app_answers_500_and_back_after_su
     fed.wait_for_answers(name, {vips["east"][0]}, SETTLE)
     fed.wait_for_answers(name, {vips["east"][1]}, SETTLE, rdtype="AAAA")
     wait_checked(fed, name)
+    fed.wait_for_client_answer(name, {vips["east"][0]}, SETTLE)  # the client's resolver holds east's answer
 
+    started = time.monotonic()
     fed.dataplane.set_app_status("east", name, 500)  # endpoints stay ready: only the check can see it
     moved = fed.wait_for_answers(name, {vips["west"][0]}, 30)
     assert moved <= 1 * 1 + CHAIN_SECONDS, f"answers moved after {moved:.2f}s"
+    # A client behind the resolver: its cached answer (recordTTL 5 s) expires, then it gets what CoreDNS answers.
+    fed.wait_for_client_answer(name, {vips["west"][0]}, 5 + 30)
+    client_seen = time.monotonic() - started
+    assert client_seen <= max(5, moved) + 1.5, f"the client behind the resolver saw west after {client_seen:.2f}s"
     fed.wait_for_answers(name, {vips["west"][1]}, 5, rdtype="AAAA")  # AAAA follows the same policy
     # The answers may move before the verdict is whole: with east's IPv4 seen Down and its IPv6 not yet, the pick
     # already leaves east out rather than answer A with nothing (docs/design/policies.md). The status follows.

@@ -19,7 +19,8 @@ import pytest
 from kubernetes import client
 
 from fleetdns.apipaths import DNS_VIEWS
-from rig.federation import DNSClient, Federation
+from rig.dnsclient import DNSClient
+from rig.federation import Federation
 from rig.waiting import holds_for, wait_for
 
 pytestmark = [pytest.mark.apiserver, pytest.mark.externaldns, pytest.mark.coredns, pytest.mark.etcd]

@@ -202,3 +202,24 @@ def test_the_sidecar_takes_either_a_views_list_or_a_corefile_to_render(tmp_path)
                       environ={})
     with pytest.raises(ConfigError, match="--corefile"):
         load_settings([*base, f"--corefile={tmp_path / 'missing' / 'Corefile'}"], environ={})
+
+
+@pytest.mark.unit
+def test_the_sidecar_binds_every_block_to_the_addresses_given_and_refuses_what_is_not_an_address(tmp_path):
+    from fleetdns.config import ConfigError
+    from fleetdns.dnsview import parse_dns_view
+    from serving.corefile import Layout, render_corefile
+    from serving.zonefiles import load_settings
+
+    base = [f"--zone={ZONE}", f"--zone-dir={tmp_path}", f"--weight-file={tmp_path / 'weights'}"]
+    corefile = f"--corefile={tmp_path / 'Corefile'}"
+    settings = load_settings([*base, corefile, "--dns-bind= 127.0.0.5, ::1,127.0.0.5"], environ={})
+    assert settings.dns_bind == ("127.0.0.5", "::1")
+    office = parse_dns_view({"metadata": {"name": "office"}, "spec": {"clientCIDRs": ["10.0.0.0/8"]}})
+    text = render_corefile([office], Layout(bind=settings.dns_bind))
+    assert text.count(":{$FLEETDNS_DNS_PORT} {\n    bind 127.0.0.5 ::1\n") == 2  # the view's block, the catch-all
+    assert "bind" not in render_corefile([office], Layout())
+    with pytest.raises(ConfigError, match=r"--dns-bind.*'ns1' is not an IP address"):
+        load_settings([*base, corefile, "--dns-bind=127.0.0.5,ns1"], environ={})
+    with pytest.raises(ConfigError, match="--dns-bind.*needs --corefile"):
+        load_settings([*base, "--dns-bind=127.0.0.5"], environ={})
