@@ -1,21 +1,31 @@
-"""Aggregator benchmark: 2,000 ServiceDNSRecords across 3 member clusters (real kube-apiservers).
+"""Aggregator benchmark: thousands of intents across ten member clusters (real kube-apiservers).
 
-Measures cold-start convergence (process start → every DNSEndpoint correct), EndpointSlice change →
-DNSEndpoint updated (p50/p99 over 200 changes, seen through a watch on the host as ExternalDNS
-would see it) and the aggregator's peak RSS (VmHWM). Loopback only; every wait is bounded.
+Each app runs in ``--placement`` of the ``--members`` member clusters, behind a LoadBalancer Service with
+``--slices`` EndpointSlices of ``--endpoints`` endpoints each, as a real cluster has; ``--unselected`` more Services
+per member belong to no intent (the aggregator still watches them). The host holds one ServiceDNSRecord per app: a
+mix of RoundRobin, Weighted and Failover, a third of them with an HTTP health check (no prober runs here, so
+readiness decides, as it does before the first report).
+
+Measures, per size: cold start (process start → every DNSEndpoint correct), EndpointSlice change → DNSEndpoint
+updated (p50/p99 over ``--changes`` changes, seen through a watch on the host as ExternalDNS would see it), a member
+lost (every app in it unready at once: seconds until every DNSEndpoint left it, and back), the aggregator's peak RSS
+(VmHWM) and its CPU; and the cost per intent and per member object. ``--intents 2000,10000`` runs each size on a
+fresh fleet in the same run, so the growth is measured, not assumed. Loopback only; every wait is bounded.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import random
 import statistics
-import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Generic, TypeVar
@@ -28,61 +38,133 @@ from rig.aggregator import AggregatorProcess, client_for
 from rig.binaries import REPO_ROOT
 from rig.workloads import apply_crds, register_member
 
-MEMBERS = ("east", "west", "central")
+MEMBER_NAMES = ("east", "west", "central", "north", "south", "paris", "tokyo", "sydney", "lima", "mumbai")
 NAMESPACE = "bench"
+ZONE = "bench.example.com"
+POLICIES = ("RoundRobin", "Weighted", "Failover")
 T = TypeVar("T")
-GOALS = {"cold_start_s": 60.0, "p99_ms": 250.0, "rss_mb": 300.0}
+GOALS = {"cold_s": 60.0, "p99_ms": 250.0, "rss_mb": 1024.0}
 DOC = REPO_ROOT / "docs" / "benchmarks-aggregator.md"
+CREATE_THREADS = 16
 
 
 def progress(text: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {text}", flush=True)
 
 
-def vip(member_index: int, service_index: int) -> str:
-    return f"10.{10 + member_index}.{service_index // 250}.{service_index % 250 + 1}"
+@dataclass(frozen=True)
+class Shape:
+    """What the fleet holds: ``intents`` apps, each in ``placement`` of ``members`` clusters."""
+
+    intents: int
+    members: int = 10
+    placement: int = 3
+    slices: int = 2
+    endpoints: int = 20
+    unselected: float = 0.2
+
+    @property
+    def member_names(self) -> tuple[str, ...]:
+        return MEMBER_NAMES[:self.members]
+
+    def placed(self, app: int) -> tuple[int, ...]:
+        """The members ``app`` runs in, in its failover order."""
+        return tuple((app + offset) % self.members for offset in range(self.placement))
+
+    def apps_in(self, member: int) -> list[int]:
+        return [app for app in range(self.intents) if member in self.placed(app)]
+
+    def extras(self, member: int) -> int:
+        return round(len(self.apps_in(member)) * self.unselected)
+
+    def member_objects(self) -> int:
+        """Services and EndpointSlices across every member."""
+        services = sum(len(self.apps_in(m)) + self.extras(m) for m in range(self.members))
+        return services * (1 + self.slices)
 
 
-def service_name(index: int) -> str:
-    return f"svc-{index:05d}"
+def policy(app: int) -> str:
+    return POLICIES[app % len(POLICIES)]
 
 
-def global_name(index: int) -> str:
-    return f"{service_name(index)}.{NAMESPACE}.fleet.svc.bench.example.com"
+def checked(app: int) -> bool:
+    """A third of each policy's apps have a health check."""
+    return (app // len(POLICIES)) % 3 == 0
 
 
-def slice_body(name: str, ready: bool) -> dict[str, Any]:
-    body = ENDPOINT_SLICES.manifest(f"{name}-1")
+def vip(member: int, app: int) -> str:
+    return f"10.{10 + member}.{app // 250}.{app % 250 + 1}"
+
+
+def service_name(app: int) -> str:
+    return f"svc-{app:05d}"
+
+
+def global_name(app: int) -> str:
+    return f"{service_name(app)}.{NAMESPACE}.fleet.svc.{ZONE}"
+
+
+def answer(shape: Shape, app: int, ready: Callable[[int, int], bool]) -> frozenset[str]:
+    """The A targets the intent should publish given which members are ready for it: every ready member's VIP
+    (RoundRobin, Weighted: weights order the answers, they do not drop any), or the first ready one (Failover)."""
+    up = [member for member in shape.placed(app) if ready(member, app)]
+    if policy(app) == "Failover":
+        up = up[:1]
+    return frozenset(vip(member, app) for member in up)
+
+
+def slice_body(shape: Shape, name: str, index: int, ready: bool) -> dict[str, Any]:
+    body = ENDPOINT_SLICES.manifest(f"{name}-{index}")
     body["metadata"]["labels"] = {"kubernetes.io/service-name": name}
-    return {**body, "addressType": "IPv4", "ports": [{"port": 80, "protocol": "TCP"}],
-            "endpoints": [{"addresses": ["10.99.0.1"], "conditions": {"ready": ready}}]}
+    endpoints = [{"addresses": [f"10.{200 + index}.{n // 250}.{n % 250 + 1}"], "conditions": {"ready": ready},
+                  "nodeName": f"node-{n % 7}", "zone": f"zone-{n % 3}"} for n in range(shape.endpoints)]
+    return {**body, "addressType": "IPv4", "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}],
+            "endpoints": endpoints}
 
 
-def create_member_objects(client: KubeClient, member_index: int, count: int) -> None:
+def set_ready(client: KubeClient, shape: Shape, name: str, ready: bool) -> None:
+    """Every endpoint of every slice of the Service ready or not (the member is in the answer iff any is ready)."""
+    for index in range(1, shape.slices + 1):
+        client.replace(ENDPOINT_SLICES.path(NAMESPACE, f"{name}-{index}"), slice_body(shape, name, index, ready))
+
+
+def create_member_objects(client: KubeClient, shape: Shape, member: int, pool: ThreadPoolExecutor) -> None:
     client.create(NAMESPACES.path(), NAMESPACES.manifest(NAMESPACE))
+    names = [(service_name(app), vip(member, app)) for app in shape.apps_in(member)]
+    names += [(f"extra-{n:05d}", f"10.{10 + member}.{200 + n // 250}.{n % 250 + 1}")
+              for n in range(shape.extras(member))]
 
-    def one(index: int) -> None:
-        name = service_name(index)
-        client.create(SERVICES.path(NAMESPACE), SERVICES.manifest(
-            name, spec={"type": "LoadBalancer", "selector": {"app": name}, "ports": [{"port": 80}]}))
+    def one(item: tuple[str, str]) -> None:
+        name, address = item
+        client.create(SERVICES.path(NAMESPACE), SERVICES.manifest(name, spec={
+            "type": "LoadBalancer", "allocateLoadBalancerNodePorts": False,  # else the node-port range runs out
+            "selector": {"app": name}, "ports": [{"name": "http", "port": 80, "targetPort": 8080}]}))
         client.merge_patch(SERVICES.path(NAMESPACE, name, "status"),
-                           {"status": {"loadBalancer": {"ingress": [{"ip": vip(member_index, index)}]}}})
-        client.create(ENDPOINT_SLICES.path(NAMESPACE), slice_body(name, True))
+                           {"status": {"loadBalancer": {"ingress": [{"ip": address}]}}})
+        for index in range(1, shape.slices + 1):
+            client.create(ENDPOINT_SLICES.path(NAMESPACE), slice_body(shape, name, index, True))
 
-    with ThreadPoolExecutor(8) as pool:
-        list(pool.map(one, range(count)))
+    list(pool.map(one, names))
 
 
-def create_host_objects(host: KubeClient, count: int) -> None:
+def create_host_objects(host: KubeClient, shape: Shape, pool: ThreadPoolExecutor) -> None:
     host.create(NAMESPACES.path(), NAMESPACES.manifest(NAMESPACE))
-    host.create(DOMAINS.path(NAMESPACE), DOMAINS.manifest("fleet", spec={"domain": "bench.example.com"}))
+    host.create(DOMAINS.path(NAMESPACE), DOMAINS.manifest("fleet", spec={"domain": ZONE}))
+    names = shape.member_names
 
-    def one(index: int) -> None:
-        host.create(SERVICE_DNS_RECORDS.path(NAMESPACE), SERVICE_DNS_RECORDS.manifest(
-            service_name(index), spec={"domainRef": "fleet"}))
+    def one(app: int) -> None:
+        spec: dict[str, Any] = {"domainRef": "fleet"}
+        placed = [names[m] for m in shape.placed(app)]
+        if policy(app) == "Weighted":
+            spec["loadBalancing"] = {"policy": "Weighted", "weights": [
+                {"target": member, "weight": 100 - 20 * rank} for rank, member in enumerate(placed)]}
+        elif policy(app) == "Failover":
+            spec["loadBalancing"] = {"policy": "Failover", "failoverOrder": placed}
+        if checked(app):
+            spec["healthCheck"] = {"httpGet": {"port": 80, "path": "/healthz"}, "periodSeconds": 5}
+        host.create(SERVICE_DNS_RECORDS.path(NAMESPACE), SERVICE_DNS_RECORDS.manifest(service_name(app), spec=spec))
 
-    with ThreadPoolExecutor(8) as pool:
-        list(pool.map(one, range(count)))
+    list(pool.map(one, range(shape.intents)))
 
 
 class EndpointWatch(Generic[T]):
@@ -105,7 +187,7 @@ class EndpointWatch(Generic[T]):
                 self.answers[new[0]] = new[1]
             self.changed.notify_all()
 
-    def wait(self, predicate: Any, timeout: float) -> bool:
+    def wait(self, predicate: Callable[[], bool], timeout: float) -> bool:
         deadline = time.monotonic() + timeout
         with self.changed:
             while not predicate():
@@ -117,7 +199,11 @@ class EndpointWatch(Generic[T]):
 
 
 class GlobalAnswers(EndpointWatch[frozenset[str]]):
-    """Each intent's global A answer."""
+    """Each intent's global A answer, and when it last changed (monotonic)."""
+
+    def __init__(self, host: KubeClient) -> None:
+        super().__init__(host)
+        self.changed_at: dict[str, float] = {}
 
     def _parse(self, raw: dict[str, Any]) -> tuple[str, frozenset[str]]:
         name = raw["metadata"]["name"].removeprefix("service-")
@@ -127,177 +213,292 @@ class GlobalAnswers(EndpointWatch[frozenset[str]]):
                 return name, frozenset(endpoint.get("targets") or [])
         return name, frozenset()
 
+    def _changed(self, old: Any, new: Any) -> None:
+        if new is not None:
+            self.changed_at[new[0]] = time.monotonic()
+        super()._changed(old, new)
 
-def peak_rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+    def correct(self, expected: dict[str, frozenset[str]]) -> int:
+        return sum(1 for name, want in expected.items() if self.answers.get(name) == want)
 
 
-def run(count: int, changes: int, workdir: Path, log_level: str = "warning") -> dict[str, Any]:
-    progress(f"starting host + {len(MEMBERS)} member kube-apiservers (workdir {workdir})")
-    fleet = Fleet(MEMBERS, workdir / "fleet").start()
+class Process:
+    """The aggregator's CPU seconds and memory, from /proc."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.ticks = os.sysconf("SC_CLK_TCK")
+
+    def cpu_seconds(self) -> float:
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / self.ticks  # utime, stime
+
+    def memory_mb(self, field_name: str) -> float:
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith(f"{field_name}:"):
+                return int(line.split()[1]) / 1024
+        return float("nan")
+
+
+@dataclass
+class Result:
+    shape: Shape
+    member_objects: int
+    setup_s: float = 0.0
+    ready_s: float = 0.0
+    cold_s: float = 0.0
+    cold_cpu_s: float = 0.0
+    rss_after_cold_mb: float = 0.0
+    latencies: list[float] = field(default_factory=list)
+    changes_cpu_s: float = 0.0
+    wave: dict[str, float] = field(default_factory=dict)
+    rss_mb: float = 0.0
+    writes: list[str] = field(default_factory=list)
+
+    def percentile_ms(self, q: int) -> float:
+        if len(self.latencies) < 2:
+            return self.latencies[0] * 1000 if self.latencies else float("nan")
+        return statistics.quantiles(self.latencies, n=100)[q - 1] * 1000
+
+
+def run(shape: Shape, changes: int, workdir: Path, log_level: str = "warning") -> Result:
+    names = shape.member_names
+    result = Result(shape, shape.member_objects())
+    progress(f"{shape.intents:,} intents: starting host + {len(names)} member kube-apiservers (workdir {workdir})")
+    fleet = Fleet(names, workdir / "fleet").start()
     aggregator: AggregatorProcess | None = None
     try:
         host_api = fleet.host.api_client()
         apply_crds(host_api)
         host = client_for(fleet.host)
         members = {name: client_for(server) for name, server in fleet.members.items()}
-        for index, (name, server) in enumerate(fleet.members.items()):
-            started = time.monotonic()
-            create_member_objects(members[name], index, count)
-            register_member(host_api, name, name, f"{name}-a", server.embedded_kubeconfig())
-            progress(f"{name}: {count} LoadBalancer Services + EndpointSlices in {time.monotonic() - started:.1f}s")
         started = time.monotonic()
-        create_host_objects(host, count)
-        progress(f"host: {count} ServiceDNSRecords in {time.monotonic() - started:.1f}s")
+        with ThreadPoolExecutor(CREATE_THREADS) as pool:
+            for index, (name, server) in enumerate(fleet.members.items()):
+                create_member_objects(members[name], shape, index, pool)
+                register_member(host_api, name, name, f"{name}-a", server.embedded_kubeconfig())
+                progress(f"  {name}: {len(shape.apps_in(index)):,} app Services + {shape.extras(index):,} others, "
+                         f"{shape.slices} EndpointSlices of {shape.endpoints} endpoints each")
+            create_host_objects(host, shape, pool)
+        result.setup_s = time.monotonic() - started
+        progress(f"  {result.member_objects:,} member objects and {shape.intents:,} intents in {result.setup_s:.0f}s")
 
         answers = GlobalAnswers(host)
         answers.informer.start()
-        expected = {service_name(i): frozenset(vip(m, i) for m in range(len(MEMBERS))) for i in range(count)}
+        down: set[tuple[int, int]] = set()  # (member, app) not ready
+        expected = {service_name(app): answer(shape, app, lambda m, a: (m, a) not in down)
+                    for app in range(shape.intents)}
 
-        def converged() -> bool:
-            return len(answers.answers) >= count and all(answers.answers.get(k) == v for k, v in expected.items())
-
-        progress("starting the aggregator (cold start)")
+        progress("  starting the aggregator (cold start)")
         started = time.monotonic()
         aggregator = AggregatorProcess(fleet.host.kubeconfig, [f"--log-level={log_level}"], workdir, name="aggregator")
-        aggregator.start(timeout=120)
-        ready_s = time.monotonic() - started
+        aggregator.start(timeout=180)
+        process = Process(aggregator.pid)
+        result.ready_s = time.monotonic() - started
         last = [0.0]
 
         def report() -> bool:
+            done = answers.correct(expected)
             if time.monotonic() - last[0] > 5:
                 last[0] = time.monotonic()
-                done = sum(1 for k, v in expected.items() if answers.answers.get(k) == v)
-                progress(f"  {done}/{count} DNSEndpoints correct")
-            return converged()
+                progress(f"    {done:,}/{shape.intents:,} DNSEndpoints correct")
+            return done == shape.intents
 
-        if not answers.wait(report, 180):
-            raise SystemExit("cold start did not converge within 180 s")
-        cold_s = time.monotonic() - started
-        progress(f"cold start converged in {cold_s:.1f}s (ready after {ready_s:.1f}s)")
+        if not answers.wait(report, 600):
+            raise SystemExit("cold start did not converge within 600 s")
+        result.cold_s = time.monotonic() - started
+        result.cold_cpu_s = process.cpu_seconds()
+        result.rss_after_cold_mb = process.memory_mb("VmRSS")
+        progress(f"  cold start converged in {result.cold_s:.1f}s (ready after {result.ready_s:.1f}s), "
+                 f"{result.cold_cpu_s:.1f} s CPU, RSS {result.rss_after_cold_mb:.0f} MB")
 
-        latencies = measure_changes(members, answers, expected, count, changes)
-        rss = peak_rss_mb(aggregator.pid)
-        metrics = aggregator.metrics()
-        progress(f"peak RSS {rss:.0f} MB")
-        return {"count": count, "members": len(MEMBERS), "ready_s": ready_s, "cold_s": cold_s,
-                "p50_ms": statistics.median(latencies) * 1000,
-                "p99_ms": statistics.quantiles(latencies, n=100)[98] * 1000 if len(latencies) >= 2 else latencies[0],
-                "max_ms": max(latencies) * 1000, "changes": len(latencies), "rss_mb": rss,
-                "writes": [line for line in metrics.splitlines()
-                           if line.startswith("fleetdns_aggregator_dnsendpoint_writes_total{")]}
+        cpu_before = process.cpu_seconds()
+        result.latencies = measure_changes(shape, members, answers, expected, down, changes)
+        result.changes_cpu_s = process.cpu_seconds() - cpu_before
+        result.wave = member_lost(shape, members, answers, expected, down)
+        result.rss_mb = process.memory_mb("VmHWM")
+        result.writes = [line for line in aggregator.metrics().splitlines()
+                         if line.startswith("fleetdns_aggregator_dnsendpoint_writes_total{")]
+        progress(f"  peak RSS {result.rss_mb:.0f} MB")
+        return result
     finally:
         if aggregator is not None:
-            stopping = time.monotonic()
             code = aggregator.stop()
-            progress(f"aggregator stopped (exit code {code}) in {time.monotonic() - stopping:.1f}s")
+            progress(f"  aggregator stopped (exit code {code})")
         fleet.stop()
-        progress("API servers stopped")
 
 
-def measure_changes(members: dict[str, KubeClient], answers: GlobalAnswers, expected: dict[str, frozenset[str]],
-                    count: int, changes: int) -> list[float]:
-    """Flip one EndpointSlice's readiness at a time; time until the host's DNSEndpoint answer follows."""
+def measure_changes(shape: Shape, members: dict[str, KubeClient], answers: GlobalAnswers,
+                    expected: dict[str, frozenset[str]], down: set[tuple[int, int]], changes: int) -> list[float]:
+    """Flip one app's readiness in one of its members at a time; time from the last slice written until the host's
+    DNSEndpoint answer follows (a change that leaves the answer as it was, e.g. a Failover app's standby, is not
+    timed: nothing would be seen)."""
     rng = random.Random(4)
-    names = list(members)
+    names = shape.member_names
     latencies: list[float] = []
-    for change in range(changes):
-        index, member_index = rng.randrange(count), rng.randrange(len(names))
-        name = service_name(index)
-        target = vip(member_index, index)
-        now_ready = target not in expected[name]
-        want = expected[name] | {target} if now_ready else expected[name] - {target}
-        client = members[names[member_index]]
+    while len(latencies) < changes:
+        app = rng.randrange(shape.intents)
+        member = rng.choice(shape.placed(app))
+        name = service_name(app)
+        down.symmetric_difference_update({(member, app)})
+        want = answer(shape, app, lambda m, a: (m, a) not in down)
+        set_ready(members[names[member]], shape, name, (member, app) not in down)
         started = time.monotonic()
-        client.replace(ENDPOINT_SLICES.path(NAMESPACE, f"{name}-1"), slice_body(name, now_ready))
-        if not answers.wait(lambda n=name, w=want: answers.answers.get(n) == w, 10):
-            raise SystemExit(f"change {change}: {name} did not follow within 10 s")
-        latencies.append(time.monotonic() - started)
+        if not answers.wait(lambda: answers.answers.get(name) == want, 10):  # noqa: B023 - waited on at once
+            raise SystemExit(f"change {len(latencies)}: {name} did not follow within 10 s")
+        if want != expected[name]:
+            latencies.append(time.monotonic() - started)
+            if len(latencies) % 50 == 0:
+                progress(f"    {len(latencies)}/{changes} changes, p50 so far "
+                         f"{statistics.median(latencies) * 1000:.1f} ms")
         expected[name] = want
-        if (change + 1) % 50 == 0:
-            progress(f"  {change + 1}/{changes} changes, p50 so far {statistics.median(latencies) * 1000:.1f} ms")
         time.sleep(0.01)
     return latencies
 
 
-def write_doc(result: dict[str, Any]) -> None:
-    verdict = {k: ("met" if result[k] <= goal else "MISSED") for k, goal in
-               (("cold_s", GOALS["cold_start_s"]), ("p99_ms", GOALS["p99_ms"]), ("rss_mb", GOALS["rss_mb"]))}
+def member_lost(shape: Shape, members: dict[str, KubeClient], answers: GlobalAnswers,
+                expected: dict[str, frozenset[str]], down: set[tuple[int, int]]) -> dict[str, float]:
+    """Every app in the first member unready at once (its slices rewritten by 16 threads, as a cluster losing its
+    nodes has them rewritten), then ready again: per direction, seconds until every DNSEndpoint followed, the p50 and
+    p99 of the apps' own times, and how many DNSEndpoints changed a second."""
+    client, apps = members[shape.member_names[0]], shape.apps_in(0)
+    figures: dict[str, float] = {"apps": float(len(apps))}
+    for direction, ready in (("lost", False), ("back", True)):
+        for app in apps:
+            (down.discard if ready else down.add)((0, app))
+        moving = set()
+        for app in apps:
+            want = answer(shape, app, lambda m, a: (m, a) not in down)
+            if want != expected[service_name(app)]:
+                moving.add(service_name(app))
+            expected[service_name(app)] = want
+        started = time.monotonic()
+        with ThreadPoolExecutor(CREATE_THREADS) as pool:
+            list(pool.map(lambda app: set_ready(client, shape, service_name(app), ready), apps))  # noqa: B023
+        written = time.monotonic() - started
+        if not answers.wait(lambda: all(answers.answers.get(n) == expected[n] for n in moving), 600):  # noqa: B023
+            raise SystemExit(f"member {direction}: not every DNSEndpoint followed within 600 s")
+        times = sorted(answers.changed_at[name] - started for name in moving)
+        figures[f"{direction}_apps_moved"] = float(len(moving))
+        figures[f"{direction}_written_s"] = written
+        figures[f"{direction}_all_s"] = times[-1]
+        figures[f"{direction}_p50_s"] = statistics.median(times)
+        figures[f"{direction}_p99_s"] = statistics.quantiles(times, n=100)[98] if len(times) > 1 else times[0]
+        figures[f"{direction}_per_s"] = len(times) / times[-1]
+        progress(f"  member {shape.member_names[0]} {direction}: {len(moving):,} DNSEndpoints moved, all after "
+                 f"{times[-1]:.1f}s (slices written in {written:.1f}s), p50 {figures[f'{direction}_p50_s']:.1f}s")
+    return figures
+
+
+def table(results: Iterable[Result]) -> str:
+    results = list(results)
+    head = "| measure | " + " | ".join(f"{r.shape.intents:,} intents" for r in results) + " | goal |"
+    rows = [head, "|---|" + "---|" * len(results) + "---|"]
+
+    def row(label: str, values: Iterable[str], goal: str = "") -> None:
+        rows.append(f"| {label} | " + " | ".join(values) + f" | {goal} |")
+
+    row("member objects watched (Services + EndpointSlices)", (f"{r.member_objects:,}" for r in results))
+    row("cold start: process start → every DNSEndpoint correct",
+        (f"{r.cold_s:.1f} s (ready {r.ready_s:.1f} s)" for r in results), "≤ 60 s")
+    row("change → DNSEndpoint, p50", (f"{r.percentile_ms(50):.1f} ms" for r in results))
+    row("change → DNSEndpoint, p99", (f"{r.percentile_ms(99):.1f} ms (max {max(r.latencies) * 1000:.0f} ms, "
+                                     f"n={len(r.latencies)})" for r in results), "≤ 250 ms")
+    for direction in ("lost", "back"):
+        row(f"member {direction}: every moved DNSEndpoint followed",
+            (f"{r.wave[f'{direction}_all_s']:.1f} s ({r.wave[f'{direction}_apps_moved']:,.0f} apps; slices written "
+             f"in {r.wave[f'{direction}_written_s']:.1f} s)" for r in results))
+        row(f"member {direction}: per app p50 / p99",
+            (f"{r.wave[f'{direction}_p50_s']:.1f} s / {r.wave[f'{direction}_p99_s']:.1f} s" for r in results))
+    row("peak RSS (VmHWM)", (f"{r.rss_mb:.0f} MB" for r in results), "≤ 1 GiB")
+    row("RSS after cold start", (f"{r.rss_after_cold_mb:.0f} MB" for r in results))
+    row("CPU for the cold start", (f"{r.cold_cpu_s:.1f} s ({r.cold_cpu_s / r.shape.intents * 1000:.2f} ms an intent)"
+                                   for r in results))
+    row("CPU per change", (f"{r.changes_cpu_s / max(1, len(r.latencies)) * 1000:.1f} ms" for r in results))
+    for small, large in zip(results, results[1:], strict=False):
+        intents = large.shape.intents - small.shape.intents
+        objects = large.member_objects - small.member_objects
+        rows.append(f"\nFrom {small.shape.intents:,} to {large.shape.intents:,} intents ({objects:,} more member "
+                    f"objects): {(large.rss_after_cold_mb - small.rss_after_cold_mb) * 1024 / intents:.1f} KiB of RSS "
+                    f"and {(large.cold_cpu_s - small.cold_cpu_s) / intents * 1000:.2f} ms of cold-start CPU per added "
+                    f"intent with its {objects / intents:.1f} member objects; CPU per change "
+                    f"{large.changes_cpu_s / small.changes_cpu_s:.2f}x, change p99 "
+                    f"{large.percentile_ms(99) / small.percentile_ms(99):.2f}x.")
+    return "\n".join(rows)
+
+
+def write_doc(results: list[Result], argv: str) -> None:
+    shape = results[0].shape
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), platform.processor())
-    mem_gb = int(Path("/proc/meminfo").read_text().split()[1]) / 1024 / 1024
-    writes = "\n".join(f"    {line}" for line in result["writes"])
-    cold = f"{result['cold_s']:.1f} s (ready after {result['ready_s']:.1f} s)"
-    p99 = f"{result['p99_ms']:.1f} ms (max {result['max_ms']:.1f} ms)"
-    kept = ""  # hand-written notes (the spread across runs) survive a re-run
-    if DOC.exists() and "\n## Spread across runs" in DOC.read_text():
-        kept = "\n## Spread across runs" + DOC.read_text().split("\n## Spread across runs", 1)[1]
+    writes = "\n".join(f"    {r.shape.intents:,} intents: {line}" for r in results for line in r.writes)
+    kept = ""  # hand-written notes (the spread across runs, the profile) survive a re-run
+    if DOC.exists() and "\n## Notes" in DOC.read_text():
+        kept = "\n## Notes" + DOC.read_text().split("\n## Notes", 1)[1]
     DOC.write_text(f"""# Aggregator benchmark
 
-`make bench-aggregator` (`python -m bench.aggregator`), run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC.
+`make bench-aggregator` (`python -m bench.aggregator {argv}`), run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on
+{cpu}, {os.cpu_count()} CPUs shared with every API server and etcd of the run; Python {platform.python_version()},
+kube-apiserver v1.36.3. Each size on a fresh fleet, one after the other in the same run.
 
 ## Results
 
-| measure | result | goal | |
-|---|---|---|---|
-| cold start: process start → all {result['count']:,} DNSEndpoints correct | {cold} | ≤ 60 s | {verdict['cold_s']} |
-| EndpointSlice change → DNSEndpoint updated, p50 | {result['p50_ms']:.1f} ms | | |
-| EndpointSlice change → DNSEndpoint updated, p99 (n={result['changes']}) | {p99} | ≤ 250 ms | {verdict['p99_ms']} |
-| aggregator peak RSS (VmHWM) | {result['rss_mb']:.0f} MB | ≤ 300 MB | {verdict['rss_mb']} |
+{table(results)}
 
-DNSEndpoint writes during the run (from the aggregator's /metrics):
+DNSEndpoint writes (the aggregator's /metrics at the end of each size):
 
 {writes}
 
 ## Method
 
-- Rig: real kube-apiservers on loopback (host + {result['members']} members: {', '.join(MEMBERS)}), each with its
-  own etcd. No controller-manager: the benchmark plays the controllers (Service `status.loadBalancer`,
-  one EndpointSlice per Service).
-- Each member holds {result['count']:,} LoadBalancer Services in namespace `{NAMESPACE}` with a distinct VIP per
-  member and a ready EndpointSlice; the host holds {result['count']:,} ServiceDNSRecords and one Domain.
-  Everything is created before the aggregator starts.
+- Rig: real kube-apiservers on loopback (host + {shape.members} members: {', '.join(shape.member_names)}), each with
+  its own etcd. No controller-manager: the benchmark plays the controllers (Service `status.loadBalancer`, the
+  EndpointSlices).
+- Each app runs in {shape.placement} of the {shape.members} members, behind a LoadBalancer Service
+  (`allocateLoadBalancerNodePorts: false`) with {shape.slices} EndpointSlices of {shape.endpoints} endpoints each;
+  each member also holds {shape.unselected:.0%} more Services (with their slices) that no intent selects. The host
+  holds one ServiceDNSRecord per app: RoundRobin, Weighted and Failover in turn, a third with an HTTP health check
+  (no prober runs, so readiness decides). Everything exists before the aggregator starts.
 - Cold start: from spawning `python -m aggregator` (leader election on, defaults otherwise) until a watch on the
-  host's DNSEndpoints (the view ExternalDNS has) shows the global A record of every intent with all three VIPs.
-  Each intent costs one DNSEndpoint create, one status write and one event.
-- Change latency: {result['changes']} sequential changes; each replaces one random member's EndpointSlice of one
-  random Service, flipping its readiness, and the clock stops when the host watch shows the global answer
-  gaining or losing that member's VIP. It includes both watch deliveries (member → aggregator,
-  host → benchmark) and the DNSEndpoint write.
-- Peak RSS: `VmHWM` of the aggregator process from `/proc/<pid>/status` at the end of the run.
-- Machine: {cpu}, {platform.machine()}, {os_cpus()} CPUs shared with the API servers and etcds (and with
-  whatever else ran on the machine), {mem_gb:.0f} GB RAM; Python {platform.python_version()}, kube-apiserver v1.36.3.
+  host's DNSEndpoints (the view ExternalDNS has) shows every intent's global A record as its policy answers it.
+  CPU is the process's own (utime + stime) at that moment; RSS its VmRSS.
+- Change: one app's readiness flipped in one of its members (every slice rewritten), timed from the last write
+  until the host watch shows the answer following; changes that leave the answer as it was (a Failover standby)
+  are made but not timed. Sequential.
+- Member lost: every app of the first member unready at once (16 threads rewriting the slices), timed from the first
+  write until each app's DNSEndpoint left that member; then back.
 """ + kept)
     progress(f"results written to {DOC.relative_to(REPO_ROOT)}")
 
 
-def os_cpus() -> int:
-    import os
-
-    return os.cpu_count() or 0
-
-
 def main() -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.aggregator", description=__doc__.splitlines()[0])
-    parser.add_argument("--intents", type=int, default=2000)
+    parser = argparse.ArgumentParser(prog="make bench-aggregator", description=__doc__.splitlines()[0])
+    parser.add_argument("--intents", default="2000,10000",
+                        help="comma-separated sizes, each on a fresh fleet in this run (default 2000,10000)")
+    parser.add_argument("--members", type=int, default=10, choices=range(2, len(MEMBER_NAMES) + 1),
+                        metavar=f"2..{len(MEMBER_NAMES)}")
+    parser.add_argument("--placement", type=int, default=3, help="members each app runs in")
+    parser.add_argument("--slices", type=int, default=2, help="EndpointSlices per Service")
+    parser.add_argument("--endpoints", type=int, default=20, help="endpoints per EndpointSlice")
+    parser.add_argument("--unselected", type=float, default=0.2, help="share of Services no intent selects")
     parser.add_argument("--changes", type=int, default=200)
     parser.add_argument("--workdir", type=Path, default=None)
-    parser.add_argument("--no-doc", action="store_true", help="do not rewrite docs/benchmarks-aggregator.md")
+    parser.add_argument("--no-doc", action="store_true", help=f"print only; do not rewrite {DOC.name}")
     parser.add_argument("--log-level", default="warning", help="the aggregator's --log-level (its log is in workdir)")
     args = parser.parse_args()
+    sizes = [int(size) for size in args.intents.split(",") if size.strip()]
+    if args.placement > args.members:
+        parser.error("--placement cannot exceed --members")
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="fleetdns-bench-agg-"))
-    result = run(args.intents, args.changes, workdir, args.log_level)
-    progress(f"cold start {result['cold_s']:.1f}s, change p50 {result['p50_ms']:.1f} ms p99 {result['p99_ms']:.1f} ms, "
-             f"peak RSS {result['rss_mb']:.0f} MB")
-    for line in result["writes"]:
-        progress(f"  {line}")
+    results = [run(Shape(size, args.members, args.placement, args.slices, args.endpoints, args.unselected),
+                   args.changes, workdir / f"intents-{size}", args.log_level) for size in sizes]
+    print(table(results), flush=True)
     if not args.no_doc:
-        write_doc(result)
+        argv = " ".join(f"--{k.replace('_', '-')}={v}" for k, v in vars(args).items()
+                        if k in ("intents", "members", "placement", "slices", "endpoints", "unselected", "changes"))
+        write_doc(results, argv)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())
