@@ -8,11 +8,12 @@ import sys
 import threading
 
 from aggregator.controller.engine import Engine
-from aggregator.metrics import AggregatorMetrics
+from aggregator.metrics import NAMESPACE, AggregatorMetrics
 from aggregator.settings import Settings, parse_settings
 from aggregator.sources import build_sources
 from aggregator.sources.lb_hostnames import HostnameResolver, dns_query
 from fleetdns.config import exit_on_config_error
+from fleetdns.gcpauses import watch_gc_pauses
 from fleetdns.kubeapi import KubeClient, load_host_client
 from fleetdns.leader import LeaseElector
 from fleetdns.logs import configure_logging
@@ -33,6 +34,7 @@ def serve(settings: Settings, host: KubeClient) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     metrics = AggregatorMetrics()
+    watch_gc_pauses(metrics.registry, NAMESPACE)  # once per process: the collector is the process's
     hostnames = hostname_resolver(settings, metrics)
     sources = build_sources(hostnames, openshift_router_namespace=settings.openshift_router_namespace,
                             namespace=settings.namespace)

@@ -73,6 +73,8 @@ class AggregatorMetrics:
             f"{NAMESPACE}_events_dropped_total",
             "Events not posted: queue_full, refused (4xx), failed (no answer or 5xx after retries), shutdown",
             ["reason", "cause"], registry=r)
+        self.events_pending = Gauge(f"{NAMESPACE}_events_pending", "Events waiting to be posted (bounded queue)",
+                                    registry=r)
         self.leader = Gauge(f"{NAMESPACE}_leader", "1 while this replica holds the lease and writes", registry=r)
         self.lb_hostname_lookups = Counter(f"{NAMESPACE}_lb_hostname_lookups_total",
                                            "Load-balancer hostname lookups (A and AAAA) by result: resolved, failed",

@@ -20,6 +20,8 @@ import os
 import platform
 import random
 import statistics
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -104,10 +106,13 @@ def global_name(app: int) -> str:
     return f"{service_name(app)}.{NAMESPACE}.fleet.svc.{ZONE}"
 
 
-def answer(shape: Shape, app: int, ready: Callable[[int, int], bool]) -> frozenset[str]:
+def answer(shape: Shape, app: int, ready: Callable[[int, int], bool], last: frozenset[str]) -> frozenset[str]:
     """The A targets the intent should publish given which members are ready for it: every ready member's VIP
-    (RoundRobin, Weighted: weights order the answers, they do not drop any), or the first ready one (Failover)."""
+    (RoundRobin, Weighted: weights order the answers, they do not drop any), or the first ready one (Failover);
+    with none ready, the ``last`` answer (fail open)."""
     up = [member for member in shape.placed(app) if ready(member, app)]
+    if not up:
+        return last
     if policy(app) == "Failover":
         up = up[:1]
     return frozenset(vip(member, app) for member in up)
@@ -240,6 +245,39 @@ class Process:
         return float("nan")
 
 
+def samples(text: str, name: str) -> dict[str, float]:
+    """The samples of metric ``name`` in a /metrics text, by their label text (``generation="2",le="0.5"``)."""
+    found: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith(name + "{") or line.startswith(name + " "):
+            head, _, value = line.rpartition(" ")
+            found[head[len(name):].strip("{}")] = float(value)
+    return found
+
+
+def settled(aggregator: AggregatorProcess) -> bool:
+    """Nothing left to do: no intent queued, no Event waiting to be posted."""
+    text = aggregator.metrics()
+    return (samples(text, "fleetdns_aggregator_queue_depth").get("", 1) == 0
+            and samples(text, "fleetdns_aggregator_events_pending").get("", 1) == 0)
+
+
+def gc_pauses(aggregator: AggregatorProcess) -> dict[str, tuple[int, float, float]]:
+    """Per generation: (collections, seconds in all, the longest pause's bucket bound) since the process started."""
+    text = aggregator.metrics()
+    counts = samples(text, "fleetdns_aggregator_gc_pause_seconds_count")
+    sums = samples(text, "fleetdns_aggregator_gc_pause_seconds_sum")
+    buckets = samples(text, "fleetdns_aggregator_gc_pause_seconds_bucket")
+    result = {}
+    for generation in ("0", "1", "2"):
+        count = counts.get(f'generation="{generation}"', 0)
+        bounds = sorted((float(label.split('le="')[1].rstrip('"')), value) for label, value in buckets.items()
+                        if label.startswith(f'generation="{generation}"'))
+        longest = next((bound for bound, value in bounds if value >= count), float("inf"))
+        result[generation] = (int(count), sums.get(f'generation="{generation}"', 0.0), longest)
+    return result
+
+
 @dataclass
 class Result:
     shape: Shape
@@ -247,6 +285,7 @@ class Result:
     setup_s: float = 0.0
     ready_s: float = 0.0
     cold_s: float = 0.0
+    settled_s: float = 0.0  # cold start until every status written and every Event posted
     cold_cpu_s: float = 0.0
     rss_after_cold_mb: float = 0.0
     latencies: list[float] = field(default_factory=list)
@@ -254,6 +293,7 @@ class Result:
     wave: dict[str, float] = field(default_factory=dict)
     rss_mb: float = 0.0
     writes: list[str] = field(default_factory=list)
+    gc: dict[str, tuple[int, float, float]] = field(default_factory=dict)
 
     def percentile_ms(self, q: int) -> float:
         if len(self.latencies) < 2:
@@ -261,12 +301,13 @@ class Result:
         return statistics.quantiles(self.latencies, n=100)[q - 1] * 1000
 
 
-def run(shape: Shape, changes: int, workdir: Path, log_level: str = "warning") -> Result:
+def run(shape: Shape, changes: int, workdir: Path, log_level: str = "warning", memray: bool = False) -> Result:
     names = shape.member_names
     result = Result(shape, shape.member_objects())
     progress(f"{shape.intents:,} intents: starting host + {len(names)} member kube-apiservers (workdir {workdir})")
     fleet = Fleet(names, workdir / "fleet").start()
     aggregator: AggregatorProcess | None = None
+    answers: GlobalAnswers | None = None
     try:
         host_api = fleet.host.api_client()
         apply_crds(host_api)
@@ -286,12 +327,15 @@ def run(shape: Shape, changes: int, workdir: Path, log_level: str = "warning") -
         answers = GlobalAnswers(host)
         answers.informer.start()
         down: set[tuple[int, int]] = set()  # (member, app) not ready
-        expected = {service_name(app): answer(shape, app, lambda m, a: (m, a) not in down)
+        expected = {service_name(app): answer(shape, app, lambda m, a: (m, a) not in down, frozenset())
                     for app in range(shape.intents)}
 
         progress("  starting the aggregator (cold start)")
         started = time.monotonic()
         aggregator = AggregatorProcess(fleet.host.kubeconfig, [f"--log-level={log_level}"], workdir, name="aggregator")
+        if memray:  # the same process under memray's tracker (the allocations at the high watermark, by line)
+            aggregator.argv = [str(Path(sys.executable).with_name("memray")), "run", "--force", "-o",
+                               str(workdir / "aggregator.memray"), *aggregator.argv]
         aggregator.start(timeout=180)
         process = Process(aggregator.pid)
         result.ready_s = time.monotonic() - started
@@ -312,6 +356,10 @@ def run(shape: Shape, changes: int, workdir: Path, log_level: str = "warning") -
         progress(f"  cold start converged in {result.cold_s:.1f}s (ready after {result.ready_s:.1f}s), "
                  f"{result.cold_cpu_s:.1f} s CPU, RSS {result.rss_after_cold_mb:.0f} MB")
 
+        if not wait_until(lambda: settled(aggregator), 600):
+            raise SystemExit("the aggregator did not settle (statuses, Events) within 600 s of its cold start")
+        result.settled_s = time.monotonic() - started
+        progress(f"  settled (every status written, every Event posted) after {result.settled_s:.1f}s")
         cpu_before = process.cpu_seconds()
         result.latencies = measure_changes(shape, members, answers, expected, down, changes)
         result.changes_cpu_s = process.cpu_seconds() - cpu_before
@@ -319,13 +367,32 @@ def run(shape: Shape, changes: int, workdir: Path, log_level: str = "warning") -
         result.rss_mb = process.memory_mb("VmHWM")
         result.writes = [line for line in aggregator.metrics().splitlines()
                          if line.startswith("fleetdns_aggregator_dnsendpoint_writes_total{")]
+        result.gc = gc_pauses(aggregator)
+        progress("  GC pauses: " + "; ".join(f"generation {g}: {n} ({total:.2f} s, longest ≤ {longest:g} s)"
+                                              for g, (n, total, longest) in result.gc.items()))
         progress(f"  peak RSS {result.rss_mb:.0f} MB")
         return result
     finally:
+        if answers is not None:
+            answers.informer.stop()
         if aggregator is not None:
             code = aggregator.stop()
             progress(f"  aggregator stopped (exit code {code})")
         fleet.stop()
+    if memray:
+        summary = subprocess.run([str(Path(sys.executable).with_name("memray")), "summary", "-r", "25",
+                                  str(workdir / "aggregator.memray")], capture_output=True, text=True, check=False,
+                                 env={**os.environ, "COLUMNS": "200"})
+        print(summary.stdout or summary.stderr, flush=True)
+
+
+def wait_until(condition: Callable[[], bool], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.2)
+    return True
 
 
 def measure_changes(shape: Shape, members: dict[str, KubeClient], answers: GlobalAnswers,
@@ -341,7 +408,7 @@ def measure_changes(shape: Shape, members: dict[str, KubeClient], answers: Globa
         member = rng.choice(shape.placed(app))
         name = service_name(app)
         down.symmetric_difference_update({(member, app)})
-        want = answer(shape, app, lambda m, a: (m, a) not in down)
+        want = answer(shape, app, lambda m, a: (m, a) not in down, expected[name])
         set_ready(members[names[member]], shape, name, (member, app) not in down)
         started = time.monotonic()
         if not answers.wait(lambda: answers.answers.get(name) == want, 10):  # noqa: B023 - waited on at once
@@ -368,7 +435,7 @@ def member_lost(shape: Shape, members: dict[str, KubeClient], answers: GlobalAns
             (down.discard if ready else down.add)((0, app))
         moving = set()
         for app in apps:
-            want = answer(shape, app, lambda m, a: (m, a) not in down)
+            want = answer(shape, app, lambda m, a: (m, a) not in down, expected[service_name(app)])
             if want != expected[service_name(app)]:
                 moving.add(service_name(app))
             expected[service_name(app)] = want
@@ -377,7 +444,10 @@ def member_lost(shape: Shape, members: dict[str, KubeClient], answers: GlobalAns
             list(pool.map(lambda app: set_ready(client, shape, service_name(app), ready), apps))  # noqa: B023
         written = time.monotonic() - started
         if not answers.wait(lambda: all(answers.answers.get(n) == expected[n] for n in moving), 600):  # noqa: B023
-            raise SystemExit(f"member {direction}: not every DNSEndpoint followed within 600 s")
+            behind = [f"{n}: {sorted(answers.answers.get(n) or [])}, expected {sorted(expected[n])}"
+                      for n in sorted(moving) if answers.answers.get(n) != expected[n]]
+            raise SystemExit(f"member {direction}: {len(behind)} DNSEndpoints did not follow within 600 s, e.g. "
+                             f"{behind[:3]}")
         times = sorted(answers.changed_at[name] - started for name in moving)
         figures[f"{direction}_apps_moved"] = float(len(moving))
         figures[f"{direction}_written_s"] = written
@@ -401,6 +471,7 @@ def table(results: Iterable[Result]) -> str:
     row("member objects watched (Services + EndpointSlices)", (f"{r.member_objects:,}" for r in results))
     row("cold start: process start → every DNSEndpoint correct",
         (f"{r.cold_s:.1f} s (ready {r.ready_s:.1f} s)" for r in results), "≤ 60 s")
+    row("settled: every status written, every Event posted", (f"{r.settled_s:.1f} s" for r in results))
     row("change → DNSEndpoint, p50", (f"{r.percentile_ms(50):.1f} ms" for r in results))
     row("change → DNSEndpoint, p99", (f"{r.percentile_ms(99):.1f} ms (max {max(r.latencies) * 1000:.0f} ms, "
                                      f"n={len(r.latencies)})" for r in results), "≤ 250 ms")
@@ -414,6 +485,8 @@ def table(results: Iterable[Result]) -> str:
     row("RSS after cold start", (f"{r.rss_after_cold_mb:.0f} MB" for r in results))
     row("CPU for the cold start", (f"{r.cold_cpu_s:.1f} s ({r.cold_cpu_s / r.shape.intents * 1000:.2f} ms an intent)"
                                    for r in results))
+    row("GC pauses of the oldest generation: count, total, longest",
+        (f"{r.gc['2'][0]}, {r.gc['2'][1]:.2f} s, ≤ {r.gc['2'][2]:g} s" for r in results))
     row("CPU per change", (f"{r.changes_cpu_s / max(1, len(r.latencies)) * 1000:.1f} ms" for r in results))
     for small, large in zip(results, results[1:], strict=False):
         intents = large.shape.intents - small.shape.intents
@@ -485,13 +558,15 @@ def main() -> int:
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--no-doc", action="store_true", help=f"print only; do not rewrite {DOC.name}")
     parser.add_argument("--log-level", default="warning", help="the aggregator's --log-level (its log is in workdir)")
+    parser.add_argument("--memray", action="store_true",
+                        help="run the aggregator under memray and print where its memory is at the high watermark")
     args = parser.parse_args()
     sizes = [int(size) for size in args.intents.split(",") if size.strip()]
     if args.placement > args.members:
         parser.error("--placement cannot exceed --members")
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="fleetdns-bench-agg-"))
     results = [run(Shape(size, args.members, args.placement, args.slices, args.endpoints, args.unselected),
-                   args.changes, workdir / f"intents-{size}", args.log_level) for size in sizes]
+                   args.changes, workdir / f"intents-{size}", args.log_level, args.memray) for size in sizes]
     print(table(results), flush=True)
     if not args.no_doc:
         argv = " ".join(f"--{k.replace('_', '-')}={v}" for k, v in vars(args).items()

@@ -63,6 +63,7 @@ from fleetdns.apipaths import (
     host_cannot_read,
 )
 from fleetdns.dnsname import InvalidDNSNameError, normalize_name
+from fleetdns.gcpauses import freeze_once_settled
 from fleetdns.healthreport import (
     REGION_LABEL,
     HealthReport,
@@ -182,6 +183,8 @@ class Engine:
         threading.Thread(target=self._enqueue_when_synced, name="host-sync", daemon=True).start()
         self.connections.start()
         threading.Thread(target=self._watch_freshness, name="prober-freshness", daemon=True).start()
+        threading.Thread(target=freeze_once_settled, args=(self._settled, self._stopping), name="heap-freeze",
+                         daemon=True).start()
         for index in range(self.settings.workers):
             worker = threading.Thread(target=self._work, name=f"worker-{index}", daemon=True)
             worker.start()
@@ -221,6 +224,11 @@ class Engine:
         if pending and time.monotonic() - self.started_at < MEMBER_SYNC_TIMEOUT:
             return False, "member caches syncing: " + ", ".join(pending)
         return True, "leader" if self.leading.is_set() else "standby"
+
+    def _settled(self) -> bool:
+        """Every cache listed (or its member given up on for now) and nothing queued: the start-up is over."""
+        return (all(informer.synced.is_set() for informer in self.host_informers)
+                and all(member.synced_or_failed for member in self.members()) and len(self.queue) == 0)
 
     def may_write(self) -> bool:
         """Checked by every write the reconciler sends: leading, with a lease renewed in time."""

@@ -63,6 +63,7 @@ class EventRecorder:
         self._stopping = threading.Event()
         self._deadline = float("inf")
         self._thread = threading.Thread(target=self._run, name="event-recorder", daemon=True)
+        metrics.events_pending.set_function(lambda: len(self._pending))
 
     # --- the reconcile side -------------------------------------------------------------------
 
