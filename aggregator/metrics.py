@@ -73,6 +73,12 @@ class AggregatorMetrics:
             f"{NAMESPACE}_events_dropped_total",
             "Events not posted: queue_full, refused (4xx), failed (no answer or 5xx after retries), shutdown",
             ["reason", "cause"], registry=r)
+        self.statuses_pending = Gauge(f"{NAMESPACE}_statuses_pending",
+                                      "Intent statuses decided and not written yet (they wait behind the answers)",
+                                      registry=r)
+        self.status_write_errors = Counter(f"{NAMESPACE}_status_write_errors_total",
+                                           "Intent status writes that failed (each is tried again)", ["kind"],
+                                           registry=r)
         self.events_pending = Gauge(f"{NAMESPACE}_events_pending", "Events waiting to be posted (bounded queue)",
                                     registry=r)
         self.leader = Gauge(f"{NAMESPACE}_leader", "1 while this replica holds the lease and writes", registry=r)

@@ -19,6 +19,7 @@ from aggregator.controller.delegations import Delegations
 from aggregator.controller.events import FLUSH_SECONDS, EventRecorder
 from aggregator.controller.members import MemberConnection
 from aggregator.controller.reconciler import Reconciler
+from aggregator.controller.statuses import DeferredStatuses
 from aggregator.health.latency import LatencyIndex
 from aggregator.health.quorum import Freshness, ReportIndex, Votes
 from aggregator.metrics import AggregatorMetrics
@@ -78,6 +79,7 @@ from fleetdns.workqueue import WorkQueue
 
 logger = logging.getLogger("aggregator.engine")
 DRAIN_SECONDS = 10.0  # SIGTERM: how long in-flight reconciles may finish (well inside a pod's 30 s)
+STATUS_FLUSH_SECONDS = 3.0  # SIGTERM: at least this long for the statuses still waiting, while leading
 MEMBER_SYNC_TIMEOUT = 60.0  # a member still busy after this long no longer holds up start-up
 # What an optional host kind that cannot be listed (403, 404) means; an intent kind's refusal names its CRD instead
 _REFUSED = {
@@ -163,6 +165,9 @@ class Engine:
         self.generator = Generator(self, host.fenced(self.may_write), sources, metrics, self.events,
                                    settings.namespace, settings.self_service_domain, settings.workers)
         self.reconciler.agreement = self.generator.agreement
+        # Statuses wait behind the answers while the work queue is busy (aggregator/controller/statuses.py)
+        self.statuses = DeferredStatuses(self.reconciler.write_status, lambda: len(self.queue) > 0, metrics)
+        self.reconciler.statuses = self.statuses
         # Delegated Domains: NS and glue for the parent zone (aggregator/controller/delegations.py)
         self.delegations = Delegations(self, host.fenced(self.may_write), metrics, self.events, settings.namespace)
         # Auto-discovery: the DiscoveryRules' claims on generated intents (aggregator/selfservice/discovery.py)
@@ -176,6 +181,7 @@ class Engine:
         if self.hostnames is not None:
             self.hostnames.start(self._enqueue_known, lambda key: self.intent(key) is not None)
         self.events.start()
+        self.statuses.start()
         for informer in self.host_informers:
             informer.start()
         self.generator.start()
@@ -204,6 +210,8 @@ class Engine:
         busy = sum(worker.is_alive() for worker in self._workers)
         if busy:
             logger.warning("reconciles still running at shutdown; abandoned", extra={"workers": busy})
+        self.statuses.flush(max(STATUS_FLUSH_SECONDS, deadline - time.monotonic()))  # still leading
+        self.statuses.stop()
         self.generator.stop()
         self.discovery.stop()
         self.set_leading(False)

@@ -21,6 +21,7 @@ from typing import Any, Protocol
 
 from aggregator.controller.dnsendpoints import DNSEndpoints
 from aggregator.controller.events import EventRecorder
+from aggregator.controller.statuses import ImmediateStatuses, StatusSink
 from aggregator.health.quorum import Votes
 from aggregator.metrics import AggregatorMetrics
 from aggregator.model import (
@@ -117,6 +118,8 @@ class Reconciler:
         self._last_status: dict[IntentKey, IntentStatus] = {}  # what this leader last wrote as status
         self._member_status: dict[str, MemberClusterStatus] = {}  # what this leader last wrote on MemberClusters
         self._view_status: dict[str, tuple[Condition, ...]] = {}  # what this leader last wrote on DNSViews
+        # Where decided statuses go: written at once here; the engine defers them behind the answers (statuses.py)
+        self.statuses: StatusSink = ImmediateStatuses(self.write_status)
 
     # --- what the engine asks -----------------------------------------------------------------
 
@@ -135,6 +138,7 @@ class Reconciler:
     def forget_writes(self) -> None:
         """Leadership gained: another replica may have written since, so the caches are the truth again."""
         self._last_status.clear()
+        self.statuses.clear()
         self.dns_endpoints.forget_writes()
         self._member_status.clear()
         self._view_status.clear()
@@ -210,16 +214,17 @@ class Reconciler:
         if self.guard is not None:
             self.guard.release(key)  # after the delete: whoever waits for its names publishes them next
         self.dns_endpoints.forget(key)
+        self.statuses.forget(key)
         self._conditions.pop(key, None)
         self._last_status.pop(key, None)
 
     def _report(self, key: IntentKey, source: Source[Any], uid: str, status: IntentStatus,
                 events: list[Event]) -> None:
-        """Write the status, then hand the events of its change to the recorder (it posts them in the background;
-        a repeat bumps its count)."""
+        """Hand the status to be written (``statuses``), then the events of its change to the recorder (it posts them
+        in the background; a repeat bumps its count)."""
         self._last_status[key] = status  # before the write: its watch event may arrive before we return
         try:
-            self._write_status(key, source, status)
+            self.statuses.submit(key, source, status)
         except KubeError:
             self._last_status.pop(key, None)
             raise
@@ -228,7 +233,8 @@ class Reconciler:
             self.events.record(involved, event.type, event.reason, event.message)
             logger.info("intent event", extra={"intent": str(key), "reason": event.reason, "detail": event.message})
 
-    def _write_status(self, key: IntentKey, source: Source[Any], status: IntentStatus) -> None:
+    def write_status(self, key: IntentKey, source: Source[Any], status: IntentStatus) -> None:
+        """The status subresource's write (a 404: the intent went meanwhile, its delete event cleans up)."""
         try:
             self.host.merge_patch(source.intent_resource.path(key.namespace, key.name, "status"),
                                   {"status": status.to_json()})
