@@ -42,13 +42,14 @@ def freeze_once_settled(settled: Callable[[], bool], stopping: threading.Event, 
     """Wait until ``settled`` holds twice in a row (caches listed, nothing queued), then move everything alive into
     the collector's permanent generation (``gc.freeze``): the caches listed at start-up, most of the heap, are then
     never walked again, so a full collection's pause scales with what changed since, not with the fleet. Objects
-    frozen are still freed when their last reference goes (caches hold no reference cycles). Run on a thread."""
+    frozen are still freed when their last reference goes (caches hold no reference cycles). No collection first:
+    on a heap that size one stops every thread for seconds (2.4 s measured at 2,000 intents), and the few cycles
+    frozen with the rest cost less. Run on a thread."""
     before = False
     while not stopping.wait(poll):
         now = settled()
         if now and before:
             started = time.perf_counter()
-            gc.collect()
             gc.freeze()
             logger.info("heap frozen for the garbage collector", extra={
                 "objects": gc.get_freeze_count(), "seconds": round(time.perf_counter() - started, 3)})
