@@ -256,10 +256,10 @@ def samples(text: str, name: str) -> dict[str, float]:
 
 
 def settled(aggregator: AggregatorProcess) -> bool:
-    """Nothing left to do: no intent queued, no Event waiting to be posted."""
+    """Nothing left to do: no intent queued, no status waiting to be written, no Event waiting to be posted."""
     text = aggregator.metrics()
-    return (samples(text, "fleetdns_aggregator_queue_depth").get("", 1) == 0
-            and samples(text, "fleetdns_aggregator_events_pending").get("", 1) == 0)
+    return all(samples(text, f"fleetdns_aggregator_{name}").get("", 1) == 0
+               for name in ("queue_depth", "statuses_pending", "events_pending"))
 
 
 def gc_pauses(aggregator: AggregatorProcess) -> dict[str, tuple[int, float, float]]:
