@@ -50,7 +50,7 @@ bench-webhook: tools ## webhook provider benchmarks (GET/POST /records, coredns 
 bench-webhook-body: tools ## one large POST: time and peak RSS by body size, up to --max-request-bytes
 	$(PY) -m bench.webhook_body
 
-bench-aggregator: tools ## aggregator benchmark (2,000 intents across 3 members)
+bench-aggregator: tools ## aggregator benchmark: 2,000 then 10,000 intents across 10 members (cold start, change p99, a member lost, RSS, GC pauses)
 	$(PY) -m bench.aggregator
 
 bench-failover: tools ## end-to-end failover time, FleetDNS's ExternalDNS setting vs its event mode

@@ -11,7 +11,7 @@ import gc
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Histogram
@@ -38,20 +38,23 @@ def watch_gc_pauses(registry: CollectorRegistry, namespace: str) -> Histogram:
     return pauses
 
 
-def freeze_once_settled(settled: Callable[[], bool], stopping: threading.Event, poll: float = 0.5) -> None:
-    """Wait until ``settled`` holds twice in a row (caches listed, nothing queued), then move everything alive into
-    the collector's permanent generation (``gc.freeze``): the caches listed at start-up, most of the heap, are then
-    never walked again, so a full collection's pause scales with what changed since, not with the fleet. Objects
-    frozen are still freed when their last reference goes (caches hold no reference cycles). No collection first:
-    on a heap that size one stops every thread for seconds (2.4 s measured at 2,000 intents), and the few cycles
-    frozen with the rest cost less. Run on a thread."""
-    before = False
-    while not stopping.wait(poll):
-        now = settled()
-        if now and before:
-            started = time.perf_counter()
-            gc.freeze()
-            logger.info("heap frozen for the garbage collector", extra={
-                "objects": gc.get_freeze_count(), "seconds": round(time.perf_counter() - started, 3)})
-            return
-        before = now
+def freeze_at(stages: Sequence[tuple[str, Callable[[], bool]]], stopping: threading.Event, poll: float = 0.5) -> None:
+    """At each stage in turn (a name and a condition that must hold twice in a row), move everything alive into the
+    collector's permanent generation (``gc.freeze``): what is alive then is never walked again, so a full
+    collection's pause scales with what changed since, not with the fleet. An aggregator freezes once its caches
+    have listed (the bulk of its heap: the start-up's own collections then skip it) and once start-up has settled.
+    Objects frozen are still freed when their last reference goes (caches hold no reference cycles). No collection
+    first: on a heap that size one stops every thread for seconds (2.4 s measured at 2,000 intents), and the few
+    cycles frozen with the rest cost less. Run on a thread."""
+    for stage, condition in stages:
+        before = False
+        while not stopping.wait(poll):
+            now = condition()
+            if now and before:
+                started = time.perf_counter()
+                gc.freeze()
+                logger.info("heap frozen for the garbage collector", extra={
+                    "stage": stage, "objects": gc.get_freeze_count(),
+                    "seconds": round(time.perf_counter() - started, 3)})
+                break
+            before = now

@@ -64,7 +64,7 @@ from fleetdns.apipaths import (
     host_cannot_read,
 )
 from fleetdns.dnsname import InvalidDNSNameError, normalize_name
-from fleetdns.gcpauses import freeze_once_settled
+from fleetdns.gcpauses import freeze_at
 from fleetdns.healthreport import (
     REGION_LABEL,
     HealthReport,
@@ -189,8 +189,8 @@ class Engine:
         threading.Thread(target=self._enqueue_when_synced, name="host-sync", daemon=True).start()
         self.connections.start()
         threading.Thread(target=self._watch_freshness, name="prober-freshness", daemon=True).start()
-        threading.Thread(target=freeze_once_settled, args=(self._settled, self._stopping), name="heap-freeze",
-                         daemon=True).start()
+        threading.Thread(target=freeze_at, args=([("caches listed", self._caches_listed), ("settled", self._settled)],
+                                                 self._stopping), name="heap-freeze", daemon=True).start()
         for index in range(self.settings.workers):
             worker = threading.Thread(target=self._work, name=f"worker-{index}", daemon=True)
             worker.start()
@@ -233,10 +233,14 @@ class Engine:
             return False, "member caches syncing: " + ", ".join(pending)
         return True, "leader" if self.leading.is_set() else "standby"
 
-    def _settled(self) -> bool:
-        """Every cache listed (or its member given up on for now) and nothing queued: the start-up is over."""
+    def _caches_listed(self) -> bool:
+        """Every cache listed (or its member given up on for now)."""
         return (all(informer.synced.is_set() for informer in self.host_informers)
-                and all(member.synced_or_failed for member in self.members()) and len(self.queue) == 0)
+                and all(member.synced_or_failed for member in self.members()))
+
+    def _settled(self) -> bool:
+        """Every cache listed and nothing queued: the start-up is over."""
+        return self._caches_listed() and len(self.queue) == 0
 
     def may_write(self) -> bool:
         """Checked by every write the reconciler sends: leading, with a lease renewed in time."""

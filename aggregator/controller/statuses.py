@@ -155,12 +155,14 @@ class DeferredStatuses:
         """The oldest status due now, taken out of the waiting ones; None to look again (after a wait)."""
         with self._cond:
             now = self._clock()
-            due = [(key, waiting) for key, waiting in self._pending.items() if waiting.not_before <= now]
-            if not due:
+            # oldest first; only a status being retried (put back at the end) is ever not due, so this stops at
+            # the first entry but after failures: a wake costs O(1) however many statuses wait
+            due = next(((key, waiting) for key, waiting in self._pending.items() if waiting.not_before <= now), None)
+            if due is None:
                 soonest = min((w.not_before for w in self._pending.values()), default=None)
                 self._cond.wait(None if soonest is None else max(0.0, soonest - now))
                 return None
-            key, waiting = due[0]
+            key, waiting = due
             if not self._flushing and now - waiting.since < self._max_defer and self._busy():
                 self._cond.wait(min(BUSY_POLL, self._max_defer - (now - waiting.since)))
                 return None
