@@ -189,8 +189,9 @@ class Engine:
         threading.Thread(target=self._enqueue_when_synced, name="host-sync", daemon=True).start()
         self.connections.start()
         threading.Thread(target=self._watch_freshness, name="prober-freshness", daemon=True).start()
-        threading.Thread(target=freeze_at, args=([("caches listed", self._caches_listed), ("settled", self._settled)],
-                                                 self._stopping), name="heap-freeze", daemon=True).start()
+        stages = [("caches listed", self._caches_listed), ("settled", self._settled)]
+        threading.Thread(target=freeze_at, args=(stages, self._stopping), kwargs={"pause_until_first": True},
+                         name="heap-freeze", daemon=True).start()
         for index in range(self.settings.workers):
             worker = threading.Thread(target=self._work, name=f"worker-{index}", daemon=True)
             worker.start()
