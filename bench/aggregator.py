@@ -569,7 +569,8 @@ def main() -> int:
         parser.error("--placement cannot exceed --members")
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="fleetdns-bench-agg-"))
     results = [run(Shape(size, args.members, args.placement, args.slices, args.endpoints, args.unselected),
-                   args.changes, workdir / f"intents-{size}", args.log_level, args.memray) for size in sizes]
+                   args.changes, workdir / f"run-{index + 1}-intents-{size}", args.log_level, args.memray)
+               for index, size in enumerate(sizes)]
     print(table(results), flush=True)
     if not args.no_doc:
         argv = " ".join(f"--{k.replace('_', '-')}={v}" for k, v in vars(args).items()
