@@ -565,6 +565,9 @@ def main() -> int:
                         help="run the aggregator under memray and print where its memory is at the high watermark")
     args = parser.parse_args()
     sizes = [int(size) for size in args.intents.split(",") if size.strip()]
+    if args.memray and not Path(sys.executable).with_name("memray").exists():
+        pip = Path(sys.executable).with_name("pip")
+        parser.error(f"--memray needs memray in this virtualenv: {pip} install memray")
     if args.placement > args.members:
         parser.error("--placement cannot exceed --members")
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="fleetdns-bench-agg-"))
