@@ -223,3 +223,19 @@ def test_the_sidecar_binds_every_block_to_the_addresses_given_and_refuses_what_i
         load_settings([*base, corefile, "--dns-bind=127.0.0.5,ns1"], environ={})
     with pytest.raises(ConfigError, match="--dns-bind.*needs --corefile"):
         load_settings([*base, "--dns-bind=127.0.0.5"], environ={})
+
+
+@pytest.mark.unit
+def test_fleetdns_corefile_renders_bind_in_every_block_or_names_the_bad_address(tmp_path):
+    import subprocess
+    import sys
+
+    out = tmp_path / "Corefile"
+    done = subprocess.run([sys.executable, "-m", "serving.corefile", "--bind=127.0.0.5", "-o", str(out)],
+                          capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    assert out.read_text().count("    bind 127.0.0.5\n") == 1  # no DNSView: the catch-all block only
+    refused = subprocess.run([sys.executable, "-m", "serving.corefile", "--bind=127.0.0.5,ns1.example.com"],
+                             capture_output=True, text=True, timeout=30)
+    assert refused.returncode == 2 and "--bind" in refused.stderr and "'ns1.example.com' is not an IP address" \
+        in refused.stderr, refused.stderr
