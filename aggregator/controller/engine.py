@@ -261,6 +261,7 @@ class Engine:
                 self._schedule_grace_expiry(member)
         else:
             self.leading.clear()
+            self.statuses.clear()  # whoever leads next decides and writes every status again
             self.metrics.leader.set(0)
 
     # --- what the reconciler reads (ReconcileInputs) ------------------------------------------

@@ -5,8 +5,9 @@ A reconcile writes the intent's DNSEndpoint itself (that is what clients get) an
 while the work queue still holds reconciles, at most ``MAX_DEFER`` seconds for the oldest status: when a member goes
 and thousands of answers must move, the host API server spends its capacity on DNSEndpoints first, and an intent
 decided three times in a row costs one status write. A write that fails is tried again, with backoff, until it
-succeeds, a newer status replaces it, the intent is gone (404) or this replica stops leading: the reconciler's
-record of what it decided stays true, so it never needs to decide again to get the status out.
+succeeds, a newer status replaces it, the intent is gone (404) or this replica stops leading (``clear``; a write
+refused because the lease was renewed late is tried again like any other): the reconciler's record of what it
+decided stays true, so it never needs to decide again to get the status out.
 ``ImmediateStatuses`` writes in the reconcile's own thread and raises what the write raises (tests of the decisions
 read the status as soon as the reconcile returns).
 
@@ -27,7 +28,7 @@ from typing import Any, Protocol
 from aggregator.metrics import AggregatorMetrics
 from aggregator.model import IntentKey, IntentStatus
 from aggregator.sources.base import Source
-from fleetdns.kubeapi import KubeError, NotLeaderError
+from fleetdns.kubeapi import KubeError
 
 logger = logging.getLogger("aggregator.statuses")
 MAX_DEFER = 5.0  # seconds the oldest status may wait for a busy work queue
@@ -178,10 +179,8 @@ class DeferredStatuses:
             key, waiting = taken
             try:
                 self._write(key, waiting.source, waiting.status)
-            except NotLeaderError:
-                self.clear()  # leadership is being lost; whoever leads next writes every status again
-            except KubeError as error:
-                self._failed(key, waiting, error)
+            except KubeError as error:  # a refused write too: a lease renewed late refuses writes for a moment,
+                self._failed(key, waiting, error)  # and a replica that lost the lease is cleared (``clear``)
             except Exception as error:  # noqa: BLE001 - a writer thread must not die; tried again like a refusal
                 self._failed(key, waiting, error)
             finally:
