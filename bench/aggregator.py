@@ -379,11 +379,11 @@ def run(shape: Shape, changes: int, workdir: Path, log_level: str = "warning", m
             code = aggregator.stop()
             progress(f"  aggregator stopped (exit code {code})")
         fleet.stop()
-    if memray:
-        summary = subprocess.run([str(Path(sys.executable).with_name("memray")), "summary", "-r", "25",
-                                  str(workdir / "aggregator.memray")], capture_output=True, text=True, check=False,
-                                 env={**os.environ, "COLUMNS": "200"})
-        print(summary.stdout or summary.stderr, flush=True)
+        if memray and aggregator is not None:  # where the memory was at the high watermark, by function
+            summary = subprocess.run([str(Path(sys.executable).with_name("memray")), "summary", "-r", "25",
+                                      str(workdir / "aggregator.memray")], capture_output=True, text=True,
+                                     check=False, env={**os.environ, "COLUMNS": "200"})
+            print(summary.stdout or summary.stderr, flush=True)
 
 
 def wait_until(condition: Callable[[], bool], timeout: float) -> bool:
