@@ -32,12 +32,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
+from bench.machine import cpu_seconds, machine, rss_mb
 from fleetdns.apipaths import DNS_ENDPOINTS, DOMAINS, ENDPOINT_SLICES, NAMESPACES, SERVICE_DNS_RECORDS, SERVICES
 from fleetdns.informer import Informer
 from fleetdns.kubeapi import KubeClient
 from rig import Fleet
 from rig.aggregator import AggregatorProcess, client_for
 from rig.binaries import REPO_ROOT
+from rig.scrape import scrape
+from rig.waiting import wait_for
 from rig.workloads import apply_crds, register_member
 
 MEMBER_NAMES = ("east", "west", "central", "north", "south", "paris", "tokyo", "sydney", "lima", "mumbai")
@@ -118,19 +121,21 @@ def answer(shape: Shape, app: int, ready: Callable[[int, int], bool], last: froz
     return frozenset(vip(member, app) for member in up)
 
 
-def slice_body(shape: Shape, name: str, index: int, ready: bool) -> dict[str, Any]:
+def slice_body(name: str, ready: bool, index: int = 1, endpoints: int = 1) -> dict[str, Any]:
+    """EndpointSlice ``<name>-<index>`` of Service ``name``: ``endpoints`` endpoints, all ready or none."""
     body = ENDPOINT_SLICES.manifest(f"{name}-{index}")
     body["metadata"]["labels"] = {"kubernetes.io/service-name": name}
-    endpoints = [{"addresses": [f"10.{200 + index}.{n // 250}.{n % 250 + 1}"], "conditions": {"ready": ready},
-                  "nodeName": f"node-{n % 7}", "zone": f"zone-{n % 3}"} for n in range(shape.endpoints)]
+    listed = [{"addresses": [f"10.{200 + index}.{n // 250}.{n % 250 + 1}"], "conditions": {"ready": ready},
+               "nodeName": f"node-{n % 7}", "zone": f"zone-{n % 3}"} for n in range(endpoints)]
     return {**body, "addressType": "IPv4", "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}],
-            "endpoints": endpoints}
+            "endpoints": listed}
 
 
 def set_ready(client: KubeClient, shape: Shape, name: str, ready: bool) -> None:
     """Every endpoint of every slice of the Service ready or not (the member is in the answer iff any is ready)."""
     for index in range(1, shape.slices + 1):
-        client.replace(ENDPOINT_SLICES.path(NAMESPACE, f"{name}-{index}"), slice_body(shape, name, index, ready))
+        client.replace(ENDPOINT_SLICES.path(NAMESPACE, f"{name}-{index}"),
+                       slice_body(name, ready, index, shape.endpoints))
 
 
 def create_member_objects(client: KubeClient, shape: Shape, member: int, pool: ThreadPoolExecutor) -> None:
@@ -147,7 +152,7 @@ def create_member_objects(client: KubeClient, shape: Shape, member: int, pool: T
         client.merge_patch(SERVICES.path(NAMESPACE, name, "status"),
                            {"status": {"loadBalancer": {"ingress": [{"ip": address}]}}})
         for index in range(1, shape.slices + 1):
-            client.create(ENDPOINT_SLICES.path(NAMESPACE), slice_body(shape, name, index, True))
+            client.create(ENDPOINT_SLICES.path(NAMESPACE), slice_body(name, True, index, shape.endpoints))
 
     list(pool.map(one, names))
 
@@ -227,54 +232,28 @@ class GlobalAnswers(EndpointWatch[frozenset[str]]):
         return sum(1 for name, want in expected.items() if self.answers.get(name) == want)
 
 
-class Process:
-    """The aggregator's CPU seconds and memory, from /proc."""
-
-    def __init__(self, pid: int) -> None:
-        self.pid = pid
-        self.ticks = os.sysconf("SC_CLK_TCK")
-
-    def cpu_seconds(self) -> float:
-        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / self.ticks  # utime, stime
-
-    def memory_mb(self, field_name: str) -> float:
-        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
-            if line.startswith(f"{field_name}:"):
-                return int(line.split()[1]) / 1024
-        return float("nan")
-
-
-def samples(text: str, name: str) -> dict[str, float]:
-    """The samples of metric ``name`` in a /metrics text, by their label text (``generation="2",le="0.5"``)."""
-    found: dict[str, float] = {}
-    for line in text.splitlines():
-        if line.startswith(name + "{") or line.startswith(name + " "):
-            head, _, value = line.rpartition(" ")
-            found[head[len(name):].strip("{}")] = float(value)
-    return found
+def metrics_url(aggregator: AggregatorProcess) -> str:
+    return f"http://127.0.0.1:{aggregator.port}/metrics"
 
 
 def settled(aggregator: AggregatorProcess) -> bool:
     """Nothing left to do: no intent queued, no status waiting to be written, no Event waiting to be posted."""
-    text = aggregator.metrics()
-    return all(samples(text, f"fleetdns_aggregator_{name}").get("", 1) == 0
+    found = scrape(metrics_url(aggregator))
+    return all(found.get(f"fleetdns_aggregator_{name}", 1) == 0
                for name in ("queue_depth", "statuses_pending", "events_pending"))
 
 
 def gc_pauses(aggregator: AggregatorProcess) -> dict[str, tuple[int, float, float]]:
     """Per generation: (collections, seconds in all, the longest pause's bucket bound) since the process started."""
-    text = aggregator.metrics()
-    counts = samples(text, "fleetdns_aggregator_gc_pause_seconds_count")
-    sums = samples(text, "fleetdns_aggregator_gc_pause_seconds_sum")
-    buckets = samples(text, "fleetdns_aggregator_gc_pause_seconds_bucket")
+    found, name = scrape(metrics_url(aggregator)), "fleetdns_aggregator_gc_pause_seconds"
     result = {}
     for generation in ("0", "1", "2"):
-        count = counts.get(f'generation="{generation}"', 0)
-        bounds = sorted((float(label.split('le="')[1].rstrip('"')), value) for label, value in buckets.items()
-                        if label.startswith(f'generation="{generation}"'))
-        longest = next((bound for bound, value in bounds if value >= count), float("inf"))
-        result[generation] = (int(count), sums.get(f'generation="{generation}"', 0.0), longest)
+        count = found.get(f'{name}_count{{generation="{generation}"}}', 0)
+        prefix = f'{name}_bucket{{generation="{generation}",le="'
+        bounds = sorted((float(key[len(prefix):].split('"')[0]), value) for key, value in found.items()
+                        if key.startswith(prefix))
+        longest = next((bound for bound, value in bounds if value >= count), float("inf")) if count else 0.0
+        result[generation] = (int(count), found.get(f'{name}_sum{{generation="{generation}"}}', 0.0), longest)
     return result
 
 
@@ -337,7 +316,6 @@ def run(shape: Shape, changes: int, workdir: Path, log_level: str = "warning", m
             aggregator.argv = [str(Path(sys.executable).with_name("memray")), "run", "--force", "-o",
                                str(workdir / "aggregator.memray"), *aggregator.argv]
         aggregator.start(timeout=180)
-        process = Process(aggregator.pid)
         result.ready_s = time.monotonic() - started
         last = [0.0]
 
@@ -351,20 +329,19 @@ def run(shape: Shape, changes: int, workdir: Path, log_level: str = "warning", m
         if not answers.wait(report, 600):
             raise SystemExit("cold start did not converge within 600 s")
         result.cold_s = time.monotonic() - started
-        result.cold_cpu_s = process.cpu_seconds()
-        result.rss_after_cold_mb = process.memory_mb("VmRSS")
+        result.cold_cpu_s = cpu_seconds(aggregator.pid)
+        result.rss_after_cold_mb = rss_mb(aggregator.pid, "VmRSS")
         progress(f"  cold start converged in {result.cold_s:.1f}s (ready after {result.ready_s:.1f}s), "
                  f"{result.cold_cpu_s:.1f} s CPU, RSS {result.rss_after_cold_mb:.0f} MB")
 
-        if not wait_until(lambda: settled(aggregator), 600):
-            raise SystemExit("the aggregator did not settle (statuses, Events) within 600 s of its cold start")
+        wait_for(lambda: settled(aggregator), 600, "the aggregator settled (statuses, Events)", interval=0.2)
         result.settled_s = time.monotonic() - started
         progress(f"  settled (every status written, every Event posted) after {result.settled_s:.1f}s")
-        cpu_before = process.cpu_seconds()
+        cpu_before = cpu_seconds(aggregator.pid)
         result.latencies = measure_changes(shape, members, answers, expected, down, changes)
-        result.changes_cpu_s = process.cpu_seconds() - cpu_before
+        result.changes_cpu_s = cpu_seconds(aggregator.pid) - cpu_before
         result.wave = member_lost(shape, members, answers, expected, down)
-        result.rss_mb = process.memory_mb("VmHWM")
+        result.rss_mb = rss_mb(aggregator.pid)
         result.writes = [line for line in aggregator.metrics().splitlines()
                          if line.startswith("fleetdns_aggregator_dnsendpoint_writes_total{")]
         result.gc = gc_pauses(aggregator)
@@ -384,15 +361,6 @@ def run(shape: Shape, changes: int, workdir: Path, log_level: str = "warning", m
                                       str(workdir / "aggregator.memray")], capture_output=True, text=True,
                                      check=False, env={**os.environ, "COLUMNS": "200"})
             print(summary.stdout or summary.stderr, flush=True)
-
-
-def wait_until(condition: Callable[[], bool], timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.2)
-    return True
 
 
 def measure_changes(shape: Shape, members: dict[str, KubeClient], answers: GlobalAnswers,
@@ -504,8 +472,6 @@ def table(results: Iterable[Result]) -> str:
 
 def write_doc(results: list[Result], argv: str) -> None:
     shape = results[0].shape
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
     writes = "\n".join(f"    {r.shape.intents:,} intents: {line}" for r in results for line in r.writes)
     kept = ""  # hand-written notes (the spread across runs, the profile) survive a re-run
     if DOC.exists() and "\n## Notes" in DOC.read_text():
@@ -513,7 +479,7 @@ def write_doc(results: list[Result], argv: str) -> None:
     DOC.write_text(f"""# Aggregator benchmark
 
 `make bench-aggregator` (`python -m bench.aggregator {argv}`), run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on
-{cpu}, {os.cpu_count()} CPUs shared with every API server and etcd of the run; Python {platform.python_version()},
+{machine()} (the CPUs shared with every API server and etcd of the run); Python {platform.python_version()},
 kube-apiserver v1.36.3. Each size on a fresh fleet, one after the other in the same run.
 
 ## Results

@@ -19,6 +19,15 @@ def machine() -> str:
     return f"{cpu}, {os.cpu_count()} CPUs, {mem_kb / 1024 / 1024:.1f} GiB RAM, {platform.platform()}"
 
 
+def rss_mb(pid: int, field: str = "VmHWM") -> float:
+    """Peak (VmHWM) or current (VmRSS) resident memory of a process, in MB."""
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith(f"{field}:"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no {field} for pid {pid}")
+
+
 def cpu_seconds(pid: int) -> float:
     """utime + stime of a process (/proc/PID/stat fields 14 and 15)."""
     with open(f"/proc/{pid}/stat") as stat:

@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench.machine import cpu_seconds
+from bench.machine import cpu_seconds, rss_mb
 from fleetdns.apipaths import NAMESPACES, SERVICE_DNS_RECORDS
 from fleetdns.healthcheck import HealthCheck, HttpGet, Scheme
 from fleetdns.kubeapi import KubeClient
@@ -47,14 +47,6 @@ def progress(text: str) -> None:
 
 def app_host(namespace: str, index: int) -> str:
     return f"app-{index:04d}.{namespace}.bench.example.com"
-
-
-def rss_mb(pid: int, field: str = "VmHWM") -> float:
-    """Peak (VmHWM) or current (VmRSS) resident memory of a process."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(f"{field}:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def create_apps(host: KubeClient, namespace: str, count: int, scheme: str, port: int, period: int) -> None:

@@ -9,6 +9,7 @@ through a watch on the host as ExternalDNS would see it) and the aggregator's pe
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import random
 import statistics
@@ -22,7 +23,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench.aggregator import EndpointWatch, os_cpus, peak_rss_mb, progress, slice_body
+from bench.aggregator import EndpointWatch, progress, slice_body
+from bench.machine import rss_mb
 from fleetdns.apipaths import (
     DOMAINS,
     ENDPOINT_SLICES,
@@ -258,7 +260,7 @@ def run(count: int, kinds: list[str], changes: int, workdir: Path, log_level: st
 
         annotation_latencies = measure_annotation_changes(members, answers, expected, apps, changes)
         readiness_latencies = measure_readiness_changes(members, answers, expected, apps, changes)
-        rss = peak_rss_mb(aggregator.pid)
+        rss = rss_mb(aggregator.pid)
         progress(f"peak RSS {rss:.0f} MB")
         return {"count": count, "kinds": kinds, "members": len(MEMBERS), "ready_s": ready_s, "cold_s": cold_s,
                 "annotation": summary(annotation_latencies), "readiness": summary(readiness_latencies),
@@ -385,7 +387,8 @@ From the aggregator's /metrics at the end:
 - Readiness change: {r['n']} sequential flips of one random member's EndpointSlice of one random app's backend;
   the clock stops when the answer gains or loses that member's address.
 - Peak RSS: `VmHWM` of the aggregator process at the end of the run.
-- Machine: {cpu}, {platform.machine()}, {os_cpus()} CPUs shared with the API servers and etcds, {mem_gb:.0f} GB RAM;
+- Machine: {cpu}, {platform.machine()}, {os.cpu_count()} CPUs shared with the API servers and etcds,
+  {mem_gb:.0f} GB RAM;
   Python {platform.python_version()}.
 """)
     progress(f"results written to {DOC.relative_to(REPO_ROOT)}")

@@ -34,7 +34,7 @@ import dns.rdatatype
 import yaml
 from kubernetes import client, utils
 
-from bench.machine import cpu_seconds, machine
+from bench.machine import cpu_seconds, machine, rss_mb
 from fleetdns.skydns.store import EtcdStore
 from rig import CoreDNS, EtcdServer, ExternalDNS, KubeAPIServer
 from rig.binaries import REPO_ROOT, binary
@@ -78,14 +78,6 @@ class RawGet:
 
     def close(self) -> None:
         self.connection.close()
-
-
-def peak_rss_mb(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    raise RuntimeError(f"no VmHWM for pid {pid}")
 
 
 @dataclass
@@ -171,7 +163,7 @@ def bench_records(etcd: EtcdServer, workdir: Path, results: Results, args: argpa
         results.poll_cpu_s = cpu_seconds(pid) - cpu_before
         progress(f"webhook CPU: {results.poll_cpu_s:.2f} s over {results.poll_wall_s:.0f} s "
                  f"({results.poll_cpu_s / results.poll_wall_s:.1%} of a core, {results.poll_count} GETs)")
-        results.get_rss_mb = peak_rss_mb(pid)
+        results.get_rss_mb = rss_mb(pid)
         progress(f"webhook peak RSS {results.get_rss_mb:.0f} MB")
         bench_direct_reads(etcd, workdir, seeded, results, args.get_runs)
         began = time.perf_counter()

@@ -97,7 +97,7 @@ class DeferredStatuses:
         self._writing = 0
         self._threads = [threading.Thread(target=self._run, name=f"status-writer-{n}", daemon=True)
                          for n in range(threads)]
-        metrics.statuses_pending.set_function(lambda: len(self._pending) + self._writing)
+        metrics.statuses_pending.set_function(self.pending)
 
     def start(self) -> DeferredStatuses:
         for thread in self._threads:
