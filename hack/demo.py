@@ -168,7 +168,7 @@ def timed(federation: Federation, summary: Summary, label: str, action: Callable
             client = DNSClient(subnet=asker.subnet if asker else None)
             client_seconds = seconds + federation.wait_for_client_answer(name, expected, timeout + RECORD_TTL,
                                                                          asker=client, resolver=resolver)
-    except TimeoutError as error:
+    except (TimeoutError, AssertionError) as error:  # the regions (TimeoutError), a resolver's client (wait_for)
         raise SystemExit(f"demo failed: {error}") from error
     shown = ({region: sorted(values) for region, values in expected.items()} if isinstance(expected, dict)
              else sorted(expected))

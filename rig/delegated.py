@@ -11,6 +11,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
+import dns.exception
+import dns.message
+import dns.query
+import dns.rdatatype
 from kubernetes import client
 
 from fleetdns.apipaths import DOMAINS
@@ -19,6 +23,7 @@ from rig.ports import DNS_PORT, free_loopback_address
 from rig.process import stop_together
 from rig.region import Region
 from rig.unbound import Unbound
+from rig.waiting import wait_for
 from rig.workloads import create_load_balancer_service, ensure_namespace, set_load_balancer_status
 
 ZONE = "gslb.example.com"
@@ -26,6 +31,7 @@ SYSTEM = "fleetdns-system"
 CORE_DNS = "fleetdns-coredns"  # the regions' CoreDNS Service, as the chart names it
 DOMAIN = "gslb"
 DELEGATION_TTL = 60
+REFERRAL_TIMEOUT = 120.0  # the delegation through the aggregator and the parent's ExternalDNS, on a loaded machine
 CLIENTS = "clients"  # the resolver every client without one of its own asks
 
 
@@ -54,12 +60,28 @@ class Delegation:
             create_load_balancer_service(api, SYSTEM, CORE_DNS, port=DNS_PORT)
             set_load_balancer_status(api, SYSTEM, CORE_DNS, ips=[self.nameserver_address(member)])  # the cloud's part
         self.parent = Region.parent("parent", self.parent_zone, host_kubeconfig, self.workdir / "parent").start()
-        self.add_resolver(CLIENTS)
         ensure_namespace(host, SYSTEM)
         nameservers = [{"name": f"ns-{member}", "member": member, "service": f"{SYSTEM}/{CORE_DNS}"}
                        for member in members]
         KubeClient(host).create(DOMAINS.path(SYSTEM), DOMAINS.manifest(DOMAIN, spec={
             "domain": self.zone, "delegation": {"ttl": DELEGATION_TTL, "nameservers": nameservers}}))
+        # Clients only once the parent refers the zone to every region: a resolver asking before would cache the
+        # parent's NXDOMAIN for the negative TTL (31 s seen on a loaded machine)
+        wait_for(lambda: self._referred() == {f"ns-{member}.{self.zone}." for member in members}, REFERRAL_TIMEOUT,
+                 f"the parent {self.parent_zone} referring {self.zone} to every region, with glue")
+        self.add_resolver(CLIENTS)
+
+    def _referred(self) -> set[str]:
+        """The nameservers the parent refers the zone to, those with glue (none while it does not refer it)."""
+        assert self.parent is not None and self.parent.coredns is not None
+        try:
+            response = dns.query.udp(dns.message.make_query(self.zone, "NS"), self.parent.coredns.host,
+                                     port=self.parent.coredns.port, timeout=1)
+        except (dns.exception.Timeout, OSError):
+            return set()
+        glued = {rrset.name.to_text() for rrset in response.additional if rrset.rdtype == dns.rdatatype.A}
+        return {rr.to_text() for rrset in response.authority if rrset.rdtype == dns.rdatatype.NS
+                for rr in rrset} & glued
 
     def add_resolver(self, name: str, *, outgoing: str = "", client_subnet: bool = False) -> Unbound:
         """Another resolver starting at the parent (Unbound's ``outgoing`` address and ``client_subnet``)."""

@@ -352,18 +352,10 @@ class Federation:
         ``name``: the regions' answer plus what the resolver still holds in its cache (the record's TTL)."""
         resolver = resolver or self.resolver
         started = time.monotonic()
-        seen: set[str] | None = None
-        while time.monotonic() - started < timeout:
-            try:
-                seen = resolver.resolve(name, rdtype, asker=asker, timeout=1)[0]
-            except (dns.exception.Timeout, OSError):
-                seen = None
-            if seen == expected:
-                return time.monotonic() - started
-            time.sleep(0.05)
-        raise TimeoutError(f"a client {asker or DNSClient()} behind {resolver.name} should get {rdtype} "
-                           f"{sorted(expected)} for {name} within {timeout}s, got "
-                           f"{sorted(seen) if seen is not None else '(no reply)'}")
+        wait_for(lambda: resolver.resolve(name, rdtype, asker=asker, timeout=1)[0] == expected, timeout,
+                 f"a client {asker or DNSClient()} behind {resolver.name} getting {rdtype} {sorted(expected)} for "
+                 f"{name}", interval=0.05)
+        return time.monotonic() - started
 
     def _answers_or_none(self, region: str, name: str, rdtype: str, asker: DNSClient | None) -> set[str] | None:
         try:
